@@ -1,0 +1,284 @@
+/*
+ * statsprof.h — a deterministic profiler for hosts that embed CPython.
+ *
+ * A host creates one profiler (an opaque `statsprof*`), starts it, calls
+ * statsprof_tick() from its main loop, and receives timestamped snapshots
+ * shaped like Python's pstats.StatsProfile through sinks (a JSON-lines file,
+ * a callback, ...). This is the only public header.
+ *
+ * Threading: unless a function says otherwise, call it from a thread that
+ * holds the GIL, on the interpreter the profiler was started on.
+ * Errors: functions return 0 on success and a negative STATSPROF_E* code on
+ * failure; statsprof_errmsg() then describes what was wrong.
+ */
+#ifndef STATSPROF_H
+#define STATSPROF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define STATSPROF_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define STATSPROF_API __attribute__((visibility("default")))
+#else
+#define STATSPROF_API
+#endif
+
+#define STATSPROF_VERSION_MAJOR 0
+#define STATSPROF_VERSION_MINOR 1
+#define STATSPROF_VERSION_PATCH 0
+#define STATSPROF_VERSION_HEX                                        \
+  ((STATSPROF_VERSION_MAJOR << 16) | (STATSPROF_VERSION_MINOR << 8) | \
+   STATSPROF_VERSION_PATCH)
+#define STATSPROF_VERSION_STRING "0.1.0"
+
+/* The runtime library's STATSPROF_VERSION_HEX; compare with the header's. */
+STATSPROF_API unsigned statsprof_version(void);
+
+/* ---- Errors ---------------------------------------------------------- */
+
+/* Every error, once: XX(name, code, text). */
+#define STATSPROF_ERRNO_MAP(XX)                                     \
+  XX(OK, 0, "success")                                              \
+  XX(EINVAL, -1, "invalid argument")                                \
+  XX(ENOMEM, -2, "out of memory")                                   \
+  XX(ECONFIG, -3, "invalid configuration")                          \
+  XX(EIO, -4, "input/output error")                                 \
+  XX(ESTATE, -5, "operation not valid in the profiler's state")     \
+  XX(ENOPYTHON, -6, "the Python interpreter is not initialized")    \
+  XX(ESINK, -7, "a sink failed")                                    \
+  XX(EPYTHON, -8, "a Python API call failed")
+
+typedef enum statsprof_error_code {
+#define STATSPROF__ERR_ENUM(name, code, text) STATSPROF_##name = code,
+  STATSPROF_ERRNO_MAP(STATSPROF__ERR_ENUM)
+#undef STATSPROF__ERR_ENUM
+} statsprof_error_code;
+
+/* Static text for an error code ("out of memory"); never NULL. */
+STATSPROF_API const char *statsprof_strerror(int err);
+/* The code's name ("STATSPROF_ENOMEM"); never NULL. */
+STATSPROF_API const char *statsprof_err_name(int err);
+
+/* ---- The profiler handle --------------------------------------------- */
+
+typedef struct statsprof statsprof;
+
+/*
+ * Creates a profiler from a config string (NULL or "" for defaults):
+ * `key=value` pairs separated by ';', e.g.
+ *   "interval=1s;clock=wall;sink=jsonl:out/prof.jsonl;sink=stderr".
+ * Keys are documented in README.md. Sinks named in the config are opened
+ * here, so an unwritable path fails now, not later.
+ * On success stores the handle in *out and returns 0. On failure stores NULL
+ * and returns an error code; statsprof_errmsg(NULL) then gives a message
+ * naming the offending text (per calling thread, until the next call).
+ * Does not need the GIL or an initialized interpreter.
+ */
+STATSPROF_API int statsprof_create(const char *config, statsprof **out);
+
+/*
+ * Stops (if started), flushes and closes every sink, and frees the profiler.
+ * Accepts NULL. Call with the GIL held if the interpreter is still running;
+ * after Py_Finalize it may be called without it.
+ */
+STATSPROF_API void statsprof_destroy(statsprof *p);
+
+/*
+ * The detailed message of the last failed call on `p`, or for p == NULL of
+ * the last failed statsprof_create/statsprof_from_env on this thread.
+ * Never NULL; "" when there was no error. Valid until the next call on `p`.
+ */
+STATSPROF_API const char *statsprof_errmsg(const statsprof *p);
+
+/*
+ * Installs the profile function (PyEval_SetProfile) on every thread state
+ * of the current interpreter, and arranges for threads started later from
+ * Python (threading) to be profiled too. Threads a host creates later in C
+ * are picked up at each statsprof_tick/snapshot, or at once with
+ * statsprof_attach_thread(). Requires the GIL. Starting twice is a no-op.
+ */
+STATSPROF_API int statsprof_start(statsprof *p);
+
+/*
+ * Removes the profile function from every thread, closing frames that were
+ * entered and never returned (as cProfile's disable does), and emits a last
+ * delta record to the sinks if anything happened since the last one.
+ * Requires the GIL while the interpreter runs. Stopping twice is a no-op.
+ */
+STATSPROF_API int statsprof_stop(statsprof *p);
+
+/* Nonzero while started. */
+STATSPROF_API int statsprof_is_running(const statsprof *p);
+
+/*
+ * Installs the profile function on the calling thread's state now (for a C
+ * thread that entered Python with PyGILState_Ensure). Requires the GIL.
+ */
+STATSPROF_API int statsprof_attach_thread(statsprof *p);
+
+/* Forgets all counts (not the sinks); the next delta starts from zero. GIL. */
+STATSPROF_API int statsprof_reset(statsprof *p);
+
+/* ---- Snapshots: pstats-shaped ---------------------------------------- */
+
+/* One caller edge of a function: how often `caller` called it (cProfile's
+ * subentry). Times in seconds. */
+typedef struct statsprof_caller_profile {
+  const char *function_name;
+  const char *file_name;
+  int line_number;
+  uint64_t ncalls;          /* total calls along this edge */
+  uint64_t primitive_calls; /* calls that were not recursive on this edge */
+  double tottime;
+  double cumtime;
+} statsprof_caller_profile;
+
+/* One function, field for field as pstats.FunctionProfile (plus the counts
+ * as numbers and the callers). Functions are keyed by (file, line, name).
+ * C functions are named as cProfile names them, with file "~" and line 0. */
+typedef struct statsprof_function_profile {
+  const char *function_name;
+  const char *file_name;
+  int line_number;
+  uint64_t ncalls;          /* total calls */
+  uint64_t primitive_calls; /* calls not induced by recursion */
+  double tottime;           /* seconds in the function itself */
+  double percall_tottime;   /* tottime / ncalls, -1 when ncalls == 0 */
+  double cumtime;           /* seconds including callees, recursion once */
+  double percall_cumtime;   /* cumtime / primitive_calls, -1 when 0 */
+  size_t ncallers;
+  statsprof_caller_profile *callers;
+} statsprof_function_profile;
+
+typedef enum statsprof_snapshot_mode {
+  STATSPROF_CUMULATIVE = 0, /* everything since start (or reset) */
+  STATSPROF_DELTA = 1       /* only what happened since the last delta */
+} statsprof_snapshot_mode;
+
+/* A snapshot: pstats.StatsProfile plus when and what it covers. Immutable
+ * once made; owned by whoever received it from statsprof_snapshot. */
+typedef struct statsprof_stats_profile {
+  double total_tt; /* sum of tottime over all functions, seconds */
+  size_t nfunc_profiles;
+  statsprof_function_profile *func_profiles;
+
+  statsprof_snapshot_mode mode;
+  int64_t start_ns;  /* wall clock, ns since the epoch: interval start */
+  int64_t end_ns;    /* wall clock, ns since the epoch: interval end */
+  uint64_t seq;      /* 1, 2, 3, ... per profiler */
+  int64_t pid;
+  uint64_t dropped;  /* records dropped before this one (queue full) */
+  uint64_t overflow_functions; /* functions folded into the overflow entry */
+} statsprof_stats_profile;
+
+/*
+ * Takes a snapshot. STATSPROF_DELTA covers what happened since the previous
+ * delta snapshot (or start) and moves that mark; STATSPROF_CUMULATIVE covers
+ * everything since start and moves nothing. Frames still running are not in
+ * it until they return (as in cProfile). Requires the GIL. The caller owns
+ * *out and frees it with statsprof_stats_profile_free.
+ */
+STATSPROF_API int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode,
+                                     statsprof_stats_profile **out);
+
+/* Frees a snapshot. Accepts NULL. Any thread, no GIL needed. */
+STATSPROF_API void statsprof_stats_profile_free(statsprof_stats_profile *s);
+
+/*
+ * Call from the host's main loop (e.g. once per frame). When the configured
+ * interval has elapsed since the last record, takes a delta snapshot and
+ * emits it to every sink; otherwise returns at once (a clock read and a
+ * compare). Also attaches thread states created since the last tick.
+ * Returns 1 when a record was emitted, 0 when none was due, <0 on error
+ * (a failing sink is reported here but does not stop the others).
+ * Requires the GIL.
+ */
+STATSPROF_API int statsprof_tick(statsprof *p);
+
+/* Takes a delta snapshot now and emits it, whatever the interval. GIL. */
+STATSPROF_API int statsprof_emit_now(statsprof *p);
+
+/* ---- Sinks ------------------------------------------------------------- */
+
+/*
+ * A sink receives every record. Fill a static const ops struct with
+ * designated initializers; `version` is STATSPROF_SINK_VERSION, and methods
+ * are only ever appended behind it. Methods may be NULL except emit.
+ *
+ * Threading: emit, flush and close are called one at a time per profiler,
+ * from the thread that emits (today the host's thread inside
+ * statsprof_tick/emit_now/stop/destroy). A sink must not assume it holds the
+ * GIL, must not call Python, and must not call into the profiler.
+ * `close` is called once, also when an emit failed; never after a failed add.
+ */
+#define STATSPROF_SINK_VERSION 1
+
+typedef struct statsprof_sink_ops {
+  int version;
+  const char *name; /* for error messages: "jsonl", "my-logger", ... */
+  /* Receives a record it does not own (valid during the call only).
+   * Returns 0, or nonzero on failure: the failure is counted and logged,
+   * the other sinks still get the record. */
+  int (*emit)(void *ctx, const statsprof_stats_profile *rec);
+  int (*flush)(void *ctx);
+  void (*close)(void *ctx);
+} statsprof_sink_ops;
+
+/*
+ * Adds a host sink. `ops` must stay valid until the profiler is destroyed;
+ * `ctx` is passed back to every method. Any thread holding the GIL.
+ */
+STATSPROF_API int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops,
+                                     void *ctx);
+
+/*
+ * Opens a sink named in a config string (`sink=NAME:ARG`): stores the ops and
+ * the instance context, or returns nonzero after writing a message that names
+ * what was wrong (e.g. the path and the OS error) into err[errlen].
+ * `arg` is the text after ':' or NULL.
+ */
+typedef int (*statsprof_sink_open_fn)(const char *arg, const statsprof_sink_ops **ops,
+                                      void **ctx, char *err, size_t errlen);
+
+/*
+ * Makes a host sink available by name to config strings, exactly like the
+ * built-in ones (jsonl, stderr, ...). Names are letters, digits, '_' and '-'.
+ * Registering an existing name replaces it. Any thread; process-wide.
+ */
+STATSPROF_API int statsprof_register_sink(const char *name, statsprof_sink_open_fn open);
+
+/* Number of records a sink failed to take, summed over all sinks. */
+STATSPROF_API uint64_t statsprof_sink_errors(const statsprof *p);
+
+/* ---- Enable from the environment -------------------------------------- */
+
+/*
+ * "Profiling from a config flag": reads the environment variable `name`
+ * (NULL means "STATSPROF"). When it is unset or empty returns NULL and
+ * installs nothing: zero cost. Otherwise creates a profiler from its value
+ * ("1" or "on" means defaults) and starts it; on error prints the message to
+ * stderr, returns NULL and leaves the host running (statsprof_errmsg(NULL)
+ * keeps the message). Requires the GIL (an initialized interpreter).
+ */
+STATSPROF_API statsprof *statsprof_from_env(const char *name);
+
+/* ---- Formatting helpers ------------------------------------------------ */
+
+/*
+ * Writes `rec` as one JSON line (with the trailing '\n') into a buffer that
+ * the caller frees with free(). Returns 0 and sets *out/*len, or an error.
+ * Any thread; no GIL needed.
+ */
+STATSPROF_API int statsprof_format_jsonl(const statsprof_stats_profile *rec,
+                                         char **out, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STATSPROF_H */

@@ -1,0 +1,182 @@
+/* config.c — the config string: `key=value` pairs separated by ';'.
+ * Parsed once into a plain struct; every message quotes the bad text and
+ * gives its offset, so a host can point at the exact spot. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void statsprof__config_defaults(statsprof__config *c) {
+  memset(c, 0, sizeof *c);
+  c->interval_ns = 1000000000;
+  c->clock = STATSPROF__CLOCK_WALL;
+  c->builtins = 1;
+  c->max_functions = 100000;
+}
+
+void statsprof__config_free(statsprof__config *c) {
+  for (size_t i = 0; i < c->nsinks; i++) {
+    free(c->sinks[i].name);
+    free(c->sinks[i].arg);
+  }
+  c->nsinks = 0;
+}
+
+int64_t statsprof__parse_duration(const char *s) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || errno || v < 0 || v != v) return -1;
+  double scale;
+  if (!strcmp(end, "ns")) scale = 1;
+  else if (!strcmp(end, "us")) scale = 1e3;
+  else if (!strcmp(end, "ms")) scale = 1e6;
+  else if (!strcmp(end, "s")) scale = 1e9;
+  else if (!strcmp(end, "m")) scale = 60e9;
+  else if (!strcmp(end, "h")) scale = 3600e9;
+  else return -1;
+  if (v * scale > 9.2e18) return -1;
+  return (int64_t)(v * scale + 0.5);
+}
+
+static int parse_bool(const char *v) {
+  static const char *yes[] = {"1", "on", "true", "yes"}, *no[] = {"0", "off", "false", "no"};
+  for (int i = 0; i < 4; i++) {
+    if (!strcmp(v, yes[i])) return 1;
+    if (!strcmp(v, no[i])) return 0;
+  }
+  return -1;
+}
+
+static char *dup_range(const char *s, size_t n) {
+  char *d = malloc(n + 1);
+  if (d) {
+    memcpy(d, s, n);
+    d[n] = 0;
+  }
+  return d;
+}
+
+/* Trims [*b, *e) of white space. */
+static void trim(const char **b, const char **e) {
+  while (*b < *e && isspace((unsigned char)**b)) (*b)++;
+  while (*e > *b && isspace((unsigned char)(*e)[-1])) (*e)--;
+}
+
+typedef struct {
+  char *err;
+  size_t errlen;
+  const char *text; /* whole config, for offsets */
+} parse_ctx;
+
+static int fail(parse_ctx *pc, const char *at, const char *fmt, const char *item, const char *detail) {
+  char what[256];
+  snprintf(what, sizeof what, fmt, item, detail ? detail : "");
+  snprintf(pc->err, pc->errlen, "config: %s (at offset %ld)", what, (long)(at - pc->text));
+  return STATSPROF_ECONFIG;
+}
+
+static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const char *val,
+                   const char *at, unsigned *seen) {
+  static const char *keys[] = {"interval", "clock", "builtins", "max_functions", "sink"};
+  int k = -1;
+  for (int i = 0; i < 5; i++)
+    if (!strcmp(key, keys[i])) k = i;
+  if (k < 0)
+    return fail(pc, at, "unknown key '%s'%s; known keys: interval, clock, builtins, max_functions, sink",
+                key, NULL);
+  if (k != 4 && (*seen & (1u << k))) return fail(pc, at, "duplicate key '%s'%s", key, NULL);
+  *seen |= 1u << k;
+  if (!*val) return fail(pc, at, "key '%s' has an empty value%s", key, NULL);
+
+  switch (k) {
+    case 0: {
+      int64_t ns = statsprof__parse_duration(val);
+      if (ns < 0)
+        return fail(pc, at, "bad duration '%s' for interval%s (use e.g. 500ms, 1s, 2m)", val, NULL);
+      c->interval_ns = ns;
+      return 0;
+    }
+    case 1:
+      if (!strcmp(val, "wall")) c->clock = STATSPROF__CLOCK_WALL;
+      else if (!strcmp(val, "cpu")) c->clock = STATSPROF__CLOCK_CPU;
+      else return fail(pc, at, "bad clock '%s'%s (use wall or cpu)", val, NULL);
+      return 0;
+    case 2: {
+      int b = parse_bool(val);
+      if (b < 0) return fail(pc, at, "bad value '%s' for builtins%s (use on or off)", val, NULL);
+      c->builtins = b;
+      return 0;
+    }
+    case 3: {
+      char *end;
+      errno = 0;
+      unsigned long long n = strtoull(val, &end, 10);
+      if (*end || errno || n < 1 || n > 100000000 || val[0] == '-')
+        return fail(pc, at, "bad max_functions '%s'%s (a whole number from 1 to 100000000)", val, NULL);
+      c->max_functions = (uint32_t)n;
+      return 0;
+    }
+    default: {
+      if (c->nsinks == STATSPROF__MAX_SINKS) return fail(pc, at, "too many sinks at '%s'%s", val, NULL);
+      const char *colon = strchr(val, ':');
+      size_t nlen = colon ? (size_t)(colon - val) : strlen(val);
+      if (nlen == 0) return fail(pc, at, "sink '%s' has no name%s (use NAME or NAME:ARG)", val, NULL);
+      for (size_t i = 0; i < nlen; i++)
+        if (!isalnum((unsigned char)val[i]) && val[i] != '_' && val[i] != '-')
+          return fail(pc, at, "bad sink name in '%s'%s (use NAME or NAME:ARG)", val, NULL);
+      if (colon && !colon[1]) return fail(pc, at, "sink '%s' has an empty argument after ':'%s", val, NULL);
+      statsprof__sink_spec *s = &c->sinks[c->nsinks];
+      s->name = dup_range(val, nlen);
+      s->arg = colon ? dup_range(colon + 1, strlen(colon + 1)) : NULL;
+      if (!s->name || (colon && !s->arg)) {
+        free(s->name);
+        free(s->arg);
+        snprintf(pc->err, pc->errlen, "config: out of memory");
+        return STATSPROF_ENOMEM;
+      }
+      c->nsinks++;
+      return 0;
+    }
+  }
+}
+
+int statsprof__config_parse(const char *text, statsprof__config *c, char *err, size_t errlen) {
+  statsprof__config_defaults(c);
+  if (!text) return 0;
+  parse_ctx pc = {err, errlen, text};
+  unsigned seen = 0;
+  const char *p = text;
+  while (*p) {
+    const char *end = strchr(p, ';');
+    if (!end) end = p + strlen(p);
+    const char *b = p, *e = end;
+    trim(&b, &e);
+    if (b < e) {
+      const char *eq = memchr(b, '=', (size_t)(e - b));
+      char item[256];
+      snprintf(item, sizeof item, "%.*s", (int)(e - b), b);
+      if (!eq) {
+        statsprof__config_free(c);
+        return fail(&pc, b, "'%s' is not key=value%s", item, NULL);
+      }
+      const char *kb = b, *ke = eq, *vb = eq + 1, *ve = e;
+      trim(&kb, &ke);
+      trim(&vb, &ve);
+      char *key = dup_range(kb, (size_t)(ke - kb)), *val = dup_range(vb, (size_t)(ve - vb));
+      int rc = key && val ? set_key(&pc, c, key, val, b, &seen) : STATSPROF_ENOMEM;
+      if (rc == STATSPROF_ENOMEM && !(key && val)) snprintf(err, errlen, "config: out of memory");
+      free(key);
+      free(val);
+      if (rc) {
+        statsprof__config_free(c);
+        return rc;
+      }
+    }
+    p = *end ? end + 1 : end;
+  }
+  return 0;
+}

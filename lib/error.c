@@ -1,0 +1,147 @@
+/* error.c — error codes, messages and the growable buffer used to format. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* statsprof_create has no handle to hold its message yet. */
+static _Thread_local char create_errmsg[STATSPROF__ERRLEN];
+
+const char *statsprof_strerror(int err) {
+  switch (err) {
+#define XX(name, code, text) \
+  case code:                 \
+    return text;
+    STATSPROF_ERRNO_MAP(XX)
+#undef XX
+  }
+  return "unknown error";
+}
+
+const char *statsprof_err_name(int err) {
+  switch (err) {
+#define XX(name, code, text) \
+  case code:                 \
+    return "STATSPROF_" #name;
+    STATSPROF_ERRNO_MAP(XX)
+#undef XX
+  }
+  return "STATSPROF_UNKNOWN";
+}
+
+const char *statsprof_errmsg(const statsprof *p) { return p ? p->errmsg : create_errmsg; }
+
+unsigned statsprof_version(void) { return STATSPROF_VERSION_HEX; }
+
+int statsprof__error(statsprof *p, int code, const char *fmt, ...) {
+  char *dst = p ? p->errmsg : create_errmsg;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(dst, STATSPROF__ERRLEN, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+void statsprof__log(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("statsprof: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static int buf_reserve(statsprof__buf *b, size_t extra) {
+  if (b->oom) return -1;
+  if (b->len + extra + 1 <= b->cap) return 0;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + extra + 1) cap *= 2;
+  char *d = realloc(b->data, cap);
+  if (!d) {
+    b->oom = 1;
+    return -1;
+  }
+  b->data = d;
+  b->cap = cap;
+  return 0;
+}
+
+void statsprof__buf_put(statsprof__buf *b, const char *s, size_t n) {
+  if (buf_reserve(b, n)) return;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  b->data[b->len] = 0;
+}
+
+void statsprof__buf_puts(statsprof__buf *b, const char *s) { statsprof__buf_put(b, s, strlen(s)); }
+
+void statsprof__buf_printf(statsprof__buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char small[128];
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n < sizeof small) {
+    statsprof__buf_put(b, small, (size_t)n);
+    return;
+  }
+  if (buf_reserve(b, (size_t)n)) return;
+  va_start(ap, fmt);
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+/* JSON string: escapes quotes, backslashes and control characters; UTF-8
+ * passes through. Invalid UTF-8 bytes become U+FFFD so the line stays valid. */
+void statsprof__buf_json_string(statsprof__buf *b, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)(s ? s : "");
+  statsprof__buf_put(b, "\"", 1);
+  while (*p) {
+    unsigned char c = *p;
+    const unsigned char *run = p;
+    while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') p++;
+    if (p > run) {
+      statsprof__buf_put(b, (const char *)run, (size_t)(p - run));
+      continue;
+    }
+    c = *p;
+    if (c == '"' || c == '\\') {
+      char e[2] = {'\\', (char)c};
+      statsprof__buf_put(b, e, 2);
+      p++;
+    } else if (c < 0x20) {
+      const char *named = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+      if (named) {
+        statsprof__buf_put(b, named, 2);
+      } else {
+        char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        statsprof__buf_put(b, e, 6);
+      }
+      p++;
+    } else {
+      /* Validate one UTF-8 sequence. */
+      size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
+      size_t i = 1;
+      while (n && i < n && (p[i] & 0xC0) == 0x80) i++;
+      if (n && i == n) {
+        statsprof__buf_put(b, (const char *)p, n);
+        p += n;
+      } else {
+        statsprof__buf_put(b, "\\ufffd", 6);
+        p++;
+      }
+    }
+  }
+  statsprof__buf_put(b, "\"", 1);
+}
+
+void statsprof__ncalls_text(char *out, size_t n, uint64_t total, uint64_t primitive) {
+  if (total == primitive)
+    snprintf(out, n, "%llu", (unsigned long long)total);
+  else
+    snprintf(out, n, "%llu/%llu", (unsigned long long)total, (unsigned long long)primitive);
+}

@@ -1,0 +1,448 @@
+/* hook.c — the profile function and the per-thread state it runs on.
+ *
+ * The hot path is statsprof__hook -> enter/leave. It runs under the GIL,
+ * never raises, never calls back into Python and, once a function has been
+ * seen, never allocates: the entry comes from the code object's co_extra slot
+ * (or the C-function cache), the frame from the thread's preallocated stack.
+ *
+ * Each thread state carries its own statsprof__thread as the profile
+ * function's `obj` (c_profileobj), so the hook finds its stack with no lookup
+ * and the stack dies with the thread state. Counting mirrors CPython's
+ * _lsprof.c: a call is counted when it returns; cumulative time is added
+ * only at the outermost level of recursion of that function in that thread.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+/* The interpreter generation: bumped by Py_AtExit so that a profiler that
+ * outlives Py_Finalize knows its thread states and co_extra index are gone. */
+static uint64_t g_epoch = 1;
+static int g_atexit_registered;
+static Py_ssize_t g_extra_index = -1;
+static PyTypeObject *g_thread_type;
+
+static void on_python_exit(void) {
+  g_epoch++;
+  g_atexit_registered = 0;
+  g_extra_index = -1;
+  g_thread_type = NULL; /* freed with the interpreter */
+}
+
+uint64_t statsprof__epoch(void) { return g_epoch; }
+
+/* ---- per-thread state: a tiny heap type ------------------------------- */
+
+static void thread_unlink(statsprof__thread *t) {
+  statsprof *p = t->p;
+  if (!p) return;
+  if (t->prev) t->prev->next = t->next;
+  else p->threads = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->p = NULL;
+  t->prev = t->next = NULL;
+}
+
+static void thread_dealloc(PyObject *self) {
+  statsprof__thread *t = (statsprof__thread *)self;
+  PyTypeObject *tp = Py_TYPE(self);
+  /* The thread state dropped us (thread exit, sys.setprofile, finalize):
+   * frames still open are counted as returning now, as cProfile does. */
+  if (t->p) statsprof__flush_thread(t);
+  thread_unlink(t);
+  PyMem_RawFree(t->stack);
+  PyMem_RawFree(t->entry_level);
+  PyMem_RawFree(t->edge_level);
+  PyObject_Free(self);
+  Py_DECREF(tp);
+}
+
+static PyType_Slot thread_slots[] = {
+    {Py_tp_dealloc, (void *)thread_dealloc},
+    {Py_tp_doc, (void *)"statsprof per-thread profiler state"},
+    {0, NULL},
+};
+
+static PyType_Spec thread_spec = {
+    .name = "statsprof._ThreadState",
+    .basicsize = sizeof(statsprof__thread),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = thread_slots,
+};
+
+int statsprof__hook_ready(void) {
+  if (!g_atexit_registered) {
+    if (Py_AtExit(on_python_exit) != 0) return STATSPROF_EPYTHON;
+    g_atexit_registered = 1;
+  }
+  if (g_extra_index < 0) {
+    g_extra_index = _PyEval_RequestCodeExtraIndex(NULL);
+    if (g_extra_index < 0) {
+      PyErr_Clear();
+      return STATSPROF_EPYTHON;
+    }
+  }
+  if (!g_thread_type) {
+    g_thread_type = (PyTypeObject *)PyType_FromSpec(&thread_spec);
+    if (!g_thread_type) {
+      PyErr_Clear();
+      return STATSPROF_EPYTHON;
+    }
+  }
+  return 0;
+}
+
+/* ---- slow paths: first sight of a function ---------------------------- */
+
+/* UTF-8 of a str; file names with undecodable bytes get backslash escapes. */
+static const char *utf8_of(PyObject *s, PyObject **tmp) {
+  *tmp = NULL;
+  if (!s || !PyUnicode_Check(s)) return "?";
+  const char *u = PyUnicode_AsUTF8(s);
+  if (u) return u;
+  PyErr_Clear();
+  *tmp = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
+  if (!*tmp) {
+    PyErr_Clear();
+    return "?";
+  }
+  return PyBytes_AS_STRING(*tmp);
+}
+
+static uint32_t intern_or_overflow(statsprof *p, const char *file, int line, const char *name) {
+  uint32_t idx = statsprof__table_intern(&p->table, file, line, name);
+  if (idx == STATSPROF__NONE) {
+    p->oom = 1;
+    idx = 0;
+  }
+  return idx;
+}
+
+static __attribute__((noinline)) uint32_t code_entry_slow(statsprof *p, PyCodeObject *co) {
+  PyObject *et, *ev, *tb, *t1, *t2;
+  PyErr_Fetch(&et, &ev, &tb);
+  const char *file = utf8_of(co->co_filename, &t1);
+  const char *name = utf8_of(co->co_name, &t2);
+  uint32_t idx = intern_or_overflow(p, file, co->co_firstlineno, name);
+  Py_XDECREF(t1);
+  Py_XDECREF(t2);
+  if (g_extra_index >= 0 &&
+      _PyCode_SetExtra((PyObject *)co, g_extra_index,
+                       (void *)(((uintptr_t)p->gen << 32) | idx)) < 0)
+    PyErr_Clear();
+  PyErr_Restore(et, ev, tb);
+  return idx;
+}
+
+static inline uint32_t code_entry(statsprof *p, PyFrameObject *frame) {
+  PyCodeObject *co = PyFrame_GetCode(frame);
+  void *extra = NULL;
+  uint32_t idx;
+  /* The frame holds a reference to its code: dropping ours at once is safe. */
+  Py_DECREF(co);
+  if (g_extra_index >= 0 && _PyCode_GetExtra((PyObject *)co, g_extra_index, &extra) == 0 &&
+      (uintptr_t)extra >> 32 == p->gen)
+    idx = (uint32_t)(uintptr_t)extra;
+  else
+    idx = code_entry_slow(p, co);
+  return idx;
+}
+
+/* cProfile's label for a C function (normalizeUserObj in _lsprof.c). */
+static PyObject *cfunc_label(PyCFunctionObject *fn) {
+  PyObject *self = fn->m_self, *mod = fn->m_module;
+  const char *name = fn->m_ml->ml_name;
+  if (self == NULL) {
+    PyObject *modname = NULL;
+    if (mod && PyUnicode_Check(mod)) {
+      modname = Py_NewRef(mod);
+    } else if (mod && PyModule_Check(mod)) {
+      modname = PyModule_GetNameObject(mod);
+      if (!modname) PyErr_Clear();
+    }
+    if (modname) {
+      PyObject *r = PyUnicode_CompareWithASCIIString(modname, "builtins") != 0
+                        ? PyUnicode_FromFormat("<%U.%s>", modname, name)
+                        : NULL;
+      Py_DECREF(modname);
+      if (r) return r;
+    }
+    return PyUnicode_FromFormat("<%s>", name);
+  }
+  PyObject *pyname = PyUnicode_FromString(name);
+  if (pyname) {
+    PyObject *mo = _PyType_Lookup(Py_TYPE(self), pyname);
+    Py_XINCREF(mo);
+    Py_DECREF(pyname);
+    if (mo) {
+      PyObject *r = PyObject_Repr(mo);
+      Py_DECREF(mo);
+      if (r) return r;
+    }
+  }
+  PyErr_Clear();
+  if (mod && PyUnicode_Check(mod)) return PyUnicode_FromFormat("<built-in method %S.%s>", mod, name);
+  return PyUnicode_FromFormat("<built-in method %s>", name);
+}
+
+static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunctionObject *fn,
+                                                           const void *type) {
+  PyObject *et, *ev, *tb, *tmp;
+  PyErr_Fetch(&et, &ev, &tb);
+  PyObject *label = cfunc_label(fn);
+  uint32_t idx;
+  if (label) {
+    idx = intern_or_overflow(p, "~", 0, utf8_of(label, &tmp));
+    Py_XDECREF(tmp);
+    Py_DECREF(label);
+  } else {
+    PyErr_Clear();
+    idx = intern_or_overflow(p, "~", 0, fn->m_ml->ml_name);
+  }
+  if (statsprof__table_cfunc_add(&p->table, fn->m_ml, type, idx)) p->oom = 1;
+  PyErr_Restore(et, ev, tb);
+  return idx;
+}
+
+static inline uint32_t cfunc_entry(statsprof *p, PyCFunctionObject *fn) {
+  /* The label depends on the method and, for bound methods, on the type. */
+  const void *type = fn->m_self ? (const void *)Py_TYPE(fn->m_self) : NULL;
+  uint32_t idx = statsprof__table_cfunc_find(&p->table, fn->m_ml, type);
+  return idx != STATSPROF__NONE ? idx : cfunc_entry_slow(p, fn, type);
+}
+
+/* ---- the hot path ------------------------------------------------------ */
+
+static inline uint64_t now(const statsprof *p) {
+  return p->config.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
+}
+
+static int grow_u32(uint32_t **arr, uint32_t *n, uint32_t need) {
+  uint32_t cap = *n ? *n : 256;
+  while (cap <= need) cap *= 2;
+  uint32_t *a = PyMem_RawRealloc(*arr, cap * sizeof *a);
+  if (!a) return -1;
+  memset(a + *n, 0, (cap - *n) * sizeof *a);
+  *arr = a;
+  *n = cap;
+  return 0;
+}
+
+/* Makes room for one more frame and the level counters; -1 on OOM. */
+static __attribute__((noinline)) int thread_reserve(statsprof__thread *t, uint32_t entry,
+                                                    uint32_t edge) {
+  if (t->depth == t->cap) {
+    uint32_t cap = t->cap ? t->cap * 2 : 128;
+    statsprof__frame *s = PyMem_RawRealloc(t->stack, cap * sizeof *s);
+    if (!s) return -1;
+    t->stack = s;
+    t->cap = cap;
+  }
+  if (entry >= t->nentry_level && grow_u32(&t->entry_level, &t->nentry_level, entry)) return -1;
+  if (edge != STATSPROF__NONE && edge >= t->nedge_level &&
+      grow_u32(&t->edge_level, &t->nedge_level, edge))
+    return -1;
+  return 0;
+}
+
+static inline uint32_t edge_of(statsprof *p, uint32_t caller, uint32_t callee) {
+  statsprof__entry *e = &p->table.entries[callee];
+  uint32_t eid = e->last_edge;
+  if (eid != STATSPROF__NONE && p->table.edges[eid].caller == caller) return eid;
+  eid = statsprof__table_edge(&p->table, caller, callee);
+  if (eid == STATSPROF__NONE) p->oom = 1;
+  else e->last_edge = eid;
+  return eid;
+}
+
+static inline void enter(statsprof__thread *t, statsprof *p, uint32_t idx) {
+  uint32_t eid = t->depth ? edge_of(p, t->stack[t->depth - 1].entry, idx) : STATSPROF__NONE;
+  if (__builtin_expect(t->depth == t->cap || idx >= t->nentry_level ||
+                           (eid != STATSPROF__NONE && eid >= t->nedge_level),
+                       0) &&
+      thread_reserve(t, idx, eid)) {
+    p->oom = 1;
+    t->skipped++;
+    return;
+  }
+  statsprof__frame *f = &t->stack[t->depth++];
+  f->entry = idx;
+  f->edge = eid;
+  f->subt = 0;
+  t->entry_level[idx]++;
+  if (eid != STATSPROF__NONE) t->edge_level[eid]++;
+  f->t0 = now(p);
+}
+
+static inline void count(statsprof__counters *c, uint32_t *level, uint64_t tt, uint64_t it) {
+  if (--*level == 0) c->tt += tt;
+  else c->reccallcount++;
+  c->it += it;
+  c->callcount++;
+}
+
+static inline void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1) {
+  if (t->skipped) {
+    t->skipped--;
+    return;
+  }
+  if (t->depth == 0) return; /* a frame entered before we attached */
+  statsprof__frame *f = &t->stack[--t->depth];
+  uint64_t tt = t1 > f->t0 ? t1 - f->t0 : 0;
+  uint64_t it = tt > f->subt ? tt - f->subt : 0;
+  if (t->depth) f[-1].subt += tt;
+  count(&p->table.entries[f->entry].c, &t->entry_level[f->entry], tt, it);
+  if (f->edge != STATSPROF__NONE) count(&p->table.edges[f->edge].c, &t->edge_level[f->edge], tt, it);
+}
+
+int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
+  statsprof__thread *t = (statsprof__thread *)obj;
+  statsprof *p = t->p;
+  if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
+  switch (what) {
+    case PyTrace_CALL:
+      enter(t, p, code_entry(p, frame));
+      break;
+    case PyTrace_RETURN:
+      leave_at(t, p, now(p));
+      break;
+    case PyTrace_C_CALL:
+      if (p->config.builtins && PyCFunction_Check(arg))
+        enter(t, p, cfunc_entry(p, (PyCFunctionObject *)arg));
+      break;
+    case PyTrace_C_RETURN:
+    case PyTrace_C_EXCEPTION:
+      if (p->config.builtins && PyCFunction_Check(arg)) leave_at(t, p, now(p));
+      break;
+  }
+  return 0;
+}
+
+void statsprof__flush_thread(statsprof__thread *t) {
+  statsprof *p = t->p;
+  if (!p) return;
+  t->skipped = 0;
+  /* One reading for all: the frames end together. CPU time is per thread,
+   * and this may run on another thread, so CPU mode reuses each t0. */
+  uint64_t t1 = p->config.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
+  while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0);
+}
+
+/* ---- attaching to thread states --------------------------------------- */
+
+static int is_ours(statsprof *p, PyThreadState *ts) {
+  return ts->c_profilefunc == statsprof__hook && ts->c_profileobj &&
+         ((statsprof__thread *)ts->c_profileobj)->p == p;
+}
+
+int statsprof__attach(statsprof *p, PyThreadState *ts) {
+  if (is_ours(p, ts)) return 0;
+  int rc = statsprof__hook_ready();
+  if (rc) return statsprof__error(p, rc, "cannot prepare the profile hook");
+  statsprof__thread *t = PyObject_New(statsprof__thread, g_thread_type);
+  if (!t) {
+    PyErr_Clear();
+    return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread state");
+  }
+  memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
+  t->p = p;
+  t->tstate = ts;
+  t->thread_id = ts->thread_id;
+  t->next = p->threads;
+  if (p->threads) p->threads->prev = t;
+  p->threads = t;
+  /* The heap type's instances keep it alive (PyObject_New took a ref). */
+  if (_PyEval_SetProfile(ts, statsprof__hook, (PyObject *)t) < 0) {
+    PyErr_Clear();
+    Py_DECREF(t);
+    return statsprof__error(p, STATSPROF_EPYTHON,
+                            "PyEval_SetProfile refused (an audit hook raised)");
+  }
+  Py_DECREF(t); /* the thread state owns it now */
+  return 0;
+}
+
+int statsprof__attach_all(statsprof *p) {
+  PyThreadState *me = PyThreadState_Get();
+  int rc = statsprof__attach(p, me);
+  if (rc) return rc;
+  for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
+    /* Another thread's own profiler (cProfile, a debugger) is left alone. */
+    if (ts != me && ts->c_profilefunc == NULL) statsprof__attach(p, ts);
+  }
+  return 0;
+}
+
+void statsprof__detach_all(statsprof *p) {
+  for (statsprof__thread *t = p->threads; t; t = t->next) statsprof__flush_thread(t);
+  if (p->interp_epoch == g_epoch && Py_IsInitialized()) {
+    PyThreadState *me = PyThreadState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts;
+         ts = PyThreadState_Next(ts)) {
+      if (is_ours(p, ts) && _PyEval_SetProfile(ts, NULL, NULL) < 0) PyErr_Clear();
+    }
+  }
+  /* Whatever still holds one of ours (a refused removal) finds it inert. */
+  while (p->threads) thread_unlink(p->threads);
+}
+
+/* ---- threads started later from Python -------------------------------- */
+
+/* threading.setprofile(f) makes each new Thread call sys.setprofile(f) before
+ * run(); f then swaps itself for the C hook on its first event. */
+static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = PyCapsule_GetPointer(capsule, "statsprof");
+  PyThreadState *ts = PyThreadState_Get();
+  if (!p || nargs != 3 || !p->running) {
+    PyErr_Clear();
+    PyEval_SetProfile(NULL, NULL);
+    Py_RETURN_NONE;
+  }
+  if (statsprof__attach(p, ts) != 0) {
+    PyEval_SetProfile(NULL, NULL);
+    Py_RETURN_NONE;
+  }
+  static const char *events[] = {"call", "exception", "line", "return", "c_call", "c_exception", "c_return"};
+  const char *ev = PyUnicode_Check(args[1]) ? PyUnicode_AsUTF8(args[1]) : NULL;
+  for (int i = 0; ev && i < 7; i++)
+    if (!strcmp(ev, events[i]))
+      statsprof__hook(ts->c_profileobj, (PyFrameObject *)args[0], i, args[2] == Py_None ? NULL : args[2]);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef bootstrap_def = {"_statsprof_thread_bootstrap", (PyCFunction)(void (*)(void))thread_bootstrap,
+                                    METH_FASTCALL, "Attaches statsprof to a new thread."};
+
+int statsprof__threading_hook(statsprof *p, int install) {
+  PyObject *threading = PyImport_ImportModule("threading");
+  if (!threading) {
+    PyErr_Clear();
+    return STATSPROF_EPYTHON;
+  }
+  int rc = 0;
+  PyObject *current = PyObject_GetAttrString(threading, "_profile_hook");
+  if (!current) PyErr_Clear();
+  int current_is_ours = current && PyCFunction_Check(current) &&
+                        ((PyCFunctionObject *)current)->m_ml == &bootstrap_def &&
+                        PyCapsule_GetPointer(((PyCFunctionObject *)current)->m_self, "statsprof") == p;
+  PyObject *fn = NULL;
+  if (install) {
+    PyObject *capsule = PyCapsule_New(p, "statsprof", NULL);
+    fn = capsule ? PyCFunction_New(&bootstrap_def, capsule) : NULL;
+    Py_XDECREF(capsule);
+  }
+  /* Only replace what is ours or empty: never clobber another profiler. */
+  if ((install && (!current || current == Py_None)) || (!install && current_is_ours)) {
+    PyObject *r = PyObject_CallMethod(threading, "setprofile", "O", install ? fn : Py_None);
+    if (!r) {
+      PyErr_Clear();
+      rc = STATSPROF_EPYTHON;
+    }
+    Py_XDECREF(r);
+  }
+  if (install && !fn) PyErr_Clear();
+  Py_XDECREF(fn);
+  Py_XDECREF(current);
+  Py_DECREF(threading);
+  return rc;
+}

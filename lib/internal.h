@@ -1,0 +1,261 @@
+/* internal.h — types shared by the library's files. Not installed. */
+#ifndef STATSPROF_INTERNAL_H
+#define STATSPROF_INTERNAL_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <frameobject.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "statsprof.h"
+
+#define STATSPROF__NONE UINT32_MAX
+#define STATSPROF__ERRLEN 512
+
+/* ---- clock.c ----------------------------------------------------------- */
+
+typedef enum { STATSPROF__CLOCK_WALL = 0, STATSPROF__CLOCK_CPU = 1 } statsprof__clock_kind;
+
+/* Ticks of the hook's clock: TSC cycles when the TSC is invariant, else ns. */
+void statsprof__clock_init(void);
+extern int statsprof__clock_use_tsc;
+extern double statsprof__clock_sec_per_tick;
+
+int64_t statsprof__wall_ns(void);     /* CLOCK_REALTIME, ns since the epoch */
+int64_t statsprof__mono_ns(void);     /* CLOCK_MONOTONIC */
+uint64_t statsprof__thread_cpu_ns(void);
+
+static inline uint64_t statsprof__ticks(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (statsprof__clock_use_tsc) {
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+  }
+#endif
+  return (uint64_t)statsprof__mono_ns();
+}
+
+/* ---- config.c ---------------------------------------------------------- */
+
+#define STATSPROF__MAX_SINKS 16
+
+typedef struct statsprof__sink_spec {
+  char *name; /* "jsonl", "stderr", a registered host sink ... */
+  char *arg;  /* text after ':' or NULL */
+} statsprof__sink_spec;
+
+typedef struct statsprof__config {
+  int64_t interval_ns;      /* tick emits a record this often */
+  statsprof__clock_kind clock;
+  int builtins;             /* profile C functions too (cProfile's builtins=True) */
+  uint32_t max_functions;   /* table cap; the rest folds into one entry */
+  size_t nsinks;
+  statsprof__sink_spec sinks[STATSPROF__MAX_SINKS];
+} statsprof__config;
+
+void statsprof__config_defaults(statsprof__config *c);
+/* Parses `text` into `c` (defaults first). On error writes a message naming
+ * the offending text into err and returns STATSPROF_ECONFIG. */
+int statsprof__config_parse(const char *text, statsprof__config *c, char *err, size_t errlen);
+void statsprof__config_free(statsprof__config *c);
+/* "1.5s", "200ms", "2m", "10us" -> ns; -1 when malformed. */
+int64_t statsprof__parse_duration(const char *s);
+
+/* ---- table.c: functions, labels, caller edges ------------------------- */
+
+/* Counters are cProfile's: callcount (total), reccallcount (recursive), tt
+ * (cumulative, counted at recursion level 0), it (inline = own time). */
+typedef struct statsprof__counters {
+  uint64_t callcount;
+  uint64_t reccallcount;
+  uint64_t tt;
+  uint64_t it;
+} statsprof__counters;
+
+/* Recursion levels live per thread (statsprof__thread), not here: threads
+ * interleave, and a shared level would call B's call of f recursive while A
+ * is inside f. */
+typedef struct statsprof__entry {
+  statsprof__counters c;
+  uint32_t last_edge; /* fast path: the edge used by the previous call */
+  uint32_t pad;
+} statsprof__entry;
+
+typedef struct statsprof__edge {
+  statsprof__counters c;
+  uint32_t caller, callee;
+} statsprof__edge;
+
+typedef struct statsprof__label {
+  const char *file;
+  const char *name;
+  int line;
+  uint32_t hash;
+} statsprof__label;
+
+/* Append-only string storage shared (refcounted) with snapshots, so a
+ * snapshot can point at labels without copying and outlive the profiler. */
+typedef struct statsprof__strings statsprof__strings;
+statsprof__strings *statsprof__strings_new(void);
+const char *statsprof__strings_add(statsprof__strings *s, const char *str, size_t len);
+void statsprof__strings_ref(statsprof__strings *s);
+void statsprof__strings_unref(statsprof__strings *s);
+
+typedef struct statsprof__table {
+  statsprof__entry *entries;
+  statsprof__label *labels;
+  uint32_t nentries, capentries, caplabels;
+  uint32_t max_functions;
+  uint64_t overflow_functions; /* distinct functions folded into entry 0 */
+
+  statsprof__edge *edges;
+  uint32_t nedges, capedges;
+
+  uint32_t *label_index; /* open addressing: entry index or NONE */
+  uint32_t label_mask;
+  uint32_t *edge_index; /* open addressing: edge index or NONE */
+  uint32_t edge_mask;
+
+  /* C functions: (PyMethodDef*, type of self) -> entry */
+  struct statsprof__cfunc_slot {
+    const void *ml;
+    const void *type;
+    uint32_t entry;
+  } *cfuncs;
+  uint32_t cfunc_mask, ncfuncs;
+
+  statsprof__strings *strings;
+} statsprof__table;
+
+int statsprof__table_init(statsprof__table *t, uint32_t max_functions);
+void statsprof__table_free(statsprof__table *t);
+/* Finds or adds the entry for (file, line, name); returns its index, 0 (the
+ * overflow entry) when the table is full, NONE on allocation failure. */
+uint32_t statsprof__table_intern(statsprof__table *t, const char *file, int line,
+                                 const char *name);
+/* Finds or adds the caller->callee edge; NONE on allocation failure. */
+uint32_t statsprof__table_edge(statsprof__table *t, uint32_t caller, uint32_t callee);
+uint32_t statsprof__table_cfunc_find(const statsprof__table *t, const void *ml,
+                                     const void *type);
+int statsprof__table_cfunc_add(statsprof__table *t, const void *ml, const void *type,
+                               uint32_t entry);
+/* Zeroes every counter (keeps labels). */
+void statsprof__table_clear_counts(statsprof__table *t);
+
+/* ---- hook.c ------------------------------------------------------------ */
+
+typedef struct statsprof__frame {
+  uint64_t t0;
+  uint64_t subt; /* time spent in callees */
+  uint32_t entry;
+  uint32_t edge;
+} statsprof__frame;
+
+/* Per-thread state: the object installed as the profile function's `obj`,
+ * so the hook finds its thread's stack without any lookup. Owned by the
+ * thread state (c_profileobj); dies with it. */
+typedef struct statsprof__thread {
+  PyObject_HEAD
+  statsprof *p;
+  statsprof__frame *stack;
+  uint32_t depth, cap;
+  uint32_t skipped;       /* calls not pushed (stack allocation failed) */
+  uint32_t *entry_level;  /* recursion level per entry, this thread */
+  uint32_t nentry_level;
+  uint32_t *edge_level;   /* recursion level per edge, this thread */
+  uint32_t nedge_level;
+  unsigned long thread_id;
+  PyThreadState *tstate;
+  struct statsprof__thread *prev, *next;
+} statsprof__thread;
+
+int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+int statsprof__hook_ready(void); /* type + co_extra index; GIL held */
+uint64_t statsprof__epoch(void); /* changes at every Py_Finalize */
+/* Installs the hook on `ts` (GIL held). */
+int statsprof__attach(statsprof *p, PyThreadState *ts);
+/* Attaches every thread state of the interpreter that lacks our hook. */
+int statsprof__attach_all(statsprof *p);
+/* Closes open frames of every thread, then removes the hook everywhere. */
+void statsprof__detach_all(statsprof *p);
+/* Counts frames still open as if they returned now (cProfile's disable). */
+void statsprof__flush_thread(statsprof__thread *t);
+/* Installs / removes threading.setprofile so new Python threads get the hook. */
+int statsprof__threading_hook(statsprof *p, int install);
+
+/* ---- snapshot.c -------------------------------------------------------- */
+
+typedef struct statsprof__snapshot_state {
+  statsprof__counters *prev_entries; /* counters at the last delta */
+  uint32_t nprev_entries, capprev_entries;
+  statsprof__counters *prev_edges;
+  uint32_t nprev_edges, capprev_edges;
+  int64_t last_wall_ns;  /* end of the last delta (start of the next) */
+  int64_t start_wall_ns; /* start or reset: where cumulative begins */
+  uint64_t seq;
+} statsprof__snapshot_state;
+
+int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
+                             statsprof_stats_profile **out);
+void statsprof__snapshot_state_free(statsprof__snapshot_state *s);
+
+/* ---- sinks ------------------------------------------------------------- */
+
+typedef struct statsprof__sink {
+  const statsprof_sink_ops *ops;
+  void *ctx;
+  uint64_t errors;
+} statsprof__sink;
+
+/* Opens a built-in or registered sink by name (the config's sink=NAME:ARG). */
+int statsprof__sink_open(const statsprof__sink_spec *spec, const statsprof_sink_ops **ops,
+                         void **ctx, char *err, size_t errlen);
+
+/* ---- the handle -------------------------------------------------------- */
+
+struct statsprof {
+  statsprof__config config;
+  statsprof__table table;
+  statsprof__snapshot_state snap;
+
+  uint32_t gen;       /* tags this profiler's co_extra values */
+  int running;
+  uint64_t interp_epoch; /* the interpreter we started on (see hook.c) */
+  statsprof__thread *threads; /* live per-thread states */
+  int oom;            /* sticky: the hook could not allocate */
+  uint64_t lost_events;
+
+  uint64_t next_tick; /* ticks value when the next record is due */
+  uint64_t interval_ticks;
+
+  statsprof__sink sinks[STATSPROF__MAX_SINKS];
+  size_t nsinks;
+  uint64_t sink_errors;
+
+  char errmsg[STATSPROF__ERRLEN];
+};
+
+/* Records a formatted message on p (or the thread's create message). */
+int statsprof__error(statsprof *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void statsprof__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Growable byte buffer for formatting. */
+typedef struct statsprof__buf {
+  char *data;
+  size_t len, cap;
+  int oom;
+} statsprof__buf;
+void statsprof__buf_put(statsprof__buf *b, const char *s, size_t n);
+void statsprof__buf_puts(statsprof__buf *b, const char *s);
+void statsprof__buf_printf(statsprof__buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void statsprof__buf_json_string(statsprof__buf *b, const char *s);
+
+/* pstats' ncalls text: "12" or "12/3". */
+void statsprof__ncalls_text(char *out, size_t n, uint64_t total, uint64_t primitive);
+
+#endif

@@ -1,0 +1,233 @@
+/* profiler.c — the handle: create/destroy, start/stop, tick, snapshots and
+ * fanning records out to the sinks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static uint32_t next_gen(void) {
+  static atomic_uint gen;
+  uint32_t g;
+  do g = atomic_fetch_add(&gen, 1) + 1; while (g == 0);
+  return g;
+}
+
+static void close_sinks(statsprof *p) {
+  for (size_t i = p->nsinks; i-- > 0;) {
+    statsprof__sink *s = &p->sinks[i];
+    if (s->ops->flush) s->ops->flush(s->ctx);
+    if (s->ops->close) s->ops->close(s->ctx);
+  }
+  p->nsinks = 0;
+}
+
+static void free_all(statsprof *p) {
+  close_sinks(p);
+  statsprof__snapshot_state_free(&p->snap);
+  statsprof__table_free(&p->table);
+  statsprof__config_free(&p->config);
+  free(p);
+}
+
+static int open_config_sinks(statsprof *p) {
+  const statsprof__config *c = &p->config;
+  int none = 0;
+  for (size_t i = 0; i < c->nsinks; i++) none |= !strcmp(c->sinks[i].name, "none");
+  if (none && c->nsinks > 1)
+    return statsprof__error(p, STATSPROF_ECONFIG, "config: sink=none cannot be combined with other sinks");
+  if (none) return 0;
+  statsprof__sink_spec dflt = {"jsonl", "statsprof.jsonl"};
+  size_t n = c->nsinks ? c->nsinks : 1;
+  for (size_t i = 0; i < n; i++) {
+    const statsprof__sink_spec *spec = c->nsinks ? &c->sinks[i] : &dflt;
+    statsprof__sink *s = &p->sinks[p->nsinks];
+    int rc = statsprof__sink_open(spec, &s->ops, &s->ctx, p->errmsg, sizeof p->errmsg);
+    if (rc) return rc;
+    s->errors = 0;
+    p->nsinks++;
+  }
+  return 0;
+}
+
+int statsprof_create(const char *config, statsprof **out) {
+  if (!out) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_create: out is NULL");
+  *out = NULL;
+  statsprof__clock_init();
+  statsprof *p = calloc(1, sizeof *p);
+  if (!p) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_create: out of memory");
+  int rc = statsprof__config_parse(config, &p->config, p->errmsg, sizeof p->errmsg);
+  if (!rc && statsprof__table_init(&p->table, p->config.max_functions))
+    rc = statsprof__error(p, STATSPROF_ENOMEM, "statsprof_create: out of memory");
+  if (!rc) rc = open_config_sinks(p);
+  if (rc) {
+    statsprof__error(NULL, rc, "%s", p->errmsg);
+    if (p->table.strings) free_all(p);
+    else {
+      statsprof__config_free(&p->config);
+      free(p);
+    }
+    return rc;
+  }
+  p->gen = next_gen();
+  p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
+  double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
+  p->interval_ticks = (uint64_t)((double)p->config.interval_ns * ticks_per_ns);
+  *out = p;
+  return 0;
+}
+
+static int python_alive(statsprof *p) {
+  return Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
+}
+
+int statsprof_start(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_start: NULL profiler");
+  if (p->running && python_alive(p)) return 0;
+  if (!Py_IsInitialized())
+    return statsprof__error(p, STATSPROF_ENOPYTHON, "statsprof_start: Python is not initialized");
+  p->running = 0;
+  int rc = statsprof__hook_ready();
+  if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
+  p->interp_epoch = statsprof__epoch();
+  p->running = 1;
+  /* Threads started later from Python; failure only loses those threads
+   * until the next tick. Done before attaching, so it is not profiled. */
+  if (statsprof__threading_hook(p, 1))
+    statsprof__log("cannot install threading.setprofile: new Python threads are picked up at tick");
+  rc = statsprof__attach_all(p);
+  if (rc) {
+    p->running = 0;
+    statsprof__threading_hook(p, 0);
+    return rc;
+  }
+  p->next_tick = statsprof__ticks() + p->interval_ticks;
+  return 0;
+}
+
+int statsprof_is_running(const statsprof *p) {
+  return p && p->running && Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
+}
+
+int statsprof_attach_thread(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_attach_thread: NULL profiler");
+  if (!statsprof_is_running(p))
+    return statsprof__error(p, STATSPROF_ESTATE, "statsprof_attach_thread: profiler is not running");
+  return statsprof__attach(p, PyThreadState_Get());
+}
+
+static int emit(statsprof *p, const statsprof_stats_profile *rec) {
+  int rc = 0;
+  for (size_t i = 0; i < p->nsinks; i++) {
+    statsprof__sink *s = &p->sinks[i];
+    int e = s->ops->emit(s->ctx, rec);
+    if (e) {
+      /* Counted and reported; the other sinks still get the record. */
+      if (s->errors++ < 3 || (s->errors & (s->errors - 1)) == 0)
+        statsprof__log("sink %s failed to write record %llu (%s); %llu failures so far",
+                       s->ops->name ? s->ops->name : "?", (unsigned long long)rec->seq,
+                       statsprof_strerror(e), (unsigned long long)s->errors);
+      p->sink_errors++;
+      rc = statsprof__error(p, STATSPROF_ESINK, "sink %s failed: %s", s->ops->name ? s->ops->name : "?",
+                            statsprof_strerror(e));
+    }
+  }
+  return rc;
+}
+
+int statsprof_emit_now(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_emit_now: NULL profiler");
+  statsprof_stats_profile *rec;
+  int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
+  if (rc) return rc;
+  rc = emit(p, rec);
+  statsprof_stats_profile_free(rec);
+  return rc;
+}
+
+int statsprof_tick(statsprof *p) {
+  if (!p) return STATSPROF_EINVAL;
+  uint64_t now = statsprof__ticks();
+  if (now < p->next_tick || !p->running) return 0;
+  p->next_tick = now + p->interval_ticks;
+  if (python_alive(p)) statsprof__attach_all(p);
+  int rc = statsprof_emit_now(p);
+  return rc ? rc : 1;
+}
+
+int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_stats_profile **out) {
+  if (!out) return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot: out is NULL");
+  *out = NULL;
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot: NULL profiler");
+  if (mode != STATSPROF_DELTA && mode != STATSPROF_CUMULATIVE)
+    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot: bad mode %d", (int)mode);
+  if (p->running && python_alive(p)) statsprof__attach_all(p);
+  return statsprof__snapshot_take(p, mode, out);
+}
+
+int statsprof_stop(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
+  if (!p->running) return 0;
+  p->running = 0;
+  statsprof__detach_all(p);
+  if (python_alive(p)) statsprof__threading_hook(p, 0);
+  /* The last interval goes out now: a clean stop loses nothing. */
+  statsprof_stats_profile *rec;
+  int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
+  if (rc) return rc;
+  if (rec->nfunc_profiles) rc = emit(p, rec);
+  statsprof_stats_profile_free(rec);
+  for (size_t i = 0; i < p->nsinks; i++)
+    if (p->sinks[i].ops->flush) p->sinks[i].ops->flush(p->sinks[i].ctx);
+  return rc;
+}
+
+int statsprof_reset(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_reset: NULL profiler");
+  statsprof__table_clear_counts(&p->table);
+  p->snap.nprev_entries = p->snap.nprev_edges = 0;
+  p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
+  return 0;
+}
+
+void statsprof_destroy(statsprof *p) {
+  if (!p) return;
+  statsprof_stop(p);
+  free_all(p);
+}
+
+int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_add_sink: NULL profiler");
+  if (!ops || !ops->emit)
+    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_add_sink: ops or ops->emit is NULL");
+  if (ops->version < 1)
+    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_add_sink: ops->version %d is not supported",
+                            ops->version);
+  if (p->nsinks == STATSPROF__MAX_SINKS)
+    return statsprof__error(p, STATSPROF_ENOMEM, "statsprof_add_sink: at most %d sinks", STATSPROF__MAX_SINKS);
+  p->sinks[p->nsinks++] = (statsprof__sink){ops, ctx, 0};
+  return 0;
+}
+
+uint64_t statsprof_sink_errors(const statsprof *p) { return p ? p->sink_errors : 0; }
+
+statsprof *statsprof_from_env(const char *name) {
+  const char *var = name ? name : "STATSPROF";
+  const char *v = getenv(var);
+  if (!v || !*v) return NULL;
+  if (!strcmp(v, "1") || !strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) v = NULL;
+  statsprof *p;
+  int rc = statsprof_create(v, &p);
+  if (rc) {
+    statsprof__log("%s is not a valid profiler config, profiling stays off: %s", var, statsprof_errmsg(NULL));
+    return NULL;
+  }
+  rc = statsprof_start(p);
+  if (rc) {
+    statsprof__error(NULL, rc, "%s", statsprof_errmsg(p));
+    statsprof__log("cannot start the profiler from %s: %s", var, statsprof_errmsg(p));
+    statsprof_destroy(p);
+    return NULL;
+  }
+  return p;
+}

@@ -1,0 +1,74 @@
+/* sinks/stderr.c — a pstats-like text table of the top N functions by
+ * cumulative time, for a human watching the console. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../internal.h"
+
+typedef struct stderr_sink {
+  size_t top;
+} stderr_sink;
+
+static int by_cumtime(const void *a, const void *b, void *rec) {
+  const statsprof_function_profile *fp = ((const statsprof_stats_profile *)rec)->func_profiles;
+  const statsprof_function_profile *fa = &fp[*(const size_t *)a], *fb = &fp[*(const size_t *)b];
+  return fa->cumtime < fb->cumtime ? 1 : fa->cumtime > fb->cumtime ? -1 : 0;
+}
+
+static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
+  stderr_sink *s = ctx;
+  size_t n = r->nfunc_profiles, *order = malloc((n ? n : 1) * sizeof *order);
+  if (!order) return STATSPROF_ENOMEM;
+  for (size_t i = 0; i < n; i++) order[i] = i;
+  qsort_r(order, n, sizeof *order, by_cumtime, (void *)r);
+  uint64_t calls = 0;
+  for (size_t i = 0; i < n; i++) calls += r->func_profiles[i].ncalls;
+  statsprof__buf b = {0};
+  statsprof__buf_printf(&b, "statsprof #%llu (%s): %.3f s, %llu calls, total_tt %.6f s\n",
+                        (unsigned long long)r->seq, r->mode == STATSPROF_DELTA ? "delta" : "cumulative",
+                        (double)(r->end_ns - r->start_ns) * 1e-9, (unsigned long long)calls, r->total_tt);
+  statsprof__buf_puts(&b, "      ncalls   tottime   percall   cumtime   percall filename:lineno(function)\n");
+  for (size_t i = 0; i < n && i < s->top; i++) {
+    const statsprof_function_profile *f = &r->func_profiles[order[i]];
+    char nc[48];
+    statsprof__ncalls_text(nc, sizeof nc, f->ncalls, f->primitive_calls);
+    statsprof__buf_printf(&b, "%12s %9.6f %9.6f %9.6f %9.6f %s:%d(%s)\n", nc, f->tottime,
+                          f->ncalls ? f->percall_tottime : 0.0, f->cumtime,
+                          f->primitive_calls ? f->percall_cumtime : 0.0, f->file_name, f->line_number,
+                          f->function_name);
+  }
+  free(order);
+  int rc = b.oom ? STATSPROF_ENOMEM : (fwrite(b.data, 1, b.len, stderr) == b.len ? 0 : STATSPROF_EIO);
+  fflush(stderr);
+  free(b.data);
+  return rc;
+}
+
+static void stderr_close(void *ctx) { free(ctx); }
+
+static const statsprof_sink_ops stderr_ops = {
+    .version = STATSPROF_SINK_VERSION,
+    .name = "stderr",
+    .emit = stderr_emit,
+    .close = stderr_close,
+};
+
+int statsprof__stderr_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
+                           size_t errlen) {
+  char *end = NULL;
+  long top = arg ? strtol(arg, &end, 10) : 20;
+  if (arg && (*end || top < 1 || top > 100000)) {
+    snprintf(err, errlen, "bad row count '%s' (use sink=stderr or sink=stderr:N, N from 1 to 100000)", arg);
+    return STATSPROF_ECONFIG;
+  }
+  stderr_sink *s = malloc(sizeof *s);
+  if (!s) {
+    snprintf(err, errlen, "out of memory");
+    return STATSPROF_ENOMEM;
+  }
+  s->top = (size_t)top;
+  *ops = &stderr_ops;
+  *ctx = s;
+  return 0;
+}
