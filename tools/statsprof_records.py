@@ -1,0 +1,505 @@
+"""Read and aggregate statsprof profile records (JSON lines).
+
+The statsprof C library writes one JSON object per line, e.g.::
+
+    {"ts": "2026-11-25T14:30:01.123456Z", "ts_ns": 1795617001123456000,
+     "start_ns": 1795617000123000000, "interval_s": 1.000456, "seq": 3,
+     "pid": 1234, "host": "myhost", "kind": "delta", "dropped": 0,
+     "total_tt": 0.123,
+     "func_profiles": {
+        "/path/game/ai.py:42(find_path)": {"ncalls": "12/3", "tottime": 0.01,
+            "cumtime": 0.05, "file_name": "/path/game/ai.py",
+            "line_number": 42, "function_name": "find_path", ...}}}
+
+This module is meant to be imported by the tools in this directory (and by
+later ones).  The main entry points are:
+
+``iter_records(paths, kinds=("delta",), pid=None, host=None, since_ns=None,
+until_ns=None, warn=...)``
+    Yield the record dicts from one or more files ("-" is stdin; gzip files
+    are recognised by their magic bytes, so ``.gz`` works).  Blank lines are
+    ignored; malformed lines (garbage, a half-written last line left by a
+    killed writer, records with missing/invalid fields) are skipped with one
+    warning each, naming file and line number.
+
+``bucket_records(records, slice_ns, field, scale_duty=True)``
+    Sum ``field`` (cumtime, tottime or ncalls) per function per time slice.
+
+``top_functions(table, n)``
+    The ``n`` functions with the largest total over all slices.
+
+``parse_ncalls("12/3") -> (12, 3)`` and ``parse_duration("500ms") -> ns``.
+
+Only the Python standard library is used.
+"""
+
+import datetime
+import fractions
+import gzip
+import io
+import json
+import math
+import os
+import re
+import sys
+import zlib
+
+__all__ = [
+    "FIELDS", "FIELD_UNITS", "DEFAULT_KINDS",
+    "parse_ncalls", "parse_duration", "format_duration",
+    "iter_records", "record_start_ns", "record_duty", "function_values",
+    "bucket_records", "top_functions", "other_values",
+    "split_func_key", "short_label", "short_labels", "ns_to_iso",
+]
+
+#: Fields that can be aggregated.
+FIELDS = ("cumtime", "tottime", "ncalls")
+#: Unit of each field, for labels.
+FIELD_UNITS = {"cumtime": "seconds", "tottime": "seconds", "ncalls": "calls"}
+#: Kinds read by default.
+DEFAULT_KINDS = ("delta",)
+
+NS_PER_S = 1_000_000_000
+
+# ---------------------------------------------------------------------------
+# Small parsers
+
+
+def parse_ncalls(value):
+    """Parse a pstats call count.
+
+    ``"12/3"`` -> ``(12, 3)`` (total calls, primitive calls); ``"500"`` ->
+    ``(500, 500)``.  A plain non-negative int is accepted too.  Raises
+    ValueError naming the bad text otherwise.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("invalid ncalls %r: negative" % (value,))
+        return value, value
+    if not isinstance(value, str):
+        raise ValueError("invalid ncalls %r: expected a string like '12/3'"
+                         % (value,))
+    m = re.fullmatch(r"\s*(\d+)\s*(?:/\s*(\d+)\s*)?", value)
+    if not m:
+        raise ValueError("invalid ncalls %r: expected 'N' or 'TOTAL/PRIMITIVE'"
+                         % (value,))
+    total = int(m.group(1))
+    prim = int(m.group(2)) if m.group(2) is not None else total
+    return total, prim
+
+
+_DURATION_UNITS = {
+    "ns": 1,
+    "us": 1_000, "\u00b5s": 1_000,
+    "ms": 1_000_000,
+    "s": NS_PER_S, "sec": NS_PER_S,
+    "m": 60 * NS_PER_S, "min": 60 * NS_PER_S,
+    "h": 3600 * NS_PER_S,
+}
+_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z\u00b5]*)\s*")
+
+
+def parse_duration(text):
+    """Parse a duration such as "500ms", "10s", "2.5s", "1m", "1h" into ns.
+
+    Units: ns, us, ms, s, m (minutes), min, h.  A bare number means
+    seconds.  The result is a positive int; ValueError (naming the bad text)
+    is raised for anything else, including zero.
+    """
+    if not isinstance(text, str):
+        raise ValueError("invalid duration %r" % (text,))
+    m = _DURATION_RE.fullmatch(text.lower())
+    if not m:
+        raise ValueError("invalid duration %r: expected a number with a unit, "
+                         "e.g. 500ms, 10s, 2.5s, 1m" % (text,))
+    number, unit = m.group(1), m.group(2) or "s"
+    if unit not in _DURATION_UNITS:
+        raise ValueError("invalid duration %r: unknown unit %r (use ns, us, "
+                         "ms, s, m, h)" % (text, unit))
+    ns = fractions.Fraction(number) * _DURATION_UNITS[unit]
+    if ns < 1:
+        raise ValueError("invalid duration %r: must be at least 1ns" % (text,))
+    return round(ns)
+
+
+def format_duration(ns):
+    """Short human form of a duration in ns: 10s, 500ms, 2.5s, 1m, 90s."""
+    for unit, size in (("h", 3600 * NS_PER_S), ("m", 60 * NS_PER_S)):
+        if ns % size == 0:
+            return "%d%s" % (ns // size, unit)
+    if ns % 1_000_000 == 0 and ns < NS_PER_S:
+        return "%dms" % (ns // 1_000_000)
+    if ns % 1_000 == 0 and ns < 1_000_000:
+        return "%dus" % (ns // 1_000)
+    if ns < 1_000:
+        return "%dns" % ns
+    return "%gs" % (ns / NS_PER_S)
+
+
+def ns_to_iso(ns):
+    """ISO-8601 UTC with microseconds, like the records' "ts" field."""
+    secs, rem = divmod(int(ns), NS_PER_S)
+    dt = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc)
+    dt = dt.replace(microsecond=rem // 1000)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+def _default_warn(message):
+    print("warning: " + message, file=sys.stderr)
+
+
+class _BadRecord(ValueError):
+    pass
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v))
+
+
+def _check_header(rec):
+    """Validate the fields needed for filtering; raise _BadRecord."""
+    if not isinstance(rec, dict):
+        raise _BadRecord("not a JSON object")
+    if not _is_int(rec.get("ts_ns")):
+        raise _BadRecord("missing or non-integer 'ts_ns'")
+    if "start_ns" in rec and not _is_int(rec["start_ns"]):
+        raise _BadRecord("non-integer 'start_ns'")
+    if not isinstance(rec.get("kind"), str):
+        raise _BadRecord("missing or non-string 'kind'")
+
+
+def _check_body(rec):
+    """Validate what aggregation needs; raise _BadRecord."""
+    for name in ("interval_s", "observed_s", "duty"):
+        if name in rec and not _is_number(rec[name]):
+            raise _BadRecord("invalid %r: %r" % (name, rec[name]))
+    fps = rec.get("func_profiles")
+    if not isinstance(fps, dict):
+        raise _BadRecord("missing or invalid 'func_profiles'")
+    for key, fp in fps.items():
+        if not isinstance(fp, dict):
+            raise _BadRecord("func_profiles[%r] is not an object" % key)
+        try:
+            parse_ncalls(fp.get("ncalls"))
+        except ValueError as e:
+            raise _BadRecord("func_profiles[%r]: %s" % (key, e))
+        for name in ("tottime", "cumtime"):
+            if not _is_number(fp.get(name)):
+                raise _BadRecord("func_profiles[%r]: missing or invalid %r"
+                                 % (key, name))
+
+
+def _open_binary(path):
+    """Open path ("-" = stdin) for binary reading, gunzipping if needed.
+
+    Returns (file object, display name, list of objects to close).
+    """
+    if path == "-":
+        raw = sys.stdin.buffer
+        name = "<stdin>"
+        to_close = []
+        if not hasattr(raw, "peek"):
+            raw = io.BufferedReader(raw)
+        magic = raw.peek(2)[:2]
+    else:
+        raw = open(path, "rb")
+        name = path
+        to_close = [raw]
+        magic = raw.read(2)
+        raw.seek(0)
+    if magic == b"\x1f\x8b":
+        gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        return gz, name, [gz] + to_close
+    return raw, name, to_close
+
+
+def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
+                 since_ns=None, until_ns=None, warn=_default_warn,
+                 stats=None, max_warnings_per_file=20):
+    """Yield record dicts read from ``paths`` (a path or a list of paths).
+
+    - "-" reads stdin; gzip-compressed input is detected automatically.
+    - ``kinds``: iterable of kinds to keep (None = every kind).
+    - ``pid`` / ``host``: keep only records with that pid / host.
+    - ``since_ns`` / ``until_ns``: keep records with
+      ``since_ns <= ts_ns < until_ns`` (either bound may be None).
+    - Malformed lines are skipped, calling ``warn(message)`` once per line
+      with "FILE:LINE: ..." (at most ``max_warnings_per_file`` per file, then
+      one summary line).  Records of other kinds / pids / hosts / times are
+      skipped silently.
+    - ``stats``: optional dict, filled with counters: "lines", "records"
+      (valid JSON records seen), "malformed", "matched", "kinds" (dict kind
+      -> count of all valid records), "filtered_pid", "filtered_host",
+      "filtered_time".
+
+    Opening a file that does not exist raises OSError (FileNotFoundError)
+    when the generator reaches it.  Every returned record has been checked:
+    integer "ts_ns", a "func_profiles" object whose entries have a parsable
+    "ncalls" and finite "tottime"/"cumtime".
+    """
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    kinds = None if kinds is None else frozenset(kinds)
+    if stats is None:
+        stats = {}
+    for k in ("lines", "records", "malformed", "matched", "filtered_pid",
+              "filtered_host", "filtered_time"):
+        stats.setdefault(k, 0)
+    stats.setdefault("kinds", {})
+
+    for path in paths:
+        path = os.fspath(path)
+        fobj, name, to_close = _open_binary(path)
+        nwarn = 0
+        lineno = 0
+
+        def bad(msg, what="malformed line"):
+            nonlocal nwarn
+            stats["malformed"] += 1
+            nwarn += 1
+            if nwarn <= max_warnings_per_file:
+                warn("%s:%d: skipping %s: %s" % (name, lineno, what, msg))
+
+        try:
+            while True:
+                try:
+                    raw = fobj.readline()
+                except (EOFError, OSError, zlib.error) as e:
+                    # gzip.BadGzipFile is an OSError; EOFError = truncated .gz
+                    warn("%s: compressed data ends or is corrupt after line %d "
+                         "(%s); ignoring the rest of the file"
+                         % (name, lineno, e))
+                    break
+                if not raw:
+                    break
+                lineno += 1
+                stats["lines"] += 1
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad("not valid UTF-8")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError as e:
+                    if not line.endswith("\n"):
+                        bad(str(e), "incomplete last line (writer killed?)")
+                    else:
+                        bad("invalid JSON: %s" % e)
+                    continue
+                try:
+                    _check_header(rec)
+                except _BadRecord as e:
+                    bad(str(e))
+                    continue
+                kind = rec["kind"]
+                if kinds is not None and kind not in kinds:
+                    stats["records"] += 1
+                    stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
+                    continue
+                try:
+                    _check_body(rec)
+                except _BadRecord as e:
+                    bad(str(e))
+                    continue
+                stats["records"] += 1
+                stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
+                if pid is not None and rec.get("pid") != pid:
+                    stats["filtered_pid"] += 1
+                    continue
+                if host is not None and rec.get("host") != host:
+                    stats["filtered_host"] += 1
+                    continue
+                ts = rec["ts_ns"]
+                if ((since_ns is not None and ts < since_ns)
+                        or (until_ns is not None and ts >= until_ns)):
+                    stats["filtered_time"] += 1
+                    continue
+                stats["matched"] += 1
+                yield rec
+        finally:
+            for f in to_close:
+                f.close()
+        if nwarn > max_warnings_per_file:
+            warn("%s: %d more malformed lines skipped (warnings suppressed)"
+                 % (name, nwarn - max_warnings_per_file))
+
+
+# ---------------------------------------------------------------------------
+# Aggregation
+
+
+def record_start_ns(rec):
+    """Start of the record's interval: "start_ns", else ts_ns - interval_s."""
+    start = rec.get("start_ns")
+    if _is_int(start):
+        return start
+    interval = rec.get("interval_s")
+    if _is_number(interval) and interval > 0:
+        return rec["ts_ns"] - round(interval * NS_PER_S)
+    return rec["ts_ns"]
+
+
+def record_duty(rec):
+    """Fraction of the interval that was observed (1.0 if not duty-cycled).
+
+    Uses "duty" if present, else "observed_s" / "interval_s".  Values that
+    are missing, zero or negative give 1.0 (no scaling).
+    """
+    duty = rec.get("duty")
+    if not _is_number(duty):
+        observed, interval = rec.get("observed_s"), rec.get("interval_s")
+        if _is_number(observed) and _is_number(interval) and interval > 0:
+            duty = observed / interval
+        else:
+            return 1.0
+    if duty <= 0:
+        return 1.0
+    return duty
+
+
+def function_values(rec, field, scale_duty=True):
+    """dict func_key -> value of ``field`` in one record.
+
+    ncalls is the TOTAL count (the first number of "12/3").  With
+    ``scale_duty`` the values are divided by the record's duty fraction
+    (see record_duty); unscaled ncalls stay ints.
+    """
+    if field not in FIELDS:
+        raise ValueError("invalid field %r: choose one of %s"
+                         % (field, ", ".join(FIELDS)))
+    duty = record_duty(rec) if scale_duty else 1.0
+    out = {}
+    for key, fp in rec.get("func_profiles", {}).items():
+        if field == "ncalls":
+            v = parse_ncalls(fp.get("ncalls"))[0]
+        else:
+            v = fp.get(field, 0)
+        if duty != 1.0:
+            v = v / duty
+        out[key] = v
+    return out
+
+
+def bucket_records(records, slice_ns, field, scale_duty=True, t0=None,
+                   max_slices=1_000_000):
+    """Sum ``field`` per function per time slice.
+
+    A record goes into the slice containing its ``ts_ns`` (end of its
+    interval): slice index = floor((ts_ns - t0) / slice_ns), where ``t0``
+    defaults to the earliest interval start among the records (the first
+    record's start).  Returns ``(slices, table)``: ``slices`` is the list of
+    slice start times in ns (every slice from the first to the last, empty
+    ones included) and ``table`` maps func_key -> list of per-slice sums
+    (same length as ``slices``).  No records gives ``([], {})``.
+    ValueError is raised if more than ``max_slices`` slices would be needed
+    (slice far too short for the time range).
+    """
+    if field not in FIELDS:
+        raise ValueError("invalid field %r: choose one of %s"
+                         % (field, ", ".join(FIELDS)))
+    if not _is_int(slice_ns) or slice_ns <= 0:
+        raise ValueError("invalid slice length %r ns: must be a positive int"
+                         % (slice_ns,))
+    # Reduce each record to what is needed, so that only one field is kept
+    # in memory while the start of the first slice is not yet known.
+    reduced = []
+    first = None
+    for rec in records:
+        start = record_start_ns(rec)
+        first = start if first is None else min(first, start)
+        reduced.append((rec["ts_ns"], function_values(rec, field, scale_duty)))
+    if not reduced:
+        return [], {}
+    if t0 is None:
+        t0 = min(first, min(ts for ts, _ in reduced))
+    nslices = max((ts - t0) // slice_ns for ts, _ in reduced) + 1
+    if max_slices is not None and nslices > max_slices:
+        raise ValueError("too many slices: %d slices of %s for %s of records "
+                         "(limit %d); use a longer slice"
+                         % (nslices, format_duration(slice_ns),
+                            format_duration(nslices * slice_ns), max_slices))
+    zero = 0 if field == "ncalls" else 0.0
+    table = {}
+    for ts, values in reduced:
+        idx = (ts - t0) // slice_ns
+        if idx < 0:
+            continue  # before an explicit t0
+        for key, v in values.items():
+            row = table.get(key)
+            if row is None:
+                row = table[key] = [zero] * nslices
+            row[idx] += v
+    slices = [t0 + i * slice_ns for i in range(nslices)]
+    return slices, table
+
+
+def top_functions(table, n):
+    """Keys of the ``n`` functions with the largest total over all slices.
+
+    Ties are broken by key so the order is deterministic.
+    """
+    if n <= 0:
+        return []
+    ranked = sorted(table, key=lambda k: (-sum(table[k]), k))
+    return ranked[:n]
+
+
+def other_values(table, top, zero=0):
+    """Per-slice sum of every function not in ``top`` (``zero`` is the
+    starting value: 0 for ncalls, 0.0 for times)."""
+    top = set(top)
+    nslices = len(next(iter(table.values()))) if table else 0
+    out = [zero] * nslices
+    for key, row in table.items():
+        if key in top:
+            continue
+        for i, v in enumerate(row):
+            out[i] += v
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Labels
+
+_KEY_RE = re.compile(r"(.*):(\d+)\((.*)\)", re.S)
+
+
+def split_func_key(key):
+    """"/p/ai.py:42(find_path)" -> ("/p/ai.py", 42, "find_path").
+
+    Keys that do not look like pstats keys give (key, 0, key).
+    """
+    m = _KEY_RE.fullmatch(key)
+    if not m:
+        return key, 0, key
+    return m.group(1), int(m.group(2)), m.group(3)
+
+
+def short_label(key):
+    """"find_path (ai.py:42)"; built-ins ("~:0(...)") give just the name."""
+    file_name, line, func = split_func_key(key)
+    if file_name == "~" or (file_name == func and line == 0):
+        return func
+    return "%s (%s:%d)" % (func, os.path.basename(file_name) or file_name, line)
+
+
+def short_labels(keys):
+    """Short labels for ``keys``, falling back to the full key when two
+    short labels would be the same."""
+    labels = [short_label(k) for k in keys]
+    counts = {}
+    for lab in labels:
+        counts[lab] = counts.get(lab, 0) + 1
+    return [k if counts[lab] > 1 else lab for k, lab in zip(keys, labels)]
