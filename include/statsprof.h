@@ -173,8 +173,9 @@ typedef struct statsprof_stats_profile {
   int64_t end_ns;    /* wall clock, ns since the epoch: interval end */
   uint64_t seq;      /* 1, 2, 3, ... per profiler */
   int64_t pid;
-  uint64_t dropped;  /* records dropped before this one (queue full) */
+  uint64_t dropped;  /* records lost to full sink queues so far, all sinks */
   uint64_t overflow_functions; /* functions folded into the overflow entry */
+  uint64_t sink_errors; /* records sinks failed to take so far, all sinks */
 } statsprof_stats_profile;
 
 /*
@@ -187,16 +188,22 @@ typedef struct statsprof_stats_profile {
 STATSPROF_API int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode,
                                      statsprof_stats_profile **out);
 
-/* Frees a snapshot. Accepts NULL. Any thread, no GIL needed. */
+/* Drops a reference to a snapshot, freeing it with the last one. Accepts
+ * NULL. Any thread, no GIL needed. */
 STATSPROF_API void statsprof_stats_profile_free(statsprof_stats_profile *s);
+
+/* Takes another reference (e.g. a sink keeping a record past emit); release
+ * it with statsprof_stats_profile_free. Returns s. Any thread. */
+STATSPROF_API statsprof_stats_profile *statsprof_stats_profile_ref(statsprof_stats_profile *s);
 
 /*
  * Call from the host's main loop (e.g. once per frame). When the configured
  * interval has elapsed since the last record, takes a delta snapshot and
  * emits it to every sink; otherwise returns at once (a clock read and a
  * compare). Also attaches thread states created since the last tick.
- * Returns 1 when a record was emitted, 0 when none was due, <0 on error
- * (a failing sink is reported here but does not stop the others).
+ * Returns 1 when a record was emitted, 0 when none was due, <0 when no
+ * snapshot could be taken. Sinks write on their own threads: their failures
+ * are counted (statsprof_sink_errors), logged, and never returned here.
  * Requires the GIL.
  */
 STATSPROF_API int statsprof_tick(statsprof *p);
@@ -211,10 +218,14 @@ STATSPROF_API int statsprof_emit_now(statsprof *p);
  * designated initializers; `version` is STATSPROF_SINK_VERSION, and methods
  * are only ever appended behind it. Methods may be NULL except emit.
  *
- * Threading: emit, flush and close are called one at a time per profiler,
- * from the thread that emits (today the host's thread inside
- * statsprof_tick/emit_now/stop/destroy). A sink must not assume it holds the
- * GIL, must not call Python, and must not call into the profiler.
+ * Threading: each sink has its own writer thread (config writer=thread, the
+ * default): emit and flush run there, one call at a time, without the GIL,
+ * so a slow sink delays only itself. With writer=sync they run on the
+ * emitting thread (inside statsprof_tick/emit_now/stop/destroy, GIL held).
+ * close runs on the thread that calls statsprof_destroy, after the last
+ * emit. A sink must not call into the profiler; if it needs the GIL it must
+ * take it (PyGILState_Ensure) — the profiler never waits for a sink while
+ * holding the GIL.
  * `close` is called once, also when an emit failed; never after a failed add.
  */
 #define STATSPROF_SINK_VERSION 1
@@ -222,9 +233,11 @@ STATSPROF_API int statsprof_emit_now(statsprof *p);
 typedef struct statsprof_sink_ops {
   int version;
   const char *name; /* for error messages: "jsonl", "my-logger", ... */
-  /* Receives a record it does not own (valid during the call only).
-   * Returns 0, or nonzero on failure: the failure is counted and logged,
-   * the other sinks still get the record. */
+  /* Receives a record it does not own, valid during the call only (take a
+   * reference with statsprof_stats_profile_ref to keep it). Returns 0, or
+   * nonzero (a STATSPROF_E* code) on failure: the failure is counted,
+   * logged (rate-limited) and reported in later records' sink_errors; the
+   * other sinks still get the record. */
   int (*emit)(void *ctx, const statsprof_stats_profile *rec);
   int (*flush)(void *ctx);
   void (*close)(void *ctx);
@@ -253,8 +266,27 @@ typedef int (*statsprof_sink_open_fn)(const char *arg, const statsprof_sink_ops 
  */
 STATSPROF_API int statsprof_register_sink(const char *name, statsprof_sink_open_fn open);
 
-/* Number of records a sink failed to take, summed over all sinks. */
+/* Number of records a sink failed to take, summed over all sinks. Any thread. */
 STATSPROF_API uint64_t statsprof_sink_errors(const statsprof *p);
+
+/* Records lost because a sink's queue was full (on_full=drop), all sinks. */
+STATSPROF_API uint64_t statsprof_dropped(const statsprof *p);
+
+/*
+ * Waits until every record emitted so far has been handed to every sink,
+ * then calls each sink's flush. Releases the GIL while waiting if the caller
+ * holds it. Returns 0.
+ */
+STATSPROF_API int statsprof_flush(statsprof *p);
+
+/*
+ * Where the profiler reports problems that happen later, off the caller's
+ * thread (a sink failing, rate-limited): fn(ud, message), called from any
+ * thread, never with profiler locks held. NULL restores the default, a line
+ * on stderr. Call before statsprof_start.
+ */
+typedef void (*statsprof_log_fn)(void *ud, const char *message);
+STATSPROF_API void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud);
 
 /* ---- Enable from the environment -------------------------------------- */
 

@@ -15,6 +15,8 @@ void statsprof__config_defaults(statsprof__config *c) {
   c->clock = STATSPROF__CLOCK_WALL;
   c->builtins = 1;
   c->max_functions = 100000;
+  c->queue = 64;
+  c->compensate = 1;
 }
 
 void statsprof__config_free(statsprof__config *c) {
@@ -81,12 +83,16 @@ static int fail(parse_ctx *pc, const char *at, const char *fmt, const char *item
 
 static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const char *val,
                    const char *at, unsigned *seen) {
-  static const char *keys[] = {"interval", "clock", "builtins", "max_functions", "sink"};
+  static const char *keys[] = {"interval", "clock", "builtins", "max_functions", "sink",
+                               "writer", "on_full", "queue", "trigger", "compensate"};
+  enum { NKEYS = sizeof keys / sizeof *keys };
   int k = -1;
-  for (int i = 0; i < 5; i++)
+  for (int i = 0; i < NKEYS; i++)
     if (!strcmp(key, keys[i])) k = i;
   if (k < 0)
-    return fail(pc, at, "unknown key '%s'%s; known keys: interval, clock, builtins, max_functions, sink",
+    return fail(pc, at,
+                "unknown key '%s'%s; known keys: interval, clock, builtins, max_functions, sink, "
+                "writer, on_full, queue, trigger, compensate",
                 key, NULL);
   if (k != 4 && (*seen & (1u << k))) return fail(pc, at, "duplicate key '%s'%s", key, NULL);
   *seen |= 1u << k;
@@ -105,12 +111,37 @@ static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const c
       else if (!strcmp(val, "cpu")) c->clock = STATSPROF__CLOCK_CPU;
       else return fail(pc, at, "bad clock '%s'%s (use wall or cpu)", val, NULL);
       return 0;
-    case 2: {
+    case 2:
+    case 9: {
       int b = parse_bool(val);
-      if (b < 0) return fail(pc, at, "bad value '%s' for builtins%s (use on or off)", val, NULL);
-      c->builtins = b;
+      if (b < 0) return fail(pc, at, "bad value '%s' for %s (use on or off)", val, key);
+      *(k == 2 ? &c->builtins : &c->compensate) = b;
       return 0;
     }
+    case 5:
+      if (!strcmp(val, "thread")) c->writer_sync = 0;
+      else if (!strcmp(val, "sync")) c->writer_sync = 1;
+      else return fail(pc, at, "bad writer '%s'%s (use thread or sync)", val, NULL);
+      return 0;
+    case 6:
+      if (!strcmp(val, "drop")) c->on_full_block = 0;
+      else if (!strcmp(val, "block")) c->on_full_block = 1;
+      else return fail(pc, at, "bad on_full '%s'%s (use drop or block)", val, NULL);
+      return 0;
+    case 7: {
+      char *end;
+      errno = 0;
+      unsigned long n = strtoul(val, &end, 10);
+      if (*end || errno || n < 1 || n > 65536 || val[0] == '-')
+        return fail(pc, at, "bad queue '%s'%s (records per sink, from 1 to 65536)", val, NULL);
+      c->queue = (uint32_t)n;
+      return 0;
+    }
+    case 8:
+      if (!strcmp(val, "tick")) c->trigger_timer = 0;
+      else if (!strcmp(val, "timer")) c->trigger_timer = 1;
+      else return fail(pc, at, "bad trigger '%s'%s (use tick or timer)", val, NULL);
+      return 0;
     case 3: {
       char *end;
       errno = 0;

@@ -43,6 +43,16 @@ int statsprof__error(statsprof *p, int code, const char *fmt, ...) {
   return code;
 }
 
+void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...) {
+  char msg[STATSPROF__ERRLEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (log && log->fn) log->fn(log->ud, msg);
+  else fprintf(stderr, "statsprof: %s\n", msg);
+}
+
 void statsprof__log(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -362,13 +362,13 @@ int statsprof__attach(statsprof *p, PyThreadState *ts) {
   return 0;
 }
 
-int statsprof__attach_all(statsprof *p) {
+int statsprof__attach_all(statsprof *p, int self) {
   PyThreadState *me = PyThreadState_Get();
-  int rc = statsprof__attach(p, me);
+  int rc = self > 0 ? statsprof__attach(p, me) : 0;
   if (rc) return rc;
   for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
     /* Another thread's own profiler (cProfile, a debugger) is left alone. */
-    if (ts != me && ts->c_profilefunc == NULL) statsprof__attach(p, ts);
+    if ((ts != me || self == 0) && ts->c_profilefunc == NULL) statsprof__attach(p, ts);
   }
   return 0;
 }

@@ -7,6 +7,9 @@
 #include <frameobject.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <pthread.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <stdint.h>
 
 #include "statsprof.h"
@@ -52,6 +55,11 @@ typedef struct statsprof__config {
   statsprof__clock_kind clock;
   int builtins;             /* profile C functions too (cProfile's builtins=True) */
   uint32_t max_functions;   /* table cap; the rest folds into one entry */
+  int writer_sync;          /* writer=sync: sinks run on the emitting thread */
+  int on_full_block;        /* on_full=block: wait for room instead of dropping */
+  uint32_t queue;           /* records each sink's ring holds */
+  int trigger_timer;        /* trigger=timer: a thread takes the snapshots */
+  int compensate;           /* subtract the profiler's own per-event cost */
   size_t nsinks;
   statsprof__sink_spec sinks[STATSPROF__MAX_SINKS];
 } statsprof__config;
@@ -177,8 +185,10 @@ int statsprof__hook_ready(void); /* type + co_extra index; GIL held */
 uint64_t statsprof__epoch(void); /* changes at every Py_Finalize */
 /* Installs the hook on `ts` (GIL held). */
 int statsprof__attach(statsprof *p, PyThreadState *ts);
-/* Attaches every thread state of the interpreter that lacks our hook. */
-int statsprof__attach_all(statsprof *p);
+/* Attaches every thread state of the interpreter that has no profile
+ * function. The caller's own: self > 0 attaches it even if it has one
+ * (start), self == 0 treats it like the others, self < 0 skips it (timer). */
+int statsprof__attach_all(statsprof *p, int self);
 /* Closes open frames of every thread, then removes the hook everywhere. */
 void statsprof__detach_all(statsprof *p);
 /* Counts frames still open as if they returned now (cProfile's disable). */
@@ -202,13 +212,48 @@ int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
                              statsprof_stats_profile **out);
 void statsprof__snapshot_state_free(statsprof__snapshot_state *s);
 
-/* ---- sinks ------------------------------------------------------------- */
+/* ---- sinks and their writers ------------------------------------------ */
 
 typedef struct statsprof__sink {
   const statsprof_sink_ops *ops;
   void *ctx;
-  uint64_t errors;
 } statsprof__sink;
+
+typedef struct statsprof__log_target {
+  statsprof_log_fn fn;
+  void *ud;
+} statsprof__log_target;
+
+void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* One sink, its bounded ring and its thread (see writer.c). */
+typedef struct statsprof__writer {
+  statsprof__sink sink;
+  int sync, block;
+  pthread_mutex_t lock;
+  pthread_cond_t wake; /* producer -> thread: a record or closing */
+  pthread_cond_t idle; /* thread -> producer: room, or drained */
+  pthread_t thread;
+  int running, closing, busy, registered;
+  statsprof_stats_profile **ring;
+  uint32_t cap, head, count;
+  uint64_t dropped; /* records this sink lost to a full ring */
+  uint64_t errors;  /* records this sink failed to take */
+  atomic_ullong *total_errors;
+  const statsprof__log_target *log;
+  struct statsprof__writer *next_writer; /* all writers, for fork */
+} statsprof__writer;
+
+int statsprof__writer_init(statsprof__writer *w, statsprof__sink sink, const statsprof__config *c,
+                           atomic_ullong *total_errors, const statsprof__log_target *log);
+/* Queues rec for the sink (taking a reference); 1 if it was dropped. */
+int statsprof__writer_push(statsprof__writer *w, statsprof_stats_profile *rec);
+void statsprof__writer_drain(statsprof__writer *w);
+void statsprof__writer_close(statsprof__writer *w);
+
+void statsprof__record_ref(statsprof_stats_profile *rec);
+void statsprof__record_unref(statsprof_stats_profile *rec);
 
 /* Opens a built-in or registered sink by name (the config's sink=NAME:ARG). */
 int statsprof__sink_open(const statsprof__sink_spec *spec, const statsprof_sink_ops **ops,
@@ -231,12 +276,26 @@ struct statsprof {
   uint64_t next_tick; /* ticks value when the next record is due */
   uint64_t interval_ticks;
 
-  statsprof__sink sinks[STATSPROF__MAX_SINKS];
-  size_t nsinks;
-  uint64_t sink_errors;
+  statsprof__writer writers[STATSPROF__MAX_SINKS];
+  size_t nwriters;
+  atomic_ullong sink_errors;
+  statsprof__log_target log;
+
+  /* trigger=timer (timer.c) */
+  pthread_t timer_thread;
+  pthread_mutex_t timer_lock;
+  pthread_cond_t timer_cond;
+  int timer_init, timer_running, timer_stop;
+  pid_t timer_pid;
+  PyObject *timer_atexit;
 
   char errmsg[STATSPROF__ERRLEN];
 };
+
+/* What tick does when a record is due: pick up new threads, emit. GIL. */
+int statsprof__emit_due(statsprof *p, int from_timer);
+int statsprof__timer_start(statsprof *p);
+void statsprof__timer_stop(statsprof *p);
 
 /* Records a formatted message on p (or the thread's create message). */
 int statsprof__error(statsprof *p, int code, const char *fmt, ...)

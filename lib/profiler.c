@@ -14,16 +14,24 @@ static uint32_t next_gen(void) {
 }
 
 static void close_sinks(statsprof *p) {
-  for (size_t i = p->nsinks; i-- > 0;) {
-    statsprof__sink *s = &p->sinks[i];
-    if (s->ops->flush) s->ops->flush(s->ctx);
-    if (s->ops->close) s->ops->close(s->ctx);
-  }
-  p->nsinks = 0;
+  for (size_t i = p->nwriters; i-- > 0;) statsprof__writer_close(&p->writers[i]);
+  p->nwriters = 0;
+}
+
+static int add_writer(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
+  statsprof__sink sink = {ops, ctx};
+  int rc = statsprof__writer_init(&p->writers[p->nwriters], sink, &p->config, &p->sink_errors, &p->log);
+  if (rc) return statsprof__error(p, rc, "out of memory adding sink %s", ops->name ? ops->name : "?");
+  p->nwriters++;
+  return 0;
 }
 
 static void free_all(statsprof *p) {
   close_sinks(p);
+  if (p->timer_init) {
+    pthread_mutex_destroy(&p->timer_lock);
+    pthread_cond_destroy(&p->timer_cond);
+  }
   statsprof__snapshot_state_free(&p->snap);
   statsprof__table_free(&p->table);
   statsprof__config_free(&p->config);
@@ -41,11 +49,11 @@ static int open_config_sinks(statsprof *p) {
   size_t n = c->nsinks ? c->nsinks : 1;
   for (size_t i = 0; i < n; i++) {
     const statsprof__sink_spec *spec = c->nsinks ? &c->sinks[i] : &dflt;
-    statsprof__sink *s = &p->sinks[p->nsinks];
-    int rc = statsprof__sink_open(spec, &s->ops, &s->ctx, p->errmsg, sizeof p->errmsg);
+    const statsprof_sink_ops *ops;
+    void *ctx;
+    int rc = statsprof__sink_open(spec, &ops, &ctx, p->errmsg, sizeof p->errmsg);
+    if (!rc && (rc = add_writer(p, ops, ctx)) != 0 && ops->close) ops->close(ctx);
     if (rc) return rc;
-    s->errors = 0;
-    p->nsinks++;
   }
   return 0;
 }
@@ -95,13 +103,17 @@ int statsprof_start(statsprof *p) {
    * until the next tick. Done before attaching, so it is not profiled. */
   if (statsprof__threading_hook(p, 1))
     statsprof__log("cannot install threading.setprofile: new Python threads are picked up at tick");
-  rc = statsprof__attach_all(p);
+  rc = statsprof__attach_all(p, 1);
   if (rc) {
     p->running = 0;
     statsprof__threading_hook(p, 0);
     return rc;
   }
   p->next_tick = statsprof__ticks() + p->interval_ticks;
+  if (p->config.trigger_timer && (rc = statsprof__timer_start(p)) != 0) {
+    statsprof_stop(p);
+    return rc;
+  }
   return 0;
 }
 
@@ -116,23 +128,31 @@ int statsprof_attach_thread(statsprof *p) {
   return statsprof__attach(p, PyThreadState_Get());
 }
 
-static int emit(statsprof *p, const statsprof_stats_profile *rec) {
-  int rc = 0;
-  for (size_t i = 0; i < p->nsinks; i++) {
-    statsprof__sink *s = &p->sinks[i];
-    int e = s->ops->emit(s->ctx, rec);
-    if (e) {
-      /* Counted and reported; the other sinks still get the record. */
-      if (s->errors++ < 3 || (s->errors & (s->errors - 1)) == 0)
-        statsprof__log("sink %s failed to write record %llu (%s); %llu failures so far",
-                       s->ops->name ? s->ops->name : "?", (unsigned long long)rec->seq,
-                       statsprof_strerror(e), (unsigned long long)s->errors);
-      p->sink_errors++;
-      rc = statsprof__error(p, STATSPROF_ESINK, "sink %s failed: %s", s->ops->name ? s->ops->name : "?",
-                            statsprof_strerror(e));
-    }
-  }
-  return rc;
+uint64_t statsprof_dropped(const statsprof *p) {
+  uint64_t n = 0;
+  for (size_t i = 0; p && i < p->nwriters; i++) n += p->writers[i].dropped;
+  return n;
+}
+
+/* Hands the record to every sink's writer; sink failures surface later, in
+ * the log and in the counters that following records carry. */
+static int emit(statsprof *p, statsprof_stats_profile *rec) {
+  rec->dropped = statsprof_dropped(p);
+  rec->sink_errors = atomic_load(&p->sink_errors);
+  for (size_t i = 0; i < p->nwriters; i++) statsprof__writer_push(&p->writers[i], rec);
+  return 0;
+}
+
+int statsprof_flush(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_flush: NULL profiler");
+  for (size_t i = 0; i < p->nwriters; i++) statsprof__writer_drain(&p->writers[i]);
+  return 0;
+}
+
+void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud) {
+  if (!p) return;
+  p->log.fn = fn;
+  p->log.ud = ud;
 }
 
 int statsprof_emit_now(statsprof *p) {
@@ -145,14 +165,18 @@ int statsprof_emit_now(statsprof *p) {
   return rc;
 }
 
-int statsprof_tick(statsprof *p) {
-  if (!p) return STATSPROF_EINVAL;
-  uint64_t now = statsprof__ticks();
-  if (now < p->next_tick || !p->running) return 0;
-  p->next_tick = now + p->interval_ticks;
-  if (python_alive(p)) statsprof__attach_all(p);
+int statsprof__emit_due(statsprof *p, int from_timer) {
+  p->next_tick = statsprof__ticks() + p->interval_ticks;
+  /* The timer's own thread state runs no Python: leave it alone. */
+  if (python_alive(p)) statsprof__attach_all(p, from_timer ? -1 : 0);
   int rc = statsprof_emit_now(p);
   return rc ? rc : 1;
+}
+
+int statsprof_tick(statsprof *p) {
+  if (!p) return STATSPROF_EINVAL;
+  if (statsprof__ticks() < p->next_tick || !p->running) return 0;
+  return statsprof__emit_due(p, 0);
 }
 
 int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_stats_profile **out) {
@@ -161,13 +185,14 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot: NULL profiler");
   if (mode != STATSPROF_DELTA && mode != STATSPROF_CUMULATIVE)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot: bad mode %d", (int)mode);
-  if (p->running && python_alive(p)) statsprof__attach_all(p);
+  if (p->running && python_alive(p)) statsprof__attach_all(p, 0);
   return statsprof__snapshot_take(p, mode, out);
 }
 
 int statsprof_stop(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
   if (!p->running) return 0;
+  statsprof__timer_stop(p);
   p->running = 0;
   statsprof__detach_all(p);
   if (python_alive(p)) statsprof__threading_hook(p, 0);
@@ -177,8 +202,7 @@ int statsprof_stop(statsprof *p) {
   if (rc) return rc;
   if (rec->nfunc_profiles) rc = emit(p, rec);
   statsprof_stats_profile_free(rec);
-  for (size_t i = 0; i < p->nsinks; i++)
-    if (p->sinks[i].ops->flush) p->sinks[i].ops->flush(p->sinks[i].ctx);
+  statsprof_flush(p);
   return rc;
 }
 
@@ -203,13 +227,12 @@ int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
   if (ops->version < 1)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_add_sink: ops->version %d is not supported",
                             ops->version);
-  if (p->nsinks == STATSPROF__MAX_SINKS)
+  if (p->nwriters == STATSPROF__MAX_SINKS)
     return statsprof__error(p, STATSPROF_ENOMEM, "statsprof_add_sink: at most %d sinks", STATSPROF__MAX_SINKS);
-  p->sinks[p->nsinks++] = (statsprof__sink){ops, ctx, 0};
-  return 0;
+  return add_writer(p, ops, ctx);
 }
 
-uint64_t statsprof_sink_errors(const statsprof *p) { return p ? p->sink_errors : 0; }
+uint64_t statsprof_sink_errors(const statsprof *p) { return p ? atomic_load(&p->sink_errors) : 0; }
 
 statsprof *statsprof_from_env(const char *name) {
   const char *var = name ? name : "STATSPROF";

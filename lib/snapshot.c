@@ -9,8 +9,10 @@
 
 #include "internal.h"
 
+/* Records are shared by the sinks' writer threads: refcounted. */
 typedef struct snapshot_impl {
   statsprof_stats_profile pub;
+  atomic_long refs;
   statsprof__strings *strings;
 } snapshot_impl;
 
@@ -42,11 +44,22 @@ static statsprof__counters diff(const statsprof__counters *cur, const statsprof_
 
 static int nonzero(const statsprof__counters *c) { return c->callcount || c->tt || c->it; }
 
-void statsprof_stats_profile_free(statsprof_stats_profile *s) {
-  if (!s) return;
+void statsprof__record_ref(statsprof_stats_profile *s) {
+  atomic_fetch_add(&((snapshot_impl *)s)->refs, 1);
+}
+
+void statsprof__record_unref(statsprof_stats_profile *s) {
   snapshot_impl *impl = (snapshot_impl *)s;
+  if (!s || atomic_fetch_sub(&impl->refs, 1) != 1) return;
   statsprof__strings_unref(impl->strings);
   free(impl);
+}
+
+void statsprof_stats_profile_free(statsprof_stats_profile *s) { statsprof__record_unref(s); }
+
+statsprof_stats_profile *statsprof_stats_profile_ref(statsprof_stats_profile *s) {
+  if (s) statsprof__record_ref(s);
+  return s;
 }
 
 void statsprof__snapshot_state_free(statsprof__snapshot_state *s) {
@@ -147,6 +160,7 @@ int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
   s->end_ns = wall;
   s->pid = (int64_t)getpid();
   s->overflow_functions = t->overflow_functions;
+  atomic_init(&impl->refs, 1);
   impl->strings = t->strings;
   statsprof__strings_ref(t->strings);
   if (delta) {

@@ -11,6 +11,7 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
                           size_t errlen);
 int statsprof__stderr_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                            size_t errlen);
+int statsprof__pstats_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err, size_t errlen);
 
 #define MAX_REGISTERED 32
 
@@ -20,8 +21,9 @@ static struct {
 } registry[MAX_REGISTERED] = {
     {"jsonl", statsprof__jsonl_open},
     {"stderr", statsprof__stderr_open},
+    {"pstats", statsprof__pstats_open},
 };
-static size_t nregistry = 2;
+static size_t nregistry = 3;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 int statsprof_register_sink(const char *name, statsprof_sink_open_fn open) {

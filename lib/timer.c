@@ -1,0 +1,114 @@
+/* timer.c — trigger=timer: a thread that emits a record every interval, for
+ * hosts without a main loop to call statsprof_tick from.
+ *
+ * DESIGN
+ * The thread sleeps on a condition variable with a deadline; at each
+ * deadline it takes the GIL (PyGILState_Ensure), does what statsprof_tick
+ * does, and lets the GIL go. Stopping sets a flag, signals, and joins with
+ * the GIL released (the thread may be waiting for it). Py_Finalize must not
+ * find the thread asking for the GIL, so start registers a Python atexit
+ * callback that stops the thread while the interpreter is still whole; the
+ * thread also checks _Py_IsFinalizing before asking. fork() leaves the child
+ * without the thread: the child's next statsprof_tick still works.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "internal.h"
+
+static void deadline_after(struct timespec *ts, int64_t ns) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  int64_t t = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + (ns > 0 ? ns : 1000000);
+  ts->tv_sec = t / 1000000000;
+  ts->tv_nsec = t % 1000000000;
+}
+
+static void *timer_main(void *arg) {
+  statsprof *p = arg;
+  struct timespec deadline;
+  pthread_mutex_lock(&p->timer_lock);
+  deadline_after(&deadline, p->config.interval_ns);
+  while (!p->timer_stop) {
+    int rc = pthread_cond_timedwait(&p->timer_cond, &p->timer_lock, &deadline);
+    if (p->timer_stop) break;
+    if (rc != ETIMEDOUT) continue;
+    deadline_after(&deadline, p->config.interval_ns);
+    pthread_mutex_unlock(&p->timer_lock);
+    if (!Py_IsInitialized() || _Py_IsFinalizing()) return NULL;
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (p->running && !p->timer_stop) statsprof__emit_due(p, 1);
+    PyGILState_Release(g);
+    pthread_mutex_lock(&p->timer_lock);
+  }
+  pthread_mutex_unlock(&p->timer_lock);
+  return NULL;
+}
+
+static PyObject *atexit_stop(PyObject *capsule, PyObject *unused) {
+  statsprof *p = PyCapsule_GetPointer(capsule, "statsprof.timer");
+  if (p) statsprof__timer_stop(p);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef atexit_def = {"_statsprof_timer_stop", atexit_stop, METH_NOARGS,
+                                 "Stops statsprof's timer thread before finalization."};
+
+static int call_atexit(const char *method, PyObject *fn) {
+  PyObject *mod = PyImport_ImportModule("atexit");
+  PyObject *r = mod ? PyObject_CallMethod(mod, method, "O", fn) : NULL;
+  Py_XDECREF(mod);
+  Py_XDECREF(r);
+  if (!r) PyErr_Clear();
+  return r ? 0 : -1;
+}
+
+int statsprof__timer_start(statsprof *p) {
+  if (p->timer_running) return 0;
+  if (!p->timer_init) {
+    pthread_mutex_init(&p->timer_lock, NULL);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->timer_cond, &a);
+    pthread_condattr_destroy(&a);
+    p->timer_init = 1;
+  }
+  PyObject *capsule = PyCapsule_New(p, "statsprof.timer", NULL);
+  p->timer_atexit = capsule ? PyCFunction_New(&atexit_def, capsule) : NULL;
+  Py_XDECREF(capsule);
+  if (!p->timer_atexit || call_atexit("register", p->timer_atexit)) {
+    PyErr_Clear();
+    Py_CLEAR(p->timer_atexit);
+    return statsprof__error(p, STATSPROF_EPYTHON, "trigger=timer: cannot register an atexit handler");
+  }
+  p->timer_stop = 0;
+  if (pthread_create(&p->timer_thread, NULL, timer_main, p) != 0) {
+    call_atexit("unregister", p->timer_atexit);
+    Py_CLEAR(p->timer_atexit);
+    return statsprof__error(p, STATSPROF_ENOMEM, "trigger=timer: cannot start the timer thread");
+  }
+  p->timer_running = 1;
+  p->timer_pid = getpid();
+  return 0;
+}
+
+void statsprof__timer_stop(statsprof *p) {
+  if (!p->timer_running) return;
+  p->timer_running = 0;
+  pthread_mutex_lock(&p->timer_lock);
+  p->timer_stop = 1;
+  pthread_cond_signal(&p->timer_cond);
+  pthread_mutex_unlock(&p->timer_lock);
+  int have_gil = Py_IsInitialized() && PyGILState_Check();
+  /* In a forked child the thread does not exist: nothing to join. */
+  if (p->timer_pid == getpid()) {
+    PyThreadState *ts = have_gil ? PyEval_SaveThread() : NULL;
+    pthread_join(p->timer_thread, NULL);
+    if (ts) PyEval_RestoreThread(ts);
+  }
+  if (p->timer_atexit) {
+    if (have_gil) call_atexit("unregister", p->timer_atexit);
+    if (have_gil) Py_CLEAR(p->timer_atexit);
+    else p->timer_atexit = NULL; /* the interpreter is gone, and the object with it */
+  }
+}
