@@ -269,6 +269,7 @@ static inline void enter(statsprof__thread *t, statsprof *p, uint32_t idx) {
   f->entry = idx;
   f->edge = eid;
   f->subt = 0;
+  f->ev0 = ++t->events;
   t->entry_level[idx]++;
   if (eid != STATSPROF__NONE) t->edge_level[eid]++;
   f->t0 = now(p);
@@ -288,7 +289,11 @@ static inline void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1) {
   }
   if (t->depth == 0) return; /* a frame entered before we attached */
   statsprof__frame *f = &t->stack[--t->depth];
-  uint64_t tt = t1 > f->t0 ? t1 - f->t0 : 0;
+  /* Compensation: every profile event inside this frame (its descendants'
+   * calls and returns, and its own return) cost about p->bias ticks of
+   * profiler time that the frame would not have spent unprofiled. */
+  uint64_t cost = (++t->events - f->ev0) * p->bias;
+  uint64_t tt = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
   uint64_t it = tt > f->subt ? tt - f->subt : 0;
   if (t->depth) f[-1].subt += tt;
   count(&p->table.entries[f->entry].c, &t->entry_level[f->entry], tt, it);

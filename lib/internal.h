@@ -158,6 +158,7 @@ void statsprof__table_clear_counts(statsprof__table *t);
 typedef struct statsprof__frame {
   uint64_t t0;
   uint64_t subt; /* time spent in callees */
+  uint64_t ev0;  /* the thread's event count at entry */
   uint32_t entry;
   uint32_t edge;
 } statsprof__frame;
@@ -171,6 +172,7 @@ typedef struct statsprof__thread {
   statsprof__frame *stack;
   uint32_t depth, cap;
   uint32_t skipped;       /* calls not pushed (stack allocation failed) */
+  uint64_t events;        /* profile events counted on this thread */
   uint32_t *entry_level;  /* recursion level per entry, this thread */
   uint32_t nentry_level;
   uint32_t *edge_level;   /* recursion level per edge, this thread */
@@ -195,6 +197,12 @@ void statsprof__detach_all(statsprof *p);
 void statsprof__flush_thread(statsprof__thread *t);
 /* Installs / removes threading.setprofile so new Python threads get the hook. */
 int statsprof__threading_hook(statsprof *p, int install);
+
+/* ---- calibrate.c ------------------------------------------------------ */
+
+/* The profiler's own cost per profile event in ticks of `clock`, measured
+ * once per process and clock on the calling thread. GIL held. */
+uint64_t statsprof__calibrate(statsprof__clock_kind clock);
 
 /* ---- snapshot.c -------------------------------------------------------- */
 
@@ -273,6 +281,7 @@ struct statsprof {
   int oom;            /* sticky: the hook could not allocate */
   uint64_t lost_events;
 
+  uint64_t bias;      /* ticks one profile event costs (compensate=on) */
   uint64_t next_tick; /* ticks value when the next record is due */
   uint64_t interval_ticks;
 
