@@ -158,8 +158,15 @@ typedef struct statsprof_function_profile {
 
 typedef enum statsprof_snapshot_mode {
   STATSPROF_CUMULATIVE = 0, /* everything since start (or reset) */
-  STATSPROF_DELTA = 1       /* only what happened since the last delta */
+  STATSPROF_DELTA = 1,      /* only what happened since the last delta */
+  STATSPROF_SPIKE = 2       /* record kind only: one frame over budget */
 } statsprof_snapshot_mode;
+
+/* Frame times over a record's interval (statsprof_frame_mark). */
+typedef struct statsprof_frame_stats {
+  uint64_t frames; /* frames that ended in the interval; 0: no markers */
+  double mean_s, p50_s, p95_s, p99_s, max_s;
+} statsprof_frame_stats;
 
 /* A snapshot: pstats.StatsProfile plus when and what it covers. Immutable
  * once made; owned by whoever received it from statsprof_snapshot. */
@@ -176,6 +183,14 @@ typedef struct statsprof_stats_profile {
   uint64_t dropped;  /* records lost to full sink queues so far, all sinks */
   uint64_t overflow_functions; /* functions folded into the overflow entry */
   uint64_t sink_errors; /* records sinks failed to take so far, all sinks */
+
+  /* Which thread: 0 and NULL for a record merged over all threads. */
+  uint64_t thread_id;
+  const char *thread_name;
+
+  statsprof_frame_stats frame_stats; /* delta records */
+  uint64_t frame;      /* spike records: the frame's number */
+  double frame_time_s; /* spike records: how long that frame took */
 } statsprof_stats_profile;
 
 /*
@@ -187,6 +202,14 @@ typedef struct statsprof_stats_profile {
  */
 STATSPROF_API int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode,
                                      statsprof_stats_profile **out);
+
+/*
+ * Like statsprof_snapshot, for one thread only (its thread_id as in
+ * threading.get_ident / PyThreadState.thread_id). A delta moves only that
+ * thread's mark. STATSPROF_EINVAL if the profiler never saw the thread.
+ */
+STATSPROF_API int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode,
+                                            uint64_t thread_id, statsprof_stats_profile **out);
 
 /* Drops a reference to a snapshot, freeing it with the last one. Accepts
  * NULL. Any thread, no GIL needed. */
@@ -210,6 +233,19 @@ STATSPROF_API int statsprof_tick(statsprof *p);
 
 /* Takes a delta snapshot now and emits it, whatever the interval. GIL. */
 STATSPROF_API int statsprof_emit_now(statsprof *p);
+
+/* ---- Frames ----------------------------------------------------------- */
+
+/*
+ * Ends a frame (call once per frame of the host's loop, e.g. after
+ * rendering). The profiler then knows each frame's time: records carry
+ * frame statistics, and with config budget=DURATION a frame that took
+ * longer is a spike: its own profile (only what that frame touched) is
+ * emitted as a record of mode STATSPROF_SPIKE, at most max_spikes_per_min
+ * per minute. Returns 1 when a spike record was emitted, else 0; <0 on
+ * error. GIL held.
+ */
+STATSPROF_API int statsprof_frame_mark(statsprof *p);
 
 /* ---- Sinks ------------------------------------------------------------- */
 

@@ -17,6 +17,7 @@ void statsprof__config_defaults(statsprof__config *c) {
   c->max_functions = 100000;
   c->queue = 64;
   c->compensate = 1;
+  c->max_spikes_per_min = 10;
 }
 
 void statsprof__config_free(statsprof__config *c) {
@@ -84,7 +85,8 @@ static int fail(parse_ctx *pc, const char *at, const char *fmt, const char *item
 static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const char *val,
                    const char *at, unsigned *seen) {
   static const char *keys[] = {"interval", "clock", "builtins", "max_functions", "sink",
-                               "writer", "on_full", "queue", "trigger", "compensate"};
+                               "writer", "on_full", "queue", "trigger", "compensate",
+                               "budget", "max_spikes_per_min", "per_thread"};
   enum { NKEYS = sizeof keys / sizeof *keys };
   int k = -1;
   for (int i = 0; i < NKEYS; i++)
@@ -92,7 +94,7 @@ static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const c
   if (k < 0)
     return fail(pc, at,
                 "unknown key '%s'%s; known keys: interval, clock, builtins, max_functions, sink, "
-                "writer, on_full, queue, trigger, compensate",
+                "writer, on_full, queue, trigger, compensate, budget, max_spikes_per_min, per_thread",
                 key, NULL);
   if (k != 4 && (*seen & (1u << k))) return fail(pc, at, "duplicate key '%s'%s", key, NULL);
   *seen |= 1u << k;
@@ -112,10 +114,27 @@ static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const c
       else return fail(pc, at, "bad clock '%s'%s (use wall or cpu)", val, NULL);
       return 0;
     case 2:
-    case 9: {
+    case 9:
+    case 12: {
       int b = parse_bool(val);
       if (b < 0) return fail(pc, at, "bad value '%s' for %s (use on or off)", val, key);
-      *(k == 2 ? &c->builtins : &c->compensate) = b;
+      *(k == 2 ? &c->builtins : k == 9 ? &c->compensate : &c->per_thread) = b;
+      return 0;
+    }
+    case 10: {
+      int64_t ns = statsprof__parse_duration(val);
+      if (ns < 0)
+        return fail(pc, at, "bad duration '%s' for budget%s (use e.g. 16.6ms)", val, NULL);
+      c->budget_ns = ns;
+      return 0;
+    }
+    case 11: {
+      char *end;
+      errno = 0;
+      unsigned long n = strtoul(val, &end, 10);
+      if (*end || errno || n > 100000 || val[0] == '-')
+        return fail(pc, at, "bad max_spikes_per_min '%s'%s (a whole number from 0 to 100000)", val, NULL);
+      c->max_spikes_per_min = (uint32_t)n;
       return 0;
     }
     case 5:

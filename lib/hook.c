@@ -51,8 +51,6 @@ static void thread_dealloc(PyObject *self) {
   if (t->p) statsprof__flush_thread(t);
   thread_unlink(t);
   PyMem_RawFree(t->stack);
-  PyMem_RawFree(t->entry_level);
-  PyMem_RawFree(t->edge_level);
   PyObject_Free(self);
   Py_DECREF(tp);
 }
@@ -134,7 +132,7 @@ static __attribute__((noinline)) uint32_t code_entry_slow(statsprof *p, PyCodeOb
   return idx;
 }
 
-static inline uint32_t code_entry(statsprof *p, PyFrameObject *frame) {
+static inline uint32_t code_label(statsprof *p, PyFrameObject *frame) {
   PyCodeObject *co = PyFrame_GetCode(frame);
   void *extra = NULL;
   uint32_t idx;
@@ -204,7 +202,7 @@ static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunc
   return idx;
 }
 
-static inline uint32_t cfunc_entry(statsprof *p, PyCFunctionObject *fn) {
+static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
   /* The label depends on the method and, for bound methods, on the type. */
   const void *type = fn->m_self ? (const void *)Py_TYPE(fn->m_self) : NULL;
   uint32_t idx = statsprof__table_cfunc_find(&p->table, fn->m_ml, type);
@@ -217,32 +215,24 @@ static inline uint64_t now(const statsprof *p) {
   return p->config.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
 }
 
-static int grow_u32(uint32_t **arr, uint32_t *n, uint32_t need) {
-  uint32_t cap = *n ? *n : 256;
-  while (cap <= need) cap *= 2;
-  uint32_t *a = PyMem_RawRealloc(*arr, cap * sizeof *a);
-  if (!a) return -1;
-  memset(a + *n, 0, (cap - *n) * sizeof *a);
-  *arr = a;
-  *n = cap;
+/* Makes room for one more frame; -1 on OOM. */
+static __attribute__((noinline)) int thread_grow(statsprof__thread *t) {
+  uint32_t cap = t->cap ? t->cap * 2 : 128;
+  statsprof__frame *s = PyMem_RawRealloc(t->stack, cap * sizeof *s);
+  if (!s) return -1;
+  t->stack = s;
+  t->cap = cap;
   return 0;
 }
 
-/* Makes room for one more frame and the level counters; -1 on OOM. */
-static __attribute__((noinline)) int thread_reserve(statsprof__thread *t, uint32_t entry,
-                                                    uint32_t edge) {
-  if (t->depth == t->cap) {
-    uint32_t cap = t->cap ? t->cap * 2 : 128;
-    statsprof__frame *s = PyMem_RawRealloc(t->stack, cap * sizeof *s);
-    if (!s) return -1;
-    t->stack = s;
-    t->cap = cap;
-  }
-  if (entry >= t->nentry_level && grow_u32(&t->entry_level, &t->nentry_level, entry)) return -1;
-  if (edge != STATSPROF__NONE && edge >= t->nedge_level &&
-      grow_u32(&t->edge_level, &t->nedge_level, edge))
-    return -1;
-  return 0;
+/* This thread's entry for a label: one array load once it exists. */
+static inline uint32_t entry_of(statsprof *p, statsprof__thread *t, uint32_t label) {
+  const statsprof__slot *s = &p->table.slots[t->slot];
+  if (__builtin_expect(label < s->nlocal && s->local[label] != STATSPROF__NONE, 1))
+    return s->local[label];
+  uint32_t idx = statsprof__table_entry(&p->table, t->slot, label);
+  if (idx == STATSPROF__NONE) p->oom = 1;
+  return idx;
 }
 
 static inline uint32_t edge_of(statsprof *p, uint32_t caller, uint32_t callee) {
@@ -255,23 +245,21 @@ static inline uint32_t edge_of(statsprof *p, uint32_t caller, uint32_t callee) {
   return eid;
 }
 
-static inline void enter(statsprof__thread *t, statsprof *p, uint32_t idx) {
-  uint32_t eid = t->depth ? edge_of(p, t->stack[t->depth - 1].entry, idx) : STATSPROF__NONE;
-  if (__builtin_expect(t->depth == t->cap || idx >= t->nentry_level ||
-                           (eid != STATSPROF__NONE && eid >= t->nedge_level),
-                       0) &&
-      thread_reserve(t, idx, eid)) {
+static inline void enter(statsprof__thread *t, statsprof *p, uint32_t label) {
+  uint32_t idx = entry_of(p, t, label);
+  if (__builtin_expect(idx == STATSPROF__NONE || (t->depth == t->cap && thread_grow(t)), 0)) {
     p->oom = 1;
     t->skipped++;
     return;
   }
+  uint32_t eid = t->depth ? edge_of(p, t->stack[t->depth - 1].entry, idx) : STATSPROF__NONE;
   statsprof__frame *f = &t->stack[t->depth++];
   f->entry = idx;
   f->edge = eid;
   f->subt = 0;
   f->ev0 = ++t->events;
-  t->entry_level[idx]++;
-  if (eid != STATSPROF__NONE) t->edge_level[eid]++;
+  p->table.entries[idx].level++;
+  if (eid != STATSPROF__NONE) p->table.edges[eid].level++;
   f->t0 = now(p);
 }
 
@@ -280,6 +268,14 @@ static inline void count(statsprof__counters *c, uint32_t *level, uint64_t tt, u
   else c->reccallcount++;
   c->it += it;
   c->callcount++;
+}
+
+/* Frame tracking (frame.c): remember what this frame touched, once. */
+static inline void touch(statsprof *p, uint32_t entry, uint32_t edge) {
+  statsprof__entry *e = &p->table.entries[entry];
+  if (e->stamp != p->frame_no) statsprof__frame_touch_entry(p, entry);
+  if (edge != STATSPROF__NONE && p->table.edges[edge].stamp != p->frame_no)
+    statsprof__frame_touch_edge(p, edge);
 }
 
 static inline void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1) {
@@ -296,8 +292,13 @@ static inline void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1) {
   uint64_t tt = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
   uint64_t it = tt > f->subt ? tt - f->subt : 0;
   if (t->depth) f[-1].subt += tt;
-  count(&p->table.entries[f->entry].c, &t->entry_level[f->entry], tt, it);
-  if (f->edge != STATSPROF__NONE) count(&p->table.edges[f->edge].c, &t->edge_level[f->edge], tt, it);
+  if (p->frame_tracking) touch(p, f->entry, f->edge);
+  statsprof__entry *e = &p->table.entries[f->entry];
+  count(&e->c, &e->level, tt, it);
+  if (f->edge != STATSPROF__NONE) {
+    statsprof__edge *g = &p->table.edges[f->edge];
+    count(&g->c, &g->level, tt, it);
+  }
 }
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
@@ -306,14 +307,14 @@ int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
   if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
   switch (what) {
     case PyTrace_CALL:
-      enter(t, p, code_entry(p, frame));
+      enter(t, p, code_label(p, frame));
       break;
     case PyTrace_RETURN:
       leave_at(t, p, now(p));
       break;
     case PyTrace_C_CALL:
       if (p->config.builtins && PyCFunction_Check(arg))
-        enter(t, p, cfunc_entry(p, (PyCFunctionObject *)arg));
+        enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg));
       break;
     case PyTrace_C_RETURN:
     case PyTrace_C_EXCEPTION:
@@ -353,6 +354,12 @@ int statsprof__attach(statsprof *p, PyThreadState *ts) {
   t->p = p;
   t->tstate = ts;
   t->thread_id = ts->thread_id;
+  t->slot = statsprof__table_slot(&p->table, ts->thread_id);
+  if (t->slot == STATSPROF__NONE) {
+    t->p = NULL;
+    Py_DECREF(t);
+    return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread slot");
+  }
   t->next = p->threads;
   if (p->threads) p->threads->prev = t;
   p->threads = t;

@@ -60,6 +60,9 @@ typedef struct statsprof__config {
   uint32_t queue;           /* records each sink's ring holds */
   int trigger_timer;        /* trigger=timer: a thread takes the snapshots */
   int compensate;           /* subtract the profiler's own per-event cost */
+  int64_t budget_ns;        /* frame budget: longer frames are spikes; 0 off */
+  uint32_t max_spikes_per_min;
+  int per_thread;           /* also emit one record per thread */
   size_t nsinks;
   statsprof__sink_spec sinks[STATSPROF__MAX_SINKS];
 } statsprof__config;
@@ -83,18 +86,24 @@ typedef struct statsprof__counters {
   uint64_t it;
 } statsprof__counters;
 
-/* Recursion levels live per thread (statsprof__thread), not here: threads
- * interleave, and a shared level would call B's call of f recursive while A
- * is inside f. */
+/* An entry is one function in one thread: the hook only ever touches its
+ * own thread's entries, so recursion levels live here and threads that
+ * interleave cannot confuse each other. Snapshots merge entries by label. */
 typedef struct statsprof__entry {
   statsprof__counters c;
-  uint32_t last_edge; /* fast path: the edge used by the previous call */
-  uint32_t pad;
+  statsprof__counters f0; /* counters when first touched in this frame */
+  uint64_t stamp;         /* frame number of the last touch */
+  uint32_t label, slot;
+  uint32_t last_edge;     /* fast path: the edge used by the previous call */
+  uint32_t level;         /* recursion depth of this function in its thread */
 } statsprof__entry;
 
 typedef struct statsprof__edge {
   statsprof__counters c;
-  uint32_t caller, callee;
+  statsprof__counters f0;
+  uint64_t stamp;
+  uint32_t caller, callee; /* entries (of one thread) */
+  uint32_t level, pad;
 } statsprof__edge;
 
 typedef struct statsprof__label {
@@ -103,6 +112,15 @@ typedef struct statsprof__label {
   int line;
   uint32_t hash;
 } statsprof__label;
+
+/* A thread seen by the profiler; kept after the thread ends so its counts
+ * and name stay in the records. `local` maps label -> this thread's entry. */
+typedef struct statsprof__slot {
+  unsigned long thread_id;
+  const char *name; /* in the string store; NULL until known */
+  uint32_t *local;
+  uint32_t nlocal;
+} statsprof__slot;
 
 /* Append-only string storage shared (refcounted) with snapshots, so a
  * snapshot can point at labels without copying and outlive the profiler. */
@@ -113,21 +131,24 @@ void statsprof__strings_ref(statsprof__strings *s);
 void statsprof__strings_unref(statsprof__strings *s);
 
 typedef struct statsprof__table {
-  statsprof__entry *entries;
   statsprof__label *labels;
-  uint32_t nentries, capentries, caplabels;
+  uint32_t nlabels, caplabels;
   uint32_t max_functions;
-  uint64_t overflow_functions; /* distinct functions folded into entry 0 */
+  uint64_t overflow_functions; /* distinct functions folded into label 0 */
 
+  statsprof__entry *entries;
+  uint32_t nentries, capentries;
   statsprof__edge *edges;
   uint32_t nedges, capedges;
+  statsprof__slot *slots;
+  uint32_t nslots, capslots;
 
-  uint32_t *label_index; /* open addressing: entry index or NONE */
+  uint32_t *label_index; /* open addressing: label index or NONE */
   uint32_t label_mask;
   uint32_t *edge_index; /* open addressing: edge index or NONE */
   uint32_t edge_mask;
 
-  /* C functions: (PyMethodDef*, type of self) -> entry */
+  /* C functions: (PyMethodDef*, type of self) -> label */
   struct statsprof__cfunc_slot {
     const void *ml;
     const void *type;
@@ -140,10 +161,14 @@ typedef struct statsprof__table {
 
 int statsprof__table_init(statsprof__table *t, uint32_t max_functions);
 void statsprof__table_free(statsprof__table *t);
-/* Finds or adds the entry for (file, line, name); returns its index, 0 (the
- * overflow entry) when the table is full, NONE on allocation failure. */
+/* Finds or adds the label (file, line, name); returns its index, 0 (the
+ * overflow label) when the table is full, NONE on allocation failure. */
 uint32_t statsprof__table_intern(statsprof__table *t, const char *file, int line,
                                  const char *name);
+/* The slot of a thread, added on first sight; NONE on allocation failure. */
+uint32_t statsprof__table_slot(statsprof__table *t, unsigned long thread_id);
+/* The entry of `label` in `slot`, added on first use; NONE on failure. */
+uint32_t statsprof__table_entry(statsprof__table *t, uint32_t slot, uint32_t label);
 /* Finds or adds the caller->callee edge; NONE on allocation failure. */
 uint32_t statsprof__table_edge(statsprof__table *t, uint32_t caller, uint32_t callee);
 uint32_t statsprof__table_cfunc_find(const statsprof__table *t, const void *ml,
@@ -172,11 +197,8 @@ typedef struct statsprof__thread {
   statsprof__frame *stack;
   uint32_t depth, cap;
   uint32_t skipped;       /* calls not pushed (stack allocation failed) */
+  uint32_t slot;          /* this thread's slot in the table */
   uint64_t events;        /* profile events counted on this thread */
-  uint32_t *entry_level;  /* recursion level per entry, this thread */
-  uint32_t nentry_level;
-  uint32_t *edge_level;   /* recursion level per edge, this thread */
-  uint32_t nedge_level;
   unsigned long thread_id;
   PyThreadState *tstate;
   struct statsprof__thread *prev, *next;
@@ -198,6 +220,15 @@ void statsprof__flush_thread(statsprof__thread *t);
 /* Installs / removes threading.setprofile so new Python threads get the hook. */
 int statsprof__threading_hook(statsprof *p, int install);
 
+/* ---- frame.c ---------------------------------------------------------- */
+
+void statsprof__frame_touch_entry(statsprof *p, uint32_t entry);
+/* Frame statistics of the interval so far; starts a new interval. */
+void statsprof__frame_stats_take(statsprof *p, statsprof_frame_stats *out);
+/* Hands a record to every sink (profiler.c). */
+void statsprof__emit(statsprof *p, statsprof_stats_profile *rec);
+void statsprof__frame_touch_edge(statsprof *p, uint32_t edge);
+
 /* ---- calibrate.c ------------------------------------------------------ */
 
 /* The profiler's own cost per profile event in ticks of `clock`, measured
@@ -216,6 +247,26 @@ typedef struct statsprof__snapshot_state {
   uint64_t seq;
 } statsprof__snapshot_state;
 
+typedef enum {
+  STATSPROF__BASE_NONE,  /* cumulative: counters as they are */
+  STATSPROF__BASE_PREV,  /* delta: minus the counters at the last delta */
+  STATSPROF__BASE_FRAME, /* spike: minus the counters at the frame's start */
+} statsprof__base;
+
+/* What a record covers. */
+typedef struct statsprof__selection {
+  statsprof_snapshot_mode mode;
+  statsprof__base base;
+  uint32_t slot;            /* one thread's slot, or NONE for all */
+  const uint32_t *entries;  /* only these entries (NULL: all) */
+  uint32_t nentries;
+  const uint32_t *edges;    /* only these edges (NULL: all) */
+  uint32_t nedges;
+  int commit;               /* delta: move the baseline */
+} statsprof__selection;
+
+int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
+                              statsprof_stats_profile **out);
 int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
                              statsprof_stats_profile **out);
 void statsprof__snapshot_state_free(statsprof__snapshot_state *s);
@@ -282,6 +333,17 @@ struct statsprof {
   uint64_t lost_events;
 
   uint64_t bias;      /* ticks one profile event costs (compensate=on) */
+  int frame_tracking; /* frame markers in use: leave() records touches */
+  uint64_t frame_no;  /* current frame number (1, 2, ...) */
+  uint32_t *touched_entries, ntouched_entries, captouched_entries;
+  uint32_t *touched_edges, ntouched_edges, captouched_edges;
+  int frame_lost;          /* a touched list could not grow: no spike */
+  int64_t frame_start_ns;  /* monotonic */
+  uint64_t *frame_times;   /* ns, frames ended in the current interval */
+  size_t nframe_times, capframe_times;
+  double spike_tokens;
+  int64_t spike_last_ns;
+  uint64_t spikes_suppressed;
   uint64_t next_tick; /* ticks value when the next record is due */
   uint64_t interval_ticks;
 

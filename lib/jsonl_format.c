@@ -36,6 +36,26 @@ static void put_key(statsprof__buf *b, const char *file, int line, const char *n
   if (k != small) free(k);
 }
 
+static const char *kind_name(const statsprof_stats_profile *r) {
+  if (r->mode == STATSPROF_SPIKE) return "spike";
+  if (r->mode == STATSPROF_CUMULATIVE) return "cumulative";
+  return r->thread_id ? "thread" : "delta";
+}
+
+static void put_frame_stats(statsprof__buf *b, const statsprof_frame_stats *f) {
+  statsprof__buf_printf(b, ",\"frame_stats\":{\"frames\":%llu,\"mean\":", (unsigned long long)f->frames);
+  put_double(b, f->mean_s);
+  statsprof__buf_puts(b, ",\"p50\":");
+  put_double(b, f->p50_s);
+  statsprof__buf_puts(b, ",\"p95\":");
+  put_double(b, f->p95_s);
+  statsprof__buf_puts(b, ",\"p99\":");
+  put_double(b, f->p99_s);
+  statsprof__buf_puts(b, ",\"max\":");
+  put_double(b, f->max_s);
+  statsprof__buf_puts(b, "}");
+}
+
 static const char *hostname(void) {
   static char name[256];
   if (!name[0] && gethostname(name, sizeof name - 1) != 0) strcpy(name, "unknown");
@@ -54,9 +74,20 @@ int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t 
   statsprof__buf_printf(&b, ",\"seq\":%llu,\"pid\":%lld,\"host\":", (unsigned long long)r->seq,
                         (long long)r->pid);
   statsprof__buf_json_string(&b, hostname());
-  statsprof__buf_printf(&b, ",\"kind\":\"%s\",\"dropped\":%llu,\"overflow_functions\":%llu,\"total_tt\":",
-                        r->mode == STATSPROF_DELTA ? "delta" : "cumulative", (unsigned long long)r->dropped,
+  statsprof__buf_printf(&b, ",\"kind\":\"%s\",\"dropped\":%llu,\"sink_errors\":%llu,\"overflow_functions\":%llu",
+                        kind_name(r), (unsigned long long)r->dropped, (unsigned long long)r->sink_errors,
                         (unsigned long long)r->overflow_functions);
+  if (r->thread_id) {
+    statsprof__buf_printf(&b, ",\"thread_id\":%llu,\"thread_name\":", (unsigned long long)r->thread_id);
+    if (r->thread_name) statsprof__buf_json_string(&b, r->thread_name);
+    else statsprof__buf_puts(&b, "null");
+  }
+  if (r->mode == STATSPROF_SPIKE) {
+    statsprof__buf_printf(&b, ",\"frame\":%llu,\"frame_time_s\":", (unsigned long long)r->frame);
+    put_double(&b, r->frame_time_s);
+  }
+  if (r->frame_stats.frames) put_frame_stats(&b, &r->frame_stats);
+  statsprof__buf_puts(&b, ",\"total_tt\":");
   put_double(&b, r->total_tt);
   statsprof__buf_puts(&b, ",\"func_profiles\":{");
   for (size_t i = 0; i < r->nfunc_profiles; i++) {

@@ -28,6 +28,9 @@ static int add_writer(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
 
 static void free_all(statsprof *p) {
   close_sinks(p);
+  free(p->touched_entries);
+  free(p->touched_edges);
+  free(p->frame_times);
   if (p->timer_init) {
     pthread_mutex_destroy(&p->timer_lock);
     pthread_cond_destroy(&p->timer_cond);
@@ -137,11 +140,72 @@ uint64_t statsprof_dropped(const statsprof *p) {
 
 /* Hands the record to every sink's writer; sink failures surface later, in
  * the log and in the counters that following records carry. */
-static int emit(statsprof *p, statsprof_stats_profile *rec) {
+void statsprof__emit(statsprof *p, statsprof_stats_profile *rec) {
   rec->dropped = statsprof_dropped(p);
   rec->sink_errors = atomic_load(&p->sink_errors);
   for (size_t i = 0; i < p->nwriters; i++) statsprof__writer_push(&p->writers[i], rec);
-  return 0;
+}
+
+/* Fills thread names from threading (GIL held): a C thread has none until
+ * it runs Python that made a Thread object for it. */
+static void name_threads(statsprof *p) {
+  statsprof__table *t = &p->table;
+  int missing = 0;
+  for (uint32_t i = 0; i < t->nslots; i++) missing |= !t->slots[i].name;
+  if (!missing || !python_alive(p)) return;
+  PyObject *et, *ev, *tb;
+  PyErr_Fetch(&et, &ev, &tb);
+  PyObject *threading = PyImport_ImportModule("threading");
+  PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
+  for (uint32_t i = 0; active && PyDict_Check(active) && i < t->nslots; i++) {
+    if (t->slots[i].name) continue;
+    PyObject *key = PyLong_FromUnsignedLong(t->slots[i].thread_id);
+    PyObject *th = key ? PyDict_GetItemWithError(active, key) : NULL;
+    PyObject *name = th ? PyObject_GetAttrString(th, "name") : NULL;
+    const char *u = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    if (u) t->slots[i].name = statsprof__strings_add(t->strings, u, strlen(u));
+    Py_XDECREF(name);
+    Py_XDECREF(key);
+  }
+  Py_XDECREF(active);
+  Py_XDECREF(threading);
+  PyErr_Clear();
+  PyErr_Restore(et, ev, tb);
+}
+
+/* One delta interval: with per_thread=on, first a record per thread that
+ * did something (same baseline), then the merged one, which moves it. */
+static int emit_interval(statsprof *p, int skip_empty) {
+  statsprof_stats_profile *threads[64];
+  size_t nthreads = 0;
+  if (p->config.per_thread) {
+    name_threads(p);
+    for (uint32_t i = 0; i < p->table.nslots && nthreads < 64; i++) {
+      statsprof__selection sel = {.mode = STATSPROF_DELTA, .base = STATSPROF__BASE_PREV, .slot = i};
+      statsprof_stats_profile *r;
+      if (statsprof__snapshot_build(p, &sel, &r) == 0) {
+        if (r->nfunc_profiles) threads[nthreads++] = r;
+        else statsprof_stats_profile_free(r);
+      }
+    }
+  }
+  statsprof_stats_profile *rec;
+  int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
+  if (!rc) {
+    statsprof__frame_stats_take(p, &rec->frame_stats);
+    if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__emit(p, rec);
+  }
+  for (size_t i = 0; i < nthreads; i++) {
+    if (!rc) {
+      threads[i]->seq = rec->seq;
+      threads[i]->start_ns = rec->start_ns;
+      threads[i]->end_ns = rec->end_ns;
+      statsprof__emit(p, threads[i]);
+    }
+    statsprof_stats_profile_free(threads[i]);
+  }
+  if (!rc) statsprof_stats_profile_free(rec);
+  return rc;
 }
 
 int statsprof_flush(statsprof *p) {
@@ -158,12 +222,7 @@ void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud) {
 
 int statsprof_emit_now(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_emit_now: NULL profiler");
-  statsprof_stats_profile *rec;
-  int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
-  if (rc) return rc;
-  rc = emit(p, rec);
-  statsprof_stats_profile_free(rec);
-  return rc;
+  return emit_interval(p, 0);
 }
 
 int statsprof__emit_due(statsprof *p, int from_timer) {
@@ -190,6 +249,29 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
   return statsprof__snapshot_take(p, mode, out);
 }
 
+int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64_t thread_id,
+                              statsprof_stats_profile **out) {
+  if (!out) return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: out is NULL");
+  *out = NULL;
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot_thread: NULL profiler");
+  if (mode != STATSPROF_DELTA && mode != STATSPROF_CUMULATIVE)
+    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: bad mode %d", (int)mode);
+  uint32_t slot = STATSPROF__NONE;
+  for (uint32_t i = 0; i < p->table.nslots; i++)
+    if (p->table.slots[i].thread_id == thread_id) slot = i;
+  if (slot == STATSPROF__NONE)
+    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: thread %llu was never profiled",
+                            (unsigned long long)thread_id);
+  name_threads(p);
+  statsprof__selection sel = {
+      .mode = mode,
+      .base = mode == STATSPROF_DELTA ? STATSPROF__BASE_PREV : STATSPROF__BASE_NONE,
+      .slot = slot,
+      .commit = mode == STATSPROF_DELTA,
+  };
+  return statsprof__snapshot_build(p, &sel, out);
+}
+
 int statsprof_stop(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
   if (!p->running) return 0;
@@ -198,11 +280,7 @@ int statsprof_stop(statsprof *p) {
   statsprof__detach_all(p);
   if (python_alive(p)) statsprof__threading_hook(p, 0);
   /* The last interval goes out now: a clean stop loses nothing. */
-  statsprof_stats_profile *rec;
-  int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
-  if (rc) return rc;
-  if (rec->nfunc_profiles) rc = emit(p, rec);
-  statsprof_stats_profile_free(rec);
+  int rc = emit_interval(p, 1);
   statsprof_flush(p);
   return rc;
 }

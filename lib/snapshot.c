@@ -1,8 +1,10 @@
 /* snapshot.c — turns the table's counters into a pstats-shaped record.
  *
- * The only reader of the table from outside the hook. A delta subtracts the
- * counters saved at the previous delta and saves the current ones; labels are
- * not copied: the record shares the table's append-only string store. */
+ * The only reader of the table from outside the hook. A record covers a set
+ * of entries (all, one thread's, or those a frame touched) measured against
+ * a baseline (nothing, the previous delta, or the frame's start), merged by
+ * label: the same function in several threads is one function profile.
+ * Labels are not copied: the record shares the table's string store. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,34 +17,6 @@ typedef struct snapshot_impl {
   atomic_long refs;
   statsprof__strings *strings;
 } snapshot_impl;
-
-static int fit(statsprof__counters **arr, uint32_t *cap, uint32_t *n, uint32_t need) {
-  if (need > *cap) {
-    uint32_t c = *cap ? *cap : 256;
-    while (c < need) c *= 2;
-    statsprof__counters *a = realloc(*arr, c * sizeof *a);
-    if (!a) return -1;
-    *arr = a;
-    *cap = c;
-  }
-  /* Entries added since the last delta start from zero. */
-  if (need > *n) memset(*arr + *n, 0, (need - *n) * sizeof **arr);
-  *n = need;
-  return 0;
-}
-
-static statsprof__counters diff(const statsprof__counters *cur, const statsprof__counters *prev) {
-  statsprof__counters d = *cur;
-  if (prev) {
-    d.callcount -= prev->callcount;
-    d.reccallcount -= prev->reccallcount;
-    d.tt -= prev->tt;
-    d.it -= prev->it;
-  }
-  return d;
-}
-
-static int nonzero(const statsprof__counters *c) { return c->callcount || c->tt || c->it; }
 
 void statsprof__record_ref(statsprof_stats_profile *s) {
   atomic_fetch_add(&((snapshot_impl *)s)->refs, 1);
@@ -68,108 +42,231 @@ void statsprof__snapshot_state_free(statsprof__snapshot_state *s) {
   memset(s, 0, sizeof *s);
 }
 
-int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
-                             statsprof_stats_profile **out) {
-  statsprof__table *t = &p->table;
-  statsprof__snapshot_state *ss = &p->snap;
-  int delta = mode == STATSPROF_DELTA;
-  *out = NULL;
-  if (delta && (fit(&ss->prev_entries, &ss->capprev_entries, &ss->nprev_entries, t->nentries) ||
-                fit(&ss->prev_edges, &ss->capprev_edges, &ss->nprev_edges, t->nedges)))
-    return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
-  const statsprof__counters *pe = delta ? ss->prev_entries : NULL;
-  const statsprof__counters *pg = delta ? ss->prev_edges : NULL;
+static int fit(statsprof__counters **arr, uint32_t *cap, uint32_t *n, uint32_t need) {
+  if (need > *cap) {
+    uint32_t c = *cap ? *cap : 256;
+    while (c < need) c *= 2;
+    statsprof__counters *a = realloc(*arr, c * sizeof *a);
+    if (!a) return -1;
+    *arr = a;
+    *cap = c;
+  }
+  /* Entries added since the last delta start from zero. */
+  if (need > *n) memset(*arr + *n, 0, (need - *n) * sizeof **arr);
+  if (need > *n) *n = need;
+  return 0;
+}
 
-  /* Pass 1: which functions and edges, and where each function goes. */
-  uint32_t *slot = malloc((t->nentries ? t->nentries : 1) * sizeof *slot);
-  uint32_t *ncallers = calloc(t->nentries ? t->nentries : 1, sizeof *ncallers);
-  if (!slot || !ncallers) {
-    free(slot);
-    free(ncallers);
-    return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
+static statsprof__counters diff(const statsprof__counters *cur, const statsprof__counters *base) {
+  statsprof__counters d = *cur;
+  if (base) {
+    d.callcount -= base->callcount;
+    d.reccallcount -= base->reccallcount;
+    d.tt -= base->tt;
+    d.it -= base->it;
   }
-  size_t nf = 0, ne = 0;
-  for (uint32_t i = 0; i < t->nentries; i++) {
-    statsprof__counters d = diff(&t->entries[i].c, pe ? &pe[i] : NULL);
-    slot[i] = nonzero(&d) ? (uint32_t)nf++ : STATSPROF__NONE;
-  }
-  for (uint32_t i = 0; i < t->nedges; i++) {
-    statsprof__counters d = diff(&t->edges[i].c, pg ? &pg[i] : NULL);
-    if (nonzero(&d) && slot[t->edges[i].callee] != STATSPROF__NONE) {
-      ncallers[t->edges[i].callee]++;
-      ne++;
-    }
-  }
+  return d;
+}
 
-  size_t size = sizeof(snapshot_impl) + nf * sizeof(statsprof_function_profile) +
+static int nonzero(const statsprof__counters *c) { return c->callcount || c->tt || c->it; }
+
+static void add(statsprof__counters *a, const statsprof__counters *b) {
+  a->callcount += b->callcount;
+  a->reccallcount += b->reccallcount;
+  a->tt += b->tt;
+  a->it += b->it;
+}
+
+/* One caller edge found for the record, before merging. */
+typedef struct pending_edge {
+  uint32_t callee_pos, caller_label;
+  statsprof__counters d;
+} pending_edge;
+
+static int by_callee_then_caller(const void *a, const void *b) {
+  const pending_edge *x = a, *y = b;
+  if (x->callee_pos != y->callee_pos) return x->callee_pos < y->callee_pos ? -1 : 1;
+  return x->caller_label < y->caller_label ? -1 : x->caller_label > y->caller_label;
+}
+
+typedef struct build {
+  statsprof *p;
+  statsprof__selection sel;
+  uint32_t *pos;        /* label -> function position, NONE if absent */
+  statsprof__counters *sums; /* per position */
+  uint32_t *labels;     /* position -> label */
+  uint32_t nf;
+  pending_edge *edges;
+  size_t ne;
+} build;
+
+static const statsprof__counters *entry_base(const build *b, uint32_t i) {
+  if (b->sel.base == STATSPROF__BASE_PREV) return &b->p->snap.prev_entries[i];
+  if (b->sel.base == STATSPROF__BASE_FRAME) return &b->p->table.entries[i].f0;
+  return NULL;
+}
+
+static const statsprof__counters *edge_base(const build *b, uint32_t i) {
+  if (b->sel.base == STATSPROF__BASE_PREV) return &b->p->snap.prev_edges[i];
+  if (b->sel.base == STATSPROF__BASE_FRAME) return &b->p->table.edges[i].f0;
+  return NULL;
+}
+
+static int wanted_entry(const build *b, uint32_t i) {
+  return b->sel.slot == STATSPROF__NONE || b->p->table.entries[i].slot == b->sel.slot;
+}
+
+static void take_entry(build *b, uint32_t i) {
+  if (!wanted_entry(b, i)) return;
+  const statsprof__entry *e = &b->p->table.entries[i];
+  statsprof__counters d = diff(&e->c, entry_base(b, i));
+  if (!nonzero(&d)) return;
+  if (b->pos[e->label] == STATSPROF__NONE) {
+    b->pos[e->label] = b->nf;
+    b->labels[b->nf] = e->label;
+    memset(&b->sums[b->nf], 0, sizeof *b->sums);
+    b->nf++;
+  }
+  add(&b->sums[b->pos[e->label]], &d);
+}
+
+static void take_edge(build *b, uint32_t i) {
+  const statsprof__edge *g = &b->p->table.edges[i];
+  if (!wanted_entry(b, g->callee)) return;
+  statsprof__counters d = diff(&g->c, edge_base(b, i));
+  uint32_t pos = b->pos[b->p->table.entries[g->callee].label];
+  if (!nonzero(&d) || pos == STATSPROF__NONE) return;
+  b->edges[b->ne++] = (pending_edge){pos, b->p->table.entries[g->caller].label, d};
+}
+
+static void fill_function(statsprof_function_profile *f, const statsprof__label *l,
+                          const statsprof__counters *d, double spt) {
+  f->function_name = l->name;
+  f->file_name = l->file;
+  f->line_number = l->line;
+  f->ncalls = d->callcount;
+  f->primitive_calls = d->callcount - d->reccallcount;
+  f->tottime = (double)d->it * spt;
+  f->cumtime = (double)d->tt * spt;
+  f->percall_tottime = f->ncalls ? f->tottime / (double)f->ncalls : -1;
+  f->percall_cumtime = f->primitive_calls ? f->cumtime / (double)f->primitive_calls : -1;
+}
+
+/* Lays the gathered functions and (merged) edges out in one block. */
+static snapshot_impl *assemble(build *b, double spt) {
+  /* Edges of one callee from the same caller label (several threads) merge. */
+  qsort(b->edges, b->ne, sizeof *b->edges, by_callee_then_caller);
+  size_t ne = 0;
+  for (size_t i = 0; i < b->ne; i++) {
+    if (ne && b->edges[ne - 1].callee_pos == b->edges[i].callee_pos &&
+        b->edges[ne - 1].caller_label == b->edges[i].caller_label)
+      add(&b->edges[ne - 1].d, &b->edges[i].d);
+    else
+      b->edges[ne++] = b->edges[i];
+  }
+  size_t size = sizeof(snapshot_impl) + b->nf * sizeof(statsprof_function_profile) +
                 ne * sizeof(statsprof_caller_profile);
   snapshot_impl *impl = calloc(1, size);
-  if (!impl) {
-    free(slot);
-    free(ncallers);
-    return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
-  }
+  if (!impl) return NULL;
   statsprof_stats_profile *s = &impl->pub;
   s->func_profiles = (statsprof_function_profile *)(impl + 1);
-  s->nfunc_profiles = nf;
-  statsprof_caller_profile *callers = (statsprof_caller_profile *)(s->func_profiles + nf);
-  const double spt = p->config.clock == STATSPROF__CLOCK_CPU ? 1e-9 : statsprof__clock_sec_per_tick;
-
-  /* Pass 2: functions, each with room for its callers. */
-  size_t next_caller = 0;
+  s->nfunc_profiles = b->nf;
+  statsprof_caller_profile *callers = (statsprof_caller_profile *)(s->func_profiles + b->nf);
+  const statsprof__label *labels = b->p->table.labels;
   double total = 0;
-  for (uint32_t i = 0; i < t->nentries; i++) {
-    if (slot[i] == STATSPROF__NONE) continue;
-    statsprof__counters d = diff(&t->entries[i].c, pe ? &pe[i] : NULL);
-    statsprof_function_profile *f = &s->func_profiles[slot[i]];
-    f->function_name = t->labels[i].name;
-    f->file_name = t->labels[i].file;
-    f->line_number = t->labels[i].line;
-    f->ncalls = d.callcount;
-    f->primitive_calls = d.callcount - d.reccallcount;
-    f->tottime = (double)d.it * spt;
-    f->cumtime = (double)d.tt * spt;
-    f->percall_tottime = f->ncalls ? f->tottime / (double)f->ncalls : -1;
-    f->percall_cumtime = f->primitive_calls ? f->cumtime / (double)f->primitive_calls : -1;
-    f->callers = callers + next_caller;
-    next_caller += ncallers[i];
-    total += f->tottime;
+  for (uint32_t k = 0; k < b->nf; k++) {
+    fill_function(&s->func_profiles[k], &labels[b->labels[k]], &b->sums[k], spt);
+    total += s->func_profiles[k].tottime;
   }
-  /* Pass 3: the callers. */
-  for (uint32_t i = 0; i < t->nedges; i++) {
-    const statsprof__edge *e = &t->edges[i];
-    statsprof__counters d = diff(&e->c, pg ? &pg[i] : NULL);
-    if (!nonzero(&d) || slot[e->callee] == STATSPROF__NONE) continue;
-    statsprof_function_profile *f = &s->func_profiles[slot[e->callee]];
+  for (size_t i = 0; i < ne; i++) {
+    statsprof_function_profile *f = &s->func_profiles[b->edges[i].callee_pos];
+    if (!f->callers) f->callers = &callers[i]; /* sorted: a callee's edges are adjacent */
+    const statsprof__label *l = &labels[b->edges[i].caller_label];
+    const statsprof__counters *d = &b->edges[i].d;
     statsprof_caller_profile *c = &f->callers[f->ncallers++];
-    c->function_name = t->labels[e->caller].name;
-    c->file_name = t->labels[e->caller].file;
-    c->line_number = t->labels[e->caller].line;
-    c->ncalls = d.callcount;
-    c->primitive_calls = d.callcount - d.reccallcount;
-    c->tottime = (double)d.it * spt;
-    c->cumtime = (double)d.tt * spt;
+    c->function_name = l->name;
+    c->file_name = l->file;
+    c->line_number = l->line;
+    c->ncalls = d->callcount;
+    c->primitive_calls = d->callcount - d->reccallcount;
+    c->tottime = (double)d->it * spt;
+    c->cumtime = (double)d->tt * spt;
   }
-  free(slot);
-  free(ncallers);
-
-  int64_t wall = statsprof__wall_ns();
   s->total_tt = total;
-  s->mode = mode;
-  s->start_ns = delta ? ss->last_wall_ns : ss->start_wall_ns;
-  s->end_ns = wall;
+  atomic_init(&impl->refs, 1);
+  impl->strings = b->p->table.strings;
+  statsprof__strings_ref(impl->strings);
+  return impl;
+}
+
+/* Moves the delta baseline of the selected entries and edges to now. */
+static void commit(statsprof *p, const statsprof__selection *sel) {
+  statsprof__table *t = &p->table;
+  for (uint32_t i = 0; i < t->nentries; i++)
+    if (sel->slot == STATSPROF__NONE || t->entries[i].slot == sel->slot) p->snap.prev_entries[i] = t->entries[i].c;
+  for (uint32_t i = 0; i < t->nedges; i++)
+    if (sel->slot == STATSPROF__NONE || t->entries[t->edges[i].callee].slot == sel->slot)
+      p->snap.prev_edges[i] = t->edges[i].c;
+}
+
+int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
+                              statsprof_stats_profile **out) {
+  statsprof__table *t = &p->table;
+  statsprof__snapshot_state *ss = &p->snap;
+  *out = NULL;
+  if (sel->base == STATSPROF__BASE_PREV &&
+      (fit(&ss->prev_entries, &ss->capprev_entries, &ss->nprev_entries, t->nentries) ||
+       fit(&ss->prev_edges, &ss->capprev_edges, &ss->nprev_edges, t->nedges)))
+    return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
+  uint32_t n_entries = sel->entries ? sel->nentries : t->nentries;
+  uint32_t n_edges = sel->edges ? sel->nedges : t->nedges;
+  build b = {.p = p, .sel = *sel};
+  b.pos = malloc((t->nlabels ? t->nlabels : 1) * sizeof *b.pos);
+  b.sums = malloc((n_entries ? n_entries : 1) * sizeof *b.sums);
+  b.labels = malloc((n_entries ? n_entries : 1) * sizeof *b.labels);
+  b.edges = malloc((n_edges ? n_edges : 1) * sizeof *b.edges);
+  snapshot_impl *impl = NULL;
+  if (b.pos && b.sums && b.labels && b.edges) {
+    memset(b.pos, 0xff, (t->nlabels ? t->nlabels : 1) * sizeof *b.pos);
+    for (uint32_t k = 0; k < n_entries; k++) take_entry(&b, sel->entries ? sel->entries[k] : k);
+    for (uint32_t k = 0; k < n_edges; k++) take_edge(&b, sel->edges ? sel->edges[k] : k);
+    impl = assemble(&b, p->config.clock == STATSPROF__CLOCK_CPU ? 1e-9 : statsprof__clock_sec_per_tick);
+  }
+  free(b.pos);
+  free(b.sums);
+  free(b.labels);
+  free(b.edges);
+  if (!impl) return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
+
+  statsprof_stats_profile *s = &impl->pub;
+  s->mode = sel->mode;
+  s->end_ns = statsprof__wall_ns();
+  s->start_ns = sel->base == STATSPROF__BASE_PREV ? ss->last_wall_ns : ss->start_wall_ns;
   s->pid = (int64_t)getpid();
   s->overflow_functions = t->overflow_functions;
-  atomic_init(&impl->refs, 1);
-  impl->strings = t->strings;
-  statsprof__strings_ref(t->strings);
-  if (delta) {
-    for (uint32_t i = 0; i < t->nentries; i++) ss->prev_entries[i] = t->entries[i].c;
-    for (uint32_t i = 0; i < t->nedges; i++) ss->prev_edges[i] = t->edges[i].c;
-    ss->last_wall_ns = wall;
+  if (sel->slot != STATSPROF__NONE) {
+    s->thread_id = t->slots[sel->slot].thread_id;
+    s->thread_name = t->slots[sel->slot].name;
+  }
+  if (sel->commit) commit(p, sel);
+  /* Only a merged delta starts a new interval; a thread's delta moves only
+   * that thread's baseline. */
+  if (sel->commit && sel->slot == STATSPROF__NONE) {
+    ss->last_wall_ns = s->end_ns;
     ss->seq++;
   }
   s->seq = ss->seq;
   *out = s;
   return 0;
+}
+
+int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
+                             statsprof_stats_profile **out) {
+  statsprof__selection sel = {
+      .mode = mode,
+      .base = mode == STATSPROF_DELTA ? STATSPROF__BASE_PREV : STATSPROF__BASE_NONE,
+      .slot = STATSPROF__NONE,
+      .commit = mode == STATSPROF_DELTA,
+  };
+  return statsprof__snapshot_build(p, &sel, out);
 }

@@ -3,7 +3,8 @@
  * reaches an entry in O(1) through the code object's co_extra slot or the
  * C-function cache, so the hash tables here are used once per new code
  * object, C function or edge, never per call. Entry 0 is the overflow entry
- * that absorbs functions beyond max_functions. */
+ * that absorbs functions beyond max_functions. Labels are global; entries
+ * are per (label, thread slot). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +79,7 @@ static uint32_t *index_new(uint32_t size) {
   return ix;
 }
 
-/* ---- entries ----------------------------------------------------------- */
+/* ---- labels, slots and entries --------------------------------------- */
 
 static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t need) {
   if (need <= *cap) return 0;
@@ -91,27 +92,24 @@ static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t need) {
   return 0;
 }
 
-static uint32_t add_entry(statsprof__table *t, const char *file, int line, const char *name,
+static uint32_t add_label(statsprof__table *t, const char *file, int line, const char *name,
                           uint32_t hash) {
-  if (grow((void **)&t->entries, &t->capentries, sizeof *t->entries, t->nentries + 1) ||
-      grow((void **)&t->labels, &t->caplabels, sizeof *t->labels, t->nentries + 1))
+  if (grow((void **)&t->labels, &t->caplabels, sizeof *t->labels, t->nlabels + 1))
     return STATSPROF__NONE;
-  statsprof__label *l = &t->labels[t->nentries];
+  statsprof__label *l = &t->labels[t->nlabels];
   l->file = statsprof__strings_add(t->strings, file, strlen(file));
   l->name = statsprof__strings_add(t->strings, name, strlen(name));
   if (!l->file || !l->name) return STATSPROF__NONE;
   l->line = line;
   l->hash = hash;
-  memset(&t->entries[t->nentries], 0, sizeof *t->entries);
-  t->entries[t->nentries].last_edge = STATSPROF__NONE;
-  return t->nentries++;
+  return t->nlabels++;
 }
 
 static int label_rehash(statsprof__table *t) {
   uint32_t size = (t->label_mask + 1) * 2;
   uint32_t *ix = index_new(size);
   if (!ix) return -1;
-  for (uint32_t i = 1; i < t->nentries; i++) {
+  for (uint32_t i = 1; i < t->nlabels; i++) {
     uint32_t h = t->labels[i].hash & (size - 1);
     while (ix[h] != STATSPROF__NONE) h = (h + 1) & (size - 1);
     ix[h] = i;
@@ -131,23 +129,54 @@ uint32_t statsprof__table_intern(statsprof__table *t, const char *file, int line
     if (l->hash == hash && l->line == line && !strcmp(l->name, name) && !strcmp(l->file, file))
       return i;
   }
-  if (t->nentries - 1 >= t->max_functions) {
+  if (t->nlabels - 1 >= t->max_functions) {
     t->overflow_functions++;
     return 0;
   }
   /* Keep the load factor under 1/2; a failed rehash may go to 3/4. */
-  if (t->nentries * 2 > t->label_mask) {
+  if (t->nlabels * 2 > t->label_mask) {
     if (label_rehash(t) == 0) {
       h = hash & t->label_mask;
       while (t->label_index[h] != STATSPROF__NONE) h = (h + 1) & t->label_mask;
-    } else if (t->nentries * 4 > t->label_mask * 3) {
+    } else if (t->nlabels * 4 > t->label_mask * 3) {
       return STATSPROF__NONE;
     }
   }
-  uint32_t idx = add_entry(t, file, line, name, hash);
+  uint32_t idx = add_label(t, file, line, name, hash);
   if (idx == STATSPROF__NONE) return idx;
   t->label_index[h] = idx;
   return idx;
+}
+
+uint32_t statsprof__table_slot(statsprof__table *t, unsigned long thread_id) {
+  for (uint32_t i = 0; i < t->nslots; i++)
+    if (t->slots[i].thread_id == thread_id) return i;
+  if (grow((void **)&t->slots, &t->capslots, sizeof *t->slots, t->nslots + 1)) return STATSPROF__NONE;
+  memset(&t->slots[t->nslots], 0, sizeof *t->slots);
+  t->slots[t->nslots].thread_id = thread_id;
+  return t->nslots++;
+}
+
+uint32_t statsprof__table_entry(statsprof__table *t, uint32_t slot, uint32_t label) {
+  statsprof__slot *s = &t->slots[slot];
+  if (label >= s->nlocal) {
+    uint32_t n = s->nlocal ? s->nlocal : 256;
+    while (n <= label || n < t->nlabels) n *= 2;
+    uint32_t *l = realloc(s->local, n * sizeof *l);
+    if (!l) return STATSPROF__NONE;
+    memset(l + s->nlocal, 0xff, (n - s->nlocal) * sizeof *l);
+    s->local = l;
+    s->nlocal = n;
+  }
+  if (s->local[label] != STATSPROF__NONE) return s->local[label];
+  if (grow((void **)&t->entries, &t->capentries, sizeof *t->entries, t->nentries + 1))
+    return STATSPROF__NONE;
+  statsprof__entry *e = &t->entries[t->nentries];
+  memset(e, 0, sizeof *e);
+  e->label = label;
+  e->slot = slot;
+  e->last_edge = STATSPROF__NONE;
+  return s->local[label] = t->nentries++;
 }
 
 /* ---- edges ------------------------------------------------------------- */
@@ -249,7 +278,7 @@ int statsprof__table_init(statsprof__table *t, uint32_t max_functions) {
   t->edge_index = index_new(t->edge_mask + 1);
   t->cfuncs = calloc(t->cfunc_mask + 1, sizeof *t->cfuncs);
   if (!t->strings || !t->label_index || !t->edge_index || !t->cfuncs ||
-      add_entry(t, "~", 0, "<statsprof overflow: functions beyond max_functions>", 0) != 0) {
+      add_label(t, "~", 0, "<statsprof overflow: functions beyond max_functions>", 0) != 0) {
     statsprof__table_free(t);
     return STATSPROF_ENOMEM;
   }
@@ -257,6 +286,8 @@ int statsprof__table_init(statsprof__table *t, uint32_t max_functions) {
 }
 
 void statsprof__table_free(statsprof__table *t) {
+  for (uint32_t i = 0; i < t->nslots; i++) free(t->slots[i].local);
+  free(t->slots);
   free(t->entries);
   free(t->labels);
   free(t->edges);
@@ -268,7 +299,14 @@ void statsprof__table_free(statsprof__table *t) {
 }
 
 void statsprof__table_clear_counts(statsprof__table *t) {
-  for (uint32_t i = 0; i < t->nentries; i++) memset(&t->entries[i].c, 0, sizeof t->entries[i].c);
-  for (uint32_t i = 0; i < t->nedges; i++) memset(&t->edges[i].c, 0, sizeof t->edges[i].c);
+  /* Levels stay: frames open now still return into these entries. */
+  for (uint32_t i = 0; i < t->nentries; i++) {
+    memset(&t->entries[i].c, 0, sizeof t->entries[i].c);
+    t->entries[i].f0 = t->entries[i].c;
+  }
+  for (uint32_t i = 0; i < t->nedges; i++) {
+    memset(&t->edges[i].c, 0, sizeof t->edges[i].c);
+    t->edges[i].f0 = t->edges[i].c;
+  }
   t->overflow_functions = 0;
 }
