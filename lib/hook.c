@@ -336,6 +336,28 @@ void statsprof__flush_thread(statsprof__thread *t) {
 
 /* ---- attaching to thread states --------------------------------------- */
 
+/* The thread's name from threading, while the thread is alive (a thread
+ * that ended is gone from threading._active). Not imported if absent. */
+static void name_slot(statsprof *p, uint32_t slot) {
+  PyObject *et, *ev, *tb;
+  PyErr_Fetch(&et, &ev, &tb);
+  PyObject *modname = PyUnicode_FromString("threading");
+  PyObject *threading = modname ? PyImport_GetModule(modname) : NULL;
+  Py_XDECREF(modname);
+  PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
+  PyObject *key = PyLong_FromUnsignedLong(p->table.slots[slot].thread_id);
+  PyObject *th = active && key && PyDict_Check(active) ? PyDict_GetItemWithError(active, key) : NULL;
+  PyObject *name = th ? PyObject_GetAttrString(th, "name") : NULL;
+  const char *u = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+  if (u) p->table.slots[slot].name = statsprof__strings_add(p->table.strings, u, strlen(u));
+  Py_XDECREF(name);
+  Py_XDECREF(key);
+  Py_XDECREF(active);
+  Py_XDECREF(threading);
+  PyErr_Clear();
+  PyErr_Restore(et, ev, tb);
+}
+
 static int is_ours(statsprof *p, PyThreadState *ts) {
   return ts->c_profilefunc == statsprof__hook && ts->c_profileobj &&
          ((statsprof__thread *)ts->c_profileobj)->p == p;
@@ -360,6 +382,7 @@ int statsprof__attach(statsprof *p, PyThreadState *ts) {
     Py_DECREF(t);
     return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread slot");
   }
+  if (!p->table.slots[t->slot].name) name_slot(p, t->slot);
   t->next = p->threads;
   if (p->threads) p->threads->prev = t;
   p->threads = t;

@@ -224,6 +224,9 @@ static int publish(const char *tmp, const char *base) {
 
 static int pstats_emit(void *ctx, const statsprof_stats_profile *rec) {
   pstats_sink *s = ctx;
+  /* pstats.Stats refuses an empty dict, and an idle host would fill DIR
+   * with them; the gap in seq still shows the interval. */
+  if (rec->nfunc_profiles == 0) return 0;
   statsprof__buf b = {0};
   put_stats(&b, rec);
   if (b.oom) {

@@ -1,0 +1,80 @@
+// collect_sink.h — a host sink for tests: keeps what it receives, can be
+// made slow or failing.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "statsprof.h"
+
+struct CollectedRecord {
+  statsprof_snapshot_mode mode;
+  uint64_t seq, dropped, sink_errors, frame, thread_id, frames;
+  double frame_time_s, max_frame_s;
+  std::string thread_name;
+  // function name -> (ncalls, tottime, cumtime)
+  std::vector<std::tuple<std::string, uint64_t, double, double>> funcs;
+  std::string top_by_tottime() const {
+    std::string best;
+    double t = -1;
+    for (auto &[n, c, tt, ct] : funcs)
+      if (tt > t) t = tt, best = n;
+    return best;
+  }
+  uint64_t calls(const std::string &name) const {
+    for (auto &[n, c, tt, ct] : funcs)
+      if (n == name) return c;
+    return 0;
+  }
+};
+
+struct CollectSink {
+  std::mutex mu;
+  std::vector<CollectedRecord> records;
+  int delay_ms = 0;
+  int fail = 0;  // return this from emit when nonzero
+  int flushes = 0, closes = 0;
+
+  static int Emit(void *ctx, const statsprof_stats_profile *r) {
+    auto *s = static_cast<CollectSink *>(ctx);
+    if (s->delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(s->delay_ms));
+    CollectedRecord c{r->mode, r->seq, r->dropped, r->sink_errors, r->frame, r->thread_id,
+                      r->frame_stats.frames, r->frame_time_s, r->frame_stats.max_s,
+                      r->thread_name ? r->thread_name : "", {}};
+    for (size_t i = 0; i < r->nfunc_profiles; i++) {
+      const auto &f = r->func_profiles[i];
+      c.funcs.emplace_back(f.function_name, f.ncalls, f.tottime, f.cumtime);
+    }
+    std::lock_guard<std::mutex> l(s->mu);
+    s->records.push_back(std::move(c));
+    return s->fail;
+  }
+  static int Flush(void *ctx) {
+    auto *s = static_cast<CollectSink *>(ctx);
+    std::lock_guard<std::mutex> l(s->mu);
+    s->flushes++;
+    return 0;
+  }
+  static void Close(void *ctx) {
+    auto *s = static_cast<CollectSink *>(ctx);
+    std::lock_guard<std::mutex> l(s->mu);
+    s->closes++;
+  }
+  static const statsprof_sink_ops *Ops() {
+    static const statsprof_sink_ops ops = {STATSPROF_SINK_VERSION, "collect", Emit, Flush, Close};
+    return &ops;
+  }
+  std::vector<CollectedRecord> Take() {
+    std::lock_guard<std::mutex> l(mu);
+    return records;
+  }
+  std::vector<CollectedRecord> OfMode(statsprof_snapshot_mode m) {
+    std::vector<CollectedRecord> out;
+    for (auto &r : Take())
+      if (r.mode == m) out.push_back(r);
+    return out;
+  }
+};

@@ -1,0 +1,303 @@
+// threads_test.cc — every thread is profiled on its own stack: threads that
+// existed at start, Python threads started later, C threads that enter
+// Python with PyGILState_Ensure; per-thread snapshots; the CPU clock.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dlfcn.h>
+
+#include <atomic>
+#include <thread>
+
+#include "collect_sink.h"
+#include "pyharness.h"
+
+namespace {
+
+statsprof *Start(const char *config = "sink=none") {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
+  EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  return p;
+}
+
+TEST(Threads, InterleavedRecursionKeepsPrimitiveCountsPerThread) {
+  // Threads switch every 10 us, so their fib frames interleave; a shared
+  // recursion level would count most outer calls as recursive.
+  void *ns = pyh::Exec(R"(
+import sys, threading
+def fib(n): return n if n < 2 else fib(n - 1) + fib(n - 2)
+def work():
+    for i in range(3): fib(15)
+def main():
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    ts = [threading.Thread(target=work) for i in range(2)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    sys.setswitchinterval(old)
+)", "threads.py");
+  statsprof *p = Start();
+  ASSERT_TRUE(pyh::Call(ns, "main")) << pyh::TakeError();
+  statsprof_stop(p);
+  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  const statsprof_function_profile *fib = pyh::Find(s.get(), "fib");
+  ASSERT_NE(fib, nullptr);
+  EXPECT_EQ(fib->ncalls, 2u * 3u * 1973u);  // fib(15) makes 1973 calls
+  EXPECT_EQ(fib->primitive_calls, 6u);
+  const statsprof_function_profile *work = pyh::Find(s.get(), "work");
+  ASSERT_NE(work, nullptr);
+  EXPECT_EQ(work->ncalls, 2u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, ThreadThatExistedBeforeStartIsProfiled) {
+  void *ns = pyh::Exec(R"(
+import threading
+go = threading.Event()
+def g(): pass
+def worker():
+    go.wait()
+    for i in range(4): g()
+t = threading.Thread(target=worker, name="early-bird")
+def begin(): t.start()
+def finish():
+    go.set()
+    t.join()
+)", "early.py");
+  ASSERT_TRUE(pyh::Call(ns, "begin"));
+  statsprof *p = Start();
+  ASSERT_TRUE(pyh::Call(ns, "finish"));
+  statsprof_stop(p);
+  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  const statsprof_function_profile *g = pyh::Find(s.get(), "g");
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->ncalls, 4u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, PerThreadSnapshotHasOnlyThatThreadAndItsName) {
+  void *ns = pyh::Exec(R"(
+import threading
+def in_worker(): pass
+def in_main(): pass
+ident = []
+def worker():
+    ident.append(threading.get_ident())
+    for i in range(3): in_worker()
+def main():
+    t = threading.Thread(target=worker, name="worker-7")
+    t.start(); t.join()
+    in_main()
+)", "perthread.py");
+  statsprof *p = Start();
+  ASSERT_TRUE(pyh::Call(ns, "main"));
+  PyObject *ident = PyList_GetItem(PyDict_GetItemString((PyObject *)ns, "ident"), 0);
+  ASSERT_NE(ident, nullptr);
+  uint64_t tid = PyLong_AsUnsignedLongLong(ident);
+  statsprof_stats_profile *s = nullptr;
+  ASSERT_EQ(statsprof_snapshot_thread(p, STATSPROF_CUMULATIVE, tid, &s), 0) << statsprof_errmsg(p);
+  pyh::Snap snap(s);
+  EXPECT_EQ(s->thread_id, tid);
+  ASSERT_NE(s->thread_name, nullptr);
+  EXPECT_STREQ(s->thread_name, "worker-7");
+  ASSERT_NE(pyh::Find(s, "in_worker"), nullptr);
+  EXPECT_EQ(pyh::Find(s, "in_worker")->ncalls, 3u);
+  EXPECT_EQ(pyh::Find(s, "in_main"), nullptr);
+  // The merged snapshot has both.
+  pyh::Snap all = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  EXPECT_NE(pyh::Find(all.get(), "in_main"), nullptr);
+  EXPECT_NE(pyh::Find(all.get(), "in_worker"), nullptr);
+  EXPECT_EQ(all->thread_id, 0u);
+  statsprof_stats_profile *bad = nullptr;
+  EXPECT_EQ(statsprof_snapshot_thread(p, STATSPROF_CUMULATIVE, 12345, &bad), STATSPROF_EINVAL);
+  EXPECT_NE(std::string(statsprof_errmsg(p)).find("12345"), std::string::npos);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, PerThreadRecordsAreEmittedBesideTheMergedOne) {
+  void *ns = pyh::Exec(R"(
+import threading
+def in_worker(): pass
+def main():
+    t = threading.Thread(target=lambda: [in_worker() for i in range(5)], name="w")
+    t.start(); t.join()
+)", "perthread2.py");
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;per_thread=on;writer=sync", &p), 0);
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_TRUE(pyh::Call(ns, "main"));
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  auto recs = sink.Take();
+  int merged = 0, thread_w = 0;
+  for (auto &r : recs) {
+    if (r.thread_id == 0) {
+      merged++;
+      EXPECT_EQ(r.calls("in_worker"), 5u);
+    } else if (r.thread_name == "w") {
+      thread_w++;
+      EXPECT_EQ(r.calls("in_worker"), 5u);
+      EXPECT_EQ(r.calls("main"), 0u);
+      EXPECT_EQ(r.seq, recs[0].seq);
+    }
+  }
+  EXPECT_EQ(merged, 1);
+  EXPECT_EQ(thread_w, 1);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+// A C thread that enters Python with PyGILState_Ensure after start.
+struct CThread {
+  std::atomic<int> phase{0};
+  std::thread th;
+  void Run(PyObject *fn, statsprof *attach_with, int before, int after) {
+    th = std::thread([=] {
+      PyGILState_STATE g = PyGILState_Ensure();
+      for (int i = 0; i < before; i++) Py_XDECREF(PyObject_CallNoArgs(fn));
+      if (attach_with) EXPECT_EQ(statsprof_attach_thread(attach_with), 0);
+      phase = 1;
+      Py_BEGIN_ALLOW_THREADS while (phase.load() != 2) std::this_thread::yield();
+      Py_END_ALLOW_THREADS for (int i = 0; i < after; i++) Py_XDECREF(PyObject_CallNoArgs(fn));
+      PyGILState_Release(g);
+      phase = 3;
+    });
+  }
+  void WaitFor(int v) {
+    Py_BEGIN_ALLOW_THREADS while (phase.load() != v) std::this_thread::yield();
+    Py_END_ALLOW_THREADS
+  }
+};
+
+TEST(Threads, CThreadIsPickedUpAtTheNextTick) {
+  void *ns = pyh::Exec("def from_c(): pass\n", "cthread.py");
+  PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
+  statsprof *p = Start("sink=none;interval=0s");
+  CThread t;
+  t.Run(fn, nullptr, 2, 5);
+  t.WaitFor(1);
+  EXPECT_EQ(statsprof_tick(p), 1);  // picks the new thread state up
+  t.phase = 2;
+  t.WaitFor(3);
+  t.th.join();
+  statsprof_stop(p);
+  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  const statsprof_function_profile *f = pyh::Find(s.get(), "from_c");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->ncalls, 5u);  // the 2 calls before the tick were not seen
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, CThreadCanAttachItself) {
+  void *ns = pyh::Exec("def from_c(): pass\n", "cthread2.py");
+  PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
+  statsprof *p = Start();
+  CThread t;
+  t.Run(fn, p, 0, 3);
+  t.WaitFor(1);
+  t.phase = 2;
+  t.WaitFor(3);
+  t.th.join();
+  statsprof_stop(p);
+  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  ASSERT_NE(pyh::Find(s.get(), "from_c"), nullptr);
+  EXPECT_EQ(pyh::Find(s.get(), "from_c")->ncalls, 3u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, StopRemovesTheHookFromEveryThread) {
+  void *ns = pyh::Exec(R"(
+import threading, sys
+go = threading.Event(); done = threading.Event(); seen = []
+def worker():
+    go.wait()
+    seen.append(sys.getprofile())
+    done.set()
+t = threading.Thread(target=worker)
+def begin(): t.start()
+def finish():
+    go.set(); done.wait(); t.join()
+)", "stop.py");
+  {
+    void *chk = pyh::Exec("import threading\nhook = threading._profile_hook\n");
+    PyObject *h = PyDict_GetItemString((PyObject *)chk, "hook");
+    EXPECT_EQ(h, Py_None) << "stale threading profile hook";
+  }
+  ASSERT_TRUE(pyh::Call(ns, "begin"));
+  statsprof *p = Start();
+  int ours = 0;
+  for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get()); ts; ts = PyThreadState_Next(ts))
+    ours += ts->c_profilefunc != nullptr;
+  EXPECT_GE(ours, 2);
+  statsprof_stop(p);
+  for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get()); ts; ts = PyThreadState_Next(ts)) {
+    Dl_info info{};
+    if (ts->c_profilefunc) dladdr((void *)ts->c_profilefunc, &info);
+    EXPECT_EQ(ts->c_profilefunc, nullptr) << (info.dli_sname ? info.dli_sname : "?") << " tid " << ts->thread_id;
+  }
+  ASSERT_TRUE(pyh::Call(ns, "finish"));
+  PyObject *seen = PyDict_GetItemString((PyObject *)ns, "seen");
+  EXPECT_EQ(PyList_GetItem(seen, 0), Py_None);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, AnotherThreadsOwnProfilerIsLeftAlone) {
+  void *ns = pyh::Exec(R"(
+import threading, cProfile
+go = threading.Event(); done = threading.Event(); out = []
+def mine(): pass
+def worker():
+    pr = cProfile.Profile(); pr.enable()
+    ready.set(); go.wait()
+    mine()
+    pr.disable(); pr.create_stats()
+    out.append(sum(v[1] for k, v in pr.stats.items() if k[2] == 'mine'))
+    done.set()
+ready = threading.Event()
+t = threading.Thread(target=worker)
+def begin(): t.start(); ready.wait()
+def finish(): go.set(); done.wait(); t.join()
+)", "foreign.py");
+  ASSERT_TRUE(pyh::Call(ns, "begin"));
+  statsprof *p = Start("sink=none;interval=0s");
+  statsprof_tick(p);
+  ASSERT_TRUE(pyh::Call(ns, "finish"));
+  PyObject *out = PyDict_GetItemString((PyObject *)ns, "out");
+  EXPECT_EQ(PyLong_AsLong(PyList_GetItem(out, 0)), 1);  // cProfile kept its thread
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, CpuClockShowsNoTimeForSleepWallClockDoes) {
+  void *ns = pyh::Exec(R"(
+import time
+def nap(): time.sleep(0.1)
+def main(): nap()
+)", "clock.py");
+  pyh::CountMap dummy;
+  double wall = 0, cpu = 0;
+  for (const char *config : {"sink=none;clock=wall", "sink=none;clock=cpu"}) {
+    statsprof *p = Start(config);
+    ASSERT_TRUE(pyh::Call(ns, "main"));
+    statsprof_stop(p);
+    pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+    const statsprof_function_profile *nap = pyh::Find(s.get(), "nap");
+    ASSERT_NE(nap, nullptr);
+    EXPECT_EQ(nap->ncalls, 1u);
+    (std::string(config).find("cpu") != std::string::npos ? cpu : wall) = nap->cumtime;
+    statsprof_destroy(p);
+  }
+  EXPECT_GE(wall, 0.1);
+  EXPECT_LT(cpu, 0.05);  // sleeping costs (almost) no CPU
+  pyh::Release(ns);
+}
+
+}  // namespace
