@@ -1,0 +1,226 @@
+// emission_test.cc — records leave through per-sink writer threads: a slow
+// or failing sink never stalls the host or costs the other sinks a record.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "collect_sink.h"
+#include "pyharness.h"
+
+namespace {
+
+void *Program() { return pyh::Exec("def f(): pass\ndef main():\n  for i in range(3): f()\n", "emit.py"); }
+
+statsprof *Make(const char *config) {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
+  return p;
+}
+
+TEST(Emission, SlowSinkDropsOnlyItsOwnRecords) {
+  void *ns = Program();
+  statsprof *p = Make("sink=none;queue=2;on_full=drop");
+  CollectSink slow, fast;
+  slow.delay_ms = 30;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &slow), 0);
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &fast), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  for (size_t i = 0; i < 10; i++) {
+    pyh::Call(ns, "main");
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+    // The fast sink keeps up on its own thread while the slow one lags.
+    Py_BEGIN_ALLOW_THREADS while (fast.Take().size() < i + 1) usleep(100);
+    Py_END_ALLOW_THREADS
+  }
+  statsprof_flush(p);
+  auto got_fast = fast.Take(), got_slow = slow.Take();
+  ASSERT_EQ(got_fast.size(), 10u);
+  for (size_t i = 0; i < got_fast.size(); i++) EXPECT_EQ(got_fast[i].seq, i + 1);
+  EXPECT_LT(got_slow.size(), 10u);
+  EXPECT_GE(got_slow.size(), 2u);
+  EXPECT_EQ(statsprof_dropped(p), 10u - got_slow.size());
+  EXPECT_GT(got_fast.back().dropped, 0u);  // later records say so
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Emission, BlockingPolicyDeliversEverything) {
+  void *ns = Program();
+  statsprof *p = Make("sink=none;queue=1;on_full=block");
+  CollectSink slow;
+  slow.delay_ms = 10;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &slow), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  for (int i = 0; i < 8; i++) ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_flush(p);
+  EXPECT_EQ(slow.Take().size(), 8u);
+  EXPECT_EQ(statsprof_dropped(p), 0u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+std::vector<std::string> g_log;
+void Log(void *, const char *msg) { g_log.push_back(msg); }
+
+TEST(Emission, FailingSinkIsCountedLoggedRateLimitedAndIsolated) {
+  void *ns = Program();
+  statsprof *p = Make("sink=none");
+  g_log.clear();
+  statsprof_set_log(p, Log, nullptr);
+  CollectSink bad, good;
+  bad.fail = STATSPROF_EIO;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &bad), 0);
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &good), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  for (int i = 0; i < 20; i++) {
+    pyh::Call(ns, "main");
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+    statsprof_flush(p);
+  }
+  EXPECT_EQ(good.Take().size(), 20u);
+  EXPECT_EQ(statsprof_sink_errors(p), 20u);
+  // Failures 1, 2, 3, 4, 8 and 16 are logged: rate-limited, not silent.
+  EXPECT_EQ(g_log.size(), 6u);
+  ASSERT_FALSE(g_log.empty());
+  EXPECT_NE(g_log[0].find("collect"), std::string::npos);
+  EXPECT_NE(g_log[0].find("input/output error"), std::string::npos);
+  EXPECT_EQ(good.Take().back().sink_errors, 19u);  // records report failures
+  statsprof_destroy(p);
+  EXPECT_EQ(bad.closes, 1);
+  EXPECT_EQ(good.closes, 1);
+  pyh::Release(ns);
+}
+
+TEST(Emission, FullDiskCountsErrorsAndOtherSinksGetEverything) {
+  void *ns = Program();
+  statsprof *p = Make("sink=jsonl:/dev/full");
+  g_log.clear();
+  statsprof_set_log(p, Log, nullptr);
+  CollectSink good;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &good), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  for (int i = 0; i < 5; i++) {
+    pyh::Call(ns, "main");
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+  }
+  statsprof_flush(p);
+  EXPECT_EQ(good.Take().size(), 5u);
+  EXPECT_EQ(statsprof_sink_errors(p), 5u);
+  ASSERT_FALSE(g_log.empty());
+  EXPECT_NE(g_log[0].find("jsonl"), std::string::npos);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Emission, StopDeliversEverythingQueued) {
+  void *ns = Program();
+  statsprof *p = Make("sink=none;queue=64");
+  CollectSink slow;
+  slow.delay_ms = 5;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &slow), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  for (int i = 0; i < 10; i++) {
+    pyh::Call(ns, "main");
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+  }
+  pyh::Call(ns, "main");
+  statsprof_destroy(p);  // 10 queued + the final interval
+  auto got = slow.Take();
+  EXPECT_EQ(got.size(), 11u);
+  EXPECT_EQ(got.back().calls("f"), 3u);
+  EXPECT_EQ(slow.flushes >= 1, true);
+  EXPECT_EQ(slow.closes, 1);
+  pyh::Release(ns);
+}
+
+TEST(Emission, TimerTriggerEmitsWithoutTicks) {
+  void *ns = pyh::Exec(R"(
+import time
+def f(): pass
+def main():
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        f(); time.sleep(0.01)
+)", "timer.py");
+  statsprof *p = Make("sink=none;trigger=timer;interval=50ms");
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_TRUE(pyh::Call(ns, "main"));
+  statsprof_stop(p);
+  auto recs = sink.Take();
+  EXPECT_GE(recs.size(), 3u);
+  uint64_t calls = 0;
+  for (auto &r : recs) calls += r.calls("f");
+  statsprof_destroy(p);
+  // Every call lands in exactly one record.
+  void *cnt = pyh::Exec(R"(
+import time
+n = 0
+end = time.monotonic() + 0.5
+)");
+  pyh::Release(cnt);
+  EXPECT_GT(calls, 10u);
+  pyh::Release(ns);
+}
+
+TEST(Emission, ForkedChildEmitsThroughItsOwnWriter) {
+  std::string dir = pyh::TempDir();
+  std::string path = dir + "/fork.jsonl";
+  void *ns = Program();
+  statsprof *p = Make(("sink=jsonl:" + path).c_str());
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  ASSERT_EQ(statsprof_emit_now(p), 0);  // parent's writer thread is running
+  statsprof_flush(p);
+  PyOS_BeforeFork();
+  pid_t pid = fork();
+  if (pid == 0) {
+    PyOS_AfterFork_Child();
+    pyh::Call(ns, "main");
+    int rc = statsprof_emit_now(p);
+    statsprof_flush(p);
+    _exit(rc == 0 ? 0 : 3);
+  }
+  PyOS_AfterFork_Parent();
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  statsprof_destroy(p);
+  std::string text = pyh::ReadFile(path);
+  std::string child = "\"pid\":" + std::to_string(pid) + ",";
+  std::string parent = "\"pid\":" + std::to_string(getpid()) + ",";
+  EXPECT_NE(text.find(child), std::string::npos) << text.substr(0, 300);
+  EXPECT_NE(text.find(parent), std::string::npos);
+  pyh::Release(ns);
+}
+
+TEST(Emission, FinalizeWithTimerRunningIsSafe) {
+  // Last in this binary: it finalizes Python and starts it again.
+  statsprof *p = Make("sink=none;trigger=timer;interval=10ms");
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  void *ns = Program();
+  pyh::Call(ns, "main");
+  pyh::Release(ns);
+  Py_BEGIN_ALLOW_THREADS usleep(50000);
+  Py_END_ALLOW_THREADS
+  ASSERT_EQ(Py_FinalizeEx(), 0);  // the atexit handler stops the timer first
+  statsprof_stats_profile *s = nullptr;
+  EXPECT_EQ(statsprof_snapshot(p, STATSPROF_CUMULATIVE, &s), 0);
+  statsprof_stats_profile_free(s);
+  statsprof_destroy(p);
+  EXPECT_GE(sink.Take().size(), 1u);
+  Py_InitializeEx(0);
+  // A new profiler works in the new interpreter.
+  void *ns2 = Program();
+  pyh::CountMap m = pyh::StatsprofRun(ns2, "main");
+  EXPECT_EQ(m["emit.py:1(f)"].nc, 3u);
+  pyh::Release(ns2);
+}
+
+}  // namespace

@@ -1,0 +1,128 @@
+// frames_test.cc — frame markers: frame statistics in records, spike
+// records for frames over budget holding only what that frame touched.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "collect_sink.h"
+#include "pyharness.h"
+
+namespace {
+
+// A game whose frames 5 and 12 hitch: hitch() busy-waits 150 ms, far over
+// the 60 ms budget, while a normal frame takes well under a millisecond.
+const char kGame[] = R"(
+import time
+def hitch():
+    end = time.perf_counter() + 0.15
+    x = 0
+    while time.perf_counter() < end:
+        for i in range(20000): x += i
+def step(): return sum(range(50))
+def only_in_frame_3(): pass
+def frame(n):
+    step(); step()
+    if n == 3: only_in_frame_3()
+    if n in (5, 12): hitch()
+)";
+
+struct Game {
+  void *ns;
+  PyObject *frame;
+  Game() : ns(pyh::Exec(kGame, "game.py")) { frame = PyDict_GetItemString((PyObject *)ns, "frame"); }
+  ~Game() { pyh::Release(ns); }
+  void Run(statsprof *p, int frames) {
+    statsprof_frame_mark(p);  // frame 1 starts
+    for (int n = 1; n <= frames; n++) {
+      PyObject *arg = PyLong_FromLong(n);
+      Py_XDECREF(PyObject_CallOneArg(frame, arg));
+      Py_DECREF(arg);
+      statsprof_frame_mark(p);
+    }
+  }
+};
+
+statsprof *Make(const char *config, CollectSink *sink) {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
+  EXPECT_EQ(statsprof_add_sink(p, CollectSink::Ops(), sink), 0);
+  EXPECT_EQ(statsprof_start(p), 0);
+  return p;
+}
+
+TEST(Frames, ExactlyTheHitchingFramesAreSpikesWithTheHitchOnTop) {
+  Game g;
+  CollectSink sink;
+  statsprof *p = Make("sink=none;budget=60ms;interval=1h", &sink);
+  g.Run(p, 20);
+  statsprof_flush(p);
+  auto spikes = sink.OfMode(STATSPROF_SPIKE);
+  ASSERT_EQ(spikes.size(), 2u);
+  EXPECT_EQ(spikes[0].frame, 5u);
+  EXPECT_EQ(spikes[1].frame, 12u);
+  for (auto &s : spikes) {
+    EXPECT_EQ(s.top_by_tottime(), "hitch");
+    EXPECT_GE(s.frame_time_s, 0.15);
+    // Only what that frame touched, counted for that frame alone.
+    EXPECT_EQ(s.calls("step"), 2u);
+    EXPECT_EQ(s.calls("frame"), 1u);
+    EXPECT_EQ(s.calls("hitch"), 1u);
+    EXPECT_EQ(s.calls("only_in_frame_3"), 0u);
+  }
+  statsprof_destroy(p);
+}
+
+TEST(Frames, RecordsCarryFrameStatistics) {
+  Game g;
+  CollectSink sink;
+  statsprof *p = Make("sink=none;interval=1h", &sink);  // no budget: no spikes
+  g.Run(p, 20);
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_flush(p);
+  auto deltas = sink.OfMode(STATSPROF_DELTA);
+  ASSERT_EQ(deltas.size(), 1u);
+  EXPECT_EQ(deltas[0].frames, 20u);
+  EXPECT_GE(deltas[0].max_frame_s, 0.15);
+  EXPECT_EQ(deltas[0].calls("step"), 40u);
+  EXPECT_TRUE(sink.OfMode(STATSPROF_SPIKE).empty());
+  // The next interval starts with no frames.
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_flush(p);
+  deltas = sink.OfMode(STATSPROF_DELTA);
+  ASSERT_EQ(deltas.size(), 2u);
+  EXPECT_EQ(deltas[1].frames, 0u);
+  statsprof_destroy(p);
+}
+
+TEST(Frames, SpikesAreRateLimited) {
+  Game g;
+  CollectSink sink;
+  statsprof *p = Make("sink=none;budget=60ms;max_spikes_per_min=1;interval=1h", &sink);
+  g.Run(p, 20);
+  statsprof_flush(p);
+  auto spikes = sink.OfMode(STATSPROF_SPIKE);
+  ASSERT_EQ(spikes.size(), 1u);
+  EXPECT_EQ(spikes[0].frame, 5u);
+  statsprof_destroy(p);
+}
+
+TEST(Frames, SpikeRecordsAreJsonWithFrameFields) {
+  Game g;
+  std::string dir = pyh::TempDir();
+  std::string config = "budget=60ms;interval=1h;sink=jsonl:" + dir + "/f.jsonl";
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_start(p), 0);
+  g.Run(p, 6);
+  statsprof_destroy(p);
+  void *ns = pyh::Exec("import json\nrecs = [json.loads(l) for l in open(" + std::string("'") + dir +
+                       "/f.jsonl')]\nspikes = [r for r in recs if r['kind'] == 'spike']\n"
+                       "delta = [r for r in recs if r['kind'] == 'delta']\n"
+                       "ok = (len(spikes) == 1 and spikes[0]['frame'] == 5 and spikes[0]['frame_time_s'] >= 0.15"
+                       " and delta[-1]['frame_stats']['frames'] == 6"
+                       " and delta[-1]['frame_stats']['max'] >= 0.15)\n");
+  PyObject *ok = PyDict_GetItemString((PyObject *)ns, "ok");
+  EXPECT_EQ(ok, Py_True);
+  pyh::Release(ns);
+}
+
+}  // namespace
