@@ -75,6 +75,7 @@ py_runtime(
     name = "py3_runtime",
     interpreter_path = "{python}",
     python_version = "PY3",
+    stub_shebang = "#!{python}",
 )
 
 py_runtime_pair(

@@ -340,7 +340,8 @@ STATSPROF_API statsprof *statsprof_from_env(const char *name);
 
 /*
  * Writes `rec` as one JSON line (with the trailing '\n') into a buffer that
- * the caller frees with free(). Returns 0 and sets *out/*len, or an error.
+ * the caller frees with free(). Returns 0 and sets *out and *len, or an
+ * error.
  * Any thread; no GIL needed.
  */
 STATSPROF_API int statsprof_format_jsonl(const statsprof_stats_profile *rec,

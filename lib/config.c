@@ -29,11 +29,16 @@ void statsprof__config_free(statsprof__config *c) {
 }
 
 int64_t statsprof__parse_duration(const char *s) {
+  /* Plain decimal only: strtod would also take hex, "inf" and "nan". */
+  if (!isdigit((unsigned char)s[0]) && !(s[0] == '.' && isdigit((unsigned char)s[1]))) return -1;
+  for (const char *c = s; *c && !isalpha((unsigned char)*c); c++)
+    if (!isdigit((unsigned char)*c) && *c != '.') return -1;
   char *end;
   errno = 0;
   double v = strtod(s, &end);
   if (end == s || errno || v < 0 || v != v) return -1;
   double scale;
+  if (!*end && v == 0) return 0; /* a bare 0 needs no unit */
   if (!strcmp(end, "ns")) scale = 1;
   else if (!strcmp(end, "us")) scale = 1e3;
   else if (!strcmp(end, "ms")) scale = 1e6;

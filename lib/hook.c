@@ -203,8 +203,10 @@ static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunc
 }
 
 static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
-  /* The label depends on the method and, for bound methods, on the type. */
-  const void *type = fn->m_self ? (const void *)Py_TYPE(fn->m_self) : NULL;
+  /* Keyed by the method definition alone, labelled at first sight, as
+   * cProfile does: a C method called on a subclass that overrides it in
+   * Python keeps its first label instead of splitting in two. */
+  const void *type = NULL;
   uint32_t idx = statsprof__table_cfunc_find(&p->table, fn->m_ml, type);
   return idx != STATSPROF__NONE ? idx : cfunc_entry_slow(p, fn, type);
 }

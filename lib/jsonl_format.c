@@ -70,7 +70,7 @@ int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t 
   put_iso(&b, r->end_ns);
   statsprof__buf_printf(&b, ",\"ts_ns\":%lld,\"start_ns\":%lld,\"interval_s\":", (long long)r->end_ns,
                         (long long)r->start_ns);
-  put_double(&b, (double)(r->end_ns - r->start_ns) * 1e-9);
+  statsprof__buf_printf(&b, "%.9f", (double)(r->end_ns - r->start_ns) * 1e-9);
   statsprof__buf_printf(&b, ",\"seq\":%llu,\"pid\":%lld,\"host\":", (unsigned long long)r->seq,
                         (long long)r->pid);
   statsprof__buf_json_string(&b, hostname());

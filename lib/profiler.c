@@ -44,7 +44,13 @@ static void free_all(statsprof *p) {
 static int open_config_sinks(statsprof *p) {
   const statsprof__config *c = &p->config;
   int none = 0;
-  for (size_t i = 0; i < c->nsinks; i++) none |= !strcmp(c->sinks[i].name, "none");
+  for (size_t i = 0; i < c->nsinks; i++) {
+    if (strcmp(c->sinks[i].name, "none")) continue;
+    if (c->sinks[i].arg)
+      return statsprof__error(p, STATSPROF_ECONFIG, "config: sink=none takes no argument (got 'none:%s')",
+                              c->sinks[i].arg);
+    none = 1;
+  }
   if (none && c->nsinks > 1)
     return statsprof__error(p, STATSPROF_ECONFIG, "config: sink=none cannot be combined with other sinks");
   if (none) return 0;
@@ -307,7 +313,7 @@ int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_add_sink: ops->version %d is not supported",
                             ops->version);
   if (p->nwriters == STATSPROF__MAX_SINKS)
-    return statsprof__error(p, STATSPROF_ENOMEM, "statsprof_add_sink: at most %d sinks", STATSPROF__MAX_SINKS);
+    return statsprof__error(p, STATSPROF_ESTATE, "statsprof_add_sink: at most %d sinks", STATSPROF__MAX_SINKS);
   return add_writer(p, ops, ctx);
 }
 

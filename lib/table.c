@@ -308,5 +308,6 @@ void statsprof__table_clear_counts(statsprof__table *t) {
     memset(&t->edges[i].c, 0, sizeof t->edges[i].c);
     t->edges[i].f0 = t->edges[i].c;
   }
-  t->overflow_functions = 0;
+  /* overflow_functions stays: folded functions stay folded (their code
+   * objects still point at label 0) and would not be counted again. */
 }

@@ -1,0 +1,422 @@
+// lifecycle_test.cc — create/start/stop/destroy in every order, NULL
+// handles, threads, statsprof_from_env, and Py_Finalize under a running
+// profiler (last in this file: it re-initializes the interpreter).
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "pyharness.h"
+
+namespace {
+
+const char kProgram[] = R"(
+def f(): pass
+def main():
+    for i in range(3): f()
+)";
+
+uint64_t Calls(statsprof *p, const char *name) {
+  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  const statsprof_function_profile *f = pyh::Find(s.get(), name);
+  return f ? f->ncalls : 0;
+}
+
+const char kNoHook[] = R"(
+import sys, threading
+assert sys.getprofile() is None, repr(sys.getprofile())
+assert threading.getprofile() is None, repr(threading.getprofile())
+)";
+const char kHook[] = R"(
+import sys
+assert sys.getprofile() is not None
+)";
+
+// ---- start / stop / destroy ------------------------------------------------
+
+TEST(Lifecycle, StopWithoutStartIsANoOp) {
+  pyh::RecordingSink sink;
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+  ASSERT_EQ(pyh::AddRecordingSink(p, &sink), 0);
+  EXPECT_EQ(statsprof_is_running(p), 0);
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(statsprof_is_running(p), 0);
+  statsprof_destroy(p);
+  EXPECT_TRUE(sink.records.empty());
+  EXPECT_EQ(sink.closes, 1);
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+}
+
+TEST(Lifecycle, StartTwiceIsANoOpAndCountsOnce) {
+  void *ns = pyh::Exec(kProgram);
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "f");
+  ASSERT_EQ(statsprof_start(p), 0);
+  EXPECT_NE(statsprof_is_running(p), 0);
+  EXPECT_EQ(pyh::RunPy(kHook), "");
+  pyh::Call(ns, "main");
+  EXPECT_EQ(Calls(p, "f"), 4u);
+  EXPECT_EQ(Calls(p, "main"), 1u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Lifecycle, StopTwiceIsANoOpAndRemovesTheHook) {
+  void *ns = pyh::Exec(kProgram);
+  pyh::RecordingSink sink;
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none;interval=1h", &p), 0);
+  ASSERT_EQ(pyh::AddRecordingSink(p, &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(statsprof_is_running(p), 0);
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+  pyh::Call(ns, "main");  // not counted
+  EXPECT_EQ(Calls(p, "f"), 3u);
+  EXPECT_EQ(sink.records.size(), 1u);  // the first stop's record only
+  statsprof_destroy(p);
+  EXPECT_EQ(sink.records.size(), 1u);
+  pyh::Release(ns);
+}
+
+TEST(Lifecycle, DestroyWhileStartedEmitsTheFinalRecordAndRemovesTheHook) {
+  void *ns = pyh::Exec(kProgram);
+  pyh::RecordingSink sink;
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none;interval=1h", &p), 0);
+  ASSERT_EQ(pyh::AddRecordingSink(p, &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  statsprof_destroy(p);
+  ASSERT_EQ(sink.records.size(), 1u);
+  EXPECT_EQ(sink.records[0].calls_by_name["f"], 3u);
+  EXPECT_EQ(sink.records[0].calls_by_name["main"], 1u);
+  EXPECT_EQ(sink.closes, 1);
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+  EXPECT_TRUE(pyh::Call(ns, "main"));  // Python runs on without the freed profiler
+  pyh::Release(ns);
+}
+
+TEST(Lifecycle, DestroyNullIsANoOp) {
+  statsprof_destroy(nullptr);
+  statsprof_stats_profile_free(nullptr);
+}
+
+TEST(Lifecycle, StartAfterStopContinuesCounting) {
+  void *ns = pyh::Exec(kProgram);
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  ASSERT_EQ(statsprof_stop(p), 0);
+  pyh::Call(ns, "main");  // stopped: not counted
+  ASSERT_EQ(statsprof_start(p), 0);
+  EXPECT_NE(statsprof_is_running(p), 0);
+  pyh::Call(ns, "f");
+  pyh::Call(ns, "main");
+  ASSERT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(Calls(p, "f"), 7u);
+  EXPECT_EQ(Calls(p, "main"), 2u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Lifecycle, TwoProfilersStartedOneAtATimeCountSeparately) {
+  void *ns = pyh::Exec(kProgram);
+  statsprof *a, *b;
+  ASSERT_EQ(statsprof_create("sink=none", &a), 0);
+  ASSERT_EQ(statsprof_create("sink=none", &b), 0);
+  ASSERT_EQ(statsprof_start(a), 0);
+  pyh::Call(ns, "main");
+  ASSERT_EQ(statsprof_stop(a), 0);
+  ASSERT_EQ(statsprof_start(b), 0);
+  pyh::Call(ns, "f");
+  pyh::Call(ns, "f");
+  ASSERT_EQ(statsprof_stop(b), 0);
+  ASSERT_EQ(statsprof_start(a), 0);  // a again: code objects now carry b's cache
+  pyh::Call(ns, "f");
+  ASSERT_EQ(statsprof_stop(a), 0);
+  EXPECT_EQ(Calls(a, "f"), 4u);
+  EXPECT_EQ(Calls(a, "main"), 1u);
+  EXPECT_EQ(Calls(b, "f"), 2u);
+  EXPECT_EQ(Calls(b, "main"), 0u);
+  statsprof_destroy(b);
+  EXPECT_EQ(Calls(a, "f"), 4u);
+  statsprof_destroy(a);
+  pyh::Release(ns);
+}
+
+TEST(Lifecycle, SnapshotOfANeverStartedProfilerIsEmpty) {
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+  pyh::Snap c = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  pyh::Snap d = pyh::Snapshot(p, STATSPROF_DELTA);
+  ASSERT_TRUE(c && d);
+  EXPECT_EQ(c->nfunc_profiles, 0u);
+  EXPECT_EQ(d->nfunc_profiles, 0u);
+  EXPECT_EQ(c->total_tt, 0.0);
+  EXPECT_EQ(d->seq, 1u);
+  EXPECT_EQ(statsprof_reset(p), 0);
+  statsprof_destroy(p);
+}
+
+TEST(Lifecycle, NullHandlesAreEinval) {
+  auto msg_has = [](const char *text) {
+    return std::string(statsprof_errmsg(nullptr)).find(text) != std::string::npos;
+  };
+  EXPECT_EQ(statsprof_start(nullptr), STATSPROF_EINVAL);
+  EXPECT_TRUE(msg_has("statsprof_start")) << statsprof_errmsg(nullptr);
+  EXPECT_EQ(statsprof_stop(nullptr), STATSPROF_EINVAL);
+  EXPECT_TRUE(msg_has("statsprof_stop"));
+  EXPECT_EQ(statsprof_reset(nullptr), STATSPROF_EINVAL);
+  EXPECT_EQ(statsprof_emit_now(nullptr), STATSPROF_EINVAL);
+  EXPECT_EQ(statsprof_attach_thread(nullptr), STATSPROF_EINVAL);
+  EXPECT_EQ(statsprof_tick(nullptr), STATSPROF_EINVAL);
+  statsprof_stats_profile *s = reinterpret_cast<statsprof_stats_profile *>(0x1);
+  EXPECT_EQ(statsprof_snapshot(nullptr, STATSPROF_DELTA, &s), STATSPROF_EINVAL);
+  EXPECT_EQ(s, nullptr);
+  EXPECT_EQ(statsprof_snapshot(nullptr, STATSPROF_DELTA, nullptr), STATSPROF_EINVAL);
+  pyh::RecordingSink sink;
+  EXPECT_EQ(statsprof_add_sink(nullptr, pyh::RecordingSinkOps(), &sink), STATSPROF_EINVAL);
+  EXPECT_EQ(statsprof_is_running(nullptr), 0);
+  EXPECT_EQ(statsprof_sink_errors(nullptr), 0u);
+  EXPECT_NE(statsprof_errmsg(nullptr), nullptr);
+}
+
+TEST(Lifecycle, AddSinkValidatesOps) {
+  statsprof *p;
+  // writer=sync: the sixteen sinks share one RecordingSink, not thread-safe.
+  ASSERT_EQ(statsprof_create("sink=none;writer=sync", &p), 0);
+  pyh::RecordingSink sink;
+  statsprof_sink_ops no_emit = *pyh::RecordingSinkOps();
+  no_emit.emit = nullptr;
+  statsprof_sink_ops old_version = *pyh::RecordingSinkOps();
+  old_version.version = 0;
+  EXPECT_EQ(statsprof_add_sink(p, nullptr, &sink), STATSPROF_EINVAL);
+  EXPECT_EQ(statsprof_add_sink(p, &no_emit, &sink), STATSPROF_EINVAL);
+  EXPECT_EQ(statsprof_add_sink(p, &old_version, &sink), STATSPROF_EINVAL);
+  EXPECT_NE(std::string(statsprof_errmsg(p)).find("version 0"), std::string::npos) << statsprof_errmsg(p);
+  for (int i = 0; i < 16; i++) ASSERT_EQ(pyh::AddRecordingSink(p, &sink), 0) << i;
+  EXPECT_LT(pyh::AddRecordingSink(p, &sink), 0);  // the 17th
+  EXPECT_NE(std::string(statsprof_errmsg(p)).find("at most 16 sinks"), std::string::npos)
+      << statsprof_errmsg(p);
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  ASSERT_EQ(statsprof_flush(p), 0);
+  EXPECT_EQ(sink.emits, 16);  // one record, sixteen sinks
+  statsprof_destroy(p);
+  EXPECT_EQ(sink.closes, 16);  // never for the refused ones
+}
+
+TEST(Lifecycle, AttachThreadNeedsARunningProfiler) {
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+  EXPECT_EQ(statsprof_attach_thread(p), STATSPROF_ESTATE);
+  ASSERT_EQ(statsprof_start(p), 0);
+  EXPECT_EQ(statsprof_attach_thread(p), 0);  // already attached: fine
+  ASSERT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(statsprof_attach_thread(p), STATSPROF_ESTATE);
+  statsprof_destroy(p);
+}
+
+// ---- threads -------------------------------------------------------------------
+
+TEST(Threads, ThreadStartedAfterStartIsProfiled) {
+  void *ns = pyh::Exec(R"(
+import threading
+def leaf(): pass
+def work():
+    for i in range(6): leaf()
+def main():
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+)",
+                       "threads.py");
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_TRUE(pyh::Call(ns, "main"));
+  EXPECT_EQ(Calls(p, "leaf"), 6u);
+  EXPECT_EQ(Calls(p, "work"), 1u);
+  ASSERT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");  // threading.setprofile undone
+  ASSERT_TRUE(pyh::Call(ns, "main"));  // threads after stop are not profiled
+  EXPECT_EQ(Calls(p, "leaf"), 6u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+const char kBlockedThread[] = R"(
+import threading
+go = threading.Event()
+def leaf(): pass
+def worker():
+    go.wait()
+    for i in range(4): leaf()
+t = threading.Thread(target=worker)
+t.start()
+def release():
+    go.set()
+    t.join()
+)";
+
+TEST(Threads, ThreadThatExistedAtStartIsProfiled) {
+  void *ns = pyh::Exec(kBlockedThread, "existing.py");  // the thread waits on `go`
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_TRUE(pyh::Call(ns, "release"));
+  EXPECT_EQ(Calls(p, "leaf"), 4u);
+  // worker() was entered before start: its return is not counted.
+  EXPECT_EQ(Calls(p, "worker"), 0u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, DestroyDetachesOtherThreadsBeforeTheyRunAgain) {
+  void *ns = pyh::Exec(kBlockedThread, "existing.py");
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  statsprof_destroy(p);
+  ASSERT_TRUE(pyh::Call(ns, "release"));  // runs profiled code with no profiler
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+  pyh::Release(ns);
+}
+
+// ---- statsprof_from_env --------------------------------------------------------
+
+class FromEnv : public testing::Test {
+ protected:
+  void SetUp() override {
+    unsetenv("STATSPROF");
+    unsetenv("MYAPP_PROFILE");
+  }
+  void TearDown() override { SetUp(); }
+};
+
+TEST_F(FromEnv, UnsetOrEmptyReturnsNullAndInstallsNothing) {
+  EXPECT_EQ(statsprof_from_env(nullptr), nullptr);
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+  setenv("STATSPROF", "", 1);
+  EXPECT_EQ(statsprof_from_env(nullptr), nullptr);
+  EXPECT_EQ(statsprof_from_env("STATSPROF"), nullptr);
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+}
+
+TEST_F(FromEnv, ConfigStringStartsAProfiler) {
+  void *ns = pyh::Exec(kProgram);
+  setenv("STATSPROF", "sink=none;builtins=off", 1);
+  statsprof *p = statsprof_from_env(nullptr);
+  ASSERT_NE(p, nullptr) << statsprof_errmsg(nullptr);
+  EXPECT_NE(statsprof_is_running(p), 0);
+  EXPECT_EQ(pyh::RunPy(kHook), "");
+  pyh::Call(ns, "main");
+  EXPECT_EQ(Calls(p, "f"), 3u);
+  statsprof_destroy(p);
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+  pyh::Release(ns);
+}
+
+TEST_F(FromEnv, OnAndOneMeanDefaults) {
+  for (const char *v : {"on", "1"}) {
+    std::string dir = pyh::TempDir();
+    char old[4096];
+    ASSERT_NE(getcwd(old, sizeof old), nullptr);
+    ASSERT_EQ(chdir(dir.c_str()), 0);
+    setenv("STATSPROF", v, 1);
+    statsprof *p = statsprof_from_env(nullptr);
+    EXPECT_NE(p, nullptr) << v << ": " << statsprof_errmsg(nullptr);
+    EXPECT_NE(statsprof_is_running(p), 0);
+    statsprof_destroy(p);
+    ASSERT_EQ(chdir(old), 0);
+    struct stat st;
+    EXPECT_EQ(stat((dir + "/statsprof.jsonl").c_str(), &st), 0) << v << ": default sink not opened";
+  }
+}
+
+TEST_F(FromEnv, MalformedValueReturnsNullAndTheHostRunsOn) {
+  setenv("STATSPROF", "sink=none;interval=soon", 1);
+  EXPECT_EQ(statsprof_from_env(nullptr), nullptr);
+  std::string msg = statsprof_errmsg(nullptr);
+  EXPECT_NE(msg.find("bad duration 'soon'"), std::string::npos) << msg;
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+  EXPECT_EQ(pyh::RunPy("x = sum(range(10))\nassert x == 45\n"), "");
+  setenv("STATSPROF", "sink=nosuchsink", 1);
+  EXPECT_EQ(statsprof_from_env(nullptr), nullptr);
+  EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("nosuchsink"), std::string::npos);
+}
+
+TEST_F(FromEnv, CustomVariableName) {
+  setenv("MYAPP_PROFILE", "sink=none", 1);
+  EXPECT_EQ(statsprof_from_env(nullptr), nullptr);  // STATSPROF is unset
+  statsprof *p = statsprof_from_env("MYAPP_PROFILE");
+  ASSERT_NE(p, nullptr) << statsprof_errmsg(nullptr);
+  EXPECT_NE(statsprof_is_running(p), 0);
+  statsprof_destroy(p);
+  setenv("MYAPP_PROFILE", "colour=blue", 1);
+  EXPECT_EQ(statsprof_from_env("MYAPP_PROFILE"), nullptr);
+  EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("colour"), std::string::npos);
+}
+
+// ---- Py_Finalize while started (keep last: it re-initializes Python; do not
+// run this binary with --gtest_shuffle) -------------------------------------------
+
+TEST(ZzFinalize, PyFinalizeWhileStartedThenReinitialize) {
+  void *ns = pyh::Exec(kProgram, "before.py");
+  pyh::RecordingSink sink;
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=none;interval=1h", &p), 0);
+  ASSERT_EQ(pyh::AddRecordingSink(p, &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  pyh::Release(ns);
+
+  ASSERT_EQ(Py_FinalizeEx(), 0);
+  ASSERT_FALSE(Py_IsInitialized());
+  EXPECT_EQ(statsprof_is_running(p), 0);
+  {
+    statsprof_stats_profile *s = nullptr;
+    ASSERT_EQ(statsprof_snapshot(p, STATSPROF_CUMULATIVE, &s), 0) << statsprof_errmsg(p);
+    pyh::Snap snap(s);
+    const statsprof_function_profile *f = pyh::Find(s, "f");
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->ncalls, 3u);  // counts from before finalize remain
+    EXPECT_STREQ(f->file_name, "before.py");
+  }
+  EXPECT_EQ(statsprof_start(p), STATSPROF_ENOPYTHON);
+  EXPECT_EQ(statsprof_stop(p), 0);
+  ASSERT_EQ(sink.records.size(), 1u);  // the last delta still goes out
+  EXPECT_EQ(sink.records[0].calls_by_name["f"], 3u);
+  statsprof_destroy(p);
+  EXPECT_EQ(sink.closes, 1);
+
+  // Creating needs no interpreter.
+  statsprof *q;
+  ASSERT_EQ(statsprof_create("sink=none;builtins=off", &q), 0);
+  EXPECT_EQ(statsprof_start(q), STATSPROF_ENOPYTHON);
+
+  Py_InitializeEx(0);
+  ASSERT_TRUE(Py_IsInitialized());
+  void *ns2 = pyh::Exec("def g(): pass\ndef main():\n  for i in range(5): g()\n", "after.py");
+  ASSERT_EQ(statsprof_start(q), 0) << statsprof_errmsg(q);
+  ASSERT_TRUE(pyh::Call(ns2, "main"));
+  ASSERT_EQ(statsprof_stop(q), 0);
+  EXPECT_EQ(Calls(q, "g"), 5u);
+  EXPECT_EQ(Calls(q, "main"), 1u);
+  statsprof_destroy(q);
+  // A brand-new profiler after re-initialization works too.
+  pyh::CountMap m = pyh::StatsprofRun(ns2, "main", "sink=none;builtins=off");
+  EXPECT_EQ(m["after.py:1(g)"].nc, 5u);
+  EXPECT_EQ(pyh::RunPy(kNoHook), "");
+  pyh::Release(ns2);
+}
+
+}  // namespace

@@ -34,7 +34,10 @@ void *Exec(const std::string &code, const std::string &filename) {
   PyObject *ns = PyDict_New();
   PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
   PyDict_SetItemString(ns, "__name__", PyUnicode_FromString("__pyh__"));
-  PyObject *co = Py_CompileString(code.c_str(), filename.c_str(), Py_file_input);
+  // Py_CompileString decodes the name with the locale (ASCII under Bazel).
+  PyObject *fname = PyUnicode_FromString(filename.c_str());
+  PyObject *co = fname ? Py_CompileStringObject(code.c_str(), fname, Py_file_input, nullptr, -1) : nullptr;
+  Py_XDECREF(fname);
   PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : nullptr;
   if (!r) ADD_FAILURE() << "Python code failed: " << TakeError();
   Py_XDECREF(r);
@@ -98,8 +101,16 @@ CountMap FromSnapshot(const statsprof_stats_profile *s) {
   return m;
 }
 
+// The oracle sums cProfile's raw entries by label: its own create_stats keys
+// a dict by label, so two code objects with one label (exec'd code, a module
+// imported twice) overwrite each other there — a known cProfile gap that
+// statsprof does not share.
 static const char kCProfileHelper[] = R"PY(
 import cProfile
+from cProfile import label as _label
+def _pyh_key(code):
+    f, l, n = _label(code)
+    return "%s:%d(%s)" % (f, l, n)
 def _pyh_cprofile(fn):
     pr = cProfile.Profile()
     pr.enable()
@@ -108,16 +119,23 @@ def _pyh_cprofile(fn):
     except BaseException:
         pass
     pr.disable()
-    pr.create_stats()
-    own = ("<method 'enable' of '_lsprof.Profiler' objects>",
-           "<method 'disable' of '_lsprof.Profiler' objects>")
+    own = ("~:0(<method 'enable' of '_lsprof.Profiler' objects>)",
+           "~:0(<method 'disable' of '_lsprof.Profiler' objects>)")
+    funcs, callers = {}, {}
+    for e in pr.getstats():
+        k = _pyh_key(e.code)
+        nc, cc = funcs.get(k, (0, 0))
+        funcs[k] = (nc + e.callcount, cc + e.callcount - e.reccallcount)
+        for sub in e.calls or ():
+            edges = callers.setdefault(_pyh_key(sub.code), {})
+            nc, cc = edges.get(k, (0, 0))
+            edges[k] = (nc + sub.callcount, cc + sub.callcount - sub.reccallcount)
     out = []
-    for (f, l, n), (cc, nc, tt, ct, callers) in pr.stats.items():
-        if f == '~' and n in own:
+    for k, (nc, cc) in funcs.items():
+        if k in own:
             continue
-        cl = [("%s:%d(%s)" % k, v[0], v[1]) for k, v in callers.items()
-              if not (k[0] == '~' and k[2] in own)]
-        out.append(("%s:%d(%s)" % (f, l, n), nc, cc, cl))
+        cl = [(c, v[0], v[1]) for c, v in callers.get(k, {}).items() if c not in own]
+        out.append((k, nc, cc, cl))
     return out
 )PY";
 
@@ -148,7 +166,7 @@ CountMap CProfileRun(void *ns, const char *fn) {
   return m;
 }
 
-CountMap StatsprofRun(void *ns, const char *fn, const char *config) {
+CountMap StatsprofRun(void *ns, const char *fn, const char *config, bool this_thread_only) {
   statsprof *p = nullptr;
   CountMap m;
   if (statsprof_create(config, &p) != 0) {
@@ -158,7 +176,15 @@ CountMap StatsprofRun(void *ns, const char *fn, const char *config) {
   EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
   if (!Call(ns, fn)) PyErr_Clear();
   EXPECT_EQ(statsprof_stop(p), 0) << statsprof_errmsg(p);
-  Snap s = Snapshot(p, STATSPROF_CUMULATIVE);
+  Snap s;
+  if (this_thread_only) {
+    statsprof_stats_profile *raw = nullptr;
+    EXPECT_EQ(statsprof_snapshot_thread(p, STATSPROF_CUMULATIVE, PyThread_get_thread_ident(), &raw), 0)
+        << statsprof_errmsg(p);
+    s.reset(raw);
+  } else {
+    s = Snapshot(p, STATSPROF_CUMULATIVE);
+  }
   if (s) m = FromSnapshot(s.get());
   statsprof_destroy(p);
   return m;
@@ -217,3 +243,67 @@ int main(int argc, char **argv) {
   if (Py_IsInitialized()) Py_FinalizeEx();
   return rc;
 }
+
+// ---- Helpers for the config/snapshot/sink/lifecycle suites ---------------
+#include <ctime>
+
+namespace pyh {
+
+std::string RunPy(const std::string &code, const std::map<std::string, std::string> &vars) {
+  PyObject *ns = PyDict_New();
+  PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
+  for (const auto &[k, v] : vars) {
+    PyObject *s = PyUnicode_DecodeUTF8(v.data(), (Py_ssize_t)v.size(), "surrogateescape");
+    PyDict_SetItemString(ns, k.c_str(), s);
+    Py_XDECREF(s);
+  }
+  PyObject *co = Py_CompileString(code.c_str(), "<pyh-check>", Py_file_input);
+  PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : nullptr;
+  std::string err = r ? "" : TakeError();
+  Py_XDECREF(r);
+  Py_XDECREF(co);
+  Py_DECREF(ns);
+  return err;
+}
+
+static int recording_emit(void *ctx, const statsprof_stats_profile *rec) {
+  RecordingSink *s = static_cast<RecordingSink *>(ctx);
+  s->emits++;
+  Record r;
+  r.seq = rec->seq;
+  r.mode = rec->mode;
+  r.start_ns = rec->start_ns;
+  r.end_ns = rec->end_ns;
+  r.overflow_functions = rec->overflow_functions;
+  r.sink_errors = rec->sink_errors;
+  r.dropped = rec->dropped;
+  r.thread_id = rec->thread_id;
+  r.counts = FromSnapshot(rec);
+  for (size_t i = 0; i < rec->nfunc_profiles; i++)
+    r.calls_by_name[rec->func_profiles[i].function_name] += rec->func_profiles[i].ncalls;
+  s->records.push_back(std::move(r));
+  return s->fail;
+}
+
+static int recording_flush(void *ctx) {
+  static_cast<RecordingSink *>(ctx)->flushes++;
+  return 0;
+}
+
+static void recording_close(void *ctx) { static_cast<RecordingSink *>(ctx)->closes++; }
+
+static const statsprof_sink_ops kRecordingOps = {
+    STATSPROF_SINK_VERSION, "recording", recording_emit, recording_flush, recording_close,
+};
+
+const statsprof_sink_ops *RecordingSinkOps() { return &kRecordingOps; }
+
+int AddRecordingSink(statsprof *p, RecordingSink *sink) { return statsprof_add_sink(p, &kRecordingOps, sink); }
+
+int64_t WallNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace pyh

@@ -45,7 +45,9 @@ CountMap FromSnapshot(const statsprof_stats_profile *s);
 // without cProfile's own enable/disable entries.
 CountMap CProfileRun(void *ns, const char *fn);
 // Runs ns[fn]() under a fresh statsprof (sink=none) and returns its stats.
-CountMap StatsprofRun(void *ns, const char *fn, const char *config = "sink=none");
+// With this_thread_only, only the calling thread's counts (as cProfile).
+CountMap StatsprofRun(void *ns, const char *fn, const char *config = "sink=none",
+                      bool this_thread_only = false);
 // Describes differences (empty when equal).
 std::string Diff(const CountMap &want, const CountMap &got);
 
@@ -53,5 +55,43 @@ std::string Diff(const CountMap &want, const CountMap &got);
 std::string ReadFile(const std::string &path);
 // A fresh temporary directory for this test.
 std::string TempDir();
+
+}  // namespace pyh
+
+// ---- Helpers for the config/snapshot/sink/lifecycle suites ---------------
+#include <vector>
+
+namespace pyh {
+
+// Runs `code` in a fresh namespace where each vars[k] is bound to a str;
+// returns "" when it ran without raising, else the Python error text.
+std::string RunPy(const std::string &code, const std::map<std::string, std::string> &vars = {});
+
+// One record as a host sink received it (copied: records are only lent).
+struct Record {
+  uint64_t seq = 0;
+  statsprof_snapshot_mode mode = STATSPROF_DELTA;
+  int64_t start_ns = 0, end_ns = 0;
+  uint64_t overflow_functions = 0;
+  uint64_t sink_errors = 0, dropped = 0; // as carried by the record
+  uint64_t thread_id = 0;
+  CountMap counts;                               // "file:line(name)" -> counts
+  std::map<std::string, uint64_t> calls_by_name; // function_name -> ncalls
+};
+
+// A host sink that keeps every record; emit returns `fail` (0 = success).
+// emit runs on the sink's writer thread: call statsprof_flush (or stop /
+// destroy) before reading the fields from the test's thread.
+struct RecordingSink {
+  std::vector<Record> records;
+  int fail = 0;
+  int emits = 0, flushes = 0, closes = 0;
+};
+// statsprof_add_sink with the recording ops and `sink` as ctx.
+int AddRecordingSink(statsprof *p, RecordingSink *sink);
+const statsprof_sink_ops *RecordingSinkOps();
+
+// CLOCK_REALTIME in ns since the epoch, as the records' start_ns/end_ns.
+int64_t WallNs();
 
 }  // namespace pyh

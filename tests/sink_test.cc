@@ -1,0 +1,561 @@
+// sink_test.cc — the JSONL sink and formatter (read back with Python's json
+// and pstats), escaping, failing and unwritable sinks, and the stderr table.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <cstdio>
+#include <sstream>
+#include <vector>
+
+#include "pyharness.h"
+
+namespace {
+
+int CountLines(const std::string &s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+// Expects RunPy(code) to succeed; the Python assertion text otherwise.
+#define EXPECT_PY(code, ...)                               \
+  do {                                                     \
+    std::string err_ = pyh::RunPy(code, ##__VA_ARGS__);     \
+    EXPECT_EQ(err_, "") << "Python check failed";           \
+  } while (0)
+
+// ---- the JSONL file, read back --------------------------------------------
+
+const char kProgram[] = R"(
+def leaf(x=0): return x
+def mid(x): return leaf(x) + leaf(x)
+def r(n): return 0 if n == 0 else r(n - 1)
+def main():
+    for i in range(4): mid(i)
+    for i in range(3): r(3)
+)";
+
+// Checks every record of a JSONL file; `path` and `pid` are bound by RunPy.
+const char kCheckRecords[] = R"PY(
+import dataclasses, datetime, json, math, os, pstats, socket
+
+def no_constants(c):
+    raise ValueError("not JSON: " + c)
+
+data = open(path, "rb").read()
+assert data.endswith(b"\n"), data[-80:]
+lines = data.split(b"\n")[:-1]
+assert len(lines) == 3, len(lines)
+recs = [json.loads(l.decode("utf-8"), parse_constant=no_constants) for l in lines]
+epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+close = lambda a, b: math.isclose(a, b, rel_tol=1e-7, abs_tol=1e-12)
+fields = [f.name for f in dataclasses.fields(pstats.FunctionProfile)]
+
+for i, rec in enumerate(recs):
+    required = {"ts", "ts_ns", "start_ns", "interval_s", "seq", "pid", "host", "kind",
+                "dropped", "sink_errors", "overflow_functions", "total_tt", "func_profiles"}
+    optional = {"thread_id", "thread_name", "frame_stats", "frame", "frame_time_s"}
+    assert required <= set(rec) <= required | optional, sorted(rec)
+    assert rec["sink_errors"] == 0
+    assert type(rec["ts_ns"]) is int and type(rec["start_ns"]) is int
+    assert rec["ts"].endswith("Z"), rec["ts"]
+    dt = datetime.datetime.fromisoformat(rec["ts"].replace("Z", "+00:00"))
+    assert dt.utcoffset() == datetime.timedelta(0)
+    assert (dt - epoch) // datetime.timedelta(microseconds=1) == rec["ts_ns"] // 1000, (rec["ts"], rec["ts_ns"])
+    assert rec["start_ns"] <= rec["ts_ns"]
+    assert close(rec["interval_s"], (rec["ts_ns"] - rec["start_ns"]) / 1e9), rec["interval_s"]
+    assert rec["seq"] == i + 1, rec["seq"]
+    assert rec["pid"] == int(pid) == os.getpid(), rec["pid"]
+    assert rec["host"] == socket.gethostname(), rec["host"]
+    assert rec["kind"] == "delta", rec["kind"]
+    assert rec["dropped"] == 0 and rec["overflow_functions"] == 0
+    if i:
+        assert rec["start_ns"] == recs[i - 1]["ts_ns"]
+    fps = rec["func_profiles"]
+    assert close(rec["total_tt"], sum(f["tottime"] for f in fps.values())), rec["total_tt"]
+    for key, f in fps.items():
+        assert key == "%s:%d(%s)" % (f["file_name"], f["line_number"], f["function_name"]), key
+        nc, _, pc = f["ncalls"].partition("/")
+        total, prim = int(nc), int(pc or nc)
+        assert (str(total) if total == prim else "%d/%d" % (total, prim)) == f["ncalls"]
+        assert f["primitive_calls"] == prim
+        assert 0 <= f["tottime"] <= f["cumtime"] + 1e-12, f
+        assert close(f["percall_tottime"], f["tottime"] / total), f
+        assert close(f["percall_cumtime"], f["cumtime"] / prim), f
+        for ck, c in f["callers"].items():
+            assert set(c) == {"ncalls", "primitive_calls", "tottime", "cumtime"}, c
+            assert type(c["ncalls"]) is int and c["primitive_calls"] <= c["ncalls"]
+    sp = pstats.StatsProfile(rec["total_tt"], {
+        k: pstats.FunctionProfile(**{f: v[f] for f in fields}) for k, v in fps.items()})
+    assert len(sp.func_profiles) == len(fps)
+
+F = "sink.py"
+leaf, mid, r, main = F + ":2(leaf)", F + ":3(mid)", F + ":4(r)", F + ":5(main)"
+for rec in recs[:2]:
+    fps = rec["func_profiles"]
+    assert set(fps) == {leaf, mid, r, main}, sorted(fps)
+    assert fps[main]["ncalls"] == "1" and fps[main]["callers"] == {}
+    assert fps[mid]["ncalls"] == "4"
+    assert fps[leaf]["ncalls"] == "8"
+    assert fps[r]["ncalls"] == "12/3", fps[r]["ncalls"]
+    assert fps[r]["file_name"] == F and fps[r]["line_number"] == 4 and fps[r]["function_name"] == "r"
+    assert set(fps[leaf]["callers"]) == {mid}
+    assert fps[leaf]["callers"][mid]["ncalls"] == 8
+    rc = fps[r]["callers"]
+    assert set(rc) == {main, r}, sorted(rc)
+    assert (rc[main]["ncalls"], rc[main]["primitive_calls"]) == (3, 3)
+    assert (rc[r]["ncalls"], rc[r]["primitive_calls"]) == (9, 3)
+    sp = pstats.StatsProfile(rec["total_tt"], {
+        k: pstats.FunctionProfile(**{f: v[f] for f in fields}) for k, v in fps.items()})
+    assert sp.func_profiles[r].ncalls == "12/3"
+third = recs[2]["func_profiles"]
+assert set(third) == {leaf}, sorted(third)
+assert third[leaf]["ncalls"] == "1" and third[leaf]["callers"] == {}
+)PY";
+
+
+TEST(JsonlSink, RecordsReadBackFieldByFieldWithPythonJson) {
+  std::string dir = pyh::TempDir();
+  std::string path = dir + "/sub/dir/prof.jsonl";
+  std::string config = "sink=jsonl:" + path + ";interval=1h;builtins=off";
+  void *ns = pyh::Exec(kProgram, "sink.py");
+  statsprof *p;
+  ASSERT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  struct stat st;
+  ASSERT_EQ(stat((dir + "/sub/dir").c_str(), &st), 0);  // parents are created at create
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  ASSERT_EQ(statsprof_emit_now(p), 0) << statsprof_errmsg(p);
+  pyh::Call(ns, "main");
+  ASSERT_EQ(statsprof_emit_now(p), 0) << statsprof_errmsg(p);
+  pyh::Call(ns, "leaf");
+  EXPECT_EQ(statsprof_sink_errors(p), 0u);
+  statsprof_destroy(p);  // the third record goes out at stop
+  std::string text = pyh::ReadFile(path);
+  EXPECT_EQ(CountLines(text), 3);
+  EXPECT_PY(kCheckRecords, {{"path", path}, {"pid", std::to_string(getpid())}});
+  pyh::Release(ns);
+}
+
+TEST(JsonlSink, AppendsToAnExistingFile) {
+  std::string path = pyh::TempDir() + "/prof.jsonl";
+  FILE *f = fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("{\"earlier\":1}\n", f);
+  fclose(f);
+  std::string config = "sink=jsonl:" + path;
+  statsprof *p;
+  ASSERT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_destroy(p);
+  std::string text = pyh::ReadFile(path);
+  EXPECT_EQ(text.rfind("{\"earlier\":1}\n{\"ts\":", 0), 0u) << text;
+  EXPECT_EQ(CountLines(text), 2);
+}
+
+// File names and function names that need escaping, shared by the program
+// and the check below.
+const char kWeirdNames[] = R"PY(
+NAMES = ['q"uote.py', 'back\\slash\\.py', 'new\nline.py', 'tab\there.py', 'ctl\x01\x08\x0c\r\x1f\x7f.py',
+         'résumé_😀.py', 'sep\u2028\u2029.py', '/abs/dir/plain.py', 'slash/in "both" \\ .py']
+)PY";
+
+const char kWeirdProgram[] = R"PY(
+FUNCS = []
+for i, n in enumerate(NAMES):
+    g = {}
+    exec(compile("def fn_é_%d():\n    pass\n" % i, n, "exec"), g)
+    FUNCS.append(g["fn_é_%d" % i])
+g = {}
+exec(compile("def undecodable():\n    pass\n", "bad\udcffname.py", "exec"), g)
+FUNCS.append(g["undecodable"])
+def run():
+    for f in FUNCS: f()
+)PY";
+
+const char kWeirdCheck[] = R"PY(
+import json
+data = open(path, "rb").read()
+assert data.count(b"\n") == 1, data          # newlines inside strings are escaped
+rec = json.loads(data.decode("utf-8"))      # strict UTF-8
+fps = rec["func_profiles"]
+for i, n in enumerate(NAMES):
+    name = "fn_é_%d" % i
+    key = "%s:1(%s)" % (n, name)
+    assert key in fps, (key, sorted(fps))
+    f = fps[key]
+    assert f["file_name"] == n, (f["file_name"], n)
+    assert f["function_name"] == name
+    assert f["ncalls"] == "1"
+    assert list(f["callers"]) == ["weird.py:13(run)"], f["callers"]
+# An undecodable file name arrives backslash-escaped, still one valid string.
+assert "bad\\udcffname.py:1(undecodable)" in fps, sorted(fps)
+assert len(fps) == len(NAMES) + 2, sorted(fps)
+)PY";
+
+TEST(JsonlSink, NamesNeedingEscapesRoundTripExactly) {
+  std::string path = pyh::TempDir() + "/weird.jsonl";
+  std::string config = "sink=jsonl:" + path + ";builtins=off";
+  void *ns = pyh::Exec(std::string(kWeirdNames) + kWeirdProgram, "weird.py");
+  statsprof *p;
+  ASSERT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_TRUE(pyh::Call(ns, "run")) << pyh::TakeError();
+  statsprof_destroy(p);
+  EXPECT_PY(std::string(kWeirdNames) + kWeirdCheck, {{"path", path}});
+  pyh::Release(ns);
+}
+
+// ---- statsprof_format_jsonl on hand-built records ---------------------------
+
+std::string Format(const statsprof_stats_profile &rec) {
+  char *out = nullptr;
+  size_t len = 0;
+  EXPECT_EQ(statsprof_format_jsonl(&rec, &out, &len), 0);
+  std::string s(out ? out : "", len);
+  free(out);
+  EXPECT_EQ(s.size(), strlen(s.c_str())) << "embedded NUL";
+  return s;
+}
+
+TEST(FormatJsonl, HandBuiltRecordIsValidJsonWithEveryField) {
+  std::string long_name(3000, 'x');
+  statsprof_caller_profile callers[] = {
+      {"caller\"q", "c.py", 3, 5, 4, 0.5, 1.5},
+      {"<built-in method builtins.sorted>", "~", 0, 2, 2, 0.25, 0.75},
+  };
+  statsprof_function_profile funcs[] = {
+      {"ok_name", "a.py", 10, 12, 3, 1.25, 1.25 / 12, 2.5, 2.5 / 3, 2, callers},
+      {"bad\xff\xfex", "trunc\xe2\x82", 7, 0, 0, NAN, -1, INFINITY, -1, 0, nullptr},
+      {long_name.c_str(), "long.py", 1, 1, 1, 0, 0, 0, 0, 0, nullptr},
+  };
+  statsprof_stats_profile rec{};
+  rec.total_tt = NAN;
+  rec.nfunc_profiles = 3;
+  rec.func_profiles = funcs;
+  rec.mode = STATSPROF_CUMULATIVE;
+  rec.start_ns = 1700000000123456789LL;
+  rec.end_ns = 1700000001987654321LL;
+  rec.seq = 42;
+  rec.pid = 4242;
+  rec.dropped = 7;
+  rec.overflow_functions = 3;
+  std::string line = Format(rec);
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.back(), '\n');
+  EXPECT_EQ(CountLines(line), 1);
+  EXPECT_PY(R"PY(
+import json, math
+def no_constants(c):
+    raise ValueError("not JSON: " + c)
+raw = line.encode("utf-8", "surrogateescape")
+rec = json.loads(raw.decode("utf-8"), parse_constant=no_constants)
+assert rec["ts"] == "2023-11-14T22:13:21.987654Z", rec["ts"]
+assert rec["ts_ns"] == 1700000001987654321 and rec["start_ns"] == 1700000000123456789
+assert math.isclose(rec["interval_s"], 1.864197532, rel_tol=1e-8), rec["interval_s"]
+assert (rec["seq"], rec["pid"], rec["dropped"], rec["overflow_functions"]) == (42, 4242, 7, 3)
+assert rec["kind"] == "cumulative"
+assert math.isfinite(rec["total_tt"])
+fps = rec["func_profiles"]
+assert len(fps) == 3, sorted(fps)
+ok = fps["a.py:10(ok_name)"]
+assert ok["ncalls"] == "12/3" and ok["primitive_calls"] == 3
+assert (ok["tottime"], ok["cumtime"]) == (1.25, 2.5)
+assert math.isclose(ok["percall_tottime"], 1.25 / 12, rel_tol=1e-8)
+assert math.isclose(ok["percall_cumtime"], 2.5 / 3, rel_tol=1e-8)
+assert ok["callers"] == {
+    'c.py:3(caller"q)': {"ncalls": 5, "primitive_calls": 4, "tottime": 0.5, "cumtime": 1.5},
+    "~:0(<built-in method builtins.sorted>)": {"ncalls": 2, "primitive_calls": 2, "tottime": 0.25,
+                                               "cumtime": 0.75},
+}, ok["callers"]
+bad = [v for k, v in fps.items() if v["line_number"] == 7]
+assert len(bad) == 1
+bad = bad[0]
+assert bad["function_name"] == "bad\ufffd\ufffdx", ascii(bad["function_name"])
+fn = bad["file_name"]
+assert fn.startswith("trunc") and len(fn) > 5 and set(fn[5:]) == {"\ufffd"}, ascii(fn)
+assert bad["ncalls"] == "0" and bad["callers"] == {}
+assert math.isfinite(bad["tottime"]) and math.isfinite(bad["cumtime"])
+assert bad["percall_tottime"] == -1 and bad["percall_cumtime"] == -1
+assert "long.py:1(" + "x" * 3000 + ")" in fps
+)PY",
+            {{"line", line}});
+}
+
+TEST(FormatJsonl, EmptyRecordHasEmptyFuncProfiles) {
+  statsprof_stats_profile rec{};
+  rec.mode = STATSPROF_DELTA;
+  rec.start_ns = rec.end_ns = 1000000000;
+  std::string line = Format(rec);
+  EXPECT_PY(R"PY(
+import json
+rec = json.loads(line)
+assert rec["func_profiles"] == {} and rec["kind"] == "delta" and rec["total_tt"] == 0
+assert rec["ts"] == "1970-01-01T00:00:01.000000Z", rec["ts"]
+assert rec["interval_s"] == 0
+)PY",
+            {{"line", line}});
+}
+
+TEST(FormatJsonl, NullArgumentsAreEinval) {
+  statsprof_stats_profile rec{};
+  char *out = nullptr;
+  size_t len = 0;
+  EXPECT_EQ(statsprof_format_jsonl(nullptr, &out, &len), STATSPROF_EINVAL);
+  EXPECT_EQ(statsprof_format_jsonl(&rec, nullptr, &len), STATSPROF_EINVAL);
+  EXPECT_EQ(statsprof_format_jsonl(&rec, &out, nullptr), STATSPROF_EINVAL);
+}
+
+// BUG (lib/error.c statsprof__buf_json_string): the UTF-8 check only counts
+// continuation bytes, so UTF-16 surrogates encoded in UTF-8 (ED A0 80),
+// overlong 3/4-byte forms (E0 80 AF, F0 80 80 AF) and code points above
+// U+10FFFF (F4 90 80 80) are copied through and the line is not valid UTF-8:
+// a strict reader (Python's bytes.decode("utf-8"), json.loads on bytes)
+// rejects it. The comment promises U+FFFD for invalid bytes.
+TEST(FormatJsonl, InvalidUtf8SequencesAreReplaced) {
+  const char *bad[] = {"sur\xed\xa0\x80" "rogate", "over\xe0\x80\xaf" "long3", "over\xf0\x80\x80\xaf" "long4",
+                       "big\xf4\x90\x80\x80" "cp", "over\xc0\xaf" "long2"};
+  for (const char *name : bad) {
+    statsprof_function_profile f = {name, "x.py", 1, 1, 1, 0, 0, 0, 0, 0, nullptr};
+    statsprof_stats_profile rec{};
+    rec.nfunc_profiles = 1;
+    rec.func_profiles = &f;
+    std::string line = Format(rec);
+    EXPECT_PY(R"PY(
+import json
+rec = json.loads(line.encode("utf-8", "surrogateescape").decode("utf-8"))
+(f,) = rec["func_profiles"].values()
+assert "\ufffd" in f["function_name"], ascii(f["function_name"])
+)PY",
+              {{"line", line}});
+  }
+}
+
+// ---- sinks that cannot be opened or fail -----------------------------------
+
+void ExpectJsonlOpenFails(const std::string &path) {
+  std::string config = "sink=jsonl:" + path;
+  statsprof *p = reinterpret_cast<statsprof *>(0x1);
+  int rc = statsprof_create(config.c_str(), &p);
+  EXPECT_EQ(rc, STATSPROF_ESINK) << path << ": " << statsprof_errmsg(nullptr);
+  EXPECT_EQ(p, nullptr);
+  std::string msg = statsprof_errmsg(nullptr);
+  EXPECT_NE(msg.find("'" + path + "'"), std::string::npos) << msg;
+}
+
+TEST(JsonlSink, UnwritablePathFailsAtCreateNamingThePath) {
+  std::string dir = pyh::TempDir();
+  std::string file = dir + "/regular";
+  FILE *f = fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fclose(f);
+  ExpectJsonlOpenFails(file + "/prof.jsonl");
+  ExpectJsonlOpenFails(file + "/deeper/prof.jsonl");
+  ExpectJsonlOpenFails(dir);  // a directory, not a file
+  ExpectJsonlOpenFails("/proc/nonexistent/x");
+  std::string msg = statsprof_errmsg(nullptr);
+  EXPECT_NE(msg.find("sink jsonl:/proc/nonexistent/x"), std::string::npos) << msg;
+}
+
+// A host sink that fails every emit, under its own name.
+const statsprof_sink_ops *FlakyOps() {
+  static statsprof_sink_ops ops = [] {
+    statsprof_sink_ops o = *pyh::RecordingSinkOps();
+    o.name = "flaky";
+    return o;
+  }();
+  return &ops;
+}
+
+// Collects what the profiler logs (from any thread).
+struct LogLines {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  static void Fn(void *ud, const char *msg) {
+    LogLines *l = static_cast<LogLines *>(ud);
+    std::lock_guard<std::mutex> g(l->mu);
+    l->lines.push_back(msg);
+  }
+  bool Has(const std::string &needle) {
+    std::lock_guard<std::mutex> g(mu);
+    for (const std::string &l : lines)
+      if (l.find(needle) != std::string::npos) return true;
+    return false;
+  }
+};
+
+// Sink failures are counted and logged, never returned to the host (the
+// sinks may run on their own threads); records carry the count so far.
+void ExpectFailingSinkIsCountedAndTheOthersGetEveryRecord(const char *config) {
+  void *ns = pyh::Exec("def f(): pass\n");
+  pyh::RecordingSink flaky, good;
+  flaky.fail = STATSPROF_EIO;
+  LogLines log;
+  statsprof *p;
+  ASSERT_EQ(statsprof_create(config, &p), 0);
+  statsprof_set_log(p, LogLines::Fn, &log);
+  ASSERT_EQ(statsprof_add_sink(p, FlakyOps(), &flaky), 0);
+  ASSERT_EQ(pyh::AddRecordingSink(p, &good), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "f");
+  EXPECT_EQ(statsprof_tick(p), 1);
+  ASSERT_EQ(statsprof_flush(p), 0);
+  EXPECT_EQ(statsprof_sink_errors(p), 1u);
+  EXPECT_TRUE(log.Has("sink flaky failed to write record 1")) << (log.lines.empty() ? "" : log.lines[0]);
+  pyh::Call(ns, "f");
+  pyh::Call(ns, "f");
+  EXPECT_EQ(statsprof_tick(p), 1);
+  ASSERT_EQ(statsprof_flush(p), 0);
+  EXPECT_EQ(statsprof_emit_now(p), 0);
+  ASSERT_EQ(statsprof_flush(p), 0);
+  EXPECT_EQ(statsprof_sink_errors(p), 3u);
+  pyh::Call(ns, "f");
+  EXPECT_EQ(statsprof_stop(p), 0);  // the last record fails too, quietly
+  EXPECT_EQ(statsprof_sink_errors(p), 4u);
+  ASSERT_EQ(good.records.size(), 4u);
+  EXPECT_EQ(good.records[0].calls_by_name["f"], 1u);
+  EXPECT_EQ(good.records[1].calls_by_name["f"], 2u);
+  EXPECT_TRUE(good.records[2].counts.empty());
+  EXPECT_EQ(good.records[3].calls_by_name["f"], 1u);
+  for (size_t i = 0; i < 4; i++) EXPECT_EQ(good.records[i].sink_errors, i) << "record " << i;
+  EXPECT_EQ(flaky.emits, 4);
+  // Counting went on regardless.
+  pyh::Snap c = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  EXPECT_EQ(pyh::Find(c.get(), "f")->ncalls, 4u);
+  statsprof_destroy(p);
+  EXPECT_EQ(flaky.closes, 1);  // closed once, also after failed emits
+  EXPECT_EQ(good.closes, 1);
+  pyh::Release(ns);
+}
+
+TEST(Sinks, FailingSinkIsCountedAndTheOthersGetEveryRecord) {
+  ExpectFailingSinkIsCountedAndTheOthersGetEveryRecord("sink=none;interval=0s");
+}
+
+TEST(Sinks, FailingSinkIsCountedAndTheOthersGetEveryRecordWithSyncWriter) {
+  ExpectFailingSinkIsCountedAndTheOthersGetEveryRecord("sink=none;interval=0s;writer=sync");
+}
+
+TEST(JsonlSink, DevFullCountsFailuresAndTheHostKeepsRunning) {
+  struct stat st;
+  if (stat("/dev/full", &st) != 0) GTEST_SKIP() << "no /dev/full here";
+  void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(5): f()\n");
+  pyh::RecordingSink good;
+  LogLines log;
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=jsonl:/dev/full;interval=0s", &p), 0) << statsprof_errmsg(nullptr);
+  statsprof_set_log(p, LogLines::Fn, &log);
+  ASSERT_EQ(pyh::AddRecordingSink(p, &good), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_TRUE(pyh::Call(ns, "main"));
+  EXPECT_EQ(statsprof_tick(p), 1);
+  ASSERT_EQ(statsprof_flush(p), 0);
+  ASSERT_TRUE(pyh::Call(ns, "main"));
+  EXPECT_EQ(statsprof_tick(p), 1);
+  ASSERT_EQ(statsprof_flush(p), 0);
+  EXPECT_EQ(statsprof_sink_errors(p), 2u);
+  EXPECT_TRUE(log.Has("sink jsonl failed")) << (log.lines.empty() ? "" : log.lines[0]);
+  ASSERT_EQ(good.records.size(), 2u);
+  EXPECT_EQ(good.records[1].calls_by_name["f"], 5u);
+  EXPECT_EQ(good.records[1].sink_errors, 1u);
+  pyh::Snap c = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  EXPECT_EQ(pyh::Find(c.get(), "f")->ncalls, 10u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+// ---- the stderr sink ---------------------------------------------------------
+
+// Runs `fn` with fd 2 redirected into a file; returns what was written.
+template <typename F>
+std::string CaptureStderr(F fn) {
+  std::string path = pyh::TempDir() + "/stderr.txt";
+  fflush(stderr);
+  int saved = dup(2);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  EXPECT_GE(fd, 0);
+  dup2(fd, 2);
+  close(fd);
+  fn();
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  return pyh::ReadFile(path);
+}
+
+// The table's data rows: lines that end in "file:line(name)" of `file`.
+std::vector<std::string> Rows(const std::string &text, const std::string &file) {
+  std::vector<std::string> rows;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);)
+    if (l.find(" " + file + ":") != std::string::npos) rows.push_back(l);
+  return rows;
+}
+
+const char kStderrProgram[] = R"(
+def hot_function(): return sum(range(50))
+def warm_function(): hot_function()
+def cold_function(): pass
+def main():
+    for i in range(7): hot_function()
+    for i in range(3): warm_function()
+    cold_function()
+)";
+
+TEST(StderrSink, WritesATableWithTheTopFunctions) {
+  void *ns = pyh::Exec(kStderrProgram, "table.py");
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=stderr;builtins=off;interval=1h", &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  std::string text = CaptureStderr([&] {
+    EXPECT_EQ(statsprof_emit_now(p), 0) << statsprof_errmsg(p);
+    EXPECT_EQ(statsprof_flush(p), 0);  // the sink writes on its own thread
+  });
+  statsprof_destroy(p);
+  EXPECT_EQ(text.rfind("statsprof #1 (delta): ", 0), 0u) << text;
+  EXPECT_NE(text.find(", 15 calls, total_tt "), std::string::npos) << text;  // 1 + 10 + 3 + 1
+  EXPECT_NE(text.find("ncalls   tottime   percall   cumtime   percall filename:lineno(function)"),
+            std::string::npos)
+      << text;
+  std::vector<std::string> rows = Rows(text, "table.py");
+  ASSERT_EQ(rows.size(), 4u) << text;
+  std::map<std::string, std::string> ncalls;
+  double prev_cum = 1e300;
+  for (const std::string &row : rows) {
+    std::istringstream in(row);
+    std::string nc, where;
+    double tt, ptt, ct, pct;
+    in >> nc >> tt >> ptt >> ct >> pct >> where;
+    ASSERT_FALSE(in.fail()) << row;
+    ncalls[where] = nc;
+    EXPECT_LE(ct, prev_cum) << "rows are not sorted by cumtime:\n" << text;
+    prev_cum = ct;
+  }
+  EXPECT_EQ(ncalls["table.py:2(hot_function)"], "10");
+  EXPECT_EQ(ncalls["table.py:3(warm_function)"], "3");
+  EXPECT_EQ(ncalls["table.py:4(cold_function)"], "1");
+  EXPECT_EQ(ncalls["table.py:5(main)"], "1");
+  pyh::Release(ns);
+}
+
+TEST(StderrSink, RowCountArgumentLimitsTheTable) {
+  void *ns = pyh::Exec(kStderrProgram, "table.py");
+  statsprof *p;
+  ASSERT_EQ(statsprof_create("sink=stderr:2;builtins=off;interval=1h", &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  std::string text = CaptureStderr([&] {
+    EXPECT_EQ(statsprof_emit_now(p), 0);
+    EXPECT_EQ(statsprof_flush(p), 0);
+  });
+  statsprof_destroy(p);
+  EXPECT_EQ(Rows(text, "table.py").size(), 2u) << text;
+  EXPECT_NE(text.find("main"), std::string::npos) << text;  // the largest cumtime comes first
+  pyh::Release(ns);
+}
+
+}  // namespace

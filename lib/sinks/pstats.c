@@ -222,6 +222,29 @@ static int publish(const char *tmp, const char *base) {
   return -1;
 }
 
+/* DIR/statsprof-<seq>-<UTC end time>-<pid>, without the ".prof". */
+static void record_base(char *out, size_t n, const char *dir, const statsprof_stats_profile *rec) {
+  time_t secs = (time_t)(rec->end_ns / 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  snprintf(out, n, "%s/statsprof-%06llu-%04d%02d%02dT%02d%02d%02dZ-%lld", dir,
+           (unsigned long long)rec->seq, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+           tm.tm_min, tm.tm_sec, (long long)rec->pid);
+}
+
+static int write_file(pstats_sink *s, const char *base, const statsprof__buf *b) {
+  char tmp[4096];
+  int fd = open_tmp(s, tmp, sizeof tmp);
+  /* DIR removed under us (a tmp cleaner): make it again, once. */
+  if (fd < 0 && errno == ENOENT && mkdir_p(s->dir) == 0) fd = open_tmp(s, tmp, sizeof tmp);
+  if (fd < 0) return STATSPROF_EIO;
+  int ok = write_all(fd, b->data, b->len) == 0;
+  ok &= close(fd) == 0;
+  if (ok && publish(tmp, base) == 0) return 0;
+  unlink(tmp);
+  return STATSPROF_EIO;
+}
+
 static int pstats_emit(void *ctx, const statsprof_stats_profile *rec) {
   pstats_sink *s = ctx;
   /* pstats.Stats refuses an empty dict, and an idle host would fill DIR
@@ -229,24 +252,11 @@ static int pstats_emit(void *ctx, const statsprof_stats_profile *rec) {
   if (rec->nfunc_profiles == 0) return 0;
   statsprof__buf b = {0};
   put_stats(&b, rec);
-  if (b.oom) {
-    free(b.data);
-    return STATSPROF_ENOMEM;
-  }
-  time_t secs = (time_t)(rec->end_ns / 1000000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char base[4096], tmp[4096];
-  snprintf(base, sizeof base, "%s/statsprof-%06llu-%04d%02d%02dT%02d%02d%02dZ-%lld", s->dir,
-           (unsigned long long)rec->seq, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, (long long)rec->pid);
-  int rc = STATSPROF_EIO;
-  int fd = open_tmp(s, tmp, sizeof tmp);
-  if (fd >= 0) {
-    int ok = write_all(fd, b.data, b.len) == 0;
-    ok &= close(fd) == 0;
-    if (ok && publish(tmp, base) == 0) rc = 0;
-    else unlink(tmp);
+  int rc = STATSPROF_ENOMEM;
+  if (!b.oom) {
+    char base[4096];
+    record_base(base, sizeof base, s->dir, rec);
+    rc = write_file(s, base, &b);
   }
   free(b.data);
   return rc;

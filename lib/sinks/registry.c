@@ -23,8 +23,14 @@ static struct {
     {"stderr", statsprof__stderr_open},
     {"pstats", statsprof__pstats_open},
 };
-static size_t nregistry = 3;
+static size_t nregistry; /* counted at first use: built-ins come first */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Lock held. */
+static void count_builtins(void) {
+  if (nregistry) return;
+  while (nregistry < MAX_REGISTERED && registry[nregistry].open) nregistry++;
+}
 
 int statsprof_register_sink(const char *name, statsprof_sink_open_fn open) {
   if (!name || !open || !*name || strlen(name) >= sizeof registry[0].name)
@@ -34,6 +40,7 @@ int statsprof_register_sink(const char *name, statsprof_sink_open_fn open) {
       return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_register_sink: bad name '%s'", name);
   int rc = 0;
   pthread_mutex_lock(&lock);
+  count_builtins();
   size_t i = 0;
   while (i < nregistry && strcmp(registry[i].name, name)) i++;
   if (i == MAX_REGISTERED) {
@@ -52,6 +59,7 @@ int statsprof__sink_open(const statsprof__sink_spec *spec, const statsprof_sink_
   statsprof_sink_open_fn open = NULL;
   char known[512] = "";
   pthread_mutex_lock(&lock);
+  count_builtins();
   for (size_t i = 0; i < nregistry; i++) {
     if (!strcmp(registry[i].name, spec->name)) open = registry[i].open;
     size_t n = strlen(known);
@@ -65,9 +73,15 @@ int statsprof__sink_open(const statsprof__sink_spec *spec, const statsprof_sink_
   char detail[STATSPROF__ERRLEN] = "";
   *ops = NULL;
   *ctx = NULL;
-  if (open(spec->arg, ops, ctx, detail, sizeof detail) != 0 || !*ops || !(*ops)->emit) {
+  int rc = open(spec->arg, ops, ctx, detail, sizeof detail);
+  if (rc == 0 && (!*ops || !(*ops)->emit)) {
+    if (*ops && (*ops)->close) (*ops)->close(*ctx);
+    rc = STATSPROF_ESINK;
+  }
+  if (rc != 0) {
     snprintf(err, errlen, "sink %s%s%s: %s", spec->name, spec->arg ? ":" : "", spec->arg ? spec->arg : "",
              *detail ? detail : "failed to open");
+    /* One code for "this sink cannot open"; the message says why. */
     return STATSPROF_ESINK;
   }
   return 0;

@@ -1,0 +1,59 @@
+// stdlib_parity_test.cc — cProfile parity on real code: parts of CPython's
+// own test suite (Debian's libpython3.11-testsuite), run in-process under
+// cProfile and under statsprof. Each suite runs once unprofiled first so
+// that imports and caches are warm for both profiled runs.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "pyharness.h"
+
+namespace {
+
+const char kRunner[] = R"(
+import unittest, io, importlib, sys
+def make(name):
+    mod = importlib.import_module(name)
+    def run():
+        suite = unittest.defaultTestLoader.loadTestsFromModule(mod)
+        res = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0).run(suite)
+        return res.testsRun
+    return run
+available = True
+try:
+    import test.support
+except ImportError:
+    available = False
+)";
+
+class StdlibParity : public testing::TestWithParam<const char *> {};
+
+TEST_P(StdlibParity, CallCountsAndCallersMatchCProfile) {
+  void *ns = pyh::Exec(kRunner, "stdlib_runner.py");
+  PyObject *d = (PyObject *)ns;
+  // tools/setup installs it; missing here is a broken set-up, not a skip.
+  ASSERT_EQ(PyDict_GetItemString(d, "available"), Py_True) << "install libpython3.11-testsuite (tools/setup)";
+  PyObject *make = PyDict_GetItemString(d, "make");
+  PyObject *run = PyObject_CallFunction(make, "s", GetParam());
+  ASSERT_NE(run, nullptr) << "cannot import " << GetParam() << ": " << pyh::TakeError();
+  PyDict_SetItemString(d, "suite", run);
+  Py_DECREF(run);
+  ASSERT_TRUE(pyh::Call(ns, "suite")) << pyh::TakeError();  // warm-up
+  pyh::CountMap want = pyh::CProfileRun(ns, "suite");
+  // cProfile sees only the thread that enabled it; statsprof sees every
+  // thread, so compare with this thread's own view (test_enum starts threads).
+  pyh::CountMap got = pyh::StatsprofRun(ns, "suite", "sink=none", /*this_thread_only=*/true);
+  EXPECT_GT(want.size(), 100u);
+  EXPECT_EQ(pyh::Diff(want, got), "");
+  pyh::Release(ns);
+}
+
+INSTANTIATE_TEST_SUITE_P(Suites, StdlibParity,
+                         testing::Values("test.test_difflib", "test.test_textwrap",
+                                         "test.test_shlex", "test.test_fnmatch", "test.test_html",
+                                         "test.test_colorsys", "test.test_string", "test.test_enum"),
+                         [](const testing::TestParamInfo<const char *> &i) {
+                           std::string n = i.param;
+                           return n.substr(n.rfind('_') + 1);
+                         });
+
+}  // namespace
