@@ -1,0 +1,160 @@
+"""statsprof for Python: a drop-in for cProfile on top of the statsprof C library.
+
+    import statsprof, pstats
+    with statsprof.Profile() as p:
+        work()
+    pstats.Stats(p).sort_stats("cumtime").print_stats()
+
+`Profile` behaves like `cProfile.Profile` (enable, disable, create_stats,
+stats, print_stats, dump_stats, run, runctx, runcall, context manager) and
+counts calls exactly as cProfile does. Differences, on purpose:
+
+* enable() and disable() (and the context manager's __enter__/__exit__) are
+  not entries in the profile; cProfile lists
+  "<method 'disable' of '_lsprof.Profiler' objects>".
+* It profiles every thread of the interpreter, including threads started
+  later, as the C library does; cProfile profiles the enabling thread only.
+* `config=` takes the library's config string ("interval=1s;sink=jsonl:x"),
+  so the same profile can also stream records to sinks. Default: no sinks.
+* A custom `timer` is not supported; the library's clock is used
+  (config clock=wall|cpu).
+* `snapshot()` returns a pstats.StatsProfile keyed "file:line(name)", with
+  times not rounded to milliseconds.
+
+`python3 -m statsprof [-o OUT] [-s SORT] [--config CONFIG] (-m module | script.py) [args]`
+works like `python3 -m cProfile`.
+"""
+
+import marshal
+import sys
+
+from . import _statsprof
+from ._statsprof import Control as _Control
+from ._statsprof import Profiler
+
+__all__ = ["Profile", "Profiler", "run", "runctx", "version"]
+
+version = _statsprof.version
+
+
+def _config_with_builtins(config, builtins):
+    """Adds builtins=off to a config string unless it sets builtins itself."""
+    if builtins:
+        return config
+    keys = [item.split("=", 1)[0].strip() for item in (config or "").split(";")]
+    if "builtins" in keys:
+        return config
+    return "builtins=off" if not config else config + ";builtins=off"
+
+
+class Profile(Profiler):
+    """Profile(timer=None, timeunit=0.0, subcalls=True, builtins=True, *, config="sink=none")
+
+    A cProfile.Profile work-alike. `builtins=False` profiles Python functions
+    only; `subcalls=False` leaves the caller dicts in `stats` empty.
+    `config` is the C library's config string; None means its defaults
+    (which write statsprof.jsonl).
+    """
+
+    def __init__(self, timer=None, timeunit=0.0, subcalls=True, builtins=True, *, config="sink=none"):
+        if timer is not None:
+            raise ValueError("statsprof.Profile has its own clock; a custom timer is not "
+                             "supported (use config='clock=cpu' for CPU time)")
+        self._subcalls = bool(subcalls)
+        super().__init__(_config_with_builtins(config, builtins))
+
+    # Descriptors implemented in C: calling them produces no profile event,
+    # so they never appear in the stats (see _statsprofmodule.c).
+    enable = _Control("start")
+    disable = _Control("stop")
+    __enter__ = _Control("enter")
+    __exit__ = _Control("exit")
+
+    def create_stats(self):
+        self.disable()
+        self.snapshot_stats()
+
+    def snapshot_stats(self):
+        """Sets self.stats to everything counted so far (cProfile's format)."""
+        self.stats = self.pstats_dict(self._subcalls)
+
+    def print_stats(self, sort=-1):
+        import pstats
+        pstats.Stats(self).strip_dirs().sort_stats(sort).print_stats()
+
+    def dump_stats(self, file):
+        with open(file, "wb") as f:
+            self.create_stats()
+            marshal.dump(self.stats, f)
+
+    def run(self, cmd):
+        import __main__
+        dict = __main__.__dict__
+        return self.runctx(cmd, dict, dict)
+
+    def runctx(self, cmd, globals, locals):
+        self.enable()
+        try:
+            exec(cmd, globals, locals)
+        finally:
+            self.disable()
+        return self
+
+    def runcall(self, func, /, *args, **kw):
+        self.enable()
+        try:
+            return func(*args, **kw)
+        finally:
+            self.disable()
+
+    def snapshot(self, delta=False, thread_id=None):
+        """The profile so far as a pstats.StatsProfile.
+
+        Unlike pstats.Stats.get_stats_profile, func_profiles is keyed
+        "file:line(name)" (so two methods named `update` stay two entries)
+        and times are not rounded. delta=True covers only what happened since
+        the previous delta snapshot (or emitted record) and moves that mark.
+        The raw record, with callers, is Profiler.snapshot(self, ...).
+        """
+        import pstats
+        rec = Profiler.snapshot(self, delta, thread_id)
+        funcs = {}
+        for f in rec["func_profiles"]:
+            nc, cc = f["ncalls"], f["primitive_calls"]
+            key = "%s:%d(%s)" % (f["file_name"], f["line_number"], f["function_name"])
+            funcs[key] = pstats.FunctionProfile(
+                ncalls=str(nc) if nc == cc else "%d/%d" % (nc, cc),
+                tottime=f["tottime"],
+                percall_tottime=f["percall_tottime"],
+                cumtime=f["cumtime"],
+                percall_cumtime=f["percall_cumtime"],
+                file_name=f["file_name"],
+                line_number=f["line_number"],
+            )
+        return pstats.StatsProfile(rec["total_tt"], funcs)
+
+
+def _run_and_show(prof, statement, globals, locals, filename, sort):
+    """cProfile's runctx helper: a SystemExit ends the run, not the report."""
+    try:
+        prof.runctx(statement, globals, locals)
+    except SystemExit:
+        pass
+    finally:
+        if filename is not None:
+            prof.dump_stats(filename)
+        else:
+            prof.print_stats(sort)
+
+
+def run(statement, filename=None, sort=-1, *, config="sink=none"):
+    """Like cProfile.run: profiles exec(statement) in __main__'s namespace,
+    then prints the stats or saves them to `filename`."""
+    import __main__
+    dict = __main__.__dict__
+    _run_and_show(Profile(config=config), statement, dict, dict, filename, sort)
+
+
+def runctx(statement, globals, locals, filename=None, sort=-1, *, config="sink=none"):
+    """Like cProfile.runctx."""
+    _run_and_show(Profile(config=config), statement, globals, locals, filename, sort)

@@ -1,0 +1,76 @@
+"""`python3 -m statsprof`: the command line of `python3 -m cProfile`, plus --config."""
+
+import io
+import os
+import runpy
+import sys
+from optparse import OptionParser
+
+from . import Profile, _run_and_show
+
+USAGE = ("python3 -m statsprof [-o output_file_path] [-s sort] [--config CONFIG] "
+         "[-m module | scriptfile] [arg] ...")
+
+
+def _parser():
+    import pstats
+    parser = OptionParser(usage=USAGE)
+    parser.allow_interspersed_args = False
+    parser.add_option("-o", "--outfile", dest="outfile", default=None,
+                      help="Save stats to <outfile> (pstats/cProfile format)")
+    parser.add_option("-s", "--sort", dest="sort", default=2,
+                      choices=sorted(pstats.Stats.sort_arg_dict_default),
+                      help="Sort order when printing to stdout, based on pstats.Stats class")
+    parser.add_option("-m", dest="module", action="store_true", default=False,
+                      help="Profile a library module")
+    parser.add_option("--config", dest="config", default="sink=none",
+                      help="statsprof config string, e.g. 'interval=1s;sink=jsonl:prof.jsonl' "
+                           "(default: %default)")
+    return parser
+
+
+def main(argv=None):
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_usage()
+        sys.exit(2)
+    options, args = parser.parse_args(argv)
+    if not args:
+        parser.print_usage()
+        return parser
+    # A bad --config is a usage error, reported before anything runs.
+    try:
+        prof = Profile(config=options.config)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    sys.argv[:] = args
+
+    # The profiled code may chdir: fix the output path now.
+    if options.outfile is not None:
+        options.outfile = os.path.abspath(options.outfile)
+
+    if options.module:
+        code = "run_module(modname, run_name='__main__')"
+        globs = {"run_module": runpy.run_module, "modname": args[0]}
+    else:
+        import importlib.machinery
+        progname = args[0]
+        sys.path.insert(0, os.path.dirname(progname))
+        with io.open_code(progname) as fp:
+            code = compile(fp.read(), progname, "exec")
+        spec = importlib.machinery.ModuleSpec(name="__main__", loader=None, origin=progname)
+        globs = {
+            "__spec__": spec,
+            "__file__": spec.origin,
+            "__name__": spec.name,
+            "__package__": None,
+            "__cached__": None,
+        }
+    try:
+        _run_and_show(prof, code, globs, None, options.outfile, options.sort)
+    except BrokenPipeError as exc:
+        # Prevent "Exception ignored" during interpreter shutdown.
+        sys.stdout = None
+        sys.exit(exc.errno)
+    return parser

@@ -1,0 +1,765 @@
+"""statsprof.Profile against cProfile.Profile on the same code: the same
+functions, (cc, nc) per function and (nc, cc) per caller, exactly. Plus the
+pstats integration, snapshots, the command line and config errors."""
+
+import asyncio
+import collections
+import contextlib
+import cProfile
+import functools
+import gc
+import io
+import itertools
+import marshal
+import math
+import operator
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import unittest
+
+import statsprof
+
+# cProfile's own entries; statsprof has none (enable/disable are invisible).
+CPROFILE_OWN = {
+    ("~", 0, "<method 'enable' of '_lsprof.Profiler' objects>"),
+    ("~", 0, "<method 'disable' of '_lsprof.Profiler' objects>"),
+}
+
+
+def counts(stats, drop=frozenset()):
+    """{key: (cc, nc, {caller: (nc, cc)})} without the keys in `drop`."""
+    out = {}
+    for key, (cc, nc, tt, ct, callers) in stats.items():
+        if key in drop:
+            continue
+        out[key] = (cc, nc, {ck: (cv[0], cv[1]) for ck, cv in callers.items() if ck not in drop})
+    return out
+
+
+def run_under(prof, fn):
+    prof.enable()
+    try:
+        fn()
+    except Exception:
+        pass
+    finally:
+        prof.disable()
+    prof.create_stats()
+    return prof.stats
+
+
+def describe(want, got):
+    lines = []
+    for key in sorted(set(want) | set(got), key=repr):
+        if want.get(key) != got.get(key):
+            lines.append("%r:\n   cProfile  %r\n   statsprof %r" % (key, want.get(key), got.get(key)))
+    return "\n".join(lines)
+
+
+class ParityTest(unittest.TestCase):
+    """Each case runs once unprofiled (first-call effects: imports, caches),
+    then under cProfile and statsprof with the garbage collector off, so
+    finalizers run at the same points in both runs."""
+
+    def assertParity(self, fn):
+        try:
+            fn()
+        except Exception:
+            pass
+        gc.collect()
+        gc.disable()
+        try:
+            want = counts(run_under(cProfile.Profile(), fn), CPROFILE_OWN)
+            got = counts(run_under(statsprof.Profile(), fn))
+        finally:
+            gc.enable()
+        self.assertTrue(want)
+        self.assertEqual(want, got, "\n" + describe(want, got))
+        return got
+
+    def test_plain_calls(self):
+        def leaf(x):
+            return x + 1
+
+        def mid(x):
+            return leaf(x) + leaf(x)
+
+        def main():
+            return sum(mid(i) for i in range(30))
+
+        got = self.assertParity(main)
+        key = (leaf.__code__.co_filename, leaf.__code__.co_firstlineno, "leaf")
+        self.assertEqual(got[key][:2], (60, 60))
+
+    def test_direct_and_mutual_recursion(self):
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+        def even(n):
+            return True if n == 0 else odd(n - 1)
+
+        def odd(n):
+            return False if n == 0 else even(n - 1)
+
+        def main():
+            fib(12)
+            for i in range(15):
+                even(i)
+
+        got = self.assertParity(main)
+        key = (fib.__code__.co_filename, fib.__code__.co_firstlineno, "fib")
+        self.assertEqual(got[key][:2], (1, 465))
+
+    def test_builtins_and_methods_of_c_types(self):
+        class Point:
+            def __init__(self, x):
+                self.x = x
+
+            def __add__(self, other):
+                return Point(self.x + other.x)
+
+            @property
+            def double(self):
+                return self.x * 2
+
+        def add3(a, b, c):
+            return a + b + c
+
+        def main():
+            d = collections.deque()
+            l = []
+            for i in range(20):
+                d.append(i)
+                d.appendleft(len(str(i)))
+                l.append(math.sqrt(i))
+            d.popleft()
+            part = functools.partial(add3, 1, 2)
+            total = sum(part(i) for i in range(5))
+            cpart = functools.partial(max, 3)
+            total += cpart(4) + cpart(1)
+            counter = collections.Counter("abracadabra")
+            counter.most_common(2)
+            {}.get(1)
+            ",".join(map(str, l))
+            sorted(l, key=lambda v: -v)
+            list(itertools.chain(range(3), range(2)))
+            operator.itemgetter(1)([1, 2])
+            p = Point(1) + Point(2)
+            return p.double + total
+
+        got = self.assertParity(main)
+        self.assertEqual(got[("~", 0, "<method 'append' of 'collections.deque' objects>")][:2], (20, 20))
+        self.assertIn(("~", 0, "<built-in method math.sqrt>"), got)
+
+    def test_exceptions_caught_several_frames_up(self):
+        def boom(n):
+            if n == 0:
+                raise ValueError("deep")
+            return boom(n - 1)
+
+        def middle():
+            return boom(3)
+
+        def catcher():
+            try:
+                middle()
+            except ValueError:
+                return 1
+
+        def from_c():
+            try:
+                int("nope")
+            except ValueError:
+                pass
+            try:
+                {}["missing"]
+            except KeyError:
+                pass
+            try:
+                next(iter([]))
+            except StopIteration:
+                pass
+            try:
+                sorted([3, 1], key=lambda v: 1 / 0)
+            except ZeroDivisionError:
+                pass
+
+        def reraise():
+            try:
+                catcher_raises()
+            except RuntimeError:
+                pass
+
+        def catcher_raises():
+            try:
+                boom(2)
+            except ValueError as e:
+                raise RuntimeError("again") from e
+
+        def main():
+            for _ in range(4):
+                catcher()
+                from_c()
+                reraise()
+
+        self.assertParity(main)
+
+    def test_uncaught_exception(self):
+        def inner():
+            raise RuntimeError("out")
+
+        def main():
+            inner()
+
+        self.assertParity(main)
+
+    def test_generators_and_yield_from(self):
+        def gen(n):
+            for i in range(n):
+                yield i
+
+        def sub():
+            yield from gen(3)
+            got = yield 99
+            yield got
+
+        def echo():
+            while True:
+                try:
+                    v = yield
+                except KeyError:
+                    v = "caught"
+                if v is None:
+                    return
+                yield v
+
+        def main():
+            total = sum(gen(10))
+            s = sub()
+            for v in s:
+                total += v if isinstance(v, int) else 0
+            s2 = sub()
+            for _ in range(4):
+                next(s2)
+            s2.send(5)
+            g = gen(5)
+            next(g)
+            g.close()
+            e = echo()
+            next(e)
+            e.send(1)
+            next(e)
+            e.throw(KeyError)
+            return total + sum(x * 2 for x in gen(4))
+
+        self.assertParity(main)
+
+    def test_asyncio_tasks(self):
+        async def leaf(i):
+            await asyncio.sleep(0)
+            return i * 2
+
+        async def worker(i):
+            total = 0
+            for j in range(3):
+                total += await leaf(j)
+            return total
+
+        async def failing():
+            await asyncio.sleep(0)
+            raise ValueError("task")
+
+        async def main_async():
+            results = await asyncio.gather(*(worker(i) for i in range(4)))
+            try:
+                await asyncio.gather(failing())
+            except ValueError:
+                pass
+            return sum(results)
+
+        def main():
+            return asyncio.run(main_async())
+
+        got = self.assertParity(main)
+        key = (leaf.__code__.co_filename, leaf.__code__.co_firstlineno, "leaf")
+        # A coroutine is counted once per resume, as cProfile does.
+        self.assertEqual(got[key][1], 24)
+
+    def test_context_managers(self):
+        class Managed:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return exc[0] is KeyError
+
+        @contextlib.contextmanager
+        def managed(n):
+            yield n
+
+        def main():
+            for i in range(3):
+                with Managed():
+                    pass
+                with Managed():
+                    raise KeyError(i)
+                with managed(i) as v, contextlib.suppress(ValueError):
+                    int("x" * v)
+
+        self.assertParity(main)
+
+    def test_class_bodies(self):
+        def main():
+            class Base:
+                def __init_subclass__(cls, **kw):
+                    super().__init_subclass__(**kw)
+                    cls.registered = True
+
+            for i in range(3):
+                class Child(Base):
+                    x = i
+
+                    def method(self):
+                        return self.x
+
+                Child().method()
+
+        self.assertParity(main)
+
+    def test_lambdas_and_comprehensions(self):
+        def main():
+            sq = lambda v: v * v  # noqa: E731
+            a = [sq(i) for i in range(10)]
+            b = {i: sq(i) for i in range(5)}
+            c = {i % 3 for i in a}
+            d = list(map(lambda v: v + 1, a))
+            e = sum(v for v in d if v % 2)
+            f = [
+                [j for j in range(i)]
+                for i in range(4)]
+            return len(a) + len(b) + len(c) + e + len(f)
+
+        self.assertParity(main)
+
+    def test_exec_and_eval_of_generated_code(self):
+        src = "\n".join("def gen_%d(x):\n    return x + %d\n" % (i, i) for i in range(4))
+        src += "def gen_all(x):\n    return " + " + ".join("gen_%d(x)" % i for i in range(4)) + "\n"
+        code = compile(src, "<generated>", "exec")
+
+        def main():
+            ns = {}
+            exec(code, ns)
+            for i in range(3):
+                ns["gen_all"](i)
+            eval(compile("gen_1(10) + gen_2(20)", "<evaluated>", "eval"), ns)
+            exec("for i in range(2): gen_3(i)", ns)
+
+        got = self.assertParity(main)
+        self.assertEqual(got[("<generated>", 1, "gen_0")][:2], (3, 3))
+
+    def test_same_label_twice_is_summed(self):
+        # Two code objects with one (file, line, name) are one entry, summed;
+        # cProfile.create_stats keeps only one of them (a dict overwrite).
+        def main():
+            for src in ("len('a')", "len('b') + len('c')"):
+                eval(src)
+
+        p = statsprof.Profile()
+        p.runcall(main)
+        p.create_stats()
+        self.assertEqual(p.stats[("<string>", 1, "<module>")][:2], (2, 2))
+        self.assertEqual(p.stats[("~", 0, "<built-in method builtins.len>")][:2], (3, 3))
+        c = cProfile.Profile()
+        c.runcall(main)
+        c.create_stats()
+        self.assertEqual(c.stats[("<string>", 1, "<module>")][:2], (1, 1))
+
+    def test_runcall_runctx_and_run(self):
+        def work(n):
+            return sum(range(n))
+
+        gc.disable()
+        try:
+            for method, args in (("runcall", (work, 10)),
+                                 ("runctx", ("work(5)", {"work": work}, None))):
+                c, s = cProfile.Profile(), statsprof.Profile()
+                getattr(c, method)(*args)
+                getattr(s, method)(*args)
+                c.create_stats()
+                s.create_stats()
+                want, got = counts(c.stats, CPROFILE_OWN), counts(s.stats)
+                self.assertEqual(want, got, method + "\n" + describe(want, got))
+            import __main__
+            __main__.__dict__["_statsprof_test_work"] = work
+            s = statsprof.Profile().run("_statsprof_test_work(3)")
+            s.create_stats()
+            self.assertIn(("<string>", 1, "<module>"), s.stats)
+        finally:
+            gc.enable()
+
+    def test_profile_is_a_context_manager(self):
+        def work():
+            return [str(i) for i in range(5)]
+
+        gc.disable()
+        try:
+            c = cProfile.Profile()
+            with c:
+                work()
+            c.create_stats()
+            with statsprof.Profile() as s:
+                work()
+            s.create_stats()
+            self.assertIsInstance(s, statsprof.Profile)
+        finally:
+            gc.enable()
+        want = counts(c.stats, CPROFILE_OWN)
+        # cProfile's __exit__ is a Python method and shows up; ours does not.
+        want = {k: v for k, v in want.items() if k[2] != "__exit__"}
+        for v in want.values():
+            for k in [k for k in v[2] if k[2] == "__exit__"]:
+                del v[2][k]
+        self.assertEqual(want, counts(s.stats), describe(want, counts(s.stats)))
+
+
+class OwnEntriesTest(unittest.TestCase):
+    def test_enable_and_disable_leave_no_trace(self):
+        p = statsprof.Profile()
+        for _ in range(3):
+            p.enable()
+            len("x")
+            p.disable()
+        with p:
+            len("y")
+        statsprof.Profile.disable(p)
+        p.create_stats()
+        self.assertEqual(set(p.stats), {("~", 0, "<built-in method builtins.len>")})
+        self.assertEqual(p.stats[("~", 0, "<built-in method builtins.len>")][:2], (4, 4))
+
+    def test_cprofile_does_show_its_disable(self):
+        # The difference documented in statsprof's docstring.
+        c = cProfile.Profile()
+        c.enable()
+        c.disable()
+        c.create_stats()
+        self.assertIn(("~", 0, "<method 'disable' of '_lsprof.Profiler' objects>"), c.stats)
+
+    def test_stats_have_cprofile_types(self):
+        p = statsprof.Profile()
+        p.runcall(sorted, [3, 2, 1], key=abs)
+        p.create_stats()
+        self.assertTrue(p.stats)
+        for key, value in p.stats.items():
+            self.assertIs(type(key), tuple)
+            self.assertEqual([type(v) for v in key], [str, int, str])
+            cc, nc, tt, ct, callers = value
+            self.assertEqual([type(v) for v in value], [int, int, float, float, dict])
+            self.assertLessEqual(cc, nc)
+            for ckey, cvalue in callers.items():
+                self.assertEqual([type(v) for v in cvalue], [int, int, float, float])
+
+    def test_builtins_off_and_subcalls_off(self):
+        def f():
+            return len("abc")
+
+        p = statsprof.Profile(builtins=False)
+        p.runcall(f)
+        p.create_stats()
+        self.assertEqual([k for k in p.stats if k[0] == "~"], [])
+        self.assertIn((f.__code__.co_filename, f.__code__.co_firstlineno, "f"), p.stats)
+
+        p = statsprof.Profile(subcalls=False)
+        p.runcall(f)
+        p.create_stats()
+        self.assertEqual({k: v[4] for k, v in p.stats.items()},
+                         {k: {} for k in p.stats})
+
+    def test_threads_started_while_enabled_are_profiled(self):
+        def in_thread():
+            return sum(range(10))
+
+        p = statsprof.Profile()
+        p.enable()
+        t = threading.Thread(target=in_thread)
+        t.start()
+        t.join()
+        p.disable()
+        p.create_stats()
+        key = (in_thread.__code__.co_filename, in_thread.__code__.co_firstlineno, "in_thread")
+        self.assertEqual(p.stats[key][:2], (1, 1))
+
+
+class PstatsTest(unittest.TestCase):
+    def work(self):
+        def helper(n):
+            return sorted(range(n), key=lambda v: -v)
+
+        for i in range(5):
+            helper(i)
+
+    def test_stats_report_sorted_by_cumtime(self):
+        p = statsprof.Profile()
+        p.runcall(self.work)
+        out = io.StringIO()
+        st = pstats.Stats(p, stream=out)
+        st.sort_stats("cumtime").print_stats()
+        st.print_callers()
+        st.print_callees()
+        text = out.getvalue()
+        self.assertIn("function calls", text)
+        self.assertIn("Ordered by: cumulative time", text)
+        self.assertIn("(helper)", text)
+        self.assertIn("(<lambda>)", text)
+        # 5 helper calls; lambda called for 0+1+2+3+4 elements.
+        self.assertEqual(st.stats[self.key_of("helper", st)][:2], (5, 5))
+        self.assertEqual(st.stats[self.key_of("<lambda>", st)][:2], (10, 10))
+
+    def key_of(self, name, st):
+        keys = [k for k in st.stats if k[2] == name]
+        self.assertEqual(len(keys), 1, keys)
+        return keys[0]
+
+    def test_print_stats_method(self):
+        p = statsprof.Profile()
+        p.runcall(self.work)
+        out = io.StringIO()
+        old, sys.stdout = sys.stdout, out
+        try:
+            p.print_stats("tottime")
+        finally:
+            sys.stdout = old
+        self.assertIn("Ordered by: internal time", out.getvalue())
+        self.assertIn("(helper)", out.getvalue())
+
+    def test_dump_stats_loads_in_pstats(self):
+        p = statsprof.Profile()
+        p.runcall(self.work)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "out.prof")
+            p.dump_stats(path)
+            with open(path, "rb") as f:
+                self.assertEqual(marshal.load(f), p.stats)
+            st = pstats.Stats(path, stream=io.StringIO())
+            self.assertEqual(st.stats, p.stats)
+            st.sort_stats("calls").print_stats()
+
+
+class SnapshotTest(unittest.TestCase):
+    def test_two_update_methods_stay_two_entries(self):
+        class A:
+            def update(self):
+                return 1
+
+        class B:
+            def update(self):
+                return sorted([2, 1])
+
+        def main():
+            a, b = A(), B()
+            for _ in range(3):
+                a.update()
+            for _ in range(5):
+                b.update()
+
+        p = statsprof.Profile()
+        p.runcall(main)
+        snap = p.snapshot()
+        self.assertIsInstance(snap, pstats.StatsProfile)
+        fa = "%s:%d(update)" % (A.update.__code__.co_filename, A.update.__code__.co_firstlineno)
+        fb = "%s:%d(update)" % (B.update.__code__.co_filename, B.update.__code__.co_firstlineno)
+        self.assertIn(fa, snap.func_profiles)
+        self.assertIn(fb, snap.func_profiles)
+        self.assertIsInstance(snap.func_profiles[fa], pstats.FunctionProfile)
+        self.assertEqual(snap.func_profiles[fa].ncalls, "3")
+        self.assertEqual(snap.func_profiles[fb].ncalls, "5")
+        self.assertEqual(snap.func_profiles[fb].line_number, B.update.__code__.co_firstlineno)
+        # pstats' own keys by bare name: one of the two is lost there.
+        own = pstats.Stats(p).get_stats_profile()
+        self.assertEqual(len([k for k in own.func_profiles if k == "update"]), 1)
+
+    def test_values_are_the_stats_not_rounded(self):
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+        p = statsprof.Profile()
+        p.runcall(fib, 10)
+        snap = p.snapshot()
+        p.create_stats()
+        for (file, line, name), (cc, nc, tt, ct, _) in p.stats.items():
+            fp = snap.func_profiles["%s:%d(%s)" % (file, line, name)]
+            self.assertEqual(fp.ncalls, str(nc) if nc == cc else "%d/%d" % (nc, cc))
+            self.assertEqual(fp.tottime, tt)
+            self.assertEqual(fp.cumtime, ct)
+            self.assertEqual(fp.percall_tottime, tt / nc)
+            self.assertEqual(fp.percall_cumtime, ct / cc)
+        self.assertEqual(len(snap.func_profiles), len(p.stats))
+        self.assertAlmostEqual(snap.total_tt, sum(v[2] for v in p.stats.values()), places=12)
+        self.assertEqual(snap.func_profiles[
+            "%s:%d(fib)" % (fib.__code__.co_filename, fib.__code__.co_firstlineno)].ncalls, "177/1")
+
+    def test_delta_snapshots_cover_only_their_interval(self):
+        def f():
+            return 1
+
+        key = "%s:%d(f)" % (f.__code__.co_filename, f.__code__.co_firstlineno)
+        p = statsprof.Profile()
+        p.enable()
+        f()
+        first = p.snapshot(delta=True)
+        f()
+        f()
+        second = p.snapshot(delta=True)
+        p.disable()
+        self.assertEqual(first.func_profiles[key].ncalls, "1")
+        self.assertEqual(second.func_profiles[key].ncalls, "2")
+        self.assertEqual(p.snapshot().func_profiles[key].ncalls, "3")
+
+    def test_raw_record(self):
+        def f():
+            return g()
+
+        def g():
+            return 2
+
+        p = statsprof.Profile()
+        p.runcall(f)
+        rec = statsprof.Profiler.snapshot(p)
+        self.assertEqual(rec["kind"], "cumulative")
+        self.assertEqual(rec["pid"], os.getpid())
+        self.assertLessEqual(rec["start_ns"], rec["end_ns"])
+        by_name = {r["function_name"]: r for r in rec["func_profiles"]}
+        self.assertEqual(by_name["g"]["ncalls"], 1)
+        self.assertEqual([(c["function_name"], c["ncalls"], c["primitive_calls"])
+                          for c in by_name["g"]["callers"]], [("f", 1, 1)])
+        self.assertAlmostEqual(rec["total_tt"], sum(r["tottime"] for r in rec["func_profiles"]))
+
+
+class ProfilerTest(unittest.TestCase):
+    def test_bad_config_raises_value_error_naming_the_key(self):
+        with self.assertRaises(ValueError) as cm:
+            statsprof.Profile(config="bogus_key=1")
+        self.assertIn("bogus_key", str(cm.exception))
+        with self.assertRaises(ValueError) as cm:
+            statsprof.Profiler("interval=fast")
+        self.assertIn("interval", str(cm.exception))
+        self.assertIn("fast", str(cm.exception))
+        with self.assertRaises(ValueError):
+            statsprof.Profile(timer=lambda: 0)
+
+    def test_unwritable_sink_raises_os_error_naming_the_path(self):
+        with tempfile.TemporaryDirectory() as d:
+            blocker = os.path.join(d, "file")
+            open(blocker, "w").close()
+            with self.assertRaises(OSError) as cm:
+                statsprof.Profiler("sink=pstats:%s/sub" % blocker)
+            self.assertIn(blocker, str(cm.exception))
+
+    def test_sinks_receive_records(self):
+        def f():
+            return 1
+
+        with tempfile.TemporaryDirectory() as d:
+            p = statsprof.Profile(config="sink=pstats:%s;sink=jsonl:%s/r.jsonl" % (d, d))
+            p.runcall(f)  # disable emits the record
+            p.close()
+            profs = [n for n in os.listdir(d) if n.endswith(".prof")]
+            self.assertEqual(len(profs), 1)
+            st = pstats.Stats(os.path.join(d, profs[0]))
+            self.assertIn((f.__code__.co_filename, f.__code__.co_firstlineno, "f"), st.stats)
+            with open(os.path.join(d, "r.jsonl")) as fh:
+                self.assertEqual(len(fh.readlines()), 1)
+        with self.assertRaises(ValueError):
+            p.enable()
+
+    def test_raw_profiler_methods(self):
+        p = statsprof.Profiler()
+        self.assertFalse(p.is_running())
+        p.start()
+        self.assertTrue(p.is_running())
+        sum(range(3))
+        p.stop()
+        self.assertFalse(p.is_running())
+        self.assertIn(("~", 0, "<built-in method builtins.sum>"), p.pstats_dict())
+        p.reset()
+        self.assertEqual(p.pstats_dict(), {})
+        self.assertFalse(p.tick())
+        p.emit_now()
+        p.flush()
+        self.assertEqual(p.sink_errors(), 0)
+        self.assertEqual(p.dropped(), 0)
+
+
+class CommandLineTest(unittest.TestCase):
+    SCRIPT = textwrap.dedent("""\
+        import sys
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+        def main():
+            for i in range(8):
+                fib(i)
+            print("argv", sys.argv[1:])
+        if __name__ == "__main__":
+            main()
+        """)
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.script = os.path.join(self.dir.name, "prog.py")
+        with open(self.script, "w") as f:
+            f.write(self.SCRIPT)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, self.dir.name]))
+
+    def run_cli(self, *args, module="statsprof"):
+        return subprocess.run([sys.executable, "-m", module, *args], env=self.env,
+                              cwd=self.dir.name, capture_output=True, text=True)
+
+    def test_outfile_matches_cprofile_cli(self):
+        ours = os.path.join(self.dir.name, "ours.prof")
+        theirs = os.path.join(self.dir.name, "theirs.prof")
+        r = self.run_cli("-o", ours, "-s", "cumtime", self.script, "a", "b")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("argv ['a', 'b']", r.stdout)
+        r = self.run_cli("-o", theirs, self.script, module="cProfile")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = counts(pstats.Stats(ours).stats)
+        want = counts(pstats.Stats(theirs).stats, CPROFILE_OWN)
+        self.assertEqual(want, got, describe(want, got))
+        self.assertEqual(got[(self.script, 2, "fib")][:2], (8, 100))
+
+    def test_sorted_report_on_stdout(self):
+        r = self.run_cli("-s", "tottime", "prog.py")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Ordered by: internal time", r.stdout)
+        self.assertIn("prog.py:2(fib)", r.stdout)
+        self.assertIn("100/8", r.stdout)
+
+    def test_module_mode(self):
+        r = self.run_cli("-m", "prog", "x")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("argv ['x']", r.stdout)
+        self.assertIn("prog.py:2(fib)", r.stdout)
+
+    def test_config_option_and_bad_config(self):
+        out = os.path.join(self.dir.name, "recs")
+        r = self.run_cli("--config", "sink=pstats:" + out, "prog.py")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(os.listdir(out)), 1)
+        r = self.run_cli("--config", "nonsense_key=3", "prog.py")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("nonsense_key", r.stderr)
+
+    def test_no_arguments_prints_usage(self):
+        r = self.run_cli()
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage:", (r.stdout + r.stderr).lower())
+
+
+if __name__ == "__main__":
+    unittest.main()
