@@ -1,0 +1,512 @@
+/*
+ * game_host.c — a small C "engine" that embeds CPython and runs the Python
+ * game in host_examples/game at a fixed 60 Hz timestep, the way a real game
+ * host would. It shows the whole statsprof integration:
+ *
+ *   statsprof_create (or statsprof_from_env) -> statsprof_start
+ *   -> statsprof_frame_mark + statsprof_tick once per frame
+ *   -> statsprof_stop -> statsprof_destroy
+ *
+ * Profiling is on only with --profile CONFIG or the STATSPROF environment
+ * variable; otherwise no profile hook is installed and the loop pays nothing.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h> /* first: it sets the feature macros for the C library */
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "statsprof.h"
+
+#define FPS 60
+#define NS_PER_S INT64_C(1000000000)
+/* After a stall longer than this (a debugger, a suspended process) the loop
+ * restarts its schedule instead of replaying the backlog at full speed. */
+#define MAX_LAG_NS (NS_PER_S / 4)
+#define TOP_ROWS 15
+#define WORKSPACE "statsprof" /* workspace(name=...) in WORKSPACE: the runfiles root */
+#define GAME_SUBDIR "host_examples/game"
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+typedef struct host_options {
+  double seconds;         /* run time when frames is 0 */
+  long frames;            /* 0: derive from seconds */
+  long seed;
+  const char *profile;    /* statsprof config, or NULL */
+  long *hitch;            /* frame numbers that trigger the game's hitch */
+  size_t nhitch;
+  const char *game_dir;   /* NULL: search (see find_game_dir) */
+  int no_sleep;           /* run frames back to back (tests) */
+} host_options;
+
+typedef struct game {
+  PyObject *module;
+  PyObject *frame; /* game.frame */
+  PyObject *dt;    /* the float 1/FPS, made once */
+} game;
+
+typedef struct loop_stats {
+  long frames;
+  int64_t work_ns;     /* sum of frame() + tick, without sleeping */
+  int64_t max_work_ns;
+  int64_t wall_ns;
+} loop_stats;
+
+/* ---- command line --------------------------------------------------- */
+
+static void usage(FILE *out) {
+  fputs(
+      "usage: game_host [options]\n"
+      "\n"
+      "Runs the Python game in " GAME_SUBDIR " in a fixed-timestep loop at 60 fps,\n"
+      "optionally profiled by statsprof.\n"
+      "\n"
+      "  --seconds S       run for S seconds of game time (default 15)\n"
+      "  --frames N        run exactly N frames (instead of --seconds)\n"
+      "  --profile CONFIG  profile with this statsprof config, e.g.\n"
+      "                    \"interval=1s;sink=jsonl:out/prof.jsonl\" (see README.md)\n"
+      "                    without it, the STATSPROF environment variable is used;\n"
+      "                    when neither is set nothing is profiled\n"
+      "  --hitch LIST      comma-separated frame numbers (1-based) on which the\n"
+      "                    game loads a level chunk (~30-50 ms), e.g. 120,300\n"
+      "  --seed N          world seed (default 1)\n"
+      "  --game-dir DIR    directory holding game.py (default: found in the\n"
+      "                    runfiles, $BUILD_WORKSPACE_DIRECTORY or ./" GAME_SUBDIR ")\n"
+      "  --no-sleep        do not wait for frame deadlines (faster than real time)\n"
+      "  -h, --help        show this help\n"
+      "\n"
+      "At exit a profiled run prints the top 15 functions by cumulative time.\n"
+      "Exit status: 0 ok, 1 the game or Python failed, 2 bad arguments or\n"
+      "profiler config, 130 interrupted (Ctrl-C; the profile is still printed).\n",
+      out);
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end || errno || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_hitch(const char *s, host_options *o) {
+  size_t n = 1;
+  for (const char *c = s; *c; c++) n += *c == ',';
+  o->hitch = calloc(n, sizeof *o->hitch);
+  if (!o->hitch) return -1;
+  char *copy = strdup(s), *save = NULL;
+  if (!copy) return -1;
+  int rc = 0;
+  for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save))
+    rc = parse_long(tok, 1, LONG_MAX, &o->hitch[o->nhitch++]);
+  free(copy);
+  return o->nhitch ? rc : -1;
+}
+
+static int bad_arg(const char *opt, const char *val, const char *want) {
+  fprintf(stderr, "game_host: bad %s '%s' (%s); see --help\n", opt, val, want);
+  return -1;
+}
+
+/* Fills *o from argv. Returns 0, 1 for --help, or -1 after printing why. */
+static int parse_args(int argc, char **argv, host_options *o) {
+  enum { O_SECONDS = 256, O_FRAMES, O_PROFILE, O_HITCH, O_SEED, O_GAME_DIR, O_NO_SLEEP };
+  static const struct option opts[] = {
+      {"seconds", required_argument, NULL, O_SECONDS}, {"frames", required_argument, NULL, O_FRAMES},
+      {"profile", required_argument, NULL, O_PROFILE}, {"hitch", required_argument, NULL, O_HITCH},
+      {"seed", required_argument, NULL, O_SEED},       {"game-dir", required_argument, NULL, O_GAME_DIR},
+      {"no-sleep", no_argument, NULL, O_NO_SLEEP},     {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  *o = (host_options){.seconds = 15.0, .seed = 1};
+  int seconds_given = 0, c;
+  char *end;
+  opterr = 0; /* our own messages, without argv[0]'s full path */
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+      case O_SECONDS:
+        errno = 0;
+        o->seconds = strtod(optarg, &end);
+        if (end == optarg || *end || errno || !(o->seconds > 0 && o->seconds < 1e7))
+          return bad_arg("--seconds", optarg, "a positive number");
+        seconds_given = 1;
+        break;
+      case O_FRAMES:
+        if (parse_long(optarg, 1, LONG_MAX / 2, &o->frames))
+          return bad_arg("--frames", optarg, "a whole number >= 1");
+        break;
+      case O_PROFILE: o->profile = optarg; break;
+      case O_HITCH:
+        free(o->hitch);
+        o->hitch = NULL;
+        o->nhitch = 0;
+        if (parse_hitch(optarg, o)) return bad_arg("--hitch", optarg, "frame numbers >= 1, e.g. 120,300");
+        break;
+      case O_SEED:
+        if (parse_long(optarg, LONG_MIN, LONG_MAX, &o->seed)) return bad_arg("--seed", optarg, "an integer");
+        break;
+      case O_GAME_DIR: o->game_dir = optarg; break;
+      case O_NO_SLEEP: o->no_sleep = 1; break;
+      case 'h': usage(stdout); return 1;
+      default:
+        fprintf(stderr, "game_host: unknown option or missing value in '%s'; see --help\n", argv[optind - 1]);
+        return -1;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "game_host: unexpected argument '%s'; see --help\n", argv[optind]);
+    return -1;
+  }
+  if (seconds_given && o->frames) {
+    fputs("game_host: give --seconds or --frames, not both\n", stderr);
+    return -1;
+  }
+  if (!o->frames) {
+    o->frames = (long)(o->seconds * FPS + 0.5);
+    if (o->frames < 1) o->frames = 1;
+  }
+  return 0;
+}
+
+/* ---- finding the game ------------------------------------------------- */
+
+/* The real directory of DIR/game.py, or NULL when it has none. Resolving
+ * symlinks makes profiled file names point at the sources, not at a runfiles
+ * tree. Caller frees. */
+static char *game_dir_at(const char *base, const char *suffix) {
+  if (!base || !*base) return NULL;
+  char path[PATH_MAX], real[PATH_MAX];
+  int n = snprintf(path, sizeof path, "%s%s%s/game.py", base, suffix ? "/" : "", suffix ? suffix : "");
+  if (n < 0 || (size_t)n >= sizeof path || !realpath(path, real)) return NULL;
+  *strrchr(real, '/') = 0;
+  return strdup(real);
+}
+
+/* Where the game is: --game-dir, else the binary's runfiles (bazel run, bazel
+ * test, or bazel-bin/... run directly), else the workspace of `bazel run`,
+ * else ./host_examples/game. */
+static char *find_game_dir(const char *argv0, const char *flag) {
+  if (flag) return game_dir_at(flag, NULL);
+  const char *in_runfiles = WORKSPACE "/" GAME_SUBDIR;
+  char *dir = game_dir_at(getenv("RUNFILES_DIR"), in_runfiles);
+  if (!dir) dir = game_dir_at(getenv("TEST_SRCDIR"), in_runfiles);
+  char exe[PATH_MAX] = "";
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[n > 0 ? n : 0] = 0;
+  const char *bins[] = {argv0, exe};
+  for (int i = 0; !dir && i < 2; i++) {
+    char runfiles[PATH_MAX + 16];
+    if (*bins[i] && snprintf(runfiles, sizeof runfiles, "%s.runfiles", bins[i]) < (int)sizeof runfiles)
+      dir = game_dir_at(runfiles, in_runfiles);
+  }
+  if (!dir) dir = game_dir_at(getenv("BUILD_WORKSPACE_DIRECTORY"), GAME_SUBDIR);
+  if (!dir) dir = game_dir_at(".", GAME_SUBDIR);
+  return dir;
+}
+
+/* ---- Python ----------------------------------------------------------- */
+
+static int start_python(const char *argv0) {
+  PyConfig config;
+  /* Isolated: PYTHONPATH, PYTHONHOME and user site-packages of whoever runs
+   * the host must not change which code the game runs. */
+  PyConfig_InitIsolatedConfig(&config);
+  config.install_signal_handlers = 1; /* Ctrl-C ends the loop; the profile is still printed */
+  config.write_bytecode = 0;          /* leave no __pycache__ in the source tree */
+  /* A path, not "python3": the stdlib is found from libpython's own prefix,
+   * never from some other python3 on PATH. */
+  PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, argv0);
+  if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(st)) {
+    fprintf(stderr, "game_host: cannot start Python: %s%s%s\n", st.func ? st.func : "",
+            st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
+    return -1;
+  }
+  return 0;
+}
+
+static int add_sys_path(const char *dir) {
+  PyObject *path = PySys_GetObject("path"); /* borrowed */
+  PyObject *d = PyUnicode_DecodeFSDefault(dir);
+  int rc = path && d && PyList_Check(path) ? PyList_Insert(path, 0, d) : -1;
+  Py_XDECREF(d);
+  return rc;
+}
+
+static int call_void(PyObject *module, const char *name, PyObject *arg) {
+  PyObject *r = PyObject_CallMethod(module, name, "O", arg);
+  Py_XDECREF(r);
+  return r ? 0 : -1;
+}
+
+static PyObject *hitch_list(const host_options *o) {
+  PyObject *list = PyList_New((Py_ssize_t)o->nhitch);
+  for (size_t i = 0; list && i < o->nhitch; i++) {
+    PyObject *v = PyLong_FromLong(o->hitch[i]);
+    if (!v) {
+      Py_CLEAR(list);
+      break;
+    }
+    PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+  }
+  return list;
+}
+
+static int load_game(const char *dir, game *g) {
+  *g = (game){0};
+  if (add_sys_path(dir) < 0) return -1;
+  g->module = PyImport_ImportModule("game");
+  g->frame = g->module ? PyObject_GetAttrString(g->module, "frame") : NULL;
+  g->dt = g->frame ? PyFloat_FromDouble(1.0 / FPS) : NULL;
+  return g->dt ? 0 : -1;
+}
+
+/* Runs the game's set-up: hitch frames, then init(seed). */
+static int init_game(const host_options *o, game *g) {
+  if (o->nhitch) {
+    PyObject *frames = hitch_list(o);
+    int rc = frames ? call_void(g->module, "set_hitch_frames", frames) : -1;
+    Py_XDECREF(frames);
+    if (rc) return -1;
+  }
+  PyObject *seed = PyLong_FromLong(o->seed);
+  int rc = seed ? call_void(g->module, "init", seed) : -1;
+  Py_XDECREF(seed);
+  return rc;
+}
+
+static void free_game(game *g) {
+  Py_CLEAR(g->dt);
+  Py_CLEAR(g->frame);
+  Py_CLEAR(g->module);
+}
+
+/* ---- the fixed-timestep loop ------------------------------------------ */
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+/* Sleeps until an absolute CLOCK_MONOTONIC deadline with the GIL released.
+ * Returns -1 when a signal handler raised (Ctrl-C), else 0. */
+static int sleep_until(int64_t deadline_ns) {
+  struct timespec ts = {.tv_sec = deadline_ns / NS_PER_S, .tv_nsec = deadline_ns % NS_PER_S};
+  for (;;) {
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+    Py_END_ALLOW_THREADS
+    if (rc != EINTR) return 0;
+    if (PyErr_CheckSignals() < 0) return -1;
+  }
+}
+
+/* The profiler's part of a frame: mark its end (frame times; a spike record
+ * when it went over a configured budget), then emit a record if one is due.
+ * A failure is reported once and the game keeps running. */
+static void profile_frame(statsprof *p, int *reported) {
+  int marked = statsprof_frame_mark(p);
+  int ticked = statsprof_tick(p);
+  if ((marked < 0 || ticked < 0) && !*reported) {
+    fprintf(stderr, "game_host: statsprof_%s: %s\n", marked < 0 ? "frame_mark" : "tick",
+            statsprof_errmsg(p));
+    *reported = 1;
+  }
+}
+
+/* One frame: the game's step, then the profiler's part. */
+static int run_frame(game *g, statsprof *p, int *reported) {
+  PyObject *r = PyObject_CallOneArg(g->frame, g->dt);
+  if (!r) return -1;
+  Py_DECREF(r);
+  if (p) profile_frame(p, reported);
+  return 0;
+}
+
+/* Runs o->frames frames, each started on its 1/60 s deadline (frames late
+ * after a hitch run back to back to catch up). Returns 0, or -1 with a
+ * Python exception set. */
+static int run_frames(const host_options *o, game *g, statsprof *p, loop_stats *st) {
+  int reported = 0;
+  int64_t base = mono_ns(), k = 0;
+  /* Frame 1 starts now: each mark ends one frame (its wait and its work). */
+  if (p) statsprof_frame_mark(p);
+  for (long i = 0; i < o->frames; i++) {
+    int64_t start = mono_ns();
+    if (run_frame(g, p, &reported)) return -1;
+    int64_t work = mono_ns() - start;
+    st->frames++;
+    st->work_ns += work;
+    if (work > st->max_work_ns) st->max_work_ns = work;
+    if (o->no_sleep || i + 1 == o->frames) continue;
+    int64_t deadline = base + ++k * NS_PER_S / FPS;
+    if (mono_ns() - deadline > MAX_LAG_NS) {
+      base = deadline = mono_ns();
+      k = 0;
+    }
+    if (sleep_until(deadline)) return -1;
+  }
+  return 0;
+}
+
+static int run_loop(const host_options *o, game *g, statsprof *p, loop_stats *st) {
+  *st = (loop_stats){0};
+  int64_t t0 = mono_ns();
+  int rc = run_frames(o, g, p, st);
+  st->wall_ns = mono_ns() - t0; /* also when interrupted */
+  return rc;
+}
+
+/* ---- the report ------------------------------------------------------- */
+
+static int by_cumtime_desc(const void *a, const void *b) {
+  const statsprof_function_profile *fa = *(const statsprof_function_profile *const *)a;
+  const statsprof_function_profile *fb = *(const statsprof_function_profile *const *)b;
+  return (fa->cumtime < fb->cumtime) - (fa->cumtime > fb->cumtime);
+}
+
+static const char *base_name(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+/* pstats' "12/3" when recursion made total and primitive calls differ. */
+static void ncalls_text(char *buf, size_t n, const statsprof_function_profile *f) {
+  if (f->ncalls == f->primitive_calls)
+    snprintf(buf, n, "%llu", (unsigned long long)f->ncalls);
+  else
+    snprintf(buf, n, "%llu/%llu", (unsigned long long)f->ncalls, (unsigned long long)f->primitive_calls);
+}
+
+static void print_top(const statsprof_stats_profile *s, size_t top) {
+  size_t n = s->nfunc_profiles;
+  const statsprof_function_profile **order = malloc((n ? n : 1) * sizeof *order);
+  if (!order) {
+    fputs("game_host: out of memory for the profile table\n", stderr);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) order[i] = &s->func_profiles[i];
+  qsort(order, n, sizeof *order, by_cumtime_desc);
+  printf("\nstatsprof: %zu functions, %.3f s in Python (total_tt); top %zu by cumtime\n", n,
+         s->total_tt, n < top ? n : top);
+  printf("%12s %10s %10s  %s\n", "ncalls", "tottime", "cumtime", "filename:lineno(function)");
+  for (size_t i = 0; i < n && i < top; i++) {
+    char nc[48];
+    ncalls_text(nc, sizeof nc, order[i]);
+    printf("%12s %10.6f %10.6f  %s:%d(%s)\n", nc, order[i]->tottime, order[i]->cumtime,
+           base_name(order[i]->file_name), order[i]->line_number, order[i]->function_name);
+  }
+  free(order);
+}
+
+/* Stops the profiler (its last record goes to the sinks), prints the whole
+ * run's top functions and destroys it. Returns 0 or -1. */
+static int finish_profile(statsprof *p) {
+  int rc = statsprof_stop(p);
+  if (rc) fprintf(stderr, "game_host: statsprof_stop: %s\n", statsprof_errmsg(p));
+  statsprof_stats_profile *s = NULL;
+  if (statsprof_snapshot(p, STATSPROF_CUMULATIVE, &s) == 0) {
+    print_top(s, TOP_ROWS);
+    statsprof_stats_profile_free(s);
+  } else {
+    fprintf(stderr, "game_host: statsprof_snapshot: %s\n", statsprof_errmsg(p));
+    rc = -1;
+  }
+  statsprof_destroy(p);
+  return rc ? -1 : 0;
+}
+
+static void print_frames(const loop_stats *st) {
+  double mean_ms = st->frames ? (double)st->work_ns / (double)st->frames / 1e6 : 0.0;
+  printf("game_host: %ld frames in %.2f s, mean frame time %.3f ms (max %.3f ms)\n", st->frames,
+         (double)st->wall_ns / 1e9, mean_ms, (double)st->max_work_ns / 1e6);
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+/* The game's whole life inside a running interpreter. Returns an exit code. */
+static int run_game(const host_options *o, const char *dir, statsprof *p) {
+  game g;
+  if (load_game(dir, &g)) {
+    PyErr_Print();
+    fprintf(stderr, "game_host: cannot load the game from %s\n", dir);
+    free_game(&g);
+    statsprof_destroy(p);
+    return EXIT_RUNTIME;
+  }
+  if (p && statsprof_start(p)) {
+    fprintf(stderr, "game_host: statsprof_start: %s\n", statsprof_errmsg(p));
+    free_game(&g);
+    statsprof_destroy(p);
+    return EXIT_USAGE;
+  }
+  if (!p) p = statsprof_from_env(NULL); /* NULL when STATSPROF is unset: no hook at all */
+
+  int status = EXIT_OK;
+  loop_stats st = {0};
+  if (init_game(o, &g) || run_loop(o, &g, p, &st)) {
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+      PyErr_Clear();
+      fputs("game_host: interrupted\n", stderr);
+      status = EXIT_INTERRUPTED;
+    } else {
+      PyErr_Print();
+      status = EXIT_RUNTIME;
+    }
+  }
+  print_frames(&st);
+  if (p && finish_profile(p) && status == EXIT_OK) status = EXIT_RUNTIME;
+  free_game(&g);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  host_options o;
+  int rc = parse_args(argc, argv, &o);
+  if (rc) {
+    free(o.hitch);
+    return rc > 0 ? EXIT_OK : EXIT_USAGE;
+  }
+  /* `bazel run` starts us in the runfiles tree; relative paths on the
+   * command line (a jsonl sink's file) mean the directory bazel ran from. */
+  const char *wd = getenv("BUILD_WORKING_DIRECTORY");
+  if (wd && *wd && chdir(wd) != 0) fprintf(stderr, "game_host: cannot cd to %s: %s\n", wd, strerror(errno));
+
+  char *dir = find_game_dir(argv[0], o.game_dir);
+  if (!dir) {
+    fprintf(stderr, "game_host: no game.py in %s; use --game-dir DIR\n",
+            o.game_dir ? o.game_dir : "the runfiles, $BUILD_WORKSPACE_DIRECTORY or ./" GAME_SUBDIR);
+    free(o.hitch);
+    return EXIT_USAGE;
+  }
+  /* Made before Python starts: a bad config fails fast and starts nothing. */
+  statsprof *p = NULL;
+  if (o.profile && statsprof_create(o.profile, &p)) {
+    fprintf(stderr, "game_host: bad --profile: %s\n", statsprof_errmsg(NULL));
+    free(dir);
+    free(o.hitch);
+    return EXIT_USAGE;
+  }
+  if (start_python(argv[0])) {
+    statsprof_destroy(p);
+    free(dir);
+    free(o.hitch);
+    return EXIT_RUNTIME;
+  }
+  int status = run_game(&o, dir, p);
+  if (Py_FinalizeEx() < 0 && status == EXIT_OK) status = EXIT_RUNTIME;
+  free(dir);
+  free(o.hitch);
+  return status;
+}

@@ -1,0 +1,220 @@
+"""End-to-end tests of //host_examples:game_host, the C host that embeds
+CPython and runs the game in host_examples/game.
+
+Each case runs the built binary as a user would and checks what it leaves
+behind: its exit status, its stdout table, and the JSON-lines records.
+The game is deterministic for a seed, so call counts are exact.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.dont_write_bytecode = True
+
+FRAMES = 120
+
+
+def find_host():
+    """The game_host binary in this test's runfiles (or GAME_HOST)."""
+    if os.environ.get("GAME_HOST"):
+        return os.environ["GAME_HOST"]
+    root = os.environ.get("TEST_SRCDIR")
+    workspace = os.environ.get("TEST_WORKSPACE", "statsprof")
+    if root:
+        return os.path.join(root, workspace, "host_examples", "game_host")
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(here, "..", "..", "bazel-bin", "host_examples", "game_host")
+
+
+HOST = find_host()
+
+
+def total_calls(ncalls):
+    """pstats' "12/3" means 12 calls, 3 of them primitive."""
+    return int(str(ncalls).split("/")[0])
+
+
+def read_records(path):
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def merged_calls(records):
+    """key -> total calls over all records, and key -> the record's entry."""
+    calls, entries = {}, {}
+    for rec in records:
+        for key, fp in rec["func_profiles"].items():
+            calls[key] = calls.get(key, 0) + total_calls(fp["ncalls"])
+            entries[key] = fp
+    return calls, entries
+
+
+def calls_of(calls, entries, file_base, function):
+    """Total calls of every key whose file is `file_base` and name `function`."""
+    return sum(n for key, n in calls.items()
+               if os.path.basename(entries[key]["file_name"]) == file_base
+               and entries[key]["function_name"] == function)
+
+
+class GameHostTest(unittest.TestCase):
+
+    def setUp(self):
+        base = os.environ.get("TEST_TMPDIR") or tempfile.gettempdir()
+        self.tmp = tempfile.mkdtemp(dir=base)
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.env = dict(os.environ)
+        self.env.pop("STATSPROF", None)
+
+    def run_host(self, *args, env=None, cwd=None):
+        proc = subprocess.Popen(
+            [HOST] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env or self.env, cwd=cwd or self.tmp, text=True)
+        out, err = proc.communicate(timeout=240)
+        return proc, out, err
+
+    def run_profiled(self, *extra):
+        jsonl = os.path.join(self.tmp, "p.jsonl")
+        proc, out, err = self.run_host(
+            "--frames", str(FRAMES), "--no-sleep",
+            "--profile", "interval=500ms;sink=jsonl:" + jsonl, *extra)
+        self.assertEqual(proc.returncode, 0, err)
+        return proc, out, jsonl
+
+    def test_profiled_run_writes_records_with_the_games_functions(self):
+        proc, out, jsonl = self.run_profiled()
+        records = read_records(jsonl)  # every line must parse
+        self.assertGreaterEqual(len(records), 1)
+        self.assertEqual([r["seq"] for r in records], list(range(1, len(records) + 1)))
+        for rec in records:
+            self.assertEqual(rec["kind"], "delta")
+            self.assertEqual(rec["pid"], proc.pid)
+            self.assertLessEqual(rec["start_ns"], rec["ts_ns"])
+
+        calls, entries = merged_calls(records)
+        # The host calls game.frame once per frame, and nothing else does.
+        self.assertEqual(calls_of(calls, entries, "game.py", "frame"), FRAMES)
+        self.assertGreater(calls_of(calls, entries, "ai.py", "find_path"), 0)
+        self.assertGreater(calls_of(calls, entries, "ai.py", "astar"), 0)
+        # Methods named `update` in different files are different keys.
+        update_files = {os.path.basename(entries[k]["file_name"])
+                        for k, n in calls.items()
+                        if entries[k]["function_name"] == "update" and n > 0}
+        self.assertIn("entities.py", update_files)
+        self.assertTrue(update_files & {"ai.py", "physics.py", "particles.py", "game.py"},
+                        update_files)
+        update_keys = [k for k in calls if entries[k]["function_name"] == "update"]
+        self.assertEqual(len(update_keys), len(set(update_keys)))
+        # The host marks every frame: the records' frame statistics add up.
+        stats = [r["frame_stats"] for r in records if "frame_stats" in r]
+        self.assertEqual(sum(st["frames"] for st in stats), FRAMES)
+        for st in stats:
+            self.assertLessEqual(st["p50"], st["p95"])
+            self.assertLessEqual(st["p95"], st["p99"])
+            self.assertLessEqual(st["p99"], st["max"])
+        # Labels point at the real sources.
+        frame_key = next(k for k in calls if k.endswith("(frame)") and "game.py" in k)
+        self.assertTrue(os.path.isfile(entries[frame_key]["file_name"]), frame_key)
+
+    def test_profiled_run_prints_the_top_table(self):
+        _, out, _ = self.run_profiled()
+        self.assertIn("%d frames in" % FRAMES, out)
+        self.assertIn("top 15 by cumtime", out)
+        self.assertIn("filename:lineno(function)", out)
+        lines = out.splitlines()
+        start = next(i for i, l in enumerate(lines) if "filename:lineno(function)" in l)
+        rows = [l for l in lines[start + 1:] if l.strip()]
+        self.assertEqual(len(rows), 15)
+        frame_rows = [r for r in rows if r.split()[-1].startswith("game.py:") and
+                      r.endswith("(frame)")]
+        self.assertEqual(len(frame_rows), 1, rows)
+        self.assertEqual(frame_rows[0].split()[0], str(FRAMES))
+        cumtimes = [float(r.split()[2]) for r in rows]
+        self.assertEqual(cumtimes, sorted(cumtimes, reverse=True))
+
+    def test_hitch_frames_reach_the_game(self):
+        _, _, jsonl = self.run_profiled("--hitch", "10,20,500")
+        calls, entries = merged_calls(read_records(jsonl))
+        # Frame 500 is never reached in a 120-frame run.
+        self.assertEqual(calls_of(calls, entries, "game.py", "load_level_chunk"), 2)
+
+    def test_frames_over_budget_become_spike_records(self):
+        # A 1 ns budget makes every frame a spike; the rate limit is lifted
+        # and the queue blocks instead of dropping, so none may be missing.
+        jsonl = os.path.join(self.tmp, "spikes.jsonl")
+        proc, _, err = self.run_host(
+            "--frames", "20", "--no-sleep", "--hitch", "7", "--profile",
+            "budget=1ns;max_spikes_per_min=100000;on_full=block;sink=jsonl:" + jsonl)
+        self.assertEqual(proc.returncode, 0, err)
+        spikes = [r for r in read_records(jsonl) if r["kind"] == "spike"]
+        self.assertEqual([r["frame"] for r in spikes], list(range(1, 21)))
+        for rec in spikes:
+            calls, entries = merged_calls([rec])
+            # A spike holds only its own frame: one call of game.frame.
+            self.assertEqual(calls_of(calls, entries, "game.py", "frame"), 1)
+            hitch = calls_of(calls, entries, "game.py", "load_level_chunk")
+            self.assertEqual(hitch, 1 if rec["frame"] == 7 else 0, rec["frame"])
+
+    def test_statsprof_env_var_turns_profiling_on(self):
+        jsonl = os.path.join(self.tmp, "env.jsonl")
+        env = dict(self.env, STATSPROF="interval=500ms;sink=jsonl:" + jsonl)
+        proc, out, err = self.run_host("--frames", "30", "--no-sleep", env=env)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("filename:lineno(function)", out)
+        calls, entries = merged_calls(read_records(jsonl))
+        self.assertEqual(calls_of(calls, entries, "game.py", "frame"), 30)
+
+    def test_unprofiled_run_prints_no_table_and_writes_no_file(self):
+        proc, out, err = self.run_host("--frames", str(FRAMES), "--no-sleep")
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(err, "")
+        self.assertIn("%d frames in" % FRAMES, out)
+        self.assertIn("mean frame time", out)
+        self.assertNotIn("statsprof", out)
+        self.assertNotIn("filename:lineno(function)", out)
+        self.assertEqual(len(out.splitlines()), 1, out)
+        # Not even the default sink's statsprof.jsonl in the working directory.
+        self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_empty_statsprof_env_var_means_off(self):
+        proc, out, err = self.run_host("--frames", "5", "--no-sleep",
+                                       env=dict(self.env, STATSPROF=""))
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertNotIn("filename:lineno(function)", out)
+        self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_bad_profile_config_exits_2_naming_the_key(self):
+        proc, out, err = self.run_host("--frames", "5", "--no-sleep",
+                                       "--profile", "interval=500ms;bogus_key=1")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("bogus_key", err)
+        self.assertNotIn("frames in", out)  # the game never started
+        self.assertEqual(os.listdir(self.tmp), [])
+
+    def test_bad_interval_exits_2_naming_the_value(self):
+        proc, _, err = self.run_host("--frames", "5", "--profile", "interval=soon")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("'soon'", err)
+
+    def test_bad_arguments_exit_2(self):
+        for args in (["--frames", "0"], ["--frames", "5", "--seconds", "1"],
+                     ["--hitch", "a,b"], ["--game-dir", self.tmp], ["--nope"]):
+            proc, out, err = self.run_host(*args)
+            self.assertEqual(proc.returncode, 2, args)
+            self.assertTrue(err.startswith("game_host: "), (args, err))
+
+    def test_help_exits_0(self):
+        proc, out, _ = self.run_host("--help")
+        self.assertEqual(proc.returncode, 0)
+        for flag in ("--seconds", "--frames", "--profile", "--hitch", "--seed",
+                     "--game-dir", "--no-sleep"):
+            self.assertIn(flag, out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,193 @@
+"""Workloads for tools/bench: the Python code that bench_host profiles.
+
+Each workload is built by make(name, size) into a zero-argument callable
+`run`. Everything a run needs (data, source text, imports) is prepared by
+make(), outside the measured region; every call of run() does exactly the
+same work, so each call delivers the same profile events.
+
+Sizes:
+    full       the default benchmark (each run is tens of ms unprofiled)
+    quick      tools/bench --quick
+    callgrind  tools/bench --callgrind (small: valgrind is ~50x slower)
+
+The workloads:
+    fib        recursive fib: pure Python calls and returns, nothing else
+    json_re    json dumps/loads, str/len builtins and re on generated data:
+               many C calls (c_call/c_return events)
+    ast        ast.parse + ast.unparse of argparse.py: a deep visitor
+    difflib    difflib.unified_diff of two versions of a text
+    game       host_examples/game: game.init(1), then N frames of frame(1/60)
+"""
+
+import os
+import sys
+
+NAMES = ("fib", "json_re", "ast", "difflib", "game")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GAME_DIR = os.environ.get("STATSPROF_BENCH_GAME_DIR") or os.path.join(
+    HERE, os.pardir, "host_examples", "game")
+ARGPARSE = os.path.join(os.path.dirname(os.__file__), "argparse.py")
+
+# name -> {size: parameters}; see the make_* functions for their meaning.
+PARAMS = {
+    "fib": {"full": (24, 4), "quick": (22, 2), "callgrind": (18, 1)},
+    "json_re": {"full": (2000, 1), "quick": (600, 1), "callgrind": (100, 1)},
+    "ast": {"full": (1.0, 2), "quick": (0.4, 1), "callgrind": (0.08, 1)},
+    "difflib": {"full": (3000, 4), "quick": (1500, 1), "callgrind": (300, 1)},
+    "game": {"full": 40, "quick": 10, "callgrind": 3},
+}
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def make_fib(n, reps):
+    def run():
+        for _ in range(reps):
+            fib(n)
+    return run
+
+
+def make_json_re(nrecords, reps):
+    import json
+    import random
+    import re
+
+    rng = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+             "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi"]
+    data = []
+    for i in range(nrecords):
+        data.append({
+            "id": i,
+            "name": " ".join(rng.choice(words) for _ in range(rng.randint(2, 6))),
+            "email": "%s.%d@example.org" % (rng.choice(words), rng.randint(1, 9999)),
+            "score": rng.random() * 100,
+            "tags": [rng.choice(words) for _ in range(rng.randint(0, 5))],
+            "nested": {"a": rng.randint(0, 100), "b": [rng.random() for _ in range(3)]},
+        })
+    email_re = re.compile(r"^([a-z]+)\.(\d+)@([a-z.]+)$")
+    word_re = re.compile(r"\b[a-e]\w*")
+
+    def run():
+        for _ in range(reps):
+            text = json.dumps(data)
+            back = json.loads(text)
+            total = 0
+            for rec in back:
+                name = rec["name"]
+                total += len(name) + len(str(rec["id"])) + len(rec["tags"])
+                m = email_re.match(rec["email"])
+                if m:
+                    total += int(m.group(2))
+                total += len(word_re.findall(name))
+                total += len(word_re.sub("_", name).upper().split())
+                total += len(json.dumps(rec["nested"]))
+        return total
+    return run
+
+
+def make_ast(fraction, reps):
+    import ast
+
+    with open(ARGPARSE, encoding="utf-8") as f:
+        full = f.read()
+    # A prefix of the file that ends before a top-level statement, so it
+    # parses: the statement boundary nearest to `fraction` of the lines.
+    lines = full.splitlines(keepends=True)
+    starts = [node.lineno for node in ast.parse(full).body] + [len(lines) + 1]
+    want = fraction * len(lines)
+    cut = min(starts[1:], key=lambda ln: abs(ln - want))
+    src = "".join(lines[:cut - 1])
+    ast.parse(src)
+
+    def run():
+        for _ in range(reps):
+            ast.unparse(ast.parse(src))
+    return run
+
+
+def make_difflib(nlines, reps):
+    import difflib
+    import random
+
+    rng = random.Random(1)
+    vocab = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "profile",
+             "frame", "snapshot", "counter", "python", "hook", "event", "table"]
+    a = ["%d %s\n" % (i % 97, " ".join(rng.choice(vocab) for _ in range(rng.randint(3, 9))))
+         for i in range(nlines)]
+    b = []
+    for line in a:
+        r = rng.random()
+        if r < 0.04:
+            continue                      # deleted
+        if r < 0.10:
+            b.append(line.replace("o", "0", 1))  # changed
+        else:
+            b.append(line)
+        if r > 0.97:
+            b.append("inserted %d\n" % rng.randint(0, 1000))
+
+    def run():
+        for _ in range(reps):
+            list(difflib.unified_diff(a, b, "a.txt", "b.txt", n=3))
+    return run
+
+
+def make_game(frames):
+    if GAME_DIR not in sys.path:
+        sys.path.insert(0, GAME_DIR)
+    import game
+
+    dt = 1.0 / 60.0
+
+    def run():
+        game.init(1)
+        for _ in range(frames):
+            game.frame(dt)
+    return run
+
+
+def make(name, size="full"):
+    """The run() callable of workload `name` at `size` (see the module doc)."""
+    if name not in PARAMS:
+        raise ValueError("unknown workload %r; known: %s" % (name, ", ".join(NAMES)))
+    p = PARAMS[name][size]
+    if name == "game":
+        return make_game(p)
+    return globals()["make_" + name](*p)
+
+
+def make_functions(n):
+    """For the snapshot and memory measurements: a callable that calls each of
+    `n` distinct Python functions (distinct code objects) once."""
+    src = "".join("def f%d():\n    return %d\n" % (i, i) for i in range(n))
+    ns = {}
+    exec(compile(src, "<bench_functions_%d>" % n, "exec"), ns)
+    funcs = [ns["f%d" % i] for i in range(n)]
+
+    def call_all():
+        for f in funcs:
+            f()
+    return call_all
+
+
+def _best_seconds(run, repeat=5):
+    import time
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+if __name__ == "__main__":
+    # Unprofiled timings of every workload: a quick way to tune PARAMS.
+    size = sys.argv[1] if len(sys.argv) > 1 else "full"
+    for name in NAMES:
+        run = make(name, size)
+        run()
+        print("%-8s %8.2f ms" % (name, _best_seconds(run) * 1e3))
