@@ -264,7 +264,7 @@ STATSPROF_API int statsprof_frame_mark(statsprof *p);
  * holding the GIL.
  * `close` is called once, also when an emit failed; never after a failed add.
  */
-#define STATSPROF_SINK_VERSION 1
+#define STATSPROF_SINK_VERSION 2
 
 typedef struct statsprof_sink_ops {
   int version;
@@ -277,6 +277,11 @@ typedef struct statsprof_sink_ops {
   int (*emit)(void *ctx, const statsprof_stats_profile *rec);
   int (*flush)(void *ctx);
   void (*close)(void *ctx);
+  /* Methods below are valid for version >= 2. */
+  /* Asks the sink to reopen its output (after logrotate moved it). Called
+   * from the thread that calls statsprof_reopen, concurrently with emit:
+   * set a flag and act on it in the next emit. */
+  void (*reopen)(void *ctx);
 } statsprof_sink_ops;
 
 /*
@@ -301,6 +306,13 @@ typedef int (*statsprof_sink_open_fn)(const char *arg, const statsprof_sink_ops 
  * Registering an existing name replaces it. Any thread; process-wide.
  */
 STATSPROF_API int statsprof_register_sink(const char *name, statsprof_sink_open_fn open);
+
+/*
+ * Asks every sink to reopen its output at its next record, for external log
+ * rotation (logrotate's postrotate: signal the host, which calls this).
+ * Any thread; no GIL needed. Returns 0.
+ */
+STATSPROF_API int statsprof_reopen(statsprof *p);
 
 /* Number of records a sink failed to take, summed over all sinks. Any thread. */
 STATSPROF_API uint64_t statsprof_sink_errors(const statsprof *p);

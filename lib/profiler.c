@@ -214,6 +214,15 @@ static int emit_interval(statsprof *p, int skip_empty) {
   return rc;
 }
 
+int statsprof_reopen(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_reopen: NULL profiler");
+  for (size_t i = 0; i < p->nwriters; i++) {
+    const statsprof_sink_ops *ops = p->writers[i].sink.ops;
+    if (ops->version >= 2 && ops->reopen) ops->reopen(p->writers[i].sink.ctx);
+  }
+  return 0;
+}
+
 int statsprof_flush(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_flush: NULL profiler");
   for (size_t i = 0; i < p->nwriters; i++) statsprof__writer_drain(&p->writers[i]);

@@ -160,7 +160,9 @@ struct CThread {
     th = std::thread([=] {
       PyGILState_STATE g = PyGILState_Ensure();
       for (int i = 0; i < before; i++) Py_XDECREF(PyObject_CallNoArgs(fn));
-      if (attach_with) EXPECT_EQ(statsprof_attach_thread(attach_with), 0);
+      if (attach_with) {
+        EXPECT_EQ(statsprof_attach_thread(attach_with), 0);
+      }
       phase = 1;
       Py_BEGIN_ALLOW_THREADS while (phase.load() != 2) std::this_thread::yield();
       Py_END_ALLOW_THREADS for (int i = 0; i < after; i++) Py_XDECREF(PyObject_CallNoArgs(fn));

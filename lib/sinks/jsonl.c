@@ -1,8 +1,14 @@
 /* sinks/jsonl.c — one JSON object per line, appended with one write() per
  * record and no user-space buffering, so a log shipper tailing the file sees
- * whole lines and a crash leaves only whole lines behind. */
+ * whole lines and a crash leaves only whole lines behind.
+ *
+ * sink=jsonl:PATH[,max_bytes=SIZE][,keep=N]: with max_bytes the file rotates
+ * before a record would take it past SIZE (PATH -> PATH.1 -> ... PATH.N, the
+ * oldest dropped). statsprof_reopen() makes the next record reopen PATH, for
+ * an external logrotate. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +19,10 @@
 
 typedef struct jsonl_sink {
   int fd;
+  uint64_t size;      /* bytes in the current file */
+  uint64_t max_bytes; /* 0: never rotate */
+  unsigned keep;
+  atomic_int reopen;
   char path[];
 } jsonl_sink;
 
@@ -48,16 +58,61 @@ static int write_all(int fd, const char *data, size_t len) {
   return 0;
 }
 
+/* Created with the host's umask; O_CLOEXEC so children never inherit it. */
+static int open_file(jsonl_sink *s) {
+  if (make_parents(s->path) != 0) return -1;
+  int fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+  if (fd < 0) return -1;
+  struct stat st;
+  s->size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+  s->fd = fd;
+  return 0;
+}
+
+static int reopen_file(jsonl_sink *s) {
+  int old = s->fd;
+  if (open_file(s) != 0) return -1;
+  close(old);
+  return 0;
+}
+
+static int rotate(jsonl_sink *s) {
+  size_t n = strlen(s->path) + 16;
+  char *from = malloc(n), *to = malloc(n);
+  int rc = -1;
+  if (from && to) {
+    for (unsigned i = s->keep; i >= 1; i--) {
+      snprintf(to, n, "%s.%u", s->path, i);
+      if (i > 1) snprintf(from, n, "%s.%u", s->path, i - 1);
+      else snprintf(from, n, "%s", s->path);
+      if (rename(from, to) != 0 && errno != ENOENT) goto out;
+    }
+    if (s->keep == 0 && unlink(s->path) != 0 && errno != ENOENT) goto out;
+    rc = reopen_file(s);
+  }
+out:
+  free(from);
+  free(to);
+  return rc;
+}
+
 static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   jsonl_sink *s = ctx;
   char *line;
   size_t len;
   int rc = statsprof_format_jsonl(rec, &line, &len);
   if (rc) return rc;
-  rc = write_all(s->fd, line, len) ? STATSPROF_EIO : 0;
+  if (atomic_exchange(&s->reopen, 0) && reopen_file(s) != 0) rc = STATSPROF_EIO;
+  if (!rc && s->max_bytes && s->size > 0 && s->size + len > s->max_bytes && rotate(s) != 0)
+    rc = STATSPROF_EIO;
+  /* A failed rotation still writes to the old file: better than nothing. */
+  if (write_all(s->fd, line, len) != 0) rc = STATSPROF_EIO;
+  else s->size += len;
   free(line);
   return rc;
 }
+
+static void jsonl_reopen(void *ctx) { atomic_store(&((jsonl_sink *)ctx)->reopen, 1); }
 
 static void jsonl_close(void *ctx) {
   jsonl_sink *s = ctx;
@@ -69,9 +124,40 @@ static const statsprof_sink_ops jsonl_ops = {
     .version = STATSPROF_SINK_VERSION,
     .name = "jsonl",
     .emit = jsonl_emit,
-    .flush = NULL,
     .close = jsonl_close,
+    .reopen = jsonl_reopen,
 };
+
+/* "10M", "512k", "1G", "4096" -> bytes; 0 when malformed. */
+static uint64_t parse_size(const char *v) {
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (end == v || errno || v[0] == '-') return 0;
+  uint64_t mult = !*end ? 1 : !strcmp(end, "k") || !strcmp(end, "K") ? 1024
+                  : !strcmp(end, "M") ? 1024 * 1024 : !strcmp(end, "G") ? 1024ull * 1024 * 1024 : 0;
+  return n * mult;
+}
+
+static int parse_options(jsonl_sink *s, char *opts, char *err, size_t errlen) {
+  for (char *o = strtok(opts, ","); o; o = strtok(NULL, ",")) {
+    char *eq = strchr(o, '=');
+    if (eq) *eq++ = 0;
+    if (eq && !strcmp(o, "max_bytes") && (s->max_bytes = parse_size(eq)) >= 1024) continue;
+    if (eq && !strcmp(o, "keep")) {
+      char *end;
+      unsigned long k = strtoul(eq, &end, 10);
+      if (!*end && *eq && eq[0] != '-' && k <= 1000) {
+        s->keep = (unsigned)k;
+        continue;
+      }
+    }
+    snprintf(err, errlen, "bad option '%s%s%s' (use max_bytes=SIZE with SIZE >= 1k, keep=N with N <= 1000)",
+             o, eq ? "=" : "", eq ? eq : "");
+    return STATSPROF_ECONFIG;
+  }
+  return 0;
+}
 
 int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                           size_t errlen) {
@@ -79,17 +165,28 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
     snprintf(err, errlen, "needs a file path (sink=jsonl:PATH)");
     return STATSPROF_ECONFIG;
   }
-  jsonl_sink *s = malloc(sizeof *s + strlen(arg) + 1);
-  if (!s) {
+  const char *comma = strchr(arg, ',');
+  size_t plen = comma ? (size_t)(comma - arg) : strlen(arg);
+  jsonl_sink *s = calloc(1, sizeof *s + plen + 1);
+  char *opts = comma ? strdup(comma + 1) : NULL;
+  if (!s || (comma && !opts)) {
+    free(s);
+    free(opts);
     snprintf(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
-  strcpy(s->path, arg);
-  if (make_parents(arg) != 0 ||
-      (s->fd = open(arg, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666)) < 0) {
-    snprintf(err, errlen, "cannot open '%s' for appending: %s", arg, strerror(errno));
+  memcpy(s->path, arg, plen);
+  s->keep = 5;
+  atomic_init(&s->reopen, 0);
+  int rc = opts ? parse_options(s, opts, err, errlen) : 0;
+  free(opts);
+  if (!rc && (!plen || open_file(s) != 0)) {
+    snprintf(err, errlen, "cannot open '%s' for appending: %s", s->path, plen ? strerror(errno) : "empty path");
+    rc = STATSPROF_EIO;
+  }
+  if (rc) {
     free(s);
-    return STATSPROF_EIO;
+    return rc;
   }
   *ops = &jsonl_ops;
   *ctx = s;

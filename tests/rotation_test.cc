@@ -1,0 +1,169 @@
+// rotation_test.cc — JSON-lines files that live for weeks: size-based
+// rotation, reopening after an external logrotate, and whole lines after a
+// SIGKILL at any moment.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pyharness.h"
+
+namespace {
+
+// Counts lines and checks each parses as a JSON object (Python's json).
+struct FileCheck {
+  long lines = -1, bad = -1, partial_tail = -1;
+};
+
+FileCheck Check(const std::string &path) {
+  void *ns = pyh::Exec(R"(
+import json
+def check(path):
+    data = open(path, 'rb').read()
+    parts = data.split(b'\n')
+    tail = parts.pop()          # text after the last newline: a cut line
+    bad = 0
+    for p in parts:
+        try:
+            if not isinstance(json.loads(p), dict): bad += 1
+        except ValueError:
+            bad += 1
+    return len(parts), bad, 1 if tail else 0
+)");
+  FileCheck c;
+  PyObject *r = PyObject_CallFunction(PyDict_GetItemString((PyObject *)ns, "check"), "s", path.c_str());
+  if (r) {
+    c.lines = PyLong_AsLong(PyTuple_GetItem(r, 0));
+    c.bad = PyLong_AsLong(PyTuple_GetItem(r, 1));
+    c.partial_tail = PyLong_AsLong(PyTuple_GetItem(r, 2));
+  } else {
+    ADD_FAILURE() << pyh::TakeError();
+  }
+  Py_XDECREF(r);
+  pyh::Release(ns);
+  return c;
+}
+
+bool Exists(const std::string &p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+long Size(const std::string &p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 ? (long)st.st_size : -1;
+}
+
+void *Program() {
+  return pyh::Exec("def f(): pass\ndef g(): f()\ndef main():\n  for i in range(3): g()\n", "rot.py");
+}
+
+TEST(Rotation, FilesRotateBySizeAndKeepTheNewestN) {
+  std::string dir = pyh::TempDir(), path = dir + "/r.jsonl";
+  std::string config = "writer=sync;sink=jsonl:" + path + ",max_bytes=2k,keep=2";
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_start(p), 0);
+  void *ns = Program();
+  for (int i = 0; i < 40; i++) {
+    pyh::Call(ns, "main");
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+  }
+  statsprof_destroy(p);
+  EXPECT_EQ(statsprof_sink_errors(nullptr), 0u);
+  for (std::string f : {path, path + ".1", path + ".2"}) {
+    ASSERT_TRUE(Exists(f)) << f;
+    EXPECT_LE(Size(f), 2048) << f;
+    FileCheck c = Check(f);
+    EXPECT_GT(c.lines, 0) << f;
+    EXPECT_EQ(c.bad, 0) << f;
+    EXPECT_EQ(c.partial_tail, 0) << f;
+  }
+  EXPECT_FALSE(Exists(path + ".3"));
+  // Newest last: the current file holds the highest seq.
+  std::string cur = pyh::ReadFile(path);
+  EXPECT_NE(cur.find("\"seq\":40,"), std::string::npos);
+  EXPECT_EQ(pyh::ReadFile(path + ".2").find("\"seq\":40,"), std::string::npos);
+  pyh::Release(ns);
+}
+
+TEST(Rotation, BadRotationOptionsAreConfigErrors) {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,max_bytes=12", &p), STATSPROF_ESINK);
+  EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("max_bytes=12"), std::string::npos);
+  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,keep=-1", &p), STATSPROF_ESINK);
+  EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("keep=-1"), std::string::npos);
+  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,colour=blue", &p), STATSPROF_ESINK);
+  EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("colour=blue"), std::string::npos);
+}
+
+TEST(Rotation, ReopenFollowsAnExternalLogrotate) {
+  std::string dir = pyh::TempDir(), path = dir + "/l.jsonl";
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create(("sink=jsonl:" + path).c_str(), &p), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_flush(p);
+  ASSERT_EQ(rename(path.c_str(), (path + ".old").c_str()), 0);  // logrotate moves it
+  ASSERT_EQ(statsprof_emit_now(p), 0);                          // still into the moved file
+  statsprof_flush(p);
+  ASSERT_EQ(statsprof_reopen(p), 0);  // postrotate
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_destroy(p);
+  EXPECT_EQ(Check(path + ".old").lines, 2);
+  EXPECT_EQ(Check(path).lines, 1);
+  EXPECT_NE(pyh::ReadFile(path).find("\"seq\":3,"), std::string::npos);
+}
+
+TEST(Rotation, FilesAreCreatedWithTheHostsUmask) {
+  std::string dir = pyh::TempDir(), path = dir + "/u.jsonl";
+  mode_t old = umask(027);
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create(("sink=jsonl:" + path).c_str(), &p), 0);
+  umask(old);
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  statsprof_destroy(p);
+}
+
+TEST(Rotation, EveryCompleteLineParsesAfterSigkill) {
+  // A child emits records as fast as it can; SIGKILL lands at a different
+  // moment each round. Each record is one write(): only the tail can be cut.
+  std::string dir = pyh::TempDir();
+  void *ns = pyh::Exec(R"(
+def leaf(x): return x
+def work():
+    for i in range(200): leaf(i)
+)", "kill.py");
+  for (int round = 0; round < 6; round++) {
+    std::string path = dir + "/k" + std::to_string(round) + ".jsonl";
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    if (pid == 0) {
+      PyOS_AfterFork_Child();
+      statsprof *p = nullptr;
+      if (statsprof_create(("interval=0s;sink=jsonl:" + path).c_str(), &p) || statsprof_start(p)) _exit(3);
+      for (;;) {
+        pyh::Call(ns, "work");
+        statsprof_tick(p);
+      }
+    }
+    PyOS_AfterFork_Parent();
+    Py_BEGIN_ALLOW_THREADS usleep(30000 + round * 17000);
+    Py_END_ALLOW_THREADS
+    kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    FileCheck c = Check(path);
+    EXPECT_GT(c.lines, 0) << "round " << round;
+    EXPECT_EQ(c.bad, 0) << "round " << round;
+  }
+  pyh::Release(ns);
+}
+
+}  // namespace
