@@ -3,6 +3,8 @@
  * bias did). Measured once per process and clock: a loop of empty calls runs
  * bare and under a scratch profiler on this thread; the difference per event
  * is the bias. The minimum of several rounds rejects scheduler noise. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -43,8 +45,9 @@ static uint64_t profiled(PyObject *g, PyObject *n, statsprof__clock_kind clock) 
     Py_XDECREF(r);
     statsprof__detach_all(s);
     s->running = 0;
-    for (uint32_t i = 1; i < s->table.nentries; i++)
-      if (!strcmp(s->table.labels[i].name, "_statsprof_cal_g")) tt = s->table.entries[i].c.tt;
+    for (uint32_t i = 0; i < s->table.nentries; i++)
+      if (!strcmp(s->table.labels[s->table.entries[i].label].name, "_statsprof_cal_g"))
+        tt += s->table.entries[i].c.tt;
   }
   statsprof_destroy(s);
   return tt;
@@ -89,6 +92,7 @@ uint64_t statsprof__calibrate(statsprof__clock_kind clock) {
   if (func && func != statsprof__hook) return 0;
   Py_XINCREF(obj);
   cached[clock] = measure(clock);
+  if (getenv("STATSPROF_DEBUG")) fprintf(stderr, "statsprof: bias %llu ticks\n", (unsigned long long)cached[clock]);
   done[clock] = 1;
   if (func && _PyEval_SetProfile(ts, func, obj) < 0) PyErr_Clear();
   Py_XDECREF(obj);

@@ -59,6 +59,17 @@ static int parse_bool(const char *v) {
   return -1;
 }
 
+/* "5%" -> 0.05, "0.05" -> 0.05; -1 when malformed. */
+static double parse_fraction(const char *v) {
+  char *end;
+  errno = 0;
+  if (!isdigit((unsigned char)v[0]) && v[0] != '.') return -1;
+  double f = strtod(v, &end);
+  if (end == v || errno) return -1;
+  if (!strcmp(end, "%")) return f / 100;
+  return *end ? -1 : f;
+}
+
 static char *dup_range(const char *s, size_t n) {
   char *d = malloc(n + 1);
   if (d) {
@@ -87,11 +98,28 @@ static int fail(parse_ctx *pc, const char *at, const char *fmt, const char *item
   return STATSPROF_ECONFIG;
 }
 
+/* Production mode: fills window/every from whichever of duty, window,
+ * every and max_overhead were given. */
+static int finish_duty(parse_ctx *pc, statsprof__config *c, unsigned seen) {
+  int has_window = (seen >> 14) & 1, has_every = (seen >> 15) & 1;
+  if (!c->duty && !has_window && !has_every && !c->max_overhead) return 0;
+  if (c->duty && has_window && has_every)
+    return fail(pc, pc->text, "duty cannot be combined with both window and every%s%s", "", NULL);
+  if (c->duty && has_every && !has_window) c->window_ns = (int64_t)((double)c->every_ns * c->duty);
+  if (!c->window_ns) c->window_ns = 50000000; /* 50 ms */
+  /* max_overhead alone starts at 10% and lengthens the gaps as needed. */
+  if (!has_every) c->every_ns = (int64_t)((double)c->window_ns / (c->duty ? c->duty : 0.1));
+  if (c->every_ns < c->window_ns)
+    return fail(pc, pc->text, "every must be at least window%s%s (production mode)", "", NULL);
+  return 0;
+}
+
 static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const char *val,
                    const char *at, unsigned *seen) {
   static const char *keys[] = {"interval", "clock", "builtins", "max_functions", "sink",
                                "writer", "on_full", "queue", "trigger", "compensate",
-                               "budget", "max_spikes_per_min", "per_thread"};
+                               "budget", "max_spikes_per_min", "per_thread", "duty", "window",
+                               "every", "max_overhead"};
   enum { NKEYS = sizeof keys / sizeof *keys };
   int k = -1;
   for (int i = 0; i < NKEYS; i++)
@@ -99,7 +127,8 @@ static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const c
   if (k < 0)
     return fail(pc, at,
                 "unknown key '%s'%s; known keys: interval, clock, builtins, max_functions, sink, "
-                "writer, on_full, queue, trigger, compensate, budget, max_spikes_per_min, per_thread",
+                "writer, on_full, queue, trigger, compensate, budget, max_spikes_per_min, per_thread, "
+                "duty, window, every, max_overhead",
                 key, NULL);
   if (k != 4 && (*seen & (1u << k))) return fail(pc, at, "duplicate key '%s'%s", key, NULL);
   *seen |= 1u << k;
@@ -126,11 +155,21 @@ static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const c
       *(k == 2 ? &c->builtins : k == 9 ? &c->compensate : &c->per_thread) = b;
       return 0;
     }
-    case 10: {
+    case 10:
+    case 14:
+    case 15: {
       int64_t ns = statsprof__parse_duration(val);
-      if (ns < 0)
-        return fail(pc, at, "bad duration '%s' for budget%s (use e.g. 16.6ms)", val, NULL);
-      c->budget_ns = ns;
+      if (ns < 0 || (k != 10 && ns == 0))
+        return fail(pc, at, "bad duration '%s' for %s (use e.g. 16.6ms, 50ms, 1s)", val, key);
+      *(k == 10 ? &c->budget_ns : k == 14 ? &c->window_ns : &c->every_ns) = ns;
+      return 0;
+    }
+    case 13:
+    case 16: {
+      double f = parse_fraction(val);
+      if (f <= 0 || f > 1)
+        return fail(pc, at, "bad %s '%s' (a percentage above 0%% and at most 100%%, e.g. 5%%)", key, val);
+      *(k == 13 ? &c->duty : &c->max_overhead) = f;
       return 0;
     }
     case 11: {
@@ -233,5 +272,7 @@ int statsprof__config_parse(const char *text, statsprof__config *c, char *err, s
     }
     p = *end ? end + 1 : end;
   }
-  return 0;
+  int rc = finish_duty(&pc, c, seen);
+  if (rc) statsprof__config_free(c);
+  return rc;
 }

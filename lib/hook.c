@@ -430,7 +430,7 @@ void statsprof__detach_all(statsprof *p) {
 static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = PyCapsule_GetPointer(capsule, "statsprof");
   PyThreadState *ts = PyThreadState_Get();
-  if (!p || nargs != 3 || !p->running) {
+  if (!p || nargs != 3 || !p->running || (statsprof__duty_enabled(p) && !p->in_window)) {
     PyErr_Clear();
     PyEval_SetProfile(NULL, NULL);
     Py_RETURN_NONE;

@@ -63,6 +63,10 @@ typedef struct statsprof__config {
   int64_t budget_ns;        /* frame budget: longer frames are spikes; 0 off */
   uint32_t max_spikes_per_min;
   int per_thread;           /* also emit one record per thread */
+  int64_t window_ns;        /* production mode: hook installed this long */
+  int64_t every_ns;         /* ... once per this period; 0: continuous */
+  double max_overhead;      /* adaptive: keep own cost under this fraction */
+  double duty;              /* as given (fraction), 0 if not */
   size_t nsinks;
   statsprof__sink_spec sinks[STATSPROF__MAX_SINKS];
 } statsprof__config;
@@ -345,12 +349,19 @@ struct statsprof {
   int64_t spike_last_ns;
   uint64_t spikes_suppressed;
   uint64_t next_tick; /* ticks value when the next record is due */
+  uint64_t next_due;  /* the earlier of next_tick and a duty boundary */
   uint64_t interval_ticks;
 
   statsprof__writer writers[STATSPROF__MAX_SINKS];
   size_t nwriters;
   atomic_ullong sink_errors;
   statsprof__log_target log;
+
+  /* production mode (duty.c) */
+  int in_window;
+  uint64_t window_start, duty_boundary; /* ticks */
+  uint64_t event_cost_ticks;
+  double observed_s, overhead_s; /* since the last delta record */
 
   /* trigger=timer (timer.c) */
   pthread_t timer_thread;
@@ -362,6 +373,15 @@ struct statsprof {
 
   char errmsg[STATSPROF__ERRLEN];
 };
+
+/* duty.c */
+int statsprof__duty_enabled(const statsprof *p);
+void statsprof__duty_start(statsprof *p);
+/* Opens or closes a window when its boundary has passed. GIL. */
+void statsprof__duty_step(statsprof *p, uint64_t now_ticks, int self);
+void statsprof__duty_stop(statsprof *p);
+/* Fills observed_s/duty/overhead_est of a delta record; starts anew. */
+void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec);
 
 /* What tick does when a record is due: pick up new threads, emit. GIL. */
 int statsprof__emit_due(statsprof *p, int from_timer);

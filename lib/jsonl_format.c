@@ -87,6 +87,14 @@ int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t 
     put_double(&b, r->frame_time_s);
   }
   if (r->frame_stats.frames) put_frame_stats(&b, &r->frame_stats);
+  if (r->observed_s > 0 || r->duty > 0 || r->overhead_est > 0) {
+    statsprof__buf_puts(&b, ",\"observed_s\":");
+    put_double(&b, r->observed_s);
+    statsprof__buf_puts(&b, ",\"duty\":");
+    put_double(&b, r->duty);
+    statsprof__buf_puts(&b, ",\"overhead_est\":");
+    put_double(&b, r->overhead_est);
+  }
   statsprof__buf_puts(&b, ",\"total_tt\":");
   put_double(&b, r->total_tt);
   statsprof__buf_puts(&b, ",\"func_profiles\":{");

@@ -98,6 +98,16 @@ static int python_alive(statsprof *p) {
   return Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
 }
 
+/* New threads are picked up unless production mode is between windows. */
+static int may_attach(statsprof *p) {
+  return python_alive(p) && (!statsprof__duty_enabled(p) || p->in_window);
+}
+
+static void plan_next(statsprof *p) {
+  p->next_due = p->next_tick;
+  if (statsprof__duty_enabled(p) && p->duty_boundary < p->next_due) p->next_due = p->duty_boundary;
+}
+
 int statsprof_start(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_start: NULL profiler");
   if (p->running && python_alive(p)) return 0;
@@ -113,13 +123,15 @@ int statsprof_start(statsprof *p) {
    * until the next tick. Done before attaching, so it is not profiled. */
   if (statsprof__threading_hook(p, 1))
     statsprof__log("cannot install threading.setprofile: new Python threads are picked up at tick");
-  rc = statsprof__attach_all(p, 1);
+  if (statsprof__duty_enabled(p)) statsprof__duty_start(p);
+  else rc = statsprof__attach_all(p, 1);
   if (rc) {
     p->running = 0;
     statsprof__threading_hook(p, 0);
     return rc;
   }
   p->next_tick = statsprof__ticks() + p->interval_ticks;
+  plan_next(p);
   if (p->config.trigger_timer && (rc = statsprof__timer_start(p)) != 0) {
     statsprof_stop(p);
     return rc;
@@ -199,11 +211,15 @@ static int emit_interval(statsprof *p, int skip_empty) {
   int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
   if (!rc) {
     statsprof__frame_stats_take(p, &rec->frame_stats);
+    statsprof__duty_take(p, rec);
     if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__emit(p, rec);
   }
   for (size_t i = 0; i < nthreads; i++) {
     if (!rc) {
       threads[i]->seq = rec->seq;
+      threads[i]->observed_s = rec->observed_s;
+      threads[i]->duty = rec->duty;
+      threads[i]->overhead_est = rec->overhead_est;
       threads[i]->start_ns = rec->start_ns;
       threads[i]->end_ns = rec->end_ns;
       statsprof__emit(p, threads[i]);
@@ -241,16 +257,24 @@ int statsprof_emit_now(statsprof *p) {
 }
 
 int statsprof__emit_due(statsprof *p, int from_timer) {
-  p->next_tick = statsprof__ticks() + p->interval_ticks;
   /* The timer's own thread state runs no Python: leave it alone. */
-  if (python_alive(p)) statsprof__attach_all(p, from_timer ? -1 : 0);
-  int rc = statsprof_emit_now(p);
-  return rc ? rc : 1;
+  int self = from_timer ? -1 : 0;
+  uint64_t now = statsprof__ticks();
+  statsprof__duty_step(p, now, self);
+  int rc = 0;
+  if (now >= p->next_tick) {
+    p->next_tick = now + p->interval_ticks;
+    if (may_attach(p)) statsprof__attach_all(p, self);
+    rc = statsprof_emit_now(p);
+    if (!rc) rc = 1;
+  }
+  plan_next(p);
+  return rc;
 }
 
 int statsprof_tick(statsprof *p) {
   if (!p) return STATSPROF_EINVAL;
-  if (statsprof__ticks() < p->next_tick || !p->running) return 0;
+  if (statsprof__ticks() < p->next_due || !p->running) return 0;
   return statsprof__emit_due(p, 0);
 }
 
@@ -260,7 +284,7 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot: NULL profiler");
   if (mode != STATSPROF_DELTA && mode != STATSPROF_CUMULATIVE)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot: bad mode %d", (int)mode);
-  if (p->running && python_alive(p)) statsprof__attach_all(p, 0);
+  if (p->running && may_attach(p)) statsprof__attach_all(p, 0);
   return statsprof__snapshot_take(p, mode, out);
 }
 
@@ -291,6 +315,7 @@ int statsprof_stop(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
   if (!p->running) return 0;
   statsprof__timer_stop(p);
+  statsprof__duty_stop(p);
   p->running = 0;
   statsprof__detach_all(p);
   if (python_alive(p)) statsprof__threading_hook(p, 0);

@@ -32,12 +32,19 @@ static void *timer_main(void *arg) {
     int rc = pthread_cond_timedwait(&p->timer_cond, &p->timer_lock, &deadline);
     if (p->timer_stop) break;
     if (rc != ETIMEDOUT) continue;
-    deadline_after(&deadline, p->config.interval_ns);
     pthread_mutex_unlock(&p->timer_lock);
     if (!Py_IsInitialized() || _Py_IsFinalizing()) return NULL;
     PyGILState_STATE g = PyGILState_Ensure();
-    if (p->running && !p->timer_stop) statsprof__emit_due(p, 1);
+    int64_t wait = p->config.interval_ns;
+    if (p->running && !p->timer_stop) {
+      statsprof__emit_due(p, 1);
+      /* Wake for the next record or production-mode window edge. */
+      uint64_t now = statsprof__ticks();
+      wait = p->next_due > now ? (int64_t)((double)(p->next_due - now) * statsprof__clock_sec_per_tick * 1e9)
+                               : 0;
+    }
     PyGILState_Release(g);
+    deadline_after(&deadline, wait > 0 ? wait : 1);
     pthread_mutex_lock(&p->timer_lock);
   }
   pthread_mutex_unlock(&p->timer_lock);

@@ -15,6 +15,7 @@ struct CollectedRecord {
   uint64_t seq, dropped, sink_errors, frame, thread_id, frames;
   double frame_time_s, max_frame_s;
   std::string thread_name;
+  double observed_s, duty;
   // function name -> (ncalls, tottime, cumtime)
   std::vector<std::tuple<std::string, uint64_t, double, double>> funcs;
   std::string top_by_tottime() const {
@@ -43,7 +44,7 @@ struct CollectSink {
     if (s->delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(s->delay_ms));
     CollectedRecord c{r->mode, r->seq, r->dropped, r->sink_errors, r->frame, r->thread_id,
                       r->frame_stats.frames, r->frame_time_s, r->frame_stats.max_s,
-                      r->thread_name ? r->thread_name : "", {}};
+                      r->thread_name ? r->thread_name : "", r->observed_s, r->duty, {}};
     for (size_t i = 0; i < r->nfunc_profiles; i++) {
       const auto &f = r->func_profiles[i];
       c.funcs.emplace_back(f.function_name, f.ncalls, f.tottime, f.cumtime);

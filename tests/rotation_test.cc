@@ -153,7 +153,9 @@ def work():
       }
     }
     PyOS_AfterFork_Parent();
-    Py_BEGIN_ALLOW_THREADS usleep(30000 + round * 17000);
+    // Kill only once records are flowing, then at a different moment each round.
+    Py_BEGIN_ALLOW_THREADS for (int i = 0; i < 10000 && Size(path) <= 0; i++) usleep(1000);
+    usleep(5000 + round * 7000);
     Py_END_ALLOW_THREADS
     kill(pid, SIGKILL);
     int status = 0;

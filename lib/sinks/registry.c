@@ -12,6 +12,7 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
 int statsprof__stderr_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                            size_t errlen);
 int statsprof__pstats_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err, size_t errlen);
+int statsprof__callgrind_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err, size_t errlen);
 
 #define MAX_REGISTERED 32
 
@@ -22,6 +23,7 @@ static struct {
     {"jsonl", statsprof__jsonl_open},
     {"stderr", statsprof__stderr_open},
     {"pstats", statsprof__pstats_open},
+    {"callgrind", statsprof__callgrind_open},
 };
 static size_t nregistry; /* counted at first use: built-ins come first */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;

@@ -1,0 +1,152 @@
+// duty_test.cc — production mode: the hook is on only during windows; calls
+// are counted only when they start inside one; times never exceed what was
+// observed; the overhead budget lengthens the gaps.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "collect_sink.h"
+#include "pyharness.h"
+
+namespace {
+
+statsprof *g_p;
+
+// tick() from Python: window edges happen exactly here.
+PyObject *PyTick(PyObject *, PyObject *) {
+  statsprof_tick(g_p);
+  Py_RETURN_NONE;
+}
+PyMethodDef kTickDef = {"tick", PyTick, METH_NOARGS, nullptr};
+
+// middle() and inner() record, from Python, whether a window was open when
+// they started (sys.getprofile() is the hook's object then, None between).
+const char kWork[] = R"(
+import sys, time
+counts = {"middle_in": 0, "inner_in": 0, "middle": 0, "inner": 0, "seen_on": 0, "seen_off": 0}
+def inner():
+    if sys.getprofile() is not None: counts["inner_in"] += 1
+    counts["inner"] += 1
+    return sum(range(30))
+def middle():
+    if sys.getprofile() is not None: counts["middle_in"] += 1
+    counts["middle"] += 1
+    tick()
+    inner()
+def outer(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if sys.getprofile() is None: counts["seen_off"] += 1
+        else: counts["seen_on"] += 1
+        middle()
+)";
+
+struct DutyRun {
+  void *ns;
+  CollectSink sink;
+  std::vector<CollectedRecord> recs;
+  long Count(const char *k) {
+    return PyLong_AsLong(PyDict_GetItemString(PyDict_GetItemString((PyObject *)ns, "counts"), k));
+  }
+  uint64_t Calls(const char *fn) {
+    uint64_t n = 0;
+    for (auto &r : recs)
+      if (r.thread_id == 0 && r.mode == STATSPROF_DELTA) n += r.calls(fn);
+    return n;
+  }
+  DutyRun(const char *config, double seconds) {
+    ns = pyh::Exec(kWork, "duty.py");
+    PyObject *tick = PyCFunction_New(&kTickDef, nullptr);
+    PyDict_SetItemString((PyObject *)ns, "tick", tick);
+    Py_DECREF(tick);
+    EXPECT_EQ(statsprof_create(config, &g_p), 0) << statsprof_errmsg(nullptr);
+    EXPECT_EQ(statsprof_add_sink(g_p, CollectSink::Ops(), &sink), 0);
+    EXPECT_EQ(statsprof_start(g_p), 0);
+    PyObject *r = PyObject_CallFunction(PyDict_GetItemString((PyObject *)ns, "outer"), "d", seconds);
+    EXPECT_NE(r, nullptr) << pyh::TakeError();
+    Py_XDECREF(r);
+    statsprof_destroy(g_p);
+    g_p = nullptr;
+    recs = sink.Take();
+  }
+  ~DutyRun() { pyh::Release(ns); }
+};
+
+TEST(Duty, OnlyCallsThatStartInsideAWindowAreCounted) {
+  DutyRun run("sink=none;window=10ms;every=40ms;interval=200ms", 0.6);
+  EXPECT_GT(run.Count("seen_on"), 0);
+  EXPECT_GT(run.Count("seen_off"), 0);  // the hook really is removed between windows
+  // Exact: statsprof counted precisely the calls Python saw start in a window.
+  EXPECT_EQ(run.Calls("middle"), (uint64_t)run.Count("middle_in"));
+  EXPECT_EQ(run.Calls("inner"), (uint64_t)run.Count("inner_in"));
+  EXPECT_LT(run.Count("middle_in"), run.Count("middle"));
+  // outer started inside the first window (start opens one) and was still
+  // running when it closed: counted once, as returning at the close.
+  EXPECT_EQ(run.Calls("outer"), 1u);
+}
+
+TEST(Duty, TimesAreNeverNegativeNorMoreThanObserved) {
+  DutyRun run("sink=none;window=10ms;every=40ms;interval=200ms", 0.6);
+  ASSERT_FALSE(run.recs.empty());
+  for (auto &r : run.recs) {
+    if (r.mode != STATSPROF_DELTA) continue;
+    for (auto &[name, calls, tt, ct] : r.funcs) {
+      EXPECT_GE(tt, 0) << name;
+      EXPECT_LE(tt, ct + 1e-12) << name;
+    }
+  }
+  // A frame open when a window closes is clipped to the window: no
+  // function's cumulative time exceeds the time observed.
+  double observed = 0, middle_ct = 0;
+  for (auto &r : run.recs) {
+    if (r.mode != STATSPROF_DELTA || r.thread_id) continue;
+    observed += r.observed_s;
+    for (auto &[name, calls, tt, ct] : r.funcs)
+      if (name == "middle") middle_ct += ct;
+  }
+  EXPECT_GT(observed, 0);
+  EXPECT_LE(middle_ct, observed);
+}
+
+TEST(Duty, RecordsSayWhatFractionWasObserved) {
+  std::string dir = pyh::TempDir();
+  std::string config = "window=10ms;every=50ms;interval=250ms;sink=jsonl:" + dir + "/d.jsonl";
+  { DutyRun run(config.c_str(), 0.6); }
+  void *ns = pyh::Exec("import json\nrecs = [json.loads(l) for l in open('" + dir + "/d.jsonl')]\n"
+                       "ok = all(0 < r['duty'] <= 1 and r['observed_s'] <= r['interval_s'] + 1e-6 and"
+                       " abs(r['duty'] - r['observed_s'] / r['interval_s']) < 1e-3 and r['overhead_est'] >= 0"
+                       " for r in recs if r['kind'] == 'delta' and r['func_profiles'])\n"
+                       "n = len([r for r in recs if r['kind'] == 'delta' and r['func_profiles']])\n");
+  EXPECT_EQ(PyDict_GetItemString((PyObject *)ns, "ok"), Py_True);
+  EXPECT_GE(PyLong_AsLong(PyDict_GetItemString((PyObject *)ns, "n")), 2);
+  pyh::Release(ns);
+}
+
+TEST(Duty, OverheadBudgetLengthensTheGaps) {
+  DutyRun tight("sink=none;window=10ms;every=20ms;interval=1h", 0.5);
+  DutyRun budget("sink=none;window=10ms;every=20ms;max_overhead=0.1%;interval=1h", 0.5);
+  // With a budget far below the cost of profiling half the time, fewer
+  // calls start inside windows.
+  EXPECT_LT(budget.Count("middle_in") * 2, tight.Count("middle_in"));
+  ASSERT_FALSE(budget.recs.empty());
+  EXPECT_GT(budget.recs.back().calls("middle"), 0u);
+}
+
+TEST(Duty, ConfigErrorsNameTheKey) {
+  statsprof *p = nullptr;
+  for (auto [config, text] : std::vector<std::pair<const char *, const char *>>{
+           {"sink=none;duty=0%", "duty '0%'"},
+           {"sink=none;duty=150%", "duty '150%'"},
+           {"sink=none;duty=abc", "duty 'abc'"},
+           {"sink=none;window=100ms;every=10ms", "every must be at least window"},
+           {"sink=none;duty=5%;window=10ms;every=1s", "duty cannot be combined"},
+           {"sink=none;max_overhead=2", "max_overhead '2'"},
+           {"sink=none;window=0s", "window"}}) {
+    EXPECT_EQ(statsprof_create(config, &p), STATSPROF_ECONFIG) << config;
+    EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find(text), std::string::npos)
+        << config << ": " << statsprof_errmsg(nullptr);
+  }
+  ASSERT_EQ(statsprof_create("sink=none;duty=5%", &p), 0) << statsprof_errmsg(nullptr);
+  statsprof_destroy(p);
+}
+
+}  // namespace
