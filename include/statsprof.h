@@ -191,6 +191,13 @@ typedef struct statsprof_stats_profile {
   statsprof_frame_stats frame_stats; /* delta records */
   uint64_t frame;      /* spike records: the frame's number */
   double frame_time_s; /* spike records: how long that frame took */
+
+  /* Production mode (duty=, window=/every=): how much of the interval was
+   * observed, and the profiler's own estimated cost as a fraction of it.
+   * All 0 when profiling is continuous. Scale counts and times by 1/duty. */
+  double observed_s;
+  double duty;
+  double overhead_est;
 } statsprof_stats_profile;
 
 /*
