@@ -503,3 +503,214 @@ def short_labels(keys):
     for lab in labels:
         counts[lab] = counts.get(lab, 0) + 1
     return [k if counts[lab] > 1 else lab for k, lab in zip(keys, labels)]
+
+
+# ---------------------------------------------------------------------------
+# Function statistics, caller edges and merging (used by report.py and
+# convert.py).  Appended; nothing above depends on it.
+
+__all__ += [
+    "func_label", "function_stats", "caller_edges", "MergedProfile",
+    "merge_records", "parse_time",
+]
+
+
+def func_label(rec, key):
+    """(file_name, line_number, function_name) of ``key`` in ``rec``.
+
+    Uses the entry's "file_name"/"line_number"/"function_name" fields when
+    the key is one of the record's functions and they are valid, else
+    parses the key ("file:line(name)", see split_func_key).  Keys that
+    only appear as callers are parsed the same way.
+    """
+    fp = rec.get("func_profiles", {}).get(key)
+    if isinstance(fp, dict):
+        f, ln, n = (fp.get("file_name"), fp.get("line_number"),
+                    fp.get("function_name"))
+        if isinstance(f, str) and _is_int(ln) and isinstance(n, str):
+            return f, ln, n
+    return split_func_key(key)
+
+
+def function_stats(rec, scale_duty=True):
+    """dict func_key -> (ncalls, primitive_calls, tottime, cumtime).
+
+    Counts are ints unless the record is duty-scaled (``scale_duty`` and a
+    duty fraction below 1, see record_duty): then every value is divided by
+    the duty fraction and counts become floats.
+    """
+    duty = record_duty(rec) if scale_duty else 1.0
+    out = {}
+    for key, fp in rec.get("func_profiles", {}).items():
+        nc, pc = parse_ncalls(fp.get("ncalls"))
+        tt, ct = fp.get("tottime", 0.0), fp.get("cumtime", 0.0)
+        if duty != 1.0:
+            nc, pc, tt, ct = nc / duty, pc / duty, tt / duty, ct / duty
+        out[key] = (nc, pc, tt, ct)
+    return out
+
+
+def _edge_values(value):
+    """(ncalls, primitive_calls, tottime, cumtime) of one callers entry."""
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    nc, pc = parse_ncalls(value.get("ncalls"))
+    if "primitive_calls" in value:
+        pc = value["primitive_calls"]
+        if not _is_int(pc) or pc < 0:
+            raise ValueError("invalid 'primitive_calls' %r" % (pc,))
+    tt, ct = value.get("tottime", 0.0), value.get("cumtime", 0.0)
+    if not (_is_number(tt) and _is_number(ct)):
+        raise ValueError("invalid tottime/cumtime %r/%r" % (tt, ct))
+    return nc, pc, tt, ct
+
+
+def caller_edges(rec, scale_duty=True, warn=None):
+    """List of (caller_key, callee_key, ncalls, primitive_calls, tottime,
+    cumtime) from the "callers" objects of the record's functions.
+
+    As in pstats, an edge's tottime/cumtime is the callee's time spent in
+    calls made by that caller.  Duty scaling as in function_stats.  A
+    malformed callers entry is skipped, calling ``warn(message)`` (once per
+    record) when given.
+    """
+    duty = record_duty(rec) if scale_duty else 1.0
+    out = []
+    warned = False
+    for callee, fp in rec.get("func_profiles", {}).items():
+        callers = fp.get("callers")
+        if callers is None:
+            continue
+        if not isinstance(callers, dict):
+            callers = {None: callers}
+        for caller, value in callers.items():
+            try:
+                if caller is None:
+                    raise ValueError("'callers' is not an object")
+                nc, pc, tt, ct = _edge_values(value)
+            except ValueError as e:
+                if warn is not None and not warned:
+                    warned = True
+                    warn("record seq %s: skipping bad callers entry of %s: %s"
+                         % (rec.get("seq"), callee, e))
+                continue
+            if duty != 1.0:
+                nc, pc, tt, ct = nc / duty, pc / duty, tt / duty, ct / duty
+            out.append((caller, callee, nc, pc, tt, ct))
+    return out
+
+
+class MergedProfile:
+    """Sum of the function statistics and caller edges of many records.
+
+    Attributes:
+      funcs:   dict func_key -> [ncalls, primitive_calls, tottime, cumtime]
+      edges:   dict (caller_key, callee_key) -> [ncalls, primitive_calls,
+               tottime, cumtime]
+      labels:  dict func_key -> (file_name, line_number, function_name) for
+               every key in funcs and every caller key
+      nrecords, duty_scaled (records whose values were scaled),
+      start_ns (earliest interval start), end_ns (latest ts_ns),
+      pids, hosts, seqs (sets).
+    """
+
+    def __init__(self):
+        self.funcs = {}
+        self.edges = {}
+        self.labels = {}
+        self.nrecords = 0
+        self.duty_scaled = 0
+        self.start_ns = None
+        self.end_ns = None
+        self.pids = set()
+        self.hosts = set()
+        self.seqs = set()
+
+    def add(self, rec, scale_duty=True, warn=None):
+        """Add one (already validated) record."""
+        self.nrecords += 1
+        if scale_duty and record_duty(rec) != 1.0:
+            self.duty_scaled += 1
+        start, end = record_start_ns(rec), rec["ts_ns"]
+        self.start_ns = start if self.start_ns is None else min(self.start_ns,
+                                                                 start)
+        self.end_ns = end if self.end_ns is None else max(self.end_ns, end)
+        self.pids.add(rec.get("pid"))
+        self.hosts.add(rec.get("host"))
+        self.seqs.add(rec.get("seq"))
+        labels = self.labels
+        for key, vals in function_stats(rec, scale_duty).items():
+            acc = self.funcs.get(key)
+            if acc is None:
+                self.funcs[key] = list(vals)
+            else:
+                for i in range(4):
+                    acc[i] += vals[i]
+            if key not in labels:
+                labels[key] = func_label(rec, key)
+        for caller, callee, *vals in caller_edges(rec, scale_duty, warn):
+            acc = self.edges.get((caller, callee))
+            if acc is None:
+                self.edges[(caller, callee)] = list(vals)
+            else:
+                for i in range(4):
+                    acc[i] += vals[i]
+            if caller not in labels:
+                labels[caller] = func_label(rec, caller)
+
+    @property
+    def total_tt(self):
+        return sum(v[2] for v in self.funcs.values())
+
+
+def merge_records(records, scale_duty=True, warn=None):
+    """A MergedProfile of ``records`` (e.g. from iter_records)."""
+    merged = MergedProfile()
+    for rec in records:
+        merged.add(rec, scale_duty, warn)
+    return merged
+
+
+_ISO_RE = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?"
+    r"\s*(Z|[+-]\d\d:?\d\d)?")
+
+
+def parse_time(text, t0_ns=None):
+    """Parse a point in time into ns since the epoch.
+
+    Accepts an ISO-8601 time like the records' "ts" field
+    ("2026-11-25T14:30:05Z", "2026-11-25 14:30:05.5", "...+01:00"; no zone
+    means UTC), an integer number of ns since the epoch (like "ts_ns"), or
+    an offset "+DURATION" (e.g. "+30s", "+5m") from ``t0_ns`` (ValueError
+    if ``t0_ns`` is None).  Raises ValueError naming the bad text.
+    """
+    if not isinstance(text, str):
+        raise ValueError("invalid time %r" % (text,))
+    s = text.strip()
+    if s.startswith("+"):
+        if t0_ns is None:
+            raise ValueError("invalid time %r: a relative time needs a start"
+                             % (text,))
+        return t0_ns + parse_duration(s[1:])
+    if re.fullmatch(r"\d+", s):
+        return int(s)
+    m = _ISO_RE.fullmatch(s)
+    if not m:
+        raise ValueError("invalid time %r: expected ISO-8601 like "
+                         "2026-11-25T14:30:05Z, ns since the epoch, or "
+                         "+DURATION" % (text,))
+    y, mo, d, h, mi, sec, frac, zone = m.groups()
+    try:
+        dt = datetime.datetime(int(y), int(mo), int(d), int(h), int(mi),
+                               int(sec or 0), tzinfo=datetime.timezone.utc)
+    except ValueError as e:
+        raise ValueError("invalid time %r: %s" % (text, e))
+    ns = int(dt.timestamp()) * NS_PER_S
+    if frac:
+        ns += int(frac.ljust(9, "0"))
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        hh, mm = int(zone[1:3]), int(zone[-2:])
+        ns -= sign * (hh * 3600 + mm * 60) * NS_PER_S
+    return ns

@@ -1,0 +1,565 @@
+#!/usr/bin/python3
+"""Convert statsprof profile records into pstats, callgrind or speedscope files.
+
+Run with --help for the full description.
+"""
+
+import argparse
+import json
+import marshal
+import os
+import sys
+
+import statsprof_records as sr
+
+PROG = "convert"
+FORMATS = ("pstats", "callgrind", "speedscope")
+
+DESCRIPTION = """\
+Convert statsprof profile records (JSON lines) into a profile file for
+other tools.
+
+Which records:
+  --seq N              the record(s) with "seq": N (with per-thread records,
+                       or several processes, narrow it with --pid/--host);
+  --since T/--until T  every record whose end time ts_ns is in [T, U), merged;
+  (neither)            every matching record, merged.
+Merging sums, per function, the call counts (total and primitive), tottime
+and cumtime, and per caller->callee edge the same four numbers, exactly as
+pstats.Stats.add() does.  Only records of the chosen --kind (default
+"delta") are used.  Duty-cycled records (fields "duty" or "observed_s") are
+divided by their duty fraction, unless --no-scale-duty; call counts are
+then rounded to whole numbers.
+
+Formats (--to):
+  pstats      marshal dump identical in shape to cProfile.Profile.dump_stats:
+              {(file, line, name): (primitive_calls, ncalls, tottime, cumtime,
+              {caller: (ncalls, primitive_calls, tottime, cumtime)})}.
+              Open with python3 -m pstats OUT, snakeviz, gprof2dot, ...
+              Functions that appear only as callers are added with zero
+              counts, so every caller is a key of the dict.
+  callgrind   callgrind text format for callgrind_annotate / KCachegrind:
+              one event "us" (microseconds, integers): a function's self
+              cost is its tottime, a call's cost is the callee's cumtime in
+              calls from that caller (inclusive cost), "calls=" the number of
+              calls.  Positions are the functions' first lines; built-ins
+              have file "~" and line 0.  Recursive calls are written as they
+              are recorded, so inclusive figures of recursive functions count
+              the recursion like pstats' callers do.
+  speedscope  speedscope JSON (https://www.speedscope.app/file-format-schema.json),
+              one "sampled" profile in microseconds.  The records hold only
+              caller->callee edges, not whole stacks, so stacks are rebuilt:
+              each function's tottime is split over its callers in
+              proportion to the callers' edge tottime, and from there upward
+              in proportion to the edges' cumtime (time not explained by any
+              recorded caller makes the function a root; recursive edges are
+              not followed).  Paths lighter than 0.01%% of the total (or
+              deeper than 64) end early.  Weights are whole microseconds and,
+              per function, add up to its tottime (rounded), so the profile
+              total equals the sum of tottime.  The flame graph is an
+              estimate where a function is reached along several paths.
+
+Input: one or more files ("-" = stdin; .gz read transparently).  Malformed
+lines, such as a half-written last line, are skipped with a warning.
+"""
+
+EPILOG = """\
+examples:
+  %(prog)s --to pstats -o run.prof prof.jsonl && python3 -m pstats run.prof
+  %(prog)s --seq 42 --to callgrind -o callgrind.out.42 prof.jsonl
+  %(prog)s --since 2026-11-25T14:30:00Z --until +5m --to speedscope -o p.json prof.jsonl
+  %(prog)s --since +30s --until +40s --to pstats -o burst.prof prof.jsonl
+
+times (--since/--until): ISO-8601 (2026-11-25T14:30:05Z, no zone = UTC), ns
+since the epoch, or +DURATION from the start of the first matching record.
+
+exit status: 0 on success; 2 on bad arguments, unreadable input, no matching
+records or an unwritable output.
+"""
+
+
+class UsageError(Exception):
+    """Reported as 'convert: error: ...' with exit status 2."""
+
+
+# ---------------------------------------------------------------------------
+# selection
+
+
+def _kind_arg(text):
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds:
+        raise argparse.ArgumentTypeError("invalid --kind %r: empty" % text)
+    return kinds
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else PROG,
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help='statsprof JSON-lines file(s); "-" reads stdin')
+    p.add_argument("--to", required=True, choices=FORMATS,
+                   help="output format")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help='output file ("-" = stdout)')
+    p.add_argument("--seq", type=int, metavar="N",
+                   help="convert only the record(s) with this seq number")
+    p.add_argument("--since", metavar="T",
+                   help="first time (inclusive) of record end times")
+    p.add_argument("--until", metavar="T",
+                   help="last time (exclusive) of record end times")
+    p.add_argument("--kind", type=_kind_arg, default=list(sr.DEFAULT_KINDS),
+                   metavar="KIND[,KIND...]",
+                   help='record kind(s) to use, or "all" (default: delta)')
+    p.add_argument("--pid", type=int, metavar="N",
+                   help="use only records written by process N")
+    p.add_argument("--host", metavar="H",
+                   help="use only records written on host H")
+    p.add_argument("--scale-duty", action=argparse.BooleanOptionalAction,
+                   default=True,
+                   help="divide duty-cycled records by their duty fraction "
+                        "(default: on)")
+    return p
+
+
+def _check_inputs(files):
+    if files.count("-") > 1:
+        raise UsageError('"-" (stdin) given more than once')
+    for path in files:
+        if path == "-":
+            continue
+        if not os.path.exists(path):
+            raise UsageError("%s: no such file" % path)
+        if os.path.isdir(path):
+            raise UsageError("%s: is a directory" % path)
+        if not os.access(path, os.R_OK):
+            raise UsageError("%s: permission denied" % path)
+
+
+def _check_output(path):
+    if path == "-":
+        return
+    if os.path.isdir(path):
+        raise UsageError("cannot write %s: is a directory" % path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError("cannot write %s: no such directory %s"
+                         % (path, parent))
+    if not os.access(parent, os.W_OK):
+        raise UsageError("cannot write %s: permission denied" % path)
+
+
+def _records(args, warn, stats, since_ns=None, until_ns=None):
+    kinds = None if "all" in args.kind else args.kind
+    return sr.iter_records(args.files, kinds=kinds, pid=args.pid,
+                           host=args.host, since_ns=since_ns,
+                           until_ns=until_ns, warn=warn, stats=stats)
+
+
+def _first_start(args):
+    """Earliest interval start of the matching records (for +DURATION)."""
+    if "-" in args.files:
+        raise UsageError("a relative --since/--until (+DURATION) needs "
+                         "files, not stdin")
+    first = None
+    for rec in _records(args, lambda m: None, {}):
+        s = min(sr.record_start_ns(rec), rec["ts_ns"])
+        first = s if first is None else min(first, s)
+    return first
+
+
+def _no_match(args, stats):
+    if stats.get("records", 0) == 0:
+        return ("no valid records in the input (%d line%s read)"
+                % (stats.get("lines", 0), "" if stats.get("lines") == 1 else "s"))
+    kinds = ", ".join("%d %s" % (n, k) for k, n in sorted(stats["kinds"].items()))
+    parts = ["%d record%s read (%s)" % (stats["records"],
+                                        "" if stats["records"] == 1 else "s",
+                                        kinds)]
+    if args.kind != ["all"]:
+        parts.append("--kind %s" % ",".join(args.kind))
+    if stats.get("filtered_pid"):
+        parts.append("%d excluded by --pid %d" % (stats["filtered_pid"], args.pid))
+    if stats.get("filtered_host"):
+        parts.append("%d excluded by --host %s" % (stats["filtered_host"],
+                                                   args.host))
+    if stats.get("filtered_time"):
+        parts.append("%d outside --since/--until" % stats["filtered_time"])
+    return "no records matched: " + "; ".join(parts)
+
+
+def select(args, warn):
+    """Read and merge the selected records into a MergedProfile."""
+    if args.seq is not None and (args.since or args.until):
+        raise UsageError("--seq cannot be combined with --since/--until")
+    since_ns = until_ns = None
+    if args.since or args.until:
+        relative = any(t and t.strip().startswith("+")
+                       for t in (args.since, args.until))
+        t0 = _first_start(args) if relative else None
+        if relative and t0 is None:
+            raise UsageError(_no_match(args, {}))
+        try:
+            since_ns = sr.parse_time(args.since, t0) if args.since else None
+            until_ns = sr.parse_time(args.until, t0) if args.until else None
+        except ValueError as e:
+            raise UsageError(str(e))
+        if since_ns is not None and until_ns is not None and until_ns <= since_ns:
+            raise UsageError("--until must be later than --since")
+    stats = {}
+    merged = sr.MergedProfile()
+    seqs_seen = set()
+    origins = set()
+    for rec in _records(args, warn, stats, since_ns, until_ns):
+        if args.seq is not None:
+            seqs_seen.add(rec.get("seq"))
+            if rec.get("seq") != args.seq:
+                continue
+            origins.add((rec.get("pid"), rec.get("host")))
+        merged.add(rec, args.scale_duty, warn)
+    if not stats.get("matched"):
+        raise UsageError(_no_match(args, stats))
+    if args.seq is not None:
+        if not merged.nrecords:
+            known = sorted(s for s in seqs_seen if isinstance(s, int))
+            raise UsageError("no record with seq %d (seq %s)" % (
+                args.seq, "%d..%d" % (known[0], known[-1]) if known else "missing"))
+        if len(origins) > 1:
+            raise UsageError(
+                "%d records with seq %d come from different processes (%s); "
+                "choose one with --pid/--host" % (
+                    merged.nrecords, args.seq,
+                    ", ".join("pid %s on %s" % o for o in sorted(origins, key=str))))
+    return merged
+
+
+# ---------------------------------------------------------------------------
+# pstats
+
+
+def _count(v):
+    """Counts become ints (duty-scaled ones are rounded)."""
+    return v if isinstance(v, int) else int(round(v))
+
+
+def pstats_dict(merged):
+    """The cProfile-shaped stats dict of a MergedProfile."""
+    labels = merged.labels
+    stats = {}
+    for key, (nc, pc, tt, ct) in merged.funcs.items():
+        stats[labels[key]] = (_count(pc), _count(nc), float(tt), float(ct), {})
+    for (caller, callee), (nc, pc, tt, ct) in merged.edges.items():
+        if labels[callee] not in stats:  # cannot happen: edges come from funcs
+            continue
+        stats[labels[callee]][4][labels[caller]] = (
+            _count(nc), _count(pc), float(tt), float(ct))
+    for (caller, _callee) in merged.edges:
+        if labels[caller] not in stats:
+            stats[labels[caller]] = (0, 0, 0.0, 0.0, {})
+    return stats
+
+
+def write_pstats(merged, out):
+    marshal.dump(pstats_dict(merged), out)
+
+
+# ---------------------------------------------------------------------------
+# callgrind
+
+
+def _us(seconds):
+    return int(round(seconds * 1e6))
+
+
+def callgrind_lines(merged, files=()):
+    """The callgrind file as a list of lines."""
+    labels = merged.labels
+    keys = set(merged.funcs)
+    for caller, callee in merged.edges:
+        keys.add(caller)
+        keys.add(callee)
+    # fn names are file-local in callgrind; disambiguate same-named
+    # functions of one file by their line.
+    by_file_name = {}
+    for k in keys:
+        f, ln, n = labels[k]
+        by_file_name.setdefault((f, n), set()).add(ln)
+    fn_name = {}
+    for k in keys:
+        f, ln, n = labels[k]
+        fn_name[k] = n if len(by_file_name[(f, n)]) == 1 else "%s:%d" % (n, ln)
+
+    fl_ids, fn_ids = {}, {}
+
+    def fl(name):
+        if name in fl_ids:
+            return "(%d)" % fl_ids[name]
+        fl_ids[name] = len(fl_ids) + 1
+        return "(%d) %s" % (fl_ids[name], name)
+
+    def fn(name):
+        if name in fn_ids:
+            return "(%d)" % fn_ids[name]
+        fn_ids[name] = len(fn_ids) + 1
+        return "(%d) %s" % (fn_ids[name], name)
+
+    calls_from = {}
+    for (caller, callee), vals in merged.edges.items():
+        calls_from.setdefault(caller, []).append((callee, vals))
+
+    total = 0
+    body = []
+    order = sorted(keys, key=lambda k: (labels[k][0], labels[k][1],
+                                        labels[k][2]))
+    for k in order:
+        f, ln, _n = labels[k]
+        body.append("")
+        body.append("fl=" + fl(f))
+        body.append("fn=" + fn(fn_name[k]))
+        self_us = _us(merged.funcs[k][2]) if k in merged.funcs else 0
+        total += self_us
+        body.append("%d %d" % (ln, self_us))
+        for callee, (nc, _pc, _tt, ct) in sorted(
+                calls_from.get(k, ()), key=lambda e: labels[e[0]]):
+            cost = _us(ct)
+            ncalls = _count(nc)
+            if ncalls <= 0:
+                if cost <= 0:
+                    continue
+                ncalls = 1  # a cost line needs calls > 0
+            cf, cln, _cn = labels[callee]
+            body.append("cfl=" + fl(cf))
+            body.append("cfn=" + fn(fn_name[callee]))
+            body.append("calls=%d %d" % (ncalls, cln))
+            body.append("%d %d" % (ln, cost))
+    pids = sorted(str(p) for p in merged.pids if p is not None)
+    head = [
+        "# callgrind format",
+        "version: 1",
+        "creator: statsprof convert.py",
+    ]
+    if len(pids) == 1:
+        head.append("pid: %s" % pids[0])
+    head.append("cmd: %s" % " ".join(files))
+    head.append("desc: %d record%s from %s to %s" % (
+        merged.nrecords, "" if merged.nrecords == 1 else "s",
+        sr.ns_to_iso(merged.start_ns), sr.ns_to_iso(merged.end_ns)))
+    if merged.duty_scaled:
+        head.append("desc: %d duty-cycled records scaled by 1/duty"
+                    % merged.duty_scaled)
+    head += ["positions: line",
+             "event: us : Time (microseconds)",
+             "events: us"]
+    return head + body + ["", "totals: %d" % total]
+
+
+def write_callgrind(merged, out, files=()):
+    out.write("\n".join(callgrind_lines(merged, files)) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# speedscope
+
+SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
+
+
+def build_stacks(merged, min_fraction=1e-4, max_depth=64):
+    """Estimated stacks: dict (root_key, ..., leaf_key) -> weight (seconds).
+
+    See the module help ("speedscope") for the method.  The weights of the
+    stacks ending in a function add up to its tottime.
+    """
+    funcs = merged.funcs
+    callers_of = {}
+    for (caller, callee), (_nc, _pc, tt, ct) in merged.edges.items():
+        callers_of.setdefault(callee, []).append((caller, tt, ct))
+    total = sum(v[2] for v in funcs.values())
+    threshold = total * min_fraction
+    stacks = {}
+
+    def emit(path, w):
+        if w > 0:
+            stack = tuple(reversed(path))
+            stacks[stack] = stacks.get(stack, 0.0) + w
+
+    def expand(path, w):
+        x = path[-1]
+        self_level = len(path) == 1
+        stat = funcs.get(x)
+        base = (stat[2] if self_level else stat[3]) if stat else 0.0
+        edges = callers_of.get(x, ())
+        known = sum(e[1] if self_level else e[2] for e in edges)
+        denom = max(base, known)
+        noncyclic = [(e[0], e[1] if self_level else e[2]) for e in edges
+                     if e[0] not in path]
+        nsum = sum(v for _c, v in noncyclic)
+        if denom <= 0 or nsum <= 0:
+            emit(path, w)
+            return
+        root_frac = max(0.0, base - known) / denom
+        emit(path, w * root_frac)
+        share = w * (1.0 - root_frac) / nsum
+        for caller, v in sorted(noncyclic):
+            wc = share * v
+            if wc <= 0:
+                continue
+            if wc < threshold or len(path) >= max_depth:
+                emit(path + [caller], wc)
+            else:
+                expand(path + [caller], wc)
+
+    for key in sorted(funcs):
+        tt = funcs[key][2]
+        if tt > 0:
+            expand([key], tt)
+    return stacks
+
+
+def _integer_weights(stacks, merged):
+    """Whole microseconds per stack; per leaf function they add up to
+    round(tottime * 1e6) (largest remainder method)."""
+    by_leaf = {}
+    for stack, w in stacks.items():
+        by_leaf.setdefault(stack[-1], []).append(stack)
+    out = {}
+    for leaf, group in by_leaf.items():
+        target = _us(merged.funcs[leaf][2])
+        exact = {s: stacks[s] * 1e6 for s in group}
+        scale = target / sum(exact.values()) if sum(exact.values()) else 0.0
+        exact = {s: v * scale for s, v in exact.items()}
+        floors = {s: int(v) for s, v in exact.items()}
+        rest = target - sum(floors.values())
+        order = sorted(group, key=lambda s: (-(exact[s] - floors[s]), s))
+        for s in order[:max(rest, 0)]:
+            floors[s] += 1
+        for s, v in floors.items():
+            if v > 0:
+                out[s] = v
+    return out
+
+
+def speedscope_doc(merged, name="statsprof"):
+    labels = merged.labels
+    stacks = _integer_weights(build_stacks(merged), merged)
+    frame_index = {}
+    frames = []
+
+    def frame(key):
+        i = frame_index.get(key)
+        if i is None:
+            f, ln, n = labels[key]
+            fr = {"name": n}
+            if f != "~":
+                fr["file"] = f
+                fr["line"] = ln
+            i = frame_index[key] = len(frames)
+            frames.append(fr)
+        return i
+
+    def sort_key(stack):
+        return tuple(labels[k][2] + "\0" + labels[k][0] for k in stack)
+
+    samples, weights = [], []
+    for stack in sorted(stacks, key=sort_key):
+        samples.append([frame(k) for k in stack])
+        weights.append(stacks[stack])
+    total = sum(weights)
+    return {
+        "$schema": SPEEDSCOPE_SCHEMA,
+        "shared": {"frames": frames},
+        "profiles": [{
+            "type": "sampled",
+            "name": name,
+            "unit": "microseconds",
+            "startValue": 0,
+            "endValue": total,
+            "samples": samples,
+            "weights": weights,
+        }],
+        "name": name,
+        "activeProfileIndex": 0,
+        "exporter": "statsprof convert.py",
+    }
+
+
+def write_speedscope(merged, out, name):
+    json.dump(speedscope_doc(merged, name), out, separators=(",", ":"))
+    out.write("\n")
+
+
+# ---------------------------------------------------------------------------
+# main
+
+
+def _profile_name(args, merged):
+    what = ("seq %d" % args.seq if args.seq is not None else
+            "%d record%s" % (merged.nrecords, "" if merged.nrecords == 1 else "s"))
+    return "%s, %s to %s" % (what, sr.ns_to_iso(merged.start_ns),
+                             sr.ns_to_iso(merged.end_ns))
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def warn(msg):
+        print("%s: warning: %s" % (PROG, msg), file=sys.stderr)
+
+    try:
+        _check_inputs(args.files)
+        _check_output(args.output)
+        try:
+            merged = select(args, warn)
+        except OSError as e:
+            raise UsageError("%s: %s" % (e.filename or "input", e.strerror or e))
+        if args.output == "-" and args.to == "pstats" and sys.stdout.isatty():
+            raise UsageError("refusing to write binary pstats data to a "
+                             "terminal; use -o FILE")
+        binary = args.to == "pstats"
+        try:
+            if args.output == "-":
+                out = sys.stdout.buffer if binary else sys.stdout
+                close = False
+            else:
+                out = open(args.output, "wb" if binary else "w",
+                           **({} if binary else {"encoding": "utf-8"}))
+                close = True
+            try:
+                if args.to == "pstats":
+                    write_pstats(merged, out)
+                elif args.to == "callgrind":
+                    write_callgrind(merged, out, args.files)
+                else:
+                    write_speedscope(merged, out, _profile_name(args, merged))
+                out.flush()
+            finally:
+                if close:
+                    out.close()
+        except OSError as e:
+            raise UsageError("cannot write %s: %s" % (args.output,
+                                                      e.strerror or e))
+        if merged.duty_scaled:
+            warn("%d duty-cycled record%s scaled by 1/duty%s" % (
+                merged.duty_scaled, "" if merged.duty_scaled == 1 else "s",
+                "; call counts rounded" if args.to != "speedscope" else ""))
+        if args.output != "-":
+            print("%s: wrote %s (%s, %d record%s, %d functions)" % (
+                PROG, args.output, args.to, merged.nrecords,
+                "" if merged.nrecords == 1 else "s", len(merged.funcs)),
+                file=sys.stderr)
+    except UsageError as e:
+        print("%s: error: %s" % (PROG, e), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,524 @@
+#!/usr/bin/python3
+"""Tests for tools/report.py (the HTML report), without a browser.
+
+Run:  /usr/bin/python3 tools/tests/test_report.py   (exit status != 0 on
+failure).  report_browser_test.py drives the page itself in Chromium.
+
+The page embeds all its numbers as JSON (<script id="data">); these tests
+read that JSON back and compare it with sums computed here directly from
+the JSON lines, and with statsprof_records.bucket_records (the
+aggregation of the timeslices tool).  Data: tools/tests/data/game.jsonl
+(see make_game_jsonl.py), sample.jsonl, other_pid.jsonl, duty.jsonl (see
+test_timeslices.py).
+
+BigInputTests write synthetic inputs with write_synthetic() below (3,600
+one-second records of a host with 2,000 functions; and a day-long range)
+into a temp dir, time report.py on them and check the HTML size; the
+numbers are printed.  Run them alone with
+    /usr/bin/python3 tools/tests/test_report.py BigInputTests
+"""
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.dirname(HERE)
+DATA = os.path.join(HERE, "data")
+GAME = os.path.join(DATA, "game.jsonl")
+SAMPLE = os.path.join(DATA, "sample.jsonl")
+OTHER = os.path.join(DATA, "other_pid.jsonl")
+DUTY = os.path.join(DATA, "duty.jsonl")
+SCRIPT = os.path.join(TOOLS, "report.py")
+PYTHON = "/usr/bin/python3"
+
+sys.path.insert(0, TOOLS)
+sys.path.insert(0, DATA)
+import statsprof_records as sr  # noqa: E402
+import make_game_jsonl  # noqa: E402
+
+B = 1795617000 * 10**9
+S = 10**9
+FRAME = "/srv/game/game.py:10(frame)"
+UPDATE = "/srv/game/game.py:30(update)"
+FIND = "/srv/game/ai.py:42(find_path)"
+APPEND = "~:0(<method 'append' of 'list' objects>)"
+SPRITE = "/srv/game/render.py:30(draw_sprite)"
+
+
+def run(*args, stdin=None):
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([PYTHON, SCRIPT] + list(args), input=stdin,
+                          capture_output=True, env=env, timeout=600)
+
+
+def page_data(path):
+    with open(path, encoding="utf-8") as f:
+        html = f.read()
+    m = re.search(r'<script type="application/json" id="data">(.*?)</script>',
+                  html, re.S)
+    return json.loads(m.group(1)), html
+
+
+def rows_of(d, data):
+    """{key: [nc, pc, tt, ct]} of a slice/whole-range entry."""
+    keys = [f[4] for f in data["funcs"]]
+    r = d["r"]
+    return {keys[r[i]]: r[i + 1:i + 5] for i in range(0, len(r), 5)}
+
+
+def edges_of(d, data):
+    keys = [f[4] for f in data["funcs"]]
+    e = d["e"]
+    return {(keys[e[i]], keys[e[i + 1]]): e[i + 2:i + 6] for i in range(0, len(e), 6)}
+
+
+def sums(paths, slice_ns=None, t0=None, kinds=("delta",), keep=lambda r: True):
+    """Straight sums from the JSON lines: {slice index or -1 (whole):
+    (funcs {key: [nc, pc, tt, ct]}, edges, nrecords)}."""
+    recs = []
+    for p in paths:
+        with open(p) as f:
+            for line in f:
+                if line.endswith("\n"):
+                    rec = json.loads(line)
+                    if rec["kind"] in kinds and keep(rec):
+                        recs.append(rec)
+    if t0 is None:
+        t0 = min(r["start_ns"] for r in recs)
+    out = {}
+    for r in recs:
+        idxs = [-1] + ([(r["ts_ns"] - t0) // slice_ns] if slice_ns else [])
+        for idx in idxs:
+            funcs, edges, n = out.setdefault(idx, ({}, {}, [0]))
+            n[0] += 1
+            for key, fp in r["func_profiles"].items():
+                nc, _, pc = fp["ncalls"].partition("/")
+                a = funcs.setdefault(key, [0, 0, 0.0, 0.0])
+                for i, v in enumerate((int(nc), int(pc or nc), fp["tottime"], fp["cumtime"])):
+                    a[i] += v
+                for c, e in fp.get("callers", {}).items():
+                    b = edges.setdefault((c, key), [0, 0, 0.0, 0.0])
+                    for i, v in enumerate((e["ncalls"], e["primitive_calls"], e["tottime"],
+                                           e["cumtime"])):
+                        b[i] += v
+    return {k: (f, e, n[0]) for k, (f, e, n) in out.items()}
+
+
+def rounded(d):
+    """Values as the page stores them: counts as they are, times to the µs."""
+    return {k: [v[0], v[1], round(v[2], 6), round(v[3], 6)] for k, v in d.items()}
+
+
+def write_synthetic(path, nrec, nfuncs, per_record, hot=100, spacing_s=1):
+    """Write ``nrec`` delta records of 1 s, one every ``spacing_s`` seconds,
+    from a program with ``nfuncs`` functions (function i is called by
+    function (i-1)//3).  Each record holds the ``hot`` first functions and
+    a window of ``per_record - hot`` others that moves by 37 per record,
+    so over time every function appears.  In record ``seq`` function i has
+    ncalls (i % 7) + 1 + (seq % 3), tottime ((seq*7919 + i*104729) % 1000
+    + 1) us and cumtime twice that.  Returns the file size."""
+    names = []
+    for i in range(nfuncs):
+        f = "/srv/app/pkg%02d/mod%02d.py" % (i % 23, i % 17)
+        line = 10 + (i * 7) % 900
+        names.append(("%s:%d(func_%04d)" % (f, line, i), f, line, "func_%04d" % i))
+    jkeys = [json.dumps(n[0]) for n in names]
+    tails = ['"file_name":%s,"line_number":%d,"function_name":%s'
+             % (json.dumps(f), line, json.dumps(name)) for _k, f, line, name in names]
+    others = nfuncs - hot
+    with open(path, "w") as out:
+        for seq in range(nrec):
+            first = (seq * 37) % others
+            active = list(range(hot)) + [hot + (first + j) % others
+                                         for j in range(per_record - hot)]
+            parts = []
+            total = 0.0
+            for i in active:
+                nc = (i % 7) + 1 + (seq % 3)
+                tt = ((seq * 7919 + i * 104729) % 1000 + 1) * 1e-6
+                ct = tt * 2
+                total += tt
+                callers = ""
+                if i:
+                    callers = ('%s:{"ncalls":%d,"primitive_calls":%d,"tottime":%r,'
+                               '"cumtime":%r}' % (jkeys[(i - 1) // 3], nc, nc, tt, ct))
+                parts.append(
+                    '%s:{"ncalls":"%d","tottime":%r,"percall_tottime":%r,"cumtime":%r,'
+                    '"percall_cumtime":%r,%s,"primitive_calls":%d,"callers":{%s}}'
+                    % (jkeys[i], nc, tt, tt / nc, ct, ct / nc, tails[i], nc, callers))
+            end = B + seq * spacing_s * S + S
+            out.write(
+                '{"ts":"%s","ts_ns":%d,"start_ns":%d,"interval_s":1.0,"seq":%d,'
+                '"pid":77,"host":"big","kind":"delta","dropped":0,"sink_errors":0,'
+                '"overflow_functions":0,"total_tt":%r,"func_profiles":{%s}}\n'
+                % (sr.ns_to_iso(end), end, end - S, seq, total, ",".join(parts)))
+    return os.path.getsize(path)
+
+
+class Tmp(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="statsprof-report-")
+        self.tmp = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def report(self, *args, ok=True, stdin=None):
+        out = os.path.join(self.tmp, "r.html")
+        r = run(*args, "-o", out, stdin=stdin)
+        if ok:
+            self.assertEqual(r.returncode, 0, r.stderr.decode())
+            data, html = page_data(out)
+            return data, html, r
+        return r
+
+
+# ---------------------------------------------------------------------------
+
+
+class GameDataTests(Tmp):
+    """report.py game.jsonl --slice 10s, numbers checked against plain sums."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls._ctmp = tempfile.TemporaryDirectory(prefix="statsprof-report-")
+        out = os.path.join(cls._ctmp.name, "game.html")
+        r = run(GAME, "--slice", "10s", "-o", out)
+        assert r.returncode == 0, r.stderr
+        cls.stderr = r.stderr.decode()
+        cls.data, cls.html = page_data(out)
+        cls.keys = [f[4] for f in cls.data["funcs"]]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._ctmp.cleanup()
+
+    def width(self, label):
+        return next(w for w in self.data["widths"] if w["label"] == label)
+
+    def test_checked_in_data_is_the_generator_output(self):
+        import io
+        buf = io.StringIO()
+        make_game_jsonl.main(buf)
+        with open(GAME) as f:
+            self.assertEqual(f.read(), buf.getvalue())
+
+    def test_header(self):
+        d = self.data
+        self.assertEqual((d["nrec"], d["pids"], d["hosts"], d["kinds"]),
+                         (60, ["4242"], ["gamebox"], ["delta"]))
+        self.assertEqual((d["t0"], d["end"], d["range_s"]),
+                         ("2026-11-25T14:30:00.000000Z", "2026-11-25T14:31:00.000000Z", 60.0))
+        self.assertEqual([w["label"] for w in d["widths"]], ["1s", "10s", "1m"])
+        self.assertEqual([w["n"] for w in d["widths"]], [61, 7, 2])
+        self.assertEqual(d["initial"], {"width": 1, "field": "cumtime"})
+        self.assertEqual(len(self.keys), 16)
+        self.assertEqual(self.data["funcs"][self.keys.index(FIND)],
+                         ["/srv/game/ai.py", 42, "find_path", "find_path (ai.py:42)", FIND])
+        self.assertIn("wrote", self.stderr)
+
+    def test_series_equal_timeslices_aggregation(self):
+        for label in ("1s", "10s", "1m"):
+            w = self.width(label)
+            for field in sr.FIELDS:
+                slices, table = sr.bucket_records(sr.iter_records(GAME), int(w["ns"]), field)
+                top = sr.top_functions(table, 10)
+                self.assertEqual([self.keys[i] for i in self.data["top"][field]], top)
+                zero = 0 if field == "ncalls" else 0.0
+                want = [table[k] for k in top] + [sr.other_values(table, top, zero)]
+                if field != "ncalls":
+                    want = [[round(v, 6) for v in col] for col in want]
+                self.assertEqual(w["series"][field], want, (label, field))
+        self.assertEqual(self.width("10s")["series"]["tottime"][0][3], 1.328125)  # draw_sprite
+
+    def test_slice_tables_and_edges_exact(self):
+        for label, ns in (("1s", S), ("10s", 10 * S), ("1m", 60 * S)):
+            want = sums([GAME], ns)
+            w = self.width(label)
+            for i, d in enumerate(w["slices"]):
+                if i not in want:
+                    self.assertEqual(d, 0)
+                    continue
+                funcs, edges, n = want[i]
+                self.assertEqual(d["k"], n)
+                self.assertEqual(d["n"], len(funcs))
+                self.assertEqual(rows_of(d, self.data), rounded(funcs), (label, i))
+                self.assertEqual(edges_of(d, self.data), rounded(edges), (label, i))
+                self.assertNotIn("ecut", d)
+        d = self.width("10s")["slices"][3]
+        self.assertEqual(rows_of(d, self.data)[FIND], [728, 182, 1.421875, 2.932617])
+        self.assertEqual(edges_of(d, self.data)[(UPDATE, FIND)], [182, 182, 0.710938, 2.932617])
+
+    def test_whole_range(self):
+        funcs, edges, n = sums([GAME])[-1]
+        a = self.data["all"]
+        self.assertEqual((a["k"], a["n"]), (60, 16))
+        self.assertEqual(rows_of(a, self.data), rounded(funcs))
+        self.assertEqual(edges_of(a, self.data), rounded(edges))
+        self.assertEqual(rows_of(a, self.data)[SPRITE], [136000, 136000, 7.636719, 8.085938])
+
+    def test_self_contained(self):
+        html = self.html
+        self.assertTrue(html.startswith("<!DOCTYPE html>"))
+        self.assertEqual(re.findall(r"https?://[^\s\"'<>]+", html), ["http://www.w3.org/2000/svg"])
+        for bad in ("<link", " src=", "@import", "fetch(", "XMLHttpRequest", "import("):
+            self.assertNotIn(bad, html)
+        self.assertEqual(html.count("<script"), 2)
+        self.assertEqual(html.count("</script>"), 2)
+
+
+class OptionTests(Tmp):
+    def test_pid_host_and_kind_filters(self):
+        data, _, _ = self.report(SAMPLE, OTHER, "--pid", "5678")
+        self.assertEqual(sorted(f[4] for f in data["funcs"]),
+                         ["/srv/game/game.py:10(frame)", "/srv/worker.py:5(work)"])
+        self.assertEqual(rows_of(data["all"], data)["/srv/worker.py:5(work)"], [21, 21, 12.0, 12.0])
+        data, _, _ = self.report(SAMPLE, OTHER, "--host", "myhost")
+        self.assertEqual(data["nrec"], 12)
+        data, _, _ = self.report(GAME, "--kind", "spike")
+        self.assertEqual((data["nrec"], data["kinds"]), (1, ["spike"]))
+        self.assertEqual(rows_of(data["all"], data),
+                         {"~:0(<built-in method gc.collect>)": [1, 1, 0.195312, 0.195312]})
+
+    def test_duty_scaling(self):
+        data, _, _ = self.report(DUTY)
+        self.assertEqual(data["duty"], 2)
+        # rec0 duty .5: 3/1 -> 6/2, rec1 observed .25: 2 -> 8, rec2-3: 2 each
+        self.assertEqual(rows_of(data["all"], data), {FRAME: [18, 14, 1.0, 2.0]})
+        self.assertEqual(data["widths"][0]["series"]["ncalls"][0], [0, 6, 8, 2, 2])
+        data, _, _ = self.report(DUTY, "--no-scale-duty")
+        self.assertEqual(data["duty"], 0)
+        self.assertEqual(rows_of(data["all"], data), {FRAME: [9, 7, 0.6875, 1.375]})
+
+    def test_truncated_last_line_warning(self):
+        data, _, r = self.report(SAMPLE)
+        self.assertIn("sample.jsonl:14: skipping incomplete last line", r.stderr.decode())
+        self.assertEqual((data["nrec"], data["malformed"]), (12, 1))
+
+    def test_stdin_and_gzip_give_the_same_numbers(self):
+        ref, _, _ = self.report(GAME)
+        gz = os.path.join(self.tmp, "g.jsonl.gz")
+        with open(GAME, "rb") as f, gzip.open(gz, "wb") as g:
+            g.write(f.read())
+        data, _, _ = self.report(gz)
+        self.assertEqual(data["widths"], ref["widths"])
+        with open(GAME, "rb") as f:
+            data, _, _ = self.report("-", stdin=f.read())
+        self.assertEqual(data["widths"], ref["widths"])
+        self.assertEqual(data["files"], ["-"])
+
+    def test_time_range(self):
+        data, _, _ = self.report(GAME, "--since", "+30s", "--until", "+40s")
+        funcs, edges, n = sums([GAME], keep=lambda r: B + 30 * S <= r["ts_ns"] < B + 40 * S)[-1]
+        self.assertEqual(data["nrec"], 10)
+        self.assertEqual(rows_of(data["all"], data), rounded(funcs))
+        data2, _, _ = self.report(GAME, "--since", "2026-11-25T14:30:30Z",
+                                  "--until", "2026-11-25T14:30:40Z")
+        self.assertEqual(data2["all"], data["all"])
+
+    def test_table_row_limit_interleaves_fields(self):
+        data, _, _ = self.report(GAME, "--table-rows", "3")
+        w = data["widths"][1]
+        self.assertEqual((w["label"], w["rows"]), ("10s", 3))
+        d = w["slices"][3]
+        # the largest by cumtime, tottime and ncalls: frame, find_path, append
+        self.assertEqual(list(rows_of(d, data)), [FRAME, FIND, APPEND])
+        self.assertEqual(d["n"], 12)
+        edges = edges_of(d, data)
+        self.assertEqual(len(edges), 6)
+        self.assertEqual(d["ecut"], 1)
+        funcs, all_edges, _ = sums([GAME], 10 * S)[3]
+        touching = sorted(((k, v) for k, v in all_edges.items()
+                           if k[0] in (FRAME, FIND, APPEND) or k[1] in (FRAME, FIND, APPEND)),
+                          key=lambda kv: -kv[1][3])
+        self.assertEqual(set(edges), {k for k, _ in touching[:6]})
+        # the whole range still lists every function
+        self.assertEqual(data["all"]["n"], 16)
+        self.assertEqual(len(rows_of(data["all"], data)), 16)
+
+    def test_row_budget_spread_over_widths(self):
+        data, _, _ = self.report(GAME, "--max-table-entries", "300", "--table-rows", "50")
+        rows = {w["label"]: w["rows"] for w in data["widths"]}
+        # coarsest first, each width a fair share of what is left: 1m (2
+        # slices) 300/3 -> 50 each; 10s (7 slices) 200/2 -> 14 each; 1s (61
+        # slices) 102 -> 1, raised to the minimum of 10
+        self.assertEqual(rows, {"1m": 50, "10s": 14, "1s": 10})
+        for w in data["widths"]:
+            for d in w["slices"]:
+                if d:
+                    self.assertEqual(len(d["r"]) // 5, min(d["n"], w["rows"]))
+
+    def test_odd_slice_and_second_pass(self):
+        # 7s is derived from the 1s buckets ...
+        data, _, _ = self.report(GAME, "--slice", "7s")
+        self.assertEqual([w["label"] for w in data["widths"]], ["1s", "7s", "10s", "1m"])
+        # ... unless the buckets had to grow to 10s (--max-slices 20): then a
+        # second pass over the file buckets by 7s directly
+        data2, _, _ = self.report(GAME, "--slice", "7s", "--max-slices", "20")
+        self.assertEqual([w["label"] for w in data2["widths"]], ["7s", "10s", "1m"])
+        for d in (data, data2):
+            w = next(w for w in d["widths"] if w["label"] == "7s")
+            self.assertEqual(w["n"], 9)
+            _, table = sr.bucket_records(sr.iter_records(GAME), 7 * S, "tottime")
+            top = sr.top_functions(table, 10)
+            want = [[round(v, 6) for v in table[k]] for k in top]
+            self.assertEqual(w["series"]["tottime"][:10], want)
+            want = sums([GAME], 7 * S)
+            for i, sd in enumerate(w["slices"]):
+                self.assertEqual(rows_of(sd, d), rounded(want[i][0]))
+
+    def test_misaligned_files_are_read_again(self):
+        # a second file whose record starts 1.5 s before the first file's:
+        # slices start there, half a second off the first pass' buckets
+        early = os.path.join(self.tmp, "early.jsonl")
+        with open(GAME) as f:
+            rec = json.loads(f.readline())
+        rec["start_ns"] -= 1500 * 10**6
+        rec["ts_ns"] -= 1500 * 10**6
+        with open(early, "w") as f:
+            f.write(json.dumps(rec) + "\n")
+        data, _, _ = self.report(GAME, early)
+        self.assertEqual(data["t0"], "2026-11-25T14:29:58.500000Z")
+        for w in data["widths"]:
+            for field in sr.FIELDS:
+                _, table = sr.bucket_records(sr.iter_records([GAME, early]), int(w["ns"]), field)
+                top = sr.top_functions(table, 10)
+                want = [table[k] for k in top]
+                if field != "ncalls":
+                    want = [[round(v, 6) for v in col] for col in want]
+                self.assertEqual(w["series"][field][:10], want, (w["label"], field))
+
+    def test_too_many_slices_for_requested_width(self):
+        data, _, r = self.report(GAME, "--slice", "1s", "--max-slices", "20")
+        self.assertEqual([w["label"] for w in data["widths"]], ["10s", "1m"])
+        self.assertEqual(data["initial"]["width"], 0)
+        self.assertIn("--slice 1s gives 61 slices (more than --max-slices 20); starting with 10s",
+                      r.stderr.decode())
+        self.assertEqual(data["note"], "--slice 1s gives 61 slices (more than --max-slices 20); "
+                                       "starting with 10s")
+
+    def test_single_record(self):
+        one = os.path.join(self.tmp, "one.jsonl")
+        with open(GAME) as f:
+            line = f.readline()
+        with open(one, "w") as f:
+            f.write(line)
+        data, _, _ = self.report(one)
+        self.assertEqual([(w["label"], w["n"]) for w in data["widths"]], [("1s", 2), ("10s", 1)])
+
+    def test_script_close_in_names_is_escaped(self):
+        evil = os.path.join(self.tmp, "evil.jsonl")
+        name = "</script><script>alert(1)</script>"
+        rec = {"ts_ns": B + S, "start_ns": B, "kind": "delta", "seq": 0,
+               "func_profiles": {"/x.py:1(%s)" % name: {"ncalls": "1", "tottime": 0.5,
+                                                         "cumtime": 0.5}}}
+        with open(evil, "w") as f:
+            f.write(json.dumps(rec) + "\n")
+        data, html, _ = self.report(evil, "--title", "<b>t</b> & co")
+        self.assertEqual(html.count("</script>"), 2)
+        self.assertEqual(data["funcs"][0][2], name)
+        self.assertIn("<title>&lt;b&gt;t&lt;/b&gt; &amp; co</title>", html)
+
+
+class CliTests(Tmp):
+    def one_line_error(self, r):
+        self.assertEqual(r.returncode, 2)
+        err = r.stderr.decode()
+        self.assertNotIn("Traceback", err)
+        errors = [line for line in err.splitlines() if "error" in line]
+        self.assertEqual(len(errors), 1, err)
+        return errors[0]
+
+    def test_help(self):
+        r = run("--help")
+        self.assertEqual(r.returncode, 0)
+        text = r.stdout.decode()
+        for word in ("self-contained", "--slice", "--field", "--top", "--pid", "--host",
+                     "--table-rows", "exit status"):
+            self.assertIn(word, text)
+
+    def test_errors(self):
+        out = os.path.join(self.tmp, "r.html")
+        self.assertEqual(self.one_line_error(run("/nonexistent.jsonl", "-o", out)),
+                         "report: error: /nonexistent.jsonl: no such file")
+        garbage = os.path.join(self.tmp, "garbage.jsonl")
+        with open(garbage, "wb") as f:
+            f.write(b"\x00\xff\xfe not json\n{\"ts_ns\": 5, \"ki")
+        self.assertEqual(self.one_line_error(run(garbage, "-o", out)),
+                         "report: error: no valid records in the input (2 lines read)")
+        self.assertIn("no such directory", self.one_line_error(
+            run(GAME, "-o", "/nonexistent/dir/r.html")))
+        self.assertIn("is a directory", self.one_line_error(run(GAME, "-o", self.tmp)))
+        self.assertIn("no records matched: 61 records read (60 delta, 1 spike); --kind delta; "
+                      "60 excluded by --pid 1", self.one_line_error(run(GAME, "--pid", "1", "-o", out)))
+        for bad in (["--slice", "0s"], ["--field", "x"], ["--top", "0"]):
+            r = run(GAME, "-o", out, *bad)
+            self.assertEqual(r.returncode, 2)
+            self.assertNotIn(b"Traceback", r.stderr)
+        self.assertFalse(os.path.exists(out))
+
+    def test_executable(self):
+        with open(SCRIPT) as f:
+            self.assertEqual(f.readline(), "#!/usr/bin/python3\n")
+        self.assertTrue(os.access(SCRIPT, os.X_OK))
+
+
+class BigInputTests(Tmp):
+    """Synthetic inputs of a host with 2,000 functions.  Prints the sizes
+    and times; asserts the page numbers and that the HTML stays < 10 MB."""
+
+    def big(self, name, nrec, per_record, spacing_s, widths):
+        src = os.path.join(self.tmp, name + ".jsonl")
+        t = time.monotonic()
+        size = write_synthetic(src, nrec, 2000, per_record, spacing_s=spacing_s)
+        gen = time.monotonic() - t
+        out = os.path.join(self.tmp, name + ".html")
+        t = time.monotonic()
+        r = run(src, "-o", out)
+        took = time.monotonic() - t
+        self.assertEqual(r.returncode, 0, r.stderr)
+        html_size = os.path.getsize(out)
+        data, _ = page_data(out)
+        print("\n%s: %d records x %d of 2000 functions, %.0f MB JSONL (written in %.1f s); "
+              "report.py %.1f s; HTML %.2f MB; widths %s; rows per slice %s"
+              % (name, nrec, per_record, size / 1e6, gen, took, html_size / 1e6,
+                 [w["label"] for w in data["widths"]], [w["rows"] for w in data["widths"]]),
+              file=sys.stderr)
+        self.assertEqual([w["label"] for w in data["widths"]], widths)
+        self.assertEqual((data["nrec"], len(data["funcs"]), data["all"]["n"]), (nrec, 2000, 2000))
+        self.assertLess(html_size, 10 * 10**6)
+        # whole range: function 0 (in every record) has ncalls 1 + seq % 3
+        keys = [f[4] for f in data["funcs"]]
+        f0 = rows_of(data["all"], data)["/srv/app/pkg00/mod00.py:10(func_0000)"]
+        self.assertEqual(f0[0], sum(1 + seq % 3 for seq in range(nrec)))
+        # the table budget holds and every slice lists its largest functions
+        total = 0
+        for w in data["widths"]:
+            for d in w["slices"]:
+                if d:
+                    self.assertLessEqual(len(d["r"]) // 5, w["rows"])
+                    total += len(d["r"]) // 5
+        self.assertLessEqual(total, 80000)
+        self.assertEqual(keys.index("/srv/app/pkg00/mod00.py:10(func_0000)"), 0)
+        return data
+
+    def test_hour_of_1s_records(self):
+        self.big("hour", 3600, 200, 1, ["10s", "1m", "5m", "1h"])
+
+    def test_day_long_range(self):
+        # one record a minute for a day: the same slices (1m .. 1d) and
+        # functions as a day of 1 s records, at 1/60 of the input
+        self.big("day", 1440, 200, 60, ["1m", "5m", "1h"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)
