@@ -202,6 +202,8 @@ typedef struct statsprof__thread {
   uint32_t depth, cap;
   uint32_t skipped;       /* calls not pushed (stack allocation failed) */
   uint32_t slot;          /* this thread's slot in the table */
+  uint32_t nlocal;        /* copy of the slot's label -> entry map, */
+  uint32_t *local;        /* read on every call without a lookup */
   uint64_t events;        /* profile events counted on this thread */
   unsigned long thread_id;
   PyThreadState *tstate;
