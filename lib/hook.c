@@ -420,7 +420,9 @@ int statsprof__attach(statsprof *p, PyThreadState *ts) {
     Py_DECREF(t);
     return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread slot");
   }
-  if (!p->table.slots[t->slot].name) name_slot(p, t->slot);
+  /* Looked up once per thread here; later names come at emit time. */
+  if (!p->table.slots[t->slot].name && !p->table.slots[t->slot].name_tried) name_slot(p, t->slot);
+  p->table.slots[t->slot].name_tried = 1;
   t->local = p->table.slots[t->slot].local;
   t->nlocal = p->table.slots[t->slot].nlocal;
   t->next = p->threads;

@@ -122,6 +122,7 @@ typedef struct statsprof__label {
 typedef struct statsprof__slot {
   unsigned long thread_id;
   const char *name; /* in the string store; NULL until known */
+  int name_tried;   /* attach looked it up already */
   uint32_t *local;
   uint32_t nlocal;
 } statsprof__slot;

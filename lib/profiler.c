@@ -123,16 +123,17 @@ int statsprof_start(statsprof *p) {
    * until the next tick. Done before attaching, so it is not profiled. */
   if (statsprof__threading_hook(p, 1))
     statsprof__log("cannot install threading.setprofile: new Python threads are picked up at tick");
-  if (statsprof__duty_enabled(p)) statsprof__duty_start(p);
-  else rc = statsprof__attach_all(p, 1);
-  if (rc) {
+  /* The timer's atexit registration imports: also before attaching. */
+  if (p->config.trigger_timer && (rc = statsprof__timer_start(p)) != 0) {
     p->running = 0;
     statsprof__threading_hook(p, 0);
     return rc;
   }
   p->next_tick = statsprof__ticks() + p->interval_ticks;
+  if (statsprof__duty_enabled(p)) statsprof__duty_start(p);
+  else rc = statsprof__attach_all(p, 1);
   plan_next(p);
-  if (p->config.trigger_timer && (rc = statsprof__timer_start(p)) != 0) {
+  if (rc) {
     statsprof_stop(p);
     return rc;
   }

@@ -24,9 +24,17 @@ static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
   qsort_r(order, n, sizeof *order, by_cumtime, (void *)r);
   uint64_t calls = 0;
   for (size_t i = 0; i < n; i++) calls += r->func_profiles[i].ncalls;
+  char kind[160];
+  if (r->mode == STATSPROF_SPIKE)
+    snprintf(kind, sizeof kind, "spike, frame %llu", (unsigned long long)r->frame);
+  else if (r->thread_id)
+    snprintf(kind, sizeof kind, "thread %llu %s", (unsigned long long)r->thread_id,
+             r->thread_name ? r->thread_name : "");
+  else
+    snprintf(kind, sizeof kind, "%s", r->mode == STATSPROF_DELTA ? "delta" : "cumulative");
   statsprof__buf b = {0};
   statsprof__buf_printf(&b, "statsprof #%llu (%s): %.3f s, %llu calls, total_tt %.6f s\n",
-                        (unsigned long long)r->seq, r->mode == STATSPROF_DELTA ? "delta" : "cumulative",
+                        (unsigned long long)r->seq, kind,
                         (double)(r->end_ns - r->start_ns) * 1e-9, (unsigned long long)calls, r->total_tt);
   statsprof__buf_puts(&b, "      ncalls   tottime   percall   cumtime   percall filename:lineno(function)\n");
   for (size_t i = 0; i < n && i < s->top; i++) {
