@@ -1,8 +1,13 @@
 /* calibrate.c — how much one profile event costs, so that compensate=on can
  * subtract it from the frames that paid it (as the old `profile` module's
- * bias did). Measured once per process and clock: a loop of empty calls runs
- * bare and under a scratch profiler on this thread; the difference per event
- * is the bias. The minimum of several rounds rejects scheduler noise. */
+ * bias did), and production mode can estimate its own overhead.
+ *
+ * Two kinds are measured, because they differ by about 2x: a Python call
+ * event, and a C call event (CPython makes a temporary bound method for
+ * each traced method call). Each is a loop that runs bare and under a
+ * scratch profiler on this thread; the difference per event is the cost.
+ * The minimum of several rounds rejects scheduler noise. Once per process
+ * and clock. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +17,16 @@
 static const char kCode[] =
     "def _statsprof_cal_f():\n"
     "    pass\n"
-    "def _statsprof_cal_g(n):\n"
+    "def _statsprof_cal_py(n):\n"
     "    f = _statsprof_cal_f\n"
     "    for i in range(n):\n"
-    "        f()\n";
+    "        f()\n"
+    "def _statsprof_cal_c(n):\n"
+    "    l = []\n"
+    "    ln = len\n"
+    "    for i in range(n):\n"
+    "        l.append(i)\n"
+    "        ln(l)\n";
 
 enum { CALLS = 4000, ROUNDS = 7 };
 
@@ -29,13 +40,12 @@ static uint64_t run(PyObject *g, PyObject *n) {
 }
 
 /* g's raw cumulative time under a scratch profiler, in the clock's ticks. */
-static uint64_t profiled(PyObject *g, PyObject *n, statsprof__clock_kind clock) {
+static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__clock_kind clock) {
   statsprof *s;
-  if (statsprof_create(clock == STATSPROF__CLOCK_CPU ? "sink=none;builtins=off;clock=cpu"
-                                                     : "sink=none;builtins=off",
+  if (statsprof_create(clock == STATSPROF__CLOCK_CPU ? "sink=none;clock=cpu;compensate=off"
+                                                     : "sink=none;compensate=off",
                        &s))
     return 0;
-  s->bias = 0;
   uint64_t tt = 0;
   if (statsprof__hook_ready() == 0 && statsprof__attach(s, PyThreadState_Get()) == 0) {
     s->running = 1;
@@ -46,55 +56,71 @@ static uint64_t profiled(PyObject *g, PyObject *n, statsprof__clock_kind clock) 
     statsprof__detach_all(s);
     s->running = 0;
     for (uint32_t i = 0; i < s->table.nentries; i++)
-      if (!strcmp(s->table.labels[s->table.entries[i].label].name, "_statsprof_cal_g"))
-        tt += s->table.entries[i].c.tt;
+      if (!strcmp(s->table.labels[s->table.entries[i].label].name, name)) tt += s->table.entries[i].c.tt;
   }
   statsprof_destroy(s);
   return tt;
 }
 
-static uint64_t measure(statsprof__clock_kind clock) {
-  PyObject *ns = PyDict_New();
-  PyObject *co = ns ? Py_CompileString(kCode, "<statsprof-calibration>", Py_file_input) : NULL;
-  if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
-  PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
-  PyObject *g = r ? PyDict_GetItemString(ns, "_statsprof_cal_g") : NULL;
+/* Ticks per event of loop `name`, which makes `events` events per call. */
+static uint64_t measure(PyObject *ns, const char *name, uint64_t events, statsprof__clock_kind clock) {
+  PyObject *g = PyDict_GetItemString(ns, name);
   PyObject *n = PyLong_FromLong(CALLS);
-  uint64_t bias = 0;
+  uint64_t cost = 0;
   if (g && n) {
     uint64_t bare = UINT64_MAX, prof = UINT64_MAX;
     for (int i = 0; i < ROUNDS; i++) {
-      uint64_t b = run(g, n), q = profiled(g, n, clock);
+      uint64_t b = run(g, n), q = profiled(g, n, name, clock);
       if (clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
       if (b < bare) bare = b;
       if (q && q < prof) prof = q;
     }
-    /* g's frame saw 2 events per call of f plus its own return. */
-    if (prof != UINT64_MAX && prof > bare) bias = (prof - bare) / (2 * CALLS + 1);
+    if (prof != UINT64_MAX && prof > bare) cost = (prof - bare) / events;
+  }
+  Py_XDECREF(n);
+  return cost;
+}
+
+static void measure_all(statsprof__clock_kind clock, uint64_t out[2]) {
+  PyObject *ns = PyDict_New();
+  PyObject *co = ns ? Py_CompileString(kCode, "<statsprof-calibration>", Py_file_input) : NULL;
+  if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
+  PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
+  if (r) {
+    /* py: 2 events per call of f, plus the loop's own return. */
+    out[0] = measure(ns, "_statsprof_cal_py", 2 * CALLS + 1, clock);
+    /* c: 4 C events per round; the loop's return is a Python event. */
+    uint64_t c = measure(ns, "_statsprof_cal_c", 4 * CALLS, clock);
+    out[1] = c ? c : out[0];
   }
   if (PyErr_Occurred()) PyErr_Clear();
-  Py_XDECREF(n);
   Py_XDECREF(r);
   Py_XDECREF(co);
   Py_XDECREF(ns);
-  return bias;
 }
 
-uint64_t statsprof__calibrate(statsprof__clock_kind clock) {
-  static uint64_t cached[2];
+void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c) {
+  static uint64_t cached[2][2];
   static int done[2];
-  if (done[clock]) return cached[clock];
-  /* Calibrating replaces this thread's profile function for a moment: keep
-   * a foreign one (cProfile, a debugger) and put it back. */
-  PyThreadState *ts = PyThreadState_Get();
-  Py_tracefunc func = ts->c_profilefunc;
-  PyObject *obj = ts->c_profileobj;
-  if (func && func != statsprof__hook) return 0;
-  Py_XINCREF(obj);
-  cached[clock] = measure(clock);
-  if (getenv("STATSPROF_DEBUG")) fprintf(stderr, "statsprof: bias %llu ticks\n", (unsigned long long)cached[clock]);
-  done[clock] = 1;
-  if (func && _PyEval_SetProfile(ts, func, obj) < 0) PyErr_Clear();
-  Py_XDECREF(obj);
-  return cached[clock];
+  if (!done[clock]) {
+    /* Calibrating replaces this thread's profile function for a moment:
+     * keep a foreign one (cProfile, a debugger) and put it back. */
+    PyThreadState *ts = PyThreadState_Get();
+    Py_tracefunc func = ts->c_profilefunc;
+    PyObject *obj = ts->c_profileobj;
+    if (func && func != statsprof__hook) {
+      *cost_py = *cost_c = 0;
+      return;
+    }
+    Py_XINCREF(obj);
+    measure_all(clock, cached[clock]);
+    done[clock] = 1;
+    if (func && _PyEval_SetProfile(ts, func, obj) < 0) PyErr_Clear();
+    Py_XDECREF(obj);
+    if (getenv("STATSPROF_DEBUG"))
+      fprintf(stderr, "statsprof: calibrated %llu ticks per Python event, %llu per C event\n",
+              (unsigned long long)cached[clock][0], (unsigned long long)cached[clock][1]);
+  }
+  *cost_py = cached[clock][0];
+  *cost_c = cached[clock][1];
 }

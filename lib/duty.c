@@ -30,20 +30,22 @@ static void open_window(statsprof *p, uint64_t now, int self) {
   statsprof__attach_all(p, self);
 }
 
-static uint64_t window_events(statsprof *p) {
+/* The calibrated cost of every profile event in the window, in ticks
+ * (each window attaches fresh per-thread states, so they start at 0). */
+static uint64_t window_cost(statsprof *p) {
   uint64_t n = 0;
-  for (statsprof__thread *t = p->threads; t; t = t->next) n += t->events;
+  for (statsprof__thread *t = p->threads; t; t = t->next) n += t->spent;
   return n;
 }
 
 static void close_window(statsprof *p, uint64_t now) {
-  uint64_t events = window_events(p);
+  uint64_t spent = window_cost(p);
   /* Counts the frames still open as returning now, then unhooks. */
   statsprof__detach_all(p);
   p->in_window = 0;
   double spt = statsprof__clock_sec_per_tick;
   double observed = (double)(now - p->window_start) * spt;
-  double cost = (double)events * (double)p->event_cost_ticks * spt;
+  double cost = (double)spent * spt;
   p->observed_s += observed;
   p->overhead_s += cost;
   int64_t gap_ns = p->config.every_ns - p->config.window_ns;
@@ -69,8 +71,6 @@ void statsprof__duty_stop(statsprof *p) {
 void statsprof__duty_start(statsprof *p) {
   p->in_window = 0;
   p->observed_s = p->overhead_s = 0;
-  /* The events' cost: calibrated when compensating, else measured now. */
-  p->event_cost_ticks = p->bias ? p->bias : statsprof__calibrate(p->config.clock);
   open_window(p, statsprof__ticks(), 1);
 }
 

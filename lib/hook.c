@@ -285,7 +285,8 @@ static inline uint32_t edge_of(statsprof *p, uint32_t caller, uint32_t callee) {
   return eid;
 }
 
-static inline __attribute__((always_inline)) void enter(statsprof__thread *t, statsprof *p, uint32_t label) {
+static inline __attribute__((always_inline)) void enter(statsprof__thread *t, statsprof *p, uint32_t label,
+                                                        uint64_t cost) {
   uint32_t idx = entry_of(p, t, label);
   if (__builtin_expect(idx == STATSPROF__NONE || (t->depth == t->cap && thread_grow(t)), 0)) {
     p->oom = 1;
@@ -297,7 +298,7 @@ static inline __attribute__((always_inline)) void enter(statsprof__thread *t, st
   f->entry = idx;
   f->edge = eid;
   f->subt = 0;
-  f->ev0 = ++t->events;
+  f->spent0 = t->spent += cost;
   p->table.entries[idx].level++;
   if (eid != STATSPROF__NONE) p->table.edges[eid].level++;
   f->t0 = now(p);
@@ -318,17 +319,18 @@ static inline void touch(statsprof *p, uint32_t entry, uint32_t edge) {
     statsprof__frame_touch_edge(p, edge);
 }
 
-static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1) {
+static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1,
+                                                           uint64_t cost_of_event) {
   if (t->skipped) {
     t->skipped--;
     return;
   }
   if (t->depth == 0) return; /* a frame entered before we attached */
   statsprof__frame *f = &t->stack[--t->depth];
-  /* Compensation: every profile event inside this frame (its descendants'
-   * calls and returns, and its own return) cost about p->bias ticks of
-   * profiler time that the frame would not have spent unprofiled. */
-  uint64_t cost = (++t->events - f->ev0) * p->bias;
+  /* Compensation: the profile events inside this frame (its descendants'
+   * calls and returns, and its own return) cost the profiler this much
+   * time, which the frame would not have spent unprofiled. */
+  uint64_t cost = ((t->spent += cost_of_event) - f->spent0) & p->compensate_mask;
   uint64_t tt = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
   uint64_t it = tt > f->subt ? tt - f->subt : 0;
   if (t->depth) f[-1].subt += tt;
@@ -344,19 +346,20 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
 /* C functions take their own (not inlined) paths: fewer live registers in
  * the dispatcher means a cheaper entry for the common Python events. */
 static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->config.builtins && PyCFunction_Check(arg)) enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg));
+  if (p->config.builtins && PyCFunction_Check(arg))
+    enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->cost_c);
 }
 
 static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->config.builtins && PyCFunction_Check(arg)) leave_at(t, p, now(p));
+  if (p->config.builtins && PyCFunction_Check(arg)) leave_at(t, p, now(p), p->cost_c);
 }
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
   statsprof__thread *t = (statsprof__thread *)obj;
   statsprof *p = t->p;
   if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
-  if (what == PyTrace_CALL) enter(t, p, code_label(p, frame));
-  else if (what == PyTrace_RETURN) leave_at(t, p, now(p));
+  if (what == PyTrace_CALL) enter(t, p, code_label(p, frame), p->cost_py);
+  else if (what == PyTrace_RETURN) leave_at(t, p, now(p), p->cost_py);
   else if (what == PyTrace_C_CALL) on_c_call(t, p, arg);
   else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, arg);
   return 0;
@@ -369,7 +372,7 @@ void statsprof__flush_thread(statsprof__thread *t) {
   /* One reading for all: the frames end together. CPU time is per thread,
    * and this may run on another thread, so CPU mode reuses each t0. */
   uint64_t t1 = p->config.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
-  while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0);
+  while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0, 0);
 }
 
 /* ---- attaching to thread states --------------------------------------- */

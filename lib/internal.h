@@ -188,7 +188,7 @@ void statsprof__table_clear_counts(statsprof__table *t);
 typedef struct statsprof__frame {
   uint64_t t0;
   uint64_t subt; /* time spent in callees */
-  uint64_t ev0;  /* the thread's event count at entry */
+  uint64_t spent0; /* the thread's profiler cost (spent) at entry */
   uint32_t entry;
   uint32_t edge;
 } statsprof__frame;
@@ -205,7 +205,7 @@ typedef struct statsprof__thread {
   uint32_t slot;          /* this thread's slot in the table */
   uint32_t nlocal;        /* copy of the slot's label -> entry map, */
   uint32_t *local;        /* read on every call without a lookup */
-  uint64_t events;        /* profile events counted on this thread */
+  uint64_t spent;         /* calibrated profiler cost of its events, ticks */
   unsigned long thread_id;
   PyThreadState *tstate;
   struct statsprof__thread *prev, *next;
@@ -238,9 +238,10 @@ void statsprof__frame_touch_edge(statsprof *p, uint32_t edge);
 
 /* ---- calibrate.c ------------------------------------------------------ */
 
-/* The profiler's own cost per profile event in ticks of `clock`, measured
- * once per process and clock on the calling thread. GIL held. */
-uint64_t statsprof__calibrate(statsprof__clock_kind clock);
+/* The profiler's own cost per profile event in ticks of `clock`, for
+ * Python functions and for C functions, measured once per process and
+ * clock on the calling thread. GIL held. */
+void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c);
 
 /* ---- snapshot.c -------------------------------------------------------- */
 
@@ -339,7 +340,8 @@ struct statsprof {
   int oom;            /* sticky: the hook could not allocate */
   uint64_t lost_events;
 
-  uint64_t bias;      /* ticks one profile event costs (compensate=on) */
+  uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event */
+  uint64_t compensate_mask; /* all ones with compensate=on, else 0 */
   int frame_tracking; /* frame markers in use: leave() records touches */
   uint64_t frame_no;  /* current frame number (1, 2, ...) */
   uint32_t *touched_entries, ntouched_entries, captouched_entries;
@@ -363,7 +365,6 @@ struct statsprof {
   /* production mode (duty.c) */
   int in_window;
   uint64_t window_start, duty_boundary; /* ticks */
-  uint64_t event_cost_ticks;
   double observed_s, overhead_s; /* since the last delta record */
 
   /* trigger=timer (timer.c) */
