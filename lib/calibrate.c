@@ -2,12 +2,14 @@
  * subtract it from the frames that paid it (as the old `profile` module's
  * bias did), and production mode can estimate its own overhead.
  *
- * Two kinds are measured, because they differ by about 2x: a Python call
- * event, and a C call event (CPython makes a temporary bound method for
- * each traced method call). Each is a loop that runs bare and under a
- * scratch profiler on this thread; the difference per event is the cost.
- * The minimum of several rounds rejects scheduler noise. Once per process
- * and clock. */
+ * Two kinds of event are measured: a Python call and a C call (CPython
+ * makes a temporary bound method for each traced method call). Each is a
+ * loop that runs bare and under a scratch profiler on this thread; the
+ * difference per event is the cost. A third loop makes no calls at all: it
+ * measures how much slower bytecode itself runs while a profile function
+ * is installed (CPython's specializing interpreter is off then), a cost
+ * that follows the work done, not the events. The minimum of several
+ * rounds rejects scheduler noise. Once per process and clock. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,13 @@ static const char kCode[] =
     "    f = _statsprof_cal_f\n"
     "    for i in range(n):\n"
     "        f()\n"
+    "def _statsprof_cal_ops(n):\n"
+    "    x = 0\n"
+    "    d = {}\n"
+    "    for i in range(n):\n"
+    "        x = x + i * 2 - (i >> 1)\n"
+    "        d[i & 7] = x\n"
+    "    return x\n"
     "def _statsprof_cal_c(n):\n"
     "    l = []\n"
     "    ln = len\n"
@@ -47,6 +56,7 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
                        &s))
     return 0;
   uint64_t tt = 0;
+  s->own_scale = 1 << 16; /* raw times: the scratch profiler is never started */
   if (statsprof__hook_ready() == 0 && statsprof__attach(s, PyThreadState_Get()) == 0) {
     s->running = 1;
     s->interp_epoch = statsprof__epoch();
@@ -62,35 +72,46 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
   return tt;
 }
 
-/* Ticks per event of loop `name`, which makes `events` events per call. */
-static uint64_t measure(PyObject *ns, const char *name, uint64_t events, statsprof__clock_kind clock) {
+/* Minimum bare and profiled times of loop `name` over ROUNDS rounds. */
+static int measure(PyObject *ns, const char *name, statsprof__clock_kind clock, uint64_t *bare,
+                   uint64_t *prof) {
   PyObject *g = PyDict_GetItemString(ns, name);
   PyObject *n = PyLong_FromLong(CALLS);
-  uint64_t cost = 0;
-  if (g && n) {
-    uint64_t bare = UINT64_MAX, prof = UINT64_MAX;
-    for (int i = 0; i < ROUNDS; i++) {
-      uint64_t b = run(g, n), q = profiled(g, n, name, clock);
-      if (clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
-      if (b < bare) bare = b;
-      if (q && q < prof) prof = q;
-    }
-    if (prof != UINT64_MAX && prof > bare) cost = (prof - bare) / events;
+  *bare = *prof = UINT64_MAX;
+  for (int i = 0; g && n && i < ROUNDS; i++) {
+    uint64_t b = run(g, n), q = profiled(g, n, name, clock);
+    if (clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
+    if (b < *bare) *bare = b;
+    if (q && q < *prof) *prof = q;
   }
   Py_XDECREF(n);
-  return cost;
+  return *prof != UINT64_MAX && *bare != UINT64_MAX && *bare > 0;
 }
 
-static void measure_all(statsprof__clock_kind clock, uint64_t out[2]) {
+/* Ticks per event of loop `name`, which makes `events` events per call,
+ * beyond the slower bytecode (scale, 2^16 = none) of its own frame. */
+static uint64_t event_cost(PyObject *ns, const char *name, uint64_t events, uint64_t scale,
+                           statsprof__clock_kind clock) {
+  uint64_t bare, prof;
+  if (!measure(ns, name, clock, &bare, &prof)) return 0;
+  uint64_t expected = bare * 65536 / scale;
+  return prof > expected ? (prof - expected) / events : 0;
+}
+
+static void measure_all(statsprof__clock_kind clock, uint64_t out[3]) {
   PyObject *ns = PyDict_New();
   PyObject *co = ns ? Py_CompileString(kCode, "<statsprof-calibration>", Py_file_input) : NULL;
   if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
   PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
+  out[2] = 1 << 16;
+  uint64_t bare, prof;
+  if (r && measure(ns, "_statsprof_cal_ops", clock, &bare, &prof) && prof > bare)
+    out[2] = bare * 65536 / prof;
   if (r) {
     /* py: 2 events per call of f, plus the loop's own return. */
-    out[0] = measure(ns, "_statsprof_cal_py", 2 * CALLS + 1, clock);
+    out[0] = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, out[2], clock);
     /* c: 4 C events per round; the loop's return is a Python event. */
-    uint64_t c = measure(ns, "_statsprof_cal_c", 4 * CALLS, clock);
+    uint64_t c = event_cost(ns, "_statsprof_cal_c", 4 * CALLS, out[2], clock);
     out[1] = c ? c : out[0];
   }
   if (PyErr_Occurred()) PyErr_Clear();
@@ -99,8 +120,9 @@ static void measure_all(statsprof__clock_kind clock, uint64_t out[2]) {
   Py_XDECREF(ns);
 }
 
-void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c) {
-  static uint64_t cached[2][2];
+void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c,
+                          uint64_t *own_scale) {
+  static uint64_t cached[2][3];
   static int done[2];
   if (!done[clock]) {
     /* Calibrating replaces this thread's profile function for a moment:
@@ -110,6 +132,7 @@ void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64
     PyObject *obj = ts->c_profileobj;
     if (func && func != statsprof__hook) {
       *cost_py = *cost_c = 0;
+      *own_scale = 1 << 16;
       return;
     }
     Py_XINCREF(obj);
@@ -118,9 +141,11 @@ void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64
     if (func && _PyEval_SetProfile(ts, func, obj) < 0) PyErr_Clear();
     Py_XDECREF(obj);
     if (getenv("STATSPROF_DEBUG"))
-      fprintf(stderr, "statsprof: calibrated %llu ticks per Python event, %llu per C event\n",
-              (unsigned long long)cached[clock][0], (unsigned long long)cached[clock][1]);
+      fprintf(stderr, "statsprof: calibrated %llu ticks per Python event, %llu per C event, bytecode x%.3f\n",
+              (unsigned long long)cached[clock][0], (unsigned long long)cached[clock][1],
+              65536.0 / (double)cached[clock][2]);
   }
   *cost_py = cached[clock][0];
   *cost_c = cached[clock][1];
+  *own_scale = cached[clock][2];
 }

@@ -34,7 +34,7 @@ static void open_window(statsprof *p, uint64_t now, int self) {
  * (each window attaches fresh per-thread states, so they start at 0). */
 static uint64_t window_cost(statsprof *p) {
   uint64_t n = 0;
-  for (statsprof__thread *t = p->threads; t; t = t->next) n += t->spent;
+  for (statsprof__thread *t = p->threads; t; t = t->next) n += t->spent + t->slowdown;
   return n;
 }
 

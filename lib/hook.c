@@ -320,7 +320,7 @@ static inline void touch(statsprof *p, uint32_t entry, uint32_t edge) {
 }
 
 static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1,
-                                                           uint64_t cost_of_event) {
+                                                           uint64_t cost_of_event, uint64_t own_scale) {
   if (t->skipped) {
     t->skipped--;
     return;
@@ -331,8 +331,15 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
    * calls and returns, and its own return) cost the profiler this much
    * time, which the frame would not have spent unprofiled. */
   uint64_t cost = ((t->spent += cost_of_event) - f->spent0) & p->compensate_mask;
-  uint64_t tt = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
-  uint64_t it = tt > f->subt ? tt - f->subt : 0;
+  uint64_t raw = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
+  uint64_t it = raw > f->subt ? raw - f->subt : 0;
+  /* A Python frame's own bytecode also runs slower while any profile
+   * function is installed (CPython turns off its specializing
+   * interpreter): scale its own time back by the calibrated factor. */
+  uint64_t scaled = (it * own_scale) >> 16;
+  t->slowdown += it - scaled;
+  it = scaled;
+  uint64_t tt = it + f->subt;
   if (t->depth) f[-1].subt += tt;
   if (p->frame_tracking) touch(p, f->entry, f->edge);
   statsprof__entry *e = &p->table.entries[f->entry];
@@ -351,7 +358,7 @@ static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof 
 }
 
 static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->config.builtins && PyCFunction_Check(arg)) leave_at(t, p, now(p), p->cost_c);
+  if (p->config.builtins && PyCFunction_Check(arg)) leave_at(t, p, now(p), p->cost_c, 1 << 16);
 }
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
@@ -359,7 +366,7 @@ int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
   statsprof *p = t->p;
   if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
   if (what == PyTrace_CALL) enter(t, p, code_label(p, frame), p->cost_py);
-  else if (what == PyTrace_RETURN) leave_at(t, p, now(p), p->cost_py);
+  else if (what == PyTrace_RETURN) leave_at(t, p, now(p), p->cost_py, p->own_scale);
   else if (what == PyTrace_C_CALL) on_c_call(t, p, arg);
   else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, arg);
   return 0;
@@ -372,7 +379,7 @@ void statsprof__flush_thread(statsprof__thread *t) {
   /* One reading for all: the frames end together. CPU time is per thread,
    * and this may run on another thread, so CPU mode reuses each t0. */
   uint64_t t1 = p->config.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
-  while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0, 0);
+  while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0, 0, 1 << 16);
 }
 
 /* ---- attaching to thread states --------------------------------------- */

@@ -206,6 +206,7 @@ typedef struct statsprof__thread {
   uint32_t nlocal;        /* copy of the slot's label -> entry map, */
   uint32_t *local;        /* read on every call without a lookup */
   uint64_t spent;         /* calibrated profiler cost of its events, ticks */
+  uint64_t slowdown;      /* own time removed by the bytecode scale, ticks */
   unsigned long thread_id;
   PyThreadState *tstate;
   struct statsprof__thread *prev, *next;
@@ -241,7 +242,8 @@ void statsprof__frame_touch_edge(statsprof *p, uint32_t edge);
 /* The profiler's own cost per profile event in ticks of `clock`, for
  * Python functions and for C functions, measured once per process and
  * clock on the calling thread. GIL held. */
-void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c);
+void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c,
+                          uint64_t *own_scale);
 
 /* ---- snapshot.c -------------------------------------------------------- */
 
@@ -342,6 +344,7 @@ struct statsprof {
 
   uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event */
   uint64_t compensate_mask; /* all ones with compensate=on, else 0 */
+  uint64_t own_scale;       /* Python own time x own_scale / 2^16 (compensate) */
   int frame_tracking; /* frame markers in use: leave() records touches */
   uint64_t frame_no;  /* current frame number (1, 2, ...) */
   uint32_t *touched_entries, ntouched_entries, captouched_entries;

@@ -116,8 +116,9 @@ int statsprof_start(statsprof *p) {
   p->running = 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
-  statsprof__calibrate(p->config.clock, &p->cost_py, &p->cost_c);
+  statsprof__calibrate(p->config.clock, &p->cost_py, &p->cost_c, &p->own_scale);
   p->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
+  if (!p->config.compensate) p->own_scale = 1 << 16;
   p->interp_epoch = statsprof__epoch();
   p->running = 1;
   /* Threads started later from Python; failure only loses those threads

@@ -211,8 +211,9 @@ static int graph_build(graph *g, const statsprof_stats_profile *rec) {
        * makes one (calls and times are counted together at return). */
       if (c->ncalls == 0) continue;
       size_t caller = node_of(g, c->file_name, c->line_number, c->function_name);
-      g->edges[g->nedges++] =
+      g->edges[g->nedges] =
           (edge){.caller = caller, .callee = callee, .order = g->nedges, .calls = c->ncalls, .ns = to_ns(c->cumtime)};
+      g->nedges++;
     }
   }
   qsort(g->edges, g->nedges, sizeof *g->edges, by_caller);
@@ -270,7 +271,7 @@ static void put_header(statsprof__buf *b, const callgrind_sink *s, const statspr
                         (unsigned long long)rec->seq);
   statsprof__buf_printf(b, "desc: Interval: %lld ns to %lld ns since the epoch (%.6f s)\n",
                         (long long)rec->start_ns, (long long)rec->end_ns,
-                        (double)(rec->end_ns - rec->start_ns) * 1e-9);
+                        ((double)rec->end_ns - (double)rec->start_ns) * 1e-9);
   if (rec->thread_id) {
     statsprof__buf_puts(b, "desc: Thread: ");
     put_name(b, rec->thread_name ? rec->thread_name : "");
