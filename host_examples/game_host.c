@@ -20,21 +20,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "embed.h"
 #include "statsprof.h"
 
 #define FPS 60
-#define NS_PER_S INT64_C(1000000000)
 /* After a stall longer than this (a debugger, a suspended process) the loop
  * restarts its schedule instead of replaying the backlog at full speed. */
 #define MAX_LAG_NS (NS_PER_S / 4)
 #define TOP_ROWS 15
-#define WORKSPACE "statsprof" /* workspace(name=...) in WORKSPACE: the runfiles root */
 #define GAME_SUBDIR "host_examples/game"
-
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
 typedef struct host_options {
   double seconds;         /* run time when frames is 0 */
@@ -43,7 +38,7 @@ typedef struct host_options {
   const char *profile;    /* statsprof config, or NULL */
   long *hitch;            /* frame numbers that trigger the game's hitch */
   size_t nhitch;
-  const char *game_dir;   /* NULL: search (see find_game_dir) */
+  const char *game_dir;   /* NULL: search (see embed_find_dir) */
   int no_sleep;           /* run frames back to back (tests) */
 } host_options;
 
@@ -89,15 +84,6 @@ static void usage(FILE *out) {
       out);
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (end == s || *end || errno || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
 static int parse_hitch(const char *s, host_options *o) {
   size_t n = 1;
   for (const char *c = s; *c; c++) n += *c == ',';
@@ -107,7 +93,7 @@ static int parse_hitch(const char *s, host_options *o) {
   if (!copy) return -1;
   int rc = 0;
   for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save))
-    rc = parse_long(tok, 1, LONG_MAX, &o->hitch[o->nhitch++]);
+    rc = embed_parse_long(tok, 1, LONG_MAX, &o->hitch[o->nhitch++]);
   free(copy);
   return o->nhitch ? rc : -1;
 }
@@ -129,8 +115,7 @@ static int parse_args(int argc, char **argv, host_options *o) {
   *o = (host_options){.seconds = 15.0, .seed = 1};
   int seconds_given = 0, c;
   char *end;
-  opterr = 0; /* our own messages, without argv[0]'s full path */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = embed_getopt("game_host", argc, argv, opts)) > 0) {
     switch (c) {
       case O_SECONDS:
         errno = 0;
@@ -140,7 +125,7 @@ static int parse_args(int argc, char **argv, host_options *o) {
         seconds_given = 1;
         break;
       case O_FRAMES:
-        if (parse_long(optarg, 1, LONG_MAX / 2, &o->frames))
+        if (embed_parse_long(optarg, 1, LONG_MAX / 2, &o->frames))
           return bad_arg("--frames", optarg, "a whole number >= 1");
         break;
       case O_PROFILE: o->profile = optarg; break;
@@ -151,20 +136,14 @@ static int parse_args(int argc, char **argv, host_options *o) {
         if (parse_hitch(optarg, o)) return bad_arg("--hitch", optarg, "frame numbers >= 1, e.g. 120,300");
         break;
       case O_SEED:
-        if (parse_long(optarg, LONG_MIN, LONG_MAX, &o->seed)) return bad_arg("--seed", optarg, "an integer");
+        if (embed_parse_long(optarg, LONG_MIN, LONG_MAX, &o->seed)) return bad_arg("--seed", optarg, "an integer");
         break;
       case O_GAME_DIR: o->game_dir = optarg; break;
       case O_NO_SLEEP: o->no_sleep = 1; break;
       case 'h': usage(stdout); return 1;
-      default:
-        fprintf(stderr, "game_host: unknown option or missing value in '%s'; see --help\n", argv[optind - 1]);
-        return -1;
     }
   }
-  if (optind < argc) {
-    fprintf(stderr, "game_host: unexpected argument '%s'; see --help\n", argv[optind]);
-    return -1;
-  }
+  if (c < 0) return -1;
   if (seconds_given && o->frames) {
     fputs("game_host: give --seconds or --frames, not both\n", stderr);
     return -1;
@@ -176,71 +155,7 @@ static int parse_args(int argc, char **argv, host_options *o) {
   return 0;
 }
 
-/* ---- finding the game ------------------------------------------------- */
-
-/* The real directory of DIR/game.py, or NULL when it has none. Resolving
- * symlinks makes profiled file names point at the sources, not at a runfiles
- * tree. Caller frees. */
-static char *game_dir_at(const char *base, const char *suffix) {
-  if (!base || !*base) return NULL;
-  char path[PATH_MAX], real[PATH_MAX];
-  int n = snprintf(path, sizeof path, "%s%s%s/game.py", base, suffix ? "/" : "", suffix ? suffix : "");
-  if (n < 0 || (size_t)n >= sizeof path || !realpath(path, real)) return NULL;
-  *strrchr(real, '/') = 0;
-  return strdup(real);
-}
-
-/* Where the game is: --game-dir, else the binary's runfiles (bazel run, bazel
- * test, or bazel-bin/... run directly), else the workspace of `bazel run`,
- * else ./host_examples/game. */
-static char *find_game_dir(const char *argv0, const char *flag) {
-  if (flag) return game_dir_at(flag, NULL);
-  const char *in_runfiles = WORKSPACE "/" GAME_SUBDIR;
-  char *dir = game_dir_at(getenv("RUNFILES_DIR"), in_runfiles);
-  if (!dir) dir = game_dir_at(getenv("TEST_SRCDIR"), in_runfiles);
-  char exe[PATH_MAX] = "";
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  exe[n > 0 ? n : 0] = 0;
-  const char *bins[] = {argv0, exe};
-  for (int i = 0; !dir && i < 2; i++) {
-    char runfiles[PATH_MAX + 16];
-    if (*bins[i] && snprintf(runfiles, sizeof runfiles, "%s.runfiles", bins[i]) < (int)sizeof runfiles)
-      dir = game_dir_at(runfiles, in_runfiles);
-  }
-  if (!dir) dir = game_dir_at(getenv("BUILD_WORKSPACE_DIRECTORY"), GAME_SUBDIR);
-  if (!dir) dir = game_dir_at(".", GAME_SUBDIR);
-  return dir;
-}
-
 /* ---- Python ----------------------------------------------------------- */
-
-static int start_python(const char *argv0) {
-  PyConfig config;
-  /* Isolated: PYTHONPATH, PYTHONHOME and user site-packages of whoever runs
-   * the host must not change which code the game runs. */
-  PyConfig_InitIsolatedConfig(&config);
-  config.install_signal_handlers = 1; /* Ctrl-C ends the loop; the profile is still printed */
-  config.write_bytecode = 0;          /* leave no __pycache__ in the source tree */
-  /* A path, not "python3": the stdlib is found from libpython's own prefix,
-   * never from some other python3 on PATH. */
-  PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, argv0);
-  if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
-  PyConfig_Clear(&config);
-  if (PyStatus_Exception(st)) {
-    fprintf(stderr, "game_host: cannot start Python: %s%s%s\n", st.func ? st.func : "",
-            st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
-    return -1;
-  }
-  return 0;
-}
-
-static int add_sys_path(const char *dir) {
-  PyObject *path = PySys_GetObject("path"); /* borrowed */
-  PyObject *d = PyUnicode_DecodeFSDefault(dir);
-  int rc = path && d && PyList_Check(path) ? PyList_Insert(path, 0, d) : -1;
-  Py_XDECREF(d);
-  return rc;
-}
 
 static int call_void(PyObject *module, const char *name, PyObject *arg) {
   PyObject *r = PyObject_CallMethod(module, name, "O", arg);
@@ -263,7 +178,7 @@ static PyObject *hitch_list(const host_options *o) {
 
 static int load_game(const char *dir, game *g) {
   *g = (game){0};
-  if (add_sys_path(dir) < 0) return -1;
+  if (embed_add_sys_path(dir) < 0) return -1;
   g->module = PyImport_ImportModule("game");
   g->frame = g->module ? PyObject_GetAttrString(g->module, "frame") : NULL;
   g->dt = g->frame ? PyFloat_FromDouble(1.0 / FPS) : NULL;
@@ -292,26 +207,6 @@ static void free_game(game *g) {
 
 /* ---- the fixed-timestep loop ------------------------------------------ */
 
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-/* Sleeps until an absolute CLOCK_MONOTONIC deadline with the GIL released.
- * Returns -1 when a signal handler raised (Ctrl-C), else 0. */
-static int sleep_until(int64_t deadline_ns) {
-  struct timespec ts = {.tv_sec = deadline_ns / NS_PER_S, .tv_nsec = deadline_ns % NS_PER_S};
-  for (;;) {
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-    Py_END_ALLOW_THREADS
-    if (rc != EINTR) return 0;
-    if (PyErr_CheckSignals() < 0) return -1;
-  }
-}
-
 /* The profiler's part of a frame: mark its end (frame times; a spike record
  * when it went over a configured budget), then emit a record if one is due.
  * A failure is reported once and the game keeps running. */
@@ -339,32 +234,32 @@ static int run_frame(game *g, statsprof *p, int *reported) {
  * Python exception set. */
 static int run_frames(const host_options *o, game *g, statsprof *p, loop_stats *st) {
   int reported = 0;
-  int64_t base = mono_ns(), k = 0;
+  int64_t base = embed_mono_ns(), k = 0;
   /* Frame 1 starts now: each mark ends one frame (its wait and its work). */
   if (p) statsprof_frame_mark(p);
   for (long i = 0; i < o->frames; i++) {
-    int64_t start = mono_ns();
+    int64_t start = embed_mono_ns();
     if (run_frame(g, p, &reported)) return -1;
-    int64_t work = mono_ns() - start;
+    int64_t work = embed_mono_ns() - start;
     st->frames++;
     st->work_ns += work;
     if (work > st->max_work_ns) st->max_work_ns = work;
     if (o->no_sleep || i + 1 == o->frames) continue;
     int64_t deadline = base + ++k * NS_PER_S / FPS;
-    if (mono_ns() - deadline > MAX_LAG_NS) {
-      base = deadline = mono_ns();
+    if (embed_mono_ns() - deadline > MAX_LAG_NS) {
+      base = deadline = embed_mono_ns();
       k = 0;
     }
-    if (sleep_until(deadline)) return -1;
+    if (embed_sleep_until(deadline)) return -1;
   }
   return 0;
 }
 
 static int run_loop(const host_options *o, game *g, statsprof *p, loop_stats *st) {
   *st = (loop_stats){0};
-  int64_t t0 = mono_ns();
+  int64_t t0 = embed_mono_ns();
   int rc = run_frames(o, g, p, st);
-  st->wall_ns = mono_ns() - t0; /* also when interrupted */
+  st->wall_ns = embed_mono_ns() - t0; /* also when interrupted */
   return rc;
 }
 
@@ -455,16 +350,7 @@ static int run_game(const host_options *o, const char *dir, statsprof *p) {
 
   int status = EXIT_OK;
   loop_stats st = {0};
-  if (init_game(o, &g) || run_loop(o, &g, p, &st)) {
-    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
-      PyErr_Clear();
-      fputs("game_host: interrupted\n", stderr);
-      status = EXIT_INTERRUPTED;
-    } else {
-      PyErr_Print();
-      status = EXIT_RUNTIME;
-    }
-  }
+  if (init_game(o, &g) || run_loop(o, &g, p, &st)) status = embed_python_failure("game_host");
   print_frames(&st);
   if (p && finish_profile(p) && status == EXIT_OK) status = EXIT_RUNTIME;
   free_game(&g);
@@ -478,12 +364,11 @@ int main(int argc, char **argv) {
     free(o.hitch);
     return rc > 0 ? EXIT_OK : EXIT_USAGE;
   }
-  /* `bazel run` starts us in the runfiles tree; relative paths on the
-   * command line (a jsonl sink's file) mean the directory bazel ran from. */
-  const char *wd = getenv("BUILD_WORKING_DIRECTORY");
-  if (wd && *wd && chdir(wd) != 0) fprintf(stderr, "game_host: cannot cd to %s: %s\n", wd, strerror(errno));
+  /* Relative paths on the command line (a jsonl sink's file) mean the
+   * directory `bazel run` ran from. */
+  embed_enter_working_dir("game_host");
 
-  char *dir = find_game_dir(argv[0], o.game_dir);
+  char *dir = embed_find_dir(argv[0], o.game_dir, GAME_SUBDIR, "game.py");
   if (!dir) {
     fprintf(stderr, "game_host: no game.py in %s; use --game-dir DIR\n",
             o.game_dir ? o.game_dir : "the runfiles, $BUILD_WORKSPACE_DIRECTORY or ./" GAME_SUBDIR);
@@ -498,7 +383,8 @@ int main(int argc, char **argv) {
     free(o.hitch);
     return EXIT_USAGE;
   }
-  if (start_python(argv[0])) {
+  /* Ctrl-C ends the loop; the profile is still printed. */
+  if (embed_start_python("game_host", argv[0], 1)) {
     statsprof_destroy(p);
     free(dir);
     free(o.hitch);

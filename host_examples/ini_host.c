@@ -26,16 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "embed.h"
 #include "statsprof.h"
 
-#define NS_PER_S INT64_C(1000000000)
-#define WORKSPACE "statsprof" /* workspace(name=...) in WORKSPACE: the runfiles root */
 #define WORK_SUBDIR "host_examples/ini"
-
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
 /* ---- a small INI parser ------------------------------------------------ */
 
@@ -162,15 +157,6 @@ static int parse_bool(const char *v) {
   return -1;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (end == s || *end || errno || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
 static int on_ini_entry(void *ud, const char *section, const char *key, const char *value, int line,
                         char *err, size_t errlen) {
   settings *st = ud;
@@ -199,15 +185,15 @@ static int on_ini_entry(void *ud, const char *section, const char *key, const ch
       st->profiler_line = line;
       return 0;
     case 2:
-      if (parse_long(value, 1, 1000000000, &st->steps))
+      if (embed_parse_long(value, 1, 1000000000, &st->steps))
         return snprintf(err, errlen, "bad value '%s' for steps (a whole number >= 1)", value), -1;
       return 0;
     case 3:
-      if (parse_long(value, 0, 60000, &st->pause_ms))
+      if (embed_parse_long(value, 0, 60000, &st->pause_ms))
         return snprintf(err, errlen, "bad value '%s' for pause_ms (0 to 60000)", value), -1;
       return 0;
     default:
-      if (parse_long(value, LONG_MIN, LONG_MAX, &st->seed))
+      if (embed_parse_long(value, LONG_MIN, LONG_MAX, &st->seed))
         return snprintf(err, errlen, "bad value '%s' for seed (an integer)", value), -1;
       return 0;
   }
@@ -237,7 +223,7 @@ static int make_profiler(const char *ini_path, const settings *st, statsprof **o
 
 typedef struct host_options {
   const char *config;   /* the INI file, or NULL: WORK_SUBDIR/app.ini */
-  const char *work_dir; /* NULL: search (see find_dir) */
+  const char *work_dir; /* NULL: search (see embed_find_dir) */
 } host_options;
 
 static void usage(FILE *out) {
@@ -281,112 +267,27 @@ static int parse_args(int argc, char **argv, host_options *o) {
                                        {NULL, 0, NULL, 0}};
   *o = (host_options){0};
   int c;
-  opterr = 0; /* our own messages, without argv[0]'s full path */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = embed_getopt("ini_host", argc, argv, opts)) > 0) {
     switch (c) {
       case O_CONFIG: o->config = optarg; break;
       case O_WORK_DIR: o->work_dir = optarg; break;
       case 'h': usage(stdout); return 1;
-      default:
-        fprintf(stderr, "ini_host: unknown option or missing value in '%s'; see --help\n", argv[optind - 1]);
-        return -1;
     }
   }
-  if (optind < argc) {
-    fprintf(stderr, "ini_host: unexpected argument '%s'; see --help\n", argv[optind]);
-    return -1;
-  }
+  if (c < 0) return -1;
   return 0;
-}
-
-/* ---- finding work.py ------------------------------------------------- */
-
-/* The real directory of BASE/SUFFIX/work.py, or NULL. Resolving symlinks
- * makes profiled file names point at the sources. Caller frees. */
-static char *dir_at(const char *base, const char *suffix) {
-  if (!base || !*base) return NULL;
-  char path[PATH_MAX], real[PATH_MAX];
-  int n = snprintf(path, sizeof path, "%s%s%s/work.py", base, suffix ? "/" : "", suffix ? suffix : "");
-  if (n < 0 || (size_t)n >= sizeof path || !realpath(path, real)) return NULL;
-  *strrchr(real, '/') = 0;
-  return strdup(real);
-}
-
-/* --work-dir, else the binary's runfiles (bazel run, bazel test, or
- * bazel-bin/... run directly), else the workspace of `bazel run`, else
- * ./host_examples/ini. */
-static char *find_dir(const char *argv0, const char *flag) {
-  if (flag) return dir_at(flag, NULL);
-  const char *in_runfiles = WORKSPACE "/" WORK_SUBDIR;
-  char *dir = dir_at(getenv("RUNFILES_DIR"), in_runfiles);
-  if (!dir) dir = dir_at(getenv("TEST_SRCDIR"), in_runfiles);
-  char exe[PATH_MAX] = "";
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  exe[n > 0 ? n : 0] = 0;
-  const char *bins[] = {argv0, exe};
-  for (int i = 0; !dir && i < 2; i++) {
-    char runfiles[PATH_MAX + 16];
-    if (*bins[i] && snprintf(runfiles, sizeof runfiles, "%s.runfiles", bins[i]) < (int)sizeof runfiles)
-      dir = dir_at(runfiles, in_runfiles);
-  }
-  if (!dir) dir = dir_at(getenv("BUILD_WORKSPACE_DIRECTORY"), WORK_SUBDIR);
-  if (!dir) dir = dir_at(".", WORK_SUBDIR);
-  return dir;
 }
 
 /* ---- Python ----------------------------------------------------------- */
 
-static int start_python(const char *argv0) {
-  PyConfig config;
-  /* Isolated: PYTHONPATH, PYTHONHOME and user site-packages of whoever runs
-   * the host must not change which code the workload runs. */
-  PyConfig_InitIsolatedConfig(&config);
-  config.install_signal_handlers = 1; /* Ctrl-C ends the run; the profile is still written */
-  config.write_bytecode = 0;          /* leave no __pycache__ in the source tree */
-  PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, argv0);
-  if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
-  PyConfig_Clear(&config);
-  if (PyStatus_Exception(st)) {
-    fprintf(stderr, "ini_host: cannot start Python: %s%s%s\n", st.func ? st.func : "", st.func ? ": " : "",
-            st.err_msg ? st.err_msg : "unknown error");
-    return -1;
-  }
-  return 0;
-}
-
 /* Imports work.py from dir and runs its setup(seed). Returns the module, or
  * NULL with a Python exception set. */
 static PyObject *load_work(const char *dir, long seed) {
-  PyObject *path = PySys_GetObject("path"); /* borrowed */
-  PyObject *d = PyUnicode_DecodeFSDefault(dir);
-  int rc = path && d && PyList_Check(path) ? PyList_Insert(path, 0, d) : -1;
-  Py_XDECREF(d);
-  PyObject *work = rc == 0 ? PyImport_ImportModule("work") : NULL;
+  PyObject *work = embed_add_sys_path(dir) == 0 ? PyImport_ImportModule("work") : NULL;
   PyObject *r = work ? PyObject_CallMethod(work, "setup", "l", seed) : NULL;
   if (!r) Py_CLEAR(work);
   Py_XDECREF(r);
   return work;
-}
-
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-/* Sleeps ms milliseconds with the GIL released. Returns -1 when a signal
- * handler raised (Ctrl-C), else 0. */
-static int pause_ms(long ms) {
-  int64_t end = mono_ns() + (int64_t)ms * 1000000;
-  struct timespec ts = {.tv_sec = end / NS_PER_S, .tv_nsec = end % NS_PER_S};
-  for (;;) {
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-    Py_END_ALLOW_THREADS
-    if (rc != EINTR) return 0;
-    if (PyErr_CheckSignals() < 0) return -1;
-  }
 }
 
 /* The workload: step(0) ... step(steps - 1), a profiler tick after each.
@@ -409,7 +310,7 @@ static int run_steps(PyObject *work, const settings *st, statsprof *p, uint64_t 
       fprintf(stderr, "ini_host: statsprof_tick: %s\n", statsprof_errmsg(p));
       reported = 1;
     }
-    if (st->pause_ms && pause_ms(st->pause_ms)) rc = -1;
+    if (st->pause_ms && embed_sleep_until(embed_mono_ns() + (int64_t)st->pause_ms * 1000000)) rc = -1;
   }
   Py_DECREF(step);
   return rc;
@@ -431,18 +332,9 @@ static int run(const settings *st, const char *dir, statsprof *p) {
   int status = EXIT_OK;
   uint64_t checksum = 0;
   long done = 0;
-  int64_t t0 = mono_ns();
-  if (run_steps(work, st, p, &checksum, &done)) {
-    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
-      PyErr_Clear();
-      fputs("ini_host: interrupted\n", stderr);
-      status = EXIT_INTERRUPTED;
-    } else {
-      PyErr_Print();
-      status = EXIT_RUNTIME;
-    }
-  }
-  double wall_s = (double)(mono_ns() - t0) / 1e9;
+  int64_t t0 = embed_mono_ns();
+  if (run_steps(work, st, p, &checksum, &done)) status = embed_python_failure("ini_host");
+  double wall_s = (double)(embed_mono_ns() - t0) / 1e9;
   /* The last record goes out here, also after Ctrl-C. */
   if (p && statsprof_stop(p)) {
     fprintf(stderr, "ini_host: statsprof_stop: %s\n", statsprof_errmsg(p));
@@ -459,12 +351,11 @@ int main(int argc, char **argv) {
   host_options o;
   int rc = parse_args(argc, argv, &o);
   if (rc) return rc > 0 ? EXIT_OK : EXIT_USAGE;
-  /* `bazel run` starts us in the runfiles tree; relative paths (--config, a
-   * jsonl sink's file) mean the directory bazel ran from. */
-  const char *wd = getenv("BUILD_WORKING_DIRECTORY");
-  if (wd && *wd && chdir(wd) != 0) fprintf(stderr, "ini_host: cannot cd to %s: %s\n", wd, strerror(errno));
+  /* Relative paths (--config, a jsonl sink's file) mean the directory
+   * `bazel run` ran from. */
+  embed_enter_working_dir("ini_host");
 
-  char *dir = find_dir(argv[0], o.work_dir);
+  char *dir = embed_find_dir(argv[0], o.work_dir, WORK_SUBDIR, "work.py");
   if (!dir) {
     fprintf(stderr, "ini_host: no work.py in %s; use --work-dir DIR\n",
             o.work_dir ? o.work_dir : "the runfiles, $BUILD_WORKSPACE_DIRECTORY or ./" WORK_SUBDIR);
@@ -490,7 +381,8 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   int status = EXIT_RUNTIME;
-  if (start_python(argv[0]) == 0) {
+  /* Ctrl-C ends the run; the profile is still written. */
+  if (embed_start_python("ini_host", argv[0], 1) == 0) {
     status = run(&st, dir, p);
     statsprof_destroy(p); /* before Py_FinalizeEx */
     if (Py_FinalizeEx() < 0 && status == EXIT_OK) status = EXIT_RUNTIME;

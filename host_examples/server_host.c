@@ -40,12 +40,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "embed.h"
 #include "statsprof.h"
 
-#define NS_PER_S INT64_C(1000000000)
-#define WORKSPACE "statsprof" /* workspace(name=...) in WORKSPACE: the runfiles root */
 #define APP_SUBDIR "host_examples/server"
 #define MAX_ROUTES 16
 #define MAX_WORKERS 256
@@ -72,8 +70,6 @@ static const char *const default_keys[][2] = {
 };
 #define NDEFAULT_KEYS (sizeof default_keys / sizeof *default_keys)
 
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
-
 typedef struct host_options {
   long workers;
   double rps;          /* requests per second; 0: as fast as the workers take them */
@@ -82,7 +78,7 @@ typedef struct host_options {
   long queue;          /* capacity of the request queue */
   unsigned long long seed;
   const char *profile; /* statsprof config, or NULL */
-  const char *app_dir; /* NULL: search (see find_app_dir) */
+  const char *app_dir; /* NULL: search (see embed_find_dir) */
 } host_options;
 
 /* ---- latency histogram ------------------------------------------------ */
@@ -255,12 +251,7 @@ struct server {
   atomic_int attach_reported;
 };
 
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
+/* Unlike embed_sleep_until, for a thread that never holds the GIL. */
 static void sleep_until(int64_t deadline_ns) {
   struct timespec ts = {.tv_sec = deadline_ns / NS_PER_S, .tv_nsec = deadline_ns % NS_PER_S};
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
@@ -335,8 +326,7 @@ static int parse_args(int argc, char **argv, host_options *o) {
   *o = (host_options){.workers = 4, .rps = 200, .queue = 256, .seed = 1};
   long long n;
   int c;
-  opterr = 0; /* our own messages, without argv[0]'s full path */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = embed_getopt("server_host", argc, argv, opts)) > 0) {
     switch (c) {
       case O_WORKERS:
         if (parse_ll(optarg, 1, MAX_WORKERS, &n)) return bad_arg("--workers", optarg, "1 to 256");
@@ -363,15 +353,9 @@ static int parse_args(int argc, char **argv, host_options *o) {
       case O_PROFILE: o->profile = optarg; break;
       case O_APP_DIR: o->app_dir = optarg; break;
       case 'h': usage(stdout); return 1;
-      default:
-        fprintf(stderr, "server_host: unknown option or missing value in '%s'; see --help\n", argv[optind - 1]);
-        return -1;
     }
   }
-  if (optind < argc) {
-    fprintf(stderr, "server_host: unexpected argument '%s'; see --help\n", argv[optind]);
-    return -1;
-  }
+  if (c < 0) return -1;
   return 0;
 }
 
@@ -449,69 +433,7 @@ static int make_profiler(const host_options *o, statsprof **out, int *ticked) {
   return rc && o->profile ? -1 : 0;
 }
 
-/* ---- finding the app ------------------------------------------------------ */
-
-/* The real directory of BASE/SUFFIX/app.py, or NULL. Resolving symlinks
- * makes profiled file names point at the sources, not at a runfiles tree.
- * Caller frees. */
-static char *app_dir_at(const char *base, const char *suffix) {
-  if (!base || !*base) return NULL;
-  char path[PATH_MAX], real[PATH_MAX];
-  int n = snprintf(path, sizeof path, "%s%s%s/app.py", base, suffix ? "/" : "", suffix ? suffix : "");
-  if (n < 0 || (size_t)n >= sizeof path || !realpath(path, real)) return NULL;
-  *strrchr(real, '/') = 0;
-  return strdup(real);
-}
-
-/* --app-dir, else the binary's runfiles (bazel run, bazel test, or
- * bazel-bin/... run directly), else the workspace of `bazel run`, else
- * ./host_examples/server. */
-static char *find_app_dir(const char *argv0, const char *flag) {
-  if (flag) return app_dir_at(flag, NULL);
-  const char *in_runfiles = WORKSPACE "/" APP_SUBDIR;
-  char *dir = app_dir_at(getenv("RUNFILES_DIR"), in_runfiles);
-  if (!dir) dir = app_dir_at(getenv("TEST_SRCDIR"), in_runfiles);
-  char exe[PATH_MAX] = "";
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  exe[n > 0 ? n : 0] = 0;
-  const char *bins[] = {argv0, exe};
-  for (int i = 0; !dir && i < 2; i++) {
-    char runfiles[PATH_MAX + 16];
-    if (*bins[i] && snprintf(runfiles, sizeof runfiles, "%s.runfiles", bins[i]) < (int)sizeof runfiles)
-      dir = app_dir_at(runfiles, in_runfiles);
-  }
-  if (!dir) dir = app_dir_at(getenv("BUILD_WORKSPACE_DIRECTORY"), APP_SUBDIR);
-  if (!dir) dir = app_dir_at(".", APP_SUBDIR);
-  return dir;
-}
-
 /* ---- Python ----------------------------------------------------------- */
-
-static int start_python(const char *argv0) {
-  PyConfig config;
-  /* Isolated: PYTHONPATH, PYTHONHOME and user site-packages of whoever runs
-   * the host must not change which code the app runs. */
-  PyConfig_InitIsolatedConfig(&config);
-  config.install_signal_handlers = 0; /* SIGINT/SIGTERM are the main thread's (sigtimedwait) */
-  config.write_bytecode = 0;          /* leave no __pycache__ in the source tree */
-  PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, argv0);
-  if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
-  PyConfig_Clear(&config);
-  if (PyStatus_Exception(st)) {
-    fprintf(stderr, "server_host: cannot start Python: %s%s%s\n", st.func ? st.func : "",
-            st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
-    return -1;
-  }
-  return 0;
-}
-
-static int add_sys_path(const char *dir) {
-  PyObject *path = PySys_GetObject("path"); /* borrowed */
-  PyObject *d = PyUnicode_DecodeFSDefault(dir);
-  int rc = path && d && PyList_Check(path) ? PyList_Insert(path, 0, d) : -1;
-  Py_XDECREF(d);
-  return rc;
-}
 
 static char *utf8_dup(PyObject *s) {
   const char *u = s && PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
@@ -596,7 +518,7 @@ static void free_routes(server *s) {
 /* Imports app.py from dir and reads its routes. Returns 0, or -1 with a
  * Python exception set. */
 static int load_app(const char *dir, server *s) {
-  if (add_sys_path(dir) < 0) return -1;
+  if (embed_add_sys_path(dir) < 0) return -1;
   PyObject *app = PyImport_ImportModule("app");
   int rc = app ? load_routes(app, s) : -1;
   Py_XDECREF(app);
@@ -630,21 +552,21 @@ static void *generator_main(void *arg) {
   server *s = arg;
   const host_options *o = s->o;
   int64_t period = o->rps > 0 ? (int64_t)((double)NS_PER_S / o->rps) : 0;
-  int64_t base = mono_ns(), k = 0;
+  int64_t base = embed_mono_ns(), k = 0;
   for (uint64_t id = 1; !atomic_load(&s->stop); id++) {
     if (o->requests && id > (uint64_t)o->requests) break;
     if (period) {
       int64_t deadline = base + ++k * period;
-      if (mono_ns() - deadline > MAX_LAG_NS) {
-        base = deadline = mono_ns();
+      if (embed_mono_ns() - deadline > MAX_LAG_NS) {
+        base = deadline = embed_mono_ns();
         k = 0;
       }
       /* In slices, so a slow rate still stops promptly. */
-      for (int64_t now = mono_ns(); now < deadline && !atomic_load(&s->stop); now = mono_ns())
+      for (int64_t now = embed_mono_ns(); now < deadline && !atomic_load(&s->stop); now = embed_mono_ns())
         sleep_until(deadline - now > POLL_NS ? now + POLL_NS : deadline);
       if (atomic_load(&s->stop)) break;
     }
-    request r = {.id = id, .route = pick_route(s, id), .queued_ns = mono_ns()};
+    request r = {.id = id, .route = pick_route(s, id), .queued_ns = embed_mono_ns()};
     atomic_fetch_add(&s->generated, 1);
     if (queue_push(&s->queue, &r, period == 0)) atomic_fetch_add(&s->rejected, 1);
   }
@@ -697,7 +619,7 @@ static void serve(worker *w, const request *r) {
   Py_XDECREF(id);
   PyGILState_Release(g);
   st->served++;
-  hist_add(&st->latency, mono_ns() - r->queued_ns);
+  hist_add(&st->latency, embed_mono_ns() - r->queued_ns);
 }
 
 static void *worker_main(void *arg) {
@@ -734,9 +656,9 @@ static int start_threads(server *s) {
  * generator sent its --requests, or SIGINT/SIGTERM arrived. Returns the
  * signal, or 0. With trigger=tick the profiler is ticked meanwhile. */
 static int wait_for_end(server *s, const sigset_t *sigs, int tick) {
-  int64_t end = s->o->seconds > 0 ? mono_ns() + (int64_t)(s->o->seconds * 1e9) : INT64_MAX;
+  int64_t end = s->o->seconds > 0 ? embed_mono_ns() + (int64_t)(s->o->seconds * 1e9) : INT64_MAX;
   for (;;) {
-    int64_t left = end - mono_ns();
+    int64_t left = end - embed_mono_ns();
     if (left <= 0 || atomic_load(&s->generator_done)) return 0;
     if (left > POLL_NS) left = POLL_NS;
     struct timespec ts = {.tv_sec = left / NS_PER_S, .tv_nsec = left % NS_PER_S};
@@ -835,7 +757,7 @@ static int run_server(server *s, const char *dir, const sigset_t *sigs, int tick
   int status = EXIT_OK;
   /* From here on the main thread runs no Python: the workers take turns. */
   PyThreadState *main_ts = PyEval_SaveThread();
-  int64_t t0 = mono_ns();
+  int64_t t0 = embed_mono_ns();
   int started = start_threads(s) == 0;
   if (!started) {
     fputs("server_host: cannot start the worker threads\n", stderr);
@@ -846,7 +768,7 @@ static int run_server(server *s, const char *dir, const sigset_t *sigs, int tick
     if (sig) fprintf(stderr, "server_host: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
   }
   stop_threads(s, started);
-  double wall_s = (double)(mono_ns() - t0) / 1e9;
+  double wall_s = (double)(embed_mono_ns() - t0) / 1e9;
   PyEval_RestoreThread(main_ts);
 
   /* Every handler has returned: the last record holds the rest of them. */
@@ -862,10 +784,9 @@ int main(int argc, char **argv) {
   host_options o;
   int rc = parse_args(argc, argv, &o);
   if (rc) return rc > 0 ? EXIT_OK : EXIT_USAGE;
-  /* `bazel run` starts us in the runfiles tree; relative paths (the jsonl
-   * sink's file) mean the directory bazel ran from. */
-  const char *wd = getenv("BUILD_WORKING_DIRECTORY");
-  if (wd && *wd && chdir(wd) != 0) fprintf(stderr, "server_host: cannot cd to %s: %s\n", wd, strerror(errno));
+  /* Relative paths (the jsonl sink's file) mean the directory `bazel run`
+   * ran from. */
+  embed_enter_working_dir("server_host");
 
   /* Blocked here, so in every thread started later (the workers, Python's,
    * statsprof's): the main thread alone takes them, with sigtimedwait. */
@@ -875,7 +796,7 @@ int main(int argc, char **argv) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-  char *dir = find_app_dir(argv[0], o.app_dir);
+  char *dir = embed_find_dir(argv[0], o.app_dir, APP_SUBDIR, "app.py");
   if (!dir) {
     fprintf(stderr, "server_host: no app.py in %s; use --app-dir DIR\n",
             o.app_dir ? o.app_dir : "the runfiles, $BUILD_WORKSPACE_DIRECTORY or ./" APP_SUBDIR);
@@ -894,7 +815,8 @@ int main(int argc, char **argv) {
     free(dir);
     return EXIT_USAGE;
   }
-  if (start_python(argv[0])) {
+  /* SIGINT/SIGTERM are the main thread's (sigtimedwait), not Python's. */
+  if (embed_start_python("server_host", argv[0], 0)) {
     statsprof_destroy(s.profiler);
     queue_free(&s.queue);
     free(dir);

@@ -124,6 +124,7 @@ void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64
                           uint64_t *own_scale) {
   static uint64_t cached[2][3];
   static int done[2];
+  statsprof__clock_init(); /* bare and profiled runs must read the same clock */
   if (!done[clock]) {
     /* Calibrating replaces this thread's profile function for a moment:
      * keep a foreign one (cProfile, a debugger) and put it back. */

@@ -23,7 +23,7 @@ TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
 }
 
 TEST(Compensation, NoTimeGoesNegative) {
-  void *ns = pyh::Exec("def leaf(): pass\n"
+  void *ns = pyh::Exec("def leaf(): return 1\n"
                        "def fib(n): return leaf() if n < 2 else fib(n - 1) + fib(n - 2)\n"
                        "def main():\n"
                        "  for i in range(3): fib(15); len([i]); [].append(i)\n",
@@ -31,10 +31,10 @@ TEST(Compensation, NoTimeGoesNegative) {
   statsprof *p = nullptr;
   ASSERT_EQ(statsprof_create("sink=none", &p), 0);
   ASSERT_EQ(statsprof_start(p), 0);
-  pyh::Call(ns, "main");
+  ASSERT_TRUE(pyh::Call(ns, "main")) << pyh::TakeError();
   statsprof_stop(p);
   pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
-  ASSERT_GT(s->nfunc_profiles, 3u);
+  ASSERT_GT(s->nfunc_profiles, 3u) << pyh::Diff({}, pyh::FromSnapshot(s.get()));
   for (size_t i = 0; i < s->nfunc_profiles; i++) {
     const statsprof_function_profile &f = s->func_profiles[i];
     EXPECT_GE(f.tottime, 0) << f.function_name;
@@ -57,7 +57,7 @@ def main(): nap()
   statsprof *p = nullptr;
   ASSERT_EQ(statsprof_create("sink=none", &p), 0);
   ASSERT_EQ(statsprof_start(p), 0);
-  pyh::Call(ns, "main");
+  ASSERT_TRUE(pyh::Call(ns, "main")) << pyh::TakeError();
   statsprof_stop(p);
   pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
   const statsprof_function_profile *nap = pyh::Find(s.get(), "nap");

@@ -6,43 +6,15 @@ behind: its exit status, its stdout table, and the JSON-lines records.
 The game is deterministic for a seed, so call counts are exact.
 """
 
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import unittest
 
-sys.dont_write_bytecode = True
+sys.dont_write_bytecode = True  # set before importing hosttest: no __pycache__ in the sources
+
+from hosttest import HostTestCase, read_records, total_calls  # noqa: E402
 
 FRAMES = 120
-
-
-def find_host():
-    """The game_host binary in this test's runfiles (or GAME_HOST)."""
-    if os.environ.get("GAME_HOST"):
-        return os.environ["GAME_HOST"]
-    root = os.environ.get("TEST_SRCDIR")
-    workspace = os.environ.get("TEST_WORKSPACE", "statsprof")
-    if root:
-        return os.path.join(root, workspace, "host_examples", "game_host")
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "..", "..", "bazel-bin", "host_examples", "game_host")
-
-
-HOST = find_host()
-
-
-def total_calls(ncalls):
-    """pstats' "12/3" means 12 calls, 3 of them primitive."""
-    return int(str(ncalls).split("/")[0])
-
-
-def read_records(path):
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    return [json.loads(line) for line in lines]
 
 
 def merged_calls(records):
@@ -62,21 +34,9 @@ def calls_of(calls, entries, file_base, function):
                and entries[key]["function_name"] == function)
 
 
-class GameHostTest(unittest.TestCase):
+class GameHostTest(HostTestCase):
 
-    def setUp(self):
-        base = os.environ.get("TEST_TMPDIR") or tempfile.gettempdir()
-        self.tmp = tempfile.mkdtemp(dir=base)
-        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
-        self.env = dict(os.environ)
-        self.env.pop("STATSPROF", None)
-
-    def run_host(self, *args, env=None, cwd=None):
-        proc = subprocess.Popen(
-            [HOST] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env or self.env, cwd=cwd or self.tmp, text=True)
-        out, err = proc.communicate(timeout=240)
-        return proc, out, err
+    name = "game_host"
 
     def run_profiled(self, *extra):
         jsonl = os.path.join(self.tmp, "p.jsonl")
@@ -202,18 +162,12 @@ class GameHostTest(unittest.TestCase):
         self.assertIn("'soon'", err)
 
     def test_bad_arguments_exit_2(self):
-        for args in (["--frames", "0"], ["--frames", "5", "--seconds", "1"],
-                     ["--hitch", "a,b"], ["--game-dir", self.tmp], ["--nope"]):
-            proc, out, err = self.run_host(*args)
-            self.assertEqual(proc.returncode, 2, args)
-            self.assertTrue(err.startswith("game_host: "), (args, err))
+        self.assert_usage_errors(["--frames", "0"], ["--frames", "5", "--seconds", "1"],
+                                 ["--hitch", "a,b"], ["--game-dir", self.tmp], ["--nope"])
 
     def test_help_exits_0(self):
-        proc, out, _ = self.run_host("--help")
-        self.assertEqual(proc.returncode, 0)
-        for flag in ("--seconds", "--frames", "--profile", "--hitch", "--seed",
-                     "--game-dir", "--no-sleep"):
-            self.assertIn(flag, out)
+        self.assert_help_mentions("--seconds", "--frames", "--profile", "--hitch", "--seed",
+                                  "--game-dir", "--no-sleep")
 
 
 if __name__ == "__main__":

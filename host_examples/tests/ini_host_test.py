@@ -7,53 +7,28 @@ file) and the JSON-lines records. work.step() is called once per step and
 from nowhere else, so its call count is exact.
 """
 
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import unittest
 
-sys.dont_write_bytecode = True
+sys.dont_write_bytecode = True  # set before importing hosttest: no __pycache__ in the sources
 
-
-def find_host():
-    """The ini_host binary in this test's runfiles (or INI_HOST)."""
-    if os.environ.get("INI_HOST"):
-        return os.environ["INI_HOST"]
-    root = os.environ.get("TEST_SRCDIR")
-    workspace = os.environ.get("TEST_WORKSPACE", "statsprof")
-    if root:
-        return os.path.join(root, workspace, "host_examples", "ini_host")
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "..", "..", "bazel-bin", "host_examples", "ini_host")
-
-
-HOST = find_host()
-
-
-def read_records(path):
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    return [json.loads(line) for line in lines]  # every line must parse
+from hosttest import HostTestCase, read_records, total_calls  # noqa: E402
 
 
 def step_calls(records):
     """Calls of work.py's step() over the records."""
-    return sum(int(str(fp["ncalls"]).split("/")[0])
+    return sum(total_calls(fp["ncalls"])
                for rec in records for fp in rec["func_profiles"].values()
                if fp["function_name"] == "step" and os.path.basename(fp["file_name"]) == "work.py")
 
 
-class IniHostTest(unittest.TestCase):
+class IniHostTest(HostTestCase):
+
+    name = "ini_host"
 
     def setUp(self):
-        base = os.environ.get("TEST_TMPDIR") or tempfile.gettempdir()
-        self.tmp = tempfile.mkdtemp(dir=base)
-        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
-        self.env = dict(os.environ)
-        self.env.pop("STATSPROF", None)
+        super().setUp()
         self.jsonl = os.path.join(self.tmp, "i.jsonl")
 
     def write_ini(self, text, name="host.ini", newline="\n"):
@@ -61,13 +36,6 @@ class IniHostTest(unittest.TestCase):
         with open(path, "w", encoding="utf-8", newline=newline) as f:
             f.write(text)
         return path
-
-    def run_host(self, *args):
-        proc = subprocess.Popen(
-            [HOST] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=self.env, cwd=self.tmp, text=True)
-        out, err = proc.communicate(timeout=240)
-        return proc, out, err
 
     def run_ini(self, text, **kw):
         path = self.write_ini(text, **kw)
@@ -204,14 +172,8 @@ class IniHostTest(unittest.TestCase):
         self.assertEqual(step_calls(records), 200)
 
     def test_bad_arguments_exit_2_and_help_exits_0(self):
-        for args in (["--nope"], ["extra"], ["--work-dir", self.tmp]):
-            proc, _, err = self.run_host(*args)
-            self.assertEqual(proc.returncode, 2, args)
-            self.assertTrue(err.startswith("ini_host: "), (args, err))
-        proc, out, _ = self.run_host("--help")
-        self.assertEqual(proc.returncode, 0)
-        for word in ("--config", "--work-dir", "[profiler]", "enabled", "steps", "pause_ms"):
-            self.assertIn(word, out)
+        self.assert_usage_errors(["--nope"], ["extra"], ["--work-dir", self.tmp])
+        self.assert_help_mentions("--config", "--work-dir", "[profiler]", "enabled", "steps", "pause_ms")
 
 
 if __name__ == "__main__":

@@ -9,46 +9,18 @@ host says it served: each handler call returns before the workers are
 joined, and the profiler's last record is written at stop.
 """
 
-import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-sys.dont_write_bytecode = True
+sys.dont_write_bytecode = True  # set before importing hosttest: no __pycache__ in the sources
+
+from hosttest import HostTestCase, read_records, total_calls  # noqa: E402
 
 TEST_PROFILE = "trigger=timer;interval=500ms;per_thread=on;sink=jsonl:"
-
-
-def find_host():
-    """The server_host binary in this test's runfiles (or SERVER_HOST)."""
-    if os.environ.get("SERVER_HOST"):
-        return os.environ["SERVER_HOST"]
-    root = os.environ.get("TEST_SRCDIR")
-    workspace = os.environ.get("TEST_WORKSPACE", "statsprof")
-    if root:
-        return os.path.join(root, workspace, "host_examples", "server_host")
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "..", "..", "bazel-bin", "host_examples", "server_host")
-
-
-HOST = find_host()
-
-
-def total_calls(ncalls):
-    """pstats' "12/3" means 12 calls, 3 of them primitive."""
-    return int(str(ncalls).split("/")[0])
-
-
-def read_records(path):
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    return [json.loads(line) for line in lines]  # every line must parse
 
 
 REPORT_HEAD = re.compile(r"served (\d+) of (\d+) requests .* with (\d+) workers; "
@@ -92,24 +64,9 @@ def handler_calls(records, handler):
     return n
 
 
-class ServerHostTest(unittest.TestCase):
+class ServerHostTest(HostTestCase):
 
-    def setUp(self):
-        base = os.environ.get("TEST_TMPDIR") or tempfile.gettempdir()
-        self.tmp = tempfile.mkdtemp(dir=base)
-        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
-        self.env = dict(os.environ)
-        self.env.pop("STATSPROF", None)
-
-    def start_host(self, *args, env=None):
-        return subprocess.Popen(
-            [HOST] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env or self.env, cwd=self.tmp, text=True)
-
-    def run_host(self, *args, env=None):
-        proc = self.start_host(*args, env=env)
-        out, err = proc.communicate(timeout=240)
-        return proc, out, err
+    name = "server_host"
 
     def assert_profile_counts_every_request(self, records, report):
         deltas = [r for r in records if r["kind"] == "delta"]
@@ -283,18 +240,12 @@ class ServerHostTest(unittest.TestCase):
         self.assertEqual(os.listdir(self.tmp), [])
 
     def test_bad_arguments_exit_2(self):
-        for args in (["--workers", "0"], ["--rps", "-1"], ["--seconds", "0"], ["--requests", "x"],
-                     ["--queue", "0"], ["--app-dir", self.tmp], ["--nope"], ["extra"]):
-            proc, out, err = self.run_host(*args)
-            self.assertEqual(proc.returncode, 2, args)
-            self.assertTrue(err.startswith("server_host: "), (args, err))
+        self.assert_usage_errors(["--workers", "0"], ["--rps", "-1"], ["--seconds", "0"], ["--requests", "x"],
+                                 ["--queue", "0"], ["--app-dir", self.tmp], ["--nope"], ["extra"])
 
     def test_help_exits_0(self):
-        proc, out, _ = self.run_host("--help")
-        self.assertEqual(proc.returncode, 0)
-        for flag in ("--workers", "--rps", "--seconds", "--requests", "--queue", "--seed",
-                     "--profile", "--app-dir", "SIGTERM"):
-            self.assertIn(flag, out)
+        self.assert_help_mentions("--workers", "--rps", "--seconds", "--requests", "--queue", "--seed",
+                                  "--profile", "--app-dir", "SIGTERM")
 
 
 if __name__ == "__main__":
