@@ -58,11 +58,17 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static double now_s(void) {
+static double clock_s(clockid_t id) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
+
+/* This thread's CPU time: unlike wall time, it does not grow while another
+ * process has the CPU, so its minimum is steadier on a busy machine. */
+static double cpu_s(void) { return clock_s(CLOCK_THREAD_CPUTIME_ID); }
 
 static void die_python(const char *what) {
   fprintf(stderr, "bench_host: %s failed:\n", what);
@@ -139,9 +145,11 @@ static PyObject *g_cprofile_mod, *g_pstats_mod, *g_yappi_mod, *g_gc_mod;
 static const char *STATSPROF_CONFIG = "sink=none;interval=1h";
 static const char *STATSPROF_NOCOMP_CONFIG = "sink=none;interval=1h;compensate=off";
 
-/* One measured call of `run` in mode `m`: seconds, and the profiler's own
- * total_tt (sum of tottime) in *total_tt, or -1 where there is none. */
-static double measure(enum mode m, PyObject *run, double *total_tt, int callgrind, const char *label) {
+/* One measured call of `run` in mode `m`: wall seconds, its thread CPU
+ * seconds in *cpu, and the profiler's own total_tt (sum of tottime) in
+ * *total_tt, or -1 where there is none. */
+static double measure(enum mode m, PyObject *run, double *cpu, double *total_tt, int callgrind,
+                      const char *label) {
   PyObject *r = PyObject_CallMethod(g_gc_mod, "collect", NULL);
   if (!r) die_python("gc.collect");
   Py_DECREF(r);
@@ -183,7 +191,7 @@ static double measure(enum mode m, PyObject *run, double *total_tt, int callgrin
       abort();
   }
 
-  double t0 = 0, t1 = 0;
+  double t0 = 0, t1 = 0, c0 = 0, c1 = 0;
   if (callgrind) {
     CALLGRIND_ZERO_STATS;
     CALLGRIND_TOGGLE_COLLECT;
@@ -191,10 +199,13 @@ static double measure(enum mode m, PyObject *run, double *total_tt, int callgrin
     CALLGRIND_TOGGLE_COLLECT;
     CALLGRIND_DUMP_STATS_AT(label);
   } else {
+    c0 = cpu_s();
     t0 = now_s();
     call_noargs(run);
     t1 = now_s();
+    c1 = cpu_s();
   }
+  *cpu = c1 - c0;
 
   switch (m) {
     case M_NONE:
@@ -282,15 +293,15 @@ static void bench_workload(PyObject *workloads, const char *name, const char *si
       enum mode m = order[(k + r) % n];
       char label[128];
       snprintf(label, sizeof label, "bench %s %s", name, mode_names[m]);
-      double tt;
-      double secs = measure(m, run, &tt, callgrind, label);
+      double tt, cpu;
+      double secs = measure(m, run, &cpu, &tt, callgrind, label);
       if (callgrind) {
         printf("{\"kind\":\"callgrind\",\"workload\":\"%s\",\"mode\":\"%s\",\"label\":\"%s\"}\n",
                name, mode_names[m], label);
       } else {
         printf("{\"kind\":\"time\",\"workload\":\"%s\",\"mode\":\"%s\",\"round\":%d,"
-               "\"seconds\":%.9g,\"total_tt\":%.9g}\n",
-               name, mode_names[m], r, secs, tt);
+               "\"seconds\":%.9g,\"cpu_seconds\":%.9g,\"total_tt\":%.9g}\n",
+               name, mode_names[m], r, secs, cpu, tt);
       }
       fflush(stdout);
     }
@@ -407,6 +418,28 @@ static void bench_tick(long n) {
   fflush(stdout);
 }
 
+/* What one clock_gettime(CLOCK_MONOTONIC) costs here: cProfile's timer
+ * (_PyTime_GetPerfCounter) reads it twice per call, so it sets a lower bound
+ * on cProfile's own cost per event on this machine. */
+static void bench_clock(long n) {
+  double best = 1e30;
+  volatile long sink = 0;
+  for (int rep = 0; rep < 5; rep++) {
+    struct timespec ts;
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      sink += ts.tv_nsec;
+    }
+    double t1 = now_s();
+    if (t1 - t0 < best) best = t1 - t0;
+  }
+  (void)sink;
+  printf("{\"kind\":\"clock\",\"reads\":%ld,\"ns_per_clock_gettime\":%.4g}\n", n,
+         best * 1e9 / (double)n);
+  fflush(stdout);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static void usage(void) {
@@ -502,6 +535,7 @@ int main(int argc, char **argv) {
     bench_snapshot(workloads, 1000, reps);
     bench_snapshot(workloads, 10000, reps);
     bench_tick(strcmp(size, "full") ? 200000 : 1000000);
+    bench_clock(strcmp(size, "full") ? 200000 : 1000000);
   }
 
   Py_DECREF(workloads);
