@@ -4,12 +4,11 @@
 Run with --help for the full description.
 """
 
-import argparse
 import json
 import marshal
-import os
 import sys
 
+import statsprof_cli as cli
 import statsprof_records as sr
 
 PROG = "convert"
@@ -78,28 +77,16 @@ records or an unwritable output.
 """
 
 
-class UsageError(Exception):
-    """Reported as 'convert: error: ...' with exit status 2."""
+#: Reported as 'convert: error: ...' with exit status 2.
+UsageError = cli.UsageError
 
 
 # ---------------------------------------------------------------------------
 # selection
 
 
-def _kind_arg(text):
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
-    if not kinds:
-        raise argparse.ArgumentTypeError("invalid --kind %r: empty" % text)
-    return kinds
-
-
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else PROG,
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help='statsprof JSON-lines file(s); "-" reads stdin')
+    p = cli.new_parser(PROG, DESCRIPTION, EPILOG)
     p.add_argument("--to", required=True, choices=FORMATS,
                    help="output format")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
@@ -110,109 +97,20 @@ def build_parser():
                    help="first time (inclusive) of record end times")
     p.add_argument("--until", metavar="T",
                    help="last time (exclusive) of record end times")
-    p.add_argument("--kind", type=_kind_arg, default=list(sr.DEFAULT_KINDS),
-                   metavar="KIND[,KIND...]",
-                   help='record kind(s) to use, or "all" (default: delta)')
-    p.add_argument("--pid", type=int, metavar="N",
-                   help="use only records written by process N")
-    p.add_argument("--host", metavar="H",
-                   help="use only records written on host H")
-    p.add_argument("--scale-duty", action=argparse.BooleanOptionalAction,
-                   default=True,
-                   help="divide duty-cycled records by their duty fraction "
-                        "(default: on)")
+    cli.add_filter_options(p)
     return p
-
-
-def _check_inputs(files):
-    if files.count("-") > 1:
-        raise UsageError('"-" (stdin) given more than once')
-    for path in files:
-        if path == "-":
-            continue
-        if not os.path.exists(path):
-            raise UsageError("%s: no such file" % path)
-        if os.path.isdir(path):
-            raise UsageError("%s: is a directory" % path)
-        if not os.access(path, os.R_OK):
-            raise UsageError("%s: permission denied" % path)
-
-
-def _check_output(path):
-    if path == "-":
-        return
-    if os.path.isdir(path):
-        raise UsageError("cannot write %s: is a directory" % path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UsageError("cannot write %s: no such directory %s"
-                         % (path, parent))
-    if not os.access(parent, os.W_OK):
-        raise UsageError("cannot write %s: permission denied" % path)
-
-
-def _records(args, warn, stats, since_ns=None, until_ns=None):
-    kinds = None if "all" in args.kind else args.kind
-    return sr.iter_records(args.files, kinds=kinds, pid=args.pid,
-                           host=args.host, since_ns=since_ns,
-                           until_ns=until_ns, warn=warn, stats=stats)
-
-
-def _first_start(args):
-    """Earliest interval start of the matching records (for +DURATION)."""
-    if "-" in args.files:
-        raise UsageError("a relative --since/--until (+DURATION) needs "
-                         "files, not stdin")
-    first = None
-    for rec in _records(args, lambda m: None, {}):
-        s = min(sr.record_start_ns(rec), rec["ts_ns"])
-        first = s if first is None else min(first, s)
-    return first
-
-
-def _no_match(args, stats):
-    if stats.get("records", 0) == 0:
-        return ("no valid records in the input (%d line%s read)"
-                % (stats.get("lines", 0), "" if stats.get("lines") == 1 else "s"))
-    kinds = ", ".join("%d %s" % (n, k) for k, n in sorted(stats["kinds"].items()))
-    parts = ["%d record%s read (%s)" % (stats["records"],
-                                        "" if stats["records"] == 1 else "s",
-                                        kinds)]
-    if args.kind != ["all"]:
-        parts.append("--kind %s" % ",".join(args.kind))
-    if stats.get("filtered_pid"):
-        parts.append("%d excluded by --pid %d" % (stats["filtered_pid"], args.pid))
-    if stats.get("filtered_host"):
-        parts.append("%d excluded by --host %s" % (stats["filtered_host"],
-                                                   args.host))
-    if stats.get("filtered_time"):
-        parts.append("%d outside --since/--until" % stats["filtered_time"])
-    return "no records matched: " + "; ".join(parts)
 
 
 def select(args, warn):
     """Read and merge the selected records into a MergedProfile."""
     if args.seq is not None and (args.since or args.until):
         raise UsageError("--seq cannot be combined with --since/--until")
-    since_ns = until_ns = None
-    if args.since or args.until:
-        relative = any(t and t.strip().startswith("+")
-                       for t in (args.since, args.until))
-        t0 = _first_start(args) if relative else None
-        if relative and t0 is None:
-            raise UsageError(_no_match(args, {}))
-        try:
-            since_ns = sr.parse_time(args.since, t0) if args.since else None
-            until_ns = sr.parse_time(args.until, t0) if args.until else None
-        except ValueError as e:
-            raise UsageError(str(e))
-        if since_ns is not None and until_ns is not None and until_ns <= since_ns:
-            raise UsageError("--until must be later than --since")
+    since_ns, until_ns = cli.time_range(args, cli.no_match_message(args, {}))
     stats = {}
     merged = sr.MergedProfile()
     seqs_seen = set()
     origins = set()
-    for rec in _records(args, warn, stats, since_ns, until_ns):
+    for rec in cli.iter_selected(args, warn, stats, since_ns, until_ns):
         if args.seq is not None:
             seqs_seen.add(rec.get("seq"))
             if rec.get("seq") != args.seq:
@@ -220,7 +118,7 @@ def select(args, warn):
             origins.add((rec.get("pid"), rec.get("host")))
         merged.add(rec, args.scale_duty, warn)
     if not stats.get("matched"):
-        raise UsageError(_no_match(args, stats))
+        raise UsageError(cli.no_match_message(args, stats))
     if args.seq is not None:
         if not merged.nrecords:
             known = sorted(s for s in seqs_seen if isinstance(s, int))
@@ -500,65 +398,53 @@ def _profile_name(args, merged):
                              sr.ns_to_iso(merged.end_ns))
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    def warn(msg):
-        print("%s: warning: %s" % (PROG, msg), file=sys.stderr)
-
+def _run(args, warn):
+    """Check, read, merge and write the output; UsageError on failure."""
+    cli.check_inputs(args.files)
+    cli.check_output(args.output)
     try:
-        _check_inputs(args.files)
-        _check_output(args.output)
+        merged = select(args, warn)
+    except OSError as e:
+        raise cli.input_error(e)
+    if args.output == "-" and args.to == "pstats" and sys.stdout.isatty():
+        raise UsageError("refusing to write binary pstats data to a "
+                         "terminal; use -o FILE")
+    binary = args.to == "pstats"
+    try:
+        if args.output == "-":
+            out = sys.stdout.buffer if binary else sys.stdout
+            close = False
+        else:
+            out = open(args.output, "wb" if binary else "w",
+                       **({} if binary else {"encoding": "utf-8"}))
+            close = True
         try:
-            merged = select(args, warn)
-        except OSError as e:
-            raise UsageError("%s: %s" % (e.filename or "input", e.strerror or e))
-        if args.output == "-" and args.to == "pstats" and sys.stdout.isatty():
-            raise UsageError("refusing to write binary pstats data to a "
-                             "terminal; use -o FILE")
-        binary = args.to == "pstats"
-        try:
-            if args.output == "-":
-                out = sys.stdout.buffer if binary else sys.stdout
-                close = False
+            if args.to == "pstats":
+                write_pstats(merged, out)
+            elif args.to == "callgrind":
+                write_callgrind(merged, out, args.files)
             else:
-                out = open(args.output, "wb" if binary else "w",
-                           **({} if binary else {"encoding": "utf-8"}))
-                close = True
-            try:
-                if args.to == "pstats":
-                    write_pstats(merged, out)
-                elif args.to == "callgrind":
-                    write_callgrind(merged, out, args.files)
-                else:
-                    write_speedscope(merged, out, _profile_name(args, merged))
-                out.flush()
-            finally:
-                if close:
-                    out.close()
-        except OSError as e:
-            raise UsageError("cannot write %s: %s" % (args.output,
-                                                      e.strerror or e))
-        if merged.duty_scaled:
-            warn("%d duty-cycled record%s scaled by 1/duty%s" % (
-                merged.duty_scaled, "" if merged.duty_scaled == 1 else "s",
-                "; call counts rounded" if args.to != "speedscope" else ""))
-        if args.output != "-":
-            print("%s: wrote %s (%s, %d record%s, %d functions)" % (
-                PROG, args.output, args.to, merged.nrecords,
-                "" if merged.nrecords == 1 else "s", len(merged.funcs)),
-                file=sys.stderr)
-    except UsageError as e:
-        print("%s: error: %s" % (PROG, e), file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+                write_speedscope(merged, out, _profile_name(args, merged))
+            out.flush()
+        finally:
+            if close:
+                out.close()
+    except OSError as e:
+        raise cli.output_error(args.output, e)
+    if merged.duty_scaled:
+        warn("%d duty-cycled record%s scaled by 1/duty%s" % (
+            merged.duty_scaled, "" if merged.duty_scaled == 1 else "s",
+            "; call counts rounded" if args.to != "speedscope" else ""))
+    if args.output != "-":
+        print("%s: wrote %s (%s, %d record%s, %d functions)" % (
+            PROG, args.output, args.to, merged.nrecords,
+            "" if merged.nrecords == 1 else "s", len(merged.funcs)),
+            file=sys.stderr)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return cli.run_main(PROG, lambda: _run(args, cli.warner(PROG)))
 
 
 if __name__ == "__main__":

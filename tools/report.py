@@ -4,7 +4,6 @@
 Run with --help for the full description.
 """
 
-import argparse
 import array
 import datetime
 import heapq
@@ -15,6 +14,7 @@ import os
 import sys
 import time
 
+import statsprof_cli as cli
 import statsprof_records as sr
 
 PROG = "report"
@@ -69,81 +69,41 @@ records or an unwritable output.
 """
 
 
-class UsageError(Exception):
-    """Reported as 'report: error: ...' with exit status 2."""
+#: Reported as 'report: error: ...' with exit status 2.
+UsageError = cli.UsageError
 
 
 # ---------------------------------------------------------------------------
 # arguments
 
 
-def _slice_arg(text):
-    try:
-        return sr.parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e))
-
-
-def _int_arg(name, minimum):
-    def parse(text):
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("invalid %s %r: expected an integer"
-                                             % (name, text))
-        if n < minimum:
-            raise argparse.ArgumentTypeError("invalid %s %r: must be >= %d"
-                                             % (name, text, minimum))
-        return n
-    return parse
-
-
-def _kind_arg(text):
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
-    if not kinds:
-        raise argparse.ArgumentTypeError("invalid --kind %r: empty" % text)
-    return kinds
-
-
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else PROG,
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help='statsprof JSON-lines file(s); "-" reads stdin')
+    p = cli.new_parser(PROG, DESCRIPTION, EPILOG)
     p.add_argument("-o", "--output", default="report.html", metavar="OUT.html",
                    help="HTML file to write (default: report.html)")
-    p.add_argument("--slice", type=_slice_arg, default=sr.parse_duration("10s"),
+    p.add_argument("--slice", type=cli.duration_arg,
+                   default=sr.parse_duration("10s"),
                    metavar="DURATION",
                    help="initial slice width, e.g. 1s, 10s, 1m (default: 10s); "
                         "the page also offers 1s/10s/1m/5m/1h/1d where they fit")
     p.add_argument("--field", choices=sr.FIELDS, default="cumtime",
                    help="initial field of the chart and table sort "
                         "(default: cumtime)")
-    p.add_argument("--top", type=_int_arg("--top", 1), default=10, metavar="N",
+    p.add_argument("--top", type=cli.int_arg("--top", 1), default=10,
+                   metavar="N",
                    help="functions stacked separately in the chart, ranked by "
                         'their total; the rest is "other" (default: 10)')
-    p.add_argument("--kind", type=_kind_arg, default=list(sr.DEFAULT_KINDS),
-                   metavar="KIND[,KIND...]",
-                   help='record kind(s) to use, or "all" (default: delta)')
-    p.add_argument("--pid", type=int, metavar="N",
-                   help="use only records written by process N")
-    p.add_argument("--host", metavar="H",
-                   help="use only records written on host H")
-    p.add_argument("--scale-duty", action=argparse.BooleanOptionalAction,
-                   default=True,
-                   help="divide duty-cycled records by their duty fraction "
-                        "(default: on)")
+    cli.add_filter_options(p)
     p.add_argument("--title", metavar="T", help="page title")
-    p.add_argument("--max-slices", type=_int_arg("--max-slices", 1),
+    p.add_argument("--max-slices", type=cli.int_arg("--max-slices", 1),
                    default=1500, metavar="N",
                    help="offer a slice width only if it gives at most N slices "
                         "(bars) (default: 1500)")
-    p.add_argument("--table-rows", type=_int_arg("--table-rows", 1),
+    p.add_argument("--table-rows", type=cli.int_arg("--table-rows", 1),
                    default=200, metavar="N",
                    help="functions listed per slice (default: 200)")
-    p.add_argument("--max-table-entries", type=_int_arg("--max-table-entries", 1),
+    p.add_argument("--max-table-entries",
+                   type=cli.int_arg("--max-table-entries", 1),
                    default=80000, metavar="N",
                    help="total per-slice table rows over all slices and widths, "
                         "shared out coarsest width first; every slice still "
@@ -644,14 +604,11 @@ def build_data(args, collector, accs, widths, initial, note, stats, timings):
 def collect(args, warn):
     """Read the records; returns (collector, accumulators, widths,
     initial width, note, stats)."""
-    kinds = None if "all" in args.kind else args.kind
-
-    since_ns, until_ns = _time_range(args, kinds)
+    since_ns, until_ns = cli.time_range(
+        args, "no records matched (needed for a relative --since/--until)")
 
     def records(stats, warn=warn):
-        return sr.iter_records(args.files, kinds=kinds, pid=args.pid,
-                               host=args.host, since_ns=since_ns,
-                               until_ns=until_ns, warn=warn, stats=stats)
+        return cli.iter_selected(args, warn, stats, since_ns, until_ns)
 
     stats = {}
     col = Collector(args.scale_duty, warn)
@@ -671,9 +628,9 @@ def collect(args, warn):
     try:
         col.run(first_pass(records(stats)), lazy)
     except OSError as e:
-        raise UsageError("%s: %s" % (e.filename or "input", e.strerror or e))
+        raise cli.input_error(e)
     if not stats.get("matched"):
-        raise UsageError(_no_match(args, stats))
+        raise UsageError(cli.no_match_message(args, stats))
     if col.bad_edges:
         warn("%d malformed callers entries skipped" % col.bad_edges)
     widths, initial, note = choose_widths(col.t0, col.tmax, args.slice,
@@ -694,30 +651,6 @@ def collect(args, warn):
     return col, accs, widths, initial, note, stats
 
 
-def _time_range(args, kinds):
-    """(since_ns, until_ns) from --since/--until (None when not given)."""
-    if not (args.since or args.until):
-        return None, None
-    t0 = None
-    if any(t and t.strip().startswith("+") for t in (args.since, args.until)):
-        # relative to the first matching record: one quick extra pass
-        for rec in sr.iter_records(args.files, kinds=kinds, pid=args.pid,
-                                   host=args.host, warn=lambda m: None):
-            s = min(sr.record_start_ns(rec), rec["ts_ns"])
-            t0 = s if t0 is None else min(t0, s)
-        if t0 is None:
-            raise UsageError("no records matched (needed for a relative "
-                             "--since/--until)")
-    try:
-        since = sr.parse_time(args.since, t0) if args.since else None
-        until = sr.parse_time(args.until, t0) if args.until else None
-    except ValueError as e:
-        raise UsageError(str(e))
-    if since is not None and until is not None and until <= since:
-        raise UsageError("--until must be later than --since")
-    return since, until
-
-
 class _LazyAccs:
     """The accumulator list for Collector.run, created on the first record."""
 
@@ -727,26 +660,6 @@ class _LazyAccs:
     def __iter__(self):
         a = self.get()
         return iter([a] if a is not None else [])
-
-
-def _no_match(args, stats):
-    if stats.get("records", 0) == 0:
-        return ("no valid records in the input (%d line%s read)"
-                % (stats.get("lines", 0), "" if stats.get("lines") == 1 else "s"))
-    kinds = ", ".join("%d %s" % (n, k) for k, n in sorted(stats["kinds"].items()))
-    parts = ["%d record%s read (%s)" % (stats["records"],
-                                        "" if stats["records"] == 1 else "s",
-                                        kinds)]
-    if args.kind != ["all"]:
-        parts.append("--kind %s" % ",".join(args.kind))
-    if stats.get("filtered_pid"):
-        parts.append("%d excluded by --pid %d" % (stats["filtered_pid"], args.pid))
-    if stats.get("filtered_host"):
-        parts.append("%d excluded by --host %s" % (stats["filtered_host"],
-                                                   args.host))
-    if stats.get("filtered_time"):
-        parts.append("%d outside --since/--until" % stats["filtered_time"])
-    return "no records matched: " + "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------
@@ -1205,81 +1118,51 @@ document.body.dataset.ready = "1";
 # main
 
 
-def _check_inputs(files):
-    if files.count("-") > 1:
-        raise UsageError('"-" (stdin) given more than once')
-    for path in files:
-        if path == "-":
-            continue
-        if not os.path.exists(path):
-            raise UsageError("%s: no such file" % path)
-        if os.path.isdir(path):
-            raise UsageError("%s: is a directory" % path)
-        if not os.access(path, os.R_OK):
-            raise UsageError("%s: permission denied" % path)
-
-
-def _check_output(path):
-    if os.path.isdir(path):
-        raise UsageError("cannot write %s: is a directory" % path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UsageError("cannot write %s: no such directory %s" % (path, parent))
-    if not os.access(parent, os.W_OK):
-        raise UsageError("cannot write %s: permission denied" % path)
+def _run(args, warn):
+    """Check, read, aggregate and write the page; UsageError on failure."""
+    cli.check_inputs(args.files)
+    if args.output == "-":
+        raise UsageError("-o needs a file name")
+    cli.check_output(args.output)
+    timings = {"start": time.monotonic()}
+    spool = None
+    if "-" in args.files:
+        # stdin may have to be read twice: keep a copy
+        import shutil
+        import tempfile
+        spool = tempfile.NamedTemporaryFile(prefix="statsprof-report-",
+                                            suffix=".jsonl")
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        spool.flush()
+        args.display_files = list(args.files)
+        args.files = [spool.name if f == "-" else f for f in args.files]
+    try:
+        col, accs, widths, initial, note, stats = collect(args, warn)
+    finally:
+        if spool is not None:
+            spool.close()
+    timings["read"] = time.monotonic()
+    if note:
+        warn(note)
+    data = build_data(args, col, accs, widths, initial, note, stats, timings)
+    html = render_html(data)
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(html)
+    except OSError as e:
+        raise cli.output_error(args.output, e)
+    timings["end"] = time.monotonic()
+    print("%s: wrote %s (%.1f kB; %d records, %d functions; slices %s; "
+          "%.1fs)" % (PROG, args.output, len(html.encode("utf-8")) / 1000,
+                      col.nrecords, len(col.keys),
+                      ", ".join(sr.format_duration(w) for w in widths),
+                      timings["end"] - timings["start"]), file=sys.stderr)
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    def warn(msg):
-        print("%s: warning: %s" % (PROG, msg), file=sys.stderr)
-
-    try:
-        _check_inputs(args.files)
-        if args.output == "-":
-            raise UsageError("-o needs a file name")
-        _check_output(args.output)
-        timings = {"start": time.monotonic()}
-        spool = None
-        if "-" in args.files:
-            # stdin may have to be read twice: keep a copy
-            import shutil
-            import tempfile
-            spool = tempfile.NamedTemporaryFile(prefix="statsprof-report-",
-                                                suffix=".jsonl")
-            shutil.copyfileobj(sys.stdin.buffer, spool)
-            spool.flush()
-            args.display_files = list(args.files)
-            args.files = [spool.name if f == "-" else f for f in args.files]
-        try:
-            col, accs, widths, initial, note, stats = collect(args, warn)
-        finally:
-            if spool is not None:
-                spool.close()
-        timings["read"] = time.monotonic()
-        if note:
-            warn(note)
-        data = build_data(args, col, accs, widths, initial, note, stats, timings)
-        html = render_html(data)
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(html)
-        except OSError as e:
-            raise UsageError("cannot write %s: %s" % (args.output, e.strerror or e))
-        timings["end"] = time.monotonic()
-        print("%s: wrote %s (%.1f kB; %d records, %d functions; slices %s; "
-              "%.1fs)" % (PROG, args.output, len(html.encode("utf-8")) / 1000,
-                          col.nrecords, len(col.keys),
-                          ", ".join(sr.format_duration(w) for w in widths),
-                          timings["end"] - timings["start"]), file=sys.stderr)
-    except UsageError as e:
-        print("%s: error: %s" % (PROG, e), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    args = build_parser().parse_args(argv)
+    return cli.run_main(PROG, lambda: _run(args, cli.warner(PROG)),
+                        quiet_broken_pipe=False)
 
 
 if __name__ == "__main__":

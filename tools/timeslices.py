@@ -9,12 +9,12 @@ writes the same numbers as CSV and/or draws a stacked bar chart (PNG).
 Run with --help for the full description.
 """
 
-import argparse
 import csv
 import datetime
 import os
 import sys
 
+import statsprof_cli as cli
 import statsprof_records as sr
 
 PROG = "timeslices"
@@ -68,70 +68,37 @@ missing/unreadable input files, no matching records, or unwritable output.
 """
 
 
-class UsageError(Exception):
-    """An error reported as 'timeslices: error: ...' with exit status 2."""
+#: Reported as 'timeslices: error: ...' with exit status 2.
+UsageError = cli.UsageError
 
 
 # ---------------------------------------------------------------------------
 # argument parsing
 
 
-def _slice_arg(text):
-    try:
-        return sr.parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e))
-
-
-def _top_arg(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("invalid --top %r: expected an integer"
-                                         % text)
-    if n < 0:
-        raise argparse.ArgumentTypeError("invalid --top %r: must be >= 0" % text)
-    return n
-
-
-def _kind_arg(text):
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
-    if not kinds:
-        raise argparse.ArgumentTypeError("invalid --kind %r: empty" % text)
-    return kinds
-
-
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else PROG,
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help='statsprof JSON-lines file(s); "-" reads stdin; '
-                        ".gz files are decompressed")
-    p.add_argument("--slice", type=_slice_arg, default=sr.parse_duration("10s"),
+    p = cli.new_parser(PROG, DESCRIPTION, EPILOG,
+                       files_help='statsprof JSON-lines file(s); "-" reads '
+                                  "stdin; .gz files are decompressed")
+    p.add_argument("--slice", type=cli.duration_arg,
+                   default=sr.parse_duration("10s"),
                    metavar="DURATION",
                    help="slice length, e.g. 500ms, 10s, 2.5s, 1m, 1h; a bare "
                         "number means seconds (default: 10s)")
     p.add_argument("--field", choices=sr.FIELDS, default="cumtime",
                    help="field to sum: cumtime or tottime (seconds) or ncalls "
                         "(total calls) (default: cumtime)")
-    p.add_argument("--top", type=_top_arg, default=8, metavar="N",
+    p.add_argument("--top", type=cli.int_arg("--top", 0), default=8,
+                   metavar="N",
                    help="number of functions shown separately, ranked by "
                         "their total over all slices; the rest is summed as "
                         '"other" (default: 8)')
-    p.add_argument("--kind", type=_kind_arg, default=list(sr.DEFAULT_KINDS),
-                   metavar="KIND[,KIND...]",
-                   help='record kind(s) to use, comma-separated, or "all" '
-                        '(default: delta).  Values are summed as they are, '
-                        'so "cumulative" records give sums of running totals')
-    p.add_argument("--pid", type=int, metavar="N",
-                   help="use only records written by process N")
-    p.add_argument("--host", metavar="H",
-                   help="use only records written on host H")
-    p.add_argument("--scale-duty", action=argparse.BooleanOptionalAction,
-                   default=True,
-                   help="divide values by the record's duty fraction when it "
+    cli.add_filter_options(
+        p,
+        kind_help='record kind(s) to use, comma-separated, or "all" '
+                  '(default: delta).  Values are summed as they are, '
+                  'so "cumulative" records give sums of running totals',
+        scale_duty_help="divide values by the record's duty fraction when it "
                         "was only partly observed (default: on)")
     p.add_argument("--csv", metavar="OUT.csv",
                    help='write the slices as CSV to OUT.csv ("-" = stdout, '
@@ -312,74 +279,33 @@ def make_chart(result, title=None, clock=False):
 # main
 
 
-def _check_inputs(files):
-    stdin_count = 0
-    for path in files:
-        if path == "-":
-            stdin_count += 1
-            continue
-        if not os.path.exists(path):
-            raise UsageError("%s: no such file" % path)
-        if os.path.isdir(path):
-            raise UsageError("%s: is a directory" % path)
-        if not os.access(path, os.R_OK):
-            raise UsageError("%s: permission denied" % path)
-    if stdin_count > 1:
-        raise UsageError('"-" (stdin) given more than once')
-
-
 def _check_outputs(args):
     """Fail before doing any work if an output file cannot be created."""
-    for flag, path in (("CSV", args.csv), ("PNG", args.png)):
-        if not path or path == "-":
-            continue
-        parent = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(path):
-            raise UsageError("cannot write %s %s: is a directory" % (flag, path))
-        if not os.path.isdir(parent):
-            raise UsageError("cannot write %s %s: no such directory %s"
-                             % (flag, path, parent))
-        if not os.access(parent, os.W_OK):
-            raise UsageError("cannot write %s %s: permission denied"
-                             % (flag, path))
+    for what, path in (("CSV", args.csv), ("PNG", args.png)):
+        if path:
+            cli.check_output(path, what)
     if args.png == "-":
         raise UsageError("--png needs a file name")
 
 
 def _no_match_message(args, stats):
-    parts = []
+    message = cli.no_match_message(args, stats)
     if stats["records"] == 0:
-        parts.append("no valid records in the input (%d line%s read)"
-                     % (stats["lines"], "" if stats["lines"] == 1 else "s"))
-    else:
-        kinds = ", ".join("%d %s" % (n, k)
-                          for k, n in sorted(stats["kinds"].items()))
-        parts.append("%d record%s read (%s)" % (
-            stats["records"], "" if stats["records"] == 1 else "s", kinds))
-        if args.kind != ["all"]:
-            parts.append("--kind %s" % ",".join(args.kind))
-        if stats["filtered_pid"]:
-            parts.append("%d excluded by --pid %d" % (stats["filtered_pid"],
-                                                      args.pid))
-        if stats["filtered_host"]:
-            parts.append("%d excluded by --host %s" % (stats["filtered_host"],
-                                                       args.host))
-    return "no records matched: " + "; ".join(parts)
+        message = "no records matched: " + message
+    return message
 
 
 def compute(args, warn):
     """Read, filter and aggregate; returns the result dict used for output."""
-    kinds = None if "all" in args.kind else args.kind
     stats = {}
     summary = Summary()
-    records = sr.iter_records(args.files, kinds=kinds, pid=args.pid,
-                              host=args.host, warn=warn, stats=stats)
+    records = cli.iter_selected(args, warn, stats)
     try:
         slices, table = sr.bucket_records(
             summary.watch(records, args.scale_duty), args.slice, args.field,
             scale_duty=args.scale_duty)
     except OSError as e:
-        raise UsageError("%s: %s" % (e.filename or "input", e.strerror or e))
+        raise cli.input_error(e)
     except ValueError as e:
         raise UsageError(str(e))
     if not stats.get("matched"):
@@ -396,56 +322,42 @@ def compute(args, warn):
     }
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _run(args, warn):
+    """Check, compute and write the outputs; UsageError on failure."""
+    cli.check_inputs(args.files, stdin_last=True)
+    _check_outputs(args)
+    if "cumulative" in args.kind:
+        warn("cumulative records hold running totals; summing them per "
+             "slice does not give the time spent in each slice")
+    result = compute(args, warn)
 
-    def warn(msg):
-        print("%s: warning: %s" % (PROG, msg), file=sys.stderr)
-
-    try:
-        _check_inputs(args.files)
-        _check_outputs(args)
-        if "cumulative" in args.kind:
-            warn("cumulative records hold running totals; summing them per "
-                 "slice does not give the time spent in each slice")
-        result = compute(args, warn)
-
-        if args.csv != "-":
-            sys.stdout.write("\n".join(render_table(result)) + "\n")
-            sys.stdout.flush()
-        if args.csv:
-            if args.csv == "-":
-                write_csv(result, sys.stdout)
-            else:
-                try:
-                    with open(args.csv, "w", newline="", encoding="utf-8") as f:
-                        write_csv(result, f)
-                except OSError as e:
-                    raise UsageError("cannot write CSV %s: %s"
-                                     % (args.csv, e.strerror or e))
-        if args.png:
+    if args.csv != "-":
+        sys.stdout.write("\n".join(render_table(result)) + "\n")
+        sys.stdout.flush()
+    if args.csv:
+        if args.csv == "-":
+            write_csv(result, sys.stdout)
+        else:
             try:
-                fig = make_chart(result, title=args.title, clock=args.clock)
-            except ImportError as e:
-                raise UsageError("--png needs matplotlib (Debian package "
-                                 "python3-matplotlib): %s" % e)
-            try:
-                fig.savefig(args.png, format="png")
+                with open(args.csv, "w", newline="", encoding="utf-8") as f:
+                    write_csv(result, f)
             except OSError as e:
-                raise UsageError("cannot write PNG %s: %s"
-                                 % (args.png, e.strerror or e))
-    except UsageError as e:
-        print("%s: error: %s" % (PROG, e), file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # e.g. piped into head: stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+                raise cli.output_error(args.csv, e, "CSV")
+    if args.png:
+        try:
+            fig = make_chart(result, title=args.title, clock=args.clock)
+        except ImportError as e:
+            raise UsageError("--png needs matplotlib (Debian package "
+                             "python3-matplotlib): %s" % e)
+        try:
+            fig.savefig(args.png, format="png")
+        except OSError as e:
+            raise cli.output_error(args.png, e, "PNG")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return cli.run_main(PROG, lambda: _run(args, cli.warner(PROG)))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ Set REPORT_BIG_HTML=/path/report.html to also time opening a big report
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,15 +37,12 @@ import unittest
 
 sys.dont_write_bytecode = True
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOOLS = os.path.dirname(HERE)
-DATA = os.path.join(HERE, "data")
-GAME = os.path.join(DATA, "game.jsonl")
-REPORT = os.path.join(TOOLS, "report.py")
-PYTHON = "/usr/bin/python3"
-
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chromium_cdp  # noqa: E402
+import toolstest  # noqa: E402
+from toolstest import GAME, TOOLS  # noqa: E402
+
+REPORT = os.path.join(TOOLS, "report.py")
 
 FIND = "/srv/game/ai.py:42(find_path)"
 SPRITE = "/srv/game/render.py:30(draw_sprite)"
@@ -91,7 +87,6 @@ def expected_slices():
 
 def short(key):
     """Same as statsprof_records.short_label."""
-    sys.path.insert(0, TOOLS)
     import statsprof_records as sr
     return sr.short_label(key)
 
@@ -113,10 +108,9 @@ class ReportInBrowser(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="statsprof-report-browser-")
         cls.html = os.path.join(cls.tmp.name, "report.html")
-        r = subprocess.run([PYTHON, REPORT, GAME, "-o", cls.html, "--slice",
-                            "10s", "--title", "statsprof report: game.jsonl"],
-                           capture_output=True, text=True, timeout=120,
-                           env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        r = toolstest.run_tool(REPORT, [GAME, "-o", cls.html, "--slice", "10s",
+                                        "--title", "statsprof report: game.jsonl"],
+                               text=True)
         if r.returncode != 0:
             raise AssertionError("report.py failed: %s" % r.stderr)
         cls.exp = expected_slices()

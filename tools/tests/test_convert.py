@@ -27,28 +27,19 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 sys.dont_write_bytecode = True
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOOLS = os.path.dirname(HERE)
-DATA = os.path.join(HERE, "data")
-GAME = os.path.join(DATA, "game.jsonl")
-SAMPLE = os.path.join(DATA, "sample.jsonl")
-OTHER = os.path.join(DATA, "other_pid.jsonl")
-DUTY = os.path.join(DATA, "duty.jsonl")
-SCHEMA = os.path.join(DATA, "speedscope-file-format-schema.json")
-SCRIPT = os.path.join(TOOLS, "convert.py")
-PYTHON = "/usr/bin/python3"
-ANNOTATE = shutil.which("callgrind_annotate")
-
-sys.path.insert(0, TOOLS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toolstest  # noqa: E402
+from toolstest import B, DATA, DUTY, GAME, OTHER, S, SAMPLE, TOOLS  # noqa: E402
 import statsprof_records as sr  # noqa: E402
 
-B = 1795617000 * 10**9
-S = 10**9
+SCHEMA = os.path.join(DATA, "speedscope-file-format-schema.json")
+SCRIPT = os.path.join(TOOLS, "convert.py")
+ANNOTATE = shutil.which("callgrind_annotate")
+
 FRAME = ("/srv/game/game.py", 10, "frame")
 UPDATE = ("/srv/game/game.py", 30, "update")
 FIND = ("/srv/game/ai.py", 42, "find_path")
@@ -60,9 +51,7 @@ APPEND = ("~", 0, "<method 'append' of 'list' objects>")
 
 
 def run(*args, stdin=None):
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([PYTHON, SCRIPT] + list(args), input=stdin,
-                          capture_output=True, env=env, timeout=120)
+    return toolstest.run_tool(SCRIPT, args, stdin=stdin)
 
 
 def label(key):
@@ -101,16 +90,8 @@ def expected(paths, kinds=("delta",), keep=lambda rec: True, duty=True):
     return funcs, edges
 
 
-class Tmp(unittest.TestCase):
-    def setUp(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix="statsprof-convert-")
-        self.tmp = self._tmp.name
-
-    def tearDown(self):
-        self._tmp.cleanup()
-
-    def path(self, name):
-        return os.path.join(self.tmp, name)
+class Tmp(toolstest.ToolTest):
+    tmp_prefix = "statsprof-convert-"
 
     def convert(self, *args, ok=True):
         r = run(*args)
@@ -565,14 +546,6 @@ class CliTests(Tmp):
         for word in ("--to", "pstats", "callgrind", "speedscope", "--seq", "--since",
                      "exit status"):
             self.assertIn(word, text)
-
-    def one_line_error(self, r):
-        self.assertEqual(r.returncode, 2)
-        err = r.stderr.decode()
-        self.assertNotIn("Traceback", err)
-        errors = [l for l in err.splitlines() if "error" in l]
-        self.assertEqual(len(errors), 1, err)
-        return errors[0]
 
     def test_errors(self):
         out = self.path("x.prof")

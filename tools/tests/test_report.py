@@ -22,7 +22,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,23 +29,15 @@ import unittest
 
 sys.dont_write_bytecode = True
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOOLS = os.path.dirname(HERE)
-DATA = os.path.join(HERE, "data")
-GAME = os.path.join(DATA, "game.jsonl")
-SAMPLE = os.path.join(DATA, "sample.jsonl")
-OTHER = os.path.join(DATA, "other_pid.jsonl")
-DUTY = os.path.join(DATA, "duty.jsonl")
-SCRIPT = os.path.join(TOOLS, "report.py")
-PYTHON = "/usr/bin/python3"
-
-sys.path.insert(0, TOOLS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toolstest  # noqa: E402
+from toolstest import B, DATA, DUTY, GAME, OTHER, S, SAMPLE, TOOLS  # noqa: E402
 sys.path.insert(0, DATA)
 import statsprof_records as sr  # noqa: E402
 import make_game_jsonl  # noqa: E402
 
-B = 1795617000 * 10**9
-S = 10**9
+SCRIPT = os.path.join(TOOLS, "report.py")
+
 FRAME = "/srv/game/game.py:10(frame)"
 UPDATE = "/srv/game/game.py:30(update)"
 FIND = "/srv/game/ai.py:42(find_path)"
@@ -55,9 +46,7 @@ SPRITE = "/srv/game/render.py:30(draw_sprite)"
 
 
 def run(*args, stdin=None):
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([PYTHON, SCRIPT] + list(args), input=stdin,
-                          capture_output=True, env=env, timeout=600)
+    return toolstest.run_tool(SCRIPT, args, stdin=stdin, timeout=600)
 
 
 def page_data(path):
@@ -164,13 +153,8 @@ def write_synthetic(path, nrec, nfuncs, per_record, hot=100, spacing_s=1):
     return os.path.getsize(path)
 
 
-class Tmp(unittest.TestCase):
-    def setUp(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix="statsprof-report-")
-        self.tmp = self._tmp.name
-
-    def tearDown(self):
-        self._tmp.cleanup()
+class Tmp(toolstest.ToolTest):
+    tmp_prefix = "statsprof-report-"
 
     def report(self, *args, ok=True, stdin=None):
         out = os.path.join(self.tmp, "r.html")
@@ -430,14 +414,6 @@ class OptionTests(Tmp):
 
 
 class CliTests(Tmp):
-    def one_line_error(self, r):
-        self.assertEqual(r.returncode, 2)
-        err = r.stderr.decode()
-        self.assertNotIn("Traceback", err)
-        errors = [line for line in err.splitlines() if "error" in line]
-        self.assertEqual(len(errors), 1, err)
-        return errors[0]
-
     def test_help(self):
         r = run("--help")
         self.assertEqual(r.returncode, 0)

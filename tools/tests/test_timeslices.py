@@ -45,21 +45,13 @@ import unittest
 
 sys.dont_write_bytecode = True  # keep tools/ free of __pycache__
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOOLS = os.path.dirname(HERE)
-DATA = os.path.join(HERE, "data")
-SAMPLE = os.path.join(DATA, "sample.jsonl")
-OTHER = os.path.join(DATA, "other_pid.jsonl")
-DUTY = os.path.join(DATA, "duty.jsonl")
-SCRIPT = os.path.join(TOOLS, "timeslices.py")
-PYTHON = "/usr/bin/python3"
-
-sys.path.insert(0, TOOLS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toolstest  # noqa: E402
+from toolstest import B, DATA, DUTY, OTHER, S, SAMPLE, TOOLS  # noqa: E402
 import statsprof_records as sr  # noqa: E402
 import timeslices  # noqa: E402
 
-B = 1795617000 * 10**9
-S = 10**9
+SCRIPT = os.path.join(TOOLS, "timeslices.py")
 
 FRAME = "/srv/game/game.py:10(frame)"
 DRAW = "/srv/game/render.py:7(draw)"
@@ -102,9 +94,7 @@ SLICES_5S = [B, B + 5 * S, B + 10 * S]
 
 def run(*args, stdin=None):
     """Run timeslices.py; returns CompletedProcess with text stdout/stderr."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([PYTHON, SCRIPT] + list(args), input=stdin,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return toolstest.run_tool(SCRIPT, args, stdin=stdin, text=True)
 
 
 def read_csv(path):
@@ -395,14 +385,7 @@ TRUNC_WARNING = ("timeslices: warning: %s:14: skipping incomplete last line "
                  "(writer killed?): " % SAMPLE)
 
 
-class CliTests(unittest.TestCase):
-    def setUp(self):
-        self._tmp = tempfile.TemporaryDirectory()
-        self.tmp = self._tmp.name
-
-    def tearDown(self):
-        self._tmp.cleanup()
-
+class CliTests(toolstest.ToolTest):
     def ok(self, *args, **kw):
         p = run(*args, **kw)
         self.assertEqual(p.returncode, 0, p.stderr)

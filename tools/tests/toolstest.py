@@ -1,0 +1,64 @@
+"""Shared set-up of the tools' tests (test_timeslices.py, test_report.py,
+test_convert.py, report_browser_test.py).
+
+Importing it puts tools/ first on sys.path, so that the tests can import
+statsprof_records and the tools themselves.  The test data files are
+described in test_timeslices.py (sample, other_pid, duty) and in
+data/make_game_jsonl.py (game).
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.dirname(HERE)
+DATA = os.path.join(HERE, "data")
+GAME = os.path.join(DATA, "game.jsonl")
+SAMPLE = os.path.join(DATA, "sample.jsonl")
+OTHER = os.path.join(DATA, "other_pid.jsonl")
+DUTY = os.path.join(DATA, "duty.jsonl")
+PYTHON = "/usr/bin/python3"
+
+#: Start of the test data (2026-11-25T14:30:00Z) in ns, and one second.
+B = 1795617000 * 10**9
+S = 10**9
+
+sys.path.insert(0, TOOLS)
+
+
+def run_tool(script, args, stdin=None, text=False, timeout=120):
+    """Run ``script`` with PYTHON; CompletedProcess with stdout/stderr
+    captured (str with ``text``, else bytes)."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([PYTHON, script] + list(args), input=stdin,
+                          capture_output=True, text=text, env=env,
+                          timeout=timeout)
+
+
+class ToolTest(unittest.TestCase):
+    """A fresh temporary directory ``self.tmp`` per test (its name starts
+    with ``tmp_prefix``), and checks of a tool's failing run."""
+
+    tmp_prefix = None
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix=self.tmp_prefix)
+        self.tmp = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def one_line_error(self, r):
+        """The one "error" line of a run (bytes output) that exited with 2."""
+        self.assertEqual(r.returncode, 2)
+        err = r.stderr.decode()
+        self.assertNotIn("Traceback", err)
+        errors = [line for line in err.splitlines() if "error" in line]
+        self.assertEqual(len(errors), 1, err)
+        return errors[0]
