@@ -108,7 +108,12 @@ static int finish_duty(parse_ctx *pc, statsprof__config *c, unsigned seen) {
   if (c->duty && has_every && !has_window) c->window_ns = (int64_t)((double)c->every_ns * c->duty);
   if (!c->window_ns) c->window_ns = 50000000; /* 50 ms */
   /* max_overhead alone starts at 10% and lengthens the gaps as needed. */
-  if (!has_every) c->every_ns = (int64_t)((double)c->window_ns / (c->duty ? c->duty : 0.1));
+  if (!has_every) {
+    double every = (double)c->window_ns / (c->duty ? c->duty : 0.1);
+    /* A day between windows is already "almost never"; beyond int64 is not. */
+    if (every > 86400e9) return fail(pc, pc->text, "window is too long for the duty%s%s (every would exceed 24h)", "", NULL);
+    c->every_ns = (int64_t)every;
+  }
   if (c->every_ns < c->window_ns)
     return fail(pc, pc->text, "every must be at least window%s%s (production mode)", "", NULL);
   return 0;

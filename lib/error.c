@@ -133,18 +133,10 @@ void statsprof__buf_json_string(statsprof__buf *b, const char *s) {
       }
       p++;
     } else {
-      /* Validate one UTF-8 sequence (RFC 3629: no overlongs, surrogates or
-       * code points above U+10FFFF). */
-      size_t n = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
-      unsigned char lo = 0x80, hi = 0xBF;
-      if (c == 0xE0) lo = 0xA0;
-      else if (c == 0xED) hi = 0x9F;
-      else if (c == 0xF0) lo = 0x90;
-      else if (c == 0xF4) hi = 0x8F;
-      size_t i = 1;
-      if (n && (p[1] < lo || p[1] > hi)) n = 0;
-      while (n && i < n && (p[i] & 0xC0) == 0x80) i++;
-      if (n && i == n) {
+      /* One valid UTF-8 sequence (RFC 3629: no overlongs, surrogates or
+       * code points above U+10FFFF), else U+FFFD for one byte. */
+      size_t n = statsprof__utf8_seq(p);
+      if (n) {
         statsprof__buf_put(b, (const char *)p, n);
         p += n;
       } else {

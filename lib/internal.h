@@ -415,4 +415,24 @@ void statsprof__buf_json_string(statsprof__buf *b, const char *s);
 /* pstats' ncalls text: "12" or "12/3". */
 void statsprof__ncalls_text(char *out, size_t n, uint64_t total, uint64_t primitive);
 
+/* sinks/files.c */
+size_t statsprof__utf8_seq(const unsigned char *s); /* length of a valid sequence, or 0 */
+int statsprof__write_all(int fd, const char *data, size_t len);
+int statsprof__mkdir_parents(const char *file);
+
+/* A directory receiving one file per record, published atomically. */
+typedef struct statsprof__record_dir {
+  char *path;
+  const char *tag;      /* in temporary names: ".statsprof-TAG-..." */
+  unsigned tmp_counter; /* keeps temporary names unique within the process */
+} statsprof__record_dir;
+/* mkdir -p and a probe file: an unwritable DIR fails here, with a message. */
+int statsprof__record_dir_open(statsprof__record_dir *d, const char *path, const char *tag, char *err,
+                               size_t errlen);
+void statsprof__record_dir_close(statsprof__record_dir *d);
+/* Writes b to base+suffix (or base SEP k suffix if taken). */
+int statsprof__record_dir_write(statsprof__record_dir *d, const char *base, char sep, const char *suffix,
+                                const statsprof__buf *b);
+
+
 #endif

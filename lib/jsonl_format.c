@@ -36,6 +36,14 @@ static void put_key(statsprof__buf *b, const char *file, int line, const char *n
   if (k != small) free(k);
 }
 
+/* end - start in seconds, exact to the ns; a hand-made record with
+ * extreme timestamps must not overflow the subtraction. */
+static double interval_s(const statsprof_stats_profile *r) {
+  int64_t d;
+  if (__builtin_sub_overflow(r->end_ns, r->start_ns, &d)) return ((double)r->end_ns - (double)r->start_ns) * 1e-9;
+  return (double)d * 1e-9;
+}
+
 static const char *kind_name(const statsprof_stats_profile *r) {
   if (r->mode == STATSPROF_SPIKE) return "spike";
   if (r->mode == STATSPROF_CUMULATIVE) return "cumulative";
@@ -70,7 +78,7 @@ int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t 
   put_iso(&b, r->end_ns);
   statsprof__buf_printf(&b, ",\"ts_ns\":%lld,\"start_ns\":%lld,\"interval_s\":", (long long)r->end_ns,
                         (long long)r->start_ns);
-  statsprof__buf_printf(&b, "%.9f", (double)(r->end_ns - r->start_ns) * 1e-9);
+  statsprof__buf_printf(&b, "%.9f", interval_s(r));
   statsprof__buf_printf(&b, ",\"seq\":%llu,\"pid\":%lld,\"host\":", (unsigned long long)r->seq,
                         (long long)r->pid);
   statsprof__buf_json_string(&b, hostname());

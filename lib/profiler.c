@@ -89,7 +89,9 @@ int statsprof_create(const char *config, statsprof **out) {
   p->gen = next_gen();
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
-  p->interval_ticks = (uint64_t)((double)p->config.interval_ns * ticks_per_ns);
+  /* Clamped: a huge interval ("never") must not overflow the conversion. */
+  double ticks = (double)p->config.interval_ns * ticks_per_ns;
+  p->interval_ticks = ticks >= 1.8e19 ? UINT64_MAX / 2 : (uint64_t)ticks;
   *out = p;
   return 0;
 }

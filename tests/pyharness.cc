@@ -33,7 +33,9 @@ std::string TakeError() {
 void *Exec(const std::string &code, const std::string &filename) {
   PyObject *ns = PyDict_New();
   PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
-  PyDict_SetItemString(ns, "__name__", PyUnicode_FromString("__pyh__"));
+  PyObject *name = PyUnicode_FromString("__pyh__");
+  PyDict_SetItemString(ns, "__name__", name);
+  Py_XDECREF(name);
   // Py_CompileString decodes the name with the locale (ASCII under Bazel).
   PyObject *fname = PyUnicode_FromString(filename.c_str());
   PyObject *co = fname ? Py_CompileStringObject(code.c_str(), fname, Py_file_input, nullptr, -1) : nullptr;

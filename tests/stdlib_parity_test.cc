@@ -40,7 +40,8 @@ TEST_P(StdlibParity, CallCountsAndCallersMatchCProfile) {
   ASSERT_TRUE(pyh::Call(ns, "suite")) << pyh::TakeError();  // warm-up
   pyh::CountMap want = pyh::CProfileRun(ns, "suite");
   // cProfile sees only the thread that enabled it; statsprof sees every
-  // thread, so compare with this thread's own view (test_enum starts threads).
+  // thread, so compare with this thread's own view. (test_enum is not in
+  // the list: its threads make this thread's Condition.wait count vary.)
   pyh::CountMap got = pyh::StatsprofRun(ns, "suite", "sink=none", /*this_thread_only=*/true);
   EXPECT_GT(want.size(), 100u);
   EXPECT_EQ(pyh::Diff(want, got), "");
@@ -50,7 +51,7 @@ TEST_P(StdlibParity, CallCountsAndCallersMatchCProfile) {
 INSTANTIATE_TEST_SUITE_P(Suites, StdlibParity,
                          testing::Values("test.test_difflib", "test.test_textwrap",
                                          "test.test_shlex", "test.test_fnmatch", "test.test_html",
-                                         "test.test_colorsys", "test.test_string", "test.test_enum"),
+                                         "test.test_colorsys", "test.test_string"),
                          [](const testing::TestParamInfo<const char *> &i) {
                            std::string n = i.param;
                            return n.substr(n.rfind('_') + 1);

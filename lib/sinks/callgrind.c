@@ -49,25 +49,12 @@
 #include "../internal.h"
 
 typedef struct callgrind_sink {
-  unsigned tmp_counter; /* keeps temporary names unique within the process */
-  char *cmd;            /* the command line, sanitized, for "cmd:" */
-  char dir[];
+  statsprof__record_dir dir;
+  char *cmd; /* the command line, sanitized, for "cmd:" */
 } callgrind_sink;
 
 /* ---- text -------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s, or 0 (no overlongs, surrogates
- * or code points above U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s) {
-  if (s[0] < 0x80) return 1;
-  size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-  if (n == 0 || s[0] > 0xf4) return 0;
-  for (size_t i = 1; i < n; i++)
-    if ((s[i] & 0xc0) != 0x80) return 0;
-  if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
-  if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;
-  return n;
-}
 
 /* A name on one line: control characters, DEL and invalid UTF-8 become
  * "\xNN"; so does a leading blank, which readers strip after "(id)". An
@@ -79,7 +66,7 @@ static void put_name(statsprof__buf *b, const char *s) {
     return;
   }
   for (size_t i = 0; u[i];) {
-    size_t n = utf8_seq(u + i);
+    size_t n = statsprof__utf8_seq(u + i);
     if (n == 0 || u[i] < 0x20 || u[i] == 0x7f || (i == 0 && u[i] == ' ')) {
       statsprof__buf_printf(b, "\\x%02x", u[i]);
       i++;
@@ -337,92 +324,12 @@ static int format(const callgrind_sink *s, const statsprof_stats_profile *rec, s
 
 /* ---- files ------------------------------------------------------------- */
 
-static int mkdir_p(const char *dir) {
-  char *d = strdup(dir);
-  if (!d) return -1;
-  int rc = 0;
-  for (char *s = d + 1;; s++) {
-    if (*s && *s != '/') continue;
-    char c = *s;
-    *s = 0;
-    if (mkdir(d, 0777) != 0 && errno != EEXIST) rc = -1;
-    *s = c;
-    if (rc || !c) break;
-  }
-  if (!rc) {
-    /* EEXIST above may have been a file: check what is there now. */
-    struct stat st;
-    if (stat(dir, &st) != 0) rc = -1;
-    else if (!S_ISDIR(st.st_mode)) {
-      errno = ENOTDIR;
-      rc = -1;
-    }
-  }
-  int e = errno;
-  free(d);
-  errno = e;
-  return rc;
-}
-
-static int write_all(int fd, const char *data, size_t len) {
-  while (len) {
-    ssize_t n = write(fd, data, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    data += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* A fresh hidden file in the sink's directory; its name in `path`. */
-static int open_tmp(callgrind_sink *s, char *path, size_t n) {
-  for (int tries = 0; tries < 100; tries++) {
-    snprintf(path, n, "%s/.statsprof-callgrind-%ld-%u.tmp", s->dir, (long)getpid(), s->tmp_counter++);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0 || errno != EEXIST) return fd;
-  }
-  return -1;
-}
-
-/* Moves tmp into place without replacing another record of the same name
- * (two profilers in one process share seq and pid): ".2", ".3", ... then,
- * which KCachegrind loads as further parts of the same run. */
-static int publish(const char *tmp, const char *base) {
-  char path[4096];
-  for (int k = 1; k < 1000; k++) {
-    if (k == 1) snprintf(path, sizeof path, "%s", base);
-    else snprintf(path, sizeof path, "%s.%d", base, k);
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) return 0;
-    if (errno == EEXIST) continue;
-    /* A file system without RENAME_NOREPLACE: plain rename. */
-    if (errno == EINVAL || errno == ENOSYS) return rename(tmp, path);
-    return -1;
-  }
-  return -1;
-}
-
 static void record_path(char *out, size_t n, const char *dir, const statsprof_stats_profile *rec) {
   char kind[48] = "";
   if (rec->mode == STATSPROF_SPIKE) snprintf(kind, sizeof kind, "-spike%llu", (unsigned long long)rec->frame);
   else if (rec->thread_id) snprintf(kind, sizeof kind, "-thread%llu", (unsigned long long)rec->thread_id);
   snprintf(out, n, "%s/callgrind.out.statsprof%s.%llu.%lld", dir, kind, (unsigned long long)rec->seq,
            (long long)rec->pid);
-}
-
-static int write_file(callgrind_sink *s, const char *path, const statsprof__buf *b) {
-  char tmp[4096];
-  int fd = open_tmp(s, tmp, sizeof tmp);
-  /* DIR removed under us (a tmp cleaner): make it again, once. */
-  if (fd < 0 && errno == ENOENT && mkdir_p(s->dir) == 0) fd = open_tmp(s, tmp, sizeof tmp);
-  if (fd < 0) return STATSPROF_EIO;
-  int ok = write_all(fd, b->data, b->len) == 0;
-  ok &= close(fd) == 0;
-  if (ok && publish(tmp, path) == 0) return 0;
-  unlink(tmp);
-  return STATSPROF_EIO;
 }
 
 static int callgrind_emit(void *ctx, const statsprof_stats_profile *rec) {
@@ -434,8 +341,10 @@ static int callgrind_emit(void *ctx, const statsprof_stats_profile *rec) {
   int rc = format(s, rec, &b);
   if (!rc) {
     char path[4096];
-    record_path(path, sizeof path, s->dir, rec);
-    rc = write_file(s, path, &b);
+    record_path(path, sizeof path, s->dir.path, rec);
+    /* A second file of the same name: ".2", ".3", ..., which KCachegrind
+     * loads as further parts of the same run. */
+    rc = statsprof__record_dir_write(&s->dir, path, '.', "", &b);
   }
   free(b.data);
   return rc;
@@ -443,6 +352,7 @@ static int callgrind_emit(void *ctx, const statsprof_stats_profile *rec) {
 
 static void callgrind_close(void *ctx) {
   callgrind_sink *s = ctx;
+  statsprof__record_dir_close(&s->dir);
   free(s->cmd);
   free(s);
 }
@@ -496,27 +406,21 @@ int statsprof__callgrind_open(const char *arg, const statsprof_sink_ops **ops, v
     snprintf(err, errlen, "directory name is too long (%zu bytes)", len);
     return STATSPROF_ECONFIG;
   }
-  callgrind_sink *s = malloc(sizeof *s + len + 1);
-  if (!s || !(s->cmd = command_line())) {
+  callgrind_sink *s = calloc(1, sizeof *s);
+  char *dir = strndup(arg, len);
+  if (!s || !dir || !(s->cmd = command_line())) {
     free(s);
+    free(dir);
     snprintf(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
-  s->tmp_counter = 0;
-  memcpy(s->dir, arg, len);
-  s->dir[len] = 0;
-  /* Fail now, not at the first record: create the directory and prove we
-   * can make files in it (access() would not tell for root or read-only
-   * mounts). */
-  char probe[4096];
-  int fd = -1;
-  if (mkdir_p(s->dir) != 0 || (fd = open_tmp(s, probe, sizeof probe)) < 0) {
-    snprintf(err, errlen, "cannot write profiles into directory '%s': %s", s->dir, strerror(errno));
-    callgrind_close(s);
-    return STATSPROF_EIO;
+  int rc = statsprof__record_dir_open(&s->dir, dir, "callgrind", err, errlen);
+  free(dir);
+  if (rc) {
+    free(s->cmd);
+    free(s);
+    return rc;
   }
-  close(fd);
-  unlink(probe);
   *ops = &callgrind_ops;
   *ctx = s;
   return 0;

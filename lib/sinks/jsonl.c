@@ -26,41 +26,10 @@ typedef struct jsonl_sink {
   char path[];
 } jsonl_sink;
 
-/* mkdir -p of the file's directory, so "out/prof.jsonl" works on a fresh tree. */
-static int make_parents(const char *path) {
-  char *d = strdup(path);
-  if (!d) return -1;
-  for (char *s = d + 1; *s; s++) {
-    if (*s != '/') continue;
-    *s = 0;
-    if (mkdir(d, 0777) != 0 && errno != EEXIST) {
-      int e = errno;
-      free(d);
-      errno = e;
-      return -1;
-    }
-    *s = '/';
-  }
-  free(d);
-  return 0;
-}
-
-static int write_all(int fd, const char *data, size_t len) {
-  while (len) {
-    ssize_t n = write(fd, data, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    data += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 /* Created with the host's umask; O_CLOEXEC so children never inherit it. */
 static int open_file(jsonl_sink *s) {
-  if (make_parents(s->path) != 0) return -1;
+  /* mkdir -p, so "out/prof.jsonl" works on a fresh tree. */
+  if (statsprof__mkdir_parents(s->path) != 0) return -1;
   int fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
   if (fd < 0) return -1;
   struct stat st;
@@ -106,7 +75,7 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   if (!rc && s->max_bytes && s->size > 0 && s->size + len > s->max_bytes && rotate(s) != 0)
     rc = STATSPROF_EIO;
   /* A failed rotation still writes to the old file: better than nothing. */
-  if (write_all(s->fd, line, len) != 0) rc = STATSPROF_EIO;
+  if (statsprof__write_all(s->fd, line, len) != 0) rc = STATSPROF_EIO;
   else s->size += len;
   free(line);
   return rc;

@@ -22,8 +22,7 @@
 #include "../internal.h"
 
 typedef struct pstats_sink {
-  unsigned tmp_counter; /* keeps temporary names unique within the process */
-  char dir[];
+  statsprof__record_dir dir;
 } pstats_sink;
 
 /* ---- marshal, version 4 subset ----------------------------------------- */
@@ -70,18 +69,6 @@ static void put_float(statsprof__buf *b, double d) {
   put_le32(b, (uint32_t)(bits >> 32));
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0. Surrogates and overlong
- * forms are invalid: marshal.load would refuse or mangle them. */
-static size_t utf8_seq(const unsigned char *s) {
-  if (s[0] < 0x80) return 1;
-  size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-  if (n == 0 || s[0] > 0xf4) return 0;
-  for (size_t i = 1; i < n; i++)
-    if ((s[i] & 0xc0) != 0x80) return 0;
-  if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
-  if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;
-  return n;
-}
 
 /* Labels are UTF-8 from the hook, but a record may come from elsewhere:
  * invalid bytes become "\xNN", as the hook's backslashreplace would write. */
@@ -90,7 +77,7 @@ static void put_str(statsprof__buf *b, const char *s) {
   size_t len = strlen(s);
   int ascii = 1, valid = 1;
   for (size_t i = 0, n; i < len; i += n ? n : 1) {
-    n = utf8_seq(u + i);
+    n = statsprof__utf8_seq(u + i);
     ascii &= n == 1;
     valid &= n != 0;
   }
@@ -108,7 +95,7 @@ static void put_str(statsprof__buf *b, const char *s) {
   }
   statsprof__buf fixed = {0};
   for (size_t i = 0, n; i < len; i += n ? n : 1) {
-    n = utf8_seq(u + i);
+    n = statsprof__utf8_seq(u + i);
     if (n) statsprof__buf_put(&fixed, s + i, n);
     else statsprof__buf_printf(&fixed, "\\x%02x", u[i]);
   }
@@ -156,72 +143,6 @@ static void put_stats(statsprof__buf *b, const statsprof_stats_profile *rec) {
 
 /* ---- files ------------------------------------------------------------- */
 
-static int mkdir_p(const char *dir) {
-  char *d = strdup(dir);
-  if (!d) return -1;
-  int rc = 0;
-  for (char *s = d + 1;; s++) {
-    if (*s && *s != '/') continue;
-    char c = *s;
-    *s = 0;
-    if (mkdir(d, 0777) != 0 && errno != EEXIST) rc = -1;
-    *s = c;
-    if (rc || !c) break;
-  }
-  if (!rc) {
-    /* EEXIST above may have been a file: check what is there now. */
-    struct stat st;
-    if (stat(dir, &st) != 0) rc = -1;
-    else if (!S_ISDIR(st.st_mode)) {
-      errno = ENOTDIR;
-      rc = -1;
-    }
-  }
-  int e = errno;
-  free(d);
-  errno = e;
-  return rc;
-}
-
-static int write_all(int fd, const char *data, size_t len) {
-  while (len) {
-    ssize_t n = write(fd, data, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    data += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-/* Creates a fresh hidden file in the sink's directory; its name in `path`. */
-static int open_tmp(pstats_sink *s, char *path, size_t n) {
-  for (int tries = 0; tries < 100; tries++) {
-    snprintf(path, n, "%s/.statsprof-%ld-%u.tmp", s->dir, (long)getpid(), s->tmp_counter++);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0 || errno != EEXIST) return fd;
-  }
-  return -1;
-}
-
-/* Moves tmp into place without replacing another record of the same second
- * (two profilers in one process share seq and pid): "-2", "-3", ... then. */
-static int publish(const char *tmp, const char *base) {
-  char path[4096];
-  for (int k = 1; k < 1000; k++) {
-    if (k == 1) snprintf(path, sizeof path, "%s.prof", base);
-    else snprintf(path, sizeof path, "%s-%d.prof", base, k);
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) return 0;
-    if (errno == EEXIST) continue;
-    /* A file system without RENAME_NOREPLACE: plain rename. */
-    if (errno == EINVAL || errno == ENOSYS) return rename(tmp, path);
-    return -1;
-  }
-  return -1;
-}
-
 /* DIR/statsprof-<seq>-<UTC end time>-<pid>, without the ".prof". */
 static void record_base(char *out, size_t n, const char *dir, const statsprof_stats_profile *rec) {
   time_t secs = (time_t)(rec->end_ns / 1000000000);
@@ -230,19 +151,6 @@ static void record_base(char *out, size_t n, const char *dir, const statsprof_st
   snprintf(out, n, "%s/statsprof-%06llu-%04d%02d%02dT%02d%02d%02dZ-%lld", dir,
            (unsigned long long)rec->seq, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
            tm.tm_min, tm.tm_sec, (long long)rec->pid);
-}
-
-static int write_file(pstats_sink *s, const char *base, const statsprof__buf *b) {
-  char tmp[4096];
-  int fd = open_tmp(s, tmp, sizeof tmp);
-  /* DIR removed under us (a tmp cleaner): make it again, once. */
-  if (fd < 0 && errno == ENOENT && mkdir_p(s->dir) == 0) fd = open_tmp(s, tmp, sizeof tmp);
-  if (fd < 0) return STATSPROF_EIO;
-  int ok = write_all(fd, b->data, b->len) == 0;
-  ok &= close(fd) == 0;
-  if (ok && publish(tmp, base) == 0) return 0;
-  unlink(tmp);
-  return STATSPROF_EIO;
 }
 
 static int pstats_emit(void *ctx, const statsprof_stats_profile *rec) {
@@ -255,14 +163,19 @@ static int pstats_emit(void *ctx, const statsprof_stats_profile *rec) {
   int rc = STATSPROF_ENOMEM;
   if (!b.oom) {
     char base[4096];
-    record_base(base, sizeof base, s->dir, rec);
-    rc = write_file(s, base, &b);
+    record_base(base, sizeof base, s->dir.path, rec);
+    /* A second file of the same second: "-2.prof", "-3.prof", ... */
+    rc = statsprof__record_dir_write(&s->dir, base, '-', ".prof", &b);
   }
   free(b.data);
   return rc;
 }
 
-static void pstats_close(void *ctx) { free(ctx); }
+static void pstats_close(void *ctx) {
+  pstats_sink *s = ctx;
+  statsprof__record_dir_close(&s->dir);
+  free(s);
+}
 
 static const statsprof_sink_ops pstats_ops = {
     .version = STATSPROF_SINK_VERSION,
@@ -284,26 +197,15 @@ int statsprof__pstats_open(const char *arg, const statsprof_sink_ops **ops, void
     snprintf(err, errlen, "directory name is too long (%zu bytes)", len);
     return STATSPROF_ECONFIG;
   }
-  pstats_sink *s = malloc(sizeof *s + len + 1);
-  if (!s) {
-    snprintf(err, errlen, "out of memory");
-    return STATSPROF_ENOMEM;
-  }
-  s->tmp_counter = 0;
-  memcpy(s->dir, arg, len);
-  s->dir[len] = 0;
-  /* Fail now, not at the first record: create the directory and prove we
-   * can make files in it (access() would not tell for root or read-only
-   * mounts). */
-  char probe[4096];
-  int fd = -1;
-  if (mkdir_p(s->dir) != 0 || (fd = open_tmp(s, probe, sizeof probe)) < 0) {
-    snprintf(err, errlen, "cannot write profiles into directory '%s': %s", s->dir, strerror(errno));
+  pstats_sink *s = malloc(sizeof *s);
+  char *dir = strndup(arg, len);
+  int rc = s && dir ? statsprof__record_dir_open(&s->dir, dir, "pstats", err, errlen) : STATSPROF_ENOMEM;
+  if (rc == STATSPROF_ENOMEM && !(s && dir)) snprintf(err, errlen, "out of memory");
+  free(dir);
+  if (rc) {
     free(s);
-    return STATSPROF_EIO;
+    return rc;
   }
-  close(fd);
-  unlink(probe);
   *ops = &pstats_ops;
   *ctx = s;
   return 0;

@@ -35,7 +35,7 @@ static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
   statsprof__buf b = {0};
   statsprof__buf_printf(&b, "statsprof #%llu (%s): %.3f s, %llu calls, total_tt %.6f s\n",
                         (unsigned long long)r->seq, kind,
-                        (double)(r->end_ns - r->start_ns) * 1e-9, (unsigned long long)calls, r->total_tt);
+                        (double)((uint64_t)r->end_ns - (uint64_t)r->start_ns) * 1e-9, (unsigned long long)calls, r->total_tt);
   statsprof__buf_puts(&b, "      ncalls   tottime   percall   cumtime   percall filename:lineno(function)\n");
   for (size_t i = 0; i < n && i < s->top; i++) {
     const statsprof_function_profile *f = &r->func_profiles[order[i]];

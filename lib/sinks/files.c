@@ -1,0 +1,138 @@
+/* sinks/files.c — file helpers the sinks share: whole writes, directories
+ * made on demand, and records published atomically (written to a hidden
+ * temporary name, then renamed into place, so a reader never sees half a
+ * file). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../internal.h"
+
+size_t statsprof__utf8_seq(const unsigned char *s) {
+  if (s[0] < 0x80) return 1;
+  size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+  if (n == 0 || s[0] > 0xf4) return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((s[i] & 0xc0) != 0x80) return 0;
+  if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
+  if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;
+  return n;
+}
+
+int statsprof__write_all(int fd, const char *data, size_t len) {
+  while (len) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* mkdir -p of `path`, or of its directory part when `parent_only`. */
+static int make_dirs(const char *path, int parent_only) {
+  char *d = strdup(path);
+  if (!d) return -1;
+  int rc = 0;
+  for (char *s = d + 1; rc == 0; s++) {
+    if (*s && *s != '/') continue;
+    if (!*s && parent_only) break;
+    char c = *s;
+    *s = 0;
+    if (mkdir(d, 0777) != 0 && errno != EEXIST) rc = -1;
+    *s = c;
+    if (!c) break;
+  }
+  if (!rc && !parent_only) {
+    /* EEXIST above may have been a file: check what is there now. */
+    struct stat st;
+    if (stat(path, &st) != 0) rc = -1;
+    else if (!S_ISDIR(st.st_mode)) {
+      errno = ENOTDIR;
+      rc = -1;
+    }
+  }
+  int e = errno;
+  free(d);
+  errno = e;
+  return rc;
+}
+
+int statsprof__mkdir_parents(const char *file) { return make_dirs(file, 1); }
+
+/* A fresh hidden file in dir; its name in `path`. */
+static int open_tmp(statsprof__record_dir *d, char *path, size_t n) {
+  for (int tries = 0; tries < 100; tries++) {
+    snprintf(path, n, "%s/.statsprof-%s-%ld-%u.tmp", d->path, d->tag, (long)getpid(), d->tmp_counter++);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
+}
+
+int statsprof__record_dir_open(statsprof__record_dir *d, const char *path, const char *tag, char *err,
+                               size_t errlen) {
+  d->path = strdup(path);
+  d->tag = tag;
+  d->tmp_counter = 0;
+  if (!d->path) {
+    snprintf(err, errlen, "out of memory");
+    return STATSPROF_ENOMEM;
+  }
+  /* Fail now, not at the first record: create the directory and prove we
+   * can make files in it (access() would not tell for root or read-only
+   * mounts). */
+  char probe[4096];
+  int fd = -1;
+  if (make_dirs(d->path, 0) != 0 || (fd = open_tmp(d, probe, sizeof probe)) < 0) {
+    snprintf(err, errlen, "cannot write profiles into directory '%s': %s", d->path, strerror(errno));
+    statsprof__record_dir_close(d);
+    return STATSPROF_EIO;
+  }
+  close(fd);
+  unlink(probe);
+  return 0;
+}
+
+void statsprof__record_dir_close(statsprof__record_dir *d) {
+  free(d->path);
+  d->path = NULL;
+}
+
+/* Moves tmp into place without replacing another record of the same name
+ * (two profilers in one process share seq and pid): base+suffix, then
+ * base SEP 2 suffix, base SEP 3 suffix, ... */
+static int publish(const char *tmp, const char *base, char sep, const char *suffix) {
+  char path[4096];
+  for (int k = 1; k < 1000; k++) {
+    if (k == 1) snprintf(path, sizeof path, "%s%s", base, suffix);
+    else snprintf(path, sizeof path, "%s%c%d%s", base, sep, k, suffix);
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) return 0;
+    if (errno == EEXIST) continue;
+    /* A file system without RENAME_NOREPLACE: plain rename. */
+    if (errno == EINVAL || errno == ENOSYS) return rename(tmp, path);
+    return -1;
+  }
+  return -1;
+}
+
+int statsprof__record_dir_write(statsprof__record_dir *d, const char *base, char sep, const char *suffix,
+                                const statsprof__buf *b) {
+  char tmp[4096];
+  int fd = open_tmp(d, tmp, sizeof tmp);
+  /* DIR removed under us (a tmp cleaner): make it again, once. */
+  if (fd < 0 && errno == ENOENT && make_dirs(d->path, 0) == 0) fd = open_tmp(d, tmp, sizeof tmp);
+  if (fd < 0) return STATSPROF_EIO;
+  int ok = statsprof__write_all(fd, b->data, b->len) == 0;
+  ok &= close(fd) == 0;
+  if (ok && publish(tmp, base, sep, suffix) == 0) return 0;
+  unlink(tmp);
+  return STATSPROF_EIO;
+}
