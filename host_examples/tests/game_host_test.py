@@ -6,8 +6,11 @@ behind: its exit status, its stdout table, and the JSON-lines records.
 The game is deterministic for a seed, so call counts are exact.
 """
 
+import json
 import os
+import signal
 import sys
+import time
 import unittest
 
 sys.dont_write_bytecode = True  # set before importing hosttest: no __pycache__ in the sources
@@ -119,6 +122,27 @@ class GameHostTest(HostTestCase):
             self.assertEqual(calls_of(calls, entries, "game.py", "frame"), 1)
             hitch = calls_of(calls, entries, "game.py", "load_level_chunk")
             self.assertEqual(hitch, 1 if rec["frame"] == 7 else 0, rec["frame"])
+
+    def test_every_complete_line_parses_after_kill_9(self):
+        # SIGKILL at several moments while records stream out (one every
+        # frame): each record is one write(), so only the tail can be cut.
+        for delay in (0.3, 0.55, 0.8):
+            jsonl = os.path.join(self.tmp, "k%d.jsonl" % int(delay * 100))
+            proc = self.start_host("--seconds", "30", "--no-sleep",
+                                   "--profile", "interval=0s;sink=jsonl:" + jsonl)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and (not os.path.exists(jsonl) or os.path.getsize(jsonl) == 0):
+                time.sleep(0.02)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=60)
+            self.assertEqual(proc.returncode, -signal.SIGKILL)
+            with open(jsonl, "rb") as f:
+                lines = f.read().split(b"\n")
+            lines.pop()  # after the last newline: a record cut by the kill, or nothing
+            self.assertGreater(len(lines), 0)
+            for line in lines:
+                self.assertIsInstance(json.loads(line), dict)
 
     def test_statsprof_env_var_turns_profiling_on(self):
         jsonl = os.path.join(self.tmp, "env.jsonl")
