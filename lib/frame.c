@@ -23,18 +23,44 @@ static int push(uint32_t **arr, uint32_t *n, uint32_t *cap, uint32_t v) {
   return 0;
 }
 
+/* Room for index i; new slots have stamp 0, which no frame has. */
+static int fit_base(struct statsprof__frame_base **arr, uint32_t *n, uint32_t i) {
+  if (i < *n) return 0;
+  uint32_t c = *n ? *n : 1024;
+  while (c <= i) c *= 2;
+  struct statsprof__frame_base *a = realloc(*arr, c * sizeof *a);
+  if (!a) return -1;
+  memset(a + *n, 0, (c - *n) * sizeof *a);
+  *arr = a;
+  *n = c;
+  return 0;
+}
+
+static void touch_one(struct statsprof__frame_base **arr, uint32_t *n, uint32_t i, const statsprof__counters *c,
+                      uint32_t **list, uint32_t *nlist, uint32_t *caplist, statsprof *p) {
+  if (fit_base(arr, n, i) || push(list, nlist, caplist, i)) {
+    p->frame_lost = 1;
+    return;
+  }
+  (*arr)[i].stamp = p->frame_no;
+  (*arr)[i].f0 = *c;
+}
+
 void statsprof__frame_touch_entry(statsprof *p, uint32_t entry) {
-  statsprof__entry *e = &p->table.entries[entry];
-  e->stamp = p->frame_no;
-  e->f0 = e->c;
-  if (push(&p->touched_entries, &p->ntouched_entries, &p->captouched_entries, entry)) p->frame_lost = 1;
+  touch_one(&p->frame_entries, &p->nframe_entries, entry, &p->table.entries[entry].c, &p->touched_entries,
+            &p->ntouched_entries, &p->captouched_entries, p);
 }
 
 void statsprof__frame_touch_edge(statsprof *p, uint32_t edge) {
-  statsprof__edge *g = &p->table.edges[edge];
-  g->stamp = p->frame_no;
-  g->f0 = g->c;
-  if (push(&p->touched_edges, &p->ntouched_edges, &p->captouched_edges, edge)) p->frame_lost = 1;
+  touch_one(&p->frame_edges, &p->nframe_edges, edge, &p->table.edges[edge].c, &p->touched_edges,
+            &p->ntouched_edges, &p->captouched_edges, p);
+}
+
+void statsprof__frame_forget(statsprof *p) {
+  if (p->frame_entries) memset(p->frame_entries, 0, p->nframe_entries * sizeof *p->frame_entries);
+  if (p->frame_edges) memset(p->frame_edges, 0, p->nframe_edges * sizeof *p->frame_edges);
+  p->ntouched_entries = p->ntouched_edges = 0;
+  p->frame_lost = 1; /* the frame under way spans the reset: no spike */
 }
 
 static int cmp_u64(const void *a, const void *b) {

@@ -313,9 +313,9 @@ static inline void count(statsprof__counters *c, uint32_t *level, uint64_t tt, u
 
 /* Frame tracking (frame.c): remember what this frame touched, once. */
 static inline void touch(statsprof *p, uint32_t entry, uint32_t edge) {
-  statsprof__entry *e = &p->table.entries[entry];
-  if (e->stamp != p->frame_no) statsprof__frame_touch_entry(p, entry);
-  if (edge != STATSPROF__NONE && p->table.edges[edge].stamp != p->frame_no)
+  if (entry >= p->nframe_entries || p->frame_entries[entry].stamp != p->frame_no)
+    statsprof__frame_touch_entry(p, entry);
+  if (edge != STATSPROF__NONE && (edge >= p->nframe_edges || p->frame_edges[edge].stamp != p->frame_no))
     statsprof__frame_touch_edge(p, edge);
 }
 

@@ -95,8 +95,6 @@ typedef struct statsprof__counters {
  * interleave cannot confuse each other. Snapshots merge entries by label. */
 typedef struct statsprof__entry {
   statsprof__counters c;
-  statsprof__counters f0; /* counters when first touched in this frame */
-  uint64_t stamp;         /* frame number of the last touch */
   uint32_t label, slot;
   uint32_t last_edge;     /* fast path: the edge used by the previous call */
   uint32_t level;         /* recursion depth of this function in its thread */
@@ -104,8 +102,6 @@ typedef struct statsprof__entry {
 
 typedef struct statsprof__edge {
   statsprof__counters c;
-  statsprof__counters f0;
-  uint64_t stamp;
   uint32_t caller, callee; /* entries (of one thread) */
   uint32_t level, pad;
 } statsprof__edge;
@@ -231,6 +227,8 @@ int statsprof__threading_hook(statsprof *p, int install);
 /* ---- frame.c ---------------------------------------------------------- */
 
 void statsprof__frame_touch_entry(statsprof *p, uint32_t entry);
+/* Forgets what frames touched (after a reset of the counters). */
+void statsprof__frame_forget(statsprof *p);
 /* Frame statistics of the interval so far; starts a new interval. */
 void statsprof__frame_stats_take(statsprof *p, statsprof_frame_stats *out);
 /* Hands a record to every sink (profiler.c). */
@@ -347,6 +345,13 @@ struct statsprof {
   uint64_t own_scale;       /* Python own time x own_scale / 2^16 (compensate) */
   int frame_tracking; /* frame markers in use: leave() records touches */
   uint64_t frame_no;  /* current frame number (1, 2, ...) */
+  /* Per entry / edge, allocated when frame markers are first used: the
+   * frame that last touched it and its counters at that frame's start. */
+  struct statsprof__frame_base {
+    uint64_t stamp;
+    statsprof__counters f0;
+  } *frame_entries, *frame_edges;
+  uint32_t nframe_entries, nframe_edges;
   uint32_t *touched_entries, ntouched_entries, captouched_entries;
   uint32_t *touched_edges, ntouched_edges, captouched_edges;
   int frame_lost;          /* a touched list could not grow: no spike */

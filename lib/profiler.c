@@ -30,6 +30,8 @@ static void free_all(statsprof *p) {
   close_sinks(p);
   free(p->touched_entries);
   free(p->touched_edges);
+  free(p->frame_entries);
+  free(p->frame_edges);
   free(p->frame_times);
   if (p->timer_init) {
     pthread_mutex_destroy(&p->timer_lock);
@@ -333,6 +335,7 @@ int statsprof_stop(statsprof *p) {
 int statsprof_reset(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_reset: NULL profiler");
   statsprof__table_clear_counts(&p->table);
+  statsprof__frame_forget(p);
   p->snap.nprev_entries = p->snap.nprev_edges = 0;
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   return 0;

@@ -300,14 +300,8 @@ void statsprof__table_free(statsprof__table *t) {
 
 void statsprof__table_clear_counts(statsprof__table *t) {
   /* Levels stay: frames open now still return into these entries. */
-  for (uint32_t i = 0; i < t->nentries; i++) {
-    memset(&t->entries[i].c, 0, sizeof t->entries[i].c);
-    t->entries[i].f0 = t->entries[i].c;
-  }
-  for (uint32_t i = 0; i < t->nedges; i++) {
-    memset(&t->edges[i].c, 0, sizeof t->edges[i].c);
-    t->edges[i].f0 = t->edges[i].c;
-  }
+  for (uint32_t i = 0; i < t->nentries; i++) memset(&t->entries[i].c, 0, sizeof t->entries[i].c);
+  for (uint32_t i = 0; i < t->nedges; i++) memset(&t->edges[i].c, 0, sizeof t->edges[i].c);
   /* overflow_functions stays: folded functions stay folded (their code
    * objects still point at label 0) and would not be counted again. */
 }
