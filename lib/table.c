@@ -97,7 +97,10 @@ static uint32_t add_label(statsprof__table *t, const char *file, int line, const
   if (grow((void **)&t->labels, &t->caplabels, sizeof *t->labels, t->nlabels + 1))
     return STATSPROF__NONE;
   statsprof__label *l = &t->labels[t->nlabels];
-  l->file = statsprof__strings_add(t->strings, file, strlen(file));
+  /* A module's functions are usually first seen together: share the file
+   * name with the previous label when it is the same. */
+  const statsprof__label *prev = t->nlabels ? &t->labels[t->nlabels - 1] : NULL;
+  l->file = prev && !strcmp(prev->file, file) ? prev->file : statsprof__strings_add(t->strings, file, strlen(file));
   l->name = statsprof__strings_add(t->strings, name, strlen(name));
   if (!l->file || !l->name) return STATSPROF__NONE;
   l->line = line;
