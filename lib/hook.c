@@ -298,6 +298,7 @@ static inline __attribute__((always_inline)) void enter(statsprof__thread *t, st
   f->entry = idx;
   f->edge = eid;
   f->subt = 0;
+  f->removed = 0;
   f->spent0 = t->spent += cost;
   p->table.entries[idx].level++;
   if (eid != STATSPROF__NONE) p->table.edges[eid].level++;
@@ -330,17 +331,20 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
   /* Compensation: the profile events inside this frame (its descendants'
    * calls and returns, and its own return) cost the profiler this much
    * time, which the frame would not have spent unprofiled. */
-  uint64_t cost = ((t->spent += cost_of_event) - f->spent0) & p->compensate_mask;
+  /* What callees' bytecode scaling removed is not this frame's time either. */
+  uint64_t cost = (((t->spent += cost_of_event) - f->spent0) & p->compensate_mask) + f->removed;
   uint64_t raw = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
-  uint64_t it = raw > f->subt ? raw - f->subt : 0;
+  uint64_t own = raw > f->subt ? raw - f->subt : 0;
   /* A Python frame's own bytecode also runs slower while any profile
    * function is installed (CPython turns off its specializing
    * interpreter): scale its own time back by the calibrated factor. */
-  uint64_t scaled = (it * own_scale) >> 16;
-  t->slowdown += it - scaled;
-  it = scaled;
+  uint64_t it = (own * own_scale) >> 16;
   uint64_t tt = it + f->subt;
-  if (t->depth) f[-1].subt += tt;
+  t->slowdown += own - it;
+  if (t->depth) {
+    f[-1].subt += tt;
+    f[-1].removed += f->removed + own - it;
+  }
   if (p->frame_tracking) touch(p, f->entry, f->edge);
   statsprof__entry *e = &p->table.entries[f->entry];
   count(&e->c, &e->level, tt, it);

@@ -185,6 +185,7 @@ typedef struct statsprof__frame {
   uint64_t t0;
   uint64_t subt; /* time spent in callees */
   uint64_t spent0; /* the thread's profiler cost (spent) at entry */
+  uint64_t removed; /* time the bytecode scale took from callees' subtrees */
   uint32_t entry;
   uint32_t edge;
 } statsprof__frame;
