@@ -423,6 +423,13 @@ void statsprof__ncalls_text(char *out, size_t n, uint64_t total, uint64_t primit
 
 /* sinks/files.c */
 size_t statsprof__utf8_seq(const unsigned char *s); /* length of a valid sequence, or 0 */
+/* A pipe or socket whose reader stopped reading gets this long per write
+ * before the write gives up: a stuck reader costs that sink records, never
+ * the writer thread (or shutdown) forever. */
+#define STATSPROF__STALL_MS 1000
+/* Writes what it can within stall_ms of waiting for a non-blocking fd;
+ * returns the bytes written (errno set when short). SIGPIPE-safe. */
+size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms);
 int statsprof__write_all(int fd, const char *data, size_t len);
 int statsprof__mkdir_parents(const char *file);
 

@@ -12,6 +12,7 @@
  * without the thread: the child's next statsprof_tick still works.
  */
 #include <errno.h>
+#include <signal.h>
 #include <time.h>
 
 #include "internal.h"
@@ -89,7 +90,12 @@ int statsprof__timer_start(statsprof *p) {
     return statsprof__error(p, STATSPROF_EPYTHON, "trigger=timer: cannot register an atexit handler");
   }
   p->timer_stop = 0;
-  if (pthread_create(&p->timer_thread, NULL, timer_main, p) != 0) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* the host's signals stay on its threads */
+  int created = pthread_create(&p->timer_thread, NULL, timer_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (created != 0) {
     call_atexit("unregister", p->timer_atexit);
     Py_CLEAR(p->timer_atexit);
     return statsprof__error(p, STATSPROF_ENOMEM, "trigger=timer: cannot start the timer thread");

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -124,7 +125,14 @@ int statsprof__writer_init(statsprof__writer *w, statsprof__sink sink, const sta
 static int ensure_thread(statsprof__writer *w) {
   if (w->running) return 0;
   w->closing = 0;
-  if (pthread_create(&w->thread, NULL, writer_main, w) != 0) return -1;
+  /* Signals are the host's business: its handlers must not run on our
+   * thread, so the thread starts with every signal blocked. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&w->thread, NULL, writer_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) return -1;
   w->running = 1;
   return 0;
 }

@@ -3,6 +3,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -112,6 +114,82 @@ TEST(Emission, FullDiskCountsErrorsAndOtherSinksGetEverything) {
   EXPECT_NE(g_log[0].find("jsonl"), std::string::npos);
   statsprof_destroy(p);
   pyh::Release(ns);
+}
+
+// Many functions make each record tens of KB: a pipe (64 KB) fills fast.
+void *BigProgram() {
+  std::string code = "def main():\n";
+  for (int i = 0; i < 100; i++) code += "  f" + std::to_string(i) + "()\n";
+  for (int i = 0; i < 100; i++) code += "def f" + std::to_string(i) + "(): pass\n";
+  return pyh::Exec(code, "a_rather_long_file_name_to_make_each_record_bigger_than_usual.py");
+}
+
+TEST(Emission, PipeWhoseReaderStopsCostsOnlyThatSink) {
+  std::string fifo = pyh::TempDir() + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // opens, then never reads
+  ASSERT_GE(reader, 0);
+  void *ns = BigProgram();
+  statsprof *p = Make(("queue=4;sink=jsonl:" + fifo).c_str());
+  CollectSink good;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &good), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  for (size_t i = 0; i < 20; i++) {
+    pyh::Call(ns, "main");
+    ASSERT_EQ(statsprof_emit_now(p), 0);  // returns: the host never waits on the pipe
+    // The other sink keeps up on its own thread while the pipe's is stuck.
+    Py_BEGIN_ALLOW_THREADS while (good.Take().size() < i + 1) usleep(100);
+    Py_END_ALLOW_THREADS
+  }
+  statsprof_flush(p);
+  EXPECT_EQ(good.Take().size(), 20u);
+  EXPECT_GT(statsprof_sink_errors(p) + statsprof_dropped(p), 0u);
+  statsprof_destroy(p);  // finishes although the reader never read
+  // What reached the pipe is whole lines only.
+  std::string data;
+  char buf[65536];
+  for (ssize_t n; (n = read(reader, buf, sizeof buf)) > 0;) data.append(buf, (size_t)n);
+  close(reader);
+  ASSERT_FALSE(data.empty());
+  size_t lines = 0;
+  for (size_t at = 0, nl; (nl = data.find('\n', at)) != std::string::npos; at = nl + 1, lines++)
+    EXPECT_EQ(data[at], '{');
+  EXPECT_GT(lines, 0u);
+  pyh::Release(ns);
+}
+
+TEST(Emission, PipeWhoseReaderLeftDoesNotKillTheHost) {
+  std::string fifo = pyh::TempDir() + "/gone";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  void *ns = Program();
+  for (const char *writer : {"writer=thread", "writer=sync"}) {
+    int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    ASSERT_GE(reader, 0);
+    statsprof *p = Make((std::string(writer) + ";sink=jsonl:" + fifo).c_str());
+    CollectSink good;
+    ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &good), 0);
+    ASSERT_EQ(statsprof_start(p), 0);
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+    statsprof_flush(p);
+    close(reader);  // the reader goes away: writes now raise SIGPIPE
+    for (int i = 0; i < 3; i++) {
+      pyh::Call(ns, "main");
+      ASSERT_EQ(statsprof_emit_now(p), 0);
+      statsprof_flush(p);
+    }
+    EXPECT_EQ(good.Take().size(), 4u) << writer;  // still alive, and the other sink got all
+    EXPECT_EQ(statsprof_sink_errors(p), 3u) << writer;
+    statsprof_destroy(p);
+  }
+  pyh::Release(ns);
+}
+
+TEST(Emission, FifoWithNoReaderFailsAtCreateInsteadOfBlocking) {
+  std::string fifo = pyh::TempDir() + "/nobody";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create(("sink=jsonl:" + fifo).c_str(), &p), STATSPROF_ESINK);
+  EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find(fifo), std::string::npos);
 }
 
 TEST(Emission, StopDeliversEverythingQueued) {

@@ -4,6 +4,10 @@
  * file). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +27,47 @@ size_t statsprof__utf8_seq(const unsigned char *s) {
   return n;
 }
 
-int statsprof__write_all(int fd, const char *data, size_t len) {
-  while (len) {
-    ssize_t n = write(fd, data, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -1;
+static int wait_writable(int fd, int64_t *left_ms) {
+  if (*left_ms <= 0) return -1;
+  struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+  int64_t t0 = statsprof__mono_ns();
+  int r = poll(&pfd, 1, (int)*left_ms);
+  *left_ms -= (statsprof__mono_ns() - t0) / 1000000 + 1;
+  return r > 0 ? 0 : -1;
+}
+
+size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms) {
+  /* A reader that went away raises SIGPIPE, which would kill the host:
+   * block it here and take back the one this write caused. */
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  size_t done = 0;
+  int err = 0;
+  int64_t left_ms = stall_ms;
+  while (done < len) {
+    ssize_t n = write(fd, data + done, len - done);
+    if (n >= 0) {
+      done += (size_t)n;
+      continue;
     }
-    data += n;
-    len -= (size_t)n;
+    if (errno == EINTR) continue;
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_writable(fd, &left_ms) == 0) continue;
+    err = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
+    break;
   }
-  return 0;
+  if (err == EPIPE) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = err;
+  return done;
+}
+
+int statsprof__write_all(int fd, const char *data, size_t len) {
+  return statsprof__write_some(fd, data, len, STATSPROF__STALL_MS) == len ? 0 : -1;
 }
 
 /* mkdir -p of `path`, or of its directory part when `parent_only`. */

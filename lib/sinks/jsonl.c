@@ -23,14 +23,39 @@ typedef struct jsonl_sink {
   uint64_t max_bytes; /* 0: never rotate */
   unsigned keep;
   atomic_int reopen;
+  int stalled;        /* the last write timed out: do not wait again */
+  char *pending;      /* the unwritten end of a line cut short */
+  size_t npending;
   char path[];
 } jsonl_sink;
+
+/* Writes data, remembering what a stalled reader (or a full disk) left
+ * unwritten so the next write finishes that line first: the file never gets
+ * half a line followed by another record. */
+static int write_line(jsonl_sink *s, const char *data, size_t len) {
+  size_t n = statsprof__write_some(s->fd, data, len, s->stalled ? 0 : STATSPROF__STALL_MS);
+  s->size += n;
+  s->stalled = n < len && errno == ETIMEDOUT;
+  if (n == len) return 0;
+  if (n > 0) {
+    char *rest = malloc(len - n);
+    if (rest) {
+      memcpy(rest, data + n, len - n);
+      s->pending = rest;
+      s->npending = len - n;
+    }
+  }
+  return -1;
+}
 
 /* Created with the host's umask; O_CLOEXEC so children never inherit it. */
 static int open_file(jsonl_sink *s) {
   /* mkdir -p, so "out/prof.jsonl" works on a fresh tree. */
   if (statsprof__mkdir_parents(s->path) != 0) return -1;
-  int fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+  /* O_NONBLOCK: a FIFO with no reader fails now (ENXIO) instead of
+   * blocking the host, and a stalled reader never blocks a write forever
+   * (see statsprof__write_all). No effect on regular files. */
+  int fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0666);
   if (fd < 0) return -1;
   struct stat st;
   s->size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
@@ -74,9 +99,20 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   if (atomic_exchange(&s->reopen, 0) && reopen_file(s) != 0) rc = STATSPROF_EIO;
   if (!rc && s->max_bytes && s->size > 0 && s->size + len > s->max_bytes && rotate(s) != 0)
     rc = STATSPROF_EIO;
+  if (s->npending) {
+    char *p = s->pending;
+    size_t np = s->npending;
+    s->pending = NULL;
+    s->npending = 0;
+    int stuck = write_line(s, p, np) != 0;
+    free(p);
+    if (stuck) {
+      free(line); /* this record is lost for this sink (counted), the line kept whole */
+      return STATSPROF_EIO;
+    }
+  }
   /* A failed rotation still writes to the old file: better than nothing. */
-  if (statsprof__write_all(s->fd, line, len) != 0) rc = STATSPROF_EIO;
-  else s->size += len;
+  if (write_line(s, line, len) != 0) rc = STATSPROF_EIO;
   free(line);
   return rc;
 }
@@ -85,6 +121,7 @@ static void jsonl_reopen(void *ctx) { atomic_store(&((jsonl_sink *)ctx)->reopen,
 
 static void jsonl_close(void *ctx) {
   jsonl_sink *s = ctx;
+  free(s->pending);
   close(s->fd);
   free(s);
 }
