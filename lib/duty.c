@@ -81,9 +81,14 @@ void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec) {
   double observed = p->observed_s;
   if (p->in_window) observed += (double)(now - p->window_start) * spt, p->window_start = now;
   double interval = (double)(rec->end_ns - rec->start_ns) * 1e-9;
+  /* duty is the share of the interval's *work* that was observed: code in
+   * a window runs slower (the profiler's cost), so wall time would
+   * overstate it. Both sides exclude that estimated cost. */
+  double cost = p->overhead_s < observed ? p->overhead_s : observed;
   rec->observed_s = observed;
-  rec->duty = interval > 0 ? observed / interval : 0;
+  rec->duty = interval > cost ? (observed - cost) / (interval - cost) : 0;
   if (rec->duty > 1) rec->duty = 1;
+  if (rec->duty < 0) rec->duty = 0;
   rec->overhead_est = interval > 0 ? p->overhead_s / interval : 0;
   p->observed_s = p->overhead_s = 0;
 }

@@ -380,7 +380,7 @@ struct statsprof {
   pthread_t timer_thread;
   pthread_mutex_t timer_lock;
   pthread_cond_t timer_cond;
-  int timer_init, timer_running, timer_stop;
+  int timer_init, timer_running, timer_stop, timer_kick;
   pid_t timer_pid;
   PyObject *timer_atexit;
 
@@ -400,6 +400,9 @@ void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec);
 int statsprof__emit_due(statsprof *p, int from_timer);
 int statsprof__timer_start(statsprof *p);
 void statsprof__timer_stop(statsprof *p);
+/* Makes the timer thread plan its next wake now (e.g. the first window's
+ * end, which start sets after the thread began waiting). */
+void statsprof__timer_kick(statsprof *p);
 
 /* Records a formatted message on p (or the thread's create message). */
 int statsprof__error(statsprof *p, int code, const char *fmt, ...)

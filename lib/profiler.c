@@ -139,6 +139,7 @@ int statsprof_start(statsprof *p) {
   if (statsprof__duty_enabled(p)) statsprof__duty_start(p);
   else rc = statsprof__attach_all(p, 1);
   plan_next(p);
+  statsprof__timer_kick(p);
   if (rc) {
     statsprof_stop(p);
     return rc;

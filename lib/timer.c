@@ -32,7 +32,9 @@ static void *timer_main(void *arg) {
   while (!p->timer_stop) {
     int rc = pthread_cond_timedwait(&p->timer_cond, &p->timer_lock, &deadline);
     if (p->timer_stop) break;
-    if (rc != ETIMEDOUT) continue;
+    /* Woken early only to replan (statsprof__timer_kick). */
+    if (rc != ETIMEDOUT && !p->timer_kick) continue;
+    p->timer_kick = 0;
     pthread_mutex_unlock(&p->timer_lock);
     if (!Py_IsInitialized() || _Py_IsFinalizing()) return NULL;
     PyGILState_STATE g = PyGILState_Ensure();
@@ -103,6 +105,14 @@ int statsprof__timer_start(statsprof *p) {
   p->timer_running = 1;
   p->timer_pid = getpid();
   return 0;
+}
+
+void statsprof__timer_kick(statsprof *p) {
+  if (!p->timer_running) return;
+  pthread_mutex_lock(&p->timer_lock);
+  p->timer_kick = 1;
+  pthread_cond_signal(&p->timer_cond);
+  pthread_mutex_unlock(&p->timer_lock);
 }
 
 void statsprof__timer_stop(statsprof *p) {

@@ -8,6 +8,10 @@
  *   bench_host --workloads tools/bench_workloads.py [--size full|quick|callgrind]
  *              [--rounds 7] [--workload NAME]... [--mode NAME]...
  *              [--no-extras] [--callgrind]
+ *   bench_host --workloads tools/bench_workloads.py --production [--size full|quick]
+ *              [--rounds 3] [--seconds 3] [--lead-in 0] [--workload NAME]...
+ *              [--prod-mode NAME=CONFIG]... [--short NAME]...
+ *   bench_host --workloads tools/bench_workloads.py --game-run CONFIG --frames N [--seed S]
  *
  * Modes (the profile function installed during the measured call):
  *   none            no profile function
@@ -25,6 +29,35 @@
  * garbage collection. A profiler is created fresh for every measured call,
  * so its first-sight work (labels, table entries) is part of its cost.
  *
+ * --production: the cost of production mode (duty=, max_overhead=), which
+ * only shows over runs long enough to hold many windows. One measured run
+ * of a workload calls its run() N times back to back, N sized so that the
+ * no-hook run takes --seconds; the profiler (one per measured run) stays on
+ * across the N calls, and statsprof_tick is called after every run() and,
+ * for the game, after every frame (as host_examples/game_host does). When a
+ * mode's config has trigger=timer bench_host never ticks: window edges come
+ * from the timer thread while run() is busy in Python. --lead-in S runs the
+ * workload unmeasured for S seconds after statsprof_start and, in production
+ * mode, until the second window has closed, so that the measured calls begin
+ * at an arbitrary point of the steady window cycle. Modes are `none` and
+ * each --prod-mode NAME=CONFIG (config text after
+ * "sink=benchcap;writer=sync;"); a mode named with --short runs N/4 calls
+ * (full profiling: no windows to average over). Rounds interleave the
+ * modes, rotated every round. Each line reports wall, thread CPU and process
+ * CPU seconds (the timer thread included) and, summed over the delta records
+ * that cover the measured calls (statsprof_emit_now just before and just
+ * after them, and those the interval emitted in between), interval_s,
+ * observed_s and overhead_est times interval_s. The measured calls are also
+ * cut into units (a game frame, else one run()), timed one by one and
+ * counted as inside or outside a window (see g_units): the units outside
+ * windows give a no-hook baseline within the same run.
+ *
+ * --game-run CONFIG --frames N [--seed S]: for the faithfulness comparison,
+ * one profiled game: statsprof_start(CONFIG), game.init(S), N frames of
+ * game.frame(1/60) back to back with statsprof_frame_mark and statsprof_tick
+ * after each (no tick with trigger=timer), statsprof_stop. CONFIG names its
+ * own sink (sink=jsonl:...).
+ *
  * --callgrind: one measured call per mode, bracketed by callgrind client
  * requests (collection on only around the call) and dumped with the label
  * "bench <workload> <mode>"; run under valgrind --tool=callgrind
@@ -35,6 +68,7 @@
 #include <frameobject.h>
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +103,10 @@ static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 /* This thread's CPU time: unlike wall time, it does not grow while another
  * process has the CPU, so its minimum is steadier on a busy machine. */
 static double cpu_s(void) { return clock_s(CLOCK_THREAD_CPUTIME_ID); }
+
+/* The whole process's CPU time: every thread, so production mode's timer
+ * thread (trigger=timer) is counted too. */
+static double proc_cpu_s(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 static void die_python(const char *what) {
   fprintf(stderr, "bench_host: %s failed:\n", what);
@@ -440,12 +478,303 @@ static void bench_clock(long n) {
   fflush(stdout);
 }
 
+/* ---- production mode: long runs with duty-cycled profilers -------------- */
+
+/* The delta records of a production-mode profiler, summed: a host sink
+ * (writer=sync, so it runs inside statsprof_emit_now on this thread). */
+static struct {
+  pthread_mutex_t lock;
+  long records;
+  double interval_s, observed_s, overhead_s, total_tt;
+} g_cap = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int cap_emit(void *ctx, const statsprof_stats_profile *r) {
+  (void)ctx;
+  if (r->mode != STATSPROF_DELTA || r->thread_id) return 0;
+  double iv = (double)(r->end_ns - r->start_ns) * 1e-9;
+  pthread_mutex_lock(&g_cap.lock);
+  g_cap.records++;
+  g_cap.interval_s += iv;
+  g_cap.observed_s += r->observed_s;
+  g_cap.overhead_s += r->overhead_est * iv;
+  g_cap.total_tt += r->total_tt;
+  pthread_mutex_unlock(&g_cap.lock);
+  return 0;
+}
+
+static const statsprof_sink_ops cap_ops = {
+    .version = STATSPROF_SINK_VERSION, .name = "benchcap", .emit = cap_emit};
+
+static int cap_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
+                    size_t errlen) {
+  (void)arg, (void)err, (void)errlen;
+  *ops = &cap_ops;
+  *ctx = NULL;
+  return 0;
+}
+
+static void cap_reset(void) {
+  pthread_mutex_lock(&g_cap.lock);
+  g_cap.records = 0;
+  g_cap.interval_s = g_cap.observed_s = g_cap.overhead_s = g_cap.total_tt = 0;
+  pthread_mutex_unlock(&g_cap.lock);
+}
+
+/* Units: the measured calls cut into short pieces (a game frame, or one
+ * run() of the other workloads), each timed and classified by whether a
+ * profile function was installed on this thread at its start or its end
+ * (in a window or not). The time of the units outside windows is the
+ * no-hook baseline of the same run, so slowdown can be measured within one
+ * run: what another process does to the machine slows both kinds alike. */
+static struct {
+  int active;
+  int hook_at_start;
+  int was_on; /* the hook's state when last looked at */
+  long closes; /* windows seen closing (on, then off) */
+  double last_cpu, last_wall;
+  long n_in, n_out;
+  double in_cpu, out_cpu, in_wall, out_wall;
+} g_units;
+
+/* Whether a profile function is installed on this thread now (in a window),
+ * noting when a window has closed since the last look. */
+static int hook_on(void) {
+  int on = PyThreadState_Get()->c_profilefunc != NULL;
+  if (g_units.was_on && !on) g_units.closes++;
+  g_units.was_on = on;
+  return on;
+}
+
+static void units_begin(void) {
+  memset(&g_units, 0, sizeof g_units);
+  g_units.active = 1;
+  g_units.hook_at_start = g_units.was_on = hook_on();
+  g_units.last_wall = now_s();
+  g_units.last_cpu = proc_cpu_s();
+}
+
+/* Ends the current unit (before a tick can change the window). */
+static void unit_end(void) {
+  if (!g_units.active) return;
+  double c = proc_cpu_s(), w = now_s();
+  if (g_units.hook_at_start || hook_on()) {
+    g_units.n_in++;
+    g_units.in_cpu += c - g_units.last_cpu;
+    g_units.in_wall += w - g_units.last_wall;
+  } else {
+    g_units.n_out++;
+    g_units.out_cpu += c - g_units.last_cpu;
+    g_units.out_wall += w - g_units.last_wall;
+  }
+  g_units.last_cpu = c;
+  g_units.last_wall = w;
+}
+
+/* The next unit starts (its clock at the previous unit's end: the tick in
+ * between is paid by the unit it opened or closed a window for). */
+static void unit_start(void) {
+  if (g_units.active) g_units.hook_at_start = hook_on();
+}
+
+/* The profiler the workload's per-frame tick drives (NULL: no hook mode,
+ * or trigger=timer), and the one whose frames it marks (--game-run). */
+static statsprof *g_tick_sp, *g_mark_sp;
+static long g_ticks;
+
+static PyObject *py_tick(PyObject *self, PyObject *unused) {
+  (void)self, (void)unused;
+  g_ticks++;
+  unit_end();
+  if (g_mark_sp && statsprof_frame_mark(g_mark_sp) < 0) {
+    PyErr_Format(PyExc_RuntimeError, "statsprof_frame_mark: %s", statsprof_errmsg(g_mark_sp));
+    return NULL;
+  }
+  if (g_tick_sp && statsprof_tick(g_tick_sp) < 0) {
+    PyErr_Format(PyExc_RuntimeError, "statsprof_tick: %s", statsprof_errmsg(g_tick_sp));
+    return NULL;
+  }
+  unit_start();
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef tick_def = {"bench_tick", py_tick, METH_NOARGS,
+                               "statsprof_tick on the profiler being measured (bench_host)."};
+
+#define MAX_PROD_MODES 8
+
+typedef struct prod_mode {
+  const char *name;
+  const char *config; /* NULL: no hook */
+  int fraction_div;   /* runs 1/fraction_div of the calls */
+} prod_mode;
+
+typedef struct prod_result {
+  double wall, cpu, proc_cpu;
+  long records;
+  double interval_s, observed_s, overhead_s, total_tt;
+  long ticks;
+  long n_in, n_out; /* units inside and outside windows, and their times */
+  double in_cpu, out_cpu, in_wall, out_wall;
+  double lead_in; /* seconds run before the measured calls */
+} prod_result;
+
+/* One run() call: a unit unless the game ticked (a unit per frame), then
+ * statsprof_tick unless the windows are the timer's. */
+static void run_unit(PyObject *run, statsprof *sp, int timer) {
+  long ticks = g_ticks;
+  call_noargs(run);
+  if (g_ticks == ticks) unit_end();
+  if (sp && !timer && statsprof_tick(sp) < 0) die_statsprof("statsprof_tick", sp);
+  if (g_ticks == ticks) unit_start();
+}
+
+static void prod_measure(const prod_mode *m, PyObject *run, long iters, double lead_in,
+                         prod_result *out) {
+  /* With trigger=timer only the timer thread moves the windows. */
+  int timer = m->config && strstr(m->config, "trigger=timer") != NULL;
+  PyObject *r = PyObject_CallMethod(g_gc_mod, "collect", NULL);
+  if (!r) die_python("gc.collect");
+  Py_DECREF(r);
+  statsprof *sp = NULL;
+  if (m->config) {
+    char config[1024];
+    snprintf(config, sizeof config, "sink=benchcap;writer=sync;%s", m->config);
+    if (statsprof_create(config, &sp)) die_statsprof("statsprof_create", NULL);
+    if (statsprof_start(sp)) die_statsprof("statsprof_start", sp);
+  }
+  g_tick_sp = timer ? NULL : sp;
+  /* Lead-in: run unmeasured for at least lead_in seconds and, in production
+   * mode, until the second window has closed, so the measured calls start at
+   * an arbitrary point of the steady window cycle: not in the window that
+   * statsprof_start opens (which sees every function for the first time, and
+   * with trigger=timer lasts until the timer's first wake), nor in the gap
+   * that max_overhead sizes after it. At most two minutes. */
+  double lead = 0;
+  if (sp && lead_in > 0) {
+    int windowed = strstr(m->config, "duty=") || strstr(m->config, "max_overhead=") ||
+                   strstr(m->config, "window=") || strstr(m->config, "every=");
+    double start = now_s(), end = start + lead_in;
+    units_begin();
+    for (;;) {
+      run_unit(run, sp, timer);
+      double now = now_s();
+      if (now >= end && (!windowed || g_units.closes >= 2 || now >= start + 120)) break;
+    }
+    g_units.active = 0;
+    lead = now_s() - start;
+  }
+  /* The records from here on cover the measured calls only. */
+  if (sp && statsprof_emit_now(sp) < 0) die_statsprof("statsprof_emit_now", sp);
+  cap_reset();
+  g_ticks = 0;
+  double p0 = proc_cpu_s(), c0 = cpu_s(), t0 = now_s();
+  units_begin();
+  for (long i = 0; i < iters; i++) run_unit(run, sp, timer);
+  g_units.active = 0;
+  double t1 = now_s(), c1 = cpu_s(), p1 = proc_cpu_s();
+  *out = (prod_result){.wall = t1 - t0, .cpu = c1 - c0, .proc_cpu = p1 - p0, .ticks = g_ticks,
+                       .n_in = g_units.n_in, .n_out = g_units.n_out, .in_cpu = g_units.in_cpu,
+                       .out_cpu = g_units.out_cpu, .in_wall = g_units.in_wall,
+                       .out_wall = g_units.out_wall, .lead_in = lead};
+  if (sp) {
+    if (statsprof_emit_now(sp) < 0) die_statsprof("statsprof_emit_now", sp);
+    pthread_mutex_lock(&g_cap.lock);
+    out->records = g_cap.records;
+    out->interval_s = g_cap.interval_s;
+    out->observed_s = g_cap.observed_s;
+    out->overhead_s = g_cap.overhead_s;
+    out->total_tt = g_cap.total_tt;
+    pthread_mutex_unlock(&g_cap.lock);
+    g_tick_sp = NULL;
+    if (statsprof_stop(sp)) die_statsprof("statsprof_stop", sp);
+    statsprof_destroy(sp);
+  }
+  g_tick_sp = NULL;
+}
+
+static void bench_production(PyObject *workloads, const char *name, const char *size, int rounds,
+                             double seconds, double lead_in, const prod_mode *modes,
+                             int nmodes) {
+  PyObject *tick = PyCFunction_New(&tick_def, NULL);
+  if (!tick) die_python("bench_tick");
+  PyObject *run = call_method(workloads, "make", "(ssO)", name, size, tick);
+  Py_DECREF(tick);
+
+  /* Warm up unprofiled, then size N from the best of three no-hook calls. */
+  call_noargs(run);
+  double best = 1e30;
+  for (int i = 0; i < 3; i++) {
+    double c0 = cpu_s();
+    call_noargs(run);
+    double c = cpu_s() - c0;
+    if (c < best) best = c;
+  }
+  long iters = (long)(seconds / best + 0.5);
+  if (iters < 1) iters = 1;
+  printf("{\"kind\":\"prod_workload\",\"workload\":\"%s\",\"size\":\"%s\",\"iterations\":%ld,"
+         "\"call_cpu_seconds\":%.9g}\n",
+         name, size, iters, best);
+  fflush(stdout);
+
+  for (int r = 0; r < rounds; r++) {
+    for (int k = 0; k < nmodes; k++) {
+      const prod_mode *m = &modes[(k + r) % nmodes];
+      long n = iters / m->fraction_div;
+      if (n < 1) n = 1;
+      prod_result res;
+      prod_measure(m, run, n, lead_in, &res);
+      printf("{\"kind\":\"prod_time\",\"workload\":\"%s\",\"mode\":\"%s\",\"round\":%d,"
+             "\"iterations\":%ld,\"seconds\":%.9g,\"cpu_seconds\":%.9g,\"proc_cpu_seconds\":%.9g,"
+             "\"records\":%ld,\"interval_s\":%.9g,\"observed_s\":%.9g,\"overhead_s\":%.9g,"
+             "\"total_tt\":%.9g,\"ticks\":%ld,\"units_in\":%ld,\"units_out\":%ld,"
+             "\"in_cpu\":%.9g,\"out_cpu\":%.9g,\"in_wall\":%.9g,\"out_wall\":%.9g,"
+             "\"lead_in_s\":%.9g}\n",
+             name, m->name, r, n, res.wall, res.cpu, res.proc_cpu, res.records, res.interval_s,
+             res.observed_s, res.overhead_s, res.total_tt, res.ticks, res.n_in, res.n_out,
+             res.in_cpu, res.out_cpu, res.in_wall, res.out_wall, res.lead_in);
+      fflush(stdout);
+    }
+  }
+  Py_DECREF(run);
+}
+
+/* ---- one profiled game, for the faithfulness comparison ------------------ */
+
+static void game_run(PyObject *workloads, const char *config, long frames, long seed) {
+  int timer = strstr(config, "trigger=timer") != NULL;
+  PyObject *tick = PyCFunction_New(&tick_def, NULL);
+  if (!tick) die_python("bench_tick");
+  PyObject *run = call_method(workloads, "make_game_run", "(llO)", frames, seed, tick);
+  Py_DECREF(tick);
+  statsprof *sp;
+  if (statsprof_create(config, &sp)) die_statsprof("statsprof_create", NULL);
+  if (statsprof_start(sp)) die_statsprof("statsprof_start", sp);
+  g_tick_sp = timer ? NULL : sp;
+  g_mark_sp = sp;
+  double c0 = proc_cpu_s(), t0 = now_s();
+  statsprof_frame_mark(sp); /* frame 1 starts now, as in game_host */
+  call_noargs(run);
+  double t1 = now_s(), c1 = proc_cpu_s();
+  g_tick_sp = g_mark_sp = NULL;
+  if (statsprof_stop(sp)) die_statsprof("statsprof_stop", sp);
+  statsprof_destroy(sp);
+  Py_DECREF(run);
+  printf("{\"kind\":\"game_run\",\"frames\":%ld,\"seed\":%ld,\"seconds\":%.9g,"
+         "\"proc_cpu_seconds\":%.9g,\"timer\":%s}\n",
+         frames, seed, t1 - t0, c1 - c0, timer ? "true" : "false");
+  fflush(stdout);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 static void usage(void) {
   fprintf(stderr,
           "usage: bench_host --workloads FILE [--size full|quick|callgrind] [--rounds N]\n"
-          "                  [--workload NAME]... [--mode NAME]... [--no-extras] [--callgrind]\n");
+          "                  [--workload NAME]... [--mode NAME]... [--no-extras] [--callgrind]\n"
+          "       bench_host --workloads FILE --production [--size full|quick] [--rounds N]\n"
+          "                  [--seconds S] [--lead-in S] [--workload NAME]...\n"
+          "                  [--prod-mode NAME=CONFIG]... [--short NAME]...\n"
+          "       bench_host --workloads FILE --game-run CONFIG --frames N [--seed S]\n");
   exit(2);
 }
 
@@ -453,12 +782,33 @@ int main(int argc, char **argv) {
   const char *workloads_path = NULL, *size = "full";
   const char *only_workloads[16];
   int nonly = 0, rounds = 7, extras = 1, callgrind = 0, modes_given = 0;
+  int production = 0, nprod = 0, rounds_given = 0;
+  double seconds = 3, lead_in = 0;
+  const char *game_config = NULL;
+  long frames = 0, seed = 1;
+  prod_mode prod[MAX_PROD_MODES];
+  const char *shorts[MAX_PROD_MODES];
+  int nshort = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--workloads") && v) workloads_path = argv[++i];
     else if (!strcmp(a, "--size") && v) size = argv[++i];
-    else if (!strcmp(a, "--rounds") && v) rounds = atoi(argv[++i]);
+    else if (!strcmp(a, "--rounds") && v) rounds = atoi(argv[++i]), rounds_given = 1;
+    else if (!strcmp(a, "--production")) production = 1;
+    else if (!strcmp(a, "--seconds") && v) seconds = atof(argv[++i]);
+    else if (!strcmp(a, "--lead-in") && v) lead_in = atof(argv[++i]);
+    else if (!strcmp(a, "--game-run") && v) game_config = argv[++i];
+    else if (!strcmp(a, "--frames") && v) frames = atol(argv[++i]);
+    else if (!strcmp(a, "--seed") && v) seed = atol(argv[++i]);
+    else if (!strcmp(a, "--short") && v && nshort < MAX_PROD_MODES) shorts[nshort++] = argv[++i];
+    else if (!strcmp(a, "--prod-mode") && v && nprod < MAX_PROD_MODES) {
+      const char *eq = strchr(v, '=');
+      if (!eq || eq == v) usage();
+      prod[nprod++] = (prod_mode){.name = strndup(v, (size_t)(eq - v)), .config = eq + 1,
+                                  .fraction_div = 1};
+      i++;
+    }
     else if (!strcmp(a, "--workload") && v && nonly < 16) only_workloads[nonly++] = argv[++i];
     else if (!strcmp(a, "--mode") && v) {
       int found = 0;
@@ -474,7 +824,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--callgrind")) callgrind = 1;
     else usage();
   }
-  if (!workloads_path || rounds < 1) usage();
+  if (!workloads_path || rounds < 1 || seconds <= 0) usage();
   if (!modes_given)
     for (int m = 0; m < M_COUNT; m++) mode_on[m] = 1;
 
@@ -505,6 +855,56 @@ int main(int argc, char **argv) {
   if (!sys_path || !d || PyList_Insert(sys_path, 0, d)) die_python("sys.path.insert");
   Py_DECREF(d);
   PyObject *workloads = import("bench_workloads");
+
+  if (game_config) {
+    if (frames < 1) usage();
+    game_run(workloads, game_config, frames, seed);
+    Py_DECREF(workloads);
+    Py_XDECREF(g_yappi_mod);
+    Py_DECREF(g_pstats_mod);
+    Py_DECREF(g_cprofile_mod);
+    Py_DECREF(g_gc_mod);
+    return Py_FinalizeEx() < 0 ? 1 : 0;
+  }
+
+  if (production) {
+    if (!rounds_given) rounds = 3;
+    if (statsprof_register_sink("benchcap", cap_open)) die_statsprof("statsprof_register_sink", NULL);
+    /* `none` first, then the given modes. */
+    prod_mode modes[MAX_PROD_MODES + 1];
+    int nmodes = 0;
+    modes[nmodes++] = (prod_mode){.name = "none", .config = NULL, .fraction_div = 1};
+    for (int k = 0; k < nprod; k++) {
+      modes[nmodes] = prod[k];
+      for (int j = 0; j < nshort; j++)
+        if (!strcmp(shorts[j], prod[k].name)) modes[nmodes].fraction_div = 4;
+      nmodes++;
+    }
+    printf("{\"kind\":\"prod_info\",\"python\":\"%s\",\"statsprof\":\"%s\",\"size\":\"%s\","
+           "\"rounds\":%d,\"seconds\":%.9g,\"lead_in\":%.9g,\"modes\":[",
+           PY_VERSION, STATSPROF_VERSION_STRING, size, rounds, seconds, lead_in);
+    for (int k = 0; k < nmodes; k++)
+      printf("%s{\"name\":\"%s\",\"config\":%s%s%s,\"fraction\":%g}", k ? "," : "",
+             modes[k].name, modes[k].config ? "\"" : "", modes[k].config ? modes[k].config : "null",
+             modes[k].config ? "\"" : "", 1.0 / modes[k].fraction_div);
+    printf("]}\n");
+    fflush(stdout);
+    PyObject *pnames = PyObject_GetAttrString(workloads, "NAMES");
+    if (!pnames) die_python("bench_workloads.NAMES");
+    for (Py_ssize_t i = 0; i < PyTuple_Size(pnames); i++) {
+      const char *name = PyUnicode_AsUTF8(PyTuple_GetItem(pnames, i));
+      int wanted = nonly == 0;
+      for (int k = 0; k < nonly; k++) wanted |= !strcmp(only_workloads[k], name);
+      if (wanted) bench_production(workloads, name, size, rounds, seconds, lead_in, modes, nmodes);
+    }
+    Py_DECREF(pnames);
+    Py_DECREF(workloads);
+    Py_XDECREF(g_yappi_mod);
+    Py_DECREF(g_pstats_mod);
+    Py_DECREF(g_cprofile_mod);
+    Py_DECREF(g_gc_mod);
+    return Py_FinalizeEx() < 0 ? 1 : 0;
+  }
 
   printf("{\"kind\":\"info\",\"python\":\"%s\",\"statsprof\":\"%s\",\"yappi\":%s,"
          "\"compensate_option\":%s,\"size\":\"%s\",\"rounds\":%d,\"callgrind\":%s,"

@@ -9,6 +9,10 @@ Sizes:
     full       the default benchmark (each run is tens of ms unprofiled)
     quick      tools/bench --quick
     callgrind  tools/bench --callgrind (small: valgrind is ~50x slower)
+    prod       tools/bench --production: the callgrind sizes (one run is under
+               a millisecond unprofiled, so a statsprof_tick after each run
+               moves production-mode windows to within a few ms), but the
+               game at full size (it ticks after every frame)
 
 The workloads:
     fib        recursive fib: pure Python calls and returns, nothing else
@@ -17,6 +21,10 @@ The workloads:
     ast        ast.parse + ast.unparse of argparse.py: a deep visitor
     difflib    difflib.unified_diff of two versions of a text
     game       host_examples/game: game.init(1), then N frames of frame(1/60)
+
+make(name, size, on_frame) also takes a zero-argument callable that the game
+calls after every frame, as a host calls statsprof_tick once per frame
+(bench_host --production passes one); the other workloads ignore it.
 """
 
 import os
@@ -25,17 +33,19 @@ import sys
 NAMES = ("fib", "json_re", "ast", "difflib", "game")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GAME_DIR = os.environ.get("STATSPROF_BENCH_GAME_DIR") or os.path.join(
-    HERE, os.pardir, "host_examples", "game")
+# Normalized: the game's functions are keyed by this path in profiles, which
+# tools/bench --production compares with host_examples/game_host's.
+GAME_DIR = os.path.normpath(os.environ.get("STATSPROF_BENCH_GAME_DIR") or os.path.join(
+    HERE, os.pardir, "host_examples", "game"))
 ARGPARSE = os.path.join(os.path.dirname(os.__file__), "argparse.py")
 
 # name -> {size: parameters}; see the make_* functions for their meaning.
 PARAMS = {
-    "fib": {"full": (24, 4), "quick": (22, 2), "callgrind": (18, 1)},
-    "json_re": {"full": (2000, 1), "quick": (600, 1), "callgrind": (100, 1)},
-    "ast": {"full": (1.0, 2), "quick": (0.4, 1), "callgrind": (0.08, 1)},
-    "difflib": {"full": (3000, 4), "quick": (1500, 1), "callgrind": (300, 1)},
-    "game": {"full": 40, "quick": 10, "callgrind": 3},
+    "fib": {"full": (24, 4), "quick": (22, 2), "callgrind": (18, 1), "prod": (18, 1)},
+    "json_re": {"full": (2000, 1), "quick": (600, 1), "callgrind": (100, 1), "prod": (100, 1)},
+    "ast": {"full": (1.0, 2), "quick": (0.4, 1), "callgrind": (0.08, 1), "prod": (0.08, 1)},
+    "difflib": {"full": (3000, 4), "quick": (1500, 1), "callgrind": (300, 1), "prod": (300, 1)},
+    "game": {"full": 40, "quick": 10, "callgrind": 3, "prod": 40},
 }
 
 
@@ -136,7 +146,31 @@ def make_difflib(nlines, reps):
     return run
 
 
-def make_game(frames):
+def make_game(frames, on_frame=None):
+    if GAME_DIR not in sys.path:
+        sys.path.insert(0, GAME_DIR)
+    import game
+
+    dt = 1.0 / 60.0
+
+    if on_frame is None:
+        def run():
+            game.init(1)
+            for _ in range(frames):
+                game.frame(dt)
+    else:
+        def run():
+            game.init(1)
+            for _ in range(frames):
+                game.frame(dt)
+                on_frame()
+    return run
+
+
+def make_game_run(frames, seed=1, on_frame=None):
+    """For tools/bench --production's faithfulness runs: one game as
+    host_examples/game_host plays it with --no-sleep, game.init(seed) and then
+    `frames` frames back to back, on_frame() after each when given."""
     if GAME_DIR not in sys.path:
         sys.path.insert(0, GAME_DIR)
     import game
@@ -144,19 +178,22 @@ def make_game(frames):
     dt = 1.0 / 60.0
 
     def run():
-        game.init(1)
+        game.init(seed)
         for _ in range(frames):
             game.frame(dt)
+            if on_frame is not None:
+                on_frame()
     return run
 
 
-def make(name, size="full"):
-    """The run() callable of workload `name` at `size` (see the module doc)."""
+def make(name, size="full", on_frame=None):
+    """The run() callable of workload `name` at `size` (see the module doc);
+    the game calls on_frame() after every frame when it is given."""
     if name not in PARAMS:
         raise ValueError("unknown workload %r; known: %s" % (name, ", ".join(NAMES)))
     p = PARAMS[name][size]
     if name == "game":
-        return make_game(p)
+        return make_game(p, on_frame)
     return globals()["make_" + name](*p)
 
 
