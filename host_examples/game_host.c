@@ -7,6 +7,12 @@
  *   -> statsprof_frame_mark + statsprof_tick once per frame
  *   -> statsprof_stop -> statsprof_destroy
  *
+ * With --workers N it also runs N C worker threads (pthreads) beside the
+ * frame loop, as an engine's job system would: each enters Python with
+ * PyGILState_Ensure, attaches the profiler (statsprof_attach_thread) and runs
+ * one background job (game/jobs.py), then sleeps a little without the GIL.
+ * They are joined before statsprof_stop.
+ *
  * Profiling is on only with --profile CONFIG or the STATSPROF environment
  * variable; otherwise no profile hook is installed and the loop pays nothing.
  */
@@ -16,6 +22,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +39,8 @@
 #define MAX_LAG_NS (NS_PER_S / 4)
 #define TOP_ROWS 15
 #define GAME_SUBDIR "host_examples/game"
+#define MAX_WORKERS 64
+#define WORKER_PAUSE_NS (5 * NS_PER_S / 1000) /* between two jobs, without the GIL */
 
 typedef struct host_options {
   double seconds;         /* run time when frames is 0 */
@@ -40,6 +51,7 @@ typedef struct host_options {
   size_t nhitch;
   const char *game_dir;   /* NULL: search (see embed_find_dir) */
   int no_sleep;           /* run frames back to back (tests) */
+  long workers;           /* C worker threads running game/jobs.py */
 } host_options;
 
 typedef struct game {
@@ -76,6 +88,8 @@ static void usage(FILE *out) {
       "  --game-dir DIR    directory holding game.py (default: found in the\n"
       "                    runfiles, $BUILD_WORKSPACE_DIRECTORY or ./" GAME_SUBDIR ")\n"
       "  --no-sleep        do not wait for frame deadlines (faster than real time)\n"
+      "  --workers N       also run N C worker threads (0-64, default 0) that run\n"
+      "                    background jobs (game/jobs.py) until the loop ends\n"
       "  -h, --help        show this help\n"
       "\n"
       "At exit a profiled run prints the top 15 functions by cumulative time.\n"
@@ -105,12 +119,13 @@ static int bad_arg(const char *opt, const char *val, const char *want) {
 
 /* Fills *o from argv. Returns 0, 1 for --help, or -1 after printing why. */
 static int parse_args(int argc, char **argv, host_options *o) {
-  enum { O_SECONDS = 256, O_FRAMES, O_PROFILE, O_HITCH, O_SEED, O_GAME_DIR, O_NO_SLEEP };
+  enum { O_SECONDS = 256, O_FRAMES, O_PROFILE, O_HITCH, O_SEED, O_GAME_DIR, O_NO_SLEEP, O_WORKERS };
   static const struct option opts[] = {
       {"seconds", required_argument, NULL, O_SECONDS}, {"frames", required_argument, NULL, O_FRAMES},
       {"profile", required_argument, NULL, O_PROFILE}, {"hitch", required_argument, NULL, O_HITCH},
       {"seed", required_argument, NULL, O_SEED},       {"game-dir", required_argument, NULL, O_GAME_DIR},
-      {"no-sleep", no_argument, NULL, O_NO_SLEEP},     {"help", no_argument, NULL, 'h'},
+      {"no-sleep", no_argument, NULL, O_NO_SLEEP},     {"workers", required_argument, NULL, O_WORKERS},
+      {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   *o = (host_options){.seconds = 15.0, .seed = 1};
   int seconds_given = 0, c;
@@ -140,6 +155,10 @@ static int parse_args(int argc, char **argv, host_options *o) {
         break;
       case O_GAME_DIR: o->game_dir = optarg; break;
       case O_NO_SLEEP: o->no_sleep = 1; break;
+      case O_WORKERS:
+        if (embed_parse_long(optarg, 0, MAX_WORKERS, &o->workers))
+          return bad_arg("--workers", optarg, "a whole number from 0 to 64");
+        break;
       case 'h': usage(stdout); return 1;
     }
   }
@@ -197,6 +216,15 @@ static int init_game(const host_options *o, game *g) {
   int rc = seed ? call_void(g->module, "init", seed) : -1;
   Py_XDECREF(seed);
   return rc;
+}
+
+/* jobs.worker_job, the worker threads' job. Returns a new reference, or NULL
+ * with a Python exception set. */
+static PyObject *load_job(void) {
+  PyObject *jobs = PyImport_ImportModule("jobs");
+  PyObject *job = jobs ? PyObject_GetAttrString(jobs, "worker_job") : NULL;
+  Py_XDECREF(jobs);
+  return job;
 }
 
 static void free_game(game *g) {
@@ -261,6 +289,126 @@ static int run_loop(const host_options *o, game *g, statsprof *p, loop_stats *st
   int rc = run_frames(o, g, p, st);
   st->wall_ns = embed_mono_ns() - t0; /* also when interrupted */
   return rc;
+}
+
+/* ---- the worker threads ---------------------------------------------- */
+
+typedef struct worker_pool worker_pool;
+
+typedef struct worker {
+  worker_pool *pool;
+  int index;  /* 1-based: "worker-1" */
+  pthread_t thread;
+  long jobs;  /* jobs that returned; read after the join */
+  int failed; /* a job raised: the worker stopped */
+} worker;
+
+struct worker_pool {
+  statsprof *p;    /* NULL: not profiled */
+  PyObject *job;   /* jobs.worker_job */
+  worker *workers;
+  int n;           /* started */
+  atomic_int stop; /* set when the frame loop is over */
+  atomic_int attach_reported;
+};
+
+/* Names the calling C thread "worker-N" in threading, so profile records of
+ * kind "thread" carry the name. Before the profiler attaches: the host's
+ * plumbing, not the game's work. GIL held. */
+static void name_thread(int index) {
+  PyObject *threading = PyImport_ImportModule("threading");
+  PyObject *me = threading ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
+  PyObject *name = PyUnicode_FromFormat("worker-%d", index);
+  if (!me || !name || PyObject_SetAttrString(me, "name", name) < 0) PyErr_Clear();
+  Py_XDECREF(name);
+  Py_XDECREF(me);
+  Py_XDECREF(threading);
+}
+
+/* One job: enter Python, attach the profiler, run jobs.worker_job, leave.
+ * Returns 0, or -1 after printing the job's exception. */
+static int run_job(worker *w) {
+  worker_pool *pool = w->pool;
+  PyGILState_STATE g = PyGILState_Ensure();
+  /* PyGILState_Ensure made a new thread state (Release deletes it again):
+   * attach the profiler to it before running any Python. */
+  if (pool->p && statsprof_attach_thread(pool->p) && !atomic_exchange(&pool->attach_reported, 1))
+    fprintf(stderr, "game_host: statsprof_attach_thread: %s\n", statsprof_errmsg(pool->p));
+  PyObject *r = PyObject_CallFunction(pool->job, "il", w->index, w->jobs);
+  if (r)
+    w->jobs++;
+  else {
+    fprintf(stderr, "game_host: worker-%d: job %ld failed:\n", w->index, w->jobs);
+    PyErr_Print();
+  }
+  Py_XDECREF(r);
+  PyGILState_Release(g);
+  return r ? 0 : -1;
+}
+
+/* Runs jobs, at least one, until the frame loop is over. */
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  PyGILState_STATE g = PyGILState_Ensure();
+  name_thread(w->index);
+  PyGILState_Release(g);
+  const struct timespec pause = {.tv_sec = 0, .tv_nsec = WORKER_PAUSE_NS};
+  do {
+    if (run_job(w)) {
+      w->failed = 1;
+      break;
+    }
+    nanosleep(&pause, NULL);
+  } while (!atomic_load(&w->pool->stop));
+  return NULL;
+}
+
+/* Starts o->workers threads (none for 0). Signals stay with the main thread.
+ * GIL held. Returns 0, or -1 after printing why (the started ones run on). */
+static int start_workers(const host_options *o, statsprof *p, PyObject *job, worker_pool *pool) {
+  *pool = (worker_pool){.p = p, .job = job};
+  if (!o->workers) return 0;
+  pool->workers = calloc((size_t)o->workers, sizeof *pool->workers);
+  if (!pool->workers) {
+    fputs("game_host: out of memory for the workers\n", stderr);
+    return -1;
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = 0;
+  for (long i = 0; i < o->workers && !rc; i++) {
+    worker *w = &pool->workers[i];
+    *w = (worker){.pool = pool, .index = (int)i + 1};
+    rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc)
+      fprintf(stderr, "game_host: cannot start worker-%d: %s\n", w->index, strerror(rc));
+    else
+      pool->n++;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc ? -1 : 0;
+}
+
+/* Tells the workers the loop is over and joins them, without the GIL (they
+ * need it to finish their job). GIL held. Returns how many failed. */
+static int stop_workers(worker_pool *pool) {
+  atomic_store(&pool->stop, 1);
+  int failed = 0;
+  Py_BEGIN_ALLOW_THREADS
+  for (int i = 0; i < pool->n; i++) pthread_join(pool->workers[i].thread, NULL);
+  Py_END_ALLOW_THREADS
+  for (int i = 0; i < pool->n; i++) failed += pool->workers[i].failed;
+  return failed;
+}
+
+static void print_workers(const worker_pool *pool) {
+  long total = 0;
+  for (int i = 0; i < pool->n; i++) {
+    printf("game_host: worker-%d ran %ld jobs\n", pool->workers[i].index, pool->workers[i].jobs);
+    total += pool->workers[i].jobs;
+  }
+  if (pool->n) printf("game_host: %d workers ran %ld jobs\n", pool->n, total);
 }
 
 /* ---- the report ------------------------------------------------------- */
@@ -333,15 +481,18 @@ static void print_frames(const loop_stats *st) {
 /* The game's whole life inside a running interpreter. Returns an exit code. */
 static int run_game(const host_options *o, const char *dir, statsprof *p) {
   game g;
-  if (load_game(dir, &g)) {
+  PyObject *job = NULL; /* jobs.worker_job, with --workers */
+  if (load_game(dir, &g) || (o->workers && !(job = load_job()))) {
     PyErr_Print();
     fprintf(stderr, "game_host: cannot load the game from %s\n", dir);
+    Py_XDECREF(job);
     free_game(&g);
     statsprof_destroy(p);
     return EXIT_RUNTIME;
   }
   if (p && statsprof_start(p)) {
     fprintf(stderr, "game_host: statsprof_start: %s\n", statsprof_errmsg(p));
+    Py_XDECREF(job);
     free_game(&g);
     statsprof_destroy(p);
     return EXIT_USAGE;
@@ -350,9 +501,20 @@ static int run_game(const host_options *o, const char *dir, statsprof *p) {
 
   int status = EXIT_OK;
   loop_stats st = {0};
-  if (init_game(o, &g) || run_loop(o, &g, p, &st)) status = embed_python_failure("game_host");
+  worker_pool pool = {0};
+  if (init_game(o, &g))
+    status = embed_python_failure("game_host");
+  else if (start_workers(o, p, job, &pool))
+    status = EXIT_RUNTIME;
+  else if (run_loop(o, &g, p, &st))
+    status = embed_python_failure("game_host");
+  /* Joined before statsprof_stop: every job they ran is in the profile. */
+  if (stop_workers(&pool) && status == EXIT_OK) status = EXIT_RUNTIME;
   print_frames(&st);
+  print_workers(&pool);
   if (p && finish_profile(p) && status == EXIT_OK) status = EXIT_RUNTIME;
+  free(pool.workers);
+  Py_XDECREF(job);
   free_game(&g);
   return status;
 }

@@ -8,6 +8,7 @@ The game is deterministic for a seed, so call counts are exact.
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -144,6 +145,34 @@ class GameHostTest(HostTestCase):
             for line in lines:
                 self.assertIsInstance(json.loads(line), dict)
 
+    def test_worker_threads_are_profiled_per_thread(self):
+        jsonl = os.path.join(self.tmp, "workers.jsonl")
+        proc, out, err = self.run_host(
+            "--frames", str(FRAMES), "--no-sleep", "--workers", "2",
+            "--profile", "interval=500ms;per_thread=on;sink=jsonl:" + jsonl)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("%d frames in" % FRAMES, out)
+        ran = {}
+        for line in out.splitlines():
+            m = re.match(r"game_host: (worker-\d+) ran (\d+) jobs$", line)
+            if m:
+                ran[m.group(1)] = int(m.group(2))
+        self.assertEqual(sorted(ran), ["worker-1", "worker-2"], out)
+        self.assertIn("game_host: 2 workers ran %d jobs" % sum(ran.values()), out)
+
+        records = read_records(jsonl)
+        threads = [r for r in records if r["kind"] == "thread"]
+        workers = {r["thread_id"] for r in threads if r["thread_name"].startswith("worker-")}
+        self.assertEqual(len(workers), 2, {(r["thread_id"], r["thread_name"]) for r in threads})
+        # Every job returned before statsprof_stop: the profile counts each one.
+        calls, entries = merged_calls([r for r in records if r["kind"] == "delta"])
+        self.assertEqual(calls_of(calls, entries, "jobs.py", "worker_job"), sum(ran.values()))
+        calls, entries = merged_calls(threads)
+        self.assertEqual(calls_of(calls, entries, "jobs.py", "worker_job"), sum(ran.values()))
+        # The frame loop is unchanged: one game.frame per frame.
+        calls, entries = merged_calls([r for r in records if r["kind"] == "delta"])
+        self.assertEqual(calls_of(calls, entries, "game.py", "frame"), FRAMES)
+
     def test_statsprof_env_var_turns_profiling_on(self):
         jsonl = os.path.join(self.tmp, "env.jsonl")
         env = dict(self.env, STATSPROF="interval=500ms;sink=jsonl:" + jsonl)
@@ -187,11 +216,12 @@ class GameHostTest(HostTestCase):
 
     def test_bad_arguments_exit_2(self):
         self.assert_usage_errors(["--frames", "0"], ["--frames", "5", "--seconds", "1"],
-                                 ["--hitch", "a,b"], ["--game-dir", self.tmp], ["--nope"])
+                                 ["--hitch", "a,b"], ["--game-dir", self.tmp], ["--nope"],
+                                 ["--workers", "-1"], ["--workers", "65"])
 
     def test_help_exits_0(self):
         self.assert_help_mentions("--seconds", "--frames", "--profile", "--hitch", "--seed",
-                                  "--game-dir", "--no-sleep")
+                                  "--game-dir", "--no-sleep", "--workers")
 
 
 if __name__ == "__main__":
