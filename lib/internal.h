@@ -442,8 +442,9 @@ typedef struct statsprof__record_dir {
   const char *tag;      /* in temporary names: ".statsprof-TAG-..." */
   unsigned tmp_counter; /* keeps temporary names unique within the process */
 } statsprof__record_dir;
-/* mkdir -p and a probe file: an unwritable DIR fails here, with a message. */
-int statsprof__record_dir_open(statsprof__record_dir *d, const char *path, const char *tag, char *err,
+/* Checks the sink argument (the directory; `tag` is the sink's name), then
+ * mkdir -p and a probe file: an unwritable DIR fails here, with a message. */
+int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const char *tag, char *err,
                                size_t errlen);
 void statsprof__record_dir_close(statsprof__record_dir *d);
 /* Writes b to base+suffix (or base SEP k suffix if taken). */

@@ -396,26 +396,13 @@ static char *command_line(void) {
 
 int statsprof__callgrind_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                               size_t errlen) {
-  if (!arg || !*arg) {
-    snprintf(err, errlen, "needs a directory (sink=callgrind:DIR)");
-    return STATSPROF_ECONFIG;
-  }
-  size_t len = strlen(arg);
-  while (len > 1 && arg[len - 1] == '/') len--;
-  if (len > 3000) {
-    snprintf(err, errlen, "directory name is too long (%zu bytes)", len);
-    return STATSPROF_ECONFIG;
-  }
   callgrind_sink *s = calloc(1, sizeof *s);
-  char *dir = strndup(arg, len);
-  if (!s || !dir || !(s->cmd = command_line())) {
+  if (!s || !(s->cmd = command_line())) {
     free(s);
-    free(dir);
     snprintf(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
-  int rc = statsprof__record_dir_open(&s->dir, dir, "callgrind", err, errlen);
-  free(dir);
+  int rc = statsprof__record_dir_open(&s->dir, arg, "callgrind", err, errlen);
   if (rc) {
     free(s->cmd);
     free(s);

@@ -111,12 +111,22 @@ static int open_tmp(statsprof__record_dir *d, char *path, size_t n) {
   return -1;
 }
 
-int statsprof__record_dir_open(statsprof__record_dir *d, const char *path, const char *tag, char *err,
+int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const char *tag, char *err,
                                size_t errlen) {
-  d->path = strdup(path);
+  d->path = NULL;
   d->tag = tag;
   d->tmp_counter = 0;
-  if (!d->path) {
+  if (!arg || !*arg) {
+    snprintf(err, errlen, "needs a directory (sink=%s:DIR)", tag);
+    return STATSPROF_ECONFIG;
+  }
+  size_t len = strlen(arg);
+  while (len > 1 && arg[len - 1] == '/') len--;
+  if (len > 3000) {
+    snprintf(err, errlen, "directory name is too long (%zu bytes)", len);
+    return STATSPROF_ECONFIG;
+  }
+  if (!(d->path = strndup(arg, len))) {
     snprintf(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }

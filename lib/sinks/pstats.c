@@ -187,21 +187,12 @@ static const statsprof_sink_ops pstats_ops = {
 
 int statsprof__pstats_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                            size_t errlen) {
-  if (!arg) {
-    snprintf(err, errlen, "needs a directory (sink=pstats:DIR)");
-    return STATSPROF_ECONFIG;
-  }
-  size_t len = strlen(arg);
-  while (len > 1 && arg[len - 1] == '/') len--;
-  if (len > 3000) {
-    snprintf(err, errlen, "directory name is too long (%zu bytes)", len);
-    return STATSPROF_ECONFIG;
-  }
   pstats_sink *s = malloc(sizeof *s);
-  char *dir = strndup(arg, len);
-  int rc = s && dir ? statsprof__record_dir_open(&s->dir, dir, "pstats", err, errlen) : STATSPROF_ENOMEM;
-  if (rc == STATSPROF_ENOMEM && !(s && dir)) snprintf(err, errlen, "out of memory");
-  free(dir);
+  if (!s) {
+    snprintf(err, errlen, "out of memory");
+    return STATSPROF_ENOMEM;
+  }
+  int rc = statsprof__record_dir_open(&s->dir, arg, "pstats", err, errlen);
   if (rc) {
     free(s);
     return rc;
