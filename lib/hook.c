@@ -238,10 +238,17 @@ static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunc
 static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
   /* Keyed by the method definition alone, labelled at first sight, as
    * cProfile does: a C method called on a subclass that overrides it in
-   * Python keeps its first label instead of splitting in two. */
-  const void *type = NULL;
-  uint32_t idx = statsprof__table_cfunc_find(&p->table, fn->m_ml, type);
-  return idx != STATSPROF__NONE ? idx : cfunc_entry_slow(p, fn, type);
+   * Python keeps its first label instead of splitting in two. A small
+   * direct-mapped cache (PyMethodDefs are 32 bytes apart) answers the
+   * methods a loop calls again and again without hashing. */
+  const PyMethodDef *ml = fn->m_ml;
+  struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+  if (__builtin_expect(h->ml == ml, 1)) return h->label;
+  uint32_t idx = statsprof__table_cfunc_find(&p->table, ml, NULL);
+  if (idx == STATSPROF__NONE) idx = cfunc_entry_slow(p, fn, NULL);
+  h->ml = ml;
+  h->label = idx;
+  return idx;
 }
 
 /* ---- the hot path ------------------------------------------------------ */

@@ -342,6 +342,11 @@ struct statsprof {
   uint64_t lost_events;
 
   uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event */
+#define STATSPROF__CFUNC_HOT 256
+  struct statsprof__cfunc_hot {
+    const void *ml;
+    uint32_t label;
+  } cfunc_hot[STATSPROF__CFUNC_HOT]; /* in front of the table's C-function map */
   uint64_t compensate_mask; /* all ones with compensate=on, else 0 */
   uint64_t own_scale;       /* Python own time x own_scale / 2^16 (compensate) */
   int frame_tracking; /* frame markers in use: leave() records touches */
