@@ -138,3 +138,13 @@ int embed_parse_long(const char *s, long lo, long hi, long *out) {
   *out = v;
   return 0;
 }
+
+void embed_name_thread(int index) {
+  PyObject *threading = PyImport_ImportModule("threading");
+  PyObject *me = threading ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
+  PyObject *name = PyUnicode_FromFormat("worker-%d", index);
+  if (!me || !name || PyObject_SetAttrString(me, "name", name) < 0) PyErr_Clear();
+  Py_XDECREF(name);
+  Py_XDECREF(me);
+  Py_XDECREF(threading);
+}

@@ -55,6 +55,11 @@ char *embed_find_dir(const char *argv0, const char *flag_dir, const char *subdir
  */
 int embed_start_python(const char *host, const char *argv0, int signal_handlers);
 
+/* Names the calling C thread "worker-N" in threading, so profile records
+ * of kind "thread" carry the name. Call before the profiler attaches: this
+ * is the host's plumbing, not the app's work. GIL held; errors ignored. */
+void embed_name_thread(int index);
+
 /* Puts `dir` first on sys.path. GIL held. Returns 0, or -1 with a Python
  * exception set (or none when sys.path is missing or not a list). */
 int embed_add_sys_path(const char *dir);

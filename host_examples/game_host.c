@@ -312,19 +312,6 @@ struct worker_pool {
   atomic_int attach_reported;
 };
 
-/* Names the calling C thread "worker-N" in threading, so profile records of
- * kind "thread" carry the name. Before the profiler attaches: the host's
- * plumbing, not the game's work. GIL held. */
-static void name_thread(int index) {
-  PyObject *threading = PyImport_ImportModule("threading");
-  PyObject *me = threading ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
-  PyObject *name = PyUnicode_FromFormat("worker-%d", index);
-  if (!me || !name || PyObject_SetAttrString(me, "name", name) < 0) PyErr_Clear();
-  Py_XDECREF(name);
-  Py_XDECREF(me);
-  Py_XDECREF(threading);
-}
-
 /* One job: enter Python, attach the profiler, run jobs.worker_job, leave.
  * Returns 0, or -1 after printing the job's exception. */
 static int run_job(worker *w) {
@@ -350,7 +337,7 @@ static int run_job(worker *w) {
 static void *worker_main(void *arg) {
   worker *w = arg;
   PyGILState_STATE g = PyGILState_Ensure();
-  name_thread(w->index);
+  embed_name_thread(w->index);
   PyGILState_Release(g);
   const struct timespec pause = {.tv_sec = 0, .tv_nsec = WORKER_PAUSE_NS};
   do {

@@ -576,19 +576,6 @@ static void *generator_main(void *arg) {
 
 /* ---- the workers ------------------------------------------------------- */
 
-/* Names the calling C thread "worker-N" in threading, so profile records
- * of kind "thread" carry the name. Runs before the profiler attaches: this is
- * the host's plumbing, not the app's work. GIL held. */
-static void name_thread(int index) {
-  PyObject *threading = PyImport_ImportModule("threading");
-  PyObject *me = threading ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
-  PyObject *name = PyUnicode_FromFormat("worker-%d", index);
-  if (!me || !name || PyObject_SetAttrString(me, "name", name) < 0) PyErr_Clear();
-  Py_XDECREF(name);
-  Py_XDECREF(me);
-  Py_XDECREF(threading);
-}
-
 /* One request, from entering Python to leaving it. */
 static void serve(worker *w, const request *r) {
   server *s = w->s;
@@ -626,7 +613,7 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   PyGILState_STATE g = PyGILState_Ensure();
   w->ident = PyThread_get_thread_ident();
-  name_thread(w->index);
+  embed_name_thread(w->index);
   PyGILState_Release(g);
   request r;
   while (queue_pop(&w->s->queue, &r) == 0) serve(w, &r);

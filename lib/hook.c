@@ -397,7 +397,7 @@ void statsprof__flush_thread(statsprof__thread *t) {
 
 /* The thread's name from threading, while the thread is alive (a thread
  * that ended is gone from threading._active). Not imported if absent. */
-static void name_slot(statsprof *p, uint32_t slot) {
+void statsprof__name_slot(statsprof *p, uint32_t slot) {
   PyObject *et, *ev, *tb;
   PyErr_Fetch(&et, &ev, &tb);
   PyObject *modname = PyUnicode_FromString("threading");
@@ -442,7 +442,7 @@ int statsprof__attach(statsprof *p, PyThreadState *ts) {
     return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread slot");
   }
   /* Looked up once per thread here; later names come at emit time. */
-  if (!p->table.slots[t->slot].name && !p->table.slots[t->slot].name_tried) name_slot(p, t->slot);
+  if (!p->table.slots[t->slot].name && !p->table.slots[t->slot].name_tried) statsprof__name_slot(p, t->slot);
   p->table.slots[t->slot].name_tried = 1;
   t->local = p->table.slots[t->slot].local;
   t->nlocal = p->table.slots[t->slot].nlocal;

@@ -222,6 +222,8 @@ int statsprof__attach_all(statsprof *p, int self);
 void statsprof__detach_all(statsprof *p);
 /* Counts frames still open as if they returned now (cProfile's disable). */
 void statsprof__flush_thread(statsprof__thread *t);
+/* Fills a slot's thread name from threading._active, if it is there. GIL. */
+void statsprof__name_slot(statsprof *p, uint32_t slot);
 /* Installs / removes threading.setprofile so new Python threads get the hook. */
 int statsprof__threading_hook(statsprof *p, int install);
 

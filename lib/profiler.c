@@ -175,28 +175,9 @@ void statsprof__emit(statsprof *p, statsprof_stats_profile *rec) {
 /* Fills thread names from threading (GIL held): a C thread has none until
  * it runs Python that made a Thread object for it. */
 static void name_threads(statsprof *p) {
-  statsprof__table *t = &p->table;
-  int missing = 0;
-  for (uint32_t i = 0; i < t->nslots; i++) missing |= !t->slots[i].name;
-  if (!missing || !python_alive(p)) return;
-  PyObject *et, *ev, *tb;
-  PyErr_Fetch(&et, &ev, &tb);
-  PyObject *threading = PyImport_ImportModule("threading");
-  PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
-  for (uint32_t i = 0; active && PyDict_Check(active) && i < t->nslots; i++) {
-    if (t->slots[i].name) continue;
-    PyObject *key = PyLong_FromUnsignedLong(t->slots[i].thread_id);
-    PyObject *th = key ? PyDict_GetItemWithError(active, key) : NULL;
-    PyObject *name = th ? PyObject_GetAttrString(th, "name") : NULL;
-    const char *u = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
-    if (u) t->slots[i].name = statsprof__strings_add(t->strings, u, strlen(u));
-    Py_XDECREF(name);
-    Py_XDECREF(key);
-  }
-  Py_XDECREF(active);
-  Py_XDECREF(threading);
-  PyErr_Clear();
-  PyErr_Restore(et, ev, tb);
+  if (!python_alive(p)) return;
+  for (uint32_t i = 0; i < p->table.nslots; i++)
+    if (!p->table.slots[i].name) statsprof__name_slot(p, i);
 }
 
 /* One delta interval: with per_thread=on, first a record per thread that

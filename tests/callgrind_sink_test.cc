@@ -24,15 +24,9 @@
 #include "pyharness.h"
 
 // Not in the public header: the tests feed hand-made records to the sink.
-// Reachable because the test links the library statically (linkstatic);
-// weak, so the test still links otherwise and those cases are skipped.
-extern "C" int statsprof__callgrind_open(const char *arg, const statsprof_sink_ops **ops, void **ctx,
-                                         char *err, size_t errlen) __attribute__((weak));
-
-#define REQUIRE_INTERNAL_OPEN()                                                         \
-  if (!statsprof__callgrind_open)                                                        \
-  GTEST_SKIP() << "statsprof__callgrind_open is hidden in the shared library; build " \
-                  "this test with linkstatic = True"
+// Reachable because tests link the library statically (tests/BUILD).
+extern "C" int statsprof__callgrind_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
+                  size_t errlen);
 
 namespace {
 
@@ -405,7 +399,6 @@ TEST(CallgrindSink, PerThreadRecordsHaveTheirOwnNames) {
 // two functions of one name in one file, a caller that is not in the
 // record, odd times, and a spike.
 TEST(CallgrindSink, HandMadeRecordWithHostileNamesStaysWellFormed) {
-  REQUIRE_INTERNAL_OPEN();
   std::string dir = pyh::TempDir() + "/hand";
   const statsprof_sink_ops *ops = nullptr;
   void *ctx = nullptr;
@@ -467,7 +460,6 @@ TEST(CallgrindSink, HandMadeRecordWithHostileNamesStaysWellFormed) {
 }
 
 TEST(CallgrindSink, EmptyRecordWritesNoFile) {
-  REQUIRE_INTERNAL_OPEN();
   std::string dir = pyh::TempDir();
   const statsprof_sink_ops *ops = nullptr;
   void *ctx = nullptr;
@@ -483,7 +475,6 @@ TEST(CallgrindSink, EmptyRecordWritesNoFile) {
 
 TEST(CallgrindSink, SameNameTwiceKeepsBothFiles) {
   // Two profilers in one process share pid and seq.
-  REQUIRE_INTERNAL_OPEN();
   std::string dir = pyh::TempDir();
   statsprof_function_profile f = {"f", "a.py", 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0, nullptr};
   statsprof_stats_profile rec = {};

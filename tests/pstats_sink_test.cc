@@ -22,16 +22,9 @@
 #include "pyharness.h"
 
 // Not in the public header: the tests feed hand-made records to the sink.
-// The library is built with hidden visibility, so the symbol is reachable
-// only when the test links it statically (linkstatic = True); weak, so the
-// test still links otherwise and those cases are skipped.
-extern "C" int statsprof__pstats_open(const char *arg, const statsprof_sink_ops **ops, void **ctx,
-                                      char *err, size_t errlen) __attribute__((weak));
-
-#define REQUIRE_INTERNAL_OPEN()                                                      \
-  if (!statsprof__pstats_open)                                                        \
-  GTEST_SKIP() << "statsprof__pstats_open is hidden in the shared library; build " \
-                  "this test with linkstatic = True"
+// Reachable because tests link the library statically (tests/BUILD).
+extern "C" int statsprof__pstats_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
+                  size_t errlen);
 
 namespace {
 
@@ -336,7 +329,6 @@ TEST(PstatsSink, NonAsciiAndLongFileNamesRoundTrip) {
 // A record made by hand: counts beyond 32 bits, odd floats, bad UTF-8.
 TEST(PstatsSink, WideCountsExactFloatsAndInvalidUtf8AreEncodedFaithfully) {
   std::string dir = pyh::TempDir() + "/hand";
-  REQUIRE_INTERNAL_OPEN();
   const statsprof_sink_ops *ops = nullptr;
   void *ctx = nullptr;
   char err[256] = "";
@@ -386,7 +378,6 @@ TEST(PstatsSink, WideCountsExactFloatsAndInvalidUtf8AreEncodedFaithfully) {
 // pstats.Stats cannot load an empty stats dict, so an idle interval writes
 // nothing (its seq is simply missing from DIR).
 TEST(PstatsSink, EmptyRecordWritesNoFile) {
-  REQUIRE_INTERNAL_OPEN();
   std::string dir = pyh::TempDir();
   const statsprof_sink_ops *ops = nullptr;
   void *ctx = nullptr;
@@ -403,7 +394,6 @@ TEST(PstatsSink, EmptyRecordWritesNoFile) {
 TEST(PstatsSink, SameNameTwiceKeepsBothFiles) {
   // Two profilers in one process share pid and seq; within one second their
   // names would collide, and neither file may be lost.
-  REQUIRE_INTERNAL_OPEN();
   std::string dir = pyh::TempDir();
   statsprof_function_profile f = {"f", "a.py", 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0, nullptr};
   statsprof_stats_profile rec = {};
