@@ -216,8 +216,7 @@ static PyObject *cfunc_label(PyCFunctionObject *fn) {
   return PyUnicode_FromFormat("<built-in method %s>", name);
 }
 
-static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunctionObject *fn,
-                                                           const void *type) {
+static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunctionObject *fn) {
   PyObject *et, *ev, *tb, *tmp;
   PyErr_Fetch(&et, &ev, &tb);
   PyObject *label = cfunc_label(fn);
@@ -230,7 +229,7 @@ static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunc
     PyErr_Clear();
     idx = intern_or_overflow(p, "~", 0, fn->m_ml->ml_name);
   }
-  if (statsprof__table_cfunc_add(&p->table, fn->m_ml, type, idx)) p->oom = 1;
+  if (statsprof__table_cfunc_add(&p->table, fn->m_ml, idx)) p->oom = 1;
   PyErr_Restore(et, ev, tb);
   return idx;
 }
@@ -244,8 +243,8 @@ static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
   const PyMethodDef *ml = fn->m_ml;
   struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
   if (__builtin_expect(h->ml == ml, 1)) return h->label;
-  uint32_t idx = statsprof__table_cfunc_find(&p->table, ml, NULL);
-  if (idx == STATSPROF__NONE) idx = cfunc_entry_slow(p, fn, NULL);
+  uint32_t idx = statsprof__table_cfunc_find(&p->table, ml);
+  if (idx == STATSPROF__NONE) idx = cfunc_entry_slow(p, fn);
   h->ml = ml;
   h->label = idx;
   return idx;

@@ -149,10 +149,9 @@ typedef struct statsprof__table {
   uint32_t *edge_index; /* open addressing: edge index or NONE */
   uint32_t edge_mask;
 
-  /* C functions: (PyMethodDef*, type of self) -> label */
+  /* C functions: PyMethodDef* -> label (as cProfile keys them) */
   struct statsprof__cfunc_slot {
     const void *ml;
-    const void *type;
     uint32_t entry;
   } *cfuncs;
   uint32_t cfunc_mask, ncfuncs;
@@ -172,10 +171,8 @@ uint32_t statsprof__table_slot(statsprof__table *t, unsigned long thread_id);
 uint32_t statsprof__table_entry(statsprof__table *t, uint32_t slot, uint32_t label);
 /* Finds or adds the caller->callee edge; NONE on allocation failure. */
 uint32_t statsprof__table_edge(statsprof__table *t, uint32_t caller, uint32_t callee);
-uint32_t statsprof__table_cfunc_find(const statsprof__table *t, const void *ml,
-                                     const void *type);
-int statsprof__table_cfunc_add(statsprof__table *t, const void *ml, const void *type,
-                               uint32_t entry);
+uint32_t statsprof__table_cfunc_find(const statsprof__table *t, const void *ml);
+int statsprof__table_cfunc_add(statsprof__table *t, const void *ml, uint32_t entry);
 /* Zeroes every counter (keeps labels). */
 void statsprof__table_clear_counts(statsprof__table *t);
 
@@ -341,7 +338,7 @@ struct statsprof {
   uint64_t interp_epoch; /* the interpreter we started on (see hook.c) */
   statsprof__thread *threads; /* live per-thread states */
   int oom;            /* sticky: the hook could not allocate */
-  uint64_t lost_events;
+  int oom_reported;
 
   uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event */
 #define STATSPROF__CFUNC_HOT 256

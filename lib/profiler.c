@@ -183,6 +183,12 @@ static void name_threads(statsprof *p) {
 /* One delta interval: with per_thread=on, first a record per thread that
  * did something (same baseline), then the merged one, which moves it. */
 static int emit_interval(statsprof *p, int skip_empty) {
+  /* The hook cannot report; the first record after its failure does. */
+  if (p->oom && !p->oom_reported) {
+    p->oom_reported = 1;
+    statsprof__logf(&p->log, "the profile hook ran out of memory: some calls are missing from the "
+                             "records or counted in the overflow entry");
+  }
   statsprof_stats_profile *threads[64];
   size_t nthreads = 0;
   if (p->config.per_thread) {

@@ -227,43 +227,38 @@ uint32_t statsprof__table_edge(statsprof__table *t, uint32_t caller, uint32_t ca
 
 /* ---- C functions ------------------------------------------------------- */
 
-static uint32_t cfunc_hash(const void *ml, const void *type) {
-  return mix64((uint64_t)(uintptr_t)ml * 31 + (uint64_t)(uintptr_t)type);
-}
+static uint32_t cfunc_hash(const void *ml) { return mix64((uint64_t)(uintptr_t)ml); }
 
-uint32_t statsprof__table_cfunc_find(const statsprof__table *t, const void *ml, const void *type) {
-  uint32_t h = cfunc_hash(ml, type) & t->cfunc_mask;
+uint32_t statsprof__table_cfunc_find(const statsprof__table *t, const void *ml) {
+  uint32_t h = cfunc_hash(ml) & t->cfunc_mask;
   for (;; h = (h + 1) & t->cfunc_mask) {
     const struct statsprof__cfunc_slot *s = &t->cfuncs[h];
     if (!s->ml) return STATSPROF__NONE;
-    if (s->ml == ml && s->type == type) return s->entry;
+    if (s->ml == ml) return s->entry;
   }
 }
 
-static void cfunc_put(struct statsprof__cfunc_slot *slots, uint32_t mask, const void *ml,
-                      const void *type, uint32_t entry) {
-  uint32_t h = cfunc_hash(ml, type) & mask;
+static void cfunc_put(struct statsprof__cfunc_slot *slots, uint32_t mask, const void *ml, uint32_t entry) {
+  uint32_t h = cfunc_hash(ml) & mask;
   while (slots[h].ml) h = (h + 1) & mask;
   slots[h].ml = ml;
-  slots[h].type = type;
   slots[h].entry = entry;
 }
 
-int statsprof__table_cfunc_add(statsprof__table *t, const void *ml, const void *type,
-                               uint32_t entry) {
+int statsprof__table_cfunc_add(statsprof__table *t, const void *ml, uint32_t entry) {
   if ((t->ncfuncs + 1) * 2 > t->cfunc_mask) {
     uint32_t size = (t->cfunc_mask + 1) * 2;
     struct statsprof__cfunc_slot *n = calloc(size, sizeof *n);
     if (!n && (t->ncfuncs + 1) * 4 > t->cfunc_mask * 3) return -1;
     if (!n) goto put;
     for (uint32_t i = 0; i <= t->cfunc_mask; i++)
-      if (t->cfuncs[i].ml) cfunc_put(n, size - 1, t->cfuncs[i].ml, t->cfuncs[i].type, t->cfuncs[i].entry);
+      if (t->cfuncs[i].ml) cfunc_put(n, size - 1, t->cfuncs[i].ml, t->cfuncs[i].entry);
     free(t->cfuncs);
     t->cfuncs = n;
     t->cfunc_mask = size - 1;
   }
 put:
-  cfunc_put(t->cfuncs, t->cfunc_mask, ml, type, entry);
+  cfunc_put(t->cfuncs, t->cfunc_mask, ml, entry);
   t->ncfuncs++;
   return 0;
 }
