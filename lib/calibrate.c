@@ -151,7 +151,9 @@ void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64
     Py_XINCREF(obj);
     measure_all(clock, cached[clock]);
     done[clock] = 1;
-    if (func && _PyEval_SetProfile(ts, func, obj) < 0) PyErr_Clear();
+    /* Our own thread: the public setter does (an audit hook's refusal is
+     * reported as unraisable). */
+    if (func) PyEval_SetProfile(func, obj);
     Py_XDECREF(obj);
     if (getenv("STATSPROF_DEBUG"))
       fprintf(stderr, "statsprof: calibrated %llu ticks per Python event, %llu per C event, bytecode x%.3f\n",

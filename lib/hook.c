@@ -74,7 +74,7 @@ int statsprof__hook_ready(void) {
     g_atexit_registered = 1;
   }
   if (g_extra_index < 0) {
-    g_extra_index = _PyEval_RequestCodeExtraIndex(NULL);
+    g_extra_index = PyUnstable_Eval_RequestCodeExtraIndex(NULL);
     if (g_extra_index < 0) {
       PyErr_Clear();
       return STATSPROF_EPYTHON;
@@ -125,8 +125,8 @@ static __attribute__((noinline)) uint32_t code_entry_slow(statsprof *p, PyCodeOb
   Py_XDECREF(t1);
   Py_XDECREF(t2);
   if (g_extra_index >= 0 &&
-      _PyCode_SetExtra((PyObject *)co, g_extra_index,
-                       (void *)(((uintptr_t)p->gen << 32) | idx)) < 0)
+      PyUnstable_Code_SetExtra((PyObject *)co, g_extra_index,
+                               (void *)(((uintptr_t)p->gen << 32) | idx)) < 0)
     PyErr_Clear();
   PyErr_Restore(et, ev, tb);
   return idx;
@@ -168,7 +168,7 @@ static inline PyCodeObject *frame_code(PyFrameObject *frame) {
 
 static inline void *code_extra(PyCodeObject *co) {
   void *extra = NULL;
-  if (g_extra_index < 0 || _PyCode_GetExtra((PyObject *)co, g_extra_index, &extra) != 0) return NULL;
+  if (g_extra_index < 0 || PyUnstable_Code_GetExtra((PyObject *)co, g_extra_index, &extra) != 0) return NULL;
   return extra;
 }
 #endif
@@ -202,8 +202,7 @@ static PyObject *cfunc_label(PyCFunctionObject *fn) {
   }
   PyObject *pyname = PyUnicode_FromString(name);
   if (pyname) {
-    PyObject *mo = _PyType_Lookup(Py_TYPE(self), pyname);
-    Py_XINCREF(mo);
+    PyObject *mo = statsprof__type_lookup(Py_TYPE(self), pyname);
     Py_DECREF(pyname);
     if (mo) {
       PyObject *r = PyObject_Repr(mo);
@@ -449,7 +448,7 @@ int statsprof__attach(statsprof *p, PyThreadState *ts) {
   if (p->threads) p->threads->prev = t;
   p->threads = t;
   /* The heap type's instances keep it alive (PyObject_New took a ref). */
-  if (_PyEval_SetProfile(ts, statsprof__hook, (PyObject *)t) < 0) {
+  if (statsprof__set_profile(ts, statsprof__hook, (PyObject *)t) < 0) {
     PyErr_Clear();
     Py_DECREF(t);
     return statsprof__error(p, STATSPROF_EPYTHON,
@@ -476,7 +475,7 @@ void statsprof__detach_all(statsprof *p) {
     PyThreadState *me = PyThreadState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts;
          ts = PyThreadState_Next(ts)) {
-      if (is_ours(p, ts) && _PyEval_SetProfile(ts, NULL, NULL) < 0) PyErr_Clear();
+      if (is_ours(p, ts) && statsprof__set_profile(ts, NULL, NULL) < 0) PyErr_Clear();
     }
   }
   /* Whatever still holds one of ours (a refused removal) finds it inert. */

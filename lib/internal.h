@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <stdint.h>
 
+#include "pycompat.h"
 #include "statsprof.h"
 
 #define STATSPROF__NONE UINT32_MAX

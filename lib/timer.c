@@ -8,7 +8,7 @@
  * the GIL released (the thread may be waiting for it). Py_Finalize must not
  * find the thread asking for the GIL, so start registers a Python atexit
  * callback that stops the thread while the interpreter is still whole; the
- * thread also checks _Py_IsFinalizing before asking. fork() leaves the child
+ * thread also checks Py_IsFinalizing before asking. fork() leaves the child
  * without the thread: the child's next statsprof_tick still works.
  */
 #include <errno.h>
@@ -36,7 +36,7 @@ static void *timer_main(void *arg) {
     if (rc != ETIMEDOUT && !p->timer_kick) continue;
     p->timer_kick = 0;
     pthread_mutex_unlock(&p->timer_lock);
-    if (!Py_IsInitialized() || _Py_IsFinalizing()) return NULL;
+    if (!Py_IsInitialized() || Py_IsFinalizing()) return NULL;
     PyGILState_STATE g = PyGILState_Ensure();
     int64_t wait = p->config.interval_ns;
     if (p->running && !p->timer_stop) {
