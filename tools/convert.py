@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Convert statsprof profile records into pstats, callgrind or speedscope files.
+"""Convert statsprof profile records into pstats, callgrind, speedscope or
+pprof files.
 
 Run with --help for the full description.
 """
@@ -12,7 +13,7 @@ import statsprof_cli as cli
 import statsprof_records as sr
 
 PROG = "convert"
-FORMATS = ("pstats", "callgrind", "speedscope")
+FORMATS = ("pstats", "callgrind", "speedscope", "pprof")
 
 DESCRIPTION = """\
 Convert statsprof profile records (JSON lines) into a profile file for
@@ -57,6 +58,22 @@ Formats (--to):
               per function, add up to its tottime (rounded), so the profile
               total equals the sum of tottime.  The flame graph is an
               estimate where a function is reached along several paths.
+  pprof       gzipped profile.proto for go tool pprof, Grafana Pyroscope,
+              Parca, Datadog, OpenTelemetry profiles.  Sample types calls
+              (count), tottime and cumtime (nanoseconds; tottime is the
+              default).  No stacks are made up: a sample is one function
+              (its calls with no recorded caller and their own time, and
+              its cumtime) or a caller->callee pair (the callee's calls and
+              own time under that caller).  Per function, the samples
+              ending in it (pprof's "flat") add up to its ncalls, tottime
+              and cumtime; the totals of calls and tottime are the
+              records' sums.  A flame graph is two levels deep: each
+              function with the own time of its direct callees on top.
+              "cum" of tottime is own time plus direct callees' own time,
+              not cumtime (use -sample_index=cumtime, column flat).
+              Samples are labelled pid, host and (--kind thread)
+              thread_id/thread; the profile's time and duration are the
+              records' first start and their span.
 
 Input: one or more files ("-" = stdin; .gz read transparently).  Malformed
 lines, such as a half-written last line, are skipped with a warning.
@@ -68,6 +85,7 @@ examples:
   %(prog)s --seq 42 --to callgrind -o callgrind.out.42 prof.jsonl
   %(prog)s --since 2026-11-25T14:30:00Z --until +5m --to speedscope -o p.json prof.jsonl
   %(prog)s --since +30s --until +40s --to pstats -o burst.prof prof.jsonl
+  %(prog)s --to pprof -o prof.pb.gz prof.jsonl && go tool pprof -top prof.pb.gz
 
 times (--since/--until): ISO-8601 (2026-11-25T14:30:05Z, no zone = UTC), ns
 since the epoch, or +DURATION from the start of the first matching record.
@@ -101,8 +119,19 @@ def build_parser():
     return p
 
 
-def select(args, warn):
-    """Read and merge the selected records into a MergedProfile."""
+def origin(rec):
+    """(pid, host, thread_id, thread_name) of a record: what the pprof
+    output labels its samples with (thread fields only in "thread"
+    records)."""
+    return (rec.get("pid"), rec.get("host"), rec.get("thread_id"),
+            rec.get("thread_name"))
+
+
+def select(args, warn, by_origin=None):
+    """Read and merge the selected records into a MergedProfile.
+
+    With a dict ``by_origin``, the records are also merged per origin (see
+    origin()) into by_origin[origin]."""
     if args.seq is not None and (args.since or args.until):
         raise UsageError("--seq cannot be combined with --since/--until")
     since_ns, until_ns = cli.time_range(args, cli.no_match_message(args, {}))
@@ -117,6 +146,11 @@ def select(args, warn):
                 continue
             origins.add((rec.get("pid"), rec.get("host")))
         merged.add(rec, args.scale_duty, warn)
+        if by_origin is not None:
+            part = by_origin.get(origin(rec))
+            if part is None:
+                part = by_origin[origin(rec)] = sr.MergedProfile()
+            part.add(rec, args.scale_duty)
     if not stats.get("matched"):
         raise UsageError(cli.no_match_message(args, stats))
     if args.seq is not None:
@@ -315,24 +349,30 @@ def build_stacks(merged, min_fraction=1e-4, max_depth=64):
     return stacks
 
 
+def apportion(target, weights):
+    """Whole numbers that add up to ``target`` (an int >= 0), shared in
+    proportion to ``weights`` (dict key -> number >= 0) by the largest
+    remainder method, ties by key.  All zeros when the weights are."""
+    total = sum(weights.values())
+    if total <= 0 or target <= 0:
+        return {k: 0 for k in weights}
+    exact = {k: w * target / total for k, w in weights.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    rest = target - sum(out.values())
+    for k in sorted(weights, key=lambda k: (-(exact[k] - out[k]), k))[:rest]:
+        out[k] += 1
+    return out
+
+
 def _integer_weights(stacks, merged):
     """Whole microseconds per stack; per leaf function they add up to
-    round(tottime * 1e6) (largest remainder method)."""
+    round(tottime * 1e6)."""
     by_leaf = {}
     for stack, w in stacks.items():
-        by_leaf.setdefault(stack[-1], []).append(stack)
+        by_leaf.setdefault(stack[-1], {})[stack] = w
     out = {}
     for leaf, group in by_leaf.items():
-        target = _us(merged.funcs[leaf][2])
-        exact = {s: stacks[s] * 1e6 for s in group}
-        scale = target / sum(exact.values()) if sum(exact.values()) else 0.0
-        exact = {s: v * scale for s, v in exact.items()}
-        floors = {s: int(v) for s, v in exact.items()}
-        rest = target - sum(floors.values())
-        order = sorted(group, key=lambda s: (-(exact[s] - floors[s]), s))
-        for s in order[:max(rest, 0)]:
-            floors[s] += 1
-        for s, v in floors.items():
+        for s, v in apportion(_us(merged.funcs[leaf][2]), group).items():
             if v > 0:
                 out[s] = v
     return out
@@ -388,6 +428,112 @@ def write_speedscope(merged, out, name):
 
 
 # ---------------------------------------------------------------------------
+# pprof
+
+#: Sample types of the pprof output: calls, own time, cumulative time.
+PPROF_TYPES = (("calls", "count"), ("tottime", "nanoseconds"),
+               ("cumtime", "nanoseconds"))
+
+
+def _ns(seconds):
+    return int(round(seconds * 1e9))
+
+
+def pprof_function_name(label):
+    """The name pprof shows: "find_path (/srv/game/ai.py:42)"; built-ins
+    ("~", 0, name) keep their name.  Names must be unique: pprof merges
+    functions of the same name (two classes' update() methods)."""
+    f, ln, n = label
+    if f == "~" or (f == n and ln == 0):
+        return n
+    return "%s (%s:%d)" % (n, f, ln)
+
+
+def _pprof_labels(org):
+    pid, host, thread_id, thread_name = org
+    labels = []
+    if isinstance(pid, int):
+        labels.append(("pid", None, pid, None))
+    if host is not None:
+        labels.append(("host", str(host), 0, None))
+    if isinstance(thread_id, int):
+        labels.append(("thread_id", None, thread_id, None))
+    if thread_name is not None:
+        labels.append(("thread", str(thread_name), 0, None))
+    return labels
+
+
+def pprof_samples(merged):
+    """The samples of one MergedProfile: list of (stack, (calls, tottime_ns,
+    cumtime_ns)), stack = (leaf key,) or (callee key, caller key).
+
+    Each function's calls and tottime are shared out over its caller edges
+    (the calls and own time it spent under each caller, as recorded) and a
+    one-frame sample for the rest (calls with no recorded caller); the
+    one-frame sample also carries its cumtime.  Per function the samples
+    ending in it add up to its calls, round(tottime) and round(cumtime)
+    exactly; no stack deeper than caller -> callee is made up.
+    """
+    incoming = {}
+    for (caller, callee), vals in merged.edges.items():
+        incoming.setdefault(callee, {})[caller] = vals
+    out = []
+    for key in sorted(merged.funcs):
+        nc, _pc, tt, ct = merged.funcs[key]
+        edges = incoming.get(key, {})
+        shares = []
+        for i, target in ((0, _count(nc)), (2, _ns(tt))):
+            weights = {(key, c): max(v[i], 0) for c, v in edges.items()}
+            weights[(key,)] = max((nc if i == 0 else tt)
+                                  - sum(weights.values()), 0)
+            shares.append(apportion(target, weights))
+        cum = {(key,): _ns(ct)}
+        for stack in sorted(shares[0]):
+            values = (shares[0][stack], shares[1][stack], cum.get(stack, 0))
+            if any(values):
+                out.append((stack, values))
+    return out
+
+
+def pprof_profile(merged, by_origin, name):
+    """A pprof_proto.Profile of the selected records: the samples of each
+    origin (pid, host, thread) labelled with it."""
+    import pprof_proto
+    labels = merged.labels
+    prof = pprof_proto.Profile(
+        PPROF_TYPES, default_sample_type="tottime",
+        time_nanos=merged.start_ns,
+        duration_nanos=merged.end_ns - merged.start_ns,
+        comments=["statsprof: " + name,
+                  "samples are functions (own time, calls with no recorded "
+                  "caller, cumtime) and caller->callee pairs (the callee's "
+                  "calls and own time under that caller); no deeper stacks"]
+        + (["%d duty-cycled records scaled by 1/duty" % merged.duty_scaled]
+           if merged.duty_scaled else []))
+    locations = {}
+
+    def location(key):
+        lid = locations.get(key)
+        if lid is None:
+            f, ln, n = labels[key]
+            fid = prof.function(pprof_function_name((f, ln, n)),
+                                "" if f == "~" else f, ln,
+                                system_name="%s:%d(%s)" % (f, ln, n))
+            lid = locations[key] = prof.location(fid, ln)
+        return lid
+
+    for org in sorted(by_origin, key=lambda o: tuple(map(str, o))):
+        tags = _pprof_labels(org)
+        for stack, values in pprof_samples(by_origin[org]):
+            prof.sample([location(k) for k in stack], values, tags)
+    return prof
+
+
+def write_pprof(merged, by_origin, out, name):
+    pprof_profile(merged, by_origin, name).write_gz(out)
+
+
+# ---------------------------------------------------------------------------
 # main
 
 
@@ -402,14 +548,15 @@ def _run(args, warn):
     """Check, read, merge and write the output; UsageError on failure."""
     cli.check_inputs(args.files)
     cli.check_output(args.output)
+    by_origin = {} if args.to == "pprof" else None
     try:
-        merged = select(args, warn)
+        merged = select(args, warn, by_origin)
     except OSError as e:
         raise cli.input_error(e)
-    if args.output == "-" and args.to == "pstats" and sys.stdout.isatty():
-        raise UsageError("refusing to write binary pstats data to a "
-                         "terminal; use -o FILE")
-    binary = args.to == "pstats"
+    binary = args.to in ("pstats", "pprof")
+    if args.output == "-" and binary and sys.stdout.isatty():
+        raise UsageError("refusing to write binary %s data to a "
+                         "terminal; use -o FILE" % args.to)
     try:
         if args.output == "-":
             out = sys.stdout.buffer if binary else sys.stdout
@@ -423,6 +570,8 @@ def _run(args, warn):
                 write_pstats(merged, out)
             elif args.to == "callgrind":
                 write_callgrind(merged, out, args.files)
+            elif args.to == "pprof":
+                write_pprof(merged, by_origin, out, _profile_name(args, merged))
             else:
                 write_speedscope(merged, out, _profile_name(args, merged))
             out.flush()

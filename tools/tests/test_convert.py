@@ -63,30 +63,23 @@ def expected(paths, kinds=("delta",), keep=lambda rec: True, duty=True):
     """{func: [nc, pc, tt, ct]}, {(caller, callee): [nc, pc, tt, ct]} summed
     straight from the JSON lines (complete lines only)."""
     funcs, edges = {}, {}
-    for path in paths:
-        with open(path) as f:
-            for line in f:
-                if not line.endswith("\n"):
-                    continue
-                rec = json.loads(line)
-                if rec["kind"] not in kinds or not keep(rec):
-                    continue
-                d = 1.0
-                if duty:
-                    d = rec.get("duty") or (rec["observed_s"] / rec["interval_s"]
-                                            if "observed_s" in rec else 1.0)
-                for key, fp in rec["func_profiles"].items():
-                    nc, _, pc = fp["ncalls"].partition("/")
-                    a = funcs.setdefault(label(key), [0, 0, 0.0, 0.0])
-                    for i, v in enumerate((int(nc), int(pc or nc), fp["tottime"],
-                                           fp["cumtime"])):
-                        a[i] += v / d
-                    for caller, e in fp.get("callers", {}).items():
-                        b = edges.setdefault((label(caller), label(key)),
-                                             [0, 0, 0.0, 0.0])
-                        for i, v in enumerate((e["ncalls"], e["primitive_calls"],
-                                               e["tottime"], e["cumtime"])):
-                            b[i] += v / d
+    for rec in toolstest.json_records(paths, kinds, keep):
+        d = 1.0
+        if duty:
+            d = rec.get("duty") or (rec["observed_s"] / rec["interval_s"]
+                                    if "observed_s" in rec else 1.0)
+        for key, fp in rec["func_profiles"].items():
+            nc, _, pc = fp["ncalls"].partition("/")
+            a = funcs.setdefault(label(key), [0, 0, 0.0, 0.0])
+            for i, v in enumerate((int(nc), int(pc or nc), fp["tottime"],
+                                   fp["cumtime"])):
+                a[i] += v / d
+            for caller, e in fp.get("callers", {}).items():
+                b = edges.setdefault((label(caller), label(key)),
+                                     [0, 0, 0.0, 0.0])
+                for i, v in enumerate((e["ncalls"], e["primitive_calls"],
+                                       e["tottime"], e["cumtime"])):
+                    b[i] += v / d
     return funcs, edges
 
 

@@ -7,6 +7,7 @@ described in test_timeslices.py (sample, other_pid, duty) and in
 data/make_game_jsonl.py (game).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,20 @@ B = 1795617000 * 10**9
 S = 10**9
 
 sys.path.insert(0, TOOLS)
+
+
+def json_records(paths, kinds=("delta",), keep=lambda rec: True):
+    """The records of ``paths`` read plainly, for computing expected
+    numbers without the tools' code: every complete line's JSON whose kind
+    is in ``kinds`` and for which ``keep(rec)`` is true."""
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    continue
+                rec = json.loads(line)
+                if rec["kind"] in kinds and keep(rec):
+                    yield rec
 
 
 def run_tool(script, args, stdin=None, text=False, timeout=120):
