@@ -759,6 +759,67 @@ class CommandLineTest(unittest.TestCase):
         r = self.run_cli()
         self.assertEqual(r.returncode, 2)
         self.assertIn("usage:", (r.stdout + r.stderr).lower())
+        r = self.run_cli("-s", "cumtime")          # options but no script
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage:", r.stderr.lower())
+
+    def write(self, name, text):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+    def profiled_functions(self, path):
+        return {k[2] for k in pstats.Stats(path).stats}
+
+    def test_exit_status_is_the_scripts(self):
+        self.write("ex.py", """\
+            import sys
+            def leave(arg):
+                sys.exit(int(arg) if arg.isdigit() else arg)
+            leave(sys.argv[1])
+            """)
+        out = os.path.join(self.dir.name, "ex.prof")
+        for arg, status in (("3", 3), ("0", 0), ("255", 255)):
+            r = self.run_cli("-o", out, "ex.py", arg)
+            self.assertEqual(r.returncode, status, r.stderr)
+            self.assertEqual(r.stderr, "")
+            # the profile is written before exiting
+            self.assertIn("leave", self.profiled_functions(out))
+            os.unlink(out)
+        r = self.run_cli("-o", out, "ex.py", "bye")  # sys.exit("bye"): message, 1
+        self.assertEqual((r.returncode, r.stderr), (1, "bye\n"))
+        self.assertIn("leave", self.profiled_functions(out))
+        r = self.run_cli("-s", "calls", "ex.py", "4")  # stats on stdout, then 4
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn("(leave)", r.stdout)
+
+    def test_uncaught_exception_exits_1_after_writing_the_profile(self):
+        self.write("boom.py", """\
+            def explode():
+                raise RuntimeError("boom")
+            explode()
+            """)
+        out = os.path.join(self.dir.name, "boom.prof")
+        r = self.run_cli("-o", out, "boom.py")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Traceback", r.stderr)
+        self.assertTrue(r.stderr.endswith("RuntimeError: boom\n"), r.stderr)
+        self.assertIn("explode", self.profiled_functions(out))
+
+    def test_missing_script_or_module_is_a_one_line_error(self):
+        records = os.path.join(self.dir.name, "never.jsonl")
+        r = self.run_cli("--config", "sink=jsonl:" + records, "nope.py", "arg")
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertEqual(r.stderr, "statsprof: error: can't open file 'nope.py': "
+                                   "No such file or directory\n")
+        self.assertFalse(os.path.exists(records))   # the profiler never started
+        r = self.run_cli(self.dir.name)
+        self.assertEqual((r.returncode, r.stderr), (
+            2, "statsprof: error: can't open file %r: Is a directory\n" % self.dir.name))
+        r = self.run_cli("-m", "no_such_module_here")
+        self.assertEqual((r.returncode, r.stderr), (
+            2, "statsprof: error: no module named 'no_such_module_here'\n"))
 
 
 if __name__ == "__main__":

@@ -135,16 +135,19 @@ class Profile(Profiler):
 
 
 def _run_and_show(prof, statement, globals, locals, filename, sort):
-    """cProfile's runctx helper: a SystemExit ends the run, not the report."""
+    """cProfile's runctx helper: a SystemExit ends the run, not the report.
+    Returns the SystemExit the code raised, or None."""
+    exit_status = None
     try:
         prof.runctx(statement, globals, locals)
-    except SystemExit:
-        pass
+    except SystemExit as exc:
+        exit_status = exc
     finally:
         if filename is not None:
             prof.dump_stats(filename)
         else:
             prof.print_stats(sort)
+    return exit_status
 
 
 def run(statement, filename=None, sort=-1, *, config="sink=none"):

@@ -29,7 +29,17 @@ def _parser():
     return parser
 
 
+def _fail(message):
+    """A one-line error on stderr and exit status 2, as for bad usage."""
+    sys.stderr.write("statsprof: error: %s\n" % message)
+    sys.exit(2)
+
+
 def main(argv=None):
+    """Runs the script or module under the profiler, then prints or saves
+    the stats. Exits with the script's exit status: sys.exit(n) gives n
+    (after the stats are written), an uncaught exception its traceback and
+    1; usage errors, and a script or module that cannot be found, exit 2."""
     parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
@@ -37,28 +47,37 @@ def main(argv=None):
         sys.exit(2)
     options, args = parser.parse_args(argv)
     if not args:
-        parser.print_usage()
-        return parser
-    # A bad --config is a usage error, reported before anything runs.
-    try:
-        prof = Profile(config=options.config)
-    except (ValueError, OSError) as exc:
-        parser.error(str(exc))
-    sys.argv[:] = args
-
+        parser.print_usage(sys.stderr)
+        sys.exit(2)
     # The profiled code may chdir: fix the output path now.
     if options.outfile is not None:
         options.outfile = os.path.abspath(options.outfile)
 
+    # What cannot run (no such script or module) is reported before the
+    # profiler exists, so that its sinks create no files.
     if options.module:
+        import importlib.util
+        # Only the top-level package is looked up here: finding a submodule
+        # would import its package outside the profile.
+        top = args[0].partition(".")[0]
+        try:
+            found = importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError) as exc:
+            _fail("cannot find module %r: %s" % (args[0], exc))
+        if not found:
+            _fail("no module named %r" % top)
         code = "run_module(modname, run_name='__main__')"
         globs = {"run_module": runpy.run_module, "modname": args[0]}
     else:
         import importlib.machinery
         progname = args[0]
+        try:
+            with io.open_code(progname) as fp:
+                source = fp.read()
+        except OSError as exc:
+            _fail("can't open file %r: %s" % (progname, exc.strerror or exc))
+        code = compile(source, progname, "exec")
         sys.path.insert(0, os.path.dirname(progname))
-        with io.open_code(progname) as fp:
-            code = compile(fp.read(), progname, "exec")
         spec = importlib.machinery.ModuleSpec(name="__main__", loader=None, origin=progname)
         globs = {
             "__spec__": spec,
@@ -67,10 +86,19 @@ def main(argv=None):
             "__package__": None,
             "__cached__": None,
         }
+    # A bad --config is a usage error, reported before anything runs.
     try:
-        _run_and_show(prof, code, globs, None, options.outfile, options.sort)
+        prof = Profile(config=options.config)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    sys.argv[:] = args
+    try:
+        exit_status = _run_and_show(prof, code, globs, None, options.outfile,
+                                    options.sort)
     except BrokenPipeError as exc:
         # Prevent "Exception ignored" during interpreter shutdown.
         sys.stdout = None
         sys.exit(exc.errno)
+    if exit_status is not None:
+        raise exit_status  # the script's sys.exit(), after the report
     return parser
