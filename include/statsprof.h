@@ -75,9 +75,12 @@ typedef struct statsprof statsprof;
  *   "interval=1s;clock=wall;sink=jsonl:out/prof.jsonl;sink=stderr".
  * Keys are documented in README.md. Sinks named in the config are opened
  * here, so an unwritable path fails now, not later.
- * On success stores the handle in *out and returns 0. On failure stores NULL
- * and returns an error code; statsprof_errmsg(NULL) then gives a message
- * naming the offending text (per calling thread, until the next call).
+ * On success stores the handle in *out, empties this thread's
+ * statsprof_errmsg(NULL) and returns 0. On failure stores NULL and returns
+ * an error code — STATSPROF_ECONFIG for a bad key or value (a malformed sink
+ * argument included), STATSPROF_ESINK for a sink that cannot open — and
+ * statsprof_errmsg(NULL) gives a message naming the offending text and its
+ * offset (per calling thread, until the next call).
  * Does not need the GIL or an initialized interpreter.
  */
 STATSPROF_API int statsprof_create(const char *config, statsprof **out);
@@ -91,8 +94,10 @@ STATSPROF_API void statsprof_destroy(statsprof *p);
 
 /*
  * The detailed message of the last failed call on `p`, or for p == NULL of
- * the last failed statsprof_create/statsprof_from_env on this thread.
- * Never NULL; "" when there was no error. Valid until the next call on `p`.
+ * the last failed statsprof_create/statsprof_from_env/
+ * statsprof_register_sink on this thread ("" again once one of those
+ * succeeds). Never NULL; "" when there was no error. Valid until the next
+ * call on `p`.
  */
 STATSPROF_API const char *statsprof_errmsg(const statsprof *p);
 
@@ -301,8 +306,10 @@ STATSPROF_API int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops
 /*
  * Opens a sink named in a config string (`sink=NAME:ARG`): stores the ops and
  * the instance context, or returns nonzero after writing a message that names
- * what was wrong (e.g. the path and the OS error) into err[errlen].
- * `arg` is the text after ':' or NULL.
+ * what was wrong (e.g. the path and the OS error) into err[errlen]:
+ * STATSPROF_ECONFIG when `arg` itself is malformed (statsprof_create then
+ * fails with STATSPROF_ECONFIG), any other nonzero value when the sink cannot
+ * open (STATSPROF_ESINK). `arg` is the text after ':' or NULL.
  */
 typedef int (*statsprof_sink_open_fn)(const char *arg, const statsprof_sink_ops **ops,
                                       void **ctx, char *err, size_t errlen);

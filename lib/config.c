@@ -1,13 +1,211 @@
 /* config.c — the config string: `key=value` pairs separated by ';'.
- * Parsed once into a plain struct; every message quotes the bad text and
- * gives its offset, so a host can point at the exact spot. */
+ *
+ * Every key is one row of CONFIG_KEYS below (name, kind, field, bounds,
+ * help): the parser, the duplicate check, the store into the struct and the
+ * "known keys" message are generated from it. Every number, here and in
+ * sink arguments (lib/sinks/registry.c), goes through statsprof__parse_value:
+ * plain decimal and a unit, nothing strtod would also take (hex, exponents,
+ * inf, nan), and a value that does not fit — too large, or not zero but
+ * rounding to zero — is an error, never a silent wrap. Every message quotes
+ * the bad text and gives its offset, so a host can point at the exact spot. */
 #include <ctype.h>
-#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+/* ---- values ------------------------------------------------------------ */
+
+const statsprof__unit statsprof__duration_units[] = {
+    {"ns", 1},         {"us", 1000},           {"ms", 1000000},
+    {"s", 1000000000}, {"m", 60 * 1000000000ull}, {"h", 3600 * 1000000000ull},
+    {NULL, 0},
+};
+const statsprof__unit statsprof__size_units[] = {
+    {"", 1}, {"k", 1024}, {"K", 1024}, {"M", 1024 * 1024}, {"G", 1024 * 1024 * 1024}, {NULL, 0},
+};
+const statsprof__unit statsprof__count_units[] = {{"", 1}, {NULL, 0}};
+/* Fractions are kept in billionths: "0.05" and "5%" are both 50000000. */
+static const statsprof__unit fraction_units[] = {{"", 1000000000}, {"%", 10000000}, {NULL, 0}};
+#define FRACTION_ONE 1000000000.0
+
+__extension__ typedef unsigned __int128 u128;
+
+/* "ns, us, ms, s, m or h" */
+static void list_units(char *out, size_t n, const statsprof__unit *u) {
+  size_t count = 0;
+  out[0] = 0;
+  while (u[count].suffix) count++;
+  for (size_t i = 0; i < count; i++)
+    if (*u[i].suffix) statsprof__msg_add(out, n, "%s%s", *out ? (i + 1 == count ? " or " : ", ") : "", u[i].suffix);
+}
+
+int statsprof__parse_value(const statsprof__value_spec *spec, const char *s, size_t len, uint64_t *out,
+                           char *why, size_t whylen) {
+  if (spec->words) {
+    for (const statsprof__word *w = spec->words; w->word; w++)
+      if (strlen(w->word) == len && !memcmp(w->word, s, len)) {
+        *out = w->value;
+        return 0;
+      }
+    statsprof__msg(why, whylen, "not a known value");
+    return STATSPROF_ECONFIG;
+  }
+  /* digits [. digits], at least one digit */
+  size_t i = 0, nint = 0, nfrac = 0;
+  uint64_t ip = 0;
+  int too_big = 0, nonzero = 0;
+  for (; i < len && isdigit((unsigned char)s[i]); i++, nint++) {
+    unsigned d = (unsigned)(s[i] - '0');
+    nonzero |= d != 0;
+    if (ip > (UINT64_MAX - d) / 10) too_big = 1;
+    else ip = ip * 10 + d;
+  }
+  const char *frac = NULL;
+  if (i < len && s[i] == '.') {
+    frac = s + ++i;
+    for (; i < len && isdigit((unsigned char)s[i]); i++, nfrac++) nonzero |= s[i] != '0';
+  }
+  const char *unit = s + i;
+  size_t ulen = len - i;
+  if (nint + nfrac == 0) {
+    statsprof__msg(why, whylen, "not a plain decimal number");
+    return STATSPROF_ECONFIG;
+  }
+  /* Say why the two things strtod would have taken are refused. */
+  if (ulen && (unit[0] == 'x' || unit[0] == 'X') && nint == 1 && !frac && s[0] == '0') {
+    statsprof__msg(why, whylen, "hexadecimal is not allowed, only plain decimal numbers");
+    return STATSPROF_ECONFIG;
+  }
+  if (ulen > 1 && (unit[0] == 'e' || unit[0] == 'E') &&
+      (isdigit((unsigned char)unit[1]) || unit[1] == '+' || unit[1] == '-')) {
+    statsprof__msg(why, whylen, "exponents are not allowed, only plain decimal numbers");
+    return STATSPROF_ECONFIG;
+  }
+  if (spec->whole && frac) {
+    statsprof__msg(why, whylen, "not a whole number");
+    return STATSPROF_ECONFIG;
+  }
+  uint64_t scale = 0;
+  for (const statsprof__unit *u = spec->units; u->suffix; u++)
+    if (strlen(u->suffix) == ulen && !memcmp(u->suffix, unit, ulen)) scale = u->scale;
+  if (!scale && !(ulen == 0 && !nonzero)) { /* a bare 0 needs no unit */
+    char units[128];
+    list_units(units, sizeof units, spec->units);
+    if (ulen == 0) statsprof__msg(why, whylen, "needs a unit (%s)", units);
+    else statsprof__msg(why, whylen, "unknown unit '%.*s' (use %s)", (int)(ulen > 32 ? 32 : ulen), unit, units);
+    return STATSPROF_ECONFIG;
+  }
+  if (!scale) scale = 1;
+  /* The fraction, exactly: round(0.ddd * scale), from its first 19 digits. */
+  uint64_t v = 0;
+  u128 fv = 0, den = 1;
+  for (size_t k = 0; k < nfrac && k < 19; k++) {
+    fv = fv * 10 + (unsigned)(frac[k] - '0');
+    den *= 10;
+  }
+  u128 total = (u128)ip * scale + (fv * scale + den / 2) / den;
+  if (too_big || total > UINT64_MAX) {
+    statsprof__msg(why, whylen, "too large");
+    return STATSPROF_ECONFIG;
+  }
+  v = (uint64_t)total;
+  if (nonzero && v == 0) {
+    statsprof__msg(why, whylen, "not zero, but rounds to zero");
+    return STATSPROF_ECONFIG;
+  }
+  if (v < spec->min || v > spec->max) {
+    statsprof__msg(why, whylen, v > spec->max ? "too large" : "too small");
+    return STATSPROF_ECONFIG;
+  }
+  *out = v;
+  return 0;
+}
+
+int64_t statsprof__parse_duration(const char *s) {
+  static const statsprof__value_spec spec = {.units = statsprof__duration_units, .max = INT64_MAX};
+  uint64_t v;
+  char why[128];
+  return statsprof__parse_value(&spec, s, strlen(s), &v, why, sizeof why) ? -1 : (int64_t)v;
+}
+
+/* ---- the keys ---------------------------------------------------------- */
+
+static const statsprof__word bool_words[] = {{"on", 1},  {"off", 0}, {"1", 1},   {"0", 0},
+                                             {"true", 1}, {"false", 0}, {"yes", 1}, {"no", 0}, {NULL, 0}};
+static const statsprof__word clock_words[] = {{"wall", STATSPROF__CLOCK_WALL}, {"cpu", STATSPROF__CLOCK_CPU}, {NULL, 0}};
+static const statsprof__word writer_words[] = {{"thread", 0}, {"sync", 1}, {NULL, 0}};
+static const statsprof__word on_full_words[] = {{"drop", 0}, {"block", 1}, {NULL, 0}};
+static const statsprof__word trigger_words[] = {{"tick", 0}, {"timer", 1}, {NULL, 0}};
+
+#define DURATION_HELP "a DURATION: a decimal number and a unit ns, us, ms, s, m or h"
+#define MAX_NS ((uint64_t)INT64_MAX)
+
+/* X(name, kind, field, min, max, words, help): min and max in the kind's
+ * base unit (ns, a count, billionths); help says what is expected. */
+#define CONFIG_KEYS(X)                                                                                    \
+  X(interval, DURATION, interval_ns, 0, MAX_NS, NULL, DURATION_HELP ", e.g. 500ms, 1s, 2m")               \
+  X(clock, WORDS, clock, 0, 1, clock_words, "wall or cpu")                                                \
+  X(builtins, WORDS, builtins, 0, 1, bool_words, "on or off")                                             \
+  X(max_functions, COUNT, max_functions, 1, 100000000, NULL, "a whole number from 1 to 100000000")        \
+  X(sink, SINK, sinks, 0, 0, NULL, "NAME or NAME:ARG")                                                    \
+  X(writer, WORDS, writer_sync, 0, 1, writer_words, "thread or sync")                                     \
+  X(on_full, WORDS, on_full_block, 0, 1, on_full_words, "drop or block")                                  \
+  X(queue, COUNT, queue, 1, 65536, NULL, "records per sink, a whole number from 1 to 65536")              \
+  X(trigger, WORDS, trigger_timer, 0, 1, trigger_words, "tick or timer")                                  \
+  X(compensate, WORDS, compensate, 0, 1, bool_words, "on or off")                                         \
+  X(budget, DURATION, budget_ns, 0, MAX_NS, NULL, DURATION_HELP ", e.g. 16.6ms")                          \
+  X(max_spikes_per_min, COUNT, max_spikes_per_min, 0, 100000, NULL, "a whole number from 0 to 100000")    \
+  X(per_thread, WORDS, per_thread, 0, 1, bool_words, "on or off")                                         \
+  X(duty, FRACTION, duty, 1, 1000000000, NULL, "a percentage above 0% and at most 100%, e.g. 5% or 0.05") \
+  X(window, DURATION, window_ns, 1, MAX_NS, NULL, DURATION_HELP " above 0, e.g. 50ms")                    \
+  X(every, DURATION, every_ns, 1, MAX_NS, NULL, DURATION_HELP " above 0, e.g. 1s")                        \
+  X(max_overhead, FRACTION, max_overhead, 1, 1000000000, NULL, "a percentage above 0% and at most 100%, e.g. 1%")
+
+enum {
+#define X(name, kind, field, lo, hi, wl, hp) KEY_##name,
+  CONFIG_KEYS(X)
+#undef X
+      NKEYS
+};
+_Static_assert(NKEYS <= 32, "seen-bits are an unsigned");
+
+enum { KIND_DURATION, KIND_COUNT, KIND_WORDS, KIND_FRACTION, KIND_SINK };
+
+static const struct key {
+  const char *name;
+  int kind;
+  statsprof__value_spec spec;
+} keys[NKEYS] = {
+#define UNITS_DURATION statsprof__duration_units
+#define UNITS_COUNT statsprof__count_units
+#define UNITS_WORDS NULL
+#define UNITS_FRACTION fraction_units
+#define UNITS_SINK NULL
+#define X(name, kind, field, lo, hi, wl, hp) \
+  {#name, KIND_##kind, {.units = UNITS_##kind, .words = wl, .whole = KIND_##kind == KIND_COUNT, .min = lo, .max = hi, .help = hp}},
+    CONFIG_KEYS(X)
+#undef X
+};
+
+#define STORE_DURATION(f, v) (f) = (int64_t)(v)
+#define STORE_COUNT(f, v) (f) = (uint32_t)(v)
+#define STORE_WORDS(f, v) (f) = (v)
+#define STORE_FRACTION(f, v) (f) = (double)(v) / FRACTION_ONE
+#define STORE_SINK(f, v) (void)0
+
+static void store(statsprof__config *c, int key, uint64_t v) {
+  switch (key) {
+#define X(name, kind, field, lo, hi, wl, hp) \
+  case KEY_##name:                                \
+    STORE_##kind(c->field, v);                    \
+    break;
+    CONFIG_KEYS(X)
+#undef X
+  }
+}
 
 void statsprof__config_defaults(statsprof__config *c) {
   memset(c, 0, sizeof *c);
@@ -28,46 +226,46 @@ void statsprof__config_free(statsprof__config *c) {
   c->nsinks = 0;
 }
 
-int64_t statsprof__parse_duration(const char *s) {
-  /* Plain decimal only: strtod would also take hex, "inf" and "nan". */
-  if (!isdigit((unsigned char)s[0]) && !(s[0] == '.' && isdigit((unsigned char)s[1]))) return -1;
-  for (const char *c = s; *c && !isalpha((unsigned char)*c); c++)
-    if (!isdigit((unsigned char)*c) && *c != '.') return -1;
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || errno || v < 0 || v != v) return -1;
-  double scale;
-  if (!*end && v == 0) return 0; /* a bare 0 needs no unit */
-  if (!strcmp(end, "ns")) scale = 1;
-  else if (!strcmp(end, "us")) scale = 1e3;
-  else if (!strcmp(end, "ms")) scale = 1e6;
-  else if (!strcmp(end, "s")) scale = 1e9;
-  else if (!strcmp(end, "m")) scale = 60e9;
-  else if (!strcmp(end, "h")) scale = 3600e9;
-  else return -1;
-  if (v * scale > 9.2e18) return -1;
-  return (int64_t)(v * scale + 0.5);
+/* ---- parsing ----------------------------------------------------------- */
+
+typedef struct parse_ctx {
+  char *err;
+  size_t errlen;
+  const char *text; /* whole config, for offsets */
+} parse_ctx;
+
+/* "config: WHAT (at offset N)"; returns STATSPROF_ECONFIG. */
+static int fail(parse_ctx *pc, const char *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(parse_ctx *pc, const char *at, const char *fmt, ...) {
+  char what[STATSPROF__ERRLEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  statsprof__msg(pc->err, pc->errlen, "config: %s (at offset %ld)", what, (long)(at - pc->text));
+  return STATSPROF_ECONFIG;
 }
 
-static int parse_bool(const char *v) {
-  static const char *yes[] = {"1", "on", "true", "yes"}, *no[] = {"0", "off", "false", "no"};
-  for (int i = 0; i < 4; i++) {
-    if (!strcmp(v, yes[i])) return 1;
-    if (!strcmp(v, no[i])) return 0;
+/* Text quoted in a message: long values keep their start and end. */
+#define QUOTE(buf, b, e) (statsprof__quote(buf, sizeof buf, b, (size_t)((e) - (b)), 120), buf)
+
+/* Production mode: fills window/every from whichever of duty, window,
+ * every and max_overhead were given. */
+static int finish_duty(parse_ctx *pc, statsprof__config *c, unsigned seen) {
+  int has_window = (seen >> KEY_window) & 1, has_every = (seen >> KEY_every) & 1;
+  if (!c->duty && !has_window && !has_every && !c->max_overhead) return 0;
+  if (c->duty && has_window && has_every) return fail(pc, pc->text, "duty cannot be combined with both window and every");
+  if (c->duty && has_every && !has_window) c->window_ns = (int64_t)((double)c->every_ns * c->duty);
+  if (!c->window_ns) c->window_ns = 50000000; /* 50 ms */
+  /* max_overhead alone starts at 10% and lengthens the gaps as needed. */
+  if (!has_every) {
+    double every = (double)c->window_ns / (c->duty ? c->duty : 0.1);
+    /* A day between windows is already "almost never"; beyond int64 is not. */
+    if (every > 86400e9) return fail(pc, pc->text, "window is too long for the duty (every would exceed 24h)");
+    c->every_ns = (int64_t)every;
   }
-  return -1;
-}
-
-/* "5%" -> 0.05, "0.05" -> 0.05; -1 when malformed. */
-static double parse_fraction(const char *v) {
-  char *end;
-  errno = 0;
-  if (!isdigit((unsigned char)v[0]) && v[0] != '.') return -1;
-  double f = strtod(v, &end);
-  if (end == v || errno) return -1;
-  if (!strcmp(end, "%")) return f / 100;
-  return *end ? -1 : f;
+  if (c->every_ns < c->window_ns) return fail(pc, pc->text, "every must be at least window (production mode)");
+  return 0;
 }
 
 static char *dup_range(const char *s, size_t n) {
@@ -79,168 +277,60 @@ static char *dup_range(const char *s, size_t n) {
   return d;
 }
 
+/* sink=NAME[:ARG]: the name is checked here, the argument by the sink when
+ * it opens (statsprof__sink_open), with this item's offsets for messages. */
+static int add_sink(parse_ctx *pc, statsprof__config *c, const char *item, const char *vb, const char *ve) {
+  char q[160];
+  if (c->nsinks == STATSPROF__MAX_SINKS)
+    return fail(pc, item, "too many sinks at '%s' (at most %d)", QUOTE(q, vb, ve), STATSPROF__MAX_SINKS);
+  const char *colon = memchr(vb, ':', (size_t)(ve - vb));
+  const char *ne = colon ? colon : ve;
+  if (ne == vb) return fail(pc, item, "sink '%s' has no name (use NAME or NAME:ARG)", QUOTE(q, vb, ve));
+  for (const char *n = vb; n < ne; n++)
+    if (!isalnum((unsigned char)*n) && *n != '_' && *n != '-')
+      return fail(pc, item, "bad sink name in '%s' (use NAME or NAME:ARG)", QUOTE(q, vb, ve));
+  if (colon && colon + 1 == ve) return fail(pc, item, "sink '%s' has an empty argument after ':'", QUOTE(q, vb, ve));
+  statsprof__sink_spec *s = &c->sinks[c->nsinks];
+  s->name = dup_range(vb, (size_t)(ne - vb));
+  s->arg = colon ? dup_range(colon + 1, (size_t)(ve - colon - 1)) : NULL;
+  s->offset = (size_t)(item - pc->text);
+  s->arg_offset = colon ? (size_t)(colon + 1 - pc->text) : s->offset;
+  if (!s->name || (colon && !s->arg)) {
+    free(s->name);
+    free(s->arg);
+    statsprof__msg(pc->err, pc->errlen, "config: out of memory");
+    return STATSPROF_ENOMEM;
+  }
+  c->nsinks++;
+  return 0;
+}
+
+static int set_key(parse_ctx *pc, statsprof__config *c, const char *item, const char *kb, const char *ke,
+                   const char *vb, const char *ve, unsigned *seen) {
+  char q[160];
+  int k = 0;
+  while (k < NKEYS && !(strlen(keys[k].name) == (size_t)(ke - kb) && !memcmp(keys[k].name, kb, (size_t)(ke - kb)))) k++;
+  if (k == NKEYS) {
+    char known[512] = "";
+    for (int i = 0; i < NKEYS; i++) statsprof__msg_add(known, sizeof known, "%s%s", i ? ", " : "", keys[i].name);
+    return fail(pc, item, "unknown key '%s'; known keys: %s", QUOTE(q, kb, ke), known);
+  }
+  if (keys[k].kind != KIND_SINK && (*seen & (1u << k))) return fail(pc, item, "duplicate key '%s'", keys[k].name);
+  *seen |= 1u << k;
+  if (vb == ve) return fail(pc, item, "key '%s' has an empty value", keys[k].name);
+  if (keys[k].kind == KIND_SINK) return add_sink(pc, c, item, vb, ve);
+  uint64_t v;
+  char why[160];
+  if (statsprof__parse_value(&keys[k].spec, vb, (size_t)(ve - vb), &v, why, sizeof why))
+    return fail(pc, item, "bad %s '%s': %s; expected %s", keys[k].name, QUOTE(q, vb, ve), why, keys[k].spec.help);
+  store(c, k, v);
+  return 0;
+}
+
 /* Trims [*b, *e) of white space. */
 static void trim(const char **b, const char **e) {
   while (*b < *e && isspace((unsigned char)**b)) (*b)++;
   while (*e > *b && isspace((unsigned char)(*e)[-1])) (*e)--;
-}
-
-typedef struct {
-  char *err;
-  size_t errlen;
-  const char *text; /* whole config, for offsets */
-} parse_ctx;
-
-static int fail(parse_ctx *pc, const char *at, const char *fmt, const char *item, const char *detail) {
-  char what[256];
-  snprintf(what, sizeof what, fmt, item, detail ? detail : "");
-  snprintf(pc->err, pc->errlen, "config: %s (at offset %ld)", what, (long)(at - pc->text));
-  return STATSPROF_ECONFIG;
-}
-
-/* Production mode: fills window/every from whichever of duty, window,
- * every and max_overhead were given. */
-static int finish_duty(parse_ctx *pc, statsprof__config *c, unsigned seen) {
-  int has_window = (seen >> 14) & 1, has_every = (seen >> 15) & 1;
-  if (!c->duty && !has_window && !has_every && !c->max_overhead) return 0;
-  if (c->duty && has_window && has_every)
-    return fail(pc, pc->text, "duty cannot be combined with both window and every%s%s", "", NULL);
-  if (c->duty && has_every && !has_window) c->window_ns = (int64_t)((double)c->every_ns * c->duty);
-  if (!c->window_ns) c->window_ns = 50000000; /* 50 ms */
-  /* max_overhead alone starts at 10% and lengthens the gaps as needed. */
-  if (!has_every) {
-    double every = (double)c->window_ns / (c->duty ? c->duty : 0.1);
-    /* A day between windows is already "almost never"; beyond int64 is not. */
-    if (every > 86400e9) return fail(pc, pc->text, "window is too long for the duty%s%s (every would exceed 24h)", "", NULL);
-    c->every_ns = (int64_t)every;
-  }
-  if (c->every_ns < c->window_ns)
-    return fail(pc, pc->text, "every must be at least window%s%s (production mode)", "", NULL);
-  return 0;
-}
-
-static int set_key(parse_ctx *pc, statsprof__config *c, const char *key, const char *val,
-                   const char *at, unsigned *seen) {
-  static const char *keys[] = {"interval", "clock", "builtins", "max_functions", "sink",
-                               "writer", "on_full", "queue", "trigger", "compensate",
-                               "budget", "max_spikes_per_min", "per_thread", "duty", "window",
-                               "every", "max_overhead"};
-  enum { NKEYS = sizeof keys / sizeof *keys };
-  int k = -1;
-  for (int i = 0; i < NKEYS; i++)
-    if (!strcmp(key, keys[i])) k = i;
-  if (k < 0)
-    return fail(pc, at,
-                "unknown key '%s'%s; known keys: interval, clock, builtins, max_functions, sink, "
-                "writer, on_full, queue, trigger, compensate, budget, max_spikes_per_min, per_thread, "
-                "duty, window, every, max_overhead",
-                key, NULL);
-  if (k != 4 && (*seen & (1u << k))) return fail(pc, at, "duplicate key '%s'%s", key, NULL);
-  *seen |= 1u << k;
-  if (!*val) return fail(pc, at, "key '%s' has an empty value%s", key, NULL);
-
-  switch (k) {
-    case 0: {
-      int64_t ns = statsprof__parse_duration(val);
-      if (ns < 0)
-        return fail(pc, at, "bad duration '%s' for interval%s (use e.g. 500ms, 1s, 2m)", val, NULL);
-      c->interval_ns = ns;
-      return 0;
-    }
-    case 1:
-      if (!strcmp(val, "wall")) c->clock = STATSPROF__CLOCK_WALL;
-      else if (!strcmp(val, "cpu")) c->clock = STATSPROF__CLOCK_CPU;
-      else return fail(pc, at, "bad clock '%s'%s (use wall or cpu)", val, NULL);
-      return 0;
-    case 2:
-    case 9:
-    case 12: {
-      int b = parse_bool(val);
-      if (b < 0) return fail(pc, at, "bad value '%s' for %s (use on or off)", val, key);
-      *(k == 2 ? &c->builtins : k == 9 ? &c->compensate : &c->per_thread) = b;
-      return 0;
-    }
-    case 10:
-    case 14:
-    case 15: {
-      int64_t ns = statsprof__parse_duration(val);
-      if (ns < 0 || (k != 10 && ns == 0))
-        return fail(pc, at, "bad duration '%s' for %s (use e.g. 16.6ms, 50ms, 1s)", val, key);
-      *(k == 10 ? &c->budget_ns : k == 14 ? &c->window_ns : &c->every_ns) = ns;
-      return 0;
-    }
-    case 13:
-    case 16: {
-      double f = parse_fraction(val);
-      if (f <= 0 || f > 1)
-        return fail(pc, at, "bad %s '%s' (a percentage above 0%% and at most 100%%, e.g. 5%%)", key, val);
-      *(k == 13 ? &c->duty : &c->max_overhead) = f;
-      return 0;
-    }
-    case 11: {
-      char *end;
-      errno = 0;
-      unsigned long n = strtoul(val, &end, 10);
-      if (*end || errno || n > 100000 || val[0] == '-')
-        return fail(pc, at, "bad max_spikes_per_min '%s'%s (a whole number from 0 to 100000)", val, NULL);
-      c->max_spikes_per_min = (uint32_t)n;
-      return 0;
-    }
-    case 5:
-      if (!strcmp(val, "thread")) c->writer_sync = 0;
-      else if (!strcmp(val, "sync")) c->writer_sync = 1;
-      else return fail(pc, at, "bad writer '%s'%s (use thread or sync)", val, NULL);
-      return 0;
-    case 6:
-      if (!strcmp(val, "drop")) c->on_full_block = 0;
-      else if (!strcmp(val, "block")) c->on_full_block = 1;
-      else return fail(pc, at, "bad on_full '%s'%s (use drop or block)", val, NULL);
-      return 0;
-    case 7: {
-      char *end;
-      errno = 0;
-      unsigned long n = strtoul(val, &end, 10);
-      if (*end || errno || n < 1 || n > 65536 || val[0] == '-')
-        return fail(pc, at, "bad queue '%s'%s (records per sink, from 1 to 65536)", val, NULL);
-      c->queue = (uint32_t)n;
-      return 0;
-    }
-    case 8:
-      if (!strcmp(val, "tick")) c->trigger_timer = 0;
-      else if (!strcmp(val, "timer")) c->trigger_timer = 1;
-      else return fail(pc, at, "bad trigger '%s'%s (use tick or timer)", val, NULL);
-      return 0;
-    case 3: {
-      char *end;
-      errno = 0;
-      unsigned long long n = strtoull(val, &end, 10);
-      if (*end || errno || n < 1 || n > 100000000 || val[0] == '-')
-        return fail(pc, at, "bad max_functions '%s'%s (a whole number from 1 to 100000000)", val, NULL);
-      c->max_functions = (uint32_t)n;
-      return 0;
-    }
-    default: {
-      if (c->nsinks == STATSPROF__MAX_SINKS) return fail(pc, at, "too many sinks at '%s'%s", val, NULL);
-      const char *colon = strchr(val, ':');
-      size_t nlen = colon ? (size_t)(colon - val) : strlen(val);
-      if (nlen == 0) return fail(pc, at, "sink '%s' has no name%s (use NAME or NAME:ARG)", val, NULL);
-      for (size_t i = 0; i < nlen; i++)
-        if (!isalnum((unsigned char)val[i]) && val[i] != '_' && val[i] != '-')
-          return fail(pc, at, "bad sink name in '%s'%s (use NAME or NAME:ARG)", val, NULL);
-      if (colon && !colon[1]) return fail(pc, at, "sink '%s' has an empty argument after ':'%s", val, NULL);
-      statsprof__sink_spec *s = &c->sinks[c->nsinks];
-      s->name = dup_range(val, nlen);
-      s->arg = colon ? dup_range(colon + 1, strlen(colon + 1)) : NULL;
-      if (!s->name || (colon && !s->arg)) {
-        free(s->name);
-        free(s->arg);
-        snprintf(pc->err, pc->errlen, "config: out of memory");
-        return STATSPROF_ENOMEM;
-      }
-      c->nsinks++;
-      return 0;
-    }
-  }
 }
 
 int statsprof__config_parse(const char *text, statsprof__config *c, char *err, size_t errlen) {
@@ -248,36 +338,27 @@ int statsprof__config_parse(const char *text, statsprof__config *c, char *err, s
   if (!text) return 0;
   parse_ctx pc = {err, errlen, text};
   unsigned seen = 0;
-  const char *p = text;
-  while (*p) {
+  int rc = 0;
+  for (const char *p = text; *p && !rc;) {
     const char *end = strchr(p, ';');
     if (!end) end = p + strlen(p);
     const char *b = p, *e = end;
     trim(&b, &e);
     if (b < e) {
       const char *eq = memchr(b, '=', (size_t)(e - b));
-      char item[256];
-      snprintf(item, sizeof item, "%.*s", (int)(e - b), b);
+      char q[160];
       if (!eq) {
-        statsprof__config_free(c);
-        return fail(&pc, b, "'%s' is not key=value%s", item, NULL);
-      }
-      const char *kb = b, *ke = eq, *vb = eq + 1, *ve = e;
-      trim(&kb, &ke);
-      trim(&vb, &ve);
-      char *key = dup_range(kb, (size_t)(ke - kb)), *val = dup_range(vb, (size_t)(ve - vb));
-      int rc = key && val ? set_key(&pc, c, key, val, b, &seen) : STATSPROF_ENOMEM;
-      if (rc == STATSPROF_ENOMEM && !(key && val)) snprintf(err, errlen, "config: out of memory");
-      free(key);
-      free(val);
-      if (rc) {
-        statsprof__config_free(c);
-        return rc;
+        rc = fail(&pc, b, "'%s' is not key=value", QUOTE(q, b, e));
+      } else {
+        const char *kb = b, *ke = eq, *vb = eq + 1, *ve = e;
+        trim(&kb, &ke);
+        trim(&vb, &ve);
+        rc = set_key(&pc, c, b, kb, ke, vb, ve, &seen);
       }
     }
     p = *end ? end + 1 : end;
   }
-  int rc = finish_duty(&pc, c, seen);
+  if (!rc) rc = finish_duty(&pc, c, seen);
   if (rc) statsprof__config_free(c);
   return rc;
 }

@@ -32,6 +32,8 @@ const char *statsprof_err_name(int err) {
 
 const char *statsprof_errmsg(const statsprof *p) { return p ? p->errmsg : create_errmsg; }
 
+void statsprof__error_clear(statsprof *p) { (p ? p->errmsg : create_errmsg)[0] = 0; }
+
 unsigned statsprof_version(void) { return STATSPROF_VERSION_HEX; }
 
 int statsprof__error(statsprof *p, int code, const char *fmt, ...) {
@@ -41,6 +43,35 @@ int statsprof__error(statsprof *p, int code, const char *fmt, ...) {
   vsnprintf(dst, STATSPROF__ERRLEN, fmt, ap);
   va_end(ap);
   return code;
+}
+
+void statsprof__msg(char *out, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out, n, fmt, ap);
+  va_end(ap);
+}
+
+void statsprof__msg_add(char *out, size_t n, const char *fmt, ...) {
+  size_t len = strnlen(out, n);
+  if (len + 1 >= n) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out + len, n - len, fmt, ap);
+  va_end(ap);
+}
+
+void statsprof__quote(char *out, size_t n, const char *s, size_t len, size_t max) {
+  if (max + 1 > n) max = n - 1;
+  if (len <= max) {
+    statsprof__msg(out, n, "%.*s", (int)len, s);
+    return;
+  }
+  size_t keep = max > 3 ? max - 3 : 0, head = keep / 2, tail = len - (keep - head);
+  /* Cut between UTF-8 sequences, so the message stays valid UTF-8. */
+  while (head > 0 && ((unsigned char)s[head] & 0xc0) == 0x80) head--;
+  while (tail < len && ((unsigned char)s[tail] & 0xc0) == 0x80) tail++;
+  statsprof__msg(out, n, "%.*s...%.*s", (int)head, s, (int)(len - tail), s + tail);
 }
 
 void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...) {

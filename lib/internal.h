@@ -42,13 +42,46 @@ static inline uint64_t statsprof__ticks(void) {
   return (uint64_t)statsprof__mono_ns();
 }
 
-/* ---- config.c ---------------------------------------------------------- */
+/* ---- config.c: values, keys ------------------------------------------- */
+
+/* Every number in a config string or a sink argument goes through one
+ * parser, statsprof__parse_value: plain decimal ("12", "2.5", ".5") and a
+ * unit from the value's list; no sign, hex, exponent, inf or nan. */
+typedef struct statsprof__unit {
+  const char *suffix; /* "ms", "k", "%", or "" for a bare number */
+  uint64_t scale;     /* what one of it is worth in the value's base unit */
+} statsprof__unit;
+
+typedef struct statsprof__word {
+  const char *word;
+  uint64_t value;
+} statsprof__word;
+
+typedef struct statsprof__value_spec {
+  const statsprof__unit *units; /* numbers: ends with {NULL}; 0 needs no unit */
+  const statsprof__word *words; /* or words: ends with {NULL} */
+  int whole;                    /* numbers: no fractional part */
+  uint64_t min, max;            /* in base units */
+  const char *help;             /* what is expected, for messages */
+} statsprof__value_spec;
+
+extern const statsprof__unit statsprof__duration_units[]; /* ns, us, ms, s, m, h -> ns */
+extern const statsprof__unit statsprof__size_units[];     /* bytes, k, M, G (1024s) */
+extern const statsprof__unit statsprof__count_units[];    /* a bare whole number */
+
+/* Parses text[0, len) as `spec` says into *out. On error returns
+ * STATSPROF_ECONFIG and writes why (e.g. "not a plain decimal number",
+ * "out of range") into why[whylen]. */
+int statsprof__parse_value(const statsprof__value_spec *spec, const char *text, size_t len, uint64_t *out,
+                           char *why, size_t whylen);
 
 #define STATSPROF__MAX_SINKS 16
 
 typedef struct statsprof__sink_spec {
-  char *name; /* "jsonl", "stderr", a registered host sink ... */
-  char *arg;  /* text after ':' or NULL */
+  char *name;        /* "jsonl", "stderr", a registered host sink ... */
+  char *arg;         /* text after ':' or NULL */
+  size_t offset;     /* of the `sink=` item in the config string */
+  size_t arg_offset; /* of arg in the config string */
 } statsprof__sink_spec;
 
 typedef struct statsprof__config {
@@ -74,11 +107,24 @@ typedef struct statsprof__config {
 
 void statsprof__config_defaults(statsprof__config *c);
 /* Parses `text` into `c` (defaults first). On error writes a message naming
- * the offending text into err and returns STATSPROF_ECONFIG. */
+ * the offending text and its offset into err and returns STATSPROF_ECONFIG
+ * (or STATSPROF_ENOMEM). */
 int statsprof__config_parse(const char *text, statsprof__config *c, char *err, size_t errlen);
 void statsprof__config_free(statsprof__config *c);
 /* "1.5s", "200ms", "2m", "10us" -> ns; -1 when malformed. */
 int64_t statsprof__parse_duration(const char *s);
+
+/* Message helpers (error.c): `s` quoted for a message, at most `max` bytes
+ * of it, the middle elided ("/tmp/aaa...aaa/x.jsonl") so the end of a long
+ * path and whatever follows it in the message survive. */
+void statsprof__quote(char *out, size_t n, const char *s, size_t len, size_t max);
+/* How much of a path a message quotes: with the rest of the message it
+ * fits STATSPROF__ERRLEN. */
+#define STATSPROF__QUOTE_PATH 280
+/* snprintf that is fine with truncating (messages have fixed buffers). */
+void statsprof__msg(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Appends to the message in out[n] (a list of names, ...), as far as it fits. */
+void statsprof__msg_add(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- table.c: functions, labels, caller edges ------------------------- */
 
@@ -323,9 +369,42 @@ void statsprof__writer_close(statsprof__writer *w);
 void statsprof__record_ref(statsprof_stats_profile *rec);
 void statsprof__record_unref(statsprof_stats_profile *rec);
 
-/* Opens a built-in or registered sink by name (the config's sink=NAME:ARG). */
+/* Opens a built-in or registered sink by name (the config's sink=NAME:ARG).
+ * A malformed argument is STATSPROF_ECONFIG (as the sink's open returned
+ * it), a sink that cannot open STATSPROF_ESINK; the message names the sink,
+ * says why and gives the offset in the config string. */
 int statsprof__sink_open(const statsprof__sink_spec *spec, const statsprof_sink_ops **ops,
                          void **ctx, char *err, size_t errlen);
+
+/* Sink arguments (registry.c): every built-in sink's argument is
+ * MAIN[,NAME=VALUE]... — MAIN is the sink's own (a path, a directory, a
+ * row count), then options from the sink's table. Adding an option to a
+ * sink is one row in its table and one uint64_t field. */
+typedef struct statsprof__sink_option {
+  const char *name;    /* "max_bytes" */
+  const char *metavar; /* "SIZE", for the list of options in messages */
+  statsprof__value_spec spec;
+  size_t field;        /* offsetof the uint64_t it sets in `fields` */
+} statsprof__sink_option;
+
+/* Splits arg (NULL: "") into MAIN (*main, *mainlen) and its options, each
+ * stored into `fields` as its row says (opts ends with {NULL}). A bad
+ * option is STATSPROF_ECONFIG with a message quoting it. Not strtok: no
+ * hidden state, any thread. */
+int statsprof__sink_args(const char *arg, const statsprof__sink_option *opts, void *fields, const char **main,
+                         size_t *mainlen, char *err, size_t errlen);
+/* Parses MAIN with `spec`; "bad WHAT 'text': why; expected ..." on error. */
+int statsprof__sink_main_value(const char *arg, const char *what, const statsprof__value_spec *spec,
+                               const char *main, size_t len, uint64_t *out, char *err, size_t errlen);
+/* Records where in its argument a sink's open found the problem (bytes from
+ * the argument's start), for the offset statsprof__sink_open reports. On
+ * the opening thread; sinks call it through the two parsers above. */
+void statsprof__sink_blame(const char *arg, const char *at);
+
+/* Why a sink's emit or flush failed, in words (path, OS error), for the
+ * writer's log line: set by the sink on the thread that runs emit, read by
+ * the writer right after. */
+void statsprof__sink_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- the handle -------------------------------------------------------- */
 
@@ -412,6 +491,9 @@ void statsprof__timer_kick(statsprof *p);
 /* Records a formatted message on p (or the thread's create message). */
 int statsprof__error(statsprof *p, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Empties p's message (or, for NULL, the thread's create message): a call
+ * that succeeds leaves no stale message behind. */
+void statsprof__error_clear(statsprof *p);
 void statsprof__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Growable byte buffer for formatting. */
@@ -447,8 +529,9 @@ typedef struct statsprof__record_dir {
   const char *tag;      /* in temporary names: ".statsprof-TAG-..." */
   unsigned tmp_counter; /* keeps temporary names unique within the process */
 } statsprof__record_dir;
-/* Checks the sink argument (the directory; `tag` is the sink's name), then
- * mkdir -p and a probe file: an unwritable DIR fails here, with a message. */
+/* Checks the sink argument (DIR, no options; `tag` is the sink's name),
+ * then mkdir -p and a probe file: an unwritable DIR fails here, with a
+ * message (STATSPROF_ECONFIG for a malformed argument, else STATSPROF_EIO). */
 int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const char *tag, char *err,
                                size_t errlen);
 void statsprof__record_dir_close(statsprof__record_dir *d);

@@ -94,6 +94,7 @@ int statsprof_create(const char *config, statsprof **out) {
   /* Clamped: a huge interval ("never") must not overflow the conversion. */
   double ticks = (double)p->config.interval_ns * ticks_per_ns;
   p->interval_ticks = ticks >= 1.8e19 ? UINT64_MAX / 2 : (uint64_t)ticks;
+  statsprof__error_clear(NULL); /* no stale message from an earlier failed create */
   *out = p;
   return 0;
 }

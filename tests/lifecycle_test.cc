@@ -346,7 +346,7 @@ TEST_F(FromEnv, MalformedValueReturnsNullAndTheHostRunsOn) {
   setenv("STATSPROF", "sink=none;interval=soon", 1);
   EXPECT_EQ(statsprof_from_env(nullptr), nullptr);
   std::string msg = statsprof_errmsg(nullptr);
-  EXPECT_NE(msg.find("bad duration 'soon'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("bad interval 'soon'"), std::string::npos) << msg;
   EXPECT_EQ(pyh::RunPy(kNoHook), "");
   EXPECT_EQ(pyh::RunPy("x = sum(range(10))\nassert x == 45\n"), "");
   setenv("STATSPROF", "sink=nosuchsink", 1);

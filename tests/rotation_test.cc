@@ -92,11 +92,11 @@ TEST(Rotation, FilesRotateBySizeAndKeepTheNewestN) {
 
 TEST(Rotation, BadRotationOptionsAreConfigErrors) {
   statsprof *p = nullptr;
-  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,max_bytes=12", &p), STATSPROF_ESINK);
+  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,max_bytes=12", &p), STATSPROF_ECONFIG);
   EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("max_bytes=12"), std::string::npos);
-  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,keep=-1", &p), STATSPROF_ESINK);
+  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,keep=-1", &p), STATSPROF_ECONFIG);
   EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("keep=-1"), std::string::npos);
-  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,colour=blue", &p), STATSPROF_ESINK);
+  EXPECT_EQ(statsprof_create("sink=jsonl:/tmp/x.jsonl,colour=blue", &p), STATSPROF_ECONFIG);
   EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("colour=blue"), std::string::npos);
 }
 

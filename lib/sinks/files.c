@@ -116,18 +116,21 @@ int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const 
   d->path = NULL;
   d->tag = tag;
   d->tmp_counter = 0;
-  if (!arg || !*arg) {
-    snprintf(err, errlen, "needs a directory (sink=%s:DIR)", tag);
+  const char *dir;
+  size_t len;
+  int rc = statsprof__sink_args(arg, NULL, NULL, &dir, &len, err, errlen);
+  if (rc) return rc;
+  if (!len) {
+    statsprof__msg(err, errlen, "needs a directory (sink=%s:DIR)", tag);
     return STATSPROF_ECONFIG;
   }
-  size_t len = strlen(arg);
-  while (len > 1 && arg[len - 1] == '/') len--;
+  while (len > 1 && dir[len - 1] == '/') len--;
   if (len > 3000) {
-    snprintf(err, errlen, "directory name is too long (%zu bytes)", len);
+    statsprof__msg(err, errlen, "directory name is too long (%zu bytes)", len);
     return STATSPROF_ECONFIG;
   }
-  if (!(d->path = strndup(arg, len))) {
-    snprintf(err, errlen, "out of memory");
+  if (!(d->path = strndup(dir, len))) {
+    statsprof__msg(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
   /* Fail now, not at the first record: create the directory and prove we
@@ -136,7 +139,10 @@ int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const 
   char probe[4096];
   int fd = -1;
   if (make_dirs(d->path, 0) != 0 || (fd = open_tmp(d, probe, sizeof probe)) < 0) {
-    snprintf(err, errlen, "cannot write profiles into directory '%s': %s", d->path, strerror(errno));
+    int e = errno;
+    char q[STATSPROF__QUOTE_PATH + 1];
+    statsprof__quote(q, sizeof q, d->path, len, STATSPROF__QUOTE_PATH);
+    statsprof__msg(err, errlen, "cannot write profiles into directory '%s': %s", q, strerror(e));
     statsprof__record_dir_close(d);
     return STATSPROF_EIO;
   }

@@ -8,6 +8,7 @@
  * an external logrotate. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +18,16 @@
 
 #include "../internal.h"
 
+/* sink=jsonl:PATH,NAME=VALUE options, as parsed. */
+typedef struct jsonl_options_t {
+  uint64_t max_bytes; /* 0: never rotate */
+  uint64_t keep;      /* rotated files kept: PATH.1 ... PATH.keep */
+} jsonl_options_t;
+
 typedef struct jsonl_sink {
   int fd;
   uint64_t size;      /* bytes in the current file */
-  uint64_t max_bytes; /* 0: never rotate */
-  unsigned keep;
+  jsonl_options_t opt;
   atomic_int reopen;
   int stalled;        /* the last write timed out: do not wait again */
   char *pending;      /* the unwritten end of a line cut short */
@@ -75,13 +81,13 @@ static int rotate(jsonl_sink *s) {
   char *from = malloc(n), *to = malloc(n);
   int rc = -1;
   if (from && to) {
-    for (unsigned i = s->keep; i >= 1; i--) {
+    for (unsigned i = (unsigned)s->opt.keep; i >= 1; i--) {
       snprintf(to, n, "%s.%u", s->path, i);
       if (i > 1) snprintf(from, n, "%s.%u", s->path, i - 1);
       else snprintf(from, n, "%s", s->path);
       if (rename(from, to) != 0 && errno != ENOENT) goto out;
     }
-    if (s->keep == 0 && unlink(s->path) != 0 && errno != ENOENT) goto out;
+    if (s->opt.keep == 0 && unlink(s->path) != 0 && errno != ENOENT) goto out;
     rc = reopen_file(s);
   }
 out:
@@ -97,7 +103,7 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   int rc = statsprof_format_jsonl(rec, &line, &len);
   if (rc) return rc;
   if (atomic_exchange(&s->reopen, 0) && reopen_file(s) != 0) rc = STATSPROF_EIO;
-  if (!rc && s->max_bytes && s->size > 0 && s->size + len > s->max_bytes && rotate(s) != 0)
+  if (!rc && s->opt.max_bytes && s->size > 0 && s->size + len > s->opt.max_bytes && rotate(s) != 0)
     rc = STATSPROF_EIO;
   if (s->npending) {
     char *p = s->pending;
@@ -134,65 +140,44 @@ static const statsprof_sink_ops jsonl_ops = {
     .reopen = jsonl_reopen,
 };
 
-/* "10M", "512k", "1G", "4096" -> bytes; 0 when malformed. */
-static uint64_t parse_size(const char *v) {
-  char *end;
-  errno = 0;
-  unsigned long long n = strtoull(v, &end, 10);
-  if (end == v || errno || v[0] == '-') return 0;
-  uint64_t mult = !*end ? 1 : !strcmp(end, "k") || !strcmp(end, "K") ? 1024
-                  : !strcmp(end, "M") ? 1024 * 1024 : !strcmp(end, "G") ? 1024ull * 1024 * 1024 : 0;
-  return n * mult;
-}
-
-static int parse_options(jsonl_sink *s, char *opts, char *err, size_t errlen) {
-  for (char *o = strtok(opts, ","); o; o = strtok(NULL, ",")) {
-    char *eq = strchr(o, '=');
-    if (eq) *eq++ = 0;
-    if (eq && !strcmp(o, "max_bytes") && (s->max_bytes = parse_size(eq)) >= 1024) continue;
-    if (eq && !strcmp(o, "keep")) {
-      char *end;
-      unsigned long k = strtoul(eq, &end, 10);
-      if (!*end && *eq && eq[0] != '-' && k <= 1000) {
-        s->keep = (unsigned)k;
-        continue;
-      }
-    }
-    snprintf(err, errlen, "bad option '%s%s%s' (use max_bytes=SIZE with SIZE >= 1k, keep=N with N <= 1000)",
-             o, eq ? "=" : "", eq ? eq : "");
-    return STATSPROF_ECONFIG;
-  }
-  return 0;
-}
+/* The options after PATH: one row each (see statsprof__sink_option). */
+static const statsprof__sink_option jsonl_options[] = {
+    {"max_bytes", "SIZE",
+     {.units = statsprof__size_units, .min = 1024, .max = INT64_MAX,
+      .help = "SIZE, at least 1k: bytes, or a decimal number and k, M or G (e.g. 10M)"},
+     offsetof(jsonl_options_t, max_bytes)},
+    {"keep", "N",
+     {.units = statsprof__count_units, .whole = 1, .max = 1000, .help = "N, a whole number from 0 to 1000"},
+     offsetof(jsonl_options_t, keep)},
+    {NULL},
+};
 
 int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                           size_t errlen) {
-  if (!arg) {
-    snprintf(err, errlen, "needs a file path (sink=jsonl:PATH)");
+  jsonl_options_t opt = {.max_bytes = 0, .keep = 5};
+  const char *path;
+  size_t plen;
+  int rc = statsprof__sink_args(arg, jsonl_options, &opt, &path, &plen, err, errlen);
+  if (rc) return rc;
+  if (!plen) {
+    statsprof__msg(err, errlen, "needs a file path (sink=jsonl:PATH)");
     return STATSPROF_ECONFIG;
   }
-  const char *comma = strchr(arg, ',');
-  size_t plen = comma ? (size_t)(comma - arg) : strlen(arg);
   jsonl_sink *s = calloc(1, sizeof *s + plen + 1);
-  char *opts = comma ? strdup(comma + 1) : NULL;
-  if (!s || (comma && !opts)) {
-    free(s);
-    free(opts);
-    snprintf(err, errlen, "out of memory");
+  if (!s) {
+    statsprof__msg(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
-  memcpy(s->path, arg, plen);
-  s->keep = 5;
+  memcpy(s->path, path, plen);
+  s->opt = opt;
   atomic_init(&s->reopen, 0);
-  int rc = opts ? parse_options(s, opts, err, errlen) : 0;
-  free(opts);
-  if (!rc && (!plen || open_file(s) != 0)) {
-    snprintf(err, errlen, "cannot open '%s' for appending: %s", s->path, plen ? strerror(errno) : "empty path");
-    rc = STATSPROF_EIO;
-  }
-  if (rc) {
+  if (open_file(s) != 0) {
+    int e = errno;
+    char q[STATSPROF__QUOTE_PATH + 1];
+    statsprof__quote(q, sizeof q, s->path, plen, STATSPROF__QUOTE_PATH);
+    statsprof__msg(err, errlen, "cannot open '%s' for appending: %s", q, strerror(e));
     free(s);
-    return rc;
+    return STATSPROF_EIO;
   }
   *ops = &jsonl_ops;
   *ctx = s;

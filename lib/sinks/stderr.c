@@ -64,15 +64,18 @@ static const statsprof_sink_ops stderr_ops = {
 
 int statsprof__stderr_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                            size_t errlen) {
-  char *end = NULL;
-  long top = arg ? strtol(arg, &end, 10) : 20;
-  if (arg && (*end || top < 1 || top > 100000)) {
-    snprintf(err, errlen, "bad row count '%s' (use sink=stderr or sink=stderr:N, N from 1 to 100000)", arg);
-    return STATSPROF_ECONFIG;
-  }
+  static const statsprof__value_spec rows = {
+      .units = statsprof__count_units, .whole = 1, .min = 1, .max = 100000,
+      .help = "sink=stderr or sink=stderr:N, N from 1 to 100000"};
+  const char *main;
+  size_t len;
+  uint64_t top = 20;
+  int rc = statsprof__sink_args(arg, NULL, NULL, &main, &len, err, errlen);
+  if (!rc && arg) rc = statsprof__sink_main_value(arg, "row count", &rows, main, len, &top, err, errlen);
+  if (rc) return rc;
   stderr_sink *s = malloc(sizeof *s);
   if (!s) {
-    snprintf(err, errlen, "out of memory");
+    statsprof__msg(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
   s->top = (size_t)top;
