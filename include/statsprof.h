@@ -127,6 +127,16 @@ STATSPROF_API int statsprof_is_running(const statsprof *p);
  */
 STATSPROF_API int statsprof_attach_thread(statsprof *p);
 
+/*
+ * Names the calling OS thread in `thread` records (per_thread=on,
+ * statsprof_snapshot_thread), ahead of the name threading gives it. Names
+ * follow the thread: call again to rename it; NULL or "" goes back to
+ * threading's name. The name belongs to the OS thread, not to a thread
+ * state, so it survives PyGILState_Release. Any thread; no GIL needed;
+ * process-wide (every profiler sees it). Returns 0 or STATSPROF_ENOMEM.
+ */
+STATSPROF_API int statsprof_name_thread(const char *name);
+
 /* Forgets all counts (not the sinks); the next delta starts from zero. GIL. */
 STATSPROF_API int statsprof_reset(statsprof *p);
 
@@ -203,6 +213,10 @@ typedef struct statsprof_stats_profile {
   double observed_s;
   double duty;
   double overhead_est;
+
+  /* per_thread=on: threads that ran in the interval but got no record of
+   * their own (at most 64 thread records per interval). Merged records. */
+  uint64_t threads_omitted;
 } statsprof_stats_profile;
 
 /*

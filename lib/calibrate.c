@@ -69,7 +69,7 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
     return 0;
   uint64_t tt = 0;
   s->own_scale = 1 << 16; /* raw times: the scratch profiler is never started */
-  if (statsprof__hook_ready() == 0 && statsprof__attach(s, PyThreadState_Get()) == 0) {
+  if (statsprof__hook_ready() == 0 && statsprof__attach_self(s) == 0) {
     s->running = 1;
     s->interp_epoch = statsprof__epoch();
     PyObject *r = PyObject_CallOneArg(g, n);
@@ -132,12 +132,14 @@ static void measure_all(statsprof__clock_kind clock, uint64_t out[3]) {
   Py_XDECREF(ns);
 }
 
-void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c,
-                          uint64_t *own_scale) {
+int statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c,
+                         uint64_t *own_scale) {
   static uint64_t cached[2][3];
   static int done[2];
+  static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
   if (!done[clock]) {
+    if (calibrating) return -1;
     /* Calibrating replaces this thread's profile function for a moment:
      * keep a foreign one (cProfile, a debugger) and put it back. */
     PyThreadState *ts = PyThreadState_Get();
@@ -146,10 +148,12 @@ void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64
     if (func && func != statsprof__hook) {
       *cost_py = *cost_c = 0;
       *own_scale = 1 << 16;
-      return;
+      return 0;
     }
     Py_XINCREF(obj);
+    calibrating = 1;
     measure_all(clock, cached[clock]);
+    calibrating = 0;
     done[clock] = 1;
     /* Our own thread: the public setter does (an audit hook's refusal is
      * reported as unraisable). */
@@ -163,4 +167,5 @@ void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64
   *cost_py = cached[clock][0];
   *cost_c = cached[clock][1];
   *own_scale = cached[clock][2];
+  return 0;
 }

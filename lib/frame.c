@@ -129,6 +129,7 @@ static int emit_spike(statsprof *p, uint64_t frame_ns) {
 
 int statsprof_frame_mark(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_frame_mark: NULL profiler");
+  if (p->busy) return 0; /* called from inside another call (profiler.c) */
   int64_t now = statsprof__mono_ns();
   int rc = 0;
   if (p->frame_tracking) {

@@ -49,6 +49,7 @@ static void thread_dealloc(PyObject *self) {
   /* The thread state dropped us (thread exit, sys.setprofile, finalize):
    * frames still open are counted as returning now, as cProfile does. */
   if (t->p) statsprof__flush_thread(t);
+  if (t->p && t->active && t->slot != STATSPROF__NONE) t->p->table.slots[t->slot].active = 1;
   thread_unlink(t);
   PyMem_RawFree(t->stack);
   PyObject_Free(self);
@@ -267,6 +268,9 @@ static __attribute__((noinline)) int thread_grow(statsprof__thread *t) {
 
 /* This thread's entry for a label: one array load once it exists. */
 static __attribute__((noinline)) uint32_t entry_slow(statsprof *p, statsprof__thread *t, uint32_t label) {
+  /* A thread attached from another thread learns which OS thread it is
+   * here, at its first event, on its own thread. */
+  if (t->slot == STATSPROF__NONE && statsprof__thread_bind(p, t) == STATSPROF__NONE) return STATSPROF__NONE;
   uint32_t idx = statsprof__table_entry(&p->table, t->slot, label);
   if (idx == STATSPROF__NONE) p->oom = 1;
   /* The slot's map may have moved: refresh this thread's copy of it. */
@@ -305,6 +309,7 @@ static inline __attribute__((always_inline)) void enter(statsprof__thread *t, st
   f->subt = 0;
   f->removed = 0;
   f->spent0 = t->spent += cost;
+  t->active = 1;
   p->table.entries[idx].level++;
   if (eid != STATSPROF__NONE) p->table.edges[eid].level++;
   f->t0 = now(p);
@@ -393,26 +398,25 @@ void statsprof__flush_thread(statsprof__thread *t) {
 
 /* ---- attaching to thread states --------------------------------------- */
 
-/* The thread's name from threading, while the thread is alive (a thread
- * that ended is gone from threading._active). Not imported if absent. */
-void statsprof__name_slot(statsprof *p, uint32_t slot) {
-  PyObject *et, *ev, *tb;
-  PyErr_Fetch(&et, &ev, &tb);
-  PyObject *modname = PyUnicode_FromString("threading");
-  PyObject *threading = modname ? PyImport_GetModule(modname) : NULL;
-  Py_XDECREF(modname);
-  PyObject *active = threading ? PyObject_GetAttrString(threading, "_active") : NULL;
-  PyObject *key = PyLong_FromUnsignedLong(p->table.slots[slot].thread_id);
-  PyObject *th = active && key && PyDict_Check(active) ? PyDict_GetItemWithError(active, key) : NULL;
-  PyObject *name = th ? PyObject_GetAttrString(th, "name") : NULL;
-  const char *u = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
-  if (u) p->table.slots[slot].name = statsprof__strings_add(p->table.strings, u, strlen(u));
-  Py_XDECREF(name);
-  Py_XDECREF(key);
-  Py_XDECREF(active);
-  Py_XDECREF(threading);
-  PyErr_Clear();
-  PyErr_Restore(et, ev, tb);
+statsprof__thread *statsprof__thread_new(statsprof *p) {
+  statsprof__thread *t = PyObject_New(statsprof__thread, g_thread_type);
+  if (!t) {
+    PyErr_Clear();
+    return NULL;
+  }
+  memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
+  t->p = p;
+  t->slot = STATSPROF__NONE; /* bound at its first event (threads.c) */
+  t->next = p->threads;
+  if (p->threads) p->threads->prev = t;
+  p->threads = t;
+  return t;
+}
+
+void statsprof__thread_orphan(statsprof__thread *t) {
+  t->depth = 0;
+  t->skipped = 0;
+  thread_unlink(t);
 }
 
 static int is_ours(statsprof *p, PyThreadState *ts) {
@@ -420,36 +424,19 @@ static int is_ours(statsprof *p, PyThreadState *ts) {
          ((statsprof__thread *)ts->c_profileobj)->p == p;
 }
 
-int statsprof__attach(statsprof *p, PyThreadState *ts) {
+int statsprof__attach_self(statsprof *p) {
+  PyThreadState *ts = PyThreadState_Get();
   if (is_ours(p, ts)) return 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "cannot prepare the profile hook");
-  statsprof__thread *t = PyObject_New(statsprof__thread, g_thread_type);
-  if (!t) {
-    PyErr_Clear();
-    return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread state");
-  }
-  memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
-  t->p = p;
-  t->tstate = ts;
-  t->thread_id = ts->thread_id;
-  t->slot = statsprof__table_slot(&p->table, ts->thread_id);
-  if (t->slot == STATSPROF__NONE) {
-    t->p = NULL;
-    Py_DECREF(t);
-    return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread slot");
-  }
-  /* Looked up once per thread here; later names come at emit time. */
-  if (!p->table.slots[t->slot].name && !p->table.slots[t->slot].name_tried) statsprof__name_slot(p, t->slot);
-  p->table.slots[t->slot].name_tried = 1;
-  t->local = p->table.slots[t->slot].local;
-  t->nlocal = p->table.slots[t->slot].nlocal;
-  t->next = p->threads;
-  if (p->threads) p->threads->prev = t;
-  p->threads = t;
-  /* The heap type's instances keep it alive (PyObject_New took a ref). */
+  statsprof__thread *t = statsprof__thread_new(p);
+  if (!t) return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread state");
+  /* Our own thread state: no other thread can free it meanwhile. The
+   * heap type's instances keep it alive (PyObject_New took a ref). */
   if (statsprof__set_profile(ts, statsprof__hook, (PyObject *)t) < 0) {
     PyErr_Clear();
+    t->p = NULL;
+    thread_unlink(t);
     Py_DECREF(t);
     return statsprof__error(p, STATSPROF_EPYTHON,
                             "PyEval_SetProfile refused (an audit hook raised)");
@@ -459,25 +446,17 @@ int statsprof__attach(statsprof *p, PyThreadState *ts) {
 }
 
 int statsprof__attach_all(statsprof *p, int self) {
-  PyThreadState *me = PyThreadState_Get();
-  int rc = self > 0 ? statsprof__attach(p, me) : 0;
+  int rc = self > 0 ? statsprof__attach_self(p) : 0;
   if (rc) return rc;
-  for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
-    /* Another thread's own profiler (cProfile, a debugger) is left alone. */
-    if ((ts != me || self == 0) && ts->c_profilefunc == NULL) statsprof__attach(p, ts);
-  }
+  if (statsprof__hook_ready()) return statsprof__error(p, STATSPROF_EPYTHON, "cannot prepare the profile hook");
+  /* Another thread's own profiler (cProfile, a debugger) is left alone. */
+  statsprof__tstates_install(p, PyThreadState_Get(), self != 0);
   return 0;
 }
 
 void statsprof__detach_all(statsprof *p) {
   for (statsprof__thread *t = p->threads; t; t = t->next) statsprof__flush_thread(t);
-  if (p->interp_epoch == g_epoch && Py_IsInitialized()) {
-    PyThreadState *me = PyThreadState_Get();
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts;
-         ts = PyThreadState_Next(ts)) {
-      if (is_ours(p, ts) && statsprof__set_profile(ts, NULL, NULL) < 0) PyErr_Clear();
-    }
-  }
+  if (p->interp_epoch == g_epoch && Py_IsInitialized()) statsprof__tstates_remove(p, PyThreadState_Get());
   /* Whatever still holds one of ours (a refused removal) finds it inert. */
   while (p->threads) thread_unlink(p->threads);
 }
@@ -494,7 +473,7 @@ static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_s
     PyEval_SetProfile(NULL, NULL);
     Py_RETURN_NONE;
   }
-  if (statsprof__attach(p, ts) != 0) {
+  if (statsprof__attach_self(p) != 0) {
     PyEval_SetProfile(NULL, NULL);
     Py_RETURN_NONE;
   }

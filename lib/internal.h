@@ -160,14 +160,26 @@ typedef struct statsprof__label {
   uint32_t hash;
 } statsprof__label;
 
-/* A thread seen by the profiler; kept after the thread ends so its counts
- * and name stay in the records. `local` maps label -> this thread's entry. */
+/* A thread's record shared by every profiler (threads.c). */
+typedef struct statsprof__osthread statsprof__osthread;
+
+enum {
+  STATSPROF__SLOT_FREE = 0, /* no thread: the next new thread takes it */
+  STATSPROF__SLOT_LIVE,     /* its OS thread runs */
+  STATSPROF__SLOT_ENDED,    /* its thread exited: one last record, then retired */
+  STATSPROF__SLOT_RETIRED,  /* the counts of threads that ended (one per table) */
+};
+
+/* One OS thread's counts (threads.c). `local` maps label -> this slot's
+ * entry. A free slot keeps its entries (counts zero) for the next thread. */
 typedef struct statsprof__slot {
   unsigned long thread_id;
-  const char *name; /* in the string store; NULL until known */
-  int name_tried;   /* attach looked it up already */
+  statsprof__osthread *os; /* referenced; NULL when free or retired */
+  const char *name;        /* in the string store; NULL until known */
   uint32_t *local;
   uint32_t nlocal;
+  uint8_t state;
+  uint8_t active; /* ran Python since the last record */
 } statsprof__slot;
 
 /* Append-only string storage shared (refcounted) with snapshots, so a
@@ -190,6 +202,8 @@ typedef struct statsprof__table {
   uint32_t nedges, capedges;
   statsprof__slot *slots;
   uint32_t nslots, capslots;
+  uint32_t retired;           /* the slot of ended threads' counts, or NONE */
+  uint64_t nretired_threads;  /* threads whose slot was folded into it */
 
   uint32_t *label_index; /* open addressing: label index or NONE */
   uint32_t label_mask;
@@ -212,8 +226,8 @@ void statsprof__table_free(statsprof__table *t);
  * overflow label) when the table is full, NONE on allocation failure. */
 uint32_t statsprof__table_intern(statsprof__table *t, const char *file, int line,
                                  const char *name);
-/* The slot of a thread, added on first sight; NONE on allocation failure. */
-uint32_t statsprof__table_slot(statsprof__table *t, unsigned long thread_id);
+/* A free slot (reused, or added); NONE on allocation failure. */
+uint32_t statsprof__table_slot_new(statsprof__table *t);
 /* The entry of `label` in `slot`, added on first use; NONE on failure. */
 uint32_t statsprof__table_entry(statsprof__table *t, uint32_t slot, uint32_t label);
 /* Finds or adds the caller->callee edge; NONE on allocation failure. */
@@ -248,16 +262,15 @@ typedef struct statsprof__thread {
   uint32_t *local;        /* read on every call without a lookup */
   uint64_t spent;         /* calibrated profiler cost of its events, ticks */
   uint64_t slowdown;      /* own time removed by the bytecode scale, ticks */
-  unsigned long thread_id;
-  PyThreadState *tstate;
+  int active;             /* entered a function since the last record */
   struct statsprof__thread *prev, *next;
 } statsprof__thread;
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 int statsprof__hook_ready(void); /* type + co_extra index; GIL held */
 uint64_t statsprof__epoch(void); /* changes at every Py_Finalize */
-/* Installs the hook on `ts` (GIL held). */
-int statsprof__attach(statsprof *p, PyThreadState *ts);
+/* Installs the hook on the calling thread's own state (GIL held). */
+int statsprof__attach_self(statsprof *p);
 /* Attaches every thread state of the interpreter that has no profile
  * function. The caller's own: self > 0 attaches it even if it has one
  * (start), self == 0 treats it like the others, self < 0 skips it (timer). */
@@ -266,8 +279,35 @@ int statsprof__attach_all(statsprof *p, int self);
 void statsprof__detach_all(statsprof *p);
 /* Counts frames still open as if they returned now (cProfile's disable). */
 void statsprof__flush_thread(statsprof__thread *t);
-/* Fills a slot's thread name from threading._active, if it is there. GIL. */
-void statsprof__name_slot(statsprof *p, uint32_t slot);
+/* A new per-thread state for p, not yet bound to a slot (GIL held; runs no
+ * Python code, so it may be called under the thread-state lock). */
+statsprof__thread *statsprof__thread_new(statsprof *p);
+/* Makes t inert and forgets it (its thread state may still hold it). */
+void statsprof__thread_orphan(statsprof__thread *t);
+
+/* ---- tstates.c: thread states the profiler does not own ---------------- */
+
+/* Installs p's hook on every thread state of `me`'s interpreter that has
+ * no profile function, except `me` when skip_me. GIL held. */
+void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me);
+/* Removes p's hook from every thread state of `me`'s interpreter. GIL. */
+void statsprof__tstates_remove(statsprof *p, PyThreadState *me);
+
+/* ---- threads.c: OS threads, names, retirement ------------------------- */
+
+/* Binds t to the calling OS thread's slot (made on first sight). Runs on
+ * t's own thread, at its first event. NONE on allocation failure. */
+uint32_t statsprof__thread_bind(statsprof *p, statsprof__thread *t);
+void statsprof__osthread_unref(statsprof__osthread *os);
+int statsprof__osthread_ended(const statsprof__osthread *os);
+/* Refreshes every slot's name (explicit, else threading's). GIL. */
+void statsprof__threads_name(statsprof *p);
+/* Marks slots that ran since the last record, and slots whose thread ended. */
+void statsprof__threads_scan(statsprof *p);
+/* Folds ended threads' counts into the retired slot; frees their slots. */
+void statsprof__threads_retire(statsprof *p);
+/* The slot of a thread ident, or NONE. */
+uint32_t statsprof__threads_find(statsprof *p, uint64_t thread_id);
 /* Installs / removes threading.setprofile so new Python threads get the hook. */
 int statsprof__threading_hook(statsprof *p, int install);
 
@@ -286,9 +326,10 @@ void statsprof__frame_touch_edge(statsprof *p, uint32_t edge);
 
 /* The profiler's own cost per profile event in ticks of `clock`, for
  * Python functions and for C functions, measured once per process and
- * clock on the calling thread. GIL held. */
-void statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c,
-                          uint64_t *own_scale);
+ * clock on the calling thread. GIL held. -1 when called from inside a
+ * calibration (a signal handler starting a profiler). */
+int statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c,
+                         uint64_t *own_scale);
 
 /* ---- snapshot.c -------------------------------------------------------- */
 
@@ -324,6 +365,8 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
                               statsprof_stats_profile **out);
 int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
                              statsprof_stats_profile **out);
+/* Grows the delta baselines to cover every entry and edge; -1 on OOM. */
+int statsprof__snapshot_fit(statsprof *p);
 void statsprof__snapshot_state_free(statsprof__snapshot_state *s);
 
 /* ---- sinks and their writers ------------------------------------------ */
@@ -417,6 +460,7 @@ struct statsprof {
   int running;
   uint64_t interp_epoch; /* the interpreter we started on (see hook.c) */
   statsprof__thread *threads; /* live per-thread states */
+  int busy;           /* a public call is running (profiler.c: calls never nest) */
   int oom;            /* sticky: the hook could not allocate */
   int oom_reported;
 
@@ -479,6 +523,11 @@ void statsprof__duty_step(statsprof *p, uint64_t now_ticks, int self);
 void statsprof__duty_stop(statsprof *p);
 /* Fills observed_s/duty/overhead_est of a delta record; starts anew. */
 void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec);
+
+/* Guards a public call against nesting (see profiler.c): 0, or ESTATE
+ * with a message. statsprof__leave ends the call. */
+int statsprof__enter(statsprof *p, const char *fn);
+void statsprof__leave(statsprof *p);
 
 /* What tick does when a record is due: pick up new threads, emit. GIL. */
 int statsprof__emit_due(statsprof *p, int from_timer);

@@ -113,15 +113,42 @@ static void plan_next(statsprof *p) {
   if (statsprof__duty_enabled(p) && p->duty_boundary < p->next_due) p->next_due = p->duty_boundary;
 }
 
-int statsprof_start(statsprof *p) {
-  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_start: NULL profiler");
-  if (p->running && python_alive(p)) return 0;
+/* Calls on one profiler never nest. Some run Python code (imports, the
+ * calibration loops, atexit registration): a signal handler or another
+ * thread can run then, and a call from there into the same profiler would
+ * find it half-changed. Such a call fails with STATSPROF_ESTATE (tick and
+ * frame_mark just return 0); all of them hold the GIL, so a plain flag
+ * does. */
+int statsprof__enter(statsprof *p, const char *fn) {
+  if (!p->busy) {
+    p->busy = 1;
+    return 0;
+  }
+  return statsprof__error(p, STATSPROF_ESTATE,
+                          "%s: called while another call on this profiler runs (from a signal handler, a "
+                          "callback or another thread)",
+                          fn);
+}
+
+void statsprof__leave(statsprof *p) { p->busy = 0; }
+
+static int stop_locked(statsprof *p);
+
+static int start_locked(statsprof *p) {
   if (!Py_IsInitialized())
     return statsprof__error(p, STATSPROF_ENOPYTHON, "statsprof_start: Python is not initialized");
+  if (p->running && python_alive(p)) {
+    /* Already running: the caller's own thread may have lost the hook
+     * (sys.setprofile(None)); put it back, as cProfile's enable would. */
+    return !statsprof__duty_enabled(p) || p->in_window ? statsprof__attach_self(p) : 0;
+  }
   p->running = 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
-  statsprof__calibrate(p->config.clock, &p->cost_py, &p->cost_c, &p->own_scale);
+  if (statsprof__calibrate(p->config.clock, &p->cost_py, &p->cost_c, &p->own_scale))
+    return statsprof__error(p, STATSPROF_ESTATE,
+                            "statsprof_start: another profiler is calibrating on this thread (called from a "
+                            "signal handler?)");
   p->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
   if (!p->config.compensate) p->own_scale = 1 << 16;
   p->interp_epoch = statsprof__epoch();
@@ -142,10 +169,19 @@ int statsprof_start(statsprof *p) {
   plan_next(p);
   statsprof__timer_kick(p);
   if (rc) {
-    statsprof_stop(p);
+    stop_locked(p);
     return rc;
   }
   return 0;
+}
+
+int statsprof_start(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_start: NULL profiler");
+  int rc = statsprof__enter(p, "statsprof_start");
+  if (rc) return rc;
+  rc = start_locked(p);
+  statsprof__leave(p);
+  return rc;
 }
 
 int statsprof_is_running(const statsprof *p) {
@@ -156,7 +192,13 @@ int statsprof_attach_thread(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_attach_thread: NULL profiler");
   if (!statsprof_is_running(p))
     return statsprof__error(p, STATSPROF_ESTATE, "statsprof_attach_thread: profiler is not running");
-  return statsprof__attach(p, PyThreadState_Get());
+  /* Between production-mode windows no thread has the hook. */
+  if (!may_attach(p)) return 0;
+  int rc = statsprof__enter(p, "statsprof_attach_thread");
+  if (rc) return rc;
+  rc = statsprof__attach_self(p);
+  statsprof__leave(p);
+  return rc;
 }
 
 uint64_t statsprof_dropped(const statsprof *p) {
@@ -173,13 +215,10 @@ void statsprof__emit(statsprof *p, statsprof_stats_profile *rec) {
   for (size_t i = 0; i < p->nwriters; i++) statsprof__writer_push(&p->writers[i], rec);
 }
 
-/* Fills thread names from threading (GIL held): a C thread has none until
- * it runs Python that made a Thread object for it. */
-static void name_threads(statsprof *p) {
-  if (!python_alive(p)) return;
-  for (uint32_t i = 0; i < p->table.nslots; i++)
-    if (!p->table.slots[i].name) statsprof__name_slot(p, i);
-}
+/* Per-thread records: only threads that ran Python in the interval (or
+ * ended in it), at most this many; the rest are counted in the merged
+ * record's threads_omitted. */
+#define STATSPROF__MAX_THREAD_RECORDS 64
 
 /* One delta interval: with per_thread=on, first a record per thread that
  * did something (same baseline), then the merged one, which moves it. */
@@ -190,22 +229,28 @@ static int emit_interval(statsprof *p, int skip_empty) {
     statsprof__logf(&p->log, "the profile hook ran out of memory: some calls are missing from the "
                              "records or counted in the overflow entry");
   }
-  statsprof_stats_profile *threads[64];
+  statsprof__threads_scan(p);
+  statsprof_stats_profile *threads[STATSPROF__MAX_THREAD_RECORDS];
   size_t nthreads = 0;
+  uint64_t omitted = 0;
   if (p->config.per_thread) {
-    name_threads(p);
-    for (uint32_t i = 0; i < p->table.nslots && nthreads < 64; i++) {
+    if (python_alive(p)) statsprof__threads_name(p);
+    for (uint32_t i = 0; i < p->table.nslots; i++) {
+      statsprof__slot *slot = &p->table.slots[i];
+      if (!slot->active || (slot->state != STATSPROF__SLOT_LIVE && slot->state != STATSPROF__SLOT_ENDED)) continue;
       statsprof__selection sel = {.mode = STATSPROF_DELTA, .base = STATSPROF__BASE_PREV, .slot = i};
       statsprof_stats_profile *r;
-      if (statsprof__snapshot_build(p, &sel, &r) == 0) {
-        if (r->nfunc_profiles) threads[nthreads++] = r;
-        else statsprof_stats_profile_free(r);
-      }
+      if (statsprof__snapshot_build(p, &sel, &r) != 0) continue;
+      if (!r->nfunc_profiles) statsprof_stats_profile_free(r);
+      else if (nthreads == STATSPROF__MAX_THREAD_RECORDS) omitted++, statsprof_stats_profile_free(r);
+      else threads[nthreads++] = r;
     }
   }
+  for (uint32_t i = 0; i < p->table.nslots; i++) p->table.slots[i].active = 0;
   statsprof_stats_profile *rec;
   int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
   if (!rc) {
+    rec->threads_omitted = omitted;
     statsprof__frame_stats_take(p, &rec->frame_stats);
     statsprof__duty_take(p, rec);
     if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__emit(p, rec);
@@ -223,6 +268,8 @@ static int emit_interval(statsprof *p, int skip_empty) {
     statsprof_stats_profile_free(threads[i]);
   }
   if (!rc) statsprof_stats_profile_free(rec);
+  /* Threads that ended had their last record: their slots go back. */
+  if (!rc) statsprof__threads_retire(p);
   return rc;
 }
 
@@ -249,10 +296,14 @@ void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud) {
 
 int statsprof_emit_now(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_emit_now: NULL profiler");
-  return emit_interval(p, 0);
+  int rc = statsprof__enter(p, "statsprof_emit_now");
+  if (rc) return rc;
+  rc = emit_interval(p, 0);
+  statsprof__leave(p);
+  return rc;
 }
 
-int statsprof__emit_due(statsprof *p, int from_timer) {
+static int emit_due_locked(statsprof *p, int from_timer) {
   /* The timer's own thread state runs no Python: leave it alone. */
   int self = from_timer ? -1 : 0;
   uint64_t now = statsprof__ticks();
@@ -261,10 +312,18 @@ int statsprof__emit_due(statsprof *p, int from_timer) {
   if (now >= p->next_tick) {
     p->next_tick = now + p->interval_ticks;
     if (may_attach(p)) statsprof__attach_all(p, self);
-    rc = statsprof_emit_now(p);
+    rc = emit_interval(p, 0);
     if (!rc) rc = 1;
   }
   plan_next(p);
+  return rc;
+}
+
+int statsprof__emit_due(statsprof *p, int from_timer) {
+  if (p->busy) return 0; /* the call in progress finishes first */
+  p->busy = 1;
+  int rc = emit_due_locked(p, from_timer);
+  statsprof__leave(p);
   return rc;
 }
 
@@ -280,8 +339,12 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot: NULL profiler");
   if (mode != STATSPROF_DELTA && mode != STATSPROF_CUMULATIVE)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot: bad mode %d", (int)mode);
+  int rc = statsprof__enter(p, "statsprof_snapshot");
+  if (rc) return rc;
   if (p->running && may_attach(p)) statsprof__attach_all(p, 0);
-  return statsprof__snapshot_take(p, mode, out);
+  rc = statsprof__snapshot_take(p, mode, out);
+  statsprof__leave(p);
+  return rc;
 }
 
 int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64_t thread_id,
@@ -291,24 +354,25 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot_thread: NULL profiler");
   if (mode != STATSPROF_DELTA && mode != STATSPROF_CUMULATIVE)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: bad mode %d", (int)mode);
-  uint32_t slot = STATSPROF__NONE;
-  for (uint32_t i = 0; i < p->table.nslots; i++)
-    if (p->table.slots[i].thread_id == thread_id) slot = i;
+  uint32_t slot = statsprof__threads_find(p, thread_id);
   if (slot == STATSPROF__NONE)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: thread %llu was never profiled",
                             (unsigned long long)thread_id);
-  name_threads(p);
+  int rc = statsprof__enter(p, "statsprof_snapshot_thread");
+  if (rc) return rc;
+  if (python_alive(p)) statsprof__threads_name(p);
   statsprof__selection sel = {
       .mode = mode,
       .base = mode == STATSPROF_DELTA ? STATSPROF__BASE_PREV : STATSPROF__BASE_NONE,
       .slot = slot,
       .commit = mode == STATSPROF_DELTA,
   };
-  return statsprof__snapshot_build(p, &sel, out);
+  rc = statsprof__snapshot_build(p, &sel, out);
+  statsprof__leave(p);
+  return rc;
 }
 
-int statsprof_stop(statsprof *p) {
-  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
+static int stop_locked(statsprof *p) {
   if (!p->running) return 0;
   statsprof__timer_stop(p);
   statsprof__duty_stop(p);
@@ -321,18 +385,37 @@ int statsprof_stop(statsprof *p) {
   return rc;
 }
 
+int statsprof_stop(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
+  int rc = statsprof__enter(p, "statsprof_stop");
+  if (rc) return rc;
+  rc = stop_locked(p);
+  statsprof__leave(p);
+  return rc;
+}
+
 int statsprof_reset(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_reset: NULL profiler");
+  int rc = statsprof__enter(p, "statsprof_reset");
+  if (rc) return rc;
   statsprof__table_clear_counts(&p->table);
   statsprof__frame_forget(p);
   p->snap.nprev_entries = p->snap.nprev_edges = 0;
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
+  statsprof__leave(p);
   return 0;
 }
 
 void statsprof_destroy(statsprof *p) {
   if (!p) return;
-  statsprof_stop(p);
+  if (p->busy) {
+    /* Freeing it under the call in progress would crash that call. */
+    statsprof__logf(&p->log, "statsprof_destroy: called while another call on this profiler runs (from a "
+                             "signal handler?); the profiler is left alive");
+    return;
+  }
+  p->busy = 1;
+  stop_locked(p);
   free_all(p);
 }
 

@@ -209,14 +209,20 @@ static void commit(statsprof *p, const statsprof__selection *sel) {
       p->snap.prev_edges[i] = t->edges[i].c;
 }
 
+int statsprof__snapshot_fit(statsprof *p) {
+  statsprof__snapshot_state *ss = &p->snap;
+  return fit(&ss->prev_entries, &ss->capprev_entries, &ss->nprev_entries, p->table.nentries) ||
+                 fit(&ss->prev_edges, &ss->capprev_edges, &ss->nprev_edges, p->table.nedges)
+             ? -1
+             : 0;
+}
+
 int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
                               statsprof_stats_profile **out) {
   statsprof__table *t = &p->table;
   statsprof__snapshot_state *ss = &p->snap;
   *out = NULL;
-  if (sel->base == STATSPROF__BASE_PREV &&
-      (fit(&ss->prev_entries, &ss->capprev_entries, &ss->nprev_entries, t->nentries) ||
-       fit(&ss->prev_edges, &ss->capprev_edges, &ss->nprev_edges, t->nedges)))
+  if (sel->base == STATSPROF__BASE_PREV && statsprof__snapshot_fit(p))
     return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
   uint32_t n_entries = sel->entries ? sel->nentries : t->nentries;
   uint32_t n_edges = sel->edges ? sel->nedges : t->nedges;

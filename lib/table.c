@@ -151,12 +151,12 @@ uint32_t statsprof__table_intern(statsprof__table *t, const char *file, int line
   return idx;
 }
 
-uint32_t statsprof__table_slot(statsprof__table *t, unsigned long thread_id) {
+uint32_t statsprof__table_slot_new(statsprof__table *t) {
+  /* A free slot keeps its label map and entries: a new thread reuses them. */
   for (uint32_t i = 0; i < t->nslots; i++)
-    if (t->slots[i].thread_id == thread_id) return i;
+    if (t->slots[i].state == STATSPROF__SLOT_FREE) return i;
   if (grow((void **)&t->slots, &t->capslots, sizeof *t->slots, t->nslots + 1)) return STATSPROF__NONE;
   memset(&t->slots[t->nslots], 0, sizeof *t->slots);
-  t->slots[t->nslots].thread_id = thread_id;
   return t->nslots++;
 }
 
@@ -268,6 +268,7 @@ put:
 int statsprof__table_init(statsprof__table *t, uint32_t max_functions) {
   memset(t, 0, sizeof *t);
   t->max_functions = max_functions;
+  t->retired = STATSPROF__NONE;
   t->strings = statsprof__strings_new();
   t->label_mask = 255;
   t->edge_mask = 1023;
@@ -284,7 +285,10 @@ int statsprof__table_init(statsprof__table *t, uint32_t max_functions) {
 }
 
 void statsprof__table_free(statsprof__table *t) {
-  for (uint32_t i = 0; i < t->nslots; i++) free(t->slots[i].local);
+  for (uint32_t i = 0; i < t->nslots; i++) {
+    free(t->slots[i].local);
+    statsprof__osthread_unref(t->slots[i].os);
+  }
   free(t->slots);
   free(t->entries);
   free(t->labels);

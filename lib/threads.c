@@ -1,0 +1,285 @@
+/* threads.c — which OS thread a count belongs to, what it is called, and
+ * what happens to its counts when it ends.
+ *
+ * DESIGN
+ * A thread is an OS thread: its Python thread states may come and go (a C
+ * thread that calls PyGILState_Ensure/Release around each request gets a new
+ * one each time), and a new thread may reuse a finished one's ident. So each
+ * OS thread that runs profiled Python gets a small process-wide record
+ * (statsprof__osthread) in thread-local storage; a pthread key destructor
+ * marks it ended when the thread exits. A profiler keeps one table slot per
+ * record, bound on the thread's own first profile event (never from another
+ * thread), so the counts of two threads with the same ident never mix.
+ *
+ * Names follow the thread: an explicit statsprof_name_thread() name wins;
+ * otherwise, at each record, the name threading gives the live thread (read
+ * without running Python code). A thread that ended keeps its last name.
+ *
+ * Memory follows the live threads: a slot whose thread ended gets its last
+ * interval's thread record, then its counts fold into the "retired" slot
+ * (one per profiler, never a thread of its own, so merged records still add
+ * up) and the slot, with its entries and its label map, is reused by the
+ * next new thread. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- the OS thread's record -------------------------------------------- */
+
+struct statsprof__osthread {
+  atomic_uint refs;  /* the thread's TLS, plus one per slot that names it */
+  atomic_int ended;  /* the thread exited */
+  unsigned long ident;
+  char *name;        /* statsprof_name_thread; under g_name_lock */
+  uint32_t gen, slot; /* the slot of the profiler `gen` last bound to it */
+};
+
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+static int g_key_ok;
+static pthread_mutex_t g_name_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void statsprof__osthread_unref(statsprof__osthread *os) {
+  if (!os || atomic_fetch_sub(&os->refs, 1) != 1) return;
+  free(os->name);
+  free(os);
+}
+
+static void on_thread_exit(void *v) {
+  statsprof__osthread *os = v;
+  atomic_store(&os->ended, 1);
+  statsprof__osthread_unref(os);
+}
+
+static void make_key(void) { g_key_ok = pthread_key_create(&g_key, on_thread_exit) == 0; }
+
+/* The calling OS thread's record, made on first use; NULL on failure. */
+static statsprof__osthread *osthread_self(void) {
+  pthread_once(&g_key_once, make_key);
+  if (!g_key_ok) return NULL;
+  statsprof__osthread *os = pthread_getspecific(g_key);
+  if (os) return os;
+  os = calloc(1, sizeof *os);
+  if (!os) return NULL;
+  atomic_init(&os->refs, 1);
+  os->ident = PyThread_get_thread_ident();
+  os->slot = STATSPROF__NONE;
+  if (pthread_setspecific(g_key, os) != 0) {
+    free(os);
+    return NULL;
+  }
+  return os;
+}
+
+int statsprof_name_thread(const char *name) {
+  statsprof__osthread *os = osthread_self();
+  if (!os) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_name_thread: out of memory");
+  char *copy = name && *name ? strdup(name) : NULL;
+  if (name && *name && !copy) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_name_thread: out of memory");
+  pthread_mutex_lock(&g_name_lock);
+  char *old = os->name;
+  os->name = copy;
+  pthread_mutex_unlock(&g_name_lock);
+  free(old);
+  return 0;
+}
+
+int statsprof__osthread_ended(const statsprof__osthread *os) { return atomic_load(&os->ended); }
+
+/* ---- names ------------------------------------------------------------- */
+
+static void set_name(statsprof *p, statsprof__slot *s, const char *name) {
+  if (!name || (s->name && !strcmp(s->name, name))) return;
+  const char *n = statsprof__strings_add(p->table.strings, name, strlen(name));
+  if (n) s->name = n;
+}
+
+/* threading._active, if threading was imported; borrowed. Dictionary
+ * lookups only: no Python code runs. */
+static PyObject *threading_active(void) {
+  PyObject *modules = PyImport_GetModuleDict();
+  PyObject *threading = modules && PyDict_Check(modules) ? PyDict_GetItemString(modules, "threading") : NULL;
+  PyObject *dict = threading && PyModule_Check(threading) ? PyModule_GetDict(threading) : NULL;
+  PyObject *active = dict ? PyDict_GetItemString(dict, "_active") : NULL;
+  return active && PyDict_Check(active) ? active : NULL;
+}
+
+/* threading's name for a live thread: threading._active[ident]._name. */
+static void name_from_threading(statsprof *p, statsprof__slot *s, PyObject *active) {
+  PyObject *key = PyLong_FromUnsignedLong(s->thread_id);
+  PyObject *th = key ? PyDict_GetItemWithError(active, key) : NULL;
+  Py_XDECREF(key);
+  PyObject **dictptr = th ? _PyObject_GetDictPtr(th) : NULL;
+  PyObject *dict = dictptr && *dictptr && PyDict_Check(*dictptr) ? *dictptr : NULL;
+  PyObject *name = dict ? PyDict_GetItemString(dict, "_name") : NULL;
+  const char *u = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+  set_name(p, s, u);
+}
+
+/* A slot's name now: explicit, else threading's while the thread lives.
+ * Runs no Python code (the hook calls it when it binds a thread). */
+static void name_slot(statsprof *p, statsprof__slot *s, PyObject *active) {
+  pthread_mutex_lock(&g_name_lock);
+  char *explicit_name = s->os->name ? strdup(s->os->name) : NULL;
+  pthread_mutex_unlock(&g_name_lock);
+  if (explicit_name) set_name(p, s, explicit_name);
+  else if (active && !statsprof__osthread_ended(s->os)) name_from_threading(p, s, active);
+  free(explicit_name);
+}
+
+void statsprof__threads_name(statsprof *p) {
+  PyObject *et, *ev, *tb;
+  PyErr_Fetch(&et, &ev, &tb);
+  PyObject *active = threading_active();
+  for (uint32_t i = 0; i < p->table.nslots; i++)
+    if (p->table.slots[i].os) name_slot(p, &p->table.slots[i], active);
+  PyErr_Clear();
+  PyErr_Restore(et, ev, tb);
+}
+
+/* ---- binding a profile hook's thread to its slot ------------------------ */
+
+uint32_t statsprof__thread_bind(statsprof *p, statsprof__thread *t) {
+  statsprof__table *tb = &p->table;
+  statsprof__osthread *os = osthread_self();
+  if (!os) return STATSPROF__NONE;
+  uint32_t s = os->gen == p->gen && os->slot < tb->nslots && tb->slots[os->slot].os == os ? os->slot
+                                                                                          : STATSPROF__NONE;
+  for (uint32_t i = 0; s == STATSPROF__NONE && i < tb->nslots; i++)
+    if (tb->slots[i].os == os) s = i;
+  if (s == STATSPROF__NONE) {
+    s = statsprof__table_slot_new(tb);
+    if (s == STATSPROF__NONE) return STATSPROF__NONE;
+    atomic_fetch_add(&os->refs, 1);
+    tb->slots[s].os = os;
+    tb->slots[s].thread_id = os->ident;
+    tb->slots[s].state = STATSPROF__SLOT_LIVE;
+    /* Named now, in case the thread ends before the next record. */
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+    name_slot(p, &tb->slots[s], threading_active());
+    PyErr_Clear();
+    PyErr_Restore(et, ev, etb);
+  }
+  os->gen = p->gen;
+  os->slot = s;
+  t->slot = s;
+  t->local = tb->slots[s].local;
+  t->nlocal = tb->slots[s].nlocal;
+  return s;
+}
+
+/* ---- activity and the end of threads ------------------------------------ */
+
+void statsprof__threads_scan(statsprof *p) {
+  for (statsprof__thread *t = p->threads; t; t = t->next)
+    if (t->active && t->slot != STATSPROF__NONE) {
+      p->table.slots[t->slot].active = 1;
+      t->active = 0;
+    }
+  for (uint32_t i = 0; i < p->table.nslots; i++) {
+    statsprof__slot *s = &p->table.slots[i];
+    if (s->state == STATSPROF__SLOT_LIVE && statsprof__osthread_ended(s->os)) s->state = STATSPROF__SLOT_ENDED;
+  }
+}
+
+/* Adds counters b into a (when a is not NULL) and zeroes b. */
+static void move_counters(statsprof__counters *a, statsprof__counters *b) {
+  if (a) {
+    a->callcount += b->callcount;
+    a->reccallcount += b->reccallcount;
+    a->tt += b->tt;
+    a->it += b->it;
+  }
+  memset(b, 0, sizeof *b);
+}
+
+/* Moves entry `from`'s counts, and its baselines, onto entry `to`. A
+ * baseline array too short for `to` only loses `from`'s part: it starts at
+ * zero there, like the counts themselves. */
+static void move_entry(statsprof *p, uint32_t from, uint32_t to) {
+  move_counters(&p->table.entries[to].c, &p->table.entries[from].c);
+  uint32_t n = p->snap.nprev_entries;
+  if (from < n) move_counters(to < n ? &p->snap.prev_entries[to] : NULL, &p->snap.prev_entries[from]);
+  n = p->nframe_entries;
+  if (from < n) move_counters(to < n ? &p->frame_entries[to].f0 : NULL, &p->frame_entries[from].f0);
+}
+
+static void move_edge(statsprof *p, uint32_t from, uint32_t to) {
+  move_counters(&p->table.edges[to].c, &p->table.edges[from].c);
+  uint32_t n = p->snap.nprev_edges;
+  if (from < n) move_counters(to < n ? &p->snap.prev_edges[to] : NULL, &p->snap.prev_edges[from]);
+  n = p->nframe_edges;
+  if (from < n) move_counters(to < n ? &p->frame_edges[to].f0 : NULL, &p->frame_edges[from].f0);
+}
+
+/* The retired slot's entry for entry i's label; NONE on allocation failure. */
+static uint32_t retired_entry(statsprof *p, uint32_t i) {
+  return statsprof__table_entry(&p->table, p->table.retired, p->table.entries[i].label);
+}
+
+/* Folds the counts of every ended slot into the retired slot and frees the
+ * slot for a new thread. Call after the interval's records went out: each
+ * ended thread has had its last one. */
+void statsprof__threads_retire(statsprof *p) {
+  statsprof__table *t = &p->table;
+  int any = 0;
+  for (uint32_t i = 0; i < t->nslots; i++) any |= t->slots[i].state == STATSPROF__SLOT_ENDED;
+  if (!any) return;
+  if (t->retired == STATSPROF__NONE) {
+    t->retired = statsprof__table_slot_new(t);
+    if (t->retired == STATSPROF__NONE) return; /* try again at the next record */
+    t->slots[t->retired].state = STATSPROF__SLOT_RETIRED;
+  }
+  /* Baselines must cover the retired entries about to be made. */
+  uint32_t nentries = t->nentries;
+  for (uint32_t i = 0; i < nentries; i++) {
+    if (t->slots[t->entries[i].slot].state != STATSPROF__SLOT_ENDED) continue;
+    if (retired_entry(p, i) == STATSPROF__NONE) return; /* out of memory: keep the slots */
+  }
+  uint32_t nedges = t->nedges;
+  for (uint32_t k = 0; k < nedges; k++) {
+    const statsprof__edge *g = &t->edges[k];
+    if (t->slots[t->entries[g->callee].slot].state != STATSPROF__SLOT_ENDED) continue;
+    if (statsprof__table_edge(t, retired_entry(p, g->caller), retired_entry(p, g->callee)) == STATSPROF__NONE)
+      return;
+  }
+  /* Every target exists now; make room for them in the baselines. */
+  if (statsprof__snapshot_fit(p)) return;
+  for (uint32_t k = 0; k < nedges; k++) {
+    const statsprof__edge *g = &t->edges[k];
+    if (t->slots[t->entries[g->callee].slot].state != STATSPROF__SLOT_ENDED) continue;
+    move_edge(p, k, statsprof__table_edge(t, retired_entry(p, g->caller), retired_entry(p, g->callee)));
+  }
+  for (uint32_t i = 0; i < nentries; i++)
+    if (t->slots[t->entries[i].slot].state == STATSPROF__SLOT_ENDED) move_entry(p, i, retired_entry(p, i));
+  for (uint32_t i = 0; i < t->nslots; i++) {
+    statsprof__slot *s = &t->slots[i];
+    if (s->state != STATSPROF__SLOT_ENDED) continue;
+    /* A thread state the dead thread left behind must not count into the
+     * slot's next owner. */
+    for (statsprof__thread *th = p->threads, *next; th; th = next) {
+      next = th->next;
+      if (th->slot == i) statsprof__thread_orphan(th);
+    }
+    statsprof__osthread_unref(s->os);
+    s->os = NULL;
+    s->thread_id = 0;
+    s->name = NULL;
+    s->active = 0;
+    s->state = STATSPROF__SLOT_FREE;
+    t->nretired_threads++;
+  }
+}
+
+/* The live slot of a thread ident (the newest if the ident was reused). */
+uint32_t statsprof__threads_find(statsprof *p, uint64_t thread_id) {
+  uint32_t found = STATSPROF__NONE;
+  for (uint32_t i = 0; i < p->table.nslots; i++) {
+    const statsprof__slot *s = &p->table.slots[i];
+    if (s->os && s->thread_id == thread_id && (found == STATSPROF__NONE || s->state == STATSPROF__SLOT_LIVE))
+      found = i;
+  }
+  return found;
+}

@@ -1,0 +1,105 @@
+/* tstates.c — the only code that touches thread states the profiler does
+ * not own (start, production-mode windows and records attach the hook to
+ * every thread of the interpreter, stop removes it).
+ *
+ * DESIGN
+ * Other threads create and destroy thread states at any time: a C thread's
+ * PyGILState_Ensure makes and links one *without* the GIL. CPython links
+ * and unlinks them under its own lock over the thread-state list
+ * (_PyRuntime.interpreters.mutex, "HEAD_LOCK"), and only frees a state once
+ * it is unlinked. On 3.11 a new state is linked at the head of the list
+ * *before* it is initialised, so a walk without that lock can meet it
+ * half-made. 3.11 has no public API for the lock: we take it through the
+ * internal headers that python3.11-dev ships (a documented private
+ * dependency), and while holding it (and the GIL) we only set the profile
+ * fields directly, exactly as _PyEval_SetProfile does but without its audit
+ * event, so that no Python code can run and release the GIL mid-walk.
+ *
+ * From 3.12 a state is initialised before it is linked, existing next
+ * pointers never change under a walker, and states are unlinked by threads
+ * holding the GIL: holding the GIL makes the walk safe, and the profile
+ * function must be set with _PyEval_SetProfile (it drives sys.monitoring).
+ * Its audit event could run a Python audit hook that releases the GIL; that
+ * is the remaining risk there, documented in README (sys.monitoring
+ * removes the walk altogether). */
+#include <patchlevel.h> /* PY_VERSION_HEX, before Python.h decides on Py_BUILD_CORE */
+#if PY_VERSION_HEX < 0x030C0000
+#define STATSPROF__HEAD_LOCK 1
+#define Py_BUILD_CORE 1 /* this file only: the internal headers below */
+#endif
+
+#include "internal.h"
+
+#ifdef STATSPROF__HEAD_LOCK
+#include <internal/pycore_interp.h>
+#include <internal/pycore_runtime.h>
+
+static void head_lock(void) { PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK); }
+static void head_unlock(void) { PyThread_release_lock(_PyRuntime.interpreters.mutex); }
+
+/* _PyEval_SetProfile of 3.11 without the audit event; refs are the caller's. */
+static void set_profile(PyThreadState *ts, Py_tracefunc func, PyObject *obj) {
+  ts->c_profilefunc = func;
+  ts->c_profileobj = obj;
+  /* _PyThreadState_UpdateTracingState of 3.11. */
+  ts->cframe->use_tracing = ts->tracing == 0 && (ts->c_tracefunc || ts->c_profilefunc) ? 255 : 0;
+}
+
+void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
+  head_lock();
+  for (PyThreadState *ts = me->interp->threads.head; ts; ts = ts->next) {
+    if ((skip_me && ts == me) || ts->c_profilefunc) continue;
+    statsprof__thread *t = statsprof__thread_new(p);
+    if (!t) break; /* out of memory: the next record tries again */
+    set_profile(ts, statsprof__hook, (PyObject *)t);
+  }
+  head_unlock();
+}
+
+void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
+  /* Dropping the last reference runs our dealloc: only after unlocking. */
+  PyObject *dropped[64];
+  for (int again = 1; again;) {
+    size_t n = 0;
+    again = 0;
+    head_lock();
+    for (PyThreadState *ts = me->interp->threads.head; ts; ts = ts->next) {
+      if (ts->c_profilefunc != statsprof__hook || !ts->c_profileobj ||
+          ((statsprof__thread *)ts->c_profileobj)->p != p)
+        continue;
+      if (n == sizeof dropped / sizeof *dropped) {
+        again = 1;
+        break;
+      }
+      dropped[n++] = ts->c_profileobj;
+      set_profile(ts, NULL, NULL);
+    }
+    head_unlock();
+    for (size_t i = 0; i < n; i++) Py_DECREF(dropped[i]);
+  }
+}
+
+#else /* 3.12 and later */
+
+void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
+  for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
+    if ((skip_me && ts == me) || ts->c_profilefunc) continue;
+    statsprof__thread *t = statsprof__thread_new(p);
+    if (!t) break;
+    if (statsprof__set_profile(ts, statsprof__hook, (PyObject *)t) < 0) {
+      PyErr_Clear();
+      statsprof__thread_orphan(t);
+    }
+    Py_DECREF(t);
+  }
+}
+
+void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
+  for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
+    if (ts->c_profilefunc == statsprof__hook && ts->c_profileobj &&
+        ((statsprof__thread *)ts->c_profileobj)->p == p && statsprof__set_profile(ts, NULL, NULL) < 0)
+      PyErr_Clear();
+  }
+}
+
+#endif

@@ -1,0 +1,270 @@
+/* stress_host.c — a host that embeds CPython and drives statsprof through
+ * the situations that used to crash or hang it: C threads entering and
+ * leaving Python while records are cut, Python threads that start and exit
+ * while the profiler attaches, signal handlers that start and stop the
+ * profiler, fork with a timer. Each scenario exits 0 when it ran through and
+ * its counts were right; a crash or a hang is the failure that
+ * threadstate_stress_test.cc looks for (it runs every scenario in a
+ * subprocess, many times).
+ *
+ *   stress_host SCENARIO [ITERATIONS]
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "statsprof.h"
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      fprintf(stderr, "stress_host: " __VA_ARGS__);        \
+      fprintf(stderr, " [%s:%d]\n", __FILE__, __LINE__);   \
+      exit(3);                                             \
+    }                                                      \
+  } while (0)
+
+static statsprof *g_p;
+static PyObject *g_ns;
+static int g_iterations = 200;
+
+static PyObject *ns_get(const char *name) {
+  PyObject *o = PyDict_GetItemString(g_ns, name);
+  CHECK(o, "no %s in the namespace", name);
+  return o;
+}
+
+static void call0(const char *name) {
+  PyObject *r = PyObject_CallNoArgs(ns_get(name));
+  if (!r) PyErr_Print();
+  CHECK(r, "%s() raised", name);
+  Py_DECREF(r);
+}
+
+static void exec_code(const char *code) {
+  g_ns = PyDict_New();
+  PyDict_SetItemString(g_ns, "__builtins__", PyEval_GetBuiltins());
+  PyObject *co = Py_CompileString(code, "stress.py", Py_file_input);
+  PyObject *r = co ? PyEval_EvalCode(co, g_ns, g_ns) : NULL;
+  if (!r) PyErr_Print();
+  CHECK(r, "the scenario's code did not run");
+  Py_DECREF(r);
+  Py_DECREF(co);
+}
+
+static uint64_t calls_of(const char *name) {
+  statsprof_stats_profile *s = NULL;
+  CHECK(statsprof_snapshot(g_p, STATSPROF_CUMULATIVE, &s) == 0, "snapshot: %s", statsprof_errmsg(g_p));
+  uint64_t n = 0;
+  for (size_t i = 0; i < s->nfunc_profiles; i++)
+    if (!strcmp(s->func_profiles[i].function_name, name) && !strcmp(s->func_profiles[i].file_name, "stress.py"))
+      n += s->func_profiles[i].ncalls;
+  statsprof_stats_profile_free(s);
+  return n;
+}
+
+static void sleep_us(long us) {
+  struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+  nanosleep(&ts, NULL);
+}
+
+static void create_start(const char *config) {
+  CHECK(statsprof_create(config, &g_p) == 0, "create: %s", statsprof_errmsg(NULL));
+  CHECK(statsprof_start(g_p) == 0, "start: %s", statsprof_errmsg(g_p));
+}
+
+/* ---- C threads: PyGILState_Ensure / a few calls / Release, in a loop --- */
+
+static const char kWork[] =
+    "def leaf(): pass\n"
+    "def work():\n"
+    "    for i in range(3): leaf()\n";
+
+enum { NWORKERS = 4 };
+static int g_attach;
+
+static void *ensure_worker(void *arg) {
+  (void)arg;
+  for (int i = 0; i < g_iterations; i++) {
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (g_attach) CHECK(statsprof_attach_thread(g_p) == 0, "attach: %s", statsprof_errmsg(g_p));
+    call0("work");
+    PyGILState_Release(g);
+  }
+  return NULL;
+}
+
+/* The main thread cuts a record every millisecond (tick) or leaves it to the
+ * timer, while the workers churn thread states. */
+static int scenario_ensure(const char *mode) {
+  g_attach = strstr(mode, "attach") != NULL;
+  int timer = strstr(mode, "timer") != NULL;
+  exec_code(kWork);
+  create_start(timer ? "sink=none;interval=1ms;trigger=timer;per_thread=on"
+                     : "sink=none;interval=1ms;per_thread=on");
+  pthread_t th[NWORKERS];
+  PyThreadState *ts = PyEval_SaveThread();
+  for (int i = 0; i < NWORKERS; i++) CHECK(pthread_create(&th[i], NULL, ensure_worker, NULL) == 0, "thread");
+  int joined[NWORKERS] = {0}, left = NWORKERS;
+  while (left) {
+    PyEval_RestoreThread(ts);
+    if (!timer) statsprof_tick(g_p);
+    ts = PyEval_SaveThread();
+    sleep_us(200);
+    for (int i = 0; i < NWORKERS; i++)
+      if (!joined[i] && pthread_tryjoin_np(th[i], NULL) == 0) joined[i] = 1, left--;
+  }
+  PyEval_RestoreThread(ts);
+  statsprof_stop(g_p);
+  uint64_t leaf = calls_of("leaf");
+  if (g_attach)
+    CHECK(leaf == (uint64_t)NWORKERS * g_iterations * 3, "leaf: %llu calls, want %d", (unsigned long long)leaf,
+          NWORKERS * g_iterations * 3);
+  statsprof_destroy(g_p);
+  return 0;
+}
+
+/* ---- a signal handler that starts and stops the profiler --------------- */
+
+static PyObject *py_enable(PyObject *self, PyObject *unused) {
+  statsprof_start(g_p); /* may fail while busy: never crash */
+  Py_RETURN_NONE;
+}
+
+static PyObject *py_disable(PyObject *self, PyObject *unused) {
+  statsprof_stop(g_p);
+  Py_RETURN_NONE;
+}
+
+static PyObject *py_tick(PyObject *self, PyObject *unused) {
+  statsprof_tick(g_p);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef kControl[] = {
+    {"enable", py_enable, METH_NOARGS, NULL},
+    {"disable", py_disable, METH_NOARGS, NULL},
+    {"tick", py_tick, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+/* enable(), disable() and tick() for the scenario's Python code. */
+static void add_controls(void) {
+  for (PyMethodDef *m = kControl; m->ml_name; m++) {
+    PyObject *f = PyCFunction_New(m, NULL);
+    PyDict_SetItemString(g_ns, m->ml_name, f);
+    Py_DECREF(f);
+  }
+}
+
+/* ---- Python threads that start and exit while records attach ---------- */
+
+static const char kChurn[] =
+    "import threading\n"
+    "def leaf(): pass\n"
+    "def body():\n"
+    "    for i in range(5): leaf()\n"
+    "def batch():\n"
+    "    ts = [threading.Thread(target=body) for i in range(8)]\n"
+    "    for t in ts:\n"
+    "        t.start()\n"
+    "        tick()\n"
+    "    for t in ts: t.join()\n";
+
+static int scenario_churn(const char *mode) {
+  int timer = strstr(mode, "timer") != NULL;
+  exec_code(kChurn);
+  add_controls();
+  create_start(timer ? "sink=none;interval=1ms;trigger=timer;per_thread=on" : "sink=none;interval=1ms;per_thread=on");
+  for (int i = 0; i < g_iterations; i++) {
+    call0("batch");
+    statsprof_tick(g_p);
+  }
+  statsprof_stop(g_p);
+  uint64_t leaf = calls_of("leaf");
+  CHECK(leaf == (uint64_t)g_iterations * 8 * 5, "leaf: %llu calls, want %d", (unsigned long long)leaf,
+        g_iterations * 8 * 5);
+  statsprof_destroy(g_p);
+  return 0;
+}
+
+static const char kSignal[] =
+    "import signal\n"
+    "n = [0]\n"
+    "def handler(signum, frame):\n"
+    "    n[0] += 1\n"
+    "    (disable if n[0] % 2 else enable)()\n"
+    "def leaf(): pass\n"
+    "def main():\n"
+    "    signal.signal(signal.SIGALRM, handler)\n"
+    "    signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)\n"
+    "    enable()\n"
+    "    for i in range(20000): leaf()\n"
+    "    signal.setitimer(signal.ITIMER_REAL, 0, 0)\n"
+    "    disable()\n";
+
+static int scenario_signal(const char *mode) {
+  (void)mode;
+  exec_code(kSignal);
+  add_controls();
+  CHECK(statsprof_create("sink=none", &g_p) == 0, "create");
+  call0("main");
+  statsprof_destroy(g_p);
+  return 0;
+}
+
+/* ---- fork with a timer ------------------------------------------------- */
+
+static int scenario_fork_timer(const char *mode) {
+  (void)mode;
+  exec_code(kWork);
+  create_start("sink=none;interval=1ms;trigger=timer");
+  for (int i = 0; i < g_iterations; i++) {
+    call0("work");
+    PyOS_BeforeFork();
+    pid_t pid = fork();
+    if (pid == 0) {
+      PyOS_AfterFork_Child();
+      call0("work");
+      statsprof_stop(g_p);
+      uint64_t leaf = calls_of("leaf");
+      statsprof_destroy(g_p);
+      _exit(leaf == 3 ? 0 : 4);
+    }
+    PyOS_AfterFork_Parent();
+    CHECK(pid > 0, "fork");
+    int st;
+    PyThreadState *ts = PyEval_SaveThread();
+    CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+    PyEval_RestoreThread(ts);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status %d", i, st);
+  }
+  statsprof_destroy(g_p);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
+  if (argc >= 3) g_iterations = atoi(argv[2]);
+  Py_InitializeEx(0);
+  const char *s = argv[1];
+  int rc;
+  if (!strncmp(s, "ensure", 6)) rc = scenario_ensure(s);
+  else if (!strncmp(s, "churn", 5)) rc = scenario_churn(s);
+  else if (!strcmp(s, "signal")) rc = scenario_signal(s);
+  else if (!strcmp(s, "fork-timer")) rc = scenario_fork_timer(s);
+  else CHECK(0, "unknown scenario %s", s);
+  Py_XDECREF(g_ns);
+  CHECK(Py_FinalizeEx() == 0, "finalize");
+  return rc;
+}
