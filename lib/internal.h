@@ -300,6 +300,7 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me);
 uint32_t statsprof__thread_bind(statsprof *p, statsprof__thread *t);
 void statsprof__osthread_unref(statsprof__osthread *os);
 int statsprof__osthread_ended(const statsprof__osthread *os);
+int statsprof__osthread_is_self(const statsprof__osthread *os); /* the calling thread's */
 /* Refreshes every slot's name (explicit, else threading's). GIL. */
 void statsprof__threads_name(statsprof *p);
 /* Marks slots that ran since the last record, and slots whose thread ended. */
@@ -512,6 +513,8 @@ struct statsprof {
   pid_t timer_pid;
   PyObject *timer_atexit;
 
+  struct statsprof *next_profiler; /* every profiler of the process (fork.c) */
+
   char errmsg[STATSPROF__ERRLEN];
 };
 
@@ -533,6 +536,18 @@ void statsprof__leave(statsprof *p);
 int statsprof__emit_due(statsprof *p, int from_timer);
 int statsprof__timer_start(statsprof *p);
 void statsprof__timer_stop(statsprof *p);
+/* fork: phase 0 before fork (holds the timer's lock), 1 in the parent
+ * after it, 2 in the child (new lock and condition, no thread). */
+void statsprof__timer_atfork(statsprof *p, int phase);
+/* In a forked child, once Python is whole: a new timer thread. GIL. */
+void statsprof__timer_after_fork(statsprof *p);
+
+/* fork.c: every profiler is known to the fork handlers while it exists. */
+void statsprof__fork_track(statsprof *p, int add);
+/* Registers the Python-level after-fork handler (once per interpreter);
+ * imports os. -1 when it could not. GIL. */
+int statsprof__fork_hook(void);
+
 /* Makes the timer thread plan its next wake now (e.g. the first window's
  * end, which start sets after the thread began waiting). */
 void statsprof__timer_kick(statsprof *p);

@@ -27,6 +27,7 @@ static int add_writer(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
 }
 
 static void free_all(statsprof *p) {
+  statsprof__fork_track(p, 0);
   close_sinks(p);
   free(p->touched_entries);
   free(p->touched_edges);
@@ -89,6 +90,7 @@ int statsprof_create(const char *config, statsprof **out) {
     return rc;
   }
   p->gen = next_gen();
+  statsprof__fork_track(p, 1);
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
   /* Clamped: a huge interval ("never") must not overflow the conversion. */
@@ -157,6 +159,9 @@ static int start_locked(statsprof *p) {
    * until the next tick. Done before attaching, so it is not profiled. */
   if (statsprof__threading_hook(p, 1))
     statsprof__log("cannot install threading.setprofile: new Python threads are picked up at tick");
+  /* A forked child starts afresh (fork.c); imports os: before attaching. */
+  if (statsprof__fork_hook())
+    statsprof__log("cannot register an after-fork handler: a forked child keeps the parent's counts");
   /* The timer's atexit registration imports: also before attaching. */
   if (p->config.trigger_timer && (rc = statsprof__timer_start(p)) != 0) {
     p->running = 0;

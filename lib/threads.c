@@ -87,6 +87,10 @@ int statsprof_name_thread(const char *name) {
 
 int statsprof__osthread_ended(const statsprof__osthread *os) { return atomic_load(&os->ended); }
 
+int statsprof__osthread_is_self(const statsprof__osthread *os) {
+  return g_key_ok && os && pthread_getspecific(g_key) == os;
+}
+
 /* ---- names ------------------------------------------------------------- */
 
 static void set_name(statsprof *p, statsprof__slot *s, const char *name) {

@@ -9,7 +9,8 @@
  * find the thread asking for the GIL, so start registers a Python atexit
  * callback that stops the thread while the interpreter is still whole; the
  * thread also checks Py_IsFinalizing before asking. fork() leaves the child
- * without the thread: the child's next statsprof_tick still works.
+ * without the thread: fork.c gives the child fresh synchronisation and,
+ * once Python is whole again, a new thread.
  */
 #include <errno.h>
 #include <signal.h>
@@ -54,6 +55,30 @@ static void *timer_main(void *arg) {
   return NULL;
 }
 
+static void init_sync(statsprof *p) {
+  pthread_mutex_init(&p->timer_lock, NULL);
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->timer_cond, &a);
+  pthread_condattr_destroy(&a);
+  p->timer_init = 1;
+}
+
+/* Starts the thread; 0 or -1. */
+static int spawn(statsprof *p) {
+  p->timer_stop = 0;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* the host's signals stay on its threads */
+  int created = pthread_create(&p->timer_thread, NULL, timer_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (created != 0) return -1;
+  p->timer_running = 1;
+  p->timer_pid = getpid();
+  return 0;
+}
+
 static PyObject *atexit_stop(PyObject *capsule, PyObject *unused) {
   statsprof *p = PyCapsule_GetPointer(capsule, "statsprof.timer");
   if (p) statsprof__timer_stop(p);
@@ -74,15 +99,7 @@ static int call_atexit(const char *method, PyObject *fn) {
 
 int statsprof__timer_start(statsprof *p) {
   if (p->timer_running) return 0;
-  if (!p->timer_init) {
-    pthread_mutex_init(&p->timer_lock, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->timer_cond, &a);
-    pthread_condattr_destroy(&a);
-    p->timer_init = 1;
-  }
+  if (!p->timer_init) init_sync(p);
   PyObject *capsule = PyCapsule_New(p, "statsprof.timer", NULL);
   p->timer_atexit = capsule ? PyCFunction_New(&atexit_def, capsule) : NULL;
   Py_XDECREF(capsule);
@@ -91,20 +108,31 @@ int statsprof__timer_start(statsprof *p) {
     Py_CLEAR(p->timer_atexit);
     return statsprof__error(p, STATSPROF_EPYTHON, "trigger=timer: cannot register an atexit handler");
   }
-  p->timer_stop = 0;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* the host's signals stay on its threads */
-  int created = pthread_create(&p->timer_thread, NULL, timer_main, p);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (created != 0) {
+  if (spawn(p) != 0) {
     call_atexit("unregister", p->timer_atexit);
     Py_CLEAR(p->timer_atexit);
     return statsprof__error(p, STATSPROF_ENOMEM, "trigger=timer: cannot start the timer thread");
   }
-  p->timer_running = 1;
-  p->timer_pid = getpid();
   return 0;
+}
+
+void statsprof__timer_atfork(statsprof *p, int phase) {
+  if (!p->timer_init) return;
+  if (phase == 0) {
+    pthread_mutex_lock(&p->timer_lock);
+  } else if (phase == 1) {
+    pthread_mutex_unlock(&p->timer_lock);
+  } else {
+    /* The parent's thread may have been waiting on the condition: it is
+     * not usable here. Fresh ones, and no thread until after_fork. */
+    init_sync(p);
+    p->timer_running = 0;
+  }
+}
+
+void statsprof__timer_after_fork(statsprof *p) {
+  if (!p->config.trigger_timer || p->timer_running || !p->timer_atexit) return;
+  if (spawn(p) != 0) statsprof__logf(&p->log, "trigger=timer: cannot start the timer thread in the forked child");
 }
 
 void statsprof__timer_kick(statsprof *p) {

@@ -253,6 +253,107 @@ static int scenario_fork_timer(const char *mode) {
   return 0;
 }
 
+/* ---- a prefork server: enabled in the parent, workers in the child ------ */
+
+static const char kServer[] =
+    "import threading\n"
+    "def handler(): return sum(range(10))\n"
+    "def rename(n): threading.current_thread().name = n\n";
+
+enum { NREQUESTS = 500 };
+static pthread_barrier_t g_done, g_release;
+static unsigned long g_idents[NWORKERS];
+
+static void *server_worker(void *arg) {
+  int index = (int)(intptr_t)arg;
+  char name[32];
+  snprintf(name, sizeof name, "worker-%d", index);
+  /* Half the workers name themselves through statsprof, half through
+   * threading: both must reach the thread records. */
+  if (index % 2) CHECK(statsprof_name_thread(name) == 0, "name_thread");
+  for (int i = 0; i < NREQUESTS; i++) {
+    PyGILState_STATE g = PyGILState_Ensure();
+    CHECK(statsprof_attach_thread(g_p) == 0, "attach in the child: %s", statsprof_errmsg(g_p));
+    if (i == 0 && index % 2 == 0) {
+      PyObject *r = PyObject_CallFunction(ns_get("rename"), "s", name);
+      CHECK(r, "rename");
+      Py_DECREF(r);
+    }
+    call0("handler");
+    g_idents[index] = PyThread_get_thread_ident();
+    PyGILState_Release(g);
+  }
+  pthread_barrier_wait(&g_done);
+  pthread_barrier_wait(&g_release); /* alive while the main thread reads names */
+  return NULL;
+}
+
+static void check_thread_name(int index) {
+  char want[32];
+  snprintf(want, sizeof want, "worker-%d", index);
+  statsprof_stats_profile *s = NULL;
+  CHECK(statsprof_snapshot_thread(g_p, STATSPROF_CUMULATIVE, g_idents[index], &s) == 0, "snapshot_thread: %s",
+        statsprof_errmsg(g_p));
+  CHECK(s->thread_name && !strcmp(s->thread_name, want), "thread %d is named %s", index,
+        s->thread_name ? s->thread_name : "(none)");
+  uint64_t n = 0;
+  for (size_t i = 0; i < s->nfunc_profiles; i++)
+    if (!strcmp(s->func_profiles[i].function_name, "handler")) n += s->func_profiles[i].ncalls;
+  CHECK(n == NREQUESTS, "thread %d: %llu handler calls", index, (unsigned long long)n);
+  statsprof_stats_profile_free(s);
+}
+
+static int run_server_child(void) {
+  pthread_barrier_init(&g_done, NULL, NWORKERS + 1);
+  pthread_barrier_init(&g_release, NULL, NWORKERS + 1);
+  pthread_t th[NWORKERS];
+  PyThreadState *ts = PyEval_SaveThread();
+  for (int i = 0; i < NWORKERS; i++)
+    CHECK(pthread_create(&th[i], NULL, server_worker, (void *)(intptr_t)i) == 0, "thread");
+  pthread_barrier_wait(&g_done);
+  PyEval_RestoreThread(ts);
+  uint64_t handled = calls_of("handler");
+  CHECK(handled == NWORKERS * NREQUESTS, "the child counted %llu handler calls, want %d",
+        (unsigned long long)handled, NWORKERS * NREQUESTS);
+  for (int i = 0; i < NWORKERS; i++) check_thread_name(i);
+  ts = PyEval_SaveThread();
+  pthread_barrier_wait(&g_release);
+  for (int i = 0; i < NWORKERS; i++) pthread_join(th[i], NULL);
+  PyEval_RestoreThread(ts);
+  statsprof_stop(g_p);
+  statsprof_destroy(g_p);
+  return 0;
+}
+
+/* The app enables the profiler at import in the parent (timer trigger),
+ * calls its handler there, then forks a worker that serves from C threads:
+ * the child must count exactly its own calls and name its threads. */
+static int scenario_prefork(const char *mode) {
+  (void)mode;
+  exec_code(kServer);
+  create_start("sink=none;interval=1ms;trigger=timer;per_thread=on");
+  for (int i = 0; i < 7; i++) call0("handler");
+  PyOS_BeforeFork();
+  pid_t pid = fork();
+  if (pid == 0) {
+    PyOS_AfterFork_Child();
+    int rc = run_server_child();
+    Py_XDECREF(g_ns);
+    Py_FinalizeEx();
+    _exit(rc);
+  }
+  PyOS_AfterFork_Parent();
+  CHECK(pid > 0, "fork");
+  int st;
+  PyThreadState *ts = PyEval_SaveThread();
+  CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+  PyEval_RestoreThread(ts);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+  CHECK(calls_of("handler") == 7, "the parent counted %llu handler calls", (unsigned long long)calls_of("handler"));
+  statsprof_destroy(g_p);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -263,6 +364,7 @@ int main(int argc, char **argv) {
   else if (!strncmp(s, "churn", 5)) rc = scenario_churn(s);
   else if (!strcmp(s, "signal")) rc = scenario_signal(s);
   else if (!strcmp(s, "fork-timer")) rc = scenario_fork_timer(s);
+  else if (!strcmp(s, "prefork")) rc = scenario_prefork(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

@@ -1,0 +1,118 @@
+/* fork.c — a forked child gets a profiler that works exactly as if it had
+ * been started there.
+ *
+ * DESIGN
+ * Two moments. (1) pthread_atfork, in the C library's fork: the timer's
+ * lock is held across fork() so the child never inherits it held, and the
+ * child re-creates its lock and condition variable (a condition variable
+ * the parent's timer thread was waiting on is not usable in the child: a
+ * child that signalled it hung). Writers do the same for their rings
+ * (writer.c). (2) os.register_at_fork(after_in_child=...), which CPython
+ * runs from PyOS_AfterFork_Child once the interpreter is whole again (the
+ * other threads' states are gone by then, their open frames flushed): each
+ * running profiler forgets the parent's counts, threads, delta baselines
+ * and frame marks, its calling thread forgets the frames open at fork (as
+ * at start, their returns are not counted), and a trigger=timer profiler
+ * starts a new timer thread. Records then carry the child's pid; sequence
+ * numbers start again at 1. A host that forks in C must call
+ * PyOS_BeforeFork/PyOS_AfterFork_Parent/PyOS_AfterFork_Child around fork(),
+ * as CPython requires of any embedding host that forks and runs Python in
+ * the child. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static statsprof *g_profilers; /* every profiler of the process */
+static uint64_t g_hook_epoch;  /* interpreter the Python hook is registered in */
+
+static void atfork_prepare(void) {
+  pthread_mutex_lock(&g_lock);
+  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(p, 0);
+}
+
+static void atfork_parent(void) {
+  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(p, 1);
+  pthread_mutex_unlock(&g_lock);
+}
+
+static void atfork_child(void) {
+  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(p, 2);
+  pthread_mutex_init(&g_lock, NULL);
+}
+
+static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
+
+void statsprof__fork_track(statsprof *p, int add) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, register_atfork);
+  pthread_mutex_lock(&g_lock);
+  statsprof **pp = &g_profilers;
+  while (*pp && *pp != p) pp = &(*pp)->next_profiler;
+  if (add && !*pp) {
+    p->next_profiler = g_profilers;
+    g_profilers = p;
+  } else if (!add && *pp) {
+    *pp = p->next_profiler;
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+/* The child's fresh start for one profiler. GIL held, one thread. */
+static void child_reset(statsprof *p) {
+  for (statsprof__thread *t = p->threads; t; t = t->next) {
+    t->depth = 0;
+    t->skipped = 0;
+  }
+  statsprof__table *tb = &p->table;
+  for (uint32_t i = 0; i < tb->nentries; i++) tb->entries[i].level = 0;
+  for (uint32_t i = 0; i < tb->nedges; i++) tb->edges[i].level = 0;
+  statsprof__table_clear_counts(tb);
+  /* Only the forking thread exists here: the others' slots end now. */
+  for (uint32_t i = 0; i < tb->nslots; i++) {
+    statsprof__slot *s = &tb->slots[i];
+    if (s->state == STATSPROF__SLOT_LIVE && !statsprof__osthread_is_self(s->os)) s->state = STATSPROF__SLOT_ENDED;
+    s->active = 0;
+  }
+  statsprof__threads_retire(p);
+  statsprof__frame_forget(p);
+  p->snap.nprev_entries = p->snap.nprev_edges = 0;
+  p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
+  p->snap.seq = 0;
+  p->observed_s = p->overhead_s = 0;
+  p->next_tick = statsprof__ticks() + p->interval_ticks;
+  p->busy = 0; /* a call in progress at fork belongs to the parent's thread */
+  if (p->running) statsprof__timer_after_fork(p);
+}
+
+static PyObject *after_fork_child(PyObject *self, PyObject *unused) {
+  pthread_mutex_lock(&g_lock);
+  for (statsprof *p = g_profilers; p; p = p->next_profiler)
+    if (p->interp_epoch == statsprof__epoch()) child_reset(p);
+  pthread_mutex_unlock(&g_lock);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef after_fork_def = {"_statsprof_after_fork_child", after_fork_child, METH_NOARGS,
+                                     "Gives every statsprof profiler a fresh start in a forked child."};
+
+int statsprof__fork_hook(void) {
+  if (g_hook_epoch == statsprof__epoch()) return 0;
+  PyObject *os = PyImport_ImportModule("os");
+  PyObject *fn = os ? PyCFunction_New(&after_fork_def, NULL) : NULL;
+  PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
+  PyObject *args = PyTuple_New(0);
+  PyObject *kw = fn ? Py_BuildValue("{sO}", "after_in_child", fn) : NULL;
+  PyObject *r = reg && args && kw ? PyObject_Call(reg, args, kw) : NULL;
+  int rc = r ? 0 : -1;
+  if (r) g_hook_epoch = statsprof__epoch();
+  else PyErr_Clear();
+  Py_XDECREF(r);
+  Py_XDECREF(kw);
+  Py_XDECREF(args);
+  Py_XDECREF(reg);
+  Py_XDECREF(fn);
+  Py_XDECREF(os);
+  return rc;
+}
