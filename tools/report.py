@@ -22,6 +22,11 @@ PROG = "report"
 #: Slice widths precomputed for the page (those that fit the time range).
 CANDIDATE_WIDTHS_NS = tuple(s * sr.NS_PER_S for s in (1, 10, 60, 300, 3600, 86400))
 FIELD_INDEX = {"ncalls": 0, "tottime": 2, "cumtime": 3}
+#: The default slice width gives at most this many slices (bars).
+AUTO_SLICES = 200
+#: ... and is at least this share of the records' median interval, so that
+#: a slice holds about one record or more.
+AUTO_MIN_INTERVAL_SHARE = 0.9
 #: Every slice lists at least this many functions, whatever the budget.
 MIN_ROWS = 10
 INF = float("inf")
@@ -31,10 +36,12 @@ Write one self-contained HTML file (no network, no server: open it in any
 browser) for looking at statsprof profile records over time:
 
   - a stacked bar timeline of the TOP functions per time slice plus
-    "other" (the same aggregation as the timeslices tool: a record goes
-    into the slice containing its end time, slices start at the earliest
-    record's start); slice width and field (cumtime, tottime, ncalls) are
-    chosen in the page;
+    "other": slices start at the earliest record's start, and a record
+    goes into the slice that holds the middle of its interval (so a 1 s
+    record lands in the 1 s slice it covers; timeslices uses the end
+    time); a last slice that the records cover only in part is drawn
+    that much narrower; slice width and field (tottime, cumtime, ncalls)
+    are chosen in the page;
   - a sortable function table (ncalls, tottime, cumtime, per-call times,
     file:line) for the whole range, or for the slice clicked in the chart;
   - the callers and callees of the function clicked in the table (summed
@@ -42,7 +49,9 @@ browser) for looking at statsprof profile records over time:
 
 Everything is aggregated here and embedded as compact JSON; the page only
 selects.  Slice widths: 1s, 10s, 1m, 5m, 1h and 1d, each included when it
-gives 2..MAX_SLICES slices, plus --slice (the initial choice).  To keep
+gives 2..MAX_SLICES slices, plus --slice (the initial choice; by default
+the finest of those widths that gives at most 200 slices and is not
+much shorter than the records' median interval).  To keep
 the file small for long runs with many functions, each slice's table
 lists at most --table-rows functions (its largest by cumtime, tottime and
 ncalls, interleaved).  The rows of all slices share the budget
@@ -81,14 +90,17 @@ def build_parser():
     p = cli.new_parser(PROG, DESCRIPTION, EPILOG)
     p.add_argument("-o", "--output", default="report.html", metavar="OUT.html",
                    help="HTML file to write (default: report.html)")
-    p.add_argument("--slice", type=cli.duration_arg,
-                   default=sr.parse_duration("10s"),
+    p.add_argument("--slice", type=cli.duration_arg, default=None,
                    metavar="DURATION",
-                   help="initial slice width, e.g. 1s, 10s, 1m (default: 10s); "
-                        "the page also offers 1s/10s/1m/5m/1h/1d where they fit")
-    p.add_argument("--field", choices=sr.FIELDS, default="cumtime",
-                   help="initial field of the chart and table sort "
-                        "(default: cumtime)")
+                   help="initial slice width, e.g. 1s, 10s, 1m (default: "
+                        "from the run's length: the finest of 1s/10s/1m/5m/1h/1d "
+                        "giving at most %d slices, not shorter than about the "
+                        "records' interval); the page also offers those widths "
+                        "where they fit" % AUTO_SLICES)
+    p.add_argument("--field", choices=sr.FIELDS, default="tottime",
+                   help="initial field of the chart and table sort (default: "
+                        "tottime, which stacks to the time really spent; "
+                        "cumtime counts nested calls in every caller)")
     p.add_argument("--top", type=cli.int_arg("--top", 1), default=10,
                    metavar="N",
                    help="functions stacked separately in the chart, ranked by "
@@ -155,7 +167,8 @@ class _Bucket:
 
 class _Accumulator:
     """Buckets of width ``base`` anchored at ``anchor`` (bucket i covers
-    [anchor + i*base, anchor + (i+1)*base)), by record end time.  With
+    [anchor + i*base, anchor + (i+1)*base)), by the middle of the record's
+    interval (see Collector.run).  With
     ``coarsen`` (a function base -> larger base or None), the base grows
     whenever the buckets would span more than ``max_buckets``."""
 
@@ -165,8 +178,8 @@ class _Accumulator:
         self.buckets = {}
         self.lo = self.hi = None
 
-    def bucket(self, ts, nf, ne):
-        idx = (ts - self.anchor) // self.base
+    def bucket(self, at, nf, ne):
+        idx = (at - self.anchor) // self.base
         b = self.buckets.get(idx)
         if b is None:
             if self.coarsen is not None and self.lo is not None:
@@ -176,7 +189,7 @@ class _Accumulator:
                     if nb is None:
                         break
                     self._rebase(nb)
-                    idx = (ts - self.anchor) // self.base
+                    idx = (at - self.anchor) // self.base
                     lo, hi = self.lo, self.hi
                     lo, hi = min(lo, idx), max(hi, idx)
                 b = self.buckets.get(idx)
@@ -226,6 +239,8 @@ class Collector:
         self.duty_scaled = 0
         self.t0 = None         # earliest interval start / end
         self.tmax = None       # latest ts_ns
+        self.tlast = None      # latest interval middle (where records go)
+        self.intervals = []    # ts_ns - start of each record
         self.pids, self.hosts, self.kinds = set(), set(), set()
         self.bad_edges = 0
 
@@ -244,8 +259,11 @@ class Collector:
             self.nrecords += 1
             ts = rec["ts_ns"]
             start = min(sr.record_start_ns(rec), ts)
+            at = (start + ts) // 2     # a record goes where most of it is
             self.t0 = start if self.t0 is None else min(self.t0, start)
             self.tmax = ts if self.tmax is None else max(self.tmax, ts)
+            self.tlast = at if self.tlast is None else max(self.tlast, at)
+            self.intervals.append(ts - start)
             self.pids.add(rec.get("pid"))
             self.hosts.add(rec.get("host"))
             self.kinds.add(rec.get("kind"))
@@ -272,7 +290,7 @@ class Collector:
                             eid[(c, i)] = len(edges)
                             edges.append((c, i))
             nf, ne = len(self.keys), len(edges)
-            buckets = [acc.bucket(ts, nf, ne) for acc in accumulators]
+            buckets = [acc.bucket(at, nf, ne) for acc in accumulators]
             for b in buckets:
                 b.nrec += 1
             bad = 0
@@ -342,12 +360,26 @@ def _edge_fast(e):
 # slice widths
 
 
-def nslices(t0, tmax, width):
-    return (tmax - t0) // width + 1
+def nslices(t0, tlast, width):
+    """Slices of ``width`` from t0 to the one holding tlast."""
+    return (tlast - t0) // width + 1
+
+
+def auto_width(t0, tlast, intervals, max_slices):
+    """The default slice width: the finest candidate width that gives at
+    most AUTO_SLICES (and max_slices) slices and is not much shorter than
+    the records' median interval; else the coarsest candidate."""
+    median = sorted(intervals)[len(intervals) // 2] if intervals else 0
+    for w in CANDIDATE_WIDTHS_NS:
+        if (w >= AUTO_MIN_INTERVAL_SHARE * median
+                and nslices(t0, tlast, w) <= min(AUTO_SLICES, max_slices)):
+            return w
+    return CANDIDATE_WIDTHS_NS[-1]
 
 
 def choose_widths(t0, tmax, requested, max_slices):
-    """(widths, initial width, note): the widths offered in the page."""
+    """(widths, initial width, note): the widths offered in the page.
+    ``tmax`` is where the last record goes (Collector.tlast)."""
     note = None
     widths = []
     for w in sorted(set(CANDIDATE_WIDTHS_NS) | {requested}):
@@ -400,7 +432,7 @@ def _c(v):
 def _slices_of(width, acc, collector, derived):
     """List of _Bucket per slice of ``width`` (None for empty slices)."""
     t0 = collector.t0
-    n = nslices(t0, collector.tmax, width)
+    n = nslices(t0, collector.tlast, width)
     out = [None] * n
     nf, ne = len(collector.keys), len(collector.edges)
     # derive from a finer computed width when possible (cheaper), else
@@ -582,6 +614,7 @@ def build_data(args, collector, accs, widths, initial, note, stats, timings):
         "t0_ms": t0 / 1e6,
         "end": sr.ns_to_iso(tmax),
         "range_s": (tmax - t0) / sr.NS_PER_S,
+        "end_ms": tmax / 1e6,
         "nrec": collector.nrecords,
         "pids": sorted(str(p) for p in collector.pids if p is not None),
         "hosts": sorted(str(h) for h in collector.hosts if h is not None),
@@ -612,7 +645,7 @@ def collect(args, warn):
 
     stats = {}
     col = Collector(args.scale_duty, warn)
-    base0 = math.gcd(sr.NS_PER_S, args.slice)
+    base0 = math.gcd(sr.NS_PER_S, args.slice or sr.NS_PER_S)
     acc = None
 
     def first_pass(recs):
@@ -633,7 +666,9 @@ def collect(args, warn):
         raise UsageError(cli.no_match_message(args, stats))
     if col.bad_edges:
         warn("%d malformed callers entries skipped" % col.bad_edges)
-    widths, initial, note = choose_widths(col.t0, col.tmax, args.slice,
+    requested = args.slice or auto_width(col.t0, col.tlast, col.intervals,
+                                         args.max_slices)
+    widths, initial, note = choose_widths(col.t0, col.tlast, requested,
                                           args.max_slices)
     accs = {"base": acc}
     aligned = (acc.anchor - col.t0) % acc.base == 0
@@ -737,8 +772,8 @@ th, td { padding: 3px 6px; border-bottom: 1px solid var(--line); white-space: no
 th { text-align: right; background: var(--panel); position: sticky; top: 0; font-weight: 600; cursor: pointer; user-select: none; }
 th.l, td.l { text-align: left; }
 td { text-align: right; font-variant-numeric: tabular-nums; }
-td.fn { text-align: left; max-width: 330px; overflow: hidden; text-overflow: ellipsis; }
-td.loc { text-align: left; color: var(--muted); max-width: 260px; overflow: hidden; text-overflow: ellipsis; direction: rtl; }
+td.fn { text-align: left; max-width: var(--fnmax, 330px); overflow: hidden; text-overflow: ellipsis; }
+td.loc { text-align: left; color: var(--muted); max-width: 212px; overflow: hidden; text-overflow: ellipsis; }
 th.sorted { color: var(--accent); }
 tbody tr { cursor: pointer; }
 tbody tr:hover { background: #f1f5ff; }
@@ -814,17 +849,58 @@ function fmtAxis(v, field) {
 }
 function fmtVal(v, field) { return field === "ncalls" ? fmtC(v) : fmtT(v); }
 function loc(id) { const f = F[id]; return f[0] === "~" ? "~ (built-in)" : f[0] + ":" + f[1]; }
+// file:line shortened from the left, a directory at a time, until it fits
+// px pixels, so that the file name and line stay visible:
+// "…/host_examples/game/ai.py:42" (the full text is the cell's title).
+const LOCPX = 200, shortLocs = new Map();
+let measureCtx = null;
+function shortLoc(s, px) {
+  const memo = px + " " + s;
+  let out = shortLocs.get(memo);
+  if (out !== undefined) return out;
+  if (!measureCtx) {
+    measureCtx = document.createElement("canvas").getContext("2d");
+    measureCtx.font = getComputedStyle(document.querySelector("#ftable")).font;
+  }
+  out = s;
+  for (let i = s.indexOf("/", 1); measureCtx.measureText(out).width > px && i >= 0 && i < s.lastIndexOf("/") + 1; i = s.indexOf("/", i + 1))
+    out = "…" + s.slice(i);
+  shortLocs.set(memo, out);
+  return out;
+}
+// When the table is wider than its box, take the excess from the
+// file:line column (down to the file name and line), then from the
+// function column (its names end in "…"; the full name is the title).
+const FNPX = 330;
+function fitTable(tbody) {
+  const table = tbody.closest("table"), wrap = tbody.closest(".tablewrap");
+  table.style.setProperty("--fnmax", FNPX + "px");
+  let over = wrap.scrollWidth - wrap.clientWidth;
+  if (over <= 0) return;
+  const px = Math.max(40, LOCPX - over);
+  tbody.querySelectorAll("td.loc").forEach(td => { td.textContent = shortLoc(td.title, px); });
+  over = wrap.scrollWidth - wrap.clientWidth;
+  if (over > 0) table.style.setProperty("--fnmax", Math.max(120, FNPX - over) + "px");
+}
 function clock(ms, withMs) {
   const iso = new Date(ms).toISOString();
   return withMs ? iso.slice(11, 23) : iso.slice(11, 19);
 }
 function widthObj() { return D.widths[S.w]; }
 function sliceStartMs(i) { return D.t0_ms + i * widthObj().s * 1000; }
+// The share of slice i that the records' time range covers: 1, except for
+// a last slice that the run ends inside.
+function coverage(i) {
+  const W = widthObj();
+  return Math.min(1, Math.max(0, (D.end_ms - sliceStartMs(i)) / (W.s * 1000)));
+}
+function fmtSecs(s) { return (+s.toPrecision(3)) + " s"; }
 function sliceLabel(i) {
-  const W = widthObj(), sub = W.s < 1 || D.t0_ms % 1000 !== 0;
-  const a = sliceStartMs(i), b = a + W.s * 1000;
+  const W = widthObj(), c = coverage(i), sub = W.s < 1 || D.t0_ms % 1000 !== 0 || c < 1;
+  const a = sliceStartMs(i), b = a + W.s * 1000 * c;
   const day = new Date(a).toISOString().slice(0, 10);
-  return day + " " + clock(a, sub) + "–" + clock(b, sub) + " UTC";
+  return day + " " + clock(a, sub) + "–" + clock(b, sub) + " UTC" +
+    (c < 1 ? " (the run ends " + fmtSecs(W.s * c) + " into this " + W.label + " slice)" : "");
 }
 
 // ---------------------------------------------------------------- header
@@ -875,7 +951,7 @@ function controls() {
     else return;
     renderChart(); renderTable(); renderCalls();
   });
-  window.addEventListener("resize", () => renderChart());
+  window.addEventListener("resize", () => { renderChart(); renderTable(); });
   document.addEventListener("mousemove", e => { if (!e.target.closest || !e.target.closest("#hits")) $("tip").style.display = "none"; });
 }
 
@@ -890,13 +966,16 @@ function renderChart() {
   const W = widthObj(), field = S.field, cols = W.series[field], top = D.top[field];
   document.querySelectorAll("#widths button").forEach(b => b.classList.toggle("on", +b.dataset.w === S.w));
   document.querySelectorAll("#fields button").forEach(b => b.classList.toggle("on", b.dataset.field === field));
-  $("chartnote").textContent = field === "cumtime"
-    ? "cumtime includes callees, so nested functions are stacked more than once; tottime stacks to the real time"
-    : "";
+  const lastCover = coverage(W.n - 1);
+  $("chartnote").textContent = (field === "cumtime"
+    ? "cumtime includes callees, so nested functions are stacked more than once; tottime stacks to the real time. "
+    : "") + (lastCover < 1 ? "The last bar is narrower: the run covers " + fmtSecs(W.s * lastCover) + " of its " + W.label + "." : "");
   const svg = $("chart");
   const width = Math.max(svg.clientWidth || 900, 300), height = svg.clientHeight || 300;
   const ml = 64, mr = 12, mt = 10, mb = 34, pw = width - ml - mr, ph = height - mt - mb;
-  const n = W.n, bw = pw / n;
+  // the axis ends where the run ends: a last slice the run covers only in
+  // part gets only that share of a bar's width
+  const n = W.n, bw = pw / (n - 1 + coverage(n - 1));
   const totals = new Float64Array(n);
   cols.forEach(col => col.forEach((v, i) => totals[i] += v));
   let ymax = 0; totals.forEach(v => { if (v > ymax) ymax = v; });
@@ -917,7 +996,7 @@ function renderChart() {
       const v = col[i]; if (!(v > 0)) continue;
       const y0 = y(base[i]), y1 = y(base[i] + v);
       base[i] += v;
-      const x = ml + i * bw + gap / 2, w = Math.max(bw - gap, 0.5);
+      const x = ml + i * bw + gap / 2, w = Math.max(bw * coverage(i) - gap, 0.5);
       d += "M" + x.toFixed(2) + " " + y1.toFixed(2) + "h" + w.toFixed(2) + "V" + y0.toFixed(2) + "h" + (-w).toFixed(2) + "Z";
     }
     const name = j < top.length ? F[top[j]][3] : "other";
@@ -928,7 +1007,7 @@ function renderChart() {
   out.push('<line x1="' + ml + '" x2="' + (ml + pw) + '" y1="' + (mt + ph) + '" y2="' + (mt + ph) + '"/>');
   for (let v = 0; v <= ymax + step / 2; v += step) out.push('<text x="' + (ml - 6) + '" y="' + (y(v) + 4) + '" text-anchor="end">' + esc(fmtAxis(v, field)) + '</text>');
   // time ticks at round clock times
-  const spanMs = n * W.s * 1000, xt = t => ml + (t - D.t0_ms) / spanMs * pw;
+  const spanMs = (n - 1 + coverage(n - 1)) * W.s * 1000, xt = t => ml + (t - D.t0_ms) / spanMs * pw;
   const want = spanMs / Math.max(1, Math.floor(pw / 110));
   const NICE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 15e3, 3e4, 6e4, 12e4, 3e5, 6e5, 9e5,
                 18e5, 36e5, 72e5, 108e5, 216e5, 432e5, 864e5, 1728e5, 6048e5];
@@ -947,15 +1026,15 @@ function renderChart() {
   out.push('</g>');
   if (S.slice >= 0) {
     // fade the other slices, outline the selected one
-    const xs = ml + S.slice * bw, xe = xs + bw;
+    const xs = ml + S.slice * bw, xe = xs + bw * coverage(S.slice);
     out.push('<rect class="dim" x="' + ml + '" y="' + mt + '" width="' + (xs - ml) + '" height="' + ph + '"/>');
     out.push('<rect class="dim" x="' + xe + '" y="' + mt + '" width="' + (ml + pw - xe) + '" height="' + ph + '"/>');
-    out.push('<rect class="selbox" x="' + xs + '" y="' + (y(totals[S.slice]) - 1) + '" width="' + Math.max(bw, 1) + '" height="' + (mt + ph - y(totals[S.slice]) + 1) + '"/>');
-    out.push('<path class="selmark" d="M' + (xs + bw / 2 - 5) + ' ' + (mt - 8) + 'h10l-5 7z"/>');
+    out.push('<rect class="selbox" x="' + xs + '" y="' + (y(totals[S.slice]) - 1) + '" width="' + Math.max(xe - xs, 1) + '" height="' + (mt + ph - y(totals[S.slice]) + 1) + '"/>');
+    out.push('<path class="selmark" d="M' + ((xs + xe) / 2 - 5) + ' ' + (mt - 8) + 'h10l-5 7z"/>');
   }
   // click targets, one per slice
   out.push('<g id="hits">');
-  for (let i = 0; i < n; i++) out.push('<rect class="hit" data-slice="' + i + '" x="' + (ml + i * bw) + '" y="' + mt + '" width="' + Math.max(bw, 0.5) + '" height="' + ph + '"/>');
+  for (let i = 0; i < n; i++) out.push('<rect class="hit" data-slice="' + i + '" x="' + (ml + i * bw) + '" y="' + mt + '" width="' + Math.max(bw * coverage(i), 0.5) + '" height="' + ph + '"/>');
   out.push('</g>');
   $("tip").style.display = "none";
   svg.setAttribute("viewBox", "0 0 " + width + " " + height);
@@ -1052,11 +1131,12 @@ function renderTable() {
       '<td class="fn" title="' + esc(f[4]) + '">' + esc(f[3]) + '</td>' +
       '<td>' + fmtNc(nc, pc) + '</td><td>' + fmtT(tt) + '</td><td>' + (nc ? fmtT(tt / nc) : "") + '</td>' +
       '<td>' + fmtT(ct) + '</td><td>' + (pc ? fmtT(ct / pc) : "") + '</td>' +
-      '<td class="loc" title="' + esc(loc(id)) + '"><bdi>' + esc(loc(id)) + '</bdi></td></tr>';
+      '<td class="loc" title="' + esc(loc(id)) + '">' + esc(shortLoc(loc(id), LOCPX)) + '</td></tr>';
   }).join("");
   const tb = document.querySelector("#ftable tbody");
   tb.innerHTML = html || '<tr><td class="empty l" colspan="7">' + (cur.k ? "no matching functions" : "no records in this slice") + '</td></tr>';
   tb.querySelectorAll("tr[data-fid]").forEach(tr => tr.onclick = () => selectFunc(+tr.dataset.fid));
+  fitTable(tb);
   let note = plural(cur.k, "record") + " · " + plural(cur.n, "function") + " with calls or time";
   if (cur.rows.length < cur.n) note += " · the " + cur.rows.length + " largest (by cumtime, tottime and ncalls) are listed";
   if (rows.length > MAXROWS) note += " · first " + MAXROWS + " shown, use the filter";

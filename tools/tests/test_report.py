@@ -6,8 +6,8 @@ failure).  report_browser_test.py drives the page itself in Chromium.
 
 The page embeds all its numbers as JSON (<script id="data">); these tests
 read that JSON back and compare it with sums computed here directly from
-the JSON lines, and with statsprof_records.bucket_records (the
-aggregation of the timeslices tool).  Data: tools/tests/data/game.jsonl
+the JSON lines (a record goes into the slice holding the middle of its
+interval).  Data: tools/tests/data/game.jsonl
 (see make_game_jsonl.py), sample.jsonl, other_pid.jsonl, duty.jsonl (see
 test_timeslices.py).
 
@@ -72,20 +72,16 @@ def edges_of(d, data):
 
 def sums(paths, slice_ns=None, t0=None, kinds=("delta",), keep=lambda r: True):
     """Straight sums from the JSON lines: {slice index or -1 (whole):
-    (funcs {key: [nc, pc, tt, ct]}, edges, nrecords)}."""
-    recs = []
-    for p in paths:
-        with open(p) as f:
-            for line in f:
-                if line.endswith("\n"):
-                    rec = json.loads(line)
-                    if rec["kind"] in kinds and keep(rec):
-                        recs.append(rec)
+    (funcs {key: [nc, pc, tt, ct]}, edges, nrecords)}.  Slices start at
+    the earliest record's start; a record goes into the one that holds the
+    middle of its interval."""
+    recs = list(toolstest.json_records(paths, kinds, keep))
     if t0 is None:
         t0 = min(r["start_ns"] for r in recs)
     out = {}
     for r in recs:
-        idxs = [-1] + ([(r["ts_ns"] - t0) // slice_ns] if slice_ns else [])
+        mid = (r["start_ns"] + r["ts_ns"]) // 2
+        idxs = [-1] + ([(mid - t0) // slice_ns] if slice_ns else [])
         for idx in idxs:
             funcs, edges, n = out.setdefault(idx, ({}, {}, [0]))
             n[0] += 1
@@ -100,6 +96,29 @@ def sums(paths, slice_ns=None, t0=None, kinds=("delta",), keep=lambda r: True):
                                            e["cumtime"])):
                         b[i] += v
     return {k: (f, e, n[0]) for k, (f, e, n) in out.items()}
+
+
+FIELD_INDEX = {"ncalls": 0, "tottime": 2, "cumtime": 3}
+
+
+def series(paths, slice_ns, field, top_n=10):
+    """The chart's columns computed plainly: the ``top_n`` functions by
+    their total, largest first (ties by key), then the rest ("other"), one
+    value per slice; times rounded to the µs as the page stores them."""
+    per = sums(paths, slice_ns)
+    n = max(per) + 1
+    i = FIELD_INDEX[field]
+    table = {}
+    for idx, (funcs, _, _) in per.items():
+        for key, v in funcs.items():
+            if idx >= 0:
+                table.setdefault(key, [0] * n)[idx] += v[i]
+    top = sorted(table, key=lambda k: (-sum(table[k]), k))[:top_n]
+    cols = [table[k] for k in top]
+    cols.append([sum(table[k][j] for k in table if k not in top) for j in range(n)])
+    if field != "ncalls":
+        cols = [[round(v, 6) for v in col] for col in cols]
+    return top, cols
 
 
 def rounded(d):
@@ -202,30 +221,32 @@ class GameDataTests(Tmp):
                          (60, ["4242"], ["gamebox"], ["delta"]))
         self.assertEqual((d["t0"], d["end"], d["range_s"]),
                          ("2026-11-25T14:30:00.000000Z", "2026-11-25T14:31:00.000000Z", 60.0))
-        self.assertEqual([w["label"] for w in d["widths"]], ["1s", "10s", "1m"])
-        self.assertEqual([w["n"] for w in d["widths"]], [61, 7, 2])
-        self.assertEqual(d["initial"], {"width": 1, "field": "cumtime"})
+        # one minute of 1 s records: 60 slices of 1 s, 6 of 10 s; one of
+        # 1 m is not offered
+        self.assertEqual([w["label"] for w in d["widths"]], ["1s", "10s"])
+        self.assertEqual([w["n"] for w in d["widths"]], [60, 6])
+        self.assertEqual(d["end_ms"], (B + 60 * S) / 1e6)
+        self.assertEqual(d["initial"], {"width": 1, "field": "tottime"})
         self.assertEqual(len(self.keys), 16)
         self.assertEqual(self.data["funcs"][self.keys.index(FIND)],
                          ["/srv/game/ai.py", 42, "find_path", "find_path (ai.py:42)", FIND])
         self.assertIn("wrote", self.stderr)
 
-    def test_series_equal_timeslices_aggregation(self):
-        for label in ("1s", "10s", "1m"):
+    def test_series_equal_plain_sums(self):
+        for label in ("1s", "10s"):
             w = self.width(label)
             for field in sr.FIELDS:
-                slices, table = sr.bucket_records(sr.iter_records(GAME), int(w["ns"]), field)
-                top = sr.top_functions(table, 10)
+                top, want = series([GAME], int(w["ns"]), field)
                 self.assertEqual([self.keys[i] for i in self.data["top"][field]], top)
-                zero = 0 if field == "ncalls" else 0.0
-                want = [table[k] for k in top] + [sr.other_values(table, top, zero)]
-                if field != "ncalls":
-                    want = [[round(v, 6) for v in col] for col in want]
                 self.assertEqual(w["series"][field], want, (label, field))
-        self.assertEqual(self.width("10s")["series"]["tottime"][0][3], 1.328125)  # draw_sprite
+        # draw_sprite: a loading second (0-4, no sprites) then 60 fps seconds
+        self.assertEqual(self.width("10s")["series"]["tottime"][0], [0.996094] + [1.328125] * 5)
+        # each 1 s record is in the 1 s slice it covers: none is empty
+        self.assertEqual([d["k"] for d in self.width("1s")["slices"]], [1] * 60)
+        self.assertEqual([d["k"] for d in self.width("10s")["slices"]], [10] * 6)
 
     def test_slice_tables_and_edges_exact(self):
-        for label, ns in (("1s", S), ("10s", 10 * S), ("1m", 60 * S)):
+        for label, ns in (("1s", S), ("10s", 10 * S)):
             want = sums([GAME], ns)
             w = self.width(label)
             for i, d in enumerate(w["slices"]):
@@ -238,9 +259,9 @@ class GameDataTests(Tmp):
                 self.assertEqual(rows_of(d, self.data), rounded(funcs), (label, i))
                 self.assertEqual(edges_of(d, self.data), rounded(edges), (label, i))
                 self.assertNotIn("ecut", d)
-        d = self.width("10s")["slices"][3]
-        self.assertEqual(rows_of(d, self.data)[FIND], [728, 182, 1.421875, 2.932617])
-        self.assertEqual(edges_of(d, self.data)[(UPDATE, FIND)], [182, 182, 0.710938, 2.932617])
+        d = self.width("10s")["slices"][3]   # 14:30:30-14:30:40, the AI burst
+        self.assertEqual(rows_of(d, self.data)[FIND], [800, 200, 1.5625, 3.222656])
+        self.assertEqual(edges_of(d, self.data)[(UPDATE, FIND)], [200, 200, 0.78125, 3.222656])
 
     def test_whole_range(self):
         funcs, edges, n = sums([GAME])[-1]
@@ -278,7 +299,7 @@ class OptionTests(Tmp):
         self.assertEqual(data["duty"], 2)
         # rec0 duty .5: 3/1 -> 6/2, rec1 observed .25: 2 -> 8, rec2-3: 2 each
         self.assertEqual(rows_of(data["all"], data), {FRAME: [18, 14, 1.0, 2.0]})
-        self.assertEqual(data["widths"][0]["series"]["ncalls"][0], [0, 6, 8, 2, 2])
+        self.assertEqual(data["widths"][0]["series"]["ncalls"][0], [6, 8, 2, 2])
         data, _, _ = self.report(DUTY, "--no-scale-duty")
         self.assertEqual(data["duty"], 0)
         self.assertEqual(rows_of(data["all"], data), {FRAME: [9, 7, 0.6875, 1.375]})
@@ -332,10 +353,10 @@ class OptionTests(Tmp):
     def test_row_budget_spread_over_widths(self):
         data, _, _ = self.report(GAME, "--max-table-entries", "300", "--table-rows", "50")
         rows = {w["label"]: w["rows"] for w in data["widths"]}
-        # coarsest first, each width a fair share of what is left: 1m (2
-        # slices) 300/3 -> 50 each; 10s (7 slices) 200/2 -> 14 each; 1s (61
-        # slices) 102 -> 1, raised to the minimum of 10
-        self.assertEqual(rows, {"1m": 50, "10s": 14, "1s": 10})
+        # coarsest first, each width a fair share of what is left: 10s (6
+        # slices) 300/2 -> 25 each; 1s (60 slices) 150 -> 2, raised to the
+        # minimum of 10
+        self.assertEqual(rows, {"10s": 25, "1s": 10})
         for w in data["widths"]:
             for d in w["slices"]:
                 if d:
@@ -344,18 +365,15 @@ class OptionTests(Tmp):
     def test_odd_slice_and_second_pass(self):
         # 7s is derived from the 1s buckets ...
         data, _, _ = self.report(GAME, "--slice", "7s")
-        self.assertEqual([w["label"] for w in data["widths"]], ["1s", "7s", "10s", "1m"])
+        self.assertEqual([w["label"] for w in data["widths"]], ["1s", "7s", "10s"])
         # ... unless the buckets had to grow to 10s (--max-slices 20): then a
         # second pass over the file buckets by 7s directly
         data2, _, _ = self.report(GAME, "--slice", "7s", "--max-slices", "20")
-        self.assertEqual([w["label"] for w in data2["widths"]], ["7s", "10s", "1m"])
+        self.assertEqual([w["label"] for w in data2["widths"]], ["7s", "10s"])
         for d in (data, data2):
             w = next(w for w in d["widths"] if w["label"] == "7s")
             self.assertEqual(w["n"], 9)
-            _, table = sr.bucket_records(sr.iter_records(GAME), 7 * S, "tottime")
-            top = sr.top_functions(table, 10)
-            want = [[round(v, 6) for v in table[k]] for k in top]
-            self.assertEqual(w["series"]["tottime"][:10], want)
+            self.assertEqual(w["series"]["tottime"], series([GAME], 7 * S, "tottime")[1])
             want = sums([GAME], 7 * S)
             for i, sd in enumerate(w["slices"]):
                 self.assertEqual(rows_of(sd, d), rounded(want[i][0]))
@@ -374,21 +392,19 @@ class OptionTests(Tmp):
         self.assertEqual(data["t0"], "2026-11-25T14:29:58.500000Z")
         for w in data["widths"]:
             for field in sr.FIELDS:
-                _, table = sr.bucket_records(sr.iter_records([GAME, early]), int(w["ns"]), field)
-                top = sr.top_functions(table, 10)
-                want = [table[k] for k in top]
-                if field != "ncalls":
-                    want = [[round(v, 6) for v in col] for col in want]
-                self.assertEqual(w["series"][field][:10], want, (w["label"], field))
+                self.assertEqual(w["series"][field], series([GAME, early], int(w["ns"]), field)[1],
+                                 (w["label"], field))
 
     def test_too_many_slices_for_requested_width(self):
         data, _, r = self.report(GAME, "--slice", "1s", "--max-slices", "20")
-        self.assertEqual([w["label"] for w in data["widths"]], ["10s", "1m"])
+        self.assertEqual([w["label"] for w in data["widths"]], ["10s"])
         self.assertEqual(data["initial"]["width"], 0)
-        self.assertIn("--slice 1s gives 61 slices (more than --max-slices 20); starting with 10s",
+        self.assertIn("--slice 1s gives 60 slices (more than --max-slices 20); starting with 10s",
                       r.stderr.decode())
-        self.assertEqual(data["note"], "--slice 1s gives 61 slices (more than --max-slices 20); "
+        self.assertEqual(data["note"], "--slice 1s gives 60 slices (more than --max-slices 20); "
                                        "starting with 10s")
+        data, _, r = self.report(GAME, "--max-slices", "20")   # the default fits
+        self.assertEqual(([w["label"] for w in data["widths"]], data["note"]), (["10s"], None))
 
     def test_single_record(self):
         one = os.path.join(self.tmp, "one.jsonl")
@@ -397,7 +413,28 @@ class OptionTests(Tmp):
         with open(one, "w") as f:
             f.write(line)
         data, _, _ = self.report(one)
-        self.assertEqual([(w["label"], w["n"]) for w in data["widths"]], [("1s", 2), ("10s", 1)])
+        self.assertEqual([(w["label"], w["n"]) for w in data["widths"]], [("1s", 1)])
+
+    def test_default_slice_width_follows_the_run(self):
+        def widths(*args):
+            data, _, _ = self.report(*args)
+            return ([w["label"] for w in data["widths"]],
+                    data["widths"][data["initial"]["width"]]["label"],
+                    data["widths"][data["initial"]["width"]]["n"])
+        # 12 s of 1 s records (ending before 13 s): 12 slices of 1 s, not 2 of 10 s
+        self.assertEqual(widths(GAME, "--until", "+13s"), (["1s", "10s"], "1s", 12))
+        self.assertEqual(widths(GAME), (["1s", "10s"], "1s", 60))
+        # records 10 s long: slices of 1 s would mostly be empty
+        ten = os.path.join(self.tmp, "ten.jsonl")
+        with open(ten, "w") as f:
+            for i in range(12):
+                f.write(json.dumps({"ts_ns": B + (i + 1) * 10 * S, "start_ns": B + i * 10 * S,
+                                    "kind": "delta", "seq": i, "func_profiles": {
+                                        "/a.py:1(f)": {"ncalls": "1", "tottime": 0.5,
+                                                       "cumtime": 0.5}}}) + "\n")
+        self.assertEqual(widths(ten), (["1s", "10s", "1m"], "10s", 12))
+        # more than 200 slices of 1 s: the next width
+        self.assertEqual(widths(GAME, "--max-slices", "30"), (["10s"], "10s", 6))
 
     def test_script_close_in_names_is_escaped(self):
         evil = os.path.join(self.tmp, "evil.jsonl")
@@ -488,12 +525,14 @@ class BigInputTests(Tmp):
         return data
 
     def test_hour_of_1s_records(self):
-        self.big("hour", 3600, 200, 1, ["10s", "1m", "5m", "1h"])
+        data = self.big("hour", 3600, 200, 1, ["10s", "1m", "5m"])
+        self.assertEqual(data["initial"]["width"], 1)    # 1m: 60 slices
 
     def test_day_long_range(self):
         # one record a minute for a day: the same slices (1m .. 1d) and
         # functions as a day of 1 s records, at 1/60 of the input
-        self.big("day", 1440, 200, 60, ["1m", "5m", "1h"])
+        data = self.big("day", 1440, 200, 60, ["1m", "5m", "1h"])
+        self.assertEqual(data["initial"]["width"], 2)    # 1h: 24 slices
 
 
 if __name__ == "__main__":
