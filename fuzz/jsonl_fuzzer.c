@@ -1,10 +1,12 @@
-/* jsonl_fuzzer.c — libFuzzer target for statsprof_format_jsonl.
+/* jsonl_fuzzer.c — libFuzzer target for statsprof_format_jsonl and
+ * statsprof_format_jsonl_rows.
  *
  * Builds a record from the fuzz bytes (names with arbitrary bytes: invalid
  * UTF-8, control characters, quotes, backslashes; any counts; any doubles
  * including NaN, infinities, -0 and subnormals; any timestamps), formats it,
- * and checks the promise of the JSON-lines sink: exactly one line, ending
- * in '\n', that is one strictly valid JSON object (RFC 8259: no NaN, no raw
+ * and checks the promise of the JSON-lines sink: exactly one line (in the
+ * rows layout, 1 + functions + caller edges lines), each ending
+ * in '\n' and one strictly valid JSON object (RFC 8259: no NaN, no raw
  * control characters, escapes and surrogate pairs well formed) in valid
  * UTF-8 (RFC 3629). A violation abort()s, which libFuzzer reports.
  *
@@ -358,6 +360,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!out) fail("NULL output", "", 0, 0);
     if (strlen(out) != len) fail("length disagrees with the text", out, len, strlen(out));
     validate_line(out, len);
+  }
+  free(out);
+
+  /* The rows layout: a record line, then a line per function and per edge. */
+  size_t want = 1 + nf;
+  for (size_t i = 0; i < nf; i++) want += funcs[i].ncallers;
+  out = NULL;
+  len = 0;
+  rc = statsprof_format_jsonl_rows(&rec, &out, &len);
+  if (rc != 0 && rc != STATSPROF_ENOMEM) {
+    fprintf(stderr, "jsonl_fuzzer: statsprof_format_jsonl_rows returned %d\n", rc);
+    abort();
+  }
+  if (rc == 0) {
+    if (!out) fail("NULL rows output", "", 0, 0);
+    if (strlen(out) != len) fail("rows length disagrees with the text", out, len, strlen(out));
+    size_t lines = 0;
+    for (const char *p = out, *end = out + len; p < end; lines++) {
+      const char *nl = memchr(p, '\n', (size_t)(end - p));
+      size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+      validate_line(p, n);
+      p += n;
+    }
+    if (lines != want) fail("rows: wrong number of lines", out, len, lines);
   }
   free(out);
   free(in.strings);

@@ -387,6 +387,18 @@ STATSPROF_API statsprof *statsprof_from_env(const char *name);
 STATSPROF_API int statsprof_format_jsonl(const statsprof_stats_profile *rec,
                                          char **out, size_t *len);
 
+/*
+ * Writes `rec` in the rows layout (sink=jsonl:PATH,layout=rows): flat JSON
+ * lines, one for the record itself (frame times, counters, line count),
+ * then one per function and one per caller edge, each starting with the
+ * record's time and identity. Every line ends in '\n'; README.md lists the
+ * fields.
+ * Returns 0 and sets *out (freed by the caller with free()) and *len, or
+ * an error. Any thread; no GIL needed.
+ */
+STATSPROF_API int statsprof_format_jsonl_rows(const statsprof_stats_profile *rec,
+                                              char **out, size_t *len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,12 @@ The statsprof C library writes one JSON object per line, e.g.::
             "cumtime": 0.05, "file_name": "/path/game/ai.py",
             "line_number": 42, "function_name": "find_path", ...}}}
 
+or, with ``sink=jsonl:PATH,layout=rows``, a record as flat lines: one
+``"row": "record"`` line (with ``"rows"``, the record's line count), then a
+``"row": "function"`` line per function, each followed by a
+``"row": "caller"`` line per caller edge.  Both layouts are read into the
+same record dicts (the record layout's shape); a file may mix them.
+
 This module is meant to be imported by the tools in this directory (and by
 later ones).  The main entry points are:
 
@@ -19,10 +25,11 @@ until_ns=None, warn=...)``
     Yield the record dicts from one or more files ("-" is stdin; gzip files
     are recognised by their magic bytes, so ``.gz`` works).  Blank lines are
     ignored; malformed lines (garbage, a half-written last line left by a
-    killed writer, records with missing/invalid fields) are skipped with one
-    warning each, naming file and line number.
+    killed writer, records with missing/invalid fields, rows-layout records
+    with lines missing) are skipped with one warning each, naming file and
+    line number.
 
-``bucket_records(records, slice_ns, field, scale_duty=True)``
+``bucket_records(records, slice_ns, field, scale_duty=True, align=...)``
     Sum ``field`` (cumtime, tottime or ncalls) per function per time slice.
 
 ``top_functions(table, n)``
@@ -45,7 +52,7 @@ import sys
 import zlib
 
 __all__ = [
-    "FIELDS", "FIELD_UNITS", "DEFAULT_KINDS",
+    "FIELDS", "FIELD_UNITS", "DEFAULT_KINDS", "ALIGNS",
     "parse_ncalls", "parse_duration", "format_duration",
     "iter_records", "record_start_ns", "record_duty", "function_values",
     "bucket_records", "top_functions", "other_values",
@@ -198,6 +205,190 @@ def _check_body(rec):
                                  % (key, name))
 
 
+# The rows layout (sink=jsonl:PATH,layout=rows): a record's lines are
+# contiguous (one write()), the "record" line first, saying how many lines
+# the record has; each function line is followed by its caller lines.
+
+#: Fields on every line of a rows-layout record that say which record it is.
+_ROW_IDENTITY = ("ts_ns", "start_ns", "seq", "pid", "host", "kind",
+                 "thread_id", "frame")
+
+
+def _row_identity(row):
+    return tuple(row.get(k) for k in _ROW_IDENTITY)
+
+
+def _need(row, name, check, what):
+    value = row.get(name)
+    if not check(value):
+        raise _BadRecord("%s %r: %r" % ("missing" if name not in row
+                                        else "invalid", name, value)
+                         + ("" if what is None else " (%s)" % what))
+    return value
+
+
+def _is_count(v):
+    return _is_int(v) and v >= 0
+
+
+def _ncalls_text(total, primitive):
+    return str(total) if total == primitive else "%d/%d" % (total, primitive)
+
+
+def _record_from_row(row):
+    """A record dict (the record layout's shape, no functions yet) from a
+    "record" line, and the number of lines the record has."""
+    nrows = _need(row, "rows", lambda v: _is_int(v) and v >= 1,
+                  "the record's line count")
+    for name in ("ts_ns", "start_ns"):
+        _need(row, name, _is_int, None)
+    for name in ("seq", "pid", "dropped", "sink_errors",
+                 "overflow_functions"):
+        _need(row, name, _is_int, None)
+    _need(row, "host", lambda v: isinstance(v, str), None)
+    _need(row, "kind", lambda v: isinstance(v, str), None)
+    for name in ("interval_s", "total_tt"):
+        _need(row, name, _is_number, None)
+    rec = {"ts": ns_to_iso(row["ts_ns"])}
+    for name in ("ts_ns", "start_ns", "interval_s", "seq", "pid", "host",
+                 "kind", "dropped", "sink_errors", "overflow_functions"):
+        rec[name] = row[name]
+    if "thread_id" in row:
+        rec["thread_id"] = _need(row, "thread_id", _is_count, None)
+        rec["thread_name"] = row.get("thread_name")
+    if "frame" in row:
+        rec["frame"] = _need(row, "frame", _is_count, None)
+        rec["frame_time_s"] = _need(row, "frame_time_s", _is_number, None)
+    if "frames" in row:
+        stats = {"frames": _need(row, "frames", _is_count, None)}
+        for name in ("mean", "p50", "p95", "p99", "max"):
+            stats[name] = _need(row, "frame_%s_s" % name, _is_number, None)
+        rec["frame_stats"] = stats
+    if "duty" in row:
+        for name in ("observed_s", "duty", "overhead_est"):
+            rec[name] = _need(row, name, _is_number, None)
+    rec["total_tt"] = row["total_tt"]
+    rec["func_profiles"] = {}
+    return rec, nrows
+
+
+def _add_row(rec, row):
+    """Add a "function" or "caller" line to its record (the shape of the
+    record layout's func_profiles entries and callers)."""
+    kind = row.get("row")
+    key = _need(row, "key", lambda v: isinstance(v, str), None)
+    nc = _need(row, "ncalls", _is_count, None)
+    pc = _need(row, "primitive_calls", _is_count, None)
+    tt = _need(row, "tottime", _is_number, None)
+    ct = _need(row, "cumtime", _is_number, None)
+    fps = rec["func_profiles"]
+    if kind == "function":
+        fps[key] = {
+            "ncalls": _ncalls_text(nc, pc), "tottime": tt,
+            "percall_tottime": tt / nc if nc else -1, "cumtime": ct,
+            "percall_cumtime": ct / pc if pc else -1,
+            "file_name": _need(row, "file", lambda v: isinstance(v, str),
+                               None),
+            "line_number": _need(row, "line", _is_int, None),
+            "function_name": _need(row, "function",
+                                   lambda v: isinstance(v, str), None),
+            "primitive_calls": pc, "callers": {}}
+    else:
+        caller = _need(row, "caller_key", lambda v: isinstance(v, str), None)
+        fp = fps.get(key)
+        if fp is None:
+            raise _BadRecord("caller line of %r before its function line"
+                             % key)
+        fp["callers"][caller] = {"ncalls": nc, "primitive_calls": pc,
+                                 "tottime": tt, "cumtime": ct}
+
+
+class _RowsAssembler:
+    """Puts the rows-layout records of one file back together.
+
+    ``bad(message, what)`` reports a skipped line or record.  A record whose
+    lines do not all arrive (a line malformed, missing, or another record
+    starting early) is skipped with one warning.
+    """
+
+    def __init__(self, bad):
+        self.bad = bad
+        self.rec = None       # the record being put together, or None
+        self.missing = 0      # its lines still to come
+        self.nrows = 0
+        self.identity = None
+        self.lineno = 0       # of its "record" line
+        self.broken = False   # a line of it was bad (already reported)
+        self.orphans = None   # identity of lines whose record line is gone
+
+    def _describe(self):
+        return "%s record seq %s (pid %s) of line %d" % (
+            self.rec.get("kind"), self.rec.get("seq"), self.rec.get("pid"),
+            self.lineno)
+
+    def _break(self, why):
+        if not self.broken:
+            self.broken = True
+            self.bad(why, "incomplete " + self._describe())
+
+    def _count_line(self):
+        """One of the pending record's lines has arrived; returns the
+        record when it is complete and whole."""
+        self.missing -= 1
+        if self.missing > 0:
+            return None
+        rec, self.rec = self.rec, None
+        return None if self.broken else rec
+
+    def cut(self):
+        """Anything but the pending record's next line arrived (or the
+        file ended)."""
+        if self.rec is not None:
+            self._break("only %d of its %d lines follow"
+                        % (self.nrows - self.missing, self.nrows))
+            self.rec = None
+
+    def malformed(self):
+        """A line that did not parse: the pending record loses it."""
+        if self.rec is not None:
+            self._break("one of its lines is malformed")
+            self._count_line()
+
+    def line(self, row, lineno):
+        """A parsed rows-layout line; returns a complete record or None."""
+        kind = row["row"]
+        if kind == "record":
+            self.cut()
+            try:
+                rec, nrows = _record_from_row(row)
+            except _BadRecord as e:
+                self.bad(str(e), "record line")
+                return None
+            self.rec, self.nrows, self.missing = rec, nrows, nrows
+            self.identity, self.lineno = _row_identity(row), lineno
+            self.broken = False
+            return self._count_line()
+        if kind not in ("function", "caller"):
+            self.cut()
+            self.bad("unknown row %r (expected record, function or caller)"
+                     % (kind,))
+            return None
+        identity = _row_identity(row)
+        if self.rec is None or identity != self.identity:
+            self.cut()
+            if identity != self.orphans:  # one warning per lost record line
+                self.orphans = identity
+                self.bad("no record line before it (further lines of this "
+                         "record skipped quietly)", "%s line" % kind)
+            return None
+        if not self.broken:
+            try:
+                _add_row(self.rec, row)
+            except _BadRecord as e:
+                self._break("%s line %d: %s" % (kind, lineno, e))
+        return self._count_line()
+
+
 def _open_binary(path):
     """Open path ("-" = stdin) for binary reading, gunzipping if needed.
 
@@ -269,6 +460,41 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
             if nwarn <= max_warnings_per_file:
                 warn("%s:%d: skipping %s: %s" % (name, lineno, what, msg))
 
+        rows = _RowsAssembler(bad)
+
+        def finish(rec):
+            """Filter and count a complete record; True to yield it."""
+            try:
+                _check_header(rec)
+            except _BadRecord as e:
+                bad(str(e))
+                return False
+            kind = rec["kind"]
+            if kinds is not None and kind not in kinds:
+                stats["records"] += 1
+                stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
+                return False
+            try:
+                _check_body(rec)
+            except _BadRecord as e:
+                bad(str(e))
+                return False
+            stats["records"] += 1
+            stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
+            if pid is not None and rec.get("pid") != pid:
+                stats["filtered_pid"] += 1
+                return False
+            if host is not None and rec.get("host") != host:
+                stats["filtered_host"] += 1
+                return False
+            ts = rec["ts_ns"]
+            if ((since_ns is not None and ts < since_ns)
+                    or (until_ns is not None and ts >= until_ns)):
+                stats["filtered_time"] += 1
+                return False
+            stats["matched"] += 1
+            return True
+
         try:
             while True:
                 try:
@@ -287,6 +513,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:
                     bad("not valid UTF-8")
+                    rows.malformed()
                     continue
                 if not line.strip():
                     continue
@@ -297,37 +524,17 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                         bad(str(e), "incomplete last line (writer killed?)")
                     else:
                         bad("invalid JSON: %s" % e)
+                    rows.malformed()
                     continue
-                try:
-                    _check_header(rec)
-                except _BadRecord as e:
-                    bad(str(e))
-                    continue
-                kind = rec["kind"]
-                if kinds is not None and kind not in kinds:
-                    stats["records"] += 1
-                    stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
-                    continue
-                try:
-                    _check_body(rec)
-                except _BadRecord as e:
-                    bad(str(e))
-                    continue
-                stats["records"] += 1
-                stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
-                if pid is not None and rec.get("pid") != pid:
-                    stats["filtered_pid"] += 1
-                    continue
-                if host is not None and rec.get("host") != host:
-                    stats["filtered_host"] += 1
-                    continue
-                ts = rec["ts_ns"]
-                if ((since_ns is not None and ts < since_ns)
-                        or (until_ns is not None and ts >= until_ns)):
-                    stats["filtered_time"] += 1
-                    continue
-                stats["matched"] += 1
-                yield rec
+                if isinstance(rec, dict) and isinstance(rec.get("row"), str):
+                    rec = rows.line(rec, lineno)
+                    if rec is None:
+                        continue
+                else:
+                    rows.cut()
+                if finish(rec):
+                    yield rec
+            rows.cut()
         finally:
             for f in to_close:
                 f.close()
@@ -392,14 +599,21 @@ def function_values(rec, field, scale_duty=True):
     return out
 
 
+#: Where slices start: at the first record, or at multiples of the slice
+#: length since the Unix epoch (as a database's intDiv(ts_ns, slice) does).
+ALIGNS = ("first", "epoch")
+
+
 def bucket_records(records, slice_ns, field, scale_duty=True, t0=None,
-                   max_slices=1_000_000):
+                   max_slices=1_000_000, align="first"):
     """Sum ``field`` per function per time slice.
 
     A record goes into the slice containing its ``ts_ns`` (end of its
     interval): slice index = floor((ts_ns - t0) / slice_ns), where ``t0``
     defaults to the earliest interval start among the records (the first
-    record's start).  Returns ``(slices, table)``: ``slices`` is the list of
+    record's start), rounded down to a multiple of ``slice_ns`` with
+    ``align="epoch"`` (so a slice is [k*slice_ns, (k+1)*slice_ns) since the
+    epoch, whatever the first record).  Returns ``(slices, table)``: ``slices`` is the list of
     slice start times in ns (every slice from the first to the last, empty
     ones included) and ``table`` maps func_key -> list of per-slice sums
     (same length as ``slices``).  No records gives ``([], {})``.
@@ -412,6 +626,9 @@ def bucket_records(records, slice_ns, field, scale_duty=True, t0=None,
     if not _is_int(slice_ns) or slice_ns <= 0:
         raise ValueError("invalid slice length %r ns: must be a positive int"
                          % (slice_ns,))
+    if align not in ALIGNS:
+        raise ValueError("invalid align %r: choose one of %s"
+                         % (align, ", ".join(ALIGNS)))
     # Reduce each record to what is needed, so that only one field is kept
     # in memory while the start of the first slice is not yet known.
     reduced = []
@@ -424,6 +641,8 @@ def bucket_records(records, slice_ns, field, scale_duty=True, t0=None,
         return [], {}
     if t0 is None:
         t0 = min(first, min(ts for ts, _ in reduced))
+        if align == "epoch":
+            t0 -= t0 % slice_ns
     nslices = max((ts - t0) // slice_ns for ts, _ in reduced) + 1
     if max_slices is not None and nslices > max_slices:
         raise ValueError("too many slices: %d slices of %s for %s of records "

@@ -24,7 +24,10 @@ Aggregate statsprof profile records (JSON lines) into time slices.
 
 Every matching record goes into the slice that contains its end time
 (ts_ns); slices are aligned to the start (start_ns) of the earliest record,
-so slice k covers [t0 + k*SLICE, t0 + (k+1)*SLICE).  For each slice the
+so slice k covers [t0 + k*SLICE, t0 + (k+1)*SLICE).  With --align epoch, t0
+is rounded down to a multiple of SLICE since the Unix epoch instead, so the
+slices are the ones a database query grouping by intDiv(ts_ns, SLICE)
+gives (and the same for every file of a fleet).  For each slice the
 chosen field is summed per function; the TOP functions with the largest
 total over all slices get a column each, and all other functions are summed
 into "other".  Empty slices between records are shown as zeros.
@@ -40,16 +43,19 @@ Output:
     the first record, or UTC clock time with --clock; legend with short
     labels; y axis in seconds or calls).
 
-Input: one or more files ("-" = stdin); gzip-compressed files are read
+Input: one or more files ("-" = stdin), in either layout of the jsonl sink
+(one line per record, or layout=rows); gzip-compressed files are read
 transparently.  Blank lines are ignored; malformed lines (garbage, or a
 half-written last line from a killed writer) are skipped with one warning
 on stderr naming file and line number.  Only records of the chosen --kind
 (default "delta") are used; other kinds (e.g. "cumulative") are skipped.
 
 ncalls counts the TOTAL calls (12 for "12/3").  If a record was profiled
-with a duty cycle (fields "duty", or "observed_s"/"interval_s"), its
-values are divided by the duty fraction to estimate the whole interval,
-unless --no-scale-duty is given.
+with a duty cycle (production mode), each of its values is divided by the
+record's "duty" field to estimate the whole interval (records without
+"duty" but with "observed_s" use observed_s/interval_s; a duty that is
+missing, zero or negative means no scaling), unless --no-scale-duty is
+given.  In SQL on rows: value / if(duty > 0, duty, 1).
 
 Note: cumtime includes time spent in callees, so stacking cumtime of
 nested functions counts that time more than once; tottime stacks to the
@@ -85,6 +91,11 @@ def build_parser():
                    metavar="DURATION",
                    help="slice length, e.g. 500ms, 10s, 2.5s, 1m, 1h; a bare "
                         "number means seconds (default: 10s)")
+    p.add_argument("--align", choices=sr.ALIGNS, default="first",
+                   help="where slices start: at the first record (first) or at "
+                        "multiples of --slice since the Unix epoch (epoch), "
+                        "as a database's intDiv(ts_ns, SLICE) groups them "
+                        "(default: first)")
     p.add_argument("--field", choices=sr.FIELDS, default="cumtime",
                    help="field to sum: cumtime or tottime (seconds) or ncalls "
                         "(total calls) (default: cumtime)")
@@ -303,7 +314,7 @@ def compute(args, warn):
     try:
         slices, table = sr.bucket_records(
             summary.watch(records, args.scale_duty), args.slice, args.field,
-            scale_duty=args.scale_duty)
+            scale_duty=args.scale_duty, align=args.align)
     except OSError as e:
         raise cli.input_error(e)
     except ValueError as e:

@@ -2,10 +2,13 @@
  * record and no user-space buffering, so a log shipper tailing the file sees
  * whole lines and a crash leaves only whole lines behind.
  *
- * sink=jsonl:PATH[,max_bytes=SIZE][,keep=N]: with max_bytes the file rotates
- * before a record would take it past SIZE (PATH -> PATH.1 -> ... PATH.N, the
- * oldest dropped). statsprof_reopen() makes the next record reopen PATH, for
- * an external logrotate. */
+ * sink=jsonl:PATH[,max_bytes=SIZE][,keep=N][,layout=record|rows]: with
+ * max_bytes the file rotates before a record would take it past SIZE (PATH
+ * -> PATH.1 -> ... PATH.N, the oldest dropped). layout=rows writes a record
+ * as flat lines, one per function and caller edge (jsonl_format.c), still
+ * with one write(), so its lines stay together and in one file.
+ * statsprof_reopen() makes the next record reopen PATH, for an external
+ * logrotate. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -22,6 +25,7 @@
 typedef struct jsonl_options_t {
   uint64_t max_bytes; /* 0: never rotate */
   uint64_t keep;      /* rotated files kept: PATH.1 ... PATH.keep */
+  uint64_t rows;      /* layout=rows */
 } jsonl_options_t;
 
 typedef struct jsonl_sink {
@@ -29,6 +33,7 @@ typedef struct jsonl_sink {
   uint64_t size;      /* bytes in the current file */
   jsonl_options_t opt;
   atomic_int reopen;
+  int (*format)(const statsprof_stats_profile *, char **, size_t *); /* the layout */
   int stalled;        /* the last write timed out: do not wait again */
   char *pending;      /* the unwritten end of a line cut short */
   size_t npending;
@@ -100,7 +105,7 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   jsonl_sink *s = ctx;
   char *line;
   size_t len;
-  int rc = statsprof_format_jsonl(rec, &line, &len);
+  int rc = s->format(rec, &line, &len);
   if (rc) return rc;
   if (atomic_exchange(&s->reopen, 0) && reopen_file(s) != 0) rc = STATSPROF_EIO;
   if (!rc && s->opt.max_bytes && s->size > 0 && s->size + len > s->opt.max_bytes && rotate(s) != 0)
@@ -140,6 +145,8 @@ static const statsprof_sink_ops jsonl_ops = {
     .reopen = jsonl_reopen,
 };
 
+static const statsprof__word layout_words[] = {{"record", 0}, {"rows", 1}, {NULL, 0}};
+
 /* The options after PATH: one row each (see statsprof__sink_option). */
 static const statsprof__sink_option jsonl_options[] = {
     {"max_bytes", "SIZE",
@@ -149,6 +156,8 @@ static const statsprof__sink_option jsonl_options[] = {
     {"keep", "N",
      {.units = statsprof__count_units, .whole = 1, .max = 1000, .help = "N, a whole number from 0 to 1000"},
      offsetof(jsonl_options_t, keep)},
+    {"layout", "record|rows", {.words = layout_words, .max = 1, .help = "record or rows"},
+     offsetof(jsonl_options_t, rows)},
     {NULL},
 };
 
@@ -170,6 +179,7 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
   }
   memcpy(s->path, path, plen);
   s->opt = opt;
+  s->format = opt.rows ? statsprof_format_jsonl_rows : statsprof_format_jsonl;
   atomic_init(&s->reopen, 0);
   if (open_file(s) != 0) {
     int e = errno;

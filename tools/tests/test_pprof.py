@@ -30,20 +30,11 @@ sys.dont_write_bytecode = True
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import toolstest  # noqa: E402
-from toolstest import B, GAME, OTHER, S, SAMPLE, TOOLS  # noqa: E402
+from toolstest import B, GAME, OTHER, S, SAMPLE, TOOLS, game_host  # noqa: E402
 import pprof_proto  # noqa: E402
 
 CONVERT = os.path.join(TOOLS, "convert.py")
 GO = shutil.which("go") or "/usr/bin/go"
-
-
-def game_host():
-    """The game host in the test's runfiles, else the one in bazel-bin."""
-    root = os.environ.get("TEST_SRCDIR")
-    if root:
-        return os.path.join(root, os.environ.get("TEST_WORKSPACE", "statsprof"),
-                            "host_examples", "game_host")
-    return os.path.join(TOOLS, "..", "bazel-bin", "host_examples", "game_host")
 
 
 def pprof_name(f, ln, n):

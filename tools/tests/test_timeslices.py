@@ -341,6 +341,29 @@ class BucketTests(unittest.TestCase):
         self.assertEqual(slices, [B + S, B + 6 * S, B + 11 * S])
         self.assertEqual(table[WORK], [4.0, 4.0, 4.0])
 
+    def test_epoch_alignment(self):
+        recs = self.records()
+        # 7 s slices: B is 2 s past a multiple of 7 s since the epoch, so
+        # epoch-aligned slices start at B-2s: [B-2, B+5) holds the records
+        # ending at B+1..B+4, [B+5, B+12) those ending at B+5..B+11,
+        # [B+12, B+19) the last one; aligned to the first record (B) they
+        # would be [B, B+7) and [B+7, B+14).
+        self.assertEqual(B % (7 * S), 2 * S)
+        slices, table = sr.bucket_records(recs, 7 * S, "cumtime",
+                                          align="epoch")
+        self.assertEqual(slices, [B - 2 * S, B + 5 * S, B + 12 * S])
+        self.assertEqual(table[FRAME], [2.0, 3.5, 0.5])
+        self.assertEqual(table[FIND], [0.0, 1.75, 0.25])
+        slices, table = sr.bucket_records(recs, 7 * S, "cumtime")
+        self.assertEqual(slices, [B, B + 7 * S])
+        self.assertEqual(table[FRAME], [3.0, 3.0])
+        # already on a multiple: the same slices either way
+        self.assertEqual(sr.bucket_records(recs, 5 * S, "ncalls", align="epoch"),
+                         sr.bucket_records(recs, 5 * S, "ncalls"))
+        with self.assertRaises(ValueError) as cm:
+            sr.bucket_records(recs, 5 * S, "ncalls", align="start")
+        self.assertIn("invalid align 'start'", str(cm.exception))
+
     def test_duty_scaling(self):
         recs = self.records(DUTY)
         for field, scaled, unscaled in (("cumtime", 2.0, 1.375),
@@ -568,6 +591,18 @@ class CliTests(toolstest.ToolTest):
         rows = self.csv_rows("--slice", "60s", "--field", "ncalls", "--top",
                              "0", "--kind", "all", SAMPLE)
         self.assertEqual(rows[1][2:], ["6267"])  # 6252 delta + 15 cumulative
+
+    def test_align_epoch_cli(self):
+        rows = self.csv_rows("--slice", "7s", "--align", "epoch", "--top", "1",
+                             SAMPLE)
+        self.assertEqual([r[:3] for r in rows], [
+            ["slice_start_iso", "slice_start_ns", FRAME],
+            ["2026-11-25T14:29:58.000000Z", str(B - 2 * S), "2.0"],
+            ["2026-11-25T14:30:05.000000Z", str(B + 5 * S), "3.5"],
+            ["2026-11-25T14:30:12.000000Z", str(B + 12 * S), "0.5"]])
+        err = self.one_line_error(toolstest.run_tool(
+            SCRIPT, ["--align", "start", SAMPLE]))
+        self.assertIn("--align: invalid choice: 'start'", err)
 
     def test_duty_scaling_cli(self):
         for field, scaled, unscaled in (("cumtime", "2.0", "1.375"),

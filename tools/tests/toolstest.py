@@ -1,5 +1,5 @@
 """Shared set-up of the tools' tests (test_timeslices.py, test_report.py,
-test_convert.py, report_browser_test.py).
+test_convert.py, report_browser_test.py, test_rows.py, clickhouse_test.py).
 
 Importing it puts tools/ first on sys.path, so that the tests can import
 statsprof_records and the tools themselves.  The test data files are
@@ -51,6 +51,36 @@ def run_tool(script, args, stdin=None, text=False, timeout=120):
     return subprocess.run([PYTHON, script] + list(args), input=stdin,
                           capture_output=True, text=text, env=env,
                           timeout=timeout)
+
+
+def game_host():
+    """The built //host_examples:game_host: in the test's runfiles (a data
+    dependency of the test), else in bazel-bin."""
+    root = os.environ.get("TEST_SRCDIR")
+    if root:
+        return os.path.join(root, os.environ.get("TEST_WORKSPACE", "statsprof"),
+                            "host_examples", "game_host")
+    return os.path.join(TOOLS, "..", "bazel-bin", "host_examples", "game_host")
+
+
+def run_game_both_layouts(directory, config, args, timeout=300):
+    """Runs the game host in ``directory`` (created) profiled with
+    ``config`` plus two jsonl sinks, one per layout: DIRECTORY/record/
+    prof.jsonl and DIRECTORY/rows/prof.jsonl (same file name, so that tools
+    that print their input's name print the same).  Returns the two paths;
+    raises AssertionError if the host fails."""
+    os.makedirs(directory, exist_ok=True)
+    config += ";sink=jsonl:record/prof.jsonl;sink=jsonl:rows/prof.jsonl,layout=rows"
+    env = dict(os.environ)
+    env.pop("STATSPROF", None)
+    r = subprocess.run([game_host(), "--profile", config] + list(args),
+                       cwd=directory, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError("game_host %s failed (%d): %s"
+                             % (" ".join(args), r.returncode, r.stderr))
+    return (os.path.join(directory, "record", "prof.jsonl"),
+            os.path.join(directory, "rows", "prof.jsonl"))
 
 
 class ToolTest(unittest.TestCase):
