@@ -80,6 +80,7 @@ static int spawn(statsprof *p) {
 }
 
 static PyObject *atexit_stop(PyObject *capsule, PyObject *unused) {
+  (void)unused;
   statsprof *p = PyCapsule_GetPointer(capsule, "statsprof.timer");
   if (p) statsprof__timer_stop(p);
   Py_RETURN_NONE;
