@@ -87,6 +87,8 @@ static void child_reset(statsprof *p) {
 }
 
 static PyObject *after_fork_child(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
   pthread_mutex_lock(&g_lock);
   for (statsprof *p = g_profilers; p; p = p->next_profiler)
     if (p->interp_epoch == statsprof__epoch()) child_reset(p);

@@ -57,7 +57,7 @@ static int open_config_sinks(statsprof *p) {
   if (none && c->nsinks > 1)
     return statsprof__error(p, STATSPROF_ECONFIG, "config: sink=none cannot be combined with other sinks");
   if (none) return 0;
-  statsprof__sink_spec dflt = {"jsonl", "statsprof.jsonl"};
+  statsprof__sink_spec dflt = {.name = "jsonl", .arg = "statsprof.jsonl"};
   size_t n = c->nsinks ? c->nsinks : 1;
   for (size_t i = 0; i < n; i++) {
     const statsprof__sink_spec *spec = c->nsinks ? &c->sinks[i] : &dflt;
