@@ -611,9 +611,11 @@ def bucket_records(records, slice_ns, field, scale_duty=True, t0=None,
     A record goes into the slice containing its ``ts_ns`` (end of its
     interval): slice index = floor((ts_ns - t0) / slice_ns), where ``t0``
     defaults to the earliest interval start among the records (the first
-    record's start), rounded down to a multiple of ``slice_ns`` with
-    ``align="epoch"`` (so a slice is [k*slice_ns, (k+1)*slice_ns) since the
-    epoch, whatever the first record).  Returns ``(slices, table)``: ``slices`` is the list of
+    record's start).  With ``align="epoch"`` it is the earliest ``ts_ns``
+    rounded down to a multiple of ``slice_ns`` instead: a slice is then
+    [k*slice_ns, (k+1)*slice_ns) since the epoch, as a database's
+    intDiv(ts_ns, slice_ns) groups records, and the first one holds a
+    record.  Returns ``(slices, table)``: ``slices`` is the list of
     slice start times in ns (every slice from the first to the last, empty
     ones included) and ``table`` maps func_key -> list of per-slice sums
     (same length as ``slices``).  No records gives ``([], {})``.
@@ -639,10 +641,11 @@ def bucket_records(records, slice_ns, field, scale_duty=True, t0=None,
         reduced.append((rec["ts_ns"], function_values(rec, field, scale_duty)))
     if not reduced:
         return [], {}
-    if t0 is None:
+    if t0 is None and align == "epoch":
+        t0 = min(ts for ts, _ in reduced)
+        t0 -= t0 % slice_ns
+    elif t0 is None:
         t0 = min(first, min(ts for ts, _ in reduced))
-        if align == "epoch":
-            t0 -= t0 % slice_ns
     nslices = max((ts - t0) // slice_ns for ts, _ in reduced) + 1
     if max_slices is not None and nslices > max_slices:
         raise ValueError("too many slices: %d slices of %s for %s of records "

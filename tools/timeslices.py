@@ -24,10 +24,11 @@ Aggregate statsprof profile records (JSON lines) into time slices.
 
 Every matching record goes into the slice that contains its end time
 (ts_ns); slices are aligned to the start (start_ns) of the earliest record,
-so slice k covers [t0 + k*SLICE, t0 + (k+1)*SLICE).  With --align epoch, t0
-is rounded down to a multiple of SLICE since the Unix epoch instead, so the
-slices are the ones a database query grouping by intDiv(ts_ns, SLICE)
-gives (and the same for every file of a fleet).  For each slice the
+so slice k covers [t0 + k*SLICE, t0 + (k+1)*SLICE).  With --align epoch,
+slices start at multiples of SLICE since the Unix epoch instead (the first
+one holding the earliest end time), so they are the slices a database query
+grouping by intDiv(ts_ns, SLICE) gives, the same for every file of a
+fleet.  For each slice the
 chosen field is summed per function; the TOP functions with the largest
 total over all slices get a column each, and all other functions are summed
 into "other".  Empty slices between records are shown as zeros.
