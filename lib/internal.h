@@ -176,6 +176,7 @@ typedef struct statsprof__slot {
   unsigned long thread_id;
   statsprof__osthread *os; /* referenced; NULL when free or retired */
   const char *name;        /* in the string store; NULL until known */
+  PyObject *thread_ref;    /* weakref to its threading.Thread, or NULL */
   uint32_t *local;
   uint32_t nlocal;
   uint8_t state;
@@ -303,6 +304,8 @@ int statsprof__osthread_ended(const statsprof__osthread *os);
 int statsprof__osthread_is_self(const statsprof__osthread *os); /* the calling thread's */
 /* Refreshes every slot's name (explicit, else threading's). GIL. */
 void statsprof__threads_name(statsprof *p);
+/* Drops the slots' references to Python objects (GIL held, or Python gone). */
+void statsprof__threads_release(statsprof *p, int python_alive);
 /* Marks slots that ran since the last record, and slots whose thread ended. */
 void statsprof__threads_scan(statsprof *p);
 /* Folds ended threads' counts into the retired slot; frees their slots. */

@@ -109,11 +109,28 @@ static PyObject *threading_active(void) {
   return active && PyDict_Check(active) ? active : NULL;
 }
 
-/* threading's name for a live thread: threading._active[ident]._name. */
-static void name_from_threading(statsprof *p, statsprof__slot *s, PyObject *active) {
+/* The slot's threading.Thread: a weak reference taken when the thread is
+ * first seen in threading._active, so that a name given after the thread
+ * ended its last record (or just before it exited) is still read, and a
+ * later thread with the same ident is never mistaken for it. */
+static PyObject *thread_object(statsprof__slot *s, PyObject *active) {
+  if (s->thread_ref) {
+    PyObject *th = statsprof__weakref_get(s->thread_ref);
+    if (th) return th;
+  }
+  if (!active || statsprof__osthread_ended(s->os)) return NULL;
   PyObject *key = PyLong_FromUnsignedLong(s->thread_id);
   PyObject *th = key ? PyDict_GetItemWithError(active, key) : NULL;
   Py_XDECREF(key);
+  if (!th) return NULL;
+  Py_XDECREF(s->thread_ref);
+  s->thread_ref = PyWeakref_NewRef(th, NULL);
+  return th;
+}
+
+/* threading's name: the Thread's _name, read from its instance dict. */
+static void name_from_threading(statsprof *p, statsprof__slot *s, PyObject *active) {
+  PyObject *th = thread_object(s, active);
   PyObject **dictptr = th ? _PyObject_GetDictPtr(th) : NULL;
   PyObject *dict = dictptr && *dictptr && PyDict_Check(*dictptr) ? *dictptr : NULL;
   PyObject *name = dict ? PyDict_GetItemString(dict, "_name") : NULL;
@@ -121,14 +138,14 @@ static void name_from_threading(statsprof *p, statsprof__slot *s, PyObject *acti
   set_name(p, s, u);
 }
 
-/* A slot's name now: explicit, else threading's while the thread lives.
- * Runs no Python code (the hook calls it when it binds a thread). */
+/* A slot's name now: explicit, else threading's. Runs no Python code (the
+ * hook calls it when it binds a thread). */
 static void name_slot(statsprof *p, statsprof__slot *s, PyObject *active) {
   pthread_mutex_lock(&g_name_lock);
   char *explicit_name = s->os->name ? strdup(s->os->name) : NULL;
   pthread_mutex_unlock(&g_name_lock);
   if (explicit_name) set_name(p, s, explicit_name);
-  else if (active && !statsprof__osthread_ended(s->os)) name_from_threading(p, s, active);
+  else name_from_threading(p, s, active);
   free(explicit_name);
 }
 
@@ -268,12 +285,21 @@ void statsprof__threads_retire(statsprof *p) {
       if (th->slot == i) statsprof__thread_orphan(th);
     }
     statsprof__osthread_unref(s->os);
+    Py_CLEAR(s->thread_ref);
     s->os = NULL;
     s->thread_id = 0;
     s->name = NULL;
     s->active = 0;
     s->state = STATSPROF__SLOT_FREE;
     t->nretired_threads++;
+  }
+}
+
+void statsprof__threads_release(statsprof *p, int python_alive) {
+  for (uint32_t i = 0; i < p->table.nslots; i++) {
+    /* After Py_Finalize the objects are gone with the interpreter. */
+    if (python_alive) Py_XDECREF(p->table.slots[i].thread_ref);
+    p->table.slots[i].thread_ref = NULL;
   }
 }
 

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "statsprof.h"
+#include "../lib/internal.h" /* thread-records: how many slots the table holds */
 
 #define CHECK(cond, ...)                                   \
   do {                                                     \
@@ -354,6 +355,92 @@ static int scenario_prefork(const char *mode) {
   return 0;
 }
 
+/* ---- per-thread records: bounded by live threads ------------------------ */
+
+static const char kManyThreads[] =
+    "import threading\n"
+    "def leaf(): pass\n"
+    "def body():\n"
+    "    for i in range(5): leaf()\n"
+    "def batch(n):\n"
+    "    ts = [threading.Thread(target=body) for i in range(n)]\n"
+    "    for t in ts: t.start()\n"
+    "    for t in ts: t.join()\n"
+    "gate = threading.Barrier(81)\n"
+    "def together():\n"
+    "    leaf(); gate.wait()\n"
+    "def crowd():\n"
+    "    ts = [threading.Thread(target=together) for i in range(80)]\n"
+    "    for t in ts: t.start()\n"
+    "    leaf(); gate.wait()\n"
+    "    for t in ts: t.join()\n";
+
+typedef struct {
+  uint64_t merged_leaf, thread_leaf; /* this interval */
+  int thread_records;
+  uint64_t omitted;
+  uint64_t total_leaf;
+  int mismatches;
+} tally;
+
+static uint64_t leaf_calls(const statsprof_stats_profile *r) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < r->nfunc_profiles; i++)
+    if (!strcmp(r->func_profiles[i].function_name, "leaf")) n += r->func_profiles[i].ncalls;
+  return n;
+}
+
+/* writer=sync: thread records of an interval come after its merged one. */
+static int tally_emit(void *ctx, const statsprof_stats_profile *r) {
+  tally *t = ctx;
+  if (r->thread_id) {
+    t->thread_leaf += leaf_calls(r);
+    t->thread_records++;
+    return 0;
+  }
+  t->merged_leaf = leaf_calls(r);
+  t->total_leaf += t->merged_leaf;
+  t->omitted = r->threads_omitted;
+  t->thread_leaf = 0;
+  t->thread_records = 0;
+  return 0;
+}
+
+static const statsprof_sink_ops kTallyOps = {.version = STATSPROF_SINK_VERSION, .name = "tally", .emit = tally_emit};
+
+/* 2000 short-lived threads in batches of 8, a record after each batch: the
+ * thread records of each interval add up to its merged record, and the
+ * table keeps a slot per live thread, not per thread ever seen. Then 80
+ * threads at once: 64 thread records and the rest counted as omitted. */
+static int scenario_thread_records(const char *mode) {
+  (void)mode;
+  exec_code(kManyThreads);
+  tally t = {0};
+  CHECK(statsprof_create("sink=none;interval=0;per_thread=on;writer=sync", &g_p) == 0, "create");
+  CHECK(statsprof_add_sink(g_p, &kTallyOps, &t) == 0, "add_sink");
+  CHECK(statsprof_start(g_p) == 0, "start: %s", statsprof_errmsg(g_p));
+  uint32_t most_slots = 0;
+  for (int i = 0; i < g_iterations; i++) {
+    PyObject *r = PyObject_CallFunction(ns_get("batch"), "i", 8);
+    CHECK(r, "batch");
+    Py_DECREF(r);
+    CHECK(statsprof_emit_now(g_p) == 0, "emit");
+    CHECK(t.thread_leaf == t.merged_leaf, "interval %d: thread records count %llu leaf calls, the merged %llu", i,
+          (unsigned long long)t.thread_leaf, (unsigned long long)t.merged_leaf);
+    if (g_p->table.nslots > most_slots) most_slots = g_p->table.nslots;
+  }
+  CHECK(t.total_leaf == (uint64_t)g_iterations * 8 * 5, "%llu leaf calls in all", (unsigned long long)t.total_leaf);
+  /* 8 workers + the main thread + the retired slot; a worker that has not
+   * quite exited when its batch's record is cut keeps its slot one more. */
+  CHECK(most_slots <= 2 * 8 + 2, "the table grew to %u slots for %d threads", most_slots, g_iterations * 8);
+  call0("crowd");
+  CHECK(statsprof_emit_now(g_p) == 0, "emit");
+  CHECK(t.thread_records == 64, "%d thread records for 81 threads", t.thread_records);
+  CHECK(t.omitted == 81 - 64, "threads_omitted %llu", (unsigned long long)t.omitted);
+  statsprof_destroy(g_p);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -365,6 +452,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(s, "signal")) rc = scenario_signal(s);
   else if (!strcmp(s, "fork-timer")) rc = scenario_fork_timer(s);
   else if (!strcmp(s, "prefork")) rc = scenario_prefork(s);
+  else if (!strcmp(s, "thread-records")) rc = scenario_thread_records(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

@@ -152,6 +152,86 @@ def main():
   pyh::Release(ns);
 }
 
+// Names follow the thread: a rename shows in the next record, and a new
+// thread that reuses a finished thread's ident does not inherit its name
+// (the old code kept the name seen first: "Dummy-7", then "renamed" for the
+// second thread).
+TEST(Threads, NamesFollowTheThreadAndEndWithIt) {
+  void *ns = pyh::Exec(R"(
+import threading
+def work(): pass
+ready = threading.Event(); go = threading.Event()
+def body():
+    work(); ready.set(); go.wait(); work()
+t1 = threading.Thread(target=body, name="Dummy-7")
+def begin():
+    t1.start(); ready.wait()
+def rename():
+    t1.name = "renamed"; go.set(); t1.join()
+ident = []
+def second():
+    t2 = threading.Thread(target=lambda: (ident.append(threading.get_ident()), work()), name="second")
+    t2.start(); t2.join()
+)", "names.py");
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;per_thread=on;writer=sync", &p), 0);
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  auto names_with_work = [&]() {  // of the records since the last call
+    std::vector<std::string> names;
+    std::lock_guard<std::mutex> l(sink.mu);
+    for (auto &r : sink.records)
+      if (r.thread_id && r.calls("work")) names.push_back(r.thread_name);
+    sink.records.clear();
+    return names;
+  };
+  ASSERT_TRUE(pyh::Call(ns, "begin"));
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  EXPECT_EQ(names_with_work(), std::vector<std::string>{"Dummy-7"});
+  ASSERT_TRUE(pyh::Call(ns, "rename"));
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  EXPECT_EQ(names_with_work(), std::vector<std::string>{"renamed"});
+  ASSERT_TRUE(pyh::Call(ns, "second"));
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  EXPECT_EQ(names_with_work(), std::vector<std::string>{"second"});
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+// statsprof_name_thread names the calling OS thread; it outlives the thread
+// state (a C thread that Ensures and Releases per call keeps its name).
+TEST(Threads, HostNamesACThreadForEveryThreadState) {
+  void *ns = pyh::Exec("def from_c(): pass\n", "cname.py");
+  PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;per_thread=on;writer=sync", &p), 0);
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  Py_BEGIN_ALLOW_THREADS std::thread th([&] {
+    EXPECT_EQ(statsprof_name_thread("io-worker"), 0);
+    for (int i = 0; i < 3; i++) {
+      PyGILState_STATE g = PyGILState_Ensure();
+      EXPECT_EQ(statsprof_attach_thread(p), 0);
+      Py_XDECREF(PyObject_CallNoArgs(fn));
+      PyGILState_Release(g);
+    }
+  });
+  th.join();
+  Py_END_ALLOW_THREADS ASSERT_EQ(statsprof_emit_now(p), 0);
+  int named = 0;
+  for (auto &r : sink.Take())
+    if (r.thread_id && r.calls("from_c")) {
+      EXPECT_EQ(r.thread_name, "io-worker");
+      EXPECT_EQ(r.calls("from_c"), 3u);
+      named++;
+    }
+  EXPECT_EQ(named, 1);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
 // A C thread that enters Python with PyGILState_Ensure after start.
 struct CThread {
   std::atomic<int> phase{0};

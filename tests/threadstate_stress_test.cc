@@ -103,4 +103,11 @@ TEST(ThreadStateStress, ForkWithTimerChildStartsAfreshAndStops) { ExpectClean("f
 // Old code: the child counted the parent's calls too and named none.
 TEST(ThreadStateStress, PreforkWorkerCountsAndNamesItsOwnThreads) { ExpectClean("prefork", 10, 1); }
 
+// per_thread=on with 2000 short-lived threads (8 at a time) and a record
+// after every batch: each interval's thread records add up to its merged
+// record, every call is counted, and the table holds a slot per live thread
+// (ended threads fold into one retired slot), not one per thread ever seen;
+// 81 threads active at once give 64 thread records and threads_omitted 17.
+TEST(ThreadStateStress, ThreadRecordsAreBoundedByLiveThreads) { ExpectClean("thread-records", 2, 250); }
+
 }  // namespace

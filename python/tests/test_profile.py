@@ -640,6 +640,33 @@ class SnapshotTest(unittest.TestCase):
 
 
 class ProfilerTest(unittest.TestCase):
+    def test_enable_after_setprofile_none_counts_again_like_cprofile(self):
+        # The old code's second enable() did nothing until the next record:
+        # the calls in between were lost (issue 11 item 14).
+        def f():
+            pass
+
+        def run(prof):
+            prof.enable()
+            f()
+            sys.setprofile(None)
+            f()  # nobody profiles this one
+            prof.enable()
+            f()
+            f()
+            prof.disable()
+            prof.create_stats()
+            return counts(prof.stats, CPROFILE_OWN)
+
+        want, got = run(cProfile.Profile()), run(statsprof.Profile())
+        key = (f.__code__.co_filename, f.__code__.co_firstlineno, "f")
+        self.assertEqual(want[key][:2], (3, 3))
+        # Only f's counts: cProfile keeps sys.setprofile's C frame open on its
+        # stack (its return event never comes) and then files the later calls
+        # of f under it as their caller; statsprof closes the frames of a
+        # thread whose hook is removed, as at disable().
+        self.assertEqual(got[key][:2], want[key][:2])
+
     def test_bad_config_raises_value_error_naming_the_key(self):
         with self.assertRaises(ValueError) as cm:
             statsprof.Profile(config="bogus_key=1")
