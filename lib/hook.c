@@ -36,6 +36,8 @@ uint64_t statsprof__epoch(void) { return g_epoch; }
 static void thread_unlink(statsprof__thread *t) {
   statsprof *p = t->p;
   if (!p) return;
+  /* What it did since the last record still earns its thread a record. */
+  if (t->active && t->slot != STATSPROF__NONE) p->table.slots[t->slot].active = 1;
   if (t->prev) t->prev->next = t->next;
   else p->threads = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -49,7 +51,6 @@ static void thread_dealloc(PyObject *self) {
   /* The thread state dropped us (thread exit, sys.setprofile, finalize):
    * frames still open are counted as returning now, as cProfile does. */
   if (t->p) statsprof__flush_thread(t);
-  if (t->p && t->active && t->slot != STATSPROF__NONE) t->p->table.slots[t->slot].active = 1;
   thread_unlink(t);
   PyMem_RawFree(t->stack);
   PyObject_Free(self);
@@ -398,19 +399,68 @@ void statsprof__flush_thread(statsprof__thread *t) {
 
 /* ---- attaching to thread states --------------------------------------- */
 
-statsprof__thread *statsprof__thread_new(statsprof *p) {
-  statsprof__thread *t = PyObject_New(statsprof__thread, g_thread_type);
-  if (!t) {
-    PyErr_Clear();
-    return NULL;
+/* Removing a thread's hook must not free its state at once. CPython reads
+ * the profile function and its object, then may allocate the frame object
+ * it passes to them; that allocation can run the garbage collector, a
+ * finalizer's Python code, a signal handler, and so a stop() that removes
+ * the hook, before the call it prepared reaches us with the object it read
+ * (seen in 1 of ~50 runs of the signal stress scenario under ASan, as a
+ * use after free). So a state whose hook we removed goes, inert (p NULL),
+ * into the profiler's pool, and is only ever reused for the same thread:
+ * such a late call then finds either an inert state or that thread's own
+ * live one. States in the pool are freed when their thread has ended, or
+ * with the profiler. */
+statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner) {
+  statsprof__thread *t = p->pool;
+  while (t && t->owner != owner) t = t->next;
+  if (t) {
+    if (t->prev) t->prev->next = t->next;
+    else p->pool = t->next;
+    if (t->next) t->next->prev = t->prev;
+    statsprof__frame *stack = t->stack;
+    uint32_t cap = t->cap;
+    memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
+    t->stack = stack;
+    t->cap = cap;
+  } else {
+    t = PyObject_New(statsprof__thread, g_thread_type);
+    if (!t) {
+      PyErr_Clear();
+      return NULL;
+    }
+    memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
   }
-  memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
   t->p = p;
+  t->owner = owner;
   t->slot = STATSPROF__NONE; /* bound at its first event (threads.c) */
   t->next = p->threads;
   if (p->threads) p->threads->prev = t;
   p->threads = t;
   return t;
+}
+
+void statsprof__thread_pool(statsprof *p, statsprof__thread *t) {
+  uint32_t slot = t->slot;
+  thread_unlink(t); /* inert from now on */
+  t->depth = t->skipped = 0;
+  t->slot = slot; /* to know when its thread has ended */
+  t->next = p->pool;
+  if (p->pool) p->pool->prev = t;
+  p->pool = t;
+}
+
+void statsprof__thread_pool_trim(statsprof *p, int all) {
+  for (statsprof__thread *t = p->pool, *next; t; t = next) {
+    next = t->next;
+    int ended = t->slot != STATSPROF__NONE && t->slot < p->table.nslots &&
+                p->table.slots[t->slot].state == STATSPROF__SLOT_ENDED;
+    if (!all && !ended) continue;
+    if (t->prev) t->prev->next = t->next;
+    else p->pool = t->next;
+    if (t->next) t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+    Py_DECREF(t);
+  }
 }
 
 void statsprof__thread_orphan(statsprof__thread *t) {
@@ -429,7 +479,7 @@ int statsprof__attach_self(statsprof *p) {
   if (is_ours(p, ts)) return 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "cannot prepare the profile hook");
-  statsprof__thread *t = statsprof__thread_new(p);
+  statsprof__thread *t = statsprof__thread_new(p, ts->thread_id);
   if (!t) return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread state");
   /* Our own thread state: no other thread can free it meanwhile. The
    * heap type's instances keep it alive (PyObject_New took a ref). */

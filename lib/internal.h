@@ -264,7 +264,8 @@ typedef struct statsprof__thread {
   uint64_t spent;         /* calibrated profiler cost of its events, ticks */
   uint64_t slowdown;      /* own time removed by the bytecode scale, ticks */
   int active;             /* entered a function since the last record */
-  struct statsprof__thread *prev, *next;
+  unsigned long owner;    /* the thread (ident) whose state it was made for */
+  struct statsprof__thread *prev, *next; /* p->threads, or p->pool */
 } statsprof__thread;
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
@@ -280,9 +281,16 @@ int statsprof__attach_all(statsprof *p, int self);
 void statsprof__detach_all(statsprof *p);
 /* Counts frames still open as if they returned now (cProfile's disable). */
 void statsprof__flush_thread(statsprof__thread *t);
-/* A new per-thread state for p, not yet bound to a slot (GIL held; runs no
- * Python code, so it may be called under the thread-state lock). */
-statsprof__thread *statsprof__thread_new(statsprof *p);
+/* A per-thread state for p on the thread `owner` (its ident), not yet
+ * bound to a slot: one from p's pool made for that thread, else a new one
+ * (GIL held; runs no Python code, so it may be called under the
+ * thread-state lock). The caller gets one reference. */
+statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner);
+/* Takes a reference to t after its hook was removed: t goes inert into
+ * p's pool rather than being freed (see hook.c). */
+void statsprof__thread_pool(statsprof *p, statsprof__thread *t);
+/* Frees pooled states (of threads that ended, or all): GIL held. */
+void statsprof__thread_pool_trim(statsprof *p, int all);
 /* Makes t inert and forgets it (its thread state may still hold it). */
 void statsprof__thread_orphan(statsprof__thread *t);
 
@@ -464,6 +472,7 @@ struct statsprof {
   int running;
   uint64_t interp_epoch; /* the interpreter we started on (see hook.c) */
   statsprof__thread *threads; /* live per-thread states */
+  statsprof__thread *pool;    /* inert ones whose hook was removed (hook.c) */
   int busy;           /* a public call is running (profiler.c: calls never nest) */
   int oom;            /* sticky: the hook could not allocate */
   int oom_reported;

@@ -97,6 +97,8 @@ int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t 
   statsprof__buf_printf(&b, ",\"kind\":\"%s\",\"dropped\":%llu,\"sink_errors\":%llu,\"overflow_functions\":%llu",
                         kind_name(r), (unsigned long long)r->dropped, (unsigned long long)r->sink_errors,
                         (unsigned long long)r->overflow_functions);
+  /* Only when it happened: per_thread=on had more threads than records. */
+  if (r->threads_omitted) statsprof__buf_printf(&b, ",\"threads_omitted\":%llu", (unsigned long long)r->threads_omitted);
   if (r->thread_id) {
     statsprof__buf_printf(&b, ",\"thread_id\":%llu,\"thread_name\":", (unsigned long long)r->thread_id);
     if (r->thread_name) statsprof__buf_json_string(&b, r->thread_name);
@@ -230,6 +232,7 @@ static void put_record_row(statsprof__buf *b, const statsprof_stats_profile *r, 
                         (unsigned long long)r->dropped, (unsigned long long)r->sink_errors,
                         (unsigned long long)r->overflow_functions);
   put_double(b, r->total_tt);
+  if (r->threads_omitted) statsprof__buf_printf(b, ",\"threads_omitted\":%llu", (unsigned long long)r->threads_omitted);
   statsprof__buf_puts(b, "}\n");
 }
 

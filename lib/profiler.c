@@ -29,7 +29,9 @@ static int add_writer(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
 static void free_all(statsprof *p) {
   statsprof__fork_track(p, 0);
   close_sinks(p);
-  statsprof__threads_release(p, Py_IsInitialized() && p->interp_epoch == statsprof__epoch() && PyGILState_Check());
+  int python = Py_IsInitialized() && p->interp_epoch == statsprof__epoch() && PyGILState_Check();
+  statsprof__threads_release(p, python);
+  if (python) statsprof__thread_pool_trim(p, 1);
   free(p->touched_entries);
   free(p->touched_edges);
   free(p->frame_entries);

@@ -275,6 +275,8 @@ void statsprof__threads_retire(statsprof *p) {
   }
   for (uint32_t i = 0; i < nentries; i++)
     if (t->slots[t->entries[i].slot].state == STATSPROF__SLOT_ENDED) move_entry(p, i, retired_entry(p, i));
+  /* Pooled states of ended threads can no longer be called late. */
+  statsprof__thread_pool_trim(p, 0);
   for (uint32_t i = 0; i < t->nslots; i++) {
     statsprof__slot *s = &t->slots[i];
     if (s->state != STATSPROF__SLOT_ENDED) continue;

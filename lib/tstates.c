@@ -49,7 +49,7 @@ void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
   head_lock();
   for (PyThreadState *ts = me->interp->threads.head; ts; ts = ts->next) {
     if ((skip_me && ts == me) || ts->c_profilefunc) continue;
-    statsprof__thread *t = statsprof__thread_new(p);
+    statsprof__thread *t = statsprof__thread_new(p, ts->thread_id);
     if (!t) break; /* out of memory: the next record tries again */
     set_profile(ts, statsprof__hook, (PyObject *)t);
   }
@@ -57,7 +57,7 @@ void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
 }
 
 void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
-  /* Dropping the last reference runs our dealloc: only after unlocking. */
+  /* The thread states' references go to p's pool (hook.c), after unlocking. */
   PyObject *dropped[64];
   for (int again = 1; again;) {
     size_t n = 0;
@@ -75,7 +75,7 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
       set_profile(ts, NULL, NULL);
     }
     head_unlock();
-    for (size_t i = 0; i < n; i++) Py_DECREF(dropped[i]);
+    for (size_t i = 0; i < n; i++) statsprof__thread_pool(p, (statsprof__thread *)dropped[i]);
   }
 }
 
@@ -84,7 +84,7 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
 void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
   for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
     if ((skip_me && ts == me) || ts->c_profilefunc) continue;
-    statsprof__thread *t = statsprof__thread_new(p);
+    statsprof__thread *t = statsprof__thread_new(p, ts->thread_id);
     if (!t) break;
     if (statsprof__set_profile(ts, statsprof__hook, (PyObject *)t) < 0) {
       PyErr_Clear();
@@ -96,9 +96,16 @@ void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
 
 void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
   for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
-    if (ts->c_profilefunc == statsprof__hook && ts->c_profileobj &&
-        ((statsprof__thread *)ts->c_profileobj)->p == p && statsprof__set_profile(ts, NULL, NULL) < 0)
+    if (ts->c_profilefunc != statsprof__hook || !ts->c_profileobj ||
+        ((statsprof__thread *)ts->c_profileobj)->p != p)
+      continue;
+    statsprof__thread *t = (statsprof__thread *)Py_NewRef(ts->c_profileobj);
+    if (statsprof__set_profile(ts, NULL, NULL) < 0) {
       PyErr_Clear();
+      Py_DECREF(t);
+    } else {
+      statsprof__thread_pool(p, t);
+    }
   }
 }
 
