@@ -87,6 +87,8 @@ STATSPROF_API int statsprof_create(const char *config, statsprof **out);
 
 /*
  * Stops (if started), flushes and closes every sink, and frees the profiler.
+ * Waits for the sinks at most config stop_timeout (default 5 s); a sink
+ * still stuck in a write then is abandoned (see the sink contract below).
  * Accepts NULL. Call with the GIL held if the interpreter is still running;
  * after Py_Finalize it may be called without it.
  */
@@ -113,7 +115,8 @@ STATSPROF_API int statsprof_start(statsprof *p);
 /*
  * Removes the profile function from every thread, closing frames that were
  * entered and never returned (as cProfile's disable does), and emits a last
- * delta record to the sinks if anything happened since the last one.
+ * delta record to the sinks if anything happened since the last one, and
+ * flushes them (waiting at most config stop_timeout, as statsprof_flush).
  * Requires the GIL while the interpreter runs. Stopping twice is a no-op.
  */
 STATSPROF_API int statsprof_stop(statsprof *p);
@@ -281,14 +284,33 @@ STATSPROF_API int statsprof_frame_mark(statsprof *p);
  * are only ever appended behind it. Methods may be NULL except emit.
  *
  * Threading: each sink has its own writer thread (config writer=thread, the
- * default): emit and flush run there, one call at a time, without the GIL,
- * so a slow sink delays only itself. With writer=sync they run on the
- * emitting thread (inside statsprof_tick/emit_now/stop/destroy, GIL held).
- * close runs on the thread that calls statsprof_destroy, after the last
- * emit. A sink must not call into the profiler; if it needs the GIL it must
- * take it (PyGILState_Ensure) — the profiler never waits for a sink while
- * holding the GIL.
- * `close` is called once, also when an emit failed; never after a failed add.
+ * default): emit runs there, one call at a time, without the GIL, so a slow
+ * sink delays only itself. flush and close run on the thread that calls
+ * statsprof_flush/stop/destroy, never beside an emit. A sink must not call
+ * into the profiler; if it needs the GIL it must take it
+ * (PyGILState_Ensure) — the profiler never waits for a sink while holding
+ * the GIL.
+ *
+ * Shutdown is bounded: statsprof_flush, stop and destroy wait for the
+ * sinks at most config stop_timeout (default 5 s) each, all sinks
+ * together. A sink whose thread is still inside emit when destroy's wait
+ * ends is abandoned: its queued records are dropped (counted in `dropped`
+ * and reported through the log function), its thread is left running and
+ * statsprof_destroy returns. `close` is then called later, on that sink's
+ * writer thread, right after its stuck emit returns — or never, if it never
+ * does. So `ops` and `ctx` must stay valid until `close` is called, which
+ * may be after statsprof_destroy has returned: free `ctx` in close, not
+ * after destroy, and do not unload the code behind `ops` while an emit may
+ * still be running. An emit that may outlive the interpreter must not take
+ * the GIL after Py_FinalizeEx.
+ *
+ * writer=sync runs emit, flush and close on the emitting thread (inside
+ * statsprof_tick/emit_now/stop/destroy, GIL held). Nothing can bound them
+ * there: the built-in sinks bound each write by their stall limit (1 s),
+ * a host sink must bound its own emit.
+ *
+ * `close` is called exactly once, also when an emit failed; never after a
+ * failed add.
  */
 #define STATSPROF_SINK_VERSION 2
 
@@ -311,8 +333,10 @@ typedef struct statsprof_sink_ops {
 } statsprof_sink_ops;
 
 /*
- * Adds a host sink. `ops` must stay valid until the profiler is destroyed;
- * `ctx` is passed back to every method. Any thread holding the GIL.
+ * Adds a host sink. `ops` and `ctx` must stay valid until the sink's close
+ * has been called (see above: for an abandoned sink that is after
+ * statsprof_destroy returns); `ctx` is passed back to every method. Any
+ * thread holding the GIL.
  */
 STATSPROF_API int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops,
                                      void *ctx);
@@ -350,16 +374,19 @@ STATSPROF_API uint64_t statsprof_dropped(const statsprof *p);
 
 /*
  * Waits until every record emitted so far has been handed to every sink,
- * then calls each sink's flush. Releases the GIL while waiting if the caller
- * holds it. Returns 0.
+ * then calls each sink's flush — at most config stop_timeout for all sinks
+ * together: a sink still busy then is logged and not flushed. Releases the
+ * GIL while waiting if the caller holds it. Returns 0.
  */
 STATSPROF_API int statsprof_flush(statsprof *p);
 
 /*
  * Where the profiler reports problems that happen later, off the caller's
  * thread (a sink failing, rate-limited): fn(ud, message), called from any
- * thread, never with profiler locks held. NULL restores the default, a line
- * on stderr. Call before statsprof_start.
+ * thread, never with profiler locks held, and never after statsprof_destroy
+ * returns (destroy waits for a call in progress). NULL restores the
+ * default, a line on stderr, written to fd 2 directly (not through stdio)
+ * and given up after 1 s when nobody reads it. Call before statsprof_start.
  */
 typedef void (*statsprof_log_fn)(void *ud, const char *message);
 STATSPROF_API void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud);

@@ -162,7 +162,8 @@ static const statsprof__word trigger_words[] = {{"tick", 0}, {"timer", 1}, {NULL
   X(duty, FRACTION, duty, 1, 1000000000, NULL, "a percentage above 0% and at most 100%, e.g. 5% or 0.05") \
   X(window, DURATION, window_ns, 1, MAX_NS, NULL, DURATION_HELP " above 0, e.g. 50ms")                    \
   X(every, DURATION, every_ns, 1, MAX_NS, NULL, DURATION_HELP " above 0, e.g. 1s")                        \
-  X(max_overhead, FRACTION, max_overhead, 1, 1000000000, NULL, "a percentage above 0% and at most 100%, e.g. 1%")
+  X(max_overhead, FRACTION, max_overhead, 1, 1000000000, NULL, "a percentage above 0% and at most 100%, e.g. 1%") \
+  X(stop_timeout, DURATION, stop_timeout_ns, 0, 86400 * 1000000000ull, NULL, DURATION_HELP " up to 24h, e.g. 5s")
 
 enum {
 #define X(name, kind, field, lo, hi, wl, hp) KEY_##name,
@@ -216,6 +217,7 @@ void statsprof__config_defaults(statsprof__config *c) {
   c->queue = 64;
   c->compensate = 1;
   c->max_spikes_per_min = 10;
+  c->stop_timeout_ns = 5000000000; /* how long a host's shutdown may wait for a stuck sink */
 }
 
 void statsprof__config_free(statsprof__config *c) {

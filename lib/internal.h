@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -101,6 +102,7 @@ typedef struct statsprof__config {
   int64_t every_ns;         /* ... once per this period; 0: continuous */
   double max_overhead;      /* adaptive: keep own cost under this fraction */
   double duty;              /* as given (fraction), 0 if not */
+  int64_t stop_timeout_ns;  /* how long stop/destroy/flush wait for the sinks */
   size_t nsinks;
   statsprof__sink_spec sinks[STATSPROF__MAX_SINKS];
 } statsprof__config;
@@ -396,30 +398,32 @@ typedef struct statsprof__log_target {
 void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* One sink, its bounded ring and its thread (see writer.c). */
+/* One sink, its bounded ring and its thread (see writer.c). The part the
+ * thread uses lives on the heap (`sh`), so that a thread stuck in a sink's
+ * emit can be abandoned and outlive the profiler. Touched by the host's
+ * threads only (under the GIL, or inside stop/destroy). */
 typedef struct statsprof__writer {
   statsprof__sink sink;
   int sync, block;
-  pthread_mutex_t lock;
-  pthread_cond_t wake; /* producer -> thread: a record or closing */
-  pthread_cond_t idle; /* thread -> producer: room, or drained */
+  int64_t stop_timeout_ns;  /* the longest stop/destroy/flush waits for it */
+  uint64_t dropped;         /* records this sink lost: full ring, abandoned */
+  uint64_t late_mark;       /* a wait timed out with this many delivered, */
+  int late;                 /* ... and it may still be stuck there */
   pthread_t thread;
-  int running, closing, busy, registered;
-  statsprof_stats_profile **ring;
-  uint32_t cap, head, count;
-  uint64_t dropped; /* records this sink lost to a full ring */
-  uint64_t errors;  /* records this sink failed to take */
-  atomic_ullong *total_errors;
-  const statsprof__log_target *log;
-  struct statsprof__writer *next_writer; /* all writers, for fork */
+  struct statsprof__writer_shared *sh;
 } statsprof__writer;
 
 int statsprof__writer_init(statsprof__writer *w, statsprof__sink sink, const statsprof__config *c,
                            atomic_ullong *total_errors, const statsprof__log_target *log);
 /* Queues rec for the sink (taking a reference); 1 if it was dropped. */
 int statsprof__writer_push(statsprof__writer *w, statsprof_stats_profile *rec);
-void statsprof__writer_drain(statsprof__writer *w);
-void statsprof__writer_close(statsprof__writer *w);
+/* Waits, at most the writers' stop_timeout in all, until every queued
+ * record is written, then calls each idle sink's flush. */
+void statsprof__writers_drain(statsprof__writer *ws, size_t n);
+/* Closes the writers: each thread drains its ring and ends; one still
+ * running after stop_timeout (all writers together) is abandoned (see
+ * writer.c). Then flush and close for the others. */
+void statsprof__writers_close(statsprof__writer *ws, size_t n);
 
 void statsprof__record_ref(statsprof_stats_profile *rec);
 void statsprof__record_unref(statsprof_stats_profile *rec);
@@ -594,8 +598,27 @@ size_t statsprof__utf8_seq(const unsigned char *s); /* length of a valid sequenc
  * the writer thread (or shutdown) forever. */
 #define STATSPROF__STALL_MS 1000
 /* Writes what it can within stall_ms of waiting for a non-blocking fd;
- * returns the bytes written (errno set when short). SIGPIPE-safe. */
+ * returns the bytes written (errno set when short: ETIMEDOUT for a stall).
+ * SIGPIPE-safe. */
 size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms);
+/* The same for an fd written `how`: OUT_WRITE (non-blocking or a regular
+ * file), OUT_SEND (a socket: send with MSG_DONTWAIT, the fd's flags stay
+ * the host's) or OUT_POLL (a blocking pipe: poll, then PIPE_BUF at most). */
+enum { STATSPROF__OUT_WRITE, STATSPROF__OUT_SEND, STATSPROF__OUT_POLL };
+size_t statsprof__write_fd(int fd, int how, const char *data, size_t len, int stall_ms);
+
+/* Whatever fd 2 is, written without ever blocking for longer than a stall
+ * and without stdio (whose lock would block the host's own writes to
+ * stderr): refreshed before each write, since a host may redirect fd 2. */
+typedef struct statsprof__stderr_out {
+  int fd;        /* -1 before the first refresh */
+  int own;       /* fd is our non-blocking open of fd 2's pipe or terminal */
+  int how;       /* STATSPROF__OUT_* */
+  dev_t dev;     /* what fd 2 was when fd was chosen */
+  ino_t ino;
+} statsprof__stderr_out;
+void statsprof__stderr_refresh(statsprof__stderr_out *o);
+void statsprof__stderr_close(statsprof__stderr_out *o);
 int statsprof__write_all(int fd, const char *data, size_t len);
 int statsprof__mkdir_parents(const char *file);
 

@@ -14,7 +14,7 @@ static uint32_t next_gen(void) {
 }
 
 static void close_sinks(statsprof *p) {
-  for (size_t i = p->nwriters; i-- > 0;) statsprof__writer_close(&p->writers[i]);
+  statsprof__writers_close(p->writers, p->nwriters);
   p->nwriters = 0;
 }
 
@@ -292,7 +292,7 @@ int statsprof_reopen(statsprof *p) {
 
 int statsprof_flush(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_flush: NULL profiler");
-  for (size_t i = 0; i < p->nwriters; i++) statsprof__writer_drain(&p->writers[i]);
+  statsprof__writers_drain(p->writers, p->nwriters);
   return 0;
 }
 

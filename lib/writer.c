@@ -2,79 +2,181 @@
  *
  * DESIGN
  * Every sink has its own writer: a bounded ring of record pointers, one
- * mutex, two condition variables and one thread. The host's thread (under
- * the GIL, inside tick/stop) only takes a reference on the record and pushes
- * it into each ring; formatting and I/O happen on the writer threads,
- * without the GIL. A slow or failing sink therefore fills only its own ring:
- * the other sinks still get every record.
+ * mutex, two condition variables and one thread, all in a heap block
+ * (`shared`) that the thread holds too. The host's thread (under the GIL,
+ * inside tick/stop) only takes a reference on the record and pushes it into
+ * each ring; formatting and I/O happen on the writer threads, without the
+ * GIL. A slow or failing sink therefore fills only its own ring: the other
+ * sinks still get every record.
  *   - Full ring: on_full=drop (default) drops the record for that sink and
  *     counts it (the next records carry the total in `dropped`);
- *     on_full=block waits for room (with the GIL released).
- *   - Flush (stop/destroy/statsprof_flush): waits, GIL released, until each
- *     ring is empty and its thread idle, then calls the sink's flush.
- *   - Shutdown: sets `closing`, wakes the thread, joins it; the thread drains
- *     what is queued first, so a clean shutdown loses nothing.
+ *     on_full=block waits for room, with the GIL released, at most
+ *     stop_timeout, then drops it all the same.
+ *   - Flush (stop/statsprof_flush): waits, GIL released, until each ring is
+ *     empty and its thread idle — all writers together at most stop_timeout
+ *     — then calls the idle sinks' flush. A writer still busy is marked late
+ *     and logged.
+ *   - Shutdown (destroy): sets `closing`, wakes the threads; each drains
+ *     what is queued and ends, so a clean shutdown loses nothing. A thread
+ *     that has not ended by the deadline (stop_timeout for all writers
+ *     together; none at all for a writer that was late at the last flush
+ *     and has written nothing since) is stuck in its sink's emit: it is
+ *     abandoned. Its queued records are dropped and counted, the log says
+ *     so, the thread is detached and the host's thread returns. The thread
+ *     owns `shared` from then on: when (if ever) emit returns, it calls the
+ *     sink's close itself and frees `shared`. It never touches the profiler
+ *     again; the owner waits out a log call in progress (`reporting`)
+ *     before abandoning, so no log call can outlive the profiler.
  *   - fork(): the child has no writer threads. pthread_atfork holds every
  *     ring's lock across fork() so the child never inherits a held lock; the
- *     child marks its writers dead, and the next push restarts them.
- * writer=sync skips all of this and calls the sinks on the host's thread.
+ *     child marks its writers dead and zeroes its counts, and the records
+ *     the parent had queued are the parent's to write: the child drops them
+ *     (uncounted) before it next uses the ring. The next push restarts the
+ *     thread.
+ * writer=sync skips all of this and calls the sinks on the host's thread,
+ * where nothing can bound them: the built-in sinks bound each write with
+ * their stall limit; a host sink's emit takes as long as it takes.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+typedef struct statsprof__writer_shared shared;
+struct statsprof__writer_shared {
+  pthread_mutex_t lock;
+  pthread_cond_t wake; /* producer -> thread: a record, or closing */
+  pthread_cond_t idle; /* thread -> waiters: room, progress, a log call done, exit */
+  statsprof__sink sink;
+  statsprof_stats_profile **ring;
+  uint32_t cap, head, count;
+  int running;   /* a thread exists in this process */
+  int closing;   /* drain and end */
+  int busy;      /* the thread is in emit */
+  int reporting; /* the thread is in the log function */
+  int exited;    /* the thread left its loop: join returns at once */
+  int abandoned; /* the owner is gone: the thread closes the sink and frees this */
+  uint64_t delivered;   /* records the thread is done with */
+  uint64_t current_seq; /* the record in emit */
+  uint64_t errors;      /* records this sink failed to take */
+  pid_t pid;            /* the process this ring belongs to */
+  /* The owner's, valid until abandoned. */
+  statsprof__writer *owner;
+  atomic_ullong *total_errors;
+  const statsprof__log_target *log;
+  shared *next; /* all writers with a thread, for fork */
+};
+
+/* Condition variables on the monotonic clock: waits have deadlines. */
+static void init_sync(shared *w) {
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_cond_init(&w->wake, &attr);
+  pthread_cond_init(&w->idle, &attr);
+  pthread_condattr_destroy(&attr);
+}
+
 /* All writers of the process, for fork handling. */
 static pthread_mutex_t g_writers_lock = PTHREAD_MUTEX_INITIALIZER;
-static statsprof__writer *g_writers;
+static shared *g_writers;
 
 static void atfork_prepare(void) {
   pthread_mutex_lock(&g_writers_lock);
-  for (statsprof__writer *w = g_writers; w; w = w->next_writer) pthread_mutex_lock(&w->lock);
+  for (shared *w = g_writers; w; w = w->next) pthread_mutex_lock(&w->lock);
 }
 
 static void atfork_parent(void) {
-  for (statsprof__writer *w = g_writers; w; w = w->next_writer) pthread_mutex_unlock(&w->lock);
+  for (shared *w = g_writers; w; w = w->next) pthread_mutex_unlock(&w->lock);
   pthread_mutex_unlock(&g_writers_lock);
 }
 
 static void atfork_child(void) {
-  for (statsprof__writer *w = g_writers; w; w = w->next_writer) {
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
-    pthread_cond_init(&w->idle, NULL);
-    w->running = 0; /* the thread did not survive fork */
-    w->busy = 0;
+  for (shared *w = g_writers; w; w = w->next) {
+    init_sync(w);
+    w->running = w->busy = w->reporting = w->exited = w->closing = 0; /* the thread did not survive fork */
+    /* The child's counts start from zero, as its records do. */
+    w->errors = 0;
+    w->owner->dropped = 0;
+    w->owner->late = 0;
+    atomic_store(w->total_errors, 0);
   }
   pthread_mutex_init(&g_writers_lock, NULL);
 }
 
 static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
 
-/* ---- the sink side ----------------------------------------------------- */
-
-static void report_failure(statsprof__writer *w, const statsprof_stats_profile *rec, int err) {
-  uint64_t n = ++w->errors;
-  atomic_fetch_add(w->total_errors, 1);
-  /* Rate limit: the first three, then at 8, 16, 32, ... failures. */
-  if (n <= 3 || (n & (n - 1)) == 0)
-    statsprof__logf(w->log, "sink %s failed to write record %llu: %s (%llu failures so far)",
-                    w->sink.ops->name ? w->sink.ops->name : "?", (unsigned long long)rec->seq,
-                    statsprof_strerror(err), (unsigned long long)n);
+/* In a forked child, the records the parent had queued: the parent writes
+ * them, so the child lets them go. Lock held. */
+static void forget_inherited(shared *w) {
+  pid_t pid = getpid();
+  if (w->pid == pid) return;
+  w->pid = pid;
+  for (; w->count; w->count--, w->head = (w->head + 1) % w->cap) statsprof__record_unref(w->ring[w->head]);
 }
 
-static void deliver(statsprof__writer *w, statsprof_stats_profile *rec) {
-  int err = w->sink.ops->emit(w->sink.ctx, rec);
-  if (err) report_failure(w, rec, err);
-  statsprof__record_unref(rec);
+/* ---- the sink side ----------------------------------------------------- */
+
+/* What the sink said about its failure, on the thread that ran emit. */
+static _Thread_local char sink_why[STATSPROF__ERRLEN];
+
+void statsprof__sink_fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(sink_why, sizeof sink_why, fmt, ap);
+  va_end(ap);
+}
+
+static const char *sink_name(const statsprof__sink *s) { return s->ops->name ? s->ops->name : "?"; }
+
+static int call_emit(const statsprof__sink *s, const statsprof_stats_profile *rec, char *why, size_t whylen) {
+  sink_why[0] = 0;
+  int err = s->ops->emit(s->ctx, rec);
+  statsprof__msg(why, whylen, "%s", err && sink_why[0] ? sink_why : statsprof_strerror(err));
+  return err;
+}
+
+/* Counts a failure and logs it, rate-limited: the first three, then at 8,
+ * 16, 32, ... failures. Lock held if w has a thread; the log call runs with
+ * it released, marked `reporting` so the owner cannot go away meanwhile. */
+static void report_failure(shared *w, uint64_t seq, const char *why, int locked) {
+  uint64_t n = ++w->errors;
+  atomic_fetch_add(w->total_errors, 1);
+  if (n > 3 && (n & (n - 1)) != 0) return;
+  char msg[STATSPROF__ERRLEN];
+  statsprof__msg(msg, sizeof msg, "sink %s failed to write record %llu: %s (%llu failures so far)",
+                 sink_name(&w->sink), (unsigned long long)seq, why, (unsigned long long)n);
+  if (locked) {
+    w->reporting = 1;
+    pthread_mutex_unlock(&w->lock);
+  }
+  statsprof__logf(w->log, "%s", msg);
+  if (locked) {
+    pthread_mutex_lock(&w->lock);
+    w->reporting = 0;
+    pthread_cond_broadcast(&w->idle);
+  }
+}
+
+/* The owner left while emit was stuck; emit has now returned: the thread
+ * closes the sink (the contract lets close run here) and frees the rest. */
+static void finish_abandoned(shared *w) {
+  if (w->sink.ops->close) w->sink.ops->close(w->sink.ctx);
+  pthread_mutex_destroy(&w->lock);
+  pthread_cond_destroy(&w->wake);
+  pthread_cond_destroy(&w->idle);
+  free(w->ring);
+  free(w);
 }
 
 static void *writer_main(void *arg) {
-  statsprof__writer *w = arg;
+  shared *w = arg;
   pthread_mutex_lock(&w->lock);
   for (;;) {
     while (w->count == 0 && !w->closing) pthread_cond_wait(&w->wake, &w->lock);
@@ -83,13 +185,31 @@ static void *writer_main(void *arg) {
     w->head = (w->head + 1) % w->cap;
     w->count--;
     w->busy = 1;
+    w->current_seq = rec->seq;
     pthread_cond_broadcast(&w->idle); /* room for a blocked producer */
     pthread_mutex_unlock(&w->lock);
-    deliver(w, rec);
+    char why[STATSPROF__ERRLEN];
+    int err = call_emit(&w->sink, rec, why, sizeof why);
     pthread_mutex_lock(&w->lock);
     w->busy = 0;
+    w->delivered++;
+    if (w->abandoned) {
+      pthread_mutex_unlock(&w->lock);
+      statsprof__record_unref(rec);
+      finish_abandoned(w);
+      return NULL;
+    }
+    if (err) report_failure(w, rec->seq, why, 1);
+    statsprof__record_unref(rec);
     pthread_cond_broadcast(&w->idle);
   }
+  if (w->abandoned) { /* given up on just before it could end */
+    pthread_mutex_unlock(&w->lock);
+    finish_abandoned(w);
+    return NULL;
+  }
+  w->exited = 1;
+  pthread_cond_broadcast(&w->idle);
   pthread_mutex_unlock(&w->lock);
   return NULL;
 }
@@ -104,66 +224,98 @@ int statsprof__writer_init(statsprof__writer *w, statsprof__sink sink, const sta
   w->sink = sink;
   w->sync = c->writer_sync;
   w->block = c->on_full_block;
-  w->cap = c->queue;
-  w->total_errors = total_errors;
-  w->log = log;
+  w->stop_timeout_ns = c->stop_timeout_ns;
+  shared *sh = calloc(1, sizeof *sh);
+  if (!sh) return STATSPROF_ENOMEM;
+  sh->sink = sink;
+  sh->cap = c->queue;
+  sh->owner = w;
+  sh->total_errors = total_errors;
+  sh->log = log;
+  sh->pid = getpid();
+  w->sh = sh;
   if (w->sync) return 0;
-  w->ring = calloc(w->cap, sizeof *w->ring);
-  if (!w->ring) return STATSPROF_ENOMEM;
-  pthread_mutex_init(&w->lock, NULL);
-  pthread_cond_init(&w->wake, NULL);
-  pthread_cond_init(&w->idle, NULL);
+  sh->ring = calloc(sh->cap, sizeof *sh->ring);
+  if (!sh->ring) {
+    free(sh);
+    w->sh = NULL;
+    return STATSPROF_ENOMEM;
+  }
+  init_sync(sh);
   pthread_mutex_lock(&g_writers_lock);
-  w->next_writer = g_writers;
-  g_writers = w;
+  sh->next = g_writers;
+  g_writers = sh;
   pthread_mutex_unlock(&g_writers_lock);
-  w->registered = 1;
   return 0;
 }
 
+static void unregister(shared *sh) {
+  pthread_mutex_lock(&g_writers_lock);
+  shared **pp = &g_writers;
+  while (*pp && *pp != sh) pp = &(*pp)->next;
+  if (*pp) *pp = sh->next;
+  pthread_mutex_unlock(&g_writers_lock);
+}
+
 /* Starts the thread on first use (and again in a forked child). Lock held. */
-static int ensure_thread(statsprof__writer *w) {
+static int ensure_thread(statsprof__writer *o) {
+  shared *w = o->sh;
   if (w->running) return 0;
-  w->closing = 0;
+  w->closing = w->exited = 0;
   /* Signals are the host's business: its handlers must not run on our
    * thread, so the thread starts with every signal blocked. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&w->thread, NULL, writer_main, w);
+  int rc = pthread_create(&o->thread, NULL, writer_main, w);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) return -1;
   w->running = 1;
   return 0;
 }
 
-/* Waits on `cond` with the GIL released if this thread holds it, so a sink
- * that needs the GIL (a Python callback) can finish. Lock held. */
-static void wait_released(statsprof__writer *w, pthread_cond_t *cond) {
-  PyThreadState *ts = Py_IsInitialized() && PyGILState_Check() ? PyEval_SaveThread() : NULL;
-  pthread_cond_wait(cond, &w->lock);
-  if (ts) {
+static int64_t deadline_after(int64_t ns) { return statsprof__mono_ns() + ns; }
+#define NO_DEADLINE INT64_MAX
+
+/* Waits on `cond` until the deadline (monotonic ns) with the GIL released
+ * if this thread holds it, so a sink that needs the GIL (a Python
+ * callback) can finish. Lock held. Returns nonzero once the deadline passed. */
+static int wait_until(shared *w, pthread_cond_t *cond, int64_t deadline) {
+  if (deadline - statsprof__mono_ns() <= 0) return 1;
+  struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
+  PyThreadState *tstate = Py_IsInitialized() && PyGILState_Check() ? PyEval_SaveThread() : NULL;
+  pthread_cond_timedwait(cond, &w->lock, &ts);
+  if (tstate) {
     pthread_mutex_unlock(&w->lock);
-    PyEval_RestoreThread(ts);
+    PyEval_RestoreThread(tstate);
     pthread_mutex_lock(&w->lock);
   }
+  return 0;
 }
 
-int statsprof__writer_push(statsprof__writer *w, statsprof_stats_profile *rec) {
-  if (w->sync) {
-    statsprof__record_ref(rec);
-    deliver(w, rec);
+static void deliver_here(statsprof__writer *o, statsprof_stats_profile *rec) {
+  char why[STATSPROF__ERRLEN];
+  if (call_emit(&o->sink, rec, why, sizeof why)) report_failure(o->sh, rec->seq, why, 0);
+}
+
+int statsprof__writer_push(statsprof__writer *o, statsprof_stats_profile *rec) {
+  if (o->sync) {
+    deliver_here(o, rec);
     return 0;
   }
+  shared *w = o->sh;
   pthread_mutex_lock(&w->lock);
-  if (ensure_thread(w)) {
+  forget_inherited(w);
+  if (ensure_thread(o)) {
     /* No thread: write on this one rather than lose the record. */
     pthread_mutex_unlock(&w->lock);
-    statsprof__record_ref(rec);
-    deliver(w, rec);
+    deliver_here(o, rec);
     return 0;
   }
-  while (w->count == w->cap && w->block) wait_released(w, &w->idle);
+  if (w->count == w->cap && o->block) {
+    int64_t deadline = deadline_after(o->stop_timeout_ns);
+    while (w->count == w->cap && !wait_until(w, &w->idle, deadline)) continue;
+  }
   int dropped = w->count == w->cap;
   if (!dropped) {
     statsprof__record_ref(rec);
@@ -171,53 +323,121 @@ int statsprof__writer_push(statsprof__writer *w, statsprof_stats_profile *rec) {
     w->count++;
     pthread_cond_signal(&w->wake);
   } else {
-    w->dropped++;
+    o->dropped++;
   }
   pthread_mutex_unlock(&w->lock);
   return dropped;
 }
 
-void statsprof__writer_drain(statsprof__writer *w) {
-  if (!w->sync) {
-    pthread_mutex_lock(&w->lock);
-    while (w->running && (w->count || w->busy)) wait_released(w, &w->idle);
-    pthread_mutex_unlock(&w->lock);
-  }
-  if (w->sink.ops->flush && w->sink.ops->flush(w->sink.ctx) != 0)
-    statsprof__logf(w->log, "sink %s failed to flush", w->sink.ops->name ? w->sink.ops->name : "?");
+static void log_late(statsprof__writer *o, uint64_t seq, uint32_t queued) {
+  statsprof__logf(o->sh->log,
+                  "sink %s: flush gave up waiting after stop_timeout=%.3fs: its thread is still writing record "
+                  "%llu, %u more queued",
+                  sink_name(&o->sink), (double)o->stop_timeout_ns * 1e-9, (unsigned long long)seq, queued);
 }
 
-void statsprof__writer_close(statsprof__writer *w) {
-  if (!w->sync) {
+static void flush_sink(statsprof__writer *o) {
+  char why[STATSPROF__ERRLEN];
+  sink_why[0] = 0;
+  if (!o->sink.ops->flush || o->sink.ops->flush(o->sink.ctx) == 0) return;
+  statsprof__msg(why, sizeof why, "%s", sink_why[0] ? sink_why : "no reason given");
+  statsprof__logf(o->sh->log, "sink %s failed to flush: %s", sink_name(&o->sink), why);
+}
+
+void statsprof__writers_drain(statsprof__writer *ws, size_t n) {
+  int64_t deadline = n ? deadline_after(ws[0].stop_timeout_ns) : 0;
+  for (size_t i = 0; i < n; i++) {
+    statsprof__writer *o = &ws[i];
+    if (!o->sync) {
+      shared *w = o->sh;
+      pthread_mutex_lock(&w->lock);
+      forget_inherited(w);
+      int timed_out = 0;
+      while (w->running && (w->count || w->busy || w->reporting) && !(timed_out = wait_until(w, &w->idle, deadline)))
+        continue;
+      uint32_t queued = w->count;
+      uint64_t seq = w->current_seq;
+      o->late = timed_out;
+      o->late_mark = w->delivered;
+      pthread_mutex_unlock(&w->lock);
+      if (timed_out) {
+        log_late(o, seq, queued);
+        continue; /* flush would run beside a live emit */
+      }
+    }
+    flush_sink(o);
+  }
+}
+
+/* Gives up on a writer whose thread is stuck in emit: returns 1 (lock
+ * released) once it is abandoned, 0 (lock held) if the thread ended after
+ * all. Lock held. Once `abandoned` is set the thread may free `shared` at
+ * any moment, so everything needed afterwards is taken before. */
+static int abandon(statsprof__writer *o) {
+  shared *w = o->sh;
+  uint32_t queued = w->count;
+  for (; w->count; w->count--, w->head = (w->head + 1) % w->cap) statsprof__record_unref(w->ring[w->head]);
+  o->dropped += queued;
+  /* Out of the fork list first, without our lock (fork takes the list's
+   * lock before ours). */
+  pthread_mutex_unlock(&w->lock);
+  unregister(w);
+  pthread_mutex_lock(&w->lock);
+  while (w->reporting) wait_until(w, &w->idle, NO_DEADLINE);
+  if (w->exited) return 0;
+  uint64_t seq = w->current_seq;
+  const statsprof__log_target *log = w->log;
+  w->abandoned = 1;
+  pthread_mutex_unlock(&w->lock);
+  pthread_detach(o->thread);
+  statsprof__logf(log,
+                  "sink %s abandoned after stop_timeout=%.3fs: its thread is stuck writing record %llu; "
+                  "%u queued records dropped; its close runs on that thread if the write ever returns",
+                  sink_name(&o->sink), (double)o->stop_timeout_ns * 1e-9, (unsigned long long)seq, queued);
+  return 1;
+}
+
+void statsprof__writers_close(statsprof__writer *ws, size_t n) {
+  int64_t deadline = n ? deadline_after(ws[0].stop_timeout_ns) : 0;
+  for (size_t i = 0; i < n; i++) {
+    if (ws[i].sync) continue;
+    shared *w = ws[i].sh;
     pthread_mutex_lock(&w->lock);
-    int running = w->running;
+    forget_inherited(w);
     w->closing = 1;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
-    if (running) {
-      PyThreadState *ts = Py_IsInitialized() && PyGILState_Check() ? PyEval_SaveThread() : NULL;
-      pthread_join(w->thread, NULL);
-      if (ts) PyEval_RestoreThread(ts);
-    }
-    /* A thread that could not start leaves records behind: free them. */
-    while (w->count) {
-      statsprof__record_unref(w->ring[w->head]);
-      w->head = (w->head + 1) % w->cap;
-      w->count--;
-    }
   }
-  if (w->sink.ops->flush) w->sink.ops->flush(w->sink.ctx);
-  if (w->sink.ops->close) w->sink.ops->close(w->sink.ctx);
-  if (w->registered) {
-    pthread_mutex_lock(&g_writers_lock);
-    statsprof__writer **pp = &g_writers;
-    while (*pp && *pp != w) pp = &(*pp)->next_writer;
-    if (*pp) *pp = w->next_writer;
-    pthread_mutex_unlock(&g_writers_lock);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->wake);
-    pthread_cond_destroy(&w->idle);
+  for (size_t i = n; i-- > 0;) {
+    statsprof__writer *o = &ws[i];
+    shared *w = o->sh;
+    int abandoned = 0;
+    if (!o->sync) {
+      pthread_mutex_lock(&w->lock);
+      /* Late at the last flush and not one record further since: stuck in
+       * the same emit, not worth another stop_timeout. */
+      int64_t until = o->late && w->delivered == o->late_mark ? 0 : deadline;
+      while (w->running && !w->exited && !wait_until(w, &w->idle, until)) continue;
+      while (w->reporting) wait_until(w, &w->idle, NO_DEADLINE); /* a log call: the profiler must outlive it */
+      if (w->running && !w->exited) abandoned = abandon(o);
+      if (!abandoned) {
+        int running = w->running;
+        pthread_mutex_unlock(&w->lock);
+        if (running) pthread_join(o->thread, NULL);
+        /* A thread that could not start leaves records behind: free them. */
+        for (; w->count; w->count--, w->head = (w->head + 1) % w->cap) statsprof__record_unref(w->ring[w->head]);
+        unregister(w);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->idle);
+      }
+    }
+    if (!abandoned) {
+      flush_sink(o);
+      if (o->sink.ops->close) o->sink.ops->close(o->sink.ctx);
+      free(w->ring);
+      free(w);
+    }
+    memset(o, 0, sizeof *o);
   }
-  free(w->ring);
-  memset(w, 0, sizeof *w);
 }

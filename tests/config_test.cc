@@ -125,6 +125,7 @@ TEST(Config, OverflowIsRejected) {
   ExpectConfigError("sink=none;interval=99999999999999999999s", {"bad interval '99999999999999999999s'", "too large"});
   ExpectConfigError("sink=none;interval=2562048h", {"bad interval '2562048h'", "too large"});  // > 2^63 ns
   ExpectConfigError("sink=none;queue=18446744073709551617", {"bad queue '18446744073709551617'", "too large"});
+  ExpectConfigError("sink=none;stop_timeout=25h", {"bad stop_timeout '25h'", "too large"});
   ExpectValid("sink=none;interval=2562047h");
 }
 
@@ -239,16 +240,18 @@ TEST(Config, WriterAndFrameKeysRejectBadValues) {
   ExpectConfigError("sink=none;compensate=maybe", {"'maybe'", "compensate"});
   ExpectConfigError("sink=none;per_thread=2", {"'2'", "per_thread"});
   ExpectConfigError("sink=none;budget=fast", {"bad budget 'fast'"});
+  ExpectConfigError("sink=none;stop_timeout=soon", {"bad stop_timeout 'soon'"});
   ExpectConfigError("sink=none;max_spikes_per_min=-1", {"bad max_spikes_per_min '-1'"});
   ExpectValid("sink=none;writer=sync;on_full=block;queue=1;trigger=tick;compensate=off;per_thread=on;"
-              "budget=16.6ms;max_spikes_per_min=0");
+              "budget=16.6ms;max_spikes_per_min=0;stop_timeout=250ms");
+  ExpectValid("sink=none;stop_timeout=0");
 }
 
 TEST(Config, TheUnknownKeyMessageListsEveryKey) {
   ExpectConfigError("sink=none;colour=blue",
                     {"known keys: interval, clock, builtins, max_functions, sink, writer, on_full, queue, trigger, "
-                     "compensate, budget, max_spikes_per_min, per_thread, duty, window, every, max_overhead "
-                     "(at offset 10)"});
+                     "compensate, budget, max_spikes_per_min, per_thread, duty, window, every, max_overhead, "
+                     "stop_timeout (at offset 10)"});
 }
 
 TEST(Config, CreateWithNullOutIsEinval) {

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <limits.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,16 +29,17 @@ size_t statsprof__utf8_seq(const unsigned char *s) {
   return n;
 }
 
+/* Polls fd for room, within what is left of the stall budget (at least
+ * once, even with none left). */
 static int wait_writable(int fd, int64_t *left_ms) {
-  if (*left_ms <= 0) return -1;
   struct pollfd pfd = {.fd = fd, .events = POLLOUT};
   int64_t t0 = statsprof__mono_ns();
-  int r = poll(&pfd, 1, (int)*left_ms);
+  int r = poll(&pfd, 1, *left_ms > 0 ? (int)*left_ms : 0);
   *left_ms -= (statsprof__mono_ns() - t0) / 1000000 + 1;
   return r > 0 ? 0 : -1;
 }
 
-size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms) {
+size_t statsprof__write_fd(int fd, int how, const char *data, size_t len, int stall_ms) {
   /* A reader that went away raises SIGPIPE, which would kill the host:
    * block it here and take back the one this write caused. */
   sigset_t pipe_set, old;
@@ -47,14 +50,31 @@ size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms)
   int err = 0;
   int64_t left_ms = stall_ms;
   while (done < len) {
-    ssize_t n = write(fd, data + done, len - done);
+    ssize_t n;
+    if (how == STATSPROF__OUT_SEND) {
+      n = send(fd, data + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else if (how == STATSPROF__OUT_POLL) {
+      /* A blocking pipe we could not reopen: a write of at most PIPE_BUF
+       * bytes into a pipe that polls writable does not block. */
+      if (wait_writable(fd, &left_ms) != 0) {
+        err = ETIMEDOUT;
+        break;
+      }
+      n = write(fd, data + done, len - done < PIPE_BUF ? len - done : PIPE_BUF);
+    } else {
+      n = write(fd, data + done, len - done);
+    }
     if (n >= 0) {
       done += (size_t)n;
       continue;
     }
     if (errno == EINTR) continue;
-    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_writable(fd, &left_ms) == 0) continue;
-    err = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (left_ms > 0 && wait_writable(fd, &left_ms) == 0) continue;
+      err = ETIMEDOUT;
+      break;
+    }
+    err = errno;
     break;
   }
   if (err == EPIPE) {
@@ -64,6 +84,44 @@ size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms)
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   errno = err;
   return done;
+}
+
+size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms) {
+  return statsprof__write_fd(fd, STATSPROF__OUT_WRITE, data, len, stall_ms);
+}
+
+void statsprof__stderr_refresh(statsprof__stderr_out *o) {
+  struct stat st;
+  if (fstat(2, &st) != 0) {
+    statsprof__stderr_close(o);
+    return; /* no fd 2: writes fail with EBADF */
+  }
+  if (o->fd >= 0 && o->dev == st.st_dev && o->ino == st.st_ino) return;
+  statsprof__stderr_close(o);
+  o->dev = st.st_dev;
+  o->ino = st.st_ino;
+  o->fd = 2;
+  o->how = STATSPROF__OUT_WRITE; /* files and devices that do not block on a reader */
+  if (S_ISSOCK(st.st_mode)) {
+    o->how = STATSPROF__OUT_SEND; /* journald's socket: MSG_DONTWAIT per call */
+  } else if ((S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) && !(fcntl(2, F_GETFL) & O_NONBLOCK)) {
+    /* Setting O_NONBLOCK on fd 2 would change it for the host too (the
+     * flag belongs to the open file, shared by dups): open the same pipe
+     * or terminal again, non-blocking, for ourselves. */
+    int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd >= 0) {
+      o->fd = fd;
+      o->own = 1;
+    } else {
+      o->how = STATSPROF__OUT_POLL;
+    }
+  }
+}
+
+void statsprof__stderr_close(statsprof__stderr_out *o) {
+  if (o->own) close(o->fd);
+  o->fd = -1;
+  o->own = 0;
 }
 
 int statsprof__write_all(int fd, const char *data, size_t len) {

@@ -1,5 +1,12 @@
 /* sinks/stderr.c — a pstats-like text table of the top N functions by
- * cumulative time, for a human watching the console. */
+ * cumulative time, for a human watching the console.
+ *
+ * Written to fd 2 directly, never through stdio: fwrite would hold the
+ * FILE lock of stderr (and block the host's own writes to it) for as long
+ * as a pipe's reader does not read. Each table gets the stall limit the
+ * file sinks have (STATSPROF__STALL_MS); after a stall the next tables do
+ * not wait at all until one goes through whole. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +15,9 @@
 
 typedef struct stderr_sink {
   size_t top;
+  statsprof__stderr_out out;
+  int stalled; /* the last table timed out */
+  int cut;     /* the last table was cut short: start the next on a new line */
 } stderr_sink;
 
 static int by_cumtime(const void *a, const void *b, void *rec) {
@@ -33,6 +43,7 @@ static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
   else
     snprintf(kind, sizeof kind, "%s", r->mode == STATSPROF_DELTA ? "delta" : "cumulative");
   statsprof__buf b = {0};
+  if (s->cut) statsprof__buf_puts(&b, "\n"); /* the rest of a cut table is dropped, not its line */
   statsprof__buf_printf(&b, "statsprof #%llu (%s): %.3f s, %llu calls, total_tt %.6f s\n",
                         (unsigned long long)r->seq, kind,
                         (double)((uint64_t)r->end_ns - (uint64_t)r->start_ns) * 1e-9, (unsigned long long)calls, r->total_tt);
@@ -47,13 +58,29 @@ static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
                           f->function_name);
   }
   free(order);
-  int rc = b.oom ? STATSPROF_ENOMEM : (fwrite(b.data, 1, b.len, stderr) == b.len ? 0 : STATSPROF_EIO);
-  fflush(stderr);
+  int rc = b.oom ? STATSPROF_ENOMEM : 0;
+  if (!rc) {
+    statsprof__stderr_refresh(&s->out);
+    size_t done = statsprof__write_fd(s->out.fd, s->out.how, b.data, b.len, s->stalled ? 0 : STATSPROF__STALL_MS);
+    int e = errno;
+    s->stalled = done < b.len && e == ETIMEDOUT;
+    if (done < b.len) {
+      s->cut |= done > 0;
+      statsprof__sink_fail("cannot write to stderr: %s", e == ETIMEDOUT ? "stalled, no room for 1 s" : strerror(e));
+      rc = STATSPROF_EIO;
+    } else {
+      s->cut = 0;
+    }
+  }
   free(b.data);
   return rc;
 }
 
-static void stderr_close(void *ctx) { free(ctx); }
+static void stderr_close(void *ctx) {
+  stderr_sink *s = ctx;
+  statsprof__stderr_close(&s->out);
+  free(s);
+}
 
 static const statsprof_sink_ops stderr_ops = {
     .version = STATSPROF_SINK_VERSION,
@@ -79,6 +106,9 @@ int statsprof__stderr_open(const char *arg, const statsprof_sink_ops **ops, void
     return STATSPROF_ENOMEM;
   }
   s->top = (size_t)top;
+  s->out.fd = -1;
+  s->out.own = 0;
+  s->stalled = s->cut = 0;
   *ops = &stderr_ops;
   *ctx = s;
   return 0;

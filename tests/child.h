@@ -1,0 +1,105 @@
+// child.h — runs part of a test in a forked child, for what can hang or
+// crash the process (shutdown with stuck sinks, fork itself): the parent
+// asserts the child's exit status, and a child that does not finish in time
+// is killed and reported as hung instead of hanging the test binary.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <functional>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace child {
+
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kTsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kTsan = true;
+#else
+constexpr bool kTsan = false;
+#endif
+#else
+constexpr bool kTsan = false;
+#endif
+
+// TSan cannot follow fork() while another thread runs: a thread the child
+// creates may get the id of a parent thread that is gone in the child,
+// which TSan reports ("dup thread with used id") and turns into exit
+// status 66. Tests that fork with a writer thread busy accept exactly that
+// status under TSan (their real checks are on what the processes wrote).
+inline bool OkUnderTsan(const std::string &report) { return report.empty() || (kTsan && report == "exit status 66"); }
+
+// What a child found wrong; empty when all is well.
+struct Problems {
+  std::string text;
+  void Check(bool ok, const std::string &what) {
+    if (!ok) text += what + "\n";
+  }
+};
+
+// Forks (Python-safely); the child runs fn, reports what it returns ("" for
+// success) through a pipe and _exits with 0 (success) or 1. Returns the
+// child's report, or "HUNG"/"CRASHED ..." when it did not exit normally
+// within timeout_s. The parent holds the GIL throughout, as the test does.
+inline std::string Run(const std::function<std::string()> &fn, int timeout_s = 60) {
+  int fds[2];
+  if (pipe(fds) != 0) return "pipe failed";
+  PyOS_BeforeFork();
+  pid_t pid = fork();
+  if (pid == 0) {
+    PyOS_AfterFork_Child();
+    close(fds[0]);
+    std::string problems = fn();
+    size_t off = 0;
+    while (off < problems.size()) {
+      ssize_t n = write(fds[1], problems.data() + off, problems.size() - off);
+      if (n <= 0) break;
+      off += (size_t)n;
+    }
+    _exit(problems.empty() ? 0 : 1);
+  }
+  PyOS_AfterFork_Parent();
+  close(fds[1]);
+  if (pid < 0) {
+    close(fds[0]);
+    return "fork failed";
+  }
+  std::string report;
+  int status = 0;
+  bool done = false;
+  for (int waited_ms = 0; waited_ms < timeout_s * 1000 && !done; waited_ms += 10) {
+    char buf[4096];
+    struct pollfd pfd = {fds[0], POLLIN, 0};
+    while (poll(&pfd, 1, 0) > 0) {
+      ssize_t n = read(fds[0], buf, sizeof buf);
+      if (n <= 0) break;
+      report.append(buf, (size_t)n);
+    }
+    done = waitpid(pid, &status, WNOHANG) == pid;
+    if (!done) usleep(10000);
+  }
+  if (!done) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    return "HUNG: the child did not finish within " + std::to_string(timeout_s) + " s\n" + report;
+  }
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) report.append(buf, (size_t)n);
+  close(fds[0]);
+  if (WIFSIGNALED(status)) return "CRASHED with signal " + std::to_string(WTERMSIG(status)) + "\n" + report;
+  if (WEXITSTATUS(status) != 0 && report.empty()) return "exit status " + std::to_string(WEXITSTATUS(status));
+  return report;
+}
+
+}  // namespace child

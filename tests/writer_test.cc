@@ -1,0 +1,368 @@
+// writer_test.cc — the writers between the host and its sinks: bounded
+// shutdown with a stuck sink (stop_timeout, abandoning), a stderr nobody
+// reads, on_full=block, and fork with records still queued. Everything that
+// could hang runs in a forked child (tests/child.h) whose exit status the
+// test asserts: the old code hung in each of them.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "child.h"
+#include "pyharness.h"
+
+namespace {
+
+// Collects what the profiler logs; `dead` once the profiler is destroyed:
+// a log call after that would be a use after free in a real host.
+struct Log {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  std::atomic<bool> dead{false};
+  std::atomic<int> after_death{0};
+  static void Fn(void *ud, const char *msg) {
+    Log *l = static_cast<Log *>(ud);
+    if (l->dead) l->after_death++;
+    std::lock_guard<std::mutex> g(l->mu);
+    l->lines.push_back(msg);
+  }
+  bool Has(const std::string &needle) {
+    std::lock_guard<std::mutex> g(mu);
+    for (const std::string &s : lines)
+      if (s.find(needle) != std::string::npos) return true;
+    return false;
+  }
+  std::string All() {
+    std::lock_guard<std::mutex> g(mu);
+    std::string all;
+    for (const std::string &s : lines) all += "  " + s + "\n";
+    return all;
+  }
+};
+
+// A host sink whose emit waits until `open` (or `delay_us` per record).
+struct GateSink {
+  std::atomic<bool> open{false};
+  int delay_us = -1;  // -1: wait for open; else sleep this long
+  std::atomic<int> emits{0}, closes{0};
+  std::atomic<bool> closed_off_main{false};
+  pthread_t main_thread = pthread_self();
+  std::mutex mu;
+  std::vector<uint64_t> seqs;
+};
+
+int GateEmit(void *ctx, const statsprof_stats_profile *rec) {
+  GateSink *s = static_cast<GateSink *>(ctx);
+  s->emits++;
+  if (s->delay_us >= 0) usleep((useconds_t)s->delay_us);
+  else
+    while (!s->open) usleep(1000);
+  std::lock_guard<std::mutex> g(s->mu);
+  s->seqs.push_back(rec->seq);
+  return 0;
+}
+
+void GateClose(void *ctx) {
+  GateSink *s = static_cast<GateSink *>(ctx);
+  s->closed_off_main = !pthread_equal(pthread_self(), s->main_thread);
+  s->closes++;
+}
+
+const statsprof_sink_ops kGateOps = {STATSPROF_SINK_VERSION, "stuck", GateEmit, nullptr, GateClose, nullptr};
+
+// Waits (polling) up to 30 s for cond; no timing is asserted, only that it
+// happens at all.
+template <typename F>
+bool Eventually(F cond) {
+  for (int i = 0; i < 3000; i++) {
+    if (cond()) return true;
+    usleep(10000);
+  }
+  return cond();
+}
+
+const char kProgram[] = "def f(): pass\ndef g():\n  for i in range(10): f()\n";
+
+// Issue 11, item 5: a host sink whose emit never returns made
+// statsprof_stop (and destroy) wait forever: this child hung in every run.
+TEST(Writer, StuckSinkIsAbandonedAfterStopTimeoutAndClosedOnItsThread) {
+  void *ns = pyh::Exec(kProgram);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    Log log;
+    GateSink stuck;
+    pyh::RecordingSink good;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;interval=1h;stop_timeout=300ms", &p) != 0) return std::string("create failed");
+    statsprof_set_log(p, Log::Fn, &log);
+    pr.Check(statsprof_add_sink(p, &kGateOps, &stuck) == 0, "add stuck");
+    pr.Check(pyh::AddRecordingSink(p, &good) == 0, "add good");
+    pr.Check(statsprof_start(p) == 0, "start");
+    for (int i = 0; i < 5; i++) {
+      pyh::Call(ns, "g");
+      pr.Check(statsprof_emit_now(p) == 0, "emit_now");
+    }
+    pr.Check(statsprof_stop(p) == 0, "stop");  // waits 300 ms for the stuck sink, then returns
+    pr.Check(log.Has("sink stuck: flush gave up waiting after stop_timeout=0.300s"), "no flush message:\n" + log.All());
+    statsprof_destroy(p);  // returns: the stuck sink is abandoned
+    log.dead = true;
+    pr.Check(good.records.size() == 5, "the healthy sink got " + std::to_string(good.records.size()) + " records");
+    pr.Check(good.closes == 1, "the healthy sink was not closed");
+    pr.Check(stuck.emits == 1 && stuck.closes == 0, "the stuck sink: emits " + std::to_string(stuck.emits) +
+                                                         ", closes " + std::to_string(stuck.closes));
+    pr.Check(log.Has("sink stuck abandoned after stop_timeout=0.300s: its thread is stuck writing record 1; "
+                     "4 queued records dropped"),
+             "no abandon message:\n" + log.All());
+    // Its emit returns at last: close runs then, on the sink's own thread,
+    // and nothing else reaches the gone profiler.
+    stuck.open = true;
+    pr.Check(Eventually([&] { return stuck.closes == 1; }), "the abandoned sink was never closed");
+    pr.Check(stuck.closed_off_main, "close ran on the host's thread");
+    pr.Check(stuck.emits == 1, "the abandoned sink got more records");
+    pr.Check(log.after_death == 0, "the log function was called after destroy");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// Shutdown against emits that end just before or just after the deadline,
+// or between two records: every sink is closed exactly once (by destroy or,
+// abandoned, by its own thread), nothing is logged after destroy, no
+// crash, no leak (ASan) and no race (TSan). A stress test of the new
+// abandon logic; the old code had none (it waited without a bound).
+TEST(Writer, AbandoningRacesWithEmitsThatFinishAroundTheDeadline) {
+  void *ns = pyh::Exec(kProgram);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    const int kRounds = 150;
+    std::vector<GateSink *> sinks;
+    std::vector<Log *> logs;
+    std::mt19937 rng(11);
+    for (int round = 0; round < kRounds; round++) {
+      // Every fifth sink is stuck until the end (always abandoned), every
+      // fifth after it fast with a long timeout (never), the rest race.
+      GateSink *s = new GateSink;
+      s->delay_us = round % 5 == 0 ? -1 : round % 5 == 1 ? 0 : (int)(rng() % 3000);
+      Log *log = new Log;
+      sinks.push_back(s);
+      logs.push_back(log);
+      std::string timeout = round % 5 == 1 ? "30s" : std::to_string(rng() % 3000) + "us";
+      std::string config = "sink=none;interval=1h;stop_timeout=" + timeout;
+      statsprof *p = nullptr;
+      if (statsprof_create(config.c_str(), &p) != 0) return std::string("create failed");
+      statsprof_set_log(p, Log::Fn, log);
+      statsprof_add_sink(p, &kGateOps, s);
+      statsprof_start(p);
+      for (int i = 0; i < 1 + round % 4; i++) {
+        pyh::Call(ns, "g");
+        statsprof_emit_now(p);
+      }
+      if (round % 2) statsprof_stop(p);
+      statsprof_destroy(p);
+      log->dead = true;
+    }
+    for (GateSink *s : sinks) s->open = true;
+    pr.Check(Eventually([&] {
+               for (GateSink *s : sinks)
+                 if (s->closes != 1) return false;
+               return true;
+             }),
+             "not every sink was closed once");
+    for (int i = 0; i < kRounds; i++) {
+      pr.Check(sinks[i]->closes == 1, "round " + std::to_string(i) + ": closes " + std::to_string(sinks[i]->closes));
+      pr.Check(logs[i]->after_death == 0, "round " + std::to_string(i) + ": logged after destroy");
+      bool abandoned = logs[i]->Has("abandoned");
+      if (i % 5 == 0) pr.Check(abandoned, "round " + std::to_string(i) + ": a stuck sink was not abandoned");
+      if (i % 5 == 1) pr.Check(!abandoned, "round " + std::to_string(i) + ": a fast sink was abandoned");
+    }
+    usleep(100000);  // a second close would show now
+    for (int i = 0; i < kRounds; i++) pr.Check(sinks[i]->closes == 1, "closed twice");
+    for (GateSink *s : sinks) delete s;
+    for (Log *l : logs) delete l;
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// on_full=block waited for room forever: a tick with a stuck sink hung the
+// host (every run). Now it waits stop_timeout, then drops the record.
+TEST(Writer, OnFullBlockWaitsAtMostStopTimeout) {
+  void *ns = pyh::Exec(kProgram);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    Log log;
+    GateSink stuck;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;interval=1h;on_full=block;queue=1;stop_timeout=200ms", &p) != 0)
+      return std::string("create failed");
+    statsprof_set_log(p, Log::Fn, &log);
+    statsprof_add_sink(p, &kGateOps, &stuck);
+    statsprof_start(p);
+    pyh::Call(ns, "g");
+    statsprof_emit_now(p);  // into emit, stuck
+    pr.Check(Eventually([&] { return stuck.emits == 1; }), "the first record never reached emit");
+    statsprof_emit_now(p);  // queued
+    pr.Check(statsprof_dropped(p) == 0, "dropped too early");
+    statsprof_emit_now(p);  // no room: waits 200 ms, then drops
+    pr.Check(statsprof_dropped(p) == 1, "dropped " + std::to_string(statsprof_dropped(p)) + ", want 1");
+    statsprof_destroy(p);
+    stuck.open = true;
+    pr.Check(Eventually([&] { return stuck.closes == 1; }), "the abandoned sink was never closed");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// Issue 11, item 5: sink=stderr with fd 2 a pipe nobody reads blocked in
+// fwrite (holding stdio's lock on stderr) and destroy waited for it
+// forever: this child hung in every run. Now each table has the stall
+// limit, the other sinks get every record and destroy returns.
+TEST(Writer, StderrThatNobodyReadsCostsOnlyThatSink) {
+  std::string code = "def main():\n";
+  std::string defs;
+  for (int i = 0; i < 300; i++) {
+    defs += "def function_with_a_long_name_number_" + std::to_string(i) + "(): pass\n";
+    code += "  function_with_a_long_name_number_" + std::to_string(i) + "()\n";
+  }
+  void *ns = pyh::Exec(defs + code, "stderr_stall.py");
+  std::string path = pyh::TempDir() + "/all.jsonl";
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    int fds[2];
+    if (pipe(fds) != 0) return std::string("pipe");
+    dup2(fds[1], 2);  // the read end stays open and is never read
+    close(fds[1]);
+    Log log;
+    statsprof *p = nullptr;
+    std::string config = "sink=stderr:300;sink=jsonl:" + path + ";interval=1h;stop_timeout=2s";
+    if (statsprof_create(config.c_str(), &p) != 0) return std::string("create: ") + statsprof_errmsg(nullptr);
+    statsprof_set_log(p, Log::Fn, &log);
+    statsprof_start(p);
+    for (int i = 0; i < 20; i++) {  // about 25 KB per table: the 64 KiB pipe is full after 3
+      pyh::Call(ns, "main");
+      statsprof_emit_now(p);
+    }
+    statsprof_destroy(p);
+    std::string text = pyh::ReadFile(path);
+    int lines = 0;
+    for (char c : text) lines += c == '\n';
+    pr.Check(lines == 20, "the jsonl sink got " + std::to_string(lines) + " of 20 records");
+    pr.Check(log.Has("sink stderr failed to write record"), "no failure logged:\n" + log.All());
+    pr.Check(log.Has("cannot write to stderr: stalled, no room for 1 s"), "no stall logged:\n" + log.All());
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// The default log (no statsprof_set_log) writes to fd 2 as the stderr sink
+// does: a stderr nobody reads delays it by the stall limit, never forever.
+TEST(Writer, DefaultLogToAStderrNobodyReadsDoesNotHang) {
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    int fds[2];
+    if (pipe(fds) != 0) return std::string("pipe");
+    fcntl(fds[1], F_SETPIPE_SZ, 4096);
+    dup2(fds[1], 2);
+    close(fds[1]);
+    std::string filler(8192, 'x');
+    fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK);
+    while (write(2, filler.data(), filler.size()) > 0) continue;  // fill the pipe
+    fcntl(2, F_SETFL, fcntl(2, F_GETFL) & ~O_NONBLOCK);
+    pyh::RecordingSink failing;
+    failing.fail = STATSPROF_EIO;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;interval=1h;stop_timeout=30s", &p) != 0) return std::string("create");
+    pyh::AddRecordingSink(p, &failing);
+    for (int i = 0; i < 4; i++) statsprof_emit_now(p);  // 4 failures: 4 log lines, 1 s each at most
+    statsprof_destroy(p);
+    pr.Check(failing.emits == 4, "emits " + std::to_string(failing.emits));
+    return pr.text;
+  }, 60);
+  EXPECT_EQ(problems, "");
+}
+
+// ---- fork ------------------------------------------------------------------
+
+// A sink that appends "writer_pid record_pid seq" per record to a file
+// (one small O_APPEND write each), after its gate opens.
+std::atomic<bool> g_tag_gate{false};
+int g_tag_fd = -1;
+
+int TagEmit(void *, const statsprof_stats_profile *rec) {
+  while (!g_tag_gate) usleep(1000);
+  char line[96];
+  int n = snprintf(line, sizeof line, "%d %lld %llu\n", (int)getpid(), (long long)rec->pid,
+                   (unsigned long long)rec->seq);
+  return write(g_tag_fd, line, (size_t)n) == n ? 0 : STATSPROF_EIO;
+}
+
+const statsprof_sink_ops kTagOps = {STATSPROF_SINK_VERSION, "tag", TagEmit, nullptr, nullptr, nullptr};
+
+// Issue 11, item 7: records queued in a writer's ring when the host forked
+// were written by the parent and again by the child, with the parent's pid
+// (the old code did so in every round). The child writes only its own.
+TEST(Writer, RecordsQueuedAtForkAreWrittenOnlyByTheParent) {
+  void *ns = pyh::Exec(kProgram);
+  std::string dir = pyh::TempDir();
+  for (int round = 1; round <= 6; round++) {
+    std::string path = dir + "/tags" + std::to_string(round);
+    g_tag_fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ASSERT_GE(g_tag_fd, 0);
+    g_tag_gate = false;
+    statsprof *p = nullptr;
+    ASSERT_EQ(statsprof_create("sink=none;interval=1h", &p), 0);
+    ASSERT_EQ(statsprof_add_sink(p, &kTagOps, nullptr), 0);
+    ASSERT_EQ(statsprof_start(p), 0);
+    for (int i = 0; i < round; i++) {  // record 1 in emit, the rest queued
+      pyh::Call(ns, "g");
+      ASSERT_EQ(statsprof_emit_now(p), 0);
+    }
+    std::string problems = child::Run([&] {
+      g_tag_gate = true;
+      pyh::Call(ns, "g");
+      statsprof_emit_now(p);  // the child's own record
+      statsprof_destroy(p);
+      return std::string();
+    });
+    EXPECT_TRUE(child::OkUnderTsan(problems)) << "round " << round << ": " << problems;
+    g_tag_gate = true;
+    statsprof_destroy(p);
+    close(g_tag_fd);
+    std::istringstream in(pyh::ReadFile(path));
+    std::map<uint64_t, int> parent_seqs;
+    int child_lines = 0;
+    for (long writer, rec_pid; in >> writer >> rec_pid;) {
+      uint64_t seq;
+      in >> seq;
+      EXPECT_EQ(writer, rec_pid) << "round " << round << ": process " << writer << " wrote a record of " << rec_pid
+                                 << " (seq " << seq << ")";
+      if (writer == getpid()) parent_seqs[seq]++;
+      else child_lines++;
+    }
+    EXPECT_EQ(child_lines, 1) << "round " << round;
+    ASSERT_EQ(parent_seqs.size(), (size_t)round) << "round " << round;
+    for (auto [seq, n] : parent_seqs) EXPECT_EQ(n, 1) << "round " << round << ": seq " << seq;
+  }
+  pyh::Release(ns);
+}
+
+}  // namespace
