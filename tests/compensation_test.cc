@@ -19,7 +19,17 @@ TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
   EXPECT_GT(py, 0u);
   EXPECT_GT(c, 0u);
   EXPECT_GT(scale, 0u);
-  EXPECT_LT(scale, 1u << 16);  // bytecode runs slower under a profile function
+  // The bytecode scale is measured, and is never a speed-up. On 3.11 a
+  // profile function takes the eval loop off its fast path: bytecode between
+  // calls runs x1.9 to x6 slower (measured on this machine). From 3.12 the
+  // profile function rides on sys.monitoring, which instruments only call
+  // and return instructions: the bytecode in between runs at full speed and
+  // calibration measures x1.0, clamped to exactly 2^16.
+#if PY_VERSION_HEX < 0x030C0000
+  EXPECT_LT(scale, 1u << 16);
+#else
+  EXPECT_LE(scale, 1u << 16);
+#endif
 }
 
 TEST(Compensation, NoTimeGoesNegative) {

@@ -109,10 +109,12 @@ CountMap FromSnapshot(const statsprof_stats_profile *s) {
 // statsprof does not share.
 static const char kCProfileHelper[] = R"PY(
 import cProfile
-from cProfile import label as _label
+# cProfile.label's rule, here because 3.15 moved the function (to
+# profiling.tracing; cProfile re-exports only run, runctx and Profile).
 def _pyh_key(code):
-    f, l, n = _label(code)
-    return "%s:%d(%s)" % (f, l, n)
+    if isinstance(code, str):
+        return "~:0(%s)" % code
+    return "%s:%d(%s)" % (code.co_filename, code.co_firstlineno, code.co_name)
 def _pyh_cprofile(fn):
     pr = cProfile.Profile()
     pr.enable()

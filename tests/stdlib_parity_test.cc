@@ -1,7 +1,7 @@
 // stdlib_parity_test.cc — cProfile parity on real code: parts of CPython's
 // own test suite (Debian's libpython3.11-testsuite), run in-process under
-// cProfile and under statsprof. Each suite runs once unprofiled first so
-// that imports and caches are warm for both profiled runs.
+// cProfile and under statsprof. Each suite runs unprofiled first so that
+// imports and caches are warm for both profiled runs.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -11,10 +11,21 @@ namespace {
 
 const char kRunner[] = R"(
 import unittest, io, importlib, sys
+# These start a child interpreter (3.14+: import_helper.ensure_lazy_imports),
+# and subprocess's poll loop turns a timing-dependent number of times.
+NONDETERMINISTIC = {"test_lazy_import", "test_lazy_imports"}
+def deterministic(suite):
+    out = unittest.TestSuite()
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            out.addTest(deterministic(t))
+        elif getattr(t, "_testMethodName", None) not in NONDETERMINISTIC:
+            out.addTest(t)
+    return out
 def make(name):
     mod = importlib.import_module(name)
     def run():
-        suite = unittest.defaultTestLoader.loadTestsFromModule(mod)
+        suite = deterministic(unittest.defaultTestLoader.loadTestsFromModule(mod))
         res = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0).run(suite)
         return res.testsRun
     return run
@@ -37,7 +48,10 @@ TEST_P(StdlibParity, CallCountsAndCallersMatchCProfile) {
   ASSERT_NE(run, nullptr) << "cannot import " << GetParam() << ": " << pyh::TakeError();
   PyDict_SetItemString(d, "suite", run);
   Py_DECREF(run);
-  ASSERT_TRUE(pyh::Call(ns, "suite")) << pyh::TakeError();  // warm-up
+  // Warm-up, twice: on 3.14 and 3.15 test_string's first rerun still fills
+  // an ABC cache (os.PathLike's __subclasshook__, once), so whichever
+  // profiler ran first would count 4 calls the other never sees.
+  for (int i = 0; i < 2; i++) ASSERT_TRUE(pyh::Call(ns, "suite")) << pyh::TakeError();
   pyh::CountMap want = pyh::CProfileRun(ns, "suite");
   // cProfile sees only the thread that enabled it; statsprof sees every
   // thread, so compare with this thread's own view. (test_enum is not in
