@@ -318,7 +318,12 @@ static int emit_due_locked(statsprof *p, int from_timer) {
   statsprof__duty_step(p, now, self);
   int rc = 0;
   if (now >= p->next_tick) {
-    p->next_tick = now + p->interval_ticks;
+    /* A fixed cadence: records do not drift later by the tick's lateness
+     * (1 s intervals measured 1.022 s median from `now + interval`), so
+     * time slices of the interval hold one record each. A host that
+     * stalled for whole intervals skips them rather than catching up. */
+    p->next_tick += p->interval_ticks;
+    if (p->next_tick <= now) p->next_tick = now + p->interval_ticks;
     if (may_attach(p)) statsprof__attach_all(p, self);
     rc = emit_interval(p, 0);
     if (!rc) rc = 1;
