@@ -61,12 +61,13 @@ static uint64_t run(PyObject *g, PyObject *n) {
 }
 
 /* g's raw cumulative time under a scratch profiler, in the clock's ticks. */
-static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__clock_kind clock) {
+static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__clock_kind clock, int source) {
   statsprof *s;
-  if (statsprof_create(clock == STATSPROF__CLOCK_CPU ? "sink=none;clock=cpu;compensate=off"
-                                                     : "sink=none;compensate=off",
-                       &s))
-    return 0;
+  char config[128];
+  snprintf(config, sizeof config, "sink=none;compensate=off;clock=%s;source=%s",
+           clock == STATSPROF__CLOCK_CPU ? "cpu" : "wall",
+           source == STATSPROF__SOURCE_MONITORING ? "monitoring" : "setprofile");
+  if (statsprof_create(config, &s)) return 0;
   uint64_t tt = 0;
   s->own_scale = 1 << 16; /* raw times: the scratch profiler is never started */
   if (statsprof__hook_ready() == 0 && statsprof__attach_self(s) == 0) {
@@ -85,13 +86,13 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
 }
 
 /* Minimum bare and profiled times of loop `name` over ROUNDS rounds. */
-static int measure(PyObject *ns, const char *name, statsprof__clock_kind clock, uint64_t *bare,
+static int measure(PyObject *ns, const char *name, statsprof__clock_kind clock, int source, uint64_t *bare,
                    uint64_t *prof) {
   PyObject *g = PyDict_GetItemString(ns, name);
   PyObject *n = PyLong_FromLong(CALLS);
   *bare = *prof = UINT64_MAX;
   for (int i = 0; g && n && i < ROUNDS; i++) {
-    uint64_t b = run(g, n), q = profiled(g, n, name, clock);
+    uint64_t b = run(g, n), q = profiled(g, n, name, clock, source);
     if (clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
     if (b < *bare) *bare = b;
     if (q && q < *prof) *prof = q;
@@ -103,27 +104,27 @@ static int measure(PyObject *ns, const char *name, statsprof__clock_kind clock, 
 /* Ticks per event of loop `name`, which makes `events` events per call,
  * beyond the slower bytecode (scale, 2^16 = none) of its own frame. */
 static uint64_t event_cost(PyObject *ns, const char *name, uint64_t events, uint64_t scale,
-                           statsprof__clock_kind clock) {
+                           statsprof__clock_kind clock, int source) {
   uint64_t bare, prof;
-  if (!measure(ns, name, clock, &bare, &prof)) return 0;
+  if (!measure(ns, name, clock, source, &bare, &prof)) return 0;
   uint64_t expected = bare * 65536 / scale;
   return prof > expected ? (prof - expected) / events : 0;
 }
 
-static void measure_all(statsprof__clock_kind clock, uint64_t out[3]) {
+static void measure_all(statsprof__clock_kind clock, int source, uint64_t out[3]) {
   PyObject *ns = PyDict_New();
   PyObject *co = ns ? Py_CompileString(kCode, "<statsprof-calibration>", Py_file_input) : NULL;
   if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
   PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
   out[2] = 1 << 16;
   uint64_t bare, prof;
-  if (r && measure(ns, "_statsprof_cal_ops", clock, &bare, &prof) && prof > bare)
+  if (r && measure(ns, "_statsprof_cal_ops", clock, source, &bare, &prof) && prof > bare)
     out[2] = bare * 65536 / prof;
   if (r) {
     /* py: 2 events per call of f, plus the loop's own return. */
-    out[0] = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, out[2], clock);
+    out[0] = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, out[2], clock, source);
     /* c: 4 C events per round; the loop's return is a Python event. */
-    uint64_t c = event_cost(ns, "_statsprof_cal_c", 4 * CALLS, out[2], clock);
+    uint64_t c = event_cost(ns, "_statsprof_cal_c", 4 * CALLS, out[2], clock, source);
     out[1] = c ? c : out[0];
   }
   if (PyErr_Occurred()) PyErr_Clear();
@@ -132,13 +133,13 @@ static void measure_all(statsprof__clock_kind clock, uint64_t out[3]) {
   Py_XDECREF(ns);
 }
 
-int statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c,
+int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost_py, uint64_t *cost_c,
                          uint64_t *own_scale) {
-  static uint64_t cached[2][3];
-  static int done[2];
+  static uint64_t cached[3][2][3]; /* [source][clock][py, c, scale] */
+  static int done[3][2];
   static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
-  if (!done[clock]) {
+  if (!done[source][clock]) {
     if (calibrating) return -1;
     /* Calibrating replaces this thread's profile function for a moment:
      * keep a foreign one (cProfile, a debugger) and put it back. */
@@ -152,20 +153,20 @@ int statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_
     }
     Py_XINCREF(obj);
     calibrating = 1;
-    measure_all(clock, cached[clock]);
+    measure_all(clock, source, cached[source][clock]);
     calibrating = 0;
-    done[clock] = 1;
+    done[source][clock] = 1;
     /* Our own thread: the public setter does (an audit hook's refusal is
      * reported as unraisable). */
     if (func) PyEval_SetProfile(func, obj);
     Py_XDECREF(obj);
     if (getenv("STATSPROF_DEBUG"))
       fprintf(stderr, "statsprof: calibrated %llu ticks per Python event, %llu per C event, bytecode x%.3f\n",
-              (unsigned long long)cached[clock][0], (unsigned long long)cached[clock][1],
-              65536.0 / (double)cached[clock][2]);
+              (unsigned long long)cached[source][clock][0], (unsigned long long)cached[source][clock][1],
+              65536.0 / (double)cached[source][clock][2]);
   }
-  *cost_py = cached[clock][0];
-  *cost_c = cached[clock][1];
-  *own_scale = cached[clock][2];
+  *cost_py = cached[source][clock][0];
+  *cost_c = cached[source][clock][1];
+  *own_scale = cached[source][clock][2];
   return 0;
 }

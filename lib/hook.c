@@ -175,11 +175,12 @@ static inline void *code_extra(PyCodeObject *co) {
 }
 #endif
 
-static inline uint32_t code_label(statsprof *p, PyFrameObject *frame) {
-  PyCodeObject *co = frame_code(frame);
+static inline uint32_t code_label_co(statsprof *p, PyCodeObject *co) {
   uintptr_t extra = (uintptr_t)code_extra(co);
   return extra >> 32 == p->gen ? (uint32_t)extra : code_entry_slow(p, co);
 }
+
+static inline uint32_t code_label(statsprof *p, PyFrameObject *frame) { return code_label_co(p, frame_code(frame)); }
 
 /* cProfile's label for a C function (normalizeUserObj in _lsprof.c). */
 static PyObject *cfunc_label(PyCFunctionObject *fn) {
@@ -272,6 +273,9 @@ static __attribute__((noinline)) uint32_t entry_slow(statsprof *p, statsprof__th
   /* A thread attached from another thread learns which OS thread it is
    * here, at its first event, on its own thread. */
   if (t->slot == STATSPROF__NONE && statsprof__thread_bind(p, t) == STATSPROF__NONE) return STATSPROF__NONE;
+  /* A thread's first events can come before threading knows it (its
+   * bootstrap): look for its Thread again as it reaches new functions. */
+  statsprof__threads_seek_name(p, t->slot);
   uint32_t idx = statsprof__table_entry(&p->table, t->slot, label);
   if (idx == STATSPROF__NONE) p->oom = 1;
   /* The slot's map may have moved: refresh this thread's copy of it. */
@@ -474,7 +478,7 @@ static int is_ours(statsprof *p, PyThreadState *ts) {
          ((statsprof__thread *)ts->c_profileobj)->p == p;
 }
 
-int statsprof__attach_self(statsprof *p) {
+static int setprofile_attach_self(statsprof *p) {
   PyThreadState *ts = PyThreadState_Get();
   if (is_ours(p, ts)) return 0;
   int rc = statsprof__hook_ready();
@@ -495,8 +499,8 @@ int statsprof__attach_self(statsprof *p) {
   return 0;
 }
 
-int statsprof__attach_all(statsprof *p, int self) {
-  int rc = self > 0 ? statsprof__attach_self(p) : 0;
+static int setprofile_attach_all(statsprof *p, int self) {
+  int rc = self > 0 ? setprofile_attach_self(p) : 0;
   if (rc) return rc;
   if (statsprof__hook_ready()) return statsprof__error(p, STATSPROF_EPYTHON, "cannot prepare the profile hook");
   /* Another thread's own profiler (cProfile, a debugger) is left alone. */
@@ -504,11 +508,282 @@ int statsprof__attach_all(statsprof *p, int self) {
   return 0;
 }
 
-void statsprof__detach_all(statsprof *p) {
+static void setprofile_detach_all(statsprof *p) {
   for (statsprof__thread *t = p->threads; t; t = t->next) statsprof__flush_thread(t);
   if (p->interp_epoch == g_epoch && Py_IsInitialized()) statsprof__tstates_remove(p, PyThreadState_Get());
   /* Whatever still holds one of ours (a refused removal) finds it inert. */
   while (p->threads) thread_unlink(p->threads);
+}
+
+/* ---- the sys.monitoring source (3.12+) ---------------------------------
+ *
+ * PEP 669's events, as _lsprof.c of 3.12+ uses them: PY_START, PY_RESUME
+ * and PY_THROW enter a Python function, PY_RETURN, PY_YIELD and PY_UNWIND
+ * leave it; CALL enters a C function (a builtin, or a method descriptor
+ * called with its self, which cProfile reports as the bound builtin) and
+ * C_RETURN / C_RAISE leave it. The events cover every thread of the
+ * interpreter, including threads a host creates later in C: nothing is
+ * installed per thread and no other thread's state is touched. The
+ * callbacks find the calling thread's state through thread-local storage,
+ * made at the thread's first event. The tool id is the first free of 3 and
+ * 4 (sys.monitoring's ids 0, 1, 2 and 5 are the debugger's, coverage's,
+ * the profiler's - cProfile's - and the optimizer's), so statsprof runs
+ * beside cProfile, coverage and a debugger. */
+#if PY_VERSION_HEX >= 0x030C0000
+enum { MON_TOOL_FIRST = 3, MON_TOOL_LAST = 4 };
+static PyObject *g_missing; /* sys.monitoring.MISSING (borrowed: module-owned) */
+static atomic_ullong g_mon_key;
+
+/* The calling thread's state for the profiler whose current run is `key`. */
+static __thread struct {
+  uint64_t key;
+  statsprof__thread *t;
+} tls_mon __attribute__((tls_model("initial-exec")));
+
+static __attribute__((noinline)) statsprof__thread *mon_thread_slow(statsprof *p) {
+  unsigned long me = PyThread_get_thread_ident();
+  /* This run may know the thread already (another profiler's run on it
+   * took the cache meanwhile). */
+  statsprof__thread *t = p->threads;
+  while (t && t->owner != me) t = t->next;
+  if (!t) t = statsprof__thread_new(p, me);
+  if (!t) {
+    p->oom = 1;
+    return NULL;
+  }
+  tls_mon.key = p->mon_key;
+  tls_mon.t = t;
+  return t;
+}
+
+static inline statsprof__thread *mon_thread(statsprof *p) {
+  if (__builtin_expect(tls_mon.key == p->mon_key, 1)) return tls_mon.t;
+  return mon_thread_slow(p);
+}
+
+static inline statsprof *mon_profiler(PyObject *self) { return (statsprof *)PyCapsule_GetPointer(self, NULL); }
+
+static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = mon_profiler(self);
+  statsprof__thread *t;
+  if (p && p->mon_on && nargs >= 1 && (t = mon_thread(p)))
+    enter(t, p, code_label_co(p, (PyCodeObject *)args[0]), p->cost_py);
+  Py_RETURN_NONE;
+}
+
+static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = mon_profiler(self);
+  statsprof__thread *t;
+  if (p && p->mon_on && (t = mon_thread(p))) leave_at(t, p, now(p), p->cost_py, p->own_scale);
+  Py_RETURN_NONE;
+}
+
+/* The PyMethodDef a CALL / C_RETURN event is about, or NULL when the call
+ * is not one cProfile counts as a C function. */
+static inline const PyMethodDef *mon_cfunc_def(PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs < 4) return NULL;
+  PyObject *callable = args[2];
+  if (PyCFunction_Check(callable)) return ((PyCFunctionObject *)callable)->m_ml;
+  if (Py_TYPE(callable) == &PyMethodDescr_Type && args[3] != g_missing)
+    return ((PyMethodDescrObject *)callable)->d_method;
+  return NULL;
+}
+
+/* First sight of a method descriptor's C function: label it the way
+ * cProfile does, from the builtin bound to the call's self. */
+static __attribute__((noinline)) uint32_t mon_descr_label(statsprof *p, PyObject *descr, PyObject *self_arg) {
+  PyObject *et, *ev, *tb;
+  PyErr_Fetch(&et, &ev, &tb);
+  PyObject *meth = Py_TYPE(descr)->tp_descr_get(descr, self_arg, (PyObject *)Py_TYPE(self_arg));
+  uint32_t label = meth && PyCFunction_Check(meth) ? cfunc_label_of(p, (PyCFunctionObject *)meth) : 0;
+  Py_XDECREF(meth);
+  PyErr_Clear();
+  PyErr_Restore(et, ev, tb);
+  return label;
+}
+
+static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = mon_profiler(self);
+  statsprof__thread *t;
+  const PyMethodDef *ml;
+  if (!p || !p->mon_on || !(ml = mon_cfunc_def(args, nargs)) || !(t = mon_thread(p))) Py_RETURN_NONE;
+  PyObject *callable = args[2];
+  struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+  uint32_t label;
+  if (__builtin_expect(h->ml == ml, 1)) label = h->label;
+  else if (PyCFunction_Check(callable)) label = cfunc_label_of(p, (PyCFunctionObject *)callable);
+  else if ((label = statsprof__table_cfunc_find(&p->table, ml)) == STATSPROF__NONE)
+    label = mon_descr_label(p, callable, args[3]);
+  enter(t, p, label, p->cost_c);
+  Py_RETURN_NONE;
+}
+
+static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = mon_profiler(self);
+  statsprof__thread *t;
+  if (p && p->mon_on && mon_cfunc_def(args, nargs) && (t = mon_thread(p)))
+    leave_at(t, p, now(p), p->cost_c, 1 << 16);
+  Py_RETURN_NONE;
+}
+
+typedef PyObject *(*mon_fn)(PyObject *, PyObject *const *, Py_ssize_t);
+static PyMethodDef mon_defs[] = {
+    {"_statsprof_py_enter", (PyCFunction)(void (*)(void))(mon_fn)mon_py_enter, METH_FASTCALL, NULL},
+    {"_statsprof_py_leave", (PyCFunction)(void (*)(void))(mon_fn)mon_py_leave, METH_FASTCALL, NULL},
+    {"_statsprof_c_enter", (PyCFunction)(void (*)(void))(mon_fn)mon_c_enter, METH_FASTCALL, NULL},
+    {"_statsprof_c_leave", (PyCFunction)(void (*)(void))(mon_fn)mon_c_leave, METH_FASTCALL, NULL},
+};
+/* Events by name: their bit values differ between versions (3.14 added
+ * branch events), so they are read from sys.monitoring.events. */
+static const struct {
+  const char *event;
+  int def;
+} mon_callbacks[] = {
+    {"PY_START", 0},  {"PY_RESUME", 0}, {"PY_THROW", 0}, {"PY_RETURN", 1}, {"PY_YIELD", 1},
+    {"PY_UNWIND", 1}, {"CALL", 2},      {"C_RETURN", 3}, {"C_RAISE", 3},
+};
+enum { MON_NCALLBACKS = sizeof mon_callbacks / sizeof *mon_callbacks, MON_FIRST_C = 6 };
+
+/* sys.monitoring.events.NAME, or -1. */
+static long mon_event(PyObject *mon, const char *name) {
+  PyObject *events = PyObject_GetAttrString(mon, "events");
+  PyObject *v = events ? PyObject_GetAttrString(events, name) : NULL;
+  long bit = v && PyLong_Check(v) ? PyLong_AsLong(v) : -1;
+  Py_XDECREF(v);
+  Py_XDECREF(events);
+  if (bit < 0) PyErr_Clear();
+  return bit;
+}
+
+static PyObject *monitoring_module(void) {
+  PyObject *sys = PyImport_ImportModule("sys");
+  PyObject *m = sys ? PyObject_GetAttrString(sys, "monitoring") : NULL;
+  Py_XDECREF(sys);
+  return m;
+}
+
+/* Calls sys.monitoring.NAME(args...); 0, or -1 with the exception cleared. */
+static int mon_call(PyObject *mon, const char *name, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  PyObject *args = Py_VaBuildValue(fmt, ap);
+  va_end(ap);
+  PyObject *fn = args ? PyObject_GetAttrString(mon, name) : NULL;
+  PyObject *r = fn ? PyObject_Call(fn, args, NULL) : NULL;
+  Py_XDECREF(fn);
+  Py_XDECREF(args);
+  Py_XDECREF(r);
+  if (!r) PyErr_Clear();
+  return r ? 0 : -1;
+}
+
+/* Takes a tool id, registers the callbacks and turns the events on. */
+static int mon_start(statsprof *p) {
+  PyObject *mon = monitoring_module();
+  if (!mon) {
+    PyErr_Clear();
+    return statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: sys.monitoring is not available");
+  }
+  int rc = 0;
+  if (p->mon_tool < 0) {
+    for (int id = MON_TOOL_FIRST; id <= MON_TOOL_LAST && p->mon_tool < 0; id++)
+      if (mon_call(mon, "use_tool_id", "(is)", id, "statsprof") == 0) p->mon_tool = id;
+    if (p->mon_tool < 0) {
+      Py_DECREF(mon);
+      return statsprof__error(p, STATSPROF_ESTATE,
+                              "source=monitoring: sys.monitoring tool ids %d and %d are both in use (by "
+                              "another statsprof or another tool); use source=setprofile",
+                              MON_TOOL_FIRST, MON_TOOL_LAST);
+    }
+    g_missing = PyObject_GetAttrString(mon, "MISSING");
+    Py_XDECREF(g_missing); /* the module keeps it alive */
+    PyObject *capsule = PyCapsule_New(p, NULL, NULL);
+    for (int i = 0; capsule && !rc && i < MON_NCALLBACKS; i++) {
+      PyObject *fn = PyCFunction_New(&mon_defs[mon_callbacks[i].def], capsule);
+      long bit = mon_event(mon, mon_callbacks[i].event);
+      if (!fn || bit < 0 || mon_call(mon, "register_callback", "(ilO)", p->mon_tool, bit, fn))
+        rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: cannot register a callback for %s",
+                              mon_callbacks[i].event);
+      Py_XDECREF(fn);
+    }
+    Py_XDECREF(capsule);
+  }
+  long events = 0;
+  for (int i = 0; i < MON_NCALLBACKS; i++)
+    if (i < MON_FIRST_C || p->config.builtins) events |= mon_event(mon, mon_callbacks[i].event);
+  p->mon_key = atomic_fetch_add(&g_mon_key, 1) + 1; /* every thread's cached state is stale */
+  p->mon_on = 1;
+  if (!rc && mon_call(mon, "set_events", "(il)", p->mon_tool, events))
+    rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: set_events failed");
+  Py_DECREF(mon);
+  return rc;
+}
+
+/* Turns the events off (the tool id stays ours until release). */
+static void mon_stop(statsprof *p) {
+  p->mon_on = 0;
+  if (p->mon_tool < 0 || p->interp_epoch != g_epoch || !Py_IsInitialized()) return;
+  PyObject *mon = monitoring_module();
+  if (mon) mon_call(mon, "set_events", "(ii)", p->mon_tool, 0);
+  else PyErr_Clear();
+  Py_XDECREF(mon);
+}
+
+void statsprof__monitoring_release(statsprof *p) {
+  mon_stop(p);
+  if (p->mon_tool < 0) return;
+  if (p->interp_epoch == g_epoch && Py_IsInitialized()) {
+    PyObject *mon = monitoring_module();
+    for (int i = 0; mon && i < MON_NCALLBACKS; i++) {
+      long bit = mon_event(mon, mon_callbacks[i].event);
+      if (bit >= 0) mon_call(mon, "register_callback", "(ilO)", p->mon_tool, bit, Py_None);
+    }
+    if (mon) mon_call(mon, "free_tool_id", "(i)", p->mon_tool);
+    else PyErr_Clear();
+    Py_XDECREF(mon);
+  }
+  p->mon_tool = -1;
+}
+
+static int monitoring_attach_all(statsprof *p) { return p->mon_on ? 0 : mon_start(p); }
+
+static void monitoring_detach_all(statsprof *p) {
+  mon_stop(p);
+  /* Frames still open close now; the states wait in the pool for their
+   * thread's next run (a late callback finds p->mon_on off). */
+  while (p->threads) {
+    statsprof__thread *t = p->threads;
+    statsprof__flush_thread(t);
+    statsprof__thread_pool(p, t);
+  }
+}
+#else
+void statsprof__monitoring_release(statsprof *p) { (void)p; }
+#endif
+
+int statsprof__attach_all(statsprof *p, int self) {
+#if PY_VERSION_HEX >= 0x030C0000
+  if (p->config.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
+#endif
+  return setprofile_attach_all(p, self);
+}
+
+void statsprof__detach_all(statsprof *p) {
+#if PY_VERSION_HEX >= 0x030C0000
+  if (p->config.source == STATSPROF__SOURCE_MONITORING) {
+    monitoring_detach_all(p);
+    return;
+  }
+#endif
+  setprofile_detach_all(p);
+}
+
+int statsprof__attach_self(statsprof *p) {
+#if PY_VERSION_HEX >= 0x030C0000
+  /* Every thread already gets the events. */
+  if (p->config.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
+#endif
+  return setprofile_attach_self(p);
 }
 
 /* ---- threads started later from Python -------------------------------- */
@@ -523,7 +798,7 @@ static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_s
     PyEval_SetProfile(NULL, NULL);
     Py_RETURN_NONE;
   }
-  if (statsprof__attach_self(p) != 0) {
+  if (setprofile_attach_self(p) != 0) {
     PyEval_SetProfile(NULL, NULL);
     Py_RETURN_NONE;
   }

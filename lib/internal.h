@@ -85,10 +85,14 @@ typedef struct statsprof__sink_spec {
   size_t arg_offset; /* of arg in the config string */
 } statsprof__sink_spec;
 
+/* Where events come from (hook.c): auto picks monitoring on 3.12+. */
+enum { STATSPROF__SOURCE_AUTO = 0, STATSPROF__SOURCE_MONITORING = 1, STATSPROF__SOURCE_SETPROFILE = 2 };
+
 typedef struct statsprof__config {
   int64_t interval_ns;      /* tick emits a record this often */
   statsprof__clock_kind clock;
   int builtins;             /* profile C functions too (cProfile's builtins=True) */
+  int source;               /* STATSPROF__SOURCE_*; never AUTO after create */
   uint32_t max_functions;   /* table cap; the rest folds into one entry */
   int writer_sync;          /* writer=sync: sinks run on the emitting thread */
   int on_full_block;        /* on_full=block: wait for room instead of dropping */
@@ -178,7 +182,7 @@ typedef struct statsprof__slot {
   unsigned long thread_id;
   statsprof__osthread *os; /* referenced; NULL when free or retired */
   const char *name;        /* in the string store; NULL until known */
-  PyObject *thread_ref;    /* weakref to its threading.Thread, or NULL */
+  PyObject *thread_ref;    /* its threading.Thread's instance dict, or NULL */
   uint32_t *local;
   uint32_t nlocal;
   uint8_t state;
@@ -312,6 +316,9 @@ uint32_t statsprof__thread_bind(statsprof *p, statsprof__thread *t);
 void statsprof__osthread_unref(statsprof__osthread *os);
 int statsprof__osthread_ended(const statsprof__osthread *os);
 int statsprof__osthread_is_self(const statsprof__osthread *os); /* the calling thread's */
+/* Names the slot from threading if its Thread was not found yet (the hook's
+ * slow path: dictionary lookups only). */
+void statsprof__threads_seek_name(statsprof *p, uint32_t slot);
 /* Refreshes every slot's name (explicit, else threading's). GIL. */
 void statsprof__threads_name(statsprof *p);
 /* Drops the slots' references to Python objects (GIL held, or Python gone). */
@@ -322,6 +329,8 @@ void statsprof__threads_scan(statsprof *p);
 void statsprof__threads_retire(statsprof *p);
 /* The slot of a thread ident, or NONE. */
 uint32_t statsprof__threads_find(statsprof *p, uint64_t thread_id);
+/* source=monitoring: events off, callbacks and the tool id given back. */
+void statsprof__monitoring_release(statsprof *p);
 /* Installs / removes threading.setprofile so new Python threads get the hook. */
 int statsprof__threading_hook(statsprof *p, int install);
 
@@ -339,10 +348,10 @@ void statsprof__frame_touch_edge(statsprof *p, uint32_t edge);
 /* ---- calibrate.c ------------------------------------------------------ */
 
 /* The profiler's own cost per profile event in ticks of `clock`, for
- * Python functions and for C functions, measured once per process and
- * clock on the calling thread. GIL held. -1 when called from inside a
+ * Python functions and for C functions, measured once per process, event
+ * source and clock on the calling thread. GIL held. -1 when called from inside a
  * calibration (a signal handler starting a profiler). */
-int statsprof__calibrate(statsprof__clock_kind clock, uint64_t *cost_py, uint64_t *cost_c,
+int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost_py, uint64_t *cost_c,
                          uint64_t *own_scale);
 
 /* ---- snapshot.c -------------------------------------------------------- */
@@ -477,6 +486,9 @@ struct statsprof {
   uint64_t interp_epoch; /* the interpreter we started on (see hook.c) */
   statsprof__thread *threads; /* live per-thread states */
   statsprof__thread *pool;    /* inert ones whose hook was removed (hook.c) */
+  int mon_tool;               /* source=monitoring: our sys.monitoring tool id, or -1 */
+  int mon_on;                 /* ... its events are on */
+  uint64_t mon_key;           /* ... this run's key for the threads' cached states */
   int busy;           /* a public call is running (profiler.c: calls never nest) */
   int oom;            /* sticky: the hook could not allocate */
   int oom_reported;

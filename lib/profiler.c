@@ -30,6 +30,7 @@ static void free_all(statsprof *p) {
   statsprof__fork_track(p, 0);
   close_sinks(p);
   int python = Py_IsInitialized() && p->interp_epoch == statsprof__epoch() && PyGILState_Check();
+  if (python) statsprof__monitoring_release(p);
   statsprof__threads_release(p, python);
   if (python) statsprof__thread_pool_trim(p, 1);
   free(p->touched_entries);
@@ -93,6 +94,16 @@ int statsprof_create(const char *config, statsprof **out) {
     return rc;
   }
   p->gen = next_gen();
+  p->mon_tool = -1;
+  if (p->config.source == STATSPROF__SOURCE_AUTO)
+    p->config.source = PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
+  if (p->config.source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000) {
+    rc = statsprof__error(NULL, STATSPROF_ECONFIG,
+                          "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s",
+                          PY_VERSION);
+    free_all(p);
+    return rc;
+  }
   statsprof__fork_track(p, 1);
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
@@ -150,7 +161,7 @@ static int start_locked(statsprof *p) {
   p->running = 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
-  if (statsprof__calibrate(p->config.clock, &p->cost_py, &p->cost_c, &p->own_scale))
+  if (statsprof__calibrate(p->config.clock, p->config.source, &p->cost_py, &p->cost_c, &p->own_scale))
     return statsprof__error(p, STATSPROF_ESTATE,
                             "statsprof_start: another profiler is calibrating on this thread (called from a "
                             "signal handler?)");
@@ -160,7 +171,7 @@ static int start_locked(statsprof *p) {
   p->running = 1;
   /* Threads started later from Python; failure only loses those threads
    * until the next tick. Done before attaching, so it is not profiled. */
-  if (statsprof__threading_hook(p, 1))
+  if (p->config.source == STATSPROF__SOURCE_SETPROFILE && statsprof__threading_hook(p, 1))
     statsprof__log("cannot install threading.setprofile: new Python threads are picked up at tick");
   /* A forked child starts afresh (fork.c); imports os: before attaching. */
   if (statsprof__fork_hook())

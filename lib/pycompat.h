@@ -72,22 +72,4 @@ static inline PyObject *statsprof__type_lookup(PyTypeObject *type, PyObject *nam
   return found;
 }
 
-/* ---- the object a weak reference points to -----------------------------
- * PyWeakref_GetObject (a borrowed reference) is deprecated from 3.13 in
- * favour of PyWeakref_GetRef (a strong one). Under the GIL the object stays
- * alive while others hold it, so dropping the strong reference at once
- * gives the same borrowed result. NULL when dead or on error (cleared). */
-static inline PyObject *statsprof__weakref_get(PyObject *ref) {
-#if PY_VERSION_HEX >= 0x030D0000
-  PyObject *obj = NULL;
-  if (PyWeakref_GetRef(ref, &obj) < 0) PyErr_Clear();
-  Py_XDECREF(obj);
-  return obj;
-#else
-  PyObject *obj = PyWeakref_GetObject(ref);
-  if (!obj) PyErr_Clear();
-  return obj == Py_None ? NULL : obj;
-#endif
-}
-
 #endif

@@ -109,30 +109,29 @@ static PyObject *threading_active(void) {
   return active && PyDict_Check(active) ? active : NULL;
 }
 
-/* The slot's threading.Thread: a weak reference taken when the thread is
- * first seen in threading._active, so that a name given after the thread
- * ended its last record (or just before it exited) is still read, and a
- * later thread with the same ident is never mistaken for it. */
-static PyObject *thread_object(statsprof__slot *s, PyObject *active) {
-  if (s->thread_ref) {
-    PyObject *th = statsprof__weakref_get(s->thread_ref);
-    if (th) return th;
+/* The slot's threading.Thread's instance dict: the one threading._active
+ * has for the live thread now, else the last one seen. The slot holds that
+ * dict (not the Thread), so a name given just before the thread ended, or
+ * before its Thread went away (3.13+ deletes a C thread's dummy Thread when
+ * its thread state is released), is still read at the next record, and a
+ * later thread with the same ident never takes it over. */
+static PyObject *thread_dict(statsprof__slot *s, PyObject *active) {
+  if (active && !statsprof__osthread_ended(s->os)) {
+    PyObject *key = PyLong_FromUnsignedLong(s->thread_id);
+    PyObject *th = key ? PyDict_GetItemWithError(active, key) : NULL;
+    Py_XDECREF(key);
+    PyObject **dictptr = th ? _PyObject_GetDictPtr(th) : NULL;
+    if (dictptr && *dictptr && PyDict_Check(*dictptr) && *dictptr != s->thread_ref) {
+      Py_XDECREF(s->thread_ref);
+      s->thread_ref = Py_NewRef(*dictptr);
+    }
   }
-  if (!active || statsprof__osthread_ended(s->os)) return NULL;
-  PyObject *key = PyLong_FromUnsignedLong(s->thread_id);
-  PyObject *th = key ? PyDict_GetItemWithError(active, key) : NULL;
-  Py_XDECREF(key);
-  if (!th) return NULL;
-  Py_XDECREF(s->thread_ref);
-  s->thread_ref = PyWeakref_NewRef(th, NULL);
-  return th;
+  return s->thread_ref;
 }
 
-/* threading's name: the Thread's _name, read from its instance dict. */
+/* threading's name: the Thread's _name. */
 static void name_from_threading(statsprof *p, statsprof__slot *s, PyObject *active) {
-  PyObject *th = thread_object(s, active);
-  PyObject **dictptr = th ? _PyObject_GetDictPtr(th) : NULL;
-  PyObject *dict = dictptr && *dictptr && PyDict_Check(*dictptr) ? *dictptr : NULL;
+  PyObject *dict = thread_dict(s, active);
   PyObject *name = dict ? PyDict_GetItemString(dict, "_name") : NULL;
   const char *u = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
   set_name(p, s, u);
@@ -147,6 +146,16 @@ static void name_slot(statsprof *p, statsprof__slot *s, PyObject *active) {
   if (explicit_name) set_name(p, s, explicit_name);
   else name_from_threading(p, s, active);
   free(explicit_name);
+}
+
+void statsprof__threads_seek_name(statsprof *p, uint32_t slot) {
+  statsprof__slot *s = &p->table.slots[slot];
+  if (s->thread_ref || !s->os) return;
+  PyObject *et, *ev, *tb;
+  PyErr_Fetch(&et, &ev, &tb);
+  name_slot(p, s, threading_active());
+  PyErr_Clear();
+  PyErr_Restore(et, ev, tb);
 }
 
 void statsprof__threads_name(statsprof *p) {
@@ -275,17 +284,19 @@ void statsprof__threads_retire(statsprof *p) {
   }
   for (uint32_t i = 0; i < nentries; i++)
     if (t->slots[t->entries[i].slot].state == STATSPROF__SLOT_ENDED) move_entry(p, i, retired_entry(p, i));
+  for (statsprof__thread *th = p->threads, *next; th; th = next) {
+    next = th->next;
+    if (th->slot == STATSPROF__NONE || t->slots[th->slot].state != STATSPROF__SLOT_ENDED) continue;
+    /* A state the dead thread left behind must not count into the slot's
+     * next owner. The monitoring source owns its states: to the pool. */
+    if (p->config.source == STATSPROF__SOURCE_MONITORING) statsprof__thread_pool(p, th);
+    else statsprof__thread_orphan(th);
+  }
   /* Pooled states of ended threads can no longer be called late. */
   statsprof__thread_pool_trim(p, 0);
   for (uint32_t i = 0; i < t->nslots; i++) {
     statsprof__slot *s = &t->slots[i];
     if (s->state != STATSPROF__SLOT_ENDED) continue;
-    /* A thread state the dead thread left behind must not count into the
-     * slot's next owner. */
-    for (statsprof__thread *th = p->threads, *next; th; th = next) {
-      next = th->next;
-      if (th->slot == i) statsprof__thread_orphan(th);
-    }
     statsprof__osthread_unref(s->os);
     Py_CLEAR(s->thread_ref);
     s->os = NULL;

@@ -7,13 +7,16 @@
 #include "pyharness.h"
 
 // lib/internal.h is C11 (stdatomic); the one internal function used here.
-extern "C" void statsprof__calibrate(int clock, uint64_t *cost_py, uint64_t *cost_c, uint64_t *own_scale);
+// int statsprof__calibrate(clock, source, ...) of lib/internal.h (C11, not
+// includable here); source: 1 monitoring (3.12+ default), 2 setprofile.
+extern "C" int statsprof__calibrate(int clock, int source, uint64_t *cost_py, uint64_t *cost_c, uint64_t *own_scale);
+constexpr int kDefaultSource = PY_VERSION_HEX >= 0x030C0000 ? 1 : 2;
 
 namespace {
 
 TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
   uint64_t py = 0, c = 0, scale = 0;
-  statsprof__calibrate(/*wall*/ 0, &py, &c, &scale);
+  statsprof__calibrate(/*wall*/ 0, kDefaultSource, &py, &c, &scale);
   // Profiling always costs something: a zero here silently disables
   // compensation (as a table change once did).
   EXPECT_GT(py, 0u);

@@ -1,5 +1,8 @@
 // config_test.cc — the config string, error codes and messages, the version,
 // and host sinks registered by name.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -249,9 +252,21 @@ TEST(Config, WriterAndFrameKeysRejectBadValues) {
 
 TEST(Config, TheUnknownKeyMessageListsEveryKey) {
   ExpectConfigError("sink=none;colour=blue",
-                    {"known keys: interval, clock, builtins, max_functions, sink, writer, on_full, queue, trigger, "
-                     "compensate, budget, max_spikes_per_min, per_thread, duty, window, every, max_overhead, "
-                     "stop_timeout (at offset 10)"});
+                    {"known keys: interval, clock, builtins, source, max_functions, sink, writer, on_full, queue, "
+                     "trigger, compensate, budget, max_spikes_per_min, per_thread, duty, window, every, "
+                     "max_overhead, stop_timeout (at offset 10)"});
+}
+
+// The event source: sys.monitoring exists from 3.12 on.
+TEST(Config, SourceIsAutoMonitoringOrSetprofile) {
+  ExpectValid("source=auto;sink=none");
+  ExpectValid("source=setprofile;sink=none");
+  ExpectConfigError("source=hooks;sink=none", {"hooks", "auto, monitoring or setprofile", "offset 0"});
+#if PY_VERSION_HEX >= 0x030C0000
+  ExpectValid("source=monitoring;sink=none");
+#else
+  ExpectConfigError("source=monitoring;sink=none", {"source=monitoring needs Python 3.12 or newer"});
+#endif
 }
 
 TEST(Config, CreateWithNullOutIsEinval) {

@@ -19,23 +19,28 @@ PyObject *PyTick(PyObject *, PyObject *) {
 PyMethodDef kTickDef = {"tick", PyTick, METH_NOARGS, nullptr};
 
 // middle() and inner() record, from Python, whether a window was open when
-// they started (sys.getprofile() is the hook's object then, None between).
+// they started: the hook's object is sys.getprofile() then (setprofile
+// source), or statsprof's sys.monitoring tool has events (3.12+ default).
 const char kWork[] = R"(
 import sys, time
+def on():
+    if sys.getprofile() is not None: return True
+    m = getattr(sys, 'monitoring', None)
+    return bool(m) and any(m.get_tool(i) == 'statsprof' and m.get_events(i) for i in (3, 4))
 counts = {"middle_in": 0, "inner_in": 0, "middle": 0, "inner": 0, "seen_on": 0, "seen_off": 0}
 def inner():
-    if sys.getprofile() is not None: counts["inner_in"] += 1
+    if on(): counts["inner_in"] += 1
     counts["inner"] += 1
     return sum(range(30))
 def middle():
-    if sys.getprofile() is not None: counts["middle_in"] += 1
+    if on(): counts["middle_in"] += 1
     counts["middle"] += 1
     tick()
     inner()
 def outer(seconds):
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if sys.getprofile() is None: counts["seen_off"] += 1
+        if not on(): counts["seen_off"] += 1
         else: counts["seen_on"] += 1
         middle()
 )";

@@ -24,14 +24,19 @@ uint64_t Calls(statsprof *p, const char *name) {
   return f ? f->ncalls : 0;
 }
 
-const char kNoHook[] = R"(
-import sys, threading
-assert sys.getprofile() is None, repr(sys.getprofile())
+// Whether statsprof receives events: its profile function (setprofile
+// source), or its sys.monitoring tool with events on (3.12+ default).
+#define STATSPROF_EVENTS_ON                                                                 \
+  "def statsprof_events_on():\n"                                                           \
+  "    if sys.getprofile() is not None: return True\n"                                     \
+  "    m = getattr(sys, 'monitoring', None)\n"                                             \
+  "    return bool(m) and any(m.get_tool(i) == 'statsprof' and m.get_events(i) for i in (3, 4))\n"
+const char kNoHook[] = "import sys, threading\n" STATSPROF_EVENTS_ON R"(
+assert not statsprof_events_on(), repr(sys.getprofile())
 assert threading.getprofile() is None, repr(threading.getprofile())
 )";
-const char kHook[] = R"(
-import sys
-assert sys.getprofile() is not None
+const char kHook[] = "import sys\n" STATSPROF_EVENTS_ON R"(
+assert statsprof_events_on()
 )";
 
 // ---- start / stop / destroy ------------------------------------------------

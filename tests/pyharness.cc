@@ -173,7 +173,11 @@ CountMap CProfileRun(void *ns, const char *fn) {
 CountMap StatsprofRun(void *ns, const char *fn, const char *config, bool this_thread_only) {
   statsprof *p = nullptr;
   CountMap m;
-  if (statsprof_create(config, &p) != 0) {
+  // The *_setprofile test targets run the same parity checks on the
+  // PyEval_SetProfile source (the default on 3.12+ is sys.monitoring).
+  std::string cfg = config ? config : "";
+  if (const char *source = getenv("STATSPROF_TEST_SOURCE")) cfg += std::string(";source=") + source;
+  if (statsprof_create(cfg.c_str(), &p) != 0) {
     ADD_FAILURE() << statsprof_errmsg(nullptr);
     return m;
   }

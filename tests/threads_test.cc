@@ -256,10 +256,12 @@ struct CThread {
   }
 };
 
+// The setprofile source installs the hook per thread state: a C thread's
+// new state is picked up at the next record (tick).
 TEST(Threads, CThreadIsPickedUpAtTheNextTick) {
   void *ns = pyh::Exec("def from_c(): pass\n", "cthread.py");
   PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
-  statsprof *p = Start("sink=none;interval=0s");
+  statsprof *p = Start("source=setprofile;sink=none;interval=0s");
   CThread t;
   t.Run(fn, nullptr, 2, 5);
   t.WaitFor(1);
@@ -275,6 +277,29 @@ TEST(Threads, CThreadIsPickedUpAtTheNextTick) {
   statsprof_destroy(p);
   pyh::Release(ns);
 }
+
+#if PY_VERSION_HEX >= 0x030C0000
+// sys.monitoring covers every thread of the interpreter: a C thread is
+// counted from its first call, with no tick and no statsprof_attach_thread.
+TEST(Threads, MonitoringCountsACThreadFromItsFirstCall) {
+  void *ns = pyh::Exec("def from_c(): pass\n", "cthread3.py");
+  PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
+  statsprof *p = Start("source=monitoring;sink=none");
+  CThread t;
+  t.Run(fn, nullptr, 2, 5);
+  t.WaitFor(1);
+  t.phase = 2;
+  t.WaitFor(3);
+  t.th.join();
+  statsprof_stop(p);
+  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  const statsprof_function_profile *f = pyh::Find(s.get(), "from_c");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->ncalls, 7u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+#endif
 
 TEST(Threads, CThreadCanAttachItself) {
   void *ns = pyh::Exec("def from_c(): pass\n", "cthread2.py");
@@ -313,7 +338,7 @@ def finish():
     EXPECT_EQ(h, Py_None) << "stale threading profile hook";
   }
   ASSERT_TRUE(pyh::Call(ns, "begin"));
-  statsprof *p = Start();
+  statsprof *p = Start("source=setprofile;sink=none");  // per-thread-state hooks
   int ours = 0;
   for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyInterpreterState_Get()); ts; ts = PyThreadState_Next(ts))
     ours += ts->c_profilefunc != nullptr;
