@@ -46,13 +46,19 @@ struct Problems {
   }
 };
 
+// A forked child: its pid and the read end of its report pipe.
+struct Child {
+  pid_t pid = -1;
+  int fd = -1;
+};
+
 // Forks (Python-safely); the child runs fn, reports what it returns ("" for
-// success) through a pipe and _exits with 0 (success) or 1. Returns the
-// child's report, or "HUNG"/"CRASHED ..." when it did not exit normally
-// within timeout_s. The parent holds the GIL throughout, as the test does.
-inline std::string Run(const std::function<std::string()> &fn, int timeout_s = 60) {
+// success) through a pipe and _exits with 0 (success) or 1. The parent goes
+// on at once (see Wait).
+inline Child Start(const std::function<std::string()> &fn) {
   int fds[2];
-  if (pipe(fds) != 0) return "pipe failed";
+  Child c;
+  if (pipe(fds) != 0) return c;
   PyOS_BeforeFork();
   pid_t pid = fork();
   if (pid == 0) {
@@ -71,35 +77,50 @@ inline std::string Run(const std::function<std::string()> &fn, int timeout_s = 6
   close(fds[1]);
   if (pid < 0) {
     close(fds[0]);
-    return "fork failed";
+    return c;
   }
+  c.pid = pid;
+  c.fd = fds[0];
+  return c;
+}
+
+// Waits for the child: its report, or "HUNG"/"CRASHED ..." when it did not
+// exit normally within timeout_s (then it is killed). The parent keeps the
+// GIL throughout, as the test does.
+inline std::string Wait(Child c, int timeout_s = 60) {
+  if (c.pid < 0) return "fork failed";
   std::string report;
   int status = 0;
   bool done = false;
   for (int waited_ms = 0; waited_ms < timeout_s * 1000 && !done; waited_ms += 10) {
     char buf[4096];
-    struct pollfd pfd = {fds[0], POLLIN, 0};
+    struct pollfd pfd = {c.fd, POLLIN, 0};
     while (poll(&pfd, 1, 0) > 0) {
-      ssize_t n = read(fds[0], buf, sizeof buf);
+      ssize_t n = read(c.fd, buf, sizeof buf);
       if (n <= 0) break;
       report.append(buf, (size_t)n);
     }
-    done = waitpid(pid, &status, WNOHANG) == pid;
+    done = waitpid(c.pid, &status, WNOHANG) == c.pid;
     if (!done) usleep(10000);
   }
   if (!done) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    close(fds[0]);
+    kill(c.pid, SIGKILL);
+    waitpid(c.pid, &status, 0);
+    close(c.fd);
     return "HUNG: the child did not finish within " + std::to_string(timeout_s) + " s\n" + report;
   }
   char buf[4096];
   ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) report.append(buf, (size_t)n);
-  close(fds[0]);
+  while ((n = read(c.fd, buf, sizeof buf)) > 0) report.append(buf, (size_t)n);
+  close(c.fd);
   if (WIFSIGNALED(status)) return "CRASHED with signal " + std::to_string(WTERMSIG(status)) + "\n" + report;
   if (WEXITSTATUS(status) != 0 && report.empty()) return "exit status " + std::to_string(WEXITSTATUS(status));
   return report;
+}
+
+// Start and Wait.
+inline std::string Run(const std::function<std::string()> &fn, int timeout_s = 60) {
+  return Wait(Start(fn), timeout_s);
 }
 
 }  // namespace child

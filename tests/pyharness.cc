@@ -308,6 +308,44 @@ const statsprof_sink_ops *RecordingSinkOps() { return &kRecordingOps; }
 
 int AddRecordingSink(statsprof *p, RecordingSink *sink) { return statsprof_add_sink(p, &kRecordingOps, sink); }
 
+JsonlFile ReadJsonl(const std::string &path) {
+  void *ns = Exec(R"(
+import json
+def read(path):
+    data = open(path, 'rb').read()
+    parts = data.split(b'\n')
+    tail = parts.pop()
+    bad, ids = 0, []
+    for p in parts:
+        try:
+            r = json.loads(p)
+        except ValueError:
+            r = None
+        if not isinstance(r, dict):
+            bad += 1
+        elif 'pid' in r and 'seq' in r and 'filler' not in r:
+            ids.append((r['pid'], r['seq']))
+    return len(parts), bad, len(tail), ids
+)");
+  JsonlFile f;
+  PyObject *r = PyObject_CallFunction(PyDict_GetItemString((PyObject *)ns, "read"), "s", path.c_str());
+  if (r) {
+    f.lines = PyLong_AsLong(PyTuple_GetItem(r, 0));
+    f.bad = PyLong_AsLong(PyTuple_GetItem(r, 1));
+    f.tail = PyLong_AsLong(PyTuple_GetItem(r, 2));
+    PyObject *ids = PyTuple_GetItem(r, 3);
+    for (Py_ssize_t i = 0; i < PyList_Size(ids); i++) {
+      PyObject *t = PyList_GetItem(ids, i);
+      f.ids.emplace_back(PyLong_AsLongLong(PyTuple_GetItem(t, 0)), PyLong_AsLongLong(PyTuple_GetItem(t, 1)));
+    }
+  } else {
+    f.error = TakeError();
+  }
+  Py_XDECREF(r);
+  Release(ns);
+  return f;
+}
+
 int64_t WallNs() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -94,4 +94,15 @@ const statsprof_sink_ops *RecordingSinkOps();
 // CLOCK_REALTIME in ns since the epoch, as the records' start_ns/end_ns.
 int64_t WallNs();
 
+// A JSON-lines file read back with Python's json: its complete lines, the
+// ones that do not parse as a JSON object, the bytes after the last newline
+// (a cut line), and (pid, seq) of each line that has both (lines with a
+// "filler" key are a test's own and skipped).
+struct JsonlFile {
+  long lines = -1, bad = -1, tail = -1;
+  std::vector<std::pair<long long, long long>> ids;
+  std::string error;  // the Python error, if reading failed
+};
+JsonlFile ReadJsonl(const std::string &path);
+
 }  // namespace pyh

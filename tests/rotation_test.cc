@@ -19,31 +19,12 @@ struct FileCheck {
 };
 
 FileCheck Check(const std::string &path) {
-  void *ns = pyh::Exec(R"(
-import json
-def check(path):
-    data = open(path, 'rb').read()
-    parts = data.split(b'\n')
-    tail = parts.pop()          # text after the last newline: a cut line
-    bad = 0
-    for p in parts:
-        try:
-            if not isinstance(json.loads(p), dict): bad += 1
-        except ValueError:
-            bad += 1
-    return len(parts), bad, 1 if tail else 0
-)");
+  pyh::JsonlFile f = pyh::ReadJsonl(path);
+  EXPECT_EQ(f.error, "") << path;
   FileCheck c;
-  PyObject *r = PyObject_CallFunction(PyDict_GetItemString((PyObject *)ns, "check"), "s", path.c_str());
-  if (r) {
-    c.lines = PyLong_AsLong(PyTuple_GetItem(r, 0));
-    c.bad = PyLong_AsLong(PyTuple_GetItem(r, 1));
-    c.partial_tail = PyLong_AsLong(PyTuple_GetItem(r, 2));
-  } else {
-    ADD_FAILURE() << pyh::TakeError();
-  }
-  Py_XDECREF(r);
-  pyh::Release(ns);
+  c.lines = f.lines;
+  c.bad = f.bad;
+  c.partial_tail = f.tail > 0;
   return c;
 }
 
@@ -100,6 +81,9 @@ TEST(Rotation, BadRotationOptionsAreConfigErrors) {
   EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("colour=blue"), std::string::npos);
 }
 
+// A renamed PATH is followed at the next record (the sink compares PATH's
+// inode with its file's, as parent and child need when either rotates);
+// statsprof_reopen, logrotate's postrotate, still works and costs nothing.
 TEST(Rotation, ReopenFollowsAnExternalLogrotate) {
   std::string dir = pyh::TempDir(), path = dir + "/l.jsonl";
   statsprof *p = nullptr;
@@ -108,13 +92,14 @@ TEST(Rotation, ReopenFollowsAnExternalLogrotate) {
   ASSERT_EQ(statsprof_emit_now(p), 0);
   statsprof_flush(p);
   ASSERT_EQ(rename(path.c_str(), (path + ".old").c_str()), 0);  // logrotate moves it
-  ASSERT_EQ(statsprof_emit_now(p), 0);                          // still into the moved file
+  ASSERT_EQ(statsprof_emit_now(p), 0);                          // into a new PATH
   statsprof_flush(p);
   ASSERT_EQ(statsprof_reopen(p), 0);  // postrotate
   ASSERT_EQ(statsprof_emit_now(p), 0);
   statsprof_destroy(p);
-  EXPECT_EQ(Check(path + ".old").lines, 2);
-  EXPECT_EQ(Check(path).lines, 1);
+  EXPECT_EQ(Check(path + ".old").lines, 1);
+  EXPECT_EQ(Check(path).lines, 2);
+  EXPECT_NE(pyh::ReadFile(path).find("\"seq\":2,"), std::string::npos);
   EXPECT_NE(pyh::ReadFile(path).find("\"seq\":3,"), std::string::npos);
 }
 

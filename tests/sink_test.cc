@@ -467,6 +467,32 @@ TEST(JsonlSink, DevFullCountsFailuresAndTheHostKeepsRunning) {
   pyh::Release(ns);
 }
 
+// Issue 11, item 9: with two jsonl sinks, one on /dev/full, the log said
+// only "sink jsonl failed to write record 1: input/output error" — which
+// file, and why? It names the file and the OS error now.
+TEST(JsonlSink, AFailingFileIsNamedWithItsOsErrorInTheLog) {
+  struct stat st;
+  ASSERT_EQ(stat("/dev/full", &st), 0) << "the test needs /dev/full";
+  void *ns = pyh::Exec("def f(): pass\n");
+  std::string good = pyh::TempDir() + "/good.jsonl";
+  LogLines log;
+  statsprof *p;
+  ASSERT_EQ(statsprof_create(("sink=jsonl:/dev/full;sink=jsonl:" + good + ";interval=1h").c_str(), &p), 0)
+      << statsprof_errmsg(nullptr);
+  statsprof_set_log(p, LogLines::Fn, &log);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "f");
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  ASSERT_EQ(statsprof_flush(p), 0);
+  EXPECT_TRUE(log.Has("sink jsonl failed to write record 1: cannot write to '/dev/full': No space left on "
+                      "device (1 failures so far)"))
+      << (log.lines.empty() ? "(nothing logged)" : log.lines[0]);
+  EXPECT_EQ(statsprof_sink_errors(p), 1u);
+  statsprof_destroy(p);
+  EXPECT_EQ(CountLines(pyh::ReadFile(good)), 1);
+  pyh::Release(ns);
+}
+
 // ---- the stderr sink ---------------------------------------------------------
 
 // Runs `fn` with fd 2 redirected into a file; returns what was written.

@@ -233,14 +233,26 @@ static int publish(const char *tmp, const char *base, char sep, const char *suff
 
 int statsprof__record_dir_write(statsprof__record_dir *d, const char *base, char sep, const char *suffix,
                                 const statsprof__buf *b) {
-  char tmp[4096];
+  char tmp[4096], q[STATSPROF__QUOTE_PATH + 1];
   int fd = open_tmp(d, tmp, sizeof tmp);
   /* DIR removed under us (a tmp cleaner): make it again, once. */
   if (fd < 0 && errno == ENOENT && make_dirs(d->path, 0) == 0) fd = open_tmp(d, tmp, sizeof tmp);
-  if (fd < 0) return STATSPROF_EIO;
+  if (fd < 0) {
+    int e = errno;
+    statsprof__quote(q, sizeof q, d->path, strlen(d->path), STATSPROF__QUOTE_PATH);
+    statsprof__sink_fail("cannot create a file in '%s': %s", q, strerror(e));
+    return STATSPROF_EIO;
+  }
   int ok = statsprof__write_all(fd, b->data, b->len) == 0;
-  ok &= close(fd) == 0;
+  int e = errno;
+  if (close(fd) != 0 && ok) {
+    ok = 0;
+    e = errno;
+  }
   if (ok && publish(tmp, base, sep, suffix) == 0) return 0;
+  if (ok) e = errno;
   unlink(tmp);
+  statsprof__quote(q, sizeof q, tmp, strlen(tmp), STATSPROF__QUOTE_PATH);
+  statsprof__sink_fail("cannot %s '%s': %s", ok ? "publish (rename)" : "write", q, strerror(e));
   return STATSPROF_EIO;
 }

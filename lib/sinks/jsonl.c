@@ -7,8 +7,25 @@
  * -> PATH.1 -> ... PATH.N, the oldest dropped). layout=rows writes a record
  * as flat lines, one per function and caller edge (jsonl_format.c), still
  * with one write(), so its lines stay together and in one file.
+ *
+ * Every complete line parses, in every file, rotated or not:
+ *   - A record cut short (a full disk, a reader that stalled past the stall
+ *     limit) is never followed by another. In a regular file the cut part is
+ *     truncated away at once; in a pipe or FIFO the unwritten end is kept
+ *     and written before anything else, into the same file — records that
+ *     come while it cannot be are dropped (counted) — and given up only when
+ *     that file is left behind (reopen), so a cut line is never completed by
+ *     something else.
+ *   - Several writers of one PATH (a forked child and its parent, two
+ *     profilers, two processes) take flock() on the file around each
+ *     write, and around the rotation with it, so records never interleave
+ *     and only one writer rotates. Before writing, a writer compares PATH's
+ *     inode with its own file's: if another writer rotated (or logrotate
+ *     moved the file), it opens PATH again. A forked child opens PATH
+ *     anew (an inherited descriptor would share the parent's lock). The
+ *     lock wait has the stall limit too.
  * statsprof_reopen() makes the next record reopen PATH, for an external
- * logrotate. */
+ * logrotate (following PATH's inode already does that for a rename). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -16,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,34 +47,26 @@ typedef struct jsonl_options_t {
 } jsonl_options_t;
 
 typedef struct jsonl_sink {
-  int fd;
-  uint64_t size;      /* bytes in the current file */
+  int fd;             /* -1: open PATH at the next record */
+  dev_t dev;          /* fd's file, to notice PATH is another one now */
+  ino_t ino;
+  int regular;        /* fd is a regular file: it rotates, cuts are truncated */
+  pid_t pid;          /* the process that opened fd */
   jsonl_options_t opt;
   atomic_int reopen;
   int (*format)(const statsprof_stats_profile *, char **, size_t *); /* the layout */
   int stalled;        /* the last write timed out: do not wait again */
-  char *pending;      /* the unwritten end of a line cut short */
+  char *pending;      /* the unwritten end of a record cut short, for fd */
   size_t npending;
+  char qpath[STATSPROF__QUOTE_PATH + 1]; /* PATH as messages quote it */
   char path[];
 } jsonl_sink;
 
-/* Writes data, remembering what a stalled reader (or a full disk) left
- * unwritten so the next write finishes that line first: the file never gets
- * half a line followed by another record. */
-static int write_line(jsonl_sink *s, const char *data, size_t len) {
-  size_t n = statsprof__write_some(s->fd, data, len, s->stalled ? 0 : STATSPROF__STALL_MS);
-  s->size += n;
-  s->stalled = n < len && errno == ETIMEDOUT;
-  if (n == len) return 0;
-  if (n > 0) {
-    char *rest = malloc(len - n);
-    if (rest) {
-      memcpy(rest, data + n, len - n);
-      s->pending = rest;
-      s->npending = len - n;
-    }
-  }
-  return -1;
+/* Says why the record failed, for the writer's log line; returns EIO. */
+static int fail(jsonl_sink *s, const char *what, int err) {
+  statsprof__sink_fail("%s '%s': %s", what, s->qpath,
+                       err == ETIMEDOUT ? "stalled, the reader took nothing for 1 s" : strerror(err));
+  return STATSPROF_EIO;
 }
 
 /* Created with the host's umask; O_CLOEXEC so children never inherit it. */
@@ -65,40 +75,134 @@ static int open_file(jsonl_sink *s) {
   if (statsprof__mkdir_parents(s->path) != 0) return -1;
   /* O_NONBLOCK: a FIFO with no reader fails now (ENXIO) instead of
    * blocking the host, and a stalled reader never blocks a write forever
-   * (see statsprof__write_all). No effect on regular files. */
+   * (see statsprof__write_some). No effect on regular files. */
   int fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0666);
   if (fd < 0) return -1;
   struct stat st;
-  s->size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
   s->fd = fd;
+  s->dev = st.st_dev;
+  s->ino = st.st_ino;
+  s->regular = S_ISREG(st.st_mode);
+  s->pid = getpid();
   return 0;
 }
 
-static int reopen_file(jsonl_sink *s) {
-  int old = s->fd;
-  if (open_file(s) != 0) return -1;
-  close(old);
-  return 0;
+/* Leaves the current file: a cut record's end gets one last chance (no
+ * waiting), else that file ends with a cut line, which no reader counts as
+ * a line. */
+static void leave_file(jsonl_sink *s) {
+  if (s->fd < 0) return;
+  if (s->npending) statsprof__write_some(s->fd, s->pending, s->npending, 0);
+  free(s->pending);
+  s->pending = NULL;
+  s->npending = 0;
+  close(s->fd);
+  s->fd = -1;
 }
 
-static int rotate(jsonl_sink *s) {
+/* flock, waiting at most the stall limit for another writer: 0 locked, 1
+ * where files cannot be locked (written unlocked), -1 (errno) otherwise. */
+static int lock_file(int fd) {
+  int64_t start = statsprof__mono_ns();
+  for (unsigned us = 100;; us = us < 10000 ? us * 2 : us) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno == ENOLCK || errno == EINVAL || errno == EOPNOTSUPP) return 1;
+    if (errno != EWOULDBLOCK) return -1;
+    if (statsprof__mono_ns() - start > (int64_t)STATSPROF__STALL_MS * 1000000) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    usleep(us);
+  }
+}
+
+/* PATH is no longer the file we hold (rotated by another writer, moved by
+ * logrotate, removed). */
+static int path_moved(const jsonl_sink *s) {
+  struct stat st;
+  return stat(s->path, &st) != 0 || st.st_dev != s->dev || st.st_ino != s->ino;
+}
+
+/* Under the lock of the file at PATH: PATH -> PATH.1 -> ... -> PATH.keep
+ * (the oldest dropped). The caller then leaves the file and opens PATH
+ * afresh, like any writer that finds PATH moved. */
+static int rotate_names(jsonl_sink *s) {
   size_t n = strlen(s->path) + 16;
   char *from = malloc(n), *to = malloc(n);
   int rc = -1;
   if (from && to) {
-    for (unsigned i = (unsigned)s->opt.keep; i >= 1; i--) {
+    rc = 0;
+    for (unsigned i = (unsigned)s->opt.keep; i >= 1 && rc == 0; i--) {
       snprintf(to, n, "%s.%u", s->path, i);
       if (i > 1) snprintf(from, n, "%s.%u", s->path, i - 1);
       else snprintf(from, n, "%s", s->path);
-      if (rename(from, to) != 0 && errno != ENOENT) goto out;
+      if (rename(from, to) != 0 && errno != ENOENT) rc = -1;
     }
-    if (s->opt.keep == 0 && unlink(s->path) != 0 && errno != ENOENT) goto out;
-    rc = reopen_file(s);
+    if (rc == 0 && s->opt.keep == 0 && unlink(s->path) != 0 && errno != ENOENT) rc = -1;
   }
-out:
+  int e = errno;
   free(from);
   free(to);
+  errno = e;
   return rc;
+}
+
+/* Writes data to fd within the stall limit (none after a stall). */
+static size_t write_part(jsonl_sink *s, const char *data, size_t len) {
+  size_t n = statsprof__write_some(s->fd, data, len, s->stalled ? 0 : STATSPROF__STALL_MS);
+  int e = errno;
+  s->stalled = n < len && e == ETIMEDOUT;
+  errno = e;
+  return n;
+}
+
+/* The end of a cut record, into the file that has its start. */
+static int finish_pending(jsonl_sink *s) {
+  if (!s->npending) return 0;
+  size_t n = write_part(s, s->pending, s->npending);
+  if (n < s->npending) {
+    int e = errno;
+    memmove(s->pending, s->pending + n, s->npending - n);
+    s->npending -= n;
+    return fail(s, "a cut record could not be finished, this one is dropped: cannot write to", e);
+  }
+  free(s->pending);
+  s->pending = NULL;
+  s->npending = 0;
+  return 0;
+}
+
+/* The record, into the locked file at PATH. */
+static int write_record(jsonl_sink *s, const char *line, size_t len) {
+  struct stat st;
+  off_t start = s->regular && fstat(s->fd, &st) == 0 ? st.st_size : -1;
+  size_t n = write_part(s, line, len);
+  if (n == len) return 0;
+  int e = errno;
+  /* Cut short. A regular file loses the cut part at once, if nobody
+   * appended behind it (writers that do not lock); otherwise its end waits
+   * for the next chance, in this file. */
+  if (start >= 0 && fstat(s->fd, &st) == 0 && st.st_size == start + (off_t)n && ftruncate(s->fd, start) == 0)
+    n = len;
+  if (n < len && n > 0 && (s->pending = malloc(len - n)) != NULL) {
+    memcpy(s->pending, line + n, len - n);
+    s->npending = len - n;
+  }
+  return fail(s, "cannot write to", e);
+}
+
+/* Due for rotation before this record? Regular files only. */
+static int full(const jsonl_sink *s, size_t len) {
+  struct stat st;
+  return s->regular && s->opt.max_bytes && fstat(s->fd, &st) == 0 && st.st_size > 0 &&
+         (uint64_t)st.st_size + len > s->opt.max_bytes;
 }
 
 static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
@@ -107,23 +211,64 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   size_t len;
   int rc = s->format(rec, &line, &len);
   if (rc) return rc;
-  if (atomic_exchange(&s->reopen, 0) && reopen_file(s) != 0) rc = STATSPROF_EIO;
-  if (!rc && s->opt.max_bytes && s->size > 0 && s->size + len > s->opt.max_bytes && rotate(s) != 0)
-    rc = STATSPROF_EIO;
-  if (s->npending) {
-    char *p = s->pending;
-    size_t np = s->npending;
+  if (s->fd >= 0 && s->pid != getpid()) {
+    /* A forked child: the descriptor (and its lock) is shared with the
+     * parent, and a cut record's end is the parent's to finish. */
+    free(s->pending);
     s->pending = NULL;
     s->npending = 0;
-    int stuck = write_line(s, p, np) != 0;
-    free(p);
-    if (stuck) {
-      free(line); /* this record is lost for this sink (counted), the line kept whole */
-      return STATSPROF_EIO;
-    }
+    s->stalled = 0;
+    close(s->fd);
+    s->fd = -1;
   }
-  /* A failed rotation still writes to the old file: better than nothing. */
-  if (write_line(s, line, len) != 0) rc = STATSPROF_EIO;
+  if (atomic_exchange(&s->reopen, 0)) leave_file(s);
+  /* Until we hold the lock of the file that is at PATH (other writers may
+   * rotate it meanwhile), within the stall limit. */
+  int64_t deadline = statsprof__mono_ns() + (int64_t)STATSPROF__STALL_MS * 1000000;
+  int rotations = 0;
+  for (;;) {
+    if (s->fd < 0 && open_file(s) != 0) {
+      rc = fail(s, "cannot open for appending", errno);
+      break;
+    }
+    int locked = lock_file(s->fd);
+    if (locked < 0 && errno == ETIMEDOUT) {
+      statsprof__sink_fail("'%s' stayed locked by another writer for 1 s", s->qpath);
+      rc = STATSPROF_EIO;
+      break;
+    }
+    if (locked < 0) {
+      rc = fail(s, "cannot lock", errno);
+      break;
+    }
+    if (path_moved(s)) { /* another writer rotated PATH, or logrotate moved it: follow */
+      leave_file(s);     /* and its lock */
+      if (statsprof__mono_ns() > deadline) {
+        statsprof__sink_fail("'%s' kept being replaced for 1 s", s->qpath);
+        rc = STATSPROF_EIO;
+        break;
+      }
+      continue;
+    }
+    /* A cut record's end comes first; while it cannot be written, records
+     * are dropped rather than written after half a line. */
+    rc = finish_pending(s);
+    if (!rc && rotations < 8 && full(s, len)) {
+      /* Rotated under our lock; then PATH is opened afresh, as above. */
+      if (rotate_names(s) == 0) {
+        rotations++;
+        leave_file(s);
+        continue;
+      }
+      rc = fail(s, "cannot rotate", errno);
+      int wrc = write_record(s, line, len); /* into this file all the same */
+      if (wrc) rc = wrc;
+    } else if (!rc) {
+      rc = write_record(s, line, len);
+    }
+    if (locked == 0) flock(s->fd, LOCK_UN);
+    break;
+  }
   free(line);
   return rc;
 }
@@ -132,8 +277,7 @@ static void jsonl_reopen(void *ctx) { atomic_store(&((jsonl_sink *)ctx)->reopen,
 
 static void jsonl_close(void *ctx) {
   jsonl_sink *s = ctx;
-  free(s->pending);
-  close(s->fd);
+  leave_file(s);
   free(s);
 }
 
@@ -178,14 +322,12 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
     return STATSPROF_ENOMEM;
   }
   memcpy(s->path, path, plen);
+  statsprof__quote(s->qpath, sizeof s->qpath, s->path, plen, STATSPROF__QUOTE_PATH);
   s->opt = opt;
   s->format = opt.rows ? statsprof_format_jsonl_rows : statsprof_format_jsonl;
   atomic_init(&s->reopen, 0);
   if (open_file(s) != 0) {
-    int e = errno;
-    char q[STATSPROF__QUOTE_PATH + 1];
-    statsprof__quote(q, sizeof q, s->path, plen, STATSPROF__QUOTE_PATH);
-    statsprof__msg(err, errlen, "cannot open '%s' for appending: %s", q, strerror(e));
+    statsprof__msg(err, errlen, "cannot open '%s' for appending: %s", s->qpath, strerror(errno));
     free(s);
     return STATSPROF_EIO;
   }
