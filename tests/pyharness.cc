@@ -115,8 +115,8 @@ def _pyh_key(code):
     if isinstance(code, str):
         return "~:0(%s)" % code
     return "%s:%d(%s)" % (code.co_filename, code.co_firstlineno, code.co_name)
-def _pyh_cprofile(fn):
-    pr = cProfile.Profile()
+def _pyh_cprofile(fn, builtins):
+    pr = cProfile.Profile(builtins=builtins)
     pr.enable()
     try:
         fn()
@@ -143,13 +143,22 @@ def _pyh_cprofile(fn):
     return out
 )PY";
 
+bool BuiltinsOff() {
+  const char *v = getenv("STATSPROF_TEST_BUILTINS");
+  if (!v) return false;
+  if (std::string(v) == "off") return true;
+  ADD_FAILURE() << "STATSPROF_TEST_BUILTINS=" << v << ": only 'off' (or unset) is meaningful";
+  return false;
+}
+
 CountMap CProfileRun(void *ns, const char *fn) {
   static PyObject *helper_ns;
   if (!helper_ns) helper_ns = (PyObject *)Exec(kCProfileHelper, "<pyharness>");
   PyObject *helper = PyDict_GetItemString(helper_ns, "_pyh_cprofile");
   PyObject *target = PyDict_GetItemString((PyObject *)ns, fn);
   CountMap m;
-  PyObject *r = target ? PyObject_CallOneArg(helper, target) : nullptr;
+  bool off = BuiltinsOff();
+  PyObject *r = target ? PyObject_CallFunctionObjArgs(helper, target, off ? Py_False : Py_True, nullptr) : nullptr;
   if (!r) {
     ADD_FAILURE() << "cProfile run failed: " << TakeError();
     return m;
@@ -167,7 +176,16 @@ CountMap CProfileRun(void *ns, const char *fn) {
     }
   }
   Py_DECREF(r);
+  // The oracle itself must be the one asked for: builtins=False has no C
+  // function ("~:0(...)") entries at all.
+  if (off && !FirstCFunction(m).empty()) ADD_FAILURE() << "cProfile(builtins=False) reported " << FirstCFunction(m);
   return m;
+}
+
+std::string FirstCFunction(const CountMap &m) {
+  for (const auto &[k, c] : m)
+    if (k.rfind("~:0(", 0) == 0) return k;
+  return "";
 }
 
 CountMap StatsprofRun(void *ns, const char *fn, const char *config, bool this_thread_only) {
@@ -177,6 +195,9 @@ CountMap StatsprofRun(void *ns, const char *fn, const char *config, bool this_th
   // PyEval_SetProfile source (the default on 3.12+ is sys.monitoring).
   std::string cfg = config ? config : "";
   if (const char *source = getenv("STATSPROF_TEST_SOURCE")) cfg += std::string(";source=") + source;
+  // The *_builtins_off targets: Python functions only, unless the test
+  // chose builtins itself.
+  if (BuiltinsOff() && cfg.find("builtins") == std::string::npos) cfg += ";builtins=off";
   if (statsprof_create(cfg.c_str(), &p) != 0) {
     ADD_FAILURE() << statsprof_errmsg(nullptr);
     return m;

@@ -41,13 +41,22 @@ struct Counts {
 using CountMap = std::map<std::string, Counts>;
 
 CountMap FromSnapshot(const statsprof_stats_profile *s);
-// Runs ns[fn]() under cProfile.Profile (builtins on) and returns its stats,
-// without cProfile's own enable/disable entries.
+// True when STATSPROF_TEST_BUILTINS=off (the *_builtins_off test targets):
+// the parity runs below then profile Python functions only, on both sides.
+// Any other value of the variable fails the test.
+bool BuiltinsOff();
+// Runs ns[fn]() under cProfile.Profile and returns its stats, without
+// cProfile's own enable/disable entries. builtins=True, or builtins=False
+// when BuiltinsOff().
 CountMap CProfileRun(void *ns, const char *fn);
 // Runs ns[fn]() under a fresh statsprof (sink=none) and returns its stats.
 // With this_thread_only, only the calling thread's counts (as cProfile).
+// STATSPROF_TEST_SOURCE=NAME adds source=NAME to the config, and
+// BuiltinsOff() adds builtins=off unless the config sets builtins itself.
 CountMap StatsprofRun(void *ns, const char *fn, const char *config = "sink=none",
                       bool this_thread_only = false);
+// The first C function entry ("~:0(...)") in `m`, or "" when it has none.
+std::string FirstCFunction(const CountMap &m);
 // Describes differences (empty when equal).
 std::string Diff(const CountMap &want, const CountMap &got);
 

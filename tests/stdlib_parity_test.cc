@@ -57,8 +57,16 @@ TEST_P(StdlibParity, CallCountsAndCallersMatchCProfile) {
   // thread, so compare with this thread's own view. (test_enum is not in
   // the list: its threads make this thread's Condition.wait count vary.)
   pyh::CountMap got = pyh::StatsprofRun(ns, "suite", "sink=none", /*this_thread_only=*/true);
-  EXPECT_GT(want.size(), 100u);
+  // Python functions alone are fewer (test_html: 80 on 3.11).
+  EXPECT_GT(want.size(), pyh::BuiltinsOff() ? 50u : 100u);
   EXPECT_EQ(pyh::Diff(want, got), "");
+  uint64_t calls = 0, edges = 0;
+  for (const auto &[k, c] : want) {
+    calls += c.nc;
+    edges += c.callers.size();
+  }
+  printf("%s: %zu functions, %llu calls, %llu caller edges compared\n", GetParam(), want.size(),
+         (unsigned long long)calls, (unsigned long long)edges);
   pyh::Release(ns);
 }
 
