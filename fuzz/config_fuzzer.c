@@ -41,12 +41,15 @@ static void check_success(const statsprof__config *c) {
   CHECK(c->queue >= 1 && c->queue <= 65536);
   CHECK(c->budget_ns >= 0);
   CHECK(c->max_spikes_per_min <= 100000);
+  CHECK(c->stop_timeout_ns >= 0 && c->stop_timeout_ns <= 86400 * 1000000000ll);
+  CHECK(c->duty >= 0 && c->duty <= 1 && c->max_overhead >= 0 && c->max_overhead <= 1);
   CHECK(c->nsinks <= STATSPROF__MAX_SINKS);
   for (size_t i = 0; i < c->nsinks; i++) {
     const char *n = c->sinks[i].name;
     CHECK(n && *n);
     for (; *n; n++) CHECK(isalnum((unsigned char)*n) || *n == '_' || *n == '-');
     CHECK(!c->sinks[i].arg || *c->sinks[i].arg);
+    CHECK(c->nsinks == 1 || strcmp(c->sinks[i].name, "none") != 0);
   }
 }
 

@@ -297,6 +297,8 @@ static int add_sink(parse_ctx *pc, statsprof__config *c, const char *item, const
     if (!isalnum((unsigned char)*n) && *n != '_' && *n != '-')
       return fail(pc, item, "bad sink name in '%s' (use NAME or NAME:ARG)", QUOTE(q, vb, ve));
   if (colon && colon + 1 == ve) return fail(pc, item, "sink '%s' has an empty argument after ':'", QUOTE(q, vb, ve));
+  if (colon && colon - vb == 4 && !memcmp(vb, "none", 4))
+    return fail(pc, item, "sink=none takes no argument (got '%s')", QUOTE(q, vb, ve));
   statsprof__sink_spec *s = &c->sinks[c->nsinks];
   s->name = dup_range(vb, (size_t)(ne - vb));
   s->arg = colon ? dup_range(colon + 1, (size_t)(ve - colon - 1)) : NULL;
@@ -334,6 +336,14 @@ static int set_key(parse_ctx *pc, statsprof__config *c, const char *item, const 
   return 0;
 }
 
+/* sink=none opens nothing, so it stands alone. */
+static int finish_sinks(parse_ctx *pc, statsprof__config *c) {
+  for (size_t i = 0; i < c->nsinks && c->nsinks > 1; i++)
+    if (!strcmp(c->sinks[i].name, "none"))
+      return fail(pc, pc->text + c->sinks[i].offset, "sink=none cannot be combined with other sinks");
+  return 0;
+}
+
 /* Trims [*b, *e) of white space. */
 static void trim(const char **b, const char **e) {
   while (*b < *e && isspace((unsigned char)**b)) (*b)++;
@@ -365,6 +375,7 @@ int statsprof__config_parse(const char *text, statsprof__config *c, char *err, s
     }
     p = *end ? end + 1 : end;
   }
+  if (!rc) rc = finish_sinks(&pc, c);
   if (!rc) rc = finish_duty(&pc, c, seen);
   if (rc) statsprof__config_free(c);
   return rc;

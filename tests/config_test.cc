@@ -211,8 +211,9 @@ TEST(Config, SinkWithEmptyArgumentIsRejected) {
 }
 
 TEST(Config, SinkNoneCannotBeCombined) {
-  ExpectConfigError("sink=none;sink=stderr", {"sink=none cannot be combined"});
-  ExpectConfigError("sink=stderr;sink=none", {"sink=none cannot be combined"});
+  ExpectConfigError("sink=none;sink=stderr", {"sink=none cannot be combined", "(at offset 0)"});
+  ExpectConfigError("sink=stderr;sink=none", {"sink=none cannot be combined", "(at offset 12)"});
+  ExpectConfigError("clock=cpu;sink=none:x", {"sink=none takes no argument (got 'none:x')", "(at offset 10)"});
 }
 
 TEST(Config, SeventeenSinksAreTooMany) {
