@@ -15,11 +15,13 @@ import math
 import operator
 import os
 import pstats
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
+import types
 import unittest
 
 import statsprof
@@ -64,7 +66,13 @@ def describe(want, got):
 class ParityTest(unittest.TestCase):
     """Each case runs once unprofiled (first-call effects: imports, caches),
     then under cProfile and statsprof with the garbage collector off, so
-    finalizers run at the same points in both runs."""
+    finalizers run at the same points in both runs.
+
+    The subclasses at the end of this class run every case again with
+    builtins=False on both sides, and on the PyEval_SetProfile source."""
+
+    builtins = True  # cProfile.Profile(builtins=...) and statsprof's alike
+    config = "sink=none"
 
     def assertParity(self, fn):
         try:
@@ -74,13 +82,22 @@ class ParityTest(unittest.TestCase):
         gc.collect()
         gc.disable()
         try:
-            want = counts(run_under(cProfile.Profile(), fn), CPROFILE_OWN)
-            got = counts(run_under(statsprof.Profile(), fn))
+            want = counts(run_under(cProfile.Profile(builtins=self.builtins), fn), CPROFILE_OWN)
+            got = counts(run_under(statsprof.Profile(builtins=self.builtins, config=self.config), fn))
         finally:
             gc.enable()
         self.assertTrue(want)
+        if not self.builtins:  # the oracle is the one asked for: no C functions
+            self.assertEqual([k for k in want if k[0] == "~"], [])
         self.assertEqual(want, got, "\n" + describe(want, got))
         return got
+
+    def assertBuiltinCalls(self, got, key, ncalls):
+        """`key`, a C function, has `ncalls` calls, or is absent with builtins=False."""
+        if self.builtins:
+            self.assertEqual(got[key][:2], (ncalls, ncalls))
+        else:
+            self.assertNotIn(key, got)
 
     def test_plain_calls(self):
         def leaf(x):
@@ -153,8 +170,10 @@ class ParityTest(unittest.TestCase):
             return p.double + total
 
         got = self.assertParity(main)
-        self.assertEqual(got[("~", 0, "<method 'append' of 'collections.deque' objects>")][:2], (20, 20))
-        self.assertIn(("~", 0, "<built-in method math.sqrt>"), got)
+        self.assertBuiltinCalls(got, ("~", 0, "<method 'append' of 'collections.deque' objects>"), 20)
+        self.assertBuiltinCalls(got, ("~", 0, "<built-in method math.sqrt>"), 20)
+        key = (Point.double.fget.__code__.co_filename, Point.double.fget.__code__.co_firstlineno, "double")
+        self.assertEqual(got[key][:2], (1, 1))
 
     def test_exceptions_caught_several_frames_up(self):
         def boom(n):
@@ -362,6 +381,156 @@ class ParityTest(unittest.TestCase):
         got = self.assertParity(main)
         self.assertEqual(got[("<generated>", 1, "gen_0")][:2], (3, 3))
 
+    def test_generator_and_coroutine_throw_and_close(self):
+        def cleanup():
+            return 0
+
+        def with_finally():
+            try:
+                yield 1
+                yield 2
+            finally:
+                cleanup()
+
+        def inner():
+            try:
+                yield 1
+            except ValueError:
+                yield 2
+            return 3
+
+        def outer():
+            r = yield from inner()
+            yield r
+
+        @types.coroutine
+        def suspend():
+            return (yield "suspended")
+
+        async def waiter():
+            try:
+                return await suspend()
+            except KeyError:
+                return -1
+
+        async def agen():
+            for i in range(3):
+                try:
+                    yield i
+                except KeyError:
+                    yield -1
+
+        def step(aw, value=None):
+            try:
+                aw.send(value)
+            except (StopIteration, StopAsyncIteration):
+                pass
+
+        def main():
+            g = with_finally(); next(g); g.close()
+            g = with_finally(); g.close()  # never started
+            g = outer(); next(g); g.throw(ValueError); list(g)
+            g = outer(); next(g)
+            try:
+                g.throw(KeyError)  # not caught: leaves both generators
+            except KeyError:
+                pass
+            g = with_finally(); next(g); del g  # closed by its finalizer
+            w = waiter(); step(w); step(w, 5)
+            w = waiter(); step(w)
+            try:
+                w.throw(KeyError)
+            except StopIteration:
+                pass
+            w = waiter(); step(w); w.close()
+            ag = agen()
+            step(ag.asend(None)); step(ag.athrow(KeyError)); step(ag.aclose())
+
+        got = self.assertParity(main)
+        key = (cleanup.__code__.co_filename, cleanup.__code__.co_firstlineno, "cleanup")
+        self.assertEqual(got[key][:2], (2, 2))
+
+    def test_python_called_from_c(self):
+        def key(v):
+            return -v
+
+        def odd(v):
+            return v % 2
+
+        def double(x):
+            return x * 2
+
+        def collate(a, b):
+            return (a > b) - (a < b)
+
+        class Total:
+            def __init__(self):
+                self.t = 0
+
+            def step(self, v):
+                self.t += v
+
+            def finalize(self):
+                return self.t
+
+        def main():
+            sorted(range(10), key=key)
+            list(map(double, range(5)))
+            list(filter(odd, range(6)))
+            functools.reduce(operator.add, range(4))
+            con = sqlite3.connect(":memory:")
+            con.create_function("dbl", 1, double)
+            con.create_aggregate("total", 1, Total)
+            con.create_collation("mine", collate)
+            con.execute("create table t(x)")
+            con.executemany("insert into t values (?)", ((i,) for i in range(5)))
+            con.execute("select dbl(x) from t").fetchall()
+            con.execute("select total(x) from t").fetchall()
+            con.execute("select cast(x as text) as s from t order by s collate mine").fetchall()
+            con.close()
+
+        got = self.assertParity(main)
+        self.assertEqual(got[(double.__code__.co_filename, double.__code__.co_firstlineno, "double")][:2],
+                         (10, 10))
+        self.assertEqual(got[(key.__code__.co_filename, key.__code__.co_firstlineno, "key")][:2], (10, 10))
+
+    def test_getitem_and_properties(self):
+        class Seq:
+            def __init__(self, n):
+                self.n = n
+
+            def __getitem__(self, i):
+                if i >= self.n:
+                    raise IndexError(i)
+                return i
+
+        class Temp:
+            def __init__(self):
+                self._c = 0
+
+            @property
+            def celsius(self):
+                return self._c
+
+            @celsius.setter
+            def celsius(self, v):
+                self._c = v
+
+        def main():
+            s = Seq(30)
+            total = 0
+            for i in range(200):  # warm, specialised obj[i] (gh-104405)
+                total += s[i % 30]
+            list(Seq(5))  # the old sequence protocol, from C
+            t = Temp()
+            for i in range(10):
+                t.celsius = t.celsius + i
+            return total
+
+        got = self.assertParity(main)
+        getitem = Seq.__getitem__.__code__
+        self.assertEqual(got[(getitem.co_filename, getitem.co_firstlineno, "__getitem__")][:2], (206, 206))
+
     def test_same_label_twice_is_summed(self):
         # Two code objects with one (file, line, name) are one entry, summed;
         # cProfile.create_stats keeps only one of them (a dict overwrite).
@@ -369,12 +538,12 @@ class ParityTest(unittest.TestCase):
             for src in ("len('a')", "len('b') + len('c')"):
                 eval(src)
 
-        p = statsprof.Profile()
+        p = statsprof.Profile(builtins=self.builtins, config=self.config)
         p.runcall(main)
         p.create_stats()
         self.assertEqual(p.stats[("<string>", 1, "<module>")][:2], (2, 2))
-        self.assertEqual(p.stats[("~", 0, "<built-in method builtins.len>")][:2], (3, 3))
-        c = cProfile.Profile()
+        self.assertBuiltinCalls(p.stats, ("~", 0, "<built-in method builtins.len>"), 3)
+        c = cProfile.Profile(builtins=self.builtins)
         c.runcall(main)
         c.create_stats()
         self.assertEqual(c.stats[("<string>", 1, "<module>")][:2], (1, 1))
@@ -387,7 +556,8 @@ class ParityTest(unittest.TestCase):
         try:
             for method, args in (("runcall", (work, 10)),
                                  ("runctx", ("work(5)", {"work": work}, None))):
-                c, s = cProfile.Profile(), statsprof.Profile()
+                c = cProfile.Profile(builtins=self.builtins)
+                s = statsprof.Profile(builtins=self.builtins, config=self.config)
                 getattr(c, method)(*args)
                 getattr(s, method)(*args)
                 c.create_stats()
@@ -396,7 +566,7 @@ class ParityTest(unittest.TestCase):
                 self.assertEqual(want, got, method + "\n" + describe(want, got))
             import __main__
             __main__.__dict__["_statsprof_test_work"] = work
-            s = statsprof.Profile().run("_statsprof_test_work(3)")
+            s = statsprof.Profile(builtins=self.builtins, config=self.config).run("_statsprof_test_work(3)")
             s.create_stats()
             self.assertIn(("<string>", 1, "<module>"), s.stats)
         finally:
@@ -408,11 +578,11 @@ class ParityTest(unittest.TestCase):
 
         gc.disable()
         try:
-            c = cProfile.Profile()
+            c = cProfile.Profile(builtins=self.builtins)
             with c:
                 work()
             c.create_stats()
-            with statsprof.Profile() as s:
+            with statsprof.Profile(builtins=self.builtins, config=self.config) as s:
                 work()
             s.create_stats()
             self.assertIsInstance(s, statsprof.Profile)
@@ -425,6 +595,25 @@ class ParityTest(unittest.TestCase):
             for k in [k for k in v[2] if k[2] == "__exit__"]:
                 del v[2][k]
         self.assertEqual(want, counts(s.stats), describe(want, counts(s.stats)))
+
+
+class ParityBuiltinsOffTest(ParityTest):
+    """Every parity case with builtins=False on both sides: Python functions
+    only, C functions' time in their callers' own time (issue 13)."""
+
+    builtins = False
+
+
+class ParitySetprofileTest(ParityTest):
+    """Every parity case on the PyEval_SetProfile source (on 3.11 it is the
+    default; on 3.12+ the default is sys.monitoring)."""
+
+    config = "sink=none;source=setprofile"
+
+
+class ParitySetprofileBuiltinsOffTest(ParityTest):
+    builtins = False
+    config = "sink=none;source=setprofile"
 
 
 class OwnEntriesTest(unittest.TestCase):
