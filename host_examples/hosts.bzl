@@ -10,7 +10,7 @@ HOST_COPTS = [
     "-Wno-missing-field-initializers",
 ]
 
-def example_host(name, data, copts = [], linkopts = []):
+def example_host(name, data, copts = [], linkopts = [], test_deps = [], test_data = []):
     """Defines cc_binary `name` from NAME.c, linked with :embed, statsprof and
     libpython, and py_test NAME_test from tests/NAME_test.py, which runs the
     built binary.
@@ -20,6 +20,8 @@ def example_host(name, data, copts = [], linkopts = []):
       data: the files the host finds in its runfiles (its Python code).
       copts: C flags beyond HOST_COPTS.
       linkopts: link flags of the binary.
+      test_deps: Python libraries the test imports beyond hosttest.
+      test_data: files the test needs beyond the binary (e.g. the tools).
     """
     cc_binary(
         name = name,
@@ -38,9 +40,9 @@ def example_host(name, data, copts = [], linkopts = []):
         name = name + "_test",
         size = "medium",
         srcs = ["tests/%s_test.py" % name],
-        data = [":" + name],
+        data = [":" + name] + test_data,
         main = "tests/%s_test.py" % name,
         python_version = "PY3",
         srcs_version = "PY3",
-        deps = [":hosttest"],
+        deps = [":hosttest"] + test_deps,
     )

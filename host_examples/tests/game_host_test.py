@@ -6,17 +6,23 @@ behind: its exit status, its stdout table, and the JSON-lines records.
 The game is deterministic for a seed, so call counts are exact.
 """
 
+import csv
+import io
 import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 import unittest
 
 sys.dont_write_bytecode = True  # set before importing hosttest: no __pycache__ in the sources
 
-from hosttest import HostTestCase, read_records, total_calls  # noqa: E402
+from hosttest import HostTestCase, read_records, tools_dir, total_calls  # noqa: E402
+
+sys.path.insert(0, tools_dir())
+import statsprof_records  # noqa: E402
 
 FRAMES = 120
 
@@ -100,6 +106,53 @@ class GameHostTest(HostTestCase):
         self.assertEqual(frame_rows[0].split()[0], str(FRAMES))
         cumtimes = [float(r.split()[2]) for r in rows]
         self.assertEqual(cumtimes, sorted(cumtimes, reverse=True))
+
+    def test_builtins_off_records_hold_the_games_python_functions_only(self):
+        # builtins=off (issue 13) against builtins=on on the same
+        # deterministic game: the same Python functions with the same calls,
+        # no C function and no C caller; the tools read the records as any.
+        merged, jsonl = {}, {}
+        for builtins in ("on", "off"):
+            jsonl[builtins] = os.path.join(self.tmp, builtins + ".jsonl")
+            proc, _, err = self.run_host(
+                "--frames", str(FRAMES), "--no-sleep", "--profile",
+                "builtins=%s;interval=500ms;sink=jsonl:%s" % (builtins, jsonl[builtins]))
+            self.assertEqual(proc.returncode, 0, err)
+            warnings = []
+            records = list(statsprof_records.iter_records(jsonl[builtins], warn=warnings.append))
+            self.assertEqual(warnings, [])
+            self.assertGreaterEqual(len(records), 1)
+            merged[builtins] = statsprof_records.merge_records(records)
+        on, off = merged["on"], merged["off"]
+
+        def c_functions(keys):
+            return sorted(k for k in keys if k.startswith("~:0("))
+
+        self.assertNotEqual(c_functions(on.funcs), [])  # so that the next line means something
+        self.assertEqual(c_functions(off.funcs), [])
+        self.assertEqual(c_functions(caller for caller, _ in off.edges), [])
+        python_on = {k: v[:2] for k, v in on.funcs.items() if not k.startswith("~:0(")}
+        self.assertEqual({k: v[:2] for k, v in off.funcs.items()}, python_on)
+        frame = [k for k in off.funcs if re.search(r"[/\\]game\.py:\d+\(frame\)$", k)]
+        self.assertEqual(len(frame), 1, sorted(off.funcs))
+        self.assertEqual(off.funcs[frame[0]][:2], [FRAMES, FRAMES])
+        astar = [k for k in off.funcs if re.search(r"[/\\]ai\.py:\d+\(astar\)$", k)]
+        self.assertEqual(len(astar), 1, sorted(off.funcs))
+        self.assertGreater(off.funcs[astar[0]][0], 0)
+
+        # timeslices.py: one slice holding the whole run, every function a column.
+        r = subprocess.run(
+            [sys.executable, os.path.join(tools_dir(), "timeslices.py"), "--field", "ncalls",
+             "--slice", "1h", "--top", "100000", "--csv", "-", jsonl["off"]],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "")
+        rows = list(csv.reader(io.StringIO(r.stdout)))
+        self.assertEqual(len(rows), 2, r.stdout[:2000])
+        columns = dict(zip(rows[0][2:], rows[1][2:]))
+        self.assertEqual(float(columns.pop("other")), 0)
+        self.assertEqual({k: float(v) for k, v in columns.items()},
+                         {k: float(v[0]) for k, v in off.funcs.items()})
 
     def test_hitch_frames_reach_the_game(self):
         _, _, jsonl = self.run_profiled("--hitch", "10,20,500")

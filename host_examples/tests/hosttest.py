@@ -24,6 +24,15 @@ def find_host(name):
     return os.path.join(here, "..", "..", "bazel-bin", "host_examples", name)
 
 
+def tools_dir():
+    """tools/ of this workspace: in the test's runfiles (from a data
+    dependency on a tool), else in the checkout."""
+    root = os.environ.get("TEST_SRCDIR")
+    if root:
+        return os.path.join(root, os.environ.get("TEST_WORKSPACE", "statsprof"), "tools")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
+
+
 def total_calls(ncalls):
     """pstats' "12/3" means 12 calls, 3 of them primitive."""
     return int(str(ncalls).split("/")[0])
