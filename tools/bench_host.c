@@ -13,17 +13,31 @@
  *              [--prod-mode NAME=CONFIG]... [--short NAME]...
  *   bench_host --workloads tools/bench_workloads.py --game-run CONFIG --frames N [--seed S]
  *
- * Modes (the profile function installed during the measured call):
- *   none            no profile function
- *   empty           a C profile function that returns 0: the floor that every
- *                   PyEval_SetProfile profiler pays before doing any work
- *   cprofile        cProfile.Profile() (builtins on), enabled from C
- *   yappi           yappi, wall clock, builtins on (when importable)
- *   statsprof       statsprof_create("sink=none;interval=1h")
- *   statsprof_nocomp  the same with compensate=off (when the config knows it)
+ * Modes (what is installed during the measured call; --mode NAME picks some):
+ *   none              nothing
+ *   empty             an empty C profile function (PyEval_SetProfile): the
+ *                     floor of every PyEval_SetProfile profiler
+ *   empty_mon         3.12+: empty sys.monitoring C callbacks for PY_START,
+ *                     PY_RESUME, PY_THROW, PY_RETURN, PY_YIELD, PY_UNWIND, CALL,
+ *                     C_RETURN, C_RAISE: the floor of cProfile and of statsprof's
+ *                     source=monitoring with builtins on
+ *   empty_mon_py      3.12+: the same for the PY_* events only: the floor of
+ *                     source=monitoring with builtins=off
+ *   cprofile          cProfile.Profile() (builtins=True), enabled from C
+ *   cprofile_nob      cProfile.Profile(builtins=False)
+ *   yappi             yappi, wall clock, builtins on (when importable)
+ *   statsprof         statsprof_create("sink=none;interval=1h"): the default
+ *                     source (setprofile on 3.11, monitoring on 3.12+)
+ *   statsprof_nocomp  the same with compensate=off
+ *   statsprof_nob     the same with builtins=off
+ *   statsprof_sp      3.12+: source=setprofile
+ *   statsprof_sp_nob  3.12+: source=setprofile;builtins=off
+ * The info line gives each mode's source and floor (the mode with the same
+ * events and an empty callback) on this interpreter.
  *
  * For each workload the events a run delivers are counted once with a
- * counting profile function; then R rounds run every mode once each,
+ * counting profile function (and, on 3.12+, counting sys.monitoring
+ * callbacks); then R rounds run every mode once each,
  * round-robin, in an order rotated every round, so slow drift of a noisy
  * machine hits all modes alike. Every measured call is preceded by a full
  * garbage collection. A profiler is created fresh for every measured call,
@@ -172,40 +186,201 @@ static int empty_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *a
   return 0;
 }
 
+/* ---- sys.monitoring callbacks: counting and empty (3.12+) ----------------
+ *
+ * The floor of source=monitoring: METH_FASTCALL C functions registered with
+ * sys.monitoring.register_callback for the events statsprof turns on, as
+ * statsprof registers its own (PY_START/RESUME/THROW, PY_RETURN/YIELD/UNWIND,
+ * and with builtins CALL, C_RETURN, C_RAISE), each returning None at once. */
+
+#define MON_TOOL 3 /* the id statsprof takes first; freed after each use */
+static const char *const mon_event_names[] = {"PY_START", "PY_RESUME", "PY_THROW",
+                                              "PY_RETURN", "PY_YIELD", "PY_UNWIND",
+                                              "CALL", "C_RETURN", "C_RAISE"};
+enum { MON_NEVENTS = 9, MON_FIRST_C = 6 };
+static uint64_t g_mon_events[MON_NEVENTS];
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define HAVE_MONITORING 1
+
+static PyObject *empty_mon_cb(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self, (void)args, (void)nargs;
+  Py_RETURN_NONE;
+}
+
+/* self is the event's index in mon_event_names (an int). */
+static PyObject *counting_mon_cb(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)args, (void)nargs;
+  g_mon_events[PyLong_AsLong(self)]++;
+  Py_RETURN_NONE;
+}
+
+typedef PyObject *(*fastcall_fn)(PyObject *, PyObject *const *, Py_ssize_t);
+static PyMethodDef empty_mon_def = {"bench_empty_callback",
+                                    (PyCFunction)(void (*)(void))(fastcall_fn)empty_mon_cb,
+                                    METH_FASTCALL, NULL};
+static PyMethodDef counting_mon_def = {"bench_counting_callback",
+                                       (PyCFunction)(void (*)(void))(fastcall_fn)counting_mon_cb,
+                                       METH_FASTCALL, NULL};
+
+static PyObject *g_monitoring; /* sys.monitoring */
+
+static long mon_bit(const char *event) {
+  PyObject *events = PyObject_GetAttrString(g_monitoring, "events");
+  PyObject *v = events ? PyObject_GetAttrString(events, event) : NULL;
+  if (!v) die_python("sys.monitoring.events");
+  long bit = PyLong_AsLong(v);
+  Py_DECREF(v);
+  Py_DECREF(events);
+  return bit;
+}
+
+/* Takes MON_TOOL and turns on the Python events, plus the C-call events
+ * when `builtins`, each calling `def` (self: the event's index). */
+static void mon_install(PyMethodDef *def, int builtins) {
+  Py_DECREF(call_method(g_monitoring, "use_tool_id", "(is)", MON_TOOL, "statsprof-bench"));
+  long mask = 0;
+  for (int i = 0; i < MON_NEVENTS; i++) {
+    if (i >= MON_FIRST_C && !builtins) break;
+    long bit = mon_bit(mon_event_names[i]);
+    PyObject *idx = PyLong_FromLong(i);
+    PyObject *fn = idx ? PyCFunction_New(def, idx) : NULL;
+    if (!fn) die_python("PyCFunction_New");
+    Py_DECREF(call_method(g_monitoring, "register_callback", "(ilO)", MON_TOOL, bit, fn));
+    Py_DECREF(fn);
+    Py_DECREF(idx);
+    mask |= bit;
+  }
+  Py_DECREF(call_method(g_monitoring, "set_events", "(il)", MON_TOOL, mask));
+}
+
+static void mon_remove(void) {
+  Py_DECREF(call_method(g_monitoring, "set_events", "(ii)", MON_TOOL, 0));
+  for (int i = 0; i < MON_NEVENTS; i++)
+    Py_DECREF(call_method(g_monitoring, "register_callback", "(ilO)", MON_TOOL,
+                          mon_bit(mon_event_names[i]), Py_None));
+  Py_DECREF(call_method(g_monitoring, "free_tool_id", "(i)", MON_TOOL));
+}
+#else
+#define HAVE_MONITORING 0
+#endif
+
+/* ---- units: the measured call timed piece by piece ---------------------- */
+
+/* The workloads call bench_unit() after each unit of work (a repetition, a
+ * game frame): the CPU time of each unit, and the sum over units of each
+ * unit's minimum over the rounds, which is steadier on a busy machine than
+ * the minimum of whole calls (a unit of a few ms often runs undisturbed in
+ * some round even when no whole call does). */
+#define MAX_UNITS 1024
+static double g_unit_stamp[MAX_UNITS]; /* CPU time at each mark, then each unit's */
+static int g_nunits, g_units_on;
+
+static PyObject *py_unit(PyObject *self, PyObject *unused) {
+  (void)self, (void)unused;
+  if (g_units_on && g_nunits < MAX_UNITS) g_unit_stamp[g_nunits++] = cpu_s();
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef unit_def = {"bench_unit", py_unit, METH_NOARGS,
+                               "Marks the end of a unit of the measured call (bench_host)."};
+
 /* ---- modes -------------------------------------------------------------- */
 
-enum mode { M_NONE, M_EMPTY, M_CPROFILE, M_YAPPI, M_STATSPROF, M_STATSPROF_NOCOMP, M_COUNT };
-static const char *mode_names[M_COUNT] = {"none", "empty", "cprofile", "yappi", "statsprof",
-                                          "statsprof_nocomp"};
-static int mode_on[M_COUNT];
+enum kind { K_NONE, K_EMPTY, K_EMPTY_MON, K_CPROFILE, K_YAPPI, K_STATSPROF };
+
+/* A mode: what is installed during the measured call. `builtins` is
+ * cProfile's builtins= and the C-call events of the monitoring floor;
+ * statsprof's is in its config. `floor` names the mode whose events are the
+ * same as this one's with nothing done in the callback (filled in main for
+ * this interpreter); `source` is where the events come from. */
+typedef struct mode_def {
+  const char *name;
+  enum kind kind;
+  int builtins;
+  const char *config;
+  int monitoring_only; /* exists on 3.12+ only */
+  int on;
+  const char *source, *floor;
+} mode_def;
+
+#define SP_BASE "sink=none;interval=1h"
+static mode_def g_modes[] = {
+    {"none", K_NONE, 0, NULL, 0, 0, NULL, NULL},
+    {"empty", K_EMPTY, 1, NULL, 0, 0, NULL, NULL},
+    {"empty_mon", K_EMPTY_MON, 1, NULL, 1, 0, NULL, NULL},
+    {"empty_mon_py", K_EMPTY_MON, 0, NULL, 1, 0, NULL, NULL},
+    {"cprofile", K_CPROFILE, 1, NULL, 0, 0, NULL, NULL},
+    {"cprofile_nob", K_CPROFILE, 0, NULL, 0, 0, NULL, NULL},
+    {"yappi", K_YAPPI, 1, NULL, 0, 0, NULL, NULL},
+    {"statsprof", K_STATSPROF, 1, SP_BASE, 0, 0, NULL, NULL},
+    {"statsprof_nocomp", K_STATSPROF, 1, SP_BASE ";compensate=off", 0, 0, NULL, NULL},
+    {"statsprof_nob", K_STATSPROF, 0, SP_BASE ";builtins=off", 0, 0, NULL, NULL},
+    {"statsprof_sp", K_STATSPROF, 1, SP_BASE ";source=setprofile", 1, 0, NULL, NULL},
+    {"statsprof_sp_nob", K_STATSPROF, 0, SP_BASE ";source=setprofile;builtins=off", 1, 0, NULL,
+     NULL},
+};
+enum { NMODES = sizeof g_modes / sizeof *g_modes };
+static const char *STATSPROF_CONFIG = SP_BASE;
+
+/* Each mode's source and floor on this interpreter: cProfile and statsprof's
+ * default source use sys.monitoring from 3.12 (cProfile with CALL events
+ * even when builtins=False: it filters them itself), PyEval_SetProfile
+ * before; yappi and source=setprofile always PyEval_SetProfile. */
+static void modes_resolve(void) {
+  for (int i = 0; i < NMODES; i++) {
+    mode_def *m = &g_modes[i];
+    int mon = HAVE_MONITORING && m->kind != K_YAPPI && m->kind != K_EMPTY &&
+              !(m->config && strstr(m->config, "source=setprofile"));
+    m->source = m->kind == K_NONE ? NULL : mon ? "monitoring" : "setprofile";
+    if (m->kind == K_NONE || m->kind == K_EMPTY || m->kind == K_EMPTY_MON) m->floor = NULL;
+    else if (!mon) m->floor = "empty";
+    else m->floor = m->builtins || m->kind == K_CPROFILE ? "empty_mon" : "empty_mon_py";
+  }
+}
 
 static PyObject *g_cprofile_mod, *g_pstats_mod, *g_yappi_mod, *g_gc_mod;
-static const char *STATSPROF_CONFIG = "sink=none;interval=1h";
-static const char *STATSPROF_NOCOMP_CONFIG = "sink=none;interval=1h;compensate=off";
+
+static void gc_collect(void) {
+  PyObject *r = PyObject_CallMethod(g_gc_mod, "collect", NULL);
+  if (!r) die_python("gc.collect");
+  Py_DECREF(r);
+}
 
 /* One measured call of `run` in mode `m`: wall seconds, its thread CPU
  * seconds in *cpu, and the profiler's own total_tt (sum of tottime) in
  * *total_tt, or -1 where there is none. */
-static double measure(enum mode m, PyObject *run, double *cpu, double *total_tt, int callgrind,
-                      const char *label) {
-  PyObject *r = PyObject_CallMethod(g_gc_mod, "collect", NULL);
-  if (!r) die_python("gc.collect");
-  Py_DECREF(r);
+static double measure(const mode_def *m, PyObject *run, double *cpu, double *total_tt,
+                      int callgrind, const char *label) {
+  gc_collect();
   *total_tt = -1;
   PyObject *prof = NULL;
   statsprof *sp = NULL;
 
-  switch (m) {
-    case M_NONE:
+  switch (m->kind) {
+    case K_NONE:
       break;
-    case M_EMPTY:
+    case K_EMPTY:
       PyEval_SetProfile(empty_hook, NULL);
       break;
-    case M_CPROFILE:
-      prof = call_method(g_cprofile_mod, "Profile", NULL);
+    case K_EMPTY_MON:
+#if HAVE_MONITORING
+      mon_install(&empty_mon_def, m->builtins);
+#endif
+      break;
+    case K_CPROFILE: {
+      PyObject *cls = PyObject_GetAttrString(g_cprofile_mod, "Profile");
+      PyObject *kw = Py_BuildValue("{s:O}", "builtins", m->builtins ? Py_True : Py_False);
+      PyObject *args = PyTuple_New(0);
+      prof = cls && kw && args ? PyObject_Call(cls, args, kw) : NULL;
+      if (!prof) die_python("cProfile.Profile");
+      Py_DECREF(cls);
+      Py_DECREF(kw);
+      Py_DECREF(args);
       Py_DECREF(call_method(prof, "enable", NULL));
       break;
-    case M_YAPPI:
+    }
+    case K_YAPPI:
       Py_DECREF(call_method(g_yappi_mod, "clear_stats", NULL));
       {
         PyObject *start = PyObject_GetAttrString(g_yappi_mod, "start");
@@ -219,14 +394,10 @@ static double measure(enum mode m, PyObject *run, double *cpu, double *total_tt,
         Py_DECREF(args);
       }
       break;
-    case M_STATSPROF:
-    case M_STATSPROF_NOCOMP:
-      if (statsprof_create(m == M_STATSPROF ? STATSPROF_CONFIG : STATSPROF_NOCOMP_CONFIG, &sp))
-        die_statsprof("statsprof_create", NULL);
+    case K_STATSPROF:
+      if (statsprof_create(m->config, &sp)) die_statsprof("statsprof_create", NULL);
       if (statsprof_start(sp)) die_statsprof("statsprof_start", sp);
       break;
-    default:
-      abort();
   }
 
   double t0 = 0, t1 = 0, c0 = 0, c1 = 0;
@@ -237,21 +408,38 @@ static double measure(enum mode m, PyObject *run, double *cpu, double *total_tt,
     CALLGRIND_TOGGLE_COLLECT;
     CALLGRIND_DUMP_STATS_AT(label);
   } else {
+    g_nunits = 0;
+    g_units_on = 1;
     c0 = cpu_s();
     t0 = now_s();
     call_noargs(run);
     t1 = now_s();
     c1 = cpu_s();
+    g_units_on = 0;
+    /* Marks -> each unit's CPU time: unit i runs from the previous mark (the
+     * call's start) to mark i; the return after the last mark goes to the
+     * last unit. */
+    if (g_nunits > 0) {
+      double tail = c1 - g_unit_stamp[g_nunits - 1];
+      for (int i = g_nunits - 1; i > 0; i--) g_unit_stamp[i] -= g_unit_stamp[i - 1];
+      g_unit_stamp[0] -= c0;
+      g_unit_stamp[g_nunits - 1] += tail;
+    }
   }
   *cpu = c1 - c0;
 
-  switch (m) {
-    case M_NONE:
+  switch (m->kind) {
+    case K_NONE:
       break;
-    case M_EMPTY:
+    case K_EMPTY:
       PyEval_SetProfile(NULL, NULL);
       break;
-    case M_CPROFILE: {
+    case K_EMPTY_MON:
+#if HAVE_MONITORING
+      mon_remove();
+#endif
+      break;
+    case K_CPROFILE: {
       Py_DECREF(call_method(prof, "disable", NULL));
       PyObject *st = call_method(g_pstats_mod, "Stats", "(O)", prof);
       PyObject *tt = PyObject_GetAttrString(st, "total_tt");
@@ -262,7 +450,7 @@ static double measure(enum mode m, PyObject *run, double *cpu, double *total_tt,
       Py_DECREF(prof);
       break;
     }
-    case M_YAPPI: {
+    case K_YAPPI: {
       Py_DECREF(call_method(g_yappi_mod, "stop", NULL));
       PyObject *stats = call_method(g_yappi_mod, "get_func_stats", NULL);
       PyObject *it = PyObject_GetIter(stats);
@@ -282,8 +470,7 @@ static double measure(enum mode m, PyObject *run, double *cpu, double *total_tt,
       *total_tt = sum;
       break;
     }
-    case M_STATSPROF:
-    case M_STATSPROF_NOCOMP: {
+    case K_STATSPROF: {
       if (statsprof_stop(sp)) die_statsprof("statsprof_stop", sp);
       statsprof_stats_profile *s;
       if (statsprof_snapshot(sp, STATSPROF_CUMULATIVE, &s)) die_statsprof("statsprof_snapshot", sp);
@@ -292,54 +479,77 @@ static double measure(enum mode m, PyObject *run, double *cpu, double *total_tt,
       statsprof_destroy(sp);
       break;
     }
-    default:
-      abort();
   }
   return t1 - t0;
 }
 
 /* ---- per workload ------------------------------------------------------- */
 
-static void bench_workload(PyObject *workloads, const char *name, const char *size, int rounds,
-                           int callgrind) {
-  PyObject *run = call_method(workloads, "make", "(ss)", name, size);
-
-  /* Warm up unprofiled (imports, caches, specialization), then count. */
-  call_noargs(run);
+/* The events one run delivers: PyEval_SetProfile's (call, return, c_call,
+ * c_return + c_exception) and, on 3.12+, sys.monitoring's per event. */
+static void count_events(const char *name, const char *size, PyObject *run) {
   memset(g_events, 0, sizeof g_events);
   PyEval_SetProfile(counting_hook, NULL);
   call_noargs(run);
   PyEval_SetProfile(NULL, NULL);
+  memset(g_mon_events, 0, sizeof g_mon_events);
+#if HAVE_MONITORING
+  mon_install(&counting_mon_def, 1);
+  call_noargs(run);
+  mon_remove();
+#endif
   uint64_t calls = g_events[PyTrace_CALL], returns = g_events[PyTrace_RETURN];
   uint64_t c_calls = g_events[PyTrace_C_CALL];
   uint64_t c_returns = g_events[PyTrace_C_RETURN] + g_events[PyTrace_C_EXCEPTION];
   printf("{\"kind\":\"workload\",\"workload\":\"%s\",\"size\":\"%s\",\"events\":%llu,"
-         "\"calls\":%llu,\"returns\":%llu,\"c_calls\":%llu,\"c_returns\":%llu}\n",
+         "\"py_events\":%llu,\"calls\":%llu,\"returns\":%llu,\"c_calls\":%llu,"
+         "\"c_returns\":%llu,\"monitoring_events\":{",
          name, size, (unsigned long long)(calls + returns + c_calls + c_returns),
-         (unsigned long long)calls, (unsigned long long)returns, (unsigned long long)c_calls,
-         (unsigned long long)c_returns);
+         (unsigned long long)(calls + returns), (unsigned long long)calls,
+         (unsigned long long)returns, (unsigned long long)c_calls, (unsigned long long)c_returns);
+  for (int i = 0; HAVE_MONITORING && i < MON_NEVENTS; i++)
+    printf("%s\"%s\":%llu", i ? "," : "", mon_event_names[i], (unsigned long long)g_mon_events[i]);
+  printf("}}\n");
   fflush(stdout);
+}
 
-  enum mode order[M_COUNT];
+static void bench_workload(PyObject *workloads, const char *name, const char *size, int rounds,
+                           int callgrind) {
+  PyObject *unit = PyCFunction_New(&unit_def, NULL);
+  if (!unit) die_python("bench_unit");
+  PyObject *run = call_method(workloads, "make", "(ssOO)", name, size, Py_None, unit);
+  Py_DECREF(unit);
+
+  /* Warm up unprofiled (imports, caches, specialization), then count. */
+  call_noargs(run);
+  count_events(name, size, run);
+
+  const mode_def *order[NMODES];
   int n = 0;
-  for (int m = 0; m < M_COUNT; m++)
-    if (mode_on[m]) order[n++] = (enum mode)m;
+  for (int m = 0; m < NMODES; m++)
+    if (g_modes[m].on) order[n++] = &g_modes[m];
 
   if (callgrind) rounds = 1;
   for (int r = 0; r < rounds; r++) {
     for (int k = 0; k < n; k++) {
-      enum mode m = order[(k + r) % n];
+      const mode_def *m = order[(k + r) % n];
       char label[128];
-      snprintf(label, sizeof label, "bench %s %s", name, mode_names[m]);
+      snprintf(label, sizeof label, "bench %s %s", name, m->name);
+      /* From 3.12 a change of events re-instruments each code object at its
+       * next run: the profilers pay that as part of starting, but no hook
+       * should not pay for undoing the previous mode's. */
+      if (m->kind == K_NONE) call_noargs(run);
       double tt, cpu;
       double secs = measure(m, run, &cpu, &tt, callgrind, label);
       if (callgrind) {
         printf("{\"kind\":\"callgrind\",\"workload\":\"%s\",\"mode\":\"%s\",\"label\":\"%s\"}\n",
-               name, mode_names[m], label);
+               name, m->name, label);
       } else {
         printf("{\"kind\":\"time\",\"workload\":\"%s\",\"mode\":\"%s\",\"round\":%d,"
-               "\"seconds\":%.9g,\"cpu_seconds\":%.9g,\"total_tt\":%.9g}\n",
-               name, mode_names[m], r, secs, cpu, tt);
+               "\"seconds\":%.9g,\"cpu_seconds\":%.9g,\"total_tt\":%.9g,\"units\":[",
+               name, m->name, r, secs, cpu, tt);
+        for (int i = 0; i < g_nunits; i++) printf("%s%.6g", i ? "," : "", g_unit_stamp[i]);
+        printf("]}\n");
       }
       fflush(stdout);
     }
@@ -368,9 +578,7 @@ static long pymalloc_blocks(void) {
 static void bench_snapshot(PyObject *workloads, long nfuncs, int reps) {
   PyObject *call_all = call_method(workloads, "make_functions", "(l)", nfuncs);
   call_noargs(call_all); /* warm, unprofiled */
-  PyObject *r = PyObject_CallMethod(g_gc_mod, "collect", NULL);
-  if (!r) die_python("gc.collect");
-  Py_DECREF(r);
+  gc_collect();
 
   /* What CPython itself keeps per function once any profile function has
    * seen it (the floor), measured first so that it is not counted below. */
@@ -632,9 +840,7 @@ static void prod_measure(const prod_mode *m, PyObject *run, long iters, double l
                          prod_result *out) {
   /* With trigger=timer only the timer thread moves the windows. */
   int timer = m->config && strstr(m->config, "trigger=timer") != NULL;
-  PyObject *r = PyObject_CallMethod(g_gc_mod, "collect", NULL);
-  if (!r) die_python("gc.collect");
-  Py_DECREF(r);
+  gc_collect();
   statsprof *sp = NULL;
   if (m->config) {
     char config[1024];
@@ -767,6 +973,28 @@ static void game_run(PyObject *workloads, const char *config, long frames, long 
 
 /* ---- main --------------------------------------------------------------- */
 
+static int finish(PyObject *workloads) {
+  Py_DECREF(workloads);
+  Py_XDECREF(g_yappi_mod);
+  Py_DECREF(g_pstats_mod);
+  Py_DECREF(g_cprofile_mod);
+  Py_DECREF(g_gc_mod);
+  return Py_FinalizeEx() < 0 ? 1 : 0;
+}
+
+/* bench_workloads.names(): the workloads this interpreter can run. */
+static PyObject *workload_names(PyObject *workloads) {
+  PyObject *names = call_method(workloads, "names", NULL);
+  if (!PyTuple_Check(names)) die_python("bench_workloads.names() is not a tuple");
+  return names;
+}
+
+static int wanted(const char *name, const char *const *only, int nonly) {
+  int yes = nonly == 0;
+  for (int k = 0; k < nonly; k++) yes |= !strcmp(only[k], name);
+  return yes;
+}
+
 static void usage(void) {
   fprintf(stderr,
           "usage: bench_host --workloads FILE [--size full|quick|callgrind] [--rounds N]\n"
@@ -812,8 +1040,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--workload") && v && nonly < 16) only_workloads[nonly++] = argv[++i];
     else if (!strcmp(a, "--mode") && v) {
       int found = 0;
-      for (int m = 0; m < M_COUNT; m++)
-        if (!strcmp(v, mode_names[m])) mode_on[m] = found = 1;
+      for (int m = 0; m < NMODES; m++)
+        if (!strcmp(v, g_modes[m].name)) g_modes[m].on = found = 1;
       if (!found) {
         fprintf(stderr, "bench_host: unknown mode '%s'\n", v);
         usage();
@@ -826,7 +1054,10 @@ int main(int argc, char **argv) {
   }
   if (!workloads_path || rounds < 1 || seconds <= 0) usage();
   if (!modes_given)
-    for (int m = 0; m < M_COUNT; m++) mode_on[m] = 1;
+    for (int m = 0; m < NMODES; m++) g_modes[m].on = 1;
+  for (int m = 0; m < NMODES; m++)
+    if (g_modes[m].monitoring_only && !HAVE_MONITORING) g_modes[m].on = 0;
+  modes_resolve();
 
   Py_Initialize();
   g_gc_mod = import("gc");
@@ -837,12 +1068,13 @@ int main(int argc, char **argv) {
     Py_DECREF(call_method(g_yappi_mod, "set_clock_type", "(s)", "wall"));
   } else {
     PyErr_Clear();
-    mode_on[M_YAPPI] = 0;
+    for (int m = 0; m < NMODES; m++)
+      if (g_modes[m].kind == K_YAPPI) g_modes[m].on = 0;
   }
-  statsprof *probe;
-  int compensate_known = statsprof_create(STATSPROF_NOCOMP_CONFIG, &probe) == 0;
-  statsprof_destroy(probe);
-  if (!compensate_known) mode_on[M_STATSPROF_NOCOMP] = 0;
+#if HAVE_MONITORING
+  g_monitoring = PySys_GetObject("monitoring"); /* borrowed; sys keeps it */
+  if (!g_monitoring) die_python("sys.monitoring");
+#endif
 
   /* import bench_workloads from the directory of the given file. */
   char dir[4096];
@@ -859,12 +1091,7 @@ int main(int argc, char **argv) {
   if (game_config) {
     if (frames < 1) usage();
     game_run(workloads, game_config, frames, seed);
-    Py_DECREF(workloads);
-    Py_XDECREF(g_yappi_mod);
-    Py_DECREF(g_pstats_mod);
-    Py_DECREF(g_cprofile_mod);
-    Py_DECREF(g_gc_mod);
-    return Py_FinalizeEx() < 0 ? 1 : 0;
+    return finish(workloads);
   }
 
   if (production) {
@@ -889,44 +1116,48 @@ int main(int argc, char **argv) {
              modes[k].config ? "\"" : "", 1.0 / modes[k].fraction_div);
     printf("]}\n");
     fflush(stdout);
-    PyObject *pnames = PyObject_GetAttrString(workloads, "NAMES");
-    if (!pnames) die_python("bench_workloads.NAMES");
+    PyObject *pnames = workload_names(workloads);
     for (Py_ssize_t i = 0; i < PyTuple_Size(pnames); i++) {
       const char *name = PyUnicode_AsUTF8(PyTuple_GetItem(pnames, i));
-      int wanted = nonly == 0;
-      for (int k = 0; k < nonly; k++) wanted |= !strcmp(only_workloads[k], name);
-      if (wanted) bench_production(workloads, name, size, rounds, seconds, lead_in, modes, nmodes);
+      if (wanted(name, only_workloads, nonly))
+        bench_production(workloads, name, size, rounds, seconds, lead_in, modes, nmodes);
     }
     Py_DECREF(pnames);
-    Py_DECREF(workloads);
-    Py_XDECREF(g_yappi_mod);
-    Py_DECREF(g_pstats_mod);
-    Py_DECREF(g_cprofile_mod);
-    Py_DECREF(g_gc_mod);
-    return Py_FinalizeEx() < 0 ? 1 : 0;
+    return finish(workloads);
   }
 
+  PyObject *origin = call_method(workloads, "docutils_origin", NULL);
   printf("{\"kind\":\"info\",\"python\":\"%s\",\"statsprof\":\"%s\",\"yappi\":%s,"
-         "\"compensate_option\":%s,\"size\":\"%s\",\"rounds\":%d,\"callgrind\":%s,"
-         "\"callgrind_requests\":%s,\"statsprof_config\":\"%s\",\"modes\":[",
-         PY_VERSION, STATSPROF_VERSION_STRING, g_yappi_mod ? "true" : "false",
-         compensate_known ? "true" : "false", size, callgrind ? 1 : rounds,
-         callgrind ? "true" : "false", HAVE_CALLGRIND ? "true" : "false", STATSPROF_CONFIG);
-  for (int m = 0, first = 1; m < M_COUNT; m++)
-    if (mode_on[m]) {
-      printf("%s\"%s\"", first ? "" : ",", mode_names[m]);
+         "\"size\":\"%s\",\"rounds\":%d,\"callgrind\":%s,\"callgrind_requests\":%s,"
+         "\"statsprof_config\":\"%s\",\"docutils\":\"%s\",\"modes\":[",
+         PY_VERSION, STATSPROF_VERSION_STRING, g_yappi_mod ? "true" : "false", size,
+         callgrind ? 1 : rounds, callgrind ? "true" : "false", HAVE_CALLGRIND ? "true" : "false",
+         STATSPROF_CONFIG, origin == Py_None ? "" : PyUnicode_AsUTF8(origin));
+  Py_DECREF(origin);
+  for (int m = 0, first = 1; m < NMODES; m++)
+    if (g_modes[m].on) {
+      printf("%s\"%s\"", first ? "" : ",", g_modes[m].name);
       first = 0;
     }
-  printf("]}\n");
+  printf("],\"mode_info\":{");
+  for (int m = 0, first = 1; m < NMODES; m++) {
+    const mode_def *d = &g_modes[m];
+    if (!d->on) continue;
+    printf("%s\"%s\":{\"source\":%s%s%s,\"floor\":%s%s%s,\"builtins\":%s,\"config\":%s%s%s}",
+           first ? "" : ",", d->name, d->source ? "\"" : "", d->source ? d->source : "null",
+           d->source ? "\"" : "", d->floor ? "\"" : "", d->floor ? d->floor : "null",
+           d->floor ? "\"" : "",
+           d->builtins ? "true" : "false",
+           d->config ? "\"" : "", d->config ? d->config : "null", d->config ? "\"" : "");
+    first = 0;
+  }
+  printf("}}\n");
   fflush(stdout);
 
-  PyObject *names = PyObject_GetAttrString(workloads, "NAMES");
-  if (!names) die_python("bench_workloads.NAMES");
+  PyObject *names = workload_names(workloads);
   for (Py_ssize_t i = 0; i < PyTuple_Size(names); i++) {
     const char *name = PyUnicode_AsUTF8(PyTuple_GetItem(names, i));
-    int wanted = nonly == 0;
-    for (int k = 0; k < nonly; k++) wanted |= !strcmp(only_workloads[k], name);
-    if (wanted) bench_workload(workloads, name, size, rounds, callgrind);
+    if (wanted(name, only_workloads, nonly)) bench_workload(workloads, name, size, rounds, callgrind);
   }
   Py_DECREF(names);
 
@@ -937,12 +1168,5 @@ int main(int argc, char **argv) {
     bench_tick(strcmp(size, "full") ? 200000 : 1000000);
     bench_clock(strcmp(size, "full") ? 200000 : 1000000);
   }
-
-  Py_DECREF(workloads);
-  Py_XDECREF(g_yappi_mod);
-  Py_DECREF(g_pstats_mod);
-  Py_DECREF(g_cprofile_mod);
-  Py_DECREF(g_gc_mod);
-  if (Py_FinalizeEx() < 0) return 1;
-  return 0;
+  return finish(workloads);
 }

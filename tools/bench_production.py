@@ -32,6 +32,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import statsprof_records  # noqa: E402
+from bench_cost import table as _table  # noqa: E402
 
 GAME_TARGET = "//host_examples:game_host"
 
@@ -310,15 +311,6 @@ def summarize_faith(data):
 
 
 # ---- rendering -----------------------------------------------------------------
-
-def _table(header, rows, align=None):
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-    out = ["| " + " | ".join(header) + " |",
-           "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
-    for r in rows:
-        out.append("| " + " | ".join(str(c) for c in r) + " |")
-    return "\n".join(out)
-
 
 def _pct(x, fmt="%+.2f%%"):
     return "—" if x is None else fmt % (x * 100)

@@ -21,16 +21,27 @@ The workloads:
     ast        ast.parse + ast.unparse of argparse.py: a deep visitor
     difflib    difflib.unified_diff of two versions of a text
     game       host_examples/game: game.init(1), then N frames of frame(1/60)
+    docutils   a third-party library at work: docutils (Debian's python3-docutils)
+               turns a generated reStructuredText document into HTML5
+               (publish_string: settings, parser, transforms, writer). On an
+               interpreter without its own docutils, Debian's dist-packages is
+               appended to sys.path (docutils is pure Python); where docutils is
+               still missing the workload is left out (see names()).
 
-make(name, size, on_frame) also takes a zero-argument callable that the game
-calls after every frame, as a host calls statsprof_tick once per frame
-(bench_host --production passes one); the other workloads ignore it.
+Each workload but the game is one piece of work repeated `reps` times; the
+game is game.init(1) and then its frames. make(name, size, on_frame, on_unit)
+also takes two zero-argument callables: the game calls on_frame() after every
+frame, as a host calls statsprof_tick once per frame (bench_host --production
+passes one; the other workloads ignore it), and every workload calls on_unit()
+after each repetition (the game: after init and after each frame), so that
+bench_host can time the units one by one (the full sizes make units of a few
+milliseconds).
 """
 
 import os
 import sys
 
-NAMES = ("fib", "json_re", "ast", "difflib", "game")
+NAMES = ("fib", "json_re", "ast", "difflib", "game", "docutils")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Normalized: the game's functions are keyed by this path in profiles, which
@@ -38,14 +49,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GAME_DIR = os.path.normpath(os.environ.get("STATSPROF_BENCH_GAME_DIR") or os.path.join(
     HERE, os.pardir, "host_examples", "game"))
 ARGPARSE = os.path.join(os.path.dirname(os.__file__), "argparse.py")
+# Where Debian installs pure-Python packages such as docutils for its python3.
+DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 
 # name -> {size: parameters}; see the make_* functions for their meaning.
 PARAMS = {
-    "fib": {"full": (24, 4), "quick": (22, 2), "callgrind": (18, 1), "prod": (18, 1)},
-    "json_re": {"full": (2000, 1), "quick": (600, 1), "callgrind": (100, 1), "prod": (100, 1)},
-    "ast": {"full": (1.0, 2), "quick": (0.4, 1), "callgrind": (0.08, 1), "prod": (0.08, 1)},
-    "difflib": {"full": (3000, 4), "quick": (1500, 1), "callgrind": (300, 1), "prod": (300, 1)},
+    "fib": {"full": (22, 10), "quick": (22, 2), "callgrind": (18, 1), "prod": (18, 1)},
+    "json_re": {"full": (400, 5), "quick": (600, 1), "callgrind": (100, 1), "prod": (100, 1)},
+    "ast": {"full": (0.25, 8), "quick": (0.4, 1), "callgrind": (0.08, 1), "prod": (0.08, 1)},
+    "difflib": {"full": (1000, 12), "quick": (1500, 1), "callgrind": (300, 1), "prod": (300, 1)},
     "game": {"full": 40, "quick": 10, "callgrind": 3, "prod": 40},
+    "docutils": {"full": (1, 4), "quick": (2, 1), "callgrind": (1, 1), "prod": (1, 1)},
 }
 
 
@@ -53,14 +67,13 @@ def fib(n):
     return n if n < 2 else fib(n - 1) + fib(n - 2)
 
 
-def make_fib(n, reps):
+def make_fib(n):
     def run():
-        for _ in range(reps):
-            fib(n)
+        fib(n)
     return run
 
 
-def make_json_re(nrecords, reps):
+def make_json_re(nrecords):
     import json
     import random
     import re
@@ -82,24 +95,23 @@ def make_json_re(nrecords, reps):
     word_re = re.compile(r"\b[a-e]\w*")
 
     def run():
-        for _ in range(reps):
-            text = json.dumps(data)
-            back = json.loads(text)
-            total = 0
-            for rec in back:
-                name = rec["name"]
-                total += len(name) + len(str(rec["id"])) + len(rec["tags"])
-                m = email_re.match(rec["email"])
-                if m:
-                    total += int(m.group(2))
-                total += len(word_re.findall(name))
-                total += len(word_re.sub("_", name).upper().split())
-                total += len(json.dumps(rec["nested"]))
+        text = json.dumps(data)
+        back = json.loads(text)
+        total = 0
+        for rec in back:
+            name = rec["name"]
+            total += len(name) + len(str(rec["id"])) + len(rec["tags"])
+            m = email_re.match(rec["email"])
+            if m:
+                total += int(m.group(2))
+            total += len(word_re.findall(name))
+            total += len(word_re.sub("_", name).upper().split())
+            total += len(json.dumps(rec["nested"]))
         return total
     return run
 
 
-def make_ast(fraction, reps):
+def make_ast(fraction):
     import ast
 
     with open(ARGPARSE, encoding="utf-8") as f:
@@ -114,12 +126,11 @@ def make_ast(fraction, reps):
     ast.parse(src)
 
     def run():
-        for _ in range(reps):
-            ast.unparse(ast.parse(src))
+        ast.unparse(ast.parse(src))
     return run
 
 
-def make_difflib(nlines, reps):
+def make_difflib(nlines):
     import difflib
     import random
 
@@ -141,29 +152,135 @@ def make_difflib(nlines, reps):
             b.append("inserted %d\n" % rng.randint(0, 1000))
 
     def run():
-        for _ in range(reps):
-            list(difflib.unified_diff(a, b, "a.txt", "b.txt", n=3))
+        list(difflib.unified_diff(a, b, "a.txt", "b.txt", n=3))
     return run
 
 
-def make_game(frames, on_frame=None):
+def import_docutils():
+    """docutils.core, from this interpreter's own path or else from Debian's
+    python3-docutils; ImportError when neither has it."""
+    try:
+        import docutils.core
+    except ImportError:
+        if not os.path.isdir(os.path.join(DEBIAN_DIST_PACKAGES, "docutils")):
+            raise
+        # Appended, not prepended: this interpreter's own modules still win,
+        # and 3.11's compiled extensions there do not load into other versions.
+        if DEBIAN_DIST_PACKAGES not in sys.path:
+            sys.path.append(DEBIAN_DIST_PACKAGES)
+        import docutils.core
+    return docutils.core
+
+
+def docutils_origin():
+    """'docutils VERSION (PATH)', or None when it cannot be imported."""
+    try:
+        import_docutils()
+    except ImportError:
+        return None
+    import docutils
+    return "docutils %s (%s)" % (docutils.__version__, os.path.dirname(docutils.__file__))
+
+
+def rst_document(nsections, seed=2):
+    """A reStructuredText document of `nsections` sections, the same for a
+    given size: paragraphs with inline markup and links, bullet, enumerated,
+    definition and field lists, a literal block, a table and a footnote each,
+    and a table of contents."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["frame", "budget", "profile", "python", "engine", "render", "entity", "world",
+             "path", "cache", "record", "sink", "thread", "event", "timer", "window"]
+
+    def sentence():
+        out = []
+        for _ in range(rng.randint(6, 14)):
+            w = rng.choice(words)
+            r = rng.random()
+            if r < 0.08:
+                w = "*%s*" % w
+            elif r < 0.14:
+                w = "**%s**" % w
+            elif r < 0.20:
+                w = "``%s()``" % w
+            elif r < 0.23:
+                w = "`%s <https://example.org/%s>`_" % (w, w)
+            out.append(w)
+        return " ".join(out).capitalize() + "."
+
+    def para():
+        return " ".join(sentence() for _ in range(rng.randint(2, 5)))
+
+    lines = ["Benchmark document", "==================", "", ".. contents::", ""]
+    for s in range(nsections):
+        title = "Section %d: %s" % (s + 1, rng.choice(words))
+        lines += [title, "-" * len(title), "", para(), ""]
+        lines += ["- " + sentence() for _ in range(rng.randint(2, 5))] + [""]
+        lines += ["%d. %s" % (i + 1, sentence()) for i in range(rng.randint(2, 4))] + [""]
+        lines += [rng.choice(words), "   " + sentence(), ""]
+        lines += [":%s: %s" % (rng.choice(words), sentence()) for _ in range(2)] + [""]
+        lines += ["Example::", "", "    def %s(x):" % rng.choice(words),
+                  "        return x * %d" % s, ""]
+        lines += ["=====  =====  ======", "A      B      C", "=====  =====  ======"]
+        lines += ["%-5s  %-5d  %-6s" % (rng.choice(words)[:5], rng.randint(0, 999),
+                                        rng.choice(words)[:6]) for _ in range(4)]
+        lines += ["=====  =====  ======", "", para() + " See [#f%d]_." % s, ""]
+    lines += [".. [#f%d] %s" % (s, sentence()) for s in range(nsections)]
+    return "\n".join(lines) + "\n"
+
+
+def make_docutils(nsections):
+    core = import_docutils()
+    src = rst_document(nsections)
+    # No config files, no stylesheet read from disk, no messages on stderr:
+    # every run does the same work in memory.
+    settings = {"_disable_config": True, "embed_stylesheet": False,
+                "output_encoding": "unicode", "report_level": 5, "halt_level": 5,
+                "warning_stream": False}
+
+    def run():
+        core.publish_string(src, writer_name="html5", settings_overrides=settings)
+    return run
+
+
+def names():
+    """The workloads this interpreter can run: NAMES without docutils where
+    docutils cannot be imported."""
+    return tuple(n for n in NAMES if n != "docutils" or docutils_origin())
+
+
+def make_game(frames, on_frame=None, on_unit=None):
     if GAME_DIR not in sys.path:
         sys.path.insert(0, GAME_DIR)
     import game
 
     dt = 1.0 / 60.0
 
-    if on_frame is None:
+    def run():
+        game.init(1)
+        if on_unit is not None:
+            on_unit()
+        for _ in range(frames):
+            game.frame(dt)
+            if on_frame is not None:
+                on_frame()
+            if on_unit is not None:
+                on_unit()
+    return run
+
+
+def repeat(body, reps, on_unit=None):
+    """run(): body() `reps` times, on_unit() after each when given."""
+    if on_unit is None:
         def run():
-            game.init(1)
-            for _ in range(frames):
-                game.frame(dt)
+            for _ in range(reps):
+                body()
     else:
         def run():
-            game.init(1)
-            for _ in range(frames):
-                game.frame(dt)
-                on_frame()
+            for _ in range(reps):
+                body()
+                on_unit()
     return run
 
 
@@ -186,15 +303,17 @@ def make_game_run(frames, seed=1, on_frame=None):
     return run
 
 
-def make(name, size="full", on_frame=None):
+def make(name, size="full", on_frame=None, on_unit=None):
     """The run() callable of workload `name` at `size` (see the module doc);
-    the game calls on_frame() after every frame when it is given."""
+    the game calls on_frame() after every frame, and every workload on_unit()
+    after each unit, when they are given."""
     if name not in PARAMS:
         raise ValueError("unknown workload %r; known: %s" % (name, ", ".join(NAMES)))
     p = PARAMS[name][size]
     if name == "game":
-        return make_game(p, on_frame)
-    return globals()["make_" + name](*p)
+        return make_game(p, on_frame, on_unit)
+    arg, reps = p
+    return repeat(globals()["make_" + name](arg), reps, on_unit)
 
 
 def make_functions(n):
@@ -224,7 +343,7 @@ def _best_seconds(run, repeat=5):
 if __name__ == "__main__":
     # Unprofiled timings of every workload: a quick way to tune PARAMS.
     size = sys.argv[1] if len(sys.argv) > 1 else "full"
-    for name in NAMES:
+    for name in names():
         run = make(name, size)
         run()
         print("%-8s %8.2f ms" % (name, _best_seconds(run) * 1e3))

@@ -1,0 +1,327 @@
+"""tools/bench's pieces that do not measure: the numbers and goal marks of
+tools/bench_cost.py from known records, BENCHMARKS.md's sections, callgrind
+function names, the docutils workload; and bench_host itself on a small
+workload (exact event counts, every mode's source and floor), with no
+timing threshold anywhere."""
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+import toolstest
+
+import bench_cost
+import bench_workloads
+
+TOOLS = toolstest.TOOLS
+
+
+def load_bench():
+    """tools/bench as a module (it has no .py suffix)."""
+    loader = importlib.machinery.SourceFileLoader("bench_tool", os.path.join(TOOLS, "bench"))
+    spec = importlib.util.spec_from_loader("bench_tool", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def mode_info(version_312):
+    """bench_host's mode_info for 3.11 or 3.12+ (as it prints it)."""
+    mon = "monitoring" if version_312 else "setprofile"
+    fl, fl_py = ("empty_mon", "empty_mon_py") if version_312 else ("empty", "empty")
+    mi = {
+        "none": {"source": None, "floor": None, "builtins": False},
+        "empty": {"source": "setprofile", "floor": None, "builtins": True},
+        "cprofile": {"source": mon, "floor": fl, "builtins": True},
+        "cprofile_nob": {"source": mon, "floor": fl, "builtins": False},
+        "statsprof": {"source": mon, "floor": fl, "builtins": True},
+        "statsprof_nob": {"source": mon, "floor": fl_py, "builtins": False},
+    }
+    if version_312:
+        mi.update({
+            "empty_mon": {"source": "monitoring", "floor": None, "builtins": True},
+            "empty_mon_py": {"source": "monitoring", "floor": None, "builtins": False},
+            "statsprof_sp": {"source": "setprofile", "floor": "empty", "builtins": True},
+        })
+    return mi
+
+
+def records(ms, version="3.13.0", workload="game", tt=None):
+    """bench_host records for one workload: ms = {mode: [cpu ms per round]};
+    wall time = cpu time; total_tt = tt[mode] x wall, else -1."""
+    mi = mode_info(version >= "3.12")
+    modes = [m for m in mi if m in ms]
+    out = [{"kind": "info", "python": version, "statsprof": "0.1.0", "rounds": 3,
+            "statsprof_config": "sink=none;interval=1h", "docutils": "",
+            "modes": modes, "mode_info": {m: dict(mi[m], config=None) for m in modes}},
+           {"kind": "workload", "workload": workload, "events": 1000000, "py_events": 600000,
+            "calls": 300000, "returns": 300000, "c_calls": 200000, "c_returns": 200000,
+            "monitoring_events": {}}]
+    for m in modes:
+        for r, v in enumerate(ms[m]):
+            s = v / 1e3
+            share = (tt or {}).get(m)
+            out.append({"kind": "time", "workload": workload, "mode": m, "round": r,
+                        "seconds": s, "cpu_seconds": s, "units": [s],
+                        "total_tt": share * s if share is not None else -1})
+    return out
+
+
+class TimingNumbers(unittest.TestCase):
+    def setUp(self):
+        # Minimum of the rounds: none 100, empty_mon 150, cprofile 300,
+        # cprofile_nob 250, statsprof 180, statsprof_nob 140 (ms).
+        self.ms = {"none": [100, 110, 104], "empty": [260, 250, 270],
+                   "empty_mon": [150, 160, 155], "empty_mon_py": [120, 121, 122],
+                   "cprofile": [300, 330, 310], "cprofile_nob": [250, 251, 252],
+                   "statsprof": [190, 180, 200], "statsprof_nob": [140, 150, 141],
+                   "statsprof_sp": [280, 290, 285]}
+        self.s = bench_cost.summarize_timing(
+            records(self.ms, tt={"statsprof": 0.5, "cprofile": 1.0}))
+        self.pm = self.s["workloads"][0]["modes"]
+
+    def test_minimum_spread_and_slowdown(self):
+        sp = self.pm["statsprof"]
+        self.assertAlmostEqual(sp["t"], 0.180)
+        self.assertAlmostEqual(sp["spread"], (0.190 - 0.180) / 0.180)
+        self.assertAlmostEqual(sp["x"], 1.8)
+        self.assertAlmostEqual(self.pm["none"]["x"], 1.0)
+
+    def test_own_cost_over_the_same_floor(self):
+        # statsprof: (180 - 150) / (300 - 150) = 0.2 of cProfile's own.
+        self.assertAlmostEqual(self.pm["statsprof"]["own"], 0.030)
+        self.assertAlmostEqual(self.pm["statsprof"]["own_ns"], 0.030e9 / 1000000)
+        self.assertAlmostEqual(self.pm["statsprof"]["vs_cprofile_own"], 0.2)
+        # builtins=off: over the PY_*-only floor, against cProfile(builtins=False)
+        # over its own floor (which has the C-call events): 20 / 100.
+        self.assertAlmostEqual(self.pm["statsprof_nob"]["own"], 0.020)
+        self.assertAlmostEqual(self.pm["statsprof_nob"]["own_ns"], 0.020e9 / 600000)
+        self.assertAlmostEqual(self.pm["statsprof_nob"]["vs_cprofile_own"], 0.2)
+        # source=setprofile: over the empty PyEval_SetProfile function.
+        self.assertAlmostEqual(self.pm["statsprof_sp"]["own"], 0.030)
+
+    def test_added_time_and_room(self):
+        # (180 - 100) / (300 - 100); the floor alone (150 - 100) / 200.
+        self.assertAlmostEqual(self.pm["statsprof"]["vs_cprofile_added"], 0.4)
+        self.assertAlmostEqual(self.pm["statsprof"]["floor_of_cprofile_added"], 0.25)
+        self.assertAlmostEqual(self.pm["statsprof_nob"]["vs_cprofile_added"], 40 / 150)
+
+    def test_total_tt_ratio(self):
+        # Half of its own time, which is 1.8x no hook's.
+        self.assertAlmostEqual(self.pm["statsprof"]["tt_ratio"], 0.9)
+        self.assertAlmostEqual(self.pm["cprofile"]["tt_ratio"], 3.0)
+        self.assertIsNone(self.pm["none"]["tt_ratio"])
+
+    def test_goal_marks(self):
+        text = bench_cost.render_timing(self.s, [("CPU", "test")], "tools/bench --test", 40,
+                                        "cpu", None)
+        # own 0.2 <= 0.25, added 0.4 <= 0.6, builtins=off 1.4x > 1.3x on the game.
+        self.assertIn("| 0.20× ✓ | 0.40× ✓ | 0.25× |", text)
+        # Total slowdowns with builtins=off: both floors, cProfile, statsprof.
+        self.assertIn("| game | 1.20× | 2.50× | 2.50× | 1.40× **✗** |", text)
+        self.assertIn("| game | 0.90× ✓ |", text)
+        self.assertIn("`tools/bench --test`", text)
+        self.assertNotIn("Noisy run", text)
+
+    def test_no_room_and_noise(self):
+        ms = dict(self.ms, empty_mon=[250, 400, 400], statsprof=[270, 271, 272])
+        text = bench_cost.render_timing(bench_cost.summarize_timing(records(ms)),
+                                        [], "c", 40, "cpu", None)
+        # The floor alone adds 150 of cProfile's 200: 0.75 > 0.6.
+        self.assertIn("0.85× (floor alone 0.75×: no room)", text)
+        self.assertIn("> **Noisy run**: the median of game/empty sys.monitoring callbacks, "
+                      "PY_* + CALL/C_RETURN/C_RAISE (floor) was 60% above its minimum.", text)
+
+    def test_no_ratio_over_a_negative_own_cost(self):
+        # cProfile(builtins=False) under its floor: noise, not a ratio.
+        ms = dict(self.ms, cprofile_nob=[145, 146, 147])
+        pm = bench_cost.summarize_timing(records(ms))["workloads"][0]["modes"]
+        self.assertAlmostEqual(pm["cprofile_nob"]["own"], -0.005)
+        self.assertIsNone(pm["statsprof_nob"]["vs_cprofile_own"])
+
+    def test_311_has_no_builtins_off_goal(self):
+        ms = {"none": [100], "empty": [200], "cprofile": [300], "cprofile_nob": [280],
+              "statsprof": [220], "statsprof_nob": [215]}
+        s = bench_cost.summarize_timing(records(ms, version="3.11.2"))
+        self.assertAlmostEqual(s["workloads"][0]["modes"]["statsprof_nob"]["own"], 0.015)
+        text = bench_cost.render_timing(s, [], "c", 40, "cpu", None)
+        self.assertIn("| game | 2.00× | 2.80× | 2.15× |", text)
+
+    def test_summary_across_versions(self):
+        t13 = {"result": self.s, "date": "D13"}
+        t11 = {"result": bench_cost.summarize_timing(records(
+            {"none": [100], "empty": [200], "cprofile": [300], "cprofile_nob": [280],
+             "statsprof": [230], "statsprof_nob": [215]}, version="3.11.2")), "date": "D11"}
+        text = bench_cost.render_summary({"3.13": {"timing": t13}, "3.11": {"timing": t11}})
+        lines = text.splitlines()
+        r11 = next(i for i, ln in enumerate(lines) if ln.startswith("| 3.11 | setprofile"))
+        r13 = next(i for i, ln in enumerate(lines) if ln.startswith("| 3.13 | monitoring"))
+        self.assertLess(r11, r13)
+        # 3.11: own (230 - 200) / (300 - 200) = 0.3, a miss.
+        self.assertIn("| 0.30× **✗** |", lines[r11])
+        self.assertIn("| 0.20× ✓ |", lines[r13])
+        self.assertIn("| 3.13 | 1.20× | 1.40× **✗** | — |", text)
+
+
+class Sections(unittest.TestCase):
+    def test_order_and_replacement(self):
+        bench = load_bench()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "B.md")
+            with open(path, "w") as fh:
+                fh.write("# B\n\nkept text\n\n<!-- BEGIN bench:production -->\nP\n"
+                         "<!-- END bench:production -->\n")
+            bench.write_section(path, "bench:py3.13", "CPython 3.13", "thirteen",
+                                before=["bench:production"])
+            bench.write_section(path, "bench:py3.11", "CPython 3.11", "eleven",
+                                before=["bench:py3.13", "bench:production"])
+            bench.write_section(path, "bench:summary", "Summary", "sum",
+                                before=["bench:py3.11", "bench:py3.13"])
+            bench.write_section(path, "bench:py3.13", "CPython 3.13", "thirteen again",
+                                before=["bench:production"])
+            with open(path) as fh:
+                text = fh.read()
+        order = [text.index(s) for s in ("kept text", "## Summary", "## CPython 3.11",
+                                         "## CPython 3.13", "<!-- BEGIN bench:production")]
+        self.assertEqual(order, sorted(order))
+        self.assertIn("thirteen again", text)
+        self.assertNotIn("thirteen\n", text)
+        self.assertEqual(text.count("<!-- BEGIN bench:py3.13 -->"), 1)
+
+
+class SavedResults(unittest.TestCase):
+    def test_pack_round_trip(self):
+        bench = load_bench()
+        recs = records({"none": [100.123456, 101], "statsprof": [180, 181]},
+                       tt={"statsprof": 0.5})
+        saved = {"kind": "timing", "version": "3.13", "records": recs}
+        packed = bench.pack(saved)
+        self.assertEqual([r["kind"] for r in packed["records"]], ["info", "workload"])
+        self.assertEqual(packed["times"]["game"]["none"][0], [0, 0.10012, 0.10012, -1.0, [0.10012]])
+        back = bench.unpack(json.loads(json.dumps(packed)))
+        times = sorted((r for r in back["records"] if r["kind"] == "time"),
+                       key=lambda r: (r["mode"], r["round"]))
+        self.assertEqual(len(times), 4)
+        self.assertEqual(times[2], {"kind": "time", "workload": "game", "mode": "statsprof",
+                                    "round": 0, "seconds": 0.18, "cpu_seconds": 0.18,
+                                    "total_tt": 0.09, "units": [0.18]})
+
+
+class CallgrindNames(unittest.TestCase):
+    def test_short_fn(self):
+        cases = {
+            "/tmp/python-build.2026/Python-3.13.0/./Modules/_lsprof.c:Stop": "Modules/_lsprof.c:Stop",
+            "/tmp/python-build.2026/Python-3.12.1/Python/ceval.c:f": "Python/ceval.c:f",
+            "./build-shared/../Python/instrumentation.c:g": "Python/instrumentation.c:g",
+            "/proc/self/cwd/lib/hook.c:mon_py_enter": "lib/hook.c:mon_py_enter",
+            "???:__popcountdi2": "__popcountdi2",
+        }
+        for raw, short in cases.items():
+            self.assertEqual(bench_cost.short_fn(raw), short)
+
+    def test_summarize_without_annotate(self):
+        info = {"python": "3.13.0", "modes": ["none", "empty_mon", "cprofile", "statsprof"],
+                "mode_info": {m: v for m, v in mode_info(True).items()
+                              if m in ("none", "empty_mon", "cprofile", "statsprof")}}
+        events = {"fib": {"events": 1000, "py_events": 1000}}
+        dumps = {("fib", "none"): (None, 300000), ("fib", "empty_mon"): (None, 800000),
+                 ("fib", "cprofile"): (None, 1000000), ("fib", "statsprof"): (None, 850000)}
+        c = bench_cost.summarize_callgrind(info, events, dumps, annotate=False)
+        sp = c["workloads"][0]["modes"]["statsprof"]
+        self.assertEqual(sp["own"], 50)
+        self.assertEqual(sp["vs_cprofile_own"], 0.25)
+        self.assertAlmostEqual(sp["vs_cprofile_added"], 550 / 700)
+        self.assertEqual(c["breakdowns"], [])
+
+
+class DocutilsWorkload(unittest.TestCase):
+    def test_document_and_run(self):
+        # tools/setup installs python3-docutils: the workload must be there.
+        self.assertIn("docutils", bench_workloads.names())
+        self.assertRegex(bench_workloads.docutils_origin(), r"^docutils \d+\.\d+")
+        doc = bench_workloads.rst_document(2)
+        self.assertEqual(doc, bench_workloads.rst_document(2))
+        self.assertEqual(doc.count("\nSection "), 2)
+        import docutils.core
+        html = docutils.core.publish_string(
+            doc, writer_name="html5",
+            settings_overrides={"_disable_config": True, "embed_stylesheet": False,
+                                "output_encoding": "unicode", "report_level": 1,
+                                "halt_level": 2})  # any warning would raise
+        self.assertIn('<h1 class="title">Benchmark document</h1>', html)
+        self.assertEqual(html.count("<table"), 2)
+        self.assertIsNone(bench_workloads.make("docutils", "callgrind")())
+
+
+def bench_host():
+    root = os.environ.get("TEST_SRCDIR")
+    if root:
+        return os.path.join(root, os.environ.get("TEST_WORKSPACE", "statsprof"), "tools",
+                            "bench_host")
+    return os.path.join(TOOLS, "..", "bazel-bin", "tools", "bench_host")
+
+
+class BenchHost(unittest.TestCase):
+    """bench_host on fib(18) once per mode: what it reports, not how fast."""
+
+    def test_fib_every_mode(self):
+        r = subprocess.run([bench_host(), "--workloads", os.path.join(TOOLS, "bench_workloads.py"),
+                            "--size", "callgrind", "--rounds", "1", "--workload", "fib",
+                            "--no-extras"], capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, PYTHONHASHSEED="0"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        recs = [json.loads(line) for line in r.stdout.splitlines()]
+        info = recs[0]
+        self.assertEqual(info["kind"], "info")
+        mi = info["mode_info"]
+        v312 = tuple(int(x) for x in info["python"].split(".")[:2]) >= (3, 12)
+        expected = mode_info(v312)
+        for m, want in expected.items():
+            self.assertEqual({k: mi[m][k] for k in want}, want, m)
+        self.assertEqual(mi["statsprof_nob"]["config"], "sink=none;interval=1h;builtins=off")
+        self.assertEqual("statsprof_sp" in mi, v312)
+        self.assertEqual("empty_mon" in info["modes"], v312)
+        # fib(18) makes 2 * fib(19) - 1 = 8361 calls, run() and the repetition's
+        # body are two more; bench_unit() after the repetition is a C call.
+        w = recs[1]
+        self.assertEqual((w["kind"], w["calls"], w["returns"], w["c_calls"], w["c_returns"]),
+                         ("workload", 8363, 8363, 1, 1))
+        self.assertEqual((w["events"], w["py_events"]), (16728, 16726))
+        if v312:
+            me = w["monitoring_events"]
+            self.assertEqual((me["PY_START"], me["PY_RETURN"], me["CALL"], me["C_RETURN"]),
+                             (8363, 8363, 8364, 2))
+        else:
+            self.assertEqual(w["monitoring_events"], {})
+        times = {t["mode"]: t for t in recs if t["kind"] == "time"}
+        self.assertEqual(set(times), set(info["modes"]))
+        for m, t in times.items():
+            self.assertGreater(t["cpu_seconds"], 0, m)
+            has_tt = m.startswith(("cprofile", "statsprof", "yappi"))
+            self.assertEqual(t["total_tt"] >= 0, has_tt, m)
+            # One unit (one repetition), which is the whole call.
+            self.assertEqual(len(t["units"]), 1, m)
+            self.assertAlmostEqual(t["units"][0], t["cpu_seconds"], delta=t["cpu_seconds"] * 1e-5)
+
+    def test_game_units(self):
+        r = subprocess.run([bench_host(), "--workloads", os.path.join(TOOLS, "bench_workloads.py"),
+                            "--size", "callgrind", "--rounds", "2", "--workload", "game",
+                            "--mode", "none", "--mode", "statsprof", "--no-extras"],
+                           capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, PYTHONHASHSEED="0"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        times = [json.loads(line) for line in r.stdout.splitlines() if '"time"' in line]
+        self.assertEqual(len(times), 4)
+        for t in times:
+            # game.init and 3 frames, adding up to the whole call.
+            self.assertEqual(len(t["units"]), 4)
+            self.assertAlmostEqual(sum(t["units"]), t["cpu_seconds"],
+                                   delta=t["cpu_seconds"] * 1e-5)
+
+
+if __name__ == "__main__":
+    unittest.main()
