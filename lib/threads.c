@@ -120,11 +120,16 @@ static PyObject *thread_dict(statsprof__slot *s, PyObject *active) {
     PyObject *key = PyLong_FromUnsignedLong(s->thread_id);
     PyObject *th = key ? PyDict_GetItemWithError(active, key) : NULL;
     Py_XDECREF(key);
-    PyObject **dictptr = th ? _PyObject_GetDictPtr(th) : NULL;
-    if (dictptr && *dictptr && PyDict_Check(*dictptr) && *dictptr != s->thread_ref) {
+    /* The public getter: it also makes the dict of an instance whose
+     * attributes still live inline (3.12's managed dicts), where the
+     * private _PyObject_GetDictPtr finds none. No Python code runs. */
+    PyObject *dict = th ? PyObject_GenericGetDict(th, NULL) : NULL;
+    if (!dict) PyErr_Clear();
+    if (dict && PyDict_Check(dict) && dict != s->thread_ref) {
       Py_XDECREF(s->thread_ref);
-      s->thread_ref = Py_NewRef(*dictptr);
+      s->thread_ref = Py_NewRef(dict);
     }
+    Py_XDECREF(dict);
   }
   return s->thread_ref;
 }

@@ -215,7 +215,9 @@ class GameHostTest(HostTestCase):
 
         records = read_records(jsonl)
         threads = [r for r in records if r["kind"] == "thread"]
-        workers = {r["thread_id"] for r in threads if r["thread_name"].startswith("worker-")}
+        # The main thread may have no threading name (threading imported
+        # first by a worker names that worker's ident "MainThread"): null.
+        workers = {r["thread_id"] for r in threads if (r["thread_name"] or "").startswith("worker-")}
         self.assertEqual(len(workers), 2, {(r["thread_id"], r["thread_name"]) for r in threads})
         # Every job returned before statsprof_stop: the profile counts each one.
         calls, entries = merged_calls([r for r in records if r["kind"] == "delta"])
