@@ -226,29 +226,41 @@ static int scenario_signal(const char *mode) {
 
 /* ---- fork with a timer ------------------------------------------------- */
 
+/* Forks the way CPython asks an embedding host to; the child runs `child`
+ * and exits with its status; the parent waits (GIL released) and checks
+ * the child exited 0. */
+static void fork_and_check(int (*child)(void), int round) {
+  PyOS_BeforeFork();
+  pid_t pid = fork();
+  if (pid == 0) {
+    PyOS_AfterFork_Child();
+    _exit(child());
+  }
+  PyOS_AfterFork_Parent();
+  CHECK(pid > 0, "fork");
+  int st;
+  PyThreadState *ts = PyEval_SaveThread();
+  CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+  PyEval_RestoreThread(ts);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status %d", round, st);
+}
+
+/* The child counts only its own calls, and stops. */
+static int fork_timer_child(void) {
+  call0("work");
+  statsprof_stop(g_p);
+  uint64_t leaf = calls_of("leaf");
+  statsprof_destroy(g_p);
+  return leaf == 3 ? 0 : 4;
+}
+
 static int scenario_fork_timer(const char *mode) {
   (void)mode;
   exec_code(kWork);
   create_start("sink=none;interval=1ms;trigger=timer");
   for (int i = 0; i < g_iterations; i++) {
     call0("work");
-    PyOS_BeforeFork();
-    pid_t pid = fork();
-    if (pid == 0) {
-      PyOS_AfterFork_Child();
-      call0("work");
-      statsprof_stop(g_p);
-      uint64_t leaf = calls_of("leaf");
-      statsprof_destroy(g_p);
-      _exit(leaf == 3 ? 0 : 4);
-    }
-    PyOS_AfterFork_Parent();
-    CHECK(pid > 0, "fork");
-    int st;
-    PyThreadState *ts = PyEval_SaveThread();
-    CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
-    PyEval_RestoreThread(ts);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status %d", i, st);
+    fork_and_check(fork_timer_child, i);
   }
   statsprof_destroy(g_p);
   return 0;
@@ -323,7 +335,8 @@ static int run_server_child(void) {
   PyEval_RestoreThread(ts);
   statsprof_stop(g_p);
   statsprof_destroy(g_p);
-  return 0;
+  Py_XDECREF(g_ns);
+  return Py_FinalizeEx() == 0 ? 0 : 5;
 }
 
 /* The app enables the profiler at import in the parent (timer trigger),
@@ -334,22 +347,7 @@ static int scenario_prefork(const char *mode) {
   exec_code(kServer);
   create_start("sink=none;interval=1ms;trigger=timer;per_thread=on");
   for (int i = 0; i < 7; i++) call0("handler");
-  PyOS_BeforeFork();
-  pid_t pid = fork();
-  if (pid == 0) {
-    PyOS_AfterFork_Child();
-    int rc = run_server_child();
-    Py_XDECREF(g_ns);
-    Py_FinalizeEx();
-    _exit(rc);
-  }
-  PyOS_AfterFork_Parent();
-  CHECK(pid > 0, "fork");
-  int st;
-  PyThreadState *ts = PyEval_SaveThread();
-  CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
-  PyEval_RestoreThread(ts);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+  fork_and_check(run_server_child, 0);
   CHECK(calls_of("handler") == 7, "the parent counted %llu handler calls", (unsigned long long)calls_of("handler"));
   statsprof_destroy(g_p);
   return 0;

@@ -256,24 +256,32 @@ struct CThread {
   }
 };
 
-// The setprofile source installs the hook per thread state: a C thread's
-// new state is picked up at the next record (tick).
-TEST(Threads, CThreadIsPickedUpAtTheNextTick) {
-  void *ns = pyh::Exec("def from_c(): pass\n", "cthread.py");
+// Runs a C thread that calls from_c() `before` times (attaching itself
+// with `attach_with` after them, when given), waits while the main thread
+// ticks once (when `tick`), then calls it `after` times; stops p and
+// returns the calls of from_c() that p counted.
+uint64_t CallsFromCThread(statsprof *p, void *ns, statsprof *attach_with, int before, int after, bool tick) {
   PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
-  statsprof *p = Start("source=setprofile;sink=none;interval=0s");
   CThread t;
-  t.Run(fn, nullptr, 2, 5);
+  t.Run(fn, attach_with, before, after);
   t.WaitFor(1);
-  EXPECT_EQ(statsprof_tick(p), 1);  // picks the new thread state up
+  if (tick) EXPECT_EQ(statsprof_tick(p), 1);  // picks the new thread state up
   t.phase = 2;
   t.WaitFor(3);
   t.th.join();
   statsprof_stop(p);
   pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
   const statsprof_function_profile *f = pyh::Find(s.get(), "from_c");
-  ASSERT_NE(f, nullptr);
-  EXPECT_EQ(f->ncalls, 5u);  // the 2 calls before the tick were not seen
+  return f ? f->ncalls : 0;
+}
+
+// The setprofile source installs the hook per thread state: a C thread's
+// new state is picked up at the next record (tick); the 2 calls before it
+// are not seen.
+TEST(Threads, CThreadIsPickedUpAtTheNextTick) {
+  void *ns = pyh::Exec("def from_c(): pass\n", "cthread.py");
+  statsprof *p = Start("source=setprofile;sink=none;interval=0s");
+  EXPECT_EQ(CallsFromCThread(p, ns, nullptr, 2, 5, /*tick=*/true), 5u);
   statsprof_destroy(p);
   pyh::Release(ns);
 }
@@ -283,19 +291,8 @@ TEST(Threads, CThreadIsPickedUpAtTheNextTick) {
 // counted from its first call, with no tick and no statsprof_attach_thread.
 TEST(Threads, MonitoringCountsACThreadFromItsFirstCall) {
   void *ns = pyh::Exec("def from_c(): pass\n", "cthread3.py");
-  PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
   statsprof *p = Start("source=monitoring;sink=none");
-  CThread t;
-  t.Run(fn, nullptr, 2, 5);
-  t.WaitFor(1);
-  t.phase = 2;
-  t.WaitFor(3);
-  t.th.join();
-  statsprof_stop(p);
-  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
-  const statsprof_function_profile *f = pyh::Find(s.get(), "from_c");
-  ASSERT_NE(f, nullptr);
-  EXPECT_EQ(f->ncalls, 7u);
+  EXPECT_EQ(CallsFromCThread(p, ns, nullptr, 2, 5, /*tick=*/false), 7u);
   statsprof_destroy(p);
   pyh::Release(ns);
 }
@@ -303,18 +300,8 @@ TEST(Threads, MonitoringCountsACThreadFromItsFirstCall) {
 
 TEST(Threads, CThreadCanAttachItself) {
   void *ns = pyh::Exec("def from_c(): pass\n", "cthread2.py");
-  PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
   statsprof *p = Start();
-  CThread t;
-  t.Run(fn, p, 0, 3);
-  t.WaitFor(1);
-  t.phase = 2;
-  t.WaitFor(3);
-  t.th.join();
-  statsprof_stop(p);
-  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
-  ASSERT_NE(pyh::Find(s.get(), "from_c"), nullptr);
-  EXPECT_EQ(pyh::Find(s.get(), "from_c")->ncalls, 3u);
+  EXPECT_EQ(CallsFromCThread(p, ns, p, 0, 3, /*tick=*/false), 3u);
   statsprof_destroy(p);
   pyh::Release(ns);
 }
