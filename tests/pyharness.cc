@@ -117,7 +117,9 @@ def _pyh_key(code):
     return "%s:%d(%s)" % (code.co_filename, code.co_firstlineno, code.co_name)
 def _pyh_cprofile(fn, builtins):
     pr = cProfile.Profile(builtins=builtins)
-    pr.enable()
+    # builtins again: from 3.14 enable() with no arguments turns builtins
+    # back on (its argument-clinic default overrides the constructor's).
+    pr.enable(builtins=builtins)
     try:
         fn()
     except BaseException:

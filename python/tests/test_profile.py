@@ -33,6 +33,20 @@ CPROFILE_OWN = {
 }
 
 
+class CProfile(cProfile.Profile):
+    """cProfile.Profile(builtins=...) as documented on every version. From
+    3.14, enable() with no arguments turns builtins back on (its
+    argument-clinic default, builtins=True, overrides the constructor's
+    builtins=False); passing the value to enable() keeps it everywhere."""
+
+    def __init__(self, builtins=True):
+        super().__init__(builtins=builtins)
+        self._builtins = builtins
+
+    def enable(self):
+        super().enable(builtins=self._builtins)
+
+
 def counts(stats, drop=frozenset()):
     """{key: (cc, nc, {caller: (nc, cc)})} without the keys in `drop`."""
     out = {}
@@ -82,7 +96,7 @@ class ParityTest(unittest.TestCase):
         gc.collect()
         gc.disable()
         try:
-            want = counts(run_under(cProfile.Profile(builtins=self.builtins), fn), CPROFILE_OWN)
+            want = counts(run_under(CProfile(builtins=self.builtins), fn), CPROFILE_OWN)
             got = counts(run_under(statsprof.Profile(builtins=self.builtins, config=self.config), fn))
         finally:
             gc.enable()
@@ -543,7 +557,7 @@ class ParityTest(unittest.TestCase):
         p.create_stats()
         self.assertEqual(p.stats[("<string>", 1, "<module>")][:2], (2, 2))
         self.assertBuiltinCalls(p.stats, ("~", 0, "<built-in method builtins.len>"), 3)
-        c = cProfile.Profile(builtins=self.builtins)
+        c = CProfile(builtins=self.builtins)
         c.runcall(main)
         c.create_stats()
         self.assertEqual(c.stats[("<string>", 1, "<module>")][:2], (1, 1))
@@ -556,7 +570,7 @@ class ParityTest(unittest.TestCase):
         try:
             for method, args in (("runcall", (work, 10)),
                                  ("runctx", ("work(5)", {"work": work}, None))):
-                c = cProfile.Profile(builtins=self.builtins)
+                c = CProfile(builtins=self.builtins)
                 s = statsprof.Profile(builtins=self.builtins, config=self.config)
                 getattr(c, method)(*args)
                 getattr(s, method)(*args)
@@ -578,7 +592,7 @@ class ParityTest(unittest.TestCase):
 
         gc.disable()
         try:
-            c = cProfile.Profile(builtins=self.builtins)
+            c = CProfile(builtins=self.builtins)
             with c:
                 work()
             c.create_stats()
