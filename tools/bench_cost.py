@@ -29,6 +29,9 @@ OWN_GOAL, OWN_WORKLOADS = 0.25, ("game", "fib", "ast", "difflib")
 ADDED_GOAL = 0.6
 OFF_GOAL, OFF_WORKLOADS = 1.3, ("game", "ast", "difflib", "docutils")
 TT_GOAL = (0.8, 1.25)
+# A total_tt whose least preempted round still waited longer than this share
+# of its CPU time for a CPU is shown but not judged.
+TT_WAIT_MAX = 0.25
 
 MODE_TITLES = {
     "none": "no hook",
@@ -89,6 +92,15 @@ def default_source(info):
     return info["mode_info"]["statsprof"]["source"]
 
 
+def events_of(mode_info, counts):
+    """The events a mode is counted per: every event PyEval_SetProfile
+    delivers (builtins on, or the setprofile source, which delivers the C
+    calls either way), else the Python calls and returns."""
+    if mode_info["builtins"] or mode_info["source"] == "setprofile":
+        return counts["events"]
+    return counts["py_events"]
+
+
 # ---- wall-clock (CPU time) results -------------------------------------------------
 
 def summarize_timing(records, clock="cpu"):
@@ -118,19 +130,22 @@ def summarize_timing(records, clock="cpu"):
                 # ms often runs undisturbed in some round even when no whole
                 # call does.
                 best = sum(min(u[i] for u in units) for i in range(len(units[0])))
-            # total_tt is wall time, as the profilers measure it, and a busy
-            # machine inflates it with the call's wall time: take it as a share
-            # of the same call's wall time (median over rounds), which
-            # preemption leaves alone, and scale that by the steady time.
-            shares = sorted(r["total_tt"] / r["seconds"] for r in rs
-                            if r["total_tt"] >= 0 and r["seconds"] > 0)
+            # total_tt is wall time, as the profilers measure it: time spent
+            # preempted lands in it, and compensation subtracts a fixed cost
+            # per event, so preemption is not cancelled by taking a share of
+            # the call's wall time. Take the round that waited least, its
+            # total_tt as a share of its wall time, scaled by the steady time,
+            # and keep how long it waited.
+            timed = [r for r in rs if r["total_tt"] >= 0 and r["seconds"] > 0 and r["cpu_seconds"] > 0]
+            quiet = min(timed, key=lambda r: r["seconds"] / r["cpu_seconds"]) if timed else None
             rows[m] = {"t": best, "t_call": call_best, "units": len(units[0]),
                        "spread": (median - call_best) / call_best if call_best else 0,
                        "rounds": [r[key] for r in rs],
-                       "tt_share": shares[len(shares) // 2] if shares else None}
+                       "tt_share": quiet["total_tt"] / quiet["seconds"] if quiet else None,
+                       "tt_waited": quiet["seconds"] / quiet["cpu_seconds"] - 1 if quiet else None}
         none = rows["none"]["t"]
         for m, r in rows.items():
-            ev = c["events"] if mi[m]["builtins"] or mi[m]["source"] == "setprofile" else c["py_events"]
+            ev = events_of(mi[m], c)
             floor = mi[m]["floor"]
             r["x"] = r["t"] / none
             r["tt_ratio"] = r["tt_share"] * r["x"] if r["tt_share"] is not None else None
@@ -187,6 +202,16 @@ def _ok_off(x):
 
 def _ok_tt(x):
     return TT_GOAL[0] <= x <= TT_GOAL[1]
+
+
+def tt_cell(r, judged):
+    """total_tt / unprofiled time, judged against TT_GOAL unless even the
+    least preempted round waited too long for a CPU."""
+    if not r or r.get("tt_ratio") is None:
+        return "—"
+    if r["tt_waited"] > TT_WAIT_MAX:
+        return "%.2f× (waited %.0f%%)" % (r["tt_ratio"], r["tt_waited"] * 100)
+    return goal(r["tt_ratio"], _ok_tt) if judged else times(r["tt_ratio"])
 
 
 def _source_table(s, sp, floor_name, cp):
@@ -298,12 +323,15 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
                 if m in modes]
     lines.append("#### Compensation: total_tt / unprofiled time (goal %.2f–%.2f with "
                  "compensate=on)\n" % TT_GOAL)
+    lines.append("From the round that waited least for a CPU; where even that one waited "
+                 "more than %.0f%% of its CPU time, the value is shown with that wait and not "
+                 "judged (profilers measure wall time: waiting inflates it).\n"
+                 % (TT_WAIT_MAX * 100))
     rows = []
     for res in s["workloads"]:
         pm = res["modes"]
         rows.append([res["workload"]] + [
-            goal(pm.get(m, {}).get("tt_ratio"), _ok_tt) if m in STATSPROF_COMPENSATED
-            else times(pm.get(m, {}).get("tt_ratio")) for m in tt_modes])
+            tt_cell(pm.get(m), m in STATSPROF_COMPENSATED) for m in tt_modes])
     lines.append(table(["workload"] + [MODE_TITLES[m] for m in tt_modes], rows))
     lines.append("")
 
@@ -323,7 +351,7 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
                          "%.0f%%" % (r["spread"] * 100),
                          times(r["x"]) if m != "none" else "—", f(r["over_none_ns"]),
                          f(r["own_ns"]), times(r["vs_cprofile_own"]) if m in PROFILERS else "—",
-                         times(r["tt_ratio"])])
+                         tt_cell(r, False)])
     lines.append(table(hdr, rows, ["l", "l", "l"] + ["r"] * 8))
     lines.append("")
 
@@ -425,8 +453,11 @@ TIMING_NOTES = (
     "of the same work. 1× is a profile whose times add up to the program's real time; "
     "cProfile and yappi report their overhead (floor included) as program time, "
     "statsprof's compensate=on subtracts a per-event cost calibrated once per process and "
-    "source. Profilers measure wall time, so total_tt is taken as a share of the same "
-    "call's wall time (median over rounds) times the mode's slowdown.\n"
+    "source. Profilers measure wall time, and time spent preempted lands in it whole "
+    "while compensation subtracts a fixed cost per event, so it is taken from the round "
+    "with the least preemption (wall / CPU time), as a share of that call's wall time "
+    "times the mode's slowdown; *waited N%%* marks a value whose best round still waited "
+    "that long.\n"
     "- Each measured call uses a fresh profiler, so first-sight work (labels, table "
     "entries; on 3.12+ instrumenting each code object for the mode's events) is "
     "included. Each call is preceded by gc.collect(), and no hook by an unmeasured call "
@@ -460,6 +491,7 @@ def short_fn(name):
     name = re.sub(r"^.*?/Python-\d+\.\d+\.\d+[^/]*/(\./)?", "", name)  # a CPython build tree
     name = re.sub(r"^(\./)?build-[\w-]+/\.\./", "", name)  # Debian's libpython
     name = re.sub(r"^\./", "", name)
+    name = re.sub(r"'\d+$", "", name)  # callgrind's recursion depth: f'2 is f
     return re.sub(r"^\?\?\?:", "", name)
 
 
@@ -472,21 +504,21 @@ def self_costs(path):
         m = ANNOTATE_LINE.match(line)
         if m:
             fn = short_fn(m.group(2))
+            if re.fullmatch(r"0x[0-9a-f]+", fn):
+                fn = "(functions without symbols)"
             key = "%s [%s]" % (fn, os.path.basename(m.group(3)))
             costs[key] = costs.get(key, 0) + int(m.group(1).replace(",", ""))
     return costs
 
 
 # Which per-function differences the callgrind section explains: (title, mode,
-# minus mode, events key).
+# minus mode); per the events of the first mode (events_of).
 CG_BREAKDOWNS = [
-    ("the floor: CPython's callback machinery (empty callbacks − no hook)", "FLOOR", "none",
-     "events"),
-    ("statsprof's own (statsprof − its floor)", "statsprof", "FLOOR", "events"),
-    ("cProfile's own (cProfile − its floor)", "cprofile", "FLOOR_CP", "events"),
-    ("the builtins=off floor (empty PY_* callbacks − no hook)", "empty_mon_py", "none",
-     "py_events"),
-    ("statsprof builtins=off's own (− its floor)", "statsprof_nob", "FLOOR_NOB", "py_events"),
+    ("the floor: CPython's callback machinery (empty callbacks − no hook)", "FLOOR", "none"),
+    ("statsprof's own (statsprof − its floor)", "statsprof", "FLOOR"),
+    ("cProfile's own (cProfile − its floor)", "cprofile", "FLOOR_CP"),
+    ("the builtins=off floor (empty PY_* callbacks − no hook)", "empty_mon_py", "none"),
+    ("statsprof builtins=off's own (− its floor)", "statsprof_nob", "FLOOR_NOB"),
 ]
 
 
@@ -501,7 +533,7 @@ def summarize_callgrind(info, events, dumps, annotate=True, top=14):
         for m in info["modes"]:
             if (w, m) not in dumps:
                 continue
-            n = ev["events"] if mi[m]["builtins"] or mi[m]["source"] == "setprofile" else ev["py_events"]
+            n = events_of(mi[m], ev)
             ir = dumps[(w, m)][1]
             fl = mi[m]["floor"]
             per[m] = {"ir": ir, "per_ev": ir / n,
@@ -526,7 +558,7 @@ def summarize_callgrind(info, events, dumps, annotate=True, top=14):
                 cache[(w, m)] = self_costs(dumps[(w, m)][0])
             return cache[(w, m)]
 
-        for title, mode, minus, evkey in CG_BREAKDOWNS:
+        for title, mode, minus in CG_BREAKDOWNS:
             mode = {"FLOOR": mi["statsprof"]["floor"]}.get(mode, mode)
             minus = {"FLOOR": mi["statsprof"]["floor"], "FLOOR_CP": mi["cprofile"]["floor"],
                      "FLOOR_NOB": mi.get("statsprof_nob", {}).get("floor")}.get(minus, minus)
@@ -536,7 +568,7 @@ def summarize_callgrind(info, events, dumps, annotate=True, top=14):
             for w, ev in events.items():
                 if (w, mode) not in dumps or (w, minus) not in dumps:
                     continue
-                total_events += ev[evkey]
+                total_events += events_of(mi[mode], ev)
                 a, b = costs(w, mode), costs(w, minus)
                 ta, tb = dumps[(w, mode)][1], dumps[(w, minus)][1]
                 for k in set(a) | set(b):
@@ -707,12 +739,15 @@ def render_summary(saved):
     for v, t, by in _timings(saved):
         row = [v]
         for m in STATSPROF_COMPENSATED:
-            vals = [pm[m]["tt_ratio"] for pm in by.values() if m in pm and pm[m]["tt_ratio"]]
+            rs = [pm[m] for pm in by.values() if m in pm and pm[m]["tt_ratio"]]
+            vals = [r["tt_ratio"] for r in rs if r["tt_waited"] <= TT_WAIT_MAX]
+            waited = len(rs) - len(vals)
             if not vals:
-                row.append("—")
+                row.append("— (%d preempted)" % waited if waited else "—")
                 continue
             ok = all(_ok_tt(x) for x in vals)
-            row.append(_range(vals) + (" ✓" if ok else " **✗**"))
+            row.append(_range(vals) + (" ✓" if ok else " **✗**")
+                       + (" (%d of %d preempted)" % (waited, len(rs)) if waited else ""))
         rows.append(row)
     lines.append(table(hdr, rows))
     return "\n".join(lines)

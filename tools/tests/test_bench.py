@@ -116,6 +116,21 @@ class TimingNumbers(unittest.TestCase):
         self.assertAlmostEqual(self.pm["cprofile"]["tt_ratio"], 3.0)
         self.assertIsNone(self.pm["none"]["tt_ratio"])
 
+    def test_total_tt_from_the_least_preempted_round(self):
+        recs = records({"none": [100], "statsprof": [180, 190]}, tt={"statsprof": 0.5})
+        times = [r for r in recs if r.get("mode") == "statsprof"]
+        # Round 0 waited as long as it ran (wall 2x CPU), round 1 10%; only
+        # round 1 counts: 0.4 of its wall time, times the slowdown 1.8.
+        times[0]["seconds"] = 0.360
+        times[1].update(seconds=0.209, total_tt=0.4 * 0.209)
+        r = bench_cost.summarize_timing(recs)["workloads"][0]["modes"]["statsprof"]
+        self.assertAlmostEqual(r["tt_waited"], 0.1)
+        self.assertAlmostEqual(r["tt_ratio"], 0.72)
+        self.assertEqual(bench_cost.tt_cell(r, True), "0.72× **✗**")
+        times[1]["seconds"] = 0.380  # both waited: round 0 (0.09 of 0.36 s) x 1.8
+        r = bench_cost.summarize_timing(recs)["workloads"][0]["modes"]["statsprof"]
+        self.assertEqual(bench_cost.tt_cell(r, True), "0.45× (waited 100%)")
+
     def test_goal_marks(self):
         text = bench_cost.render_timing(self.s, [("CPU", "test")], "tools/bench --test", 40,
                                         "cpu", None)
