@@ -139,6 +139,7 @@ def summarize_timing(records, clock="cpu"):
             timed = [r for r in rs if r["total_tt"] >= 0 and r["seconds"] > 0 and r["cpu_seconds"] > 0]
             quiet = min(timed, key=lambda r: r["seconds"] / r["cpu_seconds"]) if timed else None
             rows[m] = {"t": best, "t_call": call_best, "units": len(units[0]),
+                       "c_functions": max(r.get("c_functions", -1) for r in rs),
                        "spread": (median - call_best) / call_best if call_best else 0,
                        "rounds": [r[key] for r in rs],
                        "tt_share": quiet["total_tt"] / quiet["seconds"] if quiet else None,
@@ -256,6 +257,13 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
     else:
         lines.append("- **Third-party workload**: none (docutils is not importable here)")
     lines.append("")
+    # cProfile(builtins=False) must not have profiled C functions (from 3.14 an
+    # enable() without arguments turned them back on).
+    leaks = sorted({res["workload"] for res in s["workloads"]
+                    if res["modes"].get("cprofile_nob", {}).get("c_functions", 0) > 0})
+    if leaks:
+        lines.append("> **cProfile(builtins=False) profiled C functions** on %s: its numbers "
+                     "are cProfile with builtins.\n" % ", ".join(leaks))
     worst = max((r["spread"], res["workload"], m) for res in s["workloads"]
                 for m, r in res["modes"].items())
     if worst[0] > 0.25:

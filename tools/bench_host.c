@@ -348,12 +348,14 @@ static void gc_collect(void) {
 }
 
 /* One measured call of `run` in mode `m`: wall seconds, its thread CPU
- * seconds in *cpu, and the profiler's own total_tt (sum of tottime) in
- * *total_tt, or -1 where there is none. */
+ * seconds in *cpu, the profiler's own total_tt (sum of tottime) in
+ * *total_tt, or -1 where there is none, and for cProfile the number of C
+ * functions in its profile in *c_functions (else -1). */
 static double measure(const mode_def *m, PyObject *run, double *cpu, double *total_tt,
-                      int callgrind, const char *label) {
+                      long *c_functions, int callgrind, const char *label) {
   gc_collect();
   *total_tt = -1;
+  *c_functions = -1;
   PyObject *prof = NULL;
   statsprof *sp = NULL;
 
@@ -377,7 +379,17 @@ static double measure(const mode_def *m, PyObject *run, double *cpu, double *tot
       Py_DECREF(cls);
       Py_DECREF(kw);
       Py_DECREF(args);
-      Py_DECREF(call_method(prof, "enable", NULL));
+      /* builtins again in enable(): from 3.14 enable() with no arguments
+       * turns them back on whatever Profile(builtins=) said. */
+      PyObject *enable = PyObject_GetAttrString(prof, "enable");
+      PyObject *ekw = Py_BuildValue("{s:O}", "builtins", m->builtins ? Py_True : Py_False);
+      PyObject *eargs = PyTuple_New(0);
+      PyObject *res = enable && ekw && eargs ? PyObject_Call(enable, eargs, ekw) : NULL;
+      if (!res) die_python("cProfile.Profile.enable");
+      Py_DECREF(res);
+      Py_DECREF(enable);
+      Py_DECREF(ekw);
+      Py_DECREF(eargs);
       break;
     }
     case K_YAPPI:
@@ -446,6 +458,17 @@ static double measure(const mode_def *m, PyObject *run, double *cpu, double *tot
       if (!tt) die_python("pstats.Stats.total_tt");
       *total_tt = PyFloat_AsDouble(tt);
       Py_DECREF(tt);
+      /* C functions in the profile: their file is "~". */
+      PyObject *stats = PyObject_GetAttrString(st, "stats");
+      if (!stats || !PyDict_Check(stats)) die_python("pstats.Stats.stats");
+      *c_functions = 0;
+      PyObject *key, *value;
+      for (Py_ssize_t pos = 0; PyDict_Next(stats, &pos, &key, &value);) {
+        PyObject *file = PyTuple_Check(key) && PyTuple_Size(key) == 3 ? PyTuple_GetItem(key, 0) : NULL;
+        if (file && PyUnicode_Check(file) && PyUnicode_CompareWithASCIIString(file, "~") == 0)
+          ++*c_functions;
+      }
+      Py_DECREF(stats);
       Py_DECREF(st);
       Py_DECREF(prof);
       break;
@@ -540,14 +563,16 @@ static void bench_workload(PyObject *workloads, const char *name, const char *si
        * should not pay for undoing the previous mode's. */
       if (m->kind == K_NONE) call_noargs(run);
       double tt, cpu;
-      double secs = measure(m, run, &cpu, &tt, callgrind, label);
+      long cfuncs;
+      double secs = measure(m, run, &cpu, &tt, &cfuncs, callgrind, label);
       if (callgrind) {
         printf("{\"kind\":\"callgrind\",\"workload\":\"%s\",\"mode\":\"%s\",\"label\":\"%s\"}\n",
                name, m->name, label);
       } else {
         printf("{\"kind\":\"time\",\"workload\":\"%s\",\"mode\":\"%s\",\"round\":%d,"
-               "\"seconds\":%.9g,\"cpu_seconds\":%.9g,\"total_tt\":%.9g,\"units\":[",
-               name, m->name, r, secs, cpu, tt);
+               "\"seconds\":%.9g,\"cpu_seconds\":%.9g,\"total_tt\":%.9g,\"c_functions\":%ld,"
+               "\"units\":[",
+               name, m->name, r, secs, cpu, tt, cfuncs);
         for (int i = 0; i < g_nunits; i++) printf("%s%.6g", i ? "," : "", g_unit_stamp[i]);
         printf("]}\n");
       }

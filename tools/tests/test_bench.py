@@ -216,14 +216,15 @@ class SavedResults(unittest.TestCase):
         saved = {"kind": "timing", "version": "3.13", "records": recs}
         packed = bench.pack(saved)
         self.assertEqual([r["kind"] for r in packed["records"]], ["info", "workload"])
-        self.assertEqual(packed["times"]["game"]["none"][0], [0, 0.10012, 0.10012, -1.0, [0.10012]])
+        self.assertEqual(packed["times"]["game"]["none"][0],
+                         [0, 0.10012, 0.10012, -1.0, [0.10012], -1])
         back = bench.unpack(json.loads(json.dumps(packed)))
         times = sorted((r for r in back["records"] if r["kind"] == "time"),
                        key=lambda r: (r["mode"], r["round"]))
         self.assertEqual(len(times), 4)
         self.assertEqual(times[2], {"kind": "time", "workload": "game", "mode": "statsprof",
                                     "round": 0, "seconds": 0.18, "cpu_seconds": 0.18,
-                                    "total_tt": 0.09, "units": [0.18]})
+                                    "total_tt": 0.09, "units": [0.18], "c_functions": -1})
 
 
 class CallgrindNames(unittest.TestCase):
@@ -318,6 +319,9 @@ class BenchHost(unittest.TestCase):
             self.assertGreater(t["cpu_seconds"], 0, m)
             has_tt = m.startswith(("cprofile", "statsprof", "yappi"))
             self.assertEqual(t["total_tt"] >= 0, has_tt, m)
+            # cProfile's profile holds bench_unit() with builtins, nothing in C without.
+            want_c = {"cprofile": 1, "cprofile_nob": 0}.get(m, -1)
+            self.assertEqual(t["c_functions"], want_c, m)
             # One unit (one repetition), which is the whole call.
             self.assertEqual(len(t["units"]), 1, m)
             self.assertAlmostEqual(t["units"][0], t["cpu_seconds"], delta=t["cpu_seconds"] * 1e-5)
