@@ -496,6 +496,7 @@ def short_fn(name):
     """A function as callgrind_annotate names it, without build directories:
     `lib/hook.c:enter`, `Python/ceval.c:_PyEval_EvalFrameDefault`."""
     name = name.replace("/proc/self/cwd/", "")
+    name = re.sub(r"^/build/reproducible-path/[^/]+/", "", name)  # Debian sid's packages
     name = re.sub(r"^.*?/Python-\d+\.\d+\.\d+[^/]*/(\./)?", "", name)  # a CPython build tree
     name = re.sub(r"^(\./)?build-[\w-]+/\.\./", "", name)  # Debian's libpython
     name = re.sub(r"^\./", "", name)
@@ -651,7 +652,7 @@ def render_callgrind(c, machine, cmd, valgrind):
         for b in c["breakdowns"]:
             lines.append("*%s*:\n" % b["title"])
             lines.append(table(["function", "Ir/event"],
-                               [["`%s`" % k, "%.1f" % v] for k, v in b["rows"]]
+                               [["`%s`" % short_fn(k), "%.1f" % v] for k, v in b["rows"]]
                                + [["*all functions*", "%.1f" % b["total"]]]))
             lines.append("")
     lines.append("#### How to read this\n")
