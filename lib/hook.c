@@ -572,6 +572,8 @@ static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t 
 }
 
 static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)args; /* the frame that returns is the top of this thread's stack */
+  (void)nargs;
   statsprof *p = mon_profiler(self);
   statsprof__thread *t;
   if (p && p->mon_on && (t = mon_thread(p))) leave_at(t, p, now(p), p->cost_py, p->own_scale);
