@@ -142,7 +142,7 @@ struct statsprof__iframe311 {
   PyObject *f_func, *f_globals, *f_builtins, *f_locals;
   PyCodeObject *f_code;
 };
-struct statsprof__frame311 {
+struct statsprof__pyframe311 {
   PyObject_HEAD
   PyFrameObject *f_back;
   struct statsprof__iframe311 *f_frame;
@@ -153,7 +153,7 @@ struct statsprof__extra311 {
 };
 
 static inline PyCodeObject *frame_code(PyFrameObject *frame) {
-  return ((struct statsprof__frame311 *)frame)->f_frame->f_code;
+  return ((struct statsprof__pyframe311 *)frame)->f_frame->f_code;
 }
 
 static inline void *code_extra(PyCodeObject *co) {
@@ -261,7 +261,7 @@ static inline uint64_t now(const statsprof *p) {
 /* Makes room for one more frame; -1 on OOM. */
 static __attribute__((noinline)) int thread_grow(statsprof__thread *t) {
   uint32_t cap = t->cap ? t->cap * 2 : 128;
-  statsprof__frame *s = PyMem_RawRealloc(t->stack, cap * sizeof *s);
+  statsprof__callframe *s = PyMem_RawRealloc(t->stack, cap * sizeof *s);
   if (!s) return -1;
   t->stack = s;
   t->cap = cap;
@@ -308,7 +308,7 @@ static inline __attribute__((always_inline)) void enter(statsprof__thread *t, st
     return;
   }
   uint32_t eid = t->depth ? edge_of(p, t->stack[t->depth - 1].entry, idx) : STATSPROF__NONE;
-  statsprof__frame *f = &t->stack[t->depth++];
+  statsprof__callframe *f = &t->stack[t->depth++];
   f->entry = idx;
   f->edge = eid;
   f->subt = 0;
@@ -342,7 +342,7 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
     return;
   }
   if (t->depth == 0) return; /* a frame entered before we attached */
-  statsprof__frame *f = &t->stack[--t->depth];
+  statsprof__callframe *f = &t->stack[--t->depth];
   /* Compensation: the profile events inside this frame (its descendants'
    * calls and returns, and its own return) cost the profiler this much
    * time, which the frame would not have spent unprofiled. */
@@ -421,7 +421,7 @@ statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner) {
     if (t->prev) t->prev->next = t->next;
     else p->pool = t->next;
     if (t->next) t->next->prev = t->prev;
-    statsprof__frame *stack = t->stack;
+    statsprof__callframe *stack = t->stack;
     uint32_t cap = t->cap;
     memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
     t->stack = stack;

@@ -246,14 +246,16 @@ void statsprof__table_clear_counts(statsprof__table *t);
 
 /* ---- hook.c ------------------------------------------------------------ */
 
-typedef struct statsprof__frame {
+/* One Python call on a thread's profiled call stack (not a host frame
+ * marker: those are frame.c's). */
+typedef struct statsprof__callframe {
   uint64_t t0;
   uint64_t subt; /* time spent in callees */
   uint64_t spent0; /* the thread's profiler cost (spent) at entry */
   uint64_t removed; /* time the bytecode scale took from callees' subtrees */
   uint32_t entry;
   uint32_t edge;
-} statsprof__frame;
+} statsprof__callframe;
 
 /* Per-thread state: the object installed as the profile function's `obj`,
  * so the hook finds its thread's stack without any lookup. Owned by the
@@ -261,7 +263,7 @@ typedef struct statsprof__frame {
 typedef struct statsprof__thread {
   PyObject_HEAD
   statsprof *p;
-  statsprof__frame *stack;
+  statsprof__callframe *stack;
   uint32_t depth, cap;
   uint32_t skipped;       /* calls not pushed (stack allocation failed) */
   uint32_t slot;          /* this thread's slot in the table */
