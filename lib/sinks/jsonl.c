@@ -225,7 +225,7 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   /* Until we hold the lock of the file that is at PATH (other writers may
    * rotate it meanwhile), within the stall limit. */
   int64_t deadline = statsprof__mono_ns() + (int64_t)STATSPROF__STALL_MS * 1000000;
-  int rotations = 0;
+  int rotations = 0, follows = 0;
   for (;;) {
     if (s->fd < 0 && open_file(s) != 0) {
       rc = fail(s, "cannot open for appending", errno);
@@ -243,7 +243,10 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
     }
     if (path_moved(s)) { /* another writer rotated PATH, or logrotate moved it: follow */
       leave_file(s);     /* and its lock */
-      if (statsprof__mono_ns() > deadline) {
+      /* Following a rotation or two is normal however slow the machine
+       * (each lock wait has its own limit); only a PATH replaced again and
+       * again is given up on. */
+      if (++follows > 4 && statsprof__mono_ns() > deadline) {
         statsprof__sink_fail("'%s' kept being replaced for 1 s", s->qpath);
         rc = STATSPROF_EIO;
         break;
