@@ -29,16 +29,16 @@ static uint64_t g_hook_epoch;  /* interpreter the Python hook is registered in *
 
 static void atfork_prepare(void) {
   pthread_mutex_lock(&g_lock);
-  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(p, 0);
+  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 0);
 }
 
 static void atfork_parent(void) {
-  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(p, 1);
+  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 1);
   pthread_mutex_unlock(&g_lock);
 }
 
 static void atfork_child(void) {
-  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(p, 2);
+  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 2);
   pthread_mutex_init(&g_lock, NULL);
 }
 
@@ -83,7 +83,8 @@ static void child_reset(statsprof *p) {
   p->observed_s = p->overhead_s = 0;
   p->next_tick = statsprof__ticks() + p->interval_ticks;
   p->busy = 0; /* a call in progress at fork belongs to the parent's thread */
-  if (p->running) statsprof__timer_after_fork(p);
+  if (p->running && statsprof__timer_after_fork(&p->timer))
+    statsprof__logf(&p->log, "trigger=timer: cannot start the timer thread in the forked child");
 }
 
 static PyObject *after_fork_child(PyObject *self, PyObject *unused) {

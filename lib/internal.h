@@ -476,6 +476,47 @@ void statsprof__sink_blame(const char *arg, const char *at);
  * the writer right after. */
 void statsprof__sink_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- timer.c: trigger=timer ------------------------------------------ */
+
+/* What the timer thread runs at each wake, with the GIL held: the
+ * profiler's tick. Returns how long to sleep before the next wake (ns). */
+typedef int64_t (*statsprof__timer_fn)(void *arg);
+
+/* A thread that calls fn every so often (see timer.c). Started, stopped
+ * and kicked by the host's threads under the GIL; the thread itself reads
+ * fn/arg/interval_ns (fixed while it runs) and the flags under `lock`. */
+typedef struct statsprof__timer {
+  int64_t interval_ns;     /* config: the first sleep, and the sleep when stopping */
+  statsprof__timer_fn fn;  /* set by start, before the thread exists */
+  void *arg;
+  pthread_t thread;
+  pthread_mutex_t lock;    /* guards stop and kick; held across fork() */
+  pthread_cond_t cond;
+  int sync_init;           /* lock and cond exist */
+  int running;             /* a thread was started and not yet joined */
+  int stop, kick;          /* under lock: end the thread / replan now */
+  pid_t pid;               /* the process that started the thread */
+  PyObject *atexit;        /* the atexit callback that stops the thread */
+} statsprof__timer;
+
+void statsprof__timer_init(statsprof__timer *t, int64_t interval_ns);
+void statsprof__timer_free(statsprof__timer *t);
+/* Starts the thread, which will call fn(arg); registers an atexit
+ * callback that stops it before Py_Finalize. GIL held. On failure returns
+ * STATSPROF_EPYTHON or STATSPROF_ENOMEM and says why in *why. */
+int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *arg, const char **why);
+/* Stops and joins the thread (releasing the GIL while it waits). */
+void statsprof__timer_stop(statsprof__timer *t);
+/* Makes the thread plan its next wake now (e.g. the first window's end,
+ * which start sets after the thread began waiting). */
+void statsprof__timer_kick(statsprof__timer *t);
+/* fork: phase 0 before fork (holds the timer's lock), 1 in the parent
+ * after it, 2 in the child (new lock and condition, no thread). */
+void statsprof__timer_atfork(statsprof__timer *t, int phase);
+/* In a forked child, once Python is whole: a new thread if the parent had
+ * one. -1 when it could not start. GIL. */
+int statsprof__timer_after_fork(statsprof__timer *t);
+
 /* ---- the handle -------------------------------------------------------- */
 
 struct statsprof {
@@ -535,13 +576,7 @@ struct statsprof {
   uint64_t window_start, duty_boundary; /* ticks */
   double observed_s, overhead_s; /* since the last delta record */
 
-  /* trigger=timer (timer.c) */
-  pthread_t timer_thread;
-  pthread_mutex_t timer_lock;
-  pthread_cond_t timer_cond;
-  int timer_init, timer_running, timer_stop, timer_kick;
-  pid_t timer_pid;
-  PyObject *timer_atexit;
+  statsprof__timer timer; /* trigger=timer */
 
   struct statsprof *next_profiler; /* every profiler of the process (fork.c) */
 
@@ -562,15 +597,6 @@ void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec);
 int statsprof__enter(statsprof *p, const char *fn);
 void statsprof__leave(statsprof *p);
 
-/* What tick does when a record is due: pick up new threads, emit. GIL. */
-int statsprof__emit_due(statsprof *p, int from_timer);
-int statsprof__timer_start(statsprof *p);
-void statsprof__timer_stop(statsprof *p);
-/* fork: phase 0 before fork (holds the timer's lock), 1 in the parent
- * after it, 2 in the child (new lock and condition, no thread). */
-void statsprof__timer_atfork(statsprof *p, int phase);
-/* In a forked child, once Python is whole: a new timer thread. GIL. */
-void statsprof__timer_after_fork(statsprof *p);
 
 /* fork.c: every profiler is known to the fork handlers while it exists. */
 void statsprof__fork_track(statsprof *p, int add);
@@ -578,9 +604,6 @@ void statsprof__fork_track(statsprof *p, int add);
  * imports os. -1 when it could not. GIL. */
 int statsprof__fork_hook(void);
 
-/* Makes the timer thread plan its next wake now (e.g. the first window's
- * end, which start sets after the thread began waiting). */
-void statsprof__timer_kick(statsprof *p);
 
 /* Records a formatted message on p (or the thread's create message). */
 int statsprof__error(statsprof *p, int code, const char *fmt, ...)

@@ -38,10 +38,7 @@ static void free_all(statsprof *p) {
   free(p->frame_entries);
   free(p->frame_edges);
   free(p->frame_times);
-  if (p->timer_init) {
-    pthread_mutex_destroy(&p->timer_lock);
-    pthread_cond_destroy(&p->timer_cond);
-  }
+  statsprof__timer_free(&p->timer);
   statsprof__snapshot_state_free(&p->snap);
   statsprof__table_free(&p->table);
   statsprof__config_free(&p->config);
@@ -95,6 +92,7 @@ int statsprof_create(const char *config, statsprof **out) {
     free_all(p);
     return rc;
   }
+  statsprof__timer_init(&p->timer, p->config.interval_ns);
   statsprof__fork_track(p, 1);
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
@@ -140,6 +138,7 @@ int statsprof__enter(statsprof *p, const char *fn) {
 void statsprof__leave(statsprof *p) { p->busy = 0; }
 
 static int stop_locked(statsprof *p);
+static int64_t timer_tick(void *arg);
 
 static int start_locked(statsprof *p) {
   if (!Py_IsInitialized())
@@ -168,7 +167,9 @@ static int start_locked(statsprof *p) {
   if (statsprof__fork_hook())
     statsprof__log("cannot register an after-fork handler: a forked child keeps the parent's counts");
   /* The timer's atexit registration imports: also before attaching. */
-  if (p->config.trigger_timer && (rc = statsprof__timer_start(p)) != 0) {
+  const char *why;
+  if (p->config.trigger_timer && (rc = statsprof__timer_start(&p->timer, timer_tick, p, &why)) != 0) {
+    statsprof__error(p, rc, "trigger=timer: %s", why);
     p->running = 0;
     statsprof__threading_hook(p, 0);
     return rc;
@@ -177,7 +178,7 @@ static int start_locked(statsprof *p) {
   if (statsprof__duty_enabled(p)) statsprof__duty_start(p);
   else rc = statsprof__attach_all(p, 1);
   plan_next(p);
-  statsprof__timer_kick(p);
+  statsprof__timer_kick(&p->timer);
   if (rc) {
     stop_locked(p);
     return rc;
@@ -334,7 +335,8 @@ static int emit_due_locked(statsprof *p, int from_timer) {
   return rc;
 }
 
-int statsprof__emit_due(statsprof *p, int from_timer) {
+/* What tick does when a record is due: pick up new threads, emit. GIL. */
+static int emit_due(statsprof *p, int from_timer) {
   if (p->busy) return 0; /* the call in progress finishes first */
   p->busy = 1;
   int rc = emit_due_locked(p, from_timer);
@@ -342,10 +344,20 @@ int statsprof__emit_due(statsprof *p, int from_timer) {
   return rc;
 }
 
+/* The timer thread's wake (GIL held): what tick does, then how long until
+ * the next record or production-mode window edge. */
+static int64_t timer_tick(void *arg) {
+  statsprof *p = arg;
+  if (!p->running) return p->config.interval_ns;
+  emit_due(p, 1);
+  uint64_t now = statsprof__ticks();
+  return p->next_due > now ? (int64_t)((double)(p->next_due - now) * statsprof__clock_sec_per_tick * 1e9) : 0;
+}
+
 int statsprof_tick(statsprof *p) {
   if (!p) return STATSPROF_EINVAL;
   if (statsprof__ticks() < p->next_due || !p->running) return 0;
-  return statsprof__emit_due(p, 0);
+  return emit_due(p, 0);
 }
 
 int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_stats_profile **out) {
@@ -389,7 +401,7 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
 
 static int stop_locked(statsprof *p) {
   if (!p->running) return 0;
-  statsprof__timer_stop(p);
+  statsprof__timer_stop(&p->timer);
   statsprof__duty_stop(p);
   p->running = 0;
   statsprof__detach_all(p);

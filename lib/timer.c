@@ -3,8 +3,9 @@
  *
  * DESIGN
  * The thread sleeps on a condition variable with a deadline; at each
- * deadline it takes the GIL (PyGILState_Ensure), does what statsprof_tick
- * does, and lets the GIL go. Stopping sets a flag, signals, and joins with
+ * deadline it takes the GIL (PyGILState_Ensure), calls the function it was
+ * started with (the profiler's "what tick does", which says how long to
+ * sleep next), and lets the GIL go. It knows nothing of the profiler. Stopping sets a flag, signals, and joins with
  * the GIL released (the thread may be waiting for it). Py_Finalize must not
  * find the thread asking for the GIL, so start registers a Python atexit
  * callback that stops the thread while the interpreter is still whole; the
@@ -14,6 +15,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <time.h>
 
 #include "internal.h"
@@ -26,63 +28,56 @@ static void deadline_after(struct timespec *ts, int64_t ns) {
 }
 
 static void *timer_main(void *arg) {
-  statsprof *p = arg;
+  statsprof__timer *t = arg;
   struct timespec deadline;
-  pthread_mutex_lock(&p->timer_lock);
-  deadline_after(&deadline, p->config.interval_ns);
-  while (!p->timer_stop) {
-    int rc = pthread_cond_timedwait(&p->timer_cond, &p->timer_lock, &deadline);
-    if (p->timer_stop) break;
+  pthread_mutex_lock(&t->lock);
+  deadline_after(&deadline, t->interval_ns);
+  while (!t->stop) {
+    int rc = pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
+    if (t->stop) break;
     /* Woken early only to replan (statsprof__timer_kick). */
-    if (rc != ETIMEDOUT && !p->timer_kick) continue;
-    p->timer_kick = 0;
-    pthread_mutex_unlock(&p->timer_lock);
+    if (rc != ETIMEDOUT && !t->kick) continue;
+    t->kick = 0;
+    pthread_mutex_unlock(&t->lock);
     if (!Py_IsInitialized() || Py_IsFinalizing()) return NULL;
     PyGILState_STATE g = PyGILState_Ensure();
-    int64_t wait = p->config.interval_ns;
-    if (p->running && !p->timer_stop) {
-      statsprof__emit_due(p, 1);
-      /* Wake for the next record or production-mode window edge. */
-      uint64_t now = statsprof__ticks();
-      wait = p->next_due > now ? (int64_t)((double)(p->next_due - now) * statsprof__clock_sec_per_tick * 1e9)
-                               : 0;
-    }
+    int64_t wait = t->stop ? t->interval_ns : t->fn(t->arg);
     PyGILState_Release(g);
     deadline_after(&deadline, wait > 0 ? wait : 1);
-    pthread_mutex_lock(&p->timer_lock);
+    pthread_mutex_lock(&t->lock);
   }
-  pthread_mutex_unlock(&p->timer_lock);
+  pthread_mutex_unlock(&t->lock);
   return NULL;
 }
 
-static void init_sync(statsprof *p) {
-  pthread_mutex_init(&p->timer_lock, NULL);
+static void init_sync(statsprof__timer *t) {
+  pthread_mutex_init(&t->lock, NULL);
   pthread_condattr_t a;
   pthread_condattr_init(&a);
   pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->timer_cond, &a);
+  pthread_cond_init(&t->cond, &a);
   pthread_condattr_destroy(&a);
-  p->timer_init = 1;
+  t->sync_init = 1;
 }
 
 /* Starts the thread; 0 or -1. */
-static int spawn(statsprof *p) {
-  p->timer_stop = 0;
+static int spawn(statsprof__timer *t) {
+  t->stop = 0;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old); /* the host's signals stay on its threads */
-  int created = pthread_create(&p->timer_thread, NULL, timer_main, p);
+  int created = pthread_create(&t->thread, NULL, timer_main, t);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (created != 0) return -1;
-  p->timer_running = 1;
-  p->timer_pid = getpid();
+  t->running = 1;
+  t->pid = getpid();
   return 0;
 }
 
 static PyObject *atexit_stop(PyObject *capsule, PyObject *unused) {
   (void)unused;
-  statsprof *p = PyCapsule_GetPointer(capsule, "statsprof.timer");
-  if (p) statsprof__timer_stop(p);
+  statsprof__timer *t = PyCapsule_GetPointer(capsule, "statsprof.timer");
+  if (t) statsprof__timer_stop(t);
   Py_RETURN_NONE;
 }
 
@@ -98,69 +93,85 @@ static int call_atexit(const char *method, PyObject *fn) {
   return r ? 0 : -1;
 }
 
-int statsprof__timer_start(statsprof *p) {
-  if (p->timer_running) return 0;
-  if (!p->timer_init) init_sync(p);
-  PyObject *capsule = PyCapsule_New(p, "statsprof.timer", NULL);
-  p->timer_atexit = capsule ? PyCFunction_New(&atexit_def, capsule) : NULL;
+void statsprof__timer_init(statsprof__timer *t, int64_t interval_ns) {
+  memset(t, 0, sizeof *t);
+  t->interval_ns = interval_ns;
+}
+
+void statsprof__timer_free(statsprof__timer *t) {
+  if (!t->sync_init) return;
+  pthread_mutex_destroy(&t->lock);
+  pthread_cond_destroy(&t->cond);
+  t->sync_init = 0;
+}
+
+int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *arg, const char **why) {
+  if (t->running) return 0;
+  if (!t->sync_init) init_sync(t);
+  t->fn = fn;
+  t->arg = arg;
+  PyObject *capsule = PyCapsule_New(t, "statsprof.timer", NULL);
+  t->atexit = capsule ? PyCFunction_New(&atexit_def, capsule) : NULL;
   Py_XDECREF(capsule);
-  if (!p->timer_atexit || call_atexit("register", p->timer_atexit)) {
+  if (!t->atexit || call_atexit("register", t->atexit)) {
     PyErr_Clear();
-    Py_CLEAR(p->timer_atexit);
-    return statsprof__error(p, STATSPROF_EPYTHON, "trigger=timer: cannot register an atexit handler");
+    Py_CLEAR(t->atexit);
+    *why = "cannot register an atexit handler";
+    return STATSPROF_EPYTHON;
   }
-  if (spawn(p) != 0) {
-    call_atexit("unregister", p->timer_atexit);
-    Py_CLEAR(p->timer_atexit);
-    return statsprof__error(p, STATSPROF_ENOMEM, "trigger=timer: cannot start the timer thread");
+  if (spawn(t) != 0) {
+    call_atexit("unregister", t->atexit);
+    Py_CLEAR(t->atexit);
+    *why = "cannot start the timer thread";
+    return STATSPROF_ENOMEM;
   }
   return 0;
 }
 
-void statsprof__timer_atfork(statsprof *p, int phase) {
-  if (!p->timer_init) return;
+void statsprof__timer_atfork(statsprof__timer *t, int phase) {
+  if (!t->sync_init) return;
   if (phase == 0) {
-    pthread_mutex_lock(&p->timer_lock);
+    pthread_mutex_lock(&t->lock);
   } else if (phase == 1) {
-    pthread_mutex_unlock(&p->timer_lock);
+    pthread_mutex_unlock(&t->lock);
   } else {
     /* The parent's thread may have been waiting on the condition: it is
      * not usable here. Fresh ones, and no thread until after_fork. */
-    init_sync(p);
-    p->timer_running = 0;
+    init_sync(t);
+    t->running = 0;
   }
 }
 
-void statsprof__timer_after_fork(statsprof *p) {
-  if (!p->config.trigger_timer || p->timer_running || !p->timer_atexit) return;
-  if (spawn(p) != 0) statsprof__logf(&p->log, "trigger=timer: cannot start the timer thread in the forked child");
+int statsprof__timer_after_fork(statsprof__timer *t) {
+  if (t->running || !t->atexit) return 0;
+  return spawn(t);
 }
 
-void statsprof__timer_kick(statsprof *p) {
-  if (!p->timer_running) return;
-  pthread_mutex_lock(&p->timer_lock);
-  p->timer_kick = 1;
-  pthread_cond_signal(&p->timer_cond);
-  pthread_mutex_unlock(&p->timer_lock);
+void statsprof__timer_kick(statsprof__timer *t) {
+  if (!t->running) return;
+  pthread_mutex_lock(&t->lock);
+  t->kick = 1;
+  pthread_cond_signal(&t->cond);
+  pthread_mutex_unlock(&t->lock);
 }
 
-void statsprof__timer_stop(statsprof *p) {
-  if (!p->timer_running) return;
-  p->timer_running = 0;
-  pthread_mutex_lock(&p->timer_lock);
-  p->timer_stop = 1;
-  pthread_cond_signal(&p->timer_cond);
-  pthread_mutex_unlock(&p->timer_lock);
+void statsprof__timer_stop(statsprof__timer *t) {
+  if (!t->running) return;
+  t->running = 0;
+  pthread_mutex_lock(&t->lock);
+  t->stop = 1;
+  pthread_cond_signal(&t->cond);
+  pthread_mutex_unlock(&t->lock);
   int have_gil = Py_IsInitialized() && PyGILState_Check();
   /* In a forked child the thread does not exist: nothing to join. */
-  if (p->timer_pid == getpid()) {
+  if (t->pid == getpid()) {
     PyThreadState *ts = have_gil ? PyEval_SaveThread() : NULL;
-    pthread_join(p->timer_thread, NULL);
+    pthread_join(t->thread, NULL);
     if (ts) PyEval_RestoreThread(ts);
   }
-  if (p->timer_atexit) {
-    if (have_gil) call_atexit("unregister", p->timer_atexit);
-    if (have_gil) Py_CLEAR(p->timer_atexit);
-    else p->timer_atexit = NULL; /* the interpreter is gone, and the object with it */
+  if (t->atexit) {
+    if (have_gil) call_atexit("unregister", t->atexit);
+    if (have_gil) Py_CLEAR(t->atexit);
+    else t->atexit = NULL; /* the interpreter is gone, and the object with it */
   }
 }
