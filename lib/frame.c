@@ -122,7 +122,7 @@ static int emit_spike(statsprof *p, uint64_t frame_ns) {
   rec->frame = p->frame_no;
   rec->frame_time_s = (double)frame_ns * 1e-9;
   rec->start_ns = rec->end_ns - (int64_t)frame_ns;
-  statsprof__emit(p, rec);
+  statsprof__writers_emit(&p->writers, rec);
   statsprof_stats_profile_free(rec);
   return 1;
 }

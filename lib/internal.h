@@ -343,8 +343,6 @@ void statsprof__frame_touch_entry(statsprof *p, uint32_t entry);
 void statsprof__frame_forget(statsprof *p);
 /* Frame statistics of the interval so far; starts a new interval. */
 void statsprof__frame_stats_take(statsprof *p, statsprof_frame_stats *out);
-/* Hands a record to every sink (profiler.c). */
-void statsprof__emit(statsprof *p, statsprof_stats_profile *rec);
 void statsprof__frame_touch_edge(statsprof *p, uint32_t edge);
 
 /* ---- calibrate.c ------------------------------------------------------ */
@@ -424,17 +422,42 @@ typedef struct statsprof__writer {
   struct statsprof__writer_shared *sh;
 } statsprof__writer;
 
-int statsprof__writer_init(statsprof__writer *w, statsprof__sink sink, const statsprof__config *c,
-                           atomic_ullong *total_errors, const statsprof__log_target *log);
-/* Queues rec for the sink (taking a reference); 1 if it was dropped. */
-int statsprof__writer_push(statsprof__writer *w, statsprof_stats_profile *rec);
+/* A profiler's writers: "emit to every sink" (writer.c). The array and
+ * its counts are the host's threads' (under the GIL, or inside
+ * stop/destroy); `errors` is bumped by the writer threads. */
+typedef struct statsprof__writers_config {
+  int sync;                /* writer=sync: sinks run on the emitting thread */
+  int block;               /* on_full=block: wait for room instead of dropping */
+  uint32_t queue;          /* records each sink's ring holds */
+  int64_t stop_timeout_ns; /* how long stop/destroy/flush wait for the sinks */
+} statsprof__writers_config;
+
+typedef struct statsprof__writers {
+  statsprof__writers_config config;
+  const statsprof__log_target *log; /* the host's log (the handle's) */
+  statsprof__writer w[STATSPROF__MAX_SINKS];
+  size_t n;
+  atomic_ullong errors;             /* failed emits and flushes, all sinks */
+} statsprof__writers;
+
+void statsprof__writers_init(statsprof__writers *ws, const statsprof__writers_config *c,
+                             const statsprof__log_target *log);
+/* Adds a writer for an opened sink: ENOMEM, or ESTATE past MAX_SINKS. */
+int statsprof__writers_add(statsprof__writers *ws, statsprof__sink sink);
+/* Stamps rec with the drop and error counts so far and queues it for
+ * every sink (each takes its own reference). */
+void statsprof__writers_emit(statsprof__writers *ws, statsprof_stats_profile *rec);
+/* Records lost so far, all sinks: full rings, abandoned writers. */
+uint64_t statsprof__writers_dropped(const statsprof__writers *ws);
+/* Calls each sink's reopen (sinks of ops version 2 and up). */
+void statsprof__writers_reopen(statsprof__writers *ws);
 /* Waits, at most the writers' stop_timeout in all, until every queued
  * record is written, then calls each idle sink's flush. */
-void statsprof__writers_drain(statsprof__writer *ws, size_t n);
+void statsprof__writers_drain(statsprof__writers *ws);
 /* Closes the writers: each thread drains its ring and ends; one still
  * running after stop_timeout (all writers together) is abandoned (see
- * writer.c). Then flush and close for the others. */
-void statsprof__writers_close(statsprof__writer *ws, size_t n);
+ * writer.c). Then flush and close for the others. Leaves none. */
+void statsprof__writers_close(statsprof__writers *ws);
 
 void statsprof__record_ref(statsprof_stats_profile *rec);
 void statsprof__record_unref(statsprof_stats_profile *rec);
@@ -566,10 +589,8 @@ struct statsprof {
   uint64_t next_due;  /* the earlier of next_tick and a duty boundary */
   uint64_t interval_ticks;
 
-  statsprof__writer writers[STATSPROF__MAX_SINKS];
-  size_t nwriters;
-  atomic_ullong sink_errors;
-  statsprof__log_target log;
+  statsprof__writers writers;
+  statsprof__log_target log; /* the host's log function, for every part */
 
   /* production mode (duty.c) */
   int in_window;

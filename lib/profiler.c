@@ -1,5 +1,5 @@
-/* profiler.c — the handle: create/destroy, start/stop, tick, snapshots and
- * fanning records out to the sinks. */
+/* profiler.c — the handle: create/destroy, start/stop, tick and snapshots;
+ * it composes the parts and hands their records to the writers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,22 +13,17 @@ static uint32_t next_gen(void) {
   return g;
 }
 
-static void close_sinks(statsprof *p) {
-  statsprof__writers_close(p->writers, p->nwriters);
-  p->nwriters = 0;
-}
-
 static int add_writer(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
   statsprof__sink sink = {ops, ctx};
-  int rc = statsprof__writer_init(&p->writers[p->nwriters], sink, &p->config, &p->sink_errors, &p->log);
+  int rc = statsprof__writers_add(&p->writers, sink);
+  if (rc == STATSPROF_ESTATE) return statsprof__error(p, rc, "statsprof_add_sink: at most %d sinks", STATSPROF__MAX_SINKS);
   if (rc) return statsprof__error(p, rc, "out of memory adding sink %s", ops->name ? ops->name : "?");
-  p->nwriters++;
   return 0;
 }
 
 static void free_all(statsprof *p) {
   statsprof__fork_track(p, 0);
-  close_sinks(p);
+  statsprof__writers_close(&p->writers);
   int python = Py_IsInitialized() && p->interp_epoch == statsprof__epoch() && PyGILState_Check();
   if (python) statsprof__monitoring_release(p);
   statsprof__threads_release(p, python);
@@ -69,6 +64,9 @@ int statsprof_create(const char *config, statsprof **out) {
   statsprof *p = calloc(1, sizeof *p);
   if (!p) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_create: out of memory");
   int rc = statsprof__config_parse(config, &p->config, p->errmsg, sizeof p->errmsg);
+  const statsprof__config *c = &p->config;
+  statsprof__writers_config wc = {c->writer_sync, c->on_full_block, c->queue, c->stop_timeout_ns};
+  if (!rc) statsprof__writers_init(&p->writers, &wc, &p->log);
   if (!rc && statsprof__table_init(&p->table, p->config.max_functions))
     rc = statsprof__error(p, STATSPROF_ENOMEM, "statsprof_create: out of memory");
   if (!rc) rc = open_config_sinks(p);
@@ -212,19 +210,7 @@ int statsprof_attach_thread(statsprof *p) {
   return rc;
 }
 
-uint64_t statsprof_dropped(const statsprof *p) {
-  uint64_t n = 0;
-  for (size_t i = 0; p && i < p->nwriters; i++) n += p->writers[i].dropped;
-  return n;
-}
-
-/* Hands the record to every sink's writer; sink failures surface later, in
- * the log and in the counters that following records carry. */
-void statsprof__emit(statsprof *p, statsprof_stats_profile *rec) {
-  rec->dropped = statsprof_dropped(p);
-  rec->sink_errors = atomic_load(&p->sink_errors);
-  for (size_t i = 0; i < p->nwriters; i++) statsprof__writer_push(&p->writers[i], rec);
-}
+uint64_t statsprof_dropped(const statsprof *p) { return p ? statsprof__writers_dropped(&p->writers) : 0; }
 
 /* Per-thread records: only threads that ran Python in the interval (or
  * ended in it), at most this many; the rest are counted in the merged
@@ -264,7 +250,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
     rec->threads_omitted = omitted;
     statsprof__frame_stats_take(p, &rec->frame_stats);
     statsprof__duty_take(p, rec);
-    if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__emit(p, rec);
+    if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__writers_emit(&p->writers, rec);
   }
   for (size_t i = 0; i < nthreads; i++) {
     if (!rc) {
@@ -274,7 +260,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
       threads[i]->overhead_est = rec->overhead_est;
       threads[i]->start_ns = rec->start_ns;
       threads[i]->end_ns = rec->end_ns;
-      statsprof__emit(p, threads[i]);
+      statsprof__writers_emit(&p->writers, threads[i]);
     }
     statsprof_stats_profile_free(threads[i]);
   }
@@ -286,16 +272,13 @@ static int emit_interval(statsprof *p, int skip_empty) {
 
 int statsprof_reopen(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_reopen: NULL profiler");
-  for (size_t i = 0; i < p->nwriters; i++) {
-    const statsprof_sink_ops *ops = p->writers[i].sink.ops;
-    if (ops->version >= 2 && ops->reopen) ops->reopen(p->writers[i].sink.ctx);
-  }
+  statsprof__writers_reopen(&p->writers);
   return 0;
 }
 
 int statsprof_flush(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_flush: NULL profiler");
-  statsprof__writers_drain(p->writers, p->nwriters);
+  statsprof__writers_drain(&p->writers);
   return 0;
 }
 
@@ -453,12 +436,10 @@ int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
   if (ops->version < 1)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_add_sink: ops->version %d is not supported",
                             ops->version);
-  if (p->nwriters == STATSPROF__MAX_SINKS)
-    return statsprof__error(p, STATSPROF_ESTATE, "statsprof_add_sink: at most %d sinks", STATSPROF__MAX_SINKS);
   return add_writer(p, ops, ctx);
 }
 
-uint64_t statsprof_sink_errors(const statsprof *p) { return p ? atomic_load(&p->sink_errors) : 0; }
+uint64_t statsprof_sink_errors(const statsprof *p) { return p ? atomic_load(&p->writers.errors) : 0; }
 
 statsprof *statsprof_from_env(const char *name) {
   const char *var = name ? name : "STATSPROF";

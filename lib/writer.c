@@ -216,14 +216,14 @@ static void *writer_main(void *arg) {
 
 /* ---- life cycle -------------------------------------------------------- */
 
-int statsprof__writer_init(statsprof__writer *w, statsprof__sink sink, const statsprof__config *c,
-                           atomic_ullong *total_errors, const statsprof__log_target *log) {
+static int writer_init(statsprof__writer *w, statsprof__sink sink, const statsprof__writers_config *c,
+                       atomic_ullong *total_errors, const statsprof__log_target *log) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, register_atfork);
   memset(w, 0, sizeof *w);
   w->sink = sink;
-  w->sync = c->writer_sync;
-  w->block = c->on_full_block;
+  w->sync = c->sync;
+  w->block = c->block;
   w->stop_timeout_ns = c->stop_timeout_ns;
   shared *sh = calloc(1, sizeof *sh);
   if (!sh) return STATSPROF_ENOMEM;
@@ -298,7 +298,8 @@ static void deliver_here(statsprof__writer *o, statsprof_stats_profile *rec) {
   if (call_emit(&o->sink, rec, why, sizeof why)) report_failure(o->sh, rec->seq, why, 0);
 }
 
-int statsprof__writer_push(statsprof__writer *o, statsprof_stats_profile *rec) {
+/* Queues rec for the sink (taking a reference); 1 if it was dropped. */
+static int writer_push(statsprof__writer *o, statsprof_stats_profile *rec) {
   if (o->sync) {
     deliver_here(o, rec);
     return 0;
@@ -344,7 +345,9 @@ static void flush_sink(statsprof__writer *o) {
   statsprof__logf(o->sh->log, "sink %s failed to flush: %s", sink_name(&o->sink), why);
 }
 
-void statsprof__writers_drain(statsprof__writer *ws, size_t n) {
+void statsprof__writers_drain(statsprof__writers *all) {
+  statsprof__writer *ws = all->w;
+  size_t n = all->n;
   int64_t deadline = n ? deadline_after(ws[0].stop_timeout_ns) : 0;
   for (size_t i = 0; i < n; i++) {
     statsprof__writer *o = &ws[i];
@@ -397,7 +400,10 @@ static int abandon(statsprof__writer *o) {
   return 1;
 }
 
-void statsprof__writers_close(statsprof__writer *ws, size_t n) {
+void statsprof__writers_close(statsprof__writers *all) {
+  statsprof__writer *ws = all->w;
+  size_t n = all->n;
+  all->n = 0;
   int64_t deadline = n ? deadline_after(ws[0].stop_timeout_ns) : 0;
   for (size_t i = 0; i < n; i++) {
     if (ws[i].sync) continue;
@@ -439,5 +445,43 @@ void statsprof__writers_close(statsprof__writer *ws, size_t n) {
       free(w);
     }
     memset(o, 0, sizeof *o);
+  }
+}
+
+/* ---- every sink of a profiler ------------------------------------------ */
+
+void statsprof__writers_init(statsprof__writers *ws, const statsprof__writers_config *c,
+                             const statsprof__log_target *log) {
+  memset(ws, 0, sizeof *ws);
+  ws->config = *c;
+  ws->log = log;
+  atomic_init(&ws->errors, 0);
+}
+
+int statsprof__writers_add(statsprof__writers *ws, statsprof__sink sink) {
+  if (ws->n == STATSPROF__MAX_SINKS) return STATSPROF_ESTATE;
+  int rc = writer_init(&ws->w[ws->n], sink, &ws->config, &ws->errors, ws->log);
+  if (!rc) ws->n++;
+  return rc;
+}
+
+uint64_t statsprof__writers_dropped(const statsprof__writers *ws) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < ws->n; i++) n += ws->w[i].dropped;
+  return n;
+}
+
+/* Sink failures surface later, in the log and in the counters that
+ * following records carry. */
+void statsprof__writers_emit(statsprof__writers *ws, statsprof_stats_profile *rec) {
+  rec->dropped = statsprof__writers_dropped(ws);
+  rec->sink_errors = atomic_load(&ws->errors);
+  for (size_t i = 0; i < ws->n; i++) writer_push(&ws->w[i], rec);
+}
+
+void statsprof__writers_reopen(statsprof__writers *ws) {
+  for (size_t i = 0; i < ws->n; i++) {
+    const statsprof_sink_ops *ops = ws->w[i].sink.ops;
+    if (ops->version >= 2 && ops->reopen) ops->reopen(ws->w[i].sink.ctx);
   }
 }
