@@ -76,7 +76,7 @@ static void child_reset(statsprof *p) {
     s->active = 0;
   }
   statsprof__threads_retire(p);
-  statsprof__frame_forget(p);
+  statsprof__frame_forget(&p->frames);
   p->snap.nprev_entries = p->snap.nprev_edges = 0;
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   p->snap.seq = 0;

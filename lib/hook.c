@@ -329,10 +329,10 @@ static inline void count(statsprof__counters *c, uint32_t *level, uint64_t tt, u
 
 /* Frame tracking (frame.c): remember what this frame touched, once. */
 static inline void touch(statsprof *p, uint32_t entry, uint32_t edge) {
-  if (entry >= p->nframe_entries || p->frame_entries[entry].stamp != p->frame_no)
-    statsprof__frame_touch_entry(p, entry);
-  if (edge != STATSPROF__NONE && (edge >= p->nframe_edges || p->frame_edges[edge].stamp != p->frame_no))
-    statsprof__frame_touch_edge(p, edge);
+  statsprof__frames *f = &p->frames;
+  if (entry >= f->nentries || f->entries[entry].stamp != f->no) statsprof__frame_touch_entry(f, &p->table, entry);
+  if (edge != STATSPROF__NONE && (edge >= f->nedges || f->edges[edge].stamp != f->no))
+    statsprof__frame_touch_edge(f, &p->table, edge);
 }
 
 static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1,
@@ -360,7 +360,7 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
     f[-1].subt += tt;
     f[-1].removed += f->removed + own - it;
   }
-  if (p->frame_tracking) touch(p, f->entry, f->edge);
+  if (p->frames.tracking) touch(p, f->entry, f->edge);
   statsprof__entry *e = &p->table.entries[f->entry];
   count(&e->c, &e->level, tt, it);
   if (f->edge != STATSPROF__NONE) {
@@ -795,7 +795,7 @@ int statsprof__attach_self(statsprof *p) {
 static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = PyCapsule_GetPointer(capsule, "statsprof");
   PyThreadState *ts = PyThreadState_Get();
-  if (!p || nargs != 3 || !p->running || (statsprof__duty_enabled(p) && !p->in_window)) {
+  if (!p || nargs != 3 || !statsprof__may_attach(p)) {
     PyErr_Clear();
     PyEval_SetProfile(NULL, NULL);
     Py_RETURN_NONE;

@@ -336,14 +336,56 @@ void statsprof__monitoring_release(statsprof *p);
 /* Installs / removes threading.setprofile so new Python threads get the hook. */
 int statsprof__threading_hook(statsprof *p, int install);
 
-/* ---- frame.c ---------------------------------------------------------- */
+/* ---- frame.c: the host's frame markers, frame statistics, spikes ------ */
 
-void statsprof__frame_touch_entry(statsprof *p, uint32_t entry);
+/* A table entry's or edge's counters at the start of the frame that last
+ * touched it (stamp: that frame's number; 0 is no frame). */
+typedef struct statsprof__frame_base {
+  uint64_t stamp;
+  statsprof__counters f0;
+} statsprof__frame_base;
+
+/* Everything statsprof_frame_mark keeps. All of it under the GIL: the host
+ * thread that marks frames writes the frame number, times and spike
+ * budget; the hook (any profiled thread) reads `tracking` and `no` and
+ * appends to the touched lists and bases. */
+typedef struct statsprof__frames {
+  int64_t budget_ns;           /* config: longer frames are spikes; 0 off */
+  uint32_t max_spikes_per_min; /* config */
+  int tracking;                /* markers in use: the hook records touches */
+  uint64_t no;                 /* current frame number (1, 2, ...) */
+  /* Per entry / edge, allocated when first touched. */
+  statsprof__frame_base *entries, *edges;
+  uint32_t nentries, nedges;
+  uint32_t *touched_entries, ntouched_entries, captouched_entries;
+  uint32_t *touched_edges, ntouched_edges, captouched_edges;
+  int lost;                    /* a touched list could not grow: no spike */
+  int64_t start_ns;            /* the current frame's start, monotonic */
+  uint64_t *times;             /* ns, frames ended in the current interval */
+  size_t ntimes, captimes;
+  double spike_tokens;         /* token bucket of max_spikes_per_min */
+  int64_t spike_last_ns;
+  uint64_t spikes_suppressed;
+} statsprof__frames;
+
+void statsprof__frames_init(statsprof__frames *f, int64_t budget_ns, uint32_t max_spikes_per_min);
+void statsprof__frames_free(statsprof__frames *f);
+/* The hook's first update of an entry / edge in a frame: saves its
+ * counters and lists it (out of line: the hook's inline check is
+ * `stamp != no`). */
+void statsprof__frame_touch_entry(statsprof__frames *f, const statsprof__table *t, uint32_t entry);
+void statsprof__frame_touch_edge(statsprof__frames *f, const statsprof__table *t, uint32_t edge);
 /* Forgets what frames touched (after a reset of the counters). */
-void statsprof__frame_forget(statsprof *p);
+void statsprof__frame_forget(statsprof__frames *f);
 /* Frame statistics of the interval so far; starts a new interval. */
-void statsprof__frame_stats_take(statsprof *p, statsprof_frame_stats *out);
-void statsprof__frame_touch_edge(statsprof *p, uint32_t edge);
+void statsprof__frame_stats_take(statsprof__frames *f, statsprof_frame_stats *out);
+/* Ends the current frame at now_ns (monotonic): records its time; returns
+ * 1 with its length in *spike_ns when it deserves a spike record (over
+ * budget, profiler running, nothing lost, within max_spikes_per_min). The
+ * caller builds that record from the touched lists before frames_begin. */
+int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns);
+/* Starts the next frame at now_ns, with nothing touched. */
+void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 
 /* ---- calibrate.c ------------------------------------------------------ */
 
@@ -382,6 +424,7 @@ typedef struct statsprof__selection {
   const uint32_t *edges;    /* only these edges (NULL: all) */
   uint32_t nedges;
   int commit;               /* delta: move the baseline */
+  const statsprof__frame_base *frame_entries, *frame_edges; /* BASE_FRAME's baselines */
 } statsprof__selection;
 
 int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
@@ -567,24 +610,7 @@ struct statsprof {
   } cfunc_hot[STATSPROF__CFUNC_HOT]; /* in front of the table's C-function map */
   uint64_t compensate_mask; /* all ones with compensate=on, else 0 */
   uint64_t own_scale;       /* Python own time x own_scale / 2^16 (compensate) */
-  int frame_tracking; /* frame markers in use: leave() records touches */
-  uint64_t frame_no;  /* current frame number (1, 2, ...) */
-  /* Per entry / edge, allocated when frame markers are first used: the
-   * frame that last touched it and its counters at that frame's start. */
-  struct statsprof__frame_base {
-    uint64_t stamp;
-    statsprof__counters f0;
-  } *frame_entries, *frame_edges;
-  uint32_t nframe_entries, nframe_edges;
-  uint32_t *touched_entries, ntouched_entries, captouched_entries;
-  uint32_t *touched_edges, ntouched_edges, captouched_edges;
-  int frame_lost;          /* a touched list could not grow: no spike */
-  int64_t frame_start_ns;  /* monotonic */
-  uint64_t *frame_times;   /* ns, frames ended in the current interval */
-  size_t nframe_times, capframe_times;
-  double spike_tokens;
-  int64_t spike_last_ns;
-  uint64_t spikes_suppressed;
+  statsprof__frames frames; /* frame markers (frame.c) */
   uint64_t next_tick; /* ticks value when the next record is due */
   uint64_t next_due;  /* the earlier of next_tick and a duty boundary */
   uint64_t interval_ticks;
@@ -612,6 +638,12 @@ void statsprof__duty_step(statsprof *p, uint64_t now_ticks, int self);
 void statsprof__duty_stop(statsprof *p);
 /* Fills observed_s/duty/overhead_est of a delta record; starts anew. */
 void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec);
+
+/* The one rule for putting the hook on a thread now (start, tick, a
+ * snapshot, attach_thread, a new Python thread's first event): the
+ * profiler runs in this interpreter and production mode, if on, is inside
+ * a window. GIL held. */
+int statsprof__may_attach(const statsprof *p);
 
 /* Guards a public call against nesting (see profiler.c): 0, or ESTATE
  * with a message. statsprof__leave ends the call. */

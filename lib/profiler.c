@@ -28,11 +28,7 @@ static void free_all(statsprof *p) {
   if (python) statsprof__monitoring_release(p);
   statsprof__threads_release(p, python);
   if (python) statsprof__thread_pool_trim(p, 1);
-  free(p->touched_entries);
-  free(p->touched_edges);
-  free(p->frame_entries);
-  free(p->frame_edges);
-  free(p->frame_times);
+  statsprof__frames_free(&p->frames);
   statsprof__timer_free(&p->timer);
   statsprof__snapshot_state_free(&p->snap);
   statsprof__table_free(&p->table);
@@ -91,6 +87,7 @@ int statsprof_create(const char *config, statsprof **out) {
     return rc;
   }
   statsprof__timer_init(&p->timer, p->config.interval_ns);
+  statsprof__frames_init(&p->frames, p->config.budget_ns, p->config.max_spikes_per_min);
   statsprof__fork_track(p, 1);
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
@@ -102,13 +99,12 @@ int statsprof_create(const char *config, statsprof **out) {
   return 0;
 }
 
-static int python_alive(statsprof *p) {
+static int python_alive(const statsprof *p) {
   return Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
 }
 
-/* New threads are picked up unless production mode is between windows. */
-static int may_attach(statsprof *p) {
-  return python_alive(p) && (!statsprof__duty_enabled(p) || p->in_window);
+int statsprof__may_attach(const statsprof *p) {
+  return p->running && python_alive(p) && (!statsprof__duty_enabled(p) || p->in_window);
 }
 
 static void plan_next(statsprof *p) {
@@ -144,7 +140,7 @@ static int start_locked(statsprof *p) {
   if (p->running && python_alive(p)) {
     /* Already running: the caller's own thread may have lost the hook
      * (sys.setprofile(None)); put it back, as cProfile's enable would. */
-    return !statsprof__duty_enabled(p) || p->in_window ? statsprof__attach_self(p) : 0;
+    return statsprof__may_attach(p) ? statsprof__attach_self(p) : 0;
   }
   p->running = 0;
   int rc = statsprof__hook_ready();
@@ -202,7 +198,7 @@ int statsprof_attach_thread(statsprof *p) {
   if (!statsprof_is_running(p))
     return statsprof__error(p, STATSPROF_ESTATE, "statsprof_attach_thread: profiler is not running");
   /* Between production-mode windows no thread has the hook. */
-  if (!may_attach(p)) return 0;
+  if (!statsprof__may_attach(p)) return 0;
   int rc = statsprof__enter(p, "statsprof_attach_thread");
   if (rc) return rc;
   rc = statsprof__attach_self(p);
@@ -248,7 +244,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
   int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
   if (!rc) {
     rec->threads_omitted = omitted;
-    statsprof__frame_stats_take(p, &rec->frame_stats);
+    statsprof__frame_stats_take(&p->frames, &rec->frame_stats);
     statsprof__duty_take(p, rec);
     if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__writers_emit(&p->writers, rec);
   }
@@ -310,7 +306,7 @@ static int emit_due_locked(statsprof *p, int from_timer) {
      * stalled for whole intervals skips them rather than catching up. */
     p->next_tick += p->interval_ticks;
     if (p->next_tick <= now) p->next_tick = now + p->interval_ticks;
-    if (may_attach(p)) statsprof__attach_all(p, self);
+    if (statsprof__may_attach(p)) statsprof__attach_all(p, self);
     rc = emit_interval(p, 0);
     if (!rc) rc = 1;
   }
@@ -351,7 +347,7 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot: bad mode %d", (int)mode);
   int rc = statsprof__enter(p, "statsprof_snapshot");
   if (rc) return rc;
-  if (p->running && may_attach(p)) statsprof__attach_all(p, 0);
+  if (statsprof__may_attach(p)) statsprof__attach_all(p, 0);
   rc = statsprof__snapshot_take(p, mode, out);
   statsprof__leave(p);
   return rc;
@@ -404,12 +400,48 @@ int statsprof_stop(statsprof *p) {
   return rc;
 }
 
+/* A spike record: what the frame that just ended touched, against the
+ * counters at its start. 1 when it went out. */
+static int emit_spike(statsprof *p, uint64_t frame_ns) {
+  const statsprof__frames *f = &p->frames;
+  statsprof__selection sel = {
+      .mode = STATSPROF_SPIKE,
+      .base = STATSPROF__BASE_FRAME,
+      .slot = STATSPROF__NONE,
+      .entries = f->touched_entries,
+      .nentries = f->ntouched_entries,
+      .edges = f->touched_edges,
+      .nedges = f->ntouched_edges,
+      .frame_entries = f->entries,
+      .frame_edges = f->edges,
+  };
+  statsprof_stats_profile *rec;
+  int rc = statsprof__snapshot_build(p, &sel, &rec);
+  if (rc) return rc;
+  rec->frame = f->no;
+  rec->frame_time_s = (double)frame_ns * 1e-9;
+  rec->start_ns = rec->end_ns - (int64_t)frame_ns;
+  statsprof__writers_emit(&p->writers, rec);
+  statsprof_stats_profile_free(rec);
+  return 1;
+}
+
+int statsprof_frame_mark(statsprof *p) {
+  if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_frame_mark: NULL profiler");
+  if (p->busy) return 0; /* called from inside another call */
+  int64_t now = statsprof__mono_ns();
+  uint64_t spike_ns;
+  int rc = statsprof__frames_end(&p->frames, now, p->running, &spike_ns) ? emit_spike(p, spike_ns) : 0;
+  statsprof__frames_begin(&p->frames, now);
+  return rc;
+}
+
 int statsprof_reset(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_reset: NULL profiler");
   int rc = statsprof__enter(p, "statsprof_reset");
   if (rc) return rc;
   statsprof__table_clear_counts(&p->table);
-  statsprof__frame_forget(p);
+  statsprof__frame_forget(&p->frames);
   p->snap.nprev_entries = p->snap.nprev_edges = 0;
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   statsprof__leave(p);

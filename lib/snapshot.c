@@ -102,13 +102,13 @@ typedef struct build {
 
 static const statsprof__counters *entry_base(const build *b, uint32_t i) {
   if (b->sel.base == STATSPROF__BASE_PREV) return &b->p->snap.prev_entries[i];
-  if (b->sel.base == STATSPROF__BASE_FRAME) return &b->p->frame_entries[i].f0;
+  if (b->sel.base == STATSPROF__BASE_FRAME) return &b->sel.frame_entries[i].f0;
   return NULL;
 }
 
 static const statsprof__counters *edge_base(const build *b, uint32_t i) {
   if (b->sel.base == STATSPROF__BASE_PREV) return &b->p->snap.prev_edges[i];
-  if (b->sel.base == STATSPROF__BASE_FRAME) return &b->p->frame_edges[i].f0;
+  if (b->sel.base == STATSPROF__BASE_FRAME) return &b->sel.frame_edges[i].f0;
   return NULL;
 }
 

@@ -237,16 +237,18 @@ static void move_entry(statsprof *p, uint32_t from, uint32_t to) {
   move_counters(&p->table.entries[to].c, &p->table.entries[from].c);
   uint32_t n = p->snap.nprev_entries;
   if (from < n) move_counters(to < n ? &p->snap.prev_entries[to] : NULL, &p->snap.prev_entries[from]);
-  n = p->nframe_entries;
-  if (from < n) move_counters(to < n ? &p->frame_entries[to].f0 : NULL, &p->frame_entries[from].f0);
+  statsprof__frames *f = &p->frames;
+  n = f->nentries;
+  if (from < n) move_counters(to < n ? &f->entries[to].f0 : NULL, &f->entries[from].f0);
 }
 
 static void move_edge(statsprof *p, uint32_t from, uint32_t to) {
   move_counters(&p->table.edges[to].c, &p->table.edges[from].c);
   uint32_t n = p->snap.nprev_edges;
   if (from < n) move_counters(to < n ? &p->snap.prev_edges[to] : NULL, &p->snap.prev_edges[from]);
-  n = p->nframe_edges;
-  if (from < n) move_counters(to < n ? &p->frame_edges[to].f0 : NULL, &p->frame_edges[from].f0);
+  statsprof__frames *f = &p->frames;
+  n = f->nedges;
+  if (from < n) move_counters(to < n ? &f->edges[to].f0 : NULL, &f->edges[from].f0);
 }
 
 /* The retired slot's entry for entry i's label; NONE on allocation failure. */
