@@ -26,28 +26,36 @@ int statsprof__duty_enabled(const statsprof *p) { return p->config.window_ns > 0
 static void open_window(statsprof *p, uint64_t now, int self) {
   p->in_window = 1;
   p->window_start = now;
+  p->window_taken_at = now;
+  p->window_cost_gone = p->window_cost_taken = 0;
   p->duty_boundary = now + ns_to_ticks(p->config.window_ns);
   statsprof__attach_all(p, self);
 }
 
-/* The calibrated cost of every profile event in the window, in ticks
- * (each window attaches fresh per-thread states, so they start at 0). */
+/* The calibrated cost of every profile event in the window so far, in
+ * ticks: the live per-thread states' (each window attaches fresh ones, so
+ * they start at 0) and those already unlinked. A host thread that enters
+ * Python with PyGILState_Ensure gets a new thread state, and so a new
+ * per-thread state, every time; its cost must not leave with it. */
 static uint64_t window_cost(statsprof *p) {
-  uint64_t n = 0;
+  uint64_t n = p->window_cost_gone;
   for (statsprof__thread *t = p->threads; t; t = t->next) n += t->spent + t->slowdown;
   return n;
 }
 
 static void close_window(statsprof *p, uint64_t now) {
-  uint64_t spent = window_cost(p);
-  /* Counts the frames still open as returning now, then unhooks. */
+  /* Counts the frames still open as returning now, then unhooks: every
+   * state is unlinked, its cost in window_cost_gone. */
   statsprof__detach_all(p);
+  uint64_t spent = window_cost(p);
   p->in_window = 0;
   double spt = statsprof__clock_sec_per_tick;
   double observed = (double)(now - p->window_start) * spt;
   double cost = (double)spent * spt;
-  p->observed_s += observed;
-  p->overhead_s += cost;
+  /* A record taken during the window already has part of it. */
+  p->observed_s += (double)(now - p->window_taken_at) * spt;
+  p->overhead_s += (double)(spent - p->window_cost_taken) * spt;
+  p->window_cost_gone = p->window_cost_taken = 0;
   int64_t gap_ns = p->config.every_ns - p->config.window_ns;
   if (p->config.max_overhead > 0 && observed > 0) {
     /* cost over (observed + gap) must stay under the budget. */
@@ -79,7 +87,15 @@ void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec) {
   uint64_t now = statsprof__ticks();
   double spt = statsprof__clock_sec_per_tick;
   double observed = p->observed_s;
-  if (p->in_window) observed += (double)(now - p->window_start) * spt, p->window_start = now;
+  if (p->in_window) {
+    /* The open window's part so far: its time, and its cost (the record
+     * that ends it takes only the rest). */
+    observed += (double)(now - p->window_taken_at) * spt;
+    p->window_taken_at = now;
+    uint64_t spent = window_cost(p);
+    p->overhead_s += (double)(spent - p->window_cost_taken) * spt;
+    p->window_cost_taken = spent;
+  }
   double interval = (double)(rec->end_ns - rec->start_ns) * 1e-9;
   /* duty is the share of the interval's *work* that was observed: code in
    * a window runs slower (the profiler's cost), so wall time would

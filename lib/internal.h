@@ -574,7 +574,8 @@ int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *ar
 /* Stops and joins the thread (releasing the GIL while it waits). */
 void statsprof__timer_stop(statsprof__timer *t);
 /* Makes the thread plan its next wake now (e.g. the first window's end,
- * which start sets after the thread began waiting). */
+ * which start sets after spawning the thread): a flag the thread reads
+ * before it waits, so a kick sent before it first waits is kept. */
 void statsprof__timer_kick(statsprof__timer *t);
 /* fork: phase 0 before fork (holds the timer's lock), 1 in the parent
  * after it, 2 in the child (new lock and condition, no thread). */
@@ -622,6 +623,10 @@ struct statsprof {
   int in_window;
   uint64_t window_start, duty_boundary; /* ticks */
   double observed_s, overhead_s; /* since the last delta record */
+  /* ticks: the cost of this window's per-thread states already unlinked
+   * (their thread state ended: PyGILState_Release); the window's cost and
+   * time up to which a record already took them */
+  uint64_t window_cost_gone, window_cost_taken, window_taken_at;
 
   statsprof__timer timer; /* trigger=timer */
 

@@ -33,7 +33,11 @@ static void *timer_main(void *arg) {
   pthread_mutex_lock(&t->lock);
   deadline_after(&deadline, t->interval_ns);
   while (!t->stop) {
-    int rc = pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
+    /* A kick is a flag, not only a signal: start kicks right after spawning
+     * this thread, usually before it first waits, and a signal nobody waits
+     * for is lost (the first production-mode window then stayed open until
+     * the first record, a whole interval). */
+    int rc = t->kick ? 0 : pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
     if (t->stop) break;
     /* Woken early only to replan (statsprof__timer_kick). */
     if (rc != ETIMEDOUT && !t->kick) continue;

@@ -4,6 +4,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <thread>
+
 #include "collect_sink.h"
 #include "pyharness.h"
 
@@ -138,6 +140,108 @@ TEST(Duty, OverheadBudgetLengthensTheGaps) {
   EXPECT_LT(budget.Count("middle_in") * 2, tight.Count("middle_in"));
   ASSERT_FALSE(budget.recs.empty());
   EXPECT_GT(budget.recs.back().calls("middle"), 0u);
+}
+
+// What a delta record says about the profiler's own cost: overhead_est
+// times the record's interval, in seconds.
+struct CostSink {
+  std::vector<double> costs;
+  static int Emit(void *ctx, const statsprof_stats_profile *r) {
+    if (r->mode == STATSPROF_DELTA && r->thread_id == 0)
+      static_cast<CostSink *>(ctx)->costs.push_back(r->overhead_est * (double)(r->end_ns - r->start_ns) * 1e-9);
+    return 0;
+  }
+  static const statsprof_sink_ops *Ops() {
+    static const statsprof_sink_ops ops = {STATSPROF_SINK_VERSION, "cost", Emit, nullptr, nullptr};
+    return &ops;
+  }
+};
+
+const char kWorkload[] = R"(
+def f(i):
+    return len(str(i))
+def work():
+    return sum([f(i) for i in range(300)])
+)";
+
+std::vector<const char *> Sources() {
+  std::vector<const char *> s = {"setprofile"};
+  if (PY_VERSION_HEX >= 0x030C0000) s.push_back("monitoring");
+  return s;
+}
+
+// A host thread that enters Python with PyGILState_Ensure gets a new thread
+// state, so a new per-thread profiler state, each time; PyGILState_Release
+// deletes both. The window's cost must count what such states spent: the
+// same work costs the same whether its thread state lives on or ends.
+// Deterministic: the window (1h) closes only at stop, the clock plays no
+// part (compensate=off: the cost is the events times their calibrated cost,
+// with no time-based share).
+TEST(Duty, CostOfThreadStatesEndedInAWindowIsCounted) {
+  for (const char *source : Sources()) {
+    SCOPED_TRACE(source);
+    void *ns = pyh::Exec(kWorkload, "workload.py");
+    PyObject *work = PyDict_GetItemString((PyObject *)ns, "work");
+    std::string config = std::string("sink=none;window=1h;every=2h;interval=1h;compensate=off;source=") + source;
+    statsprof *p = nullptr;
+    ASSERT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+    CostSink sink;
+    ASSERT_EQ(statsprof_add_sink(p, CostSink::Ops(), &sink), 0);
+    ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+    // 1: on this thread, whose state lives on; the record is taken while
+    // the window is still open.
+    PyObject *r = PyObject_CallNoArgs(work);
+    EXPECT_NE(r, nullptr) << pyh::TakeError();
+    Py_XDECREF(r);
+    ASSERT_EQ(statsprof_emit_now(p), 0) << statsprof_errmsg(p);
+    // 2: the same work on a host thread whose thread state ends with it.
+    Py_BEGIN_ALLOW_THREADS;
+    std::thread([&] {
+      PyGILState_STATE g = PyGILState_Ensure();
+      EXPECT_EQ(statsprof_attach_thread(p), 0) << statsprof_errmsg(p);
+      PyObject *r2 = PyObject_CallNoArgs(work);
+      EXPECT_NE(r2, nullptr) << pyh::TakeError();
+      Py_XDECREF(r2);
+      PyGILState_Release(g);
+    }).join();
+    Py_END_ALLOW_THREADS;
+    ASSERT_EQ(statsprof_emit_now(p), 0) << statsprof_errmsg(p);
+    statsprof_flush(p);
+    ASSERT_GE(sink.costs.size(), 2u);
+    EXPECT_GT(sink.costs[0], 0);  // the open window's cost is in the record taken during it
+    EXPECT_NEAR(sink.costs[1], sink.costs[0], sink.costs[0] * 1e-9);
+    statsprof_destroy(p);
+    pyh::Release(ns);
+  }
+}
+
+// trigger=timer: the timer thread ends the first window (opened by start)
+// at the window's end, not at the first record's (interval=1h). The start
+// asks the timer thread to plan that edge just after creating the thread,
+// usually before the thread waits: that request must not be lost. Python
+// polls the hook's state and counts its changes until it has seen two
+// windows close; the 60 s limit only stops a failing run.
+TEST(Duty, TimerEndsTheFirstWindowOnTime) {
+  void *ns = pyh::Exec(std::string(kWork) + R"(
+def edges(n, limit):
+    end = time.monotonic() + limit
+    seen, last = 0, on()
+    while seen < n and time.monotonic() < end:
+        time.sleep(0.0005)  # lets the timer thread take the GIL
+        if on() != last:
+            seen, last = seen + 1, not last
+    return seen
+)", "timer_duty.py");
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;trigger=timer;window=5ms;every=10ms;interval=1h", &p), 0)
+      << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  PyObject *r = PyObject_CallFunction(PyDict_GetItemString((PyObject *)ns, "edges"), "id", 4, 60.0);
+  ASSERT_NE(r, nullptr) << pyh::TakeError();
+  EXPECT_EQ(PyLong_AsLong(r), 4);  // closed, opened, closed, opened
+  Py_DECREF(r);
+  statsprof_destroy(p);
+  pyh::Release(ns);
 }
 
 TEST(Duty, ConfigErrorsNameTheKey) {
