@@ -62,26 +62,18 @@ static uint64_t run(PyObject *g, PyObject *n) {
 
 /* g's raw cumulative time under a scratch profiler, in the clock's ticks. */
 static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__clock_kind clock, int source) {
-  statsprof *s;
-  char config[128];
-  snprintf(config, sizeof config, "sink=none;compensate=off;clock=%s;source=%s",
-           clock == STATSPROF__CLOCK_CPU ? "cpu" : "wall",
-           source == STATSPROF__SOURCE_MONITORING ? "monitoring" : "setprofile");
-  if (statsprof_create(config, &s)) return 0;
+  statsprof *s = statsprof__scratch_new(clock, source);
+  if (!s) return 0;
   uint64_t tt = 0;
-  s->own_scale = 1 << 16; /* raw times: the scratch profiler is never started */
   if (statsprof__hook_ready() == 0 && statsprof__attach_self(s) == 0) {
-    s->running = 1;
-    s->interp_epoch = statsprof__epoch();
     PyObject *r = PyObject_CallOneArg(g, n);
     if (!r) PyErr_Clear();
     Py_XDECREF(r);
     statsprof__detach_all(s);
-    s->running = 0;
     for (uint32_t i = 0; i < s->table.nentries; i++)
       if (!strcmp(s->table.labels[s->table.entries[i].label].name, name)) tt += s->table.entries[i].c.tt;
   }
-  statsprof_destroy(s);
+  statsprof__scratch_free(s);
   return tt;
 }
 

@@ -396,6 +396,12 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost_py, uint64_t *cost_c,
                          uint64_t *own_scale);
 
+/* Calibration's scratch profiler (profiler.c): a table and the event
+ * source `source` on `clock`, marked running on this interpreter with raw
+ * times; no sinks, timer or fork tracking. NULL when out of memory. */
+statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source);
+void statsprof__scratch_free(statsprof *s);
+
 /* ---- snapshot.c -------------------------------------------------------- */
 
 typedef struct statsprof__snapshot_state {

@@ -99,6 +99,35 @@ int statsprof_create(const char *config, statsprof **out) {
   return 0;
 }
 
+/* Calibration's profiler (calibrate.c): only a table and an event source,
+ * already running on this interpreter, raw times (no compensation, no
+ * bytecode scale); no sinks, no timer, not known to fork. The caller
+ * attaches it to its own thread. */
+statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source) {
+  statsprof *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  statsprof__config_defaults(&s->config);
+  s->config.clock = clock;
+  s->config.source = source;
+  s->config.compensate = 0;
+  if (statsprof__table_init(&s->table, s->config.max_functions)) {
+    free(s);
+    return NULL;
+  }
+  s->gen = next_gen();
+  s->mon_tool = -1;
+  s->own_scale = 1 << 16;
+  s->interp_epoch = statsprof__epoch();
+  s->running = 1;
+  return s;
+}
+
+void statsprof__scratch_free(statsprof *s) {
+  if (!s) return;
+  s->running = 0;
+  free_all(s);
+}
+
 static int python_alive(const statsprof *p) {
   return Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
 }
