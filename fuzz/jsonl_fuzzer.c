@@ -361,7 +361,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (strlen(out) != len) fail("length disagrees with the text", out, len, strlen(out));
     validate_line(out, len);
   }
-  free(out);
+  statsprof_free(out);
 
   /* The rows layout: a record line, then a line per function and per edge. */
   size_t want = 1 + nf;
@@ -385,7 +385,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (lines != want) fail("rows: wrong number of lines", out, len, lines);
   }
-  free(out);
+  statsprof_free(out);
   free(in.strings);
   return 0;
 }

@@ -403,12 +403,66 @@ STATSPROF_API void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud
  */
 STATSPROF_API statsprof *statsprof_from_env(const char *name);
 
+/* ---- Memory ---------------------------------------------------------- */
+
+/*
+ * The allocator: fn(ud, ptr, size), one function as Lua's lua_Alloc
+ *   ptr == NULL, size > 0: allocate size bytes; NULL on failure;
+ *   ptr != NULL, size > 0: resize as realloc does; on failure return NULL
+ *                          and leave ptr as it was;
+ *   ptr != NULL, size == 0: free ptr; the return value is ignored.
+ * statsprof never asks for 0 bytes and never frees NULL.
+ */
+typedef void *(*statsprof_alloc_fn)(void *ud, void *ptr, size_t size);
+
+/*
+ * Makes every allocation of the library go through fn (NULL: back to
+ * realloc and free): profilers, tables, records, formatted buffers, sink
+ * state, thread names, and the per-thread call stacks of the profile hook
+ * (these used to come from CPython's raw allocator, PyMem_RawMalloc; they
+ * are ours now). CPython's own objects, including the small per-thread
+ * state objects the hook installs, stay with CPython's allocator.
+ *
+ * Process-wide, not per profiler, because what it allocates outlives
+ * profilers: a record (and the label strings it shares) is freed by
+ * whoever drops its last reference, on any thread, after
+ * statsprof_destroy too, and thread names belong to OS threads. So fn
+ * must be thread-safe: the library calls it concurrently from the host's
+ * threads, the sinks' writer threads, the timer thread and threads that
+ * exit (a thread's name record is freed then).
+ *
+ * Set it first, like sqlite3_config: returns STATSPROF_ESTATE, changing
+ * nothing, while any block allocated through the current allocator is
+ * still alive (a profiler, a record, a buffer, a thread's name record — an
+ * OS thread keeps one from its first profiled call or
+ * statsprof_name_thread until it exits), so a block is never freed by an
+ * allocator that did not make it. Must not run concurrently with any other
+ * statsprof call. Returns 0 otherwise. No GIL needed.
+ *
+ * Out of memory is STATSPROF_ENOMEM from the call that needed the memory,
+ * with a message. The profile hook cannot return errors: a call it could
+ * not count is remembered and the next statsprof_snapshot,
+ * statsprof_snapshot_thread or statsprof_stop returns STATSPROF_ENOMEM
+ * (as cProfile's disable and getstats raise MemoryError). A sink's out of
+ * memory is a sink error (counted, and logged with the sink's name).
+ */
+STATSPROF_API int statsprof_set_allocator(statsprof_alloc_fn fn, void *ud);
+
+/*
+ * Frees a buffer the library handed to the caller (statsprof_format_jsonl,
+ * statsprof_format_jsonl_rows) through the allocator that made it. Accepts
+ * NULL. Any thread. With the default allocator free() works too (the
+ * contract of earlier versions), but the block then stays counted as
+ * alive, and statsprof_set_allocator keeps returning STATSPROF_ESTATE.
+ */
+STATSPROF_API void statsprof_free(void *ptr);
+
 /* ---- Formatting helpers ------------------------------------------------ */
 
 /*
  * Writes `rec` as one JSON line (with the trailing '\n') into a buffer that
- * the caller frees with free(). Returns 0 and sets *out and *len, or an
- * error.
+ * the caller frees with statsprof_free(). Returns 0 and sets *out and *len,
+ * or an error (STATSPROF_ENOMEM).
  * Any thread; no GIL needed.
  */
 STATSPROF_API int statsprof_format_jsonl(const statsprof_stats_profile *rec,
@@ -420,8 +474,8 @@ STATSPROF_API int statsprof_format_jsonl(const statsprof_stats_profile *rec,
  * then one per function and one per caller edge, each starting with the
  * record's time and identity. Every line ends in '\n'; README.md lists the
  * fields.
- * Returns 0 and sets *out (freed by the caller with free()) and *len, or
- * an error. Any thread; no GIL needed.
+ * Returns 0 and sets *out (freed by the caller with statsprof_free()) and
+ * *len, or an error (STATSPROF_ENOMEM). Any thread; no GIL needed.
  */
 STATSPROF_API int statsprof_format_jsonl_rows(const statsprof_stats_profile *rec,
                                               char **out, size_t *len);

@@ -227,8 +227,8 @@ void statsprof__config_defaults(statsprof__config *c) {
 
 void statsprof__config_free(statsprof__config *c) {
   for (size_t i = 0; i < c->nsinks; i++) {
-    free(c->sinks[i].name);
-    free(c->sinks[i].arg);
+    statsprof__free(c->sinks[i].name);
+    statsprof__free(c->sinks[i].arg);
   }
   c->nsinks = 0;
 }
@@ -275,15 +275,6 @@ static int finish_duty(parse_ctx *pc, statsprof__config *c, unsigned seen) {
   return 0;
 }
 
-static char *dup_range(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = 0;
-  }
-  return d;
-}
-
 /* sink=NAME[:ARG]: the name is checked here, the argument by the sink when
  * it opens (statsprof__sink_open), with this item's offsets for messages. */
 static int add_sink(parse_ctx *pc, statsprof__config *c, const char *item, const char *vb, const char *ve) {
@@ -300,13 +291,13 @@ static int add_sink(parse_ctx *pc, statsprof__config *c, const char *item, const
   if (colon && colon - vb == 4 && !memcmp(vb, "none", 4))
     return fail(pc, item, "sink=none takes no argument (got '%s')", QUOTE(q, vb, ve));
   statsprof__sink_spec *s = &c->sinks[c->nsinks];
-  s->name = dup_range(vb, (size_t)(ne - vb));
-  s->arg = colon ? dup_range(colon + 1, (size_t)(ve - colon - 1)) : NULL;
+  s->name = statsprof__strndup(vb, (size_t)(ne - vb));
+  s->arg = colon ? statsprof__strndup(colon + 1, (size_t)(ve - colon - 1)) : NULL;
   s->offset = (size_t)(item - pc->text);
   s->arg_offset = colon ? (size_t)(colon + 1 - pc->text) : s->offset;
   if (!s->name || (colon && !s->arg)) {
-    free(s->name);
-    free(s->arg);
+    statsprof__free(s->name);
+    statsprof__free(s->arg);
     statsprof__msg(pc->err, pc->errlen, "config: out of memory");
     return STATSPROF_ENOMEM;
   }

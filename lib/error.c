@@ -106,16 +106,10 @@ void statsprof__log(const char *fmt, ...) {
 
 static int buf_reserve(statsprof__buf *b, size_t extra) {
   if (b->oom) return -1;
-  if (b->len + extra + 1 <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + extra + 1) cap *= 2;
-  char *d = realloc(b->data, cap);
-  if (!d) {
+  if (extra > SIZE_MAX - b->len - 1 || STATSPROF__ARRAY_RESERVE(b->data, b->cap, b->len + extra + 1, 256)) {
     b->oom = 1;
     return -1;
   }
-  b->data = d;
-  b->cap = cap;
   return 0;
 }
 

@@ -12,27 +12,17 @@
 #include "internal.h"
 
 static int push(uint32_t **arr, uint32_t *n, uint32_t *cap, uint32_t v) {
-  if (*n == *cap) {
-    uint32_t c = *cap ? *cap * 2 : 256;
-    uint32_t *a = realloc(*arr, c * sizeof *a);
-    if (!a) return -1;
-    *arr = a;
-    *cap = c;
-  }
+  if (STATSPROF__ARRAY_RESERVE(*arr, *cap, *n + 1, 256)) return -1;
   (*arr)[(*n)++] = v;
   return 0;
 }
 
-/* Room for index i; new slots have stamp 0, which no frame has. */
+/* Room for index i (the array is its own capacity); new slots have stamp
+ * 0, which no frame has. */
 static int fit_base(statsprof__frame_base **arr, uint32_t *n, uint32_t i) {
-  if (i < *n) return 0;
-  uint32_t c = *n ? *n : 1024;
-  while (c <= i) c *= 2;
-  statsprof__frame_base *a = realloc(*arr, c * sizeof *a);
-  if (!a) return -1;
-  memset(a + *n, 0, (c - *n) * sizeof *a);
-  *arr = a;
-  *n = c;
+  uint32_t old = *n;
+  if (STATSPROF__ARRAY_RESERVE(*arr, *n, (size_t)i + 1, 1024)) return -1;
+  memset(*arr + old, 0, (*n - old) * sizeof **arr);
   return 0;
 }
 
@@ -43,17 +33,17 @@ void statsprof__frames_init(statsprof__frames *f, int64_t budget_ns, uint32_t ma
 }
 
 void statsprof__frames_free(statsprof__frames *f) {
-  free(f->touched_entries);
-  free(f->touched_edges);
-  free(f->entries);
-  free(f->edges);
-  free(f->times);
+  statsprof__free(f->touched_entries);
+  statsprof__free(f->touched_edges);
+  statsprof__free(f->entries);
+  statsprof__free(f->edges);
+  statsprof__free(f->times);
 }
 
 static void touch_one(statsprof__frames *f, statsprof__frame_base **arr, uint32_t *n, uint32_t i,
                       const statsprof__counters *c, uint32_t **list, uint32_t *nlist, uint32_t *caplist) {
   if (fit_base(arr, n, i) || push(list, nlist, caplist, i)) {
-    f->lost = 1;
+    f->lost = f->oom = 1;
     return;
   }
   (*arr)[i].stamp = f->no;
@@ -123,15 +113,8 @@ static int spike_allowed(statsprof__frames *f, int64_t now_ns) {
 int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns) {
   if (!f->tracking) return 0;
   uint64_t ns = (uint64_t)(now_ns - f->start_ns);
-  if (f->ntimes == f->captimes) {
-    size_t c = f->captimes ? f->captimes * 2 : 1024;
-    uint64_t *a = realloc(f->times, c * sizeof *a);
-    if (a) {
-      f->times = a;
-      f->captimes = c;
-    }
-  }
-  if (f->ntimes < f->captimes) f->times[f->ntimes++] = ns;
+  if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
+  f->times[f->ntimes++] = ns;
   *spike_ns = ns;
   return f->budget_ns && ns > (uint64_t)f->budget_ns && running && !f->lost &&
          spike_allowed(f, statsprof__wall_ns());

@@ -54,7 +54,7 @@ static void thread_dealloc(PyObject *self) {
    * frames still open are counted as returning now, as cProfile does. */
   if (t->p) statsprof__flush_thread(t);
   thread_unlink(t);
-  PyMem_RawFree(t->stack);
+  statsprof__free(t->stack);
   PyObject_Free(self);
   Py_DECREF(tp);
 }
@@ -262,12 +262,7 @@ static inline uint64_t now(const statsprof *p) {
 
 /* Makes room for one more frame; -1 on OOM. */
 static __attribute__((noinline)) int thread_grow(statsprof__thread *t) {
-  uint32_t cap = t->cap ? t->cap * 2 : 128;
-  statsprof__callframe *s = PyMem_RawRealloc(t->stack, cap * sizeof *s);
-  if (!s) return -1;
-  t->stack = s;
-  t->cap = cap;
-  return 0;
+  return STATSPROF__ARRAY_RESERVE(t->stack, t->cap, (size_t)t->cap + 1, 128);
 }
 
 /* This thread's entry for a label: one array load once it exists. */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "pycompat.h"
 #include "statsprof.h"
 
@@ -360,6 +361,7 @@ typedef struct statsprof__frames {
   uint32_t *touched_entries, ntouched_entries, captouched_entries;
   uint32_t *touched_edges, ntouched_edges, captouched_edges;
   int lost;                    /* a touched list could not grow: no spike */
+  int oom;                     /* ... sticky, for the next snapshot or stop */
   int64_t start_ns;            /* the current frame's start, monotonic */
   uint64_t *times;             /* ns, frames ended in the current interval */
   size_t ntimes, captimes;
@@ -382,7 +384,8 @@ void statsprof__frame_stats_take(statsprof__frames *f, statsprof_frame_stats *ou
 /* Ends the current frame at now_ns (monotonic): records its time; returns
  * 1 with its length in *spike_ns when it deserves a spike record (over
  * budget, profiler running, nothing lost, within max_spikes_per_min). The
- * caller builds that record from the touched lists before frames_begin. */
+ * caller builds that record from the touched lists before frames_begin.
+ * STATSPROF_ENOMEM when the frame's time could not be kept. */
 int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns);
 /* Starts the next frame at now_ns, with nothing touched. */
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);

@@ -29,14 +29,14 @@ static void put_iso(statsprof__buf *b, int64_t ns) {
 static void put_key(statsprof__buf *b, const char *file, int line, const char *name) {
   size_t n = strlen(file) + strlen(name) + 24;
   char small[512];
-  char *k = n <= sizeof small ? small : malloc(n);
+  char *k = n <= sizeof small ? small : statsprof__malloc(n);
   if (!k) {
     b->oom = 1;
     return;
   }
   snprintf(k, n, "%s:%d(%s)", file, line, name);
   statsprof__buf_json_string(b, k);
-  if (k != small) free(k);
+  if (k != small) statsprof__free(k);
 }
 
 /* end - start in seconds, exact to the ns; a hand-made record with
@@ -154,7 +154,7 @@ int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t 
   }
   statsprof__buf_puts(&b, "}}\n");
   if (b.oom) {
-    free(b.data);
+    statsprof__free(b.data);
     return STATSPROF_ENOMEM;
   }
   *out = b.data;
@@ -252,7 +252,7 @@ int statsprof_format_jsonl_rows(const statsprof_stats_profile *r, char **out, si
   statsprof__buf id = {0}, key = {0}, b = {0};
   put_row_identity(&id, r);
   if (id.oom) {
-    free(id.data);
+    statsprof__free(id.data);
     return STATSPROF_ENOMEM;
   }
   statsprof__buf_put(&b, id.data, id.len);
@@ -281,10 +281,10 @@ int statsprof_format_jsonl_rows(const statsprof_stats_profile *r, char **out, si
     }
   }
   int oom = key.oom || b.oom;
-  free(id.data);
-  free(key.data);
+  statsprof__free(id.data);
+  statsprof__free(key.data);
   if (oom) {
-    free(b.data);
+    statsprof__free(b.data);
     return STATSPROF_ENOMEM;
   }
   *out = b.data;

@@ -33,7 +33,7 @@ static void free_all(statsprof *p) {
   statsprof__snapshot_state_free(&p->snap);
   statsprof__table_free(&p->table);
   statsprof__config_free(&p->config);
-  free(p);
+  statsprof__free(p);
 }
 
 static int open_config_sinks(statsprof *p) {
@@ -57,7 +57,7 @@ int statsprof_create(const char *config, statsprof **out) {
   if (!out) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_create: out is NULL");
   *out = NULL;
   statsprof__clock_init();
-  statsprof *p = calloc(1, sizeof *p);
+  statsprof *p = statsprof__calloc(1, sizeof *p);
   if (!p) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_create: out of memory");
   int rc = statsprof__config_parse(config, &p->config, p->errmsg, sizeof p->errmsg);
   const statsprof__config *c = &p->config;
@@ -71,7 +71,7 @@ int statsprof_create(const char *config, statsprof **out) {
     if (p->table.strings) free_all(p);
     else {
       statsprof__config_free(&p->config);
-      free(p);
+      statsprof__free(p);
     }
     return rc;
   }
@@ -104,14 +104,14 @@ int statsprof_create(const char *config, statsprof **out) {
  * bytecode scale); no sinks, no timer, not known to fork. The caller
  * attaches it to its own thread. */
 statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source) {
-  statsprof *s = calloc(1, sizeof *s);
+  statsprof *s = statsprof__calloc(1, sizeof *s);
   if (!s) return NULL;
   statsprof__config_defaults(&s->config);
   s->config.clock = clock;
   s->config.source = source;
   s->config.compensate = 0;
   if (statsprof__table_init(&s->table, s->config.max_functions)) {
-    free(s);
+    statsprof__free(s);
     return NULL;
   }
   s->gen = next_gen();
@@ -245,12 +245,14 @@ uint64_t statsprof_dropped(const statsprof *p) { return p ? statsprof__writers_d
 /* One delta interval: with per_thread=on, first a record per thread that
  * did something (same baseline), then the merged one, which moves it. */
 static int emit_interval(statsprof *p, int skip_empty) {
-  /* The hook cannot report; the first record after its failure does. */
-  if (p->oom && !p->oom_reported) {
+  /* The hook cannot report: a host that only ticks learns of its failure
+   * from the log; the next snapshot or stop returns it (take_hook_oom). */
+  if ((p->oom || p->frames.oom) && !p->oom_reported) {
     p->oom_reported = 1;
     statsprof__logf(&p->log, "the profile hook ran out of memory: some calls are missing from the "
                              "records or counted in the overflow entry");
   }
+  int thread_rc = 0;
   statsprof__threads_scan(p);
   statsprof_stats_profile *threads[STATSPROF__MAX_THREAD_RECORDS];
   size_t nthreads = 0;
@@ -262,7 +264,11 @@ static int emit_interval(statsprof *p, int skip_empty) {
       if (!slot->active || (slot->state != STATSPROF__SLOT_LIVE && slot->state != STATSPROF__SLOT_ENDED)) continue;
       statsprof__selection sel = {.mode = STATSPROF_DELTA, .base = STATSPROF__BASE_PREV, .slot = i};
       statsprof_stats_profile *r;
-      if (statsprof__snapshot_build(p, &sel, &r) != 0) continue;
+      int brc = statsprof__snapshot_build(p, &sel, &r);
+      if (brc) {
+        thread_rc = brc; /* the merged record still goes out; the message says why one is missing */
+        continue;
+      }
       if (!r->nfunc_profiles) statsprof_stats_profile_free(r);
       else if (nthreads == STATSPROF__MAX_THREAD_RECORDS) omitted++, statsprof_stats_profile_free(r);
       else threads[nthreads++] = r;
@@ -292,7 +298,18 @@ static int emit_interval(statsprof *p, int skip_empty) {
   if (!rc) statsprof_stats_profile_free(rec);
   /* Threads that ended had their last record: their slots go back. */
   if (!rc) statsprof__threads_retire(p);
-  return rc;
+  return rc ? rc : thread_rc;
+}
+
+/* The hook's sticky out-of-memory flag becomes an error here, once, as
+ * cProfile's disable and getstats turn theirs into MemoryError. */
+static int take_hook_oom(statsprof *p, const char *fn) {
+  if (!p->oom && !p->frames.oom) return 0;
+  p->oom = p->oom_reported = p->frames.oom = 0;
+  return statsprof__error(p, STATSPROF_ENOMEM,
+                          "%s: the profile hook ran out of memory: some calls are missing from the counts "
+                          "(or counted in the overflow entry)",
+                          fn);
 }
 
 int statsprof_reopen(statsprof *p) {
@@ -377,7 +394,8 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
   int rc = statsprof__enter(p, "statsprof_snapshot");
   if (rc) return rc;
   if (statsprof__may_attach(p)) statsprof__attach_all(p, 0);
-  rc = statsprof__snapshot_take(p, mode, out);
+  rc = take_hook_oom(p, "statsprof_snapshot");
+  if (!rc) rc = statsprof__snapshot_take(p, mode, out);
   statsprof__leave(p);
   return rc;
 }
@@ -402,7 +420,8 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
       .slot = slot,
       .commit = mode == STATSPROF_DELTA,
   };
-  rc = statsprof__snapshot_build(p, &sel, out);
+  rc = take_hook_oom(p, "statsprof_snapshot_thread");
+  if (!rc) rc = statsprof__snapshot_build(p, &sel, out);
   statsprof__leave(p);
   return rc;
 }
@@ -417,6 +436,7 @@ static int stop_locked(statsprof *p) {
   /* The last interval goes out now: a clean stop loses nothing. */
   int rc = emit_interval(p, 1);
   statsprof_flush(p);
+  if (!rc) rc = take_hook_oom(p, "statsprof_stop");
   return rc;
 }
 
@@ -460,7 +480,12 @@ int statsprof_frame_mark(statsprof *p) {
   if (p->busy) return 0; /* called from inside another call */
   int64_t now = statsprof__mono_ns();
   uint64_t spike_ns;
-  int rc = statsprof__frames_end(&p->frames, now, p->running, &spike_ns) ? emit_spike(p, spike_ns) : 0;
+  int rc = statsprof__frames_end(&p->frames, now, p->running, &spike_ns);
+  if (rc < 0)
+    rc = statsprof__error(p, rc, "statsprof_frame_mark: out of memory keeping frame %llu's time",
+                          (unsigned long long)p->frames.no);
+  else if (rc)
+    rc = emit_spike(p, spike_ns);
   statsprof__frames_begin(&p->frames, now);
   return rc;
 }

@@ -26,7 +26,7 @@ void statsprof__record_unref(statsprof_stats_profile *s) {
   snapshot_impl *impl = (snapshot_impl *)s;
   if (!s || atomic_fetch_sub(&impl->refs, 1) != 1) return;
   statsprof__strings_unref(impl->strings);
-  free(impl);
+  statsprof__free(impl);
 }
 
 void statsprof_stats_profile_free(statsprof_stats_profile *s) { statsprof__record_unref(s); }
@@ -37,20 +37,13 @@ statsprof_stats_profile *statsprof_stats_profile_ref(statsprof_stats_profile *s)
 }
 
 void statsprof__snapshot_state_free(statsprof__snapshot_state *s) {
-  free(s->prev_entries);
-  free(s->prev_edges);
+  statsprof__free(s->prev_entries);
+  statsprof__free(s->prev_edges);
   memset(s, 0, sizeof *s);
 }
 
 static int fit(statsprof__counters **arr, uint32_t *cap, uint32_t *n, uint32_t need) {
-  if (need > *cap) {
-    uint32_t c = *cap ? *cap : 256;
-    while (c < need) c *= 2;
-    statsprof__counters *a = realloc(*arr, c * sizeof *a);
-    if (!a) return -1;
-    *arr = a;
-    *cap = c;
-  }
+  if (STATSPROF__ARRAY_RESERVE(*arr, *cap, need, 256)) return -1;
   /* Entries added since the last delta start from zero. */
   if (need > *n) memset(*arr + *n, 0, (need - *n) * sizeof **arr);
   if (need > *n) *n = need;
@@ -166,7 +159,7 @@ static snapshot_impl *assemble(build *b, double spt) {
   }
   size_t size = sizeof(snapshot_impl) + b->nf * sizeof(statsprof_function_profile) +
                 ne * sizeof(statsprof_caller_profile);
-  snapshot_impl *impl = calloc(1, size);
+  snapshot_impl *impl = statsprof__calloc(1, size);
   if (!impl) return NULL;
   statsprof_stats_profile *s = &impl->pub;
   s->func_profiles = (statsprof_function_profile *)(impl + 1);
@@ -227,10 +220,10 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
   uint32_t n_entries = sel->entries ? sel->nentries : t->nentries;
   uint32_t n_edges = sel->edges ? sel->nedges : t->nedges;
   build b = {.p = p, .sel = *sel};
-  b.pos = malloc((t->nlabels ? t->nlabels : 1) * sizeof *b.pos);
-  b.sums = malloc((n_entries ? n_entries : 1) * sizeof *b.sums);
-  b.labels = malloc((n_entries ? n_entries : 1) * sizeof *b.labels);
-  b.edges = malloc((n_edges ? n_edges : 1) * sizeof *b.edges);
+  b.pos = statsprof__malloc((t->nlabels ? t->nlabels : 1) * sizeof *b.pos);
+  b.sums = statsprof__malloc((n_entries ? n_entries : 1) * sizeof *b.sums);
+  b.labels = statsprof__malloc((n_entries ? n_entries : 1) * sizeof *b.labels);
+  b.edges = statsprof__malloc((n_edges ? n_edges : 1) * sizeof *b.edges);
   snapshot_impl *impl = NULL;
   if (b.pos && b.sums && b.labels && b.edges) {
     memset(b.pos, 0xff, (t->nlabels ? t->nlabels : 1) * sizeof *b.pos);
@@ -238,10 +231,10 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
     for (uint32_t k = 0; k < n_edges; k++) take_edge(&b, sel->edges ? sel->edges[k] : k);
     impl = assemble(&b, p->config.clock == STATSPROF__CLOCK_CPU ? 1e-9 : statsprof__clock_sec_per_tick);
   }
-  free(b.pos);
-  free(b.sums);
-  free(b.labels);
-  free(b.edges);
+  statsprof__free(b.pos);
+  statsprof__free(b.sums);
+  statsprof__free(b.labels);
+  statsprof__free(b.edges);
   if (!impl) return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
 
   statsprof_stats_profile *s = &impl->pub;

@@ -22,7 +22,7 @@ struct statsprof__strings {
 };
 
 statsprof__strings *statsprof__strings_new(void) {
-  statsprof__strings *s = calloc(1, sizeof *s);
+  statsprof__strings *s = statsprof__calloc(1, sizeof *s);
   if (s) atomic_init(&s->refs, 1);
   return s;
 }
@@ -31,7 +31,7 @@ const char *statsprof__strings_add(statsprof__strings *s, const char *str, size_
   struct chunk *c = s->head;
   if (!c || c->cap - c->used < len + 1) {
     size_t cap = len + 1 > 16384 ? len + 1 : 16384;
-    c = malloc(sizeof *c + cap);
+    c = statsprof__malloc(sizeof *c + cap);
     if (!c) return NULL;
     c->used = 0;
     c->cap = cap;
@@ -51,9 +51,9 @@ void statsprof__strings_unref(statsprof__strings *s) {
   if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
   for (struct chunk *c = s->head, *n; c; c = n) {
     n = c->next;
-    free(c);
+    statsprof__free(c);
   }
-  free(s);
+  statsprof__free(s);
 }
 
 /* ---- hashing ----------------------------------------------------------- */
@@ -74,27 +74,16 @@ static uint32_t mix64(uint64_t x) {
 }
 
 static uint32_t *index_new(uint32_t size) {
-  uint32_t *ix = malloc(sizeof *ix * size);
+  uint32_t *ix = statsprof__malloc(sizeof *ix * size);
   if (ix) memset(ix, 0xff, sizeof *ix * size);
   return ix;
 }
 
 /* ---- labels, slots and entries --------------------------------------- */
 
-static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t need) {
-  if (need <= *cap) return 0;
-  uint32_t ncap = *cap ? *cap : 64;
-  while (ncap < need) ncap *= 2;
-  void *n = realloc(*arr, elem * ncap);
-  if (!n) return -1;
-  *arr = n;
-  *cap = ncap;
-  return 0;
-}
-
 static uint32_t add_label(statsprof__table *t, const char *file, int line, const char *name,
                           uint32_t hash) {
-  if (grow((void **)&t->labels, &t->caplabels, sizeof *t->labels, t->nlabels + 1))
+  if (STATSPROF__ARRAY_RESERVE(t->labels, t->caplabels, t->nlabels + 1, 64))
     return STATSPROF__NONE;
   statsprof__label *l = &t->labels[t->nlabels];
   /* A module's functions are usually first seen together: share the file
@@ -117,7 +106,7 @@ static int label_rehash(statsprof__table *t) {
     while (ix[h] != STATSPROF__NONE) h = (h + 1) & (size - 1);
     ix[h] = i;
   }
-  free(t->label_index);
+  statsprof__free(t->label_index);
   t->label_index = ix;
   t->label_mask = size - 1;
   return 0;
@@ -155,7 +144,7 @@ uint32_t statsprof__table_slot_new(statsprof__table *t) {
   /* A free slot keeps its label map and entries: a new thread reuses them. */
   for (uint32_t i = 0; i < t->nslots; i++)
     if (t->slots[i].state == STATSPROF__SLOT_FREE) return i;
-  if (grow((void **)&t->slots, &t->capslots, sizeof *t->slots, t->nslots + 1)) return STATSPROF__NONE;
+  if (STATSPROF__ARRAY_RESERVE(t->slots, t->capslots, t->nslots + 1, 64)) return STATSPROF__NONE;
   memset(&t->slots[t->nslots], 0, sizeof *t->slots);
   return t->nslots++;
 }
@@ -163,16 +152,14 @@ uint32_t statsprof__table_slot_new(statsprof__table *t) {
 uint32_t statsprof__table_entry(statsprof__table *t, uint32_t slot, uint32_t label) {
   statsprof__slot *s = &t->slots[slot];
   if (label >= s->nlocal) {
-    uint32_t n = s->nlocal ? s->nlocal : 256;
-    while (n <= label || n < t->nlabels) n *= 2;
-    uint32_t *l = realloc(s->local, n * sizeof *l);
-    if (!l) return STATSPROF__NONE;
-    memset(l + s->nlocal, 0xff, (n - s->nlocal) * sizeof *l);
-    s->local = l;
-    s->nlocal = n;
+    /* The map is its own capacity: every label it covers has a value. */
+    uint32_t old = s->nlocal;
+    if (STATSPROF__ARRAY_RESERVE(s->local, s->nlocal, label + 1 > t->nlabels ? label + 1 : t->nlabels, 256))
+      return STATSPROF__NONE;
+    memset(s->local + old, 0xff, (s->nlocal - old) * sizeof *s->local);
   }
   if (s->local[label] != STATSPROF__NONE) return s->local[label];
-  if (grow((void **)&t->entries, &t->capentries, sizeof *t->entries, t->nentries + 1))
+  if (STATSPROF__ARRAY_RESERVE(t->entries, t->capentries, t->nentries + 1, 64))
     return STATSPROF__NONE;
   statsprof__entry *e = &t->entries[t->nentries];
   memset(e, 0, sizeof *e);
@@ -197,7 +184,7 @@ static int edge_rehash(statsprof__table *t) {
     while (ix[h] != STATSPROF__NONE) h = (h + 1) & (size - 1);
     ix[h] = i;
   }
-  free(t->edge_index);
+  statsprof__free(t->edge_index);
   t->edge_index = ix;
   t->edge_mask = size - 1;
   return 0;
@@ -215,7 +202,7 @@ uint32_t statsprof__table_edge(statsprof__table *t, uint32_t caller, uint32_t ca
       return STATSPROF__NONE;
     }
   }
-  if (grow((void **)&t->edges, &t->capedges, sizeof *t->edges, t->nedges + 1))
+  if (STATSPROF__ARRAY_RESERVE(t->edges, t->capedges, t->nedges + 1, 64))
     return STATSPROF__NONE;
   statsprof__edge *e = &t->edges[t->nedges];
   memset(e, 0, sizeof *e);
@@ -248,12 +235,12 @@ static void cfunc_put(struct statsprof__cfunc_slot *slots, uint32_t mask, const 
 int statsprof__table_cfunc_add(statsprof__table *t, const void *ml, uint32_t entry) {
   if ((t->ncfuncs + 1) * 2 > t->cfunc_mask) {
     uint32_t size = (t->cfunc_mask + 1) * 2;
-    struct statsprof__cfunc_slot *n = calloc(size, sizeof *n);
+    struct statsprof__cfunc_slot *n = statsprof__calloc(size, sizeof *n);
     if (!n && (t->ncfuncs + 1) * 4 > t->cfunc_mask * 3) return -1;
     if (!n) goto put;
     for (uint32_t i = 0; i <= t->cfunc_mask; i++)
       if (t->cfuncs[i].ml) cfunc_put(n, size - 1, t->cfuncs[i].ml, t->cfuncs[i].entry);
-    free(t->cfuncs);
+    statsprof__free(t->cfuncs);
     t->cfuncs = n;
     t->cfunc_mask = size - 1;
   }
@@ -275,7 +262,7 @@ int statsprof__table_init(statsprof__table *t, uint32_t max_functions) {
   t->cfunc_mask = 255;
   t->label_index = index_new(t->label_mask + 1);
   t->edge_index = index_new(t->edge_mask + 1);
-  t->cfuncs = calloc(t->cfunc_mask + 1, sizeof *t->cfuncs);
+  t->cfuncs = statsprof__calloc(t->cfunc_mask + 1, sizeof *t->cfuncs);
   if (!t->strings || !t->label_index || !t->edge_index || !t->cfuncs ||
       add_label(t, "~", 0, "<statsprof overflow: functions beyond max_functions>", 0) != 0) {
     statsprof__table_free(t);
@@ -286,16 +273,16 @@ int statsprof__table_init(statsprof__table *t, uint32_t max_functions) {
 
 void statsprof__table_free(statsprof__table *t) {
   for (uint32_t i = 0; i < t->nslots; i++) {
-    free(t->slots[i].local);
+    statsprof__free(t->slots[i].local);
     statsprof__osthread_unref(t->slots[i].os);
   }
-  free(t->slots);
-  free(t->entries);
-  free(t->labels);
-  free(t->edges);
-  free(t->label_index);
-  free(t->edge_index);
-  free(t->cfuncs);
+  statsprof__free(t->slots);
+  statsprof__free(t->entries);
+  statsprof__free(t->labels);
+  statsprof__free(t->edges);
+  statsprof__free(t->label_index);
+  statsprof__free(t->edge_index);
+  statsprof__free(t->cfuncs);
   statsprof__strings_unref(t->strings);
   memset(t, 0, sizeof *t);
 }

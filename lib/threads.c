@@ -42,8 +42,8 @@ static pthread_mutex_t g_name_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void statsprof__osthread_unref(statsprof__osthread *os) {
   if (!os || atomic_fetch_sub(&os->refs, 1) != 1) return;
-  free(os->name);
-  free(os);
+  statsprof__free(os->name);
+  statsprof__free(os);
 }
 
 static void on_thread_exit(void *v) {
@@ -60,13 +60,13 @@ static statsprof__osthread *osthread_self(void) {
   if (!g_key_ok) return NULL;
   statsprof__osthread *os = pthread_getspecific(g_key);
   if (os) return os;
-  os = calloc(1, sizeof *os);
+  os = statsprof__calloc(1, sizeof *os);
   if (!os) return NULL;
   atomic_init(&os->refs, 1);
   os->ident = PyThread_get_thread_ident();
   os->slot = STATSPROF__NONE;
   if (pthread_setspecific(g_key, os) != 0) {
-    free(os);
+    statsprof__free(os);
     return NULL;
   }
   return os;
@@ -75,13 +75,13 @@ static statsprof__osthread *osthread_self(void) {
 int statsprof_name_thread(const char *name) {
   statsprof__osthread *os = osthread_self();
   if (!os) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_name_thread: out of memory");
-  char *copy = name && *name ? strdup(name) : NULL;
+  char *copy = name && *name ? statsprof__strdup(name) : NULL;
   if (name && *name && !copy) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_name_thread: out of memory");
   pthread_mutex_lock(&g_name_lock);
   char *old = os->name;
   os->name = copy;
   pthread_mutex_unlock(&g_name_lock);
-  free(old);
+  statsprof__free(old);
   return 0;
 }
 
@@ -97,6 +97,7 @@ static void set_name(statsprof *p, statsprof__slot *s, const char *name) {
   if (!name || (s->name && !strcmp(s->name, name))) return;
   const char *n = statsprof__strings_add(p->table.strings, name, strlen(name));
   if (n) s->name = n;
+  else p->oom = 1; /* reported at the next snapshot or stop */
 }
 
 /* threading._active, if threading was imported; borrowed. Dictionary
@@ -146,11 +147,12 @@ static void name_from_threading(statsprof *p, statsprof__slot *s, PyObject *acti
  * hook calls it when it binds a thread). */
 static void name_slot(statsprof *p, statsprof__slot *s, PyObject *active) {
   pthread_mutex_lock(&g_name_lock);
-  char *explicit_name = s->os->name ? strdup(s->os->name) : NULL;
+  char *explicit_name = s->os->name ? statsprof__strdup(s->os->name) : NULL;
+  if (s->os->name && !explicit_name) p->oom = 1;
   pthread_mutex_unlock(&g_name_lock);
   if (explicit_name) set_name(p, s, explicit_name);
   else name_from_threading(p, s, active);
-  free(explicit_name);
+  statsprof__free(explicit_name);
 }
 
 void statsprof__threads_seek_name(statsprof *p, uint32_t slot) {

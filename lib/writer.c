@@ -171,8 +171,8 @@ static void finish_abandoned(shared *w) {
   pthread_mutex_destroy(&w->lock);
   pthread_cond_destroy(&w->wake);
   pthread_cond_destroy(&w->idle);
-  free(w->ring);
-  free(w);
+  statsprof__free(w->ring);
+  statsprof__free(w);
 }
 
 static void *writer_main(void *arg) {
@@ -225,7 +225,7 @@ static int writer_init(statsprof__writer *w, statsprof__sink sink, const statspr
   w->sync = c->sync;
   w->block = c->block;
   w->stop_timeout_ns = c->stop_timeout_ns;
-  shared *sh = calloc(1, sizeof *sh);
+  shared *sh = statsprof__calloc(1, sizeof *sh);
   if (!sh) return STATSPROF_ENOMEM;
   sh->sink = sink;
   sh->cap = c->queue;
@@ -235,9 +235,9 @@ static int writer_init(statsprof__writer *w, statsprof__sink sink, const statspr
   sh->pid = getpid();
   w->sh = sh;
   if (w->sync) return 0;
-  sh->ring = calloc(sh->cap, sizeof *sh->ring);
+  sh->ring = statsprof__calloc(sh->cap, sizeof *sh->ring);
   if (!sh->ring) {
-    free(sh);
+    statsprof__free(sh);
     w->sh = NULL;
     return STATSPROF_ENOMEM;
   }
@@ -441,8 +441,8 @@ void statsprof__writers_close(statsprof__writers *all) {
     if (!abandoned) {
       flush_sink(o);
       if (o->sink.ops->close) o->sink.ops->close(o->sink.ctx);
-      free(w->ring);
-      free(w);
+      statsprof__free(w->ring);
+      statsprof__free(w);
     }
     memset(o, 0, sizeof *o);
   }

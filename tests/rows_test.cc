@@ -18,7 +18,7 @@ std::string Rows(const statsprof_stats_profile &rec) {
   size_t len = 0;
   EXPECT_EQ(statsprof_format_jsonl_rows(&rec, &out, &len), 0);
   std::string s(out ? out : "", len);
-  free(out);
+  statsprof_free(out);
   EXPECT_EQ(s.size(), strlen(s.c_str())) << "embedded NUL";
   return s;
 }

@@ -216,7 +216,7 @@ std::string Format(const statsprof_stats_profile &rec) {
   size_t len = 0;
   EXPECT_EQ(statsprof_format_jsonl(&rec, &out, &len), 0);
   std::string s(out ? out : "", len);
-  free(out);
+  statsprof_free(out);
   EXPECT_EQ(s.size(), strlen(s.c_str())) << "embedded NUL";
   return s;
 }
@@ -298,6 +298,19 @@ assert rec["ts"] == "1970-01-01T00:00:01.000000Z", rec["ts"]
 assert rec["interval_s"] == 0
 )PY",
             {{"line", line}});
+}
+
+// Earlier versions said "free with free()": with the default allocator
+// (realloc/free) that still frees the buffer (ASan checks it under
+// tools/sanitize).
+TEST(FormatJsonl, BufferFromTheDefaultAllocatorMayStillBeFreedWithFree) {
+  statsprof_stats_profile rec{};
+  char *out = nullptr;
+  size_t len = 0;
+  ASSERT_EQ(statsprof_format_jsonl(&rec, &out, &len), 0);
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out[len - 1], '\n');
+  free(out);
 }
 
 TEST(FormatJsonl, NullArgumentsAreEinval) {

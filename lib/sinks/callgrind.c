@@ -163,11 +163,11 @@ static int by_caller(const void *a, const void *b) {
 }
 
 static void graph_free(graph *g) {
-  free(g->nodes);
-  free(g->node_index);
-  free(g->files);
-  free(g->file_index);
-  free(g->edges);
+  statsprof__free(g->nodes);
+  statsprof__free(g->node_index);
+  statsprof__free(g->files);
+  statsprof__free(g->file_index);
+  statsprof__free(g->edges);
 }
 
 static int graph_build(graph *g, const statsprof_stats_profile *rec) {
@@ -176,11 +176,11 @@ static int graph_build(graph *g, const statsprof_stats_profile *rec) {
   memset(g, 0, sizeof *g);
   g->node_mask = table_mask(nkeys);
   g->file_mask = g->node_mask;
-  g->nodes = malloc((nkeys ? nkeys : 1) * sizeof *g->nodes);
-  g->files = malloc((nkeys ? nkeys : 1) * sizeof *g->files);
-  g->edges = malloc((nkeys ? nkeys : 1) * sizeof *g->edges);
-  g->node_index = calloc(g->node_mask + 1, sizeof *g->node_index);
-  g->file_index = calloc(g->file_mask + 1, sizeof *g->file_index);
+  g->nodes = statsprof__malloc((nkeys ? nkeys : 1) * sizeof *g->nodes);
+  g->files = statsprof__malloc((nkeys ? nkeys : 1) * sizeof *g->files);
+  g->edges = statsprof__malloc((nkeys ? nkeys : 1) * sizeof *g->edges);
+  g->node_index = statsprof__calloc(g->node_mask + 1, sizeof *g->node_index);
+  g->file_index = statsprof__calloc(g->file_mask + 1, sizeof *g->file_index);
   if (!g->nodes || !g->files || !g->edges || !g->node_index || !g->file_index) return STATSPROF_ENOMEM;
   /* The record's functions first, in its order, then callers not among them. */
   for (size_t i = 0; i < rec->nfunc_profiles; i++) {
@@ -284,8 +284,8 @@ static int format(const callgrind_sink *s, const statsprof_stats_profile *rec, s
   int rc = graph_build(&g, rec);
   writer w = {.b = b, .g = &g};
   if (!rc) {
-    w.file_named = calloc(g.nfiles ? g.nfiles : 1, 1);
-    w.fn_named = calloc(g.nnodes ? g.nnodes : 1, 1);
+    w.file_named = statsprof__calloc(g.nfiles ? g.nfiles : 1, 1);
+    w.fn_named = statsprof__calloc(g.nnodes ? g.nnodes : 1, 1);
     if (!w.file_named || !w.fn_named) rc = STATSPROF_ENOMEM;
   }
   if (!rc) {
@@ -316,8 +316,8 @@ static int format(const callgrind_sink *s, const statsprof_stats_profile *rec, s
     statsprof__buf_printf(b, "totals: %llu\n", (unsigned long long)total);
     if (b->oom) rc = STATSPROF_ENOMEM;
   }
-  free(w.file_named);
-  free(w.fn_named);
+  statsprof__free(w.file_named);
+  statsprof__free(w.fn_named);
   graph_free(&g);
   return rc;
 }
@@ -346,15 +346,15 @@ static int callgrind_emit(void *ctx, const statsprof_stats_profile *rec) {
      * loads as further parts of the same run. */
     rc = statsprof__record_dir_write(&s->dir, path, '.', "", &b);
   }
-  free(b.data);
+  statsprof__free(b.data);
   return rc;
 }
 
 static void callgrind_close(void *ctx) {
   callgrind_sink *s = ctx;
   statsprof__record_dir_close(&s->dir);
-  free(s->cmd);
-  free(s);
+  statsprof__free(s->cmd);
+  statsprof__free(s);
 }
 
 static const statsprof_sink_ops callgrind_ops = {
@@ -386,9 +386,9 @@ static char *command_line(void) {
   statsprof__buf_put(&raw, "", 1);
   if (!raw.oom) put_name(&out, raw.data);
   statsprof__buf_put(&out, "", 1);
-  free(raw.data);
+  statsprof__free(raw.data);
   if (raw.oom || out.oom) {
-    free(out.data);
+    statsprof__free(out.data);
     return NULL;
   }
   return out.data;
@@ -396,16 +396,16 @@ static char *command_line(void) {
 
 int statsprof__callgrind_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                               size_t errlen) {
-  callgrind_sink *s = calloc(1, sizeof *s);
+  callgrind_sink *s = statsprof__calloc(1, sizeof *s);
   if (!s || !(s->cmd = command_line())) {
-    free(s);
+    statsprof__free(s);
     snprintf(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
   int rc = statsprof__record_dir_open(&s->dir, arg, "callgrind", err, errlen);
   if (rc) {
-    free(s->cmd);
-    free(s);
+    statsprof__free(s->cmd);
+    statsprof__free(s);
     return rc;
   }
   *ops = &callgrind_ops;

@@ -130,8 +130,11 @@ int statsprof__write_all(int fd, const char *data, size_t len) {
 
 /* mkdir -p of `path`, or of its directory part when `parent_only`. */
 static int make_dirs(const char *path, int parent_only) {
-  char *d = strdup(path);
-  if (!d) return -1;
+  char *d = statsprof__strdup(path);
+  if (!d) {
+    errno = ENOMEM;
+    return -1;
+  }
   int rc = 0;
   for (char *s = d + 1; rc == 0; s++) {
     if (*s && *s != '/') continue;
@@ -152,7 +155,7 @@ static int make_dirs(const char *path, int parent_only) {
     }
   }
   int e = errno;
-  free(d);
+  statsprof__free(d);
   errno = e;
   return rc;
 }
@@ -187,7 +190,7 @@ int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const 
     statsprof__msg(err, errlen, "directory name is too long (%zu bytes)", len);
     return STATSPROF_ECONFIG;
   }
-  if (!(d->path = strndup(dir, len))) {
+  if (!(d->path = statsprof__strndup(dir, len))) {
     statsprof__msg(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
@@ -200,9 +203,10 @@ int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const 
     int e = errno;
     char q[STATSPROF__QUOTE_PATH + 1];
     statsprof__quote(q, sizeof q, d->path, len, STATSPROF__QUOTE_PATH);
-    statsprof__msg(err, errlen, "cannot write profiles into directory '%s': %s", q, strerror(e));
+    statsprof__msg(err, errlen, "cannot write profiles into directory '%s': %s", q,
+                   e == ENOMEM ? "out of memory" : strerror(e));
     statsprof__record_dir_close(d);
-    return STATSPROF_EIO;
+    return e == ENOMEM ? STATSPROF_ENOMEM : STATSPROF_EIO;
   }
   close(fd);
   unlink(probe);
@@ -210,7 +214,7 @@ int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const 
 }
 
 void statsprof__record_dir_close(statsprof__record_dir *d) {
-  free(d->path);
+  statsprof__free(d->path);
   d->path = NULL;
 }
 

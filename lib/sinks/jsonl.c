@@ -99,7 +99,7 @@ static int open_file(jsonl_sink *s) {
 static void leave_file(jsonl_sink *s) {
   if (s->fd < 0) return;
   if (s->npending) statsprof__write_some(s->fd, s->pending, s->npending, 0);
-  free(s->pending);
+  statsprof__free(s->pending);
   s->pending = NULL;
   s->npending = 0;
   close(s->fd);
@@ -135,7 +135,7 @@ static int path_moved(const jsonl_sink *s) {
  * afresh, like any writer that finds PATH moved. */
 static int rotate_names(jsonl_sink *s) {
   size_t n = strlen(s->path) + 16;
-  char *from = malloc(n), *to = malloc(n);
+  char *from = statsprof__malloc(n), *to = statsprof__malloc(n);
   int rc = -1;
   if (from && to) {
     rc = 0;
@@ -148,8 +148,8 @@ static int rotate_names(jsonl_sink *s) {
     if (rc == 0 && s->opt.keep == 0 && unlink(s->path) != 0 && errno != ENOENT) rc = -1;
   }
   int e = errno;
-  free(from);
-  free(to);
+  statsprof__free(from);
+  statsprof__free(to);
   errno = e;
   return rc;
 }
@@ -173,7 +173,7 @@ static int finish_pending(jsonl_sink *s) {
     s->npending -= n;
     return fail(s, "a cut record could not be finished, this one is dropped: cannot write to", e);
   }
-  free(s->pending);
+  statsprof__free(s->pending);
   s->pending = NULL;
   s->npending = 0;
   return 0;
@@ -191,7 +191,7 @@ static int write_record(jsonl_sink *s, const char *line, size_t len) {
    * for the next chance, in this file. */
   if (start >= 0 && fstat(s->fd, &st) == 0 && st.st_size == start + (off_t)n && ftruncate(s->fd, start) == 0)
     n = len;
-  if (n < len && n > 0 && (s->pending = malloc(len - n)) != NULL) {
+  if (n < len && n > 0 && (s->pending = statsprof__malloc(len - n)) != NULL) {
     memcpy(s->pending, line + n, len - n);
     s->npending = len - n;
   }
@@ -214,7 +214,7 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   if (s->fd >= 0 && s->pid != getpid()) {
     /* A forked child: the descriptor (and its lock) is shared with the
      * parent, and a cut record's end is the parent's to finish. */
-    free(s->pending);
+    statsprof__free(s->pending);
     s->pending = NULL;
     s->npending = 0;
     s->stalled = 0;
@@ -272,7 +272,7 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
     if (locked == 0) flock(s->fd, LOCK_UN);
     break;
   }
-  free(line);
+  statsprof__free(line);
   return rc;
 }
 
@@ -281,7 +281,7 @@ static void jsonl_reopen(void *ctx) { atomic_store(&((jsonl_sink *)ctx)->reopen,
 static void jsonl_close(void *ctx) {
   jsonl_sink *s = ctx;
   leave_file(s);
-  free(s);
+  statsprof__free(s);
 }
 
 static const statsprof_sink_ops jsonl_ops = {
@@ -319,7 +319,7 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
     statsprof__msg(err, errlen, "needs a file path (sink=jsonl:PATH)");
     return STATSPROF_ECONFIG;
   }
-  jsonl_sink *s = calloc(1, sizeof *s + plen + 1);
+  jsonl_sink *s = statsprof__calloc(1, sizeof *s + plen + 1);
   if (!s) {
     statsprof__msg(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
@@ -330,9 +330,11 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
   s->format = opt.rows ? statsprof_format_jsonl_rows : statsprof_format_jsonl;
   atomic_init(&s->reopen, 0);
   if (open_file(s) != 0) {
-    statsprof__msg(err, errlen, "cannot open '%s' for appending: %s", s->qpath, strerror(errno));
-    free(s);
-    return STATSPROF_EIO;
+    int e = errno;
+    statsprof__msg(err, errlen, "cannot open '%s' for appending: %s", s->qpath,
+                   e == ENOMEM ? "out of memory" : strerror(e));
+    statsprof__free(s);
+    return e == ENOMEM ? STATSPROF_ENOMEM : STATSPROF_EIO;
   }
   *ops = &jsonl_ops;
   *ctx = s;

@@ -101,7 +101,7 @@ static void put_str(statsprof__buf *b, const char *s) {
   }
   if (fixed.oom) b->oom = 1;
   else put_str(b, fixed.data);
-  free(fixed.data);
+  statsprof__free(fixed.data);
 }
 
 static void put_key(statsprof__buf *b, const char *file, int line, const char *name) {
@@ -167,14 +167,14 @@ static int pstats_emit(void *ctx, const statsprof_stats_profile *rec) {
     /* A second file of the same second: "-2.prof", "-3.prof", ... */
     rc = statsprof__record_dir_write(&s->dir, base, '-', ".prof", &b);
   }
-  free(b.data);
+  statsprof__free(b.data);
   return rc;
 }
 
 static void pstats_close(void *ctx) {
   pstats_sink *s = ctx;
   statsprof__record_dir_close(&s->dir);
-  free(s);
+  statsprof__free(s);
 }
 
 static const statsprof_sink_ops pstats_ops = {
@@ -187,14 +187,14 @@ static const statsprof_sink_ops pstats_ops = {
 
 int statsprof__pstats_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
                            size_t errlen) {
-  pstats_sink *s = malloc(sizeof *s);
+  pstats_sink *s = statsprof__malloc(sizeof *s);
   if (!s) {
     snprintf(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
   int rc = statsprof__record_dir_open(&s->dir, arg, "pstats", err, errlen);
   if (rc) {
-    free(s);
+    statsprof__free(s);
     return rc;
   }
   *ops = &pstats_ops;

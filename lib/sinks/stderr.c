@@ -28,7 +28,7 @@ static int by_cumtime(const void *a, const void *b, void *rec) {
 
 static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
   stderr_sink *s = ctx;
-  size_t n = r->nfunc_profiles, *order = malloc((n ? n : 1) * sizeof *order);
+  size_t n = r->nfunc_profiles, *order = statsprof__malloc((n ? n : 1) * sizeof *order);
   if (!order) return STATSPROF_ENOMEM;
   for (size_t i = 0; i < n; i++) order[i] = i;
   qsort_r(order, n, sizeof *order, by_cumtime, (void *)r);
@@ -57,7 +57,7 @@ static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
                           f->primitive_calls ? f->percall_cumtime : 0.0, f->file_name, f->line_number,
                           f->function_name);
   }
-  free(order);
+  statsprof__free(order);
   int rc = b.oom ? STATSPROF_ENOMEM : 0;
   if (!rc) {
     statsprof__stderr_refresh(&s->out);
@@ -72,14 +72,14 @@ static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
       s->cut = 0;
     }
   }
-  free(b.data);
+  statsprof__free(b.data);
   return rc;
 }
 
 static void stderr_close(void *ctx) {
   stderr_sink *s = ctx;
   statsprof__stderr_close(&s->out);
-  free(s);
+  statsprof__free(s);
 }
 
 static const statsprof_sink_ops stderr_ops = {
@@ -100,7 +100,7 @@ int statsprof__stderr_open(const char *arg, const statsprof_sink_ops **ops, void
   int rc = statsprof__sink_args(arg, NULL, NULL, &main, &len, err, errlen);
   if (!rc && arg) rc = statsprof__sink_main_value(arg, "row count", &rows, main, len, &top, err, errlen);
   if (rc) return rc;
-  stderr_sink *s = malloc(sizeof *s);
+  stderr_sink *s = statsprof__malloc(sizeof *s);
   if (!s) {
     statsprof__msg(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
