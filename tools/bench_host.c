@@ -754,8 +754,8 @@ static void cap_reset(void) {
 }
 
 /* Units: the measured calls cut into short pieces (a game frame, or one
- * run() of the other workloads), each timed and classified by whether a
- * profile function was installed on this thread at its start or its end
+ * run() of the other workloads), each timed and classified by whether
+ * statsprof profiled this thread (hook_on) at its start or its end
  * (in a window or not). The time of the units outside windows is the
  * no-hook baseline of the same run, so slowdown can be measured within one
  * run: what another process does to the machine slows both kinds alike. */
@@ -769,10 +769,38 @@ static struct {
   double in_cpu, out_cpu, in_wall, out_wall;
 } g_units;
 
-/* Whether a profile function is installed on this thread now (in a window),
- * noting when a window has closed since the last look. */
+/* sys.monitoring (3.12+): a window is open while statsprof's tool has
+ * events; its id (3 or 4, the first free) is looked up after each start. */
+static PyObject *g_mon_get_events; /* sys.monitoring.get_events, or NULL */
+static int g_mon_tool = -1;
+
+static void mon_tool_find(void) {
+  g_mon_tool = -1;
+  Py_CLEAR(g_mon_get_events);
+  PyObject *mon = PySys_GetObject("monitoring"); /* borrowed; NULL before 3.12 */
+  if (!mon) return;
+  g_mon_get_events = PyObject_GetAttrString(mon, "get_events");
+  if (!g_mon_get_events) die_python("sys.monitoring.get_events");
+  for (int id = 0; id < 6 && g_mon_tool < 0; id++) {
+    PyObject *name = PyObject_CallMethod(mon, "get_tool", "i", id);
+    if (!name) die_python("sys.monitoring.get_tool");
+    if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "statsprof") == 0) g_mon_tool = id;
+    Py_DECREF(name);
+  }
+}
+
+/* Whether this thread is profiled now (in a window): statsprof's profile
+ * function is installed on it (the setprofile source) or its
+ * sys.monitoring tool has events; notes when a window has closed since the
+ * last look. */
 static int hook_on(void) {
   int on = PyThreadState_Get()->c_profilefunc != NULL;
+  if (!on && g_mon_tool >= 0) {
+    PyObject *ev = PyObject_CallFunction(g_mon_get_events, "i", g_mon_tool);
+    if (!ev) die_python("sys.monitoring.get_events");
+    on = PyLong_AsLong(ev) != 0;
+    Py_DECREF(ev);
+  }
   if (g_units.was_on && !on) g_units.closes++;
   g_units.was_on = on;
   return on;
@@ -872,6 +900,7 @@ static void prod_measure(const prod_mode *m, PyObject *run, long iters, double l
     snprintf(config, sizeof config, "sink=benchcap;writer=sync;%s", m->config);
     if (statsprof_create(config, &sp)) die_statsprof("statsprof_create", NULL);
     if (statsprof_start(sp)) die_statsprof("statsprof_start", sp);
+    mon_tool_find();
   }
   g_tick_sp = timer ? NULL : sp;
   /* Lead-in: run unmeasured for at least lead_in seconds and, in production
@@ -919,6 +948,7 @@ static void prod_measure(const prod_mode *m, PyObject *run, long iters, double l
     g_tick_sp = NULL;
     if (statsprof_stop(sp)) die_statsprof("statsprof_stop", sp);
     statsprof_destroy(sp);
+    g_mon_tool = -1; /* freed with the profiler */
   }
   g_tick_sp = NULL;
 }

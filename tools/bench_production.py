@@ -43,14 +43,16 @@ SHORT_MODES = [
     ("duty", "duty=5%", "interval=1s;duty=5%"),
     ("budget", "max_overhead=1% (window=5ms)", "interval=1s;max_overhead=1%;window=5ms"),
     ("duty_timer", "duty=5%, trigger=timer", "interval=1s;duty=5%;trigger=timer"),
+    ("budget_timer", "max_overhead=1% (window=5ms), trigger=timer",
+     "interval=1s;max_overhead=1%;window=5ms;trigger=timer"),
 ]
 LONG_MODES = [
     ("duty", "duty=5%", "interval=1s;duty=5%"),
     ("budget", "max_overhead=1%", "interval=1s;max_overhead=1%"),
 ]
-# statsprof_start opens a window at once; with trigger=timer the timer thread
-# first wakes after `interval`, so that first window lasts a whole interval
-# (1s). The lead-in keeps it out of the measured calls.
+# statsprof_start opens a window at once, which sees every function for the
+# first time; the lead-in (and bench_host's wait for the second window to
+# close) keeps it and the gap sized after it out of the measured calls.
 LEAD_IN = 1.2
 
 # name, title, config, host: game_host ticks every frame (its windows open and
@@ -115,15 +117,17 @@ def run_cost(host, workloads_py, env, root, workloads, seconds, rounds, long_sec
 
 
 def build_game_host(bazel, root):
+    """bazel: the command (a list: bazel, or tools/bazel_py for another
+    interpreter)."""
     log("building %s (bazel build -c opt) ..." % GAME_TARGET)
-    b = subprocess.run([bazel, "build", "-c", "opt", GAME_TARGET], cwd=root,
+    b = subprocess.run(bazel + ["build", "-c", "opt", GAME_TARGET], cwd=root,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if b.returncode != 0:
         sys.stderr.write(b.stdout)
         sys.exit("bench: `bazel build -c opt %s` failed" % GAME_TARGET)
-    out = subprocess.run([bazel, "info", "-c", "opt", "bazel-bin"], cwd=root, check=True,
+    out = subprocess.run(bazel + ["info", "-c", "opt", "bazel-bin"], cwd=root, check=True,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    return os.path.join(out.stdout.strip(), "host_examples", "game_host")
+    return os.path.join(out.stdout.strip().splitlines()[-1], "host_examples", "game_host")
 
 
 def run_faithfulness(game_host, bench_host, workloads_py, env, root, frames, seed):

@@ -344,6 +344,30 @@ class BenchHost(unittest.TestCase):
             self.assertAlmostEqual(sum(t["units"]), t["cpu_seconds"],
                                    delta=t["cpu_seconds"] * 1e-5)
 
+    def test_production_units_in_and_out_of_windows(self):
+        # --production tells units run inside a window from units outside on
+        # each event source: the first unit starts in the window that start
+        # opens; a tick after 1 ms or more closes it, so a later unit runs
+        # outside (0.2 s of calls, a tick after each). "auto" is
+        # sys.monitoring on 3.12+.
+        window = "interval=1h;window=1ms;every=2ms"
+        modes = ["--prod-mode", "sp=%s;source=setprofile" % window]
+        r = subprocess.run([bench_host(), "--workloads", os.path.join(TOOLS, "bench_workloads.py"),
+                            "--production", "--size", "prod", "--seconds", "0.2", "--rounds", "1",
+                            "--lead-in", "0", "--workload", "fib"] + modes +
+                           ["--prod-mode", "auto=" + window],
+                           capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, PYTHONHASHSEED="0"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        times = {t["mode"]: t for t in map(json.loads, r.stdout.splitlines()) if t["kind"] == "prod_time"}
+        self.assertEqual(set(times), {"none", "sp", "auto"})
+        for m in ("sp", "auto"):
+            self.assertGreaterEqual(times[m]["units_in"], 1, m)
+            self.assertGreaterEqual(times[m]["units_out"], 1, m)
+        # No hook: every unit outside.
+        self.assertEqual(times["none"]["units_in"], 0)
+        self.assertGreater(times["none"]["units_out"], 0)
+
 
 if __name__ == "__main__":
     unittest.main()
