@@ -14,97 +14,89 @@
  *
  * Budget. After each window the profiler's own cost is estimated as the
  * window's profile events times the calibrated cost per event; the next gap
- * is sized so that cost stays under max_overhead of wall time. */
+ * is sized so that cost stays under max_overhead of wall time.
+ *
+ * This file only keeps time and accounts: the handle (profiler.c) asks
+ * statsprof__duty_due which edge has come, attaches or detaches the hook,
+ * and passes in the profiler's own cost so far (ticks, ever growing), from
+ * which the window's cost is a difference. */
+#include <string.h>
+
 #include "internal.h"
 
 static uint64_t ns_to_ticks(int64_t ns) {
   return (uint64_t)((double)ns * 1e-9 / statsprof__clock_sec_per_tick);
 }
 
-int statsprof__duty_enabled(const statsprof *p) { return p->config.window_ns > 0; }
-
-static void open_window(statsprof *p, uint64_t now, int self) {
-  p->in_window = 1;
-  p->window_start = now;
-  p->window_taken_at = now;
-  p->window_cost_gone = p->window_cost_taken = 0;
-  p->duty_boundary = now + ns_to_ticks(p->config.window_ns);
-  statsprof__attach_all(p, self);
+void statsprof__duty_init(statsprof__duty *d, int64_t window_ns, int64_t every_ns, double max_overhead) {
+  memset(d, 0, sizeof *d);
+  d->window_ns = window_ns;
+  d->every_ns = every_ns;
+  d->max_overhead = max_overhead;
 }
 
-/* The calibrated cost of every profile event in the window so far, in
- * ticks: the live per-thread states' (each window attaches fresh ones, so
- * they start at 0) and those already unlinked. A host thread that enters
- * Python with PyGILState_Ensure gets a new thread state, and so a new
- * per-thread state, every time; its cost must not leave with it. */
-static uint64_t window_cost(statsprof *p) {
-  uint64_t n = p->window_cost_gone;
-  for (statsprof__thread *t = p->threads; t; t = t->next) n += t->spent + t->slowdown;
-  return n;
+int statsprof__duty_enabled(const statsprof__duty *d) { return d->window_ns > 0; }
+
+int statsprof__duty_due(const statsprof__duty *d, uint64_t now) {
+  if (!statsprof__duty_enabled(d) || now < d->boundary) return STATSPROF__DUTY_NONE;
+  return d->in_window ? STATSPROF__DUTY_CLOSE : STATSPROF__DUTY_OPEN;
 }
 
-static void close_window(statsprof *p, uint64_t now) {
-  /* Counts the frames still open as returning now, then unhooks: every
-   * state is unlinked, its cost in window_cost_gone. */
-  statsprof__detach_all(p);
-  uint64_t spent = window_cost(p);
-  p->in_window = 0;
+void statsprof__duty_open(statsprof__duty *d, uint64_t now, uint64_t cost) {
+  d->in_window = 1;
+  d->window_start = now;
+  d->taken_at = now;
+  d->cost_at_open = d->cost_taken = cost;
+  d->boundary = now + ns_to_ticks(d->window_ns);
+}
+
+void statsprof__duty_close(statsprof__duty *d, uint64_t now, uint64_t cost) {
+  uint64_t spent = cost - d->cost_at_open;
+  d->in_window = 0;
   double spt = statsprof__clock_sec_per_tick;
-  double observed = (double)(now - p->window_start) * spt;
-  double cost = (double)spent * spt;
+  double observed = (double)(now - d->window_start) * spt;
+  double window_cost = (double)spent * spt;
   /* A record taken during the window already has part of it. */
-  p->observed_s += (double)(now - p->window_taken_at) * spt;
-  p->overhead_s += (double)(spent - p->window_cost_taken) * spt;
-  p->window_cost_gone = p->window_cost_taken = 0;
-  int64_t gap_ns = p->config.every_ns - p->config.window_ns;
-  if (p->config.max_overhead > 0 && observed > 0) {
+  d->observed_s += (double)(now - d->taken_at) * spt;
+  d->overhead_s += (double)(cost - d->cost_taken) * spt;
+  int64_t gap_ns = d->every_ns - d->window_ns;
+  if (d->max_overhead > 0 && observed > 0) {
     /* cost over (observed + gap) must stay under the budget. */
-    double need = cost / p->config.max_overhead - observed;
+    double need = window_cost / d->max_overhead - observed;
     if (need * 1e9 > (double)gap_ns) gap_ns = (int64_t)(need * 1e9);
     if (gap_ns > 60 * (int64_t)1000000000) gap_ns = 60 * (int64_t)1000000000;
   }
-  p->duty_boundary = now + ns_to_ticks(gap_ns > 0 ? gap_ns : 0);
+  d->boundary = now + ns_to_ticks(gap_ns > 0 ? gap_ns : 0);
 }
 
-void statsprof__duty_step(statsprof *p, uint64_t now, int self) {
-  if (!statsprof__duty_enabled(p) || now < p->duty_boundary) return;
-  if (p->in_window) close_window(p, now);
-  else open_window(p, now, self);
+void statsprof__duty_start(statsprof__duty *d, uint64_t now, uint64_t cost) {
+  d->in_window = 0;
+  statsprof__duty_forget(d);
+  statsprof__duty_open(d, now, cost);
 }
 
-void statsprof__duty_stop(statsprof *p) {
-  if (statsprof__duty_enabled(p) && p->in_window) close_window(p, statsprof__ticks());
-}
+void statsprof__duty_forget(statsprof__duty *d) { d->observed_s = d->overhead_s = 0; }
 
-void statsprof__duty_start(statsprof *p) {
-  p->in_window = 0;
-  p->observed_s = p->overhead_s = 0;
-  open_window(p, statsprof__ticks(), 1);
-}
-
-void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec) {
-  if (!statsprof__duty_enabled(p)) return;
-  uint64_t now = statsprof__ticks();
+void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint64_t now, uint64_t cost) {
   double spt = statsprof__clock_sec_per_tick;
-  double observed = p->observed_s;
-  if (p->in_window) {
+  double observed = d->observed_s;
+  if (d->in_window) {
     /* The open window's part so far: its time, and its cost (the record
      * that ends it takes only the rest). */
-    observed += (double)(now - p->window_taken_at) * spt;
-    p->window_taken_at = now;
-    uint64_t spent = window_cost(p);
-    p->overhead_s += (double)(spent - p->window_cost_taken) * spt;
-    p->window_cost_taken = spent;
+    observed += (double)(now - d->taken_at) * spt;
+    d->taken_at = now;
+    d->overhead_s += (double)(cost - d->cost_taken) * spt;
+    d->cost_taken = cost;
   }
   double interval = (double)(rec->end_ns - rec->start_ns) * 1e-9;
   /* duty is the share of the interval's *work* that was observed: code in
    * a window runs slower (the profiler's cost), so wall time would
    * overstate it. Both sides exclude that estimated cost. */
-  double cost = p->overhead_s < observed ? p->overhead_s : observed;
+  double overhead = d->overhead_s < observed ? d->overhead_s : observed;
   rec->observed_s = observed;
-  rec->duty = interval > cost ? (observed - cost) / (interval - cost) : 0;
+  rec->duty = interval > overhead ? (observed - overhead) / (interval - overhead) : 0;
   if (rec->duty > 1) rec->duty = 1;
   if (rec->duty < 0) rec->duty = 0;
-  rec->overhead_est = interval > 0 ? p->overhead_s / interval : 0;
-  p->observed_s = p->overhead_s = 0;
+  rec->overhead_est = interval > 0 ? d->overhead_s / interval : 0;
+  statsprof__duty_forget(d);
 }

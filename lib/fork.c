@@ -80,7 +80,7 @@ static void child_reset(statsprof *p) {
   p->snap.nprev_entries = p->snap.nprev_edges = 0;
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   p->snap.seq = 0;
-  p->observed_s = p->overhead_s = 0;
+  statsprof__duty_forget(&p->duty);
   p->next_tick = statsprof__ticks() + p->interval_ticks;
   p->busy = 0; /* a call in progress at fork belongs to the parent's thread */
   if (p->running && statsprof__timer_after_fork(&p->timer))

@@ -39,7 +39,7 @@ static void thread_unlink(statsprof__thread *t) {
   /* What it did since the last record still earns its thread a record. */
   if (t->active && t->slot != STATSPROF__NONE) p->table.slots[t->slot].active = 1;
   /* Its cost still counts against production mode's budget (duty.c). */
-  p->window_cost_gone += t->spent + t->slowdown;
+  p->cost_gone += t->spent + t->slowdown;
   if (t->prev) t->prev->next = t->next;
   else p->threads = t->next;
   if (t->next) t->next->prev = t->prev;

@@ -551,6 +551,42 @@ void statsprof__sink_blame(const char *arg, const char *at);
  * the writer right after. */
 void statsprof__sink_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- duty.c: production mode's windows ------------------------------- */
+
+/* When the hook is on (windows) and what that observed and cost, between
+ * delta records. Touched only under the GIL by the thread running a
+ * public call or the timer's tick (calls on a profiler never nest). Times
+ * in ticks; costs in ticks of the profiler's own cost counter, which the
+ * caller passes in (ever growing: a window's cost is a difference). */
+typedef struct statsprof__duty {
+  int64_t window_ns, every_ns; /* config: window_ns 0 is production mode off */
+  double max_overhead;         /* config: lengthen gaps to stay under it; 0 off */
+  int in_window;               /* the hook is on the threads */
+  uint64_t window_start;       /* the open window's start */
+  uint64_t boundary;           /* the next edge: the window's end or the gap's */
+  uint64_t taken_at;           /* the open window's time before it is in a record */
+  uint64_t cost_at_open, cost_taken; /* cost counter at the open, at the last record */
+  double observed_s, overhead_s;     /* since the last delta record */
+} statsprof__duty;
+
+enum { STATSPROF__DUTY_NONE, STATSPROF__DUTY_OPEN, STATSPROF__DUTY_CLOSE };
+
+void statsprof__duty_init(statsprof__duty *d, int64_t window_ns, int64_t every_ns, double max_overhead);
+int statsprof__duty_enabled(const statsprof__duty *d);
+/* Which edge has come by `now`: STATSPROF__DUTY_NONE, _OPEN or _CLOSE. */
+int statsprof__duty_due(const statsprof__duty *d, uint64_t now);
+/* A window opens (the caller then attaches) / closed (the caller has
+ * detached, counting frames still open as returning now): `cost` is the
+ * own-cost counter now. */
+void statsprof__duty_open(statsprof__duty *d, uint64_t now, uint64_t cost);
+void statsprof__duty_close(statsprof__duty *d, uint64_t now, uint64_t cost);
+/* start: the accounts anew and the first window open. */
+void statsprof__duty_start(statsprof__duty *d, uint64_t now, uint64_t cost);
+/* Drops what was observed and spent since the last record (fork). */
+void statsprof__duty_forget(statsprof__duty *d);
+/* Fills observed_s/duty/overhead_est of a delta record; starts anew. */
+void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint64_t now, uint64_t cost);
+
 /* ---- timer.c: trigger=timer ------------------------------------------ */
 
 /* What the timer thread runs at each wake, with the GIL held: the
@@ -628,14 +664,11 @@ struct statsprof {
   statsprof__writers writers;
   statsprof__log_target log; /* the host's log function, for every part */
 
-  /* production mode (duty.c) */
-  int in_window;
-  uint64_t window_start, duty_boundary; /* ticks */
-  double observed_s, overhead_s; /* since the last delta record */
-  /* ticks: the cost of this window's per-thread states already unlinked
-   * (their thread state ended: PyGILState_Release); the window's cost and
-   * time up to which a record already took them */
-  uint64_t window_cost_gone, window_cost_taken, window_taken_at;
+  statsprof__duty duty; /* production mode (duty.c) */
+  /* ticks: the calibrated cost of per-thread states already unlinked
+   * (hook.c adds each one's at unlink, e.g. when its thread state ended
+   * with PyGILState_Release), so that own cost never leaves with them */
+  uint64_t cost_gone;
 
   statsprof__timer timer; /* trigger=timer */
 
@@ -643,15 +676,6 @@ struct statsprof {
 
   char errmsg[STATSPROF__ERRLEN];
 };
-
-/* duty.c */
-int statsprof__duty_enabled(const statsprof *p);
-void statsprof__duty_start(statsprof *p);
-/* Opens or closes a window when its boundary has passed. GIL. */
-void statsprof__duty_step(statsprof *p, uint64_t now_ticks, int self);
-void statsprof__duty_stop(statsprof *p);
-/* Fills observed_s/duty/overhead_est of a delta record; starts anew. */
-void statsprof__duty_take(statsprof *p, statsprof_stats_profile *rec);
 
 /* The one rule for putting the hook on a thread now (start, tick, a
  * snapshot, attach_thread, a new Python thread's first event): the

@@ -88,6 +88,7 @@ int statsprof_create(const char *config, statsprof **out) {
   }
   statsprof__timer_init(&p->timer, p->config.interval_ns);
   statsprof__frames_init(&p->frames, p->config.budget_ns, p->config.max_spikes_per_min);
+  statsprof__duty_init(&p->duty, p->config.window_ns, p->config.every_ns, p->config.max_overhead);
   statsprof__fork_track(p, 1);
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
@@ -132,13 +133,39 @@ static int python_alive(const statsprof *p) {
   return Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
 }
 
+/* The profiler's own cost so far (ticks): every per-thread state's
+ * calibrated event cost and bytecode slowdown, live or unlinked. */
+static uint64_t own_cost(const statsprof *p) {
+  uint64_t n = p->cost_gone;
+  for (const statsprof__thread *t = p->threads; t; t = t->next) n += t->spent + t->slowdown;
+  return n;
+}
+
+static void close_window(statsprof *p, uint64_t now) {
+  /* Counts the frames still open as returning now, then unhooks: every
+   * state is unlinked, its cost in cost_gone. */
+  statsprof__detach_all(p);
+  statsprof__duty_close(&p->duty, now, own_cost(p));
+}
+
+/* Production mode: opens or closes the window whose edge has come. */
+static void duty_step(statsprof *p, uint64_t now, int self) {
+  int edge = statsprof__duty_due(&p->duty, now);
+  if (edge == STATSPROF__DUTY_CLOSE) {
+    close_window(p, now);
+  } else if (edge == STATSPROF__DUTY_OPEN) {
+    statsprof__duty_open(&p->duty, now, own_cost(p));
+    statsprof__attach_all(p, self);
+  }
+}
+
 int statsprof__may_attach(const statsprof *p) {
-  return p->running && python_alive(p) && (!statsprof__duty_enabled(p) || p->in_window);
+  return p->running && python_alive(p) && (!statsprof__duty_enabled(&p->duty) || p->duty.in_window);
 }
 
 static void plan_next(statsprof *p) {
   p->next_due = p->next_tick;
-  if (statsprof__duty_enabled(p) && p->duty_boundary < p->next_due) p->next_due = p->duty_boundary;
+  if (statsprof__duty_enabled(&p->duty) && p->duty.boundary < p->next_due) p->next_due = p->duty.boundary;
 }
 
 /* Calls on one profiler never nest. Some run Python code (imports, the
@@ -198,8 +225,12 @@ static int start_locked(statsprof *p) {
     return rc;
   }
   p->next_tick = statsprof__ticks() + p->interval_ticks;
-  if (statsprof__duty_enabled(p)) statsprof__duty_start(p);
-  else rc = statsprof__attach_all(p, 1);
+  if (statsprof__duty_enabled(&p->duty)) {
+    statsprof__duty_start(&p->duty, statsprof__ticks(), own_cost(p));
+    statsprof__attach_all(p, 1);
+  } else {
+    rc = statsprof__attach_all(p, 1);
+  }
   plan_next(p);
   statsprof__timer_kick(&p->timer);
   if (rc) {
@@ -280,7 +311,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
   if (!rc) {
     rec->threads_omitted = omitted;
     statsprof__frame_stats_take(&p->frames, &rec->frame_stats);
-    statsprof__duty_take(p, rec);
+    if (statsprof__duty_enabled(&p->duty)) statsprof__duty_take(&p->duty, rec, statsprof__ticks(), own_cost(p));
     if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__writers_emit(&p->writers, rec);
   }
   for (size_t i = 0; i < nthreads; i++) {
@@ -343,7 +374,7 @@ static int emit_due_locked(statsprof *p, int from_timer) {
   /* The timer's own thread state runs no Python: leave it alone. */
   int self = from_timer ? -1 : 0;
   uint64_t now = statsprof__ticks();
-  statsprof__duty_step(p, now, self);
+  duty_step(p, now, self);
   int rc = 0;
   if (now >= p->next_tick) {
     /* A fixed cadence: records do not drift later by the tick's lateness
@@ -429,7 +460,7 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
 static int stop_locked(statsprof *p) {
   if (!p->running) return 0;
   statsprof__timer_stop(&p->timer);
-  statsprof__duty_stop(p);
+  if (p->duty.in_window) close_window(p, statsprof__ticks());
   p->running = 0;
   statsprof__detach_all(p);
   if (python_alive(p)) statsprof__threading_hook(p, 0);
