@@ -257,7 +257,7 @@ static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
 /* ---- the hot path ------------------------------------------------------ */
 
 static inline uint64_t now(const statsprof *p) {
-  return p->config.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
+  return p->src.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
 }
 
 /* Makes room for one more frame; -1 on OOM. */
@@ -369,12 +369,12 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
 /* C functions take their own (not inlined) paths: fewer live registers in
  * the dispatcher means a cheaper entry for the common Python events. */
 static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->config.builtins && PyCFunction_Check(arg))
+  if (p->src.builtins && PyCFunction_Check(arg))
     enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->cost_c);
 }
 
 static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->config.builtins && PyCFunction_Check(arg)) leave_at(t, p, now(p), p->cost_c, 1 << 16);
+  if (p->src.builtins && PyCFunction_Check(arg)) leave_at(t, p, now(p), p->cost_c, 1 << 16);
 }
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
@@ -394,7 +394,7 @@ void statsprof__flush_thread(statsprof__thread *t) {
   t->skipped = 0;
   /* One reading for all: the frames end together. CPU time is per thread,
    * and this may run on another thread, so CPU mode reuses each t0. */
-  uint64_t t1 = p->config.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
+  uint64_t t1 = p->src.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
   while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0, 0, 1 << 16);
 }
 
@@ -709,7 +709,7 @@ static int mon_start(statsprof *p) {
   }
   long events = 0;
   for (int i = 0; i < MON_NCALLBACKS; i++)
-    if (i < MON_FIRST_C || p->config.builtins) events |= mon_event(mon, mon_callbacks[i].event);
+    if (i < MON_FIRST_C || p->src.builtins) events |= mon_event(mon, mon_callbacks[i].event);
   p->mon_key = atomic_fetch_add(&g_mon_key, 1) + 1; /* every thread's cached state is stale */
   p->mon_on = 1;
   if (!rc && mon_call(mon, "set_events", "(il)", p->mon_tool, events))
@@ -762,14 +762,14 @@ void statsprof__monitoring_release(statsprof *p) { (void)p; }
 
 int statsprof__attach_all(statsprof *p, int self) {
 #if PY_VERSION_HEX >= 0x030C0000
-  if (p->config.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
+  if (p->src.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
 #endif
   return setprofile_attach_all(p, self);
 }
 
 void statsprof__detach_all(statsprof *p) {
 #if PY_VERSION_HEX >= 0x030C0000
-  if (p->config.source == STATSPROF__SOURCE_MONITORING) {
+  if (p->src.source == STATSPROF__SOURCE_MONITORING) {
     monitoring_detach_all(p);
     return;
   }
@@ -780,7 +780,7 @@ void statsprof__detach_all(statsprof *p) {
 int statsprof__attach_self(statsprof *p) {
 #if PY_VERSION_HEX >= 0x030C0000
   /* Every thread already gets the events. */
-  if (p->config.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
+  if (p->src.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
 #endif
   return setprofile_attach_self(p);
 }

@@ -247,6 +247,14 @@ void statsprof__table_clear_counts(statsprof__table *t);
 
 /* ---- hook.c ------------------------------------------------------------ */
 
+/* The event source's and counting core's slice of config (hook.c,
+ * threads.c, snapshot.c), fixed at create. */
+typedef struct statsprof__source_config {
+  statsprof__clock_kind clock; /* what the hook's times are */
+  int builtins;                /* count C functions too */
+  int source;                  /* STATSPROF__SOURCE_MONITORING or _SETPROFILE, never AUTO */
+} statsprof__source_config;
+
 /* One Python call on a thread's profiled call stack (not a host frame
  * marker: those are frame.c's). */
 typedef struct statsprof__callframe {
@@ -631,11 +639,16 @@ int statsprof__timer_after_fork(statsprof__timer *t);
 
 /* ---- the handle -------------------------------------------------------- */
 
+/* The handle composes the parts; profiler.c is the only file that reads
+ * `config` (each part gets its slice at create). Unless a field says
+ * otherwise, it is touched under the GIL by the thread running a public
+ * call or the timer's tick, and calls on one profiler never nest (busy). */
 struct statsprof {
-  statsprof__config config;
+  /* The event source and counting core (hook.c, tstates.c, threads.c,
+   * table.c): the hook writes these on every profiled thread, under the
+   * GIL; the public calls read them (snapshots) and attach/detach. */
+  statsprof__source_config src; /* clock, builtins, which source */
   statsprof__table table;
-  statsprof__snapshot_state snap;
-
   uint32_t gen;       /* tags this profiler's co_extra values */
   int running;
   uint64_t interp_epoch; /* the interpreter we started on (see hook.c) */
@@ -644,11 +657,9 @@ struct statsprof {
   int mon_tool;               /* source=monitoring: our sys.monitoring tool id, or -1 */
   int mon_on;                 /* ... its events are on */
   uint64_t mon_key;           /* ... this run's key for the threads' cached states */
-  int busy;           /* a public call is running (profiler.c: calls never nest) */
   int oom;            /* sticky: the hook could not allocate */
   int oom_reported;
-
-  uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event */
+  uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event (start) */
 #define STATSPROF__CFUNC_HOT 256
   struct statsprof__cfunc_hot {
     const void *ml;
@@ -656,24 +667,25 @@ struct statsprof {
   } cfunc_hot[STATSPROF__CFUNC_HOT]; /* in front of the table's C-function map */
   uint64_t compensate_mask; /* all ones with compensate=on, else 0 */
   uint64_t own_scale;       /* Python own time x own_scale / 2^16 (compensate) */
-  statsprof__frames frames; /* frame markers (frame.c) */
-  uint64_t next_tick; /* ticks value when the next record is due */
-  uint64_t next_due;  /* the earlier of next_tick and a duty boundary */
-  uint64_t interval_ticks;
-
-  statsprof__writers writers;
-  statsprof__log_target log; /* the host's log function, for every part */
-
-  statsprof__duty duty; /* production mode (duty.c) */
   /* ticks: the calibrated cost of per-thread states already unlinked
    * (hook.c adds each one's at unlink, e.g. when its thread state ended
    * with PyGILState_Release), so that own cost never leaves with them */
   uint64_t cost_gone;
 
-  statsprof__timer timer; /* trigger=timer */
+  statsprof__frames frames;       /* frame markers (frame.c); the hook stamps touches */
+  statsprof__snapshot_state snap; /* delta baselines (snapshot.c) */
+  statsprof__duty duty;           /* production mode (duty.c) */
+  statsprof__timer timer;         /* trigger=timer (timer.c); its thread calls back in */
+  statsprof__writers writers;     /* the sinks (writer.c); their threads bump errors */
 
-  struct statsprof *next_profiler; /* every profiler of the process (fork.c) */
-
+  /* The handle's own (profiler.c). */
+  int busy;           /* a public call is running: calls never nest */
+  uint64_t next_tick; /* ticks value when the next record is due */
+  uint64_t next_due;  /* the earlier of next_tick and a duty boundary */
+  uint64_t interval_ticks;
+  statsprof__log_target log; /* the host's log function, for every part */
+  statsprof__config config;  /* as parsed at create */
+  struct statsprof *next_profiler; /* every profiler of the process (fork.c, under its lock) */
   char errmsg[STATSPROF__ERRLEN];
 };
 

@@ -86,6 +86,7 @@ int statsprof_create(const char *config, statsprof **out) {
     free_all(p);
     return rc;
   }
+  p->src = (statsprof__source_config){p->config.clock, p->config.builtins, p->config.source};
   statsprof__timer_init(&p->timer, p->config.interval_ns);
   statsprof__frames_init(&p->frames, p->config.budget_ns, p->config.max_spikes_per_min);
   statsprof__duty_init(&p->duty, p->config.window_ns, p->config.every_ns, p->config.max_overhead);
@@ -108,9 +109,7 @@ statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source) {
   statsprof *s = statsprof__calloc(1, sizeof *s);
   if (!s) return NULL;
   statsprof__config_defaults(&s->config);
-  s->config.clock = clock;
-  s->config.source = source;
-  s->config.compensate = 0;
+  s->src = (statsprof__source_config){clock, 1, source};
   if (statsprof__table_init(&s->table, s->config.max_functions)) {
     statsprof__free(s);
     return NULL;

@@ -298,7 +298,7 @@ void statsprof__threads_retire(statsprof *p) {
     if (th->slot == STATSPROF__NONE || t->slots[th->slot].state != STATSPROF__SLOT_ENDED) continue;
     /* A state the dead thread left behind must not count into the slot's
      * next owner. The monitoring source owns its states: to the pool. */
-    if (p->config.source == STATSPROF__SOURCE_MONITORING) statsprof__thread_pool(p, th);
+    if (p->src.source == STATSPROF__SOURCE_MONITORING) statsprof__thread_pool(p, th);
     else statsprof__thread_orphan(th);
   }
   /* Pooled states of ended threads can no longer be called late. */
