@@ -60,10 +60,17 @@ static uint64_t run(PyObject *g, PyObject *n) {
   return t1 - t0;
 }
 
+/* A scratch profiler could not be made, or its hook could not count every
+ * call: the measurement is worthless, and nothing is cached. GIL held. */
+static int g_oom;
+
 /* g's raw cumulative time under a scratch profiler, in the clock's ticks. */
 static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__clock_kind clock, int source) {
   statsprof *s = statsprof__scratch_new(clock, source);
-  if (!s) return 0;
+  if (!s) {
+    g_oom = 1;
+    return 0;
+  }
   uint64_t tt = 0;
   if (statsprof__hook_ready() == 0 && statsprof__attach_self(s) == 0) {
     PyObject *r = PyObject_CallOneArg(g, n);
@@ -73,6 +80,7 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
     for (uint32_t i = 0; i < s->table.nentries; i++)
       if (!strcmp(s->table.labels[s->table.entries[i].label].name, name)) tt += s->table.entries[i].c.tt;
   }
+  if (s->oom) g_oom = 1;
   statsprof__scratch_free(s);
   return tt;
 }
@@ -83,7 +91,7 @@ static int measure(PyObject *ns, const char *name, statsprof__clock_kind clock, 
   PyObject *g = PyDict_GetItemString(ns, name);
   PyObject *n = PyLong_FromLong(CALLS);
   *bare = *prof = UINT64_MAX;
-  for (int i = 0; g && n && i < ROUNDS; i++) {
+  for (int i = 0; g && n && i < ROUNDS && !g_oom; i++) {
     uint64_t b = run(g, n), q = profiled(g, n, name, clock, source);
     if (clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
     if (b < *bare) *bare = b;
@@ -132,7 +140,7 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost
   static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
   if (!done[source][clock]) {
-    if (calibrating) return -1;
+    if (calibrating) return STATSPROF_ESTATE;
     /* Calibrating replaces this thread's profile function for a moment:
      * keep a foreign one (cProfile, a debugger) and put it back. */
     PyThreadState *ts = PyThreadState_Get();
@@ -145,13 +153,15 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost
     }
     Py_XINCREF(obj);
     calibrating = 1;
+    g_oom = 0;
     measure_all(clock, source, cached[source][clock]);
     calibrating = 0;
-    done[source][clock] = 1;
+    done[source][clock] = !g_oom; /* out of memory: measured again at the next start */
     /* Our own thread: the public setter does (an audit hook's refusal is
      * reported as unraisable). */
     if (func) PyEval_SetProfile(func, obj);
     Py_XDECREF(obj);
+    if (g_oom) return STATSPROF_ENOMEM;
     if (getenv("STATSPROF_DEBUG"))
       fprintf(stderr, "statsprof: calibrated %llu ticks per Python event, %llu per C event, bytecode x%.3f\n",
               (unsigned long long)cached[source][clock][0], (unsigned long long)cached[source][clock][1],

@@ -402,8 +402,10 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 
 /* The profiler's own cost per profile event in ticks of `clock`, for
  * Python functions and for C functions, measured once per process, event
- * source and clock on the calling thread. GIL held. -1 when called from inside a
- * calibration (a signal handler starting a profiler). */
+ * source and clock on the calling thread. GIL held. STATSPROF_ESTATE when
+ * called from inside a calibration (a signal handler starting a profiler),
+ * STATSPROF_ENOMEM when out of memory (nothing cached: measured again at
+ * the next call). */
 int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost_py, uint64_t *cost_c,
                          uint64_t *own_scale);
 

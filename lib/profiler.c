@@ -200,7 +200,10 @@ static int start_locked(statsprof *p) {
   p->running = 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
-  if (statsprof__calibrate(p->config.clock, p->config.source, &p->cost_py, &p->cost_c, &p->own_scale))
+  rc = statsprof__calibrate(p->config.clock, p->config.source, &p->cost_py, &p->cost_c, &p->own_scale);
+  if (rc == STATSPROF_ENOMEM)
+    return statsprof__error(p, rc, "statsprof_start: out of memory measuring the profiler's own cost");
+  if (rc)
     return statsprof__error(p, STATSPROF_ESTATE,
                             "statsprof_start: another profiler is calibrating on this thread (called from a "
                             "signal handler?)");

@@ -14,6 +14,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "pyharness.h"
@@ -112,6 +113,12 @@ def work():
         s += leaf(i)
     s += rec(5) + len(sorted([3, 1, 2]))
     return s
+
+def work_in_a_thread():
+    import threading
+    t = threading.Thread(target=work, name="worker")
+    t.start()
+    t.join()
 )PY";
 
 // One run of a profiler through everything that allocates: create (config,
@@ -127,7 +134,7 @@ struct Outcome {
   uint64_t sink_errors = 0;
 };
 
-Outcome RunProfiler(void *ns, const std::string &config) {
+Outcome RunProfiler(void *ns, const std::string &config, const char *work = "work") {
   Outcome o;
   Log log;
   auto check = [&](const char *call, int rc, const statsprof *p) {
@@ -148,7 +155,7 @@ Outcome RunProfiler(void *ns, const std::string &config) {
   statsprof_set_log(p, LogTo, &log);
   check("start", statsprof_start(p), p);
   check("frame_mark 1", statsprof_frame_mark(p), p);
-  if (!pyh::Call(ns, "work")) o.bad += "work() raised: " + pyh::TakeError() + "; ";
+  if (!pyh::Call(ns, work)) o.bad += std::string(work) + "() raised: " + pyh::TakeError() + "; ";
   check("frame_mark 2", statsprof_frame_mark(p), p);
   statsprof_stats_profile *s = nullptr;
   rc = statsprof_snapshot(p, STATSPROF_CUMULATIVE, &s);
@@ -157,7 +164,7 @@ Outcome RunProfiler(void *ns, const std::string &config) {
   if (rc != 0 && s) o.bad += "snapshot failed but stored a record; ";
   statsprof_stats_profile_free(s);
   check("emit_now", statsprof_emit_now(p), p);
-  if (!pyh::Call(ns, "work")) o.bad += "work() raised: " + pyh::TakeError() + "; ";
+  if (!pyh::Call(ns, work)) o.bad += std::string(work) + "() raised: " + pyh::TakeError() + "; ";
   check("stop", statsprof_stop(p), p);
   o.sink_errors = statsprof_sink_errors(p);
   if (o.sink_errors) {
@@ -185,23 +192,26 @@ class OutOfMemory : public ::testing::Test {
 
   // Fails the Nth allocation for N = 0, 1, 2, ... until a run makes no
   // more than N requests; checks every run against a run that fails none.
-  void FailEachAllocation(const char *label, const std::string &config) {
+  void FailEachAllocation(const char *label, const std::string &config, const char *work = "work") {
     // The first start in the process calibrates, and the first profiled
     // call gives this thread its thread record (kept until it exits): both
     // happen here, once, before the baseline.
-    Outcome ref = RunProfiler(ns_, config);
+    Outcome ref = RunProfiler(ns_, config, work);
     ASSERT_EQ(ref.bad, "");
     ASSERT_FALSE(ref.reported) << Describe(ref);
     ASSERT_FALSE(ref.counts.empty());
-    ref = RunProfiler(ns_, config);
+    ref = RunProfiler(ns_, config, work);
     const long base = g_alloc.live;
     long n = 0, reported = 0;
     for (;; n++) {
       FailAt(n);
-      Outcome o = RunProfiler(ns_, config);
+      Outcome o = RunProfiler(ns_, config, work);
       g_alloc.fail_at = -1;
       SCOPED_TRACE("failing allocation " + std::to_string(n) + ": " + Describe(o));
       EXPECT_EQ(o.bad, "");
+      // A Python thread's join() returns before its OS thread has run the
+      // key destructor that frees its thread record: give it time to exit.
+      for (int i = 0; i < 10000 && g_alloc.live > base; i++) usleep(1000);
       EXPECT_EQ(g_alloc.live, base) << "blocks leaked (or freed twice) after destroy";
       if (!g_alloc.failed) {
         EXPECT_FALSE(o.reported);
@@ -314,6 +324,53 @@ TEST_F(OutOfMemory, WithWriterThreadsToo) {
   // Sinks format on their own threads here: which request fails varies
   // from run to run, but each is reported and nothing leaks.
   FailEachAllocation("writer threads", "interval=1h;sink=jsonl:" + dir_ + "/t.jsonl;sink=callgrind:" + dir_ + "/cg");
+}
+
+// The first start for a clock measures the profiler's own cost on scratch
+// profilers (calibrate.c); out of memory there fails that start, caches
+// nothing, and the next start measures again. clock=cpu: no other test here
+// starts one, so its measurement happens inside this loop. A measurement
+// takes a third of a second and allocates about 250 times: every 13th
+// allocation fails (the first eight each), which still fails each of the
+// scratch profilers' kinds of allocation.
+TEST(OutOfMemoryCalibrating, FailsTheStartAndIsMeasuredAgainNextTime) {
+  const long base = g_alloc.live;
+  long n = 0, start_failed = 0;
+  for (;; n += n < 8 ? 1 : 13) {
+    statsprof *p = nullptr;
+    FailAt(n);
+    int rc = statsprof_create("sink=none;clock=cpu", &p);
+    int start = rc ? 0 : statsprof_start(p);
+    std::string msg = rc ? statsprof_errmsg(nullptr) : statsprof_errmsg(p);
+    int stop = rc ? 0 : statsprof_stop(p);
+    if (stop) msg = statsprof_errmsg(p);
+    statsprof_destroy(p);
+    g_alloc.fail_at = -1;
+    SCOPED_TRACE("failing allocation " + std::to_string(n) + ": " + msg);
+    EXPECT_EQ(g_alloc.live, base);
+    EXPECT_TRUE(rc == 0 || rc == STATSPROF_ENOMEM);
+    EXPECT_TRUE(start == 0 || start == STATSPROF_ENOMEM);
+    EXPECT_TRUE(stop == 0 || stop == STATSPROF_ENOMEM);
+    if (rc || start || stop) EXPECT_TRUE(IsOom(msg.c_str()));
+    if (start == STATSPROF_ENOMEM && msg.find("measuring the profiler's own cost") != std::string::npos)
+      start_failed++;
+    if (!g_alloc.failed) {
+      EXPECT_EQ(rc | start | stop, 0);
+      break;
+    }
+    if (HasFailure()) break;
+  }
+  // Calibration allocates on each of its scratch profilers: many starts
+  // failed there, each measured again at the next.
+  EXPECT_GT(start_failed, 10);
+  std::printf("calibration: failing allocations up to %ld, %ld of them failed the start\n", n, start_failed);
+}
+
+TEST_F(OutOfMemory, InANewThreadsFirstCalls) {
+  // The thread's own record, its table slot and stack are made at its
+  // first call, on that thread; the record is freed when it exits.
+  FailEachAllocation("a new thread", "writer=sync;interval=1h;per_thread=on;sink=jsonl:" + dir_ + "/th.jsonl",
+                     "work_in_a_thread");
 }
 
 // Nothing in lib/ allocates but through lib/alloc.c: a raw malloc would
