@@ -53,6 +53,32 @@ static int open_config_sinks(statsprof *p) {
   return 0;
 }
 
+/* Every part from its slice of the config, then the sinks. */
+static int init_parts(statsprof *p) {
+  const statsprof__config *c = &p->config;
+  statsprof__writers_config wc = {c->writer_sync, c->on_full_block, c->queue, c->stop_timeout_ns};
+  statsprof__writers_init(&p->writers, &wc, &p->log);
+  statsprof__timer_init(&p->timer, c->interval_ns);
+  statsprof__frames_init(&p->frames, c->budget_ns, c->max_spikes_per_min);
+  statsprof__duty_init(&p->duty, c->window_ns, c->every_ns, c->max_overhead);
+  if (statsprof__table_init(&p->table, c->max_functions))
+    return statsprof__error(p, STATSPROF_ENOMEM, "statsprof_create: out of memory");
+  return open_config_sinks(p);
+}
+
+/* source=auto picks monitoring on 3.12+; the source's slice of config. */
+static int pick_source(statsprof *p) {
+  statsprof__config *c = &p->config;
+  if (c->source == STATSPROF__SOURCE_AUTO)
+    c->source = PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
+  if (c->source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000)
+    return statsprof__error(NULL, STATSPROF_ECONFIG,
+                            "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s",
+                            PY_VERSION);
+  p->src = (statsprof__source_config){c->clock, c->builtins, c->source};
+  return 0;
+}
+
 int statsprof_create(const char *config, statsprof **out) {
   if (!out) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_create: out is NULL");
   *out = NULL;
@@ -60,12 +86,7 @@ int statsprof_create(const char *config, statsprof **out) {
   statsprof *p = statsprof__calloc(1, sizeof *p);
   if (!p) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_create: out of memory");
   int rc = statsprof__config_parse(config, &p->config, p->errmsg, sizeof p->errmsg);
-  const statsprof__config *c = &p->config;
-  statsprof__writers_config wc = {c->writer_sync, c->on_full_block, c->queue, c->stop_timeout_ns};
-  if (!rc) statsprof__writers_init(&p->writers, &wc, &p->log);
-  if (!rc && statsprof__table_init(&p->table, p->config.max_functions))
-    rc = statsprof__error(p, STATSPROF_ENOMEM, "statsprof_create: out of memory");
-  if (!rc) rc = open_config_sinks(p);
+  if (!rc) rc = init_parts(p);
   if (rc) {
     statsprof__error(NULL, rc, "%s", p->errmsg);
     if (p->table.strings) free_all(p);
@@ -77,19 +98,10 @@ int statsprof_create(const char *config, statsprof **out) {
   }
   p->gen = next_gen();
   p->mon_tool = -1;
-  if (p->config.source == STATSPROF__SOURCE_AUTO)
-    p->config.source = PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
-  if (p->config.source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000) {
-    rc = statsprof__error(NULL, STATSPROF_ECONFIG,
-                          "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s",
-                          PY_VERSION);
+  if ((rc = pick_source(p)) != 0) {
     free_all(p);
     return rc;
   }
-  p->src = (statsprof__source_config){p->config.clock, p->config.builtins, p->config.source};
-  statsprof__timer_init(&p->timer, p->config.interval_ns);
-  statsprof__frames_init(&p->frames, p->config.budget_ns, p->config.max_spikes_per_min);
-  statsprof__duty_init(&p->duty, p->config.window_ns, p->config.every_ns, p->config.max_overhead);
   statsprof__fork_track(p, 1);
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
@@ -189,6 +201,29 @@ void statsprof__leave(statsprof *p) { p->busy = 0; }
 static int stop_locked(statsprof *p);
 static int64_t timer_tick(void *arg);
 
+/* The own cost per event, for compensate=on and production mode's budget. */
+static int set_costs(statsprof *p) {
+  int rc = statsprof__calibrate(p->src.clock, p->src.source, &p->cost_py, &p->cost_c, &p->own_scale);
+  if (rc == STATSPROF_ENOMEM)
+    return statsprof__error(p, rc, "statsprof_start: out of memory measuring the profiler's own cost");
+  if (rc)
+    return statsprof__error(p, STATSPROF_ESTATE,
+                            "statsprof_start: another profiler is calibrating on this thread (called from a "
+                            "signal handler?)");
+  p->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
+  if (!p->config.compensate) p->own_scale = 1 << 16;
+  return 0;
+}
+
+/* The hook on every thread: now, or from the first production-mode window
+ * on (whose attach, like every window's, reports nothing). */
+static int attach_first(statsprof *p) {
+  if (!statsprof__duty_enabled(&p->duty)) return statsprof__attach_all(p, 1);
+  statsprof__duty_start(&p->duty, statsprof__ticks(), own_cost(p));
+  statsprof__attach_all(p, 1);
+  return 0;
+}
+
 static int start_locked(statsprof *p) {
   if (!Py_IsInitialized())
     return statsprof__error(p, STATSPROF_ENOPYTHON, "statsprof_start: Python is not initialized");
@@ -200,15 +235,7 @@ static int start_locked(statsprof *p) {
   p->running = 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
-  rc = statsprof__calibrate(p->config.clock, p->config.source, &p->cost_py, &p->cost_c, &p->own_scale);
-  if (rc == STATSPROF_ENOMEM)
-    return statsprof__error(p, rc, "statsprof_start: out of memory measuring the profiler's own cost");
-  if (rc)
-    return statsprof__error(p, STATSPROF_ESTATE,
-                            "statsprof_start: another profiler is calibrating on this thread (called from a "
-                            "signal handler?)");
-  p->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
-  if (!p->config.compensate) p->own_scale = 1 << 16;
+  if ((rc = set_costs(p)) != 0) return rc;
   p->interp_epoch = statsprof__epoch();
   p->running = 1;
   /* Threads started later from Python; failure only loses those threads
@@ -227,12 +254,7 @@ static int start_locked(statsprof *p) {
     return rc;
   }
   p->next_tick = statsprof__ticks() + p->interval_ticks;
-  if (statsprof__duty_enabled(&p->duty)) {
-    statsprof__duty_start(&p->duty, statsprof__ticks(), own_cost(p));
-    statsprof__attach_all(p, 1);
-  } else {
-    rc = statsprof__attach_all(p, 1);
-  }
+  rc = attach_first(p);
   plan_next(p);
   statsprof__timer_kick(&p->timer);
   if (rc) {
@@ -275,6 +297,28 @@ uint64_t statsprof_dropped(const statsprof *p) { return p ? statsprof__writers_d
  * record's threads_omitted. */
 #define STATSPROF__MAX_THREAD_RECORDS 64
 
+/* per_thread=on: a delta record for each thread that ran Python in the
+ * interval, against the baseline the merged record then moves. */
+static int thread_records(statsprof *p, statsprof_stats_profile **threads, size_t *nthreads, uint64_t *omitted) {
+  int rc = 0;
+  if (python_alive(p)) statsprof__threads_name(p);
+  for (uint32_t i = 0; i < p->table.nslots; i++) {
+    statsprof__slot *slot = &p->table.slots[i];
+    if (!slot->active || (slot->state != STATSPROF__SLOT_LIVE && slot->state != STATSPROF__SLOT_ENDED)) continue;
+    statsprof__selection sel = {.mode = STATSPROF_DELTA, .base = STATSPROF__BASE_PREV, .slot = i};
+    statsprof_stats_profile *r;
+    int brc = statsprof__snapshot_build(p, &sel, &r);
+    if (brc) {
+      rc = brc; /* the merged record still goes out; the message says why one is missing */
+      continue;
+    }
+    if (!r->nfunc_profiles) statsprof_stats_profile_free(r);
+    else if (*nthreads == STATSPROF__MAX_THREAD_RECORDS) ++*omitted, statsprof_stats_profile_free(r);
+    else threads[(*nthreads)++] = r;
+  }
+  return rc;
+}
+
 /* One delta interval: with per_thread=on, first a record per thread that
  * did something (same baseline), then the merged one, which moves it. */
 static int emit_interval(statsprof *p, int skip_empty) {
@@ -290,23 +334,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
   statsprof_stats_profile *threads[STATSPROF__MAX_THREAD_RECORDS];
   size_t nthreads = 0;
   uint64_t omitted = 0;
-  if (p->config.per_thread) {
-    if (python_alive(p)) statsprof__threads_name(p);
-    for (uint32_t i = 0; i < p->table.nslots; i++) {
-      statsprof__slot *slot = &p->table.slots[i];
-      if (!slot->active || (slot->state != STATSPROF__SLOT_LIVE && slot->state != STATSPROF__SLOT_ENDED)) continue;
-      statsprof__selection sel = {.mode = STATSPROF_DELTA, .base = STATSPROF__BASE_PREV, .slot = i};
-      statsprof_stats_profile *r;
-      int brc = statsprof__snapshot_build(p, &sel, &r);
-      if (brc) {
-        thread_rc = brc; /* the merged record still goes out; the message says why one is missing */
-        continue;
-      }
-      if (!r->nfunc_profiles) statsprof_stats_profile_free(r);
-      else if (nthreads == STATSPROF__MAX_THREAD_RECORDS) omitted++, statsprof_stats_profile_free(r);
-      else threads[nthreads++] = r;
-    }
-  }
+  if (p->config.per_thread) thread_rc = thread_records(p, threads, &nthreads, &omitted);
   for (uint32_t i = 0; i < p->table.nslots; i++) p->table.slots[i].active = 0;
   statsprof_stats_profile *rec;
   int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
