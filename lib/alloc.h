@@ -29,7 +29,7 @@ char *statsprof__strndup(const char *s, size_t n); /* at most n bytes, NUL-termi
  * from `min` (or from cap), and returns 0; on allocation failure, or when
  * the capacity would not fit cap's type, returns -1 with arr and cap as
  * they were. New elements are not initialized. Cheap when there is room:
- * one compare, inline.
+ * one compare, inline. A macro: cap and need are evaluated twice.
  */
 #define STATSPROF__ARRAY_RESERVE(arr, cap, need, min)                                                          \
   ((size_t)(need) <= (size_t)(cap)                                                                        \

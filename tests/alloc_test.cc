@@ -4,6 +4,9 @@
 // 2, ... until a run needs fewer — gives STATSPROF_ENOMEM with a message
 // from the call that needed it (the hook's at the next snapshot or stop, a
 // sink's as a logged sink error), changes nothing else, and leaks nothing.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -162,6 +165,13 @@ Outcome RunProfiler(void *ns, const std::string &config, const char *work = "wor
   check("snapshot", rc, p);
   if (rc == 0) o.counts = pyh::FromSnapshot(s);
   if (rc != 0 && s) o.bad += "snapshot failed but stored a record; ";
+  statsprof_stats_profile_free(s);
+  s = nullptr;
+  rc = statsprof_snapshot_thread(p, STATSPROF_DELTA, PyThread_get_thread_ident(), &s);
+  // A thread whose binding ran out of memory at every call was never seen:
+  // that was reported by the snapshot above.
+  if (!(rc == STATSPROF_EINVAL && o.reported)) check("snapshot_thread", rc, p);
+  if (rc == 0 && !s) o.bad += "snapshot_thread stored no record; ";
   statsprof_stats_profile_free(s);
   check("emit_now", statsprof_emit_now(p), p);
   if (!pyh::Call(ns, work)) o.bad += std::string(work) + "() raised: " + pyh::TakeError() + "; ";
