@@ -17,7 +17,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
-#include <unistd.h>
+#include <pthread.h>
 #include <vector>
 
 #include "pyharness.h"
@@ -116,13 +116,39 @@ def work():
         s += leaf(i)
     s += rec(5) + len(sorted([3, 1, 2]))
     return s
-
-def work_in_a_thread():
-    import threading
-    t = threading.Thread(target=work, name="worker")
-    t.start()
-    t.join()
 )PY";
+
+// work() on a C thread of its own, attached with statsprof_attach_thread:
+// its thread record, table slot and stack are made at its first call, on
+// that thread, and the record is freed when it exits — before pthread_join
+// returns (key destructors run first), so the counts below are exact.
+struct CThread {
+  statsprof *p;
+  void *ns;
+  int attach_rc = 0;
+  std::string error;
+};
+
+void *CThreadMain(void *arg) {
+  CThread *w = static_cast<CThread *>(arg);
+  PyGILState_STATE g = PyGILState_Ensure();
+  w->attach_rc = statsprof_attach_thread(w->p);
+  if (!pyh::Call(w->ns, "work")) w->error = "work() raised on a C thread: " + pyh::TakeError() + "; ";
+  PyGILState_Release(g);
+  return nullptr;
+}
+
+// Returns statsprof_attach_thread's result.
+int WorkOnACThread(statsprof *p, void *ns, std::string *error) {
+  CThread w{p, ns};
+  pthread_t t;
+  Py_BEGIN_ALLOW_THREADS
+  if (pthread_create(&t, nullptr, CThreadMain, &w) == 0) pthread_join(t, nullptr);
+  else w.error = "pthread_create failed; ";
+  Py_END_ALLOW_THREADS
+  *error += w.error;
+  return w.attach_rc;
+}
 
 // One run of a profiler through everything that allocates: create (config,
 // table, every sink), start, the first calls of Python functions, a frame
@@ -137,9 +163,10 @@ struct Outcome {
   uint64_t sink_errors = 0;
 };
 
-Outcome RunProfiler(void *ns, const std::string &config, const char *work = "work") {
+Outcome RunProfiler(void *ns, const std::string &config, bool c_thread = false) {
   Outcome o;
   Log log;
+  pyh::RecordingSink host_sink;  // outlives the profiler: destroy closes it
   auto check = [&](const char *call, int rc, const statsprof *p) {
     o.calls.push_back({call, rc});
     if (rc >= 0) return;
@@ -156,9 +183,11 @@ Outcome RunProfiler(void *ns, const std::string &config, const char *work = "wor
     return o;
   }
   statsprof_set_log(p, LogTo, &log);
+  check("add_sink", pyh::AddRecordingSink(p, &host_sink), p);
   check("start", statsprof_start(p), p);
   check("frame_mark 1", statsprof_frame_mark(p), p);
-  if (!pyh::Call(ns, work)) o.bad += std::string(work) + "() raised: " + pyh::TakeError() + "; ";
+  if (!pyh::Call(ns, "work")) o.bad += "work() raised: " + pyh::TakeError() + "; ";
+  if (c_thread) check("attach_thread", WorkOnACThread(p, ns, &o.bad), p);
   check("frame_mark 2", statsprof_frame_mark(p), p);
   statsprof_stats_profile *s = nullptr;
   rc = statsprof_snapshot(p, STATSPROF_CUMULATIVE, &s);
@@ -174,7 +203,8 @@ Outcome RunProfiler(void *ns, const std::string &config, const char *work = "wor
   if (rc == 0 && !s) o.bad += "snapshot_thread stored no record; ";
   statsprof_stats_profile_free(s);
   check("emit_now", statsprof_emit_now(p), p);
-  if (!pyh::Call(ns, work)) o.bad += std::string(work) + "() raised: " + pyh::TakeError() + "; ";
+  if (!pyh::Call(ns, "work")) o.bad += "work() raised: " + pyh::TakeError() + "; ";
+  if (c_thread) check("attach_thread", WorkOnACThread(p, ns, &o.bad), p);
   check("stop", statsprof_stop(p), p);
   o.sink_errors = statsprof_sink_errors(p);
   if (o.sink_errors) {
@@ -202,26 +232,23 @@ class OutOfMemory : public ::testing::Test {
 
   // Fails the Nth allocation for N = 0, 1, 2, ... until a run makes no
   // more than N requests; checks every run against a run that fails none.
-  void FailEachAllocation(const char *label, const std::string &config, const char *work = "work") {
+  void FailEachAllocation(const char *label, const std::string &config, bool c_thread = false) {
     // The first start in the process calibrates, and the first profiled
     // call gives this thread its thread record (kept until it exits): both
     // happen here, once, before the baseline.
-    Outcome ref = RunProfiler(ns_, config, work);
+    Outcome ref = RunProfiler(ns_, config, c_thread);
     ASSERT_EQ(ref.bad, "");
     ASSERT_FALSE(ref.reported) << Describe(ref);
     ASSERT_FALSE(ref.counts.empty());
-    ref = RunProfiler(ns_, config, work);
+    ref = RunProfiler(ns_, config, c_thread);
     const long base = g_alloc.live;
     long n = 0, reported = 0;
     for (;; n++) {
       FailAt(n);
-      Outcome o = RunProfiler(ns_, config, work);
+      Outcome o = RunProfiler(ns_, config, c_thread);
       g_alloc.fail_at = -1;
       SCOPED_TRACE("failing allocation " + std::to_string(n) + ": " + Describe(o));
       EXPECT_EQ(o.bad, "");
-      // A Python thread's join() returns before its OS thread has run the
-      // key destructor that frees its thread record: give it time to exit.
-      for (int i = 0; i < 10000 && g_alloc.live > base; i++) usleep(1000);
       EXPECT_EQ(g_alloc.live, base) << "blocks leaked (or freed twice) after destroy";
       if (!g_alloc.failed) {
         EXPECT_FALSE(o.reported);
@@ -377,10 +404,8 @@ TEST(OutOfMemoryCalibrating, FailsTheStartAndIsMeasuredAgainNextTime) {
 }
 
 TEST_F(OutOfMemory, InANewThreadsFirstCalls) {
-  // The thread's own record, its table slot and stack are made at its
-  // first call, on that thread; the record is freed when it exits.
-  FailEachAllocation("a new thread", "writer=sync;interval=1h;per_thread=on;sink=jsonl:" + dir_ + "/th.jsonl",
-                     "work_in_a_thread");
+  FailEachAllocation("new C threads", "writer=sync;interval=1h;per_thread=on;sink=jsonl:" + dir_ + "/th.jsonl",
+                     true);
 }
 
 // Nothing in lib/ allocates but through lib/alloc.c: a raw malloc would
