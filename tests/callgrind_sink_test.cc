@@ -21,12 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "lib_internal.h"
 #include "pyharness.h"
-
-// Not in the public header: the tests feed hand-made records to the sink.
-// Reachable because tests link the library statically (tests/BUILD).
-extern "C" int statsprof__callgrind_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
-                  size_t errlen);
 
 namespace {
 
@@ -403,7 +399,7 @@ TEST(CallgrindSink, HandMadeRecordWithHostileNamesStaysWellFormed) {
   const statsprof_sink_ops *ops = nullptr;
   void *ctx = nullptr;
   char err[256] = "";
-  ASSERT_EQ(statsprof__callgrind_open(dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
+  ASSERT_EQ(pyh::OpenSink("callgrind", dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
 
   statsprof_caller_profile init_callers[] = {
       {"run", "m.py", 30, 2, 2, 0.0, 0.000004},       // not a function of the record
@@ -466,7 +462,7 @@ TEST(CallgrindSink, EmptyRecordWritesNoFile) {
   const statsprof_sink_ops *ops = nullptr;
   void *ctx = nullptr;
   char err[256] = "";
-  ASSERT_EQ(statsprof__callgrind_open(dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
+  ASSERT_EQ(pyh::OpenSink("callgrind", dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
   statsprof_stats_profile rec = {};
   rec.seq = 1;
   rec.pid = 7;
@@ -488,7 +484,7 @@ TEST(CallgrindSink, SameNameTwiceKeepsBothFiles) {
     const statsprof_sink_ops *ops = nullptr;
     void *ctx = nullptr;
     char err[256] = "";
-    ASSERT_EQ(statsprof__callgrind_open(dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
+    ASSERT_EQ(pyh::OpenSink("callgrind", dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
     ASSERT_EQ(ops->emit(ctx, &rec), 0);
     ops->close(ctx);
   }

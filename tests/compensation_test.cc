@@ -4,19 +4,17 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "lib_internal.h"
 #include "pyharness.h"
 
-// lib/internal.h is C11 (stdatomic); the one internal function used here.
-// int statsprof__calibrate(clock, source, ...) of lib/internal.h (C11, not
-// includable here); source: 1 monitoring (3.12+ default), 2 setprofile.
-extern "C" int statsprof__calibrate(int clock, int source, uint64_t *cost_py, uint64_t *cost_c, uint64_t *own_scale);
-constexpr int kDefaultSource = PY_VERSION_HEX >= 0x030C0000 ? 1 : 2;
+constexpr int kDefaultSource =
+    PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
 
 namespace {
 
 TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
   uint64_t py = 0, c = 0, scale = 0;
-  statsprof__calibrate(/*wall*/ 0, kDefaultSource, &py, &c, &scale);
+  statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &py, &c, &scale);
   // Profiling always costs something: a zero here silently disables
   // compensation (as a table change once did).
   EXPECT_GT(py, 0u);

@@ -213,37 +213,6 @@ TEST(Emission, StopDeliversEverythingQueued) {
   pyh::Release(ns);
 }
 
-TEST(Emission, TimerTriggerEmitsWithoutTicks) {
-  void *ns = pyh::Exec(R"(
-import time
-def f(): pass
-def main():
-    end = time.monotonic() + 0.5
-    while time.monotonic() < end:
-        f(); time.sleep(0.01)
-)", "timer.py");
-  statsprof *p = Make("sink=none;trigger=timer;interval=50ms");
-  CollectSink sink;
-  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
-  ASSERT_EQ(statsprof_start(p), 0);
-  ASSERT_TRUE(pyh::Call(ns, "main"));
-  statsprof_stop(p);
-  auto recs = sink.Take();
-  EXPECT_GE(recs.size(), 3u);
-  uint64_t calls = 0;
-  for (auto &r : recs) calls += r.calls("f");
-  statsprof_destroy(p);
-  // Every call lands in exactly one record.
-  void *cnt = pyh::Exec(R"(
-import time
-n = 0
-end = time.monotonic() + 0.5
-)");
-  pyh::Release(cnt);
-  EXPECT_GT(calls, 10u);
-  pyh::Release(ns);
-}
-
 TEST(Emission, ForkedChildEmitsThroughItsOwnWriter) {
   std::string dir = pyh::TempDir();
   std::string path = dir + "/fork.jsonl";
@@ -274,31 +243,6 @@ TEST(Emission, ForkedChildEmitsThroughItsOwnWriter) {
   EXPECT_NE(text.find(child), std::string::npos) << text.substr(0, 300);
   EXPECT_NE(text.find(parent), std::string::npos);
   pyh::Release(ns);
-}
-
-TEST(Emission, FinalizeWithTimerRunningIsSafe) {
-  // Last in this binary: it finalizes Python and starts it again.
-  statsprof *p = Make("sink=none;trigger=timer;interval=10ms");
-  CollectSink sink;
-  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
-  ASSERT_EQ(statsprof_start(p), 0);
-  void *ns = Program();
-  pyh::Call(ns, "main");
-  pyh::Release(ns);
-  Py_BEGIN_ALLOW_THREADS usleep(50000);
-  Py_END_ALLOW_THREADS
-  ASSERT_EQ(Py_FinalizeEx(), 0);  // the atexit handler stops the timer first
-  statsprof_stats_profile *s = nullptr;
-  EXPECT_EQ(statsprof_snapshot(p, STATSPROF_CUMULATIVE, &s), 0);
-  statsprof_stats_profile_free(s);
-  statsprof_destroy(p);
-  EXPECT_GE(sink.Take().size(), 1u);
-  Py_InitializeEx(0);
-  // A new profiler works in the new interpreter.
-  void *ns2 = Program();
-  pyh::CountMap m = pyh::StatsprofRun(ns2, "main");
-  EXPECT_EQ(m["emit.py:1(f)"].nc, 3u);
-  pyh::Release(ns2);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // lifecycle_test.cc — create/start/stop/destroy in every order, NULL
-// handles, threads, statsprof_from_env, and Py_Finalize under a running
+// handles, statsprof_from_env, and Py_Finalize under a running
 // profiler (last in this file: it re-initializes the interpreter).
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -18,26 +18,9 @@ def main():
     for i in range(3): f()
 )";
 
-uint64_t Calls(statsprof *p, const char *name) {
-  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
-  const statsprof_function_profile *f = pyh::Find(s.get(), name);
-  return f ? f->ncalls : 0;
-}
-
-// Whether statsprof receives events: its profile function (setprofile
-// source), or its sys.monitoring tool with events on (3.12+ default).
-#define STATSPROF_EVENTS_ON                                                                 \
-  "def statsprof_events_on():\n"                                                           \
-  "    if sys.getprofile() is not None: return True\n"                                     \
-  "    m = getattr(sys, 'monitoring', None)\n"                                             \
-  "    return bool(m) and any(m.get_tool(i) == 'statsprof' and m.get_events(i) for i in (3, 4))\n"
-const char kNoHook[] = "import sys, threading\n" STATSPROF_EVENTS_ON R"(
-assert not statsprof_events_on(), repr(sys.getprofile())
-assert threading.getprofile() is None, repr(threading.getprofile())
-)";
-const char kHook[] = "import sys\n" STATSPROF_EVENTS_ON R"(
-assert statsprof_events_on()
-)";
+using pyh::Calls;
+using pyh::kHook;
+using pyh::kNoHook;
 
 // ---- start / stop / destroy ------------------------------------------------
 
@@ -228,72 +211,6 @@ TEST(Lifecycle, AttachThreadNeedsARunningProfiler) {
   ASSERT_EQ(statsprof_stop(p), 0);
   EXPECT_EQ(statsprof_attach_thread(p), STATSPROF_ESTATE);
   statsprof_destroy(p);
-}
-
-// ---- threads -------------------------------------------------------------------
-
-TEST(Threads, ThreadStartedAfterStartIsProfiled) {
-  void *ns = pyh::Exec(R"(
-import threading
-def leaf(): pass
-def work():
-    for i in range(6): leaf()
-def main():
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-)",
-                       "threads.py");
-  statsprof *p;
-  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
-  ASSERT_EQ(statsprof_start(p), 0);
-  ASSERT_TRUE(pyh::Call(ns, "main"));
-  EXPECT_EQ(Calls(p, "leaf"), 6u);
-  EXPECT_EQ(Calls(p, "work"), 1u);
-  ASSERT_EQ(statsprof_stop(p), 0);
-  EXPECT_EQ(pyh::RunPy(kNoHook), "");  // threading.setprofile undone
-  ASSERT_TRUE(pyh::Call(ns, "main"));  // threads after stop are not profiled
-  EXPECT_EQ(Calls(p, "leaf"), 6u);
-  statsprof_destroy(p);
-  pyh::Release(ns);
-}
-
-const char kBlockedThread[] = R"(
-import threading
-go = threading.Event()
-def leaf(): pass
-def worker():
-    go.wait()
-    for i in range(4): leaf()
-t = threading.Thread(target=worker)
-t.start()
-def release():
-    go.set()
-    t.join()
-)";
-
-TEST(Threads, ThreadThatExistedAtStartIsProfiled) {
-  void *ns = pyh::Exec(kBlockedThread, "existing.py");  // the thread waits on `go`
-  statsprof *p;
-  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
-  ASSERT_EQ(statsprof_start(p), 0);
-  ASSERT_TRUE(pyh::Call(ns, "release"));
-  EXPECT_EQ(Calls(p, "leaf"), 4u);
-  // worker() was entered before start: its return is not counted.
-  EXPECT_EQ(Calls(p, "worker"), 0u);
-  statsprof_destroy(p);
-  pyh::Release(ns);
-}
-
-TEST(Threads, DestroyDetachesOtherThreadsBeforeTheyRunAgain) {
-  void *ns = pyh::Exec(kBlockedThread, "existing.py");
-  statsprof *p;
-  ASSERT_EQ(statsprof_create("sink=none", &p), 0);
-  ASSERT_EQ(statsprof_start(p), 0);
-  statsprof_destroy(p);
-  ASSERT_TRUE(pyh::Call(ns, "release"));  // runs profiled code with no profiler
-  EXPECT_EQ(pyh::RunPy(kNoHook), "");
-  pyh::Release(ns);
 }
 
 // ---- statsprof_from_env --------------------------------------------------------

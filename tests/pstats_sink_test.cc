@@ -19,12 +19,8 @@
 #include <tuple>
 #include <vector>
 
+#include "lib_internal.h"
 #include "pyharness.h"
-
-// Not in the public header: the tests feed hand-made records to the sink.
-// Reachable because tests link the library statically (tests/BUILD).
-extern "C" int statsprof__pstats_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err,
-                  size_t errlen);
 
 namespace {
 
@@ -332,7 +328,7 @@ TEST(PstatsSink, WideCountsExactFloatsAndInvalidUtf8AreEncodedFaithfully) {
   const statsprof_sink_ops *ops = nullptr;
   void *ctx = nullptr;
   char err[256] = "";
-  ASSERT_EQ(statsprof__pstats_open(dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
+  ASSERT_EQ(pyh::OpenSink("pstats", dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
 
   statsprof_caller_profile callers[] = {
       {"caller", "c.py", 7, 4294967301ull, 2147483648ull, 0.1, 1e300},
@@ -382,7 +378,7 @@ TEST(PstatsSink, EmptyRecordWritesNoFile) {
   const statsprof_sink_ops *ops = nullptr;
   void *ctx = nullptr;
   char err[256] = "";
-  ASSERT_EQ(statsprof__pstats_open(dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
+  ASSERT_EQ(pyh::OpenSink("pstats", dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
   statsprof_stats_profile rec = {};
   rec.seq = 1;
   rec.pid = 7;
@@ -405,7 +401,7 @@ TEST(PstatsSink, SameNameTwiceKeepsBothFiles) {
     const statsprof_sink_ops *ops = nullptr;
     void *ctx = nullptr;
     char err[256] = "";
-    ASSERT_EQ(statsprof__pstats_open(dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
+    ASSERT_EQ(pyh::OpenSink("pstats", dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
     ASSERT_EQ(ops->emit(ctx, &rec), 0);
     ops->close(ctx);
   }

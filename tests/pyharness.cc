@@ -280,6 +280,27 @@ int main(int argc, char **argv) {
 
 namespace pyh {
 
+uint64_t Calls(statsprof *p, const std::string &name) {
+  Snap s = Snapshot(p, STATSPROF_CUMULATIVE);
+  const statsprof_function_profile *f = Find(s.get(), name);
+  return f ? f->ncalls : 0;
+}
+
+// Whether statsprof receives events: its profile function (setprofile
+// source), or its sys.monitoring tool with events on (3.12+ default).
+#define STATSPROF_EVENTS_ON                                                                 \
+  "def statsprof_events_on():\n"                                                           \
+  "    if sys.getprofile() is not None: return True\n"                                     \
+  "    m = getattr(sys, 'monitoring', None)\n"                                             \
+  "    return bool(m) and any(m.get_tool(i) == 'statsprof' and m.get_events(i) for i in (3, 4))\n"
+const char kNoHook[] = "import sys, threading\n" STATSPROF_EVENTS_ON R"(
+assert not statsprof_events_on(), repr(sys.getprofile())
+assert threading.getprofile() is None, repr(threading.getprofile())
+)";
+const char kHook[] = "import sys\n" STATSPROF_EVENTS_ON R"(
+assert statsprof_events_on()
+)";
+
 std::string RunPy(const std::string &code, const std::map<std::string, std::string> &vars) {
   PyObject *ns = PyDict_New();
   PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());

@@ -76,6 +76,15 @@ namespace pyh {
 // returns "" when it ran without raising, else the Python error text.
 std::string RunPy(const std::string &code, const std::map<std::string, std::string> &vars = {});
 
+// ncalls of the one function named `name` in a cumulative snapshot, 0 when
+// it has none.
+uint64_t Calls(statsprof *p, const std::string &name);
+// Python code for RunPy that raises unless statsprof receives no events on
+// any thread (no profile function, no sys.monitoring events, no
+// threading.setprofile) -- kNoHook -- or receives them on this one (kHook).
+extern const char kNoHook[];
+extern const char kHook[];
+
 // One record as a host sink received it (copied: records are only lent).
 struct Record {
   uint64_t seq = 0;

@@ -52,29 +52,63 @@ def main():
   pyh::Release(ns);
 }
 
-TEST(Threads, ThreadThatExistedBeforeStartIsProfiled) {
+// ---- threads started before and after start, and destroy -------------------
+
+TEST(Threads, ThreadStartedAfterStartIsProfiled) {
   void *ns = pyh::Exec(R"(
 import threading
+def leaf(): pass
+def work():
+    for i in range(6): leaf()
+def main():
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+)",
+                       "threads.py");
+  statsprof *p = Start();
+  ASSERT_TRUE(pyh::Call(ns, "main"));
+  EXPECT_EQ(pyh::Calls(p, "leaf"), 6u);
+  EXPECT_EQ(pyh::Calls(p, "work"), 1u);
+  ASSERT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(pyh::RunPy(pyh::kNoHook), "");  // threading.setprofile undone
+  ASSERT_TRUE(pyh::Call(ns, "main"));  // threads after stop are not profiled
+  EXPECT_EQ(pyh::Calls(p, "leaf"), 6u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+const char kBlockedThread[] = R"(
+import threading
 go = threading.Event()
-def g(): pass
+def leaf(): pass
 def worker():
     go.wait()
-    for i in range(4): g()
-t = threading.Thread(target=worker, name="early-bird")
-def begin(): t.start()
-def finish():
+    for i in range(4): leaf()
+t = threading.Thread(target=worker)
+t.start()
+def release():
     go.set()
     t.join()
-)", "early.py");
-  ASSERT_TRUE(pyh::Call(ns, "begin"));
+)";
+
+TEST(Threads, ThreadThatExistedAtStartIsProfiled) {
+  void *ns = pyh::Exec(kBlockedThread, "existing.py");  // the thread waits on `go`
   statsprof *p = Start();
-  ASSERT_TRUE(pyh::Call(ns, "finish"));
-  statsprof_stop(p);
-  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
-  const statsprof_function_profile *g = pyh::Find(s.get(), "g");
-  ASSERT_NE(g, nullptr);
-  EXPECT_EQ(g->ncalls, 4u);
+  ASSERT_TRUE(pyh::Call(ns, "release"));
+  EXPECT_EQ(pyh::Calls(p, "leaf"), 4u);
+  // worker() was entered before start: its return is not counted.
+  EXPECT_EQ(pyh::Calls(p, "worker"), 0u);
   statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(Threads, DestroyDetachesOtherThreadsBeforeTheyRunAgain) {
+  void *ns = pyh::Exec(kBlockedThread, "existing.py");
+  statsprof *p = Start();
+  statsprof_destroy(p);
+  ASSERT_TRUE(pyh::Call(ns, "release"));  // runs profiled code with no profiler
+  EXPECT_EQ(pyh::RunPy(pyh::kNoHook), "");
   pyh::Release(ns);
 }
 
@@ -265,7 +299,9 @@ uint64_t CallsFromCThread(statsprof *p, void *ns, statsprof *attach_with, int be
   CThread t;
   t.Run(fn, attach_with, before, after);
   t.WaitFor(1);
-  if (tick) EXPECT_EQ(statsprof_tick(p), 1);  // picks the new thread state up
+  if (tick) {
+    EXPECT_EQ(statsprof_tick(p), 1);  // picks the new thread state up
+  }
   t.phase = 2;
   t.WaitFor(3);
   t.th.join();
