@@ -5,7 +5,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "collect_sink.h"
@@ -210,38 +209,6 @@ TEST(Emission, StopDeliversEverythingQueued) {
   EXPECT_EQ(got.back().calls("f"), 3u);
   EXPECT_EQ(slow.flushes >= 1, true);
   EXPECT_EQ(slow.closes, 1);
-  pyh::Release(ns);
-}
-
-TEST(Emission, ForkedChildEmitsThroughItsOwnWriter) {
-  std::string dir = pyh::TempDir();
-  std::string path = dir + "/fork.jsonl";
-  void *ns = Program();
-  statsprof *p = Make(("sink=jsonl:" + path).c_str());
-  ASSERT_EQ(statsprof_start(p), 0);
-  pyh::Call(ns, "main");
-  ASSERT_EQ(statsprof_emit_now(p), 0);  // parent's writer thread is running
-  statsprof_flush(p);
-  PyOS_BeforeFork();
-  pid_t pid = fork();
-  if (pid == 0) {
-    PyOS_AfterFork_Child();
-    pyh::Call(ns, "main");
-    int rc = statsprof_emit_now(p);
-    statsprof_flush(p);
-    _exit(rc == 0 ? 0 : 3);
-  }
-  PyOS_AfterFork_Parent();
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-  statsprof_destroy(p);
-  std::string text = pyh::ReadFile(path);
-  std::string child = "\"pid\":" + std::to_string(pid) + ",";
-  std::string parent = "\"pid\":" + std::to_string(getpid()) + ",";
-  EXPECT_NE(text.find(child), std::string::npos) << text.substr(0, 300);
-  EXPECT_NE(text.find(parent), std::string::npos);
   pyh::Release(ns);
 }
 
