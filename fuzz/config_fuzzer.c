@@ -11,7 +11,7 @@
  * appended (no file is ever written; without a sink key the default sink
  * would create statsprof.jsonl), and its message must match the parser's.
  * Any broken promise abort()s, which libFuzzer reports as a crash.
- * Build and run: tools/fuzz. */
+ * Build and run: dev/fuzz. */
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>

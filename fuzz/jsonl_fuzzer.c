@@ -13,7 +13,7 @@
  * Input layout (every read past the end yields zeros, so any input is a
  * record): a header of fixed-size fields, then functions, each with its
  * callers; strings are a length byte and that many bytes.
- * Build and run: tools/fuzz. */
+ * Build and run: dev/fuzz. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

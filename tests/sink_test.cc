@@ -302,7 +302,7 @@ assert rec["interval_s"] == 0
 
 // Earlier versions said "free with free()": with the default allocator
 // (realloc/free) that still frees the buffer (ASan checks it under
-// tools/sanitize).
+// dev/sanitize).
 TEST(FormatJsonl, BufferFromTheDefaultAllocatorMayStillBeFreedWithFree) {
   statsprof_stats_profile rec{};
   char *out = nullptr;

@@ -1,6 +1,6 @@
 // consumer_host.cc — the smallest C++ host that embeds CPython and profiles
 // it with an INSTALLED statsprof, built outside Bazel: cmake/ builds it with
-// find_package(statsprof), pkgconfig/ with pkg-config. tools/cmake_check
+// find_package(statsprof), pkgconfig/ with pkg-config. dev/cmake_check
 // builds both and checks what they write.
 //
 //   consumer_host OUT.jsonl CALLS

@@ -1,5 +1,5 @@
 """The installed package, as a user gets it from `pip install .`: run by
-tools/pip_check from a directory outside the source tree, with the install
+dev/pip_check from a directory outside the source tree, with the install
 directory (argv[1]) on PYTHONPATH.
 
 Checks that `statsprof` comes from that directory, with its compiled

@@ -8,7 +8,7 @@ every frame. Samples RSS every 10 s and reports whether it stays flat:
 code objects the profiler sees are not kept alive (co_extra holds only an
 index), and functions beyond the cap fold into one overflow entry.
 
-    PYTHONPATH=bazel-bin/python tools/soak.py --minutes 10 --out out/soak
+    PYTHONPATH=bazel-bin/python dev/soak.py --minutes 10 --out out/soak
 """
 import argparse
 import gc

@@ -1,5 +1,5 @@
-"""tools/bench's pieces that do not measure: the numbers and goal marks of
-tools/bench_cost.py from known records, BENCHMARKS.md's sections, callgrind
+"""dev/bench's pieces that do not measure: the numbers and goal marks of
+dev/bench_cost.py from known records, BENCHMARKS.md's sections, callgrind
 function names, the docutils workload; and bench_host itself on a small
 workload (exact event counts, every mode's source and floor), with no
 timing threshold anywhere."""
@@ -10,19 +10,19 @@ import json
 import os
 import subprocess
 import tempfile
+import sys
 import unittest
 
-import toolstest
+DEV = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, DEV)
 
-import bench_cost
-import bench_workloads
-
-TOOLS = toolstest.TOOLS
+import bench_cost  # noqa: E402
+import bench_workloads  # noqa: E402
 
 
 def load_bench():
-    """tools/bench as a module (it has no .py suffix)."""
-    loader = importlib.machinery.SourceFileLoader("bench_tool", os.path.join(TOOLS, "bench"))
+    """dev/bench as a module (it has no .py suffix)."""
+    loader = importlib.machinery.SourceFileLoader("bench_tool", os.path.join(DEV, "bench"))
     spec = importlib.util.spec_from_loader("bench_tool", loader)
     mod = importlib.util.module_from_spec(spec)
     loader.exec_module(mod)
@@ -132,14 +132,14 @@ class TimingNumbers(unittest.TestCase):
         self.assertEqual(bench_cost.tt_cell(r, True), "0.45× (waited 100%)")
 
     def test_goal_marks(self):
-        text = bench_cost.render_timing(self.s, [("CPU", "test")], "tools/bench --test", 40,
+        text = bench_cost.render_timing(self.s, [("CPU", "test")], "dev/bench --test", 40,
                                         "cpu", None)
         # own 0.2 <= 0.25, added 0.4 <= 0.6, builtins=off 1.4x > 1.3x on the game.
         self.assertIn("| 0.20× ✓ | 0.40× ✓ | 0.25× |", text)
         # Total slowdowns with builtins=off: both floors, cProfile, statsprof.
         self.assertIn("| game | 1.20× | 2.50× | 2.50× | 1.40× **✗** |", text)
         self.assertIn("| game | 0.90× ✓ |", text)
-        self.assertIn("`tools/bench --test`", text)
+        self.assertIn("`dev/bench --test`", text)
         self.assertNotIn("Noisy run", text)
 
     def test_no_room_and_noise(self):
@@ -279,16 +279,16 @@ class DocutilsWorkload(unittest.TestCase):
 def bench_host():
     root = os.environ.get("TEST_SRCDIR")
     if root:
-        return os.path.join(root, os.environ.get("TEST_WORKSPACE", "statsprof"), "tools",
+        return os.path.join(root, os.environ.get("TEST_WORKSPACE", "statsprof"), "dev",
                             "bench_host")
-    return os.path.join(TOOLS, "..", "bazel-bin", "tools", "bench_host")
+    return os.path.join(DEV, "..", "bazel-bin", "dev", "bench_host")
 
 
 class BenchHost(unittest.TestCase):
     """bench_host on fib(18) once per mode: what it reports, not how fast."""
 
     def test_fib_every_mode(self):
-        r = subprocess.run([bench_host(), "--workloads", os.path.join(TOOLS, "bench_workloads.py"),
+        r = subprocess.run([bench_host(), "--workloads", os.path.join(DEV, "bench_workloads.py"),
                             "--size", "callgrind", "--rounds", "1", "--workload", "fib",
                             "--no-extras"], capture_output=True, text=True, timeout=300,
                            env=dict(os.environ, PYTHONHASHSEED="0"))
@@ -330,7 +330,7 @@ class BenchHost(unittest.TestCase):
             self.assertAlmostEqual(t["units"][0], t["cpu_seconds"], delta=t["cpu_seconds"] * 1e-5)
 
     def test_game_units(self):
-        r = subprocess.run([bench_host(), "--workloads", os.path.join(TOOLS, "bench_workloads.py"),
+        r = subprocess.run([bench_host(), "--workloads", os.path.join(DEV, "bench_workloads.py"),
                             "--size", "callgrind", "--rounds", "2", "--workload", "game",
                             "--mode", "none", "--mode", "statsprof", "--no-extras"],
                            capture_output=True, text=True, timeout=300,
@@ -352,7 +352,7 @@ class BenchHost(unittest.TestCase):
         # sys.monitoring on 3.12+.
         window = "interval=1h;window=1ms;every=2ms"
         modes = ["--prod-mode", "sp=%s;source=setprofile" % window]
-        r = subprocess.run([bench_host(), "--workloads", os.path.join(TOOLS, "bench_workloads.py"),
+        r = subprocess.run([bench_host(), "--workloads", os.path.join(DEV, "bench_workloads.py"),
                             "--production", "--size", "prod", "--seconds", "0.2", "--rounds", "1",
                             "--lead-in", "0", "--workload", "fib"] + modes +
                            ["--prod-mode", "auto=" + window],

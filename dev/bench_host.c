@@ -1,17 +1,17 @@
-/* bench_host.c — the measuring half of tools/bench.
+/* bench_host.c — the measuring half of dev/bench.
  *
- * Embeds CPython, loads tools/bench_workloads.py and measures, in this one
- * process, what each profiler costs on each workload. tools/bench runs it,
+ * Embeds CPython, loads dev/bench_workloads.py and measures, in this one
+ * process, what each profiler costs on each workload. dev/bench runs it,
  * reads the JSON lines it prints on stdout and makes the table; run it by
  * hand only to debug a measurement:
  *
- *   bench_host --workloads tools/bench_workloads.py [--size full|quick|callgrind]
+ *   bench_host --workloads dev/bench_workloads.py [--size full|quick|callgrind]
  *              [--rounds 7] [--workload NAME]... [--mode NAME]...
  *              [--no-extras] [--callgrind]
- *   bench_host --workloads tools/bench_workloads.py --production [--size full|quick]
+ *   bench_host --workloads dev/bench_workloads.py --production [--size full|quick]
  *              [--rounds 3] [--seconds 3] [--lead-in 0] [--workload NAME]...
  *              [--prod-mode NAME=CONFIG]... [--short NAME]...
- *   bench_host --workloads tools/bench_workloads.py --game-run CONFIG --frames N [--seed S]
+ *   bench_host --workloads dev/bench_workloads.py --game-run CONFIG --frames N [--seed S]
  *
  * Modes (what is installed during the measured call; --mode NAME picks some):
  *   none              nothing

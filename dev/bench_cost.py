@@ -1,5 +1,5 @@
-"""What profiling costs, per CPython version: the tables of `tools/bench` and
-`tools/bench --callgrind` (see tools/bench for how they are measured).
+"""What profiling costs, per CPython version: the tables of `dev/bench` and
+`dev/bench --callgrind` (see dev/bench for how they are measured).
 
 bench_host runs every workload under each mode, interleaved round-robin in
 one process: no hook; the floor of each event source (an empty C callback for

@@ -1,7 +1,7 @@
-"""Production mode in tools/bench: what duty=5% and max_overhead=1% cost, and
-how closely a duty-cycled profile matches a full one (`tools/bench --production`).
+"""Production mode in dev/bench: what duty=5% and max_overhead=1% cost, and
+how closely a duty-cycled profile matches a full one (`dev/bench --production`).
 
-Cost. bench_host --production runs each workload of tools/bench_workloads.py
+Cost. bench_host --production runs each workload of dev/bench_workloads.py
 (size `prod`) back to back for --seconds per measured run, under no hook, full
 statsprof, duty=5% and max_overhead=1% (modes interleaved over rounds; one
 profiler per measured run, started before a lead-in so the measured calls

@@ -1,4 +1,4 @@
-"""Workloads for tools/bench: the Python code that bench_host profiles.
+"""Workloads for dev/bench: the Python code that bench_host profiles.
 
 Each workload is built by make(name, size) into a zero-argument callable
 `run`. Everything a run needs (data, source text, imports) is prepared by
@@ -7,9 +7,9 @@ same work, so each call delivers the same profile events.
 
 Sizes:
     full       the default benchmark (each run is tens of ms unprofiled)
-    quick      tools/bench --quick
-    callgrind  tools/bench --callgrind (small: valgrind is ~50x slower)
-    prod       tools/bench --production: the callgrind sizes (one run is under
+    quick      dev/bench --quick
+    callgrind  dev/bench --callgrind (small: valgrind is ~50x slower)
+    prod       dev/bench --production: the callgrind sizes (one run is under
                a millisecond unprofiled, so a statsprof_tick after each run
                moves production-mode windows to within a few ms), but the
                game at full size (it ticks after every frame)
@@ -45,7 +45,7 @@ NAMES = ("fib", "json_re", "ast", "difflib", "game", "docutils")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Normalized: the game's functions are keyed by this path in profiles, which
-# tools/bench --production compares with host_examples/game_host's.
+# dev/bench --production compares with host_examples/game_host's.
 GAME_DIR = os.path.normpath(os.environ.get("STATSPROF_BENCH_GAME_DIR") or os.path.join(
     HERE, os.pardir, "host_examples", "game"))
 ARGPARSE = os.path.join(os.path.dirname(os.__file__), "argparse.py")
@@ -285,7 +285,7 @@ def repeat(body, reps, on_unit=None):
 
 
 def make_game_run(frames, seed=1, on_frame=None):
-    """For tools/bench --production's faithfulness runs: one game as
+    """For dev/bench --production's faithfulness runs: one game as
     host_examples/game_host plays it with --no-sleep, game.init(seed) and then
     `frames` frames back to back, on_frame() after each when given."""
     if GAME_DIR not in sys.path:
