@@ -245,7 +245,7 @@ int statsprof__table_cfunc_add(statsprof__table *t, const void *ml, uint32_t ent
 /* Zeroes every counter (keeps labels). */
 void statsprof__table_clear_counts(statsprof__table *t);
 
-/* ---- hook.c ------------------------------------------------------------ */
+/* ---- hook.c: the event sources and the counting core's hot path ------ */
 
 /* The event source's and counting core's slice of config (hook.c,
  * threads.c, snapshot.c), fixed at create. */
