@@ -78,7 +78,8 @@ typedef struct statsprof statsprof;
  * On success stores the handle in *out, empties this thread's
  * statsprof_errmsg(NULL) and returns 0. On failure stores NULL and returns
  * an error code — STATSPROF_ECONFIG for a bad key or value (a malformed sink
- * argument included), STATSPROF_ESINK for a sink that cannot open — and
+ * argument included), STATSPROF_ESINK for a sink that cannot open,
+ * STATSPROF_ENOMEM when out of memory — and
  * statsprof_errmsg(NULL) gives a message naming the offending text and its
  * offset (per calling thread, until the next call).
  * Does not need the GIL or an initialized interpreter.
@@ -117,6 +118,9 @@ STATSPROF_API int statsprof_start(statsprof *p);
  * entered and never returned (as cProfile's disable does), and emits a last
  * delta record to the sinks if anything happened since the last one, and
  * flushes them (waiting at most config stop_timeout, as statsprof_flush).
+ * Returns STATSPROF_ENOMEM, having done all that, when the profile hook ran
+ * out of memory since the last snapshot or stop (see
+ * statsprof_set_allocator).
  * Requires the GIL while the interpreter runs. Stopping twice is a no-op.
  */
 STATSPROF_API int statsprof_stop(statsprof *p);
@@ -227,7 +231,9 @@ typedef struct statsprof_stats_profile {
  * delta snapshot (or start) and moves that mark; STATSPROF_CUMULATIVE covers
  * everything since start and moves nothing. Frames still running are not in
  * it until they return (as in cProfile). Requires the GIL. The caller owns
- * *out and frees it with statsprof_stats_profile_free.
+ * *out and frees it with statsprof_stats_profile_free. STATSPROF_ENOMEM,
+ * and no record (a delta's mark does not move), when the profile hook ran
+ * out of memory since the last snapshot or stop: some calls are missing.
  */
 STATSPROF_API int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode,
                                      statsprof_stats_profile **out);
