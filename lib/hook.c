@@ -21,12 +21,22 @@ static uint64_t g_epoch = 1;
 static int g_atexit_registered;
 static Py_ssize_t g_extra_index = -1;
 static PyTypeObject *g_thread_type;
+#if PY_VERSION_HEX >= 0x030C0000
+static PyTypeObject *g_mon_owner_type; /* the sys.monitoring callbacks' self */
+static int mon_owner_ready(void);
+#else
+static int mon_owner_ready(void) { return 0; }
+#endif
 
 static void on_python_exit(void) {
   g_epoch++;
   g_atexit_registered = 0;
   g_extra_index = -1;
-  g_thread_type = NULL; /* freed with the interpreter */
+  /* Freed with the interpreter; the next one makes its own. */
+  g_thread_type = NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+  g_mon_owner_type = NULL;
+#endif
 }
 
 uint64_t statsprof__epoch(void) { return g_epoch; }
@@ -91,7 +101,7 @@ int statsprof__hook_ready(void) {
       return STATSPROF_EPYTHON;
     }
   }
-  return 0;
+  return mon_owner_ready();
 }
 
 /* ---- slow paths: first sight of a function ---------------------------- */
@@ -149,18 +159,8 @@ struct statsprof__pyframe311 {
   PyFrameObject *f_back;
   struct statsprof__iframe311 *f_frame;
 };
-struct statsprof__extra311 {
-  Py_ssize_t ce_size;
-  void *ce_extras[1];
-};
-
 static inline PyCodeObject *frame_code(PyFrameObject *frame) {
   return ((struct statsprof__pyframe311 *)frame)->f_frame->f_code;
-}
-
-static inline void *code_extra(PyCodeObject *co) {
-  const struct statsprof__extra311 *e = co->co_extra;
-  return e && g_extra_index >= 0 && g_extra_index < e->ce_size ? e->ce_extras[g_extra_index] : NULL;
 }
 #else
 static inline PyCodeObject *frame_code(PyFrameObject *frame) {
@@ -169,7 +169,29 @@ static inline PyCodeObject *frame_code(PyFrameObject *frame) {
   Py_DECREF(co);
   return co;
 }
+#endif
 
+/* A code object's co_extra value at our index, or NULL. co_extra is a field
+ * of the public PyCodeObject (Include/cpython/code.h) on 3.11 to 3.15, and
+ * what it points to, _PyCodeObjectExtra {Py_ssize_t ce_size; void
+ * *ce_extras[1];} (Objects/codeobject.c), has not changed since PEP 523:
+ * PyUnstable_Code_GetExtra of Debian's 3.11.2, pyenv's 3.12.1 and 3.13.0
+ * and sid's 3.14.10 and 3.15.2 compiles to these same three loads (checked
+ * by disassembly). Reading it here saves a call and its type check per
+ * event. Free-threaded builds (where the slot may be written concurrently)
+ * and versions not checked yet use the public function. */
+#if PY_VERSION_HEX < 0x03100000 && !defined(Py_GIL_DISABLED)
+struct statsprof__code_extra {
+  Py_ssize_t ce_size;
+  void *ce_extras[1];
+};
+
+static inline void *code_extra(PyCodeObject *co) {
+  const struct statsprof__code_extra *e = co->co_extra;
+  /* g_extra_index is -1 until reserved: as a size_t it is never in range. */
+  return e && (size_t)g_extra_index < (size_t)e->ce_size ? e->ce_extras[g_extra_index] : NULL;
+}
+#else
 static inline void *code_extra(PyCodeObject *co) {
   void *extra = NULL;
   if (g_extra_index < 0 || PyUnstable_Code_GetExtra((PyObject *)co, g_extra_index, &extra) != 0) return NULL;
@@ -558,12 +580,52 @@ static inline statsprof__thread *mon_thread(statsprof *p) {
   return mon_thread_slow(p);
 }
 
-static inline statsprof *mon_profiler(PyObject *self) { return (statsprof *)PyCapsule_GetPointer(self, NULL); }
+/* The callbacks' self: a tiny object of our own that holds the profiler,
+ * read with one load where a capsule's PyCapsule_GetPointer is a call that
+ * checks the capsule's name (~27 instructions per event). One per tool id
+ * registration; the callbacks keep it alive. Its type is made once per
+ * interpreter (statsprof__hook_ready) and forgotten at Py_Finalize. */
+typedef struct {
+  PyObject_HEAD
+  statsprof *p;
+} mon_owner;
+
+static PyType_Slot mon_owner_slots[] = {
+    {Py_tp_doc, (void *)"statsprof's sys.monitoring callbacks' owner"},
+    {0, NULL},
+};
+
+static PyType_Spec mon_owner_spec = {
+    .name = "statsprof._MonitoringOwner",
+    .basicsize = sizeof(mon_owner),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = mon_owner_slots,
+};
+
+static int mon_owner_ready(void) {
+  if (g_mon_owner_type) return 0;
+  g_mon_owner_type = (PyTypeObject *)PyType_FromSpec(&mon_owner_spec);
+  if (g_mon_owner_type) return 0;
+  PyErr_Clear();
+  return STATSPROF_EPYTHON;
+}
+
+static PyObject *mon_owner_new(statsprof *p) {
+  mon_owner *o = g_mon_owner_type ? PyObject_New(mon_owner, g_mon_owner_type) : NULL;
+  if (!o) {
+    PyErr_Clear();
+    return NULL;
+  }
+  o->p = p;
+  return (PyObject *)o;
+}
+
+static inline statsprof *mon_profiler(PyObject *self) { return ((mon_owner *)self)->p; }
 
 static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
   statsprof__thread *t;
-  if (p && p->mon_on && nargs >= 1 && (t = mon_thread(p)))
+  if (p->mon_on && nargs >= 1 && (t = mon_thread(p)))
     enter(t, p, code_label_co(p, (PyCodeObject *)args[0]), p->cost_py);
   Py_RETURN_NONE;
 }
@@ -573,19 +635,24 @@ static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t 
   (void)nargs;
   statsprof *p = mon_profiler(self);
   statsprof__thread *t;
-  if (p && p->mon_on && (t = mon_thread(p))) leave_at(t, p, now(p), p->cost_py, p->own_scale);
+  if (p->mon_on && (t = mon_thread(p))) leave_at(t, p, now(p), p->cost_py, p->own_scale);
   Py_RETURN_NONE;
 }
 
 /* The PyMethodDef a CALL / C_RETURN event is about, or NULL when the call
- * is not one cProfile counts as a C function. */
+ * is not one cProfile counts as a C function. CALL fires for Python calls
+ * too (most of them, in Python code): exact type checks answer those and
+ * the builtins first; PyCFunction_Check's subtype walk (~10 instructions)
+ * only runs for the rest (classes, other callables). */
 static inline const PyMethodDef *mon_cfunc_def(PyObject *const *args, Py_ssize_t nargs) {
-  if (nargs < 4) return NULL;
+  if (__builtin_expect(nargs < 4, 0)) return NULL;
   PyObject *callable = args[2];
-  if (PyCFunction_Check(callable)) return ((PyCFunctionObject *)callable)->m_ml;
-  if (Py_TYPE(callable) == &PyMethodDescr_Type && args[3] != g_missing)
-    return ((PyMethodDescrObject *)callable)->d_method;
-  return NULL;
+  PyTypeObject *tp = Py_TYPE(callable);
+  if (tp == &PyFunction_Type || tp == &PyMethod_Type) return NULL;
+  if (tp == &PyCFunction_Type || tp == &PyCMethod_Type) return ((PyCFunctionObject *)callable)->m_ml;
+  if (tp == &PyMethodDescr_Type) return args[3] != g_missing ? ((PyMethodDescrObject *)callable)->d_method : NULL;
+  if (tp == &PyType_Type || !PyCFunction_Check(callable)) return NULL;
+  return ((PyCFunctionObject *)callable)->m_ml;
 }
 
 /* First sight of a method descriptor's C function: label it the way
@@ -605,7 +672,7 @@ static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t n
   statsprof *p = mon_profiler(self);
   statsprof__thread *t;
   const PyMethodDef *ml;
-  if (!p || !p->mon_on || !(ml = mon_cfunc_def(args, nargs)) || !(t = mon_thread(p))) Py_RETURN_NONE;
+  if (!(ml = mon_cfunc_def(args, nargs)) || !p->mon_on || !(t = mon_thread(p))) Py_RETURN_NONE;
   PyObject *callable = args[2];
   struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
   uint32_t label;
@@ -620,7 +687,7 @@ static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t n
 static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
   statsprof__thread *t;
-  if (p && p->mon_on && mon_cfunc_def(args, nargs) && (t = mon_thread(p)))
+  if (mon_cfunc_def(args, nargs) && p->mon_on && (t = mon_thread(p)))
     leave_at(t, p, now(p), p->cost_c, 1 << 16);
   Py_RETURN_NONE;
 }
@@ -696,16 +763,17 @@ static int mon_start(statsprof *p) {
     }
     g_missing = PyObject_GetAttrString(mon, "MISSING");
     Py_XDECREF(g_missing); /* the module keeps it alive */
-    PyObject *capsule = PyCapsule_New(p, NULL, NULL);
-    for (int i = 0; capsule && !rc && i < MON_NCALLBACKS; i++) {
-      PyObject *fn = PyCFunction_New(&mon_defs[mon_callbacks[i].def], capsule);
+    PyObject *owner = mon_owner_new(p);
+    if (!owner) rc = statsprof__error(p, STATSPROF_ENOMEM, "source=monitoring: cannot allocate the callbacks' owner");
+    for (int i = 0; owner && !rc && i < MON_NCALLBACKS; i++) {
+      PyObject *fn = PyCFunction_New(&mon_defs[mon_callbacks[i].def], owner);
       long bit = mon_event(mon, mon_callbacks[i].event);
       if (!fn || bit < 0 || mon_call(mon, "register_callback", "(ilO)", p->mon_tool, bit, fn))
         rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: cannot register a callback for %s",
                               mon_callbacks[i].event);
       Py_XDECREF(fn);
     }
-    Py_XDECREF(capsule);
+    Py_XDECREF(owner);
   }
   long events = 0;
   for (int i = 0; i < MON_NCALLBACKS; i++)
