@@ -562,9 +562,13 @@ static __thread struct {
 static __attribute__((noinline)) statsprof__thread *mon_thread_slow(statsprof *p) {
   unsigned long me = PyThread_get_thread_ident();
   /* This run may know the thread already (another profiler's run on it
-   * took the cache meanwhile). */
+   * took the cache meanwhile). A new thread reuses the ident of one that
+   * ended, whose state stays here until the next record pools and frees it
+   * (threads.c): a state bound to another OS thread is not this thread's. */
   statsprof__thread *t = p->threads;
-  while (t && t->owner != me) t = t->next;
+  while (t && (t->owner != me ||
+               (t->slot != STATSPROF__NONE && !statsprof__osthread_is_self(p->table.slots[t->slot].os))))
+    t = t->next;
   if (!t) t = statsprof__thread_new(p, me);
   if (!t) {
     p->oom = 1;

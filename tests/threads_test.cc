@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 
 #include <atomic>
+#include <map>
 #include <thread>
 
 #include "collect_sink.h"
@@ -329,6 +330,57 @@ TEST(Threads, MonitoringCountsACThreadFromItsFirstCall) {
   void *ns = pyh::Exec("def from_c(): pass\n", "cthread3.py");
   statsprof *p = Start("source=monitoring;sink=none");
   EXPECT_EQ(CallsFromCThread(p, ns, nullptr, 2, 5, /*tick=*/false), 7u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+// A new thread may get the ident of one that ended (glibc reuses a joined
+// thread's descriptor, and pthread_self() is its address). Its calls are
+// its own: the ended thread's state, which the next record pools and
+// frees, is never taken over (that counted the new thread's calls under the
+// old thread's name and, after the record, into freed memory).
+TEST(Threads, MonitoringThreadReusingAnEndedThreadsIdentCountsAsItself) {
+  void *ns = pyh::Exec("def from_c(): pass\n", "reuse.py");
+  PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("source=monitoring;sink=none;per_thread=on;writer=sync;interval=1h", &p), 0);
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  auto calls = [fn](int n) {
+    PyGILState_STATE g = PyGILState_Ensure();
+    for (int i = 0; i < n; i++) Py_XDECREF(PyObject_CallNoArgs(fn));
+    PyGILState_Release(g);
+  };
+  unsigned long ident[2] = {0, 0};
+  std::atomic<int> phase{0};
+  std::thread second;
+  Py_BEGIN_ALLOW_THREADS std::thread first([&] {
+    statsprof_name_thread("first");
+    ident[0] = PyThread_get_thread_ident();
+    calls(2);
+  });
+  first.join();
+  second = std::thread([&] {
+    statsprof_name_thread("second");
+    ident[1] = PyThread_get_thread_ident();
+    calls(3);
+    phase = 1;
+    while (phase.load() != 2) std::this_thread::yield();
+    calls(4);
+  });
+  while (phase.load() != 1) std::this_thread::yield();
+  Py_END_ALLOW_THREADS ASSERT_EQ(ident[0], ident[1]) << "the second thread did not reuse the first's ident";
+  // The record sees the first thread ended: its state goes to the pool.
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  phase = 2;
+  Py_BEGIN_ALLOW_THREADS second.join();
+  Py_END_ALLOW_THREADS ASSERT_EQ(statsprof_emit_now(p), 0);
+  std::map<std::string, uint64_t> by_name;
+  for (auto &r : sink.Take())
+    if (r.thread_id) by_name[r.thread_name] += r.calls("from_c");
+  EXPECT_EQ(by_name["first"], 2u);
+  EXPECT_EQ(by_name["second"], 7u);
   statsprof_destroy(p);
   pyh::Release(ns);
 }
