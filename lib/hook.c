@@ -131,8 +131,8 @@ static uint32_t intern_or_overflow(statsprof *p, const char *file, int line, con
 }
 
 static __attribute__((noinline)) uint32_t code_entry_slow(statsprof *p, PyCodeObject *co) {
-  PyObject *et, *ev, *tb, *t1, *t2;
-  PyErr_Fetch(&et, &ev, &tb);
+  PyObject *t1, *t2;
+  statsprof__pending exc = statsprof__pending_take();
   const char *file = utf8_of(co->co_filename, &t1);
   const char *name = utf8_of(co->co_name, &t2);
   uint32_t idx = intern_or_overflow(p, file, co->co_firstlineno, name);
@@ -142,7 +142,7 @@ static __attribute__((noinline)) uint32_t code_entry_slow(statsprof *p, PyCodeOb
       PyUnstable_Code_SetExtra((PyObject *)co, g_extra_index,
                                (void *)(((uintptr_t)p->gen << 32) | idx)) < 0)
     PyErr_Clear();
-  PyErr_Restore(et, ev, tb);
+  statsprof__pending_restore(exc);
   return idx;
 }
 
@@ -243,8 +243,8 @@ static PyObject *cfunc_label(PyCFunctionObject *fn) {
 }
 
 static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunctionObject *fn) {
-  PyObject *et, *ev, *tb, *tmp;
-  PyErr_Fetch(&et, &ev, &tb);
+  PyObject *tmp;
+  statsprof__pending exc = statsprof__pending_take();
   PyObject *label = cfunc_label(fn);
   uint32_t idx;
   if (label) {
@@ -256,7 +256,7 @@ static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunc
     idx = intern_or_overflow(p, "~", 0, fn->m_ml->ml_name);
   }
   if (statsprof__table_cfunc_add(&p->table, fn->m_ml, idx)) p->oom = 1;
-  PyErr_Restore(et, ev, tb);
+  statsprof__pending_restore(exc);
   return idx;
 }
 
@@ -662,13 +662,12 @@ static inline const PyMethodDef *mon_cfunc_def(PyObject *const *args, Py_ssize_t
 /* First sight of a method descriptor's C function: label it the way
  * cProfile does, from the builtin bound to the call's self. */
 static __attribute__((noinline)) uint32_t mon_descr_label(statsprof *p, PyObject *descr, PyObject *self_arg) {
-  PyObject *et, *ev, *tb;
-  PyErr_Fetch(&et, &ev, &tb);
+  statsprof__pending exc = statsprof__pending_take();
   PyObject *meth = Py_TYPE(descr)->tp_descr_get(descr, self_arg, (PyObject *)Py_TYPE(self_arg));
   uint32_t label = meth && PyCFunction_Check(meth) ? cfunc_label_of(p, (PyCFunctionObject *)meth) : 0;
   Py_XDECREF(meth);
   PyErr_Clear();
-  PyErr_Restore(et, ev, tb);
+  statsprof__pending_restore(exc);
   return label;
 }
 

@@ -25,6 +25,40 @@
 #define PyUnstable_Code_SetExtra _PyCode_SetExtra
 #endif
 
+/* ---- the pending exception, saved around our own C-API calls -----------
+ * 3.12 replaced PyErr_Fetch/PyErr_Restore (soft-deprecated there) with
+ * PyErr_GetRaisedException/PyErr_SetRaisedException, which move the
+ * exception as one object. 3.11 keeps the triple: emulating the new pair
+ * there (pythoncapi-compat's way) would normalize the exception, which can
+ * run Python code inside the profile hook. */
+typedef struct statsprof__pending {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyObject *exc;
+#else
+  PyObject *type, *value, *tb;
+#endif
+} statsprof__pending;
+
+/* Takes the pending exception, if any, leaving none set. */
+static inline statsprof__pending statsprof__pending_take(void) {
+  statsprof__pending e;
+#if PY_VERSION_HEX >= 0x030C0000
+  e.exc = PyErr_GetRaisedException();
+#else
+  PyErr_Fetch(&e.type, &e.value, &e.tb);
+#endif
+  return e;
+}
+
+/* Sets it pending again (steals the references), replacing any other. */
+static inline void statsprof__pending_restore(statsprof__pending e) {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(e.exc);
+#else
+  PyErr_Restore(e.type, e.value, e.tb);
+#endif
+}
+
 /* ---- Py_IsFinalizing: public from 3.13 ----------------------------------
  * 3.13 made _Py_IsFinalizing public as Py_IsFinalizing and removed the old
  * name, so code written with the old one no longer links. */

@@ -158,21 +158,19 @@ static void name_slot(statsprof *p, statsprof__slot *s, PyObject *active) {
 void statsprof__threads_seek_name(statsprof *p, uint32_t slot) {
   statsprof__slot *s = &p->table.slots[slot];
   if (s->thread_ref || !s->os) return;
-  PyObject *et, *ev, *tb;
-  PyErr_Fetch(&et, &ev, &tb);
+  statsprof__pending exc = statsprof__pending_take();
   name_slot(p, s, threading_active());
   PyErr_Clear();
-  PyErr_Restore(et, ev, tb);
+  statsprof__pending_restore(exc);
 }
 
 void statsprof__threads_name(statsprof *p) {
-  PyObject *et, *ev, *tb;
-  PyErr_Fetch(&et, &ev, &tb);
+  statsprof__pending exc = statsprof__pending_take();
   PyObject *active = threading_active();
   for (uint32_t i = 0; i < p->table.nslots; i++)
     if (p->table.slots[i].os) name_slot(p, &p->table.slots[i], active);
   PyErr_Clear();
-  PyErr_Restore(et, ev, tb);
+  statsprof__pending_restore(exc);
 }
 
 /* ---- binding a profile hook's thread to its slot ------------------------ */
@@ -193,11 +191,10 @@ uint32_t statsprof__thread_bind(statsprof *p, statsprof__thread *t) {
     tb->slots[s].thread_id = os->ident;
     tb->slots[s].state = STATSPROF__SLOT_LIVE;
     /* Named now, in case the thread ends before the next record. */
-    PyObject *et, *ev, *etb;
-    PyErr_Fetch(&et, &ev, &etb);
+    statsprof__pending exc = statsprof__pending_take();
     name_slot(p, &tb->slots[s], threading_active());
     PyErr_Clear();
-    PyErr_Restore(et, ev, etb);
+    statsprof__pending_restore(exc);
   }
   os->gen = p->gen;
   os->slot = s;

@@ -82,7 +82,8 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
 #else /* 3.12 and later */
 
 void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
-  for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
+  PyInterpreterState *interp = PyThreadState_GetInterpreter(me);
+  for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
     if ((skip_me && ts == me) || ts->c_profilefunc) continue;
     statsprof__thread *t = statsprof__thread_new(p, ts->thread_id);
     if (!t) break;
@@ -95,7 +96,8 @@ void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
 }
 
 void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
-  for (PyThreadState *ts = PyInterpreterState_ThreadHead(me->interp); ts; ts = PyThreadState_Next(ts)) {
+  PyInterpreterState *interp = PyThreadState_GetInterpreter(me);
+  for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
     if (ts->c_profilefunc != statsprof__hook || !ts->c_profileobj ||
         ((statsprof__thread *)ts->c_profileobj)->p != p)
       continue;
