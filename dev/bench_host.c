@@ -723,7 +723,7 @@ static struct {
 
 static int cap_emit(void *ctx, const statsprof_stats_profile *r) {
   (void)ctx;
-  if (r->mode != STATSPROF_DELTA || r->thread_id) return 0;
+  if (r->kind != STATSPROF_RECORD_DELTA) return 0;
   double iv = (double)(r->end_ns - r->start_ns) * 1e-9;
   pthread_mutex_lock(&g_cap.lock);
   g_cap.records++;

@@ -299,7 +299,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   statsprof_stats_profile rec;
   memset(&rec, 0, sizeof rec);
-  rec.mode = (statsprof_snapshot_mode)(u8(&in) % 3);
+  /* Every kind, and 4: one this build does not know ("unknown"). */
+  rec.kind = (statsprof_record_kind)(u8(&in) % 5);
+  rec.mode = rec.kind == STATSPROF_RECORD_CUMULATIVE ? STATSPROF_CUMULATIVE : STATSPROF_DELTA;
   rec.seq = count(&in);
   rec.pid = i64(&in);
   rec.start_ns = i64(&in);

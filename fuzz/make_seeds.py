@@ -63,9 +63,9 @@ def s(text):
     return u8(len(b)) + b
 
 
-def record(funcs, mode=1, seq=1, pid=1234, start=1795617000000000000, end=1795617001000000000,
+def record(funcs, kind=1, seq=1, pid=1234, start=1795617000000000000, end=1795617001000000000,
            thread=None, frames=0, frame=0, total=None):
-    out = u8(mode) + count(seq) + i64(pid) + i64(start) + i64(end)
+    out = u8(kind) + count(seq) + i64(pid) + i64(start) + i64(end)
     out += count(0) + count(0) + count(0)
     if thread:
         out += count(thread[0]) + u8(1) + s(thread[1])
@@ -94,7 +94,7 @@ write("jsonl", "call_tree", record([
 ]))
 write("jsonl", "thread_spike", record([
     ("work", "w.py", 1, 1, 1, 0.2, 0.2, []),
-], mode=2, thread=(140000000000000, "worker-7"), frames=3, frame=42))
+], kind=2, thread=(140000000000000, "worker-7"), frames=3, frame=42))
 write("jsonl", "hostile_names", record([
     (b"q\"uote\\back\nline\ttab\x01\x1f\x7f", b"bad\xff\xfe\xc0\xaf.py", -1, 2, 1, 0.5, 1.0, []),
     ("ĥello😀", "dïr/файл.py", 2**31 - 1, 2**40, 2**33, 1.0, 2.0,

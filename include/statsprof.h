@@ -30,12 +30,12 @@ extern "C" {
 #endif
 
 #define STATSPROF_VERSION_MAJOR 0
-#define STATSPROF_VERSION_MINOR 1
+#define STATSPROF_VERSION_MINOR 2
 #define STATSPROF_VERSION_PATCH 0
 #define STATSPROF_VERSION_HEX                                        \
   ((STATSPROF_VERSION_MAJOR << 16) | (STATSPROF_VERSION_MINOR << 8) | \
    STATSPROF_VERSION_PATCH)
-#define STATSPROF_VERSION_STRING "0.1.0"
+#define STATSPROF_VERSION_STRING "0.2.0"
 
 /* The runtime library's STATSPROF_VERSION_HEX; compare with the header's. */
 STATSPROF_API unsigned statsprof_version(void);
@@ -178,11 +178,37 @@ typedef struct statsprof_function_profile {
   statsprof_caller_profile *callers;
 } statsprof_function_profile;
 
+/* What statsprof_snapshot is asked for; a record's `mode` says which of the
+ * two it is (spike and thread records are deltas). */
 typedef enum statsprof_snapshot_mode {
   STATSPROF_CUMULATIVE = 0, /* everything since start (or reset) */
-  STATSPROF_DELTA = 1,      /* only what happened since the last delta */
-  STATSPROF_SPIKE = 2       /* record kind only: one frame over budget */
+  STATSPROF_DELTA = 1       /* only what happened since the last delta */
 } statsprof_snapshot_mode;
+
+/* What a record is, every kind once: XX(name, value, text). The text is the
+ * record's "kind" in the JSONL and rows layouts and in the Python dict.
+ *   CUMULATIVE  everything since start: all threads merged, or one thread
+ *               (thread_id set) from statsprof_snapshot_thread
+ *   DELTA       one interval (since the previous delta), all threads merged
+ *   SPIKE       one frame over budget: only what that frame touched
+ *   THREAD      one interval, one thread (per_thread=on, or
+ *               statsprof_snapshot_thread with STATSPROF_DELTA)
+ * Kinds may be added in a minor release: handle unknown values. */
+#define STATSPROF_RECORD_KIND_MAP(XX) \
+  XX(CUMULATIVE, 0, "cumulative")     \
+  XX(DELTA, 1, "delta")               \
+  XX(SPIKE, 2, "spike")               \
+  XX(THREAD, 3, "thread")
+
+typedef enum statsprof_record_kind {
+#define STATSPROF__KIND_ENUM(name, value, text) STATSPROF_RECORD_##name = value,
+  STATSPROF_RECORD_KIND_MAP(STATSPROF__KIND_ENUM)
+#undef STATSPROF__KIND_ENUM
+} statsprof_record_kind;
+
+/* The kind's text ("delta"); "unknown" for a value not in the table. Never
+ * NULL. Any thread. */
+STATSPROF_API const char *statsprof_record_kind_name(statsprof_record_kind kind);
 
 /* Frame times over a record's interval (statsprof_frame_mark). */
 typedef struct statsprof_frame_stats {
@@ -197,7 +223,8 @@ typedef struct statsprof_stats_profile {
   size_t nfunc_profiles;
   statsprof_function_profile *func_profiles;
 
-  statsprof_snapshot_mode mode;
+  statsprof_snapshot_mode mode; /* delta or cumulative */
+  statsprof_record_kind kind;   /* what the record is (STATSPROF_RECORD_*) */
   int64_t start_ns;  /* wall clock, ns since the epoch: interval start */
   int64_t end_ns;    /* wall clock, ns since the epoch: interval end */
   uint64_t seq;      /* 1, 2, 3, ... per profiler */
@@ -205,6 +232,7 @@ typedef struct statsprof_stats_profile {
   uint64_t dropped;  /* records lost to full sink queues so far, all sinks */
   uint64_t overflow_functions; /* functions folded into the overflow entry */
   uint64_t sink_errors; /* records sinks failed to take so far, all sinks */
+  uint64_t spikes_suppressed; /* spikes not emitted so far: over max_spikes_per_min */
 
   /* Which thread: 0 and NULL for a record merged over all threads. */
   uint64_t thread_id;
@@ -276,8 +304,9 @@ STATSPROF_API int statsprof_emit_now(statsprof *p);
  * rendering). The profiler then knows each frame's time: records carry
  * frame statistics, and with config budget=DURATION a frame that took
  * longer is a spike: its own profile (only what that frame touched) is
- * emitted as a record of mode STATSPROF_SPIKE, at most max_spikes_per_min
- * per minute. Returns 1 when a spike record was emitted, else 0; <0 on
+ * emitted as a record of kind STATSPROF_RECORD_SPIKE, at most
+ * max_spikes_per_min per minute (the rest are counted in later records'
+ * spikes_suppressed). Returns 1 when a spike record was emitted, else 0; <0 on
  * error. GIL held.
  */
 STATSPROF_API int statsprof_frame_mark(statsprof *p);

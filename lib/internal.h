@@ -435,7 +435,7 @@ typedef enum {
 
 /* What a record covers. */
 typedef struct statsprof__selection {
-  statsprof_snapshot_mode mode;
+  statsprof_record_kind kind; /* what the record will be */
   statsprof__base base;
   uint32_t slot;            /* one thread's slot, or NONE for all */
   const uint32_t *entries;  /* only these entries (NULL: all) */

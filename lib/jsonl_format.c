@@ -47,10 +47,12 @@ static double interval_s(const statsprof_stats_profile *r) {
   return (double)d * 1e-9;
 }
 
-static const char *kind_name(const statsprof_stats_profile *r) {
-  if (r->mode == STATSPROF_SPIKE) return "spike";
-  if (r->mode == STATSPROF_CUMULATIVE) return "cumulative";
-  return r->thread_id ? "thread" : "delta";
+/* What the record left out, only when something was: the same fields in
+ * both layouts. */
+static void put_omitted(statsprof__buf *b, const statsprof_stats_profile *r) {
+  if (r->threads_omitted) statsprof__buf_printf(b, ",\"threads_omitted\":%llu", (unsigned long long)r->threads_omitted);
+  if (r->spikes_suppressed)
+    statsprof__buf_printf(b, ",\"spikes_suppressed\":%llu", (unsigned long long)r->spikes_suppressed);
 }
 
 /* Frame statistics under the given names: the record layout nests them
@@ -95,16 +97,17 @@ int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t 
                         (long long)r->pid);
   statsprof__buf_json_string(&b, hostname());
   statsprof__buf_printf(&b, ",\"kind\":\"%s\",\"dropped\":%llu,\"sink_errors\":%llu,\"overflow_functions\":%llu",
-                        kind_name(r), (unsigned long long)r->dropped, (unsigned long long)r->sink_errors,
+                        statsprof_record_kind_name(r->kind), (unsigned long long)r->dropped, (unsigned long long)r->sink_errors,
                         (unsigned long long)r->overflow_functions);
-  /* Only when it happened: per_thread=on had more threads than records. */
-  if (r->threads_omitted) statsprof__buf_printf(&b, ",\"threads_omitted\":%llu", (unsigned long long)r->threads_omitted);
+  /* Only when they happened: per_thread=on had more threads than records,
+   * max_spikes_per_min held spikes back. */
+  put_omitted(&b, r);
   if (r->thread_id) {
     statsprof__buf_printf(&b, ",\"thread_id\":%llu,\"thread_name\":", (unsigned long long)r->thread_id);
     if (r->thread_name) statsprof__buf_json_string(&b, r->thread_name);
     else statsprof__buf_puts(&b, "null");
   }
-  if (r->mode == STATSPROF_SPIKE) {
+  if (r->kind == STATSPROF_RECORD_SPIKE) {
     statsprof__buf_printf(&b, ",\"frame\":%llu,\"frame_time_s\":", (unsigned long long)r->frame);
     put_double(&b, r->frame_time_s);
   }
@@ -196,7 +199,7 @@ static void put_row_identity(statsprof__buf *b, const statsprof_stats_profile *r
                         (long long)r->end_ns, (long long)r->start_ns);
   statsprof__buf_printf(b, ",\"seq\":%llu,\"pid\":%lld,\"host\":", (unsigned long long)r->seq, (long long)r->pid);
   statsprof__buf_json_string(b, hostname());
-  statsprof__buf_printf(b, ",\"kind\":\"%s\"", kind_name(r));
+  statsprof__buf_printf(b, ",\"kind\":\"%s\"", statsprof_record_kind_name(r->kind));
   if (r->thread_id) {
     /* No null for a thread without a name: database columns are strings. */
     statsprof__buf_printf(b, ",\"thread_id\":%llu", (unsigned long long)r->thread_id);
@@ -206,7 +209,7 @@ static void put_row_identity(statsprof__buf *b, const statsprof_stats_profile *r
     }
   }
   /* Spikes share their delta's seq: the frame tells them apart. */
-  if (r->mode == STATSPROF_SPIKE) statsprof__buf_printf(b, ",\"frame\":%llu", (unsigned long long)r->frame);
+  if (r->kind == STATSPROF_RECORD_SPIKE) statsprof__buf_printf(b, ",\"frame\":%llu", (unsigned long long)r->frame);
   if (has_duty(r)) {
     statsprof__buf_puts(b, ",\"duty\":");
     put_double(b, r->duty);
@@ -215,7 +218,7 @@ static void put_row_identity(statsprof__buf *b, const statsprof_stats_profile *r
 
 static void put_record_row(statsprof__buf *b, const statsprof_stats_profile *r, size_t nrows) {
   statsprof__buf_printf(b, ",\"row\":\"record\",\"rows\":%zu", nrows);
-  if (r->mode == STATSPROF_SPIKE) {
+  if (r->kind == STATSPROF_RECORD_SPIKE) {
     statsprof__buf_puts(b, ",\"frame_time_s\":");
     put_double(b, r->frame_time_s);
   }
@@ -232,7 +235,7 @@ static void put_record_row(statsprof__buf *b, const statsprof_stats_profile *r, 
                         (unsigned long long)r->dropped, (unsigned long long)r->sink_errors,
                         (unsigned long long)r->overflow_functions);
   put_double(b, r->total_tt);
-  if (r->threads_omitted) statsprof__buf_printf(b, ",\"threads_omitted\":%llu", (unsigned long long)r->threads_omitted);
+  put_omitted(b, r);
   statsprof__buf_puts(b, "}\n");
 }
 

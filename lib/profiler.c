@@ -305,7 +305,7 @@ static int thread_records(statsprof *p, statsprof_stats_profile **threads, size_
   for (uint32_t i = 0; i < p->table.nslots; i++) {
     statsprof__slot *slot = &p->table.slots[i];
     if (!slot->active || (slot->state != STATSPROF__SLOT_LIVE && slot->state != STATSPROF__SLOT_ENDED)) continue;
-    statsprof__selection sel = {.mode = STATSPROF_DELTA, .base = STATSPROF__BASE_PREV, .slot = i};
+    statsprof__selection sel = {.kind = STATSPROF_RECORD_THREAD, .base = STATSPROF__BASE_PREV, .slot = i};
     statsprof_stats_profile *r;
     int brc = statsprof__snapshot_build(p, &sel, &r);
     if (brc) {
@@ -446,12 +446,18 @@ int statsprof_tick(statsprof *p) {
   return emit_due(p, 0);
 }
 
+/* Only the two modes are inputs: record kinds (spike, thread) are not. */
+static int bad_mode(statsprof *p, const char *fn, statsprof_snapshot_mode mode) {
+  if (mode == STATSPROF_DELTA || mode == STATSPROF_CUMULATIVE) return 0;
+  statsprof__error(p, STATSPROF_EINVAL, "%s: bad mode %d (not STATSPROF_DELTA or STATSPROF_CUMULATIVE)", fn, (int)mode);
+  return 1;
+}
+
 int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_stats_profile **out) {
   if (!out) return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot: out is NULL");
   *out = NULL;
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot: NULL profiler");
-  if (mode != STATSPROF_DELTA && mode != STATSPROF_CUMULATIVE)
-    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot: bad mode %d", (int)mode);
+  if (bad_mode(p, "statsprof_snapshot", mode)) return STATSPROF_EINVAL;
   int rc = statsprof__enter(p, "statsprof_snapshot");
   if (rc) return rc;
   if (statsprof__may_attach(p)) statsprof__attach_all(p, 0);
@@ -466,8 +472,7 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
   if (!out) return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: out is NULL");
   *out = NULL;
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot_thread: NULL profiler");
-  if (mode != STATSPROF_DELTA && mode != STATSPROF_CUMULATIVE)
-    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: bad mode %d", (int)mode);
+  if (bad_mode(p, "statsprof_snapshot_thread", mode)) return STATSPROF_EINVAL;
   uint32_t slot = statsprof__threads_find(p, thread_id);
   if (slot == STATSPROF__NONE)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: thread %llu was never profiled",
@@ -476,7 +481,7 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
   if (rc) return rc;
   if (python_alive(p)) statsprof__threads_name(p);
   statsprof__selection sel = {
-      .mode = mode,
+      .kind = mode == STATSPROF_DELTA ? STATSPROF_RECORD_THREAD : STATSPROF_RECORD_CUMULATIVE,
       .base = mode == STATSPROF_DELTA ? STATSPROF__BASE_PREV : STATSPROF__BASE_NONE,
       .slot = slot,
       .commit = mode == STATSPROF_DELTA,
@@ -515,7 +520,7 @@ int statsprof_stop(statsprof *p) {
 static int emit_spike(statsprof *p, uint64_t frame_ns) {
   const statsprof__frames *f = &p->frames;
   statsprof__selection sel = {
-      .mode = STATSPROF_SPIKE,
+      .kind = STATSPROF_RECORD_SPIKE,
       .base = STATSPROF__BASE_FRAME,
       .slot = STATSPROF__NONE,
       .entries = f->touched_entries,

@@ -29,6 +29,17 @@ void statsprof__record_unref(statsprof_stats_profile *s) {
   statsprof__free(impl);
 }
 
+const char *statsprof_record_kind_name(statsprof_record_kind kind) {
+  switch (kind) {
+#define STATSPROF__KIND_NAME(name, value, text) \
+  case STATSPROF_RECORD_##name:                 \
+    return text;
+    STATSPROF_RECORD_KIND_MAP(STATSPROF__KIND_NAME)
+#undef STATSPROF__KIND_NAME
+  }
+  return "unknown";
+}
+
 void statsprof_stats_profile_free(statsprof_stats_profile *s) { statsprof__record_unref(s); }
 
 statsprof_stats_profile *statsprof_stats_profile_ref(statsprof_stats_profile *s) {
@@ -238,7 +249,9 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
   if (!impl) return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
 
   statsprof_stats_profile *s = &impl->pub;
-  s->mode = sel->mode;
+  s->kind = sel->kind;
+  s->mode = sel->kind == STATSPROF_RECORD_CUMULATIVE ? STATSPROF_CUMULATIVE : STATSPROF_DELTA;
+  s->spikes_suppressed = p->frames.spikes_suppressed;
   s->end_ns = statsprof__wall_ns();
   s->start_ns = sel->base == STATSPROF__BASE_PREV ? ss->last_wall_ns : ss->start_wall_ns;
   s->pid = (int64_t)getpid();
@@ -262,7 +275,7 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
 int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
                              statsprof_stats_profile **out) {
   statsprof__selection sel = {
-      .mode = mode,
+      .kind = mode == STATSPROF_DELTA ? STATSPROF_RECORD_DELTA : STATSPROF_RECORD_CUMULATIVE,
       .base = mode == STATSPROF_DELTA ? STATSPROF__BASE_PREV : STATSPROF__BASE_NONE,
       .slot = STATSPROF__NONE,
       .commit = mode == STATSPROF_DELTA,

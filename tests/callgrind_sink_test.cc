@@ -418,7 +418,8 @@ TEST(CallgrindSink, HandMadeRecordWithHostileNamesStaysWellFormed) {
   rec.func_profiles = funcs;
   rec.seq = 12;
   rec.pid = 42;
-  rec.mode = STATSPROF_SPIKE;
+  rec.mode = STATSPROF_DELTA;
+  rec.kind = STATSPROF_RECORD_SPIKE;
   rec.frame = 77;
   rec.frame_time_s = 0.25;
   ASSERT_EQ(ops->emit(ctx, &rec), 0);

@@ -12,7 +12,8 @@
 
 struct CollectedRecord {
   statsprof_snapshot_mode mode;
-  uint64_t seq, dropped, sink_errors, frame, thread_id, frames;
+  statsprof_record_kind kind;
+  uint64_t seq, dropped, sink_errors, spikes_suppressed, frame, thread_id, frames;
   double frame_time_s, max_frame_s;
   std::string thread_name;
   double observed_s, duty;
@@ -42,7 +43,7 @@ struct CollectSink {
   static int Emit(void *ctx, const statsprof_stats_profile *r) {
     auto *s = static_cast<CollectSink *>(ctx);
     if (s->delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(s->delay_ms));
-    CollectedRecord c{r->mode, r->seq, r->dropped, r->sink_errors, r->frame, r->thread_id,
+    CollectedRecord c{r->mode, r->kind, r->seq, r->dropped, r->sink_errors, r->spikes_suppressed, r->frame, r->thread_id,
                       r->frame_stats.frames, r->frame_time_s, r->frame_stats.max_s,
                       r->thread_name ? r->thread_name : "", r->observed_s, r->duty, {}};
     for (size_t i = 0; i < r->nfunc_profiles; i++) {
@@ -72,10 +73,10 @@ struct CollectSink {
     std::lock_guard<std::mutex> l(mu);
     return records;
   }
-  std::vector<CollectedRecord> OfMode(statsprof_snapshot_mode m) {
+  std::vector<CollectedRecord> OfKind(statsprof_record_kind k) {
     std::vector<CollectedRecord> out;
     for (auto &r : Take())
-      if (r.mode == m) out.push_back(r);
+      if (r.kind == k) out.push_back(r);
     return out;
   }
 };

@@ -57,7 +57,7 @@ struct DutyRun {
   uint64_t Calls(const char *fn) {
     uint64_t n = 0;
     for (auto &r : recs)
-      if (r.thread_id == 0 && r.mode == STATSPROF_DELTA) n += r.calls(fn);
+      if (r.kind == STATSPROF_RECORD_DELTA) n += r.calls(fn);
     return n;
   }
   DutyRun(const char *config, double seconds) {
@@ -95,7 +95,7 @@ TEST(Duty, TimesAreNeverNegativeNorMoreThanObserved) {
   DutyRun run("sink=none;window=10ms;every=40ms;interval=200ms", 0.6);
   ASSERT_FALSE(run.recs.empty());
   for (auto &r : run.recs) {
-    if (r.mode != STATSPROF_DELTA) continue;
+    if (r.kind != STATSPROF_RECORD_DELTA && r.kind != STATSPROF_RECORD_THREAD) continue;
     for (auto &[name, calls, tt, ct] : r.funcs) {
       EXPECT_GE(tt, 0) << name;
       EXPECT_LE(tt, ct + 1e-12) << name;
@@ -105,7 +105,7 @@ TEST(Duty, TimesAreNeverNegativeNorMoreThanObserved) {
   // function's cumulative time exceeds the time observed.
   double observed = 0, middle_ct = 0;
   for (auto &r : run.recs) {
-    if (r.mode != STATSPROF_DELTA || r.thread_id) continue;
+    if (r.kind != STATSPROF_RECORD_DELTA) continue;
     observed += r.observed_s;
     for (auto &[name, calls, tt, ct] : r.funcs)
       if (name == "middle") middle_ct += ct;

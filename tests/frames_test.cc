@@ -57,11 +57,13 @@ TEST(Frames, ExactlyTheHitchingFramesAreSpikesWithTheHitchOnTop) {
   statsprof *p = Make("sink=none;budget=250ms;interval=1h", &sink);
   g.Run(p, 20);
   statsprof_flush(p);
-  auto spikes = sink.OfMode(STATSPROF_SPIKE);
+  auto spikes = sink.OfKind(STATSPROF_RECORD_SPIKE);
   ASSERT_EQ(spikes.size(), 2u);
   EXPECT_EQ(spikes[0].frame, 5u);
   EXPECT_EQ(spikes[1].frame, 12u);
   for (auto &s : spikes) {
+    EXPECT_EQ(s.mode, STATSPROF_DELTA);  // a spike is the frame's delta
+    EXPECT_EQ(s.thread_id, 0u);
     EXPECT_EQ(s.top_by_tottime(), "hitch");
     EXPECT_GE(s.frame_time_s, 0.4);
     // Only what that frame touched, counted for that frame alone.
@@ -80,16 +82,16 @@ TEST(Frames, RecordsCarryFrameStatistics) {
   g.Run(p, 20);
   ASSERT_EQ(statsprof_emit_now(p), 0);
   statsprof_flush(p);
-  auto deltas = sink.OfMode(STATSPROF_DELTA);
+  auto deltas = sink.OfKind(STATSPROF_RECORD_DELTA);
   ASSERT_EQ(deltas.size(), 1u);
   EXPECT_EQ(deltas[0].frames, 20u);
   EXPECT_GE(deltas[0].max_frame_s, 0.4);
   EXPECT_EQ(deltas[0].calls("step"), 40u);
-  EXPECT_TRUE(sink.OfMode(STATSPROF_SPIKE).empty());
+  EXPECT_TRUE(sink.OfKind(STATSPROF_RECORD_SPIKE).empty());
   // The next interval starts with no frames.
   ASSERT_EQ(statsprof_emit_now(p), 0);
   statsprof_flush(p);
-  deltas = sink.OfMode(STATSPROF_DELTA);
+  deltas = sink.OfKind(STATSPROF_RECORD_DELTA);
   ASSERT_EQ(deltas.size(), 2u);
   EXPECT_EQ(deltas[1].frames, 0u);
   statsprof_destroy(p);
@@ -101,9 +103,16 @@ TEST(Frames, SpikesAreRateLimited) {
   statsprof *p = Make("sink=none;budget=250ms;max_spikes_per_min=1;interval=1h", &sink);
   g.Run(p, 20);
   statsprof_flush(p);
-  auto spikes = sink.OfMode(STATSPROF_SPIKE);
+  auto spikes = sink.OfKind(STATSPROF_RECORD_SPIKE);
   ASSERT_EQ(spikes.size(), 1u);
   EXPECT_EQ(spikes[0].frame, 5u);
+  EXPECT_EQ(spikes[0].spikes_suppressed, 0u);
+  // Frame 12's spike was held back: the next record says so.
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_flush(p);
+  auto deltas = sink.OfKind(STATSPROF_RECORD_DELTA);
+  ASSERT_EQ(deltas.size(), 1u);
+  EXPECT_EQ(deltas[0].spikes_suppressed, 1u);
   statsprof_destroy(p);
 }
 

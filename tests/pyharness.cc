@@ -324,6 +324,7 @@ static int recording_emit(void *ctx, const statsprof_stats_profile *rec) {
   Record r;
   r.seq = rec->seq;
   r.mode = rec->mode;
+  r.kind = rec->kind;
   r.start_ns = rec->start_ns;
   r.end_ns = rec->end_ns;
   r.overflow_functions = rec->overflow_functions;

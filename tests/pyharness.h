@@ -89,6 +89,7 @@ extern const char kHook[];
 struct Record {
   uint64_t seq = 0;
   statsprof_snapshot_mode mode = STATSPROF_DELTA;
+  statsprof_record_kind kind = STATSPROF_RECORD_DELTA;
   int64_t start_ns = 0, end_ns = 0;
   uint64_t overflow_functions = 0;
   uint64_t sink_errors = 0, dropped = 0; // as carried by the record

@@ -47,6 +47,7 @@ TEST(FormatJsonlRows, ThreadRecordInProductionModeGivesExactLines) {
   rec.nfunc_profiles = 2;
   rec.func_profiles = funcs;
   rec.mode = STATSPROF_DELTA;
+  rec.kind = STATSPROF_RECORD_THREAD;
   rec.start_ns = 1795617000123456789LL;
   rec.end_ns = 1795617001000000001LL;
   rec.seq = 7;
@@ -87,7 +88,8 @@ TEST(FormatJsonlRows, SpikeLinesCarryTheFrameAndAThreadWithoutNameHasNoNameField
   rec.total_tt = 0.03;
   rec.nfunc_profiles = 1;
   rec.func_profiles = &f;
-  rec.mode = STATSPROF_SPIKE;
+  rec.mode = STATSPROF_DELTA;
+  rec.kind = STATSPROF_RECORD_SPIKE;
   rec.start_ns = 2000000000LL;
   rec.end_ns = 2045000000LL;
   rec.seq = 3;
@@ -109,17 +111,21 @@ TEST(FormatJsonlRows, SpikeLinesCarryTheFrameAndAThreadWithoutNameHasNoNameField
 TEST(FormatJsonlRows, RecordWithNoFunctionsIsOneLineWithItsIntervalFramesAndCounters) {
   statsprof_stats_profile rec{};
   rec.mode = STATSPROF_DELTA;
+  rec.kind = STATSPROF_RECORD_DELTA;
   rec.start_ns = 1000000000LL;
   rec.end_ns = 1500000000LL;
   rec.seq = 2;
   rec.pid = 77;
   rec.dropped = 4;
+  rec.threads_omitted = 6;
+  rec.spikes_suppressed = 5;
   rec.frame_stats = {30, 0.0166, 0.016, 0.017, 0.018, 0.019};
   std::string want = "{\"ts\":1.500000000,\"start\":1.000000000,\"interval_s\":0.500000000,\"ts_ns\":1500000000,"
                      "\"start_ns\":1000000000,\"seq\":2,\"pid\":77,\"host\":" + HostJson() +
                      ",\"kind\":\"delta\",\"row\":\"record\",\"rows\":1,\"frames\":30,\"frame_mean_s\":0.0166,"
                      "\"frame_p50_s\":0.016,\"frame_p95_s\":0.017,\"frame_p99_s\":0.018,\"frame_max_s\":0.019,"
-                     "\"dropped\":4,\"sink_errors\":0,\"overflow_functions\":0,\"total_tt\":0}\n";
+                     "\"dropped\":4,\"sink_errors\":0,\"overflow_functions\":0,\"total_tt\":0,\"threads_omitted\":6,"
+                     "\"spikes_suppressed\":5}\n";
   EXPECT_EQ(Rows(rec), want);
 }
 

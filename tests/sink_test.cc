@@ -11,6 +11,7 @@
 #include <mutex>
 #include <cstdio>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "pyharness.h"
@@ -285,15 +286,42 @@ assert "long.py:1(" + "x" * 3000 + ")" in fps
             {{"line", line}});
 }
 
+TEST(FormatJsonl, KindIsTheRecordKindsName) {
+  const std::pair<int, const char *> kinds[] = {{STATSPROF_RECORD_CUMULATIVE, "cumulative"},
+                                                {STATSPROF_RECORD_DELTA, "delta"},
+                                                {STATSPROF_RECORD_SPIKE, "spike"},
+                                                {STATSPROF_RECORD_THREAD, "thread"},
+                                                {4, "unknown"}};
+  for (auto [kind, name] : kinds) {
+    statsprof_stats_profile rec{};
+    rec.kind = static_cast<statsprof_record_kind>(kind);
+    std::string line = Format(rec);
+    EXPECT_NE(line.find(std::string(",\"kind\":\"") + name + "\","), std::string::npos) << kind << ": " << line;
+  }
+}
+
+TEST(FormatJsonl, SuppressedSpikesAndOmittedThreadsAreCountedWhenThereAreAny) {
+  statsprof_stats_profile rec{};
+  rec.mode = STATSPROF_DELTA;
+  rec.kind = STATSPROF_RECORD_DELTA;
+  rec.threads_omitted = 17;
+  rec.spikes_suppressed = 3;
+  std::string line = Format(rec);
+  EXPECT_NE(line.find(",\"overflow_functions\":0,\"threads_omitted\":17,\"spikes_suppressed\":3,"), std::string::npos)
+      << line;
+}
+
 TEST(FormatJsonl, EmptyRecordHasEmptyFuncProfiles) {
   statsprof_stats_profile rec{};
   rec.mode = STATSPROF_DELTA;
+  rec.kind = STATSPROF_RECORD_DELTA;
   rec.start_ns = rec.end_ns = 1000000000;
   std::string line = Format(rec);
   EXPECT_PY(R"PY(
 import json
 rec = json.loads(line)
 assert rec["func_profiles"] == {} and rec["kind"] == "delta" and rec["total_tt"] == 0
+assert "spikes_suppressed" not in rec and "threads_omitted" not in rec, sorted(rec)
 assert rec["ts"] == "1970-01-01T00:00:01.000000Z", rec["ts"]
 assert rec["interval_s"] == 0
 )PY",

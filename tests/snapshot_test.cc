@@ -57,6 +57,7 @@ TEST(Snapshot, DeltaExcludesCallsBeforePreviousDelta) {
   pyh::Snap d3 = pyh::Snapshot(pr.p, STATSPROF_DELTA);
   ASSERT_TRUE(d1 && d2 && d3);
   EXPECT_EQ(d1->mode, STATSPROF_DELTA);
+  EXPECT_EQ(d1->kind, STATSPROF_RECORD_DELTA);
   EXPECT_EQ(Calls(d1.get(), "f"), 3u);
   EXPECT_EQ(Calls(d1.get(), "g"), 1u);
   EXPECT_EQ(Calls(d2.get(), "f"), 2u);
@@ -84,6 +85,7 @@ TEST(Snapshot, CumulativeKeepsEverythingAndMovesNoMark) {
   pyh::Snap c2 = pyh::Snapshot(pr.p, STATSPROF_CUMULATIVE);
   pyh::Snap d2 = pyh::Snapshot(pr.p, STATSPROF_DELTA);
   EXPECT_EQ(c1->mode, STATSPROF_CUMULATIVE);
+  EXPECT_EQ(c1->kind, STATSPROF_RECORD_CUMULATIVE);
   EXPECT_EQ(Calls(c1.get(), "f"), 5u);
   EXPECT_EQ(Calls(c1.get(), "g"), 1u);
   EXPECT_EQ(Calls(c2.get(), "f"), 5u);
@@ -188,6 +190,34 @@ TEST(Snapshot, BadModeOrNullOutIsEinval) {
   EXPECT_EQ(s, nullptr);
   EXPECT_NE(std::string(statsprof_errmsg(pr.p)).find("bad mode 7"), std::string::npos);
   EXPECT_EQ(statsprof_snapshot(pr.p, STATSPROF_DELTA, nullptr), STATSPROF_EINVAL);
+}
+
+// 2 was STATSPROF_SPIKE, a record kind that was never a valid request.
+TEST(Snapshot, ARecordKindIsNotAModeForEitherSnapshotFunction) {
+  Profiler pr;
+  statsprof_stats_profile *s = nullptr;
+  auto spike = static_cast<statsprof_snapshot_mode>(STATSPROF_RECORD_SPIKE);
+  EXPECT_EQ(statsprof_snapshot(pr.p, spike, &s), STATSPROF_EINVAL);
+  EXPECT_EQ(s, nullptr);
+  EXPECT_STREQ(statsprof_errmsg(pr.p),
+               "statsprof_snapshot: bad mode 2 (not STATSPROF_DELTA or STATSPROF_CUMULATIVE)");
+  EXPECT_EQ(statsprof_snapshot_thread(pr.p, spike, 1, &s), STATSPROF_EINVAL);
+  EXPECT_STREQ(statsprof_errmsg(pr.p),
+               "statsprof_snapshot_thread: bad mode 2 (not STATSPROF_DELTA or STATSPROF_CUMULATIVE)");
+}
+
+TEST(RecordKind, EveryKindHasItsOwnNameAndAnUnknownValueIsUnknown) {
+  EXPECT_STREQ(statsprof_record_kind_name(STATSPROF_RECORD_CUMULATIVE), "cumulative");
+  EXPECT_STREQ(statsprof_record_kind_name(STATSPROF_RECORD_DELTA), "delta");
+  EXPECT_STREQ(statsprof_record_kind_name(STATSPROF_RECORD_SPIKE), "spike");
+  EXPECT_STREQ(statsprof_record_kind_name(STATSPROF_RECORD_THREAD), "thread");
+  // A kind added to the table without a line above fails here.
+#define COUNT_KIND(name, value, text) +1
+  EXPECT_EQ(0 STATSPROF_RECORD_KIND_MAP(COUNT_KIND), 4);
+#undef COUNT_KIND
+  EXPECT_STREQ(statsprof_record_kind_name(static_cast<statsprof_record_kind>(4)), "unknown");
+  EXPECT_STREQ(statsprof_record_kind_name(static_cast<statsprof_record_kind>(-1)), "unknown");
+  EXPECT_STREQ(statsprof_record_kind_name(static_cast<statsprof_record_kind>(1000)), "unknown");
 }
 
 TEST(Snapshot, OutlivesItsProfiler) {
@@ -349,6 +379,7 @@ void ExpectEveryTickEmits(const char *config) {
   for (size_t i = 0; i < 3; i++) {
     EXPECT_EQ(pr.sink.records[i].seq, i + 1);
     EXPECT_EQ(pr.sink.records[i].mode, STATSPROF_DELTA);
+    EXPECT_EQ(pr.sink.records[i].kind, STATSPROF_RECORD_DELTA);
   }
   EXPECT_EQ(pr.sink.records[0].calls_by_name["f"], 3u);
   EXPECT_EQ(pr.sink.records[1].calls_by_name["f"], 2u);

@@ -135,6 +135,7 @@ def main():
   statsprof_stats_profile *s = nullptr;
   ASSERT_EQ(statsprof_snapshot_thread(p, STATSPROF_CUMULATIVE, tid, &s), 0) << statsprof_errmsg(p);
   pyh::Snap snap(s);
+  EXPECT_EQ(s->kind, STATSPROF_RECORD_CUMULATIVE);
   EXPECT_EQ(s->thread_id, tid);
   ASSERT_NE(s->thread_name, nullptr);
   EXPECT_STREQ(s->thread_name, "worker-7");
@@ -146,6 +147,14 @@ def main():
   EXPECT_NE(pyh::Find(all.get(), "in_main"), nullptr);
   EXPECT_NE(pyh::Find(all.get(), "in_worker"), nullptr);
   EXPECT_EQ(all->thread_id, 0u);
+  EXPECT_EQ(all->kind, STATSPROF_RECORD_CUMULATIVE);
+  // A thread's delta is a thread record.
+  statsprof_stats_profile *d = nullptr;
+  ASSERT_EQ(statsprof_snapshot_thread(p, STATSPROF_DELTA, tid, &d), 0) << statsprof_errmsg(p);
+  pyh::Snap dsnap(d);
+  EXPECT_EQ(d->kind, STATSPROF_RECORD_THREAD);
+  EXPECT_EQ(d->mode, STATSPROF_DELTA);
+  EXPECT_EQ(d->thread_id, tid);
   statsprof_stats_profile *bad = nullptr;
   EXPECT_EQ(statsprof_snapshot_thread(p, STATSPROF_CUMULATIVE, 12345, &bad), STATSPROF_EINVAL);
   EXPECT_NE(std::string(statsprof_errmsg(p)).find("12345"), std::string::npos);
@@ -173,9 +182,12 @@ def main():
   for (auto &r : recs) {
     if (r.thread_id == 0) {
       merged++;
+      EXPECT_EQ(r.kind, STATSPROF_RECORD_DELTA);
       EXPECT_EQ(r.calls("in_worker"), 5u);
     } else if (r.thread_name == "w") {
       thread_w++;
+      EXPECT_EQ(r.kind, STATSPROF_RECORD_THREAD);
+      EXPECT_EQ(r.mode, STATSPROF_DELTA);
       EXPECT_EQ(r.calls("in_worker"), 5u);
       EXPECT_EQ(r.calls("main"), 0u);
       EXPECT_EQ(r.seq, recs[0].seq);

@@ -253,6 +253,9 @@ def _record_from_row(row):
     for name in ("ts_ns", "start_ns", "interval_s", "seq", "pid", "host",
                  "kind", "dropped", "sink_errors", "overflow_functions"):
         rec[name] = row[name]
+    for name in ("threads_omitted", "spikes_suppressed"):  # only when not 0
+        if name in row:
+            rec[name] = _need(row, name, _is_count, None)
     if "thread_id" in row:
         rec["thread_id"] = _need(row, "thread_id", _is_count, None)
         rec["thread_name"] = row.get("thread_name")

@@ -237,12 +237,6 @@ static void put_fn(writer *w, const char *spec, size_t k) {
   statsprof__buf_put(w->b, "\n", 1);
 }
 
-static const char *kind_text(const statsprof_stats_profile *rec) {
-  if (rec->mode == STATSPROF_SPIKE) return "spike";
-  if (rec->mode == STATSPROF_CUMULATIVE) return "cumulative";
-  return rec->thread_id ? "thread delta" : "delta";
-}
-
 static void put_header(statsprof__buf *b, const callgrind_sink *s, const statsprof_stats_profile *rec,
                        uint64_t total) {
   statsprof__buf_printf(b,
@@ -254,7 +248,7 @@ static void put_header(statsprof__buf *b, const callgrind_sink *s, const statspr
                         "part: %llu\n",
                         (long long)rec->pid, s->cmd, (unsigned long long)rec->seq);
   if (rec->thread_id) statsprof__buf_printf(b, "thread: %llu\n", (unsigned long long)rec->thread_id);
-  statsprof__buf_printf(b, "desc: Trigger: statsprof %s record %llu\n", kind_text(rec),
+  statsprof__buf_printf(b, "desc: Trigger: statsprof %s record %llu\n", statsprof_record_kind_name(rec->kind),
                         (unsigned long long)rec->seq);
   statsprof__buf_printf(b, "desc: Interval: %lld ns to %lld ns since the epoch (%.6f s)\n",
                         (long long)rec->start_ns, (long long)rec->end_ns,
@@ -264,7 +258,7 @@ static void put_header(statsprof__buf *b, const callgrind_sink *s, const statspr
     put_name(b, rec->thread_name ? rec->thread_name : "");
     statsprof__buf_put(b, "\n", 1);
   }
-  if (rec->mode == STATSPROF_SPIKE)
+  if (rec->kind == STATSPROF_RECORD_SPIKE)
     statsprof__buf_printf(b, "desc: Frame: %llu took %.6f s\n", (unsigned long long)rec->frame,
                           rec->frame_time_s);
   if (rec->dropped || rec->sink_errors || rec->overflow_functions)
@@ -326,7 +320,7 @@ static int format(const callgrind_sink *s, const statsprof_stats_profile *rec, s
 
 static void record_path(char *out, size_t n, const char *dir, const statsprof_stats_profile *rec) {
   char kind[48] = "";
-  if (rec->mode == STATSPROF_SPIKE) snprintf(kind, sizeof kind, "-spike%llu", (unsigned long long)rec->frame);
+  if (rec->kind == STATSPROF_RECORD_SPIKE) snprintf(kind, sizeof kind, "-spike%llu", (unsigned long long)rec->frame);
   else if (rec->thread_id) snprintf(kind, sizeof kind, "-thread%llu", (unsigned long long)rec->thread_id);
   snprintf(out, n, "%s/callgrind.out.statsprof%s.%llu.%lld", dir, kind, (unsigned long long)rec->seq,
            (long long)rec->pid);

@@ -35,13 +35,17 @@ static int stderr_emit(void *ctx, const statsprof_stats_profile *r) {
   uint64_t calls = 0;
   for (size_t i = 0; i < n; i++) calls += r->func_profiles[i].ncalls;
   char kind[160];
-  if (r->mode == STATSPROF_SPIKE)
-    snprintf(kind, sizeof kind, "spike, frame %llu", (unsigned long long)r->frame);
+  const char *name = statsprof_record_kind_name(r->kind);
+  if (r->kind == STATSPROF_RECORD_SPIKE)
+    snprintf(kind, sizeof kind, "%s, frame %llu", name, (unsigned long long)r->frame);
+  else if (r->kind == STATSPROF_RECORD_THREAD)
+    snprintf(kind, sizeof kind, "%s %llu %s", name, (unsigned long long)r->thread_id,
+             r->thread_name ? r->thread_name : "");
   else if (r->thread_id)
-    snprintf(kind, sizeof kind, "thread %llu %s", (unsigned long long)r->thread_id,
+    snprintf(kind, sizeof kind, "%s, thread %llu %s", name, (unsigned long long)r->thread_id,
              r->thread_name ? r->thread_name : "");
   else
-    snprintf(kind, sizeof kind, "%s", r->mode == STATSPROF_DELTA ? "delta" : "cumulative");
+    snprintf(kind, sizeof kind, "%s", name);
   statsprof__buf b = {0};
   if (s->cut) statsprof__buf_puts(&b, "\n"); /* the rest of a cut table is dropped, not its line */
   statsprof__buf_printf(&b, "statsprof #%llu (%s): %.3f s, %llu calls, total_tt %.6f s\n",

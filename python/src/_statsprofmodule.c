@@ -49,15 +49,6 @@ static PyObject *label_key(const char *file, int line, const char *name) {
   return key;
 }
 
-static const char *kind_name(statsprof_snapshot_mode mode) {
-  switch (mode) {
-    case STATSPROF_DELTA: return "delta";
-    case STATSPROF_CUMULATIVE: return "cumulative";
-    case STATSPROF_SPIKE: return "spike";
-  }
-  return "unknown";
-}
-
 /* Builds a dict from (key, format, value) triples; steals nothing. */
 #define SET(d, k, v)                                 \
   do {                                               \
@@ -120,7 +111,7 @@ static PyObject *record_dict(const statsprof_stats_profile *s) {
     if (!f) goto fail;
     PyList_SET_ITEM(funcs, (Py_ssize_t)i, f);
   }
-  SET(d, "kind", PyUnicode_FromString(kind_name(s->mode)));
+  SET(d, "kind", PyUnicode_FromString(statsprof_record_kind_name(s->kind)));
   SET(d, "seq", PyLong_FromUnsignedLongLong(s->seq));
   SET(d, "pid", PyLong_FromLongLong(s->pid));
   SET(d, "start_ns", PyLong_FromLongLong(s->start_ns));
@@ -129,6 +120,7 @@ static PyObject *record_dict(const statsprof_stats_profile *s) {
   SET(d, "dropped", PyLong_FromUnsignedLongLong(s->dropped));
   SET(d, "overflow_functions", PyLong_FromUnsignedLongLong(s->overflow_functions));
   SET(d, "sink_errors", PyLong_FromUnsignedLongLong(s->sink_errors));
+  SET(d, "spikes_suppressed", PyLong_FromUnsignedLongLong(s->spikes_suppressed));
   SET(d, "thread_id", PyLong_FromUnsignedLongLong(s->thread_id));
   SET(d, "thread_name", str_of(s->thread_name));
   SET(d, "func_profiles", Py_NewRef(funcs));
@@ -357,8 +349,10 @@ static PyMethodDef profiler_methods[] = {
      "dropped()\n--\n\nRecords lost to full sink queues."},
     {"snapshot", (PyCFunction)(void (*)(void))profiler_snapshot, METH_VARARGS | METH_KEYWORDS,
      "snapshot(delta=False, thread_id=None)\n--\n\n"
-     "The profile as a dict: kind, seq, pid, start_ns, end_ns, total_tt, dropped, "
-     "overflow_functions, sink_errors, thread_id, thread_name and func_profiles, a list of "
+     "The profile as a dict: kind (\"cumulative\", \"delta\", or \"thread\" for one "
+     "thread's delta), seq, pid, start_ns, end_ns, total_tt, dropped, "
+     "overflow_functions, sink_errors, spikes_suppressed (frames over budget not recorded: "
+     "max_spikes_per_min), thread_id, thread_name and func_profiles, a list of "
      "dicts (function_name, file_name, line_number, ncalls, primitive_calls, tottime, "
      "percall_tottime, cumtime, percall_cumtime, callers: a list of dicts). delta=True "
      "covers only what happened since the previous delta and moves that mark."},

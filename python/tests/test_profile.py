@@ -840,6 +840,22 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual([(c["function_name"], c["ncalls"], c["primitive_calls"])
                           for c in by_name["g"]["callers"]], [("f", 1, 1)])
         self.assertAlmostEqual(rec["total_tt"], sum(r["tottime"] for r in rec["func_profiles"]))
+        self.assertEqual(rec["spikes_suppressed"], 0)
+
+    def test_record_kinds_are_the_jsonl_words(self):
+        def f():
+            pass
+
+        p = statsprof.Profile()
+        p.runcall(f)
+        tid = threading.get_ident()
+        snap = statsprof.Profiler.snapshot
+        self.assertEqual(snap(p, delta=True)["kind"], "delta")
+        p.runcall(f)
+        one = snap(p, delta=True, thread_id=tid)
+        self.assertEqual((one["kind"], one["thread_id"]), ("thread", tid))
+        whole = snap(p, thread_id=tid)
+        self.assertEqual((whole["kind"], whole["thread_id"]), ("cumulative", tid))
 
 
 class ProfilerTest(unittest.TestCase):
