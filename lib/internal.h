@@ -121,7 +121,7 @@ void statsprof__config_free(statsprof__config *c);
 /* "1.5s", "200ms", "2m", "10us" -> ns; -1 when malformed. */
 int64_t statsprof__parse_duration(const char *s);
 
-/* Message helpers (error.c): `s` quoted for a message, at most `max` bytes
+/* Message helpers (text.c): `s` quoted for a message, at most `max` bytes
  * of it, the middle elided ("/tmp/aaa...aaa/x.jsonl") so the end of a long
  * path and whatever follows it in the message survive. */
 void statsprof__quote(char *out, size_t n, const char *s, size_t len, size_t max);
@@ -466,6 +466,8 @@ typedef struct statsprof__log_target {
   void *ud;
 } statsprof__log_target;
 
+/* log.c: to the host's log function, or (NULL, or no function set) a
+ * line on fd 2. */
 void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -718,6 +720,8 @@ int statsprof__error(statsprof *p, int code, const char *fmt, ...)
 void statsprof__error_clear(statsprof *p);
 void statsprof__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- text.c: the growable buffer, JSON strings, UTF-8 ------------------ */
+
 /* Growable byte buffer for formatting. */
 typedef struct statsprof__buf {
   char *data;
@@ -732,9 +736,9 @@ void statsprof__buf_json_string(statsprof__buf *b, const char *s);
 
 /* pstats' ncalls text: "12" or "12/3". */
 void statsprof__ncalls_text(char *out, size_t n, uint64_t total, uint64_t primitive);
-
-/* sinks/files.c */
 size_t statsprof__utf8_seq(const unsigned char *s); /* length of a valid sequence, or 0 */
+
+/* ---- sinks/files.c ----------------------------------------------------- */
 /* A pipe or socket whose reader stopped reading gets this long per write
  * before the write gives up: a stuck reader costs that sink records, never
  * the writer thread (or shutdown) forever. */

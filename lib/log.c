@@ -1,0 +1,38 @@
+/* log.c — the one way the library reports what happens off the caller's
+ * thread or after the call returned: the host's log function
+ * (statsprof_set_log), else a line on fd 2. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...) {
+  char msg[STATSPROF__ERRLEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (log && log->fn) {
+    log->fn(log->ud, msg);
+    return;
+  }
+  /* The default goes to fd 2 as the stderr sink writes it: a stderr nobody
+   * reads must not hold a sink's thread (or, through it, shutdown). No
+   * state is shared between calls: nothing a fork could leave locked. */
+  statsprof__stderr_out out = {.fd = -1};
+  char line[STATSPROF__ERRLEN + 16];
+  statsprof__msg(line, sizeof line, "statsprof: %s\n", msg);
+  statsprof__stderr_refresh(&out);
+  statsprof__write_fd(out.fd, out.how, line, strlen(line), STATSPROF__STALL_MS);
+  statsprof__stderr_close(&out);
+}
+
+void statsprof__log(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("statsprof: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
