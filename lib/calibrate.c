@@ -162,10 +162,6 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost
     if (func) PyEval_SetProfile(func, obj);
     Py_XDECREF(obj);
     if (g_oom) return STATSPROF_ENOMEM;
-    if (getenv("STATSPROF_DEBUG"))
-      fprintf(stderr, "statsprof: calibrated %llu ticks per Python event, %llu per C event, bytecode x%.3f\n",
-              (unsigned long long)cached[source][clock][0], (unsigned long long)cached[source][clock][1],
-              65536.0 / (double)cached[source][clock][2]);
   }
   *cost_py = cached[source][clock][0];
   *cost_c = cached[source][clock][1];

@@ -718,7 +718,6 @@ int statsprof__error(statsprof *p, int code, const char *fmt, ...)
 /* Empties p's message (or, for NULL, the thread's create message): a call
  * that succeeds leaves no stale message behind. */
 void statsprof__error_clear(statsprof *p);
-void statsprof__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- text.c: the growable buffer, JSON strings, UTF-8 ------------------ */
 

@@ -27,12 +27,3 @@ void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...) {
   statsprof__write_fd(out.fd, out.how, line, strlen(line), STATSPROF__STALL_MS);
   statsprof__stderr_close(&out);
 }
-
-void statsprof__log(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("statsprof: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}

@@ -210,6 +210,9 @@ static int set_costs(statsprof *p) {
     return statsprof__error(p, STATSPROF_ESTATE,
                             "statsprof_start: another profiler is calibrating on this thread (called from a "
                             "signal handler?)");
+  if (getenv("STATSPROF_DEBUG"))
+    statsprof__logf(&p->log, "calibrated %llu ticks per Python event, %llu per C event, bytecode x%.3f",
+                    (unsigned long long)p->cost_py, (unsigned long long)p->cost_c, 65536.0 / (double)p->own_scale);
   p->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
   if (!p->config.compensate) p->own_scale = 1 << 16;
   return 0;
@@ -241,10 +244,10 @@ static int start_locked(statsprof *p) {
   /* Threads started later from Python; failure only loses those threads
    * until the next tick. Done before attaching, so it is not profiled. */
   if (p->config.source == STATSPROF__SOURCE_SETPROFILE && statsprof__threading_hook(p, 1))
-    statsprof__log("cannot install threading.setprofile: new Python threads are picked up at tick");
+    statsprof__logf(&p->log, "cannot install threading.setprofile: new Python threads are picked up at tick");
   /* A forked child starts afresh (fork.c); imports os: before attaching. */
   if (statsprof__fork_hook())
-    statsprof__log("cannot register an after-fork handler: a forked child keeps the parent's counts");
+    statsprof__logf(&p->log, "cannot register an after-fork handler: a forked child keeps the parent's counts");
   /* The timer's atexit registration imports: also before attaching. */
   const char *why;
   if (p->config.trigger_timer && (rc = statsprof__timer_start(&p->timer, timer_tick, p, &why)) != 0) {
@@ -601,13 +604,14 @@ statsprof *statsprof_from_env(const char *name) {
   statsprof *p;
   int rc = statsprof_create(v, &p);
   if (rc) {
-    statsprof__log("%s is not a valid profiler config, profiling stays off: %s", var, statsprof_errmsg(NULL));
+    /* No handle yet, so no host log function: the default line on fd 2. */
+    statsprof__logf(NULL, "%s is not a valid profiler config, profiling stays off: %s", var, statsprof_errmsg(NULL));
     return NULL;
   }
   rc = statsprof_start(p);
   if (rc) {
     statsprof__error(NULL, rc, "%s", statsprof_errmsg(p));
-    statsprof__log("cannot start the profiler from %s: %s", var, statsprof_errmsg(p));
+    statsprof__logf(NULL, "cannot start the profiler from %s: %s", var, statsprof_errmsg(p));
     statsprof_destroy(p);
     return NULL;
   }

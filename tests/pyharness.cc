@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace pyh {
@@ -255,6 +256,21 @@ std::string ReadFile(const std::string &path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+std::string CaptureStderr(const std::function<void()> &fn) {
+  std::string path = TempDir() + "/stderr.txt";
+  fflush(stderr);
+  int saved = dup(2);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  EXPECT_GE(fd, 0);
+  dup2(fd, 2);
+  close(fd);
+  fn();
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  return ReadFile(path);
 }
 
 std::string TempDir() {

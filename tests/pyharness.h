@@ -2,10 +2,13 @@
 // statsprof's counts with cProfile's on the same Python code.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -123,5 +126,26 @@ struct JsonlFile {
   std::string error;  // the Python error, if reading failed
 };
 JsonlFile ReadJsonl(const std::string &path);
+
+// Runs `fn` with fd 2 redirected into a file; returns what was written.
+std::string CaptureStderr(const std::function<void()> &fn);
+
+// A log function for statsprof_set_log that keeps every message (called
+// from any thread).
+struct LogLines {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  static void Fn(void *ud, const char *msg) {
+    LogLines *l = static_cast<LogLines *>(ud);
+    std::lock_guard<std::mutex> g(l->mu);
+    l->lines.push_back(msg);
+  }
+  bool Has(const std::string &needle) {
+    std::lock_guard<std::mutex> g(mu);
+    for (const std::string &l : lines)
+      if (l.find(needle) != std::string::npos) return true;
+    return false;
+  }
+};
 
 }  // namespace pyh

@@ -411,22 +411,8 @@ const statsprof_sink_ops *FlakyOps() {
   return &ops;
 }
 
-// Collects what the profiler logs (from any thread).
-struct LogLines {
-  std::mutex mu;
-  std::vector<std::string> lines;
-  static void Fn(void *ud, const char *msg) {
-    LogLines *l = static_cast<LogLines *>(ud);
-    std::lock_guard<std::mutex> g(l->mu);
-    l->lines.push_back(msg);
-  }
-  bool Has(const std::string &needle) {
-    std::lock_guard<std::mutex> g(mu);
-    for (const std::string &l : lines)
-      if (l.find(needle) != std::string::npos) return true;
-    return false;
-  }
-};
+using pyh::CaptureStderr;
+using pyh::LogLines;
 
 // Sink failures are counted and logged, never returned to the host (the
 // sinks may run on their own threads); records carry the count so far.
@@ -535,23 +521,6 @@ TEST(JsonlSink, AFailingFileIsNamedWithItsOsErrorInTheLog) {
 }
 
 // ---- the stderr sink ---------------------------------------------------------
-
-// Runs `fn` with fd 2 redirected into a file; returns what was written.
-template <typename F>
-std::string CaptureStderr(F fn) {
-  std::string path = pyh::TempDir() + "/stderr.txt";
-  fflush(stderr);
-  int saved = dup(2);
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  EXPECT_GE(fd, 0);
-  dup2(fd, 2);
-  close(fd);
-  fn();
-  fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
-  return pyh::ReadFile(path);
-}
 
 // The table's data rows: lines that end in "file:line(name)" of `file`.
 std::vector<std::string> Rows(const std::string &text, const std::string &file) {

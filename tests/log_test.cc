@@ -1,0 +1,94 @@
+// log_test.cc — everything the library reports after a call returned goes
+// through the host's log function (statsprof_set_log); without one it is
+// a line on fd 2, and never through stdio.
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "pyharness.h"
+
+namespace {
+
+constexpr auto npos = std::string::npos;
+
+// STATSPROF_DEBUG=1 for one test: statsprof_start logs the calibration.
+struct DebugEnv {
+  DebugEnv() { setenv("STATSPROF_DEBUG", "1", 1); }
+  ~DebugEnv() { unsetenv("STATSPROF_DEBUG"); }
+};
+
+// Creates, starts, stops and destroys a profiler with fd 2 captured;
+// returns what reached fd 2.
+std::string StartAndStop(pyh::LogLines *log) {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create("sink=none", &p), 0) << statsprof_errmsg(nullptr);
+  if (log) statsprof_set_log(p, pyh::LogLines::Fn, log);
+  return pyh::CaptureStderr([&] {
+    EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+    EXPECT_EQ(statsprof_stop(p), 0) << statsprof_errmsg(p);
+    statsprof_destroy(p);
+  });
+}
+
+TEST(Log, CalibrationGoesToTheHostsLogFunctionAndNothingToFd2) {
+  DebugEnv debug;
+  pyh::LogLines log;
+  EXPECT_EQ(StartAndStop(&log), "");
+  ASSERT_EQ(log.lines.size(), 1u);
+  const std::string &m = log.lines[0];
+  EXPECT_EQ(m.rfind("calibrated ", 0), 0u) << m;
+  EXPECT_NE(m.find(" ticks per Python event, "), npos) << m;
+  EXPECT_NE(m.find(" per C event, bytecode x"), npos) << m;
+  EXPECT_EQ(m.find('\n'), npos) << m;  // the host gets the message, not a line
+}
+
+TEST(Log, WithoutALogFunctionTheMessageIsOneLineOnFd2) {
+  DebugEnv debug;
+  std::string err = StartAndStop(nullptr);
+  EXPECT_EQ(err.rfind("statsprof: calibrated ", 0), 0u) << err;
+  EXPECT_EQ(err.find('\n'), err.size() - 1) << err;
+}
+
+TEST(Log, NothingIsLoggedWithoutStatsprofDebug) {
+  pyh::LogLines log;
+  EXPECT_EQ(StartAndStop(&log), "");
+  EXPECT_TRUE(log.lines.empty()) << log.lines[0];
+}
+
+TEST(Log, SinkFailureGoesToTheHostsLogFunctionAndNothingToFd2) {
+  void *ns = pyh::Exec("def f(): pass\n");
+  pyh::LogLines log;
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=jsonl:/dev/full;interval=1h", &p), 0) << statsprof_errmsg(nullptr);
+  statsprof_set_log(p, pyh::LogLines::Fn, &log);
+  std::string err = pyh::CaptureStderr([&] {
+    ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+    pyh::Call(ns, "f");
+    EXPECT_EQ(statsprof_emit_now(p), 0);
+    EXPECT_EQ(statsprof_flush(p), 0);
+    statsprof_destroy(p);
+  });
+  EXPECT_EQ(err, "");
+  ASSERT_FALSE(log.lines.empty());
+  EXPECT_EQ(log.lines[0],
+            "sink jsonl failed to write record 1: cannot write to '/dev/full': No space left on device "
+            "(1 failures so far)");
+  pyh::Release(ns);
+}
+
+// statsprof_from_env has no handle a host could give a log function.
+TEST(Log, FromEnvWithABadConfigIsOneLineOnFd2) {
+  setenv("STATSPROF_LOG_TEST", "bogus=1", 1);
+  statsprof *p = reinterpret_cast<statsprof *>(0x1);
+  std::string err = pyh::CaptureStderr([&] { p = statsprof_from_env("STATSPROF_LOG_TEST"); });
+  unsetenv("STATSPROF_LOG_TEST");
+  EXPECT_EQ(p, nullptr);
+  EXPECT_EQ(err.rfind("statsprof: STATSPROF_LOG_TEST is not a valid profiler config, profiling stays off: ", 0), 0u)
+      << err;
+  EXPECT_NE(err.find("bogus"), npos) << err;
+  EXPECT_EQ(err.find('\n'), err.size() - 1) << err;
+}
+
+}  // namespace
