@@ -211,7 +211,6 @@ typedef struct statsprof__table {
   statsprof__slot *slots;
   uint32_t nslots, capslots;
   uint32_t retired;           /* the slot of ended threads' counts, or NONE */
-  uint64_t nretired_threads;  /* threads whose slot was folded into it */
 
   uint32_t *label_index; /* open addressing: label index or NONE */
   uint32_t label_mask;

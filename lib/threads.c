@@ -310,7 +310,6 @@ void statsprof__threads_retire(statsprof *p) {
     s->name = NULL;
     s->active = 0;
     s->state = STATSPROF__SLOT_FREE;
-    t->nretired_threads++;
   }
 }
 
