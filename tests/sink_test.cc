@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -592,6 +593,37 @@ TEST(StderrSink, RowCountArgumentLimitsTheTable) {
   EXPECT_EQ(Rows(text, "table.py").size(), 2u) << text;
   EXPECT_NE(text.find("main"), std::string::npos) << text;  // the largest cumtime comes first
   pyh::Release(ns);
+}
+
+// The table's first line says what the record is, in the words of
+// statsprof_record_kind_name, with the thread and the frame.
+TEST(StderrSink, FirstLineNamesTheRecordsKindThreadAndFrame) {
+  const statsprof_sink_ops *ops = nullptr;
+  void *ctx = nullptr;
+  char err[256] = "";
+  ASSERT_EQ(pyh::OpenSink("stderr", nullptr, &ops, &ctx, err, sizeof err), 0) << err;
+  struct Case {
+    int kind;
+    uint64_t thread_id, frame;
+    const char *want;
+  } cases[] = {
+      {STATSPROF_RECORD_DELTA, 0, 0, "statsprof #3 (delta): "},
+      {STATSPROF_RECORD_THREAD, 42, 0, "statsprof #3 (thread 42 worker-1): "},
+      {STATSPROF_RECORD_CUMULATIVE, 42, 0, "statsprof #3 (cumulative, thread 42 worker-1): "},
+      {STATSPROF_RECORD_SPIKE, 0, 7, "statsprof #3 (spike, frame 7): "},
+      {9, 0, 0, "statsprof #3 (unknown): "},
+  };
+  for (const Case &c : cases) {
+    statsprof_stats_profile rec{};
+    rec.kind = static_cast<statsprof_record_kind>(c.kind);
+    rec.seq = 3;
+    rec.thread_id = c.thread_id;
+    rec.thread_name = c.thread_id ? "worker-1" : nullptr;
+    rec.frame = c.frame;
+    std::string text = CaptureStderr([&] { EXPECT_EQ(ops->emit(ctx, &rec), 0); });
+    EXPECT_EQ(text.rfind(c.want, 0), 0u) << text;
+  }
+  ops->close(ctx);
 }
 
 }  // namespace
