@@ -117,7 +117,7 @@ def run_cost(host, workloads_py, env, root, workloads, seconds, rounds, long_sec
 
 
 def build_game_host(bazel, root):
-    """bazel: the command (a list: bazel, or tools/bazel_py for another
+    """bazel: the command (a list: bazel, or dev/bazel_py for another
     interpreter)."""
     log("building %s (bazel build -c opt) ..." % GAME_TARGET)
     b = subprocess.run(bazel + ["build", "-c", "opt", GAME_TARGET], cwd=root,
