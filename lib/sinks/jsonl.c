@@ -108,6 +108,9 @@ static void leave_file(jsonl_sink *s) {
 
 /* flock, waiting at most the stall limit for another writer: 0 locked, 1
  * where files cannot be locked (written unlocked), -1 (errno) otherwise. */
+/* How many times one record follows PATH to a new file (see jsonl_emit). */
+#define STATSPROF__MAX_FOLLOWS 64
+
 static int lock_file(int fd) {
   int64_t start = statsprof__mono_ns();
   for (unsigned us = 100;; us = us < 10000 ? us * 2 : us) {
@@ -223,8 +226,9 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   }
   if (atomic_exchange(&s->reopen, 0)) leave_file(s);
   /* Until we hold the lock of the file that is at PATH (other writers may
-   * rotate it meanwhile), within the stall limit. */
-  int64_t deadline = statsprof__mono_ns() + (int64_t)STATSPROF__STALL_MS * 1000000;
+   * rotate it meanwhile): each lock wait has the stall limit, and PATH may
+   * be followed a bounded number of times. */
+  int64_t start = statsprof__mono_ns();
   int rotations = 0, follows = 0;
   for (;;) {
     if (s->fd < 0 && open_file(s) != 0) {
@@ -243,11 +247,15 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
     }
     if (path_moved(s)) { /* another writer rotated PATH, or logrotate moved it: follow */
       leave_file(s);     /* and its lock */
-      /* Following a rotation or two is normal however slow the machine
-       * (each lock wait has its own limit); only a PATH replaced again and
-       * again is given up on. */
-      if (++follows > 4 && statsprof__mono_ns() > deadline) {
-        statsprof__sink_fail("'%s' kept being replaced for 1 s", s->qpath);
+      /* Each follow is a rotation another writer finished, and a writer
+       * preempted between its open and its lock follows several on a
+       * loaded machine (a 1 s limit failed a test there). Given up on: a
+       * PATH replaced again and again without end, or for a long time. */
+      follows++;
+      int64_t took_ms = (statsprof__mono_ns() - start) / 1000000;
+      if (follows >= STATSPROF__MAX_FOLLOWS || (follows >= 8 && took_ms > 5 * STATSPROF__STALL_MS)) {
+        statsprof__sink_fail("'%s' was replaced %d times in %lld ms while a record waited", s->qpath,
+                             follows, (long long)took_ms);
         rc = STATSPROF_EIO;
         break;
       }
