@@ -204,7 +204,6 @@ static inline uint32_t code_label_co(statsprof *p, PyCodeObject *co) {
   return extra >> 32 == p->gen ? (uint32_t)extra : code_entry_slow(p, co);
 }
 
-static inline uint32_t code_label(statsprof *p, PyFrameObject *frame) { return code_label_co(p, frame_code(frame)); }
 
 /* cProfile's label for a C function (normalizeUserObj in _lsprof.c). */
 static PyObject *cfunc_label(PyCFunctionObject *fn) {
@@ -282,6 +281,18 @@ static inline uint64_t now(const statsprof *p) {
   return p->src.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
 }
 
+/* The hook's clock is the TSC (wall clock, invariant TSC: clock.c), which
+ * the fast paths below read inline. With another clock, or on another CPU,
+ * every event takes the general path. */
+static inline int tsc_clock(const statsprof *p) {
+#if defined(__x86_64__) || defined(__i386__)
+  return p->src.clock != STATSPROF__CLOCK_CPU && statsprof__clock_use_tsc;
+#else
+  (void)p;
+  return 0;
+#endif
+}
+
 /* Makes room for one more frame; -1 on OOM. */
 static __attribute__((noinline)) int thread_grow(statsprof__thread *t) {
   return STATSPROF__ARRAY_RESERVE(t->stack, t->cap, (size_t)t->cap + 1, 128);
@@ -318,15 +329,10 @@ static inline uint32_t edge_of(statsprof *p, uint32_t caller, uint32_t callee) {
   return eid;
 }
 
-static inline __attribute__((always_inline)) void enter(statsprof__thread *t, statsprof *p, uint32_t label,
-                                                        uint64_t cost) {
-  uint32_t idx = entry_of(p, t, label);
-  if (__builtin_expect(idx == STATSPROF__NONE || (t->depth == t->cap && thread_grow(t)), 0)) {
-    p->oom = 1;
-    t->skipped++;
-    return;
-  }
-  uint32_t eid = t->depth ? edge_of(p, t->stack[t->depth - 1].entry, idx) : STATSPROF__NONE;
+/* Pushes entry idx, called through edge eid, on a stack with room; the
+ * caller sets its t0, last. */
+static inline __attribute__((always_inline)) statsprof__callframe *push(statsprof__thread *t, statsprof *p,
+                                                                        uint32_t idx, uint32_t eid, uint64_t cost) {
   statsprof__callframe *f = &t->stack[t->depth++];
   f->entry = idx;
   f->edge = eid;
@@ -336,7 +342,42 @@ static inline __attribute__((always_inline)) void enter(statsprof__thread *t, st
   t->active = 1;
   p->table.entries[idx].level++;
   if (eid != STATSPROF__NONE) p->table.edges[eid].level++;
-  f->t0 = now(p);
+  return f;
+}
+
+/* A call in the common case: this thread has an entry for the label, the
+ * caller's edge is the one the function's previous call came through, the
+ * stack has room and the clock is the TSC. It calls nothing, so a callback
+ * built on it saves few registers and only past its checks; 0 (nothing
+ * changed) when it does not apply. */
+static inline __attribute__((always_inline)) int enter_fast(statsprof__thread *t, statsprof *p, uint32_t label,
+                                                            uint64_t cost) {
+  uint32_t idx, eid = STATSPROF__NONE, depth = t->depth;
+  if (!tsc_clock(p) || label >= t->nlocal || (idx = t->local[label]) == STATSPROF__NONE || depth == t->cap)
+    return 0;
+  if (depth) {
+    eid = p->table.entries[idx].last_edge;
+    if (eid == STATSPROF__NONE || p->table.edges[eid].caller != t->stack[depth - 1].entry) return 0;
+  }
+  push(t, p, idx, eid, cost)->t0 = statsprof__rdtsc();
+  return 1;
+}
+
+/* Any call: makes what is missing (entry, edge, stack room). */
+static __attribute__((noinline)) void enter_slow(statsprof__thread *t, statsprof *p, uint32_t label,
+                                                 uint64_t cost) {
+  uint32_t idx = entry_of(p, t, label);
+  if (__builtin_expect(idx == STATSPROF__NONE || (t->depth == t->cap && thread_grow(t)), 0)) {
+    p->oom = 1;
+    t->skipped++;
+    return;
+  }
+  uint32_t eid = t->depth ? edge_of(p, t->stack[t->depth - 1].entry, idx) : STATSPROF__NONE;
+  push(t, p, idx, eid, cost)->t0 = now(p);
+}
+
+static inline void enter(statsprof__thread *t, statsprof *p, uint32_t label, uint64_t cost) {
+  if (!enter_fast(t, p, label, cost)) enter_slow(t, p, label, cost);
 }
 
 static inline void count(statsprof__counters *c, uint32_t *level, uint64_t tt, uint64_t it) {
@@ -354,8 +395,9 @@ static inline void touch(statsprof *p, uint32_t entry, uint32_t edge) {
     statsprof__frame_touch_edge(f, &p->table, edge);
 }
 
+/* A return at time t1; `track` 0 when the caller knows frame tracking is off. */
 static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1,
-                                                           uint64_t cost_of_event, uint64_t own_scale) {
+                                                           uint64_t cost_of_event, uint64_t own_scale, int track) {
   if (t->skipped) {
     t->skipped--;
     return;
@@ -379,13 +421,31 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
     f[-1].subt += tt;
     f[-1].removed += f->removed + own - it;
   }
-  if (p->frames.tracking) touch(p, f->entry, f->edge);
+  if (track && p->frames.tracking) touch(p, f->entry, f->edge);
   statsprof__entry *e = &p->table.entries[f->entry];
   count(&e->c, &e->level, tt, it);
   if (f->edge != STATSPROF__NONE) {
     statsprof__edge *g = &p->table.edges[f->edge];
     count(&g->c, &g->level, tt, it);
   }
+}
+
+/* A return in the common case (a frame to close, no frame tracking, the
+ * TSC): calls nothing, like enter_fast; 0 when it does not apply. */
+static inline __attribute__((always_inline)) int leave_fast(statsprof__thread *t, statsprof *p,
+                                                            uint64_t cost_of_event, uint64_t own_scale) {
+  if (!tsc_clock(p) || t->skipped || !t->depth || p->frames.tracking) return 0;
+  leave_at(t, p, statsprof__rdtsc(), cost_of_event, own_scale, 0);
+  return 1;
+}
+
+static __attribute__((noinline)) void leave_slow(statsprof__thread *t, statsprof *p, uint64_t cost_of_event,
+                                                 uint64_t own_scale) {
+  leave_at(t, p, now(p), cost_of_event, own_scale, 1);
+}
+
+static inline void leave(statsprof__thread *t, statsprof *p, uint64_t cost_of_event, uint64_t own_scale) {
+  if (!leave_fast(t, p, cost_of_event, own_scale)) leave_slow(t, p, cost_of_event, own_scale);
 }
 
 /* C functions take their own (not inlined) paths: fewer live registers in
@@ -396,15 +456,23 @@ static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof 
 }
 
 static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->src.builtins && PyCFunction_Check(arg)) leave_at(t, p, now(p), p->cost_c, 1 << 16);
+  if (p->src.builtins && PyCFunction_Check(arg)) leave(t, p, p->cost_c, 1 << 16);
+}
+
+static __attribute__((noinline)) void on_call_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co) {
+  enter_slow(t, p, code_label_co(p, co), p->cost_py);
 }
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
   statsprof__thread *t = (statsprof__thread *)obj;
   statsprof *p = t->p;
   if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
-  if (what == PyTrace_CALL) enter(t, p, code_label(p, frame), p->cost_py);
-  else if (what == PyTrace_RETURN) leave_at(t, p, now(p), p->cost_py, p->own_scale);
+  if (what == PyTrace_CALL) {
+    /* The slow path out of line, and nothing live after it. */
+    PyCodeObject *co = frame_code(frame);
+    uintptr_t extra = (uintptr_t)code_extra(co);
+    if (extra >> 32 != p->gen || !enter_fast(t, p, (uint32_t)extra, p->cost_py)) on_call_slow(t, p, co);
+  } else if (what == PyTrace_RETURN) leave(t, p, p->cost_py, p->own_scale);
   else if (what == PyTrace_C_CALL) on_c_call(t, p, arg);
   else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, arg);
   return 0;
@@ -417,7 +485,7 @@ void statsprof__flush_thread(statsprof__thread *t) {
   /* One reading for all: the frames end together. CPU time is per thread,
    * and this may run on another thread, so CPU mode reuses each t0. */
   uint64_t t1 = p->src.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
-  while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0, 0, 1 << 16);
+  while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0, 0, 1 << 16, 1);
 }
 
 /* ---- attaching to thread states --------------------------------------- */
@@ -626,11 +694,32 @@ static PyObject *mon_owner_new(statsprof *p) {
 
 static inline statsprof *mon_profiler(PyObject *self) { return ((mon_owner *)self)->p; }
 
+/* The callbacks: each tries its event's fast path (enter_fast,
+ * leave_fast: this run knows the thread, every lookup hits) inline and
+ * otherwise hands the whole event to an out-of-line function, so that the
+ * common case saves no registers and calls nothing. */
+
+static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyCodeObject *co) {
+  statsprof__thread *t = mon_thread(p);
+  if (t) enter(t, p, code_label_co(p, co), p->cost_py);
+  Py_RETURN_NONE;
+}
+
 static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
-  statsprof__thread *t;
-  if (p->mon_on && nargs >= 1 && (t = mon_thread(p)))
-    enter(t, p, code_label_co(p, (PyCodeObject *)args[0]), p->cost_py);
+  if (__builtin_expect(!p->mon_on || nargs < 1, 0)) Py_RETURN_NONE;
+  PyCodeObject *co = (PyCodeObject *)args[0];
+  if (__builtin_expect(tls_mon.key == p->mon_key, 1)) {
+    uintptr_t extra = (uintptr_t)code_extra(co);
+    if (extra >> 32 == p->gen && enter_fast(tls_mon.t, p, (uint32_t)extra, p->cost_py)) Py_RETURN_NONE;
+  }
+  return mon_py_enter_slow(p, co);
+}
+
+static __attribute__((noinline)) PyObject *mon_leave_slow(statsprof *p, uint64_t cost_of_event,
+                                                          uint64_t own_scale) {
+  statsprof__thread *t = mon_thread(p);
+  if (t) leave_slow(t, p, cost_of_event, own_scale);
   Py_RETURN_NONE;
 }
 
@@ -638,25 +727,33 @@ static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t 
   (void)args; /* the frame that returns is the top of this thread's stack */
   (void)nargs;
   statsprof *p = mon_profiler(self);
-  statsprof__thread *t;
-  if (p->mon_on && (t = mon_thread(p))) leave_at(t, p, now(p), p->cost_py, p->own_scale);
-  Py_RETURN_NONE;
+  if (__builtin_expect(!p->mon_on, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(tls_mon.key == p->mon_key, 1) && leave_fast(tls_mon.t, p, p->cost_py, p->own_scale))
+    Py_RETURN_NONE;
+  return mon_leave_slow(p, p->cost_py, p->own_scale);
 }
 
-/* The PyMethodDef a CALL / C_RETURN event is about, or NULL when the call
- * is not one cProfile counts as a C function. CALL fires for Python calls
- * too (most of them, in Python code): exact type checks answer those and
- * the builtins first; PyCFunction_Check's subtype walk (~10 instructions)
- * only runs for the rest (classes, other callables). */
-static inline const PyMethodDef *mon_cfunc_def(PyObject *const *args, Py_ssize_t nargs) {
+/* What a CALL / C_RETURN event's callable is, by exact type (CALL fires for
+ * Python calls too, most of them in Python code): the PyMethodDef of a C
+ * function cProfile counts, NULL for a call it does not count, or
+ * MON_OTHER_TYPE when only PyCFunction_Check's subtype walk can tell. */
+#define MON_OTHER_TYPE ((const PyMethodDef *)1)
+static inline const PyMethodDef *mon_cfunc_exact(PyObject *const *args, Py_ssize_t nargs) {
   if (__builtin_expect(nargs < 4, 0)) return NULL;
   PyObject *callable = args[2];
   PyTypeObject *tp = Py_TYPE(callable);
-  if (tp == &PyFunction_Type || tp == &PyMethod_Type) return NULL;
+  if (tp == &PyFunction_Type || tp == &PyMethod_Type || tp == &PyType_Type) return NULL;
   if (tp == &PyCFunction_Type || tp == &PyCMethod_Type) return ((PyCFunctionObject *)callable)->m_ml;
   if (tp == &PyMethodDescr_Type) return args[3] != g_missing ? ((PyMethodDescrObject *)callable)->d_method : NULL;
-  if (tp == &PyType_Type || !PyCFunction_Check(callable)) return NULL;
-  return ((PyCFunctionObject *)callable)->m_ml;
+  return MON_OTHER_TYPE;
+}
+
+/* The PyMethodDef a CALL / C_RETURN event is about, or NULL when the call
+ * is not one cProfile counts as a C function. */
+static const PyMethodDef *mon_cfunc_def(PyObject *const *args, Py_ssize_t nargs) {
+  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
+  if (ml != MON_OTHER_TYPE) return ml;
+  return PyCFunction_Check(args[2]) ? ((PyCFunctionObject *)args[2])->m_ml : NULL;
 }
 
 /* First sight of a method descriptor's C function: label it the way
@@ -671,15 +768,15 @@ static __attribute__((noinline)) uint32_t mon_descr_label(statsprof *p, PyObject
   return label;
 }
 
-static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-  statsprof *p = mon_profiler(self);
+static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObject *const *args,
+                                                            Py_ssize_t nargs) {
   statsprof__thread *t;
   const PyMethodDef *ml;
-  if (!(ml = mon_cfunc_def(args, nargs)) || !p->mon_on || !(t = mon_thread(p))) Py_RETURN_NONE;
+  if (!(ml = mon_cfunc_def(args, nargs)) || !(t = mon_thread(p))) Py_RETURN_NONE;
   PyObject *callable = args[2];
   struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
   uint32_t label;
-  if (__builtin_expect(h->ml == ml, 1)) label = h->label;
+  if (h->ml == ml) label = h->label;
   else if (PyCFunction_Check(callable)) label = cfunc_label_of(p, (PyCFunctionObject *)callable);
   else if ((label = statsprof__table_cfunc_find(&p->table, ml)) == STATSPROF__NONE)
     label = mon_descr_label(p, callable, args[3]);
@@ -687,12 +784,31 @@ static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t n
   Py_RETURN_NONE;
 }
 
+static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = mon_profiler(self);
+  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
+  if (!ml || __builtin_expect(!p->mon_on, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(ml != MON_OTHER_TYPE && tls_mon.key == p->mon_key, 1)) {
+    const struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+    if (h->ml == ml && enter_fast(tls_mon.t, p, h->label, p->cost_c)) Py_RETURN_NONE;
+  }
+  return mon_c_enter_slow(p, args, nargs);
+}
+
+static __attribute__((noinline)) PyObject *mon_c_leave_other(statsprof *p, PyObject *const *args,
+                                                             Py_ssize_t nargs) {
+  if (mon_cfunc_def(args, nargs)) return mon_leave_slow(p, p->cost_c, 1 << 16);
+  Py_RETURN_NONE;
+}
+
 static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
-  statsprof__thread *t;
-  if (mon_cfunc_def(args, nargs) && p->mon_on && (t = mon_thread(p)))
-    leave_at(t, p, now(p), p->cost_c, 1 << 16);
-  Py_RETURN_NONE;
+  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
+  if (!ml || __builtin_expect(!p->mon_on, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
+  if (__builtin_expect(tls_mon.key == p->mon_key, 1) && leave_fast(tls_mon.t, p, p->cost_c, 1 << 16))
+    Py_RETURN_NONE;
+  return mon_leave_slow(p, p->cost_c, 1 << 16);
 }
 
 typedef PyObject *(*mon_fn)(PyObject *, PyObject *const *, Py_ssize_t);

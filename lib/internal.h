@@ -33,14 +33,19 @@ int64_t statsprof__wall_ns(void);     /* CLOCK_REALTIME, ns since the epoch */
 int64_t statsprof__mono_ns(void);     /* CLOCK_MONOTONIC */
 uint64_t statsprof__thread_cpu_ns(void);
 
-static inline uint64_t statsprof__ticks(void) {
+/* The TSC itself (x86; 0 elsewhere, where statsprof__clock_use_tsc is 0). */
+static inline uint64_t statsprof__rdtsc(void) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (statsprof__clock_use_tsc) {
-    uint32_t lo, hi;
-    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
-    return ((uint64_t)hi << 32) | lo;
-  }
+  uint32_t lo, hi;
+  __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+  return ((uint64_t)hi << 32) | lo;
+#else
+  return 0;
 #endif
+}
+
+static inline uint64_t statsprof__ticks(void) {
+  if (statsprof__clock_use_tsc) return statsprof__rdtsc();
   return (uint64_t)statsprof__mono_ns();
 }
 
