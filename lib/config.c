@@ -2,7 +2,8 @@
  *
  * Every key is one row of CONFIG_KEYS below (name, kind, field, bounds,
  * help): the parser, the duplicate check, the store into the struct and the
- * "known keys" message are generated from it. Every number, here and in
+ * "known keys" message are generated from it, and config_test holds
+ * README's table of keys against it. Every number, here and in
  * sink arguments (lib/sinks/registry.c), goes through statsprof__parse_value:
  * plain decimal and a unit, nothing strtod would also take (hex, exponents,
  * inf, nan), and a value that does not fit — too large, or not zero but
@@ -339,6 +340,12 @@ static int finish_sinks(parse_ctx *pc, statsprof__config *c) {
 static void trim(const char **b, const char **e) {
   while (*b < *e && isspace((unsigned char)**b)) (*b)++;
   while (*e > *b && isspace((unsigned char)(*e)[-1])) (*e)--;
+}
+
+const char *statsprof__config_key(int i, statsprof__value_spec *spec) {
+  if (i < 0 || i >= NKEYS) return NULL;
+  if (spec) *spec = keys[i].spec;
+  return keys[i].name;
 }
 
 int statsprof__config_parse(const char *text, statsprof__config *c, char *err, size_t errlen) {

@@ -122,6 +122,9 @@ void statsprof__config_defaults(statsprof__config *c);
  * the offending text and its offset into err and returns STATSPROF_ECONFIG
  * (or STATSPROF_ENOMEM). */
 int statsprof__config_parse(const char *text, statsprof__config *c, char *err, size_t errlen);
+/* Row i of the key table (NULL past the last): its name and value spec,
+ * for the test that holds README's table of keys against it. */
+const char *statsprof__config_key(int i, statsprof__value_spec *spec);
 void statsprof__config_free(statsprof__config *c);
 /* "1.5s", "200ms", "2m", "10us" -> ns; -1 when malformed. */
 int64_t statsprof__parse_duration(const char *s);

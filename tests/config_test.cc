@@ -8,9 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <vector>
 #include <cstring>
 #include <string>
 
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -483,6 +488,63 @@ TEST(RegisterSink, SinksOpenedBeforeAFailingOneAreClosed) {
   EXPECT_EQ(g_opened.opens, 1);
   EXPECT_EQ(g_opened.sink.closes, 1);  // no leak of the sink that did open
   EXPECT_EQ(g_opened.sink.emits, 0);
+}
+
+// README's table of config keys says what lib/config.c's key table says:
+// the same keys in the same order, every word a WORDS key takes, a COUNT
+// key's bounds, and the kind of every other value. A key added, renamed
+// or re-bounded in one place and not the other fails here.
+TEST(Config, ReadmeTableOfKeysMatchesTheKeyTable) {
+  const char *root = getenv("STATSPROF_SOURCE_DIR");
+  std::string path = std::string(root ? root : ".") + "/README.md";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path << ": " << strerror(errno) << " (Bazel: //:README.md in data; ctest: STATSPROF_SOURCE_DIR)";
+  std::vector<std::string> names;
+  std::map<std::string, std::string> values;  // key -> its row's values column
+  std::string line;
+  bool in_table = false;
+  while (std::getline(in, line)) {
+    if (line == "| key | values | default | meaning |") {
+      in_table = true;
+      continue;
+    }
+    if (!in_table) continue;
+    if (line.empty() || line[0] != '|') break;
+    if (line.rfind("| ---", 0) == 0) continue;
+    // | `name` | values | default | meaning |
+    size_t a = line.find('`'), b = line.find('`', a + 1), c = line.find('|', b), d = line.find('|', c + 1);
+    ASSERT_TRUE(a != std::string::npos && b != std::string::npos && c != std::string::npos && d != std::string::npos)
+        << "README row: " << line;
+    std::string name = line.substr(a + 1, b - a - 1);
+    names.push_back(name);
+    values[name] = line.substr(c + 1, d - c - 1);
+  }
+  std::vector<std::string> want;
+  for (int i = 0; statsprof__config_key(i, nullptr); i++) want.push_back(statsprof__config_key(i, nullptr));
+  ASSERT_EQ(names, want) << "README's table of config keys (" << path << ") against lib/config.c's CONFIG_KEYS";
+
+  for (int i = 0; i < (int)want.size(); i++) {
+    statsprof__value_spec spec;
+    std::string name = statsprof__config_key(i, &spec), v = values[name];
+    if (spec.words) {
+      // Every word, quoted; a row may take another row's words ("(as `builtins`)").
+      std::string words = v;
+      size_t as = v.find("(as `");
+      if (as != std::string::npos) words += values[v.substr(as + 5, v.find('`', as + 5) - as - 5)];
+      for (const statsprof__word *w = spec.words; w->word; w++)
+        EXPECT_NE(words.find("`" + std::string(w->word) + "`"), std::string::npos)
+            << "README's row for " << name << " lacks the word " << w->word << ": " << v;
+    } else if (spec.units == statsprof__count_units) {
+      std::string bounds = std::to_string(spec.min) + " to " + std::to_string(spec.max);
+      EXPECT_NE(v.find(bounds), std::string::npos) << "README's row for " << name << " lacks '" << bounds << "': " << v;
+    } else if (spec.units == statsprof__duration_units) {
+      EXPECT_NE(v.find("DURATION"), std::string::npos) << "README's row for " << name << ": " << v;
+    } else if (spec.units) {
+      EXPECT_NE(v.find("percentage"), std::string::npos) << "README's row for " << name << ": " << v;
+    } else {
+      EXPECT_NE(v.find("NAME or NAME:ARG"), std::string::npos) << "README's row for " << name << ": " << v;
+    }
+  }
 }
 
 }  // namespace
