@@ -99,7 +99,7 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
     }
     statsprof__detach_all(s);
   }
-  if (s->oom) g_oom = 1;
+  if (s->src.oom) g_oom = 1;
   statsprof__scratch_free(s);
   return tt;
 }

@@ -61,7 +61,7 @@ void statsprof__fork_track(statsprof *p, int add) {
 
 /* The child's fresh start for one profiler. GIL held, one thread. */
 static void child_reset(statsprof *p) {
-  for (statsprof__thread *t = p->threads; t; t = t->next) {
+  for (statsprof__thread *t = p->src.threads; t; t = t->next) {
     t->depth = 0;
     t->skipped = 0;
   }

@@ -49,9 +49,9 @@ static void thread_unlink(statsprof__thread *t) {
   /* What it did since the last record still earns its thread a record. */
   if (t->active && t->slot != STATSPROF__NONE) p->table.slots[t->slot].active = 1;
   /* Its cost still counts against production mode's budget (duty.c). */
-  p->cost_gone += t->spent + t->slowdown;
+  p->src.cost_gone += t->spent + t->slowdown;
   if (t->prev) t->prev->next = t->next;
-  else p->threads = t->next;
+  else p->src.threads = t->next;
   if (t->next) t->next->prev = t->prev;
   t->p = NULL;
   t->prev = t->next = NULL;
@@ -104,6 +104,13 @@ int statsprof__hook_ready(void) {
   return mon_owner_ready();
 }
 
+void statsprof__source_init(statsprof__source *s, const statsprof__source_config *c) {
+  memset(s, 0, sizeof *s);
+  s->config = *c;
+  s->mon_tool = -1;
+  s->own_scale = 1 << 16;
+}
+
 /* ---- slow paths: first sight of a function ---------------------------- */
 
 /* UTF-8 of a str; file names with undecodable bytes get backslash escapes. */
@@ -124,7 +131,7 @@ static const char *utf8_of(PyObject *s, PyObject **tmp) {
 static uint32_t intern_or_overflow(statsprof *p, const char *file, int line, const char *name) {
   uint32_t idx = statsprof__table_intern(&p->table, file, line, name);
   if (idx == STATSPROF__NONE) {
-    p->oom = 1;
+    p->src.oom = 1;
     idx = 0;
   }
   return idx;
@@ -254,7 +261,7 @@ static __attribute__((noinline)) uint32_t cfunc_entry_slow(statsprof *p, PyCFunc
     PyErr_Clear();
     idx = intern_or_overflow(p, "~", 0, fn->m_ml->ml_name);
   }
-  if (statsprof__table_cfunc_add(&p->table, fn->m_ml, idx)) p->oom = 1;
+  if (statsprof__table_cfunc_add(&p->table, fn->m_ml, idx)) p->src.oom = 1;
   statsprof__pending_restore(exc);
   return idx;
 }
@@ -266,7 +273,7 @@ static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
    * direct-mapped cache (PyMethodDefs are 32 bytes apart) answers the
    * methods a loop calls again and again without hashing. */
   const PyMethodDef *ml = fn->m_ml;
-  struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+  struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
   if (__builtin_expect(h->ml == ml, 1)) return h->label;
   uint32_t idx = statsprof__table_cfunc_find(&p->table, ml);
   if (idx == STATSPROF__NONE) idx = cfunc_entry_slow(p, fn);
@@ -278,7 +285,7 @@ static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
 /* ---- the hot path ------------------------------------------------------ */
 
 static inline uint64_t now(const statsprof *p) {
-  return p->src.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
+  return p->src.config.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
 }
 
 /* The hook's clock is the TSC (wall clock, invariant TSC: clock.c), which
@@ -286,7 +293,7 @@ static inline uint64_t now(const statsprof *p) {
  * every event takes the general path. */
 static inline int tsc_clock(const statsprof *p) {
 #if defined(__x86_64__) || defined(__i386__)
-  return p->src.clock != STATSPROF__CLOCK_CPU && statsprof__clock_use_tsc;
+  return p->src.config.clock != STATSPROF__CLOCK_CPU && statsprof__clock_use_tsc;
 #else
   (void)p;
   return 0;
@@ -307,7 +314,7 @@ static __attribute__((noinline)) uint32_t entry_slow(statsprof *p, statsprof__th
    * bootstrap): look for its Thread again as it reaches new functions. */
   statsprof__threads_seek_name(p, t->slot);
   uint32_t idx = statsprof__table_entry(&p->table, t->slot, label);
-  if (idx == STATSPROF__NONE) p->oom = 1;
+  if (idx == STATSPROF__NONE) p->src.oom = 1;
   /* The slot's map may have moved: refresh this thread's copy of it. */
   t->local = p->table.slots[t->slot].local;
   t->nlocal = p->table.slots[t->slot].nlocal;
@@ -324,7 +331,7 @@ static inline uint32_t edge_of(statsprof *p, uint32_t caller, uint32_t callee) {
   uint32_t eid = e->last_edge;
   if (eid != STATSPROF__NONE && p->table.edges[eid].caller == caller) return eid;
   eid = statsprof__table_edge(&p->table, caller, callee);
-  if (eid == STATSPROF__NONE) p->oom = 1;
+  if (eid == STATSPROF__NONE) p->src.oom = 1;
   else e->last_edge = eid;
   return eid;
 }
@@ -368,7 +375,7 @@ static __attribute__((noinline)) void enter_slow(statsprof__thread *t, statsprof
                                                  uint64_t cost) {
   uint32_t idx = entry_of(p, t, label);
   if (__builtin_expect(idx == STATSPROF__NONE || (t->depth == t->cap && thread_grow(t)), 0)) {
-    p->oom = 1;
+    p->src.oom = 1;
     t->skipped++;
     return;
   }
@@ -408,7 +415,7 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
    * calls and returns, and its own return) cost the profiler this much
    * time, which the frame would not have spent unprofiled. */
   /* What callees' bytecode scaling removed is not this frame's time either. */
-  uint64_t cost = (((t->spent += cost_of_event) - f->spent0) & p->compensate_mask) + f->removed;
+  uint64_t cost = (((t->spent += cost_of_event) - f->spent0) & p->src.compensate_mask) + f->removed;
   uint64_t raw = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
   uint64_t own = raw > f->subt ? raw - f->subt : 0;
   /* A Python frame's own bytecode also runs slower while any profile
@@ -451,16 +458,16 @@ static inline void leave(statsprof__thread *t, statsprof *p, uint64_t cost_of_ev
 /* C functions take their own (not inlined) paths: fewer live registers in
  * the dispatcher means a cheaper entry for the common Python events. */
 static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->src.builtins && PyCFunction_Check(arg))
-    enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->cost_c);
+  if (p->src.config.builtins && PyCFunction_Check(arg))
+    enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->src.cost_c);
 }
 
 static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->src.builtins && PyCFunction_Check(arg)) leave(t, p, p->cost_c, 1 << 16);
+  if (p->src.config.builtins && PyCFunction_Check(arg)) leave(t, p, p->src.cost_c, 1 << 16);
 }
 
 static __attribute__((noinline)) void on_call_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co) {
-  enter_slow(t, p, code_label_co(p, co), p->cost_py);
+  enter_slow(t, p, code_label_co(p, co), p->src.cost_py);
 }
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
@@ -471,8 +478,8 @@ int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
     /* The slow path out of line, and nothing live after it. */
     PyCodeObject *co = frame_code(frame);
     uintptr_t extra = (uintptr_t)code_extra(co);
-    if (extra >> 32 != p->gen || !enter_fast(t, p, (uint32_t)extra, p->cost_py)) on_call_slow(t, p, co);
-  } else if (what == PyTrace_RETURN) leave(t, p, p->cost_py, p->own_scale);
+    if (extra >> 32 != p->gen || !enter_fast(t, p, (uint32_t)extra, p->src.cost_py)) on_call_slow(t, p, co);
+  } else if (what == PyTrace_RETURN) leave(t, p, p->src.cost_py, p->src.own_scale);
   else if (what == PyTrace_C_CALL) on_c_call(t, p, arg);
   else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, arg);
   return 0;
@@ -484,7 +491,7 @@ void statsprof__flush_thread(statsprof__thread *t) {
   t->skipped = 0;
   /* One reading for all: the frames end together. CPU time is per thread,
    * and this may run on another thread, so CPU mode reuses each t0. */
-  uint64_t t1 = p->src.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
+  uint64_t t1 = p->src.config.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
   while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0, 0, 1 << 16, 1);
 }
 
@@ -502,11 +509,11 @@ void statsprof__flush_thread(statsprof__thread *t) {
  * live one. States in the pool are freed when their thread has ended, or
  * with the profiler. */
 statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner) {
-  statsprof__thread *t = p->pool;
+  statsprof__thread *t = p->src.pool;
   while (t && t->owner != owner) t = t->next;
   if (t) {
     if (t->prev) t->prev->next = t->next;
-    else p->pool = t->next;
+    else p->src.pool = t->next;
     if (t->next) t->next->prev = t->prev;
     statsprof__callframe *stack = t->stack;
     uint32_t cap = t->cap;
@@ -524,9 +531,9 @@ statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner) {
   t->p = p;
   t->owner = owner;
   t->slot = STATSPROF__NONE; /* bound at its first event (threads.c) */
-  t->next = p->threads;
-  if (p->threads) p->threads->prev = t;
-  p->threads = t;
+  t->next = p->src.threads;
+  if (p->src.threads) p->src.threads->prev = t;
+  p->src.threads = t;
   return t;
 }
 
@@ -535,19 +542,19 @@ void statsprof__thread_pool(statsprof *p, statsprof__thread *t) {
   thread_unlink(t); /* inert from now on */
   t->depth = t->skipped = 0;
   t->slot = slot; /* to know when its thread has ended */
-  t->next = p->pool;
-  if (p->pool) p->pool->prev = t;
-  p->pool = t;
+  t->next = p->src.pool;
+  if (p->src.pool) p->src.pool->prev = t;
+  p->src.pool = t;
 }
 
 void statsprof__thread_pool_trim(statsprof *p, int all) {
-  for (statsprof__thread *t = p->pool, *next; t; t = next) {
+  for (statsprof__thread *t = p->src.pool, *next; t; t = next) {
     next = t->next;
     int ended = t->slot != STATSPROF__NONE && t->slot < p->table.nslots &&
                 p->table.slots[t->slot].state == STATSPROF__SLOT_ENDED;
     if (!all && !ended) continue;
     if (t->prev) t->prev->next = t->next;
-    else p->pool = t->next;
+    else p->src.pool = t->next;
     if (t->next) t->next->prev = t->prev;
     t->prev = t->next = NULL;
     Py_DECREF(t);
@@ -596,10 +603,10 @@ static int setprofile_attach_all(statsprof *p, int self) {
 }
 
 static void setprofile_detach_all(statsprof *p) {
-  for (statsprof__thread *t = p->threads; t; t = t->next) statsprof__flush_thread(t);
+  for (statsprof__thread *t = p->src.threads; t; t = t->next) statsprof__flush_thread(t);
   if (p->interp_epoch == g_epoch && Py_IsInitialized()) statsprof__tstates_remove(p, PyThreadState_Get());
   /* Whatever still holds one of ours (a refused removal) finds it inert. */
-  while (p->threads) thread_unlink(p->threads);
+  while (p->src.threads) thread_unlink(p->src.threads);
 }
 
 /* ---- the sys.monitoring source (3.12+) ---------------------------------
@@ -633,22 +640,22 @@ static __attribute__((noinline)) statsprof__thread *mon_thread_slow(statsprof *p
    * took the cache meanwhile). A new thread reuses the ident of one that
    * ended, whose state stays here until the next record pools and frees it
    * (threads.c): a state bound to another OS thread is not this thread's. */
-  statsprof__thread *t = p->threads;
+  statsprof__thread *t = p->src.threads;
   while (t && (t->owner != me ||
                (t->slot != STATSPROF__NONE && !statsprof__osthread_is_self(p->table.slots[t->slot].os))))
     t = t->next;
   if (!t) t = statsprof__thread_new(p, me);
   if (!t) {
-    p->oom = 1;
+    p->src.oom = 1;
     return NULL;
   }
-  tls_mon.key = p->mon_key;
+  tls_mon.key = p->src.mon_key;
   tls_mon.t = t;
   return t;
 }
 
 static inline statsprof__thread *mon_thread(statsprof *p) {
-  if (__builtin_expect(tls_mon.key == p->mon_key, 1)) return tls_mon.t;
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1)) return tls_mon.t;
   return mon_thread_slow(p);
 }
 
@@ -701,17 +708,17 @@ static inline statsprof *mon_profiler(PyObject *self) { return ((mon_owner *)sel
 
 static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyCodeObject *co) {
   statsprof__thread *t = mon_thread(p);
-  if (t) enter(t, p, code_label_co(p, co), p->cost_py);
+  if (t) enter(t, p, code_label_co(p, co), p->src.cost_py);
   Py_RETURN_NONE;
 }
 
 static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
-  if (__builtin_expect(!p->mon_on || nargs < 1, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(!p->src.mon_on || nargs < 1, 0)) Py_RETURN_NONE;
   PyCodeObject *co = (PyCodeObject *)args[0];
-  if (__builtin_expect(tls_mon.key == p->mon_key, 1)) {
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1)) {
     uintptr_t extra = (uintptr_t)code_extra(co);
-    if (extra >> 32 == p->gen && enter_fast(tls_mon.t, p, (uint32_t)extra, p->cost_py)) Py_RETURN_NONE;
+    if (extra >> 32 == p->gen && enter_fast(tls_mon.t, p, (uint32_t)extra, p->src.cost_py)) Py_RETURN_NONE;
   }
   return mon_py_enter_slow(p, co);
 }
@@ -727,10 +734,10 @@ static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t 
   (void)args; /* the frame that returns is the top of this thread's stack */
   (void)nargs;
   statsprof *p = mon_profiler(self);
-  if (__builtin_expect(!p->mon_on, 0)) Py_RETURN_NONE;
-  if (__builtin_expect(tls_mon.key == p->mon_key, 1) && leave_fast(tls_mon.t, p, p->cost_py, p->own_scale))
+  if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, p->src.cost_py, p->src.own_scale))
     Py_RETURN_NONE;
-  return mon_leave_slow(p, p->cost_py, p->own_scale);
+  return mon_leave_slow(p, p->src.cost_py, p->src.own_scale);
 }
 
 /* What a CALL / C_RETURN event's callable is, by exact type (CALL fires for
@@ -774,41 +781,41 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
   const PyMethodDef *ml;
   if (!(ml = mon_cfunc_def(args, nargs)) || !(t = mon_thread(p))) Py_RETURN_NONE;
   PyObject *callable = args[2];
-  struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+  struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
   uint32_t label;
   if (h->ml == ml) label = h->label;
   else if (PyCFunction_Check(callable)) label = cfunc_label_of(p, (PyCFunctionObject *)callable);
   else if ((label = statsprof__table_cfunc_find(&p->table, ml)) == STATSPROF__NONE)
     label = mon_descr_label(p, callable, args[3]);
-  enter(t, p, label, p->cost_c);
+  enter(t, p, label, p->src.cost_c);
   Py_RETURN_NONE;
 }
 
 static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
   const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
-  if (!ml || __builtin_expect(!p->mon_on, 0)) Py_RETURN_NONE;
-  if (__builtin_expect(ml != MON_OTHER_TYPE && tls_mon.key == p->mon_key, 1)) {
-    const struct statsprof__cfunc_hot *h = &p->cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
-    if (h->ml == ml && enter_fast(tls_mon.t, p, h->label, p->cost_c)) Py_RETURN_NONE;
+  if (!ml || __builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(ml != MON_OTHER_TYPE && tls_mon.key == p->src.mon_key, 1)) {
+    const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+    if (h->ml == ml && enter_fast(tls_mon.t, p, h->label, p->src.cost_c)) Py_RETURN_NONE;
   }
   return mon_c_enter_slow(p, args, nargs);
 }
 
 static __attribute__((noinline)) PyObject *mon_c_leave_other(statsprof *p, PyObject *const *args,
                                                              Py_ssize_t nargs) {
-  if (mon_cfunc_def(args, nargs)) return mon_leave_slow(p, p->cost_c, 1 << 16);
+  if (mon_cfunc_def(args, nargs)) return mon_leave_slow(p, p->src.cost_c, 1 << 16);
   Py_RETURN_NONE;
 }
 
 static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
   const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
-  if (!ml || __builtin_expect(!p->mon_on, 0)) Py_RETURN_NONE;
+  if (!ml || __builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
   if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
-  if (__builtin_expect(tls_mon.key == p->mon_key, 1) && leave_fast(tls_mon.t, p, p->cost_c, 1 << 16))
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, p->src.cost_c, 1 << 16))
     Py_RETURN_NONE;
-  return mon_leave_slow(p, p->cost_c, 1 << 16);
+  return mon_leave_slow(p, p->src.cost_c, 1 << 16);
 }
 
 typedef PyObject *(*mon_fn)(PyObject *, PyObject *const *, Py_ssize_t);
@@ -870,10 +877,10 @@ static int mon_start(statsprof *p) {
     return statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: sys.monitoring is not available");
   }
   int rc = 0;
-  if (p->mon_tool < 0) {
-    for (int id = MON_TOOL_FIRST; id <= MON_TOOL_LAST && p->mon_tool < 0; id++)
-      if (mon_call(mon, "use_tool_id", "(is)", id, "statsprof") == 0) p->mon_tool = id;
-    if (p->mon_tool < 0) {
+  if (p->src.mon_tool < 0) {
+    for (int id = MON_TOOL_FIRST; id <= MON_TOOL_LAST && p->src.mon_tool < 0; id++)
+      if (mon_call(mon, "use_tool_id", "(is)", id, "statsprof") == 0) p->src.mon_tool = id;
+    if (p->src.mon_tool < 0) {
       Py_DECREF(mon);
       return statsprof__error(p, STATSPROF_ESTATE,
                               "source=monitoring: sys.monitoring tool ids %d and %d are both in use (by "
@@ -887,7 +894,7 @@ static int mon_start(statsprof *p) {
     for (int i = 0; owner && !rc && i < MON_NCALLBACKS; i++) {
       PyObject *fn = PyCFunction_New(&mon_defs[mon_callbacks[i].def], owner);
       long bit = mon_event(mon, mon_callbacks[i].event);
-      if (!fn || bit < 0 || mon_call(mon, "register_callback", "(ilO)", p->mon_tool, bit, fn))
+      if (!fn || bit < 0 || mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, fn))
         rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: cannot register a callback for %s",
                               mon_callbacks[i].event);
       Py_XDECREF(fn);
@@ -896,10 +903,10 @@ static int mon_start(statsprof *p) {
   }
   long events = 0;
   for (int i = 0; i < MON_NCALLBACKS; i++)
-    if (i < MON_FIRST_C || p->src.builtins) events |= mon_event(mon, mon_callbacks[i].event);
-  p->mon_key = atomic_fetch_add(&g_mon_key, 1) + 1; /* every thread's cached state is stale */
-  p->mon_on = 1;
-  if (!rc && mon_call(mon, "set_events", "(il)", p->mon_tool, events))
+    if (i < MON_FIRST_C || p->src.config.builtins) events |= mon_event(mon, mon_callbacks[i].event);
+  p->src.mon_key = atomic_fetch_add(&g_mon_key, 1) + 1; /* every thread's cached state is stale */
+  p->src.mon_on = 1;
+  if (!rc && mon_call(mon, "set_events", "(il)", p->src.mon_tool, events))
     rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: set_events failed");
   Py_DECREF(mon);
   return rc;
@@ -907,38 +914,38 @@ static int mon_start(statsprof *p) {
 
 /* Turns the events off (the tool id stays ours until release). */
 static void mon_stop(statsprof *p) {
-  p->mon_on = 0;
-  if (p->mon_tool < 0 || p->interp_epoch != g_epoch || !Py_IsInitialized()) return;
+  p->src.mon_on = 0;
+  if (p->src.mon_tool < 0 || p->interp_epoch != g_epoch || !Py_IsInitialized()) return;
   PyObject *mon = monitoring_module();
-  if (mon) mon_call(mon, "set_events", "(ii)", p->mon_tool, 0);
+  if (mon) mon_call(mon, "set_events", "(ii)", p->src.mon_tool, 0);
   else PyErr_Clear();
   Py_XDECREF(mon);
 }
 
 void statsprof__monitoring_release(statsprof *p) {
   mon_stop(p);
-  if (p->mon_tool < 0) return;
+  if (p->src.mon_tool < 0) return;
   if (p->interp_epoch == g_epoch && Py_IsInitialized()) {
     PyObject *mon = monitoring_module();
     for (int i = 0; mon && i < MON_NCALLBACKS; i++) {
       long bit = mon_event(mon, mon_callbacks[i].event);
-      if (bit >= 0) mon_call(mon, "register_callback", "(ilO)", p->mon_tool, bit, Py_None);
+      if (bit >= 0) mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, Py_None);
     }
-    if (mon) mon_call(mon, "free_tool_id", "(i)", p->mon_tool);
+    if (mon) mon_call(mon, "free_tool_id", "(i)", p->src.mon_tool);
     else PyErr_Clear();
     Py_XDECREF(mon);
   }
-  p->mon_tool = -1;
+  p->src.mon_tool = -1;
 }
 
-static int monitoring_attach_all(statsprof *p) { return p->mon_on ? 0 : mon_start(p); }
+static int monitoring_attach_all(statsprof *p) { return p->src.mon_on ? 0 : mon_start(p); }
 
 static void monitoring_detach_all(statsprof *p) {
   mon_stop(p);
   /* Frames still open close now; the states wait in the pool for their
-   * thread's next run (a late callback finds p->mon_on off). */
-  while (p->threads) {
-    statsprof__thread *t = p->threads;
+   * thread's next run (a late callback finds p->src.mon_on off). */
+  while (p->src.threads) {
+    statsprof__thread *t = p->src.threads;
     statsprof__flush_thread(t);
     statsprof__thread_pool(p, t);
   }
@@ -949,14 +956,14 @@ void statsprof__monitoring_release(statsprof *p) { (void)p; }
 
 int statsprof__attach_all(statsprof *p, int self) {
 #if PY_VERSION_HEX >= 0x030C0000
-  if (p->src.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
+  if (p->src.config.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
 #endif
   return setprofile_attach_all(p, self);
 }
 
 void statsprof__detach_all(statsprof *p) {
 #if PY_VERSION_HEX >= 0x030C0000
-  if (p->src.source == STATSPROF__SOURCE_MONITORING) {
+  if (p->src.config.source == STATSPROF__SOURCE_MONITORING) {
     monitoring_detach_all(p);
     return;
   }
@@ -967,7 +974,7 @@ void statsprof__detach_all(statsprof *p) {
 int statsprof__attach_self(statsprof *p) {
 #if PY_VERSION_HEX >= 0x030C0000
   /* Every thread already gets the events. */
-  if (p->src.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
+  if (p->src.config.source == STATSPROF__SOURCE_MONITORING) return monitoring_attach_all(p);
 #endif
   return setprofile_attach_self(p);
 }

@@ -262,6 +262,38 @@ typedef struct statsprof__source_config {
   int source;                  /* STATSPROF__SOURCE_MONITORING or _SETPROFILE, never AUTO */
 } statsprof__source_config;
 
+/* The event source: how CPython's events reach the counting core
+ * (PyEval_SetProfile per thread state, or sys.monitoring on 3.12+), its
+ * per-thread states and the calibrated cost it subtracts. Set up at create
+ * from its config slice (statsprof__source_init); the hook reads and
+ * writes it on every profiled thread under the GIL, start/stop/tick
+ * attach and detach under the GIL too. */
+#define STATSPROF__CFUNC_HOT 256
+typedef struct statsprof__source {
+  statsprof__source_config config; /* clock, builtins, which source */
+  struct statsprof__thread *threads; /* live per-thread states */
+  struct statsprof__thread *pool;    /* inert ones whose hook was removed (hook.c) */
+  int mon_tool;               /* source=monitoring: our sys.monitoring tool id, or -1 */
+  int mon_on;                 /* ... its events are on */
+  uint64_t mon_key;           /* ... this run's key for the threads' cached states */
+  int oom;                    /* sticky: the hook could not allocate */
+  uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event (start) */
+  struct statsprof__cfunc_hot {
+    const void *ml;
+    uint32_t label;
+  } cfunc_hot[STATSPROF__CFUNC_HOT]; /* in front of the table's C-function map */
+  uint64_t compensate_mask; /* all ones with compensate=on, else 0 */
+  uint64_t own_scale;       /* Python own time x own_scale / 2^16 (compensate) */
+  /* ticks: the calibrated cost of per-thread states already unlinked
+   * (hook.c adds each one's at unlink, e.g. when its thread state ended
+   * with PyGILState_Release), so that own cost never leaves with them */
+  uint64_t cost_gone;
+} statsprof__source;
+
+/* No threads, no tool id, raw times (own_scale 1.0) until start sets the
+ * calibrated costs. */
+void statsprof__source_init(statsprof__source *s, const statsprof__source_config *c);
+
 /* One Python call on a thread's profiled call stack (not a host frame
  * marker: those are frame.c's). */
 typedef struct statsprof__callframe {
@@ -289,7 +321,7 @@ typedef struct statsprof__thread {
   uint64_t slowdown;      /* own time removed by the bytecode scale, ticks */
   int active;             /* entered a function since the last record */
   unsigned long owner;    /* the thread (ident) whose state it was made for */
-  struct statsprof__thread *prev, *next; /* p->threads, or p->pool */
+  struct statsprof__thread *prev, *next; /* p->src.threads, or p->src.pool */
 } statsprof__thread;
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
@@ -655,33 +687,16 @@ int statsprof__timer_after_fork(statsprof__timer *t);
  * otherwise, it is touched under the GIL by the thread running a public
  * call or the timer's tick, and calls on one profiler never nest (busy). */
 struct statsprof {
-  /* The event source and counting core (hook.c, tstates.c, threads.c,
-   * table.c): the hook writes these on every profiled thread, under the
-   * GIL; the public calls read them (snapshots) and attach/detach. */
-  statsprof__source_config src; /* clock, builtins, which source */
+  /* The event source (hook.c, tstates.c): its own struct, above. */
+  statsprof__source src;
+  /* The counting core (table.c, threads.c; the hook writes it on every
+   * profiled thread, under the GIL; the public calls read it for
+   * snapshots). */
   statsprof__table table;
   uint32_t gen;       /* tags this profiler's co_extra values */
   int running;
   uint64_t interp_epoch; /* the interpreter we started on (see hook.c) */
-  statsprof__thread *threads; /* live per-thread states */
-  statsprof__thread *pool;    /* inert ones whose hook was removed (hook.c) */
-  int mon_tool;               /* source=monitoring: our sys.monitoring tool id, or -1 */
-  int mon_on;                 /* ... its events are on */
-  uint64_t mon_key;           /* ... this run's key for the threads' cached states */
-  int oom;            /* sticky: the hook could not allocate */
-  int oom_reported;
-  uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event (start) */
-#define STATSPROF__CFUNC_HOT 256
-  struct statsprof__cfunc_hot {
-    const void *ml;
-    uint32_t label;
-  } cfunc_hot[STATSPROF__CFUNC_HOT]; /* in front of the table's C-function map */
-  uint64_t compensate_mask; /* all ones with compensate=on, else 0 */
-  uint64_t own_scale;       /* Python own time x own_scale / 2^16 (compensate) */
-  /* ticks: the calibrated cost of per-thread states already unlinked
-   * (hook.c adds each one's at unlink, e.g. when its thread state ended
-   * with PyGILState_Release), so that own cost never leaves with them */
-  uint64_t cost_gone;
+  int oom_reported;      /* the source's sticky oom was returned (profiler.c) */
 
   statsprof__frames frames;       /* frame markers (frame.c); the hook stamps touches */
   statsprof__snapshot_state snap; /* delta baselines (snapshot.c) */

@@ -66,16 +66,17 @@ static int init_parts(statsprof *p) {
   return open_config_sinks(p);
 }
 
-/* source=auto picks monitoring on 3.12+; the source's slice of config. */
+/* source=auto picks monitoring on 3.12+; the source starts from its slice
+ * of config. */
 static int pick_source(statsprof *p) {
   statsprof__config *c = &p->config;
   if (c->source == STATSPROF__SOURCE_AUTO)
     c->source = PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
+  statsprof__source_init(&p->src, &(statsprof__source_config){c->clock, c->builtins, c->source});
   if (c->source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000)
     return statsprof__error(NULL, STATSPROF_ECONFIG,
                             "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s",
                             PY_VERSION);
-  p->src = (statsprof__source_config){c->clock, c->builtins, c->source};
   return 0;
 }
 
@@ -97,7 +98,6 @@ int statsprof_create(const char *config, statsprof **out) {
     return rc;
   }
   p->gen = next_gen();
-  p->mon_tool = -1;
   if ((rc = pick_source(p)) != 0) {
     free_all(p);
     return rc;
@@ -121,14 +121,12 @@ statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source) {
   statsprof *s = statsprof__calloc(1, sizeof *s);
   if (!s) return NULL;
   statsprof__config_defaults(&s->config);
-  s->src = (statsprof__source_config){clock, 1, source};
+  statsprof__source_init(&s->src, &(statsprof__source_config){clock, 1, source});
   if (statsprof__table_init(&s->table, s->config.max_functions)) {
     statsprof__free(s);
     return NULL;
   }
   s->gen = next_gen();
-  s->mon_tool = -1;
-  s->own_scale = 1 << 16;
   s->interp_epoch = statsprof__epoch();
   s->running = 1;
   return s;
@@ -147,8 +145,8 @@ static int python_alive(const statsprof *p) {
 /* The profiler's own cost so far (ticks): every per-thread state's
  * calibrated event cost and bytecode slowdown, live or unlinked. */
 static uint64_t own_cost(const statsprof *p) {
-  uint64_t n = p->cost_gone;
-  for (const statsprof__thread *t = p->threads; t; t = t->next) n += t->spent + t->slowdown;
+  uint64_t n = p->src.cost_gone;
+  for (const statsprof__thread *t = p->src.threads; t; t = t->next) n += t->spent + t->slowdown;
   return n;
 }
 
@@ -203,7 +201,8 @@ static int64_t timer_tick(void *arg);
 
 /* The own cost per event, for compensate=on and production mode's budget. */
 static int set_costs(statsprof *p) {
-  int rc = statsprof__calibrate(p->src.clock, p->src.source, &p->cost_py, &p->cost_c, &p->own_scale);
+  statsprof__source *src = &p->src;
+  int rc = statsprof__calibrate(src->config.clock, src->config.source, &src->cost_py, &src->cost_c, &src->own_scale);
   if (rc == STATSPROF_ENOMEM)
     return statsprof__error(p, rc, "statsprof_start: out of memory measuring the profiler's own cost");
   if (rc)
@@ -212,9 +211,10 @@ static int set_costs(statsprof *p) {
                             "signal handler?)");
   if (getenv("STATSPROF_DEBUG"))
     statsprof__logf(&p->log, "calibrated %llu ticks per Python event, %llu per C event, bytecode x%.3f",
-                    (unsigned long long)p->cost_py, (unsigned long long)p->cost_c, 65536.0 / (double)p->own_scale);
-  p->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
-  if (!p->config.compensate) p->own_scale = 1 << 16;
+                    (unsigned long long)src->cost_py, (unsigned long long)src->cost_c,
+                    65536.0 / (double)src->own_scale);
+  src->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
+  if (!p->config.compensate) src->own_scale = 1 << 16;
   return 0;
 }
 
@@ -327,7 +327,7 @@ static int thread_records(statsprof *p, statsprof_stats_profile **threads, size_
 static int emit_interval(statsprof *p, int skip_empty) {
   /* The hook cannot report: a host that only ticks learns of its failure
    * from the log; the next snapshot or stop returns it (take_hook_oom). */
-  if ((p->oom || p->frames.oom) && !p->oom_reported) {
+  if ((p->src.oom || p->frames.oom) && !p->oom_reported) {
     p->oom_reported = 1;
     statsprof__logf(&p->log, "the profile hook ran out of memory: some calls are missing from the "
                              "records or counted in the overflow entry");
@@ -368,8 +368,8 @@ static int emit_interval(statsprof *p, int skip_empty) {
 /* The hook's sticky out-of-memory flag becomes an error here, once, as
  * cProfile's disable and getstats turn theirs into MemoryError. */
 static int take_hook_oom(statsprof *p, const char *fn) {
-  if (!p->oom && !p->frames.oom) return 0;
-  p->oom = p->oom_reported = p->frames.oom = 0;
+  if (!p->src.oom && !p->frames.oom) return 0;
+  p->src.oom = p->oom_reported = p->frames.oom = 0;
   return statsprof__error(p, STATSPROF_ENOMEM,
                           "%s: the profile hook ran out of memory: some calls are missing from the counts "
                           "(or counted in the overflow entry)",

@@ -240,7 +240,7 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
     memset(b.pos, 0xff, (t->nlabels ? t->nlabels : 1) * sizeof *b.pos);
     for (uint32_t k = 0; k < n_entries; k++) take_entry(&b, sel->entries ? sel->entries[k] : k);
     for (uint32_t k = 0; k < n_edges; k++) take_edge(&b, sel->edges ? sel->edges[k] : k);
-    impl = assemble(&b, p->src.clock == STATSPROF__CLOCK_CPU ? 1e-9 : statsprof__clock_sec_per_tick);
+    impl = assemble(&b, p->src.config.clock == STATSPROF__CLOCK_CPU ? 1e-9 : statsprof__clock_sec_per_tick);
   }
   statsprof__free(b.pos);
   statsprof__free(b.sums);

@@ -97,7 +97,7 @@ static void set_name(statsprof *p, statsprof__slot *s, const char *name) {
   if (!name || (s->name && !strcmp(s->name, name))) return;
   const char *n = statsprof__strings_add(p->table.strings, name, strlen(name));
   if (n) s->name = n;
-  else p->oom = 1; /* reported at the next snapshot or stop */
+  else p->src.oom = 1; /* reported at the next snapshot or stop */
 }
 
 /* threading._active, if threading was imported; borrowed. Dictionary
@@ -148,7 +148,7 @@ static void name_from_threading(statsprof *p, statsprof__slot *s, PyObject *acti
 static void name_slot(statsprof *p, statsprof__slot *s, PyObject *active) {
   pthread_mutex_lock(&g_name_lock);
   char *explicit_name = s->os->name ? statsprof__strdup(s->os->name) : NULL;
-  if (s->os->name && !explicit_name) p->oom = 1;
+  if (s->os->name && !explicit_name) p->src.oom = 1;
   pthread_mutex_unlock(&g_name_lock);
   if (explicit_name) set_name(p, s, explicit_name);
   else name_from_threading(p, s, active);
@@ -207,7 +207,7 @@ uint32_t statsprof__thread_bind(statsprof *p, statsprof__thread *t) {
 /* ---- activity and the end of threads ------------------------------------ */
 
 void statsprof__threads_scan(statsprof *p) {
-  for (statsprof__thread *t = p->threads; t; t = t->next)
+  for (statsprof__thread *t = p->src.threads; t; t = t->next)
     if (t->active && t->slot != STATSPROF__NONE) {
       p->table.slots[t->slot].active = 1;
       t->active = 0;
@@ -290,12 +290,12 @@ void statsprof__threads_retire(statsprof *p) {
   }
   for (uint32_t i = 0; i < nentries; i++)
     if (t->slots[t->entries[i].slot].state == STATSPROF__SLOT_ENDED) move_entry(p, i, retired_entry(p, i));
-  for (statsprof__thread *th = p->threads, *next; th; th = next) {
+  for (statsprof__thread *th = p->src.threads, *next; th; th = next) {
     next = th->next;
     if (th->slot == STATSPROF__NONE || t->slots[th->slot].state != STATSPROF__SLOT_ENDED) continue;
     /* A state the dead thread left behind must not count into the slot's
      * next owner. The monitoring source owns its states: to the pool. */
-    if (p->src.source == STATSPROF__SOURCE_MONITORING) statsprof__thread_pool(p, th);
+    if (p->src.config.source == STATSPROF__SOURCE_MONITORING) statsprof__thread_pool(p, th);
     else statsprof__thread_orphan(th);
   }
   /* Pooled states of ended threads can no longer be called late. */

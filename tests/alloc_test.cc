@@ -388,7 +388,9 @@ TEST(OutOfMemoryCalibrating, FailsTheStartAndIsMeasuredAgainNextTime) {
     EXPECT_TRUE(rc == 0 || rc == STATSPROF_ENOMEM);
     EXPECT_TRUE(start == 0 || start == STATSPROF_ENOMEM);
     EXPECT_TRUE(stop == 0 || stop == STATSPROF_ENOMEM);
-    if (rc || start || stop) EXPECT_TRUE(IsOom(msg.c_str()));
+    if (rc || start || stop) {
+      EXPECT_TRUE(IsOom(msg.c_str()));
+    }
     if (start == STATSPROF_ENOMEM && msg.find("measuring the profiler's own cost") != std::string::npos)
       start_failed++;
     if (!g_alloc.failed) {
