@@ -307,8 +307,17 @@ TEST(Writer, DefaultLogToAStderrNobodyReadsDoesNotHang) {
 std::atomic<bool> g_tag_gate{false};
 int g_tag_fd = -1;
 
+// Set when the writer thread waits at the gate: the test forks only then,
+// so the fork never catches that thread inside the allocator (a sanitizer's
+// allocator is not fork-safe: under ASan a child forked while the thread
+// was still starting hung on its lock).
+std::atomic<bool> g_tag_waiting{false};
+
 int TagEmit(void *, const statsprof_stats_profile *rec) {
-  while (!g_tag_gate) usleep(1000);
+  if (!g_tag_gate) {
+    g_tag_waiting = true;
+    while (!g_tag_gate) usleep(1000);
+  }
   char line[96];
   int n = snprintf(line, sizeof line, "%d %lld %llu\n", (int)getpid(), (long long)rec->pid,
                    (unsigned long long)rec->seq);
@@ -328,6 +337,7 @@ TEST(Writer, RecordsQueuedAtForkAreWrittenOnlyByTheParent) {
     g_tag_fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     ASSERT_GE(g_tag_fd, 0);
     g_tag_gate = false;
+    g_tag_waiting = false;
     statsprof *p = nullptr;
     ASSERT_EQ(statsprof_create("sink=none;interval=1h", &p), 0);
     ASSERT_EQ(statsprof_add_sink(p, &kTagOps, nullptr), 0);
@@ -336,6 +346,8 @@ TEST(Writer, RecordsQueuedAtForkAreWrittenOnlyByTheParent) {
       pyh::Call(ns, "g");
       ASSERT_EQ(statsprof_emit_now(p), 0);
     }
+    for (int ms = 0; !g_tag_waiting && ms < 60000; ms++) usleep(1000);  // a hang guard, not a time limit
+    ASSERT_TRUE(g_tag_waiting) << "round " << round << ": the writer thread never reached the sink";
     std::string problems = child::Run([&] {
       g_tag_gate = true;
       pyh::Call(ns, "g");
