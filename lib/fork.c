@@ -30,14 +30,18 @@ static uint64_t g_hook_epoch;  /* interpreter the Python hook is registered in *
 static void atfork_prepare(void) {
   pthread_mutex_lock(&g_lock);
   for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 0);
+  /* Last: its holders never wait for ours (tstates.c). */
+  if (g_profilers) statsprof__runtime_lock_atfork(0);
 }
 
 static void atfork_parent(void) {
+  statsprof__runtime_lock_atfork(1);
   for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 1);
   pthread_mutex_unlock(&g_lock);
 }
 
 static void atfork_child(void) {
+  statsprof__runtime_lock_atfork(2);
   for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 2);
   pthread_mutex_init(&g_lock, NULL);
 }

@@ -357,6 +357,9 @@ void statsprof__thread_orphan(statsprof__thread *t);
 void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me);
 /* Removes p's hook from every thread state of `me`'s interpreter. GIL. */
 void statsprof__tstates_remove(statsprof *p, PyThreadState *me);
+/* fork's handlers (fork.c): phase 0 before fork takes 3.11's thread-state
+ * list lock, 1 (parent) and 2 (child) give it back; nothing on 3.12+. */
+void statsprof__runtime_lock_atfork(int phase);
 
 /* ---- threads.c: OS threads, names, retirement ------------------------- */
 

@@ -37,6 +37,23 @@
 static void head_lock(void) { PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK); }
 static void head_unlock(void) { PyThread_release_lock(_PyRuntime.interpreters.mutex); }
 
+/* fork(): a thread that creates or deletes a thread state (the timer's
+ * PyGILState_Ensure each tick does) holds this lock without the GIL, and
+ * 3.11's PyOS_AfterFork_Child takes it again before it renews it: a child
+ * forked at that moment waited forever (stress fork-timer, 1 run in ~300).
+ * So fork() waits for it, like 3.13's own PyOS_BeforeFork. */
+static int g_fork_held;
+
+void statsprof__runtime_lock_atfork(int phase) {
+  if (phase == 0) {
+    g_fork_held = Py_IsInitialized() && _PyRuntime.interpreters.mutex != NULL;
+    if (g_fork_held) head_lock();
+  } else if (g_fork_held) {
+    g_fork_held = 0;
+    head_unlock();
+  }
+}
+
 /* _PyEval_SetProfile of 3.11 without the audit event; refs are the caller's. */
 static void set_profile(PyThreadState *ts, Py_tracefunc func, PyObject *obj) {
   ts->c_profilefunc = func;
@@ -111,4 +128,8 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
   }
 }
 
+#endif
+
+#ifndef STATSPROF__HEAD_LOCK
+void statsprof__runtime_lock_atfork(int phase) { (void)phase; }
 #endif
