@@ -109,7 +109,7 @@ static void leave_file(jsonl_sink *s) {
 /* flock, waiting at most the stall limit for another writer: 0 locked, 1
  * where files cannot be locked (written unlocked), -1 (errno) otherwise. */
 /* How many times one record follows PATH to a new file (see jsonl_emit). */
-#define STATSPROF__MAX_FOLLOWS 64
+#define STATSPROF__MAX_FOLLOWS 1024
 
 static int lock_file(int fd) {
   int64_t start = statsprof__mono_ns();
