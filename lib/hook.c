@@ -82,6 +82,15 @@ static PyType_Spec thread_spec = {
     .slots = thread_slots,
 };
 
+/* Makes *type from spec once per interpreter (on_python_exit forgets it). */
+static int type_ready(PyTypeObject **type, PyType_Spec *spec) {
+  if (*type) return 0;
+  *type = (PyTypeObject *)PyType_FromSpec(spec);
+  if (*type) return 0;
+  PyErr_Clear();
+  return STATSPROF_EPYTHON;
+}
+
 int statsprof__hook_ready(void) {
   if (!g_atexit_registered) {
     if (Py_AtExit(on_python_exit) != 0) return STATSPROF_EPYTHON;
@@ -94,14 +103,8 @@ int statsprof__hook_ready(void) {
       return STATSPROF_EPYTHON;
     }
   }
-  if (!g_thread_type) {
-    g_thread_type = (PyTypeObject *)PyType_FromSpec(&thread_spec);
-    if (!g_thread_type) {
-      PyErr_Clear();
-      return STATSPROF_EPYTHON;
-    }
-  }
-  return mon_owner_ready();
+  int rc = type_ready(&g_thread_type, &thread_spec);
+  return rc ? rc : mon_owner_ready();
 }
 
 void statsprof__source_init(statsprof__source *s, const statsprof__source_config *c) {
@@ -681,13 +684,7 @@ static PyType_Spec mon_owner_spec = {
     .slots = mon_owner_slots,
 };
 
-static int mon_owner_ready(void) {
-  if (g_mon_owner_type) return 0;
-  g_mon_owner_type = (PyTypeObject *)PyType_FromSpec(&mon_owner_spec);
-  if (g_mon_owner_type) return 0;
-  PyErr_Clear();
-  return STATSPROF_EPYTHON;
-}
+static int mon_owner_ready(void) { return type_ready(&g_mon_owner_type, &mon_owner_spec); }
 
 static PyObject *mon_owner_new(statsprof *p) {
   mon_owner *o = g_mon_owner_type ? PyObject_New(mon_owner, g_mon_owner_type) : NULL;

@@ -2,6 +2,7 @@
 // statsprof's counts with cProfile's on the same Python code.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -131,14 +132,24 @@ JsonlFile ReadJsonl(const std::string &path);
 std::string CaptureStderr(const std::function<void()> &fn);
 
 // A log function for statsprof_set_log that keeps every message (called
-// from any thread).
+// from any thread). Set `dead` once the profiler is destroyed: a log call
+// after that (counted in after_death) would be a use after free in a host.
 struct LogLines {
   std::mutex mu;
   std::vector<std::string> lines;
+  std::atomic<bool> dead{false};
+  std::atomic<int> after_death{0};
   static void Fn(void *ud, const char *msg) {
     LogLines *l = static_cast<LogLines *>(ud);
+    if (l->dead) l->after_death++;
     std::lock_guard<std::mutex> g(l->mu);
     l->lines.push_back(msg);
+  }
+  std::string All() {
+    std::lock_guard<std::mutex> g(mu);
+    std::string all;
+    for (const std::string &s : lines) all += "  " + s + "\n";
+    return all;
   }
   bool Has(const std::string &needle) {
     std::lock_guard<std::mutex> g(mu);

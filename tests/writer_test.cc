@@ -28,33 +28,6 @@
 
 namespace {
 
-// Collects what the profiler logs; `dead` once the profiler is destroyed:
-// a log call after that would be a use after free in a real host.
-struct Log {
-  std::mutex mu;
-  std::vector<std::string> lines;
-  std::atomic<bool> dead{false};
-  std::atomic<int> after_death{0};
-  static void Fn(void *ud, const char *msg) {
-    Log *l = static_cast<Log *>(ud);
-    if (l->dead) l->after_death++;
-    std::lock_guard<std::mutex> g(l->mu);
-    l->lines.push_back(msg);
-  }
-  bool Has(const std::string &needle) {
-    std::lock_guard<std::mutex> g(mu);
-    for (const std::string &s : lines)
-      if (s.find(needle) != std::string::npos) return true;
-    return false;
-  }
-  std::string All() {
-    std::lock_guard<std::mutex> g(mu);
-    std::string all;
-    for (const std::string &s : lines) all += "  " + s + "\n";
-    return all;
-  }
-};
-
 // A host sink whose emit waits until `open` (or `delay_us` per record).
 struct GateSink {
   std::atomic<bool> open{false};
@@ -104,12 +77,12 @@ TEST(Writer, StuckSinkIsAbandonedAfterStopTimeoutAndClosedOnItsThread) {
   void *ns = pyh::Exec(kProgram);
   std::string problems = child::Run([&] {
     child::Problems pr;
-    Log log;
+    pyh::LogLines log;
     GateSink stuck;
     pyh::RecordingSink good;
     statsprof *p = nullptr;
     if (statsprof_create("sink=none;interval=1h;stop_timeout=300ms", &p) != 0) return std::string("create failed");
-    statsprof_set_log(p, Log::Fn, &log);
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
     pr.Check(statsprof_add_sink(p, &kGateOps, &stuck) == 0, "add stuck");
     pr.Check(pyh::AddRecordingSink(p, &good) == 0, "add good");
     pr.Check(statsprof_start(p) == 0, "start");
@@ -152,21 +125,21 @@ TEST(Writer, AbandoningRacesWithEmitsThatFinishAroundTheDeadline) {
     child::Problems pr;
     const int kRounds = 150;
     std::vector<GateSink *> sinks;
-    std::vector<Log *> logs;
+    std::vector<pyh::LogLines *> logs;
     std::mt19937 rng(11);
     for (int round = 0; round < kRounds; round++) {
       // Every fifth sink is stuck until the end (always abandoned), every
       // fifth after it fast with a long timeout (never), the rest race.
       GateSink *s = new GateSink;
       s->delay_us = round % 5 == 0 ? -1 : round % 5 == 1 ? 0 : (int)(rng() % 3000);
-      Log *log = new Log;
+      pyh::LogLines *log = new pyh::LogLines;
       sinks.push_back(s);
       logs.push_back(log);
       std::string timeout = round % 5 == 1 ? "30s" : std::to_string(rng() % 3000) + "us";
       std::string config = "sink=none;interval=1h;stop_timeout=" + timeout;
       statsprof *p = nullptr;
       if (statsprof_create(config.c_str(), &p) != 0) return std::string("create failed");
-      statsprof_set_log(p, Log::Fn, log);
+      statsprof_set_log(p, pyh::LogLines::Fn, log);
       statsprof_add_sink(p, &kGateOps, s);
       statsprof_start(p);
       for (int i = 0; i < 1 + round % 4; i++) {
@@ -194,7 +167,7 @@ TEST(Writer, AbandoningRacesWithEmitsThatFinishAroundTheDeadline) {
     usleep(100000);  // a second close would show now
     for (int i = 0; i < kRounds; i++) pr.Check(sinks[i]->closes == 1, "closed twice");
     for (GateSink *s : sinks) delete s;
-    for (Log *l : logs) delete l;
+    for (pyh::LogLines *l : logs) delete l;
     return pr.text;
   });
   EXPECT_EQ(problems, "");
@@ -207,12 +180,12 @@ TEST(Writer, OnFullBlockWaitsAtMostStopTimeout) {
   void *ns = pyh::Exec(kProgram);
   std::string problems = child::Run([&] {
     child::Problems pr;
-    Log log;
+    pyh::LogLines log;
     GateSink stuck;
     statsprof *p = nullptr;
     if (statsprof_create("sink=none;interval=1h;on_full=block;queue=1;stop_timeout=200ms", &p) != 0)
       return std::string("create failed");
-    statsprof_set_log(p, Log::Fn, &log);
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
     statsprof_add_sink(p, &kGateOps, &stuck);
     statsprof_start(p);
     pyh::Call(ns, "g");
@@ -250,11 +223,11 @@ TEST(Writer, StderrThatNobodyReadsCostsOnlyThatSink) {
     if (pipe(fds) != 0) return std::string("pipe");
     dup2(fds[1], 2);  // the read end stays open and is never read
     close(fds[1]);
-    Log log;
+    pyh::LogLines log;
     statsprof *p = nullptr;
     std::string config = "sink=stderr:300;sink=jsonl:" + path + ";interval=1h;stop_timeout=2s";
     if (statsprof_create(config.c_str(), &p) != 0) return std::string("create: ") + statsprof_errmsg(nullptr);
-    statsprof_set_log(p, Log::Fn, &log);
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
     statsprof_start(p);
     for (int i = 0; i < 20; i++) {  // about 25 KB per table: the 64 KiB pipe is full after 3
       pyh::Call(ns, "main");
