@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "statsprof.h"
 
 struct CollectedRecord {
@@ -80,3 +82,12 @@ struct CollectSink {
     return out;
   }
 };
+
+// A profiler made from config with `sink` added, started.
+inline statsprof *StartCollecting(const char *config, CollectSink *sink) {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
+  EXPECT_EQ(statsprof_add_sink(p, CollectSink::Ops(), sink), 0);
+  EXPECT_EQ(statsprof_start(p), 0);
+  return p;
+}

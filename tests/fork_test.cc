@@ -38,14 +38,6 @@ def begin(): t.start()
 def finish(): go.set(); t.join()
 )";
 
-statsprof *Make(const char *config, CollectSink *sink) {
-  statsprof *p = nullptr;
-  EXPECT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
-  EXPECT_EQ(statsprof_add_sink(p, CollectSink::Ops(), sink), 0);
-  EXPECT_EQ(statsprof_start(p), 0);
-  return p;
-}
-
 std::string Describe(const CollectedRecord &r) {
   return "seq " + std::to_string(r.seq) + " thread " + std::to_string(r.thread_id) + " f " +
          std::to_string(r.calls("f")) + " g " + std::to_string(r.calls("g"));
@@ -55,7 +47,7 @@ TEST(Fork, ChildForgetsTheParentsCountsAndThreadsAndNumbersItsRecordsFromOne) {
   void *ns = pyh::Exec(kProgram, "fork.py");
   ASSERT_TRUE(pyh::Call(ns, "begin"));  // a thread that exists only in the parent
   CollectSink sink;
-  statsprof *p = Make("sink=none;interval=1h;per_thread=on", &sink);
+  statsprof *p = StartCollecting("sink=none;interval=1h;per_thread=on", &sink);
   ASSERT_TRUE(pyh::Call(ns, "main"));
   ASSERT_EQ(statsprof_emit_now(p), 0);
   ASSERT_TRUE(pyh::Call(ns, "main"));

@@ -43,18 +43,10 @@ struct Game {
   }
 };
 
-statsprof *Make(const char *config, CollectSink *sink) {
-  statsprof *p = nullptr;
-  EXPECT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
-  EXPECT_EQ(statsprof_add_sink(p, CollectSink::Ops(), sink), 0);
-  EXPECT_EQ(statsprof_start(p), 0);
-  return p;
-}
-
 TEST(Frames, ExactlyTheHitchingFramesAreSpikesWithTheHitchOnTop) {
   Game g;
   CollectSink sink;
-  statsprof *p = Make("sink=none;budget=250ms;interval=1h", &sink);
+  statsprof *p = StartCollecting("sink=none;budget=250ms;interval=1h", &sink);
   g.Run(p, 20);
   statsprof_flush(p);
   auto spikes = sink.OfKind(STATSPROF_RECORD_SPIKE);
@@ -78,7 +70,7 @@ TEST(Frames, ExactlyTheHitchingFramesAreSpikesWithTheHitchOnTop) {
 TEST(Frames, RecordsCarryFrameStatistics) {
   Game g;
   CollectSink sink;
-  statsprof *p = Make("sink=none;interval=1h", &sink);  // no budget: no spikes
+  statsprof *p = StartCollecting("sink=none;interval=1h", &sink);  // no budget: no spikes
   g.Run(p, 20);
   ASSERT_EQ(statsprof_emit_now(p), 0);
   statsprof_flush(p);
@@ -100,7 +92,7 @@ TEST(Frames, RecordsCarryFrameStatistics) {
 TEST(Frames, SpikesAreRateLimited) {
   Game g;
   CollectSink sink;
-  statsprof *p = Make("sink=none;budget=250ms;max_spikes_per_min=1;interval=1h", &sink);
+  statsprof *p = StartCollecting("sink=none;budget=250ms;max_spikes_per_min=1;interval=1h", &sink);
   g.Run(p, 20);
   statsprof_flush(p);
   auto spikes = sink.OfKind(STATSPROF_RECORD_SPIKE);
