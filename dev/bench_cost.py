@@ -104,16 +104,24 @@ def events_of(mode_info, counts):
 
 # ---- wall-clock (CPU time) results -------------------------------------------------
 
+def split_records(records, info_kind, workload_kind, sample_kind):
+    """bench_host's records -> (the run's info record, {workload: its
+    record}, {(workload, mode): [samples]})."""
+    info = next(r for r in records if r["kind"] == info_kind)
+    workloads = {r["workload"]: r for r in records
+                 if r["kind"] == workload_kind}
+    samples = {}
+    for r in records:
+        if r["kind"] == sample_kind:
+            samples.setdefault((r["workload"], r["mode"]), []).append(r)
+    return info, workloads, samples
+
+
 def summarize_timing(records, clock="cpu"):
     """bench_host's records -> {"info", "workloads": [{"workload", "counts",
     "modes": {mode: {...}}}]}, every number the tables need."""
     key = "cpu_seconds" if clock == "cpu" else "seconds"
-    info = next(r for r in records if r["kind"] == "info")
-    counts = {r["workload"]: r for r in records if r["kind"] == "workload"}
-    samples = {}
-    for r in records:
-        if r["kind"] == "time":
-            samples.setdefault((r["workload"], r["mode"]), []).append(r)
+    info, counts, samples = split_records(records, "info", "workload", "time")
     mi = info["mode_info"]
     results = []
     for w, c in counts.items():

@@ -159,6 +159,19 @@ static PyObject *call_method(PyObject *obj, const char *name, const char *fmt, .
   return r;
 }
 
+/* obj.name(builtins=True/False): a new reference; dies naming `what`. */
+static PyObject *call_with_builtins(PyObject *obj, const char *name, int builtins, const char *what) {
+  PyObject *fn = PyObject_GetAttrString(obj, name);
+  PyObject *kw = Py_BuildValue("{s:O}", "builtins", builtins ? Py_True : Py_False);
+  PyObject *args = PyTuple_New(0);
+  PyObject *r = fn && kw && args ? PyObject_Call(fn, args, kw) : NULL;
+  if (!r) die_python(what);
+  Py_DECREF(fn);
+  Py_DECREF(kw);
+  Py_DECREF(args);
+  return r;
+}
+
 static void call_noargs(PyObject *fn) {
   PyObject *r = PyObject_CallNoArgs(fn);
   if (!r) die_python("the workload");
@@ -370,41 +383,15 @@ static double measure(const mode_def *m, PyObject *run, double *cpu, double *tot
       mon_install(&empty_mon_def, m->builtins);
 #endif
       break;
-    case K_CPROFILE: {
-      PyObject *cls = PyObject_GetAttrString(g_cprofile_mod, "Profile");
-      PyObject *kw = Py_BuildValue("{s:O}", "builtins", m->builtins ? Py_True : Py_False);
-      PyObject *args = PyTuple_New(0);
-      prof = cls && kw && args ? PyObject_Call(cls, args, kw) : NULL;
-      if (!prof) die_python("cProfile.Profile");
-      Py_DECREF(cls);
-      Py_DECREF(kw);
-      Py_DECREF(args);
+    case K_CPROFILE:
+      prof = call_with_builtins(g_cprofile_mod, "Profile", m->builtins, "cProfile.Profile");
       /* builtins again in enable(): from 3.14 enable() with no arguments
        * turns them back on whatever Profile(builtins=) said. */
-      PyObject *enable = PyObject_GetAttrString(prof, "enable");
-      PyObject *ekw = Py_BuildValue("{s:O}", "builtins", m->builtins ? Py_True : Py_False);
-      PyObject *eargs = PyTuple_New(0);
-      PyObject *res = enable && ekw && eargs ? PyObject_Call(enable, eargs, ekw) : NULL;
-      if (!res) die_python("cProfile.Profile.enable");
-      Py_DECREF(res);
-      Py_DECREF(enable);
-      Py_DECREF(ekw);
-      Py_DECREF(eargs);
+      Py_DECREF(call_with_builtins(prof, "enable", m->builtins, "cProfile.Profile.enable"));
       break;
-    }
     case K_YAPPI:
       Py_DECREF(call_method(g_yappi_mod, "clear_stats", NULL));
-      {
-        PyObject *start = PyObject_GetAttrString(g_yappi_mod, "start");
-        PyObject *kw = Py_BuildValue("{s:O}", "builtins", Py_True);
-        PyObject *args = PyTuple_New(0);
-        PyObject *res = start && kw && args ? PyObject_Call(start, args, kw) : NULL;
-        if (!res) die_python("yappi.start");
-        Py_DECREF(res);
-        Py_DECREF(start);
-        Py_DECREF(kw);
-        Py_DECREF(args);
-      }
+      Py_DECREF(call_with_builtins(g_yappi_mod, "start", 1, "yappi.start"));
       break;
     case K_STATSPROF:
       if (statsprof_create(m->config, &sp)) die_statsprof("statsprof_create", NULL);

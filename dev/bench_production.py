@@ -32,7 +32,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import statsprof_records  # noqa: E402
-from bench_cost import table as _table  # noqa: E402
+from bench_cost import split_records, table as _table  # noqa: E402
 
 GAME_TARGET = "//host_examples:game_host"
 
@@ -166,12 +166,8 @@ def _slowdown_formula(d, s):
 
 
 def summarize_cost(records):
-    info = next(r for r in records if r["kind"] == "prod_info")
-    wl = {r["workload"]: r for r in records if r["kind"] == "prod_workload"}
-    times = {}
-    for r in records:
-        if r["kind"] == "prod_time":
-            times.setdefault((r["workload"], r["mode"]), []).append(r)
+    info, wl, times = split_records(records, "prod_info", "prod_workload",
+                                    "prod_time")
     out = []
     for w, winfo in wl.items():
         none = times[(w, "none")]
