@@ -252,7 +252,7 @@ int statsprof__table_cfunc_add(statsprof__table *t, const void *ml, uint32_t ent
 /* Zeroes every counter (keeps labels). */
 void statsprof__table_clear_counts(statsprof__table *t);
 
-/* ---- hook.c: the event sources and the counting core's hot path ------ */
+/* ---- hook.c, hotpath.h, source_*.c: the event sources and the hot path */
 
 /* The event source's and counting core's slice of config (hook.c,
  * threads.c, snapshot.c), fixed at create. */
@@ -349,6 +349,25 @@ void statsprof__thread_pool(statsprof *p, statsprof__thread *t);
 void statsprof__thread_pool_trim(statsprof *p, int all);
 /* Makes t inert and forgets it (its thread state may still hold it). */
 void statsprof__thread_orphan(statsprof__thread *t);
+/* Makes *type from spec once per interpreter (forgotten at Py_Finalize). */
+int statsprof__type_ready(PyTypeObject **type, PyType_Spec *spec);
+
+/* The sources behind statsprof__attach_all and _detach_all (GIL held).
+ * source_setprofile.c: the profile function on each thread state. */
+int statsprof__setprofile_attach_self(statsprof *p);
+int statsprof__setprofile_attach_all(statsprof *p, int self);
+void statsprof__setprofile_detach_all(statsprof *p);
+/* Installs / removes threading.setprofile so new Python threads get the hook. */
+int statsprof__threading_hook(statsprof *p, int install);
+/* source_monitoring.c (3.12+; elsewhere only the first three exist):
+ * its callbacks' owner type, made once per interpreter and forgotten at
+ * Py_Finalize; at release, events off and the callbacks and tool id
+ * given back. */
+int statsprof__monitoring_ready(void);
+void statsprof__monitoring_forget(void);
+void statsprof__monitoring_release(statsprof *p);
+int statsprof__monitoring_attach_all(statsprof *p);
+void statsprof__monitoring_detach_all(statsprof *p);
 
 /* ---- tstates.c: thread states the profiler does not own ---------------- */
 
@@ -382,10 +401,6 @@ void statsprof__threads_scan(statsprof *p);
 void statsprof__threads_retire(statsprof *p);
 /* The slot of a thread ident, or NONE. */
 uint32_t statsprof__threads_find(statsprof *p, uint64_t thread_id);
-/* source=monitoring: events off, callbacks and the tool id given back. */
-void statsprof__monitoring_release(statsprof *p);
-/* Installs / removes threading.setprofile so new Python threads get the hook. */
-int statsprof__threading_hook(statsprof *p, int install);
 
 /* ---- frame.c: the host's frame markers, frame statistics, spikes ------ */
 

@@ -1,0 +1,197 @@
+/* hotpath.h — the counting core's hot path, inlined into each event source.
+ *
+ * A call event becomes enter(), a return event leave(). They run under the
+ * GIL, never raise, never call back into Python and, once a function has
+ * been seen, never allocate: the label comes from the code object's
+ * co_extra slot (or the C-function cache), the frame from the thread's
+ * preallocated stack. enter_fast/leave_fast are the common case and call
+ * nothing; the rest goes to the out-of-line slow paths in hook.c. Counting
+ * mirrors CPython's _lsprof.c: a call is counted when it returns;
+ * cumulative time is added only at the outermost level of recursion of
+ * that function in that thread.
+ */
+#ifndef STATSPROF_HOTPATH_H
+#define STATSPROF_HOTPATH_H
+
+#include "internal.h"
+
+/* Our co_extra index, -1 until reserved (hook.c). */
+extern Py_ssize_t statsprof__extra_index;
+
+/* The slow paths (hook.c): a function's first sight; a call that needs an
+ * entry, an edge or stack room; a return on another clock or while frames
+ * are tracked. */
+uint32_t statsprof__code_entry_slow(statsprof *p, PyCodeObject *co);
+uint32_t statsprof__cfunc_entry_slow(statsprof *p, PyCFunctionObject *fn);
+void statsprof__enter_slow(statsprof__thread *t, statsprof *p, uint32_t label, uint64_t cost);
+void statsprof__leave_slow(statsprof__thread *t, statsprof *p, uint64_t cost_of_event, uint64_t own_scale);
+
+/* A code object's co_extra value at our index, or NULL. co_extra is a field
+ * of the public PyCodeObject (Include/cpython/code.h) on 3.11 to 3.15, and
+ * what it points to, _PyCodeObjectExtra {Py_ssize_t ce_size; void
+ * *ce_extras[1];} (Objects/codeobject.c), has not changed since PEP 523:
+ * PyUnstable_Code_GetExtra of Debian's 3.11.2, pyenv's 3.12.1 and 3.13.0
+ * and sid's 3.14.10 and 3.15.2 compiles to these same three loads (checked
+ * by disassembly). Reading it here saves a call and its type check per
+ * event. Free-threaded builds (where the slot may be written concurrently)
+ * and versions not checked yet use the public function. */
+#if PY_VERSION_HEX < 0x03100000 && !defined(Py_GIL_DISABLED)
+struct statsprof__code_extra {
+  Py_ssize_t ce_size;
+  void *ce_extras[1];
+};
+
+static inline void *code_extra(PyCodeObject *co) {
+  const struct statsprof__code_extra *e = co->co_extra;
+  /* statsprof__extra_index is -1 until reserved: as a size_t it is never in range. */
+  return e && (size_t)statsprof__extra_index < (size_t)e->ce_size ? e->ce_extras[statsprof__extra_index] : NULL;
+}
+#else
+static inline void *code_extra(PyCodeObject *co) {
+  void *extra = NULL;
+  if (statsprof__extra_index < 0 || PyUnstable_Code_GetExtra((PyObject *)co, statsprof__extra_index, &extra) != 0) return NULL;
+  return extra;
+}
+#endif
+
+static inline uint32_t code_label_co(statsprof *p, PyCodeObject *co) {
+  uintptr_t extra = (uintptr_t)code_extra(co);
+  return extra >> 32 == p->gen ? (uint32_t)extra : statsprof__code_entry_slow(p, co);
+}
+
+static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
+  /* Keyed by the method definition alone, labelled at first sight, as
+   * cProfile does: a C method called on a subclass that overrides it in
+   * Python keeps its first label instead of splitting in two. A small
+   * direct-mapped cache (PyMethodDefs are 32 bytes apart) answers the
+   * methods a loop calls again and again without hashing. */
+  const PyMethodDef *ml = fn->m_ml;
+  struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+  if (__builtin_expect(h->ml == ml, 1)) return h->label;
+  uint32_t idx = statsprof__table_cfunc_find(&p->table, ml);
+  if (idx == STATSPROF__NONE) idx = statsprof__cfunc_entry_slow(p, fn);
+  h->ml = ml;
+  h->label = idx;
+  return idx;
+}
+
+/* ---- the hot path ------------------------------------------------------ */
+
+static inline uint64_t now(const statsprof *p) {
+  return p->src.config.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
+}
+
+/* The hook's clock is the TSC (wall clock, invariant TSC: clock.c), which
+ * the fast paths below read inline. With another clock, or on another CPU,
+ * every event takes the general path. */
+static inline int tsc_clock(const statsprof *p) {
+#if defined(__x86_64__) || defined(__i386__)
+  return p->src.config.clock != STATSPROF__CLOCK_CPU && statsprof__clock_use_tsc;
+#else
+  (void)p;
+  return 0;
+#endif
+}
+
+/* Pushes entry idx, called through edge eid, on a stack with room; the
+ * caller sets its t0, last. */
+static inline __attribute__((always_inline)) statsprof__callframe *push(statsprof__thread *t, statsprof *p,
+                                                                        uint32_t idx, uint32_t eid, uint64_t cost) {
+  statsprof__callframe *f = &t->stack[t->depth++];
+  f->entry = idx;
+  f->edge = eid;
+  f->subt = 0;
+  f->removed = 0;
+  f->spent0 = t->spent += cost;
+  t->active = 1;
+  p->table.entries[idx].level++;
+  if (eid != STATSPROF__NONE) p->table.edges[eid].level++;
+  return f;
+}
+
+/* A call in the common case: this thread has an entry for the label, the
+ * caller's edge is the one the function's previous call came through, the
+ * stack has room and the clock is the TSC. It calls nothing, so a callback
+ * built on it saves few registers and only past its checks; 0 (nothing
+ * changed) when it does not apply. */
+static inline __attribute__((always_inline)) int enter_fast(statsprof__thread *t, statsprof *p, uint32_t label,
+                                                            uint64_t cost) {
+  uint32_t idx, eid = STATSPROF__NONE, depth = t->depth;
+  if (!tsc_clock(p) || label >= t->nlocal || (idx = t->local[label]) == STATSPROF__NONE || depth == t->cap)
+    return 0;
+  if (depth) {
+    eid = p->table.entries[idx].last_edge;
+    if (eid == STATSPROF__NONE || p->table.edges[eid].caller != t->stack[depth - 1].entry) return 0;
+  }
+  push(t, p, idx, eid, cost)->t0 = statsprof__rdtsc();
+  return 1;
+}
+
+static inline void enter(statsprof__thread *t, statsprof *p, uint32_t label, uint64_t cost) {
+  if (!enter_fast(t, p, label, cost)) statsprof__enter_slow(t, p, label, cost);
+}
+
+static inline void count(statsprof__counters *c, uint32_t *level, uint64_t tt, uint64_t it) {
+  if (--*level == 0) c->tt += tt;
+  else c->reccallcount++;
+  c->it += it;
+  c->callcount++;
+}
+
+/* Frame tracking (frame.c): remember what this frame touched, once. */
+static inline void touch(statsprof *p, uint32_t entry, uint32_t edge) {
+  statsprof__frames *f = &p->frames;
+  if (entry >= f->nentries || f->entries[entry].stamp != f->no) statsprof__frame_touch_entry(f, &p->table, entry);
+  if (edge != STATSPROF__NONE && (edge >= f->nedges || f->edges[edge].stamp != f->no))
+    statsprof__frame_touch_edge(f, &p->table, edge);
+}
+
+/* A return at time t1; `track` 0 when the caller knows frame tracking is off. */
+static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t, statsprof *p, uint64_t t1,
+                                                           uint64_t cost_of_event, uint64_t own_scale, int track) {
+  if (t->skipped) {
+    t->skipped--;
+    return;
+  }
+  if (t->depth == 0) return; /* a frame entered before we attached */
+  statsprof__callframe *f = &t->stack[--t->depth];
+  /* Compensation: the profile events inside this frame (its descendants'
+   * calls and returns, and its own return) cost the profiler this much
+   * time, which the frame would not have spent unprofiled. */
+  /* What callees' bytecode scaling removed is not this frame's time either. */
+  uint64_t cost = (((t->spent += cost_of_event) - f->spent0) & p->src.compensate_mask) + f->removed;
+  uint64_t raw = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
+  uint64_t own = raw > f->subt ? raw - f->subt : 0;
+  /* A Python frame's own bytecode also runs slower while any profile
+   * function is installed (CPython turns off its specializing
+   * interpreter): scale its own time back by the calibrated factor. */
+  uint64_t it = (own * own_scale) >> 16;
+  uint64_t tt = it + f->subt;
+  t->slowdown += own - it;
+  if (t->depth) {
+    f[-1].subt += tt;
+    f[-1].removed += f->removed + own - it;
+  }
+  if (track && p->frames.tracking) touch(p, f->entry, f->edge);
+  statsprof__entry *e = &p->table.entries[f->entry];
+  count(&e->c, &e->level, tt, it);
+  if (f->edge != STATSPROF__NONE) {
+    statsprof__edge *g = &p->table.edges[f->edge];
+    count(&g->c, &g->level, tt, it);
+  }
+}
+
+/* A return in the common case (a frame to close, no frame tracking, the
+ * TSC): calls nothing, like enter_fast; 0 when it does not apply. */
+static inline __attribute__((always_inline)) int leave_fast(statsprof__thread *t, statsprof *p,
+                                                            uint64_t cost_of_event, uint64_t own_scale) {
+  if (!tsc_clock(p) || t->skipped || !t->depth || p->frames.tracking) return 0;
+  leave_at(t, p, statsprof__rdtsc(), cost_of_event, own_scale, 0);
+  return 1;
+}
+
+static inline void leave(statsprof__thread *t, statsprof *p, uint64_t cost_of_event, uint64_t own_scale) {
+  if (!leave_fast(t, p, cost_of_event, own_scale)) statsprof__leave_slow(t, p, cost_of_event, own_scale);
+}
+
+#endif

@@ -1,0 +1,348 @@
+/* source_monitoring.c — the sys.monitoring event source (3.12+, PEP 669).
+ *
+ * PEP 669's events, as _lsprof.c of 3.12+ uses them: PY_START, PY_RESUME
+ * and PY_THROW enter a Python function, PY_RETURN, PY_YIELD and PY_UNWIND
+ * leave it; CALL enters a C function (a builtin, or a method descriptor
+ * called with its self, which cProfile reports as the bound builtin) and
+ * C_RETURN / C_RAISE leave it. The events cover every thread of the
+ * interpreter, including threads a host creates later in C: nothing is
+ * installed per thread and no other thread's state is touched. The
+ * callbacks find the calling thread's state through thread-local storage,
+ * made at the thread's first event. The tool id is the first free of 3 and
+ * 4 (sys.monitoring's ids 0, 1, 2 and 5 are the debugger's, coverage's,
+ * the profiler's - cProfile's - and the optimizer's), so statsprof runs
+ * beside cProfile, coverage and a debugger.
+ */
+#include "hotpath.h"
+
+#if PY_VERSION_HEX >= 0x030C0000
+static PyTypeObject *g_mon_owner_type; /* the callbacks' self, per interpreter */
+
+enum { MON_TOOL_FIRST = 3, MON_TOOL_LAST = 4 };
+static PyObject *g_missing; /* sys.monitoring.MISSING (borrowed: module-owned) */
+static atomic_ullong g_mon_key;
+
+/* The calling thread's state for the profiler whose current run is `key`. */
+static __thread struct {
+  uint64_t key;
+  statsprof__thread *t;
+} tls_mon __attribute__((tls_model("initial-exec")));
+
+static __attribute__((noinline)) statsprof__thread *mon_thread_slow(statsprof *p) {
+  unsigned long me = PyThread_get_thread_ident();
+  /* This run may know the thread already (another profiler's run on it
+   * took the cache meanwhile). A new thread reuses the ident of one that
+   * ended, whose state stays here until the next record pools and frees it
+   * (threads.c): a state bound to another OS thread is not this thread's. */
+  statsprof__thread *t = p->src.threads;
+  while (t && (t->owner != me ||
+               (t->slot != STATSPROF__NONE && !statsprof__osthread_is_self(p->table.slots[t->slot].os))))
+    t = t->next;
+  if (!t) t = statsprof__thread_new(p, me);
+  if (!t) {
+    p->src.oom = 1;
+    return NULL;
+  }
+  tls_mon.key = p->src.mon_key;
+  tls_mon.t = t;
+  return t;
+}
+
+static inline statsprof__thread *mon_thread(statsprof *p) {
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1)) return tls_mon.t;
+  return mon_thread_slow(p);
+}
+
+/* The callbacks' self: a tiny object of our own that holds the profiler,
+ * read with one load where a capsule's PyCapsule_GetPointer is a call that
+ * checks the capsule's name (~27 instructions per event). One per tool id
+ * registration; the callbacks keep it alive. Its type is made once per
+ * interpreter (statsprof__hook_ready) and forgotten at Py_Finalize. */
+typedef struct {
+  PyObject_HEAD
+  statsprof *p;
+} mon_owner;
+
+static PyType_Slot mon_owner_slots[] = {
+    {Py_tp_doc, (void *)"statsprof's sys.monitoring callbacks' owner"},
+    {0, NULL},
+};
+
+static PyType_Spec mon_owner_spec = {
+    .name = "statsprof._MonitoringOwner",
+    .basicsize = sizeof(mon_owner),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = mon_owner_slots,
+};
+
+int statsprof__monitoring_ready(void) { return statsprof__type_ready(&g_mon_owner_type, &mon_owner_spec); }
+
+void statsprof__monitoring_forget(void) { g_mon_owner_type = NULL; }
+
+static PyObject *mon_owner_new(statsprof *p) {
+  mon_owner *o = g_mon_owner_type ? PyObject_New(mon_owner, g_mon_owner_type) : NULL;
+  if (!o) {
+    PyErr_Clear();
+    return NULL;
+  }
+  o->p = p;
+  return (PyObject *)o;
+}
+
+static inline statsprof *mon_profiler(PyObject *self) { return ((mon_owner *)self)->p; }
+
+/* The callbacks: each tries its event's fast path (enter_fast,
+ * leave_fast: this run knows the thread, every lookup hits) inline and
+ * otherwise hands the whole event to an out-of-line function, so that the
+ * common case saves no registers and calls nothing. */
+
+static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyCodeObject *co) {
+  statsprof__thread *t = mon_thread(p);
+  if (t) enter(t, p, code_label_co(p, co), p->src.cost_py);
+  Py_RETURN_NONE;
+}
+
+static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = mon_profiler(self);
+  if (__builtin_expect(!p->src.mon_on || nargs < 1, 0)) Py_RETURN_NONE;
+  PyCodeObject *co = (PyCodeObject *)args[0];
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1)) {
+    uintptr_t extra = (uintptr_t)code_extra(co);
+    if (extra >> 32 == p->gen && enter_fast(tls_mon.t, p, (uint32_t)extra, p->src.cost_py)) Py_RETURN_NONE;
+  }
+  return mon_py_enter_slow(p, co);
+}
+
+static __attribute__((noinline)) PyObject *mon_leave_slow(statsprof *p, uint64_t cost_of_event,
+                                                          uint64_t own_scale) {
+  statsprof__thread *t = mon_thread(p);
+  if (t) statsprof__leave_slow(t, p, cost_of_event, own_scale);
+  Py_RETURN_NONE;
+}
+
+static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)args; /* the frame that returns is the top of this thread's stack */
+  (void)nargs;
+  statsprof *p = mon_profiler(self);
+  if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, p->src.cost_py, p->src.own_scale))
+    Py_RETURN_NONE;
+  return mon_leave_slow(p, p->src.cost_py, p->src.own_scale);
+}
+
+/* What a CALL / C_RETURN event's callable is, by exact type (CALL fires for
+ * Python calls too, most of them in Python code): the PyMethodDef of a C
+ * function cProfile counts, NULL for a call it does not count, or
+ * MON_OTHER_TYPE when only PyCFunction_Check's subtype walk can tell. */
+#define MON_OTHER_TYPE ((const PyMethodDef *)1)
+static inline const PyMethodDef *mon_cfunc_exact(PyObject *const *args, Py_ssize_t nargs) {
+  if (__builtin_expect(nargs < 4, 0)) return NULL;
+  PyObject *callable = args[2];
+  PyTypeObject *tp = Py_TYPE(callable);
+  if (tp == &PyFunction_Type || tp == &PyMethod_Type || tp == &PyType_Type) return NULL;
+  if (tp == &PyCFunction_Type || tp == &PyCMethod_Type) return ((PyCFunctionObject *)callable)->m_ml;
+  if (tp == &PyMethodDescr_Type) return args[3] != g_missing ? ((PyMethodDescrObject *)callable)->d_method : NULL;
+  return MON_OTHER_TYPE;
+}
+
+/* The PyMethodDef a CALL / C_RETURN event is about, or NULL when the call
+ * is not one cProfile counts as a C function. */
+static const PyMethodDef *mon_cfunc_def(PyObject *const *args, Py_ssize_t nargs) {
+  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
+  if (ml != MON_OTHER_TYPE) return ml;
+  return PyCFunction_Check(args[2]) ? ((PyCFunctionObject *)args[2])->m_ml : NULL;
+}
+
+/* First sight of a method descriptor's C function: label it the way
+ * cProfile does, from the builtin bound to the call's self. */
+static __attribute__((noinline)) uint32_t mon_descr_label(statsprof *p, PyObject *descr, PyObject *self_arg) {
+  statsprof__pending exc = statsprof__pending_take();
+  PyObject *meth = Py_TYPE(descr)->tp_descr_get(descr, self_arg, (PyObject *)Py_TYPE(self_arg));
+  uint32_t label = meth && PyCFunction_Check(meth) ? cfunc_label_of(p, (PyCFunctionObject *)meth) : 0;
+  Py_XDECREF(meth);
+  PyErr_Clear();
+  statsprof__pending_restore(exc);
+  return label;
+}
+
+static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObject *const *args,
+                                                            Py_ssize_t nargs) {
+  statsprof__thread *t;
+  const PyMethodDef *ml;
+  if (!(ml = mon_cfunc_def(args, nargs)) || !(t = mon_thread(p))) Py_RETURN_NONE;
+  PyObject *callable = args[2];
+  struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+  uint32_t label;
+  if (h->ml == ml) label = h->label;
+  else if (PyCFunction_Check(callable)) label = cfunc_label_of(p, (PyCFunctionObject *)callable);
+  else if ((label = statsprof__table_cfunc_find(&p->table, ml)) == STATSPROF__NONE)
+    label = mon_descr_label(p, callable, args[3]);
+  enter(t, p, label, p->src.cost_c);
+  Py_RETURN_NONE;
+}
+
+static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = mon_profiler(self);
+  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
+  if (!ml || __builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(ml != MON_OTHER_TYPE && tls_mon.key == p->src.mon_key, 1)) {
+    const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+    if (h->ml == ml && enter_fast(tls_mon.t, p, h->label, p->src.cost_c)) Py_RETURN_NONE;
+  }
+  return mon_c_enter_slow(p, args, nargs);
+}
+
+static __attribute__((noinline)) PyObject *mon_c_leave_other(statsprof *p, PyObject *const *args,
+                                                             Py_ssize_t nargs) {
+  if (mon_cfunc_def(args, nargs)) return mon_leave_slow(p, p->src.cost_c, 1 << 16);
+  Py_RETURN_NONE;
+}
+
+static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = mon_profiler(self);
+  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
+  if (!ml || __builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
+  if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, p->src.cost_c, 1 << 16))
+    Py_RETURN_NONE;
+  return mon_leave_slow(p, p->src.cost_c, 1 << 16);
+}
+
+typedef PyObject *(*mon_fn)(PyObject *, PyObject *const *, Py_ssize_t);
+static PyMethodDef mon_defs[] = {
+    {"_statsprof_py_enter", (PyCFunction)(void (*)(void))(mon_fn)mon_py_enter, METH_FASTCALL, NULL},
+    {"_statsprof_py_leave", (PyCFunction)(void (*)(void))(mon_fn)mon_py_leave, METH_FASTCALL, NULL},
+    {"_statsprof_c_enter", (PyCFunction)(void (*)(void))(mon_fn)mon_c_enter, METH_FASTCALL, NULL},
+    {"_statsprof_c_leave", (PyCFunction)(void (*)(void))(mon_fn)mon_c_leave, METH_FASTCALL, NULL},
+};
+/* Events by name: their bit values differ between versions (3.14 added
+ * branch events), so they are read from sys.monitoring.events. */
+static const struct {
+  const char *event;
+  int def;
+} mon_callbacks[] = {
+    {"PY_START", 0},  {"PY_RESUME", 0}, {"PY_THROW", 0}, {"PY_RETURN", 1}, {"PY_YIELD", 1},
+    {"PY_UNWIND", 1}, {"CALL", 2},      {"C_RETURN", 3}, {"C_RAISE", 3},
+};
+enum { MON_NCALLBACKS = sizeof mon_callbacks / sizeof *mon_callbacks, MON_FIRST_C = 6 };
+
+/* sys.monitoring.events.NAME, or -1. */
+static long mon_event(PyObject *mon, const char *name) {
+  PyObject *events = PyObject_GetAttrString(mon, "events");
+  PyObject *v = events ? PyObject_GetAttrString(events, name) : NULL;
+  long bit = v && PyLong_Check(v) ? PyLong_AsLong(v) : -1;
+  Py_XDECREF(v);
+  Py_XDECREF(events);
+  if (bit < 0) PyErr_Clear();
+  return bit;
+}
+
+static PyObject *monitoring_module(void) {
+  PyObject *sys = PyImport_ImportModule("sys");
+  PyObject *m = sys ? PyObject_GetAttrString(sys, "monitoring") : NULL;
+  Py_XDECREF(sys);
+  return m;
+}
+
+/* Calls sys.monitoring.NAME(args...); 0, or -1 with the exception cleared. */
+static int mon_call(PyObject *mon, const char *name, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  PyObject *args = Py_VaBuildValue(fmt, ap);
+  va_end(ap);
+  PyObject *fn = args ? PyObject_GetAttrString(mon, name) : NULL;
+  PyObject *r = fn ? PyObject_Call(fn, args, NULL) : NULL;
+  Py_XDECREF(fn);
+  Py_XDECREF(args);
+  Py_XDECREF(r);
+  if (!r) PyErr_Clear();
+  return r ? 0 : -1;
+}
+
+/* Takes a tool id, registers the callbacks and turns the events on. */
+static int mon_start(statsprof *p) {
+  PyObject *mon = monitoring_module();
+  if (!mon) {
+    PyErr_Clear();
+    return statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: sys.monitoring is not available");
+  }
+  int rc = 0;
+  if (p->src.mon_tool < 0) {
+    for (int id = MON_TOOL_FIRST; id <= MON_TOOL_LAST && p->src.mon_tool < 0; id++)
+      if (mon_call(mon, "use_tool_id", "(is)", id, "statsprof") == 0) p->src.mon_tool = id;
+    if (p->src.mon_tool < 0) {
+      Py_DECREF(mon);
+      return statsprof__error(p, STATSPROF_ESTATE,
+                              "source=monitoring: sys.monitoring tool ids %d and %d are both in use (by "
+                              "another statsprof or another tool); use source=setprofile",
+                              MON_TOOL_FIRST, MON_TOOL_LAST);
+    }
+    g_missing = PyObject_GetAttrString(mon, "MISSING");
+    Py_XDECREF(g_missing); /* the module keeps it alive */
+    PyObject *owner = mon_owner_new(p);
+    if (!owner) rc = statsprof__error(p, STATSPROF_ENOMEM, "source=monitoring: cannot allocate the callbacks' owner");
+    for (int i = 0; owner && !rc && i < MON_NCALLBACKS; i++) {
+      PyObject *fn = PyCFunction_New(&mon_defs[mon_callbacks[i].def], owner);
+      long bit = mon_event(mon, mon_callbacks[i].event);
+      if (!fn || bit < 0 || mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, fn))
+        rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: cannot register a callback for %s",
+                              mon_callbacks[i].event);
+      Py_XDECREF(fn);
+    }
+    Py_XDECREF(owner);
+  }
+  long events = 0;
+  for (int i = 0; i < MON_NCALLBACKS; i++)
+    if (i < MON_FIRST_C || p->src.config.builtins) events |= mon_event(mon, mon_callbacks[i].event);
+  p->src.mon_key = atomic_fetch_add(&g_mon_key, 1) + 1; /* every thread's cached state is stale */
+  p->src.mon_on = 1;
+  if (!rc && mon_call(mon, "set_events", "(il)", p->src.mon_tool, events))
+    rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: set_events failed");
+  Py_DECREF(mon);
+  return rc;
+}
+
+/* Turns the events off (the tool id stays ours until release). */
+static void mon_stop(statsprof *p) {
+  p->src.mon_on = 0;
+  if (p->src.mon_tool < 0 || p->interp_epoch != statsprof__epoch() || !Py_IsInitialized()) return;
+  PyObject *mon = monitoring_module();
+  if (mon) mon_call(mon, "set_events", "(ii)", p->src.mon_tool, 0);
+  else PyErr_Clear();
+  Py_XDECREF(mon);
+}
+
+void statsprof__monitoring_release(statsprof *p) {
+  mon_stop(p);
+  if (p->src.mon_tool < 0) return;
+  if (p->interp_epoch == statsprof__epoch() && Py_IsInitialized()) {
+    PyObject *mon = monitoring_module();
+    for (int i = 0; mon && i < MON_NCALLBACKS; i++) {
+      long bit = mon_event(mon, mon_callbacks[i].event);
+      if (bit >= 0) mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, Py_None);
+    }
+    if (mon) mon_call(mon, "free_tool_id", "(i)", p->src.mon_tool);
+    else PyErr_Clear();
+    Py_XDECREF(mon);
+  }
+  p->src.mon_tool = -1;
+}
+
+int statsprof__monitoring_attach_all(statsprof *p) { return p->src.mon_on ? 0 : mon_start(p); }
+
+void statsprof__monitoring_detach_all(statsprof *p) {
+  mon_stop(p);
+  /* Frames still open close now; the states wait in the pool for their
+   * thread's next run (a late callback finds p->src.mon_on off). */
+  while (p->src.threads) {
+    statsprof__thread *t = p->src.threads;
+    statsprof__flush_thread(t);
+    statsprof__thread_pool(p, t);
+  }
+}
+#else
+int statsprof__monitoring_ready(void) { return 0; }
+void statsprof__monitoring_forget(void) {}
+void statsprof__monitoring_release(statsprof *p) { (void)p; }
+#endif
+

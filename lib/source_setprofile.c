@@ -1,0 +1,164 @@
+/* source_setprofile.c — the PyEval_SetProfile event source (every
+ * version; the only one on 3.11): a C profile function installed on each
+ * thread state, whose object is that thread's statsprof__thread.
+ */
+#include <string.h>
+
+#include "hotpath.h"
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+/* CPython 3.11's layouts (Include/internal/pycore_frame.h, pycore_code.h):
+ * reading them directly saves two calls and a refcount pair per call event.
+ * Other versions use the public functions below. */
+struct statsprof__iframe311 {
+  PyObject *f_func, *f_globals, *f_builtins, *f_locals;
+  PyCodeObject *f_code;
+};
+struct statsprof__pyframe311 {
+  PyObject_HEAD
+  PyFrameObject *f_back;
+  struct statsprof__iframe311 *f_frame;
+};
+static inline PyCodeObject *frame_code(PyFrameObject *frame) {
+  return ((struct statsprof__pyframe311 *)frame)->f_frame->f_code;
+}
+#else
+static inline PyCodeObject *frame_code(PyFrameObject *frame) {
+  PyCodeObject *co = PyFrame_GetCode(frame);
+  /* The frame holds a reference to its code: dropping ours at once is safe. */
+  Py_DECREF(co);
+  return co;
+}
+#endif
+
+/* C functions take their own (not inlined) paths: fewer live registers in
+ * the dispatcher means a cheaper entry for the common Python events. */
+static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof *p, PyObject *arg) {
+  if (p->src.config.builtins && PyCFunction_Check(arg))
+    enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->src.cost_c);
+}
+
+static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyObject *arg) {
+  if (p->src.config.builtins && PyCFunction_Check(arg)) leave(t, p, p->src.cost_c, 1 << 16);
+}
+
+static __attribute__((noinline)) void on_call_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co) {
+  statsprof__enter_slow(t, p, code_label_co(p, co), p->src.cost_py);
+}
+
+int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
+  statsprof__thread *t = (statsprof__thread *)obj;
+  statsprof *p = t->p;
+  if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
+  if (what == PyTrace_CALL) {
+    /* The slow path out of line, and nothing live after it. */
+    PyCodeObject *co = frame_code(frame);
+    uintptr_t extra = (uintptr_t)code_extra(co);
+    if (extra >> 32 != p->gen || !enter_fast(t, p, (uint32_t)extra, p->src.cost_py)) on_call_slow(t, p, co);
+  } else if (what == PyTrace_RETURN) leave(t, p, p->src.cost_py, p->src.own_scale);
+  else if (what == PyTrace_C_CALL) on_c_call(t, p, arg);
+  else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, arg);
+  return 0;
+}
+
+static int is_ours(statsprof *p, PyThreadState *ts) {
+  return ts->c_profilefunc == statsprof__hook && ts->c_profileobj &&
+         ((statsprof__thread *)ts->c_profileobj)->p == p;
+}
+
+int statsprof__setprofile_attach_self(statsprof *p) {
+  PyThreadState *ts = PyThreadState_Get();
+  if (is_ours(p, ts)) return 0;
+  int rc = statsprof__hook_ready();
+  if (rc) return statsprof__error(p, rc, "cannot prepare the profile hook");
+  statsprof__thread *t = statsprof__thread_new(p, ts->thread_id);
+  if (!t) return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread state");
+  /* Our own thread state: no other thread can free it meanwhile. The
+   * heap type's instances keep it alive (PyObject_New took a ref). */
+  if (statsprof__set_profile(ts, statsprof__hook, (PyObject *)t) < 0) {
+    PyErr_Clear();
+    statsprof__thread_orphan(t);
+    Py_DECREF(t);
+    return statsprof__error(p, STATSPROF_EPYTHON,
+                            "PyEval_SetProfile refused (an audit hook raised)");
+  }
+  Py_DECREF(t); /* the thread state owns it now */
+  return 0;
+}
+
+int statsprof__setprofile_attach_all(statsprof *p, int self) {
+  int rc = self > 0 ? statsprof__setprofile_attach_self(p) : 0;
+  if (rc) return rc;
+  if (statsprof__hook_ready()) return statsprof__error(p, STATSPROF_EPYTHON, "cannot prepare the profile hook");
+  /* Another thread's own profiler (cProfile, a debugger) is left alone. */
+  statsprof__tstates_install(p, PyThreadState_Get(), self != 0);
+  return 0;
+}
+
+void statsprof__setprofile_detach_all(statsprof *p) {
+  for (statsprof__thread *t = p->src.threads; t; t = t->next) statsprof__flush_thread(t);
+  if (p->interp_epoch == statsprof__epoch() && Py_IsInitialized()) statsprof__tstates_remove(p, PyThreadState_Get());
+  /* Whatever still holds one of ours (a refused removal) finds it inert. */
+  while (p->src.threads) statsprof__thread_orphan(p->src.threads);
+}
+
+/* ---- threads started later from Python -------------------------------- */
+
+/* threading.setprofile(f) makes each new Thread call sys.setprofile(f) before
+ * run(); f then swaps itself for the C hook on its first event. */
+static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs) {
+  statsprof *p = PyCapsule_GetPointer(capsule, "statsprof");
+  PyThreadState *ts = PyThreadState_Get();
+  if (!p || nargs != 3 || !statsprof__may_attach(p)) {
+    PyErr_Clear();
+    PyEval_SetProfile(NULL, NULL);
+    Py_RETURN_NONE;
+  }
+  if (statsprof__setprofile_attach_self(p) != 0) {
+    PyEval_SetProfile(NULL, NULL);
+    Py_RETURN_NONE;
+  }
+  static const char *events[] = {"call", "exception", "line", "return", "c_call", "c_exception", "c_return"};
+  const char *ev = PyUnicode_Check(args[1]) ? PyUnicode_AsUTF8(args[1]) : NULL;
+  for (int i = 0; ev && i < 7; i++)
+    if (!strcmp(ev, events[i]))
+      statsprof__hook(ts->c_profileobj, (PyFrameObject *)args[0], i, args[2] == Py_None ? NULL : args[2]);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef bootstrap_def = {"_statsprof_thread_bootstrap", (PyCFunction)(void (*)(void))thread_bootstrap,
+                                    METH_FASTCALL, "Attaches statsprof to a new thread."};
+
+int statsprof__threading_hook(statsprof *p, int install) {
+  PyObject *threading = PyImport_ImportModule("threading");
+  if (!threading) {
+    PyErr_Clear();
+    return STATSPROF_EPYTHON;
+  }
+  int rc = 0;
+  PyObject *current = PyObject_GetAttrString(threading, "_profile_hook");
+  if (!current) PyErr_Clear();
+  int current_is_ours = current && PyCFunction_Check(current) &&
+                        ((PyCFunctionObject *)current)->m_ml == &bootstrap_def &&
+                        PyCapsule_GetPointer(((PyCFunctionObject *)current)->m_self, "statsprof") == p;
+  PyObject *fn = NULL;
+  if (install) {
+    PyObject *capsule = PyCapsule_New(p, "statsprof", NULL);
+    fn = capsule ? PyCFunction_New(&bootstrap_def, capsule) : NULL;
+    Py_XDECREF(capsule);
+  }
+  /* Only replace what is ours or empty: never clobber another profiler. */
+  if ((install && (!current || current == Py_None)) || (!install && current_is_ours)) {
+    PyObject *r = PyObject_CallMethod(threading, "setprofile", "O", install ? fn : Py_None);
+    if (!r) {
+      PyErr_Clear();
+      rc = STATSPROF_EPYTHON;
+    }
+    Py_XDECREF(r);
+  }
+  if (install && !fn) PyErr_Clear();
+  Py_XDECREF(fn);
+  Py_XDECREF(current);
+  Py_DECREF(threading);
+  return rc;
+}
