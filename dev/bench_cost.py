@@ -485,7 +485,10 @@ TIMING_NOTES = (
 
 # ---- callgrind -------------------------------------------------------------------
 
-ANNOTATE_LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*?)\s+\[(.*)\]\s*$")
+# "Ir (pct%)  file:function [object]"; the object is left out on the lines of
+# code inlined from another file (a header: lib/hotpath.h, Include/object.h),
+# which belong to the function they were inlined into.
+ANNOTATE_LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S.*?)(?:\s+\[([^\]]*)\])?\s*$")
 
 
 def dump_totals(path):
@@ -514,18 +517,40 @@ def short_fn(name):
 
 
 def self_costs(path):
-    """Exclusive Ir per function of one dump, via callgrind_annotate."""
-    out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", path],
+    """Exclusive Ir per function of one dump, via callgrind_annotate. A
+    function's lines from inlined headers count as the function's (keyed by
+    the file and object of its own lines)."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", path],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
-    costs = {}
+    return annotate_costs(out)
+
+
+def annotate_costs(out):
+    """self_costs from callgrind_annotate's output: its table of functions
+    (after the "file:function" header; annotated source lines look alike)."""
+    rows, home, table = [], {}, False
     for line in out.splitlines():
-        m = ANNOTATE_LINE.match(line)
-        if m:
-            fn = short_fn(m.group(2))
-            if re.fullmatch(r"0x[0-9a-f]+", fn):
-                fn = "(functions without symbols)"
-            key = "%s [%s]" % (fn, os.path.basename(m.group(3)))
-            costs[key] = costs.get(key, 0) + int(m.group(1).replace(",", ""))
+        if line.rstrip().endswith("file:function"):
+            table = True
+            continue
+        if table and rows and (line.startswith("--") or not line.strip()):
+            break
+        m = ANNOTATE_LINE.match(line) if table else None
+        if not m:
+            continue
+        path_, _, fn = short_fn(m.group(2)).rpartition(":")
+        if re.fullmatch(r"0x[0-9a-f]+", fn):
+            fn = "(functions without symbols)"
+        obj = os.path.basename(m.group(3)) if m.group(3) else None
+        if obj:
+            home.setdefault(fn, set()).add((path_, obj))
+        rows.append((path_, fn, obj, int(m.group(1).replace(",", ""))))
+    costs = {}
+    for path_, fn, obj, ir in rows:
+        if not obj and len(home.get(fn, ())) == 1:
+            path_, obj = next(iter(home[fn]))
+        key = "%s:%s [%s]" % (path_, fn, obj or "?") if path_ else "%s [%s]" % (fn, obj or "?")
+        costs[key] = costs.get(key, 0) + ir
     return costs
 
 

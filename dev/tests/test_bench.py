@@ -242,6 +242,31 @@ class CallgrindNames(unittest.TestCase):
         for raw, short in cases.items():
             self.assertEqual(bench_cost.short_fn(raw), short)
 
+    def test_inlined_header_lines_count_as_their_function(self):
+        out = "\n".join([
+            "645,764,800 (100.0%)  PROGRAM TOTALS",
+            "-" * 80,
+            "Ir                    file:function",
+            "-" * 80,
+            "645,764,800 (100.0%)  ???:(below main) [/x/bench_host]",
+            " 18,655,452 ( 2.89%)  /proc/self/cwd/lib/hotpath.h:mon_py_leave",
+            "  5,000,000 ( 0.77%)  /proc/self/cwd/lib/source_monitoring.c:mon_py_leave [/x/bench_host]",
+            "  1,067,760 ( 0.17%)  /proc/self/cwd/lib/internal.h:mon_py_leave",
+            " 19,825,625 ( 3.07%)  /tmp/Python-3.13.0/./Include/object.h:_PyEval_EvalFrameDefault'2",
+            "159,095,267 (24.64%)  /tmp/Python-3.13.0/Python/generated_cases.c.h:"
+            "_PyEval_EvalFrameDefault'2 [/x/libpython3.13.so.1.0]",
+            "",
+            "-" * 80,
+            "-- Auto-annotated source: lib/hotpath.h",
+            "  3,500,000 ( 0.54%)  return ((uint64_t)hi << 32) | lo;",
+        ])
+        self.assertEqual(bench_cost.annotate_costs(out), {
+            "(below main) [bench_host]": 645764800,
+            "lib/source_monitoring.c:mon_py_leave [bench_host]": 18655452 + 5000000 + 1067760,
+            "Python/generated_cases.c.h:_PyEval_EvalFrameDefault [libpython3.13.so.1.0]":
+                19825625 + 159095267,
+        })
+
     def test_summarize_without_annotate(self):
         info = {"python": "3.13.0", "modes": ["none", "empty_mon", "cprofile", "statsprof"],
                 "mode_info": {m: v for m, v in mode_info(True).items()
