@@ -101,6 +101,13 @@ void statsprof__source_init(statsprof__source *s, const statsprof__source_config
   s->config = *c;
   s->mon_tool = -1;
   s->own_scale = 1 << 16;
+  /* The TSC (wall clock, invariant TSC: clock.c) is read inline by the
+   * fast paths; with another clock, or on another CPU, every event takes
+   * the general path. */
+  statsprof__clock_init();
+#if defined(__x86_64__) || defined(__i386__)
+  s->tsc = c->clock != STATSPROF__CLOCK_CPU && statsprof__clock_use_tsc;
+#endif
 }
 
 /* ---- slow paths: first sight of a function ---------------------------- */
@@ -232,8 +239,12 @@ static inline uint32_t edge_of(statsprof *p, uint32_t caller, uint32_t callee) {
   uint32_t eid = e->last_edge;
   if (eid != STATSPROF__NONE && p->table.edges[eid].caller == caller) return eid;
   eid = statsprof__table_edge(&p->table, caller, callee);
-  if (eid == STATSPROF__NONE) p->src.oom = 1;
-  else e->last_edge = eid;
+  if (eid == STATSPROF__NONE) {
+    p->src.oom = 1;
+  } else {
+    e->other_edge = e->last_edge;
+    e->last_edge = eid;
+  }
   return eid;
 }
 
@@ -247,7 +258,7 @@ __attribute__((noinline)) void statsprof__enter_slow(statsprof__thread *t, stats
     return;
   }
   uint32_t eid = t->depth ? edge_of(p, t->stack[t->depth - 1].entry, idx) : STATSPROF__NONE;
-  push(t, p, idx, eid, cost)->t0 = now(p);
+  push(t, p, idx, eid, cost)->base += now(p);
 }
 
 __attribute__((noinline)) void statsprof__leave_slow(statsprof__thread *t, statsprof *p, uint64_t cost_of_event,
@@ -260,9 +271,11 @@ void statsprof__flush_thread(statsprof__thread *t) {
   if (!p) return;
   t->skipped = 0;
   /* One reading for all: the frames end together. CPU time is per thread,
-   * and this may run on another thread, so CPU mode reuses each t0. */
+   * and this may run on another thread, so in CPU mode each frame ends
+   * when it began (its base plus the cost compensation took since). */
   uint64_t t1 = p->src.config.clock == STATSPROF__CLOCK_CPU ? 0 : statsprof__ticks();
-  while (t->depth) leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].t0, 0, 1 << 16, 1);
+  while (t->depth)
+    leave_at(t, p, t1 ? t1 : t->stack[t->depth - 1].base + (t->spent & p->src.compensate_mask), 0, 1 << 16, 1);
 }
 
 /* ---- attaching to thread states --------------------------------------- */

@@ -81,20 +81,9 @@ static inline uint64_t now(const statsprof *p) {
   return p->src.config.clock == STATSPROF__CLOCK_CPU ? statsprof__thread_cpu_ns() : statsprof__ticks();
 }
 
-/* The hook's clock is the TSC (wall clock, invariant TSC: clock.c), which
- * the fast paths below read inline. With another clock, or on another CPU,
- * every event takes the general path. */
-static inline int tsc_clock(const statsprof *p) {
-#if defined(__x86_64__) || defined(__i386__)
-  return p->src.config.clock != STATSPROF__CLOCK_CPU && statsprof__clock_use_tsc;
-#else
-  (void)p;
-  return 0;
-#endif
-}
 
 /* Pushes entry idx, called through edge eid, on a stack with room; the
- * caller sets its t0, last. */
+ * caller adds the entry time to its base, last. */
 static inline __attribute__((always_inline)) statsprof__callframe *push(statsprof__thread *t, statsprof *p,
                                                                         uint32_t idx, uint32_t eid, uint64_t cost) {
   statsprof__callframe *f = &t->stack[t->depth++];
@@ -102,7 +91,7 @@ static inline __attribute__((always_inline)) statsprof__callframe *push(statspro
   f->edge = eid;
   f->subt = 0;
   f->removed = 0;
-  f->spent0 = t->spent += cost;
+  f->base = -((t->spent += cost) & p->src.compensate_mask);
   t->active = 1;
   p->table.entries[idx].level++;
   if (eid != STATSPROF__NONE) p->table.edges[eid].level++;
@@ -117,13 +106,22 @@ static inline __attribute__((always_inline)) statsprof__callframe *push(statspro
 static inline __attribute__((always_inline)) int enter_fast(statsprof__thread *t, statsprof *p, uint32_t label,
                                                             uint64_t cost) {
   uint32_t idx, eid = STATSPROF__NONE, depth = t->depth;
-  if (!tsc_clock(p) || label >= t->nlocal || (idx = t->local[label]) == STATSPROF__NONE || depth == t->cap)
+  if (!p->src.tsc || label >= t->nlocal || (idx = t->local[label]) == STATSPROF__NONE || depth == t->cap)
     return 0;
   if (depth) {
-    eid = p->table.entries[idx].last_edge;
-    if (eid == STATSPROF__NONE || p->table.edges[eid].caller != t->stack[depth - 1].entry) return 0;
+    /* The edges of the function's last two callers: a helper called from
+     * two places in turn still takes this path. */
+    uint32_t caller = t->stack[depth - 1].entry;
+    statsprof__entry *e = &p->table.entries[idx];
+    eid = e->last_edge;
+    if (eid == STATSPROF__NONE || p->table.edges[eid].caller != caller) {
+      eid = e->other_edge;
+      if (eid == STATSPROF__NONE || p->table.edges[eid].caller != caller) return 0;
+      e->other_edge = e->last_edge;
+      e->last_edge = eid;
+    }
   }
-  push(t, p, idx, eid, cost)->t0 = statsprof__rdtsc();
+  push(t, p, idx, eid, cost)->base += statsprof__rdtsc();
   return 1;
 }
 
@@ -156,12 +154,12 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
   if (t->depth == 0) return; /* a frame entered before we attached */
   statsprof__callframe *f = &t->stack[--t->depth];
   /* Compensation: the profile events inside this frame (its descendants'
-   * calls and returns, and its own return) cost the profiler this much
-   * time, which the frame would not have spent unprofiled. */
-  /* What callees' bytecode scaling removed is not this frame's time either. */
-  uint64_t cost = (((t->spent += cost_of_event) - f->spent0) & p->src.compensate_mask) + f->removed;
-  uint64_t raw = t1 > f->t0 + cost ? t1 - f->t0 - cost : 0;
-  uint64_t own = raw > f->subt ? raw - f->subt : 0;
+   * calls and returns, and its own return) cost the profiler the growth
+   * of t->spent since its entry (which base holds back), time the frame
+   * would not have spent unprofiled. What callees' bytecode scaling
+   * removed, and the callees' own time, are not its own either. */
+  int64_t left = (int64_t)(t1 - ((t->spent += cost_of_event) & p->src.compensate_mask) - f->base - f->removed);
+  uint64_t own = left > (int64_t)f->subt ? (uint64_t)left - f->subt : 0;
   /* A Python frame's own bytecode also runs slower while any profile
    * function is installed (CPython turns off its specializing
    * interpreter): scale its own time back by the calibrated factor. */
@@ -181,11 +179,11 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
   }
 }
 
-/* A return in the common case (a frame to close, no frame tracking, the
- * TSC): calls nothing, like enter_fast; 0 when it does not apply. */
+/* A return in the common case (no frame tracking, the TSC): calls
+ * nothing, like enter_fast; 0 when it does not apply. */
 static inline __attribute__((always_inline)) int leave_fast(statsprof__thread *t, statsprof *p,
                                                             uint64_t cost_of_event, uint64_t own_scale) {
-  if (!tsc_clock(p) || t->skipped || !t->depth || p->frames.tracking) return 0;
+  if (!p->src.tsc || p->frames.tracking) return 0;
   leave_at(t, p, statsprof__rdtsc(), cost_of_event, own_scale, 0);
   return 1;
 }

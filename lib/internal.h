@@ -158,7 +158,8 @@ typedef struct statsprof__counters {
 typedef struct statsprof__entry {
   statsprof__counters c;
   uint32_t label, slot;
-  uint32_t last_edge;     /* fast path: the edge used by the previous call */
+  uint32_t last_edge;     /* fast path: the edge used by the previous call, */
+  uint32_t other_edge;    /* and the one before it from another caller */
   uint32_t level;         /* recursion depth of this function in its thread */
 } statsprof__entry;
 
@@ -284,6 +285,7 @@ typedef struct statsprof__source {
   } cfunc_hot[STATSPROF__CFUNC_HOT]; /* in front of the table's C-function map */
   uint64_t compensate_mask; /* all ones with compensate=on, else 0 */
   uint64_t own_scale;       /* Python own time x own_scale / 2^16 (compensate) */
+  int tsc;                  /* the hook's clock is the TSC, which the fast paths read inline */
   /* ticks: the calibrated cost of per-thread states already unlinked
    * (hook.c adds each one's at unlink, e.g. when its thread state ended
    * with PyGILState_Release), so that own cost never leaves with them */
@@ -297,13 +299,12 @@ void statsprof__source_init(statsprof__source *s, const statsprof__source_config
 /* One Python call on a thread's profiled call stack (not a host frame
  * marker: those are frame.c's). */
 typedef struct statsprof__callframe {
-  uint64_t t0;
-  uint64_t subt; /* time spent in callees */
-  uint64_t spent0; /* the thread's profiler cost (spent) at entry */
+  uint64_t base;    /* entry time less the thread's compensated cost then (spent & compensate_mask) */
+  uint64_t subt;    /* time spent in callees */
   uint64_t removed; /* time the bytecode scale took from callees' subtrees */
   uint32_t entry;
   uint32_t edge;
-} statsprof__callframe;
+} statsprof__callframe; /* 32 bytes: indexing the stack is a shift */
 
 /* Per-thread state: the object installed as the profile function's `obj`,
  * so the hook finds its thread's stack without any lookup. Owned by the

@@ -165,7 +165,7 @@ uint32_t statsprof__table_entry(statsprof__table *t, uint32_t slot, uint32_t lab
   memset(e, 0, sizeof *e);
   e->label = label;
   e->slot = slot;
-  e->last_edge = STATSPROF__NONE;
+  e->last_edge = e->other_edge = STATSPROF__NONE;
   return s->local[label] = t->nentries++;
 }
 
