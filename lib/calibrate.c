@@ -2,17 +2,24 @@
  * subtract it from the frames that paid it (as the old `profile` module's
  * bias did), and production mode can estimate its own overhead.
  *
- * Two kinds of event are measured: a Python call and a C call (CPython
- * makes a temporary bound method for each traced method call). Each is a
- * loop that runs bare and under a scratch profiler on this thread; the
- * difference per event is the cost. A third loop makes no calls at all: it
- * measures how much slower bytecode itself runs while a profile function
- * is installed (CPython's specializing interpreter is off then), a cost
- * that follows the work done, not the events. The minimum of many short
- * rounds rejects scheduler noise; the profiled time is that of a second
- * call under one scratch profiler, so that first-sight work (labels, the
- * thread's slot, sys.monitoring instrumenting the code) is not counted as
- * event cost. Once per process and clock. */
+ * Each kind of event the hook is given is measured: a Python call, a C
+ * call (CPython makes a temporary bound method for each traced method
+ * call), an event the source delivers that is not counted (on
+ * sys.monitoring the CALL of a Python function or of a type, which only
+ * C_RETURN can tell from a C function's; on PyEval_SetProfile with
+ * builtins=off the C calls), and on sys.monitoring what an event costs more
+ * when its bytecode offset is past CPython's small ints (the offset is
+ * then a new int, allocated and freed for each event: code past offset 256
+ * of a function, most of the events of long functions). Each is a loop
+ * that runs bare and under a scratch profiler on this thread; the
+ * difference per event is the cost. A further loop makes no calls at all:
+ * it measures how much slower bytecode itself runs while a profile
+ * function is installed (CPython's specializing interpreter is off then),
+ * a cost that follows the work done, not the events. The minimum of many
+ * short rounds rejects scheduler noise; the profiled time is that of a
+ * second call under one scratch profiler, so that first-sight work
+ * (labels, the thread's slot, sys.monitoring instrumenting the code) is
+ * not counted as event cost. Once per process and clock. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +57,16 @@ static const char kCode[] =
     "    ln = len\n"
     "    for i in range(n):\n"
     "        l.append(i)\n"
-    "        ln(l)\n";
+    "        ln(l)\n"
+    /* Calls that are not counted: a type's CALL and C_RETURN events. */
+    "def _statsprof_cal_rej(n):\n"
+    "    o = object\n"
+    "    for i in range(n):\n"
+    "        o()\n"
+    /* _statsprof_cal_c with its loop past offset 1000 (never-run padding):
+     * every event's offset is a new int. */
+    "exec('def _statsprof_cal_c_far(n):\\n    if n < 0:\\n' + '        n += 1\\n' * 250 +\n"
+    "     '    l = []\\n    ln = len\\n    for i in range(n):\\n        l.append(i)\\n        ln(l)\\n')\n";
 
 /* Many short rounds: on a loaded machine a run that is preempted only
  * reads longer, a short run is more often not preempted at all, and the
@@ -82,8 +98,9 @@ static uint64_t tt_of(const statsprof *s, const char *name) {
  * that of a second call, so that the first sight of g and its callees
  * (their labels, this thread's slot, sys.monitoring instrumenting their
  * code) is not taken for the cost of their events. */
-static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__clock_kind clock, int source) {
-  statsprof *s = statsprof__scratch_new(clock, source);
+static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__clock_kind clock, int source,
+                         int builtins) {
+  statsprof *s = statsprof__scratch_new(clock, source, builtins);
   if (!s) {
     g_oom = 1;
     return 0;
@@ -104,16 +121,21 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
   return tt;
 }
 
+/* What is measured, and with which scratch profiler. */
+typedef struct {
+  statsprof__clock_kind clock;
+  int source, builtins;
+} setup;
+
 /* Minimum bare and profiled times of loop `name` over ROUNDS rounds. */
-static int measure(PyObject *ns, const char *name, statsprof__clock_kind clock, int source, uint64_t *bare,
-                   uint64_t *prof) {
+static int measure(PyObject *ns, const char *name, setup su, uint64_t *bare, uint64_t *prof) {
   PyObject *g = PyDict_GetItemString(ns, name);
   PyObject *n = PyLong_FromLong(CALLS);
   *bare = *prof = UINT64_MAX;
   for (int i = 0; g && n && i < ROUNDS && !g_oom; i++) {
     run(g, n); /* the profiled run before took the loop's specializations away */
-    uint64_t b = run(g, n), q = profiled(g, n, name, clock, source);
-    if (clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
+    uint64_t b = run(g, n), q = profiled(g, n, name, su.clock, su.source, su.builtins);
+    if (su.clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
     if (b < *bare) *bare = b;
     if (q && q < *prof) *prof = q;
   }
@@ -122,30 +144,43 @@ static int measure(PyObject *ns, const char *name, statsprof__clock_kind clock, 
 }
 
 /* Ticks per event of loop `name`, which makes `events` events per call,
- * beyond the slower bytecode (scale, 2^16 = none) of its own frame. */
-static uint64_t event_cost(PyObject *ns, const char *name, uint64_t events, uint64_t scale,
-                           statsprof__clock_kind clock, int source) {
+ * beyond the slower bytecode (scale, 2^16 = none) of its own frame and
+ * `others` ticks of other events already known. */
+static uint64_t event_cost(PyObject *ns, const char *name, uint64_t events, uint64_t others, uint64_t scale,
+                           setup su) {
   uint64_t bare, prof;
-  if (!measure(ns, name, clock, source, &bare, &prof)) return 0;
-  uint64_t expected = bare * 65536 / scale;
+  if (!measure(ns, name, su, &bare, &prof)) return 0;
+  uint64_t expected = bare * 65536 / scale + others;
   return prof > expected ? (prof - expected) / events : 0;
 }
 
-static void measure_all(statsprof__clock_kind clock, int source, uint64_t out[3]) {
+static void measure_all(setup su, statsprof__costs *out) {
   PyObject *ns = PyDict_New();
   PyObject *co = ns ? Py_CompileString(kCode, "<statsprof-calibration>", Py_file_input) : NULL;
   if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
   PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
-  out[2] = 1 << 16;
+  memset(out, 0, sizeof *out);
+  out->own_scale = 1 << 16;
   uint64_t bare, prof;
-  if (r && measure(ns, "_statsprof_cal_ops", clock, source, &bare, &prof) && prof > bare)
-    out[2] = bare * 65536 / prof;
+  if (r && measure(ns, "_statsprof_cal_ops", su, &bare, &prof) && prof > bare)
+    out->own_scale = bare * 65536 / prof;
   if (r) {
-    /* py: 2 events per call of f, plus the loop's own return. */
-    out[0] = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, out[2], clock, source);
+    int mon = su.source == STATSPROF__SOURCE_MONITORING;
+    /* Not counted: on sys.monitoring a type's CALL and C_RETURN; on
+     * PyEval_SetProfile the 4 C events per round with builtins=off. */
+    out->rej = mon ? event_cost(ns, "_statsprof_cal_rej", 2 * CALLS, 0, out->own_scale, su)
+                   : event_cost(ns, "_statsprof_cal_c", 4 * CALLS, 0, out->own_scale,
+                                (setup){su.clock, su.source, 0});
+    /* py: 2 events per call of f, plus the loop's own return; on
+     * sys.monitoring each call's CALL event too, not counted. */
+    out->py = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, mon ? CALLS * out->rej : 0, out->own_scale, su);
     /* c: 4 C events per round; the loop's return is a Python event. */
-    uint64_t c = event_cost(ns, "_statsprof_cal_c", 4 * CALLS, out[2], clock, source);
-    out[1] = c ? c : out[0];
+    uint64_t c = event_cost(ns, "_statsprof_cal_c", 4 * CALLS, 0, out->own_scale, su);
+    out->c = c ? c : out->py;
+    if (mon) {
+      uint64_t far = event_cost(ns, "_statsprof_cal_c_far", 4 * CALLS, 0, out->own_scale, su);
+      out->box = far > out->c ? far - out->c : 0;
+    }
   }
   if (PyErr_Occurred()) PyErr_Clear();
   Py_XDECREF(r);
@@ -153,9 +188,8 @@ static void measure_all(statsprof__clock_kind clock, int source, uint64_t out[3]
   Py_XDECREF(ns);
 }
 
-int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost_py, uint64_t *cost_c,
-                         uint64_t *own_scale) {
-  static uint64_t cached[3][2][3]; /* [source][clock][py, c, scale] */
+int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out) {
+  static statsprof__costs cached[3][2]; /* [source][clock] */
   static int done[3][2];
   static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
@@ -167,14 +201,14 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost
     Py_tracefunc func = ts->c_profilefunc;
     PyObject *obj = ts->c_profileobj;
     if (func && func != statsprof__hook) {
-      *cost_py = *cost_c = 0;
-      *own_scale = 1 << 16;
+      memset(out, 0, sizeof *out);
+      out->own_scale = 1 << 16;
       return 0;
     }
     Py_XINCREF(obj);
     calibrating = 1;
     g_oom = 0;
-    measure_all(clock, source, cached[source][clock]);
+    measure_all((setup){clock, source, 1}, &cached[source][clock]);
     calibrating = 0;
     done[source][clock] = !g_oom; /* out of memory: measured again at the next start */
     /* Our own thread: the public setter does (an audit hook's refusal is
@@ -183,8 +217,6 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost
     Py_XDECREF(obj);
     if (g_oom) return STATSPROF_ENOMEM;
   }
-  *cost_py = cached[source][clock][0];
-  *cost_c = cached[source][clock][1];
-  *own_scale = cached[source][clock][2];
+  *out = cached[source][clock];
   return 0;
 }

@@ -279,6 +279,12 @@ typedef struct statsprof__source {
   uint64_t mon_key;           /* ... this run's key for the threads' cached states */
   int oom;                    /* sticky: the hook could not allocate */
   uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event (start) */
+  uint64_t cost_rej;        /* ... per event delivered but not counted (a CALL of a
+                             * Python function or a type on source=monitoring, a C
+                             * call with builtins=off on source=setprofile) */
+  uint64_t cost_box;        /* ... extra per sys.monitoring event whose bytecode
+                             * offset CPython boxes in a new int (past its small ints) */
+  long mon_small_max;       /* source=monitoring: the largest offset that is not boxed */
   struct statsprof__cfunc_hot {
     const void *ml;
     uint32_t label;
@@ -320,6 +326,8 @@ typedef struct statsprof__thread {
   uint32_t *local;        /* read on every call without a lookup */
   uint64_t spent;         /* calibrated profiler cost of its events, ticks */
   uint64_t slowdown;      /* own time removed by the bytecode scale, ticks */
+  uint64_t cmark;         /* builtins=off on source=setprofile: the top frame's own */
+  uint32_t cdepth;        /* clock at its pending C call's start, and its depth (0: none) */
   int active;             /* entered a function since the last record */
   unsigned long owner;    /* the thread (ident) whose state it was made for */
   struct statsprof__thread *prev, *next; /* p->src.threads, or p->src.pool */
@@ -459,18 +467,23 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 /* ---- calibrate.c ------------------------------------------------------ */
 
 /* The profiler's own cost per profile event in ticks of `clock`, for
- * Python functions and for C functions, measured once per process, event
+ * Python functions, for C functions, for events the source delivers that
+ * are not counted and, on source=monitoring, for an event whose offset is
+ * boxed; and the bytecode slowdown. Measured once per process, event
  * source and clock on the calling thread. GIL held. STATSPROF_ESTATE when
  * called from inside a calibration (a signal handler starting a profiler),
  * STATSPROF_ENOMEM when out of memory (nothing cached: measured again at
  * the next call). */
-int statsprof__calibrate(statsprof__clock_kind clock, int source, uint64_t *cost_py, uint64_t *cost_c,
-                         uint64_t *own_scale);
+typedef struct statsprof__costs {
+  uint64_t py, c, rej, box; /* ticks per event, as statsprof__source's cost_* */
+  uint64_t own_scale;       /* bytecode under the profiler: x 2^16 / own_scale slower */
+} statsprof__costs;
+int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out);
 
 /* Calibration's scratch profiler (profiler.c): a table and the event
- * source `source` on `clock`, marked running on this interpreter with raw
+ * source `source` on `clock` (C functions counted or not), marked running on this interpreter with raw
  * times; no sinks, timer or fork tracking. NULL when out of memory. */
-statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source);
+statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source, int builtins);
 void statsprof__scratch_free(statsprof *s);
 
 /* ---- snapshot.c -------------------------------------------------------- */

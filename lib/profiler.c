@@ -117,11 +117,11 @@ int statsprof_create(const char *config, statsprof **out) {
  * already running on this interpreter, raw times (no compensation, no
  * bytecode scale); no sinks, no timer, not known to fork. The caller
  * attaches it to its own thread. */
-statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source) {
+statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source, int builtins) {
   statsprof *s = statsprof__calloc(1, sizeof *s);
   if (!s) return NULL;
   statsprof__config_defaults(&s->config);
-  statsprof__source_init(&s->src, &(statsprof__source_config){clock, 1, source});
+  statsprof__source_init(&s->src, &(statsprof__source_config){clock, builtins, source});
   if (statsprof__table_init(&s->table, s->config.max_functions)) {
     statsprof__free(s);
     return NULL;
@@ -202,17 +202,25 @@ static int64_t timer_tick(void *arg);
 /* The own cost per event, for compensate=on and production mode's budget. */
 static int set_costs(statsprof *p) {
   statsprof__source *src = &p->src;
-  int rc = statsprof__calibrate(src->config.clock, src->config.source, &src->cost_py, &src->cost_c, &src->own_scale);
+  statsprof__costs c;
+  int rc = statsprof__calibrate(src->config.clock, src->config.source, &c);
   if (rc == STATSPROF_ENOMEM)
     return statsprof__error(p, rc, "statsprof_start: out of memory measuring the profiler's own cost");
   if (rc)
     return statsprof__error(p, STATSPROF_ESTATE,
                             "statsprof_start: another profiler is calibrating on this thread (called from a "
                             "signal handler?)");
+  src->cost_py = c.py;
+  src->cost_c = c.c;
+  src->cost_rej = c.rej;
+  src->cost_box = c.box;
+  src->own_scale = c.own_scale;
   if (getenv("STATSPROF_DEBUG"))
-    statsprof__logf(&p->log, "calibrated %llu ticks per Python event, %llu per C event, bytecode x%.3f",
-                    (unsigned long long)src->cost_py, (unsigned long long)src->cost_c,
-                    65536.0 / (double)src->own_scale);
+    statsprof__logf(&p->log,
+                    "calibrated %llu ticks per Python event, %llu per C event, %llu per event not counted, "
+                    "%llu more per boxed offset, bytecode x%.3f",
+                    (unsigned long long)c.py, (unsigned long long)c.c, (unsigned long long)c.rej,
+                    (unsigned long long)c.box, 65536.0 / (double)c.own_scale);
   src->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
   if (!p->config.compensate) src->own_scale = 1 << 16;
   return 0;

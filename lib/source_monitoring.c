@@ -96,9 +96,25 @@ static inline statsprof *mon_profiler(PyObject *self) { return ((mon_owner *)sel
  * otherwise hands the whole event to an out-of-line function, so that the
  * common case saves no registers and calls nothing. */
 
-static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyCodeObject *co) {
+/* What an event costs beyond its kind's cost: CPython hands each callback
+ * the event's bytecode offset as an int, one of its cached small ints up to
+ * mon_small_max, past that a new int allocated and freed for this event. */
+static inline uint64_t mon_offset_cost(const statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
+  if (__builtin_expect(nargs < 2, 0)) return 0;
+  const PyLongObject *o = (const PyLongObject *)args[1];
+  return PyUnstable_Long_IsCompact(o) && PyUnstable_Long_CompactValue(o) <= p->src.mon_small_max ? 0
+                                                                                                 : p->src.cost_box;
+}
+
+/* A CALL or C_RETURN event that counts nothing still cost its thread. */
+static inline void mon_not_counted(statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1))
+    tls_mon.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
+}
+
+static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyCodeObject *co, uint64_t cost) {
   statsprof__thread *t = mon_thread(p);
-  if (t) enter(t, p, code_label_co(p, co), p->src.cost_py);
+  if (t) enter(t, p, code_label_co(p, co), cost);
   Py_RETURN_NONE;
 }
 
@@ -106,11 +122,12 @@ static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t 
   statsprof *p = mon_profiler(self);
   if (__builtin_expect(!p->src.mon_on || nargs < 1, 0)) Py_RETURN_NONE;
   PyCodeObject *co = (PyCodeObject *)args[0];
+  uint64_t cost = p->src.cost_py + mon_offset_cost(p, args, nargs);
   if (__builtin_expect(tls_mon.key == p->src.mon_key, 1)) {
     uintptr_t extra = (uintptr_t)code_extra(co);
-    if (extra >> 32 == p->gen && enter_fast(tls_mon.t, p, (uint32_t)extra, p->src.cost_py)) Py_RETURN_NONE;
+    if (extra >> 32 == p->gen && enter_fast(tls_mon.t, p, (uint32_t)extra, cost)) Py_RETURN_NONE;
   }
-  return mon_py_enter_slow(p, co);
+  return mon_py_enter_slow(p, co, cost);
 }
 
 static __attribute__((noinline)) PyObject *mon_leave_slow(statsprof *p, uint64_t cost_of_event,
@@ -121,13 +138,13 @@ static __attribute__((noinline)) PyObject *mon_leave_slow(statsprof *p, uint64_t
 }
 
 static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-  (void)args; /* the frame that returns is the top of this thread's stack */
-  (void)nargs;
+  /* the frame that returns is the top of this thread's stack */
   statsprof *p = mon_profiler(self);
   if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
-  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, p->src.cost_py, p->src.own_scale))
+  uint64_t cost = p->src.cost_py + mon_offset_cost(p, args, nargs);
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, cost, p->src.own_scale))
     Py_RETURN_NONE;
-  return mon_leave_slow(p, p->src.cost_py, p->src.own_scale);
+  return mon_leave_slow(p, cost, p->src.own_scale);
 }
 
 /* What a CALL / C_RETURN event's callable is, by exact type (CALL fires for
@@ -169,7 +186,11 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
                                                             Py_ssize_t nargs) {
   statsprof__thread *t;
   const PyMethodDef *ml;
-  if (!(ml = mon_cfunc_def(args, nargs)) || !(t = mon_thread(p))) Py_RETURN_NONE;
+  if (!(ml = mon_cfunc_def(args, nargs))) {
+    mon_not_counted(p, args, nargs);
+    Py_RETURN_NONE;
+  }
+  if (!(t = mon_thread(p))) Py_RETURN_NONE;
   PyObject *callable = args[2];
   struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
   uint32_t label;
@@ -177,35 +198,46 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
   else if (PyCFunction_Check(callable)) label = cfunc_label_of(p, (PyCFunctionObject *)callable);
   else if ((label = statsprof__table_cfunc_find(&p->table, ml)) == STATSPROF__NONE)
     label = mon_descr_label(p, callable, args[3]);
-  enter(t, p, label, p->src.cost_c);
+  enter(t, p, label, p->src.cost_c + mon_offset_cost(p, args, nargs));
   Py_RETURN_NONE;
 }
 
 static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
+  if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
   const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
-  if (!ml || __builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
+  if (!ml) {
+    mon_not_counted(p, args, nargs);
+    Py_RETURN_NONE;
+  }
   if (__builtin_expect(ml != MON_OTHER_TYPE && tls_mon.key == p->src.mon_key, 1)) {
     const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
-    if (h->ml == ml && enter_fast(tls_mon.t, p, h->label, p->src.cost_c)) Py_RETURN_NONE;
+    if (h->ml == ml && enter_fast(tls_mon.t, p, h->label, p->src.cost_c + mon_offset_cost(p, args, nargs)))
+      Py_RETURN_NONE;
   }
   return mon_c_enter_slow(p, args, nargs);
 }
 
 static __attribute__((noinline)) PyObject *mon_c_leave_other(statsprof *p, PyObject *const *args,
                                                              Py_ssize_t nargs) {
-  if (mon_cfunc_def(args, nargs)) return mon_leave_slow(p, p->src.cost_c, 1 << 16);
+  if (mon_cfunc_def(args, nargs)) return mon_leave_slow(p, p->src.cost_c + mon_offset_cost(p, args, nargs), 1 << 16);
+  mon_not_counted(p, args, nargs);
   Py_RETURN_NONE;
 }
 
 static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
+  if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
   const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
-  if (!ml || __builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
-  if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
-  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, p->src.cost_c, 1 << 16))
+  if (!ml) {
+    mon_not_counted(p, args, nargs);
     Py_RETURN_NONE;
-  return mon_leave_slow(p, p->src.cost_c, 1 << 16);
+  }
+  if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
+  uint64_t cost = p->src.cost_c + mon_offset_cost(p, args, nargs);
+  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, cost, 1 << 16))
+    Py_RETURN_NONE;
+  return mon_leave_slow(p, cost, 1 << 16);
 }
 
 typedef PyObject *(*mon_fn)(PyObject *, PyObject *const *, Py_ssize_t);
@@ -259,6 +291,20 @@ static int mon_call(PyObject *mon, const char *name, const char *fmt, ...) {
   return r ? 0 : -1;
 }
 
+/* The largest int CPython keeps cached (its small ints: 256 on 3.12 to
+ * 3.15): an offset past it is a new int for every event. */
+static long small_int_max(void) {
+  long v = 0;
+  for (int same = 1; same && v < 1 << 16; v += same) {
+    PyObject *a = PyLong_FromLong(v + 1), *b = PyLong_FromLong(v + 1);
+    same = a && a == b;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+  }
+  PyErr_Clear();
+  return v;
+}
+
 /* Takes a tool id, registers the callbacks and turns the events on. */
 static int mon_start(statsprof *p) {
   PyObject *mon = monitoring_module();
@@ -277,6 +323,7 @@ static int mon_start(statsprof *p) {
                               "another statsprof or another tool); use source=setprofile",
                               MON_TOOL_FIRST, MON_TOOL_LAST);
     }
+    p->src.mon_small_max = small_int_max();
     g_missing = PyObject_GetAttrString(mon, "MISSING");
     Py_XDECREF(g_missing); /* the module keeps it alive */
     PyObject *owner = mon_owner_new(p);

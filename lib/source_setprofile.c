@@ -33,13 +33,44 @@ static inline PyCodeObject *frame_code(PyFrameObject *frame) {
 
 /* C functions take their own (not inlined) paths: fewer live registers in
  * the dispatcher means a cheaper entry for the common Python events. */
+/* builtins=off: the C call is not counted, but its events cost as much as
+ * calibration measured, and the time in between, d, is its caller's own
+ * time spent in C, which the bytecode scale s must not shrink. It is
+ * measured on the caller's own clock (time less its callees' time, what
+ * their scaling removed and the profiler's cost, so that Python functions
+ * the C function calls back are left out), and the frame is given back
+ * beforehand what the scale will take from it: its own time grows by
+ * x = d (1 - s) / s (removed, unsigned, wraps; leave_at's arithmetic is
+ * modular), so that it keeps (own - d) s + d. Only the innermost pending
+ * C call is tracked: one that calls back Python which makes a C call of
+ * its own loses this and is scaled like bytecode. CPython pairs every C
+ * return with its call in the same frame; a frame entered before we
+ * attached is not on the stack, and frames we skipped are not the top. */
+static void on_c_not_counted(statsprof__thread *t, statsprof *p, int call) {
+  t->spent += p->src.cost_rej;
+  if (!t->depth || t->skipped || !p->src.own_scale) return;
+  statsprof__callframe *f = &t->stack[t->depth - 1];
+  uint64_t own_clock = now(p) - (t->spent & p->src.compensate_mask) - f->subt - f->removed;
+  if (call) {
+    t->cmark = own_clock;
+    t->cdepth = t->depth;
+  } else if (t->cdepth == t->depth) {
+    t->cdepth = 0;
+    int64_t d = (int64_t)(own_clock - t->cmark);
+    uint64_t x = d > 0 ? (uint64_t)d * ((1 << 16) - p->src.own_scale) / p->src.own_scale : 0;
+    f->removed -= x;
+    t->slowdown -= x;
+  }
+}
+
 static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->src.config.builtins && PyCFunction_Check(arg))
-    enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->src.cost_c);
+  if (!p->src.config.builtins) on_c_not_counted(t, p, 1);
+  else if (PyCFunction_Check(arg)) enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->src.cost_c);
 }
 
 static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (p->src.config.builtins && PyCFunction_Check(arg)) leave(t, p, p->src.cost_c, 1 << 16);
+  if (!p->src.config.builtins) on_c_not_counted(t, p, 0);
+  else if (PyCFunction_Check(arg)) leave(t, p, p->src.cost_c, 1 << 16);
 }
 
 static __attribute__((noinline)) void on_call_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co) {

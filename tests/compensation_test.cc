@@ -12,13 +12,24 @@ constexpr int kDefaultSource =
 
 namespace {
 
+// 100 never-run statements of 5 code units each: what follows sits past
+// bytecode offset 500.
+#define PADDING_10 "        x += 1\n        x += 1\n        x += 1\n        x += 1\n        x += 1\n" \
+                   "        x += 1\n        x += 1\n        x += 1\n        x += 1\n        x += 1\n"
+#define PADDING PADDING_10 PADDING_10 PADDING_10 PADDING_10 PADDING_10 \
+                PADDING_10 PADDING_10 PADDING_10 PADDING_10 PADDING_10
+
 TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
-  uint64_t py = 0, c = 0, scale = 0;
-  statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &py, &c, &scale);
+  statsprof__costs costs = {};
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &costs), 0);
+  uint64_t scale = costs.own_scale;
   // Profiling always costs something: a zero here silently disables
-  // compensation (as a table change once did).
-  EXPECT_GT(py, 0u);
-  EXPECT_GT(c, 0u);
+  // compensation (as a table change once did). Events that are delivered
+  // but not counted cost too (sys.monitoring: the CALL of every Python
+  // function and type; PyEval_SetProfile with builtins=off: every C call).
+  EXPECT_GT(costs.py, 0u);
+  EXPECT_GT(costs.c, 0u);
+  EXPECT_GT(costs.rej, 0u);
   EXPECT_GT(scale, 0u);
   // The bytecode scale is measured, and is never a speed-up. On 3.11 a
   // profile function takes the eval loop off its fast path: bytecode between
@@ -31,6 +42,104 @@ TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
 #else
   EXPECT_LE(scale, 1u << 16);
 #endif
+}
+
+// A program whose events are known one by one: main calls near and far,
+// which each call len (a C function), object (a type) and g (a Python
+// function) three times; far does so past bytecode offset 256, where
+// sys.monitoring hands its callbacks the offset as a new int.
+constexpr const char *kKnownEvents = R"(
+def g():
+    pass
+def near():
+    for x in (1, 2, 3):
+        len(())
+        object()
+        g()
+def far(x=0):
+    if x:
+)"
+    PADDING
+    R"(
+    for x in (1, 2, 3):
+        len(())
+        object()
+        g()
+def main():
+    near()
+    far()
+)";
+
+struct EventCounts {
+  uint64_t py, c, not_counted, boxed;
+  bool operator==(const EventCounts &o) const {
+    return py == o.py && c == o.c && not_counted == o.not_counted && boxed == o.boxed;
+  }
+};
+
+void PrintTo(const EventCounts &n, std::ostream *os) {
+  *os << "{py " << n.py << ", c " << n.c << ", not counted " << n.not_counted << ", boxed " << n.boxed << "}";
+}
+
+// Runs kKnownEvents' main under a profiler whose per-event costs are set to
+// powers of two far apart, so that the cost the profiler charged its
+// thread, read back after stop, is each kind's count of events in its own
+// bits.
+EventCounts ChargedEvents(const char *config) {
+  void *ns = pyh::Exec(kKnownEvents, "known_events.py");
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create(config, &p), 0);
+  EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  p->src.cost_py = 1;
+  p->src.cost_c = uint64_t{1} << 12;
+  p->src.cost_rej = uint64_t{1} << 24;
+  p->src.cost_box = uint64_t{1} << 36;
+  p->src.own_scale = 1 << 16;  // no bytecode slowdown: what is charged is the events' alone
+  EXPECT_TRUE(pyh::Call(ns, "main")) << pyh::TakeError();
+  statsprof_stop(p);
+  uint64_t charged = p->src.cost_gone;
+  statsprof_destroy(p);
+  pyh::Release(ns);
+  return {charged & 0xfff, (charged >> 12) & 0xfff, (charged >> 24) & 0xfff, charged >> 36};
+}
+
+TEST(Compensation, EveryDeliveredEventIsChargedTheCostOfItsKind) {
+  const bool mon = kDefaultSource == STATSPROF__SOURCE_MONITORING;
+  // Calls and returns of main, near, far and 6 of g: 18 Python events; 6
+  // calls of len: 12 C events. sys.monitoring also delivers 20 that count
+  // nothing (CALL of near, far and each g, CALL and C_RETURN of each
+  // object()), and 16 past offset 256 (in far: 3 x (len's 2, object's 2,
+  // g's CALL), and far's own return). PyEval_SetProfile reports neither a
+  // type's call nor a Python function's before its "call", and passes no
+  // offsets.
+  EXPECT_EQ(ChargedEvents("sink=none"), (mon ? EventCounts{18, 12, 20, 16} : EventCounts{18, 12, 0, 0}));
+  // builtins=off: sys.monitoring delivers only the Python events (far's
+  // return past 256); PyEval_SetProfile delivers len's 12 C events anyway.
+  EXPECT_EQ(ChargedEvents("sink=none;builtins=off"), (mon ? EventCounts{18, 0, 0, 1} : EventCounts{18, 0, 12, 0}));
+}
+
+// With builtins=off PyEval_SetProfile still reports C calls: their time is
+// the caller's own time, but C's, which the bytecode slowdown never touched.
+// A bytecode scale of 2^-16 here leaves next to nothing of a frame's
+// bytecode time, and must leave nap's 50 ms in time.sleep.
+TEST(Compensation, BytecodeScaleLeavesUncountedCTimeAlone) {
+  void *ns = pyh::Exec("import time\n"
+                       "def nap():\n"
+                       "    time.sleep(0.05)\n",
+                       "nap_c.py");
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;source=setprofile;builtins=off", &p), 0);
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  p->src.own_scale = 1;
+  ASSERT_TRUE(pyh::Call(ns, "nap")) << pyh::TakeError();
+  statsprof_stop(p);
+  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  const statsprof_function_profile *nap = pyh::Find(s.get(), "nap");
+  ASSERT_NE(nap, nullptr);
+  EXPECT_EQ(pyh::Find(s.get(), "<built-in method time.sleep>"), nullptr);
+  EXPECT_GE(nap->tottime, 0.049);
+  statsprof_destroy(p);
+  pyh::Release(ns);
 }
 
 TEST(Compensation, NoTimeGoesNegative) {
