@@ -183,7 +183,9 @@ static void measure_all(setup su, statsprof__costs *out) {
   memset(out, 0, sizeof *out);
   out->own_scale = 1 << 16;
   uint64_t bare, prof;
-  if (r && measure(ns, "_statsprof_cal_ops", su, &bare, &prof) && prof > bare)
+  /* The frame-evaluation function leaves the bytecode as fast as it was. */
+  if (r && su.source != STATSPROF__SOURCE_EVALFRAME && measure(ns, "_statsprof_cal_ops", su, &bare, &prof) &&
+      prof > bare)
     out->own_scale = bare * 65536 / prof;
   if (r) {
     int mon = su.source == STATSPROF__SOURCE_MONITORING;
@@ -210,8 +212,8 @@ static void measure_all(setup su, statsprof__costs *out) {
 }
 
 int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out) {
-  static statsprof__costs cached[3][2]; /* [source][clock] */
-  static int done[3][2];
+  static statsprof__costs cached[STATSPROF__NSOURCES][2]; /* [source][clock] */
+  static int done[STATSPROF__NSOURCES][2];
   static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
   if (!done[source][clock]) {

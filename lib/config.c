@@ -143,6 +143,7 @@ static const statsprof__word trigger_words[] = {{"tick", 0}, {"timer", 1}, {NULL
 static const statsprof__word source_words[] = {{"auto", STATSPROF__SOURCE_AUTO},
                                                {"monitoring", STATSPROF__SOURCE_MONITORING},
                                                {"setprofile", STATSPROF__SOURCE_SETPROFILE},
+                                               {"evalframe", STATSPROF__SOURCE_EVALFRAME},
                                                {NULL, 0}};
 
 #define DURATION_HELP "a DURATION: a decimal number and a unit ns, us, ms, s, m or h"
@@ -154,7 +155,7 @@ static const statsprof__word source_words[] = {{"auto", STATSPROF__SOURCE_AUTO},
   X(interval, DURATION, interval_ns, 0, MAX_NS, NULL, DURATION_HELP ", e.g. 500ms, 1s, 2m")               \
   X(clock, WORDS, clock, 0, 1, clock_words, "wall or cpu")                                                \
   X(builtins, WORDS, builtins, 0, 1, bool_words, "on or off")                                             \
-  X(source, WORDS, source, 0, 2, source_words, "auto, monitoring or setprofile")                          \
+  X(source, WORDS, source, 0, 3, source_words, "auto, monitoring, setprofile or evalframe")              \
   X(max_functions, COUNT, max_functions, 1, 100000000, NULL, "a whole number from 1 to 100000000")        \
   X(sink, SINK, sinks, 0, 0, NULL, "NAME or NAME:ARG")                                                    \
   X(writer, WORDS, writer_sync, 0, 1, writer_words, "thread or sync")                                     \

@@ -5,8 +5,9 @@
  * A thread's statsprof__thread holds its call stack. Under
  * source=setprofile it is the profile function's `obj` (c_profileobj) of
  * its thread state, so the hook finds its stack with no lookup and the
- * stack dies with the thread state; under source=monitoring the callbacks
- * find it through thread-local storage (source_monitoring.c).
+ * stack dies with the thread state; under source=monitoring and
+ * source=evalframe the source finds it through thread-local storage
+ * (statsprof__tls_thread, below).
  */
 #include <string.h>
 
@@ -26,6 +27,7 @@ static void on_python_exit(void) {
   /* Freed with the interpreter; the next one makes its own. */
   g_thread_type = NULL;
   statsprof__monitoring_forget();
+  statsprof__evalframe_forget();
 }
 
 uint64_t statsprof__epoch(void) { return g_epoch; }
@@ -320,6 +322,33 @@ statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner) {
   return t;
 }
 
+/* ---- the calling thread's state, for the sources that own theirs ------- */
+
+__thread struct statsprof__tls statsprof__tls __attribute__((tls_model("initial-exec")));
+static atomic_ullong g_tls_key;
+
+uint64_t statsprof__tls_key_next(void) { return atomic_fetch_add(&g_tls_key, 1) + 1; }
+
+statsprof__thread *statsprof__tls_thread_slow(statsprof *p) {
+  unsigned long me = PyThread_get_thread_ident();
+  /* This run may know the thread already (another profiler's run on it
+   * took the cache meanwhile). A new thread reuses the ident of one that
+   * ended, whose state stays here until the next record pools and frees it
+   * (threads.c): a state bound to another OS thread is not this thread's. */
+  statsprof__thread *t = p->src.threads;
+  while (t && (t->owner != me ||
+               (t->slot != STATSPROF__NONE && !statsprof__osthread_is_self(p->table.slots[t->slot].os))))
+    t = t->next;
+  if (!t) t = statsprof__thread_new(p, me);
+  if (!t) {
+    p->src.oom = 1;
+    return NULL;
+  }
+  statsprof__tls.key = p->src.tls_key;
+  statsprof__tls.t = t;
+  return t;
+}
+
 void statsprof__thread_pool(statsprof *p, statsprof__thread *t) {
   uint32_t slot = t->slot;
   thread_unlink(t); /* inert from now on */
@@ -354,6 +383,7 @@ int statsprof__attach_all(statsprof *p, int self) {
 #if PY_VERSION_HEX >= 0x030C0000
   if (p->src.config.source == STATSPROF__SOURCE_MONITORING) return statsprof__monitoring_attach_all(p);
 #endif
+  if (p->src.config.source == STATSPROF__SOURCE_EVALFRAME) return statsprof__evalframe_attach_all(p);
   return statsprof__setprofile_attach_all(p, self);
 }
 
@@ -364,13 +394,18 @@ void statsprof__detach_all(statsprof *p) {
     return;
   }
 #endif
+  if (p->src.config.source == STATSPROF__SOURCE_EVALFRAME) {
+    statsprof__evalframe_detach_all(p);
+    return;
+  }
   statsprof__setprofile_detach_all(p);
 }
 
 int statsprof__attach_self(statsprof *p) {
+  /* Monitoring and evalframe: every thread already gets the events. */
 #if PY_VERSION_HEX >= 0x030C0000
-  /* Every thread already gets the events. */
   if (p->src.config.source == STATSPROF__SOURCE_MONITORING) return statsprof__monitoring_attach_all(p);
 #endif
+  if (p->src.config.source == STATSPROF__SOURCE_EVALFRAME) return statsprof__evalframe_attach_all(p);
   return statsprof__setprofile_attach_self(p);
 }

@@ -192,4 +192,19 @@ static inline void leave(statsprof__thread *t, statsprof *p, uint64_t cost_of_ev
   if (!leave_fast(t, p, cost_of_event, own_scale)) statsprof__leave_slow(t, p, cost_of_event, own_scale);
 }
 
+/* The calling thread's state, for the sources that make and keep their
+ * own (monitoring, evalframe): cached in thread-local storage for the run
+ * p->src.tls_key, found or made by hook.c's slow path; NULL out of memory. */
+struct statsprof__tls {
+  uint64_t key;
+  statsprof__thread *t;
+};
+extern __thread struct statsprof__tls statsprof__tls __attribute__((tls_model("initial-exec")));
+statsprof__thread *statsprof__tls_thread_slow(statsprof *p);
+
+static inline statsprof__thread *statsprof__tls_thread(statsprof *p) {
+  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1)) return statsprof__tls.t;
+  return statsprof__tls_thread_slow(p);
+}
+
 #endif

@@ -91,8 +91,15 @@ typedef struct statsprof__sink_spec {
   size_t arg_offset; /* of arg in the config string */
 } statsprof__sink_spec;
 
-/* Where events come from (hook.c): auto picks monitoring on 3.12+. */
-enum { STATSPROF__SOURCE_AUTO = 0, STATSPROF__SOURCE_MONITORING = 1, STATSPROF__SOURCE_SETPROFILE = 2 };
+/* Where events come from (hook.c): auto picks monitoring on 3.12+, and on
+ * 3.11 evalframe with builtins=off where it counts exactly (else setprofile). */
+enum {
+  STATSPROF__SOURCE_AUTO = 0,
+  STATSPROF__SOURCE_MONITORING = 1,
+  STATSPROF__SOURCE_SETPROFILE = 2,
+  STATSPROF__SOURCE_EVALFRAME = 3,
+  STATSPROF__NSOURCES
+};
 
 typedef struct statsprof__config {
   int64_t interval_ns;      /* tick emits a record this often */
@@ -260,11 +267,13 @@ void statsprof__table_clear_counts(statsprof__table *t);
 typedef struct statsprof__source_config {
   statsprof__clock_kind clock; /* what the hook's times are */
   int builtins;                /* count C functions too */
-  int source;                  /* STATSPROF__SOURCE_MONITORING or _SETPROFILE, never AUTO */
+  int source;                  /* STATSPROF__SOURCE_MONITORING, _SETPROFILE or _EVALFRAME, never AUTO */
+  int fallback;                /* evalframe chosen by auto: setprofile where it is not exact */
 } statsprof__source_config;
 
 /* The event source: how CPython's events reach the counting core
- * (PyEval_SetProfile per thread state, or sys.monitoring on 3.12+), its
+ * (PyEval_SetProfile per thread state, sys.monitoring on 3.12+, or PEP
+ * 523's frame-evaluation function on 3.11 with builtins=off), its
  * per-thread states and the calibrated cost it subtracts. Set up at create
  * from its config slice (statsprof__source_init); the hook reads and
  * writes it on every profiled thread under the GIL, start/stop/tick
@@ -276,7 +285,8 @@ typedef struct statsprof__source {
   struct statsprof__thread *pool;    /* inert ones whose hook was removed (hook.c) */
   int mon_tool;               /* source=monitoring: our sys.monitoring tool id, or -1 */
   int mon_on;                 /* ... its events are on */
-  uint64_t mon_key;           /* ... this run's key for the threads' cached states */
+  uint64_t tls_key;           /* monitoring, evalframe: this run's key for the threads' states
+                               * cached in thread-local storage (hook.c); 0 while off */
   int oom;                    /* sticky: the hook could not allocate */
   uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event (start) */
   uint64_t cost_rej;        /* ... per event delivered but not counted (a CALL of a
@@ -301,6 +311,12 @@ typedef struct statsprof__source {
 /* No threads, no tool id, raw times (own_scale 1.0) until start sets the
  * calibrated costs. */
 void statsprof__source_init(statsprof__source *s, const statsprof__source_config *c);
+/* Whether the source makes and keeps the per-thread states itself, found
+ * through thread-local storage (monitoring, evalframe), rather than
+ * installing each one on its thread state (setprofile). */
+static inline int statsprof__source_owns_states(const statsprof__source *s) {
+  return s->config.source != STATSPROF__SOURCE_SETPROFILE;
+}
 
 /* One Python call on a thread's profiled call stack (not a host frame
  * marker: those are frame.c's). */
@@ -354,6 +370,9 @@ statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner);
 /* Takes a reference to t after its hook was removed: t goes inert into
  * p's pool rather than being freed (see hook.c). */
 void statsprof__thread_pool(statsprof *p, statsprof__thread *t);
+/* A new key for a run of a source whose states are cached per thread
+ * (statsprof__tls_thread, hotpath.h): never 0, never reused. */
+uint64_t statsprof__tls_key_next(void);
 /* Frees pooled states (of threads that ended, or all): GIL held. */
 void statsprof__thread_pool_trim(statsprof *p, int all);
 /* Makes t inert and forgets it (its thread state may still hold it). */
@@ -377,6 +396,15 @@ void statsprof__monitoring_forget(void);
 void statsprof__monitoring_release(statsprof *p);
 int statsprof__monitoring_attach_all(statsprof *p);
 void statsprof__monitoring_detach_all(statsprof *p);
+/* source_evalframe.c (3.11; elsewhere it refuses): whether the
+ * frame-evaluation source would count exactly here and its slot is free:
+ * 1, else why, and 0, or -1 when the reason is this interpreter's version
+ * or self-check, already given once; installing and removing its
+ * function; at Py_Finalize, forgetting it. GIL held. */
+int statsprof__evalframe_usable(char *why, size_t n);
+int statsprof__evalframe_attach_all(statsprof *p);
+void statsprof__evalframe_detach_all(statsprof *p);
+void statsprof__evalframe_forget(void);
 
 /* ---- tstates.c: thread states the profiler does not own ---------------- */
 

@@ -66,17 +66,52 @@ static int init_parts(statsprof *p) {
   return open_config_sinks(p);
 }
 
-/* source=auto picks monitoring on 3.12+; the source starts from its slice
- * of config. */
+/* source=auto picks monitoring on 3.12+; on 3.11 evalframe with
+ * builtins=off (start falls back to setprofile where it would not count
+ * exactly: choose_source), else setprofile. The source starts from its
+ * slice of config. */
 static int pick_source(statsprof *p) {
   statsprof__config *c = &p->config;
-  if (c->source == STATSPROF__SOURCE_AUTO)
-    c->source = PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
-  statsprof__source_init(&p->src, &(statsprof__source_config){c->clock, c->builtins, c->source});
+  int fallback = 0;
+  if (c->source == STATSPROF__SOURCE_AUTO) {
+    if (PY_VERSION_HEX >= 0x030C0000) c->source = STATSPROF__SOURCE_MONITORING;
+    else c->source = c->builtins ? STATSPROF__SOURCE_SETPROFILE : STATSPROF__SOURCE_EVALFRAME;
+    fallback = c->source == STATSPROF__SOURCE_EVALFRAME;
+  }
+  statsprof__source_init(&p->src, &(statsprof__source_config){c->clock, c->builtins, c->source, fallback});
   if (c->source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000)
     return statsprof__error(NULL, STATSPROF_ECONFIG,
                             "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s",
                             PY_VERSION);
+  if (c->source == STATSPROF__SOURCE_EVALFRAME && (PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000))
+    return statsprof__error(NULL, STATSPROF_ECONFIG,
+                            "config: source=evalframe needs CPython 3.11.4 or a later 3.11 (PEP 523's "
+                            "frame-evaluation function; from 3.12 builtins=off uses sys.monitoring); this is %s",
+                            PY_VERSION);
+  if (c->source == STATSPROF__SOURCE_EVALFRAME && c->builtins)
+    return statsprof__error(NULL, STATSPROF_ECONFIG,
+                            "config: source=evalframe counts Python functions only: it needs builtins=off");
+  return 0;
+}
+
+/* source=evalframe, chosen or forced: whether it counts exactly on this
+ * interpreter and the frame-evaluation function is free is only known
+ * with Python running. Decided at each start until it falls back, before
+ * calibration measures the source: auto falls back to setprofile for good
+ * and says why in the log (an interpreter's version only once), a forced
+ * source fails. */
+static int choose_source(statsprof *p) {
+  statsprof__source_config *c = &p->src.config;
+  char why[320];
+  int usable = c->source == STATSPROF__SOURCE_EVALFRAME ? statsprof__evalframe_usable(why, sizeof why) : 1;
+  if (usable == 1) return 0;
+  if (!c->fallback)
+    return statsprof__error(p, STATSPROF_ESTATE, "statsprof_start: source=evalframe: %s; use source=setprofile",
+                            why);
+  if (usable == 0)
+    statsprof__logf(&p->log, "builtins=off: not using source=evalframe: %s; using source=setprofile", why);
+  c->source = p->config.source = STATSPROF__SOURCE_SETPROFILE;
+  c->fallback = 0;
   return 0;
 }
 
@@ -121,7 +156,7 @@ statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source, int b
   statsprof *s = statsprof__calloc(1, sizeof *s);
   if (!s) return NULL;
   statsprof__config_defaults(&s->config);
-  statsprof__source_init(&s->src, &(statsprof__source_config){clock, builtins, source});
+  statsprof__source_init(&s->src, &(statsprof__source_config){clock, builtins, source, 0});
   if (statsprof__table_init(&s->table, s->config.max_functions)) {
     statsprof__free(s);
     return NULL;
@@ -246,7 +281,7 @@ static int start_locked(statsprof *p) {
   p->running = 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
-  if ((rc = set_costs(p)) != 0) return rc;
+  if ((rc = choose_source(p)) != 0 || (rc = set_costs(p)) != 0) return rc;
   p->interp_epoch = statsprof__epoch();
   p->running = 1;
   /* Threads started later from Python; failure only loses those threads

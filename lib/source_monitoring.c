@@ -8,10 +8,10 @@
  * interpreter, including threads a host creates later in C: nothing is
  * installed per thread and no other thread's state is touched. The
  * callbacks find the calling thread's state through thread-local storage,
- * made at the thread's first event. The tool id is the first free of 3 and
- * 4 (sys.monitoring's ids 0, 1, 2 and 5 are the debugger's, coverage's,
- * the profiler's - cProfile's - and the optimizer's), so statsprof runs
- * beside cProfile, coverage and a debugger.
+ * made at the thread's first event (hook.c's statsprof__tls_thread). The
+ * tool id is the first free of 3 and 4 (sys.monitoring's ids 0, 1, 2 and 5
+ * are the debugger's, coverage's, the profiler's - cProfile's - and the
+ * optimizer's), so statsprof runs beside cProfile, coverage and a debugger.
  */
 #include "hotpath.h"
 
@@ -20,39 +20,6 @@ static PyTypeObject *g_mon_owner_type; /* the callbacks' self, per interpreter *
 
 enum { MON_TOOL_FIRST = 3, MON_TOOL_LAST = 4 };
 static PyObject *g_missing; /* sys.monitoring.MISSING (borrowed: module-owned) */
-static atomic_ullong g_mon_key;
-
-/* The calling thread's state for the profiler whose current run is `key`. */
-static __thread struct {
-  uint64_t key;
-  statsprof__thread *t;
-} tls_mon __attribute__((tls_model("initial-exec")));
-
-static __attribute__((noinline)) statsprof__thread *mon_thread_slow(statsprof *p) {
-  unsigned long me = PyThread_get_thread_ident();
-  /* This run may know the thread already (another profiler's run on it
-   * took the cache meanwhile). A new thread reuses the ident of one that
-   * ended, whose state stays here until the next record pools and frees it
-   * (threads.c): a state bound to another OS thread is not this thread's. */
-  statsprof__thread *t = p->src.threads;
-  while (t && (t->owner != me ||
-               (t->slot != STATSPROF__NONE && !statsprof__osthread_is_self(p->table.slots[t->slot].os))))
-    t = t->next;
-  if (!t) t = statsprof__thread_new(p, me);
-  if (!t) {
-    p->src.oom = 1;
-    return NULL;
-  }
-  tls_mon.key = p->src.mon_key;
-  tls_mon.t = t;
-  return t;
-}
-
-static inline statsprof__thread *mon_thread(statsprof *p) {
-  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1)) return tls_mon.t;
-  return mon_thread_slow(p);
-}
-
 /* The callbacks' self: a tiny object of our own that holds the profiler,
  * read with one load where a capsule's PyCapsule_GetPointer is a call that
  * checks the capsule's name (~27 instructions per event). One per tool id
@@ -108,12 +75,12 @@ static inline uint64_t mon_offset_cost(const statsprof *p, PyObject *const *args
 
 /* A CALL or C_RETURN event that counts nothing still cost its thread. */
 static inline void mon_not_counted(statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
-  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1))
-    tls_mon.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
+  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1))
+    statsprof__tls.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
 }
 
 static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyCodeObject *co, uint64_t cost) {
-  statsprof__thread *t = mon_thread(p);
+  statsprof__thread *t = statsprof__tls_thread(p);
   if (t) enter(t, p, code_label_co(p, co), cost);
   Py_RETURN_NONE;
 }
@@ -123,16 +90,16 @@ static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t 
   if (__builtin_expect(!p->src.mon_on || nargs < 1, 0)) Py_RETURN_NONE;
   PyCodeObject *co = (PyCodeObject *)args[0];
   uint64_t cost = p->src.cost_py + mon_offset_cost(p, args, nargs);
-  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1)) {
+  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1)) {
     uintptr_t extra = (uintptr_t)code_extra(co);
-    if (extra >> 32 == p->gen && enter_fast(tls_mon.t, p, (uint32_t)extra, cost)) Py_RETURN_NONE;
+    if (extra >> 32 == p->gen && enter_fast(statsprof__tls.t, p, (uint32_t)extra, cost)) Py_RETURN_NONE;
   }
   return mon_py_enter_slow(p, co, cost);
 }
 
 static __attribute__((noinline)) PyObject *mon_leave_slow(statsprof *p, uint64_t cost_of_event,
                                                           uint64_t own_scale) {
-  statsprof__thread *t = mon_thread(p);
+  statsprof__thread *t = statsprof__tls_thread(p);
   if (t) statsprof__leave_slow(t, p, cost_of_event, own_scale);
   Py_RETURN_NONE;
 }
@@ -142,7 +109,7 @@ static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t 
   statsprof *p = mon_profiler(self);
   if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
   uint64_t cost = p->src.cost_py + mon_offset_cost(p, args, nargs);
-  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, cost, p->src.own_scale))
+  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1) && leave_fast(statsprof__tls.t, p, cost, p->src.own_scale))
     Py_RETURN_NONE;
   return mon_leave_slow(p, cost, p->src.own_scale);
 }
@@ -190,7 +157,7 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
     mon_not_counted(p, args, nargs);
     Py_RETURN_NONE;
   }
-  if (!(t = mon_thread(p))) Py_RETURN_NONE;
+  if (!(t = statsprof__tls_thread(p))) Py_RETURN_NONE;
   PyObject *callable = args[2];
   struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
   uint32_t label;
@@ -210,9 +177,9 @@ static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t n
     mon_not_counted(p, args, nargs);
     Py_RETURN_NONE;
   }
-  if (__builtin_expect(ml != MON_OTHER_TYPE && tls_mon.key == p->src.mon_key, 1)) {
+  if (__builtin_expect(ml != MON_OTHER_TYPE && statsprof__tls.key == p->src.tls_key, 1)) {
     const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
-    if (h->ml == ml && enter_fast(tls_mon.t, p, h->label, p->src.cost_c + mon_offset_cost(p, args, nargs)))
+    if (h->ml == ml && enter_fast(statsprof__tls.t, p, h->label, p->src.cost_c + mon_offset_cost(p, args, nargs)))
       Py_RETURN_NONE;
   }
   return mon_c_enter_slow(p, args, nargs);
@@ -235,7 +202,7 @@ static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t n
   }
   if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
   uint64_t cost = p->src.cost_c + mon_offset_cost(p, args, nargs);
-  if (__builtin_expect(tls_mon.key == p->src.mon_key, 1) && leave_fast(tls_mon.t, p, cost, 1 << 16))
+  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1) && leave_fast(statsprof__tls.t, p, cost, 1 << 16))
     Py_RETURN_NONE;
   return mon_leave_slow(p, cost, 1 << 16);
 }
@@ -341,7 +308,7 @@ static int mon_start(statsprof *p) {
   long events = 0;
   for (int i = 0; i < MON_NCALLBACKS; i++)
     if (i < MON_FIRST_C || p->src.config.builtins) events |= mon_event(mon, mon_callbacks[i].event);
-  p->src.mon_key = atomic_fetch_add(&g_mon_key, 1) + 1; /* every thread's cached state is stale */
+  p->src.tls_key = statsprof__tls_key_next(); /* every thread's cached state is stale */
   p->src.mon_on = 1;
   if (!rc && mon_call(mon, "set_events", "(il)", p->src.mon_tool, events))
     rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: set_events failed");

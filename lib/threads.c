@@ -294,8 +294,8 @@ void statsprof__threads_retire(statsprof *p) {
     next = th->next;
     if (th->slot == STATSPROF__NONE || t->slots[th->slot].state != STATSPROF__SLOT_ENDED) continue;
     /* A state the dead thread left behind must not count into the slot's
-     * next owner. The monitoring source owns its states: to the pool. */
-    if (p->src.config.source == STATSPROF__SOURCE_MONITORING) statsprof__thread_pool(p, th);
+     * next owner. The sources that own their states: to the pool. */
+    if (statsprof__source_owns_states(&p->src)) statsprof__thread_pool(p, th);
     else statsprof__thread_orphan(th);
   }
   /* Pooled states of ended threads can no longer be called late. */

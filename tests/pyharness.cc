@@ -4,7 +4,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <fcntl.h>
@@ -154,13 +156,13 @@ bool BuiltinsOff() {
   return false;
 }
 
-CountMap CProfileRun(void *ns, const char *fn) {
+CountMap CProfileRun(void *ns, const char *fn, int builtins) {
   static PyObject *helper_ns;
   if (!helper_ns) helper_ns = (PyObject *)Exec(kCProfileHelper, "<pyharness>");
   PyObject *helper = PyDict_GetItemString(helper_ns, "_pyh_cprofile");
   PyObject *target = PyDict_GetItemString((PyObject *)ns, fn);
   CountMap m;
-  bool off = BuiltinsOff();
+  bool off = builtins < 0 ? BuiltinsOff() : !builtins;
   PyObject *r = target ? PyObject_CallFunctionObjArgs(helper, target, off ? Py_False : Py_True, nullptr) : nullptr;
   if (!r) {
     ADD_FAILURE() << "cProfile run failed: " << TakeError();
@@ -191,13 +193,55 @@ std::string FirstCFunction(const CountMap &m) {
   return "";
 }
 
+bool EvalFrameRuns() {
+  return PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && Py_Version >= 0x030B04F0;
+}
+
+void ExpectEvalFrameRefused(const std::string &config) {
+  std::string cfg = config + ";source=evalframe";
+  if (config.find("builtins") == std::string::npos) cfg += ";builtins=off";
+  statsprof *p = nullptr;
+  int rc = statsprof_create(cfg.c_str(), &p);
+  if (PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000) {
+    EXPECT_EQ(rc, STATSPROF_ECONFIG);
+    std::string msg = statsprof_errmsg(nullptr);
+    EXPECT_NE(msg.find("config: source=evalframe needs CPython 3.11.4 or a later 3.11"), std::string::npos) << msg;
+    return;
+  }
+  ASSERT_EQ(rc, 0) << statsprof_errmsg(nullptr);
+  EXPECT_EQ(statsprof_start(p), STATSPROF_ESTATE);
+  char version[32];
+  snprintf(version, sizeof version, "CPython %lu.%lu.%lu ", Py_Version >> 24, (Py_Version >> 16) & 0xff,
+           (Py_Version >> 8) & 0xff);
+  std::string msg = statsprof_errmsg(p);
+  EXPECT_NE(msg.find(std::string("statsprof_start: source=evalframe: ") + version +
+                     "pushes some Python frames without calling the frame-evaluation function (gh-104405, "
+                     "fixed in 3.11.4)"),
+            std::string::npos)
+      << msg;
+  EXPECT_FALSE(statsprof_is_running(p));
+  statsprof_destroy(p);
+}
+
 CountMap StatsprofRun(void *ns, const char *fn, const char *config, bool this_thread_only) {
   statsprof *p = nullptr;
   CountMap m;
   // The *_setprofile test targets run the same parity checks on the
   // PyEval_SetProfile source (the default on 3.12+ is sys.monitoring).
   std::string cfg = config ? config : "";
-  if (const char *source = getenv("STATSPROF_TEST_SOURCE")) cfg += std::string(";source=") + source;
+  const char *source = getenv("STATSPROF_TEST_SOURCE");
+  // The *_evalframe targets: where the frame-evaluation source must not
+  // run, forcing it must fail as documented, and the parity check then runs
+  // on the interpreter's default source. A test that counts C functions
+  // (builtins=on) keeps the default source.
+  if (source && !strcmp(source, "evalframe")) {
+    if (cfg.find("builtins=on") != std::string::npos) source = nullptr;
+    else if (!EvalFrameRuns()) {
+      ExpectEvalFrameRefused(cfg);
+      source = nullptr;
+    }
+  }
+  if (source) cfg += std::string(";source=") + source;
   // The *_builtins_off targets: Python functions only, unless the test
   // chose builtins itself.
   if (BuiltinsOff() && cfg.find("builtins") == std::string::npos) cfg += ";builtins=off";
@@ -304,9 +348,22 @@ uint64_t Calls(statsprof *p, const std::string &name) {
 
 // Whether statsprof receives events: its profile function (setprofile
 // source), or its sys.monitoring tool with events on (3.12+ default).
+// _pyh_eval_frame_set(): whether a frame-evaluation function other than
+// CPython's is installed (3.11: statsprof's source=evalframe), which Python
+// code cannot see; RunPy puts it in the namespace.
+static PyObject *EvalFrameSet(PyObject *, PyObject *) {
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+  return PyBool_FromLong(_PyInterpreterState_GetEvalFrameFunc(PyThreadState_Get()->interp) !=
+                         _PyEval_EvalFrameDefault);
+#else
+  Py_RETURN_FALSE;
+#endif
+}
+static PyMethodDef kEvalFrameSet = {"_pyh_eval_frame_set", EvalFrameSet, METH_NOARGS, nullptr};
+
 #define STATSPROF_EVENTS_ON                                                                 \
   "def statsprof_events_on():\n"                                                           \
-  "    if sys.getprofile() is not None: return True\n"                                     \
+  "    if sys.getprofile() is not None or _pyh_eval_frame_set(): return True\n"            \
   "    m = getattr(sys, 'monitoring', None)\n"                                             \
   "    return bool(m) and any(m.get_tool(i) == 'statsprof' and m.get_events(i) for i in (3, 4))\n"
 const char kNoHook[] = "import sys, threading\n" STATSPROF_EVENTS_ON R"(
@@ -320,6 +377,9 @@ assert statsprof_events_on()
 std::string RunPy(const std::string &code, const std::map<std::string, std::string> &vars) {
   PyObject *ns = PyDict_New();
   PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
+  PyObject *eval_frame_set = PyCFunction_New(&kEvalFrameSet, nullptr);
+  PyDict_SetItemString(ns, "_pyh_eval_frame_set", eval_frame_set);
+  Py_XDECREF(eval_frame_set);
   for (const auto &[k, v] : vars) {
     PyObject *s = PyUnicode_DecodeUTF8(v.data(), (Py_ssize_t)v.size(), "surrogateescape");
     PyDict_SetItemString(ns, k.c_str(), s);

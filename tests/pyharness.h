@@ -51,11 +51,20 @@ CountMap FromSnapshot(const statsprof_stats_profile *s);
 bool BuiltinsOff();
 // Runs ns[fn]() under cProfile.Profile and returns its stats, without
 // cProfile's own enable/disable entries. builtins=True, or builtins=False
-// when BuiltinsOff().
-CountMap CProfileRun(void *ns, const char *fn);
+// when BuiltinsOff(); `builtins` 0 or 1 says which instead.
+CountMap CProfileRun(void *ns, const char *fn, int builtins = -1);
+// Whether source=evalframe must run here: CPython 3.11.4 or a later 3.11
+// (the running libpython's Py_Version, as the library decides).
+bool EvalFrameRuns();
+// Expects forcing source=evalframe (and builtins=off, unless `config` sets
+// builtins) on top of `config`
+// to fail as README documents: a config error off 3.11, a start error that
+// names gh-104405 and this version before 3.11.4.
+void ExpectEvalFrameRefused(const std::string &config);
 // Runs ns[fn]() under a fresh statsprof (sink=none) and returns its stats.
 // With this_thread_only, only the calling thread's counts (as cProfile).
-// STATSPROF_TEST_SOURCE=NAME adds source=NAME to the config, and
+// STATSPROF_TEST_SOURCE=NAME adds source=NAME to the config (evalframe
+// where !EvalFrameRuns(): ExpectEvalFrameRefused, then the default source), and
 // BuiltinsOff() adds builtins=off unless the config sets builtins itself.
 CountMap StatsprofRun(void *ns, const char *fn, const char *config = "sink=none",
                       bool this_thread_only = false);
@@ -85,7 +94,8 @@ std::string RunPy(const std::string &code, const std::map<std::string, std::stri
 uint64_t Calls(statsprof *p, const std::string &name);
 // Python code for RunPy that raises unless statsprof receives no events on
 // any thread (no profile function, no sys.monitoring events, no
-// threading.setprofile) -- kNoHook -- or receives them on this one (kHook).
+// frame-evaluation function, no threading.setprofile) -- kNoHook -- or
+// receives them on this one (kHook).
 extern const char kNoHook[];
 extern const char kHook[];
 

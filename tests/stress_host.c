@@ -2,7 +2,8 @@
  * the situations that used to crash or hang it: C threads entering and
  * leaving Python while records are cut, Python threads that start and exit
  * while the profiler attaches, signal handlers that start and stop the
- * profiler, fork with a timer. Each scenario exits 0 when it ran through and
+ * profiler, fork with a timer, start and stop while other threads run Python.
+ * Each scenario exits 0 when it ran through and
  * its counts were right; a crash or a hang is the failure that
  * threadstate_stress_test.cc looks for (it runs every scenario in a
  * subprocess, many times).
@@ -439,6 +440,83 @@ static int scenario_thread_records(const char *mode) {
   return 0;
 }
 
+/* ---- start and stop while other threads run Python ---------------------- */
+
+static const char kBusy[] =
+    "import threading\n"
+    "def leaf(): pass\n"
+    "def gen():\n"
+    "    for i in range(3): yield leaf()\n"
+    "def work():\n"
+    "    for i in range(3): leaf()\n"
+    "    for x in gen(): pass\n"
+    "stop = threading.Event()\n"
+    "def spin():\n"
+    "    while not stop.is_set(): work()\n"
+    "spinners = [threading.Thread(target=spin) for i in range(2)]\n"
+    "def start_spinners():\n"
+    "    for t in spinners: t.start()\n"
+    "def stop_spinners():\n"
+    "    stop.set()\n"
+    "    for t in spinners: t.join()\n";
+
+static atomic_int g_busy_stop;
+
+/* A C thread that enters Python again and again, never attaching: the
+ * sources that see every thread count it from its first call. */
+static void *busy_worker(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_busy_stop)) {
+    PyGILState_STATE g = PyGILState_Ensure();
+    call0("work");
+    PyGILState_Release(g);
+  }
+  return NULL;
+}
+
+/* builtins=off (on 3.11.4+ the frame-evaluation source, elsewhere the
+ * default one): the main thread creates, starts, calls, stops and destroys
+ * a profiler ITERATIONS times while two Python threads and two C threads
+ * run Python the whole time, so that stop and destroy meet frames still
+ * running on other threads. With "-duty", production-mode windows open and
+ * close on every tick as well. Each run must count exactly the main
+ * thread's own calls. */
+static int scenario_startstop(const char *mode) {
+  int duty = strstr(mode, "duty") != NULL;
+  exec_code(kBusy);
+  call0("start_spinners");
+  pthread_t th[2];
+  for (int i = 0; i < 2; i++) CHECK(pthread_create(&th[i], NULL, busy_worker, NULL) == 0, "thread");
+  for (int i = 0; i < g_iterations; i++) {
+    create_start(duty ? "sink=none;builtins=off;duty=50%;window=200us" : "sink=none;builtins=off");
+    for (int k = 0; k < 5; k++) {
+      call0("work");
+      statsprof_tick(g_p);
+      PyThreadState *ts = PyEval_SaveThread();
+      sleep_us(50);
+      PyEval_RestoreThread(ts);
+    }
+    CHECK(statsprof_stop(g_p) == 0, "stop: %s", statsprof_errmsg(g_p));
+    statsprof_stats_profile *s = NULL;
+    CHECK(statsprof_snapshot_thread(g_p, STATSPROF_CUMULATIVE, PyThread_get_thread_ident(), &s) == 0,
+          "snapshot_thread: %s", statsprof_errmsg(g_p));
+    uint64_t leaf = 0;
+    for (size_t f = 0; f < s->nfunc_profiles; f++)
+      if (!strcmp(s->func_profiles[f].function_name, "leaf")) leaf += s->func_profiles[f].ncalls;
+    statsprof_stats_profile_free(s);
+    CHECK(duty ? leaf <= 5 * 6 : leaf == 5 * 6, "run %d: the main thread's leaf: %llu calls, want %s30", i,
+          (unsigned long long)leaf, duty ? "at most " : "");
+    statsprof_destroy(g_p);
+    g_p = NULL;
+  }
+  atomic_store(&g_busy_stop, 1);
+  PyThreadState *ts = PyEval_SaveThread();
+  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+  PyEval_RestoreThread(ts);
+  call0("stop_spinners");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -451,6 +529,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(s, "fork-timer")) rc = scenario_fork_timer(s);
   else if (!strcmp(s, "prefork")) rc = scenario_prefork(s);
   else if (!strcmp(s, "thread-records")) rc = scenario_thread_records(s);
+  else if (!strncmp(s, "startstop", 9)) rc = scenario_startstop(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

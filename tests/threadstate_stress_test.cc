@@ -110,4 +110,14 @@ TEST(ThreadStateStress, PreforkWorkerCountsAndNamesItsOwnThreads) { ExpectClean(
 // 81 threads active at once give 64 thread records and threads_omitted 17.
 TEST(ThreadStateStress, ThreadRecordsAreBoundedByLiveThreads) { ExpectClean("thread-records", 2, 250); }
 
+// builtins=off (on 3.11.4+: the frame-evaluation source, which every thread
+// runs through; elsewhere the default source): 300 profilers created,
+// started, stopped and destroyed on the main thread while two Python threads
+// and two C threads (PyGILState_Ensure, no attach) run Python throughout, so
+// that evaluations entered under one run return after its stop, after its
+// profiler is freed, or in the next run. Each run counts exactly the main
+// thread's 30 leaf calls. "-duty": production-mode windows open and close
+// on every tick as well.
+TEST(ThreadStateStress, StartAndStopWhileOtherThreadsRunPython) { ExpectClean("startstop", 3, 300); }
+TEST(ThreadStateStress, WindowsOpenAndCloseWhileOtherThreadsRunPython) { ExpectClean("startstop-duty", 3, 300); }
 }  // namespace

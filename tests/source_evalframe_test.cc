@@ -1,0 +1,322 @@
+// source_evalframe_test.cc — the frame-evaluation source (PEP 523, CPython
+// 3.11.4+ with builtins=off): when it is chosen, when it is refused and why,
+// coexistence with another frame-evaluation function, threads it sees
+// without attaching, and evaluations that outlive the run they entered in.
+// Its counts against cProfile are the parity suites' (*_evalframe targets).
+// Where the source must not run, each test checks the documented refusal
+// or fallback instead.
+#include <pthread.h>
+
+#include "lib_internal.h"
+#include "pyharness.h"
+
+namespace {
+
+bool Is311() { return PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000; }
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+// Another tool's frame-evaluation function (a debugger's, say).
+PyObject *ForeignEval(PyThreadState *ts, struct _PyInterpreterFrame *frame, int throwflag) {
+  return _PyEval_EvalFrameDefault(ts, frame, throwflag);
+}
+_PyFrameEvalFunction Installed() { return _PyInterpreterState_GetEvalFrameFunc(PyThreadState_Get()->interp); }
+void Install(_PyFrameEvalFunction f) { _PyInterpreterState_SetEvalFrameFunc(PyThreadState_Get()->interp, f); }
+#endif
+
+// Whether source=evalframe must run on this interpreter; where it must
+// not, checks that forcing it is refused as documented instead.
+bool RunsHere() {
+  if (pyh::EvalFrameRuns()) return true;
+  pyh::ExpectEvalFrameRefused("sink=none");
+  return false;
+}
+
+statsprof *Make(const std::string &config, pyh::LogLines *log = nullptr) {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  if (p && log) statsprof_set_log(p, pyh::LogLines::Fn, log);
+  return p;
+}
+
+TEST(EvalFrame, BuiltinsOffPicksTheExactSourceOfThisInterpreter) {
+  statsprof__evalframe_forget();  // the version's verdict is logged once per interpreter: from here
+  pyh::LogLines log;
+  statsprof *p = Make("sink=none;builtins=off", &log);
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  if (PY_VERSION_HEX >= 0x030C0000) {
+    EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_MONITORING);
+  } else if (pyh::EvalFrameRuns()) {
+    EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_EVALFRAME);
+    EXPECT_EQ(log.All(), "");
+  } else {
+    // 3.11 before 3.11.4: the self-check fails and the log says so.
+    EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_SETPROFILE);
+    EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: CPython 3.11.")) << log.All();
+    EXPECT_TRUE(log.Has("(gh-104405, fixed in 3.11.4): its self-check saw ")) << log.All();
+    EXPECT_TRUE(log.Has("; using source=setprofile")) << log.All();
+  }
+  // The counts are right whichever source runs.
+  void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(7): f()\n");
+  pyh::Call(ns, "main");
+  EXPECT_EQ(statsprof_stop(p), 0) << statsprof_errmsg(p);
+  EXPECT_EQ(pyh::Calls(p, "f"), 7u);
+  int p_source = p->src.config.source;
+  statsprof_destroy(p);
+  // The next profiler chooses the same, and a fallback is not said again.
+  pyh::LogLines again;
+  statsprof *q = Make("sink=none;builtins=off", &again);
+  ASSERT_EQ(statsprof_start(q), 0) << statsprof_errmsg(q);
+  EXPECT_EQ(q->src.config.source, p_source);
+  EXPECT_EQ(again.All(), "");
+  EXPECT_EQ(statsprof_stop(q), 0);
+  statsprof_destroy(q);
+  // builtins=on keeps the source that counts C functions.
+  p = Make("sink=none");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->src.config.source,
+            PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+TEST(EvalFrame, ForcedWithBuiltinsOnIsAConfigError) {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create("sink=none;source=evalframe", &p), STATSPROF_ECONFIG);
+  EXPECT_EQ(p, nullptr);
+  std::string msg = statsprof_errmsg(nullptr);
+  EXPECT_NE(msg.find(Is311() ? "config: source=evalframe counts Python functions only: it needs builtins=off"
+                             : "config: source=evalframe needs CPython 3.11.4 or a later 3.11"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(EvalFrame, ForcedIsRefusedWhereItWouldNotCountExactly) {
+  if (!RunsHere()) return;
+  statsprof *p = Make("sink=none;source=evalframe;builtins=off");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_EVALFRAME);
+  // Nothing is slowed but the calls: own time is not scaled.
+  EXPECT_EQ(p->src.own_scale, 1u << 16);
+  statsprof_destroy(p);
+}
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+TEST(EvalFrame, AnotherToolsFunctionIsNeverReplaced) {
+  Install(ForeignEval);
+  // Forced: a clear error naming the condition, and the function stays.
+  statsprof *p = Make("sink=none;source=evalframe;builtins=off");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(statsprof_start(p), STATSPROF_ESTATE);
+  std::string msg = statsprof_errmsg(p);
+  EXPECT_NE(msg.find("statsprof_start: source=evalframe: another frame-evaluation function (PEP 523: a debugger "
+                     "or another profiler) is installed on this interpreter; use source=setprofile"),
+            std::string::npos)
+      << msg;
+  EXPECT_TRUE(Installed() == ForeignEval);
+  statsprof_destroy(p);
+  // Auto: falls back to setprofile, says why, and counts right.
+  pyh::LogLines log;
+  p = Make("sink=none;builtins=off", &log);
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_SETPROFILE);
+  EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: another frame-evaluation function")) << log.All();
+  void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(4): f()\n");
+  pyh::Call(ns, "main");
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(pyh::Calls(p, "f"), 4u);
+  EXPECT_TRUE(Installed() == ForeignEval);
+  statsprof_destroy(p);
+  Install(nullptr);
+  pyh::Release(ns);
+}
+
+TEST(EvalFrame, StopPutsBackTheDefaultButNotOverALaterFunction) {
+  if (!RunsHere()) return;
+  statsprof *p = Make("sink=none;source=evalframe;builtins=off");
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  EXPECT_TRUE(Installed() != _PyEval_EvalFrameDefault);
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_TRUE(Installed() == _PyEval_EvalFrameDefault);
+  // Another tool installs its function while statsprof runs: stop leaves it.
+  pyh::LogLines log;
+  statsprof_set_log(p, pyh::LogLines::Fn, &log);
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  Install(ForeignEval);
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_TRUE(Installed() == ForeignEval);
+  EXPECT_TRUE(log.Has("source=evalframe: another frame-evaluation function replaced statsprof's; left in place"))
+      << log.All();
+  // Started again while it is there: refused, not replaced.
+  EXPECT_EQ(statsprof_start(p), STATSPROF_ESTATE);
+  EXPECT_TRUE(Installed() == ForeignEval);
+  statsprof_destroy(p);
+  Install(nullptr);
+}
+
+TEST(EvalFrame, ASecondProfilerDoesNotTakeTheFunction) {
+  if (!RunsHere()) return;
+  statsprof *a = Make("sink=none;builtins=off");
+  ASSERT_EQ(statsprof_start(a), 0) << statsprof_errmsg(a);
+  ASSERT_EQ(a->src.config.source, STATSPROF__SOURCE_EVALFRAME);
+  statsprof *b = Make("sink=none;source=evalframe;builtins=off");
+  EXPECT_EQ(statsprof_start(b), STATSPROF_ESTATE);
+  std::string msg = statsprof_errmsg(b);
+  EXPECT_NE(msg.find("another statsprof profiler is using the frame-evaluation function"), std::string::npos) << msg;
+  pyh::LogLines log;
+  statsprof *c = Make("sink=none;builtins=off", &log);
+  ASSERT_EQ(statsprof_start(c), 0) << statsprof_errmsg(c);
+  EXPECT_EQ(c->src.config.source, STATSPROF__SOURCE_SETPROFILE);
+  EXPECT_TRUE(log.Has("another statsprof profiler is using the frame-evaluation function")) << log.All();
+  // Both count the same calls, each from its own source.
+  void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(3): f()\n");
+  pyh::Call(ns, "main");
+  EXPECT_EQ(statsprof_stop(c), 0);
+  EXPECT_EQ(statsprof_stop(a), 0);
+  EXPECT_EQ(pyh::Calls(a, "f"), 3u);
+  EXPECT_EQ(pyh::Calls(c, "f"), 3u);
+  statsprof_destroy(c);
+  statsprof_destroy(b);
+  statsprof_destroy(a);
+  pyh::Release(ns);
+}
+#endif
+
+// At the recursion limit an evaluation can fail CPython's recursion check
+// before its first instruction, with no profile event: a call, a generator
+// resumed, thrown into or created there. Every depth near the limit is
+// tried, relative to where the run starts (the two profilers' callers are
+// at different depths), and each evaluation must count as cProfile counts.
+TEST(EvalFrame, EvaluationsFailingAtTheRecursionLimitMatchCProfile) {
+  if (!RunsHere()) return;
+  void *ns = pyh::Exec(R"(
+import sys
+def plain(): pass
+def forever():
+    while True:
+        yield 1
+def catches():
+    while True:
+        try:
+            yield 1
+        except KeyError:
+            pass
+def resume(g):
+    # FOR_ITER resumes it with no C call in between: next() is a C call,
+    # which under cProfile's tracing takes one more level of recursion.
+    for x in g:
+        return x
+def actions(resumed, thrown):
+    for act in (plain, lambda: resume(resumed), lambda: thrown.throw(KeyError), lambda: resume(forever())):
+        # (a generator that failed the check is finished: throw raises KeyError)
+        try:
+            act()
+        except (RecursionError, StopIteration, KeyError):
+            pass
+def rec(resumed, thrown):
+    try:
+        rec(resumed, thrown)
+    except RecursionError:
+        pass
+    actions(resumed, thrown)
+def main():
+    depth = 0
+    f = sys._getframe()
+    while f:
+        depth, f = depth + 1, f.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 40)
+    try:
+        for i in range(3):
+            resumed, thrown = forever(), catches()
+            next(thrown)
+            rec(resumed, thrown)
+    finally:
+        sys.setrecursionlimit(old)
+)",
+                       "limit.py");
+  ASSERT_TRUE(pyh::Call(ns, "main")) << pyh::TakeError();
+  EXPECT_EQ(pyh::RunPy("import gc\ngc.collect()\ngc.disable()"), "");
+  pyh::CountMap want = pyh::CProfileRun(ns, "main", 0);
+  pyh::CountMap got = pyh::StatsprofRun(ns, "main", "sink=none;source=evalframe;builtins=off");
+  EXPECT_EQ(pyh::RunPy("import gc\ngc.enable()"), "");
+  EXPECT_GT(want["limit.py:3(plain)"].nc, 20u);
+  EXPECT_EQ(pyh::Diff(want, got), "");
+  pyh::Release(ns);
+}
+
+// A C thread made after start that enters Python with PyGILState_Ensure
+// and never calls statsprof_attach_thread.
+void *CThread(void *ns) {
+  PyGILState_STATE g = PyGILState_Ensure();
+  pyh::Call(ns, "main");
+  PyGILState_Release(g);
+  return nullptr;
+}
+
+TEST(EvalFrame, ACThreadMadeAfterStartIsCountedWithoutAttaching) {
+  if (!RunsHere()) return;
+  void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(5): f()\n");
+  statsprof *p = Make("sink=none;source=evalframe;builtins=off");
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, nullptr, CThread, ns), 0);
+  PyThreadState *ts = PyEval_SaveThread();
+  pthread_join(th, nullptr);
+  PyEval_RestoreThread(ts);
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(pyh::Calls(p, "f"), 5u);  // only that thread called f
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+// stop() and start() from inside profiled frames: an evaluation that
+// entered in one run and returns in the next counts nothing there (it was
+// closed at stop, as cProfile's disable closes it), and nothing it left on
+// the stack takes the next run's calls as its own.
+PyObject *g_restart_target;
+PyObject *Restart(PyObject *, PyObject *) {
+  statsprof *p = (statsprof *)PyCapsule_GetPointer(g_restart_target, "p");
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(statsprof_start(p), 0);
+  Py_RETURN_NONE;
+}
+PyMethodDef kRestart = {"restart", Restart, METH_NOARGS, nullptr};
+
+TEST(EvalFrame, EvaluationsOutlivingTheirRunCountNothingInTheNext) {
+  if (!RunsHere()) return;
+  void *ns = pyh::Exec(R"(
+def leaf(): pass
+def inner():
+    restart()
+    leaf()
+def outer():
+    inner()
+    leaf()
+)");
+  statsprof *p = Make("sink=none;source=evalframe;builtins=off");
+  g_restart_target = PyCapsule_New(p, "p", nullptr);
+  PyObject *fn = PyCFunction_New(&kRestart, nullptr);
+  PyDict_SetItemString((PyObject *)ns, "restart", fn);
+  Py_DECREF(fn);
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  ASSERT_TRUE(pyh::Call(ns, "outer")) << pyh::TakeError();
+  EXPECT_EQ(statsprof_stop(p), 0);
+  pyh::Snap s = pyh::Snapshot(p, STATSPROF_CUMULATIVE);
+  // outer and inner: once each, closed by the stop inside them.
+  const statsprof_function_profile *outer = pyh::Find(s.get(), "outer"), *inner = pyh::Find(s.get(), "inner");
+  const statsprof_function_profile *leaf = pyh::Find(s.get(), "leaf");
+  ASSERT_TRUE(outer && inner && leaf);
+  EXPECT_EQ(outer->ncalls, 1u);
+  EXPECT_EQ(inner->ncalls, 1u);
+  // leaf: twice in the second run, with no caller (its callers' frames
+  // belong to the first run).
+  EXPECT_EQ(leaf->ncalls, 2u);
+  EXPECT_EQ(leaf->ncallers, 0u);
+  statsprof_destroy(p);
+  Py_CLEAR(g_restart_target);
+  pyh::Release(ns);
+}
+
+}  // namespace
