@@ -38,6 +38,7 @@ MODE_TITLES = {
     "empty": "empty PyEval_SetProfile function (floor)",
     "empty_mon": "empty sys.monitoring callbacks, PY_* + CALL/C_RETURN/C_RAISE (floor)",
     "empty_mon_py": "empty sys.monitoring callbacks, PY_* only (floor)",
+    "empty_ef": "empty PEP 523 frame-evaluation function (floor)",
     "cprofile": "cProfile",
     "cprofile_nob": "cProfile(builtins=False)",
     "yappi": "yappi (wall)",
@@ -51,6 +52,7 @@ SHORT_TITLES = {
     "empty": "empty setprofile",
     "empty_mon": "empty monitoring (PY_*+CALL)",
     "empty_mon_py": "empty monitoring (PY_*)",
+    "empty_ef": "empty evalframe",
 }
 PROFILERS = ("cprofile", "cprofile_nob", "yappi", "statsprof", "statsprof_nocomp",
              "statsprof_nob", "statsprof_sp", "statsprof_sp_nob")
@@ -195,7 +197,15 @@ def _machine_lines(machine, cmd, extra):
 
 def _src_title(source):
     return {"monitoring": "`source=monitoring` (sys.monitoring)",
-            "setprofile": "`source=setprofile` (PyEval_SetProfile)"}[source]
+            "setprofile": "`source=setprofile` (PyEval_SetProfile)",
+            "evalframe": "`source=evalframe` (PEP 523's frame-evaluation function)"}[source]
+
+
+def _off_goal_applies(version, mode_info):
+    """The builtins=off goal is for a source that can meet it: sys.monitoring
+    (3.12+) or the frame-evaluation source (3.11.4+)."""
+    src = mode_info.get("statsprof_nob", {}).get("source")
+    return minor(version) >= (3, 12) or src == "evalframe"
 
 
 def _ok_own(x):
@@ -300,26 +310,28 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
             "Slowdowns over no hook (× unprofiled CPU time). *floor*: {floor}. "
             "*own*: above that floor; cProfile's own is above its own floor "
             "(%s)." % MODE_TITLES[mi["cprofile"]["floor"]])
-    section("builtins=off, %s" % _src_title(src), "statsprof_nob", "cprofile_nob",
+    off_ok = _off_goal_applies(version, mi)
+    section("builtins=off, %s" % _src_title(mi["statsprof_nob"]["source"]), "statsprof_nob", "cprofile_nob",
             "Python functions only. *floor*: {floor}. The issue's goal here is the total: "
             "statsprof builtins=off at most %.1f× unprofiled on %s%s. cProfile(builtins=False) "
             "still receives every C call (it filters them itself), so its floor is %s."
             % (OFF_GOAL, ", ".join(OFF_WORKLOADS),
-               "" if minor(version) >= (3, 12) else " (a goal for 3.12+ only: on 3.11 "
-               "PyEval_SetProfile delivers the C calls whatever statsprof wants)",
+               "" if off_ok else " (a goal for 3.12+ and 3.11.4+ only: PyEval_SetProfile "
+               "delivers the C calls whatever statsprof wants)",
                MODE_TITLES[mi["cprofile_nob"]["floor"]]))
     if "statsprof_sp" in modes:
         section("Builtins on, %s" % _src_title("setprofile"), "statsprof_sp", "cprofile",
                 "The fallback source on this version. *floor*: {floor}; cProfile's own is "
                 "above its sys.monitoring floor.")
+    if "statsprof_sp_nob" in modes:
         section("builtins=off, %s" % _src_title("setprofile"), "statsprof_sp_nob", "cprofile_nob",
                 "*floor*: {floor}, which delivers the C calls too.")
 
     # builtins=off total slowdowns, with the goal.
     lines.append("#### builtins=off: total slowdown (goal ≤ %.1f× on %s%s)\n"
                  % (OFF_GOAL, ", ".join(OFF_WORKLOADS),
-                    "" if minor(version) >= (3, 12) else "; 3.12+ only"))
-    off_modes = [m for m in ("empty_mon_py", "empty", "cprofile_nob", "statsprof_nob",
+                    "" if off_ok else "; 3.12+ and 3.11.4+ only"))
+    off_modes = [m for m in ("empty_mon_py", "empty_ef", "empty", "cprofile_nob", "statsprof_nob",
                              "statsprof_sp_nob") if m in modes]
     rows = []
     for res in s["workloads"]:
@@ -327,7 +339,7 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
         row = [w]
         for m in off_modes:
             x = pm.get(m, {}).get("x")
-            if m == "statsprof_nob" and w in OFF_WORKLOADS and minor(version) >= (3, 12):
+            if m == "statsprof_nob" and w in OFF_WORKLOADS and off_ok:
                 row.append(goal(x, _ok_off))
             else:
                 row.append(times(x))
@@ -560,7 +572,7 @@ CG_BREAKDOWNS = [
     ("the floor: CPython's callback machinery (empty callbacks − no hook)", "FLOOR", "none"),
     ("statsprof's own (statsprof − its floor)", "statsprof", "FLOOR"),
     ("cProfile's own (cProfile − its floor)", "cprofile", "FLOOR_CP"),
-    ("the builtins=off floor (empty PY_* callbacks − no hook)", "empty_mon_py", "none"),
+    ("the builtins=off floor (its empty callback − no hook)", "FLOOR_NOB", "none"),
     ("statsprof builtins=off's own (− its floor)", "statsprof_nob", "FLOOR_NOB"),
 ]
 
@@ -602,7 +614,8 @@ def summarize_callgrind(info, events, dumps, annotate=True, top=14):
             return cache[(w, m)]
 
         for title, mode, minus in CG_BREAKDOWNS:
-            mode = {"FLOOR": mi["statsprof"]["floor"]}.get(mode, mode)
+            mode = {"FLOOR": mi["statsprof"]["floor"],
+                    "FLOOR_NOB": mi.get("statsprof_nob", {}).get("floor")}.get(mode, mode)
             minus = {"FLOOR": mi["statsprof"]["floor"], "FLOOR_CP": mi["cprofile"]["floor"],
                      "FLOOR_NOB": mi.get("statsprof_nob", {}).get("floor")}.get(minus, minus)
             if mode not in mi or minus not in mi:
@@ -635,7 +648,7 @@ def render_callgrind(c, machine, cmd, valgrind):
     lines.append("- **Tool**: %s, `--tool=callgrind --collect-atstart=no`; collection is "
                  "switched on by client requests around the measured call only" % valgrind)
     lines.append("")
-    floors = [m for m in ("empty", "empty_mon", "empty_mon_py") if m in modes]
+    floors = [m for m in ("empty", "empty_mon", "empty_mon_py", "empty_ef") if m in modes]
     profs = [m for m in PROFILERS if m in modes]
     lines.append("Instructions per event: no hook, each floor over no hook, and each "
                  "profiler's own (over its floor). The ratio columns are own / cProfile's own "
@@ -759,14 +772,14 @@ def render_summary(saved):
     lines.append(table(hdr, rows, ["l", "l"] + ["r"] * 7))
     lines.append("")
 
-    lines.append("**builtins=off** (the default source; the goal is for 3.12+):\n")
+    lines.append("**builtins=off** (the default source; the goal is for 3.12+ and 3.11.4+):\n")
     hdr = ["CPython", "floor (game)"] + ["statsprof: %s" % w for w in OFF_WORKLOADS] + [
         "cProfile(builtins=False): game"]
     rows = []
     for v, t, by in _timings(saved):
         mi = t["result"]["info"]["mode_info"]
         fl = mi["statsprof_nob"]["floor"]
-        ok = minor(v) >= (3, 12)
+        ok = _off_goal_applies(v, mi)
         row = [v, times(by.get("game", {}).get(fl, {}).get("x"))]
         for w in OFF_WORKLOADS:
             x = by.get(w, {}).get("statsprof_nob", {}).get("x")

@@ -23,6 +23,9 @@
  *                     source=monitoring with builtins on
  *   empty_mon_py      3.12+: the same for the PY_* events only: the floor of
  *                     source=monitoring with builtins=off
+ *   empty_ef          3.11: an empty PEP 523 frame-evaluation function (it only
+ *                     calls _PyEval_EvalFrameDefault): the floor of
+ *                     source=evalframe, builtins=off's source on 3.11.4+
  *   cprofile          cProfile.Profile() (builtins=True), enabled from C
  *   cprofile_nob      cProfile.Profile(builtins=False)
  *   yappi             yappi, wall clock, builtins on (when importable)
@@ -31,7 +34,8 @@
  *   statsprof_nocomp  the same with compensate=off
  *   statsprof_nob     the same with builtins=off
  *   statsprof_sp      3.12+: source=setprofile
- *   statsprof_sp_nob  3.12+: source=setprofile;builtins=off
+ *   statsprof_sp_nob  source=setprofile;builtins=off, where statsprof_nob runs
+ *                     another source (3.12+, and 3.11.4+)
  * The info line gives each mode's source and floor (the mode with the same
  * events and an empty callback) on this interpreter.
  *
@@ -199,6 +203,30 @@ static int empty_hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *a
   return 0;
 }
 
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#define HAVE_EVALFRAME 1
+/* The floor of source=evalframe: every frame evaluation through a function
+ * that does nothing else. */
+static PyObject *empty_eval(PyThreadState *ts, struct _PyInterpreterFrame *frame, int throwflag) {
+  return _PyEval_EvalFrameDefault(ts, frame, throwflag);
+}
+static void set_eval(_PyFrameEvalFunction f) { _PyInterpreterState_SetEvalFrameFunc(PyThreadState_Get()->interp, f); }
+
+/* Whether statsprof's builtins=off runs the frame-evaluation source here
+ * (3.11.4+, decided by its first start): its function is then installed. */
+static int nob_is_evalframe(void) {
+  statsprof *p = NULL;
+  int yes = 0;
+  if (statsprof_create("sink=none;builtins=off;compensate=off", &p) == 0 && statsprof_start(p) == 0)
+    yes = _PyInterpreterState_GetEvalFrameFunc(PyThreadState_Get()->interp) != _PyEval_EvalFrameDefault;
+  statsprof_destroy(p);
+  return yes;
+}
+#else
+#define HAVE_EVALFRAME 0
+static int nob_is_evalframe(void) { return 0; }
+#endif
+
 /* ---- sys.monitoring callbacks: counting and empty (3.12+) ----------------
  *
  * The floor of source=monitoring: METH_FASTCALL C functions registered with
@@ -300,7 +328,8 @@ static PyMethodDef unit_def = {"bench_unit", py_unit, METH_NOARGS,
 
 /* ---- modes -------------------------------------------------------------- */
 
-enum kind { K_NONE, K_EMPTY, K_EMPTY_MON, K_CPROFILE, K_YAPPI, K_STATSPROF };
+enum kind { K_NONE, K_EMPTY, K_EMPTY_MON, K_EMPTY_EF, K_CPROFILE, K_YAPPI, K_STATSPROF };
+enum where { W_ALL, W_MONITORING, W_EVALFRAME, W_NOT_SETPROFILE_NOB };
 
 /* A mode: what is installed during the measured call. `builtins` is
  * cProfile's builtins= and the C-call events of the monitoring floor;
@@ -312,7 +341,7 @@ typedef struct mode_def {
   enum kind kind;
   int builtins;
   const char *config;
-  int monitoring_only; /* exists on 3.12+ only */
+  enum where where; /* 3.12+ only, 3.11 only, or where builtins=off is not setprofile */
   int on;
   const char *source, *floor;
 } mode_def;
@@ -321,17 +350,18 @@ typedef struct mode_def {
 static mode_def g_modes[] = {
     {"none", K_NONE, 0, NULL, 0, 0, NULL, NULL},
     {"empty", K_EMPTY, 1, NULL, 0, 0, NULL, NULL},
-    {"empty_mon", K_EMPTY_MON, 1, NULL, 1, 0, NULL, NULL},
-    {"empty_mon_py", K_EMPTY_MON, 0, NULL, 1, 0, NULL, NULL},
+    {"empty_mon", K_EMPTY_MON, 1, NULL, W_MONITORING, 0, NULL, NULL},
+    {"empty_mon_py", K_EMPTY_MON, 0, NULL, W_MONITORING, 0, NULL, NULL},
+    {"empty_ef", K_EMPTY_EF, 0, NULL, W_EVALFRAME, 0, NULL, NULL},
     {"cprofile", K_CPROFILE, 1, NULL, 0, 0, NULL, NULL},
     {"cprofile_nob", K_CPROFILE, 0, NULL, 0, 0, NULL, NULL},
     {"yappi", K_YAPPI, 1, NULL, 0, 0, NULL, NULL},
     {"statsprof", K_STATSPROF, 1, SP_BASE, 0, 0, NULL, NULL},
     {"statsprof_nocomp", K_STATSPROF, 1, SP_BASE ";compensate=off", 0, 0, NULL, NULL},
     {"statsprof_nob", K_STATSPROF, 0, SP_BASE ";builtins=off", 0, 0, NULL, NULL},
-    {"statsprof_sp", K_STATSPROF, 1, SP_BASE ";source=setprofile", 1, 0, NULL, NULL},
-    {"statsprof_sp_nob", K_STATSPROF, 0, SP_BASE ";source=setprofile;builtins=off", 1, 0, NULL,
-     NULL},
+    {"statsprof_sp", K_STATSPROF, 1, SP_BASE ";source=setprofile", W_MONITORING, 0, NULL, NULL},
+    {"statsprof_sp_nob", K_STATSPROF, 0, SP_BASE ";source=setprofile;builtins=off", W_NOT_SETPROFILE_NOB, 0,
+     NULL, NULL},
 };
 enum { NMODES = sizeof g_modes / sizeof *g_modes };
 static const char *STATSPROF_CONFIG = SP_BASE;
@@ -339,16 +369,24 @@ static const char *STATSPROF_CONFIG = SP_BASE;
 /* Each mode's source and floor on this interpreter: cProfile and statsprof's
  * default source use sys.monitoring from 3.12 (cProfile with CALL events
  * even when builtins=False: it filters them itself), PyEval_SetProfile
- * before; yappi and source=setprofile always PyEval_SetProfile. */
+ * before, except statsprof's builtins=off on 3.11.4+ (`evalframe`: the
+ * frame-evaluation source); yappi and source=setprofile always
+ * PyEval_SetProfile. Python must be running (nob_is_evalframe). */
 static void modes_resolve(void) {
+  int ef = nob_is_evalframe();
   for (int i = 0; i < NMODES; i++) {
     mode_def *m = &g_modes[i];
     int mon = HAVE_MONITORING && m->kind != K_YAPPI && m->kind != K_EMPTY &&
               !(m->config && strstr(m->config, "source=setprofile"));
-    m->source = m->kind == K_NONE ? NULL : mon ? "monitoring" : "setprofile";
-    if (m->kind == K_NONE || m->kind == K_EMPTY || m->kind == K_EMPTY_MON) m->floor = NULL;
+    int nob_ef = ef && m->kind == K_STATSPROF && !m->builtins && !strstr(m->config, "source=setprofile");
+    m->source = m->kind == K_NONE ? NULL : nob_ef || m->kind == K_EMPTY_EF ? "evalframe" : mon ? "monitoring" : "setprofile";
+    if (m->kind == K_NONE || m->kind == K_EMPTY || m->kind == K_EMPTY_MON || m->kind == K_EMPTY_EF) m->floor = NULL;
+    else if (nob_ef) m->floor = "empty_ef";
     else if (!mon) m->floor = "empty";
     else m->floor = m->builtins || m->kind == K_CPROFILE ? "empty_mon" : "empty_mon_py";
+    if ((m->where == W_MONITORING && !HAVE_MONITORING) || (m->where == W_EVALFRAME && !HAVE_EVALFRAME) ||
+        (m->where == W_NOT_SETPROFILE_NOB && !HAVE_MONITORING && !ef))
+      m->on = 0;
   }
 }
 
@@ -381,6 +419,11 @@ static double measure(const mode_def *m, PyObject *run, double *cpu, double *tot
     case K_EMPTY_MON:
 #if HAVE_MONITORING
       mon_install(&empty_mon_def, m->builtins);
+#endif
+      break;
+    case K_EMPTY_EF:
+#if HAVE_EVALFRAME
+      set_eval(empty_eval);
 #endif
       break;
     case K_CPROFILE:
@@ -436,6 +479,11 @@ static double measure(const mode_def *m, PyObject *run, double *cpu, double *tot
     case K_EMPTY_MON:
 #if HAVE_MONITORING
       mon_remove();
+#endif
+      break;
+    case K_EMPTY_EF:
+#if HAVE_EVALFRAME
+      set_eval(NULL);
 #endif
       break;
     case K_CPROFILE: {
@@ -1097,11 +1145,8 @@ int main(int argc, char **argv) {
   if (!workloads_path || rounds < 1 || seconds <= 0) usage();
   if (!modes_given)
     for (int m = 0; m < NMODES; m++) g_modes[m].on = 1;
-  for (int m = 0; m < NMODES; m++)
-    if (g_modes[m].monitoring_only && !HAVE_MONITORING) g_modes[m].on = 0;
-  modes_resolve();
-
   Py_Initialize();
+  modes_resolve();
   g_gc_mod = import("gc");
   g_cprofile_mod = import("cProfile");
   g_pstats_mod = import("pstats");
