@@ -294,7 +294,8 @@ typedef struct statsprof__source {
                              * call with builtins=off on source=setprofile) */
   uint64_t cost_box;        /* ... extra per sys.monitoring event whose bytecode
                              * offset CPython boxes in a new int (past its small ints) */
-  long mon_small_max;       /* source=monitoring: the largest offset that is not boxed */
+  uintptr_t mon_small0;     /* source=monitoring: where CPython's cached ints 0.. lie: */
+  uintptr_t mon_small_span; /* an offset outside [small0, small0 + span) is boxed */
   struct statsprof__cfunc_hot {
     const void *ml;
     uint32_t label;

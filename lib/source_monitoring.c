@@ -64,13 +64,12 @@ static inline statsprof *mon_profiler(PyObject *self) { return ((mon_owner *)sel
  * common case saves no registers and calls nothing. */
 
 /* What an event costs beyond its kind's cost: CPython hands each callback
- * the event's bytecode offset as an int, one of its cached small ints up to
- * mon_small_max, past that a new int allocated and freed for this event. */
+ * the event's bytecode offset as an int, one of its cached small ints (one
+ * compare of its address: small_int_range), past those a new int allocated
+ * and freed for this event. */
 static inline uint64_t mon_offset_cost(const statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
   if (__builtin_expect(nargs < 2, 0)) return 0;
-  const PyLongObject *o = (const PyLongObject *)args[1];
-  return PyUnstable_Long_IsCompact(o) && PyUnstable_Long_CompactValue(o) <= p->src.mon_small_max ? 0
-                                                                                                 : p->src.cost_box;
+  return (uintptr_t)args[1] - p->src.mon_small0 < p->src.mon_small_span ? 0 : p->src.cost_box;
 }
 
 /* A CALL or C_RETURN event that counts nothing still cost its thread. */
@@ -258,18 +257,28 @@ static int mon_call(PyObject *mon, const char *name, const char *fmt, ...) {
   return r ? 0 : -1;
 }
 
-/* The largest int CPython keeps cached (its small ints: 256 on 3.12 to
- * 3.15): an offset past it is a new int for every event. */
-static long small_int_max(void) {
-  long v = 0;
-  for (int same = 1; same && v < 1 << 16; v += same) {
-    PyObject *a = PyLong_FromLong(v + 1), *b = PyLong_FromLong(v + 1);
-    same = a && a == b;
+/* Where CPython's cached ints 0..N lie (N = 256 on 3.12 to 3.15, one
+ * static array): an offset past N is a new int for every event. Should
+ * they not lie evenly in one array, no offset counts as boxed. */
+static void small_int_range(statsprof__source *src) {
+  PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1);
+  uintptr_t lo = (uintptr_t)zero, stride = (uintptr_t)one - (uintptr_t)zero;
+  Py_XDECREF(zero); /* cached: their addresses stay theirs */
+  Py_XDECREF(one);
+  long n = 0;
+  for (int in_array = zero && one; in_array && n < 1 << 16; n += in_array) {
+    PyObject *a = PyLong_FromLong(n + 1), *b = PyLong_FromLong(n + 1);
+    /* cached (the same object twice), and where the array puts it */
+    in_array = a && a == b && (uintptr_t)a == lo + (uintptr_t)(n + 1) * stride;
+    int cached = a && a == b;
     Py_XDECREF(a);
     Py_XDECREF(b);
+    if (!in_array && cached) n = -1; /* cached, but elsewhere */
+    if (n < 0) break;
   }
   PyErr_Clear();
-  return v;
+  src->mon_small0 = n < 0 ? 0 : lo;
+  src->mon_small_span = n < 0 ? UINTPTR_MAX : (uintptr_t)(n + 1) * stride;
 }
 
 /* Takes a tool id, registers the callbacks and turns the events on. */
@@ -290,7 +299,7 @@ static int mon_start(statsprof *p) {
                               "another statsprof or another tool); use source=setprofile",
                               MON_TOOL_FIRST, MON_TOOL_LAST);
     }
-    p->src.mon_small_max = small_int_max();
+    small_int_range(&p->src);
     g_missing = PyObject_GetAttrString(mon, "MISSING");
     Py_XDECREF(g_missing); /* the module keeps it alive */
     PyObject *owner = mon_owner_new(p);
