@@ -263,6 +263,11 @@ __attribute__((noinline)) void statsprof__enter_slow(statsprof__thread *t, stats
   push(t, p, idx, eid, cost)->base += now(p);
 }
 
+__attribute__((noinline)) void statsprof__enter_code_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co,
+                                                       uint64_t cost) {
+  statsprof__enter_slow(t, p, code_label_co(p, co), cost);
+}
+
 __attribute__((noinline)) void statsprof__leave_slow(statsprof__thread *t, statsprof *p, uint64_t cost_of_event,
                                                   uint64_t own_scale) {
   leave_at(t, p, now(p), cost_of_event, own_scale, 1);

@@ -24,6 +24,7 @@ extern Py_ssize_t statsprof__extra_index;
 uint32_t statsprof__code_entry_slow(statsprof *p, PyCodeObject *co);
 uint32_t statsprof__cfunc_entry_slow(statsprof *p, PyCFunctionObject *fn);
 void statsprof__enter_slow(statsprof__thread *t, statsprof *p, uint32_t label, uint64_t cost);
+void statsprof__enter_code_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co, uint64_t cost);
 void statsprof__leave_slow(statsprof__thread *t, statsprof *p, uint64_t cost_of_event, uint64_t own_scale);
 
 /* A code object's co_extra value at our index, or NULL. co_extra is a field
@@ -49,7 +50,8 @@ static inline void *code_extra(PyCodeObject *co) {
 #else
 static inline void *code_extra(PyCodeObject *co) {
   void *extra = NULL;
-  if (statsprof__extra_index < 0 || PyUnstable_Code_GetExtra((PyObject *)co, statsprof__extra_index, &extra) != 0) return NULL;
+  if (statsprof__extra_index < 0 || PyUnstable_Code_GetExtra((PyObject *)co, statsprof__extra_index, &extra) != 0)
+    return NULL;
   return extra;
 }
 #endif
@@ -123,6 +125,21 @@ static inline __attribute__((always_inline)) int enter_fast(statsprof__thread *t
   }
   push(t, p, idx, eid, cost)->base += statsprof__rdtsc();
   return 1;
+}
+
+/* A call of Python code on the fast path (its label in co_extra for this
+ * run, then enter_fast); 0, nothing changed, when that does not apply. */
+static inline __attribute__((always_inline)) int enter_code_fast(statsprof__thread *t, statsprof *p, PyCodeObject *co,
+                                                                 uint64_t cost) {
+  uintptr_t extra = (uintptr_t)code_extra(co);
+  return extra >> 32 == p->gen && enter_fast(t, p, (uint32_t)extra, cost);
+}
+
+/* A call of Python code: the slow path (label, then enter_slow) out of
+ * line, so that the caller keeps nothing live for it. */
+static inline __attribute__((always_inline)) void enter_code(statsprof__thread *t, statsprof *p, PyCodeObject *co,
+                                                             uint64_t cost) {
+  if (!enter_code_fast(t, p, co, cost)) statsprof__enter_code_slow(t, p, co, cost);
 }
 
 static inline void enter(statsprof__thread *t, statsprof *p, uint32_t label, uint64_t cost) {

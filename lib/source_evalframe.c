@@ -75,19 +75,13 @@ static inline int ef_is_call(PyThreadState *ts, _PyInterpreterFrame *frame, int 
   return __builtin_expect(ts->recursion_remaining > 0, 1) || !ef_recursion_fails(ts);
 }
 
-static __attribute__((noinline)) void ef_enter_slow(statsprof *p, statsprof__thread *t, PyCodeObject *co) {
-  statsprof__enter_slow(t, p, code_label_co(p, co), p->src.cost_py);
-}
-
 static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int throwflag) {
   statsprof *p = g_ef;
   statsprof__thread *t;
   if (__builtin_expect(!p || !ef_is_call(ts, frame, throwflag), 0) || !(t = statsprof__tls_thread(p)))
     return _PyEval_EvalFrameDefault(ts, frame, throwflag);
   uint64_t key = p->src.tls_key;
-  PyCodeObject *co = frame->f_code;
-  uintptr_t extra = (uintptr_t)code_extra(co);
-  if (extra >> 32 != p->gen || !enter_fast(t, p, (uint32_t)extra, p->src.cost_py)) ef_enter_slow(p, t, co);
+  enter_code(t, p, frame->f_code, p->src.cost_py);
   PyObject *r = _PyEval_EvalFrameDefault(ts, frame, throwflag);
   /* Still the run it entered in: p and t are alive, and its frame is on top. */
   if (__builtin_expect(g_ef == p && p->src.tls_key == key, 1)) leave(t, p, p->src.cost_py, 1 << 16);

@@ -72,10 +72,13 @@ static inline uint64_t mon_offset_cost(const statsprof *p, PyObject *const *args
   return (uintptr_t)args[1] - p->src.mon_small0 < p->src.mon_small_span ? 0 : p->src.cost_box;
 }
 
-/* A CALL or C_RETURN event that counts nothing still cost its thread. */
-static inline void mon_not_counted(statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
-  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1))
+/* ml, what a CALL / C_RETURN event is about. NULL, an event that counts
+ * nothing, still cost its thread: it is charged as such. */
+static inline const PyMethodDef *mon_counted(statsprof *p, const PyMethodDef *ml, PyObject *const *args,
+                                             Py_ssize_t nargs) {
+  if (!ml && __builtin_expect(statsprof__tls.key == p->src.tls_key, 1))
     statsprof__tls.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
+  return ml;
 }
 
 static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyCodeObject *co, uint64_t cost) {
@@ -89,10 +92,8 @@ static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t 
   if (__builtin_expect(!p->src.mon_on || nargs < 1, 0)) Py_RETURN_NONE;
   PyCodeObject *co = (PyCodeObject *)args[0];
   uint64_t cost = p->src.cost_py + mon_offset_cost(p, args, nargs);
-  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1)) {
-    uintptr_t extra = (uintptr_t)code_extra(co);
-    if (extra >> 32 == p->gen && enter_fast(statsprof__tls.t, p, (uint32_t)extra, cost)) Py_RETURN_NONE;
-  }
+  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1) && enter_code_fast(statsprof__tls.t, p, co, cost))
+    Py_RETURN_NONE;
   return mon_py_enter_slow(p, co, cost);
 }
 
@@ -152,11 +153,8 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
                                                             Py_ssize_t nargs) {
   statsprof__thread *t;
   const PyMethodDef *ml;
-  if (!(ml = mon_cfunc_def(args, nargs))) {
-    mon_not_counted(p, args, nargs);
+  if (!(ml = mon_counted(p, mon_cfunc_def(args, nargs), args, nargs)) || !(t = statsprof__tls_thread(p)))
     Py_RETURN_NONE;
-  }
-  if (!(t = statsprof__tls_thread(p))) Py_RETURN_NONE;
   PyObject *callable = args[2];
   struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
   uint32_t label;
@@ -171,11 +169,8 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
 static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
   if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
-  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
-  if (!ml) {
-    mon_not_counted(p, args, nargs);
-    Py_RETURN_NONE;
-  }
+  const PyMethodDef *ml = mon_counted(p, mon_cfunc_exact(args, nargs), args, nargs);
+  if (!ml) Py_RETURN_NONE;
   if (__builtin_expect(ml != MON_OTHER_TYPE && statsprof__tls.key == p->src.tls_key, 1)) {
     const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
     if (h->ml == ml && enter_fast(statsprof__tls.t, p, h->label, p->src.cost_c + mon_offset_cost(p, args, nargs)))
@@ -186,19 +181,16 @@ static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 static __attribute__((noinline)) PyObject *mon_c_leave_other(statsprof *p, PyObject *const *args,
                                                              Py_ssize_t nargs) {
-  if (mon_cfunc_def(args, nargs)) return mon_leave_slow(p, p->src.cost_c + mon_offset_cost(p, args, nargs), 1 << 16);
-  mon_not_counted(p, args, nargs);
+  if (mon_counted(p, mon_cfunc_def(args, nargs), args, nargs))
+    return mon_leave_slow(p, p->src.cost_c + mon_offset_cost(p, args, nargs), 1 << 16);
   Py_RETURN_NONE;
 }
 
 static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
   if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
-  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
-  if (!ml) {
-    mon_not_counted(p, args, nargs);
-    Py_RETURN_NONE;
-  }
+  const PyMethodDef *ml = mon_counted(p, mon_cfunc_exact(args, nargs), args, nargs);
+  if (!ml) Py_RETURN_NONE;
   if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
   uint64_t cost = p->src.cost_c + mon_offset_cost(p, args, nargs);
   if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1) && leave_fast(statsprof__tls.t, p, cost, 1 << 16))

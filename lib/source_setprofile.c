@@ -73,19 +73,12 @@ static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statspro
   else if (PyCFunction_Check(arg)) leave(t, p, p->src.cost_c, 1 << 16);
 }
 
-static __attribute__((noinline)) void on_call_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co) {
-  statsprof__enter_slow(t, p, code_label_co(p, co), p->src.cost_py);
-}
-
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
   statsprof__thread *t = (statsprof__thread *)obj;
   statsprof *p = t->p;
   if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
   if (what == PyTrace_CALL) {
-    /* The slow path out of line, and nothing live after it. */
-    PyCodeObject *co = frame_code(frame);
-    uintptr_t extra = (uintptr_t)code_extra(co);
-    if (extra >> 32 != p->gen || !enter_fast(t, p, (uint32_t)extra, p->src.cost_py)) on_call_slow(t, p, co);
+    enter_code(t, p, frame_code(frame), p->src.cost_py);
   } else if (what == PyTrace_RETURN) leave(t, p, p->src.cost_py, p->src.own_scale);
   else if (what == PyTrace_C_CALL) on_c_call(t, p, arg);
   else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, arg);
