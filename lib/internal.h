@@ -346,6 +346,7 @@ typedef struct statsprof__thread {
   uint64_t cmark;         /* builtins=off on source=setprofile: the top frame's own */
   uint32_t cdepth;        /* clock at its pending C call's start, and its depth (0: none) */
   int active;             /* entered a function since the last record */
+  void *ef_top;           /* evalframe: its innermost counted evaluation (source_evalframe.c) */
   unsigned long owner;    /* the thread (ident) whose state it was made for */
   struct statsprof__thread *prev, *next; /* p->src.threads, or p->src.pool */
 } statsprof__thread;

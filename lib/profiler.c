@@ -66,16 +66,16 @@ static int init_parts(statsprof *p) {
   return open_config_sinks(p);
 }
 
-/* source=auto picks monitoring on 3.12+; on 3.11 evalframe with
- * builtins=off (start falls back to setprofile where it would not count
- * exactly: choose_source), else setprofile. The source starts from its
- * slice of config. */
+/* source=auto picks, with builtins, monitoring on 3.12+ and setprofile on
+ * 3.11; with builtins=off, evalframe (start falls back where it would not
+ * count exactly: choose_source). The source starts from its slice of
+ * config. */
 static int pick_source(statsprof *p) {
   statsprof__config *c = &p->config;
   int fallback = 0;
   if (c->source == STATSPROF__SOURCE_AUTO) {
-    if (PY_VERSION_HEX >= 0x030C0000) c->source = STATSPROF__SOURCE_MONITORING;
-    else c->source = c->builtins ? STATSPROF__SOURCE_SETPROFILE : STATSPROF__SOURCE_EVALFRAME;
+    if (!c->builtins) c->source = STATSPROF__SOURCE_EVALFRAME;
+    else c->source = PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
     fallback = c->source == STATSPROF__SOURCE_EVALFRAME;
   }
   statsprof__source_init(&p->src, &(statsprof__source_config){c->clock, c->builtins, c->source, fallback});
@@ -83,34 +83,33 @@ static int pick_source(statsprof *p) {
     return statsprof__error(NULL, STATSPROF_ECONFIG,
                             "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s",
                             PY_VERSION);
-  if (c->source == STATSPROF__SOURCE_EVALFRAME && (PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000))
-    return statsprof__error(NULL, STATSPROF_ECONFIG,
-                            "config: source=evalframe needs CPython 3.11.4 or a later 3.11 (PEP 523's "
-                            "frame-evaluation function; from 3.12 builtins=off uses sys.monitoring); this is %s",
-                            PY_VERSION);
   if (c->source == STATSPROF__SOURCE_EVALFRAME && c->builtins)
     return statsprof__error(NULL, STATSPROF_ECONFIG,
                             "config: source=evalframe counts Python functions only: it needs builtins=off");
   return 0;
 }
 
+/* The source auto falls back to where evalframe would not count exactly:
+ * the one builtins=off used before it. */
+#define FALLBACK_SOURCE (PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE)
+#define FALLBACK_NAME (PY_VERSION_HEX >= 0x030C0000 ? "monitoring" : "setprofile")
+
 /* source=evalframe, chosen or forced: whether it counts exactly on this
  * interpreter and the frame-evaluation function is free is only known
  * with Python running. Decided at each start until it falls back, before
- * calibration measures the source: auto falls back to setprofile for good
- * and says why in the log (an interpreter's version only once), a forced
- * source fails. */
+ * calibration measures the source: auto falls back for good and says why
+ * in the log (an interpreter's version only once), a forced source fails. */
 static int choose_source(statsprof *p) {
   statsprof__source_config *c = &p->src.config;
   char why[320];
   int usable = c->source == STATSPROF__SOURCE_EVALFRAME ? statsprof__evalframe_usable(why, sizeof why) : 1;
   if (usable == 1) return 0;
   if (!c->fallback)
-    return statsprof__error(p, STATSPROF_ESTATE, "statsprof_start: source=evalframe: %s; use source=setprofile",
-                            why);
+    return statsprof__error(p, STATSPROF_ESTATE, "statsprof_start: source=evalframe: %s; use source=%s", why,
+                            FALLBACK_NAME);
   if (usable == 0)
-    statsprof__logf(&p->log, "builtins=off: not using source=evalframe: %s; using source=setprofile", why);
-  c->source = p->config.source = STATSPROF__SOURCE_SETPROFILE;
+    statsprof__logf(&p->log, "builtins=off: not using source=evalframe: %s; using source=%s", why, FALLBACK_NAME);
+  c->source = p->config.source = FALLBACK_SOURCE;
   c->fallback = 0;
   return 0;
 }

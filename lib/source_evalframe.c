@@ -41,39 +41,113 @@
  * _PyEval_EvalFrameDefault, and the frame's layout (internal
  * pycore_frame.h: f_code, owner). */
 #include <patchlevel.h> /* PY_VERSION_HEX, before Python.h decides on Py_BUILD_CORE */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
-#define STATSPROF__EVALFRAME 1
-#define Py_BUILD_CORE 1 /* this file only: pycore_frame.h */
-#endif
+#define Py_BUILD_CORE 1 /* this file only: pycore_frame.h, pycore_ceval.h */
 
 #include <stdio.h>
 
 #include "hotpath.h"
 
-#ifdef STATSPROF__EVALFRAME
 #include <internal/pycore_frame.h>
+#if PY_VERSION_HEX >= 0x030E0000
+#include <internal/pycore_ceval.h> /* _Py_ReachedRecursionLimit */
+#endif
+
+/* The code object a frame evaluates: a borrowed pointer in the frame,
+ * typed as its own field on 3.11-3.12, as "executable" from 3.13 (a tagged
+ * stack reference from 3.14; _PyFrame_GetCode untags it). */
+static inline PyCodeObject *ef_code(_PyInterpreterFrame *frame) {
+#if PY_VERSION_HEX >= 0x030D0000
+  return _PyFrame_GetCode(frame);
+#else
+  return frame->f_code;
+#endif
+}
 
 /* The profiler whose function is installed, or NULL; the wrapper reads it
  * under the GIL on every thread. */
 static statsprof *g_ef;
 
-/* CPython's recursion check at the start of an evaluation
- * (_Py_EnterRecursiveCallTstate, Include/internal/pycore_ceval.h and
- * Python/ceval.c of 3.11): it fails, raising RecursionError before any
- * profile event, when no room is left, the interpreter's limit was not
- * raised meanwhile, and no RecursionError is being handled. */
+/* CPython's recursion checks at the start of an evaluation, before the
+ * RESUME that makes its call event (Python/ceval.c and
+ * Include/internal/pycore_ceval.h of each version): when one fails,
+ * RecursionError is raised before any profile event. ef_room says cheaply
+ * that none can fail (the common case); ef_recursion_fails makes the same
+ * test CPython makes.
+ *   3.11: one Python depth counter; it fails when no room is left, the
+ *     interpreter's limit was not raised meanwhile, and no RecursionError is
+ *     being handled (recursion_headroom).
+ *   3.12, 3.13: a C counter first (the entry takes PY_EVAL_C_STACK_UNITS,
+ *     2, of it, then fails at 1 or less), then the Python depth counter,
+ *     each unless a RecursionError is being handled.
+ *   3.14+: the C check compares the machine stack pointer with the thread's
+ *     soft limit; _PyEval_EvalFrameDefault's frame lies a little below ours,
+ *     so near the limit ours can say room where CPython's says none (a C
+ *     stack about to overflow: the one call then counts once too often;
+ *     README). Then the Python depth counter as on 3.12. */
+#if PY_VERSION_HEX >= 0x030C0000
+static inline int ef_room(PyThreadState *ts) {
+#if PY_VERSION_HEX >= 0x030E0000
+  return ts->py_recursion_remaining > 0 && !_Py_ReachedRecursionLimit(ts);
+#else
+  return ts->py_recursion_remaining > 0 && ts->c_recursion_remaining > 1;
+#endif
+}
+static __attribute__((noinline)) int ef_recursion_fails(PyThreadState *ts) { return !ts->recursion_headroom; }
+#else
+static inline int ef_room(PyThreadState *ts) { return ts->recursion_remaining > 0; }
 static __attribute__((noinline)) int ef_recursion_fails(PyThreadState *ts) {
   int depth = ts->recursion_limit - (ts->recursion_remaining - 1);
   return depth >= Py_GetRecursionLimit() && !ts->recursion_headroom;
 }
+#endif
 
 /* Whether this evaluation makes a call/return pair (see DESIGN). */
 static inline int ef_is_call(PyThreadState *ts, _PyInterpreterFrame *frame, int throwflag) {
-  if (!throwflag && (frame->f_code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
+  if (!throwflag && (ef_code(frame)->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
       frame->owner != FRAME_OWNED_BY_GENERATOR)
     return 0; /* a generator being created */
-  return __builtin_expect(ts->recursion_remaining > 0, 1) || !ef_recursion_fails(ts);
+  return __builtin_expect(ef_room(ts), 1) || !ef_recursion_fails(ts);
 }
+
+/* A counted evaluation in progress, on the C stack of its ef_eval; the
+ * thread's innermost is t->ef_top. */
+typedef struct ef_act {
+  _PyInterpreterFrame *frame;
+  struct ef_act *prev;
+  int left; /* its return already counted (ef_returned) */
+} ef_act;
+
+#if PY_VERSION_HEX >= 0x030C0000
+static inline _PyInterpreterFrame *ef_current(PyThreadState *ts) {
+#if PY_VERSION_HEX >= 0x030D0000
+  return ts->current_frame;
+#else
+  return ts->cframe->current_frame;
+#endif
+}
+
+/* From 3.12 the eval loop clears a returning frame (its locals: a
+ * finalizer, a weakref callback may run Python code) before
+ * _PyEval_EvalFrameDefault returns to us, where 3.11 left that to its
+ * caller. cProfile's return event fires before the clearing, so a function
+ * called from it is its caller's callee there. The frame is unlinked
+ * first: the thread's current frame is then the evaluation's entry frame
+ * (frame->previous) instead of the frame. Seen at the next call, the
+ * innermost evaluation's return is counted then, and not again when it
+ * ends. */
+static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState *ts) {
+  ef_act *top = t->ef_top;
+  _PyInterpreterFrame *cur = ef_current(ts);
+  if (top && cur != top->frame && __builtin_expect(!top->left && top->frame->previous == cur, 0)) {
+    leave(t, p, p->src.cost_py, 1 << 16);
+    top->left = 1;
+  }
+}
+#else
+static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState *ts) {
+  (void)t, (void)p, (void)ts; /* 3.11 clears the frame after we count its return */
+}
+#endif
 
 static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int throwflag) {
   statsprof *p = g_ef;
@@ -81,34 +155,66 @@ static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int thro
   if (__builtin_expect(!p || !ef_is_call(ts, frame, throwflag), 0) || !(t = statsprof__tls_thread(p)))
     return _PyEval_EvalFrameDefault(ts, frame, throwflag);
   uint64_t key = p->src.tls_key;
-  enter_code(t, p, frame->f_code, p->src.cost_py);
+  ef_returned(t, p, ts);
+  ef_act act = {frame, t->ef_top, 0};
+  t->ef_top = &act;
+  enter_code(t, p, ef_code(frame), p->src.cost_py);
   PyObject *r = _PyEval_EvalFrameDefault(ts, frame, throwflag);
-  /* Still the run it entered in: p and t are alive, and its frame is on top. */
-  if (__builtin_expect(g_ef == p && p->src.tls_key == key, 1)) leave(t, p, p->src.cost_py, 1 << 16);
+  /* Still the run it entered in (p and t are alive) and its innermost
+   * evaluation: its frame is on top, unless its return was counted. */
+  if (__builtin_expect(g_ef == p && p->src.tls_key == key && t->ef_top == &act, 1)) {
+    t->ef_top = act.prev;
+    if (!act.left) leave(t, p, p->src.cost_py, 1 << 16);
+  }
   return r;
 }
 
 /* ---- the self-check ---------------------------------------------------- */
 
+/* Every way a Python frame gets evaluated, warmed up so that the eval loop
+ * specialises each (b[i], a method, a property, an __init__, an overridden
+ * __getattribute__, plain, default and keyword calls and a method with a
+ * default, a generator in a for loop, yield from): per round 15 evaluations that are calls, plus the
+ * driver's own. An instruction that pushes a frame without calling the
+ * frame-evaluation function (gh-104405 on 3.11 before 3.11.4) shows as
+ * fewer. */
 static const char kProbe[] =
-    "class _statsprof_probe_box:\n"
-    "    def __getitem__(self, i):\n"
-    "        return i\n"
-    "def _statsprof_probe(n, b=_statsprof_probe_box()):\n"
+    "class _B:\n"
+    "    def __getitem__(self, i): return i\n"
+    "    def m(self, i): return i\n"
+    "    def md(self, i, j=1): return i\n"
+    "    @property\n"
+    "    def p(self): return 1\n"
+    "class _I:\n"
+    "    def __init__(self, i): self.i = i\n"
+    "class _G:\n"
+    "    def __getattribute__(self, name): return 1\n"
+    "def _f(i): return i\n"
+    "def _d(i, j=1): return i\n"
+    "def _k(i, *, j): return i\n"
+    "def _gen(): yield 1\n"
+    "def _sub(): yield 1\n"
+    "def _outer(): yield from _sub()\n"
+    "def _statsprof_probe(n, b=_B(), g=_G()):\n"
     "    s = 0\n"
     "    for i in range(n):\n"
-    "        s += b[i]\n"
+    "        s += b[i] + b.m(i) + b.md(i) + b.p + _I(i).i + g.x + _f(i) + _d(i) + _k(i, j=i)\n"
+    "        for x in _gen(): s += x\n"
+    "        for x in _outer(): s += x\n"
     "    return s\n";
-enum { PROBE_CALLS = 64, PROBE_WARMUP = 1000 };
+enum { PROBE_ROUNDS = 64, PROBE_PER_ROUND = 15, PROBE_WARMUP = 1000 };
 /* The version test stands on its own: a profile or trace function on this
  * thread may keep the loop from specialising, and the self-check would then
  * pass on any version. */
 
-static PyObject *g_probe_code; /* the code whose evaluations ef_probe_eval counts */
+static PyObject *g_probe_file; /* the probe's co_filename: its code objects share it */
 static long g_probe_seen;
 
 static PyObject *ef_probe_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int throwflag) {
-  if ((PyObject *)frame->f_code == g_probe_code) g_probe_seen++;
+  PyCodeObject *co = ef_code(frame);
+  if (co->co_filename == g_probe_file &&
+      !(!throwflag && (co->co_flags & CO_GENERATOR) && frame->owner != FRAME_OWNED_BY_GENERATOR))
+    g_probe_seen++;
   return _PyEval_EvalFrameDefault(ts, frame, throwflag);
 }
 
@@ -119,30 +225,26 @@ static int probe_call(PyObject *fn, long n) {
   return r != NULL;
 }
 
-/* Runs a warmed-up obj[i] with a Python __getitem__ PROBE_CALLS times under
- * a counting frame-evaluation function: how many of its calls the function
- * saw, or -1 when the probe could not run. The slot must be free. */
+/* Runs the warmed-up probe PROBE_ROUNDS times under a counting
+ * frame-evaluation function: how many of its calls the function saw, or -1
+ * when the probe could not run. The slot must be free. */
 static long ef_probe(PyInterpreterState *interp) {
   PyObject *ns = PyDict_New();
   PyObject *code = ns ? Py_CompileString(kProbe, "<statsprof-evalframe-probe>", Py_file_input) : NULL;
   if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
   PyObject *r = code ? PyEval_EvalCode(code, ns, ns) : NULL;
   PyObject *fn = r ? PyDict_GetItemString(ns, "_statsprof_probe") : NULL;
-  PyObject *box = r ? PyDict_GetItemString(ns, "_statsprof_probe_box") : NULL;
-  PyObject *getitem = box ? PyObject_GetAttrString(box, "__getitem__") : NULL;
-  g_probe_code = getitem ? PyObject_GetAttrString(getitem, "__code__") : NULL;
+  g_probe_file = fn && PyFunction_Check(fn) ? ((PyCodeObject *)PyFunction_GetCode(fn))->co_filename : NULL;
   long seen = -1;
-  /* The warm-up specialises b[i] to BINARY_SUBSCR_GETITEM. */
-  if (fn && g_probe_code && probe_call(fn, PROBE_WARMUP)) {
+  if (g_probe_file && probe_call(fn, PROBE_WARMUP)) {
     g_probe_seen = 0;
     _PyInterpreterState_SetEvalFrameFunc(interp, ef_probe_eval);
-    int ok = probe_call(fn, PROBE_CALLS);
+    int ok = probe_call(fn, PROBE_ROUNDS);
     _PyInterpreterState_SetEvalFrameFunc(interp, NULL);
     if (ok) seen = g_probe_seen;
   }
   PyErr_Clear();
-  Py_CLEAR(g_probe_code);
-  Py_XDECREF(getitem);
+  g_probe_file = NULL;
   Py_XDECREF(r);
   Py_XDECREF(code);
   Py_XDECREF(ns);
@@ -166,13 +268,15 @@ static void ef_verdict(PyInterpreterState *interp) {
   if (g_verdict_epoch == statsprof__epoch()) return;
   unsigned long v = Py_Version; /* the running libpython, not the headers */
   long seen = ef_probe(interp);
-  g_verdict = v >= 0x030B04F0 && seen == PROBE_CALLS;
+  long want = PROBE_ROUNDS * PROBE_PER_ROUND + 1;
+  g_verdict = v >= 0x030B04F0 && seen == want;
   g_verdict_why[0] = 0;
   if (!g_verdict)
     snprintf(g_verdict_why, sizeof g_verdict_why,
-             "CPython %lu.%lu.%lu pushes some Python frames without calling the frame-evaluation function "
-             "(gh-104405, fixed in 3.11.4): its self-check saw %ld of %d __getitem__ calls",
-             v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, seen, PROBE_CALLS);
+             "CPython %lu.%lu.%lu pushes some Python frames without calling the frame-evaluation function%s: "
+             "its self-check saw %ld of %ld evaluations",
+             v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v < 0x030B04F0 ? " (gh-104405, fixed in 3.11.4)" : "",
+             seen, want);
   g_verdict_epoch = statsprof__epoch();
 }
 
@@ -233,14 +337,3 @@ void statsprof__evalframe_forget(void) {
   g_ef = NULL; /* the interpreter, and its frame-evaluation function, are gone */
   g_verdict_epoch = 0;
 }
-#else
-int statsprof__evalframe_usable(char *why, size_t n) {
-  snprintf(why, n, "the frame-evaluation source exists only on CPython 3.11");
-  return 0;
-}
-int statsprof__evalframe_attach_all(statsprof *p) {
-  return statsprof__error(p, STATSPROF_ESTATE, "source=evalframe: only on CPython 3.11");
-}
-void statsprof__evalframe_detach_all(statsprof *p) { (void)p; }
-void statsprof__evalframe_forget(void) {}
-#endif

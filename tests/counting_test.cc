@@ -562,4 +562,51 @@ def main():
   EXPECT_EQ(got["parity.py:7(size)"].nc, 64u);  // 2^6
 }
 
+// Python code run while a frame's locals are cleared as it returns, raises
+// or finishes a generator (a finalizer, a weakref callback): cProfile's
+// return event fires before the clearing, so that code is the caller's
+// callee. From 3.12 the eval loop clears inside the frame's evaluation,
+// where the frame-evaluation source sees it (source_evalframe.c).
+TEST(Counting, FinalizersRunByAReturningFrameMatchCProfile) {
+  ExpectParity(R"(
+import weakref
+class Res:
+    def __del__(self): tidy()
+def tidy(): pass
+def note(ref): pass
+def returns():
+    r = Res()
+    w = weakref.ref(Res(), note)
+    keep = [Res(), Res()]
+    return 1
+def raises():
+    r = Res()
+    raise KeyError
+def gen():
+    r = Res()
+    yield 1
+    yield 2
+def closes():
+    g = gen()
+    next(g)
+    g.close()
+def nested():
+    def inner():
+        r = Res()
+        return returns()
+    return inner()
+def main():
+    for i in range(3):
+        returns()
+        try:
+            raises()
+        except KeyError:
+            pass
+        for x in gen(): pass
+        closes()
+        nested()
+)");
+}
+
 }  // namespace
+

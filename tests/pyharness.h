@@ -53,18 +53,20 @@ bool BuiltinsOff();
 // cProfile's own enable/disable entries. builtins=True, or builtins=False
 // when BuiltinsOff(); `builtins` 0 or 1 says which instead.
 CountMap CProfileRun(void *ns, const char *fn, int builtins = -1);
-// Whether source=evalframe must run here: CPython 3.11.4 or a later 3.11
-// (the running libpython's Py_Version, as the library decides).
+// Whether source=evalframe must run here: whether the library's self-check
+// must find that every Python frame goes through the frame-evaluation
+// function on this patch level (the running libpython's Py_Version).
 bool EvalFrameRuns();
 // Expects forcing source=evalframe (and builtins=off, unless `config` sets
 // builtins) on top of `config`
-// to fail as README documents: a config error off 3.11, a start error that
-// names gh-104405 and this version before 3.11.4.
+// to fail as README documents: a start error that names this version and
+// what the self-check saw (and gh-104405 before 3.11.4).
 void ExpectEvalFrameRefused(const std::string &config);
 // Runs ns[fn]() under a fresh statsprof (sink=none) and returns its stats.
 // With this_thread_only, only the calling thread's counts (as cProfile).
 // STATSPROF_TEST_SOURCE=NAME adds source=NAME to the config (evalframe
-// where !EvalFrameRuns(): ExpectEvalFrameRefused, then the default source), and
+// where !EvalFrameRuns(): ExpectEvalFrameRefused, then the default source;
+// monitoring before 3.12: the config error, then the default source), and
 // BuiltinsOff() adds builtins=off unless the config sets builtins itself.
 CountMap StatsprofRun(void *ns, const char *fn, const char *config = "sink=none",
                       bool this_thread_only = false);

@@ -1,5 +1,5 @@
-// source_evalframe_test.cc — the frame-evaluation source (PEP 523, CPython
-// 3.11.4+ with builtins=off): when it is chosen, when it is refused and why,
+// source_evalframe_test.cc — the frame-evaluation source (PEP 523,
+// builtins=off's source where it counts exactly: pyh::EvalFrameRuns): when it is chosen, when it is refused and why,
 // coexistence with another frame-evaluation function, threads it sees
 // without attaching, and evaluations that outlive the run they entered in.
 // Its counts against cProfile are the parity suites' (*_evalframe targets).
@@ -12,16 +12,17 @@
 
 namespace {
 
-bool Is311() { return PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000; }
+// The source builtins=off falls back to where this one would not count
+// exactly, and its name in messages.
+int Fallback() { return PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE; }
+const char *FallbackName() { return PY_VERSION_HEX >= 0x030C0000 ? "monitoring" : "setprofile"; }
 
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
 // Another tool's frame-evaluation function (a debugger's, say).
 PyObject *ForeignEval(PyThreadState *ts, struct _PyInterpreterFrame *frame, int throwflag) {
   return _PyEval_EvalFrameDefault(ts, frame, throwflag);
 }
 _PyFrameEvalFunction Installed() { return _PyInterpreterState_GetEvalFrameFunc(PyThreadState_Get()->interp); }
 void Install(_PyFrameEvalFunction f) { _PyInterpreterState_SetEvalFrameFunc(PyThreadState_Get()->interp, f); }
-#endif
 
 // Whether source=evalframe must run on this interpreter; where it must
 // not, checks that forcing it is refused as documented instead.
@@ -44,17 +45,17 @@ TEST(EvalFrame, BuiltinsOffPicksTheExactSourceOfThisInterpreter) {
   statsprof *p = Make("sink=none;builtins=off", &log);
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
-  if (PY_VERSION_HEX >= 0x030C0000) {
-    EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_MONITORING);
-  } else if (pyh::EvalFrameRuns()) {
+  if (pyh::EvalFrameRuns()) {
     EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_EVALFRAME);
     EXPECT_EQ(log.All(), "");
   } else {
-    // 3.11 before 3.11.4: the self-check fails and the log says so.
-    EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_SETPROFILE);
-    EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: CPython 3.11.")) << log.All();
-    EXPECT_TRUE(log.Has("(gh-104405, fixed in 3.11.4): its self-check saw ")) << log.All();
-    EXPECT_TRUE(log.Has("; using source=setprofile")) << log.All();
+    // The self-check fails (3.11 before 3.11.4: gh-104405; 3.13.0:
+    // CALL_ALLOC_AND_ENTER_INIT) and the log says so.
+    EXPECT_EQ(p->src.config.source, Fallback());
+    EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: CPython 3.")) << log.All();
+    EXPECT_TRUE(log.Has("pushes some Python frames without calling the frame-evaluation function")) << log.All();
+    EXPECT_TRUE(log.Has(": its self-check saw ")) << log.All();
+    EXPECT_TRUE(log.Has(std::string("; using source=") + FallbackName())) << log.All();
   }
   // The counts are right whichever source runs.
   void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(7): f()\n");
@@ -85,8 +86,7 @@ TEST(EvalFrame, ForcedWithBuiltinsOnIsAConfigError) {
   EXPECT_EQ(statsprof_create("sink=none;source=evalframe", &p), STATSPROF_ECONFIG);
   EXPECT_EQ(p, nullptr);
   std::string msg = statsprof_errmsg(nullptr);
-  EXPECT_NE(msg.find(Is311() ? "config: source=evalframe counts Python functions only: it needs builtins=off"
-                             : "config: source=evalframe needs CPython 3.11.4 or a later 3.11"),
+  EXPECT_NE(msg.find("config: source=evalframe counts Python functions only: it needs builtins=off"),
             std::string::npos)
       << msg;
 }
@@ -102,7 +102,6 @@ TEST(EvalFrame, ForcedIsRefusedWhereItWouldNotCountExactly) {
   statsprof_destroy(p);
 }
 
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
 TEST(EvalFrame, AnotherToolsFunctionIsNeverReplaced) {
   Install(ForeignEval);
   // Forced: a clear error naming the condition, and the function stays.
@@ -110,17 +109,18 @@ TEST(EvalFrame, AnotherToolsFunctionIsNeverReplaced) {
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(statsprof_start(p), STATSPROF_ESTATE);
   std::string msg = statsprof_errmsg(p);
-  EXPECT_NE(msg.find("statsprof_start: source=evalframe: another frame-evaluation function (PEP 523: a debugger "
-                     "or another profiler) is installed on this interpreter; use source=setprofile"),
+  EXPECT_NE(msg.find(std::string("statsprof_start: source=evalframe: another frame-evaluation function (PEP 523: a "
+                                 "debugger or another profiler) is installed on this interpreter; use source=") +
+                     FallbackName()),
             std::string::npos)
       << msg;
   EXPECT_TRUE(Installed() == ForeignEval);
   statsprof_destroy(p);
-  // Auto: falls back to setprofile, says why, and counts right.
+  // Auto: falls back, says why, and counts right.
   pyh::LogLines log;
   p = Make("sink=none;builtins=off", &log);
   ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
-  EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_SETPROFILE);
+  EXPECT_EQ(p->src.config.source, Fallback());
   EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: another frame-evaluation function")) << log.All();
   void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(4): f()\n");
   pyh::Call(ns, "main");
@@ -167,7 +167,7 @@ TEST(EvalFrame, ASecondProfilerDoesNotTakeTheFunction) {
   pyh::LogLines log;
   statsprof *c = Make("sink=none;builtins=off", &log);
   ASSERT_EQ(statsprof_start(c), 0) << statsprof_errmsg(c);
-  EXPECT_EQ(c->src.config.source, STATSPROF__SOURCE_SETPROFILE);
+  EXPECT_EQ(c->src.config.source, Fallback());
   EXPECT_TRUE(log.Has("another statsprof profiler is using the frame-evaluation function")) << log.All();
   // Both count the same calls, each from its own source.
   void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(3): f()\n");
@@ -181,7 +181,6 @@ TEST(EvalFrame, ASecondProfilerDoesNotTakeTheFunction) {
   statsprof_destroy(a);
   pyh::Release(ns);
 }
-#endif
 
 // At the recursion limit an evaluation can fail CPython's recursion check
 // before its first instruction, with no profile event: a call, a generator
