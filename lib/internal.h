@@ -91,8 +91,9 @@ typedef struct statsprof__sink_spec {
   size_t arg_offset; /* of arg in the config string */
 } statsprof__sink_spec;
 
-/* Where events come from (hook.c): auto picks monitoring on 3.12+, and on
- * 3.11 evalframe with builtins=off where it counts exactly (else setprofile). */
+/* Where events come from (hook.c): auto picks evalframe with builtins=off
+ * where it counts exactly (else monitoring on 3.12+, setprofile on 3.11),
+ * and with builtins monitoring on 3.12+, setprofile on 3.11. */
 enum {
   STATSPROF__SOURCE_AUTO = 0,
   STATSPROF__SOURCE_MONITORING = 1,
@@ -268,12 +269,12 @@ typedef struct statsprof__source_config {
   statsprof__clock_kind clock; /* what the hook's times are */
   int builtins;                /* count C functions too */
   int source;                  /* STATSPROF__SOURCE_MONITORING, _SETPROFILE or _EVALFRAME, never AUTO */
-  int fallback;                /* evalframe chosen by auto: setprofile where it is not exact */
+  int fallback;                /* evalframe chosen by auto: monitoring/setprofile where it is not exact */
 } statsprof__source_config;
 
 /* The event source: how CPython's events reach the counting core
  * (PyEval_SetProfile per thread state, sys.monitoring on 3.12+, or PEP
- * 523's frame-evaluation function on 3.11 with builtins=off), its
+ * 523's frame-evaluation function with builtins=off), its
  * per-thread states and the calibrated cost it subtracts. Set up at create
  * from its config slice (statsprof__source_init); the hook reads and
  * writes it on every profiled thread under the GIL, start/stop/tick
@@ -398,7 +399,7 @@ void statsprof__monitoring_forget(void);
 void statsprof__monitoring_release(statsprof *p);
 int statsprof__monitoring_attach_all(statsprof *p);
 void statsprof__monitoring_detach_all(statsprof *p);
-/* source_evalframe.c (3.11; elsewhere it refuses): whether the
+/* source_evalframe.c: whether the
  * frame-evaluation source would count exactly here and its slot is free:
  * 1, else why, and 0, or -1 when the reason is this interpreter's version
  * or self-check, already given once; installing and removing its

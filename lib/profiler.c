@@ -68,13 +68,18 @@ static int init_parts(statsprof *p) {
 
 /* source=auto picks, with builtins, monitoring on 3.12+ and setprofile on
  * 3.11; with builtins=off, evalframe (start falls back where it would not
- * count exactly: choose_source). The source starts from its slice of
- * config. */
+ * count exactly: choose_source), except on 3.12: there every frame
+ * evaluated through a frame-evaluation function takes 2 of the 1500 units
+ * of CPython's C recursion limit, so a program would hit RecursionError
+ * near a depth of 750 instead of its recursion limit (1000 by default);
+ * 3.13 has 10000 units, 3.14 measures the stack itself. The source starts
+ * from its slice of config. */
+#define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000 || PY_VERSION_HEX >= 0x030D0000)
 static int pick_source(statsprof *p) {
   statsprof__config *c = &p->config;
   int fallback = 0;
   if (c->source == STATSPROF__SOURCE_AUTO) {
-    if (!c->builtins) c->source = STATSPROF__SOURCE_EVALFRAME;
+    if (!c->builtins && EVALFRAME_BY_DEFAULT) c->source = STATSPROF__SOURCE_EVALFRAME;
     else c->source = PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
     fallback = c->source == STATSPROF__SOURCE_EVALFRAME;
   }

@@ -1,32 +1,37 @@
 /* source_evalframe.c — PEP 523's frame-evaluation function as the event
- * source of builtins=off on CPython 3.11.4 and later 3.11 (elsewhere only
- * the refusals at the bottom are compiled).
+ * source of builtins=off, on every version where its self-check finds it
+ * exact (3.11.4+, 3.12, 3.14, 3.15; not 3.11.0-3.11.3 nor 3.13.0, where
+ * builtins=off falls back to setprofile or monitoring).
  *
  * DESIGN
  * ef_eval wraps _PyEval_EvalFrameDefault: every evaluation of a Python
  * frame (a call, a generator or coroutine resumed, sent to, thrown into or
  * closed) runs through it on every thread of the interpreter, including C
  * threads created later, and the eval loop keeps its specialised
- * instructions (no tracing mode): bytecode is not slowed, so own time is
- * not scaled. cProfile(builtins=False) on 3.11 counts PyEval_SetProfile's
- * 'call' events, which fire at a frame's RESUME instruction (or when a
- * generator is thrown into), and 'return' events, which fire on
- * RETURN_VALUE, YIELD_VALUE and an exception leaving the frame. An
- * evaluation maps onto exactly one call/return pair, except:
+ * instructions (no tracing mode, no instrumented code): bytecode is not
+ * slowed, so own time is not scaled, and no event is delivered for C
+ * calls. cProfile(builtins=False) counts a call at a frame's RESUME
+ * instruction (3.11: PyEval_SetProfile's 'call'; 3.12+: sys.monitoring's
+ * PY_START/PY_RESUME) or when a generator is thrown into (PY_THROW), and a
+ * return on RETURN_VALUE, YIELD_VALUE and an exception leaving the frame.
+ * An evaluation maps onto exactly one call/return pair, except:
  *   - creating a generator or coroutine runs its frame up to
  *     RETURN_GENERATOR, before the RESUME: no event. Recognised as a frame of
  *     a generator's code still owned by the thread (a generator's own frame
  *     is owned by the generator).
  *   - an evaluation that fails CPython's recursion check at its start
  *     raises RecursionError before any event. Recognised before the call
- *     with the same test CPython makes (ef_recursion_fails).
- *   - with a frame-evaluation function installed, 3.11 pushes a Python
- *     frame without calling it only where an instruction forgets to check
- *     for one: BINARY_SUBSCR_GETITEM (a warmed-up obj[i] with a Python
- *     __getitem__) before 3.11.4 (gh-104405). CALL, CALL_PY_EXACT_ARGS and
- *     CALL_PY_WITH_DEFAULTS check. A self-check at the first use
- *     (ef_probe) runs a warmed-up obj[i] and refuses the source when it
- *     sees fewer calls than ran.
+ *     with the same test CPython makes (ef_room, ef_recursion_fails).
+ *   - with a frame-evaluation function installed, the eval loop pushes a
+ *     Python frame without calling it only where an instruction forgets to
+ *     check for one: BINARY_SUBSCR_GETITEM before 3.11.4 (gh-104405),
+ *     CALL_ALLOC_AND_ENTER_INIT (a class with a Python __init__) on 3.13.0.
+ *     A self-check at the first use (ef_probe) warms up every way a frame
+ *     gets pushed and refuses the source when it sees fewer evaluations
+ *     than ran.
+ *   - from 3.12 a returning frame's locals are cleared inside the
+ *     evaluation, after the return event: code run by that (a finalizer) is
+ *     the caller's callee (ef_returned).
  * The call is counted before the evaluation and its return after it, on
  * the calling thread's state, found through thread-local storage as the
  * monitoring source does (hook.c's statsprof__tls_thread). Each evaluation
@@ -36,21 +41,20 @@
  *
  * Only one function can be installed per interpreter (debuggers use it
  * too): statsprof installs its own only over CPython's default and puts the
- * default back at stop only if its own is still there. Private API, 3.11's
- * only way: _PyInterpreterState_{Get,Set}EvalFrameFunc,
- * _PyEval_EvalFrameDefault, and the frame's layout (internal
- * pycore_frame.h: f_code, owner). */
-#include <patchlevel.h> /* PY_VERSION_HEX, before Python.h decides on Py_BUILD_CORE */
-#define Py_BUILD_CORE 1 /* this file only: pycore_frame.h, pycore_ceval.h */
+ * default back at stop only if its own is still there. Private API, the
+ * only way on every version: _PyInterpreterState_{Get,Set}EvalFrameFunc,
+ * _PyEval_EvalFrameDefault, the frame's layout (internal pycore_frame.h:
+ * the code, owner, previous) and the thread state's recursion counters. */
+/* This file only: pycore_frame.h. As a module (not libpython itself), so
+ * that no inline helper refers to libpython's unexported thread-state
+ * variable. */
+#define Py_BUILD_CORE_MODULE 1
 
 #include <stdio.h>
 
 #include "hotpath.h"
 
 #include <internal/pycore_frame.h>
-#if PY_VERSION_HEX >= 0x030E0000
-#include <internal/pycore_ceval.h> /* _Py_ReachedRecursionLimit */
-#endif
 
 /* The code object a frame evaluates: a borrowed pointer in the frame,
  * typed as its own field on 3.11-3.12, as "executable" from 3.13 (a tagged
@@ -77,21 +81,22 @@ static statsprof *g_ef;
  *     interpreter's limit was not raised meanwhile, and no RecursionError is
  *     being handled (recursion_headroom).
  *   3.12, 3.13: a C counter first (the entry takes PY_EVAL_C_STACK_UNITS,
- *     2, of it, then fails at 1 or less), then the Python depth counter,
- *     each unless a RecursionError is being handled.
- *   3.14+: the C check compares the machine stack pointer with the thread's
- *     soft limit; _PyEval_EvalFrameDefault's frame lies a little below ours,
- *     so near the limit ours can say room where CPython's says none (a C
- *     stack about to overflow: the one call then counts once too often;
- *     README). Then the Python depth counter as on 3.12. */
-#if PY_VERSION_HEX >= 0x030C0000
-static inline int ef_room(PyThreadState *ts) {
+ *     2, of it: it fails at 1 or less on 3.12, at 0 or less on 3.13), then
+ *     the Python depth counter, each unless a RecursionError is being
+ *     handled.
+ *   3.14+: the C check compares the machine stack pointer inside
+ *     _PyEval_EvalFrameDefault with the thread's soft limit, which no test
+ *     made before the call can repeat: only the Python depth counter is
+ *     checked, and an evaluation that fails for want of C stack (the
+ *     thread's stack about to overflow) counts one call (README). */
 #if PY_VERSION_HEX >= 0x030E0000
-  return ts->py_recursion_remaining > 0 && !_Py_ReachedRecursionLimit(ts);
-#else
-  return ts->py_recursion_remaining > 0 && ts->c_recursion_remaining > 1;
+static inline int ef_room(PyThreadState *ts) { return ts->py_recursion_remaining > 0; }
+#elif PY_VERSION_HEX >= 0x030D0000
+static inline int ef_room(PyThreadState *ts) { return ts->py_recursion_remaining > 0 && ts->c_recursion_remaining > 0; }
+#elif PY_VERSION_HEX >= 0x030C0000
+static inline int ef_room(PyThreadState *ts) { return ts->py_recursion_remaining > 0 && ts->c_recursion_remaining > 1; }
 #endif
-}
+#if PY_VERSION_HEX >= 0x030C0000
 static __attribute__((noinline)) int ef_recursion_fails(PyThreadState *ts) { return !ts->recursion_headroom; }
 #else
 static inline int ef_room(PyThreadState *ts) { return ts->recursion_remaining > 0; }

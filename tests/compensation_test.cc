@@ -113,14 +113,17 @@ TEST(Compensation, EveryDeliveredEventIsChargedTheCostOfItsKind) {
   // type's call nor a Python function's before its "call", and passes no
   // offsets.
   EXPECT_EQ(ChargedEvents("sink=none"), (mon ? EventCounts{18, 12, 20, 16} : EventCounts{18, 12, 0, 0}));
-  // builtins=off: sys.monitoring delivers only the Python events (far's
-  // return past 256), and so does the frame-evaluation source (3.11.4+);
+  // builtins=off: the frame-evaluation source (the default where it runs
+  // but on 3.12) delivers only
+  // the Python events, and so does sys.monitoring (far's return past 256);
   // PyEval_SetProfile delivers len's 12 C events anyway.
-  EventCounts off = mon ? EventCounts{18, 0, 0, 1} : pyh::EvalFrameRuns() ? EventCounts{18, 0, 0, 0}
-                                                                          : EventCounts{18, 0, 12, 0};
+  EventCounts off = pyh::EvalFrameIsDefault() ? EventCounts{18, 0, 0, 0}
+                    : mon                ? EventCounts{18, 0, 0, 1}
+                                         : EventCounts{18, 0, 12, 0};
   EXPECT_EQ(ChargedEvents("sink=none;builtins=off"), off);
-  if (!mon) {
-    EXPECT_EQ(ChargedEvents("sink=none;source=setprofile;builtins=off"), (EventCounts{18, 0, 12, 0}));
+  EXPECT_EQ(ChargedEvents("sink=none;source=setprofile;builtins=off"), (EventCounts{18, 0, 12, 0}));
+  if (mon) {
+    EXPECT_EQ(ChargedEvents("sink=none;source=monitoring;builtins=off"), (EventCounts{18, 0, 0, 1}));
   }
 }
 

@@ -263,9 +263,9 @@ TEST(Config, TheUnknownKeyMessageListsEveryKey) {
                      "max_overhead, stop_timeout (at offset 10)"});
 }
 
-// The event source: sys.monitoring exists from 3.12 on, the
-// frame-evaluation source only on 3.11 and only with builtins=off
-// (source_evalframe_test.cc has whether it runs on this 3.11).
+// The event source: sys.monitoring exists from 3.12 on; the
+// frame-evaluation source on every version, only with builtins=off
+// (source_evalframe_test.cc has whether it runs on this patch level).
 TEST(Config, SourceIsAutoMonitoringSetprofileOrEvalframe) {
   ExpectValid("source=auto;sink=none");
   ExpectValid("source=setprofile;sink=none");
@@ -275,14 +275,9 @@ TEST(Config, SourceIsAutoMonitoringSetprofileOrEvalframe) {
 #else
   ExpectConfigError("source=monitoring;sink=none", {"source=monitoring needs Python 3.12 or newer"});
 #endif
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
   ExpectValid("source=evalframe;builtins=off;sink=none");
   ExpectConfigError("source=evalframe;sink=none",
                     {"source=evalframe counts Python functions only: it needs builtins=off"});
-#else
-  ExpectConfigError("source=evalframe;builtins=off;sink=none",
-                    {"source=evalframe needs CPython 3.11.4 or a later 3.11", "this is " PY_VERSION});
-#endif
 }
 
 TEST(Config, CreateWithNullOutIsEinval) {

@@ -200,6 +200,8 @@ bool EvalFrameRuns() {
   return v >= 0x030B04F0 && !(v >= 0x030D0000 && v < 0x030D01F0);
 }
 
+bool EvalFrameIsDefault() { return EvalFrameRuns() && !(PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000); }
+
 void ExpectEvalFrameRefused(const std::string &config) {
   std::string cfg = config + ";source=evalframe";
   if (config.find("builtins") == std::string::npos) cfg += ";builtins=off";
@@ -357,15 +359,11 @@ uint64_t Calls(statsprof *p, const std::string &name) {
 // Whether statsprof receives events: its profile function (setprofile
 // source), or its sys.monitoring tool with events on (3.12+ default).
 // _pyh_eval_frame_set(): whether a frame-evaluation function other than
-// CPython's is installed (3.11: statsprof's source=evalframe), which Python
-// code cannot see; RunPy puts it in the namespace.
+// CPython's is installed (statsprof's source=evalframe), which Python code
+// cannot see; RunPy puts it in the namespace.
 static PyObject *EvalFrameSet(PyObject *, PyObject *) {
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
   return PyBool_FromLong(_PyInterpreterState_GetEvalFrameFunc(PyThreadState_Get()->interp) !=
                          _PyEval_EvalFrameDefault);
-#else
-  Py_RETURN_FALSE;
-#endif
 }
 static PyMethodDef kEvalFrameSet = {"_pyh_eval_frame_set", EvalFrameSet, METH_NOARGS, nullptr};
 

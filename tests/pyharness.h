@@ -57,6 +57,9 @@ CountMap CProfileRun(void *ns, const char *fn, int builtins = -1);
 // must find that every Python frame goes through the frame-evaluation
 // function on this patch level (the running libpython's Py_Version).
 bool EvalFrameRuns();
+// Whether builtins=off runs it by default (source=auto): where it runs,
+// except 3.12 (its C recursion limit: lib/profiler.c).
+bool EvalFrameIsDefault();
 // Expects forcing source=evalframe (and builtins=off, unless `config` sets
 // builtins) on top of `config`
 // to fail as README documents: a start error that names this version and

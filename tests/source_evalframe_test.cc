@@ -1,11 +1,13 @@
-// source_evalframe_test.cc — the frame-evaluation source (PEP 523,
-// builtins=off's source where it counts exactly: pyh::EvalFrameRuns): when it is chosen, when it is refused and why,
-// coexistence with another frame-evaluation function, threads it sees
-// without attaching, and evaluations that outlive the run they entered in.
+// source_evalframe_test.cc — the frame-evaluation source (PEP 523), with
+// builtins=off where it counts exactly (pyh::EvalFrameRuns): when it is
+// chosen, when it is refused and why, coexistence with another
+// frame-evaluation function, threads it sees without attaching, the
+// recursion limit, and evaluations that outlive the run they entered in.
 // Its counts against cProfile are the parity suites' (*_evalframe targets).
 // Where the source must not run, each test checks the documented refusal
 // or fallback instead.
 #include <pthread.h>
+#include <string.h>
 
 #include "lib_internal.h"
 #include "pyharness.h"
@@ -45,8 +47,12 @@ TEST(EvalFrame, BuiltinsOffPicksTheExactSourceOfThisInterpreter) {
   statsprof *p = Make("sink=none;builtins=off", &log);
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
-  if (pyh::EvalFrameRuns()) {
+  if (pyh::EvalFrameIsDefault()) {
     EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_EVALFRAME);
+    EXPECT_EQ(log.All(), "");
+  } else if (pyh::EvalFrameRuns()) {
+    // 3.12: exact, but not the default (its C recursion limit).
+    EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_MONITORING);
     EXPECT_EQ(log.All(), "");
   } else {
     // The self-check fails (3.11 before 3.11.4: gh-104405; 3.13.0:
@@ -121,7 +127,10 @@ TEST(EvalFrame, AnotherToolsFunctionIsNeverReplaced) {
   p = Make("sink=none;builtins=off", &log);
   ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
   EXPECT_EQ(p->src.config.source, Fallback());
-  EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: another frame-evaluation function")) << log.All();
+  if (pyh::EvalFrameIsDefault() || !pyh::EvalFrameRuns()) {
+    EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: another frame-evaluation function"))
+        << log.All();
+  }
   void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(4): f()\n");
   pyh::Call(ns, "main");
   EXPECT_EQ(statsprof_stop(p), 0);
@@ -157,7 +166,7 @@ TEST(EvalFrame, StopPutsBackTheDefaultButNotOverALaterFunction) {
 
 TEST(EvalFrame, ASecondProfilerDoesNotTakeTheFunction) {
   if (!RunsHere()) return;
-  statsprof *a = Make("sink=none;builtins=off");
+  statsprof *a = Make("sink=none;source=evalframe;builtins=off");
   ASSERT_EQ(statsprof_start(a), 0) << statsprof_errmsg(a);
   ASSERT_EQ(a->src.config.source, STATSPROF__SOURCE_EVALFRAME);
   statsprof *b = Make("sink=none;source=evalframe;builtins=off");
@@ -168,7 +177,9 @@ TEST(EvalFrame, ASecondProfilerDoesNotTakeTheFunction) {
   statsprof *c = Make("sink=none;builtins=off", &log);
   ASSERT_EQ(statsprof_start(c), 0) << statsprof_errmsg(c);
   EXPECT_EQ(c->src.config.source, Fallback());
-  EXPECT_TRUE(log.Has("another statsprof profiler is using the frame-evaluation function")) << log.All();
+  if (pyh::EvalFrameIsDefault()) {
+    EXPECT_TRUE(log.Has("another statsprof profiler is using the frame-evaluation function")) << log.All();
+  }
   // Both count the same calls, each from its own source.
   void *ns = pyh::Exec("def f(): pass\ndef main():\n  for i in range(3): f()\n");
   pyh::Call(ns, "main");
@@ -318,4 +329,45 @@ def outer():
   pyh::Release(ns);
 }
 
+// A program recurses as deep under builtins=off's default source as
+// without a profiler: up to its recursion limit. On 3.12 each evaluation
+// through a frame-evaluation function also takes 2 of CPython's 1500 C
+// recursion units, which is why builtins=off does not run it by default
+// there: forced, the same recursion fails near depth 750.
+TEST(EvalFrame, BuiltinsOffLeavesTheRecursionLimitAlone) {
+  void *ns = pyh::Exec(R"(
+import sys
+def down(n):
+    return 0 if n == 0 else down(n - 1) + 1
+def main():
+    depth, f = 0, sys._getframe()
+    while f:
+        depth, f = depth + 1, f.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        return down(1000 - depth - 10)
+    finally:
+        sys.setrecursionlimit(old)
+)");
+  for (const char *config : {"sink=none;builtins=off", "sink=none;source=evalframe;builtins=off"}) {
+    bool forced = strstr(config, "evalframe") != nullptr;
+    if (forced && !pyh::EvalFrameRuns()) continue;  // refused: ForcedIsRefusedWhereItWouldNotCountExactly
+    statsprof *p = Make(config);
+    ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+    bool ok = pyh::Call(ns, "main");
+    std::string err = ok ? "" : pyh::TakeError();
+    EXPECT_EQ(statsprof_stop(p), 0);
+    statsprof_destroy(p);
+    if (forced && PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000) {
+      EXPECT_FALSE(ok);
+      EXPECT_NE(err.find("RecursionError"), std::string::npos) << err;
+    } else {
+      EXPECT_TRUE(ok) << config << ": " << err;
+    }
+  }
+  pyh::Release(ns);
+}
+
 }  // namespace
+
