@@ -54,7 +54,11 @@
 
 #include "hotpath.h"
 
+#if PY_VERSION_HEX >= 0x030E0000
+#include <internal/pycore_interpframe.h> /* 3.14 moved the frame's layout here */
+#else
 #include <internal/pycore_frame.h>
+#endif
 
 /* The code object a frame evaluates: a borrowed pointer in the frame,
  * typed as its own field on 3.11-3.12, as "executable" from 3.13 (a tagged
