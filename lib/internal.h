@@ -284,7 +284,7 @@ typedef struct statsprof__source {
   statsprof__source_config config; /* clock, builtins, which source */
   struct statsprof__thread *threads; /* live per-thread states */
   struct statsprof__thread *pool;    /* inert ones whose hook was removed (hook.c) */
-  int mon_tool;               /* source=monitoring: our sys.monitoring tool id, or -1 */
+  int mon_tool;               /* source=monitoring (evalframe: PY_UNWIND): our sys.monitoring tool id, or -1 */
   int mon_on;                 /* ... its events are on */
   uint64_t tls_key;           /* monitoring, evalframe: this run's key for the threads' states
                                * cached in thread-local storage (hook.c); 0 while off */
@@ -399,6 +399,13 @@ void statsprof__monitoring_forget(void);
 void statsprof__monitoring_release(statsprof *p);
 int statsprof__monitoring_attach_all(statsprof *p);
 void statsprof__monitoring_detach_all(statsprof *p);
+/* For the frame-evaluation source from 3.13 (source_monitoring.c): whether
+ * one of statsprof's tool ids is free; PY_UNWIND on (taking one), to a
+ * callback that does nothing, so that generators are closed as under
+ * cProfile; and off again (the id is freed by release). GIL held. */
+int statsprof__monitoring_tool_free(void);
+int statsprof__monitoring_unwind_on(statsprof *p);
+void statsprof__monitoring_unwind_off(statsprof *p);
 /* source_evalframe.c: whether the
  * frame-evaluation source would count exactly here and its slot is free:
  * 1, else why, and 0, or -1 when the reason is this interpreter's version

@@ -118,6 +118,11 @@ static inline int ef_is_call(PyThreadState *ts, _PyInterpreterFrame *frame, int 
   return __builtin_expect(ef_room(ts), 1) || !ef_recursion_fails(ts);
 }
 
+/* From 3.13 (3.14 and 3.15 measured) CPython closes a generator without
+ * running its frame unless some tool monitors PY_UNWIND, which cProfile
+ * does: the source turns it on while it runs (source_monitoring.c). */
+#define EF_UNWIND (PY_VERSION_HEX >= 0x030D0000)
+
 /* A counted evaluation in progress, on the C stack of its ef_eval; the
  * thread's innermost is t->ef_top. */
 typedef struct ef_act {
@@ -295,6 +300,12 @@ int statsprof__evalframe_usable(char *why, size_t n) {
     snprintf(why, n, "another statsprof profiler is using the frame-evaluation function");
     return 0;
   }
+#if EF_UNWIND
+  if (!statsprof__monitoring_tool_free()) {
+    snprintf(why, n, "sys.monitoring tool ids 3 and 4 are both in use, and this source needs one for PY_UNWIND");
+    return 0;
+  }
+#endif
   if (!ef_slot_free(interp)) {
     snprintf(why, n,
              "another frame-evaluation function (PEP 523: a debugger or another profiler) is installed on "
@@ -315,6 +326,10 @@ int statsprof__evalframe_attach_all(statsprof *p) {
     return statsprof__error(p, STATSPROF_ESTATE,
                             "source=evalframe: the frame-evaluation function was taken (by %s) since start",
                             g_ef ? "another statsprof profiler" : "a debugger or another profiler");
+#if EF_UNWIND
+  int rc = statsprof__monitoring_unwind_on(p);
+  if (rc) return rc;
+#endif
   p->src.tls_key = statsprof__tls_key_next(); /* every thread's cached state is stale */
   g_ef = p;
   _PyInterpreterState_SetEvalFrameFunc(interp, ef_eval);
@@ -323,6 +338,9 @@ int statsprof__evalframe_attach_all(statsprof *p) {
 
 void statsprof__evalframe_detach_all(statsprof *p) {
   if (g_ef == p) {
+#if EF_UNWIND
+    statsprof__monitoring_unwind_off(p);
+#endif
     g_ef = NULL; /* evaluations still running find it gone */
     if (p->interp_epoch == statsprof__epoch() && Py_IsInitialized()) {
       PyInterpreterState *interp = PyThreadState_Get()->interp;

@@ -345,6 +345,67 @@ void statsprof__monitoring_release(statsprof *p) {
 
 int statsprof__monitoring_attach_all(statsprof *p) { return p->src.mon_on ? 0 : mon_start(p); }
 
+/* ---- PY_UNWIND alone, for the frame-evaluation source ------------------
+ * From 3.14 a generator's close() (explicit, or when a suspended generator
+ * is dropped) runs the generator's frame, throwing GeneratorExit in, only
+ * while some tool monitors PY_UNWIND; otherwise, when the generator is
+ * paused outside any try block, it just clears the frame. cProfile
+ * monitors PY_UNWIND, so under cProfile that close is a call (PY_THROW)
+ * that a program profiled without it never makes. The frame-evaluation
+ * source turns PY_UNWIND on, to a callback that does nothing, so that
+ * CPython closes generators as it does under cProfile and the
+ * evaluation is counted as cProfile counts it. It costs a callback per
+ * frame an exception unwinds, nothing else. */
+static PyObject *mon_nothing(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+  (void)self, (void)args, (void)n;
+  Py_RETURN_NONE;
+}
+static PyMethodDef mon_nothing_def = {"_statsprof_unwind", (PyCFunction)(void (*)(void))(mon_fn)mon_nothing,
+                                      METH_FASTCALL, NULL};
+
+int statsprof__monitoring_tool_free(void) {
+  PyObject *mon = monitoring_module();
+  int free_ = 0;
+  for (int id = MON_TOOL_FIRST; mon && id <= MON_TOOL_LAST && !free_; id++) {
+    PyObject *r = PyObject_CallMethod(mon, "get_tool", "i", id);
+    free_ = r == Py_None;
+    Py_XDECREF(r);
+  }
+  PyErr_Clear();
+  Py_XDECREF(mon);
+  return free_;
+}
+
+int statsprof__monitoring_unwind_on(statsprof *p) {
+  PyObject *mon = monitoring_module();
+  if (!mon) {
+    PyErr_Clear();
+    return statsprof__error(p, STATSPROF_EPYTHON, "source=evalframe: sys.monitoring is not available");
+  }
+  int rc = 0;
+  if (p->src.mon_tool < 0) {
+    for (int id = MON_TOOL_FIRST; id <= MON_TOOL_LAST && p->src.mon_tool < 0; id++)
+      if (mon_call(mon, "use_tool_id", "(is)", id, "statsprof") == 0) p->src.mon_tool = id;
+    if (p->src.mon_tool < 0) {
+      Py_DECREF(mon);
+      return statsprof__error(p, STATSPROF_ESTATE,
+                              "source=evalframe: sys.monitoring tool ids %d and %d are both in use (by another "
+                              "statsprof or another tool), and this source needs one for PY_UNWIND",
+                              MON_TOOL_FIRST, MON_TOOL_LAST);
+    }
+    PyObject *fn = PyCFunction_New(&mon_nothing_def, NULL);
+    if (!fn || mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, mon_event(mon, "PY_UNWIND"), fn))
+      rc = statsprof__error(p, STATSPROF_EPYTHON, "source=evalframe: cannot register a callback for PY_UNWIND");
+    Py_XDECREF(fn);
+  }
+  if (!rc && mon_call(mon, "set_events", "(il)", p->src.mon_tool, mon_event(mon, "PY_UNWIND")))
+    rc = statsprof__error(p, STATSPROF_EPYTHON, "source=evalframe: set_events failed");
+  Py_DECREF(mon);
+  return rc;
+}
+
+void statsprof__monitoring_unwind_off(statsprof *p) { mon_stop(p); }
+
 void statsprof__monitoring_detach_all(statsprof *p) {
   mon_stop(p);
   /* Frames still open close now; the states wait in the pool for their
@@ -359,5 +420,8 @@ void statsprof__monitoring_detach_all(statsprof *p) {
 int statsprof__monitoring_ready(void) { return 0; }
 void statsprof__monitoring_forget(void) {}
 void statsprof__monitoring_release(statsprof *p) { (void)p; }
+int statsprof__monitoring_tool_free(void) { return 0; }
+int statsprof__monitoring_unwind_on(statsprof *p) { (void)p; return 0; }
+void statsprof__monitoring_unwind_off(statsprof *p) { (void)p; }
 #endif
 
