@@ -32,6 +32,11 @@
  *   - from 3.12 a returning frame's locals are cleared inside the
  *     evaluation, after the return event: code run by that (a finalizer) is
  *     the caller's callee (ef_returned).
+ *   - from 3.14 closing a generator paused outside any try block runs its
+ *     frame (GeneratorExit thrown in) only while a tool monitors
+ *     PY_UNWIND, as cProfile does; the source turns PY_UNWIND on to a
+ *     callback that does nothing (EF_UNWIND), so that generators close as
+ *     under cProfile.
  * The call is counted before the evaluation and its return after it, on
  * the calling thread's state, found through thread-local storage as the
  * monitoring source does (hook.c's statsprof__tls_thread). Each evaluation
@@ -140,19 +145,29 @@ static inline _PyInterpreterFrame *ef_current(PyThreadState *ts) {
 #endif
 }
 
+/* The owner of the entry frame _PyEval_EvalFrameDefault puts below the
+ * frame it evaluates. */
+#if PY_VERSION_HEX >= 0x030E0000
+#define EF_ENTRY_OWNER FRAME_OWNED_BY_INTERPRETER
+#else
+#define EF_ENTRY_OWNER FRAME_OWNED_BY_CSTACK
+#endif
+
 /* From 3.12 the eval loop clears a returning frame (its locals: a
  * finalizer, a weakref callback may run Python code) before
  * _PyEval_EvalFrameDefault returns to us, where 3.11 left that to its
  * caller. cProfile's return event fires before the clearing, so a function
  * called from it is its caller's callee there. The frame is unlinked
- * first: the thread's current frame is then the evaluation's entry frame
- * (frame->previous) instead of the frame. Seen at the next call, the
- * innermost evaluation's return is counted then, and not again when it
- * ends. */
+ * first: the thread's current frame is then the evaluation's entry frame,
+ * the frame's `previous` (which 3.14 sets to NULL first for a generator's
+ * frame), where it is the frame itself while the frame runs. Seen at the
+ * next call, the innermost evaluation's return is counted then, and not
+ * again when it ends. */
 static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState *ts) {
   ef_act *top = t->ef_top;
   _PyInterpreterFrame *cur = ef_current(ts);
-  if (top && cur != top->frame && __builtin_expect(!top->left && top->frame->previous == cur, 0)) {
+  if (top && cur != top->frame && __builtin_expect(!top->left && cur && cur->owner == EF_ENTRY_OWNER, 0) &&
+      (top->frame->previous == cur || !top->frame->previous)) {
     leave(t, p, p->src.cost_py, 1 << 16);
     top->left = 1;
   }
