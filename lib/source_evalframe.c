@@ -123,9 +123,11 @@ static inline int ef_is_call(PyThreadState *ts, _PyInterpreterFrame *frame, int 
   return __builtin_expect(ef_room(ts), 1) || !ef_recursion_fails(ts);
 }
 
-/* From 3.13 (3.14 and 3.15 measured) CPython closes a generator without
- * running its frame unless some tool monitors PY_UNWIND, which cProfile
- * does: the source turns it on while it runs (source_monitoring.c). */
+/* CPython 3.14 and 3.15 (measured) close a generator without running its
+ * frame unless some tool monitors PY_UNWIND, which cProfile does: the
+ * source turns it on while it runs (source_monitoring.c). 3.13.0 closes
+ * without running the frame either way; on from 3.13 all the same, so that
+ * a later 3.13 patch level that behaves as 3.14 is covered. */
 #define EF_UNWIND (PY_VERSION_HEX >= 0x030D0000)
 
 /* A counted evaluation in progress, on the C stack of its ef_eval; the
@@ -203,10 +205,10 @@ static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int thro
 /* Every way a Python frame gets evaluated, warmed up so that the eval loop
  * specialises each (b[i], a method, a property, an __init__, an overridden
  * __getattribute__, plain, default and keyword calls and a method with a
- * default, a generator in a for loop, yield from): per round 15 evaluations that are calls, plus the
- * driver's own. An instruction that pushes a frame without calling the
- * frame-evaluation function (gh-104405 on 3.11 before 3.11.4) shows as
- * fewer. */
+ * default, a generator in a for loop, yield from): per round 15
+ * evaluations that are calls, plus the driver's own. An instruction that
+ * pushes a frame without calling the frame-evaluation function shows as
+ * fewer (gh-104405 before 3.11.4, CALL_ALLOC_AND_ENTER_INIT on 3.13.0). */
 static const char kProbe[] =
     "class _B:\n"
     "    def __getitem__(self, i): return i\n"
