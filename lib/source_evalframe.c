@@ -1,6 +1,6 @@
 /* source_evalframe.c — PEP 523's frame-evaluation function as the event
  * source of builtins=off, on every version where its self-check finds it
- * exact (3.11.4+, 3.12, 3.14, 3.15; not 3.11.0-3.11.3 nor 3.13.0, where
+ * exact (3.11.4+, 3.12, 3.14, 3.15; not 3.11.0-3.11.3 nor 3.13, where
  * builtins=off falls back to setprofile or monitoring).
  *
  * DESIGN
@@ -25,7 +25,8 @@
  *   - with a frame-evaluation function installed, the eval loop pushes a
  *     Python frame without calling it only where an instruction forgets to
  *     check for one: BINARY_SUBSCR_GETITEM before 3.11.4 (gh-104405),
- *     CALL_ALLOC_AND_ENTER_INIT (a class with a Python __init__) on 3.13.0.
+ *     CALL_ALLOC_AND_ENTER_INIT (a class with a Python __init__) on 3.13
+ *     (3.13.0 and 3.13.5 measured).
  *     A self-check at the first use (ef_probe) warms up every way a frame
  *     gets pushed and refuses the source when it sees fewer evaluations
  *     than ran.
@@ -208,7 +209,7 @@ static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int thro
  * default, a generator in a for loop, yield from): per round 15
  * evaluations that are calls, plus the driver's own. An instruction that
  * pushes a frame without calling the frame-evaluation function shows as
- * fewer (gh-104405 before 3.11.4, CALL_ALLOC_AND_ENTER_INIT on 3.13.0). */
+ * fewer (gh-104405 before 3.11.4, CALL_ALLOC_AND_ENTER_INIT on 3.13). */
 static const char kProbe[] =
     "class _B:\n"
     "    def __getitem__(self, i): return i\n"
