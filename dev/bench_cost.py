@@ -45,7 +45,6 @@ MODE_TITLES = {
     "statsprof": "statsprof",
     "statsprof_nocomp": "statsprof compensate=off",
     "statsprof_nob": "statsprof builtins=off",
-    "statsprof_mon_nob": "statsprof source=monitoring builtins=off",
     "statsprof_sp": "statsprof source=setprofile",
     "statsprof_sp_nob": "statsprof source=setprofile builtins=off",
 }
@@ -56,8 +55,8 @@ SHORT_TITLES = {
     "empty_ef": "empty evalframe",
 }
 PROFILERS = ("cprofile", "cprofile_nob", "yappi", "statsprof", "statsprof_nocomp",
-             "statsprof_nob", "statsprof_mon_nob", "statsprof_sp", "statsprof_sp_nob")
-STATSPROF_COMPENSATED = ("statsprof", "statsprof_nob", "statsprof_mon_nob", "statsprof_sp", "statsprof_sp_nob")
+             "statsprof_nob", "statsprof_sp", "statsprof_sp_nob")
+STATSPROF_COMPENSATED = ("statsprof", "statsprof_nob", "statsprof_sp", "statsprof_sp_nob")
 
 
 # ---- formatting ----------------------------------------------------------------
@@ -204,8 +203,7 @@ def _src_title(source):
 
 def _off_goal_applies(version, mode_info):
     """The builtins=off goal is for a source that can meet it: sys.monitoring
-    (3.12+) or the frame-evaluation source (3.11.4+, 3.12+ where its
-    self-check passes)."""
+    (3.12+) or the frame-evaluation source (3.11.4+)."""
     src = mode_info.get("statsprof_nob", {}).get("source")
     return minor(version) >= (3, 12) or src == "evalframe"
 
@@ -321,9 +319,6 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
                "" if off_ok else " (a goal for 3.12+ and 3.11.4+ only: PyEval_SetProfile "
                "delivers the C calls whatever statsprof wants)",
                MODE_TITLES[mi["cprofile_nob"]["floor"]]))
-    if "statsprof_mon_nob" in modes and mi["statsprof_nob"]["source"] != "monitoring":
-        section("builtins=off, %s" % _src_title("monitoring"), "statsprof_mon_nob", "cprofile_nob",
-                "The fallback source of builtins=off on this version. *floor*: {floor}.")
     if "statsprof_sp" in modes:
         section("Builtins on, %s" % _src_title("setprofile"), "statsprof_sp", "cprofile",
                 "The fallback source on this version. *floor*: {floor}; cProfile's own is "
@@ -337,7 +332,7 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
                  % (OFF_GOAL, ", ".join(OFF_WORKLOADS),
                     "" if off_ok else "; 3.12+ and 3.11.4+ only"))
     off_modes = [m for m in ("empty_mon_py", "empty_ef", "empty", "cprofile_nob", "statsprof_nob",
-                             "statsprof_mon_nob", "statsprof_sp_nob") if m in modes]
+                             "statsprof_sp_nob") if m in modes]
     rows = []
     for res in s["workloads"]:
         pm, w = res["modes"], res["workload"]

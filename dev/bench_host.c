@@ -25,17 +25,15 @@
  *                     source=monitoring with builtins=off
  *   empty_ef          an empty PEP 523 frame-evaluation function (it only
  *                     calls _PyEval_EvalFrameDefault): the floor of
- *                     source=evalframe, builtins=off's source where its
- *                     self-check passes (3.11.4+, 3.12, 3.14, 3.15)
+ *                     source=evalframe, builtins=off's source on 3.11.4+
+ *                     (on 3.12+ measured beside sys.monitoring's PY_* floor)
  *   cprofile          cProfile.Profile() (builtins=True), enabled from C
  *   cprofile_nob      cProfile.Profile(builtins=False)
  *   yappi             yappi, wall clock, builtins on (when importable)
  *   statsprof         statsprof_create("sink=none;interval=1h"): the default
  *                     source (setprofile on 3.11, monitoring on 3.12+)
  *   statsprof_nocomp  the same with compensate=off
- *   statsprof_nob     the same with builtins=off (evalframe where it counts
- *                     exactly, else setprofile on 3.11, monitoring on 3.12+)
- *   statsprof_mon_nob 3.12+: source=monitoring;builtins=off
+ *   statsprof_nob     the same with builtins=off
  *   statsprof_sp      3.12+: source=setprofile
  *   statsprof_sp_nob  source=setprofile;builtins=off, where statsprof_nob runs
  *                     another source (3.12+, and 3.11.4+)
@@ -216,8 +214,7 @@ static PyObject *empty_eval(PyThreadState *ts, struct _PyInterpreterFrame *frame
 static void set_eval(_PyFrameEvalFunction f) { _PyInterpreterState_SetEvalFrameFunc(PyThreadState_Get()->interp, f); }
 
 /* Whether statsprof's builtins=off runs the frame-evaluation source here
- * (decided by its first start's self-check): its function is then
- * installed. */
+ * (3.11.4+, decided by its first start): its function is then installed. */
 static int nob_is_evalframe(void) {
   statsprof *p = NULL;
   int yes = 0;
@@ -363,7 +360,6 @@ static mode_def g_modes[] = {
     {"statsprof", K_STATSPROF, 1, SP_BASE, 0, 0, NULL, NULL},
     {"statsprof_nocomp", K_STATSPROF, 1, SP_BASE ";compensate=off", 0, 0, NULL, NULL},
     {"statsprof_nob", K_STATSPROF, 0, SP_BASE ";builtins=off", 0, 0, NULL, NULL},
-    {"statsprof_mon_nob", K_STATSPROF, 0, SP_BASE ";source=monitoring;builtins=off", W_MONITORING, 0, NULL, NULL},
     {"statsprof_sp", K_STATSPROF, 1, SP_BASE ";source=setprofile", W_MONITORING, 0, NULL, NULL},
     {"statsprof_sp_nob", K_STATSPROF, 0, SP_BASE ";source=setprofile;builtins=off", W_NOT_SETPROFILE_NOB, 0,
      NULL, NULL},
@@ -374,8 +370,8 @@ static const char *STATSPROF_CONFIG = SP_BASE;
 /* Each mode's source and floor on this interpreter: cProfile and statsprof's
  * default source use sys.monitoring from 3.12 (cProfile with CALL events
  * even when builtins=False: it filters them itself), PyEval_SetProfile
- * before, except statsprof's builtins=off where the frame-evaluation source
- * counts exactly (`evalframe`); yappi and source=setprofile always
+ * before, except statsprof's builtins=off on 3.11.4+ (`evalframe`: the
+ * frame-evaluation source); yappi and source=setprofile always
  * PyEval_SetProfile. Python must be running (nob_is_evalframe). */
 static void modes_resolve(void) {
   int ef = nob_is_evalframe();
@@ -383,7 +379,7 @@ static void modes_resolve(void) {
     mode_def *m = &g_modes[i];
     int mon = HAVE_MONITORING && m->kind != K_YAPPI && m->kind != K_EMPTY &&
               !(m->config && strstr(m->config, "source=setprofile"));
-    int nob_ef = ef && m->kind == K_STATSPROF && !m->builtins && !strstr(m->config, "source=");
+    int nob_ef = ef && m->kind == K_STATSPROF && !m->builtins && !strstr(m->config, "source=setprofile");
     m->source = m->kind == K_NONE ? NULL : nob_ef || m->kind == K_EMPTY_EF ? "evalframe" : mon ? "monitoring" : "setprofile";
     if (m->kind == K_NONE || m->kind == K_EMPTY || m->kind == K_EMPTY_MON || m->kind == K_EMPTY_EF) m->floor = NULL;
     else if (nob_ef) m->floor = "empty_ef";

@@ -67,14 +67,16 @@ static int init_parts(statsprof *p) {
 }
 
 /* source=auto picks, with builtins, monitoring on 3.12+ and setprofile on
- * 3.11; with builtins=off, evalframe (start falls back where it would not
- * count exactly: choose_source), except on 3.12: there every frame
- * evaluated through a frame-evaluation function takes 2 of the 1500 units
- * of CPython's C recursion limit, so a program would hit RecursionError
- * near a depth of 750 instead of its recursion limit (1000 by default);
- * 3.13 has 10000 units, 3.14 measures the stack itself. The source starts
- * from its slice of config. */
-#define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000 || PY_VERSION_HEX >= 0x030D0000)
+ * 3.11; with builtins=off, evalframe on 3.11 (start falls back where it
+ * would not count exactly: choose_source) and monitoring on 3.12+. There
+ * the frame-evaluation source is exact too (forced with source=evalframe)
+ * but costs what sys.monitoring's PY_* events cost (3.14 and 3.15 game
+ * frame: floors 1.20-1.23x either way, callgrind 340 against 347
+ * instructions per event), while it makes every Python call a C call as
+ * well: C stack, and on 3.12 2 of the 1500 units of CPython's C recursion
+ * limit, so a program would hit RecursionError near a depth of 750. The
+ * source starts from its slice of config. */
+#define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000)
 static int pick_source(statsprof *p) {
   statsprof__config *c = &p->config;
   int fallback = 0;

@@ -1,7 +1,8 @@
-/* source_evalframe.c — PEP 523's frame-evaluation function as the event
- * source of builtins=off, on every version where its self-check finds it
- * exact (3.11.4+, 3.12, 3.14, 3.15; not 3.11.0-3.11.3 nor 3.13, where
- * builtins=off falls back to setprofile or monitoring).
+/* source_evalframe.c — PEP 523's frame-evaluation function as an event
+ * source for builtins=off, on every version where its self-check finds it
+ * exact (3.11.4+, 3.12, 3.14, 3.15; not 3.11.0-3.11.3 nor 3.13). The
+ * default of builtins=off on 3.11.4+; on 3.12+ forced with
+ * source=evalframe (lib/profiler.c says why not by default).
  *
  * DESIGN
  * ef_eval wraps _PyEval_EvalFrameDefault: every evaluation of a Python

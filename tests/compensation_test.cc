@@ -114,7 +114,7 @@ TEST(Compensation, EveryDeliveredEventIsChargedTheCostOfItsKind) {
   // offsets.
   EXPECT_EQ(ChargedEvents("sink=none"), (mon ? EventCounts{18, 12, 20, 16} : EventCounts{18, 12, 0, 0}));
   // builtins=off: the frame-evaluation source (the default where it runs
-  // but on 3.12) delivers only
+  // on 3.11) delivers only
   // the Python events, and so does sys.monitoring (far's return past 256);
   // PyEval_SetProfile delivers len's 12 C events anyway.
   EventCounts off = pyh::EvalFrameIsDefault() ? EventCounts{18, 0, 0, 0}

@@ -201,7 +201,7 @@ bool EvalFrameRuns() {
   return v >= 0x030B04F0 && (v >> 16) != 0x030D;
 }
 
-bool EvalFrameIsDefault() { return EvalFrameRuns() && !(PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000); }
+bool EvalFrameIsDefault() { return EvalFrameRuns() && PY_VERSION_HEX < 0x030C0000; }
 
 void ExpectEvalFrameRefused(const std::string &config) {
   std::string cfg = config + ";source=evalframe";

@@ -57,8 +57,8 @@ CountMap CProfileRun(void *ns, const char *fn, int builtins = -1);
 // must find that every Python frame goes through the frame-evaluation
 // function on this patch level (the running libpython's Py_Version).
 bool EvalFrameRuns();
-// Whether builtins=off runs it by default (source=auto): where it runs,
-// except 3.12 (its C recursion limit: lib/profiler.c).
+// Whether builtins=off runs it by default (source=auto): where it runs on
+// 3.11 (3.12+ keeps sys.monitoring: lib/profiler.c says why).
 bool EvalFrameIsDefault();
 // Expects forcing source=evalframe (and builtins=off, unless `config` sets
 // builtins) on top of `config`

@@ -52,13 +52,13 @@ TEST(EvalFrame, BuiltinsOffPicksTheExactSourceOfThisInterpreter) {
   if (pyh::EvalFrameIsDefault()) {
     EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_EVALFRAME);
     EXPECT_EQ(log.All(), "");
-  } else if (pyh::EvalFrameRuns()) {
-    // 3.12: exact, but not the default (its C recursion limit).
+  } else if (PY_VERSION_HEX >= 0x030C0000) {
+    // 3.12+: not the default (lib/profiler.c says why), and no self-check.
     EXPECT_EQ(p->src.config.source, STATSPROF__SOURCE_MONITORING);
     EXPECT_EQ(log.All(), "");
   } else {
-    // The self-check fails (3.11 before 3.11.4: gh-104405; 3.13.0:
-    // CALL_ALLOC_AND_ENTER_INIT) and the log says so.
+    // 3.11 before 3.11.4: the self-check fails (gh-104405) and the log
+    // says so.
     EXPECT_EQ(p->src.config.source, Fallback());
     EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: CPython 3.")) << log.All();
     EXPECT_TRUE(log.Has("pushes some Python frames without calling the frame-evaluation function")) << log.All();
@@ -129,7 +129,7 @@ TEST(EvalFrame, AnotherToolsFunctionIsNeverReplaced) {
   p = Make("sink=none;builtins=off", &log);
   ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
   EXPECT_EQ(p->src.config.source, Fallback());
-  if (pyh::EvalFrameIsDefault() || !pyh::EvalFrameRuns()) {
+  if (PY_VERSION_HEX < 0x030C0000) {  // auto tries it on 3.11 only
     EXPECT_TRUE(log.Has("builtins=off: not using source=evalframe: another frame-evaluation function"))
         << log.All();
   }
@@ -354,7 +354,7 @@ def outer():
 // A program recurses as deep under builtins=off's default source as
 // without a profiler: up to its recursion limit. On 3.12 each evaluation
 // through a frame-evaluation function also takes 2 of CPython's 1500 C
-// recursion units, which is why builtins=off does not run it by default
+// recursion units, one reason builtins=off does not run it by default
 // there: forced, the same recursion fails near depth 750.
 TEST(EvalFrame, BuiltinsOffLeavesTheRecursionLimitAlone) {
   void *ns = pyh::Exec(R"(
