@@ -273,6 +273,14 @@ static void small_int_range(statsprof__source *src) {
   src->mon_small_span = n < 0 ? UINTPTR_MAX : (uintptr_t)(n + 1) * stride;
 }
 
+/* Takes the first free of statsprof's tool ids unless p holds one: 0, or
+ * -1 when both are in use. */
+static int mon_take_tool(statsprof *p, PyObject *mon) {
+  for (int id = MON_TOOL_FIRST; id <= MON_TOOL_LAST && p->src.mon_tool < 0; id++)
+    if (mon_call(mon, "use_tool_id", "(is)", id, "statsprof") == 0) p->src.mon_tool = id;
+  return p->src.mon_tool < 0 ? -1 : 0;
+}
+
 /* Takes a tool id, registers the callbacks and turns the events on. */
 static int mon_start(statsprof *p) {
   PyObject *mon = monitoring_module();
@@ -282,9 +290,7 @@ static int mon_start(statsprof *p) {
   }
   int rc = 0;
   if (p->src.mon_tool < 0) {
-    for (int id = MON_TOOL_FIRST; id <= MON_TOOL_LAST && p->src.mon_tool < 0; id++)
-      if (mon_call(mon, "use_tool_id", "(is)", id, "statsprof") == 0) p->src.mon_tool = id;
-    if (p->src.mon_tool < 0) {
+    if (mon_take_tool(p, mon)) {
       Py_DECREF(mon);
       return statsprof__error(p, STATSPROF_ESTATE,
                               "source=monitoring: sys.monitoring tool ids %d and %d are both in use (by "
@@ -384,9 +390,7 @@ int statsprof__monitoring_unwind_on(statsprof *p) {
   }
   int rc = 0;
   if (p->src.mon_tool < 0) {
-    for (int id = MON_TOOL_FIRST; id <= MON_TOOL_LAST && p->src.mon_tool < 0; id++)
-      if (mon_call(mon, "use_tool_id", "(is)", id, "statsprof") == 0) p->src.mon_tool = id;
-    if (p->src.mon_tool < 0) {
+    if (mon_take_tool(p, mon)) {
       Py_DECREF(mon);
       return statsprof__error(p, STATSPROF_ESTATE,
                               "source=evalframe: sys.monitoring tool ids %d and %d are both in use (by another "
