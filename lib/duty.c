@@ -91,8 +91,13 @@ void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint
   double interval = (double)(rec->end_ns - rec->start_ns) * 1e-9;
   /* duty is the share of the interval's *work* that was observed: code in
    * a window runs slower (the profiler's cost), so wall time would
-   * overstate it. Both sides exclude that estimated cost. */
-  double overhead = d->overhead_s < observed ? d->overhead_s : observed;
+   * overstate it. Both sides exclude that estimated cost, unless the
+   * estimate reaches the observed time itself: the calibrated cost per
+   * event was then too high for this stretch (calibrated while the machine
+   * was slower, seen under load), and the plain share of wall time is the
+   * better figure: duty 0 would say nothing was observed, and readers that
+   * scale by 1/duty would leave the counts unscaled. */
+  double overhead = d->overhead_s < observed ? d->overhead_s : 0;
   rec->observed_s = observed;
   rec->duty = interval > overhead ? (observed - overhead) / (interval - overhead) : 0;
   if (rec->duty > 1) rec->duty = 1;

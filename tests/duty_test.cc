@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "collect_sink.h"
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -121,15 +122,44 @@ TEST(Duty, RecordsSayWhatFractionWasObserved) {
   // duty is the observed share of the work: window time minus the
   // profiler's own estimated cost, over the interval minus that cost.
   void *ns = pyh::Exec("import json\nrecs = [json.loads(l) for l in open('" + dir + "/d.jsonl')]\n"
-                       "def c(r): return min(r['overhead_est'] * r['interval_s'], r['observed_s'])\n"
-                       "ok = all(0 < r['duty'] <= 1 and r['observed_s'] <= r['interval_s'] + 1e-6 and"
+                       "def c(r):\n"
+                       "    o = r['overhead_est'] * r['interval_s']\n"
+                       "    return o if o < r['observed_s'] else 0\n"
+                       "def good(r): return (0 < r['duty'] <= 1 and r['observed_s'] <= r['interval_s'] + 1e-6 and"
                        " r['duty'] <= r['observed_s'] / r['interval_s'] + 1e-9 and r['overhead_est'] >= 0 and"
-                       " abs(r['duty'] - (r['observed_s'] - c(r)) / (r['interval_s'] - c(r))) < 1e-3"
-                       " for r in recs if r['kind'] == 'delta' and r['func_profiles'])\n"
+                       " abs(r['duty'] - (r['observed_s'] - c(r)) / (r['interval_s'] - c(r))) < 1e-3)\n"
+                       "bad = repr([{k: r[k] for k in ('duty', 'observed_s', 'interval_s', 'overhead_est')}"
+                       " for r in recs if r['kind'] == 'delta' and r['func_profiles'] and not good(r)])\n"
                        "n = len([r for r in recs if r['kind'] == 'delta' and r['func_profiles']])\n");
-  EXPECT_EQ(PyDict_GetItemString((PyObject *)ns, "ok"), Py_True);
+  EXPECT_STREQ(PyUnicode_AsUTF8(PyDict_GetItemString((PyObject *)ns, "bad")), "[]");
   EXPECT_GE(PyLong_AsLong(PyDict_GetItemString((PyObject *)ns, "n")), 2);
   pyh::Release(ns);
+}
+
+// duty.c alone, with the cost given: the estimate is taken off both sides;
+// an estimate that reaches the observed time (a calibration made while the
+// machine was slower: seen once in 34 tests under TSan on a loaded machine)
+// falls back to the plain share of wall time instead of duty 0.
+TEST(Duty, DutyTakesTheEstimateOffUnlessItExceedsWhatWasObserved) {
+  statsprof__clock_init();
+  const double spt = statsprof__clock_sec_per_tick;
+  const uint64_t t0 = 1000000, ms = (uint64_t)(1e-3 / spt);
+  for (double cost_ms : {5.0, 10.0, 30.0}) {
+    statsprof__duty d;
+    statsprof__duty_init(&d, 10 * 1000000, 50 * 1000000, 0);
+    statsprof__duty_start(&d, t0, 0);
+    statsprof__duty_close(&d, t0 + 10 * ms, (uint64_t)(cost_ms * (double)ms));
+    statsprof_stats_profile rec = {};
+    rec.start_ns = 0;
+    rec.end_ns = 50 * 1000000;
+    statsprof__duty_take(&d, &rec, t0 + 50 * ms, (uint64_t)(cost_ms * (double)ms));
+    double observed = 10 * (double)ms * spt, interval = 0.05, cost = cost_ms * (double)ms * spt;
+    EXPECT_NEAR(rec.observed_s, observed, 1e-9) << cost_ms;
+    EXPECT_NEAR(rec.overhead_est, cost / interval, 1e-9) << cost_ms;
+    if (cost < observed) EXPECT_NEAR(rec.duty, (observed - cost) / (interval - cost), 1e-9) << cost_ms;
+    else EXPECT_NEAR(rec.duty, observed / interval, 1e-9) << cost_ms;
+    EXPECT_GT(rec.duty, 0) << cost_ms;
+  }
 }
 
 TEST(Duty, OverheadBudgetLengthensTheGaps) {
