@@ -15,8 +15,9 @@
  * difference per event is the cost. A further loop makes no calls at all:
  * it measures how much slower bytecode itself runs while a profile
  * function is installed (CPython's specializing interpreter is off then),
- * a cost that follows the work done, not the events. The minimum of many
- * short rounds rejects scheduler noise; the profiled time is that of a
+ * a cost that follows the work done, not the events. Each estimate is the
+ * median of many short rounds, each a bare and a profiled run back to back
+ * (see measure); the profiled time is that of a
  * second call under one scratch profiler, so that first-sight work
  * (labels, the thread's slot, sys.monitoring instrumenting the code) is
  * not counted as event cost. Once per process and clock. */
@@ -68,9 +69,15 @@ static const char kCode[] =
     "exec('def _statsprof_cal_c_far(n):\\n    if n < 0:\\n' + '        n += 1\\n' * 250 +\n"
     "     '    l = []\\n    ln = len\\n    for i in range(n):\\n        l.append(i)\\n        ln(l)\\n')\n";
 
-/* Many short rounds: on a loaded machine a run that is preempted only
- * reads longer, a short run is more often not preempted at all, and the
- * minimum over the rounds is the least disturbed reading of each. */
+/* Many short rounds: on a loaded machine a short run is more often not
+ * preempted at all (measure keeps the rounds that ran through). The
+ * median of the rounds' own estimates, where the minimum of each side was
+ * taken before: this machine alternates for hundreds of ms between two
+ * speeds about 1.8x apart, and the minima of bare and profiled runs taken
+ * from different rounds moved one process's estimate by +-15% (3.11, idle,
+ * 8 calibrations in one process: 61-87 ticks per Python event, bytecode
+ * x1.99-x2.35; with the medians 45-51 in the fast stretches, 81-83 in the
+ * slow). */
 enum { CALLS = 2000, ROUNDS = 15 };
 
 static uint64_t run(PyObject *g, PyObject *n) {
@@ -133,46 +140,74 @@ static int ran_through(uint64_t ticks, uint64_t cpu_ns) {
   return (double)ticks * statsprof__clock_sec_per_tick * 1e9 <= (double)cpu_ns * 1.02 + 5000;
 }
 
-/* Minimum bare and profiled times of loop `name` over ROUNDS rounds that
- * ran through (up to 4 x ROUNDS tries): on a loaded machine every short
- * round may wait for a CPU, and the minimum of those is still inflated
- * (3.13: 268 ticks per Python event where 90 ran through). When none did,
- * the minimum of all. */
-static int measure(PyObject *ns, const char *name, setup su, uint64_t *bare, uint64_t *prof) {
+/* Bare and profiled times of loop `name`, one pair per round that ran
+ * through (up to ROUNDS of 4 x ROUNDS tries; when none did, every round's):
+ * on a loaded machine every short round may wait for a CPU (3.13: 268 ticks
+ * per Python event where 90 ran through). Each pair is measured back to
+ * back, so a machine that runs slower for a while (a busy sibling
+ * hyperthread, a lower clock: the thread's CPU time cannot see it) slows
+ * both alike, and the estimates below take the median over the pairs. */
+typedef struct {
+  int n;
+  uint64_t bare[ROUNDS], prof[ROUNDS];
+} pairs;
+
+static int measure(PyObject *ns, const char *name, setup su, pairs *out) {
   PyObject *g = PyDict_GetItemString(ns, name);
   PyObject *n = PyLong_FromLong(CALLS);
-  uint64_t any_bare = UINT64_MAX, any_prof = UINT64_MAX;
-  *bare = *prof = UINT64_MAX;
-  for (int i = 0, kept = 0; g && n && kept < ROUNDS && i < 4 * ROUNDS && !g_oom; i++) {
+  pairs any = {0};
+  out->n = 0;
+  for (int i = 0; g && n && out->n < ROUNDS && i < 4 * ROUNDS && !g_oom; i++) {
     run(g, n); /* the profiled run before took the loop's specializations away */
     uint64_t c0 = statsprof__thread_cpu_ns(), w0 = statsprof__ticks();
     uint64_t b = run(g, n), q = profiled(g, n, name, su.clock, su.source, su.builtins);
     int through = ran_through(statsprof__ticks() - w0, statsprof__thread_cpu_ns() - c0);
     if (su.clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
-    if (b < any_bare) any_bare = b;
-    if (q && q < any_prof) any_prof = q;
-    if (!through || !q) continue;
-    kept++;
-    if (b < *bare) *bare = b;
-    if (q < *prof) *prof = q;
+    if (!q || !b) continue;
+    if (any.n < ROUNDS) any.bare[any.n] = b, any.prof[any.n++] = q;
+    if (!through) continue;
+    out->bare[out->n] = b;
+    out->prof[out->n++] = q;
   }
-  if (*prof == UINT64_MAX) {
-    *bare = any_bare;
-    *prof = any_prof;
-  }
+  if (!out->n) *out = any;
   Py_XDECREF(n);
-  return *prof != UINT64_MAX && *bare != UINT64_MAX && *bare > 0;
+  return out->n > 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* Ticks per event of loop `name`, which makes `events` events per call,
  * beyond the slower bytecode (scale, 2^16 = none) of its own frame and
- * `others` ticks of other events already known. */
+ * `others` ticks of other events already known: the median over the
+ * rounds of each round's own estimate. */
 static uint64_t event_cost(PyObject *ns, const char *name, uint64_t events, uint64_t others, uint64_t scale,
                            setup su) {
-  uint64_t bare, prof;
-  if (!measure(ns, name, su, &bare, &prof)) return 0;
-  uint64_t expected = bare * 65536 / scale + others;
-  return prof > expected ? (prof - expected) / events : 0;
+  pairs m;
+  if (!measure(ns, name, su, &m)) return 0;
+  double d[ROUNDS];
+  for (int i = 0; i < m.n; i++)
+    d[i] = ((double)m.prof[i] - (double)m.bare[i] * 65536.0 / (double)scale - (double)others) / (double)events;
+  double c = median(d, m.n);
+  return c > 0 ? (uint64_t)(c + 0.5) : 0;
+}
+
+/* The bytecode's slowdown as own_scale (bare / profiled, in 1/65536): the
+ * median of the rounds' ratios; 2^16 when it is not slower. */
+static uint64_t bytecode_scale(PyObject *ns, setup su) {
+  pairs m;
+  if (!measure(ns, "_statsprof_cal_ops", su, &m)) return 1 << 16;
+  double r[ROUNDS];
+  for (int i = 0; i < m.n; i++) r[i] = (double)m.bare[i] / (double)m.prof[i];
+  double x = median(r, m.n);
+  return x < 1 ? (uint64_t)(x * 65536.0) : 1 << 16;
 }
 
 static void measure_all(setup su, statsprof__costs *out) {
@@ -182,11 +217,8 @@ static void measure_all(setup su, statsprof__costs *out) {
   PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
   memset(out, 0, sizeof *out);
   out->own_scale = 1 << 16;
-  uint64_t bare, prof;
   /* The frame-evaluation function leaves the bytecode as fast as it was. */
-  if (r && su.source != STATSPROF__SOURCE_EVALFRAME && measure(ns, "_statsprof_cal_ops", su, &bare, &prof) &&
-      prof > bare)
-    out->own_scale = bare * 65536 / prof;
+  if (r && su.source != STATSPROF__SOURCE_EVALFRAME) out->own_scale = bytecode_scale(ns, su);
   if (r) {
     int mon = su.source == STATSPROF__SOURCE_MONITORING;
     /* Not counted: on sys.monitoring a type's CALL and C_RETURN; on
