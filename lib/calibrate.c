@@ -144,9 +144,9 @@ static int ran_through(uint64_t ticks, uint64_t cpu_ns) {
  * through (up to ROUNDS of 4 x ROUNDS tries; when none did, every round's):
  * on a loaded machine every short round may wait for a CPU (3.13: 268 ticks
  * per Python event where 90 ran through). Each pair is measured back to
- * back, so a machine that runs slower for a while (a busy sibling
- * hyperthread, a lower clock: the thread's CPU time cannot see it) slows
- * both alike, and the estimates below take the median over the pairs. */
+ * back, so a stretch where Python code runs slower (the thread's CPU time
+ * cannot see it; BENCHMARKS.md has what was measured) slows both alike,
+ * and the estimates below take the median over the pairs. */
 typedef struct {
   int n;
   uint64_t bare[ROUNDS], prof[ROUNDS];
