@@ -102,6 +102,7 @@ void statsprof__source_init(statsprof__source *s, const statsprof__source_config
   memset(s, 0, sizeof *s);
   s->config = *c;
   s->mon_tool = -1;
+  s->fast_key = STATSPROF__NO_KEY;
   s->own_scale = 1 << 16;
   /* The TSC (wall clock, invariant TSC: clock.c) is read inline by the
    * fast paths; with another clock, or on another CPU, every event takes

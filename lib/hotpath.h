@@ -100,16 +100,15 @@ static inline __attribute__((always_inline)) statsprof__callframe *push(statspro
   return f;
 }
 
-/* A call in the common case: this thread has an entry for the label, the
- * caller's edge is the one the function's previous call came through, the
- * stack has room and the clock is the TSC. It calls nothing, so a callback
- * built on it saves few registers and only past its checks; 0 (nothing
- * changed) when it does not apply. */
-static inline __attribute__((always_inline)) int enter_fast(statsprof__thread *t, statsprof *p, uint32_t label,
-                                                            uint64_t cost) {
+/* A call in the common case, on a caller that knows the clock is the TSC:
+ * this thread has an entry for the label, the caller's edge is the one the
+ * function's previous call came through and the stack has room. It calls
+ * nothing, so a callback built on it saves few registers and only past
+ * its checks; 0 (nothing changed) when it does not apply. */
+static inline __attribute__((always_inline)) int enter_fast_tsc(statsprof__thread *t, statsprof *p, uint32_t label,
+                                                                uint64_t cost) {
   uint32_t idx, eid = STATSPROF__NONE, depth = t->depth;
-  if (!p->src.tsc || label >= t->nlocal || (idx = t->local[label]) == STATSPROF__NONE || depth == t->cap)
-    return 0;
+  if (label >= t->nlocal || (idx = t->local[label]) == STATSPROF__NONE || depth == t->cap) return 0;
   if (depth) {
     /* The edges of the function's last two callers: a helper called from
      * two places in turn still takes this path. */
@@ -127,12 +126,24 @@ static inline __attribute__((always_inline)) int enter_fast(statsprof__thread *t
   return 1;
 }
 
+/* enter_fast_tsc where the clock is the TSC; 0 otherwise. */
+static inline __attribute__((always_inline)) int enter_fast(statsprof__thread *t, statsprof *p, uint32_t label,
+                                                            uint64_t cost) {
+  return p->src.tsc && enter_fast_tsc(t, p, label, cost);
+}
+
 /* A call of Python code on the fast path (its label in co_extra for this
- * run, then enter_fast); 0, nothing changed, when that does not apply. */
+ * run, then enter_fast_tsc, on a caller that knows the clock is the TSC);
+ * 0, nothing changed, when that does not apply. */
+static inline __attribute__((always_inline)) int enter_code_fast_tsc(statsprof__thread *t, statsprof *p,
+                                                                     PyCodeObject *co, uint64_t cost) {
+  uintptr_t extra = (uintptr_t)code_extra(co);
+  return extra >> 32 == p->gen && enter_fast_tsc(t, p, (uint32_t)extra, cost);
+}
+
 static inline __attribute__((always_inline)) int enter_code_fast(statsprof__thread *t, statsprof *p, PyCodeObject *co,
                                                                  uint64_t cost) {
-  uintptr_t extra = (uintptr_t)code_extra(co);
-  return extra >> 32 == p->gen && enter_fast(t, p, (uint32_t)extra, cost);
+  return p->src.tsc && enter_code_fast_tsc(t, p, co, cost);
 }
 
 /* A call of Python code: the slow path (label, then enter_slow) out of

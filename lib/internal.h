@@ -280,6 +280,7 @@ typedef struct statsprof__source_config {
  * writes it on every profiled thread under the GIL, start/stop/tick
  * attach and detach under the GIL too. */
 #define STATSPROF__CFUNC_HOT 256
+#define STATSPROF__NO_KEY UINT64_MAX /* no thread's cached key (those start at 0) */
 typedef struct statsprof__source {
   statsprof__source_config config; /* clock, builtins, which source */
   struct statsprof__thread *threads; /* live per-thread states */
@@ -288,6 +289,9 @@ typedef struct statsprof__source {
   int mon_on;                 /* ... its events are on */
   uint64_t tls_key;           /* monitoring, evalframe: this run's key for the threads' states
                                * cached in thread-local storage (hook.c); 0 while off */
+  uint64_t fast_key;          /* monitoring: tls_key while every fast path applies (events
+                               * on, the TSC, no frame tracking), else STATSPROF__NO_KEY:
+                               * one compare in each callback instead of four */
   int oom;                    /* sticky: the hook could not allocate */
   uint64_t cost_py, cost_c; /* calibrated ticks per Python / C profile event (start) */
   uint64_t cost_rej;        /* ... per event delivered but not counted (a CALL of a
@@ -405,6 +409,8 @@ void statsprof__monitoring_detach_all(statsprof *p);
  * cProfile; and off again (the id is freed by release). GIL held. */
 int statsprof__monitoring_tool_free(void);
 int statsprof__monitoring_unwind_on(statsprof *p);
+/* After a change to mon_on, tls_key, the clock or frame tracking. */
+void statsprof__monitoring_fast_update(statsprof *p);
 void statsprof__monitoring_unwind_off(statsprof *p);
 /* source_evalframe.c: whether the
  * frame-evaluation source would count exactly here and its slot is free:

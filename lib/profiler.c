@@ -605,6 +605,7 @@ int statsprof_frame_mark(statsprof *p) {
   else if (rc)
     rc = emit_spike(p, spike_ns);
   statsprof__frames_begin(&p->frames, now);
+  statsprof__monitoring_fast_update(p); /* frame tracking is on: touches need the slow path */
   return rc;
 }
 

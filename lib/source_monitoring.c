@@ -15,6 +15,13 @@
  */
 #include "hotpath.h"
 
+/* The callbacks are leaves on their fast paths: a frame pointer there
+ * costs a register the edge lookup needs (a spill, a push and a pop per
+ * event), and an unwinder loses nothing it needs. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("omit-frame-pointer")
+#endif
+
 #if PY_VERSION_HEX >= 0x030C0000
 static PyTypeObject *g_mon_owner_type; /* the callbacks' self, per interpreter */
 
@@ -58,18 +65,30 @@ static PyObject *mon_owner_new(statsprof *p) {
 
 static inline statsprof *mon_profiler(PyObject *self) { return ((mon_owner *)self)->p; }
 
-/* The callbacks: each tries its event's fast path (enter_fast,
- * leave_fast: this run knows the thread, every lookup hits) inline and
- * otherwise hands the whole event to an out-of-line function, so that the
- * common case saves no registers and calls nothing. */
+/* The callbacks: each tries its event's fast path inline and otherwise
+ * hands the whole event to an out-of-line function, so that the common
+ * case saves few registers and calls nothing. The fast path applies when
+ * the thread's cached key is p->src.fast_key, one compare that says: the
+ * events are on, this run knows the thread (its state is cached), the
+ * clock is the TSC and no frame is tracked (statsprof__monitoring_fast_update);
+ * then every lookup has to hit (enter_fast_tsc). */
+
+void statsprof__monitoring_fast_update(statsprof *p) {
+  p->src.fast_key = p->src.mon_on && p->src.tsc && !p->frames.tracking ? p->src.tls_key : STATSPROF__NO_KEY;
+}
+
+static inline int mon_fast(const statsprof *p) { return __builtin_expect(statsprof__tls.key == p->src.fast_key, 1); }
 
 /* What an event costs beyond its kind's cost: CPython hands each callback
  * the event's bytecode offset as an int, one of its cached small ints (one
  * compare of its address: small_int_range), past those a new int allocated
  * and freed for this event. */
+static inline uint64_t mon_box_cost(const statsprof *p, PyObject *offset) {
+  return (uintptr_t)offset - p->src.mon_small0 < p->src.mon_small_span ? 0 : p->src.cost_box;
+}
+
 static inline uint64_t mon_offset_cost(const statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
-  if (__builtin_expect(nargs < 2, 0)) return 0;
-  return (uintptr_t)args[1] - p->src.mon_small0 < p->src.mon_small_span ? 0 : p->src.cost_box;
+  return __builtin_expect(nargs < 2, 0) ? 0 : mon_box_cost(p, args[1]);
 }
 
 /* ml, what a CALL / C_RETURN event is about. NULL, an event that counts
@@ -81,20 +100,20 @@ static inline const PyMethodDef *mon_counted(statsprof *p, const PyMethodDef *ml
   return ml;
 }
 
-static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyCodeObject *co, uint64_t cost) {
+static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
+  if (!p->src.mon_on || nargs < 1) Py_RETURN_NONE;
+  PyCodeObject *co = (PyCodeObject *)args[0];
   statsprof__thread *t = statsprof__tls_thread(p);
-  if (t) enter(t, p, code_label_co(p, co), cost);
+  if (t) enter(t, p, code_label_co(p, co), p->src.cost_py + mon_offset_cost(p, args, nargs));
   Py_RETURN_NONE;
 }
 
 static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
-  if (__builtin_expect(!p->src.mon_on || nargs < 1, 0)) Py_RETURN_NONE;
-  PyCodeObject *co = (PyCodeObject *)args[0];
-  uint64_t cost = p->src.cost_py + mon_offset_cost(p, args, nargs);
-  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1) && enter_code_fast(statsprof__tls.t, p, co, cost))
+  if (mon_fast(p) && __builtin_expect(nargs >= 2, 1) &&
+      enter_code_fast_tsc(statsprof__tls.t, p, (PyCodeObject *)args[0], p->src.cost_py + mon_box_cost(p, args[1])))
     Py_RETURN_NONE;
-  return mon_py_enter_slow(p, co, cost);
+  return mon_py_enter_slow(p, args, nargs);
 }
 
 static __attribute__((noinline)) PyObject *mon_leave_slow(statsprof *p, uint64_t cost_of_event,
@@ -104,14 +123,17 @@ static __attribute__((noinline)) PyObject *mon_leave_slow(statsprof *p, uint64_t
   Py_RETURN_NONE;
 }
 
+static __attribute__((noinline)) PyObject *mon_py_leave_slow(statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
+  if (!p->src.mon_on) Py_RETURN_NONE;
+  return mon_leave_slow(p, p->src.cost_py + mon_offset_cost(p, args, nargs), p->src.own_scale);
+}
+
 static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   /* the frame that returns is the top of this thread's stack */
   statsprof *p = mon_profiler(self);
-  if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
-  uint64_t cost = p->src.cost_py + mon_offset_cost(p, args, nargs);
-  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1) && leave_fast(statsprof__tls.t, p, cost, p->src.own_scale))
-    Py_RETURN_NONE;
-  return mon_leave_slow(p, cost, p->src.own_scale);
+  if (!mon_fast(p) || __builtin_expect(nargs < 2, 0)) return mon_py_leave_slow(p, args, nargs);
+  leave_at(statsprof__tls.t, p, statsprof__rdtsc(), p->src.cost_py + mon_box_cost(p, args[1]), p->src.own_scale, 0);
+  Py_RETURN_NONE;
 }
 
 /* What a CALL / C_RETURN event's callable is, by exact type (CALL fires for
@@ -153,7 +175,8 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
                                                             Py_ssize_t nargs) {
   statsprof__thread *t;
   const PyMethodDef *ml;
-  if (!(ml = mon_counted(p, mon_cfunc_def(args, nargs), args, nargs)) || !(t = statsprof__tls_thread(p)))
+  if (!p->src.mon_on || !(ml = mon_counted(p, mon_cfunc_def(args, nargs), args, nargs)) ||
+      !(t = statsprof__tls_thread(p)))
     Py_RETURN_NONE;
   PyObject *callable = args[2];
   struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
@@ -168,12 +191,16 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
 
 static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
-  if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
-  const PyMethodDef *ml = mon_counted(p, mon_cfunc_exact(args, nargs), args, nargs);
-  if (!ml) Py_RETURN_NONE;
-  if (__builtin_expect(ml != MON_OTHER_TYPE && statsprof__tls.key == p->src.tls_key, 1)) {
+  if (!mon_fast(p)) return mon_c_enter_slow(p, args, nargs);
+  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
+  if (!ml) { /* not counted, but it cost the thread */
+    statsprof__tls.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
+    Py_RETURN_NONE;
+  }
+  if (__builtin_expect(ml != MON_OTHER_TYPE, 1)) {
     const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
-    if (h->ml == ml && enter_fast(statsprof__tls.t, p, h->label, p->src.cost_c + mon_offset_cost(p, args, nargs)))
+    if (h->ml == ml &&
+        enter_fast_tsc(statsprof__tls.t, p, h->label, p->src.cost_c + mon_offset_cost(p, args, nargs)))
       Py_RETURN_NONE;
   }
   return mon_c_enter_slow(p, args, nargs);
@@ -181,21 +208,22 @@ static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 static __attribute__((noinline)) PyObject *mon_c_leave_other(statsprof *p, PyObject *const *args,
                                                              Py_ssize_t nargs) {
-  if (mon_counted(p, mon_cfunc_def(args, nargs), args, nargs))
+  if (p->src.mon_on && mon_counted(p, mon_cfunc_def(args, nargs), args, nargs))
     return mon_leave_slow(p, p->src.cost_c + mon_offset_cost(p, args, nargs), 1 << 16);
   Py_RETURN_NONE;
 }
 
 static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   statsprof *p = mon_profiler(self);
-  if (__builtin_expect(!p->src.mon_on, 0)) Py_RETURN_NONE;
-  const PyMethodDef *ml = mon_counted(p, mon_cfunc_exact(args, nargs), args, nargs);
-  if (!ml) Py_RETURN_NONE;
-  if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
-  uint64_t cost = p->src.cost_c + mon_offset_cost(p, args, nargs);
-  if (__builtin_expect(statsprof__tls.key == p->src.tls_key, 1) && leave_fast(statsprof__tls.t, p, cost, 1 << 16))
+  if (!mon_fast(p)) return mon_c_leave_other(p, args, nargs);
+  const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
+  if (!ml) { /* not counted, but it cost the thread */
+    statsprof__tls.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
     Py_RETURN_NONE;
-  return mon_leave_slow(p, cost, 1 << 16);
+  }
+  if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
+  leave_at(statsprof__tls.t, p, statsprof__rdtsc(), p->src.cost_c + mon_offset_cost(p, args, nargs), 1 << 16, 0);
+  Py_RETURN_NONE;
 }
 
 typedef PyObject *(*mon_fn)(PyObject *, PyObject *const *, Py_ssize_t);
@@ -317,6 +345,7 @@ static int mon_start(statsprof *p) {
     if (i < MON_FIRST_C || p->src.config.builtins) events |= mon_event(mon, mon_callbacks[i].event);
   p->src.tls_key = statsprof__tls_key_next(); /* every thread's cached state is stale */
   p->src.mon_on = 1;
+  statsprof__monitoring_fast_update(p);
   if (!rc && mon_call(mon, "set_events", "(il)", p->src.mon_tool, events))
     rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: set_events failed");
   Py_DECREF(mon);
@@ -326,6 +355,7 @@ static int mon_start(statsprof *p) {
 /* Turns the events off (the tool id stays ours until release). */
 static void mon_stop(statsprof *p) {
   p->src.mon_on = 0;
+  statsprof__monitoring_fast_update(p);
   if (p->src.mon_tool < 0 || p->interp_epoch != statsprof__epoch() || !Py_IsInitialized()) return;
   PyObject *mon = monitoring_module();
   if (mon) mon_call(mon, "set_events", "(ii)", p->src.mon_tool, 0);
@@ -422,6 +452,7 @@ void statsprof__monitoring_detach_all(statsprof *p) {
 }
 #else
 int statsprof__monitoring_ready(void) { return 0; }
+void statsprof__monitoring_fast_update(statsprof *p) { (void)p; }
 void statsprof__monitoring_forget(void) {}
 void statsprof__monitoring_release(statsprof *p) { (void)p; }
 int statsprof__monitoring_tool_free(void) { return 0; }
