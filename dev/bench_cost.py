@@ -452,6 +452,10 @@ def render_extras(extras):
         lines.append("`clock_gettime(CLOCK_MONOTONIC)`, the clock behind cProfile's default "
                      "timer (read at every call and every return): **%.1f ns** per read.\n"
                      % extras["clock"]["ns_per_clock_gettime"])
+        if "ns_per_rdtsc" in extras["clock"]:
+            lines.append("`rdtsc`, statsprof's clock (read at every event): **%.1f ns** per read back "
+                         "to back; work around it overlaps part of that.\n"
+                         % extras["clock"]["ns_per_rdtsc"])
     return lines
 
 
