@@ -395,7 +395,7 @@ void statsprof__setprofile_detach_all(statsprof *p);
 /* Installs / removes threading.setprofile so new Python threads get the hook. */
 int statsprof__threading_hook(statsprof *p, int install);
 /* source_monitoring.c (3.12+; elsewhere only the first three exist):
- * its callbacks' owner type, made once per interpreter and forgotten at
+ * its callbacks' type (vectorcall objects), made once per interpreter and forgotten at
  * Py_Finalize; at release, events off and the callbacks and tool id
  * given back. */
 int statsprof__monitoring_ready(void);

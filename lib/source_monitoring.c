@@ -23,47 +23,61 @@
 #endif
 
 #if PY_VERSION_HEX >= 0x030C0000
-static PyTypeObject *g_mon_owner_type; /* the callbacks' self, per interpreter */
+static PyTypeObject *g_mon_callback_type; /* the callbacks' objects, per interpreter */
 
 enum { MON_TOOL_FIRST = 3, MON_TOOL_LAST = 4 };
 static PyObject *g_missing; /* sys.monitoring.MISSING (borrowed: module-owned) */
-/* The callbacks' self: a tiny object of our own that holds the profiler,
- * read with one load where a capsule's PyCapsule_GetPointer is a call that
- * checks the capsule's name (~27 instructions per event). One per tool id
- * registration; the callbacks keep it alive. Its type is made once per
- * interpreter (statsprof__hook_ready) and forgotten at Py_Finalize. */
+/* Each callback is a tiny object of our own: a vectorcall function
+ * (PEP 590) and the profiler. CPython calls the function directly, where a
+ * builtin function (PyCFunction) passes through cfunction_vectorcall_FASTCALL
+ * (its thread-state lookup, keyword check and recursion guard: ~22
+ * instructions per event, more where libpython's thread-local storage
+ * goes through __tls_get_addr); and the profiler is one load from self,
+ * where a capsule's PyCapsule_GetPointer is a call that checks the
+ * capsule's name. One object per event kind and tool id registration;
+ * sys.monitoring keeps them alive. Their type is made once per interpreter
+ * (statsprof__hook_ready) and forgotten at Py_Finalize. */
 typedef struct {
   PyObject_HEAD
+  vectorcallfunc vectorcall;
   statsprof *p;
-} mon_owner;
+} mon_callback;
 
-static PyType_Slot mon_owner_slots[] = {
-    {Py_tp_doc, (void *)"statsprof's sys.monitoring callbacks' owner"},
+static PyMemberDef mon_callback_members[] = {
+    {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(mon_callback, vectorcall), Py_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot mon_callback_slots[] = {
+    {Py_tp_doc, (void *)"statsprof's sys.monitoring callback"},
+    {Py_tp_call, (void *)PyVectorcall_Call},
+    {Py_tp_members, mon_callback_members},
     {0, NULL},
 };
 
-static PyType_Spec mon_owner_spec = {
-    .name = "statsprof._MonitoringOwner",
-    .basicsize = sizeof(mon_owner),
-    .flags = Py_TPFLAGS_DEFAULT,
-    .slots = mon_owner_slots,
+static PyType_Spec mon_callback_spec = {
+    .name = "statsprof._MonitoringCallback",
+    .basicsize = sizeof(mon_callback),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = mon_callback_slots,
 };
 
-int statsprof__monitoring_ready(void) { return statsprof__type_ready(&g_mon_owner_type, &mon_owner_spec); }
+int statsprof__monitoring_ready(void) { return statsprof__type_ready(&g_mon_callback_type, &mon_callback_spec); }
 
-void statsprof__monitoring_forget(void) { g_mon_owner_type = NULL; }
+void statsprof__monitoring_forget(void) { g_mon_callback_type = NULL; }
 
-static PyObject *mon_owner_new(statsprof *p) {
-  mon_owner *o = g_mon_owner_type ? PyObject_New(mon_owner, g_mon_owner_type) : NULL;
+static PyObject *mon_callback_new(statsprof *p, vectorcallfunc fn) {
+  mon_callback *o = g_mon_callback_type ? PyObject_New(mon_callback, g_mon_callback_type) : NULL;
   if (!o) {
     PyErr_Clear();
     return NULL;
   }
+  o->vectorcall = fn;
   o->p = p;
   return (PyObject *)o;
 }
 
-static inline statsprof *mon_profiler(PyObject *self) { return ((mon_owner *)self)->p; }
+static inline statsprof *mon_profiler(PyObject *self) { return ((mon_callback *)self)->p; }
 
 /* The callbacks: each tries its event's fast path inline and otherwise
  * hands the whole event to an out-of-line function, so that the common
@@ -101,16 +115,17 @@ static inline const PyMethodDef *mon_counted(statsprof *p, const PyMethodDef *ml
 }
 
 static __attribute__((noinline)) PyObject *mon_py_enter_slow(statsprof *p, PyObject *const *args, Py_ssize_t nargs) {
-  if (!p->src.mon_on || nargs < 1) Py_RETURN_NONE;
+  if (!p->src.mon_on || nargs < 1 || !PyCode_Check(args[0])) Py_RETURN_NONE; /* not CPython's call */
   PyCodeObject *co = (PyCodeObject *)args[0];
   statsprof__thread *t = statsprof__tls_thread(p);
   if (t) enter(t, p, code_label_co(p, co), p->src.cost_py + mon_offset_cost(p, args, nargs));
   Py_RETURN_NONE;
 }
 
-static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *mon_py_enter(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
   statsprof *p = mon_profiler(self);
-  if (mon_fast(p) && __builtin_expect(nargs >= 2, 1) &&
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (mon_fast(p) && __builtin_expect(nargs >= 2 && Py_IS_TYPE(args[0], &PyCode_Type), 1) &&
       enter_code_fast_tsc(statsprof__tls.t, p, (PyCodeObject *)args[0], p->src.cost_py + mon_box_cost(p, args[1])))
     Py_RETURN_NONE;
   return mon_py_enter_slow(p, args, nargs);
@@ -128,9 +143,10 @@ static __attribute__((noinline)) PyObject *mon_py_leave_slow(statsprof *p, PyObj
   return mon_leave_slow(p, p->src.cost_py + mon_offset_cost(p, args, nargs), p->src.own_scale);
 }
 
-static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
   /* the frame that returns is the top of this thread's stack */
   statsprof *p = mon_profiler(self);
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (!mon_fast(p) || __builtin_expect(nargs < 2, 0)) return mon_py_leave_slow(p, args, nargs);
   leave_at(statsprof__tls.t, p, statsprof__rdtsc(), p->src.cost_py + mon_box_cost(p, args[1]), p->src.own_scale, 0);
   Py_RETURN_NONE;
@@ -189,8 +205,9 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
   Py_RETURN_NONE;
 }
 
-static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
   statsprof *p = mon_profiler(self);
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (!mon_fast(p)) return mon_c_enter_slow(p, args, nargs);
   const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
   if (!ml) { /* not counted, but it cost the thread */
@@ -213,8 +230,9 @@ static __attribute__((noinline)) PyObject *mon_c_leave_other(statsprof *p, PyObj
   Py_RETURN_NONE;
 }
 
-static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
   statsprof *p = mon_profiler(self);
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (!mon_fast(p)) return mon_c_leave_other(p, args, nargs);
   const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
   if (!ml) { /* not counted, but it cost the thread */
@@ -227,12 +245,7 @@ static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, Py_ssize_t n
 }
 
 typedef PyObject *(*mon_fn)(PyObject *, PyObject *const *, Py_ssize_t);
-static PyMethodDef mon_defs[] = {
-    {"_statsprof_py_enter", (PyCFunction)(void (*)(void))(mon_fn)mon_py_enter, METH_FASTCALL, NULL},
-    {"_statsprof_py_leave", (PyCFunction)(void (*)(void))(mon_fn)mon_py_leave, METH_FASTCALL, NULL},
-    {"_statsprof_c_enter", (PyCFunction)(void (*)(void))(mon_fn)mon_c_enter, METH_FASTCALL, NULL},
-    {"_statsprof_c_leave", (PyCFunction)(void (*)(void))(mon_fn)mon_c_leave, METH_FASTCALL, NULL},
-};
+static const vectorcallfunc mon_fns[] = {mon_py_enter, mon_py_leave, mon_c_enter, mon_c_leave};
 /* Events by name: their bit values differ between versions (3.14 added
  * branch events), so they are read from sys.monitoring.events. */
 static const struct {
@@ -328,17 +341,15 @@ static int mon_start(statsprof *p) {
     small_int_range(&p->src);
     g_missing = PyObject_GetAttrString(mon, "MISSING");
     Py_XDECREF(g_missing); /* the module keeps it alive */
-    PyObject *owner = mon_owner_new(p);
-    if (!owner) rc = statsprof__error(p, STATSPROF_ENOMEM, "source=monitoring: cannot allocate the callbacks' owner");
-    for (int i = 0; owner && !rc && i < MON_NCALLBACKS; i++) {
-      PyObject *fn = PyCFunction_New(&mon_defs[mon_callbacks[i].def], owner);
+    for (int i = 0; !rc && i < MON_NCALLBACKS; i++) {
+      PyObject *fn = mon_callback_new(p, mon_fns[mon_callbacks[i].def]);
       long bit = mon_event(mon, mon_callbacks[i].event);
-      if (!fn || bit < 0 || mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, fn))
+      if (!fn) rc = statsprof__error(p, STATSPROF_ENOMEM, "source=monitoring: cannot allocate a callback");
+      else if (bit < 0 || mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, fn))
         rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: cannot register a callback for %s",
                               mon_callbacks[i].event);
       Py_XDECREF(fn);
     }
-    Py_XDECREF(owner);
   }
   long events = 0;
   for (int i = 0; i < MON_NCALLBACKS; i++)

@@ -1,5 +1,9 @@
 // counting_test.cc — call counts, recursion and times, with cProfile on the
 // same code as the oracle.
+#include <Python.h>
+
+#include <cstdlib>
+
 #include "pyharness.h"
 
 namespace {
@@ -606,6 +610,55 @@ def main():
         closes()
         nested()
 )");
+}
+
+// statsprof's sys.monitoring callbacks can be reached from Python
+// (register_callback returns the callback it replaces). Called with
+// arguments CPython never passes (too few, or no code object where one
+// belongs), they do nothing: no crash, no count, and counting goes on.
+TEST(Counting, MonitoringCallbacksCalledFromPythonWithJunkDoNothing) {
+  void *ns = pyh::Exec(R"(
+import sys
+def leaf(x): return x + 1
+def poked(): pass
+def poke():
+    m = getattr(sys, 'monitoring', None)
+    for tool in ((3, 4) if m else ()):
+        if m.get_tool(tool) != 'statsprof':
+            continue
+        for name, junk in (('PY_START', ((), (1,), (1, 2), ('x', 0, None), (None, 0, 1, 2))),
+                           ('PY_RETURN', ((), (leaf.__code__,))),
+                           ('CALL', ((), (1, 2, 3), (None, None, None, None), (1, 2, 3, 4, 5))),
+                           ('C_RETURN', ((), (1,), (1, 2, 3)))):
+            ev = getattr(m.events, name)
+            cb = m.register_callback(tool, ev, None)
+            m.register_callback(tool, ev, cb)
+            if cb is None:
+                continue
+            for args in junk:
+                if cb(*args) is not None:
+                    raise AssertionError((name, args))
+            if cb(k=1) is not None:
+                raise AssertionError((name, 'keywords'))
+            poked()
+def main():
+    t = 0
+    for i in range(50): t += leaf(i)
+    poke()
+    for i in range(50): t += leaf(i)
+    return t
+)");
+  pyh::CountMap got = pyh::StatsprofRun(ns, "main");
+  EXPECT_EQ(got["<test>:3(leaf)"].nc, 100u);
+  EXPECT_EQ(got["<test>:5(poke)"].nc, 1u);
+  EXPECT_EQ(got["<test>:25(main)"].nc, 1u);
+  // Where the source is sys.monitoring, poke() found and called all four.
+  const char *source = getenv("STATSPROF_TEST_SOURCE");
+  std::string src = source ? source : "";
+  bool monitoring = PY_VERSION_HEX >= 0x030C0000 && src != "setprofile" &&
+                    !(src == "evalframe" && pyh::EvalFrameRuns());
+  EXPECT_EQ(got["<test>:4(poked)"].nc, monitoring ? 4u : 0u);
+  pyh::Release(ns);
 }
 
 }  // namespace
