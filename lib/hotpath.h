@@ -207,12 +207,18 @@ static inline __attribute__((always_inline)) void leave_at(statsprof__thread *t,
   }
 }
 
-/* A return in the common case (no frame tracking, the TSC): calls
- * nothing, like enter_fast; 0 when it does not apply. */
+/* A return on a caller that knows the clock is the TSC and no frame is
+ * tracked: calls nothing, like enter_fast_tsc. */
+static inline __attribute__((always_inline)) void leave_fast_tsc(statsprof__thread *t, statsprof *p,
+                                                                 uint64_t cost_of_event, uint64_t own_scale) {
+  leave_at(t, p, statsprof__rdtsc(), cost_of_event, own_scale, 0);
+}
+
+/* leave_fast_tsc where it applies; 0 when it does not. */
 static inline __attribute__((always_inline)) int leave_fast(statsprof__thread *t, statsprof *p,
                                                             uint64_t cost_of_event, uint64_t own_scale) {
   if (!p->src.tsc || p->frames.tracking) return 0;
-  leave_at(t, p, statsprof__rdtsc(), cost_of_event, own_scale, 0);
+  leave_fast_tsc(t, p, cost_of_event, own_scale);
   return 1;
 }
 

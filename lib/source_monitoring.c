@@ -105,12 +105,19 @@ static inline uint64_t mon_offset_cost(const statsprof *p, PyObject *const *args
   return __builtin_expect(nargs < 2, 0) ? 0 : mon_box_cost(p, args[1]);
 }
 
-/* ml, what a CALL / C_RETURN event is about. NULL, an event that counts
- * nothing, still cost its thread: it is charged as such. */
+/* A CALL / C_RETURN event that counts nothing still cost its thread t:
+ * it is charged as such. */
+static inline void mon_charge_uncounted(statsprof__thread *t, const statsprof *p, PyObject *const *args,
+                                        Py_ssize_t nargs) {
+  t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
+}
+
+/* ml, what a CALL / C_RETURN event is about; NULL is charged to the
+ * thread, if this run knows it, as mon_charge_uncounted says. */
 static inline const PyMethodDef *mon_counted(statsprof *p, const PyMethodDef *ml, PyObject *const *args,
                                              Py_ssize_t nargs) {
   if (!ml && __builtin_expect(statsprof__tls.key == p->src.tls_key, 1))
-    statsprof__tls.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
+    mon_charge_uncounted(statsprof__tls.t, p, args, nargs);
   return ml;
 }
 
@@ -148,7 +155,7 @@ static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, size_t narg
   statsprof *p = mon_profiler(self);
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (!mon_fast(p) || __builtin_expect(nargs < 2, 0)) return mon_py_leave_slow(p, args, nargs);
-  leave_at(statsprof__tls.t, p, statsprof__rdtsc(), p->src.cost_py + mon_box_cost(p, args[1]), p->src.own_scale, 0);
+  leave_fast_tsc(statsprof__tls.t, p, p->src.cost_py + mon_box_cost(p, args[1]), p->src.own_scale);
   Py_RETURN_NONE;
 }
 
@@ -210,8 +217,8 @@ static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, size_t nargs
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (!mon_fast(p)) return mon_c_enter_slow(p, args, nargs);
   const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
-  if (!ml) { /* not counted, but it cost the thread */
-    statsprof__tls.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
+  if (!ml) {
+    mon_charge_uncounted(statsprof__tls.t, p, args, nargs);
     Py_RETURN_NONE;
   }
   if (__builtin_expect(ml != MON_OTHER_TYPE, 1)) {
@@ -235,12 +242,12 @@ static PyObject *mon_c_leave(PyObject *self, PyObject *const *args, size_t nargs
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (!mon_fast(p)) return mon_c_leave_other(p, args, nargs);
   const PyMethodDef *ml = mon_cfunc_exact(args, nargs);
-  if (!ml) { /* not counted, but it cost the thread */
-    statsprof__tls.t->spent += p->src.cost_rej + mon_offset_cost(p, args, nargs);
+  if (!ml) {
+    mon_charge_uncounted(statsprof__tls.t, p, args, nargs);
     Py_RETURN_NONE;
   }
   if (__builtin_expect(ml == MON_OTHER_TYPE, 0)) return mon_c_leave_other(p, args, nargs);
-  leave_at(statsprof__tls.t, p, statsprof__rdtsc(), p->src.cost_c + mon_offset_cost(p, args, nargs), 1 << 16, 0);
+  leave_fast_tsc(statsprof__tls.t, p, p->src.cost_c + mon_offset_cost(p, args, nargs), 1 << 16);
   Py_RETURN_NONE;
 }
 
