@@ -162,6 +162,50 @@ TEST(Duty, DutyTakesTheEstimateOffUnlessItExceedsWhatWasObserved) {
   }
 }
 
+// duty.c alone, with a fake clock: after every window the gap is sized so
+// that the window's cost stays under max_overhead of the window and its gap,
+// however late the window closes (a loaded machine's timer). So a record's
+// overhead_est exceeds max_overhead by at most the last window's cost, the
+// one whose gap the record's end cuts short.
+TEST(Duty, BudgetKeepsEveryWindowAndItsGapUnderMaxOverhead) {
+  statsprof__clock_init();
+  const double spt = statsprof__clock_sec_per_tick;
+  const uint64_t ms = (uint64_t)(1e-3 / spt);
+  const double max = 0.01;
+  // (how late the window closes, its cost), both in ms: a cheap window, one
+  // that costs most of its 50 ms, one closed 200 ms late that cost 150 ms.
+  for (auto [late, cost] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 1}, {0, 40}, {200, 150}, {3, 0}}) {
+    statsprof__duty d;
+    statsprof__duty_init(&d, 50 * 1000000, 500 * 1000000, max);
+    uint64_t now = 1000 * ms, spent = 0;
+    const uint64_t t0 = now;
+    statsprof__duty_start(&d, now, spent);
+    double last = 0;
+    for (int i = 0; i < 20; i++) {
+      now = d.boundary + late * ms;
+      ASSERT_EQ(statsprof__duty_due(&d, now), STATSPROF__DUTY_CLOSE);
+      uint64_t opened = d.window_start;
+      spent += cost * ms;
+      statsprof__duty_close(&d, now, spent);
+      double window = (double)(now - opened) * spt, gap = (double)(d.boundary - now) * spt;
+      last = (double)(cost * ms) * spt;
+      EXPECT_LE(last, max * (window + gap) * (1 + 1e-6)) << late << " " << cost << " window " << i;
+      EXPECT_GE(gap, 0.45 - 1e-6) << late << " " << cost;  // every=500ms: never shorter
+      now = d.boundary;
+      ASSERT_EQ(statsprof__duty_due(&d, now), STATSPROF__DUTY_OPEN);
+      statsprof__duty_open(&d, now, spent);
+    }
+    // The record ends mid-window, with nothing spent in it yet.
+    statsprof_stats_profile rec = {};
+    rec.start_ns = 0;
+    rec.end_ns = (int64_t)((double)(now + 10 * ms - t0) * spt * 1e9);
+    statsprof__duty_take(&d, &rec, now + 10 * ms, spent);
+    double interval = (double)(rec.end_ns - rec.start_ns) * 1e-9;
+    if (cost) EXPECT_GT(rec.overhead_est, 0);
+    EXPECT_LE(rec.overhead_est, max + last / interval + 1e-9) << late << " " << cost;
+  }
+}
+
 TEST(Duty, OverheadBudgetLengthensTheGaps) {
   DutyRun tight("sink=none;window=10ms;every=20ms;interval=1h", 0.5);
   DutyRun budget("sink=none;window=10ms;every=20ms;max_overhead=0.1%;interval=1h", 0.5);
