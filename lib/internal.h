@@ -281,11 +281,14 @@ typedef struct statsprof__source_config {
  * attach and detach under the GIL too. */
 #define STATSPROF__CFUNC_HOT 256
 #define STATSPROF__NO_KEY UINT64_MAX /* no thread's cached key (those start at 0) */
+#define STATSPROF__MON_CALLBACKS 9     /* sys.monitoring events with a callback of ours */
 typedef struct statsprof__source {
   statsprof__source_config config; /* clock, builtins, which source */
   struct statsprof__thread *threads; /* live per-thread states */
   struct statsprof__thread *pool;    /* inert ones whose hook was removed (hook.c) */
   int mon_tool;               /* source=monitoring (evalframe: PY_UNWIND): our sys.monitoring tool id, or -1 */
+  PyObject *mon_cbs[STATSPROF__MON_CALLBACKS]; /* source=monitoring: our callback objects, which
+                                                * Python may keep past release (source_monitoring.c) */
   int mon_on;                 /* ... its events are on */
   uint64_t tls_key;           /* monitoring, evalframe: this run's key for the threads' states
                                * cached in thread-local storage (hook.c); 0 while off */

@@ -34,9 +34,13 @@ static PyObject *g_missing; /* sys.monitoring.MISSING (borrowed: module-owned) *
  * instructions per event, more where libpython's thread-local storage
  * goes through __tls_get_addr); and the profiler is one load from self,
  * where a capsule's PyCapsule_GetPointer is a call that checks the
- * capsule's name. One object per event kind and tool id registration;
- * sys.monitoring keeps them alive. Their type is made once per interpreter
- * (statsprof__hook_ready) and forgotten at Py_Finalize. */
+ * capsule's name. One object per event kind and tool id registration,
+ * held by sys.monitoring and by the profiler. Python can get hold of them
+ * too (register_callback returns the one it replaces), so at release they
+ * are pointed at g_mon_inert, a profiler whose events are off: a callback
+ * called after statsprof_destroy does nothing instead of reading freed
+ * memory. Their type is made once per interpreter (statsprof__hook_ready)
+ * and forgotten at Py_Finalize. */
 typedef struct {
   PyObject_HEAD
   vectorcallfunc vectorcall;
@@ -78,6 +82,10 @@ static PyObject *mon_callback_new(statsprof *p, vectorcallfunc fn) {
 }
 
 static inline statsprof *mon_profiler(PyObject *self) { return ((mon_callback *)self)->p; }
+
+/* No thread's key is NO_KEY and mon_on is 0: every callback takes its slow
+ * path, which returns at once. */
+static statsprof g_mon_inert = {.src = {.mon_tool = -1, .fast_key = STATSPROF__NO_KEY}};
 
 /* The callbacks: each tries its event's fast path inline and otherwise
  * hands the whole event to an out-of-line function, so that the common
@@ -263,6 +271,7 @@ static const struct {
     {"PY_UNWIND", 1}, {"CALL", 2},      {"C_RETURN", 3}, {"C_RAISE", 3},
 };
 enum { MON_NCALLBACKS = sizeof mon_callbacks / sizeof *mon_callbacks, MON_FIRST_C = 6 };
+_Static_assert(MON_NCALLBACKS == STATSPROF__MON_CALLBACKS, "statsprof__source.mon_cbs holds one per event");
 
 /* sys.monitoring.events.NAME, or -1. */
 static long mon_event(PyObject *mon, const char *name) {
@@ -355,7 +364,7 @@ static int mon_start(statsprof *p) {
       else if (bit < 0 || mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, fn))
         rc = statsprof__error(p, STATSPROF_EPYTHON, "source=monitoring: cannot register a callback for %s",
                               mon_callbacks[i].event);
-      Py_XDECREF(fn);
+      p->src.mon_cbs[i] = fn; /* kept, to make inert at release */
     }
   }
   long events = 0;
@@ -393,7 +402,13 @@ void statsprof__monitoring_release(statsprof *p) {
     if (mon) mon_call(mon, "free_tool_id", "(i)", p->src.mon_tool);
     else PyErr_Clear();
     Py_XDECREF(mon);
+    for (int i = 0; i < MON_NCALLBACKS; i++) {
+      if (p->src.mon_cbs[i]) ((mon_callback *)p->src.mon_cbs[i])->p = &g_mon_inert;
+      Py_CLEAR(p->src.mon_cbs[i]);
+    }
   }
+  /* Else they went with their interpreter. */
+  memset(p->src.mon_cbs, 0, sizeof p->src.mon_cbs);
   p->src.mon_tool = -1;
 }
 
