@@ -289,6 +289,8 @@ typedef struct statsprof__source {
   int mon_tool;               /* source=monitoring (evalframe: PY_UNWIND): our sys.monitoring tool id, or -1 */
   PyObject *mon_cbs[STATSPROF__MON_CALLBACKS]; /* source=monitoring: our callback objects, which
                                                 * Python may keep past release (source_monitoring.c) */
+  PyObject *bootstrap; /* source=setprofile: threading's profile hook, which Python may
+                        * keep past release (source_setprofile.c) */
   int mon_on;                 /* ... its events are on */
   uint64_t tls_key;           /* monitoring, evalframe: this run's key for the threads' states
                                * cached in thread-local storage (hook.c); 0 while off */
@@ -395,12 +397,14 @@ int statsprof__type_ready(PyTypeObject **type, PyType_Spec *spec);
 int statsprof__setprofile_attach_self(statsprof *p);
 int statsprof__setprofile_attach_all(statsprof *p, int self);
 void statsprof__setprofile_detach_all(statsprof *p);
-/* Installs / removes threading.setprofile so new Python threads get the hook. */
+/* Installs / removes threading.setprofile so new Python threads get the hook;
+ * at release, that hook made inert wherever Python still keeps it. */
 int statsprof__threading_hook(statsprof *p, int install);
+void statsprof__setprofile_release(statsprof *p);
 /* source_monitoring.c (3.12+; elsewhere only the first three exist):
  * its callbacks' type (vectorcall objects), made once per interpreter and forgotten at
- * Py_Finalize; at release, events off and the callbacks and tool id
- * given back. */
+ * Py_Finalize; at release, events off, the tool id given back and the
+ * callbacks made inert. */
 int statsprof__monitoring_ready(void);
 void statsprof__monitoring_forget(void);
 void statsprof__monitoring_release(statsprof *p);

@@ -25,7 +25,10 @@ static void free_all(statsprof *p) {
   statsprof__fork_track(p, 0);
   statsprof__writers_close(&p->writers);
   int python = Py_IsInitialized() && p->interp_epoch == statsprof__epoch() && PyGILState_Check();
-  if (python) statsprof__monitoring_release(p);
+  if (python) {
+    statsprof__monitoring_release(p);
+    statsprof__setprofile_release(p);
+  }
   statsprof__threads_release(p, python);
   if (python) statsprof__thread_pool_trim(p, 1);
   statsprof__frames_free(&p->frames);

@@ -129,9 +129,18 @@ void statsprof__setprofile_detach_all(statsprof *p) {
 /* ---- threads started later from Python -------------------------------- */
 
 /* threading.setprofile(f) makes each new Thread call sys.setprofile(f) before
- * run(); f then swaps itself for the C hook on its first event. */
+ * run(); f then swaps itself for the C hook on its first event.
+ *
+ * f is one function per profiler, made at its first start and kept,
+ * because Python can keep it too: threading.getprofile() returns it, and a
+ * library that saves the hook and restores it later may reinstall it after
+ * statsprof_destroy. Release points its capsule at g_released, and a thread
+ * that then calls f only clears its profile function. */
+static char g_released;
+
 static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs) {
-  statsprof *p = PyCapsule_GetPointer(capsule, "statsprof");
+  void *ptr = PyCapsule_GetPointer(capsule, "statsprof");
+  statsprof *p = ptr == &g_released ? NULL : ptr;
   PyThreadState *ts = PyThreadState_Get();
   if (!p || nargs != 3 || !statsprof__may_attach(p)) {
     PyErr_Clear();
@@ -165,12 +174,12 @@ int statsprof__threading_hook(statsprof *p, int install) {
   int current_is_ours = current && PyCFunction_Check(current) &&
                         ((PyCFunctionObject *)current)->m_ml == &bootstrap_def &&
                         PyCapsule_GetPointer(((PyCFunctionObject *)current)->m_self, "statsprof") == p;
-  PyObject *fn = NULL;
-  if (install) {
+  if (install && !p->src.bootstrap) {
     PyObject *capsule = PyCapsule_New(p, "statsprof", NULL);
-    fn = capsule ? PyCFunction_New(&bootstrap_def, capsule) : NULL;
+    p->src.bootstrap = capsule ? PyCFunction_New(&bootstrap_def, capsule) : NULL;
     Py_XDECREF(capsule);
   }
+  PyObject *fn = install ? p->src.bootstrap : NULL;
   /* Only replace what is ours or empty: never clobber another profiler. */
   if ((install && (!current || current == Py_None)) || (!install && current_is_ours)) {
     PyObject *r = PyObject_CallMethod(threading, "setprofile", "O", install ? fn : Py_None);
@@ -181,8 +190,13 @@ int statsprof__threading_hook(statsprof *p, int install) {
     Py_XDECREF(r);
   }
   if (install && !fn) PyErr_Clear();
-  Py_XDECREF(fn);
   Py_XDECREF(current);
   Py_DECREF(threading);
   return rc;
+}
+
+void statsprof__setprofile_release(statsprof *p) {
+  if (!p->src.bootstrap) return;
+  if (PyCapsule_SetPointer(PyCFunction_GET_SELF(p->src.bootstrap), &g_released)) PyErr_Clear();
+  Py_CLEAR(p->src.bootstrap);
 }

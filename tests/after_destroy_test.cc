@@ -1,12 +1,13 @@
-// source_monitoring_test.cc — the sys.monitoring source's callback objects
-// outside the run that made them. Python can keep them
-// (sys.monitoring.register_callback returns the one it replaces) and call
-// them after statsprof_destroy: they must do nothing, not read the freed
-// profiler. So that a callback that still read it would fail here, not
-// just under ASan, this binary's allocator fills every freed block with
-// 0xA5 and never reuses it: a freed profiler reads as events on, with
-// garbage pointers. On 3.11 (no sys.monitoring) the test checks that no
-// callback exists.
+// after_destroy_test.cc — what Python can keep of a profiler after
+// statsprof_destroy, and call: the sys.monitoring callback objects
+// (sys.monitoring.register_callback returns the one it replaces) and the
+// threading hook of source=setprofile (threading.getprofile(), which a
+// library that saves and restores the hook may reinstall later). Called
+// after destroy, they must do nothing, not read the freed profiler.
+// So that reading it fails here, this binary's allocator fills every freed
+// block with 0xA5 (a freed profiler reads as running, events on, with
+// garbage pointers) and never reuses it; under ASan it frees the block for
+// real instead, so that ASan reports any read of it.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdlib.h>
@@ -25,10 +26,20 @@ std::vector<void *> *g_freed;
 
 constexpr size_t kHeader = 16;  // the block's size, keeping malloc's alignment
 
+#ifdef __SANITIZE_ADDRESS__
+constexpr bool kFreeForReal = true;
+#else
+constexpr bool kFreeForReal = false;
+#endif
+
 void *PoisoningAlloc(void *, void *ptr, size_t size) {
   if (size == 0) {
     char *h = static_cast<char *>(ptr) - kHeader;
     memset(ptr, 0xA5, *reinterpret_cast<size_t *>(h));
+    if (kFreeForReal) {
+      free(h);
+      return nullptr;
+    }
     std::lock_guard<std::mutex> lock(g_mu);
     if (!g_freed) g_freed = new std::vector<void *>;
     g_freed->push_back(h);
@@ -88,14 +99,14 @@ long CallLong(void *ns, const char *fn) {
   return v;
 }
 
-statsprof *Started() {
+statsprof *Started(const char *config = "sink=none") {
   statsprof *p = nullptr;
-  EXPECT_EQ(statsprof_create("sink=none", &p), 0) << statsprof_errmsg(nullptr);
+  EXPECT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
   if (p) EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
   return p;
 }
 
-TEST(Monitoring, CallbacksPythonKeptDoNothingAfterDestroy) {
+TEST(AfterDestroy, MonitoringCallbacksPythonKeptDoNothing) {
   ASSERT_EQ(g_installed, 0);
   void *ns = pyh::Exec(kCode);
   statsprof *first = Started();
@@ -118,6 +129,45 @@ TEST(Monitoring, CallbacksPythonKeptDoNothingAfterDestroy) {
   EXPECT_EQ(pyh::Calls(second, "call_kept"), 2u);
   statsprof_destroy(second);
   EXPECT_EQ(CallLong(ns, "call_kept"), 0);
+  pyh::Release(ns);
+}
+
+const char kThreads[] = R"(
+import threading
+def leaf(x): return x + 1
+saved = []
+def save():
+    saved.append(threading.getprofile())
+    return 0 if saved[0] is None else 1
+def work(out):
+    out.append(sum(leaf(i) for i in range(10)))
+def run_thread():
+    out = []
+    th = threading.Thread(target=work, args=(out,))
+    th.start()
+    th.join()
+    return out[0] if out else -1
+def restore_and_run():
+    threading.setprofile(saved[0])
+    try:
+        return run_thread()
+    finally:
+        threading.setprofile(None)
+)";
+
+TEST(AfterDestroy, ThreadingHookPythonKeptDoesNothing) {
+  ASSERT_EQ(g_installed, 0);
+  void *ns = pyh::Exec(kThreads);
+  statsprof *p = Started("sink=none;source=setprofile");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(CallLong(ns, "save"), 1);  // statsprof's hook for new threads
+  EXPECT_EQ(CallLong(ns, "run_thread"), 55);
+  statsprof_stop(p);
+  EXPECT_EQ(pyh::Calls(p, "leaf"), 10u);  // the hook attached the thread
+  statsprof_destroy(p);
+  // Reinstalled after destroy: each new thread runs unprofiled, twice.
+  EXPECT_EQ(CallLong(ns, "restore_and_run"), 55);
+  EXPECT_EQ(CallLong(ns, "restore_and_run"), 55);
   pyh::Release(ns);
 }
 
