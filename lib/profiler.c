@@ -287,6 +287,12 @@ static int start_locked(statsprof *p) {
      * (sys.setprofile(None)); put it back, as cProfile's enable would. */
     return statsprof__may_attach(p) ? statsprof__attach_self(p) : 0;
   }
+  /* What the source made in that interpreter (sys.monitoring's tool id and
+   * callbacks, threading's hook, the per-thread states) went with it. */
+  if (p->interp_epoch && p->interp_epoch != statsprof__epoch())
+    return statsprof__error(p, STATSPROF_ESTATE,
+                            "statsprof_start: this profiler ran in an interpreter that has since been finalized; "
+                            "create a new profiler for this one (this one's counts stay readable)");
   p->running = 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");

@@ -297,6 +297,17 @@ TEST(ZzFinalize, PyFinalizeWhileStartedThenReinitialize) {
   statsprof *p;
   ASSERT_EQ(statsprof_create("sink=none;interval=1h", &p), 0);
   ASSERT_EQ(pyh::AddRecordingSink(p, &sink), 0);
+  // Two more that run in this interpreter and are started again in the
+  // next one (below): one stopped, one still running at Py_Finalize (on
+  // 3.11 without its hook on this thread, which p's start takes).
+  statsprof *again[2] = {nullptr, nullptr};
+  const char *again_config[2] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile"};
+  for (int i = 1; i >= 0; i--) {
+    ASSERT_EQ(statsprof_create(again_config[i], &again[i]), 0);
+    ASSERT_EQ(statsprof_start(again[i]), 0) << statsprof_errmsg(again[i]);
+    pyh::Call(ns, "main");
+    if (i == 1) statsprof_stop(again[i]);
+  }
   ASSERT_EQ(statsprof_start(p), 0);
   pyh::Call(ns, "main");
   pyh::Release(ns);
@@ -334,6 +345,20 @@ TEST(ZzFinalize, PyFinalizeWhileStartedThenReinitialize) {
   EXPECT_EQ(Calls(q, "g"), 5u);
   EXPECT_EQ(Calls(q, "main"), 1u);
   statsprof_destroy(q);
+  // What their sources made in the old interpreter (tool id, callbacks,
+  // threading's hook, per-thread states) went with it: refused, with the
+  // way out in the message; their counts stay readable.
+  for (int i = 0; i < 2; i++) {
+    statsprof *r = again[i];
+    EXPECT_EQ(statsprof_start(r), STATSPROF_ESTATE) << again_config[i];
+    EXPECT_NE(std::string(statsprof_errmsg(r)).find("finalized; create a new profiler"), std::string::npos)
+        << statsprof_errmsg(r);
+    EXPECT_EQ(statsprof_is_running(r), 0);
+    // again[0] on sys.monitoring (3.12+) also counted main under p.
+    EXPECT_EQ(Calls(r, "f"), i == 0 && PY_VERSION_HEX >= 0x030C0000 ? 6u : 3u) << again_config[i];
+    EXPECT_EQ(statsprof_stop(r), 0) << again_config[i];
+    statsprof_destroy(r);
+  }
   // A brand-new profiler after re-initialization works too.
   pyh::CountMap m = pyh::StatsprofRun(ns2, "main", "sink=none;builtins=off");
   EXPECT_EQ(m["after.py:1(g)"].nc, 5u);
