@@ -7,7 +7,8 @@
  * call), an event the source delivers that is not counted (on
  * sys.monitoring the CALL of a Python function or of a type, which only
  * C_RETURN can tell from a C function's; on PyEval_SetProfile with
- * builtins=off the C calls), and on sys.monitoring what an event costs more
+ * builtins=off the C calls), and on sys.monitoring (which 3.12+'s
+ * PyEval_SetProfile runs over) what an event costs more
  * when its bytecode offset is past CPython's small ints (the offset is
  * then a new int, allocated and freed for each event: code past offset 256
  * of a function, most of the events of long functions). Each is a loop
@@ -232,7 +233,9 @@ static void measure_all(setup su, statsprof__costs *out) {
     /* c: 4 C events per round; the loop's return is a Python event. */
     uint64_t c = event_cost(ns, "_statsprof_cal_c", 4 * CALLS, 0, out->own_scale, su);
     out->c = c ? c : out->py;
-    if (mon) {
+    /* On 3.12+ PyEval_SetProfile is a sys.monitoring tool of CPython's
+     * own, whose events box their offsets alike. */
+    if (mon || (su.source == STATSPROF__SOURCE_SETPROFILE && PY_VERSION_HEX >= 0x030C0000)) {
       uint64_t far = event_cost(ns, "_statsprof_cal_c_far", 4 * CALLS, 0, out->own_scale, su);
       out->box = far > out->c ? far - out->c : 0;
     }

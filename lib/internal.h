@@ -303,7 +303,9 @@ typedef struct statsprof__source {
                              * Python function or a type on source=monitoring, a C
                              * call with builtins=off on source=setprofile) */
   uint64_t cost_box;        /* ... extra per sys.monitoring event whose bytecode
-                             * offset CPython boxes in a new int (past its small ints) */
+                             * offset CPython boxes in a new int (past its small ints;
+                             * source=setprofile on 3.12+ runs over sys.monitoring too) */
+  long sp_small_max;        /* source=setprofile on 3.12+: the largest offset not boxed */
   uintptr_t mon_small0;     /* source=monitoring: where CPython's cached ints 0.. lie: */
   uintptr_t mon_small_span; /* an offset outside [small0, small0 + span) is boxed */
   struct statsprof__cfunc_hot {
@@ -530,6 +532,11 @@ typedef struct statsprof__costs {
   uint64_t own_scale;       /* bytecode under the profiler: x 2^16 / own_scale slower */
 } statsprof__costs;
 int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out);
+
+/* The largest int CPython caches (256 up to 3.14, 1024 on 3.15): on 3.12+
+ * an event at a bytecode offset past it boxes the offset in a new int.
+ * GIL held (source_setprofile.c). */
+long statsprof__small_int_max(void);
 
 /* Calibration's scratch profiler (profiler.c): a table and the event
  * source `source` on `clock` (C functions counted or not), marked running on this interpreter with raw

@@ -258,6 +258,7 @@ static int set_costs(statsprof *p) {
   src->cost_c = c.c;
   src->cost_rej = c.rej;
   src->cost_box = c.box;
+  src->sp_small_max = statsprof__small_int_max();
   src->own_scale = c.own_scale;
   if (getenv("STATSPROF_DEBUG"))
     statsprof__logf(&p->log,

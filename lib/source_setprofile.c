@@ -31,6 +31,36 @@ static inline PyCodeObject *frame_code(PyFrameObject *frame) {
 }
 #endif
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* On 3.12+ PyEval_SetProfile runs as a sys.monitoring tool of CPython's,
+ * which boxes each event's bytecode offset in a new int past its small
+ * ints before it calls the profile function: calibrate.c measures what
+ * that costs, and the frame's last instruction is that offset (a
+ * generator resumed, a return, the call instruction of a C call). */
+static inline uint64_t box_cost(const statsprof *p, PyFrameObject *frame) {
+  return p->src.cost_box && PyFrame_GetLasti(frame) > p->src.sp_small_max ? p->src.cost_box : 0;
+}
+
+long statsprof__small_int_max(void) {
+  static long max = -1;
+  for (long n = 0; max < 0; n++) {
+    PyObject *a = PyLong_FromLong(n), *b = PyLong_FromLong(n);
+    if (!a || !b || a != b || n == 1 << 16) max = n - 1;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+  }
+  PyErr_Clear();
+  return max;
+}
+#else
+static inline uint64_t box_cost(const statsprof *p, PyFrameObject *frame) {
+  (void)p, (void)frame;
+  return 0; /* 3.11 hands the profile function the frame, nothing boxed */
+}
+
+long statsprof__small_int_max(void) { return 256; }
+#endif
+
 /* C functions take their own (not inlined) paths: fewer live registers in
  * the dispatcher means a cheaper entry for the common Python events. */
 /* builtins=off: the C call is not counted, but its events cost as much as
@@ -46,8 +76,8 @@ static inline PyCodeObject *frame_code(PyFrameObject *frame) {
  * its own loses this and is scaled like bytecode. CPython pairs every C
  * return with its call in the same frame; a frame entered before we
  * attached is not on the stack, and frames we skipped are not the top. */
-static void on_c_not_counted(statsprof__thread *t, statsprof *p, int call) {
-  t->spent += p->src.cost_rej;
+static void on_c_not_counted(statsprof__thread *t, statsprof *p, int call, uint64_t box) {
+  t->spent += p->src.cost_rej + box;
   if (!t->depth || t->skipped || !p->src.own_scale) return;
   statsprof__callframe *f = &t->stack[t->depth - 1];
   uint64_t own_clock = now(p) - (t->spent & p->src.compensate_mask) - f->subt - f->removed;
@@ -63,14 +93,17 @@ static void on_c_not_counted(statsprof__thread *t, statsprof *p, int call) {
   }
 }
 
-static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (!p->src.config.builtins) on_c_not_counted(t, p, 1);
-  else if (PyCFunction_Check(arg)) enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->src.cost_c);
+static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
+                                                PyObject *arg) {
+  if (!p->src.config.builtins) on_c_not_counted(t, p, 1, box_cost(p, frame));
+  else if (PyCFunction_Check(arg))
+    enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->src.cost_c + box_cost(p, frame));
 }
 
-static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyObject *arg) {
-  if (!p->src.config.builtins) on_c_not_counted(t, p, 0);
-  else if (PyCFunction_Check(arg)) leave(t, p, p->src.cost_c, 1 << 16);
+static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
+                                                  PyObject *arg) {
+  if (!p->src.config.builtins) on_c_not_counted(t, p, 0, box_cost(p, frame));
+  else if (PyCFunction_Check(arg)) leave(t, p, p->src.cost_c + box_cost(p, frame), 1 << 16);
 }
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
@@ -78,10 +111,10 @@ int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
   statsprof *p = t->p;
   if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
   if (what == PyTrace_CALL) {
-    enter_code(t, p, frame_code(frame), p->src.cost_py);
-  } else if (what == PyTrace_RETURN) leave(t, p, p->src.cost_py, p->src.own_scale);
-  else if (what == PyTrace_C_CALL) on_c_call(t, p, arg);
-  else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, arg);
+    enter_code(t, p, frame_code(frame), p->src.cost_py + box_cost(p, frame));
+  } else if (what == PyTrace_RETURN) leave(t, p, p->src.cost_py + box_cost(p, frame), p->src.own_scale);
+  else if (what == PyTrace_C_CALL) on_c_call(t, p, frame, arg);
+  else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, frame, arg);
   return 0;
 }
 
