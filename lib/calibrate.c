@@ -246,12 +246,62 @@ static void measure_all(setup su, statsprof__costs *out) {
   Py_XDECREF(ns);
 }
 
+/* This machine's speed for Python code changes by up to 2x for seconds at
+ * a time (BENCHMARKS.md: a process that calibrated in a slow stretch
+ * charged 141 ticks per Python event where 66 was right, and fib's
+ * total_tt came out 0.03x of its real time). So a bare loop of calls is
+ * timed beside the calibration and again at every later start (~0.1 ms),
+ * and when it is now clearly faster (below kFaster of its time then) the
+ * costs shrink by that ratio. They never grow: a tool slowing the loop down (cProfile's
+ * events) must not make statsprof subtract more, and a profile left
+ * under-compensated keeps at most compensate=off's times, where one
+ * over-compensated loses them to zero. */
+static const char kProbe[] =
+    "def _statsprof_probe_f():\n"
+    "    pass\n"
+    "def _statsprof_probe(n):\n"
+    "    f = _statsprof_probe_f\n"
+    "    for i in range(n):\n"
+    "        f()\n";
+enum { PROBE_CALLS = 400, PROBE_RUNS = 3 };
+static const double kFaster = 0.8;
+
+/* The probe loop's time now, in ticks per call (0 when it could not run):
+ * the best of a few runs, once specialized. */
+static double probe(statsprof__clock_kind clock) {
+  PyObject *ns = PyDict_New();
+  PyObject *co = ns ? Py_CompileString(kProbe, "<statsprof-calibration>", Py_file_input) : NULL;
+  if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
+  PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
+  PyObject *g = r ? PyDict_GetItemString(ns, "_statsprof_probe") : NULL;
+  PyObject *n = g ? PyLong_FromLong(PROBE_CALLS) : NULL;
+  double best = 0;
+  if (n) run(g, n);
+  for (int i = 0; n && i < PROBE_RUNS; i++) {
+    double b = (double)run(g, n);
+    if (clock == STATSPROF__CLOCK_CPU) b *= statsprof__clock_sec_per_tick * 1e9;
+    if (b > 0 && (best == 0 || b < best)) best = b;
+  }
+  if (PyErr_Occurred()) PyErr_Clear();
+  Py_XDECREF(n);
+  Py_XDECREF(r);
+  Py_XDECREF(co);
+  Py_XDECREF(ns);
+  return best / PROBE_CALLS;
+}
+
+static statsprof__costs cached[STATSPROF__NSOURCES][2]; /* [source][clock] */
+static int done[STATSPROF__NSOURCES][2];
+
+statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int source) {
+  return done[source][clock] ? &cached[source][clock] : NULL;
+}
+
 int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out) {
-  static statsprof__costs cached[STATSPROF__NSOURCES][2]; /* [source][clock] */
-  static int done[STATSPROF__NSOURCES][2];
   static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
-  if (!done[source][clock]) {
+  int fresh = !done[source][clock];
+  if (fresh) {
     if (calibrating) return STATSPROF_ESTATE;
     /* Calibrating replaces this thread's profile function for a moment:
      * keep a foreign one (cProfile, a debugger) and put it back. */
@@ -267,6 +317,9 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__cos
     calibrating = 1;
     g_oom = 0;
     measure_all((setup){clock, source, 1}, &cached[source][clock]);
+    /* The probe's reference, in the stretch calibration ran in: after it,
+     * when the interpreter is warm (a first run, before, took 1.5x). */
+    cached[source][clock].bare_call = probe(clock);
     calibrating = 0;
     done[source][clock] = !g_oom; /* out of memory: measured again at the next start */
     /* Our own thread: the public setter does (an audit hook's refusal is
@@ -276,5 +329,20 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__cos
     if (g_oom) return STATSPROF_ENOMEM;
   }
   *out = cached[source][clock];
+  out->speed = 0;
+  /* Not under a profile function (another profiler on this thread): it
+   * would slow the loop and count it. */
+  if (!fresh && out->bare_call > 0 && !calibrating && !PyThreadState_Get()->c_profilefunc) {
+    calibrating = 1;
+    double speed = probe(clock) / out->bare_call;
+    calibrating = 0;
+    out->speed = speed;
+    if (speed > 0 && speed < kFaster) {
+      out->py = (uint64_t)((double)out->py * speed + 0.5);
+      out->c = (uint64_t)((double)out->c * speed + 0.5);
+      out->rej = (uint64_t)((double)out->rej * speed + 0.5);
+      out->box = (uint64_t)((double)out->box * speed + 0.5);
+    }
+  }
   return 0;
 }

@@ -521,17 +521,24 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 
 /* The profiler's own cost per profile event in ticks of `clock`, for
  * Python functions, for C functions, for events the source delivers that
- * are not counted and, on source=monitoring, for an event whose offset is
+ * are not counted and, on sys.monitoring, for an event whose offset is
  * boxed; and the bytecode slowdown. Measured once per process, event
- * source and clock on the calling thread. GIL held. STATSPROF_ESTATE when
- * called from inside a calibration (a signal handler starting a profiler),
- * STATSPROF_ENOMEM when out of memory (nothing cached: measured again at
- * the next call). */
+ * source and clock on the calling thread; at every later call a bare loop
+ * timed beside the calibration runs again, and when Python code now runs
+ * clearly faster than it did then, the costs shrink in proportion (speed).
+ * GIL held. STATSPROF_ESTATE when called from inside a calibration (a
+ * signal handler starting a profiler), STATSPROF_ENOMEM when out of memory
+ * (nothing cached: measured again at the next call). */
 typedef struct statsprof__costs {
   uint64_t py, c, rej, box; /* ticks per event, as statsprof__source's cost_* */
   uint64_t own_scale;       /* bytecode under the profiler: x 2^16 / own_scale slower */
+  double bare_call;         /* ticks per call of a bare Python loop, beside calibration */
+  double speed;             /* the loop's time now over bare_call (0: not measured, as at
+                             * calibration); below 0.8 the costs were scaled by it */
 } statsprof__costs;
 int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out);
+/* What was measured (tests); NULL before. */
+statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int source);
 
 /* The largest int CPython caches (256 up to 3.14, 1024 on 3.15): on 3.12+
  * an event at a bytecode offset past it boxes the offset in a new int.

@@ -263,9 +263,10 @@ static int set_costs(statsprof *p) {
   if (getenv("STATSPROF_DEBUG"))
     statsprof__logf(&p->log,
                     "calibrated %llu ticks per Python event, %llu per C event, %llu per event not counted, "
-                    "%llu more per boxed offset, bytecode x%.3f",
+                    "%llu more per boxed offset, bytecode x%.3f; a bare call takes x%.2f of the "
+                    "%.0f ticks it took then (below x0.80 the costs are scaled by it)",
                     (unsigned long long)c.py, (unsigned long long)c.c, (unsigned long long)c.rej,
-                    (unsigned long long)c.box, 65536.0 / (double)c.own_scale);
+                    (unsigned long long)c.box, 65536.0 / (double)c.own_scale, c.speed, c.bare_call);
   src->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
   if (!p->config.compensate) src->own_scale = 1 << 16;
   return 0;

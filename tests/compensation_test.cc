@@ -44,6 +44,64 @@ TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
 #endif
 }
 
+// This machine's speed for Python code changes by up to 2x for seconds at a
+// time, and a calibration made in a slow stretch over-compensated every
+// later profile (fib's total_tt 0.03x of its real time). Later starts time
+// a bare loop against the one timed beside the calibration, and scale the
+// costs down when it now runs clearly faster, never up. Pretending the
+// calibration ran 10x slower (or faster) than now keeps either verdict
+// clear of this machine's 2x.
+TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
+  statsprof__costs first = {}, now = {};
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &first), 0);
+  statsprof__costs *cached = statsprof__calibration_cached(STATSPROF__CLOCK_WALL, kDefaultSource);
+  ASSERT_NE(cached, nullptr);
+  ASSERT_GT(cached->bare_call, 0);
+  const statsprof__costs saved = *cached;
+
+  cached->bare_call = saved.bare_call * 10;
+  cached->py = saved.py * 10;
+  cached->c = saved.c * 10;
+  cached->rej = saved.rej * 10;
+  cached->box = saved.box * 10;
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &now), 0);
+  EXPECT_GT(now.speed, 0);
+  EXPECT_LT(now.speed, 0.8);
+  EXPECT_EQ(now.py, uint64_t(double(cached->py) * now.speed + 0.5));
+  EXPECT_EQ(now.c, uint64_t(double(cached->c) * now.speed + 0.5));
+  EXPECT_EQ(now.rej, uint64_t(double(cached->rej) * now.speed + 0.5));
+  EXPECT_EQ(now.box, uint64_t(double(cached->box) * now.speed + 0.5));
+  EXPECT_LT(now.py, cached->py);
+  EXPECT_EQ(now.own_scale, saved.own_scale);  // a ratio: the same in either stretch
+
+  cached->bare_call = saved.bare_call / 10;  // slower now: left as they are
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &now), 0);
+  EXPECT_GT(now.speed, 1.25);
+  EXPECT_EQ(now.py, cached->py);
+  EXPECT_EQ(now.c, cached->c);
+  EXPECT_EQ(now.rej, cached->rej);
+  EXPECT_EQ(now.box, cached->box);
+
+  // Another profile function on this thread would slow the loop and count
+  // it: no probe then.
+  *cached = saved;
+  cached->bare_call = saved.bare_call * 10;
+  void *ns = pyh::Exec(
+      "import sys\n"
+      "def prof(*a): pass\n"
+      "def on(): sys.setprofile(prof)\n"
+      "def off(): sys.setprofile(None)\n",
+      "foreign.py");
+  ASSERT_TRUE(pyh::Call(ns, "on")) << pyh::TakeError();
+  int rc = statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &now);
+  ASSERT_TRUE(pyh::Call(ns, "off")) << pyh::TakeError();
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(now.speed, 0);
+  EXPECT_EQ(now.py, saved.py);
+  *cached = saved;
+  pyh::Release(ns);
+}
+
 // A program whose events are known one by one: main calls near and far,
 // which each call len (a C function), object (a type) and g (a Python
 // function) three times; far does so past bytecode offset 256, where
