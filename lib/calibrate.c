@@ -297,7 +297,18 @@ statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int
   return done[source][clock] ? &cached[source][clock] : NULL;
 }
 
+static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out);
+
+/* The loops run Python code and clear what they raise: an exception the
+ * host left pending is kept aside meanwhile. */
 int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out) {
+  statsprof__pending exc = statsprof__pending_take();
+  int rc = calibrate(clock, source, out);
+  statsprof__pending_restore(exc);
+  return rc;
+}
+
+static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out) {
   static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
   int fresh = !done[source][clock];

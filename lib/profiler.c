@@ -327,11 +327,31 @@ static int start_locked(statsprof *p) {
   return 0;
 }
 
+/* Start, stop and destroy run Python code (calibration, imports, the
+ * hook's removal) and clear what it raises: an exception the host has
+ * pending when it calls them is kept aside meanwhile. */
+typedef struct {
+  int held;
+  statsprof__pending exc;
+} host_exc;
+
+static host_exc host_exc_take(void) {
+  host_exc h = {.held = Py_IsInitialized() && PyGILState_Check()};
+  if (h.held) h.exc = statsprof__pending_take();
+  return h;
+}
+
+static void host_exc_restore(host_exc h) {
+  if (h.held && Py_IsInitialized()) statsprof__pending_restore(h.exc);
+}
+
 int statsprof_start(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_start: NULL profiler");
   int rc = statsprof__enter(p, "statsprof_start");
   if (rc) return rc;
+  host_exc exc = host_exc_take();
   rc = start_locked(p);
+  host_exc_restore(exc);
   statsprof__leave(p);
   return rc;
 }
@@ -573,7 +593,9 @@ int statsprof_stop(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
   int rc = statsprof__enter(p, "statsprof_stop");
   if (rc) return rc;
+  host_exc exc = host_exc_take();
   rc = stop_locked(p);
+  host_exc_restore(exc);
   statsprof__leave(p);
   return rc;
 }
@@ -641,8 +663,10 @@ void statsprof_destroy(statsprof *p) {
     return;
   }
   p->busy = 1;
+  host_exc exc = host_exc_take();
   stop_locked(p);
   free_all(p);
+  host_exc_restore(exc);
 }
 
 int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {

@@ -102,6 +102,37 @@ TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
   pyh::Release(ns);
 }
 
+// Calibration and the probe run Python code and clear what it raises; an
+// exception the host has pending when it starts a profiler stays pending.
+TEST(Compensation, CalibrationKeepsAPendingException) {
+  for (int k = 0; k < 2; k++) {  // calibrating (the CPU clock's first), then the probe
+    PyErr_SetString(PyExc_KeyError, "the host's");
+    statsprof__costs costs = {};
+    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_CPU, kDefaultSource, &costs), 0);
+    EXPECT_EQ(costs.speed == 0, k == 0);
+    ASSERT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError)) << k;
+    PyErr_Clear();
+  }
+}
+
+TEST(Compensation, StartKeepsAPendingException) {
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;clock=cpu", &p), 0);
+  PyErr_SetString(PyExc_KeyError, "the host's");
+  EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError));
+  // And the calls a host makes while it runs.
+  EXPECT_EQ(statsprof_tick(p), 0);
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError));
+  EXPECT_EQ(statsprof_flush(p), 0) << statsprof_errmsg(p);
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError));
+  EXPECT_EQ(statsprof_stop(p), 0);
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError));
+  statsprof_destroy(p);
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError));
+  PyErr_Clear();
+}
+
 // A program whose events are known one by one: main calls near and far,
 // which each call len (a C function), object (a type) and g (a Python
 // function) three times; far does so past bytecode offset 256, where
