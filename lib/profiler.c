@@ -170,6 +170,12 @@ statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source, int b
     statsprof__free(s);
     return NULL;
   }
+  /* Its hook takes the real one's paths, the read of each event's offset
+   * included (source_setprofile.c's box_cost), so that calibration counts
+   * them; its times stay raw (compensate_mask 0): nothing it charges is
+   * subtracted. */
+  s->src.cost_box = 1;
+  s->src.sp_small_max = statsprof__small_int_max();
   s->gen = next_gen();
   s->interp_epoch = statsprof__epoch();
   s->running = 1;
