@@ -141,6 +141,74 @@ static int ran_through(uint64_t ticks, uint64_t cpu_ns) {
   return (double)ticks * statsprof__clock_sec_per_tick * 1e9 <= (double)cpu_ns * 1.02 + 5000;
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* This machine's speed for Python code changes by up to 2x for seconds at
+ * a time (BENCHMARKS.md: a process that calibrated in a slow stretch
+ * charged 141 ticks per Python event where 66 was right, and fib's
+ * total_tt came out 0.03x of its real time). So a bare loop of calls, the
+ * probe, is timed after every round of the calibration and again at every
+ * later start (~0.1 ms), and when it now runs clearly faster (below
+ * kFaster of its median time during the calibration) the costs shrink by
+ * that ratio. They never grow: a tool slowing the loop down (cProfile's
+ * events) must not make statsprof subtract more, and a profile left
+ * under-compensated keeps at most compensate=off's times, where one
+ * over-compensated loses them to zero. */
+static const char kProbe[] =
+    "def _statsprof_probe_f():\n"
+    "    pass\n"
+    "def _statsprof_probe(n):\n"
+    "    f = _statsprof_probe_f\n"
+    "    for i in range(n):\n"
+    "        f()\n";
+enum { PROBE_CALLS = 400, PROBE_RUNS = 3, PROBE_REFS = 4 * ROUNDS * 5 };
+static const double kFaster = 0.8;
+
+/* The probe's loop (a new reference), or NULL. */
+static PyObject *probe_new(void) {
+  PyObject *ns = PyDict_New();
+  PyObject *co = ns ? Py_CompileString(kProbe, "<statsprof-calibration>", Py_file_input) : NULL;
+  if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
+  PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
+  PyObject *g = r ? PyDict_GetItemString(ns, "_statsprof_probe") : NULL;
+  Py_XINCREF(g); /* its globals, ns, live as long */
+  if (PyErr_Occurred()) PyErr_Clear();
+  Py_XDECREF(r);
+  Py_XDECREF(co);
+  Py_XDECREF(ns);
+  return g;
+}
+
+/* Ticks per call of the probe's loop, once specialized: the median of
+ * `runs` runs (0 when it could not run). */
+static double probe_time(PyObject *g, statsprof__clock_kind clock, int runs) {
+  PyObject *n = g ? PyLong_FromLong(PROBE_CALLS) : NULL;
+  double t[PROBE_RUNS];
+  int k = 0;
+  if (n) run(g, n);
+  for (int i = 0; n && i < runs && i < PROBE_RUNS; i++) {
+    double b = (double)run(g, n);
+    if (clock == STATSPROF__CLOCK_CPU) b *= statsprof__clock_sec_per_tick * 1e9;
+    if (b > 0) t[k++] = b;
+  }
+  if (PyErr_Occurred()) PyErr_Clear();
+  Py_XDECREF(n);
+  return k ? median(t, k) / PROBE_CALLS : 0;
+}
+
+/* During a calibration: the probe, and its time after each round. */
+static PyObject *g_probe;
+static double g_probe_ref[PROBE_REFS];
+static int g_nprobe_ref;
+
 /* Bare and profiled times of loop `name`, one pair per round that ran
  * through (up to ROUNDS of 4 x ROUNDS tries; when none did, every round's):
  * on a loaded machine every short round may wait for a CPU (3.13: 268 ticks
@@ -169,20 +237,14 @@ static int measure(PyObject *ns, const char *name, setup su, pairs *out) {
     if (!through) continue;
     out->bare[out->n] = b;
     out->prof[out->n++] = q;
+    if (g_probe && g_nprobe_ref < PROBE_REFS) {
+      double pt = probe_time(g_probe, su.clock, 1);
+      if (pt > 0) g_probe_ref[g_nprobe_ref++] = pt;
+    }
   }
   if (!out->n) *out = any;
   Py_XDECREF(n);
   return out->n > 0;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* Ticks per event of loop `name`, which makes `events` events per call,
@@ -246,50 +308,6 @@ static void measure_all(setup su, statsprof__costs *out) {
   Py_XDECREF(ns);
 }
 
-/* This machine's speed for Python code changes by up to 2x for seconds at
- * a time (BENCHMARKS.md: a process that calibrated in a slow stretch
- * charged 141 ticks per Python event where 66 was right, and fib's
- * total_tt came out 0.03x of its real time). So a bare loop of calls is
- * timed beside the calibration and again at every later start (~0.1 ms),
- * and when it is now clearly faster (below kFaster of its time then) the
- * costs shrink by that ratio. They never grow: a tool slowing the loop down (cProfile's
- * events) must not make statsprof subtract more, and a profile left
- * under-compensated keeps at most compensate=off's times, where one
- * over-compensated loses them to zero. */
-static const char kProbe[] =
-    "def _statsprof_probe_f():\n"
-    "    pass\n"
-    "def _statsprof_probe(n):\n"
-    "    f = _statsprof_probe_f\n"
-    "    for i in range(n):\n"
-    "        f()\n";
-enum { PROBE_CALLS = 400, PROBE_RUNS = 3 };
-static const double kFaster = 0.8;
-
-/* The probe loop's time now, in ticks per call (0 when it could not run):
- * the best of a few runs, once specialized. */
-static double probe(statsprof__clock_kind clock) {
-  PyObject *ns = PyDict_New();
-  PyObject *co = ns ? Py_CompileString(kProbe, "<statsprof-calibration>", Py_file_input) : NULL;
-  if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
-  PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
-  PyObject *g = r ? PyDict_GetItemString(ns, "_statsprof_probe") : NULL;
-  PyObject *n = g ? PyLong_FromLong(PROBE_CALLS) : NULL;
-  double best = 0;
-  if (n) run(g, n);
-  for (int i = 0; n && i < PROBE_RUNS; i++) {
-    double b = (double)run(g, n);
-    if (clock == STATSPROF__CLOCK_CPU) b *= statsprof__clock_sec_per_tick * 1e9;
-    if (b > 0 && (best == 0 || b < best)) best = b;
-  }
-  if (PyErr_Occurred()) PyErr_Clear();
-  Py_XDECREF(n);
-  Py_XDECREF(r);
-  Py_XDECREF(co);
-  Py_XDECREF(ns);
-  return best / PROBE_CALLS;
-}
-
 static statsprof__costs cached[STATSPROF__NSOURCES][2]; /* [source][clock] */
 static int done[STATSPROF__NSOURCES][2];
 
@@ -327,10 +345,11 @@ static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *
     Py_XINCREF(obj);
     calibrating = 1;
     g_oom = 0;
+    g_probe = probe_new();
+    g_nprobe_ref = 0;
     measure_all((setup){clock, source, 1}, &cached[source][clock]);
-    /* The probe's reference, in the stretch calibration ran in: after it,
-     * when the interpreter is warm (a first run, before, took 1.5x). */
-    cached[source][clock].bare_call = probe(clock);
+    cached[source][clock].bare_call = g_nprobe_ref ? median(g_probe_ref, g_nprobe_ref) : 0;
+    Py_CLEAR(g_probe);
     calibrating = 0;
     done[source][clock] = !g_oom; /* out of memory: measured again at the next start */
     /* Our own thread: the public setter does (an audit hook's refusal is
@@ -345,7 +364,9 @@ static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *
    * would slow the loop and count it. */
   if (!fresh && out->bare_call > 0 && !calibrating && !PyThreadState_Get()->c_profilefunc) {
     calibrating = 1;
-    double speed = probe(clock) / out->bare_call;
+    PyObject *g = probe_new();
+    double speed = probe_time(g, clock, PROBE_RUNS) / out->bare_call;
+    Py_XDECREF(g);
     calibrating = 0;
     out->speed = speed;
     if (speed > 0 && speed < kFaster) {

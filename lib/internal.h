@@ -524,7 +524,7 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
  * are not counted and, on sys.monitoring, for an event whose offset is
  * boxed; and the bytecode slowdown. Measured once per process, event
  * source and clock on the calling thread; at every later call a bare loop
- * timed beside the calibration runs again, and when Python code now runs
+ * timed after each of the calibration's rounds runs again, and when Python code now runs
  * clearly faster than it did then, the costs shrink in proportion (speed).
  * GIL held. STATSPROF_ESTATE when called from inside a calibration (a
  * signal handler starting a profiler), STATSPROF_ENOMEM when out of memory
@@ -532,7 +532,8 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 typedef struct statsprof__costs {
   uint64_t py, c, rej, box; /* ticks per event, as statsprof__source's cost_* */
   uint64_t own_scale;       /* bytecode under the profiler: x 2^16 / own_scale slower */
-  double bare_call;         /* ticks per call of a bare Python loop, beside calibration */
+  double bare_call;         /* ticks per call of a bare Python loop, the probe: its median
+                             * over the calibration's rounds */
   double speed;             /* the loop's time now over bare_call (0: not measured, as at
                              * calibration); below 0.8 the costs were scaled by it */
 } statsprof__costs;
