@@ -102,6 +102,19 @@ TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
   pyh::Release(ns);
 }
 
+// The frame-evaluation source's calibration rounds leave the probe slower
+// than a later start finds it: it has no probe, and its costs stay as
+// calibrated.
+TEST(Compensation, FrameEvaluationSourceHasNoProbe) {
+  statsprof__costs costs = {};
+  for (int k = 0; k < 2; k++) {
+    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_EVALFRAME, &costs), 0);
+    EXPECT_EQ(costs.bare_call, 0);
+    EXPECT_EQ(costs.speed, 0);
+  }
+  EXPECT_GT(costs.py, 0u);
+}
+
 // Calibration and the probe run Python code and clear what it raises; an
 // exception the host has pending when it starts a profiler stays pending.
 TEST(Compensation, CalibrationKeepsAPendingException) {
