@@ -81,11 +81,21 @@ static const char kCode[] =
  * slow). */
 enum { CALLS = 2000, ROUNDS = 15 };
 
+/* A KeyboardInterrupt raised in the loops (Ctrl-C's handler, or one sent
+ * to this thread), cleared with the rest, is raised again for the host
+ * (statsprof__calibrate). */
+static int g_interrupted;
+
+static void clear_error(void) {
+  if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) g_interrupted = 1;
+  PyErr_Clear();
+}
+
 static uint64_t run(PyObject *g, PyObject *n) {
   uint64_t t0 = statsprof__ticks();
   PyObject *r = PyObject_CallOneArg(g, n);
   uint64_t t1 = statsprof__ticks();
-  if (!r) PyErr_Clear();
+  if (!r) clear_error();
   Py_XDECREF(r);
   return t1 - t0;
 }
@@ -118,7 +128,7 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
     for (int k = 0; k < 2; k++) {
       uint64_t before = tt_of(s, name);
       PyObject *r = PyObject_CallOneArg(g, n);
-      if (!r) PyErr_Clear();
+      if (!r) clear_error();
       Py_XDECREF(r);
       tt = tt_of(s, name) - before;
     }
@@ -179,12 +189,20 @@ static PyObject *probe_new(void) {
   if (ns) PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
   PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
   PyObject *g = r ? PyDict_GetItemString(ns, "_statsprof_probe") : NULL;
-  Py_XINCREF(g); /* its globals, ns, live as long */
-  if (PyErr_Occurred()) PyErr_Clear();
+  Py_XINCREF(g); /* its globals, ns, live as long: probe_free */
+  if (PyErr_Occurred()) clear_error();
   Py_XDECREF(r);
   Py_XDECREF(co);
   Py_XDECREF(ns);
   return g;
+}
+
+/* Its functions and globals refer to each other: cleared, they go without
+ * the cyclic collector (which a host may have turned off). */
+static void probe_free(PyObject *g) {
+  if (!g) return;
+  PyDict_Clear(PyFunction_GetGlobals(g));
+  Py_DECREF(g);
 }
 
 /* Ticks per call of the probe's loop, once specialized: the median of
@@ -199,15 +217,16 @@ static double probe_time(PyObject *g, statsprof__clock_kind clock, int runs) {
     if (clock == STATSPROF__CLOCK_CPU) b *= statsprof__clock_sec_per_tick * 1e9;
     if (b > 0) t[k++] = b;
   }
-  if (PyErr_Occurred()) PyErr_Clear();
+  if (PyErr_Occurred()) clear_error();
   Py_XDECREF(n);
   return k ? median(t, k) / PROBE_CALLS : 0;
 }
 
-/* During a calibration: the probe, and its time after each round. */
+/* During a calibration: the probe, and its time after each round that ran
+ * through ([1]) or not ([0], used when none did, as measure does). */
 static PyObject *g_probe;
-static double g_probe_ref[PROBE_REFS];
-static int g_nprobe_ref;
+static double g_probe_ref[2][PROBE_REFS];
+static int g_nprobe_ref[2];
 
 /* Bare and profiled times of loop `name`, one pair per round that ran
  * through (up to ROUNDS of 4 x ROUNDS tries; when none did, every round's):
@@ -234,13 +253,13 @@ static int measure(PyObject *ns, const char *name, setup su, pairs *out) {
     if (su.clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
     if (!q || !b) continue;
     if (any.n < ROUNDS) any.bare[any.n] = b, any.prof[any.n++] = q;
+    if (g_probe && g_nprobe_ref[through] < PROBE_REFS) {
+      double pt = probe_time(g_probe, su.clock, 1);
+      if (pt > 0) g_probe_ref[through][g_nprobe_ref[through]++] = pt;
+    }
     if (!through) continue;
     out->bare[out->n] = b;
     out->prof[out->n++] = q;
-    if (g_probe && g_nprobe_ref < PROBE_REFS) {
-      double pt = probe_time(g_probe, su.clock, 1);
-      if (pt > 0) g_probe_ref[g_nprobe_ref++] = pt;
-    }
   }
   if (!out->n) *out = any;
   Py_XDECREF(n);
@@ -302,9 +321,10 @@ static void measure_all(setup su, statsprof__costs *out) {
       out->box = far > out->c ? far - out->c : 0;
     }
   }
-  if (PyErr_Occurred()) PyErr_Clear();
+  if (PyErr_Occurred()) clear_error();
   Py_XDECREF(r);
   Py_XDECREF(co);
+  if (ns) PyDict_Clear(ns); /* its functions refer back to it */
   Py_XDECREF(ns);
 }
 
@@ -318,11 +338,19 @@ statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int
 static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out);
 
 /* The loops run Python code and clear what they raise: an exception the
- * host left pending is kept aside meanwhile. */
+ * host left pending is kept aside meanwhile, and a Ctrl-C they swallowed
+ * is raised again. */
 int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out) {
   statsprof__pending exc = statsprof__pending_take();
   int rc = calibrate(clock, source, out);
   statsprof__pending_restore(exc);
+  if (g_interrupted) {
+    g_interrupted = 0;
+    /* Raised in this thread's next Python code, as the signal handler's
+     * was (PyErr_SetInterrupt could crash a host without Python's signal
+     * handling). */
+    PyThreadState_SetAsyncExc(PyThreadState_Get()->thread_id, PyExc_KeyboardInterrupt);
+  }
   return rc;
 }
 
@@ -349,10 +377,12 @@ static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *
      * 1.6x slower than a later start finds it (3.11.7: 158 ticks per call
      * against 95-105), which would shrink every later profile's costs. */
     g_probe = source == STATSPROF__SOURCE_EVALFRAME ? NULL : probe_new();
-    g_nprobe_ref = 0;
+    g_nprobe_ref[0] = g_nprobe_ref[1] = 0;
     measure_all((setup){clock, source, 1}, &cached[source][clock]);
-    cached[source][clock].bare_call = g_nprobe_ref ? median(g_probe_ref, g_nprobe_ref) : 0;
-    Py_CLEAR(g_probe);
+    int k = g_nprobe_ref[1] ? 1 : 0;
+    cached[source][clock].bare_call = g_nprobe_ref[k] ? median(g_probe_ref[k], g_nprobe_ref[k]) : 0;
+    probe_free(g_probe);
+    g_probe = NULL;
     calibrating = 0;
     done[source][clock] = !g_oom; /* out of memory: measured again at the next start */
     /* Our own thread: the public setter does (an audit hook's refusal is
@@ -365,12 +395,13 @@ static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *
   out->speed = 0;
   /* Not under a profile function (another profiler on this thread): it
    * would slow the loop and count it. */
-  if (!fresh && out->bare_call > 0 && !calibrating && !PyThreadState_Get()->c_profilefunc) {
-    calibrating = 1;
+  static int probing; /* as calibrating; a start that must calibrate is not held up by it */
+  if (!fresh && out->bare_call > 0 && !calibrating && !probing && !PyThreadState_Get()->c_profilefunc) {
+    probing = 1;
     PyObject *g = probe_new();
     double speed = probe_time(g, clock, PROBE_RUNS) / out->bare_call;
-    Py_XDECREF(g);
-    calibrating = 0;
+    probe_free(g);
+    probing = 0;
     out->speed = speed;
     if (speed > 0 && speed < kFaster) {
       out->py = (uint64_t)((double)out->py * speed + 0.5);

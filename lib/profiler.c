@@ -264,6 +264,12 @@ static int set_costs(statsprof *p) {
   src->cost_c = c.c;
   src->cost_rej = c.rej;
   src->cost_box = c.box;
+#if PY_VERSION_HEX >= 0x030C0000
+  /* The hook reads each event's offset only while cost_box is nonzero,
+   * and calibration's scratch profiler always did: a boxing cost measured
+   * as 0 must not leave that read uncompensated. */
+  if (src->config.source == STATSPROF__SOURCE_SETPROFILE && !src->cost_box) src->cost_box = 1;
+#endif
   src->sp_small_max = statsprof__small_int_max();
   src->own_scale = c.own_scale;
   if (getenv("STATSPROF_DEBUG"))

@@ -58,6 +58,11 @@ TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
   ASSERT_NE(cached, nullptr);
   ASSERT_GT(cached->bare_call, 0);
   const statsprof__costs saved = *cached;
+  struct Restore {  // whatever fails below, later tests find the real costs
+    statsprof__costs *c;
+    statsprof__costs v;
+    ~Restore() { *c = v; }
+  } restore{cached, saved};
 
   cached->bare_call = saved.bare_call * 10;
   cached->py = saved.py * 10;
@@ -118,14 +123,66 @@ TEST(Compensation, FrameEvaluationSourceHasNoProbe) {
 // Calibration and the probe run Python code and clear what it raises; an
 // exception the host has pending when it starts a profiler stays pending.
 TEST(Compensation, CalibrationKeepsAPendingException) {
-  for (int k = 0; k < 2; k++) {  // calibrating (the CPU clock's first), then the probe
+  // Calibrating (the CPU clock's first, unless another test did), then the probe.
+  const bool calibrated = statsprof__calibration_cached(STATSPROF__CLOCK_CPU, kDefaultSource) != nullptr;
+  for (int k = 0; k < 2; k++) {
     PyErr_SetString(PyExc_KeyError, "the host's");
     statsprof__costs costs = {};
     ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_CPU, kDefaultSource, &costs), 0);
-    EXPECT_EQ(costs.speed == 0, k == 0);
+    EXPECT_EQ(costs.speed == 0, k == 0 && !calibrated);
     ASSERT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError)) << k;
     PyErr_Clear();
   }
+}
+
+// A KeyboardInterrupt raised while calibration or the probe runs Python
+// code (Ctrl-C's handler, or one sent to the thread), which they clear with
+// the rest, is raised again in the host's next Python code.
+TEST(Compensation, CalibrationPassesCtrlCOn) {
+  unsigned long me = PyThreadState_Get()->thread_id;
+  for (int k = 0; k < 2; k++) {  // calibrating this source and clock, then the probe
+    ASSERT_EQ(PyThreadState_SetAsyncExc(me, PyExc_KeyboardInterrupt), 1);
+    statsprof__costs costs = {};
+    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, &costs), 0);
+    EXPECT_FALSE(PyErr_Occurred());
+    PyObject *globals = PyDict_New();
+    ASSERT_NE(globals, nullptr);
+    PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
+    PyObject *r = PyRun_String("for i in range(1000): pass\n", Py_file_input, globals, globals);
+    Py_DECREF(globals);
+    EXPECT_EQ(r, nullptr) << k << ": the interrupt was lost";
+    EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) << k;
+    Py_XDECREF(r);
+    PyErr_Clear();
+  }
+}
+
+// The probe's functions and globals make a cycle: a host that turned the
+// cyclic collector off must not collect one per start.
+TEST(Compensation, ProbeLeavesNothingWithoutTheCollector) {
+  statsprof__costs costs = {};
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &costs), 0);
+  void *ns = pyh::Exec(
+      "import gc\n"
+      "def off():\n"
+      "    gc.collect()\n"
+      "    gc.disable()\n"
+      "def count():\n"
+      "    global n\n"
+      "    n = len(gc.get_objects())\n"
+      "def on(): gc.enable()\n",
+      "gc_off.py");
+  ASSERT_TRUE(pyh::Call(ns, "off")) << pyh::TakeError();
+  ASSERT_TRUE(pyh::Call(ns, "count")) << pyh::TakeError();
+  PyObject *before = PyDict_GetItemString(static_cast<PyObject *>(ns), "n");
+  long n0 = PyLong_AsLong(before);
+  for (int i = 0; i < 50; i++) ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &costs), 0);
+  EXPECT_GT(costs.speed, 0);  // the probe ran
+  ASSERT_TRUE(pyh::Call(ns, "count")) << pyh::TakeError();
+  long n1 = PyLong_AsLong(PyDict_GetItemString(static_cast<PyObject *>(ns), "n"));
+  ASSERT_TRUE(pyh::Call(ns, "on")) << pyh::TakeError();
+  EXPECT_LT(n1 - n0, 50) << "objects the collector tracks, before " << n0 << ", after 50 probes " << n1;
+  pyh::Release(ns);
 }
 
 TEST(Compensation, StartKeepsAPendingException) {
