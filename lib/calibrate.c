@@ -91,6 +91,11 @@ static void clear_error(void) {
   PyErr_Clear();
 }
 
+/* A bare run's ticks in the unit of `clock`'s profile times. */
+static double clock_units(statsprof__clock_kind clock, uint64_t ticks) {
+  return clock == STATSPROF__CLOCK_CPU ? (double)ticks * statsprof__clock_sec_per_tick * 1e9 : (double)ticks;
+}
+
 static uint64_t run(PyObject *g, PyObject *n) {
   uint64_t t0 = statsprof__ticks();
   PyObject *r = PyObject_CallOneArg(g, n);
@@ -213,8 +218,7 @@ static double probe_time(PyObject *g, statsprof__clock_kind clock, int runs) {
   int k = 0;
   if (n) run(g, n);
   for (int i = 0; n && i < runs && i < PROBE_RUNS; i++) {
-    double b = (double)run(g, n);
-    if (clock == STATSPROF__CLOCK_CPU) b *= statsprof__clock_sec_per_tick * 1e9;
+    double b = clock_units(clock, run(g, n));
     if (b > 0) t[k++] = b;
   }
   if (PyErr_Occurred()) clear_error();
@@ -250,7 +254,7 @@ static int measure(PyObject *ns, const char *name, setup su, pairs *out) {
     uint64_t c0 = statsprof__thread_cpu_ns(), w0 = statsprof__ticks();
     uint64_t b = run(g, n), q = profiled(g, n, name, su.clock, su.source, su.builtins);
     int through = ran_through(statsprof__ticks() - w0, statsprof__thread_cpu_ns() - c0);
-    if (su.clock == STATSPROF__CLOCK_CPU) b = (uint64_t)((double)b * statsprof__clock_sec_per_tick * 1e9);
+    b = (uint64_t)clock_units(su.clock, b);
     if (!q || !b) continue;
     if (any.n < ROUNDS) any.bare[any.n] = b, any.prof[any.n++] = q;
     if (g_probe && g_nprobe_ref[through] < PROBE_REFS) {

@@ -543,7 +543,7 @@ statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int
 
 /* The largest int CPython caches (256 up to 3.14, 1024 on 3.15): on 3.12+
  * an event at a bytecode offset past it boxes the offset in a new int.
- * GIL held (source_setprofile.c). */
+ * GIL held (source_setprofile.c; both sys.monitoring-based sources). */
 long statsprof__small_int_max(void);
 
 /* Calibration's scratch profiler (profiler.c): a table and the event

@@ -170,11 +170,8 @@ statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source, int b
     statsprof__free(s);
     return NULL;
   }
-  /* Its hook takes the real one's paths, the read of each event's offset
-   * included (source_setprofile.c's box_cost), so that calibration counts
-   * them; its times stay raw (compensate_mask 0): nothing it charges is
-   * subtracted. */
-  s->src.cost_box = 1;
+  /* Its hook reads each event's offset as the real one does
+   * (source_setprofile.c's box_cost), so that calibration counts it. */
   s->src.sp_small_max = statsprof__small_int_max();
   s->gen = next_gen();
   s->interp_epoch = statsprof__epoch();
@@ -264,12 +261,6 @@ static int set_costs(statsprof *p) {
   src->cost_c = c.c;
   src->cost_rej = c.rej;
   src->cost_box = c.box;
-#if PY_VERSION_HEX >= 0x030C0000
-  /* The hook reads each event's offset only while cost_box is nonzero,
-   * and calibration's scratch profiler always did: a boxing cost measured
-   * as 0 must not leave that read uncompensated. */
-  if (src->config.source == STATSPROF__SOURCE_SETPROFILE && !src->cost_box) src->cost_box = 1;
-#endif
   src->sp_small_max = statsprof__small_int_max();
   src->own_scale = c.own_scale;
   if (getenv("STATSPROF_DEBUG"))

@@ -306,28 +306,24 @@ static int mon_call(PyObject *mon, const char *name, const char *fmt, ...) {
   return r ? 0 : -1;
 }
 
-/* Where CPython's cached ints 0..N lie (N = 256 on 3.12 to 3.15, one
- * static array): an offset past N is a new int for every event. Should
+/* Where CPython's cached ints 0..N lie (N = statsprof__small_int_max(),
+ * one static array): an offset past N is a new int for every event. Should
  * they not lie evenly in one array, no offset counts as boxed. */
 static void small_int_range(statsprof__source *src) {
+  long max = statsprof__small_int_max();
   PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1);
   uintptr_t lo = (uintptr_t)zero, stride = (uintptr_t)one - (uintptr_t)zero;
   Py_XDECREF(zero); /* cached: their addresses stay theirs */
   Py_XDECREF(one);
-  long n = 0;
-  for (int in_array = zero && one; in_array && n < 1 << 16; n += in_array) {
-    PyObject *a = PyLong_FromLong(n + 1), *b = PyLong_FromLong(n + 1);
-    /* cached (the same object twice), and where the array puts it */
-    in_array = a && a == b && (uintptr_t)a == lo + (uintptr_t)(n + 1) * stride;
-    int cached = a && a == b;
+  int even = zero && one;
+  for (long n = 2; even && n <= max; n++) {
+    PyObject *a = PyLong_FromLong(n);
+    even = (uintptr_t)a == lo + (uintptr_t)n * stride; /* where the array puts it */
     Py_XDECREF(a);
-    Py_XDECREF(b);
-    if (!in_array && cached) n = -1; /* cached, but elsewhere */
-    if (n < 0) break;
   }
   PyErr_Clear();
-  src->mon_small0 = n < 0 ? 0 : lo;
-  src->mon_small_span = n < 0 ? UINTPTR_MAX : (uintptr_t)(n + 1) * stride;
+  src->mon_small0 = even ? lo : 0;
+  src->mon_small_span = even ? (uintptr_t)(max + 1) * stride : UINTPTR_MAX;
 }
 
 /* Takes the first free of statsprof's tool ids unless p holds one: 0, or

@@ -38,7 +38,7 @@ static inline PyCodeObject *frame_code(PyFrameObject *frame) {
  * that costs, and the frame's last instruction is that offset (a
  * generator resumed, a return, the call instruction of a C call). */
 static inline uint64_t box_cost(const statsprof *p, PyFrameObject *frame) {
-  return p->src.cost_box && PyFrame_GetLasti(frame) > p->src.sp_small_max ? p->src.cost_box : 0;
+  return PyFrame_GetLasti(frame) > p->src.sp_small_max ? p->src.cost_box : 0;
 }
 
 long statsprof__small_int_max(void) {
