@@ -61,8 +61,6 @@ static inline uint64_t box_cost(const statsprof *p, PyFrameObject *frame) {
 long statsprof__small_int_max(void) { return 256; }
 #endif
 
-/* C functions take their own (not inlined) paths: fewer live registers in
- * the dispatcher means a cheaper entry for the common Python events. */
 /* builtins=off: the C call is not counted, but its events cost as much as
  * calibration measured, and the time in between, d, is its caller's own
  * time spent in C, which the bytecode scale s must not shrink. It is
@@ -93,29 +91,86 @@ static void on_c_not_counted(statsprof__thread *t, statsprof *p, int call, uint6
   }
 }
 
-static __attribute__((noinline)) void on_c_call(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
-                                                PyObject *arg) {
+/* Each kind of event has its own out-of-line handler, which the hook
+ * jumps to (a sibling call): the hook itself saves no registers. Each
+ * handler's common case calls nothing and jumps to its slow part
+ * otherwise, so that it needs few registers and saves fewer. */
+static __attribute__((noinline)) int on_py_call_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co,
+                                                     uint64_t cost) {
+  statsprof__enter_code_slow(t, p, co, cost);
+  return 0;
+}
+
+static __attribute__((noinline)) int on_py_call(statsprof__thread *t, statsprof *p, PyFrameObject *frame) {
+  PyCodeObject *co = frame_code(frame);
+  uint64_t cost = p->src.cost_py + box_cost(p, frame);
+  if (enter_code_fast(t, p, co, cost)) return 0;
+  return on_py_call_slow(t, p, co, cost);
+}
+
+static __attribute__((noinline)) int on_py_return(statsprof__thread *t, statsprof *p, PyFrameObject *frame) {
+  leave(t, p, p->src.cost_py + box_cost(p, frame), p->src.own_scale);
+  return 0;
+}
+
+/* The C function's method definition when its type is exactly one of
+ * CPython's (PyCFunction_Check without the subtype walk), else NULL. */
+static inline const PyMethodDef *c_exact_ml(PyObject *arg) {
+  PyTypeObject *tp = Py_TYPE(arg);
+  return tp == &PyCFunction_Type || tp == &PyCMethod_Type ? ((PyCFunctionObject *)arg)->m_ml : NULL;
+}
+
+static __attribute__((noinline)) int on_c_call_slow(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
+                                                    PyObject *arg) {
   if (!p->src.config.builtins) on_c_not_counted(t, p, 1, box_cost(p, frame));
   else if (PyCFunction_Check(arg))
     enter(t, p, cfunc_label_of(p, (PyCFunctionObject *)arg), p->src.cost_c + box_cost(p, frame));
+  return 0;
 }
 
-static __attribute__((noinline)) void on_c_return(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
-                                                  PyObject *arg) {
+static __attribute__((noinline)) int on_c_call(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
+                                               PyObject *arg) {
+  const PyMethodDef *ml;
+  if (p->src.config.builtins && p->src.tsc && (ml = c_exact_ml(arg))) {
+    const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+    if (h->ml == ml && enter_fast_tsc(t, p, h->label, p->src.cost_c + box_cost(p, frame))) return 0;
+  }
+  return on_c_call_slow(t, p, frame, arg);
+}
+
+static __attribute__((noinline)) int on_c_return_slow(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
+                                                      PyObject *arg) {
   if (!p->src.config.builtins) on_c_not_counted(t, p, 0, box_cost(p, frame));
   else if (PyCFunction_Check(arg)) leave(t, p, p->src.cost_c + box_cost(p, frame), 1 << 16);
+  return 0;
+}
+
+static __attribute__((noinline)) int on_c_return(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
+                                                 PyObject *arg) {
+  if (p->src.config.builtins && p->src.tsc && !p->frames.tracking && c_exact_ml(arg)) {
+    leave_fast_tsc(t, p, p->src.cost_c + box_cost(p, frame), 1 << 16);
+    return 0;
+  }
+  return on_c_return_slow(t, p, frame, arg);
 }
 
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
   statsprof__thread *t = (statsprof__thread *)obj;
   statsprof *p = t->p;
   if (__builtin_expect(p == NULL, 0)) return 0; /* profiler stopped or gone */
-  if (what == PyTrace_CALL) {
-    enter_code(t, p, frame_code(frame), p->src.cost_py + box_cost(p, frame));
-  } else if (what == PyTrace_RETURN) leave(t, p, p->src.cost_py + box_cost(p, frame), p->src.own_scale);
-  else if (what == PyTrace_C_CALL) on_c_call(t, p, frame, arg);
-  else if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) on_c_return(t, p, frame, arg);
-  return 0;
+  switch (what) {
+  case PyTrace_CALL:
+    return on_py_call(t, p, frame);
+  case PyTrace_RETURN:
+    return on_py_return(t, p, frame);
+  case PyTrace_C_CALL:
+    return on_c_call(t, p, frame, arg);
+  case PyTrace_C_RETURN:
+  case PyTrace_C_EXCEPTION:
+    return on_c_return(t, p, frame, arg);
+  default:
+    return 0;
+  }
 }
 
 static int is_ours(statsprof *p, PyThreadState *ts) {
