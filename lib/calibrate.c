@@ -377,10 +377,12 @@ static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *
     Py_XINCREF(obj);
     calibrating = 1;
     g_oom = 0;
-    /* Not for the frame-evaluation source: its rounds leave the probe
-     * 1.6x slower than a later start finds it (3.11.7: 158 ticks per call
-     * against 95-105), which would shrink every later profile's costs. */
-    g_probe = source == STATSPROF__SOURCE_EVALFRAME ? NULL : probe_new();
+    /* Every source: the frame-evaluation source's 158 ticks per call
+     * against later starts' 95-105 (3.11.7), once taken for an effect of
+     * its rounds, was a slow stretch (8 processes: 6 calibrated at 82-87,
+     * 2 at 159-160, and those over-compensated fib to 0.59-0.85x with the
+     * probe, to 0.34x in dev/bench without it). */
+    g_probe = probe_new();
     g_nprobe_ref[0] = g_nprobe_ref[1] = 0;
     measure_all((setup){clock, source, 1}, &cached[source][clock]);
     int k = g_nprobe_ref[1] ? 1 : 0;

@@ -51,10 +51,10 @@ TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
 // costs down when it now runs clearly faster, never up. Pretending the
 // calibration ran 10x slower (or faster) than now keeps either verdict
 // clear of this machine's 2x.
-TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
+void ExpectCostsShrinkWhenFaster(int source) {
   statsprof__costs first = {}, now = {};
-  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &first), 0);
-  statsprof__costs *cached = statsprof__calibration_cached(STATSPROF__CLOCK_WALL, kDefaultSource);
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &first), 0);
+  statsprof__costs *cached = statsprof__calibration_cached(STATSPROF__CLOCK_WALL, source);
   ASSERT_NE(cached, nullptr);
   ASSERT_GT(cached->bare_call, 0);
   const statsprof__costs saved = *cached;
@@ -69,7 +69,7 @@ TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
   cached->c = saved.c * 10;
   cached->rej = saved.rej * 10;
   cached->box = saved.box * 10;
-  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &now), 0);
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &now), 0);
   EXPECT_GT(now.speed, 0);
   EXPECT_LT(now.speed, 0.8);
   EXPECT_EQ(now.py, uint64_t(double(cached->py) * now.speed + 0.5));
@@ -80,7 +80,7 @@ TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
   EXPECT_EQ(now.own_scale, saved.own_scale);  // a ratio: the same in either stretch
 
   cached->bare_call = saved.bare_call / 10;  // slower now: left as they are
-  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &now), 0);
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &now), 0);
   EXPECT_GT(now.speed, 1.25);
   EXPECT_EQ(now.py, cached->py);
   EXPECT_EQ(now.c, cached->c);
@@ -98,7 +98,7 @@ TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
       "def off(): sys.setprofile(None)\n",
       "foreign.py");
   ASSERT_TRUE(pyh::Call(ns, "on")) << pyh::TakeError();
-  int rc = statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &now);
+  int rc = statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &now);
   ASSERT_TRUE(pyh::Call(ns, "off")) << pyh::TakeError();
   ASSERT_EQ(rc, 0);
   EXPECT_EQ(now.speed, 0);
@@ -107,18 +107,15 @@ TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
   pyh::Release(ns);
 }
 
-// The frame-evaluation source's calibration rounds leave the probe slower
-// than a later start finds it: it has no probe, and its costs stay as
-// calibrated.
-TEST(Compensation, FrameEvaluationSourceHasNoProbe) {
-  statsprof__costs costs = {};
-  for (int k = 0; k < 2; k++) {
-    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_EVALFRAME, &costs), 0);
-    EXPECT_EQ(costs.bare_call, 0);
-    EXPECT_EQ(costs.speed, 0);
-  }
-  EXPECT_GT(costs.py, 0u);
+TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
+  ExpectCostsShrinkWhenFaster(kDefaultSource);
 }
+
+// The frame-evaluation source too: 2 of 8 processes of one 3.11.7
+// bench_host calibrated in a slow stretch (the probe 159 ticks per call
+// against 84), and dev/bench's 3.11.7 process, with no probe for this
+// source then, over-compensated fib to 0.34x.
+TEST(Compensation, FrameEvaluationSourceCostsShrinkToo) { ExpectCostsShrinkWhenFaster(STATSPROF__SOURCE_EVALFRAME); }
 
 // Calibration and the probe run Python code and clear what it raises; an
 // exception the host has pending when it starts a profiler stays pending.
