@@ -377,11 +377,11 @@ static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *
     Py_XINCREF(obj);
     calibrating = 1;
     g_oom = 0;
-    /* Every source: the frame-evaluation source's 158 ticks per call
-     * against later starts' 95-105 (3.11.7), once taken for an effect of
-     * its rounds, was a slow stretch (8 processes: 6 calibrated at 82-87,
-     * 2 at 159-160, and those over-compensated fib to 0.59-0.85x with the
-     * probe, to 0.34x in dev/bench without it). */
+    /* Every source. The frame-evaluation source's rounds sometimes leave
+     * the probe slow (3.11.7 in dev/bench: 156-170 ticks per call against
+     * 84-115 elsewhere; cause not found), which shrinks its costs at later
+     * starts (under-compensation, bounded by compensate=off); without the
+     * probe a calibration in a slow stretch over-compensated fib to 0.34x. */
     g_probe = probe_new();
     g_nprobe_ref[0] = g_nprobe_ref[1] = 0;
     measure_all((setup){clock, source, 1}, &cached[source][clock]);

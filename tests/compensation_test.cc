@@ -111,10 +111,8 @@ TEST(Compensation, CostsShrinkWhenPythonNowRunsFasterThanAtCalibration) {
   ExpectCostsShrinkWhenFaster(kDefaultSource);
 }
 
-// The frame-evaluation source too: 2 of 8 processes of one 3.11.7
-// bench_host calibrated in a slow stretch (the probe 159 ticks per call
-// against 84), and dev/bench's 3.11.7 process, with no probe for this
-// source then, over-compensated fib to 0.34x.
+// The frame-evaluation source too: without the probe, dev/bench's 3.11.7
+// process calibrated in a slow stretch over-compensated fib to 0.34x.
 TEST(Compensation, FrameEvaluationSourceCostsShrinkToo) { ExpectCostsShrinkWhenFaster(STATSPROF__SOURCE_EVALFRAME); }
 
 // Calibration and the probe run Python code and clear what it raises; an
