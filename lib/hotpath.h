@@ -61,14 +61,19 @@ static inline uint32_t code_label_co(statsprof *p, PyCodeObject *co) {
   return extra >> 32 == p->gen ? (uint32_t)extra : statsprof__code_entry_slow(p, co);
 }
 
+/* The slot of the small direct-mapped cache of C functions' labels where
+ * method definition ml would be (PyMethodDefs are 32 bytes apart). */
+static inline struct statsprof__cfunc_hot *cfunc_hot_slot(statsprof *p, const PyMethodDef *ml) {
+  return &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+}
+
 static inline uint32_t cfunc_label_of(statsprof *p, PyCFunctionObject *fn) {
   /* Keyed by the method definition alone, labelled at first sight, as
    * cProfile does: a C method called on a subclass that overrides it in
-   * Python keeps its first label instead of splitting in two. A small
-   * direct-mapped cache (PyMethodDefs are 32 bytes apart) answers the
-   * methods a loop calls again and again without hashing. */
+   * Python keeps its first label instead of splitting in two. The cache
+   * answers the methods a loop calls again and again without hashing. */
   const PyMethodDef *ml = fn->m_ml;
-  struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+  struct statsprof__cfunc_hot *h = cfunc_hot_slot(p, ml);
   if (__builtin_expect(h->ml == ml, 1)) return h->label;
   uint32_t idx = statsprof__table_cfunc_find(&p->table, ml);
   if (idx == STATSPROF__NONE) idx = statsprof__cfunc_entry_slow(p, fn);
@@ -124,6 +129,15 @@ static inline __attribute__((always_inline)) int enter_fast_tsc(statsprof__threa
   }
   push(t, p, idx, eid, cost)->base += statsprof__rdtsc();
   return 1;
+}
+
+/* A call of the C function whose method definition is ml, on the fast
+ * path when the C-function cache already holds its label (the caller
+ * knows the clock is the TSC); 0, nothing changed, otherwise. */
+static inline __attribute__((always_inline)) int enter_cfunc_cached_tsc(statsprof__thread *t, statsprof *p,
+                                                                        const PyMethodDef *ml, uint64_t cost) {
+  const struct statsprof__cfunc_hot *h = cfunc_hot_slot(p, ml);
+  return h->ml == ml && enter_fast_tsc(t, p, h->label, cost);
 }
 
 /* enter_fast_tsc where the clock is the TSC; 0 otherwise. */

@@ -210,7 +210,7 @@ static __attribute__((noinline)) PyObject *mon_c_enter_slow(statsprof *p, PyObje
       !(t = statsprof__tls_thread(p)))
     Py_RETURN_NONE;
   PyObject *callable = args[2];
-  struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
+  struct statsprof__cfunc_hot *h = cfunc_hot_slot(p, ml);
   uint32_t label;
   if (h->ml == ml) label = h->label;
   else if (PyCFunction_Check(callable)) label = cfunc_label_of(p, (PyCFunctionObject *)callable);
@@ -230,9 +230,7 @@ static PyObject *mon_c_enter(PyObject *self, PyObject *const *args, size_t nargs
     Py_RETURN_NONE;
   }
   if (__builtin_expect(ml != MON_OTHER_TYPE, 1)) {
-    const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
-    if (h->ml == ml &&
-        enter_fast_tsc(statsprof__tls.t, p, h->label, p->src.cost_c + mon_offset_cost(p, args, nargs)))
+    if (enter_cfunc_cached_tsc(statsprof__tls.t, p, ml, p->src.cost_c + mon_offset_cost(p, args, nargs)))
       Py_RETURN_NONE;
   }
   return mon_c_enter_slow(p, args, nargs);

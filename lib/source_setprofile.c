@@ -93,8 +93,9 @@ static void on_c_not_counted(statsprof__thread *t, statsprof *p, int call, uint6
 
 /* Each kind of event has its own out-of-line handler, which the hook
  * jumps to (a sibling call): the hook itself saves no registers. Each
- * handler's common case calls nothing and jumps to its slow part
- * otherwise, so that it needs few registers and saves fewer. */
+ * handler's common case calls nothing on 3.11 (on 3.12+ box_cost's
+ * PyFrame_GetLasti) and jumps to its slow part otherwise, so that it
+ * needs few registers and saves fewer. */
 static __attribute__((noinline)) int on_py_call_slow(statsprof__thread *t, statsprof *p, PyCodeObject *co,
                                                      uint64_t cost) {
   statsprof__enter_code_slow(t, p, co, cost);
@@ -131,10 +132,9 @@ static __attribute__((noinline)) int on_c_call_slow(statsprof__thread *t, statsp
 static __attribute__((noinline)) int on_c_call(statsprof__thread *t, statsprof *p, PyFrameObject *frame,
                                                PyObject *arg) {
   const PyMethodDef *ml;
-  if (p->src.config.builtins && p->src.tsc && (ml = c_exact_ml(arg))) {
-    const struct statsprof__cfunc_hot *h = &p->src.cfunc_hot[((uintptr_t)ml >> 5) % STATSPROF__CFUNC_HOT];
-    if (h->ml == ml && enter_fast_tsc(t, p, h->label, p->src.cost_c + box_cost(p, frame))) return 0;
-  }
+  if (p->src.config.builtins && p->src.tsc && (ml = c_exact_ml(arg)) &&
+      enter_cfunc_cached_tsc(t, p, ml, p->src.cost_c + box_cost(p, frame)))
+    return 0;
   return on_c_call_slow(t, p, frame, arg);
 }
 

@@ -51,7 +51,7 @@ TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
 // costs down when it now runs clearly faster, never up. Pretending the
 // calibration ran 10x slower (or faster) than now keeps either verdict
 // clear of this machine's 2x.
-void ExpectCostsShrinkWhenFaster(int source) {
+static void ExpectCostsShrinkWhenFaster(int source) {
   statsprof__costs first = {}, now = {};
   ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &first), 0);
   statsprof__costs *cached = statsprof__calibration_cached(STATSPROF__CLOCK_WALL, source);
