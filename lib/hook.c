@@ -379,6 +379,28 @@ void statsprof__thread_pool_trim(statsprof *p, int all) {
   }
 }
 
+/* The states' objects went with their interpreter's allocator and are left
+ * as they are (a few dozen bytes each; CPython's finalization leaks more);
+ * their stacks are ours, and a profiler destroyed after Py_Finalize used to
+ * leak them (a few KB per thread, per profiler, per re-initialization).
+ * Nothing can reach a state any more: its thread state and the callbacks
+ * went with the interpreter, and a thread-local cache is only read under
+ * a live run's key. */
+void statsprof__thread_states_abandon(statsprof *p) {
+  statsprof__thread *lists[2] = {p->src.threads, p->src.pool};
+  for (int i = 0; i < 2; i++) {
+    for (statsprof__thread *t = lists[i], *next; t; t = next) {
+      next = t->next;
+      statsprof__free(t->stack);
+      t->stack = NULL;
+      t->cap = t->depth = 0;
+      t->p = NULL;
+      t->prev = t->next = NULL;
+    }
+  }
+  p->src.threads = p->src.pool = NULL;
+}
+
 void statsprof__thread_orphan(statsprof__thread *t) {
   t->depth = 0;
   t->skipped = 0;

@@ -366,6 +366,8 @@ typedef struct statsprof__thread {
 int statsprof__hook(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
 int statsprof__hook_ready(void); /* type + co_extra index; GIL held */
 uint64_t statsprof__epoch(void); /* changes at every Py_Finalize */
+/* Whether the interpreter p started on still runs (not finalized since). */
+int statsprof__python_alive(const statsprof *p);
 /* Installs the hook on the calling thread's own state (GIL held). */
 int statsprof__attach_self(statsprof *p);
 /* Attaches every thread state of the interpreter that has no profile
@@ -391,6 +393,9 @@ uint64_t statsprof__tls_key_next(void);
 void statsprof__thread_pool_trim(statsprof *p, int all);
 /* Makes t inert and forgets it (its thread state may still hold it). */
 void statsprof__thread_orphan(statsprof__thread *t);
+/* After the interpreter that made p's per-thread states is gone: frees
+ * what they hold of ours and forgets them (no Python API). */
+void statsprof__thread_states_abandon(statsprof *p);
 /* Makes *type from spec once per interpreter (forgotten at Py_Finalize). */
 int statsprof__type_ready(PyTypeObject **type, PyType_Spec *spec);
 
@@ -459,7 +464,8 @@ void statsprof__threads_name(statsprof *p);
 void statsprof__threads_release(statsprof *p, int python_alive);
 /* Marks slots that ran since the last record, and slots whose thread ended. */
 void statsprof__threads_scan(statsprof *p);
-/* Folds ended threads' counts into the retired slot; frees their slots. */
+/* Folds ended threads' counts into the retired slot; frees their slots.
+ * After Py_Finalize it drops their Python references without touching them. */
 void statsprof__threads_retire(statsprof *p);
 /* The slot of a thread ident, or NONE. */
 uint32_t statsprof__threads_find(statsprof *p, uint64_t thread_id);

@@ -31,6 +31,7 @@ static void free_all(statsprof *p) {
   }
   statsprof__threads_release(p, python);
   if (python) statsprof__thread_pool_trim(p, 1);
+  else if (!statsprof__python_alive(p)) statsprof__thread_states_abandon(p);
   statsprof__frames_free(&p->frames);
   statsprof__timer_free(&p->timer);
   statsprof__snapshot_state_free(&p->snap);
@@ -185,7 +186,7 @@ void statsprof__scratch_free(statsprof *s) {
   free_all(s);
 }
 
-static int python_alive(const statsprof *p) {
+int statsprof__python_alive(const statsprof *p) {
   return Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
 }
 
@@ -216,7 +217,7 @@ static void duty_step(statsprof *p, uint64_t now, int self) {
 }
 
 int statsprof__may_attach(const statsprof *p) {
-  return p->running && python_alive(p) && (!statsprof__duty_enabled(&p->duty) || p->duty.in_window);
+  return p->running && statsprof__python_alive(p) && (!statsprof__duty_enabled(&p->duty) || p->duty.in_window);
 }
 
 static void plan_next(statsprof *p) {
@@ -287,7 +288,7 @@ static int attach_first(statsprof *p) {
 static int start_locked(statsprof *p) {
   if (!Py_IsInitialized())
     return statsprof__error(p, STATSPROF_ENOPYTHON, "statsprof_start: Python is not initialized");
-  if (p->running && python_alive(p)) {
+  if (p->running && statsprof__python_alive(p)) {
     /* Already running: the caller's own thread may have lost the hook
      * (sys.setprofile(None)); put it back, as cProfile's enable would. */
     return statsprof__may_attach(p) ? statsprof__attach_self(p) : 0;
@@ -387,7 +388,7 @@ uint64_t statsprof_dropped(const statsprof *p) { return p ? statsprof__writers_d
  * interval, against the baseline the merged record then moves. */
 static int thread_records(statsprof *p, statsprof_stats_profile **threads, size_t *nthreads, uint64_t *omitted) {
   int rc = 0;
-  if (python_alive(p)) statsprof__threads_name(p);
+  if (statsprof__python_alive(p)) statsprof__threads_name(p);
   for (uint32_t i = 0; i < p->table.nslots; i++) {
     statsprof__slot *slot = &p->table.slots[i];
     if (!slot->active || (slot->state != STATSPROF__SLOT_LIVE && slot->state != STATSPROF__SLOT_ENDED)) continue;
@@ -565,7 +566,7 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
                             (unsigned long long)thread_id);
   int rc = statsprof__enter(p, "statsprof_snapshot_thread");
   if (rc) return rc;
-  if (python_alive(p)) statsprof__threads_name(p);
+  if (statsprof__python_alive(p)) statsprof__threads_name(p);
   statsprof__selection sel = {
       .kind = mode == STATSPROF_DELTA ? STATSPROF_RECORD_THREAD : STATSPROF_RECORD_CUMULATIVE,
       .base = mode == STATSPROF_DELTA ? STATSPROF__BASE_PREV : STATSPROF__BASE_NONE,
@@ -584,7 +585,7 @@ static int stop_locked(statsprof *p) {
   if (p->duty.in_window) close_window(p, statsprof__ticks());
   p->running = 0;
   statsprof__detach_all(p);
-  if (python_alive(p)) statsprof__threading_hook(p, 0);
+  if (statsprof__python_alive(p)) statsprof__threading_hook(p, 0);
   /* The last interval goes out now: a clean stop loses nothing. */
   int rc = emit_interval(p, 1);
   statsprof_flush(p);

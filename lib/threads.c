@@ -298,13 +298,18 @@ void statsprof__threads_retire(statsprof *p) {
     if (statsprof__source_owns_states(&p->src)) statsprof__thread_pool(p, th);
     else statsprof__thread_orphan(th);
   }
-  /* Pooled states of ended threads can no longer be called late. */
-  statsprof__thread_pool_trim(p, 0);
+  /* Pooled states of ended threads can no longer be called late. After
+   * Py_Finalize (a destroy's last record) the objects went with their
+   * interpreter: the references are dropped, not released, and the pool
+   * is abandoned with the profiler (free_all). */
+  int python = statsprof__python_alive(p);
+  if (python) statsprof__thread_pool_trim(p, 0);
   for (uint32_t i = 0; i < t->nslots; i++) {
     statsprof__slot *s = &t->slots[i];
     if (s->state != STATSPROF__SLOT_ENDED) continue;
     statsprof__osthread_unref(s->os);
-    Py_CLEAR(s->thread_ref);
+    if (python) Py_CLEAR(s->thread_ref);
+    s->thread_ref = NULL;
     s->os = NULL;
     s->thread_id = 0;
     s->name = NULL;

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -300,10 +301,8 @@ TEST(ZzFinalize, PyFinalizeWhileStartedThenReinitialize) {
   // Two more that run in this interpreter and are started again in the
   // next one (below), both still running at Py_Finalize. On 3.11 each
   // start takes this thread's hook from the one before; on 3.12+ the
-  // setprofile one runs beside the sys.monitoring ones. (Not one stopped
-  // before Py_Finalize: its pooled per-thread states would leak, as the
-  // states of a sys.monitoring profiler do on 3.12+: they belong to the
-  // profiler, which cannot free Python objects after Py_Finalize.)
+  // setprofile one runs beside the sys.monitoring ones. (A profiler
+  // stopped before Py_Finalize, and ended threads: the next test.)
   statsprof *again[2] = {nullptr, nullptr};
   const char *again_config[2] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile"};
   for (int i = 1; i >= 0; i--) {
@@ -368,6 +367,50 @@ TEST(ZzFinalize, PyFinalizeWhileStartedThenReinitialize) {
   EXPECT_EQ(m["after.py:1(g)"].nc, 5u);
   EXPECT_EQ(pyh::RunPy(kNoHook), "");
   pyh::Release(ns2);
+}
+
+// A profiler destroyed after Py_Finalize frees every allocation of its own,
+// per-thread stacks included, whether it was running at Py_Finalize or
+// stopped before it (stopped, its states wait in its pool). The states'
+// Python objects went with the interpreter.
+TEST(ZzFinalize, ProfilersDestroyedAfterFinalizeFreeTheirThreadStates) {
+  const char kThreaded[] = R"(
+import threading
+def f(): pass
+def work():
+    for i in range(50): f()
+def main():
+    ts = [threading.Thread(target=work) for i in range(3)]
+    for t in ts: t.start()
+    work()
+    for t in ts: t.join()
+)";
+  const char *configs[] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile",
+                           "sink=none;interval=1h;builtins=off"};
+  for (const char *config : configs) {
+    SCOPED_TRACE(config);
+    void *ns = pyh::Exec(kThreaded, "threaded.py");
+    // Live blocks made in an earlier interpreter (OS threads' names) stay
+    // as they are: only this test's profilers' blocks count.
+    long live = statsprof__alloc_live();
+    statsprof *stopped, *running;
+    ASSERT_EQ(statsprof_create(config, &stopped), 0);
+    ASSERT_EQ(statsprof_create(config, &running), 0);
+    ASSERT_EQ(statsprof_start(stopped), 0) << statsprof_errmsg(stopped);
+    ASSERT_TRUE(pyh::Call(ns, "main"));
+    ASSERT_EQ(statsprof_stop(stopped), 0);
+    ASSERT_EQ(statsprof_start(running), 0) << statsprof_errmsg(running);
+    ASSERT_TRUE(pyh::Call(ns, "main"));
+    EXPECT_EQ(Calls(stopped, "f"), 200u);
+    pyh::Release(ns);
+    ASSERT_EQ(Py_FinalizeEx(), 0);
+    EXPECT_EQ(Calls(running, "f"), 200u);
+    statsprof_destroy(stopped);
+    statsprof_destroy(running);
+    EXPECT_EQ(statsprof__alloc_live(), live);
+    Py_InitializeEx(0);
+    ASSERT_TRUE(Py_IsInitialized());
+  }
 }
 
 }  // namespace
