@@ -368,6 +368,11 @@ int statsprof__hook_ready(void); /* type + co_extra index; GIL held */
 uint64_t statsprof__epoch(void); /* changes at every Py_Finalize */
 /* Whether the interpreter p started on still runs (not finalized since). */
 int statsprof__python_alive(const statsprof *p);
+/* Whether what p made in its interpreter can still be released through
+ * Python's API by this thread: alive, or inside Py_Finalize with this
+ * thread's state current, where objects' destructors (a module-level
+ * profiler's, say) still run and so do Python code and events. */
+int statsprof__python_reachable(const statsprof *p);
 /* Installs the hook on the calling thread's own state (GIL held). */
 int statsprof__attach_self(statsprof *p);
 /* Attaches every thread state of the interpreter that has no profile

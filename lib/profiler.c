@@ -24,14 +24,14 @@ static int add_writer(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
 static void free_all(statsprof *p) {
   statsprof__fork_track(p, 0);
   statsprof__writers_close(&p->writers);
-  int python = Py_IsInitialized() && p->interp_epoch == statsprof__epoch() && PyGILState_Check();
+  int python = statsprof__python_reachable(p) && PyGILState_Check();
   if (python) {
     statsprof__monitoring_release(p);
     statsprof__setprofile_release(p);
   }
   statsprof__threads_release(p, python);
   if (python) statsprof__thread_pool_trim(p, 1);
-  else if (!statsprof__python_alive(p)) statsprof__thread_states_abandon(p);
+  else if (p->interp_epoch != statsprof__epoch()) statsprof__thread_states_abandon(p); /* its interpreter is gone */
   statsprof__frames_free(&p->frames);
   statsprof__timer_free(&p->timer);
   statsprof__snapshot_state_free(&p->snap);
@@ -190,6 +190,11 @@ int statsprof__python_alive(const statsprof *p) {
   return Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
 }
 
+int statsprof__python_reachable(const statsprof *p) {
+  if (p->interp_epoch != statsprof__epoch()) return 0; /* its interpreter is gone */
+  return Py_IsInitialized() || (Py_IsFinalizing() && PyThreadState_GetUnchecked() != NULL);
+}
+
 /* The profiler's own cost so far (ticks): every per-thread state's
  * calibrated event cost and bytecode slowdown, live or unlinked. */
 static uint64_t own_cost(const statsprof *p) {
@@ -212,7 +217,8 @@ static void duty_step(statsprof *p, uint64_t now, int self) {
     close_window(p, now);
   } else if (edge == STATSPROF__DUTY_OPEN) {
     statsprof__duty_open(&p->duty, now, own_cost(p));
-    statsprof__attach_all(p, self);
+    /* Not after Py_Finalize (a tick then), nor on a later interpreter. */
+    if (statsprof__may_attach(p)) statsprof__attach_all(p, self);
   }
 }
 

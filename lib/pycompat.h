@@ -64,6 +64,8 @@ static inline void statsprof__pending_restore(statsprof__pending e) {
  * name, so code written with the old one no longer links. */
 #if PY_VERSION_HEX < 0x030D0000
 static inline int Py_IsFinalizing(void) { return _Py_IsFinalizing(); }
+/* Likewise _PyThreadState_UncheckedGet, public from 3.13 under this name. */
+static inline PyThreadState *PyThreadState_GetUnchecked(void) { return _PyThreadState_UncheckedGet(); }
 #endif
 
 /* ---- the profile function of another thread -----------------------------

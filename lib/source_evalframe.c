@@ -361,7 +361,7 @@ void statsprof__evalframe_detach_all(statsprof *p) {
     statsprof__monitoring_unwind_off(p);
 #endif
     g_ef = NULL; /* evaluations still running find it gone */
-    if (p->interp_epoch == statsprof__epoch() && Py_IsInitialized()) {
+    if (statsprof__python_reachable(p)) {
       PyInterpreterState *interp = PyThreadState_Get()->interp;
       /* Never clobber a function installed after ours. */
       if (_PyInterpreterState_GetEvalFrameFunc(interp) == ef_eval) _PyInterpreterState_SetEvalFrameFunc(interp, NULL);

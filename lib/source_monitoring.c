@@ -377,7 +377,7 @@ static int mon_start(statsprof *p) {
 static void mon_stop(statsprof *p) {
   p->src.mon_on = 0;
   statsprof__monitoring_fast_update(p);
-  if (p->src.mon_tool < 0 || p->interp_epoch != statsprof__epoch() || !Py_IsInitialized()) return;
+  if (p->src.mon_tool < 0 || !statsprof__python_reachable(p)) return;
   PyObject *mon = monitoring_module();
   if (mon) mon_call(mon, "set_events", "(ii)", p->src.mon_tool, 0);
   else PyErr_Clear();
@@ -387,7 +387,13 @@ static void mon_stop(statsprof *p) {
 void statsprof__monitoring_release(statsprof *p) {
   mon_stop(p);
   if (p->src.mon_tool < 0) return;
-  if (p->interp_epoch == statsprof__epoch() && Py_IsInitialized()) {
+  /* Pointing the callbacks at g_mon_inert needs no Python API, only
+   * objects that still exist: sys.monitoring holds them until its
+   * interpreter is gone, and may call them until then. */
+  if (p->interp_epoch == statsprof__epoch())
+    for (int i = 0; i < MON_NCALLBACKS; i++)
+      if (p->src.mon_cbs[i]) ((mon_callback *)p->src.mon_cbs[i])->p = &g_mon_inert;
+  if (statsprof__python_reachable(p)) {
     PyObject *mon = monitoring_module();
     for (int i = 0; mon && i < MON_NCALLBACKS; i++) {
       long bit = mon_event(mon, mon_callbacks[i].event);
@@ -396,10 +402,7 @@ void statsprof__monitoring_release(statsprof *p) {
     if (mon) mon_call(mon, "free_tool_id", "(i)", p->src.mon_tool);
     else PyErr_Clear();
     Py_XDECREF(mon);
-    for (int i = 0; i < MON_NCALLBACKS; i++) {
-      if (p->src.mon_cbs[i]) ((mon_callback *)p->src.mon_cbs[i])->p = &g_mon_inert;
-      Py_CLEAR(p->src.mon_cbs[i]);
-    }
+    for (int i = 0; i < MON_NCALLBACKS; i++) Py_CLEAR(p->src.mon_cbs[i]);
   }
   /* Else they went with their interpreter. */
   memset(p->src.mon_cbs, 0, sizeof p->src.mon_cbs);

@@ -184,7 +184,7 @@ int statsprof__setprofile_attach_self(statsprof *p) {
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "cannot prepare the profile hook");
   statsprof__thread *t = statsprof__thread_new(p, ts->thread_id);
-  if (!t) return statsprof__error(p, STATSPROF_ENOMEM, "cannot allocate thread state");
+  if (!t) return statsprof__error(p, STATSPROF_ENOMEM, "out of memory allocating a thread state");
   /* Our own thread state: no other thread can free it meanwhile. The
    * heap type's instances keep it alive (PyObject_New took a ref). */
   if (statsprof__set_profile(ts, statsprof__hook, (PyObject *)t) < 0) {
@@ -209,7 +209,7 @@ int statsprof__setprofile_attach_all(statsprof *p, int self) {
 
 void statsprof__setprofile_detach_all(statsprof *p) {
   for (statsprof__thread *t = p->src.threads; t; t = t->next) statsprof__flush_thread(t);
-  if (p->interp_epoch == statsprof__epoch() && Py_IsInitialized()) statsprof__tstates_remove(p, PyThreadState_Get());
+  if (statsprof__python_reachable(p)) statsprof__tstates_remove(p, PyThreadState_Get());
   /* Whatever still holds one of ours (a refused removal) finds it inert. */
   while (p->src.threads) statsprof__thread_orphan(p->src.threads);
 }

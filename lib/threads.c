@@ -302,7 +302,7 @@ void statsprof__threads_retire(statsprof *p) {
    * Py_Finalize (a destroy's last record) the objects went with their
    * interpreter: the references are dropped, not released, and the pool
    * is abandoned with the profiler (free_all). */
-  int python = statsprof__python_alive(p);
+  int python = statsprof__python_reachable(p);
   if (python) statsprof__thread_pool_trim(p, 0);
   for (uint32_t i = 0; i < t->nslots; i++) {
     statsprof__slot *s = &t->slots[i];

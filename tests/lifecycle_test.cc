@@ -413,4 +413,53 @@ def main():
   }
 }
 
+// Py_Finalize destroys a profiler that Python owns (a module-level
+// statsprof.Profile still enabled at exit) while it clears the modules:
+// Py_IsInitialized() is 0 already, but objects' destructors still run
+// Python code, so events still come. Its sources are released then, as
+// at any other destroy: the events after it find nothing of it (under
+// ASan a read of the freed profiler fails the run; without, the stress of
+// a few thousand events on freed memory).
+statsprof *g_owned = nullptr;
+PyObject *DestroyOwned(PyObject *, PyObject *) {
+  statsprof_destroy(g_owned);
+  g_owned = nullptr;
+  Py_RETURN_NONE;
+}
+PyMethodDef kDestroyOwned = {"_destroy_owned", DestroyOwned, METH_NOARGS, nullptr};
+
+TEST(ZzFinalize, ProfilerDestroyedWhileFinalizingReleasesItsSources) {
+  const char kOwner[] = R"(
+class Owner:
+    def __init__(self, destroy):
+        self.destroy = destroy
+    def leaf(self):
+        return 1
+    def work(self):
+        return sum(self.leaf() for i in range(2000))
+    def __del__(self):
+        self.work()
+        self.destroy()
+        self.work()
+owner = Owner(_destroy_owned)
+)";
+  const char *configs[] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile",
+                           "sink=none;interval=1h;builtins=off"};
+  for (const char *config : configs) {
+    SCOPED_TRACE(config);
+    ASSERT_EQ(statsprof_create(config, &g_owned), 0);
+    ASSERT_EQ(statsprof_start(g_owned), 0) << statsprof_errmsg(g_owned);
+    PyObject *fn = PyCFunction_New(&kDestroyOwned, nullptr);
+    ASSERT_NE(fn, nullptr);
+    PyObject *main_dict = PyModule_GetDict(PyImport_AddModule("__main__"));
+    ASSERT_EQ(PyDict_SetItemString(main_dict, "_destroy_owned", fn), 0);
+    Py_DECREF(fn);
+    ASSERT_EQ(PyRun_SimpleString(kOwner), 0);
+    ASSERT_EQ(Py_FinalizeEx(), 0);
+    EXPECT_EQ(g_owned, nullptr);  // Owner.__del__ ran during Py_Finalize
+    Py_InitializeEx(0);
+    ASSERT_TRUE(Py_IsInitialized());
+  }
+}
+
 }  // namespace
