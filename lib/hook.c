@@ -380,7 +380,7 @@ void statsprof__thread_pool_trim(statsprof *p, int all) {
 }
 
 /* The states' objects went with their interpreter's allocator and are left
- * as they are (a few dozen bytes each; CPython's finalization leaks more);
+ * as they are (128 bytes each; CPython's finalization leaks more);
  * their stacks are ours, and a profiler destroyed after Py_Finalize used to
  * leak them (a few KB per thread, per profiler, per re-initialization).
  * Nothing can reach a state any more: its thread state and the callbacks

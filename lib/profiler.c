@@ -367,7 +367,7 @@ int statsprof_start(statsprof *p) {
 }
 
 int statsprof_is_running(const statsprof *p) {
-  return p && p->running && Py_IsInitialized() && p->interp_epoch == statsprof__epoch();
+  return p && p->running && statsprof__python_alive(p);
 }
 
 int statsprof_attach_thread(statsprof *p) {
