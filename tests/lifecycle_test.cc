@@ -3,6 +3,7 @@
 // profiler (last in this file: it re-initializes the interpreter).
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -369,6 +370,27 @@ TEST(ZzFinalize, PyFinalizeWhileStartedThenReinitialize) {
   pyh::Release(ns2);
 }
 
+// The threads of this process, as /proc/self/task lists them.
+static size_t TaskCount() {
+  size_t n = 0;
+  if (DIR *d = opendir("/proc/self/task")) {
+    while (const dirent *e = readdir(d))
+      if (e->d_name[0] != '.') n++;
+    closedir(d);
+  }
+  return n;
+}
+
+// Waits until at most n threads remain. threading's join() returns when a
+// thread's Python state is cleared, before its OS thread has run its TLS
+// destructors, which free the library's record of that OS thread: blocks
+// of the allocator that no profiler owns. Bounded (a minute, then the
+// test fails) so that a thread that never ends cannot hang the suite.
+static bool WaitForTasks(size_t n) {
+  for (int i = 0; i < 60000 && TaskCount() > n; i++) usleep(1000);
+  return TaskCount() <= n;
+}
+
 // A profiler destroyed after Py_Finalize frees every allocation of its own,
 // per-thread stacks included, whether it was running at Py_Finalize or
 // stopped before it (stopped, its states wait in its pool). The states'
@@ -387,11 +409,14 @@ def main():
 )";
   const char *configs[] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile",
                            "sink=none;interval=1h;builtins=off"};
+  const size_t tasks = TaskCount();
   for (const char *config : configs) {
     SCOPED_TRACE(config);
     void *ns = pyh::Exec(kThreaded, "threaded.py");
-    // Live blocks made in an earlier interpreter (OS threads' names) stay
-    // as they are: only this test's profilers' blocks count.
+    // Live blocks made in an earlier interpreter (OS threads' records) stay
+    // as they are: only this test's profilers' blocks count, once the
+    // threads main() started have ended.
+    ASSERT_TRUE(WaitForTasks(tasks)) << TaskCount() << " threads, " << tasks << " before";
     long live = statsprof__alloc_live();
     statsprof *stopped, *running;
     ASSERT_EQ(statsprof_create(config, &stopped), 0);
@@ -407,6 +432,7 @@ def main():
     EXPECT_EQ(Calls(running, "f"), 200u);
     statsprof_destroy(stopped);
     statsprof_destroy(running);
+    ASSERT_TRUE(WaitForTasks(tasks)) << TaskCount() << " threads, " << tasks << " before";
     EXPECT_EQ(statsprof__alloc_live(), live);
     Py_InitializeEx(0);
     ASSERT_TRUE(Py_IsInitialized());
