@@ -102,7 +102,9 @@ long CallLong(void *ns, const char *fn) {
 statsprof *Started(const char *config = "sink=none") {
   statsprof *p = nullptr;
   EXPECT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
-  if (p) EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  if (p) {
+    EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  }
   return p;
 }
 

@@ -201,7 +201,9 @@ TEST(Duty, BudgetKeepsEveryWindowAndItsGapUnderMaxOverhead) {
     rec.end_ns = (int64_t)((double)(now + 10 * ms - t0) * spt * 1e9);
     statsprof__duty_take(&d, &rec, now + 10 * ms, spent);
     double interval = (double)(rec.end_ns - rec.start_ns) * 1e-9;
-    if (cost) EXPECT_GT(rec.overhead_est, 0);
+    if (cost) {
+      EXPECT_GT(rec.overhead_est, 0);
+    }
     EXPECT_LE(rec.overhead_est, max + last / interval + 1e-9) << late << " " << cost;
   }
 }
