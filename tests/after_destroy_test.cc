@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pyharness.h"
+#include "sanitizers.h"
 
 namespace {
 
@@ -26,11 +27,7 @@ std::vector<void *> *g_freed;
 
 constexpr size_t kHeader = 16;  // the block's size, keeping malloc's alignment
 
-#ifdef __SANITIZE_ADDRESS__
-constexpr bool kFreeForReal = true;
-#else
-constexpr bool kFreeForReal = false;
-#endif
+constexpr bool kFreeForReal = sanitizers::kAsan;
 
 void *PoisoningAlloc(void *, void *ptr, size_t size) {
   if (size == 0) {

@@ -17,19 +17,11 @@
 
 #include <gtest/gtest.h>
 
+#include "sanitizers.h"
+
 namespace child {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
+constexpr bool kTsan = sanitizers::kTsan;
 
 // TSan cannot follow fork() while another thread runs: a thread the child
 // creates may get the id of a parent thread that is gone in the child,

@@ -15,6 +15,8 @@
 
 #include <gtest/gtest.h>
 
+#include "sanitizers.h"
+
 extern char **environ;
 
 namespace {
@@ -34,11 +36,7 @@ std::string HostPath() {
 // all six CPythons. (On 3.11.2 they took 150 of the test's 257 s under
 // ASan and 110 of its 196 s under TSan; CI runs it under a sanitizer five
 // times.)
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+constexpr bool kSanitized = sanitizers::kAny;
 
 int Runs(int plain, int sanitized) { return kSanitized ? sanitized : plain; }
 
