@@ -34,9 +34,10 @@ void statsprof__leave_slow(statsprof__thread *t, statsprof *p, uint64_t cost_of_
  * PyUnstable_Code_GetExtra of Debian's 3.11.2, pyenv's 3.12.1 and 3.13.0
  * and sid's 3.14.10 and 3.15.2 compiles to these same three loads (checked
  * by disassembly). Reading it here saves a call and its type check per
- * event. Free-threaded builds (where the slot may be written concurrently)
- * and versions not checked yet use the public function. */
-#if PY_VERSION_HEX < 0x03100000 && !defined(Py_GIL_DISABLED)
+ * event. Versions not checked yet use the public function (free-threaded
+ * builds, where the slot could be written concurrently, are refused:
+ * pycompat.h). */
+#if PY_VERSION_HEX < 0x03100000
 struct statsprof__code_extra {
   Py_ssize_t ce_size;
   void *ce_extras[1];

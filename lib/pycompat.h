@@ -16,6 +16,15 @@
 #error "statsprof needs CPython 3.11 or newer"
 #endif
 
+/* A free-threaded CPython (PEP 703: 3.13t and later) runs Python threads in
+ * parallel, and calls sys.monitoring callbacks from them at once. A
+ * profiler's tables are shared by its threads and updated without atomics,
+ * because under the GIL one event runs at a time: built there, statsprof
+ * would corrupt its counts and then its memory. */
+#ifdef Py_GIL_DISABLED
+#error "statsprof needs a CPython built with the GIL; this one is free-threaded (Py_GIL_DISABLED)"
+#endif
+
 /* ---- co_extra: PyUnstable_ names from 3.12 ------------------------------
  * 3.12 renamed the _Py functions to PyUnstable_ and kept the old names as
  * static inline wrappers that warn (deprecated) from 3.12. Same functions. */
