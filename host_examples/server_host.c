@@ -62,6 +62,7 @@
  */
 #define DEFAULT_SINK "jsonl:out/server.jsonl,max_bytes=64M,keep=5"
 #define DEFAULT_INTERVAL "10s"
+#define PRODUCTION_MODE "max_overhead=1%" /* added when the config is just "on" */
 static const char *const default_keys[][2] = {
     {"trigger", "timer"},
     {"interval", DEFAULT_INTERVAL},
@@ -278,9 +279,10 @@ static void usage(FILE *out) {
       "  --profile CONFIG  profile with this statsprof config (see README.md); keys it\n"
       "                    does not set default to\n"
       "                    trigger=timer;interval=" DEFAULT_INTERVAL ";per_thread=on;sink=" DEFAULT_SINK "\n"
-      "                    (\"on\" or \"\" means exactly that). Without it, the STATSPROF\n"
-      "                    environment variable is read the same way; when neither\n"
-      "                    is set nothing is profiled\n"
+      "                    (\"on\" or \"\" means those and " PRODUCTION_MODE ", production\n"
+      "                    mode). Without it, the STATSPROF environment variable\n"
+      "                    is read the same way; when neither is set nothing is\n"
+      "                    profiled\n"
       "  --app-dir DIR     directory holding app.py (default: found in the runfiles,\n"
       "                    $BUILD_WORKSPACE_DIRECTORY or ./" APP_SUBDIR ")\n"
       "  -h, --help        show this help\n"
@@ -385,7 +387,6 @@ static const char *config_value(const char *config, const char *key) {
  * and then production mode: profiling windows sized to cost at most 1% of
  * the server's time (PRODUCTION_MODE), safe to leave on for weeks. An
  * explicit config profiles continuously unless it asks for duty cycling. */
-#define PRODUCTION_MODE "max_overhead=1%"
 static char *host_config(const char *given) {
   static const char *just_defaults[] = {"", "on", "1", "true", "yes"};
   for (size_t i = 0; i < sizeof just_defaults / sizeof *just_defaults; i++)

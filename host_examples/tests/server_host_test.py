@@ -255,6 +255,12 @@ class ServerHostTest(HostTestCase):
     def test_help_exits_0(self):
         self.assert_help_mentions("--workers", "--rps", "--seconds", "--requests", "--queue", "--seed",
                                   "--profile", "--app-dir", "SIGTERM")
+        # What --profile on runs: the defaults and production mode, as
+        # test_profile_on_is_production_mode_into_the_default_file sees.
+        _, out, _ = self.run_host("--help")
+        self.assertIn("max_bytes=64M,keep=5", out)
+        self.assertIn("max_overhead=1%", out)
+        self.assertNotIn("exactly that", out)
 
 
 if __name__ == "__main__":
