@@ -270,13 +270,24 @@ static int set_costs(statsprof *p) {
   src->cost_box = c.box;
   src->sp_small_max = statsprof__small_int_max();
   src->own_scale = c.own_scale;
-  if (getenv("STATSPROF_DEBUG"))
+  if (getenv("STATSPROF_DEBUG")) {
+    /* speed is 0 where the bare call was not timed at this start: the
+     * calibration's own start (it measured the reference), or another
+     * profile function on this thread. */
+    char speed[160];
+    if (c.speed > 0)
+      snprintf(speed, sizeof speed,
+               "a bare call takes x%.2f of the %.0f ticks it took then (below x0.80 the costs are scaled by it)",
+               c.speed, c.bare_call);
+    else
+      snprintf(speed, sizeof speed, "a bare call took %.0f ticks at the calibration (not timed again at this start)",
+               c.bare_call);
     statsprof__logf(&p->log,
                     "calibrated %llu ticks per Python event, %llu per C event, %llu per event not counted, "
-                    "%llu more per boxed offset, bytecode x%.3f; a bare call takes x%.2f of the "
-                    "%.0f ticks it took then (below x0.80 the costs are scaled by it)",
+                    "%llu more per boxed offset, bytecode x%.3f; %s",
                     (unsigned long long)c.py, (unsigned long long)c.c, (unsigned long long)c.rej,
-                    (unsigned long long)c.box, 65536.0 / (double)c.own_scale, c.speed, c.bare_call);
+                    (unsigned long long)c.box, 65536.0 / (double)c.own_scale, speed);
+  }
   src->compensate_mask = p->config.compensate ? ~(uint64_t)0 : 0;
   if (!p->config.compensate) src->own_scale = 1 << 16;
   return 0;

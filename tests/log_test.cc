@@ -52,6 +52,30 @@ TEST(Log, WithoutALogFunctionTheMessageIsOneLineOnFd2) {
   EXPECT_EQ(err.find('\n'), err.size() - 1) << err;
 }
 
+// The first start on a clock calibrates, and times the bare call it
+// compares later starts with; a later start times it again and logs the
+// ratio. The first used to log "x0.00" of the reference, a ratio that was
+// never measured (and below x0.80, as if the costs had been scaled to 0).
+// clock=cpu: no other test here calibrated it.
+TEST(Log, CalibrationLogsTheBareCallRatioOnlyWhereItWasMeasured) {
+  DebugEnv debug;
+  pyh::LogLines log;
+  for (int i = 0; i < 2; i++) {
+    statsprof *p = nullptr;
+    ASSERT_EQ(statsprof_create("sink=none;clock=cpu", &p), 0) << statsprof_errmsg(nullptr);
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
+    ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+    ASSERT_EQ(statsprof_stop(p), 0) << statsprof_errmsg(p);
+    statsprof_destroy(p);
+  }
+  ASSERT_EQ(log.lines.size(), 2u);
+  EXPECT_NE(log.lines[0].find("; a bare call took "), npos) << log.lines[0];
+  EXPECT_NE(log.lines[0].find(" ticks at the calibration (not timed again at this start)"), npos) << log.lines[0];
+  EXPECT_EQ(log.lines[0].find(" x0.00 "), npos) << log.lines[0];
+  EXPECT_NE(log.lines[1].find("; a bare call takes x"), npos) << log.lines[1];
+  EXPECT_EQ(log.lines[1].find(" x0.00 "), npos) << log.lines[1];
+}
+
 TEST(Log, NothingIsLoggedWithoutStatsprofDebug) {
   pyh::LogLines log;
   EXPECT_EQ(StartAndStop(&log), "");
