@@ -1010,7 +1010,8 @@ class CommandLineTest(unittest.TestCase):
     def test_no_arguments_prints_usage(self):
         r = self.run_cli()
         self.assertEqual(r.returncode, 2)
-        self.assertIn("usage:", (r.stdout + r.stderr).lower())
+        self.assertIn("usage:", r.stderr.lower())  # an error: not on stdout
+        self.assertEqual(r.stdout, "")
         r = self.run_cli("-s", "cumtime")          # options but no script
         self.assertEqual(r.returncode, 2)
         self.assertIn("usage:", r.stderr.lower())

@@ -42,11 +42,10 @@ def main(argv=None):
     1; usage errors, and a script or module that cannot be found, exit 2."""
     parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        parser.print_usage()
-        sys.exit(2)
     options, args = parser.parse_args(argv)
     if not args:
+        # On stderr, as every other usage error (python -m cProfile prints
+        # it on stdout when there are no arguments at all).
         parser.print_usage(sys.stderr)
         sys.exit(2)
     # The profiled code may chdir: fix the output path now.
