@@ -414,6 +414,9 @@ static int make_profiler(const host_options *o, statsprof **out, int *ticked) {
     given = getenv("STATSPROF");
     from = "STATSPROF";
     if (!given || !*given) return 0; /* off: no profiler, no hook, no cost */
+    static const char *off[] = {"0", "off", "false", "no"}; /* as statsprof_from_env */
+    for (size_t i = 0; i < sizeof off / sizeof *off; i++)
+      if (!strcmp(given, off[i])) return 0;
   }
   char *config = host_config(given);
   if (!config) {

@@ -434,9 +434,10 @@ STATSPROF_API void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud
 
 /*
  * "Profiling from a config flag": reads the environment variable `name`
- * (NULL means "STATSPROF"). When it is unset or empty returns NULL and
- * installs nothing: zero cost. Otherwise creates a profiler from its value
- * ("1" or "on" means defaults) and starts it; on error prints the message to
+ * (NULL means "STATSPROF"). When it is unset, empty, "0", "off", "false"
+ * or "no" returns NULL and installs nothing: zero cost. Otherwise creates a
+ * profiler from its value ("1", "on", "true" or "yes" means defaults) and
+ * starts it; on error prints the message to
  * stderr, returns NULL and leaves the host running (statsprof_errmsg(NULL)
  * keeps the message). Requires the GIL (an initialized interpreter).
  */

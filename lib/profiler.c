@@ -706,6 +706,8 @@ statsprof *statsprof_from_env(const char *name) {
   const char *var = name ? name : "STATSPROF";
   const char *v = getenv(var);
   if (!v || !*v) return NULL;
+  /* The words builtins=on/off takes: off is off, not a bad config. */
+  if (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")) return NULL;
   if (!strcmp(v, "1") || !strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) v = NULL;
   statsprof *p;
   int rc = statsprof_create(v, &p);

@@ -235,6 +235,19 @@ TEST_F(FromEnv, UnsetOrEmptyReturnsNullAndInstallsNothing) {
   EXPECT_EQ(pyh::RunPy(kNoHook), "");
 }
 
+// The words that mean on have their opposites: STATSPROF=0 used to be "not
+// a valid profiler config" on stderr (and off only by accident).
+TEST_F(FromEnv, OffZeroFalseNoMeanOffWithoutAComplaint) {
+  for (const char *v : {"0", "off", "false", "no"}) {
+    setenv("STATSPROF", v, 1);
+    statsprof *p = reinterpret_cast<statsprof *>(1);
+    std::string err = pyh::CaptureStderr([&] { p = statsprof_from_env(nullptr); });
+    EXPECT_EQ(p, nullptr) << v;
+    EXPECT_EQ(err, "") << v;
+    EXPECT_EQ(pyh::RunPy(kNoHook), "") << v;
+  }
+}
+
 TEST_F(FromEnv, ConfigStringStartsAProfiler) {
   void *ns = pyh::Exec(kProgram);
   setenv("STATSPROF", "sink=none;builtins=off", 1);

@@ -233,6 +233,14 @@ class ServerHostTest(HostTestCase):
         self.assertNotIn("profiling", out)
         self.assertEqual(os.listdir(self.tmp), [])
 
+    def test_statsprof_env_var_off_means_off(self):
+        for value in ("0", "off", "false", "no"):
+            proc, out, err = self.run_host("--requests", "10", env=dict(self.env, STATSPROF=value))
+            self.assertEqual(proc.returncode, 0, err)
+            self.assertEqual(err, "", value)
+            self.assertNotIn("profiling", out)
+            self.assertEqual(os.listdir(self.tmp), [])
+
     def test_bad_profile_config_exits_2_naming_the_key(self):
         proc, out, err = self.run_host("--seconds", "1", "--profile", "interval=500ms;bogus_key=1")
         self.assertEqual(proc.returncode, 2)
