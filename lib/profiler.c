@@ -250,6 +250,25 @@ int statsprof__enter(statsprof *p, const char *fn) {
 
 void statsprof__leave(statsprof *p) { p->busy = 0; }
 
+/* Only the main interpreter is profiled: what the sources make (the
+ * co_extra index, the hook's types, the sys.monitoring tool, the
+ * frame-evaluation function, threading's hook) is made once per process
+ * and belongs to the interpreter it was made in. A call made while a
+ * sub-interpreter's thread state is current (Py_NewInterpreter,
+ * PyThreadState_Swap) used to hook that interpreter's threads and count
+ * its code in this profile, stop only that interpreter's hooks, or from
+ * an interpreter with its own GIL (3.12+) run beside the main
+ * interpreter's calls; it fails instead, before touching the profiler. */
+static int foreign_interp(statsprof *p, const char *fn) {
+  PyThreadState *ts = PyThreadState_GetUnchecked();
+  if (!ts || PyThreadState_GetInterpreter(ts) == PyInterpreterState_Main()) return 0;
+  statsprof__error(p, STATSPROF_ESTATE,
+                   "%s: called from a sub-interpreter; statsprof profiles the main interpreter only: make a "
+                   "main-interpreter thread state current first (PyThreadState_Swap)",
+                   fn);
+  return 1;
+}
+
 static int stop_locked(statsprof *p);
 static int64_t timer_tick(void *arg);
 
@@ -368,6 +387,7 @@ static void host_exc_restore(host_exc h) {
 
 int statsprof_start(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_start: NULL profiler");
+  if (foreign_interp(p, "statsprof_start")) return STATSPROF_ESTATE;
   int rc = statsprof__enter(p, "statsprof_start");
   if (rc) return rc;
   host_exc exc = host_exc_take();
@@ -383,6 +403,7 @@ int statsprof_is_running(const statsprof *p) {
 
 int statsprof_attach_thread(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_attach_thread: NULL profiler");
+  if (foreign_interp(p, "statsprof_attach_thread")) return STATSPROF_ESTATE;
   if (!statsprof_is_running(p))
     return statsprof__error(p, STATSPROF_ESTATE, "statsprof_attach_thread: profiler is not running");
   /* Between production-mode windows no thread has the hook. */
@@ -497,6 +518,7 @@ void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud) {
 
 int statsprof_emit_now(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_emit_now: NULL profiler");
+  if (foreign_interp(p, "statsprof_emit_now")) return STATSPROF_ESTATE;
   int rc = statsprof__enter(p, "statsprof_emit_now");
   if (rc) return rc;
   rc = emit_interval(p, 0);
@@ -546,6 +568,7 @@ static int64_t timer_tick(void *arg) {
 
 int statsprof_tick(statsprof *p) {
   if (!p) return STATSPROF_EINVAL;
+  if (foreign_interp(p, "statsprof_tick")) return STATSPROF_ESTATE;
   if (statsprof__ticks() < p->next_due || !p->running) return 0;
   return emit_due(p, 0);
 }
@@ -562,6 +585,7 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
   *out = NULL;
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot: NULL profiler");
   if (bad_mode(p, "statsprof_snapshot", mode)) return STATSPROF_EINVAL;
+  if (foreign_interp(p, "statsprof_snapshot")) return STATSPROF_ESTATE;
   int rc = statsprof__enter(p, "statsprof_snapshot");
   if (rc) return rc;
   if (statsprof__may_attach(p)) statsprof__attach_all(p, 0);
@@ -577,6 +601,7 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
   *out = NULL;
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot_thread: NULL profiler");
   if (bad_mode(p, "statsprof_snapshot_thread", mode)) return STATSPROF_EINVAL;
+  if (foreign_interp(p, "statsprof_snapshot_thread")) return STATSPROF_ESTATE;
   uint32_t slot = statsprof__threads_find(p, thread_id);
   if (slot == STATSPROF__NONE)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: thread %llu was never profiled",
@@ -612,6 +637,7 @@ static int stop_locked(statsprof *p) {
 
 int statsprof_stop(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
+  if (foreign_interp(p, "statsprof_stop")) return STATSPROF_ESTATE;
   int rc = statsprof__enter(p, "statsprof_stop");
   if (rc) return rc;
   host_exc exc = host_exc_take();
@@ -649,6 +675,7 @@ static int emit_spike(statsprof *p, uint64_t frame_ns) {
 
 int statsprof_frame_mark(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_frame_mark: NULL profiler");
+  if (foreign_interp(p, "statsprof_frame_mark")) return STATSPROF_ESTATE;
   if (p->busy) return 0; /* called from inside another call */
   int64_t now = statsprof__mono_ns();
   uint64_t spike_ns;
@@ -665,6 +692,7 @@ int statsprof_frame_mark(statsprof *p) {
 
 int statsprof_reset(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_reset: NULL profiler");
+  if (foreign_interp(p, "statsprof_reset")) return STATSPROF_ESTATE;
   int rc = statsprof__enter(p, "statsprof_reset");
   if (rc) return rc;
   statsprof__table_clear_counts(&p->table);
@@ -681,6 +709,13 @@ void statsprof_destroy(statsprof *p) {
     /* Freeing it under the call in progress would crash that call. */
     statsprof__logf(&p->log, "statsprof_destroy: called while another call on this profiler runs (from a "
                              "signal handler?); the profiler is left alive");
+    return;
+  }
+  /* Its hooks are the main interpreter's, and only a call from there can
+   * remove them. One that never started there has none. */
+  if (p->interp_epoch == statsprof__epoch() && foreign_interp(p, "statsprof_destroy")) {
+    statsprof__logf(&p->log, "statsprof_destroy: called from a sub-interpreter; the profiler is left alive "
+                             "(destroy it from the main interpreter)");
     return;
   }
   p->busy = 1;
