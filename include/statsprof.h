@@ -7,7 +7,11 @@
  * a callback, ...). This is the only public header.
  *
  * Threading: unless a function says otherwise, call it from a thread that
- * holds the GIL, on the interpreter the profiler was started on.
+ * holds the GIL, with a main-interpreter thread state current: only the
+ * main interpreter is profiled. From a sub-interpreter's thread state
+ * (Py_NewInterpreter, PyThreadState_Swap) every such call returns
+ * STATSPROF_ESTATE and changes nothing (statsprof_destroy logs that and
+ * leaves the profiler alive, unless it never started).
  * Errors: functions return 0 on success and a negative STATSPROF_E* code on
  * failure; statsprof_errmsg() then describes what was wrong.
  */
@@ -106,14 +110,15 @@ STATSPROF_API const char *statsprof_errmsg(const statsprof *p);
 
 /*
  * Installs the profile function (PyEval_SetProfile) on every thread state
- * of the current interpreter, and arranges for threads started later from
+ * of the main interpreter, and arranges for threads started later from
  * Python (threading) to be profiled too. Threads a host creates later in C
  * are picked up at each statsprof_tick/snapshot, or at once with
  * statsprof_attach_thread(). Requires the GIL. Starting twice is a no-op.
  * A Python exception pending at the call stays pending (so for stop and
  * destroy). A profiler that ran in an interpreter since finalized (Py_FinalizeEx)
  * does not start in the next one: STATSPROF_ESTATE (its counts stay
- * readable; create a new profiler there).
+ * readable; create a new profiler there). Called from a sub-interpreter:
+ * STATSPROF_ESTATE (see Threading above).
  */
 STATSPROF_API int statsprof_start(statsprof *p);
 
