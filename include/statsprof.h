@@ -104,7 +104,9 @@ STATSPROF_API void statsprof_destroy(statsprof *p);
  * the last failed statsprof_create/statsprof_from_env/
  * statsprof_register_sink on this thread ("" again once one of those
  * succeeds). Never NULL; "" when there was no error. Valid until the next
- * call on `p`.
+ * call on `p`. A call refused because it came from a sub-interpreter
+ * leaves `p` untouched: its message is the calling thread's, given on that
+ * thread until its next failed call on `p`.
  */
 STATSPROF_API const char *statsprof_errmsg(const statsprof *p);
 

@@ -849,6 +849,12 @@ int statsprof__error(statsprof *p, int code, const char *fmt, ...)
 /* Empties p's message (or, for NULL, the thread's create message): a call
  * that succeeds leaves no stale message behind. */
 void statsprof__error_clear(statsprof *p);
+/* As statsprof__error, for a call refused without touching p (made from a
+ * sub-interpreter, which may run beside p's calls under a GIL of its own):
+ * the message is kept per thread, and statsprof_errmsg(p) gives it on this
+ * thread until its next failed call on p. */
+int statsprof__error_here(const statsprof *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- text.c: the growable buffer, JSON strings, UTF-8 ------------------ */
 

@@ -258,14 +258,15 @@ void statsprof__leave(statsprof *p) { p->busy = 0; }
  * PyThreadState_Swap) used to hook that interpreter's threads and count
  * its code in this profile, stop only that interpreter's hooks, or from
  * an interpreter with its own GIL (3.12+) run beside the main
- * interpreter's calls; it fails instead, before touching the profiler. */
+ * interpreter's calls; it fails instead, without touching the profiler
+ * (its message is the thread's: statsprof__error_here). */
 static int foreign_interp(statsprof *p, const char *fn) {
   PyThreadState *ts = PyThreadState_GetUnchecked();
   if (!ts || PyThreadState_GetInterpreter(ts) == PyInterpreterState_Main()) return 0;
-  statsprof__error(p, STATSPROF_ESTATE,
-                   "%s: called from a sub-interpreter; statsprof profiles the main interpreter only: make a "
-                   "main-interpreter thread state current first (PyThreadState_Swap)",
-                   fn);
+  statsprof__error_here(p, STATSPROF_ESTATE,
+                        "%s: called from a sub-interpreter; statsprof profiles the main interpreter only: make "
+                        "a main-interpreter thread state current first (PyThreadState_Swap)",
+                        fn);
   return 1;
 }
 
@@ -705,17 +706,17 @@ int statsprof_reset(statsprof *p) {
 
 void statsprof_destroy(statsprof *p) {
   if (!p) return;
-  if (p->busy) {
-    /* Freeing it under the call in progress would crash that call. */
-    statsprof__logf(&p->log, "statsprof_destroy: called while another call on this profiler runs (from a "
-                             "signal handler?); the profiler is left alive");
-    return;
-  }
   /* Its hooks are the main interpreter's, and only a call from there can
    * remove them. One that never started there has none. */
   if (p->interp_epoch == statsprof__epoch() && foreign_interp(p, "statsprof_destroy")) {
     statsprof__logf(&p->log, "statsprof_destroy: called from a sub-interpreter; the profiler is left alive "
                              "(destroy it from the main interpreter)");
+    return;
+  }
+  if (p->busy) {
+    /* Freeing it under the call in progress would crash that call. */
+    statsprof__logf(&p->log, "statsprof_destroy: called while another call on this profiler runs (from a "
+                             "signal handler?); the profiler is left alive");
     return;
   }
   p->busy = 1;
