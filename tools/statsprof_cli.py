@@ -163,10 +163,12 @@ def selected_kinds(args):
 
 def iter_selected(args, warn, stats=None, since_ns=None, until_ns=None):
     """iter_records over args.files, filtered by --kind/--pid/--host and
-    the time range [since_ns, until_ns)."""
-    return sr.iter_records(args.files, kinds=selected_kinds(args),
-                           pid=args.pid, host=args.host, since_ns=since_ns,
-                           until_ns=until_ns, warn=warn, stats=stats)
+    the time range [since_ns, until_ns), with each production-mode record's
+    effective duty set (sr.with_effective_duty: its 1/duty estimate covers
+    the intervals with no window before it)."""
+    return sr.with_effective_duty(sr.iter_records(
+        args.files, kinds=selected_kinds(args), pid=args.pid, host=args.host,
+        since_ns=since_ns, until_ns=until_ns, warn=warn, stats=stats))
 
 
 def first_start_ns(args):

@@ -54,7 +54,8 @@ import zlib
 __all__ = [
     "FIELDS", "FIELD_UNITS", "DEFAULT_KINDS", "ALIGNS",
     "parse_ncalls", "parse_duration", "format_duration",
-    "iter_records", "record_start_ns", "record_duty", "function_values",
+    "iter_records", "record_start_ns", "record_duty", "with_effective_duty",
+    "EFFECTIVE_DUTY", "function_values",
     "bucket_records", "top_functions", "other_values",
     "split_func_key", "short_label", "short_labels", "ns_to_iso",
 ]
@@ -562,11 +563,21 @@ def record_start_ns(rec):
 
 
 def record_duty(rec):
-    """Fraction of the interval that was observed (1.0 if not duty-cycled).
+    """Fraction of the work to divide the record's values by (1.0 if not
+    duty-cycled).
 
-    Uses "duty" if present, else "observed_s" / "interval_s".  Values that
-    are missing, zero or negative give 1.0 (no scaling).
+    The effective duty set by with_effective_duty (which
+    cli.iter_selected applies) when present, else the record's own:
+    "duty" if present, else "observed_s" / "interval_s".  Values that are
+    missing, zero or negative give 1.0 (no scaling).
     """
+    eff = rec.get(EFFECTIVE_DUTY)
+    if eff is not None:
+        return eff
+    return _own_duty(rec)
+
+
+def _own_duty(rec):
     duty = rec.get("duty")
     if not _is_number(duty):
         observed, interval = rec.get("observed_s"), rec.get("interval_s")
@@ -577,6 +588,136 @@ def record_duty(rec):
     if duty <= 0:
         return 1.0
     return duty
+
+
+#: Key under which with_effective_duty stores a record's effective duty (a
+#: private annotation of the record dict, not a field of the format).
+EFFECTIVE_DUTY = "_effective_duty"
+
+#: Kinds that with_effective_duty spreads over the intervals with no window.
+SPAN_KINDS = ("delta", "thread")
+
+
+def _has_window(rec):
+    """True if the record carries production mode's fields (its interval
+    held a profiling window)."""
+    return "duty" in rec or "observed_s" in rec
+
+
+class _RunState:
+    __slots__ = ("seq", "end", "pending", "eff")
+
+    def __init__(self):
+        self.seq = None      # seq of the last record seen
+        self.end = None      # ts_ns of the last window-bearing record
+        self.pending = 0     # ns of empty intervals since then (delta)
+        self.eff = None      # (seq, ts_ns, effective duty) of the last window
+
+
+def with_effective_duty(records):
+    """Yield ``records`` (in order), each window-bearing delta or thread
+    record annotated with its effective duty (key EFFECTIVE_DUTY, which
+    record_duty then returns).
+
+    Production mode profiles short windows, often further apart than the
+    interval: a record whose interval held no window has no functions and
+    no "duty"/"observed_s", and the 1/duty of a record that held one only
+    scales up to its own interval.  So a window-bearing record's estimate
+    is made to cover the intervals with no window before it, back to the
+    previous window-bearing record of its run:
+
+        effective duty = sum(duty_i * L_i) / sum(L_i)
+
+    over that span (L = interval length, ts_ns - start_ns; an empty
+    interval has duty 0), i.e. duty * L / (L + empty time before it).
+    Dividing by it makes sums over time unbiased.
+
+    Runs: records of one kind, pid and host.  Delta records: the empty
+    records before a window-bearing one (since the previous window-bearing
+    one, or since the run's first record) make up the span; a record
+    without the fields but with functions (full profiling) is observed
+    whole and ends a span.  Thread records: the C library copies the
+    delta's duty into the thread records of the interval and writes a
+    thread record only for a thread that ran, so there are no empty thread
+    records; the thread records of one pid and host with one seq are one
+    interval, and the span of an interval is the time since the end of
+    the previous interval that had thread records when seqs are missing
+    between them (a thread idle in one window is observed idle there, so
+    threads are not spanned one by one: that would move the idle windows'
+    time onto the next busy one); before the run's first such interval,
+    seq - 1 intervals of its length (seq starts at 1 per profiler).  A
+    window in which no thread ran anything leaves no thread record: its
+    interval is then spanned by the next window's records.  A seq that does not grow starts a new
+    run (the profiler restarted in the same process).  Records after a
+    run's last window are not covered by any estimate: sums over time are
+    then low by that tail.  Other kinds (spike, cumulative) keep their own
+    duty.  Records must come in the order written (a run's records in
+    time order, as each file of a run is; files of one run given out of
+    order make the spans wrong).  Nothing is buffered: one small state
+    per run.
+    """
+    runs = {}
+    for rec in records:
+        kind = rec.get("kind")
+        if kind in SPAN_KINDS:
+            key = (kind, rec.get("pid"), rec.get("host"))
+            st = runs.get(key)
+            if st is None:
+                st = runs[key] = _RunState()
+            seq = rec.get("seq")
+            seq = seq if _is_int(seq) else None
+            if kind == "delta":
+                _delta_duty(st, rec, seq)
+            else:
+                _thread_duty(st, rec, seq)
+        yield rec
+
+
+def _interval_ns(rec):
+    return max(0, rec["ts_ns"] - record_start_ns(rec))
+
+
+def _delta_duty(st, rec, seq):
+    if seq is not None and st.seq is not None and seq <= st.seq:
+        st.end, st.pending = None, 0            # a new run, same pid
+    st.seq = seq if seq is not None else st.seq
+    length = _interval_ns(rec)
+    if not _has_window(rec):
+        if rec.get("func_profiles"):
+            st.pending = 0                      # full profiling: seen whole
+        else:
+            st.pending += length                # no window: duty 0
+        return
+    duty = _own_duty(rec)
+    if st.pending and length + st.pending > 0:
+        rec[EFFECTIVE_DUTY] = duty * length / (length + st.pending)
+    st.pending = 0
+    st.end = rec["ts_ns"]
+
+
+def _thread_duty(st, rec, seq):
+    if not _has_window(rec):
+        return
+    ts = rec["ts_ns"]
+    if st.eff is not None and st.eff[0] == seq and st.eff[1] == ts:
+        rec[EFFECTIVE_DUTY] = st.eff[2]         # another thread, same interval
+        return
+    if seq is not None and st.seq is not None and seq <= st.seq:
+        st.seq = st.end = None                  # a new run, same pid
+    length = _interval_ns(rec)
+    gap = 0
+    if seq is not None and st.seq is None:
+        # The run's first interval with thread records: seq counts the
+        # intervals before it (1 is the first), whose lengths the thread
+        # records do not give: taken as this one's.
+        gap = (seq - 1) * length if seq > 1 else 0
+    elif st.end is not None and seq is not None and seq > st.seq + 1:
+        gap = max(0, record_start_ns(rec) - st.end)
+    duty = _own_duty(rec)
+    eff = duty * length / (length + gap) if gap and length + gap > 0 else duty
+    if eff != duty:
+        rec[EFFECTIVE_DUTY] = eff
+    st.seq, st.end, st.eff = seq, ts, (seq, ts, eff)
 
 
 def function_values(rec, field, scale_duty=True):
