@@ -28,8 +28,11 @@ Merging sums, per function, the call counts (total and primitive), tottime
 and cumtime, and per caller->callee edge the same four numbers, exactly as
 pstats.Stats.add() does.  Only records of the chosen --kind (default
 "delta") are used.  Duty-cycled records (fields "duty" or "observed_s") are
-divided by their duty fraction, unless --no-scale-duty; call counts are
-then rounded to whole numbers.
+divided by their effective duty, unless --no-scale-duty (raw counts): their
+duty over their interval plus the intervals with no window before them,
+back to the previous window of their run (pid and host), so that the
+estimate covers those empty intervals too (not the ones after a run's last
+window); call counts are then rounded to whole numbers.
 
 Formats (--to):
   pstats      marshal dump identical in shape to cProfile.Profile.dump_stats:

@@ -62,9 +62,13 @@ says when a list is cut.  The whole-range table lists every function (up to 1000
 
 --since/--until keep only the records ending in that time range.
 Duty-cycled records (fields "duty" or "observed_s") are divided by their
-duty fraction unless --no-scale-duty.  Input: files ("-" = stdin, .gz read
-transparently); malformed lines such as a half-written last line are skipped
-with a warning.
+effective duty unless --no-scale-duty (raw counts): their duty over their
+interval plus the intervals with no window before them, back to the
+previous window of their run (pid and host), whose work their estimate
+stands for; intervals after a run's last window are not covered, and the
+estimate lands in the slices of the window's record.  Input: files ("-" =
+stdin, .gz read transparently); malformed lines such as a half-written
+last line are skipped with a warning.
 """
 
 EPILOG = """\
@@ -913,7 +917,7 @@ function header() {
   parts.push("pid " + (D.pids.join(", ") || "?") + " on " + (D.hosts.join(", ") || "?"));
   parts.push(plural(F.length, "function"));
   let html = esc(parts.join(" · ")) + "<br>" + esc(D.files.join(", "));
-  if (D.duty) html += "<br><span class=warn>" + esc(plural(D.duty, "record") + " duty-cycled: values divided by the duty fraction (estimates for the whole interval)") + "</span>";
+  if (D.duty) html += "<br><span class=warn>" + esc(plural(D.duty, "record") + " duty-cycled: values divided by the effective duty (estimates for the whole interval and the intervals with no window before it)") + "</span>";
   if (D.malformed) html += "<br><span class=warn>" + esc(plural(D.malformed, "malformed line") + " skipped") + "</span>";
   if (D.note) html += "<br><span class=warn>" + esc(D.note) + "</span>";
   $("meta").innerHTML = html;

@@ -23,8 +23,9 @@ import statsprof_records as sr
 #: Help texts used by more than one tool.
 FILES_HELP = 'statsprof JSON-lines file(s); "-" reads stdin'
 KIND_HELP = 'record kind(s) to use, or "all" (default: delta)'
-SCALE_DUTY_HELP = ("divide duty-cycled records by their duty fraction "
-                   "(default: on)")
+SCALE_DUTY_HELP = ("divide duty-cycled records by their effective duty, "
+                   "which covers the intervals with no window before them "
+                   "(default: on; off: raw counts)")
 
 
 class UsageError(Exception):

@@ -29,6 +29,12 @@ until_ns=None, warn=...)``
     with lines missing) are skipped with one warning each, naming file and
     line number.
 
+``with_effective_duty(records)``
+    Production mode: give each record that held a window the effective
+    duty that makes its estimate cover the empty intervals before it
+    (record_duty then returns it); the tools apply it to every record
+    stream (statsprof_cli.iter_selected).
+
 ``bucket_records(records, slice_ns, field, scale_duty=True, align=...)``
     Sum ``field`` (cumtime, tottime or ncalls) per function per time slice.
 

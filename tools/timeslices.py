@@ -52,11 +52,19 @@ on stderr naming file and line number.  Only records of the chosen --kind
 (default "delta") are used; other kinds (e.g. "cumulative") are skipped.
 
 ncalls counts the TOTAL calls (12 for "12/3").  If a record was profiled
-with a duty cycle (production mode), each of its values is divided by the
-record's "duty" field to estimate the whole interval (records without
-"duty" but with "observed_s" use observed_s/interval_s; a duty that is
-missing, zero or negative means no scaling), unless --no-scale-duty is
-given.  In SQL on rows: value / if(duty > 0, duty, 1).
+with a duty cycle (production mode), each of its values is divided by its
+effective duty, unless --no-scale-duty is given (raw counts): the record's
+"duty" (or observed_s/interval_s) times its interval, over its interval
+plus the intervals with no window (no functions, no duty fields) since the
+previous record of its run (pid and host) that held a window.  Its
+estimate then covers those empty intervals too, and totals over time are
+unbiased, except for the empty intervals after a run's last window, which
+no estimate covers.  The estimate lands in the slice of the window's
+record: slices holding only empty records show nothing (choose slices
+longer than the gaps between windows for a smooth chart).  Where every
+interval held a window this is the record's own duty (a duty that is
+missing, zero or negative means no scaling), as in SQL on rows:
+value / if(duty > 0, duty, 1).
 
 Note: cumtime includes time spent in callees, so stacking cumtime of
 nested functions counts that time more than once; tottime stacks to the
@@ -110,8 +118,10 @@ def build_parser():
         kind_help='record kind(s) to use, comma-separated, or "all" '
                   '(default: delta).  Values are summed as they are, '
                   'so "cumulative" records give sums of running totals',
-        scale_duty_help="divide values by the record's duty fraction when it "
-                        "was only partly observed (default: on)")
+        scale_duty_help="divide values by the record's effective duty when "
+                        "it was only partly observed, covering the intervals "
+                        "with no window before it (default: on; off: raw "
+                        "counts)")
     p.add_argument("--csv", metavar="OUT.csv",
                    help='write the slices as CSV to OUT.csv ("-" = stdout, '
                         "then the text table is not printed)")
