@@ -1,7 +1,8 @@
 -- The top 8 functions by cumtime, and their cumtime in each 10-second slice
 -- (slices since the epoch, as timeslices.py --slice 10s --align epoch), over
 -- every process in the table; production-mode lines are divided by their
--- duty, as the tools do.
+-- duty, as the tools do where every interval held a window (they spread a
+-- window's estimate over the intervals with no window before it).
 SELECT
     toDateTime(intDiv(ts_ns, 10000000000) * 10) AS slice,
     key,
