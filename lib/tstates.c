@@ -15,24 +15,30 @@
  * fields directly, exactly as _PyEval_SetProfile does but without its audit
  * event, so that no Python code can run and release the GIL mid-walk.
  *
- * From 3.12 a state is initialised before it is linked, existing next
- * pointers never change under a walker, and states are unlinked by threads
- * holding the GIL: holding the GIL makes the walk safe, and the profile
- * function must be set with _PyEval_SetProfile (it drives sys.monitoring).
- * Its audit event could run a Python audit hook that releases the GIL; that
+ * From 3.12 a state is initialised before it is linked and states are
+ * unlinked by threads holding the GIL, so a state the walk holds is not
+ * freed under it; but the list's head still changes without the GIL when
+ * a C thread links a new state, so the walk reads the head and each next
+ * pointer under the same lock, as CPython's PyEval_SetProfileAllThreads
+ * does, and releases it before it acts on the state: the profile function
+ * must be set with _PyEval_SetProfile (it drives sys.monitoring), which
+ * takes that lock itself. (Without the lock, ThreadSanitizer reported the
+ * head's read racing a host thread's PyGILState_Ensure on 3.13.) Its
+ * audit event could run a Python audit hook that releases the GIL; that
  * is the remaining risk there, documented in README (sys.monitoring
  * removes the walk altogether). */
 #include <patchlevel.h> /* PY_VERSION_HEX, before Python.h decides on Py_BUILD_CORE */
 #if PY_VERSION_HEX < 0x030C0000
 #define STATSPROF__HEAD_LOCK 1
-#define Py_BUILD_CORE 1 /* this file only: the internal headers below */
 #endif
+#define Py_BUILD_CORE 1 /* this file only: the internal headers below */
 
 #include "internal.h"
 
-#ifdef STATSPROF__HEAD_LOCK
 #include <internal/pycore_interp.h>
 #include <internal/pycore_runtime.h>
+
+#ifdef STATSPROF__HEAD_LOCK
 
 static void head_lock(void) { PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK); }
 static void head_unlock(void) { PyThread_release_lock(_PyRuntime.interpreters.mutex); }
@@ -98,9 +104,54 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
 
 #else /* 3.12 and later */
 
+#if PY_VERSION_HEX < 0x030D0000
+/* 3.12: a PyThread lock, whose acquisition never releases the GIL. */
+static void head_lock(void) { PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK); }
+static void head_unlock(void) { PyThread_release_lock(_PyRuntime.interpreters.mutex); }
+#else
+#include <sched.h>
+
+/* From 3.13 a PyMutex. CPython takes it with _Py_LOCK_DONT_DETACH, which
+ * libpython does not export; the public PyMutex_Lock may detach this
+ * thread (release the GIL) while it waits, and a state the walk holds
+ * could then be freed. So this is the lock's own fast path (a
+ * compare-and-swap of its bits, as _PyMutex_LockTimed's), yielding the
+ * CPU while another thread holds it: only for a moment, as whoever holds
+ * it links or unlinks a state and never waits for the GIL meanwhile.
+ * PyMutex_Unlock wakes a thread that parked on it. */
+static void head_lock(void) {
+  PyMutex *m = &_PyRuntime.interpreters.mutex;
+  uint8_t bits = __atomic_load_n(&m->_bits, __ATOMIC_RELAXED);
+  for (;;) {
+    if (!(bits & _Py_LOCKED) && __atomic_compare_exchange_n(&m->_bits, &bits, (uint8_t)(bits | _Py_LOCKED), 0,
+                                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+      return;
+    sched_yield();
+    bits = __atomic_load_n(&m->_bits, __ATOMIC_RELAXED);
+  }
+}
+static void head_unlock(void) { PyMutex_Unlock(&_PyRuntime.interpreters.mutex); }
+#endif
+
+/* The list's first state and the one after ts, each read under CPython's
+ * lock over the list (never held while acting on a state). */
+static PyThreadState *head_of(PyInterpreterState *interp) {
+  head_lock();
+  PyThreadState *ts = PyInterpreterState_ThreadHead(interp);
+  head_unlock();
+  return ts;
+}
+
+static PyThreadState *next_of(PyThreadState *ts) {
+  head_lock();
+  PyThreadState *next = PyThreadState_Next(ts);
+  head_unlock();
+  return next;
+}
+
 void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
   PyInterpreterState *interp = PyThreadState_GetInterpreter(me);
-  for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
+  for (PyThreadState *ts = head_of(interp); ts; ts = next_of(ts)) {
     if ((skip_me && ts == me) || ts->c_profilefunc) continue;
     statsprof__thread *t = statsprof__thread_new(p, ts->thread_id);
     if (!t) break;
@@ -114,7 +165,7 @@ void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me) {
 
 void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
   PyInterpreterState *interp = PyThreadState_GetInterpreter(me);
-  for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
+  for (PyThreadState *ts = head_of(interp); ts; ts = next_of(ts)) {
     if (ts->c_profilefunc != statsprof__hook || !ts->c_profileobj ||
         ((statsprof__thread *)ts->c_profileobj)->p != p)
       continue;

@@ -111,9 +111,14 @@ static void *ensure_worker(void *arg) {
 static int scenario_ensure(const char *mode) {
   g_attach = strstr(mode, "attach") != NULL;
   int timer = strstr(mode, "timer") != NULL;
+  /* setprofile: each record's attach walks the thread-state list (the
+   * default source on 3.11; on 3.12+ sys.monitoring needs no walk). */
+  int setprofile = strstr(mode, "setprofile") != NULL;
   exec_code(kWork);
-  create_start(timer ? "sink=none;interval=1ms;trigger=timer;per_thread=on"
-                     : "sink=none;interval=1ms;per_thread=on");
+  char config[128];
+  snprintf(config, sizeof config, "sink=none;interval=1ms;per_thread=on%s%s", timer ? ";trigger=timer" : "",
+           setprofile ? ";source=setprofile" : "");
+  create_start(config);
   pthread_t th[NWORKERS];
   PyThreadState *ts = PyEval_SaveThread();
   for (int i = 0; i < NWORKERS; i++) CHECK(pthread_create(&th[i], NULL, ensure_worker, NULL) == 0, "thread");

@@ -79,6 +79,15 @@ void ExpectClean(const std::string &scenario, int runs, int iterations) {
 // half-made state: SIGSEGV within the first 3 runs (issue 11 item 1).
 TEST(ThreadStateStress, CThreadsEnterAndLeaveWhileRecordsAreCut) { ExpectClean("ensure", 5, 3000); }
 
+// The same on source=setprofile, whose every record walks the list (on
+// 3.12+ too, where the default source needs no walk): the walk read the
+// list's head without CPython's lock while a worker's PyGILState_Ensure
+// linked a new state, which TSan reported on 3.13 (CI runs this test under
+// TSan there).
+TEST(ThreadStateStress, CThreadsEnterAndLeaveWhileTheSetprofileWalkRuns) {
+  ExpectClean("ensure-setprofile", Runs(5, 2), 3000);
+}
+
 // The same with statsprof_attach_thread after each Ensure: every call is
 // counted exactly (the scenario checks 4 x 3000 x 3 calls). Old code: SIGSEGV
 // in the first run.
