@@ -22,9 +22,9 @@
  * pointer under the same lock, as CPython's PyEval_SetProfileAllThreads
  * does, and releases it before it acts on the state: the profile function
  * must be set with _PyEval_SetProfile (it drives sys.monitoring), which
- * takes that lock itself. (Without the lock, ThreadSanitizer reported the
- * head's read racing a host thread's PyGILState_Ensure on 3.13.) Its
- * audit event could run a Python audit hook that releases the GIL; that
+ * takes that lock itself. (Without the lock, TSan reports the walk's
+ * reads of a state a host thread's PyGILState_Ensure has just made: 3.12,
+ * stress scenario ensure-setprofile.) Its audit event could run a Python audit hook that releases the GIL; that
  * is the remaining risk there, documented in README (sys.monitoring
  * removes the walk altogether). */
 #include <patchlevel.h> /* PY_VERSION_HEX, before Python.h decides on Py_BUILD_CORE */
@@ -38,10 +38,36 @@
 #include <internal/pycore_interp.h>
 #include <internal/pycore_runtime.h>
 
-#ifdef STATSPROF__HEAD_LOCK
-
+#if PY_VERSION_HEX < 0x030D0000
+/* 3.11 and 3.12: a PyThread lock, whose acquisition never releases the GIL. */
 static void head_lock(void) { PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK); }
 static void head_unlock(void) { PyThread_release_lock(_PyRuntime.interpreters.mutex); }
+#else
+#include <sched.h>
+
+/* From 3.13 a PyMutex. CPython takes it with _Py_LOCK_DONT_DETACH, which
+ * libpython does not export; the public PyMutex_Lock may detach this
+ * thread (release the GIL) while it waits, and a state the walk holds
+ * could then be freed. So this is the lock's own fast path (a
+ * compare-and-swap of its bits, as _PyMutex_LockTimed's), yielding the
+ * CPU while another thread holds it: only for a moment, as whoever holds
+ * it links or unlinks a state and never waits for the GIL meanwhile.
+ * PyMutex_Unlock wakes a thread that parked on it. */
+static void head_lock(void) {
+  PyMutex *m = &_PyRuntime.interpreters.mutex;
+  uint8_t bits = __atomic_load_n(&m->_bits, __ATOMIC_RELAXED);
+  for (;;) {
+    if (!(bits & _Py_LOCKED) && __atomic_compare_exchange_n(&m->_bits, &bits, (uint8_t)(bits | _Py_LOCKED), 0,
+                                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+      return;
+    sched_yield();
+    bits = __atomic_load_n(&m->_bits, __ATOMIC_RELAXED);
+  }
+}
+static void head_unlock(void) { PyMutex_Unlock(&_PyRuntime.interpreters.mutex); }
+#endif
+
+#ifdef STATSPROF__HEAD_LOCK
 
 /* fork(): a thread that creates or deletes a thread state (the timer's
  * PyGILState_Ensure each tick does) holds this lock without the GIL, and
@@ -103,35 +129,6 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
 }
 
 #else /* 3.12 and later */
-
-#if PY_VERSION_HEX < 0x030D0000
-/* 3.12: a PyThread lock, whose acquisition never releases the GIL. */
-static void head_lock(void) { PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK); }
-static void head_unlock(void) { PyThread_release_lock(_PyRuntime.interpreters.mutex); }
-#else
-#include <sched.h>
-
-/* From 3.13 a PyMutex. CPython takes it with _Py_LOCK_DONT_DETACH, which
- * libpython does not export; the public PyMutex_Lock may detach this
- * thread (release the GIL) while it waits, and a state the walk holds
- * could then be freed. So this is the lock's own fast path (a
- * compare-and-swap of its bits, as _PyMutex_LockTimed's), yielding the
- * CPU while another thread holds it: only for a moment, as whoever holds
- * it links or unlinks a state and never waits for the GIL meanwhile.
- * PyMutex_Unlock wakes a thread that parked on it. */
-static void head_lock(void) {
-  PyMutex *m = &_PyRuntime.interpreters.mutex;
-  uint8_t bits = __atomic_load_n(&m->_bits, __ATOMIC_RELAXED);
-  for (;;) {
-    if (!(bits & _Py_LOCKED) && __atomic_compare_exchange_n(&m->_bits, &bits, (uint8_t)(bits | _Py_LOCKED), 0,
-                                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-      return;
-    sched_yield();
-    bits = __atomic_load_n(&m->_bits, __ATOMIC_RELAXED);
-  }
-}
-static void head_unlock(void) { PyMutex_Unlock(&_PyRuntime.interpreters.mutex); }
-#endif
 
 /* The list's first state and the one after ts, each read under CPython's
  * lock over the list (never held while acting on a state). */
