@@ -615,7 +615,7 @@ class _RunState:
 
     def __init__(self):
         self.seq = None      # seq of the last record seen
-        self.end = None      # ts_ns of the last window-bearing record
+        self.end = None      # ts_ns of the last interval with thread records (thread)
         self.pending = 0     # ns of empty intervals since then (delta)
         self.eff = None      # (seq, ts_ns, effective duty) of the last window
 
@@ -685,7 +685,7 @@ def _interval_ns(rec):
 
 def _delta_duty(st, rec, seq):
     if seq is not None and st.seq is not None and seq <= st.seq:
-        st.end, st.pending = None, 0            # a new run, same pid
+        st.pending = 0                          # a new run, same pid
     st.seq = seq if seq is not None else st.seq
     length = _interval_ns(rec)
     if not _has_window(rec):
@@ -698,7 +698,6 @@ def _delta_duty(st, rec, seq):
     if st.pending and length + st.pending > 0:
         rec[EFFECTIVE_DUTY] = duty * length / (length + st.pending)
     st.pending = 0
-    st.end = rec["ts_ns"]
 
 
 def _thread_duty(st, rec, seq):
