@@ -34,12 +34,12 @@ extern "C" {
 #endif
 
 #define STATSPROF_VERSION_MAJOR 0
-#define STATSPROF_VERSION_MINOR 2
+#define STATSPROF_VERSION_MINOR 3
 #define STATSPROF_VERSION_PATCH 0
 #define STATSPROF_VERSION_HEX                                        \
   ((STATSPROF_VERSION_MAJOR << 16) | (STATSPROF_VERSION_MINOR << 8) | \
    STATSPROF_VERSION_PATCH)
-#define STATSPROF_VERSION_STRING "0.2.0"
+#define STATSPROF_VERSION_STRING "0.3.0"
 
 /* The runtime library's STATSPROF_VERSION_HEX; compare with the header's. */
 STATSPROF_API unsigned statsprof_version(void);
@@ -253,9 +253,12 @@ typedef struct statsprof_stats_profile {
   uint64_t frame;      /* spike records: the frame's number */
   double frame_time_s; /* spike records: how long that frame took */
 
-  /* Production mode (duty=, window=/every=): how much of the interval was
-   * observed, and the profiler's own estimated cost as a fraction of it.
-   * All 0 when profiling is continuous. Scale counts and times by 1/duty. */
+  /* Production mode (duty=, window=/every=), in a record whose interval
+   * held a window: the seconds inside windows; the share of the work
+   * over span_s that was observed; the profiler's own estimated cost as a
+   * fraction of the interval. All 0 when profiling is continuous and in a
+   * record whose interval held no window. Divide counts and times by duty
+   * to estimate all the work over span_s (see span_s below). */
   double observed_s;
   double duty;
   double overhead_est;
@@ -263,6 +266,12 @@ typedef struct statsprof_stats_profile {
   /* per_thread=on: threads that ran in the interval but got no record of
    * their own (at most 64 thread records per interval). Merged records. */
   uint64_t threads_omitted;
+
+  /* Production mode: the seconds this record's estimate stands for, its
+   * interval and the intervals with no window just before it (windows are
+   * often further apart than the interval), so that summing count/duty
+   * over every record estimates the whole run. 0 where duty is 0. */
+  double span_s;
 } statsprof_stats_profile;
 
 /*

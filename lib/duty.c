@@ -75,7 +75,7 @@ void statsprof__duty_start(statsprof__duty *d, uint64_t now, uint64_t cost) {
   statsprof__duty_open(d, now, cost);
 }
 
-void statsprof__duty_forget(statsprof__duty *d) { d->observed_s = d->overhead_s = 0; }
+void statsprof__duty_forget(statsprof__duty *d) { d->observed_s = d->overhead_s = d->unobserved_s = 0; }
 
 void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint64_t now, uint64_t cost) {
   double spt = statsprof__clock_sec_per_tick;
@@ -89,19 +89,32 @@ void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint
     d->cost_taken = cost;
   }
   double interval = (double)(rec->end_ns - rec->start_ns) * 1e-9;
-  /* duty is the share of the interval's *work* that was observed: code in
-   * a window runs slower (the profiler's cost), so wall time would
-   * overstate it. Both sides exclude that estimated cost, unless the
-   * estimate reaches the observed time itself: the calibrated cost per
-   * event was then too high for this stretch (calibrated while the machine
-   * was slower, seen under load), and the plain share of wall time is the
-   * better figure: duty 0 would say nothing was observed, and readers that
-   * scale by 1/duty would leave the counts unscaled. */
+  if (observed <= 0) {
+    /* No window in this interval: its work is left for the next record
+     * that observes one to stand for. */
+    d->unobserved_s += interval;
+    d->overhead_s = 0;
+    return;
+  }
+  /* Windows are often further apart than the interval. The record that
+   * observed one stands for the intervals with none before it as well
+   * (span_s), so that dividing every record by its duty estimates all the
+   * work, in the tools and in a database's plain sum alike. duty is the
+   * share of that work observed: code in a window runs slower (the
+   * profiler's cost), so wall time would overstate it. Both sides exclude
+   * that estimated cost, unless the estimate reaches the observed time
+   * itself: the calibrated cost per event was then too high for this
+   * stretch (calibrated while the machine was slower, seen under load),
+   * and the plain share of wall time is the better figure: duty 0 would
+   * say nothing was observed, and readers that scale by 1/duty would leave
+   * the counts unscaled. */
+  double span = interval + d->unobserved_s;
   double overhead = d->overhead_s < observed ? d->overhead_s : 0;
   rec->observed_s = observed;
-  rec->duty = interval > overhead ? (observed - overhead) / (interval - overhead) : 0;
+  rec->span_s = span;
+  rec->duty = span > overhead ? (observed - overhead) / (span - overhead) : 0;
   if (rec->duty > 1) rec->duty = 1;
   if (rec->duty < 0) rec->duty = 0;
   rec->overhead_est = interval > 0 ? d->overhead_s / interval : 0;
-  statsprof__duty_forget(d);
+  d->observed_s = d->overhead_s = d->unobserved_s = 0;
 }

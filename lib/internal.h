@@ -727,6 +727,7 @@ typedef struct statsprof__duty {
   uint64_t taken_at;           /* the open window's time before it is in a record */
   uint64_t cost_at_open, cost_taken; /* cost counter at the open, at the last record */
   double observed_s, overhead_s;     /* since the last delta record */
+  double unobserved_s; /* intervals with no window since the last record with one */
 } statsprof__duty;
 
 enum { STATSPROF__DUTY_NONE, STATSPROF__DUTY_OPEN, STATSPROF__DUTY_CLOSE };
@@ -742,9 +743,11 @@ void statsprof__duty_open(statsprof__duty *d, uint64_t now, uint64_t cost);
 void statsprof__duty_close(statsprof__duty *d, uint64_t now, uint64_t cost);
 /* start: the accounts anew and the first window open. */
 void statsprof__duty_start(statsprof__duty *d, uint64_t now, uint64_t cost);
-/* Drops what was observed and spent since the last record (fork). */
+/* Drops what was observed, spent and left unobserved since the last
+ * record (start, fork). */
 void statsprof__duty_forget(statsprof__duty *d);
-/* Fills observed_s/duty/overhead_est of a delta record; starts anew. */
+/* Fills observed_s/duty/span_s/overhead_est of a delta record; starts
+ * anew. */
 void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint64_t now, uint64_t cost);
 
 /* ---- timer.c: trigger=timer ------------------------------------------ */

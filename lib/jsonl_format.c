@@ -117,6 +117,8 @@ int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t 
     put_double(&b, r->observed_s);
     statsprof__buf_puts(&b, ",\"duty\":");
     put_double(&b, r->duty);
+    statsprof__buf_puts(&b, ",\"span_s\":");
+    put_double(&b, r->span_s);
     statsprof__buf_puts(&b, ",\"overhead_est\":");
     put_double(&b, r->overhead_est);
   }
@@ -228,6 +230,8 @@ static void put_record_row(statsprof__buf *b, const statsprof_stats_profile *r, 
   if (has_duty(r)) {
     statsprof__buf_puts(b, ",\"observed_s\":");
     put_double(b, r->observed_s);
+    statsprof__buf_puts(b, ",\"span_s\":");
+    put_double(b, r->span_s);
     statsprof__buf_puts(b, ",\"overhead_est\":");
     put_double(b, r->overhead_est);
   }

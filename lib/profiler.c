@@ -475,6 +475,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
       threads[i]->seq = rec->seq;
       threads[i]->observed_s = rec->observed_s;
       threads[i]->duty = rec->duty;
+      threads[i]->span_s = rec->span_s;
       threads[i]->overhead_est = rec->overhead_est;
       threads[i]->start_ns = rec->start_ns;
       threads[i]->end_ns = rec->end_ns;

@@ -115,25 +115,116 @@ TEST(Duty, TimesAreNeverNegativeNorMoreThanObserved) {
   EXPECT_LE(middle_ct, observed);
 }
 
+// duty is the observed share of the work: window time minus the
+// profiler's own estimated cost, over span_s minus that cost. span_s is the
+// record's interval and the intervals with no window just before it: with
+// windows closer than the interval it is the interval; with gaps longer
+// than the interval the empty records in between are carried by the next
+// record that observed a window, so that sum(count / duty) covers the run.
 TEST(Duty, RecordsSayWhatFractionWasObserved) {
-  std::string dir = pyh::TempDir();
-  std::string config = "window=10ms;every=50ms;interval=250ms;sink=jsonl:" + dir + "/d.jsonl";
-  { DutyRun run(config.c_str(), 0.6); }
-  // duty is the observed share of the work: window time minus the
-  // profiler's own estimated cost, over the interval minus that cost.
-  void *ns = pyh::Exec("import json\nrecs = [json.loads(l) for l in open('" + dir + "/d.jsonl')]\n"
-                       "def c(r):\n"
-                       "    o = r['overhead_est'] * r['interval_s']\n"
-                       "    return o if o < r['observed_s'] else 0\n"
-                       "def good(r): return (0 < r['duty'] <= 1 and r['observed_s'] <= r['interval_s'] + 1e-6 and"
-                       " r['duty'] <= r['observed_s'] / r['interval_s'] + 1e-9 and r['overhead_est'] >= 0 and"
-                       " abs(r['duty'] - (r['observed_s'] - c(r)) / (r['interval_s'] - c(r))) < 1e-3)\n"
-                       "bad = repr([{k: r[k] for k in ('duty', 'observed_s', 'interval_s', 'overhead_est')}"
-                       " for r in recs if r['kind'] == 'delta' and r['func_profiles'] and not good(r)])\n"
-                       "n = len([r for r in recs if r['kind'] == 'delta' and r['func_profiles']])\n");
-  EXPECT_STREQ(PyUnicode_AsUTF8(PyDict_GetItemString((PyObject *)ns, "bad")), "[]");
-  EXPECT_GE(PyLong_AsLong(PyDict_GetItemString((PyObject *)ns, "n")), 2);
-  pyh::Release(ns);
+  struct Case {
+    const char *config;
+    bool gaps;
+  };
+  for (const Case &c : {Case{"window=10ms;every=50ms;interval=250ms", false},
+                        Case{"window=10ms;every=170ms;interval=50ms", true}}) {
+    SCOPED_TRACE(c.config);
+    std::string dir = pyh::TempDir();
+    std::string config = std::string(c.config) + ";sink=jsonl:" + dir + "/d.jsonl";
+    { DutyRun run(config.c_str(), 0.7); }
+    void *ns = pyh::Exec("import json\nrecs = [json.loads(l) for l in open('" + dir + "/d.jsonl')]\n"
+                         "def c(r):\n"
+                         "    o = r['overhead_est'] * r['interval_s']\n"
+                         "    return o if o < r['observed_s'] else 0\n"
+                         "def good(r, pending): return (0 < r['duty'] <= 1 and r['observed_s'] <= r['interval_s'] + 1e-6"
+                         " and abs(r['span_s'] - r['interval_s'] - pending) < 1e-6"
+                         " and r['duty'] <= r['observed_s'] / r['span_s'] + 1e-9 and r['overhead_est'] >= 0 and"
+                         " abs(r['duty'] - (r['observed_s'] - c(r)) / (r['span_s'] - c(r))) < 1e-3)\n"
+                         "bad, n, spanned, pending = [], 0, 0, 0.0\n"
+                         "for r in recs:\n"
+                         "    if r['kind'] != 'delta': continue\n"
+                         "    if 'duty' not in r:\n"
+                         "        if r['func_profiles'] or 'span_s' in r: bad.append(r)\n"
+                         "        pending += r['interval_s']\n"
+                         "        continue\n"
+                         "    if not good(r, pending):\n"
+                         "        bad.append({k: r[k] for k in ('duty', 'observed_s', 'interval_s', 'span_s', 'overhead_est')})\n"
+                         "        bad[-1]['pending'] = pending\n"
+                         "    n += 1\n"
+                         "    spanned += pending > 0\n"
+                         "    pending = 0.0\n"
+                         "bad = repr(bad)\n");
+    EXPECT_STREQ(PyUnicode_AsUTF8(PyDict_GetItemString((PyObject *)ns, "bad")), "[]");
+    EXPECT_GE(PyLong_AsLong(PyDict_GetItemString((PyObject *)ns, "n")), 2);
+    long spanned = PyLong_AsLong(PyDict_GetItemString((PyObject *)ns, "spanned"));
+    if (c.gaps) EXPECT_GE(spanned, 1);
+    else EXPECT_EQ(spanned, 0);
+    pyh::Release(ns);
+  }
+}
+
+// duty.c alone, with a fake clock: records with no window carry nothing and
+// leave their intervals to the next record that observes one, whose span_s
+// and duty cover them; start and fork (forget) drop what was left.
+TEST(Duty, ARecordAfterEmptyIntervalsStandsForThem) {
+  statsprof__clock_init();
+  const double spt = statsprof__clock_sec_per_tick;
+  const uint64_t t0 = 1000000, ms = (uint64_t)(1e-3 / spt);
+  const int64_t ms_ns = 1000000;
+  statsprof__duty d;
+  statsprof__duty_init(&d, 10 * ms_ns, 350 * ms_ns, 0);
+  auto take = [&](int64_t from_ms, int64_t to_ms, uint64_t cost) {
+    statsprof_stats_profile rec = {};
+    rec.start_ns = from_ms * ms_ns;
+    rec.end_ns = to_ms * ms_ns;
+    statsprof__duty_take(&d, &rec, t0 + (uint64_t)to_ms * ms, cost);
+    return rec;
+  };
+  // A 10 ms window opening at at_ms, the cost counter at `before` and `after`.
+  auto window = [&](uint64_t at_ms, uint64_t before, uint64_t after) {
+    statsprof__duty_open(&d, t0 + at_ms * ms, before);
+    statsprof__duty_close(&d, t0 + (at_ms + 10) * ms, after);
+  };
+  const double w = 10 * (double)ms * spt;  // a window's observed seconds
+  statsprof__duty_start(&d, t0, 0);
+  statsprof__duty_close(&d, t0 + 10 * ms, 0);
+  statsprof_stats_profile r1 = take(0, 100, 0);
+  EXPECT_NEAR(r1.observed_s, w, 1e-9);
+  EXPECT_NEAR(r1.span_s, 0.1, 1e-9);
+  EXPECT_NEAR(r1.duty, w / 0.1, 1e-9);
+  for (int64_t i = 1; i < 3; i++) {
+    statsprof_stats_profile empty = take(i * 100, i * 100 + 100, 0);
+    EXPECT_EQ(empty.observed_s, 0);
+    EXPECT_EQ(empty.duty, 0);
+    EXPECT_EQ(empty.span_s, 0);
+    EXPECT_EQ(empty.overhead_est, 0);
+  }
+  window(350, 0, 2 * ms);
+  statsprof_stats_profile r4 = take(300, 400, 2 * ms);
+  const double cost = 2 * (double)ms * spt;
+  EXPECT_NEAR(r4.observed_s, w, 1e-9);
+  EXPECT_NEAR(r4.span_s, 0.3, 1e-9);  // its interval and the two empty ones
+  EXPECT_NEAR(r4.duty, (w - cost) / (0.3 - cost), 1e-9);
+  EXPECT_NEAR(r4.overhead_est, cost / 0.1, 1e-9);  // still per its own interval
+  // The next record with a window spans back to r4 only.
+  take(400, 500, 2 * ms);
+  take(500, 600, 2 * ms);
+  window(700, 2 * ms, 2 * ms);
+  statsprof_stats_profile r7 = take(600, 800, 2 * ms);
+  EXPECT_NEAR(r7.span_s, 0.4, 1e-9);
+  EXPECT_NEAR(r7.duty, w / 0.4, 1e-9);
+  // What a forked child (forget) or a restart (start) leaves behind is not
+  // carried into the next record.
+  take(800, 900, 2 * ms);
+  statsprof__duty_forget(&d);
+  window(950, 2 * ms, 2 * ms);
+  EXPECT_NEAR(take(900, 1000, 2 * ms).span_s, 0.1, 1e-9);
+  take(1000, 1100, 2 * ms);
+  statsprof__duty_start(&d, t0 + 1100 * ms, 2 * ms);
+  statsprof__duty_close(&d, t0 + 1110 * ms, 2 * ms);
+  statsprof_stats_profile r12 = take(1100, 1200, 2 * ms);
+  EXPECT_NEAR(r12.span_s, 0.1, 1e-9);
+  EXPECT_NEAR(r12.duty, w / 0.1, 1e-9);
 }
 
 // duty.c alone, with the cost given: the estimate is taken off both sides;

@@ -61,14 +61,15 @@ TEST(FormatJsonlRows, ThreadRecordInProductionModeGivesExactLines) {
   rec.observed_s = 0.5;
   rec.duty = 0.25;
   rec.overhead_est = 0.0625;
+  rec.span_s = 2.75;
   std::string id = "{\"ts\":1795617001.000000001,\"start\":1795617000.123456789,\"interval_s\":0.876543212,"
                    "\"ts_ns\":1795617001000000001,\"start_ns\":1795617000123456789,\"seq\":7,\"pid\":4242,"
                    "\"host\":" + HostJson() + ",\"kind\":\"thread\",\"thread_id\":140001,\"thread_name\":\"worker-1\","
                    "\"duty\":0.25";
   std::string want =
       id + ",\"row\":\"record\",\"rows\":5,\"frames\":60,\"frame_mean_s\":0.016,\"frame_p50_s\":0.015,"
-           "\"frame_p95_s\":0.02,\"frame_p99_s\":0.03,\"frame_max_s\":0.04,\"observed_s\":0.5,\"overhead_est\":0.0625,"
-           "\"dropped\":1,\"sink_errors\":2,\"overflow_functions\":3,\"total_tt\":1.28125}\n" +
+           "\"frame_p95_s\":0.02,\"frame_p99_s\":0.03,\"frame_max_s\":0.04,\"observed_s\":0.5,\"span_s\":2.75,"
+           "\"overhead_est\":0.0625,\"dropped\":1,\"sink_errors\":2,\"overflow_functions\":3,\"total_tt\":1.28125}\n" +
       id + ",\"row\":\"function\",\"key\":\"/srv/game/ai.py:42(update)\",\"file\":\"/srv/game/ai.py\",\"line\":42,"
            "\"function\":\"update\",\"ncalls\":12,\"primitive_calls\":3,\"tottime\":1.25,\"cumtime\":2.5}\n" +
       id + ",\"row\":\"caller\",\"key\":\"/srv/game/ai.py:42(update)\",\"caller_key\":\"game.py:3(main)\","

@@ -193,7 +193,7 @@ def _check_header(rec):
 
 def _check_body(rec):
     """Validate what aggregation needs; raise _BadRecord."""
-    for name in ("interval_s", "observed_s", "duty"):
+    for name in ("interval_s", "observed_s", "duty", "span_s"):
         if name in rec and not _is_number(rec[name]):
             raise _BadRecord("invalid %r: %r" % (name, rec[name]))
     fps = rec.get("func_profiles")
@@ -277,6 +277,8 @@ def _record_from_row(row):
     if "duty" in row:
         for name in ("observed_s", "duty", "overhead_est"):
             rec[name] = _need(row, name, _is_number, None)
+        if "span_s" in row:     # written by a statsprof that spans itself
+            rec["span_s"] = _need(row, "span_s", _is_number, None)
     rec["total_tt"] = row["total_tt"]
     rec["func_profiles"] = {}
     return rec, nrows
@@ -638,6 +640,10 @@ def with_effective_duty(records):
     interval has duty 0), i.e. duty * L / (L + empty time before it).
     Dividing by it makes sums over time unbiased.
 
+    Records that carry "span_s" (written by a statsprof that spans them
+    itself) already have that duty as "duty" and are left as they are; the
+    rest of this is for records written before it did.
+
     Runs: records of one kind, pid and host.  Delta records: the empty
     records before a window-bearing one (since the previous window-bearing
     one, or since the run's first record) make up the span; a record
@@ -665,7 +671,7 @@ def with_effective_duty(records):
     runs = {}
     for rec in records:
         kind = rec.get("kind")
-        if kind in SPAN_KINDS:
+        if kind in SPAN_KINDS and "span_s" not in rec:
             key = (kind, rec.get("pid"), rec.get("host"))
             st = runs.get(key)
             if st is None:

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS statsprof_rows
     thread_name String,
     frame UInt64,                -- spike records
     duty Float64,                -- production mode: divide counts and times by it
+                                 -- (over span_s: the sums estimate the whole run)
     row String,                  -- record, function or caller
     rows UInt32,                 -- record lines: lines in the record
     frame_time_s Float64,        -- record lines: the spike's frame time
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS statsprof_rows
     frame_p99_s Float64,
     frame_max_s Float64,
     observed_s Float64,          -- record lines, production mode
+    span_s Float64,              -- the interval and the empty ones before it
     overhead_est Float64,
     dropped UInt64,              -- record lines: counters so far
     sink_errors UInt64,

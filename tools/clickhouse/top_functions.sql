@@ -1,8 +1,9 @@
 -- The top 8 functions by cumtime, and their cumtime in each 10-second slice
 -- (slices since the epoch, as timeslices.py --slice 10s --align epoch), over
 -- every process in the table; production-mode lines are divided by their
--- duty, as the tools do where every interval held a window (they spread a
--- window's estimate over the intervals with no window before it).
+-- duty, as the tools do: statsprof gives it over span_s, the record's
+-- interval and the intervals with no window before it, so the sums
+-- estimate the whole run.
 SELECT
     toDateTime(intDiv(ts_ns, 10000000000) * 10) AS slice,
     key,

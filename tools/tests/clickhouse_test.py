@@ -7,8 +7,10 @@ file (--slice 10s --align epoch --top 8).
 Two game hosts (//host_examples:game_host) run at once for 22 s of game
 time, appending to one rows-layout file like a small fleet: one profiles
 everything (with per-thread records, which both sides must leave out), the
-other runs in production mode (duty=50%), so the duty scaling is compared
-too.  The server (Debian's clickhouse-server 18.16, installed by
+other runs in production mode with windows further apart than the interval
+(window=100ms;every=2500ms;interval=1s), so the duty scaling is compared
+too, records with no window and the ones that stand for them (span_s)
+included.  The server (Debian's clickhouse-server 18.16, installed by
 tools/setup) runs as a plain child process on 127.0.0.1, on free ports,
 with a dozen lines of config under a temporary directory; it is killed at
 the end whatever happens.  The table and the query are the files in
@@ -187,7 +189,7 @@ def run_fleet(directory, path):
     common = ["--seconds", "22", "--hitch", "300,900"]
     configs = [
         "interval=1s;per_thread=on",
-        "interval=1s;duty=50%;window=50ms",
+        "interval=1s;window=100ms;every=2500ms",
     ]
     env = dict(os.environ)
     env.pop("STATSPROF", None)
@@ -231,15 +233,24 @@ class ClickHouseRoundTrip(unittest.TestCase):
         r = self.server.run(
             "SELECT count(), countIf(row = 'record'), sumIf(rows, row = 'record'), "
             "uniqExact(pid), countIf(row = 'function' AND duty > 0 AND duty < 1), "
-            "countIf(kind = 'thread') FROM statsprof_rows")
-        total, records, rows, pids, duty_lines, thread_lines = map(
-            int, r.stdout.split())
+            "countIf(kind = 'thread'), "
+            "countIf(row = 'record' AND kind = 'delta' AND duty = 0 AND "
+            "observed_s = 0 AND pid = (SELECT any(pid) FROM statsprof_rows "
+            "WHERE duty > 0)), "
+            "countIf(row = 'record' AND span_s > interval_s + 0.5) "
+            "FROM statsprof_rows")
+        (total, records, rows, pids, duty_lines, thread_lines, empty,
+         spanned) = map(int, r.stdout.split())
         self.assertEqual(total, lines)
         self.assertEqual(rows, lines)        # each record says its line count
         self.assertGreater(records, 40)
         self.assertEqual(pids, 2)
         self.assertGreater(duty_lines, 100)  # the production-mode host
         self.assertGreater(thread_lines, 100)
+        # the production-mode host's intervals with no window, and the
+        # records that stand for them
+        self.assertGreater(empty, 3)
+        self.assertGreater(spanned, 3)
 
     def test_top_functions_per_slice_equal_timeslices(self):
         r = self.server.run(sql_text(QUERY_SQL), args=["--format", "TSV"])

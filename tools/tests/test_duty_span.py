@@ -111,6 +111,25 @@ def library_totals(recs, scale_duty=True):
     return {k: [v[0], v[2], v[3]] for k, v in merged.funcs.items()}
 
 
+def spanned(recs):
+    """``recs`` as statsprof now writes them: a record that held a window
+    carries "span_s", its interval and the empty ones just before it, and
+    its "duty" is over that span already (thread records copy their
+    delta's)."""
+    out, pending = [], 0
+    for rec in recs:
+        rec = json.loads(json.dumps(rec))
+        length = rec["ts_ns"] - rec["start_ns"]
+        if "duty" not in rec:
+            pending += length
+        else:
+            rec["duty"] = rec["duty"] * length / (length + pending)
+            rec["span_s"] = (length + pending) / S
+            pending = 0
+        out.append(rec)
+    return out
+
+
 #: Windows 3 intervals apart, the last interval holding one.
 EVERY3 = (2, 5, 8, 11)
 
@@ -194,6 +213,23 @@ class LibraryTests(Tmp):
         want = {k: [x + y for x, y in zip(true_a[k], true_b[k])]
                 for k in RATES}
         self.assertTotals(library_totals(both), want)
+
+    def test_records_that_carry_span_s_are_left_as_written(self):
+        # statsprof spans them itself: the tools must not span them again,
+        # and a plain per-record 1/duty (a database's sum) gives the truth.
+        for windows in (EVERY3, (0, 4, 5, 11), range(len(LENGTHS))):
+            with self.subTest(windows=windows):
+                recs, true = make_run(windows=windows)
+                new = spanned(recs)
+                out = list(sr.with_effective_duty(json.loads(json.dumps(r))
+                                                  for r in new))
+                self.assertTrue(all(sr.EFFECTIVE_DUTY not in r for r in out))
+                self.assertTotals(library_totals(new), true)
+                self.assertTotals(per_record_totals(new), true)
+                threads = [dict(r, kind="thread", thread_id=1)
+                           for r in new if "duty" in r]
+                self.assertTotals(library_totals(threads), true)
+                self.assertTotals(per_record_totals(threads), true)
 
     def test_trailing_empty_records_are_not_covered(self):
         recs, _ = make_run(windows=(2, 5, 8))  # 9..11 after the last window
