@@ -278,7 +278,9 @@ typedef struct statsprof_stats_profile {
  * Takes a snapshot. STATSPROF_DELTA covers what happened since the previous
  * delta snapshot (or start) and moves that mark; STATSPROF_CUMULATIVE covers
  * everything since start and moves nothing. Frames still running are not in
- * it until they return (as in cProfile). Requires the GIL. The caller owns
+ * it until they return (as in cProfile). In production mode a delta also
+ * takes the windows of its interval (observed_s, duty, span_s), as the
+ * emitted records do: they share its mark. Requires the GIL. The caller owns
  * *out and frees it with statsprof_stats_profile_free. STATSPROF_ENOMEM,
  * and no record (a delta's mark does not move), when the profile hook ran
  * out of memory since the last snapshot or stop: some calls are missing.

@@ -593,6 +593,10 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
   if (statsprof__may_attach(p)) statsprof__attach_all(p, 0);
   rc = take_hook_oom(p, "statsprof_snapshot");
   if (!rc) rc = statsprof__snapshot_take(p, mode, out);
+  /* A delta moves the emitted records' mark: it takes the windows of its
+   * interval too, or the next record would claim them. */
+  if (!rc && mode == STATSPROF_DELTA && statsprof__duty_enabled(&p->duty))
+    statsprof__duty_take(&p->duty, *out, statsprof__ticks(), own_cost(p));
   statsprof__leave(p);
   return rc;
 }

@@ -18,7 +18,7 @@ struct CollectedRecord {
   uint64_t seq, dropped, sink_errors, spikes_suppressed, frame, thread_id, frames;
   double frame_time_s, max_frame_s;
   std::string thread_name;
-  double observed_s, duty;
+  double observed_s, duty, interval_s;
   // function name -> (ncalls, tottime, cumtime)
   std::vector<std::tuple<std::string, uint64_t, double, double>> funcs;
   std::string top_by_tottime() const {
@@ -47,7 +47,8 @@ struct CollectSink {
     if (s->delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(s->delay_ms));
     CollectedRecord c{r->mode, r->kind, r->seq, r->dropped, r->sink_errors, r->spikes_suppressed, r->frame, r->thread_id,
                       r->frame_stats.frames, r->frame_time_s, r->frame_stats.max_s,
-                      r->thread_name ? r->thread_name : "", r->observed_s, r->duty, {}};
+                      r->thread_name ? r->thread_name : "", r->observed_s, r->duty,
+                      (double)(r->end_ns - r->start_ns) * 1e-9, {}};
     for (size_t i = 0; i < r->nfunc_profiles; i++) {
       const auto &f = r->func_profiles[i];
       c.funcs.emplace_back(f.function_name, f.ncalls, f.tottime, f.cumtime);

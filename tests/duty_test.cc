@@ -227,6 +227,50 @@ TEST(Duty, ARecordAfterEmptyIntervalsStandsForThem) {
   EXPECT_NEAR(r12.duty, w / 0.1, 1e-9);
 }
 
+// The host's own delta snapshots share the emitted records' mark, so in
+// production mode each takes the windows of its own interval: it carries
+// observed_s and duty like an emitted record, and the record emitted after
+// it claims only what was observed since.
+TEST(Duty, HostDeltaSnapshotsCarryTheirOwnDuty) {
+  void *ns = pyh::Exec(kWork, "duty.py");
+  PyObject *tick = PyCFunction_New(&kTickDef, nullptr);
+  PyDict_SetItemString((PyObject *)ns, "tick", tick);
+  Py_DECREF(tick);
+  ASSERT_EQ(statsprof_create("sink=none;window=10ms;every=30ms;interval=1h", &g_p), 0) << statsprof_errmsg(nullptr);
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(g_p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(g_p), 0) << statsprof_errmsg(g_p);
+  int with_funcs = 0;
+  for (int i = 0; i < 8; i++) {
+    PyObject *r = PyObject_CallFunction(PyDict_GetItemString((PyObject *)ns, "outer"), "d", 0.05);
+    ASSERT_NE(r, nullptr) << pyh::TakeError();
+    Py_DECREF(r);
+    statsprof_stats_profile *s = nullptr;
+    ASSERT_EQ(statsprof_snapshot(g_p, STATSPROF_DELTA, &s), 0) << statsprof_errmsg(g_p);
+    double interval = (double)(s->end_ns - s->start_ns) * 1e-9;
+    if (s->nfunc_profiles) {
+      with_funcs++;
+      EXPECT_GT(s->observed_s, 0) << i;
+      EXPECT_GT(s->duty, 0) << i;
+    }
+    EXPECT_LE(s->observed_s, interval + 1e-6) << i;
+    EXPECT_LE(s->duty, 1) << i;
+    statsprof_stats_profile_free(s);
+  }
+  EXPECT_GE(with_funcs, 4);
+  PyObject *r = PyObject_CallFunction(PyDict_GetItemString((PyObject *)ns, "outer"), "d", 0.05);
+  ASSERT_NE(r, nullptr) << pyh::TakeError();
+  Py_DECREF(r);
+  statsprof_destroy(g_p);
+  g_p = nullptr;
+  // The record at stop covers only the time since the last host snapshot.
+  std::vector<CollectedRecord> recs = sink.Take();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_GT(recs[0].observed_s, 0);
+  EXPECT_LE(recs[0].observed_s, recs[0].interval_s + 1e-6);
+  pyh::Release(ns);
+}
+
 // duty.c alone, with the cost given: the estimate is taken off both sides;
 // an estimate that reaches the observed time (a calibration made while the
 // machine was slower: seen once in 34 tests under TSan on a loaded machine)
