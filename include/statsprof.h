@@ -433,7 +433,9 @@ STATSPROF_API uint64_t statsprof_dropped(const statsprof *p);
  * Waits until every record emitted so far has been handed to every sink,
  * then calls each sink's flush — at most config stop_timeout for all sinks
  * together: a sink still busy then is logged and not flushed. Releases the
- * GIL while waiting if the caller holds it. Returns 0.
+ * GIL while waiting if the caller holds it. Returns 0, or STATSPROF_ESTATE,
+ * flushing nothing, when another call on this profiler is in progress (on
+ * another thread that released the GIL, or from a signal handler).
  */
 STATSPROF_API int statsprof_flush(statsprof *p);
 

@@ -508,7 +508,12 @@ int statsprof_reopen(statsprof *p) {
 
 int statsprof_flush(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_flush: NULL profiler");
+  /* It waits with the GIL released: unmarked, another thread's destroy
+   * freed the writers under that wait (a crash when the wait ended). */
+  int rc = statsprof__enter(p, "statsprof_flush");
+  if (rc) return rc;
   statsprof__writers_drain(&p->writers);
+  statsprof__leave(p);
   return 0;
 }
 
@@ -636,7 +641,7 @@ static int stop_locked(statsprof *p) {
   if (statsprof__python_alive(p)) statsprof__threading_hook(p, 0);
   /* The last interval goes out now: a clean stop loses nothing. */
   int rc = emit_interval(p, 1);
-  statsprof_flush(p);
+  statsprof__writers_drain(&p->writers);
   if (!rc) rc = take_hook_oom(p, "statsprof_stop");
   return rc;
 }
@@ -683,6 +688,10 @@ int statsprof_frame_mark(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_frame_mark: NULL profiler");
   if (foreign_interp(p, "statsprof_frame_mark")) return STATSPROF_ESTATE;
   if (p->busy) return 0; /* called from inside another call */
+  /* A spike's sinks may release the GIL (on_full=block, a writer=sync sink
+   * running Python): unmarked, another thread's destroy freed the profiler
+   * under this call. */
+  p->busy = 1;
   int64_t now = statsprof__mono_ns();
   uint64_t spike_ns;
   int rc = statsprof__frames_end(&p->frames, now, p->running, &spike_ns);
@@ -693,6 +702,7 @@ int statsprof_frame_mark(statsprof *p) {
     rc = emit_spike(p, spike_ns);
   statsprof__frames_begin(&p->frames, now);
   statsprof__monitoring_fast_update(p); /* frame tracking is on: touches need the slow path */
+  statsprof__leave(p);
   return rc;
 }
 

@@ -273,6 +273,120 @@ TEST(Writer, DefaultLogToAStderrNobodyReadsDoesNotHang) {
   EXPECT_EQ(problems, "");
 }
 
+// ---- destroy on another thread while a call waits for a sink ---------------
+
+const char kRefused[] = "statsprof_destroy: called while another call on this profiler runs";
+
+// statsprof_flush waits for the sinks with the GIL released but did not
+// mark the profiler busy: another thread's destroy freed it under the wait,
+// and the flush went on in freed memory when its wait ended (a standalone
+// host doing this died of SIGSEGV in 3 runs of 3; here the destroy went
+// through). The destroy is refused now, as during every other call, and
+// the profiler is destroyed once the flush is done.
+TEST(Writer, DestroyOnAnotherThreadWhileFlushWaitsIsRefused) {
+  void *ns = pyh::Exec(kProgram);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pyh::LogLines log;
+    GateSink stuck;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;interval=1h;stop_timeout=2s", &p) != 0) return std::string("create failed");
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
+    statsprof_add_sink(p, &kGateOps, &stuck);
+    statsprof_start(p);
+    pyh::Call(ns, "g");
+    statsprof_emit_now(p);  // into emit, stuck: flush waits its whole stop_timeout
+    std::atomic<bool> entered{false}, flushed{false};
+    std::atomic<int> flush_rc{1};
+    std::thread flusher([&] {
+      PyGILState_STATE g = PyGILState_Ensure();
+      entered = true;
+      flush_rc = statsprof_flush(p);  // holds the GIL until its wait releases it
+      flushed = true;
+      PyGILState_Release(g);
+    });
+    Py_BEGIN_ALLOW_THREADS;
+    while (!entered) usleep(1000);
+    Py_END_ALLOW_THREADS;  // the GIL back: the flusher is inside its wait now
+    bool during = !flushed;
+    statsprof_destroy(p);
+    pr.Check(during, "the flush had ended before destroy");
+    pr.Check(log.Has(kRefused), "destroy was not refused during the flush:\n" + log.All());
+    Py_BEGIN_ALLOW_THREADS;
+    flusher.join();
+    Py_END_ALLOW_THREADS;
+    pr.Check(flush_rc == 0, "flush returned " + std::to_string(flush_rc));
+    statsprof_destroy(p);  // now it goes: the stuck sink is abandoned
+    log.dead = true;
+    stuck.open = true;
+    pr.Check(Eventually([&] { return stuck.closes == 1; }), "the abandoned sink was never closed");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// A writer=sync sink that runs Python (here time.sleep, as a Python logger
+// might) releases the GIL inside statsprof_frame_mark's spike record, which
+// did not mark the profiler busy either: another thread's destroy freed it
+// and frame_mark went on in freed memory (ASan: heap-use-after-free in
+// statsprof__writers_emit; without ASan the destroy simply succeeded).
+struct PySleepSink {
+  std::atomic<bool> in_spike{false};
+  std::atomic<int> closes{0};
+};
+
+int PySleepEmit(void *ctx, const statsprof_stats_profile *rec) {
+  auto *s = static_cast<PySleepSink *>(ctx);
+  if (rec->kind != STATSPROF_RECORD_SPIKE) return 0;
+  s->in_spike = true;
+  return PyRun_SimpleString("import time\ntime.sleep(0.2)\n") == 0 ? 0 : STATSPROF_EIO;
+}
+
+void PySleepClose(void *ctx) { static_cast<PySleepSink *>(ctx)->closes++; }
+
+const statsprof_sink_ops kPySleepOps = {STATSPROF_SINK_VERSION, "pysleep", PySleepEmit, nullptr, PySleepClose,
+                                        nullptr};
+
+TEST(Writer, DestroyOnAnotherThreadWhileASpikesSyncSinkRunsPythonIsRefused) {
+  void *ns = pyh::Exec(kProgram);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pyh::LogLines log;
+    PySleepSink sink;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;writer=sync;interval=1h;budget=1ns;max_spikes_per_min=100000", &p) != 0)
+      return std::string("create failed");
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
+    statsprof_add_sink(p, &kPySleepOps, &sink);
+    statsprof_start(p);
+    statsprof_frame_mark(p);
+    std::atomic<bool> destroyed{false};
+    std::thread destroyer([&] {
+      while (!sink.in_spike) usleep(1000);
+      PyGILState_STATE g = PyGILState_Ensure();  // while the sink sleeps in Python
+      statsprof_destroy(p);
+      destroyed = true;
+      PyGILState_Release(g);
+    });
+    pyh::Call(ns, "g");
+    int rc = statsprof_frame_mark(p);  // a spike: the sink runs Python, the destroyer gets the GIL
+    pr.Check(rc == 1, "frame_mark returned " + std::to_string(rc));
+    Py_BEGIN_ALLOW_THREADS;
+    destroyer.join();
+    Py_END_ALLOW_THREADS;
+    pr.Check(destroyed, "the destroyer did not finish");
+    pr.Check(log.Has(kRefused), "destroy was not refused during frame_mark:\n" + log.All());
+    pr.Check(sink.closes == 0, "the sink was closed during frame_mark");
+    statsprof_destroy(p);
+    log.dead = true;
+    pr.Check(sink.closes == 1, "closes " + std::to_string(sink.closes));
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
 // ---- fork ------------------------------------------------------------------
 
 // A sink that appends "writer_pid record_pid seq" per record to a file
