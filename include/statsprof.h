@@ -133,6 +133,9 @@ STATSPROF_API int statsprof_start(statsprof *p);
  * out of memory since the last snapshot or stop (see
  * statsprof_set_allocator).
  * Requires the GIL while the interpreter runs. Stopping twice is a no-op.
+ * With trigger=timer, a record the timer's thread is handing to the sinks
+ * (waiting for room under on_full=block, or in a writer=sync sink) is
+ * finished first, with the GIL released (so for destroy).
  */
 STATSPROF_API int statsprof_stop(statsprof *p);
 

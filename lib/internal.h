@@ -798,6 +798,9 @@ int statsprof__timer_after_fork(statsprof__timer *t);
  * `config` (each part gets its slice at create). Unless a field says
  * otherwise, it is touched under the GIL by the thread running a public
  * call or the timer's tick, and calls on one profiler never nest (busy). */
+#define STATSPROF__BUSY_CALL 1
+#define STATSPROF__BUSY_TIMER 2
+
 struct statsprof {
   /* The event source (hook.c, tstates.c): its own struct, above. */
   statsprof__source src;
@@ -817,7 +820,8 @@ struct statsprof {
   statsprof__writers writers;     /* the sinks (writer.c); their threads bump errors */
 
   /* The handle's own (profiler.c). */
-  int busy;           /* a public call is running: calls never nest */
+  int busy;           /* a public call (BUSY_CALL) or the timer's record (BUSY_TIMER) runs: calls never nest */
+  int timer_joining;  /* stop or destroy waits for the timer's record (profiler.c) */
   uint64_t next_tick; /* ticks value when the next record is due */
   uint64_t next_due;  /* the earlier of next_tick and a duty boundary */
   uint64_t interval_ticks;

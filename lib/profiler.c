@@ -237,9 +237,11 @@ static void plan_next(statsprof *p) {
  * find it half-changed. Such a call fails with STATSPROF_ESTATE (tick and
  * frame_mark just return 0); all of them hold the GIL, so a plain flag
  * does. */
+static int held(const statsprof *p) { return p->busy || p->timer_joining; }
+
 int statsprof__enter(statsprof *p, const char *fn) {
-  if (!p->busy) {
-    p->busy = 1;
+  if (!held(p)) {
+    p->busy = STATSPROF__BUSY_CALL;
     return 0;
   }
   return statsprof__error(p, STATSPROF_ESTATE,
@@ -249,6 +251,20 @@ int statsprof__enter(statsprof *p, const char *fn) {
 }
 
 void statsprof__leave(statsprof *p) { p->busy = 0; }
+
+/* The timer thread's record holds the profiler (BUSY_TIMER) while it waits
+ * with the GIL released (on_full=block, a writer=sync sink running Python).
+ * Stop and destroy found it busy and failed: destroy left the profiler
+ * running, its hook, timer and writer threads alive (and the Python
+ * package's close() let go of it so). They stop the timer first instead,
+ * whose join waits for that record, GIL released; timer_joining keeps
+ * every other call, a destroy above all, out meanwhile. */
+static void finish_timer_record(statsprof *p) {
+  if (p->busy != STATSPROF__BUSY_TIMER || p->timer_joining) return;
+  p->timer_joining = 1;
+  statsprof__timer_stop(&p->timer);
+  p->timer_joining = 0;
+}
 
 /* Only the main interpreter is profiled: what the sources make (the
  * co_extra index, the hook's types, the sys.monitoring tool, the
@@ -556,8 +572,8 @@ static int emit_due_locked(statsprof *p, int from_timer) {
 
 /* What tick does when a record is due: pick up new threads, emit. GIL. */
 static int emit_due(statsprof *p, int from_timer) {
-  if (p->busy) return 0; /* the call in progress finishes first */
-  p->busy = 1;
+  if (held(p)) return 0; /* the call in progress finishes first */
+  p->busy = from_timer ? STATSPROF__BUSY_TIMER : STATSPROF__BUSY_CALL;
   int rc = emit_due_locked(p, from_timer);
   statsprof__leave(p);
   return rc;
@@ -649,6 +665,7 @@ static int stop_locked(statsprof *p) {
 int statsprof_stop(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_stop: NULL profiler");
   if (foreign_interp(p, "statsprof_stop")) return STATSPROF_ESTATE;
+  finish_timer_record(p);
   int rc = statsprof__enter(p, "statsprof_stop");
   if (rc) return rc;
   host_exc exc = host_exc_take();
@@ -687,11 +704,11 @@ static int emit_spike(statsprof *p, uint64_t frame_ns) {
 int statsprof_frame_mark(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_frame_mark: NULL profiler");
   if (foreign_interp(p, "statsprof_frame_mark")) return STATSPROF_ESTATE;
-  if (p->busy) return 0; /* called from inside another call */
+  if (held(p)) return 0; /* called from inside another call */
   /* A spike's sinks may release the GIL (on_full=block, a writer=sync sink
    * running Python): unmarked, another thread's destroy freed the profiler
    * under this call. */
-  p->busy = 1;
+  p->busy = STATSPROF__BUSY_CALL;
   int64_t now = statsprof__mono_ns();
   uint64_t spike_ns;
   int rc = statsprof__frames_end(&p->frames, now, p->running, &spike_ns);
@@ -728,13 +745,14 @@ void statsprof_destroy(statsprof *p) {
                              "(destroy it from the main interpreter)");
     return;
   }
-  if (p->busy) {
+  finish_timer_record(p);
+  if (held(p)) {
     /* Freeing it under the call in progress would crash that call. */
     statsprof__logf(&p->log, "statsprof_destroy: called while another call on this profiler runs (from a "
                              "signal handler?); the profiler is left alive");
     return;
   }
-  p->busy = 1;
+  p->busy = STATSPROF__BUSY_CALL;
   host_exc exc = host_exc_take();
   stop_locked(p);
   free_all(p);

@@ -7,9 +7,14 @@
 #include <Python.h>
 
 
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
 
+#include "child.h"
 #include "collect_sink.h"
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -93,6 +98,68 @@ TEST(Timer, ARestartedProfilerGetsItsTimerBack) {
   EXPECT_EQ(CallsOfF(sink.Take()), uint64_t(steps) * 3);
   statsprof_destroy(p);
   EXPECT_EQ(sink.closes, 1);
+  pyh::Release(ns);
+}
+
+// A sink whose emit waits until `open`.
+struct Gate {
+  std::atomic<bool> open{false};
+  std::atomic<int> closes{0};
+  static int Emit(void *ctx, const statsprof_stats_profile *) {
+    while (!static_cast<Gate *>(ctx)->open) usleep(1000);
+    return 0;
+  }
+  static void Close(void *ctx) { static_cast<Gate *>(ctx)->closes++; }
+};
+const statsprof_sink_ops kGateOps = {STATSPROF_SINK_VERSION, "gate", Gate::Emit, nullptr, Gate::Close, nullptr};
+
+// Lets the timer run (GIL released) until its record holds the profiler
+// while it waits for room, GIL released: a stuck sink and on_full=block.
+// Holding the GIL, the caller then knows the timer is inside that wait.
+bool UntilTimerWaits(statsprof *p) {
+  for (int i = 0; i < 60000; i++) {  // a hang guard, not a time limit
+    if (p->busy == STATSPROF__BUSY_TIMER) return true;
+    Py_BEGIN_ALLOW_THREADS;
+    usleep(1000);
+    Py_END_ALLOW_THREADS;
+  }
+  return false;
+}
+
+// The timer's record held the profiler across its wait for room, so a
+// stop then failed with STATSPROF_ESTATE and a destroy was refused, leaving
+// the profiler running with its hook, timer and writer threads (the Python
+// package's close() let go of it so: records kept coming after close). Both
+// now wait for the timer's record by stopping the timer first.
+TEST(Timer, StopAndDestroyWhileTheTimersRecordWaitsForRoomSucceed) {
+  void *ns = pyh::Exec(kSteps, "timer_wait.py");
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pyh::LogLines log;
+    Gate gate;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;trigger=timer;interval=1ms;on_full=block;queue=1;stop_timeout=200ms", &p) != 0)
+      return std::string("create failed");
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
+    statsprof_add_sink(p, &kGateOps, &gate);
+    pr.Check(statsprof_start(p) == 0, "start");
+    pyh::Call(ns, "f");
+    pr.Check(UntilTimerWaits(p), "the timer's record never waited for room");
+    int rc = statsprof_stop(p);
+    pr.Check(rc == 0, "stop returned " + std::to_string(rc) + ": " + statsprof_errmsg(p));
+    pr.Check(!statsprof_is_running(p), "still running after stop");
+    pr.Check(statsprof_start(p) == 0, "start again");
+    pr.Check(UntilTimerWaits(p), "the timer's record never waited for room after the restart");
+    statsprof_destroy(p);
+    pr.Check(pyh::RunPy(pyh::kNoHook) == "", "a hook is still installed after destroy");
+    if (log.Has("left alive")) return pr.text + "destroy was refused:\n" + log.All();
+    log.dead = true;
+    gate.open = true;
+    for (int i = 0; i < 60000 && gate.closes == 0; i++) usleep(1000);  // its emit returns: close on its thread
+    pr.Check(gate.closes == 1, "the abandoned sink was closed " + std::to_string(gate.closes) + " times");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
   pyh::Release(ns);
 }
 
