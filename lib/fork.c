@@ -87,7 +87,7 @@ static void child_reset(statsprof *p) {
   p->snap.seq = 0;
   statsprof__duty_forget(&p->duty);
   p->next_tick = statsprof__ticks() + p->interval_ticks;
-  p->busy = p->timer_joining = 0; /* a call in progress at fork belongs to the parent's thread */
+  p->busy = p->timer_joining = p->timer_deferred = 0; /* a call in progress at fork belongs to the parent's thread */
   if (p->running && statsprof__timer_after_fork(&p->timer))
     statsprof__logf(&p->log, "trigger=timer: cannot start the timer thread in the forked child");
 }

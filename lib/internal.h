@@ -822,6 +822,7 @@ struct statsprof {
   /* The handle's own (profiler.c). */
   int busy;           /* a public call (BUSY_CALL) or the timer's record (BUSY_TIMER) runs: calls never nest */
   int timer_joining;  /* stop or destroy waits for the timer's record (profiler.c) */
+  int timer_deferred; /* the timer skipped a record for a call in progress: its leave kicks the timer */
   uint64_t next_tick; /* ticks value when the next record is due */
   uint64_t next_due;  /* the earlier of next_tick and a duty boundary */
   uint64_t interval_ticks;

@@ -250,7 +250,13 @@ int statsprof__enter(statsprof *p, const char *fn) {
                           fn);
 }
 
-void statsprof__leave(statsprof *p) { p->busy = 0; }
+void statsprof__leave(statsprof *p) {
+  p->busy = 0;
+  if (p->timer_deferred) {
+    p->timer_deferred = 0;
+    statsprof__timer_kick(&p->timer);
+  }
+}
 
 /* The timer thread's record holds the profiler (BUSY_TIMER) while it waits
  * with the GIL released (on_full=block, a writer=sync sink running Python).
@@ -584,6 +590,13 @@ static int emit_due(statsprof *p, int from_timer) {
 static int64_t timer_tick(void *arg) {
   statsprof *p = arg;
   if (!p->running) return p->config.interval_ns;
+  if (held(p)) {
+    /* A call in progress (a flush, a record waiting for room, GIL
+     * released): its leave kicks the timer. Asking again at once, the
+     * timer spun on the GIL for as long as that call waited. */
+    p->timer_deferred = 1;
+    return p->config.interval_ns > 1000000000 ? p->config.interval_ns : 1000000000;
+  }
   emit_due(p, 1);
   uint64_t now = statsprof__ticks();
   return p->next_due > now ? (int64_t)((double)(p->next_due - now) * statsprof__clock_sec_per_tick * 1e9) : 0;
