@@ -438,7 +438,8 @@ STATSPROF_API uint64_t statsprof_dropped(const statsprof *p);
  * together: a sink still busy then is logged and not flushed. Releases the
  * GIL while waiting if the caller holds it. Returns 0, or STATSPROF_ESTATE,
  * flushing nothing, when another call on this profiler is in progress (on
- * another thread that released the GIL, or from a signal handler).
+ * another thread that released the GIL, or from a signal handler) or when
+ * called from a sub-interpreter (see Threading above).
  */
 STATSPROF_API int statsprof_flush(statsprof *p);
 

@@ -530,6 +530,9 @@ int statsprof_reopen(statsprof *p) {
 
 int statsprof_flush(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_flush: NULL profiler");
+  /* From an interpreter with its own GIL (3.12+) the busy flag below would
+   * race with the main interpreter's calls, a destroy among them. */
+  if (foreign_interp(p, "statsprof_flush")) return STATSPROF_ESTATE;
   /* It waits with the GIL released: unmarked, another thread's destroy
    * freed the writers under that wait (a crash when the wait ended). */
   int rc = statsprof__enter(p, "statsprof_flush");

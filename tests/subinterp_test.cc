@@ -275,6 +275,7 @@ std::string CallsFromSubInterpreter(const std::string &config) {
   ExpectRefused(p, statsprof_start(p), "statsprof_start", &pr);
   ExpectRefused(p, statsprof_frame_mark(p), "statsprof_frame_mark", &pr);
   ExpectRefused(p, statsprof_reset(p), "statsprof_reset", &pr);
+  ExpectRefused(p, statsprof_flush(p), "statsprof_flush", &pr);
   ExpectRefused(p, statsprof_stop(p), "statsprof_stop", &pr);
   pr.Check(statsprof_is_running(p), "stop from a sub-interpreter stopped the profiler");
   // destroy cannot fail: it leaves the profiler alive and logs why.
