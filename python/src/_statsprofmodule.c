@@ -173,19 +173,48 @@ static PyObject *pstats_dict(const statsprof_stats_profile *s, int subcalls) {
 typedef struct {
   PyObject_HEAD
   statsprof *p;
+  int calls;   /* library calls in progress on this handle (begin/end) */
+  int closing; /* close() came during one: the last to end destroys */
 } ProfilerObject;
 
 static PyTypeObject ProfilerType;
 
 static statsprof *handle(ProfilerObject *self) {
-  if (!self->p) PyErr_SetString(PyExc_ValueError, "the profiler is closed (or was never initialized)");
-  return self->p;
+  if (!self->p || self->closing) PyErr_SetString(PyExc_ValueError, "the profiler is closed (or was never initialized)");
+  return self->closing ? NULL : self->p;
+}
+
+/* A library call may release the GIL (a flush waiting for the sinks,
+ * on_full=block, the Python code that start and stop run), and another
+ * thread or a signal handler may call close() meanwhile. The library
+ * refuses a destroy while a call runs (statsprof_destroy logs it and
+ * leaves the profiler alive), so close() used to let go of a profiler that
+ * kept running: hook installed, sinks and their threads alive. close() now
+ * only marks it, and the last call in progress to end destroys it. */
+static statsprof *begin(ProfilerObject *self) {
+  statsprof *p = handle(self);
+  if (p) self->calls++;
+  return p;
+}
+
+static void destroy_handle(ProfilerObject *self) {
+  statsprof *p = self->p;
+  self->p = NULL;
+  self->closing = 0;
+  statsprof_destroy(p);
+}
+
+static void end(ProfilerObject *self) {
+  if (--self->calls == 0 && self->closing) destroy_handle(self);
 }
 
 /* Accepts any arguments, so subclasses (statsprof.Profile) choose their own. */
 static PyObject *profiler_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
   ProfilerObject *self = (ProfilerObject *)type->tp_alloc(type, 0);
-  if (self) self->p = NULL;
+  if (self) {
+    self->p = NULL;
+    self->calls = self->closing = 0;
+  }
   return (PyObject *)self;
 }
 
@@ -193,20 +222,23 @@ static int profiler_init(ProfilerObject *self, PyObject *args, PyObject *kwds) {
   static char *kwlist[] = {"config", NULL};
   const char *config = "sink=none";
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "|z:Profiler", kwlist, &config)) return -1;
+  if (self->calls) {
+    PyErr_SetString(PyExc_RuntimeError, "Profiler.__init__ while a call on this profiler runs");
+    return -1;
+  }
   statsprof *p;
   int rc = statsprof_create(config, &p);
   if (rc) {
     raise_rc(rc, statsprof_errmsg(NULL));
     return -1;
   }
-  statsprof_destroy(self->p); /* __init__ called again: the new config wins */
+  destroy_handle(self); /* __init__ called again: the new config wins */
   self->p = p;
   return 0;
 }
 
 static void profiler_dealloc(ProfilerObject *self) {
-  statsprof_destroy(self->p);
-  self->p = NULL;
+  destroy_handle(self); /* no call runs: each holds a reference */
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -216,55 +248,49 @@ static PyObject *check(ProfilerObject *self, int rc) {
   Py_RETURN_NONE;
 }
 
-static PyObject *profiler_start(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = handle(self);
-  return p ? check(self, statsprof_start(p)) : NULL;
+/* One library call that returns 0 or an error, between begin and end. */
+static PyObject *call(ProfilerObject *self, int (*fn)(statsprof *)) {
+  statsprof *p = begin(self);
+  if (!p) return NULL;
+  PyObject *r = check(self, fn(p));
+  end(self);
+  return r;
 }
 
-static PyObject *profiler_stop(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = handle(self);
-  return p ? check(self, statsprof_stop(p)) : NULL;
+/* tick and frame_mark: 1 or 0 as a bool. */
+static PyObject *call_bool(ProfilerObject *self, int (*fn)(statsprof *)) {
+  statsprof *p = begin(self);
+  if (!p) return NULL;
+  int rc = fn(p);
+  PyObject *r = rc < 0 ? raise_rc(rc, statsprof_errmsg(p)) : PyBool_FromLong(rc);
+  end(self);
+  return r;
 }
+
+static PyObject *profiler_start(ProfilerObject *self, PyObject *unused) { return call(self, statsprof_start); }
+
+static PyObject *profiler_stop(ProfilerObject *self, PyObject *unused) { return call(self, statsprof_stop); }
 
 static PyObject *profiler_close(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = self->p;
-  self->p = NULL;
-  statsprof_destroy(p);
+  if (self->calls) self->closing = 1; /* the call in progress destroys it as it ends */
+  else destroy_handle(self);
   Py_RETURN_NONE;
 }
 
-static PyObject *profiler_reset(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = handle(self);
-  return p ? check(self, statsprof_reset(p)) : NULL;
-}
+static PyObject *profiler_reset(ProfilerObject *self, PyObject *unused) { return call(self, statsprof_reset); }
 
-static PyObject *profiler_emit_now(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = handle(self);
-  return p ? check(self, statsprof_emit_now(p)) : NULL;
-}
+static PyObject *profiler_emit_now(ProfilerObject *self, PyObject *unused) { return call(self, statsprof_emit_now); }
 
 static PyObject *profiler_attach_thread(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = handle(self);
-  return p ? check(self, statsprof_attach_thread(p)) : NULL;
+  return call(self, statsprof_attach_thread);
 }
 
-static PyObject *profiler_flush(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = handle(self);
-  return p ? check(self, statsprof_flush(p)) : NULL;
-}
+static PyObject *profiler_flush(ProfilerObject *self, PyObject *unused) { return call(self, statsprof_flush); }
 
-static PyObject *profiler_tick(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = handle(self);
-  if (!p) return NULL;
-  int rc = statsprof_tick(p);
-  return rc < 0 ? raise_rc(rc, statsprof_errmsg(p)) : PyBool_FromLong(rc);
-}
+static PyObject *profiler_tick(ProfilerObject *self, PyObject *unused) { return call_bool(self, statsprof_tick); }
 
 static PyObject *profiler_frame_mark(ProfilerObject *self, PyObject *unused) {
-  statsprof *p = handle(self);
-  if (!p) return NULL;
-  int rc = statsprof_frame_mark(p);
-  return rc < 0 ? raise_rc(rc, statsprof_errmsg(p)) : PyBool_FromLong(rc);
+  return call_bool(self, statsprof_frame_mark);
 }
 
 static PyObject *profiler_is_running(ProfilerObject *self, PyObject *unused) {
@@ -281,19 +307,23 @@ static PyObject *profiler_dropped(ProfilerObject *self, PyObject *unused) {
 
 /* Takes a snapshot (all threads, or one) or returns NULL with an exception. */
 static statsprof_stats_profile *take(ProfilerObject *self, int delta, PyObject *thread_id) {
-  statsprof *p = handle(self);
+  statsprof *p = begin(self);
   if (!p) return NULL;
   statsprof_snapshot_mode mode = delta ? STATSPROF_DELTA : STATSPROF_CUMULATIVE;
   statsprof_stats_profile *s = NULL;
   int rc;
   if (thread_id && thread_id != Py_None) {
     unsigned long long tid = PyLong_AsUnsignedLongLong(thread_id);
-    if (tid == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    if (tid == (unsigned long long)-1 && PyErr_Occurred()) {
+      end(self);
+      return NULL;
+    }
     rc = statsprof_snapshot_thread(p, mode, (uint64_t)tid, &s);
   } else {
     rc = statsprof_snapshot(p, mode, &s);
   }
   if (rc) raise_rc(rc, statsprof_errmsg(p));
+  end(self);
   return rc ? NULL : s;
 }
 
@@ -327,8 +357,8 @@ static PyMethodDef profiler_methods[] = {
      "stop()\n--\n\nRemoves the hook, counting frames still open as returning now, and "
      "emits a last delta record (statsprof_stop)."},
     {"close", (PyCFunction)profiler_close, METH_NOARGS,
-     "close()\n--\n\nStops, flushes and closes the sinks and frees the profiler now; "
-     "later calls raise ValueError."},
+     "close()\n--\n\nStops, flushes and closes the sinks and frees the profiler now (or, "
+     "while another thread's call on it runs, as that call ends); later calls raise ValueError."},
     {"reset", (PyCFunction)profiler_reset, METH_NOARGS, "reset()\n--\n\nForgets all counts."},
     {"tick", (PyCFunction)profiler_tick, METH_NOARGS,
      "tick()\n--\n\nEmits a delta record when the configured interval has passed; "
@@ -398,25 +428,11 @@ static PyObject *control_run(ControlObject *c, Py_ssize_t nargs, PyObject *kwnam
     return NULL;
   }
   ProfilerObject *self = (ProfilerObject *)c->self;
-  statsprof *p = handle(self);
-  if (!p) return NULL;
-  switch (c->op) {
-    case OP_START: return check(self, statsprof_start(p));
-    case OP_STOP: return check(self, statsprof_stop(p));
-    case OP_ENTER: {
-      PyObject *r = check(self, statsprof_start(p));
-      if (!r) return NULL;
-      Py_DECREF(r);
-      return Py_NewRef((PyObject *)self);
-    }
-    case OP_EXIT: {
-      PyObject *r = check(self, statsprof_stop(p));
-      if (!r) return NULL;
-      Py_DECREF(r);
-      Py_RETURN_FALSE; /* never swallows the exception */
-    }
-  }
-  Py_RETURN_NONE;
+  PyObject *r = call(self, c->op == OP_START || c->op == OP_ENTER ? statsprof_start : statsprof_stop);
+  if (!r || c->op == OP_START || c->op == OP_STOP) return r;
+  Py_DECREF(r);
+  if (c->op == OP_ENTER) return Py_NewRef((PyObject *)self);
+  Py_RETURN_FALSE; /* __exit__ never swallows the exception */
 }
 
 static PyObject *control_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,

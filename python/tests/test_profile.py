@@ -946,6 +946,60 @@ class ProfilerTest(unittest.TestCase):
         self.assertEqual(p.dropped(), 0)
 
 
+class CloseDuringACallTest(unittest.TestCase):
+    """close() while another thread's call waits with the GIL released: the
+    library refuses to destroy a profiler under a call in progress, and
+    close() used to let go of it anyway, leaving it running (hook
+    installed, sinks and their threads alive). Run in a subprocess: the
+    old code leaked that hook into everything after it."""
+
+    SCRIPT = textwrap.dedent("""\
+        import fcntl, os, sys, threading
+        import statsprof
+        sys.setswitchinterval(1000)  # the GIL changes hands only when released
+        path = os.path.join(sys.argv[1], "c.jsonl")
+        p = statsprof.Profiler(config="sink=jsonl:" + path + ";stop_timeout=2s")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # each write now waits 1 s for the lock
+        p.start()
+        def f(): pass
+        for i in range(3):
+            f()
+            p.emit_now()
+        entered = threading.Event()
+        result = []
+        def flusher():
+            entered.set()
+            try:
+                result.append(p.flush())  # keeps the GIL until its wait releases it
+            except ValueError as e:
+                result.append(e)
+        t = threading.Thread(target=flusher)
+        t.start()
+        entered.wait()  # the GIL back: the flush is waiting
+        p.close()
+        t.join()
+        os.close(fd)
+        def hooked():
+            if sys.version_info >= (3, 12):
+                return any(sys.monitoring.get_tool(i) for i in (3, 4))
+            return sys.getprofile() is not None
+        print("flush", result, "hook", hooked())
+        """)
+
+    def test_close_while_another_thread_flushes_destroys_when_the_flush_ends(self):
+        with tempfile.TemporaryDirectory() as d:
+            script = os.path.join(d, "close.py")
+            with open(script, "w") as f:
+                f.write(self.SCRIPT)
+            pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
+            r = subprocess.run([sys.executable, script, d], env=dict(os.environ, PYTHONPATH=pkg_root),
+                               capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "flush [None] hook False", r.stderr)
+        self.assertNotIn("left alive", r.stderr)
+
+
 class CommandLineTest(unittest.TestCase):
     SCRIPT = textwrap.dedent("""\
         import sys
