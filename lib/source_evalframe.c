@@ -57,6 +57,7 @@
  * variable. */
 #define Py_BUILD_CORE_MODULE 1
 
+#include <pthread.h>
 #include <stdio.h>
 
 #include "hotpath.h"
@@ -182,7 +183,57 @@ static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState
 }
 #endif
 
+#if PY_VERSION_HEX < 0x030C0000
+/* 3.11 runs a Python call inside the calling evaluation (no C recursion)
+ * only while no frame-evaluation function is installed; with ours each
+ * Python call is a C call into _PyEval_EvalFrameDefault, and 3.11 has no C
+ * recursion limit. A program that raised sys.setrecursionlimit and
+ * recursed 20000 frames deep, which runs without a profiler and under
+ * cProfile, overflowed an 8 MB stack: SIGSEGV (3.11.7). An evaluation that
+ * would start in the last part of its thread's stack is refused with
+ * RecursionError instead, as 3.12's C recursion limit refuses it, leaving
+ * the frame as _PyEval_EvalFrameDefault leaves it when its own recursion
+ * check fails at the start. Only on the thread's own stack: a host that
+ * runs Python on a stack of its own (a coroutine library's) is not
+ * checked. */
+static _Thread_local uintptr_t ef_stack_lo, ef_stack_floor = UINTPTR_MAX; /* MAX: not looked up yet */
+
+static __attribute__((noinline, cold)) int ef_stack_low(uintptr_t sp) {
+  if (ef_stack_floor == UINTPTR_MAX) {
+    pthread_attr_t a;
+    void *addr = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+      if (pthread_attr_getstack(&a, &addr, &size) != 0) size = 0;
+      pthread_attr_destroy(&a);
+    }
+    /* What the refused evaluation's caller still needs below us: a
+     * quarter of the stack, at most 256 KiB. Unknown bounds: never. */
+    size_t margin = size / 4 < 256 * 1024 ? size / 4 : 256 * 1024;
+    ef_stack_lo = size ? (uintptr_t)addr : 0;
+    ef_stack_floor = size ? (uintptr_t)addr + margin : 0;
+  }
+  return sp >= ef_stack_lo && sp < ef_stack_floor;
+}
+
+static inline int ef_stack_ok(void) {
+  uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+  return __builtin_expect(sp >= ef_stack_floor, 1) || !ef_stack_low(sp);
+}
+
+static __attribute__((noinline, cold)) PyObject *ef_refuse(void) {
+  PyErr_SetString(PyExc_RecursionError,
+                  "maximum recursion depth exceeded: no C stack left (under statsprof's builtins=off source "
+                  "on Python 3.11 each Python call is a C call)");
+  return NULL;
+}
+#else
+static inline int ef_stack_ok(void) { return 1; } /* CPython 3.12+ checks the C stack itself */
+static inline PyObject *ef_refuse(void) { return NULL; }
+#endif
+
 static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int throwflag) {
+  if (__builtin_expect(!ef_stack_ok(), 0)) return ef_refuse();
   statsprof *p = g_ef;
   statsprof__thread *t;
   if (__builtin_expect(!p || !ef_is_call(ts, frame, throwflag), 0) || !(t = statsprof__tls_thread(p)))

@@ -11,6 +11,7 @@
 
 #include <iterator>
 
+#include "child.h"
 #include "lib_internal.h"
 #include "pyharness.h"
 
@@ -391,5 +392,53 @@ def main():
   pyh::Release(ns);
 }
 
-}  // namespace
+// 3.11 inlines a Python call into its caller's evaluation only while no
+// frame-evaluation function is installed: under this source each call is a
+// C call, and 3.11 has no C recursion limit. A program that raised its
+// recursion limit and recursed deep, fine without a profiler and under
+// cProfile, overflowed its thread's C stack (SIGSEGV, 3.11.7: this child
+// died of signal 11). It gets RecursionError now, as 3.12's C recursion
+// limit gives it; where another source runs, the recursion just completes.
+TEST(EvalFrame, DeepRecursionUnderARaisedLimitNeverOverflowsTheCStack) {
+  void *ns = pyh::Exec(R"(
+import sys, threading
+def down(n):
+    return 0 if n == 0 else down(n - 1) + 1
+def main():
+    result = []
+    def run():
+        try:
+            result.append(str(down(200000)))
+        except RecursionError as e:
+            result.append(str(e))
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(210000)
+    threading.stack_size(16 << 20)  # 200000 C calls of ~500 bytes do not fit
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(0)
+        sys.setrecursionlimit(old)
+    return result[0]
+)");
+  std::string problems = child::Run([&] {
+    statsprof *p = Make("sink=none;builtins=off");
+    if (!p || statsprof_start(p) != 0) return std::string("start: ") + statsprof_errmsg(p);
+    PyObject *fn = PyDict_GetItemString(static_cast<PyObject *>(ns), "main");
+    PyObject *r = fn ? PyObject_CallNoArgs(fn) : nullptr;
+    std::string got = r && PyUnicode_Check(r) ? PyUnicode_AsUTF8(r) : "main() raised: " + pyh::TakeError();
+    Py_XDECREF(r);
+    statsprof_stop(p);
+    bool evalframe = p->config.source == STATSPROF__SOURCE_EVALFRAME;
+    statsprof_destroy(p);
+    if (evalframe && PY_VERSION_HEX < 0x030C0000)
+      return got.find("no C stack left") != std::string::npos ? std::string() : "want RecursionError, got " + got;
+    return got == "200000" ? std::string() : "want 200000, got " + got;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
 
+}  // namespace
