@@ -791,6 +791,8 @@ void statsprof__timer_atfork(statsprof__timer *t, int phase);
 /* In a forked child, once Python is whole: a new thread if the parent had
  * one. -1 when it could not start. GIL. */
 int statsprof__timer_after_fork(statsprof__timer *t);
+/* Nonzero on the timer's own thread (a writer=sync sink run by its tick). */
+int statsprof__timer_is_self(const statsprof__timer *t);
 
 /* ---- the handle -------------------------------------------------------- */
 

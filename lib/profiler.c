@@ -266,7 +266,10 @@ void statsprof__leave(statsprof *p) {
  * whose join waits for that record, GIL released; timer_joining keeps
  * every other call, a destroy above all, out meanwhile. */
 static void finish_timer_record(statsprof *p) {
-  if (p->busy != STATSPROF__BUSY_TIMER || p->timer_joining) return;
+  /* On the timer's own thread (its record's writer=sync sink) the record
+   * is this call's caller: it cannot be waited for, and stopping the timer
+   * would only leave it unjoined and the profiler without records. */
+  if (p->busy != STATSPROF__BUSY_TIMER || p->timer_joining || statsprof__timer_is_self(&p->timer)) return;
   p->timer_joining = 1;
   statsprof__timer_stop(&p->timer);
   p->timer_joining = 0;

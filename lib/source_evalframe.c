@@ -196,7 +196,10 @@ static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState
  * check fails at the start. Only on the thread's own stack: a host that
  * runs Python on a stack of its own (a coroutine library's) is not
  * checked. */
-static _Thread_local uintptr_t ef_stack_lo, ef_stack_floor = UINTPTR_MAX; /* MAX: not looked up yet */
+/* initial-exec, as statsprof__tls (hook.c): read on every evaluation, so
+ * no __tls_get_addr call when the library is in a shared object. */
+static __thread uintptr_t ef_stack_lo __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t ef_stack_floor __attribute__((tls_model("initial-exec"))) = UINTPTR_MAX; /* not looked up yet */
 
 static __attribute__((noinline, cold)) int ef_stack_low(uintptr_t sp) {
   if (ef_stack_floor == UINTPTR_MAX) {

@@ -159,6 +159,10 @@ void statsprof__timer_kick(statsprof__timer *t) {
   pthread_mutex_unlock(&t->lock);
 }
 
+int statsprof__timer_is_self(const statsprof__timer *t) {
+  return t->running && t->pid == getpid() && pthread_equal(t->thread, pthread_self());
+}
+
 void statsprof__timer_stop(statsprof__timer *t) {
   if (!t->running) return;
   t->running = 0;

@@ -164,6 +164,52 @@ TEST(Timer, StopAndDestroyWhileTheTimersRecordWaitsForRoomSucceed) {
   pyh::Release(ns);
 }
 
+// A writer=sync sink that stops its own profiler from the timer's record:
+// that stop runs on the timer's thread, inside the record, so it fails
+// (STATSPROF_ESTATE, the record holds the profiler) and must leave the
+// timer running: stopping it there would join the timer's own thread
+// (refused) and leave the profiler running with no timer and no records.
+struct StopFromSink {
+  statsprof *p = nullptr;
+  std::atomic<int> emits{0}, stop_rc{1};
+  static int Emit(void *ctx, const statsprof_stats_profile *) {
+    auto *s = static_cast<StopFromSink *>(ctx);
+    if (s->emits++ == 0) s->stop_rc = statsprof_stop(s->p);
+    return 0;
+  }
+};
+const statsprof_sink_ops kStopFromSinkOps = {STATSPROF_SINK_VERSION, "stopper", StopFromSink::Emit, nullptr, nullptr,
+                                              nullptr};
+
+TEST(Timer, StopFromTheTimersOwnRecordFailsAndTheTimerRuns) {
+  void *ns = pyh::Exec(kSteps, "timer_self_stop.py");
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pyh::LogLines log;
+    StopFromSink sink;
+    if (statsprof_create("sink=none;trigger=timer;interval=5ms;writer=sync", &sink.p) != 0)
+      return std::string("create failed");
+    statsprof_set_log(sink.p, pyh::LogLines::Fn, &log);
+    statsprof_add_sink(sink.p, &kStopFromSinkOps, &sink);
+    pr.Check(statsprof_start(sink.p) == 0, "start");
+    PyObject *step = PyDict_GetItemString(static_cast<PyObject *>(ns), "step");
+    for (int i = 0; i < 2000 && sink.emits < 5; i++) {  // a hang guard, not a time limit
+      PyObject *r = PyObject_CallFunction(step, "i", 10);
+      Py_XDECREF(r);
+    }
+    pr.Check(sink.stop_rc == STATSPROF_ESTATE, "stop inside the timer's record returned " +
+                                                   std::to_string(sink.stop_rc.load()));
+    pr.Check(sink.emits >= 5, "the timer stopped cutting records after the sink's stop (" +
+                                  std::to_string(sink.emits.load()) + " records)");
+    pr.Check(statsprof_is_running(sink.p), "not running");
+    statsprof_destroy(sink.p);
+    pr.Check(pyh::RunPy(pyh::kNoHook) == "", "a hook is still installed after destroy");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
 // Raw allocations made off the main thread: each PyGILState_Ensure of the
 // timer's thread makes a thread state there (and its Release frees it).
 std::atomic<long> g_off_main{0};
