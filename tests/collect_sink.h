@@ -2,7 +2,12 @@
 // made slow or failing.
 #pragma once
 
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -92,3 +97,36 @@ inline statsprof *StartCollecting(const char *config, CollectSink *sink) {
   EXPECT_EQ(statsprof_start(p), 0);
   return p;
 }
+
+// A host sink whose emit waits until `open` (or `delay_us` per record):
+// a stuck or slow sink. It records the seqs it got and whether close ran
+// off the thread that made it (on the sink's own thread).
+struct GateSink {
+  std::atomic<bool> open{false};
+  int delay_us = -1;  // -1: wait for open; else sleep this long
+  std::atomic<int> emits{0}, closes{0};
+  std::atomic<bool> closed_off_main{false};
+  pthread_t main_thread = pthread_self();
+  std::mutex mu;
+  std::vector<uint64_t> seqs;
+
+  static int Emit(void *ctx, const statsprof_stats_profile *rec) {
+    auto *s = static_cast<GateSink *>(ctx);
+    s->emits++;
+    if (s->delay_us >= 0) usleep((useconds_t)s->delay_us);
+    else
+      while (!s->open) usleep(1000);
+    std::lock_guard<std::mutex> g(s->mu);
+    s->seqs.push_back(rec->seq);
+    return 0;
+  }
+  static void Close(void *ctx) {
+    auto *s = static_cast<GateSink *>(ctx);
+    s->closed_off_main = !pthread_equal(pthread_self(), s->main_thread);
+    s->closes++;
+  }
+  static const statsprof_sink_ops *Ops() {
+    static const statsprof_sink_ops ops = {STATSPROF_SINK_VERSION, "stuck", Emit, nullptr, Close, nullptr};
+    return &ops;
+  }
+};

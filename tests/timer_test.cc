@@ -102,18 +102,6 @@ TEST(Timer, ARestartedProfilerGetsItsTimerBack) {
   pyh::Release(ns);
 }
 
-// A sink whose emit waits until `open`.
-struct Gate {
-  std::atomic<bool> open{false};
-  std::atomic<int> closes{0};
-  static int Emit(void *ctx, const statsprof_stats_profile *) {
-    while (!static_cast<Gate *>(ctx)->open) usleep(1000);
-    return 0;
-  }
-  static void Close(void *ctx) { static_cast<Gate *>(ctx)->closes++; }
-};
-const statsprof_sink_ops kGateOps = {STATSPROF_SINK_VERSION, "gate", Gate::Emit, nullptr, Gate::Close, nullptr};
-
 // Lets the timer run (GIL released) until its record holds the profiler
 // while it waits for room, GIL released: a stuck sink and on_full=block.
 // Holding the GIL, the caller then knows the timer is inside that wait.
@@ -137,12 +125,12 @@ TEST(Timer, StopAndDestroyWhileTheTimersRecordWaitsForRoomSucceed) {
   std::string problems = child::Run([&] {
     child::Problems pr;
     pyh::LogLines log;
-    Gate gate;
+    GateSink gate;
     statsprof *p = nullptr;
     if (statsprof_create("sink=none;trigger=timer;interval=1ms;on_full=block;queue=1;stop_timeout=200ms", &p) != 0)
       return std::string("create failed");
     statsprof_set_log(p, pyh::LogLines::Fn, &log);
-    statsprof_add_sink(p, &kGateOps, &gate);
+    statsprof_add_sink(p, GateSink::Ops(), &gate);
     pr.Check(statsprof_start(p) == 0, "start");
     pyh::Call(ns, "f");
     pr.Check(UntilTimerWaits(p), "the timer's record never waited for room");
@@ -237,12 +225,12 @@ TEST(Timer, TimerDoesNotSpinWhileACallWaitsForTheSinks) {
   void *ns = pyh::Exec(kSteps, "timer_spin.py");
   std::string problems = child::Run([&] {
     child::Problems pr;
-    Gate gate;
+    GateSink gate;
     statsprof *p = nullptr;
     if (statsprof_create("sink=none;trigger=timer;interval=1ms;stop_timeout=500ms", &p) != 0)
       return std::string("create failed");
     statsprof_set_log(p, [](void *, const char *) {}, nullptr);
-    statsprof_add_sink(p, &kGateOps, &gate);
+    statsprof_add_sink(p, GateSink::Ops(), &gate);
     statsprof_start(p);
     pyh::Call(ns, "f");
     statsprof_emit_now(p);  // into the gate's emit, stuck: the flush waits its whole stop_timeout

@@ -24,39 +24,10 @@
 #include <vector>
 
 #include "child.h"
+#include "collect_sink.h"
 #include "pyharness.h"
 
 namespace {
-
-// A host sink whose emit waits until `open` (or `delay_us` per record).
-struct GateSink {
-  std::atomic<bool> open{false};
-  int delay_us = -1;  // -1: wait for open; else sleep this long
-  std::atomic<int> emits{0}, closes{0};
-  std::atomic<bool> closed_off_main{false};
-  pthread_t main_thread = pthread_self();
-  std::mutex mu;
-  std::vector<uint64_t> seqs;
-};
-
-int GateEmit(void *ctx, const statsprof_stats_profile *rec) {
-  GateSink *s = static_cast<GateSink *>(ctx);
-  s->emits++;
-  if (s->delay_us >= 0) usleep((useconds_t)s->delay_us);
-  else
-    while (!s->open) usleep(1000);
-  std::lock_guard<std::mutex> g(s->mu);
-  s->seqs.push_back(rec->seq);
-  return 0;
-}
-
-void GateClose(void *ctx) {
-  GateSink *s = static_cast<GateSink *>(ctx);
-  s->closed_off_main = !pthread_equal(pthread_self(), s->main_thread);
-  s->closes++;
-}
-
-const statsprof_sink_ops kGateOps = {STATSPROF_SINK_VERSION, "stuck", GateEmit, nullptr, GateClose, nullptr};
 
 // Waits (polling) up to 30 s for cond; no timing is asserted, only that it
 // happens at all.
@@ -83,7 +54,7 @@ TEST(Writer, StuckSinkIsAbandonedAfterStopTimeoutAndClosedOnItsThread) {
     statsprof *p = nullptr;
     if (statsprof_create("sink=none;interval=1h;stop_timeout=300ms", &p) != 0) return std::string("create failed");
     statsprof_set_log(p, pyh::LogLines::Fn, &log);
-    pr.Check(statsprof_add_sink(p, &kGateOps, &stuck) == 0, "add stuck");
+    pr.Check(statsprof_add_sink(p, GateSink::Ops(), &stuck) == 0, "add stuck");
     pr.Check(pyh::AddRecordingSink(p, &good) == 0, "add good");
     pr.Check(statsprof_start(p) == 0, "start");
     for (int i = 0; i < 5; i++) {
@@ -140,7 +111,7 @@ TEST(Writer, AbandoningRacesWithEmitsThatFinishAroundTheDeadline) {
       statsprof *p = nullptr;
       if (statsprof_create(config.c_str(), &p) != 0) return std::string("create failed");
       statsprof_set_log(p, pyh::LogLines::Fn, log);
-      statsprof_add_sink(p, &kGateOps, s);
+      statsprof_add_sink(p, GateSink::Ops(), s);
       statsprof_start(p);
       for (int i = 0; i < 1 + round % 4; i++) {
         pyh::Call(ns, "g");
@@ -186,7 +157,7 @@ TEST(Writer, OnFullBlockWaitsAtMostStopTimeout) {
     if (statsprof_create("sink=none;interval=1h;on_full=block;queue=1;stop_timeout=200ms", &p) != 0)
       return std::string("create failed");
     statsprof_set_log(p, pyh::LogLines::Fn, &log);
-    statsprof_add_sink(p, &kGateOps, &stuck);
+    statsprof_add_sink(p, GateSink::Ops(), &stuck);
     statsprof_start(p);
     pyh::Call(ns, "g");
     statsprof_emit_now(p);  // into emit, stuck
@@ -292,7 +263,7 @@ TEST(Writer, DestroyOnAnotherThreadWhileFlushWaitsIsRefused) {
     statsprof *p = nullptr;
     if (statsprof_create("sink=none;interval=1h;stop_timeout=2s", &p) != 0) return std::string("create failed");
     statsprof_set_log(p, pyh::LogLines::Fn, &log);
-    statsprof_add_sink(p, &kGateOps, &stuck);
+    statsprof_add_sink(p, GateSink::Ops(), &stuck);
     statsprof_start(p);
     pyh::Call(ns, "g");
     statsprof_emit_now(p);  // into emit, stuck: flush waits its whole stop_timeout
