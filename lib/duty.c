@@ -116,5 +116,5 @@ void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint
   if (rec->duty > 1) rec->duty = 1;
   if (rec->duty < 0) rec->duty = 0;
   rec->overhead_est = interval > 0 ? d->overhead_s / interval : 0;
-  d->observed_s = d->overhead_s = d->unobserved_s = 0;
+  statsprof__duty_forget(d); /* this record now stands for all of it */
 }
