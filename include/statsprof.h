@@ -246,7 +246,8 @@ typedef struct statsprof_stats_profile {
   uint64_t dropped;  /* records lost to full sink queues so far, all sinks */
   uint64_t overflow_functions; /* functions folded into the overflow entry */
   uint64_t sink_errors; /* records sinks failed to take so far, all sinks */
-  uint64_t spikes_suppressed; /* spikes not emitted so far: over max_spikes_per_min */
+  uint64_t spikes_suppressed; /* spikes not emitted so far: over max_spikes_per_min, or
+                                 marked inside another call (statsprof_frame_mark) */
 
   /* Which thread: 0 and NULL for a record merged over all threads. */
   uint64_t thread_id;
@@ -333,6 +334,12 @@ STATSPROF_API int statsprof_emit_now(statsprof *p);
  * max_spikes_per_min per minute (the rest are counted in later records'
  * spikes_suppressed). Returns 1 when a spike record was emitted, else 0; <0 on
  * error. GIL held.
+ *
+ * A frame marked while another call on the profiler runs (the timer's
+ * record waiting for a full queue or a writer=sync sink, with the GIL
+ * released; a Python callback inside a call) is timed, but its profile is
+ * merged into the next frame's: neither gets a spike record, and when over
+ * budget they count in spikes_suppressed.
  */
 STATSPROF_API int statsprof_frame_mark(statsprof *p);
 

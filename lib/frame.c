@@ -110,20 +110,53 @@ static int spike_allowed(statsprof__frames *f, int64_t now_ns) {
   return 1;
 }
 
+static int over_budget(const statsprof__frames *f, uint64_t ns, int running) {
+  return f->budget_ns && ns > (uint64_t)f->budget_ns && running;
+}
+
 int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns) {
   if (!f->tracking) return 0;
   uint64_t ns = (uint64_t)(now_ns - f->start_ns);
   if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
   f->times[f->ntimes++] = ns;
   *spike_ns = ns;
-  return f->budget_ns && ns > (uint64_t)f->budget_ns && running && !f->lost &&
-         spike_allowed(f, statsprof__wall_ns());
+  if (!over_budget(f, ns, running) || f->lost) return 0;
+  if (f->held) {
+    /* Its touches are those of the frames marked inside it as well. */
+    f->spikes_suppressed++;
+    return 0;
+  }
+  return spike_allowed(f, statsprof__wall_ns());
 }
 
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns) {
   f->tracking = 1;
-  f->no++;
+  f->no += 1 + f->held;
+  f->held = 0;
   f->ntouched_entries = f->ntouched_edges = 0;
   f->lost = 0;
   f->start_ns = now_ns;
+}
+
+/* The host marked a frame while another call held the profiler (the
+ * timer's record waiting for a sink with the GIL released, mostly).
+ * Skipping the mark, as before, merged two frames into one: frame
+ * statistics lost a frame and gained a long one, and two short frames
+ * made a false spike. The frame's time is kept instead. Its touches, and
+ * the spike record that would need them, are not: the holder may be
+ * building a record from the touched lists (pure C under the GIL, so
+ * never interrupted by this call, but its selection points into them),
+ * so they stay with the frame under way, which then covers several
+ * frames and gets no spike record either. Both count as suppressed when
+ * over budget. Only the times and the counters here are written, which
+ * snapshot building reads with the GIL held throughout. */
+int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running) {
+  if (!f->tracking) return 0;
+  uint64_t ns = (uint64_t)(now_ns - f->start_ns);
+  if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
+  f->times[f->ntimes++] = ns;
+  if (over_budget(f, ns, running) && !f->lost) f->spikes_suppressed++;
+  f->held++;
+  f->start_ns = now_ns;
+  return 0;
 }

@@ -501,6 +501,7 @@ typedef struct statsprof__frames {
   int lost;                    /* a touched list could not grow: no spike */
   int oom;                     /* ... sticky, for the next snapshot or stop */
   int64_t start_ns;            /* the current frame's start, monotonic */
+  uint64_t held;               /* frames marked inside the current one (frames_mark_held) */
   uint64_t *times;             /* ns, frames ended in the current interval */
   size_t ntimes, captimes;
   double spike_tokens;         /* token bucket of max_spikes_per_min */
@@ -527,6 +528,9 @@ void statsprof__frame_stats_take(statsprof__frames *f, statsprof_frame_stats *ou
 int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns);
 /* Starts the next frame at now_ns, with nothing touched. */
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
+/* A mark made while another call holds the profiler: ends the frame's
+ * time only (its touches stay with the next frame, see frame.c). */
+int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running);
 
 /* ---- calibrate.c ------------------------------------------------------ */
 

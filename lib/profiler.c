@@ -723,7 +723,13 @@ static int emit_spike(statsprof *p, uint64_t frame_ns) {
 int statsprof_frame_mark(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_frame_mark: NULL profiler");
   if (foreign_interp(p, "statsprof_frame_mark")) return STATSPROF_ESTATE;
-  if (held(p)) return 0; /* called from inside another call */
+  if (held(p)) {
+    /* Inside another call: the frame's time only (frame.c). */
+    if (statsprof__frames_mark_held(&p->frames, statsprof__mono_ns(), p->running) < 0)
+      return statsprof__error_here(p, STATSPROF_ENOMEM, "statsprof_frame_mark: out of memory keeping frame %llu's time",
+                                   (unsigned long long)(p->frames.no + p->frames.held));
+    return 0;
+  }
   /* A spike's sinks may release the GIL (on_full=block, a writer=sync sink
    * running Python): unmarked, another thread's destroy freed the profiler
    * under this call. */

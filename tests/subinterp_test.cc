@@ -171,8 +171,11 @@ void SleepMs(int ms) {
 }
 
 // The main interpreter works and ticks while `body` runs interpreters on a
-// host thread, until that ran 5 of them (at least 20 rounds, at most 400);
-// then joins it. *works counts the calls of work.
+// host thread, until that ran 5 of them (at least 20 rounds); then joins it.
+// *works counts the calls of work. The cap of 20000 rounds (20 s and more)
+// only keeps a host thread that never runs one from hanging the test: 400
+// rounds were too few once under a load of 10, where a sub-interpreter can
+// take longer than 80 of them.
 void Beside(void *(*body)(void *), HostThread *h, PyObject *ns, uint64_t *works, std::string *err,
             child::Problems *pr) {
   pthread_t th;
@@ -180,7 +183,7 @@ void Beside(void *(*body)(void *), HostThread *h, PyObject *ns, uint64_t *works,
     pr->Check(false, "pthread_create");
     return;
   }
-  for (int i = 0; i < 400 && (i < 20 || h->runs < 5); i++) {
+  for (int i = 0; i < 20000 && (i < 20 || h->runs < 5); i++) {
     *err += Call(ns, "work");
     ++*works;
     pr->Check(statsprof_tick(h->p) >= 0, "tick: " + std::string(statsprof_errmsg(h->p)));

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 
@@ -146,6 +147,70 @@ TEST(Timer, StopAndDestroyWhileTheTimersRecordWaitsForRoomSucceed) {
     gate.open = true;
     for (int i = 0; i < 60000 && gate.closes == 0; i++) usleep(1000);  // its emit returns: close on its thread
     pr.Check(gate.closes == 1, "the abandoned sink was closed " + std::to_string(gate.closes) + " times");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// Frames the host marked while the timer's record held the profiler
+// (waiting for room, GIL released) were skipped: the next mark ended one
+// frame as long as all of them, so frame statistics lost frames and gained
+// a long one, and short frames made a false spike. They are now timed; as
+// their touches merge into the frame under way, neither they nor that
+// frame get a spike record (over budget: spikes_suppressed), and the
+// frames after them are numbered and spiked as before.
+TEST(Timer, FramesMarkedWhileTheTimersRecordWaitsAreTimedButNotSpiked) {
+  void *ns = pyh::Exec(kSteps, "timer_frames.py");
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    GateSink gate;
+    CollectSink sink;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;trigger=timer;interval=1ms;on_full=block;queue=1;budget=1ms", &p) != 0)
+      return std::string("create failed");
+    statsprof_add_sink(p, GateSink::Ops(), &gate);
+    statsprof_add_sink(p, CollectSink::Ops(), &sink);
+    pr.Check(statsprof_start(p) == 0, "start");
+    auto mark_after_3ms = [&](bool want_held) {
+      usleep(3000);  // with the GIL: every frame is over the 1 ms budget
+      pr.Check((p->busy == STATSPROF__BUSY_TIMER) == want_held,
+               want_held ? "the timer's record no longer holds the profiler" : "the profiler is held");
+      return statsprof_frame_mark(p);
+    };
+    for (int i = 0; i < 60000 && p->busy; i++) {  // a hang guard, not a time limit
+      Py_BEGIN_ALLOW_THREADS;
+      usleep(100);
+      Py_END_ALLOW_THREADS;
+    }
+    pr.Check(mark_after_3ms(false) == 0, "the first mark");  // frame 1 begins
+    pyh::Call(ns, "f");
+    pr.Check(UntilTimerWaits(p), "the timer's record never waited for room");
+    pyh::Call(ns, "f");
+    pr.Check(mark_after_3ms(true) == 0, "a mark inside the timer's record");  // ends frame 1
+    pr.Check(mark_after_3ms(true) == 0, "a mark inside the timer's record");  // ends frame 2
+    gate.open = true;
+    for (int i = 0; i < 60000 && p->busy; i++) {
+      Py_BEGIN_ALLOW_THREADS;
+      usleep(100);
+      Py_END_ALLOW_THREADS;
+    }
+    pyh::Call(ns, "f");
+    pr.Check(mark_after_3ms(false) == 0, "frame 3, which holds frames 1 and 2's calls, was spiked");
+    pyh::Call(ns, "f");
+    pr.Check(mark_after_3ms(false) == 1, "frame 4, over budget, was not spiked");
+    pr.Check(statsprof_stop(p) == 0, std::string("stop: ") + statsprof_errmsg(p));
+    uint64_t frames = 0, suppressed = 0;
+    std::vector<uint64_t> spiked;
+    for (const CollectedRecord &r : sink.Take()) {
+      if (r.kind == STATSPROF_RECORD_SPIKE) spiked.push_back(r.frame);
+      else frames += r.frames;
+      suppressed = std::max(suppressed, r.spikes_suppressed);
+    }
+    pr.Check(frames == 4, "records counted " + std::to_string(frames) + " frames, want 4");
+    pr.Check(suppressed == 3, std::to_string(suppressed) + " spikes suppressed, want 3 (frames 1, 2 and 3)");
+    pr.Check(spiked == std::vector<uint64_t>{4}, std::to_string(spiked.size()) + " spike records, want frame 4's");
+    statsprof_destroy(p);
     return pr.text;
   });
   EXPECT_EQ(problems, "");
