@@ -2,7 +2,8 @@
  * the situations that used to crash or hang it: C threads entering and
  * leaving Python while records are cut, Python threads that start and exit
  * while the profiler attaches, signal handlers that start and stop the
- * profiler, fork with a timer, start and stop while other threads run Python.
+ * profiler, fork with a timer, start and stop while other threads run Python,
+ * frame markers while a slow sink holds the timer's records.
  * Each scenario exits 0 when it ran through and
  * its counts were right; a crash or a hang is the failure that
  * threadstate_stress_test.cc looks for (it runs every scenario in a
@@ -522,6 +523,99 @@ static int scenario_startstop(const char *mode) {
   return 0;
 }
 
+/* ---- frame markers while the timer's records wait on a stalling sink -- */
+
+/* A host sink that stalls up to 2 ms per record (a slow network, a disk's
+ * retries) and keeps what the records said about frames. */
+typedef struct stall_sink {
+  pthread_mutex_t mu;
+  unsigned seed;
+  uint64_t frames; /* frame_stats.frames over the delta records */
+  uint64_t spikes, last_spike_frame;
+  int out_of_order, closed;
+} stall_sink;
+
+static int stall_emit(void *ctx, const statsprof_stats_profile *rec) {
+  stall_sink *s = ctx;
+  pthread_mutex_lock(&s->mu);
+  long us = rand_r(&s->seed) % 2000;
+  if (rec->kind == STATSPROF_RECORD_SPIKE) {
+    if (rec->frame <= s->last_spike_frame) s->out_of_order = 1;
+    s->last_spike_frame = rec->frame;
+    s->spikes++;
+  } else if (rec->kind == STATSPROF_RECORD_DELTA) {
+    s->frames += rec->frame_stats.frames;
+  }
+  pthread_mutex_unlock(&s->mu);
+  sleep_us(us);
+  return 0;
+}
+
+static void stall_close(void *ctx) {
+  stall_sink *s = ctx;
+  pthread_mutex_lock(&s->mu);
+  s->closed = 1;
+  pthread_mutex_unlock(&s->mu);
+}
+
+static const statsprof_sink_ops kStallOps = {
+    .version = STATSPROF_SINK_VERSION, .name = "stall", .emit = stall_emit, .close = stall_close};
+
+/* The main thread marks frames while two Python threads run and the timer
+ * cuts a record every millisecond into a queue of one, whose sink stalls
+ * up to 2 ms: the timer's record often waits for room, GIL released, and
+ * the marks then come inside it. Every frame must still be counted once
+ * in the delta records (marks - 1: the first mark only starts the first
+ * frame), every spike statsprof_frame_mark reported must arrive, in frame
+ * order, and the host's snapshots meanwhile succeed or say the profiler
+ * is busy. */
+static int scenario_frames_stall(const char *mode) {
+  (void)mode;
+  exec_code(kBusy);
+  call0("start_spinners");
+  for (int i = 0; i < g_iterations; i++) {
+    stall_sink s = {.mu = PTHREAD_MUTEX_INITIALIZER, .seed = (unsigned)i + 1};
+    CHECK(statsprof_create("sink=none;trigger=timer;interval=1ms;on_full=block;queue=1;budget=300us;"
+                           "max_spikes_per_min=100000",
+                           &g_p) == 0,
+          "create: %s", statsprof_errmsg(NULL));
+    CHECK(statsprof_add_sink(g_p, &kStallOps, &s) == 0, "add_sink: %s", statsprof_errmsg(g_p));
+    CHECK(statsprof_start(g_p) == 0, "start: %s", statsprof_errmsg(g_p));
+    uint64_t marks = 0, spiked = 0;
+    for (int k = 0; k < 100; k++) {
+      call0("work");
+      int rc = statsprof_frame_mark(g_p);
+      CHECK(rc == 0 || rc == 1, "frame_mark returned %d: %s", rc, statsprof_errmsg(g_p));
+      marks++;
+      spiked += (uint64_t)rc;
+      if (k % 10 == 5) {
+        PyThreadState *ts = PyEval_SaveThread();
+        sleep_us(300);
+        PyEval_RestoreThread(ts);
+      }
+      if (k % 25 == 0) {
+        statsprof_stats_profile *snap = NULL;
+        int src = statsprof_snapshot(g_p, STATSPROF_CUMULATIVE, &snap);
+        CHECK(src == 0 || src == STATSPROF_ESTATE, "snapshot returned %d: %s", src, statsprof_errmsg(g_p));
+        statsprof_stats_profile_free(snap);
+      }
+    }
+    CHECK(statsprof_stop(g_p) == 0, "stop: %s", statsprof_errmsg(g_p));
+    statsprof_destroy(g_p);
+    g_p = NULL;
+    pthread_mutex_lock(&s.mu);
+    CHECK(s.closed, "run %d: the sink was not closed by destroy", i);
+    CHECK(s.frames == marks - 1, "run %d: the records counted %llu frames, want %llu", i,
+          (unsigned long long)s.frames, (unsigned long long)(marks - 1));
+    CHECK(s.spikes == spiked, "run %d: %llu spike records arrived, frame_mark reported %llu", i,
+          (unsigned long long)s.spikes, (unsigned long long)spiked);
+    CHECK(!s.out_of_order, "run %d: spike records out of frame order", i);
+    pthread_mutex_unlock(&s.mu);
+  }
+  call0("stop_spinners");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -535,6 +629,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(s, "prefork")) rc = scenario_prefork(s);
   else if (!strcmp(s, "thread-records")) rc = scenario_thread_records(s);
   else if (!strncmp(s, "startstop", 9)) rc = scenario_startstop(s);
+  else if (!strcmp(s, "frames-stall")) rc = scenario_frames_stall(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");
