@@ -117,6 +117,10 @@ static int over_budget(const statsprof__frames *f, uint64_t ns, int running) {
 int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns) {
   if (!f->tracking) return 0;
   uint64_t ns = (uint64_t)(now_ns - f->start_ns);
+  /* The next frame starts here. frames_begin follows, after the spike
+   * record, whose writer=sync sinks may run Python that marks a frame
+   * (frames_mark_held) first: that frame starts here too. */
+  f->start_ns = now_ns;
   if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
   f->times[f->ntimes++] = ns;
   *spike_ns = ns;
@@ -130,12 +134,12 @@ int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uin
 }
 
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns) {
+  if (!f->tracking) f->start_ns = now_ns; /* else frames_end or a nested mark set it */
   f->tracking = 1;
   f->no += 1 + f->held;
   f->held = 0;
   f->ntouched_entries = f->ntouched_edges = 0;
   f->lost = 0;
-  f->start_ns = now_ns;
 }
 
 /* The host marked a frame while another call held the profiler (the

@@ -526,7 +526,8 @@ void statsprof__frame_stats_take(statsprof__frames *f, statsprof_frame_stats *ou
  * caller builds that record from the touched lists before frames_begin.
  * STATSPROF_ENOMEM when the frame's time could not be kept. */
 int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns);
-/* Starts the next frame at now_ns, with nothing touched. */
+/* Starts the next frame, with nothing touched: at now_ns for the first
+ * frame, else where frames_end (or a mark nested in its spike) put it. */
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 /* A mark made while another call holds the profiler: ends the frame's
  * time only (its touches stay with the next frame, see frame.c). */

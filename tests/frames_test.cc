@@ -3,6 +3,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
 #include "collect_sink.h"
 #include "pyharness.h"
 
@@ -106,6 +111,57 @@ TEST(Frames, SpikesAreRateLimited) {
   ASSERT_EQ(deltas.size(), 1u);
   EXPECT_EQ(deltas[0].spikes_suppressed, 1u);
   statsprof_destroy(p);
+}
+
+// A writer=sync sink runs on the marking thread, inside frame_mark's spike
+// record, so a mark made from there (a sink written in Python that marks
+// frames) comes inside that call. It ends a frame of its own, which began
+// at the outer mark; the frame after it began there too, so the time
+// between the two marks was counted twice (and made that frame a spike).
+struct MarkFromSpike {
+  statsprof *p = nullptr;
+  int nested_rc = -100;
+  uint64_t frames = 0;
+  double mean_s = 0;
+  std::vector<uint64_t> spikes;
+  static int Emit(void *ctx, const statsprof_stats_profile *r) {
+    auto *s = static_cast<MarkFromSpike *>(ctx);
+    if (r->kind == STATSPROF_RECORD_SPIKE) {
+      s->spikes.push_back(r->frame);
+      if (s->spikes.size() == 1) {
+        usleep(300000);
+        s->nested_rc = statsprof_frame_mark(s->p);  // ends frame 2
+      }
+    } else if (r->kind == STATSPROF_RECORD_DELTA) {
+      s->frames += r->frame_stats.frames;
+      s->mean_s = r->frame_stats.mean_s;
+    }
+    return 0;
+  }
+};
+const statsprof_sink_ops kMarkFromSpikeOps = {STATSPROF_SINK_VERSION, "marker", MarkFromSpike::Emit, nullptr,
+                                               nullptr, nullptr};
+
+TEST(Frames, AMarkFromASpikesSyncSinkEndsAFrameOfItsOwn) {
+  MarkFromSpike sink;
+  ASSERT_EQ(statsprof_create("sink=none;writer=sync;budget=250ms;interval=1h", &sink.p), 0);
+  ASSERT_EQ(statsprof_add_sink(sink.p, &kMarkFromSpikeOps, &sink), 0);
+  ASSERT_EQ(statsprof_start(sink.p), 0);
+  auto t0 = std::chrono::steady_clock::now();  // CLOCK_MONOTONIC, as frame times
+  statsprof_frame_mark(sink.p);                // frame 1 begins
+  usleep(300000);
+  EXPECT_EQ(statsprof_frame_mark(sink.p), 1);  // frame 1 is a spike; its sink ends frame 2
+  EXPECT_EQ(sink.nested_rc, 0);
+  EXPECT_EQ(statsprof_frame_mark(sink.p), 0);  // ends frame 3
+  double between_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(statsprof_emit_now(sink.p), 0);
+  EXPECT_EQ(sink.frames, 3u);
+  // Frames 1 and 2 slept 300 ms each, and all three fit between the first
+  // and the last mark: none counted twice (1e-6: the mean's rounding).
+  EXPECT_GE(sink.mean_s * 3, 0.6);
+  EXPECT_LE(sink.mean_s * 3, between_s + 1e-6);
+  EXPECT_EQ(sink.spikes, std::vector<uint64_t>{1});
+  statsprof_destroy(sink.p);
 }
 
 TEST(Frames, SpikeRecordsAreJsonWithFrameFields) {
