@@ -337,9 +337,9 @@ STATSPROF_API int statsprof_emit_now(statsprof *p);
  *
  * A frame marked while another call on the profiler runs (the timer's
  * record waiting for a full queue or a writer=sync sink, with the GIL
- * released; a Python callback inside a call) is timed, but its profile is
- * merged into the next frame's: neither gets a spike record, and when over
- * budget they count in spikes_suppressed.
+ * released; a writer=sync sink's Python inside a spike record) is timed,
+ * but its profile cannot be told from the next frame's: neither gets a
+ * spike record, and when over budget they count in spikes_suppressed.
  */
 STATSPROF_API int statsprof_frame_mark(statsprof *p);
 

@@ -121,12 +121,17 @@ int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uin
    * record, whose writer=sync sinks may run Python that marks a frame
    * (frames_mark_held) first: that frame starts here too. */
   f->start_ns = now_ns;
+  /* Frames marked inside this one (frames_mark_held) had their numbers. */
+  uint64_t merged = f->held;
+  f->no += f->held;
+  f->held = 0;
   if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
   f->times[f->ntimes++] = ns;
   *spike_ns = ns;
   if (!over_budget(f, ns, running) || f->lost) return 0;
-  if (f->held) {
-    /* Its touches are those of the frames marked inside it as well. */
+  if (merged || f->partial) {
+    /* Its touches are those of the frames marked inside it as well, or
+     * lack those made before frames_begin. */
     f->spikes_suppressed++;
     return 0;
   }
@@ -136,6 +141,10 @@ int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uin
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns) {
   if (!f->tracking) f->start_ns = now_ns; /* else frames_end or a nested mark set it */
   f->tracking = 1;
+  /* Frames marked since frames_end, inside its spike record's sinks: the
+   * new frame began at the last of them, and the touches made since then
+   * are cleared here, so it gets no spike record either. */
+  f->partial = f->held > 0;
   f->no += 1 + f->held;
   f->held = 0;
   f->ntouched_entries = f->ntouched_edges = 0;
@@ -155,7 +164,7 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns) {
  * over budget. Only the times and the counters here are written, which
  * snapshot building reads with the GIL held throughout. */
 int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running) {
-  if (!f->tracking) return 0;
+  if (!f->tracking) return 0; /* the caller starts the first frame instead */
   uint64_t ns = (uint64_t)(now_ns - f->start_ns);
   if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
   f->times[f->ntimes++] = ns;

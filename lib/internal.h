@@ -502,6 +502,7 @@ typedef struct statsprof__frames {
   int oom;                     /* ... sticky, for the next snapshot or stop */
   int64_t start_ns;            /* the current frame's start, monotonic */
   uint64_t held;               /* frames marked inside the current one (frames_mark_held) */
+  int partial;                 /* the current frame's touches are incomplete: no spike */
   uint64_t *times;             /* ns, frames ended in the current interval */
   size_t ntimes, captimes;
   double spike_tokens;         /* token bucket of max_spikes_per_min */

@@ -159,7 +159,8 @@ TEST(Timer, StopAndDestroyWhileTheTimersRecordWaitsForRoomSucceed) {
 // a long one, and short frames made a false spike. They are now timed; as
 // their touches merge into the frame under way, neither they nor that
 // frame get a spike record (over budget: spikes_suppressed), and the
-// frames after them are numbered and spiked as before.
+// frames after them are numbered and spiked as before. The first mark,
+// which only starts frame 1, counts there too.
 TEST(Timer, FramesMarkedWhileTheTimersRecordWaitsAreTimedButNotSpiked) {
   void *ns = pyh::Exec(kSteps, "timer_frames.py");
   std::string problems = child::Run([&] {
@@ -172,29 +173,29 @@ TEST(Timer, FramesMarkedWhileTheTimersRecordWaitsAreTimedButNotSpiked) {
     statsprof_add_sink(p, GateSink::Ops(), &gate);
     statsprof_add_sink(p, CollectSink::Ops(), &sink);
     pr.Check(statsprof_start(p) == 0, "start");
+    // Every frame sleeps 3 ms with the GIL (over the 1 ms budget) before
+    // its mark; an unheld mark first waits, GIL released, until the timer
+    // holds nothing, and nothing runs Python between that check and the
+    // mark, so the timer (which needs the GIL) cannot start a record there.
     auto mark_after_3ms = [&](bool want_held) {
-      usleep(3000);  // with the GIL: every frame is over the 1 ms budget
+      if (!want_held)
+        for (int i = 0; i < 60000 && p->busy; i++) {  // a hang guard, not a time limit
+          Py_BEGIN_ALLOW_THREADS;
+          usleep(100);
+          Py_END_ALLOW_THREADS;
+        }
+      usleep(3000);
       pr.Check((p->busy == STATSPROF__BUSY_TIMER) == want_held,
                want_held ? "the timer's record no longer holds the profiler" : "the profiler is held");
       return statsprof_frame_mark(p);
     };
-    for (int i = 0; i < 60000 && p->busy; i++) {  // a hang guard, not a time limit
-      Py_BEGIN_ALLOW_THREADS;
-      usleep(100);
-      Py_END_ALLOW_THREADS;
-    }
-    pr.Check(mark_after_3ms(false) == 0, "the first mark");  // frame 1 begins
     pyh::Call(ns, "f");
     pr.Check(UntilTimerWaits(p), "the timer's record never waited for room");
+    pr.Check(mark_after_3ms(true) == 0, "the first mark, inside the timer's record");  // frame 1 begins
+    pr.Check(mark_after_3ms(true) == 0, "a mark inside the timer's record");           // ends frame 1
     pyh::Call(ns, "f");
-    pr.Check(mark_after_3ms(true) == 0, "a mark inside the timer's record");  // ends frame 1
     pr.Check(mark_after_3ms(true) == 0, "a mark inside the timer's record");  // ends frame 2
     gate.open = true;
-    for (int i = 0; i < 60000 && p->busy; i++) {
-      Py_BEGIN_ALLOW_THREADS;
-      usleep(100);
-      Py_END_ALLOW_THREADS;
-    }
     pyh::Call(ns, "f");
     pr.Check(mark_after_3ms(false) == 0, "frame 3, which holds frames 1 and 2's calls, was spiked");
     pyh::Call(ns, "f");
