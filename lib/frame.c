@@ -114,19 +114,26 @@ static int over_budget(const statsprof__frames *f, uint64_t ns, int running) {
   return f->budget_ns && ns > (uint64_t)f->budget_ns && running;
 }
 
+/* Ends the current frame's time at now_ns, where the next frame starts
+ * (frames_end's: frames_begin follows, after the spike record, whose
+ * writer=sync sinks may run Python that marks a frame first; that frame
+ * starts here too), and keeps it for the frame statistics. */
+static int keep_time(statsprof__frames *f, int64_t now_ns, uint64_t *ns) {
+  *ns = (uint64_t)(now_ns - f->start_ns);
+  f->start_ns = now_ns;
+  if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
+  f->times[f->ntimes++] = *ns;
+  return 0;
+}
+
 int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns) {
   if (!f->tracking) return 0;
-  uint64_t ns = (uint64_t)(now_ns - f->start_ns);
-  /* The next frame starts here. frames_begin follows, after the spike
-   * record, whose writer=sync sinks may run Python that marks a frame
-   * (frames_mark_held) first: that frame starts here too. */
-  f->start_ns = now_ns;
   /* Frames marked inside this one (frames_mark_held) had their numbers. */
   uint64_t merged = f->held;
   f->no += f->held;
   f->held = 0;
-  if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
-  f->times[f->ntimes++] = ns;
+  uint64_t ns;
+  if (keep_time(f, now_ns, &ns)) return STATSPROF_ENOMEM;
   *spike_ns = ns;
   if (!over_budget(f, ns, running) || f->lost) return 0;
   if (merged || f->partial) {
@@ -164,12 +171,15 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns) {
  * over budget. Only the times and the counters here are written, which
  * snapshot building reads with the GIL held throughout. */
 int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running) {
-  if (!f->tracking) return 0; /* the caller starts the first frame instead */
-  uint64_t ns = (uint64_t)(now_ns - f->start_ns);
-  if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
-  f->times[f->ntimes++] = ns;
+  if (!f->tracking) {
+    /* The first mark only starts frame 1: nothing is built from frames
+     * yet, so that is safe inside another call. */
+    statsprof__frames_begin(f, now_ns);
+    return 1;
+  }
+  uint64_t ns;
+  if (keep_time(f, now_ns, &ns)) return STATSPROF_ENOMEM;
   if (over_budget(f, ns, running) && !f->lost) f->spikes_suppressed++;
   f->held++;
-  f->start_ns = now_ns;
   return 0;
 }

@@ -531,7 +531,8 @@ int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uin
  * frame, else where frames_end (or a mark nested in its spike) put it. */
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 /* A mark made while another call holds the profiler: ends the frame's
- * time only (its touches stay with the next frame, see frame.c). */
+ * time only (its touches stay with the next frame, see frame.c). 1 when
+ * it was the first mark, which starts frame tracking. */
 int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running);
 
 /* ---- calibrate.c ------------------------------------------------------ */

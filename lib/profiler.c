@@ -724,16 +724,10 @@ int statsprof_frame_mark(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_frame_mark: NULL profiler");
   if (foreign_interp(p, "statsprof_frame_mark")) return STATSPROF_ESTATE;
   if (held(p)) {
-    int64_t now = statsprof__mono_ns();
-    if (!p->frames.tracking) {
-      /* The first mark only starts frame 1: nothing is built from frames
-       * yet, so that is safe inside another call. */
-      statsprof__frames_begin(&p->frames, now);
-      statsprof__monitoring_fast_update(p);
-      return 0;
-    }
     /* Inside another call: the frame's time only (frame.c). */
-    if (statsprof__frames_mark_held(&p->frames, now, p->running) < 0)
+    int rc = statsprof__frames_mark_held(&p->frames, statsprof__mono_ns(), p->running);
+    if (rc == 1) statsprof__monitoring_fast_update(p); /* frame tracking is on now */
+    if (rc < 0)
       return statsprof__error_here(p, STATSPROF_ENOMEM, "statsprof_frame_mark: out of memory keeping frame %llu's time",
                                    (unsigned long long)(p->frames.no + p->frames.held));
     return 0;
