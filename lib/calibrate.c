@@ -21,7 +21,8 @@
  * (see measure); the profiled time is that of a
  * second call under one scratch profiler, so that first-sight work
  * (labels, the thread's slot, sys.monitoring instrumenting the code) is
- * not counted as event cost. Once per process and clock. */
+ * not counted as event cost. Once per process, source and clock, and on
+ * sys.monitoring per builtins setting (measure_all). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,15 @@ static const char kCode[] =
     /* _statsprof_cal_c with its loop past offset 1000 (never-run padding):
      * every event's offset is a new int. */
     "exec('def _statsprof_cal_c_far(n):\\n    if n < 0:\\n' + '        n += 1\\n' * 250 +\n"
-    "     '    l = []\\n    ln = len\\n    for i in range(n):\\n        l.append(i)\\n        ln(l)\\n')\n";
+    "     '    l = []\\n    ln = len\\n    for i in range(n):\\n        l.append(i)\\n        ln(l)\\n')\n"
+    /* _statsprof_cal_py's call, returning past offset 1000: with
+     * builtins=off on sys.monitoring (no C events) the boxed offset is that
+     * of its PY_RETURN. */
+    "exec('def _statsprof_cal_f_far(n=0):\\n    if n < 0:\\n' + '        n += 1\\n' * 250 + '    return n\\n')\n"
+    "def _statsprof_cal_py_far(n):\n"
+    "    f = _statsprof_cal_f_far\n"
+    "    for i in range(n):\n"
+    "        f()\n";
 
 /* Many short rounds: on a loaded machine a short run is more often not
  * preempted at all (measure keeps the rounds that ran through). The
@@ -305,7 +314,17 @@ static void measure_all(setup su, statsprof__costs *out) {
   out->own_scale = 1 << 16;
   /* The frame-evaluation function leaves the bytecode as fast as it was. */
   if (r && su.source != STATSPROF__SOURCE_EVALFRAME) out->own_scale = bytecode_scale(ns, su);
-  if (r) {
+  if (r && su.source == STATSPROF__SOURCE_MONITORING && !su.builtins) {
+    /* builtins=off on sys.monitoring: PY_* events only. Its calls keep
+     * their specialized instructions, which CALL events take away, so the
+     * Python event's cost with builtins on (that loss included) would be
+     * too much here (fib's total_tt 0.78x of its real time on 3.13). No
+     * event goes uncounted, and no C event comes. */
+    out->py = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, 0, out->own_scale, su);
+    out->c = out->py;
+    /* One boxed offset per call, its PY_RETURN's. */
+    out->box = event_cost(ns, "_statsprof_cal_py_far", CALLS, out->py * (2 * CALLS + 1), out->own_scale, su);
+  } else if (r) {
     int mon = su.source == STATSPROF__SOURCE_MONITORING;
     /* Not counted: on sys.monitoring a type's CALL and C_RETURN; on
      * PyEval_SetProfile the 4 C events per round with builtins=off. */
@@ -332,21 +351,26 @@ static void measure_all(setup su, statsprof__costs *out) {
   Py_XDECREF(ns);
 }
 
-static statsprof__costs cached[STATSPROF__NSOURCES][2]; /* [source][clock] */
-static int done[STATSPROF__NSOURCES][2];
+/* [source][clock][builtins]: builtins is 1 but for sys.monitoring, where
+ * builtins=off takes other events (measure_all). */
+static statsprof__costs cached[STATSPROF__NSOURCES][2][2];
+static int done[STATSPROF__NSOURCES][2][2];
 
-statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int source) {
-  return done[source][clock] ? &cached[source][clock] : NULL;
+static int builtins_key(int source, int builtins) { return source != STATSPROF__SOURCE_MONITORING || builtins; }
+
+statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int source, int builtins) {
+  int b = builtins_key(source, builtins);
+  return done[source][clock][b] ? &cached[source][clock][b] : NULL;
 }
 
-static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out);
+static int calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out);
 
 /* The loops run Python code and clear what they raise: an exception the
  * host left pending is kept aside meanwhile, and a Ctrl-C they swallowed
  * is raised again. */
-int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out) {
+int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out) {
   statsprof__pending exc = statsprof__pending_take();
-  int rc = calibrate(clock, source, out);
+  int rc = calibrate(clock, source, builtins_key(source, builtins), out);
   statsprof__pending_restore(exc);
   if (g_interrupted) {
     g_interrupted = 0;
@@ -358,10 +382,11 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__cos
   return rc;
 }
 
-static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out) {
+static int calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out) {
   static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
-  int fresh = !done[source][clock];
+  statsprof__costs *costs = &cached[source][clock][builtins];
+  int fresh = !done[source][clock][builtins];
   if (fresh) {
     if (calibrating) return STATSPROF_ESTATE;
     /* Calibrating replaces this thread's profile function for a moment:
@@ -384,20 +409,20 @@ static int calibrate(statsprof__clock_kind clock, int source, statsprof__costs *
      * probe a calibration in a slow stretch over-compensated fib to 0.34x. */
     g_probe = probe_new();
     g_nprobe_ref[0] = g_nprobe_ref[1] = 0;
-    measure_all((setup){clock, source, 1}, &cached[source][clock]);
+    measure_all((setup){clock, source, builtins}, costs);
     int k = g_nprobe_ref[1] ? 1 : 0;
-    cached[source][clock].bare_call = g_nprobe_ref[k] ? median(g_probe_ref[k], g_nprobe_ref[k]) : 0;
+    costs->bare_call = g_nprobe_ref[k] ? median(g_probe_ref[k], g_nprobe_ref[k]) : 0;
     probe_free(g_probe);
     g_probe = NULL;
     calibrating = 0;
-    done[source][clock] = !g_oom; /* out of memory: measured again at the next start */
+    done[source][clock][builtins] = !g_oom; /* out of memory: measured again at the next start */
     /* Our own thread: the public setter does (an audit hook's refusal is
      * reported as unraisable). */
     if (func) PyEval_SetProfile(func, obj);
     Py_XDECREF(obj);
     if (g_oom) return STATSPROF_ENOMEM;
   }
-  *out = cached[source][clock];
+  *out = *costs;
   out->speed = 0;
   /* Not under a profile function (another profiler on this thread): it
    * would slow the loop and count it. */

@@ -541,7 +541,8 @@ int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int runnin
  * Python functions, for C functions, for events the source delivers that
  * are not counted and, on sys.monitoring, for an event whose offset is
  * boxed; and the bytecode slowdown. Measured once per process, event
- * source and clock on the calling thread; at every later call a bare loop
+ * source and clock (on sys.monitoring, per builtins setting: builtins=off
+ * takes other events) on the calling thread; at every later call a bare loop
  * timed after each of the calibration's rounds runs again, and when Python code now runs
  * clearly faster than it did then, the costs shrink in proportion (speed).
  * GIL held. STATSPROF_ESTATE when called from inside a calibration (a
@@ -555,9 +556,9 @@ typedef struct statsprof__costs {
   double speed;             /* the loop's time now over bare_call (0: not measured, as at
                              * calibration); below 0.8 the costs were scaled by it */
 } statsprof__costs;
-int statsprof__calibrate(statsprof__clock_kind clock, int source, statsprof__costs *out);
+int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out);
 /* What was measured (tests); NULL before. */
-statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int source);
+statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int source, int builtins);
 
 /* The largest int CPython caches (256 up to 3.14, 1024 on 3.15): on 3.12+
  * an event at a bytecode offset past it boxes the offset in a new int.

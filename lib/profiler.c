@@ -302,7 +302,7 @@ static int64_t timer_tick(void *arg);
 static int set_costs(statsprof *p) {
   statsprof__source *src = &p->src;
   statsprof__costs c;
-  int rc = statsprof__calibrate(src->config.clock, src->config.source, &c);
+  int rc = statsprof__calibrate(src->config.clock, src->config.source, src->config.builtins, &c);
   if (rc == STATSPROF_ENOMEM)
     return statsprof__error(p, rc, "statsprof_start: out of memory measuring the profiler's own cost");
   if (rc)

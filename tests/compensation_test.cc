@@ -21,7 +21,7 @@ namespace {
 
 TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
   statsprof__costs costs = {};
-  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &costs), 0);
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, 1, &costs), 0);
   uint64_t scale = costs.own_scale;
   // Profiling always costs something: a zero here silently disables
   // compensation (as a table change once did). Events that are delivered
@@ -44,6 +44,44 @@ TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
 #endif
 }
 
+// builtins=off on sys.monitoring takes the PY_* events only, so its calls
+// keep the specialized instructions that CALL events take away: the cost of
+// a Python event with builtins on (that loss included) over-compensated
+// fib to 0.78x on 3.13. It has a calibration of its own, where no event goes
+// uncounted. PyEval_SetProfile delivers the same events whatever builtins
+// says, and both settings share one.
+static const statsprof__costs *StartedCosts(const char *config, uint64_t *rej) {
+  statsprof *p = nullptr;
+  EXPECT_EQ(statsprof_create(config, &p), 0);
+  EXPECT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  *rej = p->src.cost_rej;
+  const int source = p->src.config.source, builtins = p->src.config.builtins;
+  statsprof_stop(p);
+  statsprof_destroy(p);
+  return statsprof__calibration_cached(STATSPROF__CLOCK_WALL, source, builtins);
+}
+
+TEST(Compensation, BuiltinsOffOnMonitoringIsCalibratedApart) {
+  uint64_t rej_on = 0, rej_off = 0;
+  const statsprof__costs *on = StartedCosts("sink=none;clock=wall;source=setprofile", &rej_on);
+  const statsprof__costs *off = StartedCosts("sink=none;clock=wall;source=setprofile;builtins=off", &rej_off);
+  ASSERT_NE(on, nullptr);
+  EXPECT_EQ(off, on);
+  EXPECT_GT(rej_off, 0u);  // the C events it reports anyway
+#if PY_VERSION_HEX >= 0x030C0000
+  on = StartedCosts("sink=none;clock=wall;source=monitoring", &rej_on);
+  off = StartedCosts("sink=none;clock=wall;source=monitoring;builtins=off", &rej_off);
+  ASSERT_NE(on, nullptr);
+  ASSERT_NE(off, nullptr);
+  EXPECT_NE(off, on);
+  EXPECT_GT(rej_on, 0u);  // a Python function's CALL
+  EXPECT_EQ(rej_off, 0u);
+  EXPECT_EQ(off->rej, 0u);
+  EXPECT_GT(off->py, 0u);
+  EXPECT_EQ(off->c, off->py);
+#endif
+}
+
 // This machine's speed for Python code changes by up to 2x for seconds at a
 // time, and a calibration made in a slow stretch over-compensated every
 // later profile (fib's total_tt 0.03x of its real time). Later starts time
@@ -53,8 +91,8 @@ TEST(Compensation, CalibrationMeasuresACostForEveryEventKind) {
 // clear of this machine's 2x.
 static void ExpectCostsShrinkWhenFaster(int source) {
   statsprof__costs first = {}, now = {};
-  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &first), 0);
-  statsprof__costs *cached = statsprof__calibration_cached(STATSPROF__CLOCK_WALL, source);
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, 1, &first), 0);
+  statsprof__costs *cached = statsprof__calibration_cached(STATSPROF__CLOCK_WALL, source, 1);
   ASSERT_NE(cached, nullptr);
   ASSERT_GT(cached->bare_call, 0);
   const statsprof__costs saved = *cached;
@@ -69,7 +107,7 @@ static void ExpectCostsShrinkWhenFaster(int source) {
   cached->c = saved.c * 10;
   cached->rej = saved.rej * 10;
   cached->box = saved.box * 10;
-  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &now), 0);
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, 1, &now), 0);
   EXPECT_GT(now.speed, 0);
   EXPECT_LT(now.speed, 0.8);
   EXPECT_EQ(now.py, uint64_t(double(cached->py) * now.speed + 0.5));
@@ -80,7 +118,7 @@ static void ExpectCostsShrinkWhenFaster(int source) {
   EXPECT_EQ(now.own_scale, saved.own_scale);  // a ratio: the same in either stretch
 
   cached->bare_call = saved.bare_call / 10;  // slower now: left as they are
-  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &now), 0);
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, source, 1, &now), 0);
   EXPECT_GT(now.speed, 1.25);
   EXPECT_EQ(now.py, cached->py);
   EXPECT_EQ(now.c, cached->c);
@@ -98,7 +136,7 @@ static void ExpectCostsShrinkWhenFaster(int source) {
       "def off(): sys.setprofile(None)\n",
       "foreign.py");
   ASSERT_TRUE(pyh::Call(ns, "on")) << pyh::TakeError();
-  int rc = statsprof__calibrate(STATSPROF__CLOCK_WALL, source, &now);
+  int rc = statsprof__calibrate(STATSPROF__CLOCK_WALL, source, 1, &now);
   ASSERT_TRUE(pyh::Call(ns, "off")) << pyh::TakeError();
   ASSERT_EQ(rc, 0);
   EXPECT_EQ(now.speed, 0);
@@ -119,11 +157,11 @@ TEST(Compensation, FrameEvaluationSourceCostsShrinkToo) { ExpectCostsShrinkWhenF
 // exception the host has pending when it starts a profiler stays pending.
 TEST(Compensation, CalibrationKeepsAPendingException) {
   // Calibrating (the CPU clock's first, unless another test did), then the probe.
-  const bool calibrated = statsprof__calibration_cached(STATSPROF__CLOCK_CPU, kDefaultSource) != nullptr;
+  const bool calibrated = statsprof__calibration_cached(STATSPROF__CLOCK_CPU, kDefaultSource, 1) != nullptr;
   for (int k = 0; k < 2; k++) {
     PyErr_SetString(PyExc_KeyError, "the host's");
     statsprof__costs costs = {};
-    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_CPU, kDefaultSource, &costs), 0);
+    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_CPU, kDefaultSource, 1, &costs), 0);
     EXPECT_EQ(costs.speed == 0, k == 0 && !calibrated);
     ASSERT_TRUE(PyErr_ExceptionMatches(PyExc_KeyError)) << k;
     PyErr_Clear();
@@ -138,7 +176,7 @@ TEST(Compensation, CalibrationPassesCtrlCOn) {
   for (int k = 0; k < 2; k++) {  // calibrating this source and clock, then the probe
     ASSERT_EQ(PyThreadState_SetAsyncExc(me, PyExc_KeyboardInterrupt), 1);
     statsprof__costs costs = {};
-    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, &costs), 0);
+    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1, &costs), 0);
     EXPECT_FALSE(PyErr_Occurred());
     PyObject *globals = PyDict_New();
     ASSERT_NE(globals, nullptr);
@@ -156,7 +194,7 @@ TEST(Compensation, CalibrationPassesCtrlCOn) {
 // cyclic collector off must not collect one per start.
 TEST(Compensation, ProbeLeavesNothingWithoutTheCollector) {
   statsprof__costs costs = {};
-  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &costs), 0);
+  ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, 1, &costs), 0);
   void *ns = pyh::Exec(
       "import gc\n"
       "def off():\n"
@@ -171,7 +209,7 @@ TEST(Compensation, ProbeLeavesNothingWithoutTheCollector) {
   ASSERT_TRUE(pyh::Call(ns, "count")) << pyh::TakeError();
   PyObject *before = PyDict_GetItemString(static_cast<PyObject *>(ns), "n");
   long n0 = PyLong_AsLong(before);
-  for (int i = 0; i < 50; i++) ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, &costs), 0);
+  for (int i = 0; i < 50; i++) ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, kDefaultSource, 1, &costs), 0);
   EXPECT_GT(costs.speed, 0);  // the probe ran
   ASSERT_TRUE(pyh::Call(ns, "count")) << pyh::TakeError();
   long n1 = PyLong_AsLong(PyDict_GetItemString(static_cast<PyObject *>(ns), "n"));
