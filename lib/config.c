@@ -240,7 +240,8 @@ void statsprof__config_free(statsprof__config *c) {
 typedef struct parse_ctx {
   char *err;
   size_t errlen;
-  const char *text; /* whole config, for offsets */
+  const char *text;      /* whole config, for offsets */
+  const char *at[NKEYS]; /* each key's item, for messages about keys together */
 } parse_ctx;
 
 /* "config: WHAT (at offset N)"; returns STATSPROF_ECONFIG. */
@@ -258,22 +259,62 @@ static int fail(parse_ctx *pc, const char *at, const char *fmt, ...) {
 /* Text quoted in a message: long values keep their start and end. */
 #define QUOTE(buf, b, e) (statsprof__quote(buf, sizeof buf, b, (size_t)((e) - (b)), 120), buf)
 
+void statsprof__trim(const char **b, const char **e) {
+  while (*b < *e && isspace((unsigned char)**b)) (*b)++;
+  while (*e > *b && isspace((unsigned char)(*e)[-1])) (*e)--;
+}
+
+/* ns in the largest unit that holds it whole, as a config would say it. */
+static const char *duration_text(char *out, size_t n, int64_t ns) {
+  static const struct {
+    int64_t ns;
+    const char *unit;
+  } units[] = {{1000000000, "s"}, {1000000, "ms"}, {1000, "us"}};
+  for (size_t i = 0; i < sizeof units / sizeof *units; i++)
+    if (ns % units[i].ns == 0) {
+      snprintf(out, n, "%lld%s", (long long)(ns / units[i].ns), units[i].unit);
+      return out;
+    }
+  snprintf(out, n, "%lldns", (long long)ns);
+  return out;
+}
+
+/* The later of two items: a message about keys together blames the one
+ * given last. */
+static const char *later(const char *a, const char *b) { return a > b ? a : b; }
+
 /* Production mode: fills window/every from whichever of duty, window,
- * every and max_overhead were given. */
+ * every and max_overhead were given; a message blames the key that made
+ * the combination wrong. */
 static int finish_duty(parse_ctx *pc, statsprof__config *c, unsigned seen) {
   int has_window = (seen >> KEY_window) & 1, has_every = (seen >> KEY_every) & 1;
+  char e[32], w[32];
   if (!c->duty && !has_window && !has_every && !c->max_overhead) return 0;
-  if (c->duty && has_window && has_every) return fail(pc, pc->text, "duty cannot be combined with both window and every");
-  if (c->duty && has_every && !has_window) c->window_ns = (int64_t)((double)c->every_ns * c->duty);
+  if (c->duty && has_window && has_every)
+    return fail(pc, later(later(pc->at[KEY_duty], pc->at[KEY_window]), pc->at[KEY_every]),
+                "duty cannot be combined with both window and every");
+  if (c->duty && has_every && !has_window) {
+    c->window_ns = (int64_t)((double)c->every_ns * c->duty);
+    /* not the default window below, which would be past every */
+    if (c->window_ns < 1)
+      return fail(pc, later(pc->at[KEY_every], pc->at[KEY_duty]),
+                  "every x duty, the window, is under 1ns (every %s, duty %g)", duration_text(e, sizeof e, c->every_ns),
+                  c->duty);
+  }
   if (!c->window_ns) c->window_ns = 50000000; /* 50 ms */
   /* max_overhead alone starts at 10% and lengthens the gaps as needed. */
   if (!has_every) {
     double every = (double)c->window_ns / (c->duty ? c->duty : 0.1);
     /* A day between windows is already "almost never"; beyond int64 is not. */
-    if (every > 86400e9) return fail(pc, pc->text, "window is too long for the duty (every would exceed 24h)");
+    if (every > 86400e9)
+      return fail(pc, has_window ? pc->at[KEY_window] : pc->at[KEY_duty],
+                  "window is too long for the duty (every would exceed 24h)");
     c->every_ns = (int64_t)every;
   }
-  if (c->every_ns < c->window_ns) return fail(pc, pc->text, "every must be at least window (production mode)");
+  if (c->every_ns < c->window_ns)
+    return fail(pc, pc->at[KEY_every], "every (%s) must be at least window (%s%s)",
+                duration_text(e, sizeof e, c->every_ns), duration_text(w, sizeof w, c->window_ns),
+                has_window ? "" : ", the default");
   return 0;
 }
 
@@ -284,19 +325,22 @@ static int add_sink(parse_ctx *pc, statsprof__config *c, const char *item, const
   if (c->nsinks == STATSPROF__MAX_SINKS)
     return fail(pc, item, "too many sinks at '%s' (at most %d)", QUOTE(q, vb, ve), STATSPROF__MAX_SINKS);
   const char *colon = memchr(vb, ':', (size_t)(ve - vb));
-  const char *ne = colon ? colon : ve;
+  const char *ne = colon ? colon : ve, *ab = colon ? colon + 1 : ve;
+  /* White space around the ':' too ("jsonl: /tmp/x" made a directory " "). */
+  statsprof__trim(&vb, &ne);
+  statsprof__trim(&ab, &ve);
   if (ne == vb) return fail(pc, item, "sink '%s' has no name (use NAME or NAME:ARG)", QUOTE(q, vb, ve));
   for (const char *n = vb; n < ne; n++)
     if (!isalnum((unsigned char)*n) && *n != '_' && *n != '-')
       return fail(pc, item, "bad sink name in '%s' (use NAME or NAME:ARG)", QUOTE(q, vb, ve));
-  if (colon && colon + 1 == ve) return fail(pc, item, "sink '%s' has an empty argument after ':'", QUOTE(q, vb, ve));
-  if (colon && colon - vb == 4 && !memcmp(vb, "none", 4))
+  if (colon && ab == ve) return fail(pc, item, "sink '%s' has an empty argument after ':'", QUOTE(q, vb, ve));
+  if (colon && ne - vb == 4 && !memcmp(vb, "none", 4))
     return fail(pc, item, "sink=none takes no argument (got '%s')", QUOTE(q, vb, ve));
   statsprof__sink_spec *s = &c->sinks[c->nsinks];
   s->name = statsprof__strndup(vb, (size_t)(ne - vb));
-  s->arg = colon ? statsprof__strndup(colon + 1, (size_t)(ve - colon - 1)) : NULL;
+  s->arg = colon ? statsprof__strndup(ab, (size_t)(ve - ab)) : NULL;
   s->offset = (size_t)(item - pc->text);
-  s->arg_offset = colon ? (size_t)(colon + 1 - pc->text) : s->offset;
+  s->arg_offset = colon ? (size_t)(ab - pc->text) : s->offset;
   if (!s->name || (colon && !s->arg)) {
     statsprof__free(s->name);
     statsprof__free(s->arg);
@@ -319,6 +363,7 @@ static int set_key(parse_ctx *pc, statsprof__config *c, const char *item, const 
   }
   if (keys[k].kind != KIND_SINK && (*seen & (1u << k))) return fail(pc, item, "duplicate key '%s'", keys[k].name);
   *seen |= 1u << k;
+  pc->at[k] = item;
   if (vb == ve) return fail(pc, item, "key '%s' has an empty value", keys[k].name);
   if (keys[k].kind == KIND_SINK) return add_sink(pc, c, item, vb, ve);
   uint64_t v;
@@ -329,18 +374,40 @@ static int set_key(parse_ctx *pc, statsprof__config *c, const char *item, const 
   return 0;
 }
 
-/* sink=none opens nothing, so it stands alone. */
+/* The file or directory a built-in sink writes: its argument up to the
+ * first option, without white space or trailing '/'; NULL for a sink that
+ * writes none (stderr, a host's). */
+static const char *sink_place(const statsprof__sink_spec *s, size_t *len) {
+  static const char *const writes_files[] = {"jsonl", "pstats", "callgrind"};
+  int files = 0;
+  for (size_t i = 0; i < sizeof writes_files / sizeof *writes_files; i++) files |= !strcmp(s->name, writes_files[i]);
+  if (!files || !s->arg) return NULL;
+  const char *b = s->arg, *e = strchr(b, ',');
+  if (!e) e = b + strlen(b);
+  statsprof__trim(&b, &e);
+  while (e - b > 1 && e[-1] == '/') e--;
+  *len = (size_t)(e - b);
+  return b;
+}
+
+/* sink=none opens nothing, so it stands alone; two sinks of one kind
+ * writing one place would interleave lines or replace each other's files. */
 static int finish_sinks(parse_ctx *pc, statsprof__config *c) {
   for (size_t i = 0; i < c->nsinks && c->nsinks > 1; i++)
     if (!strcmp(c->sinks[i].name, "none"))
       return fail(pc, pc->text + c->sinks[i].offset, "sink=none cannot be combined with other sinks");
+  for (size_t j = 1; j < c->nsinks; j++) {
+    size_t lj, li;
+    const char *pj = sink_place(&c->sinks[j], &lj);
+    for (size_t i = 0; pj && i < j; i++) {
+      const char *pi = sink_place(&c->sinks[i], &li);
+      char q[160];
+      if (pi && li == lj && !memcmp(pi, pj, lj) && !strcmp(c->sinks[i].name, c->sinks[j].name))
+        return fail(pc, pc->text + c->sinks[j].offset, "sink %s writes to '%s' as the sink at offset %zu does",
+                    c->sinks[j].name, QUOTE(q, pj, pj + lj), c->sinks[i].offset);
+    }
+  }
   return 0;
-}
-
-/* Trims [*b, *e) of white space. */
-static void trim(const char **b, const char **e) {
-  while (*b < *e && isspace((unsigned char)**b)) (*b)++;
-  while (*e > *b && isspace((unsigned char)(*e)[-1])) (*e)--;
 }
 
 const char *statsprof__config_key(int i, statsprof__value_spec *spec) {
@@ -359,7 +426,7 @@ int statsprof__config_parse(const char *text, statsprof__config *c, char *err, s
     const char *end = strchr(p, ';');
     if (!end) end = p + strlen(p);
     const char *b = p, *e = end;
-    trim(&b, &e);
+    statsprof__trim(&b, &e);
     if (b < e) {
       const char *eq = memchr(b, '=', (size_t)(e - b));
       char q[160];
@@ -367,8 +434,8 @@ int statsprof__config_parse(const char *text, statsprof__config *c, char *err, s
         rc = fail(&pc, b, "'%s' is not key=value", QUOTE(q, b, e));
       } else {
         const char *kb = b, *ke = eq, *vb = eq + 1, *ve = e;
-        trim(&kb, &ke);
-        trim(&vb, &ve);
+        statsprof__trim(&kb, &ke);
+        statsprof__trim(&vb, &ve);
         rc = set_key(&pc, c, b, kb, ke, vb, ve, &seen);
       }
     }

@@ -81,6 +81,8 @@ extern const statsprof__unit statsprof__count_units[];    /* a bare whole number
  * "out of range") into why[whylen]. */
 int statsprof__parse_value(const statsprof__value_spec *spec, const char *text, size_t len, uint64_t *out,
                            char *why, size_t whylen);
+/* Narrows [*b, *e) to its text without surrounding white space. */
+void statsprof__trim(const char **b, const char **e);
 
 #define STATSPROF__MAX_SINKS 16
 

@@ -211,6 +211,33 @@ TEST(Config, AVeryLongPathKeepsTheReasonInTheMessage) {
   EXPECT_LT(strlen(statsprof_errmsg(nullptr)), 500u);
 }
 
+// README: white space around keys and values is ignored. Around a sink's
+// ':' and its options it was kept: "jsonl: DIR/a.jsonl" wrote into a
+// directory named " ".
+TEST(Config, WhiteSpaceAroundSinkArgumentsIsIgnored) {
+  std::string dir = pyh::TempDir();
+  std::string config = "sink = jsonl : " + dir + "/a.jsonl , keep = 3 , max_bytes = 10k ; sink=stderr : 5 ";
+  ExpectValid(config.c_str());
+  struct stat st;
+  EXPECT_EQ(stat((dir + "/a.jsonl").c_str(), &st), 0) << dir;
+  EXPECT_NE(stat((dir + "/ ").c_str(), &st), 0);
+  ExpectConfigError("sink=jsonl:X, keep = x", {"bad option 'keep = x'", "(at offset 14)"});
+}
+
+// Two sinks of one kind writing one file (or directory) interleave their
+// lines or replace each other's files; the tools then count every record
+// twice.
+TEST(Config, TwoSinksWritingOnePlaceAreRejected) {
+  ExpectConfigError("sink=jsonl:/tmp/x.jsonl;sink=jsonl: /tmp/x.jsonl ,keep=3",
+                    {"sink jsonl writes to '/tmp/x.jsonl' as the sink at offset 0 does", "(at offset 24)"});
+  ExpectConfigError("sink=stderr;sink=pstats:/tmp/d/;sink=pstats:/tmp/d",
+                    {"sink pstats writes to '/tmp/d' as the sink at offset 12 does", "(at offset 32)"});
+  ExpectConfigError("sink=callgrind:/tmp/d;sink=callgrind:/tmp/d//",
+                    {"sink callgrind writes to '/tmp/d'", "(at offset 22)"});
+  std::string dir = pyh::TempDir();
+  ExpectValid(("sink=jsonl:" + dir + "/a.jsonl;sink=jsonl:" + dir + "/b.jsonl;sink=stderr;sink=stderr").c_str());
+}
+
 TEST(Config, SinkWithEmptyArgumentIsRejected) {
   ExpectConfigError("sink=jsonl:", {"'jsonl:'", "empty argument"});
 }

@@ -461,8 +461,13 @@ TEST(Duty, ConfigErrorsNameTheKey) {
            {"sink=none;duty=0%", "duty '0%'"},
            {"sink=none;duty=150%", "duty '150%'"},
            {"sink=none;duty=abc", "duty 'abc'"},
-           {"sink=none;window=100ms;every=10ms", "every must be at least window"},
-           {"sink=none;duty=5%;window=10ms;every=1s", "duty cannot be combined"},
+           // The key that made the combination wrong, never offset 0.
+           {"sink=none;window=100ms;every=10ms", "every (10ms) must be at least window (100ms) (at offset 23)"},
+           {"interval=1s;sink=none;window=1s;every=500ms", "every (500ms) must be at least window (1s) (at offset 32)"},
+           {"sink=none;every=10ms", "every (10ms) must be at least window (50ms, the default) (at offset 10)"},
+           // every x duty under 1 ns was taken for no window (50 ms, past every).
+           {"sink=none;duty=10%;every=5ns", "the window, is under 1ns (every 5ns, duty 0.1) (at offset 19)"},
+           {"sink=none;duty=5%;window=10ms;every=1s", "both window and every (at offset 30)"},
            {"sink=none;max_overhead=2", "max_overhead '2'"},
            {"sink=none;window=0s", "window"}}) {
     EXPECT_EQ(statsprof_create(config, &p), STATSPROF_ECONFIG) << config;

@@ -79,14 +79,22 @@ int statsprof__sink_args(const char *arg, const statsprof__sink_option *opts, vo
                          size_t *mainlen, char *err, size_t errlen) {
   const char *t = arg ? arg : "";
   const char *o = strchr(t, ',');
+  /* White space around the parts is ignored, as around config values. */
+  const char *me = o ? o : t + strlen(t);
+  statsprof__trim(&t, &me);
   *main = t;
-  *mainlen = o ? (size_t)(o - t) : strlen(t);
+  *mainlen = (size_t)(me - t);
   unsigned seen = 0;
   while (o++) {
     const char *next = strchr(o, ',');
-    size_t olen = next ? (size_t)(next - o) : strlen(o);
+    const char *oe = next ? next : o + strlen(o);
+    statsprof__trim(&o, &oe);
+    size_t olen = (size_t)(oe - o);
     const char *eq = memchr(o, '=', olen);
-    size_t nlen = eq ? (size_t)(eq - o) : olen;
+    const char *ne = eq ? eq : oe, *vb = eq ? eq + 1 : oe, *ve = oe;
+    statsprof__trim(&o, &ne);
+    statsprof__trim(&vb, &ve);
+    size_t nlen = (size_t)(ne - o);
     unsigned k = 0;
     while (opts && opts[k].name && !(strlen(opts[k].name) == nlen && !memcmp(opts[k].name, o, nlen))) k++;
     char q[160], why[160];
@@ -106,7 +114,7 @@ int statsprof__sink_args(const char *arg, const statsprof__sink_option *opts, vo
     }
     seen |= 1u << k;
     uint64_t v;
-    if (statsprof__parse_value(&opts[k].spec, eq + 1, olen - nlen - 1, &v, why, sizeof why)) {
+    if (statsprof__parse_value(&opts[k].spec, vb, (size_t)(ve - vb), &v, why, sizeof why)) {
       statsprof__msg(err, errlen, "bad option '%s': %s; expected %s=%s", q, why, opts[k].name, opts[k].spec.help);
       return STATSPROF_ECONFIG;
     }
