@@ -101,8 +101,11 @@ static void set_name(statsprof *p, statsprof__slot *s, const char *name) {
 }
 
 /* threading._active, if threading was imported; borrowed. Dictionary
- * lookups only: no Python code runs. */
+ * lookups only: no Python code runs. Not while Python finalizes: its last
+ * garbage collection runs __del__ methods after sys.modules is gone, and
+ * PyImport_GetModuleDict is then a fatal error. */
 static PyObject *threading_active(void) {
+  if (Py_IsFinalizing()) return NULL;
   PyObject *modules = PyImport_GetModuleDict();
   PyObject *threading = modules && PyDict_Check(modules) ? PyDict_GetItemString(modules, "threading") : NULL;
   PyObject *dict = threading && PyModule_Check(threading) ? PyModule_GetDict(threading) : NULL;

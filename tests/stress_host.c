@@ -616,6 +616,43 @@ static int scenario_frames_stall(const char *mode) {
   return 0;
 }
 
+/* ---- Py_Finalize's last collection runs Python code under the profiler --
+ *
+ * finalize-gc[-setprofile|-off]: a profiler (the default source, setprofile,
+ * or builtins=off's) still running at Py_Finalize (left to it)
+ * on a thread named by the host: each new function the thread reaches then
+ * looks in sys.modules for threading's name of it. Py_Finalize's last garbage collection, after sys.modules is
+ * gone, runs __del__ methods that call functions new to the thread: looking
+ * up sys.modules there was "Fatal Python error: PyImport_GetModuleDict". */
+static const char kFinalizeGc[] =
+    "import sys\n"
+    "class Bomb:\n"
+    "    def __del__(self):\n"
+    "        late_one()\n"
+    "def late_one():\n"
+    "    return late_two()\n"
+    "def late_two():\n"
+    "    return 1\n"
+    "def arm():\n"
+    "    keep = []\n"
+    "    for i in range(20):\n"
+    "        b = Bomb()\n"
+    "        b.me = b\n"
+    "        keep.append(b)\n"
+    "    sys.statsprof_keep = keep\n";
+
+static int scenario_finalize_gc(const char *mode) {
+  const char *variant = mode + strlen("finalize-gc");
+  const char *config = !strcmp(variant, "-setprofile") ? "sink=none;interval=1h;source=setprofile"
+                       : !strcmp(variant, "-off")      ? "sink=none;interval=1h;builtins=off"
+                                                       : "sink=none;interval=1h";
+  CHECK(statsprof_name_thread("host-main") == 0, "name_thread");
+  exec_code(kFinalizeGc);
+  create_start(config);
+  call0("arm");
+  return 0; /* Py_Finalize with g_p running (main) */
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -630,6 +667,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(s, "thread-records")) rc = scenario_thread_records(s);
   else if (!strncmp(s, "startstop", 9)) rc = scenario_startstop(s);
   else if (!strcmp(s, "frames-stall")) rc = scenario_frames_stall(s);
+  else if (!strncmp(s, "finalize-gc", 11)) rc = scenario_finalize_gc(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

@@ -156,4 +156,12 @@ TEST(ThreadStateStress, WindowsOpenAndCloseWhileOtherThreadsRunPython) {
 TEST(ThreadStateStress, FramesMarkedWhileTheTimersRecordsWaitForASlowSink) {
   ExpectClean("frames-stall", Runs(2, 1), 15);
 }
+// Py_Finalize's last garbage collection, after sys.modules is gone, runs
+// __del__ methods that reach functions new to a thread the host named,
+// under a profiler left running: looking for the thread's name in
+// sys.modules there aborted the host ("Fatal Python error:
+// PyImport_GetModuleDict"), on every source.
+TEST(ThreadStateStress, PyFinalizesLastCollectionRunsUnderTheProfiler) {
+  for (const char *variant : {"finalize-gc", "finalize-gc-setprofile", "finalize-gc-off"}) ExpectClean(variant, 2, 1);
+}
 }  // namespace
