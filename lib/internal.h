@@ -375,6 +375,10 @@ int statsprof__python_alive(const statsprof *p);
  * thread's state current, where objects' destructors (a module-level
  * profiler's, say) still run and so do Python code and events. */
 int statsprof__python_reachable(const statsprof *p);
+/* Whether the calling thread holds the GIL. Not
+ * PyGILState_Check: once a sub-interpreter exists it answers 1 on every
+ * thread, and releasing a GIL this thread does not hold is fatal. */
+int statsprof__holds_gil(void);
 /* Installs the hook on the calling thread's own state (GIL held). */
 int statsprof__attach_self(statsprof *p);
 /* Attaches every thread state of the interpreter that has no profile

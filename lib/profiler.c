@@ -24,7 +24,7 @@ static int add_writer(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
 static void free_all(statsprof *p) {
   statsprof__fork_track(p, 0);
   statsprof__writers_close(&p->writers);
-  int python = statsprof__python_reachable(p) && PyGILState_Check();
+  int python = statsprof__python_reachable(p) && statsprof__holds_gil();
   if (python) {
     statsprof__monitoring_release(p);
     statsprof__setprofile_release(p);
@@ -193,6 +193,17 @@ int statsprof__python_alive(const statsprof *p) {
 int statsprof__python_reachable(const statsprof *p) {
   if (p->interp_epoch != statsprof__epoch()) return 0; /* its interpreter is gone */
   return Py_IsInitialized() || (Py_IsFinalizing() && PyThreadState_GetUnchecked() != NULL);
+}
+
+int statsprof__holds_gil(void) {
+  PyThreadState *ts = PyThreadState_GetUnchecked();
+#if PY_VERSION_HEX < 0x030C0000
+  /* 3.11's current thread state is the GIL holder's, whichever thread it
+   * is: this thread's if made here (PyGILState_Ensure, PyThreadState_New). */
+  return ts && ts->thread_id == PyThread_get_thread_ident();
+#else
+  return ts != NULL; /* per thread from 3.12 */
+#endif
 }
 
 /* The profiler's own cost so far (ticks): every per-thread state's
@@ -402,7 +413,7 @@ typedef struct {
 } host_exc;
 
 static host_exc host_exc_take(void) {
-  host_exc h = {.held = Py_IsInitialized() && PyGILState_Check()};
+  host_exc h = {.held = Py_IsInitialized() && statsprof__holds_gil()};
   if (h.held) h.exc = statsprof__pending_take();
   return h;
 }

@@ -170,7 +170,7 @@ void statsprof__timer_stop(statsprof__timer *t) {
   t->stop = 1;
   pthread_cond_signal(&t->cond);
   pthread_mutex_unlock(&t->lock);
-  int have_gil = Py_IsInitialized() && PyGILState_Check();
+  int have_gil = Py_IsInitialized() && statsprof__holds_gil();
   /* In a forked child the thread does not exist: nothing to join. */
   if (t->pid == getpid()) {
     PyThreadState *ts = have_gil ? PyEval_SaveThread() : NULL;

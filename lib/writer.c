@@ -283,7 +283,7 @@ static int64_t deadline_after(int64_t ns) { return statsprof__mono_ns() + ns; }
 static int wait_until(shared *w, pthread_cond_t *cond, int64_t deadline) {
   if (deadline - statsprof__mono_ns() <= 0) return 1;
   struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
-  PyThreadState *tstate = Py_IsInitialized() && PyGILState_Check() ? PyEval_SaveThread() : NULL;
+  PyThreadState *tstate = Py_IsInitialized() && statsprof__holds_gil() ? PyEval_SaveThread() : NULL;
   pthread_cond_timedwait(cond, &w->lock, &ts);
   if (tstate) {
     pthread_mutex_unlock(&w->lock);

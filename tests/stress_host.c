@@ -3,7 +3,9 @@
  * leaving Python while records are cut, Python threads that start and exit
  * while the profiler attaches, signal handlers that start and stop the
  * profiler, fork with a timer, start and stop while other threads run Python,
- * frame markers while a slow sink holds the timer's records.
+ * frame markers while a slow sink holds the timer's records, Py_Finalize's
+ * last garbage collection under a running profiler, a flush without the GIL
+ * once a sub-interpreter existed.
  * Each scenario exits 0 when it ran through and
  * its counts were right; a crash or a hang is the failure that
  * threadstate_stress_test.cc looks for (it runs every scenario in a
@@ -653,6 +655,45 @@ static int scenario_finalize_gc(const char *mode) {
   return 0; /* Py_Finalize with g_p running (main) */
 }
 
+/* ---- a sub-interpreter existed: who holds the GIL? ---------------------
+ *
+ * subinterp-flush: once a sub-interpreter has been created, CPython's
+ * PyGILState_Check answers 1 on every thread. statsprof_flush from a thread
+ * that released the GIL, while a slow sink still works on a record, then
+ * "released" the GIL it did not hold (PyEval_SaveThread without a thread
+ * state: a fatal error on 3.11 and 3.12, a crash on 3.13). */
+static int slow_emit(void *ctx, const statsprof_stats_profile *rec) {
+  (void)ctx;
+  (void)rec;
+  sleep_us(5000);
+  return 0;
+}
+
+static const statsprof_sink_ops kSlowOps = {.version = STATSPROF_SINK_VERSION, .name = "slow", .emit = slow_emit};
+
+static int scenario_subinterp_flush(const char *mode) {
+  (void)mode;
+  exec_code(kWork);
+  PyThreadState *main_ts = PyThreadState_Get();
+  PyThreadState *sub = Py_NewInterpreter();
+  CHECK(sub, "Py_NewInterpreter");
+  Py_EndInterpreter(sub);
+  PyThreadState_Swap(main_ts);
+  create_start("sink=none;interval=1h");
+  CHECK(statsprof_add_sink(g_p, &kSlowOps, NULL) == 0, "add_sink: %s", statsprof_errmsg(g_p));
+  for (int i = 0; i < g_iterations; i++) {
+    call0("work");
+    CHECK(statsprof_emit_now(g_p) == 0, "emit_now: %s", statsprof_errmsg(g_p));
+    PyThreadState *ts = PyEval_SaveThread();
+    int rc = statsprof_flush(g_p);
+    PyEval_RestoreThread(ts);
+    CHECK(rc == 0, "flush without the GIL: %s", statsprof_errmsg(g_p));
+  }
+  statsprof_destroy(g_p);
+  g_p = NULL;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -668,6 +709,7 @@ int main(int argc, char **argv) {
   else if (!strncmp(s, "startstop", 9)) rc = scenario_startstop(s);
   else if (!strcmp(s, "frames-stall")) rc = scenario_frames_stall(s);
   else if (!strncmp(s, "finalize-gc", 11)) rc = scenario_finalize_gc(s);
+  else if (!strcmp(s, "subinterp-flush")) rc = scenario_subinterp_flush(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

@@ -164,4 +164,9 @@ TEST(ThreadStateStress, FramesMarkedWhileTheTimersRecordsWaitForASlowSink) {
 TEST(ThreadStateStress, PyFinalizesLastCollectionRunsUnderTheProfiler) {
   for (const char *variant : {"finalize-gc", "finalize-gc-setprofile", "finalize-gc-off"}) ExpectClean(variant, 2, 1);
 }
+// Once a sub-interpreter has existed, CPython's PyGILState_Check answers 1
+// on every thread: statsprof_flush without the GIL, while a slow sink
+// works, then released a GIL it did not hold (fatal on 3.11 and 3.12, a
+// crash on 3.13).
+TEST(ThreadStateStress, FlushWithoutTheGilAfterASubInterpreterExisted) { ExpectClean("subinterp-flush", 2, 20); }
 }  // namespace
