@@ -557,7 +557,7 @@ int statsprof_flush(statsprof *p) {
 }
 
 void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud) {
-  if (!p) return;
+  if (!p || foreign_interp(p, "statsprof_set_log")) return;
   p->log.fn = fn;
   p->log.ud = ud;
 }
@@ -804,6 +804,7 @@ int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
   if (ops->version < 1)
     return statsprof__error(p, STATSPROF_EINVAL, "statsprof_add_sink: ops->version %d is not supported",
                             ops->version);
+  if (foreign_interp(p, "statsprof_add_sink")) return STATSPROF_ESTATE;
   return add_writer(p, ops, ctx);
 }
 

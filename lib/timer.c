@@ -114,6 +114,10 @@ int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *ar
   if (!t->sync_init) init_sync(t);
   t->fn = fn;
   t->arg = arg;
+  if (t->atexit) { /* a forked child's, whose thread never came back */
+    call_atexit("unregister", t->atexit);
+    Py_CLEAR(t->atexit);
+  }
   PyObject *capsule = PyCapsule_New(t, "statsprof.timer", NULL);
   t->atexit = capsule ? PyCFunction_New(&atexit_def, capsule) : NULL;
   Py_XDECREF(capsule);
@@ -164,19 +168,22 @@ int statsprof__timer_is_self(const statsprof__timer *t) {
 }
 
 void statsprof__timer_stop(statsprof__timer *t) {
-  if (!t->running) return;
-  t->running = 0;
-  pthread_mutex_lock(&t->lock);
-  t->stop = 1;
-  pthread_cond_signal(&t->cond);
-  pthread_mutex_unlock(&t->lock);
   int have_gil = Py_IsInitialized() && statsprof__holds_gil();
-  /* In a forked child the thread does not exist: nothing to join. */
-  if (t->pid == getpid()) {
-    PyThreadState *ts = have_gil ? PyEval_SaveThread() : NULL;
-    pthread_join(t->thread, NULL);
-    if (ts) PyEval_RestoreThread(ts);
+  if (t->running) {
+    t->running = 0;
+    pthread_mutex_lock(&t->lock);
+    t->stop = 1;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    /* In a forked child the thread does not exist: nothing to join. */
+    if (t->pid == getpid()) {
+      PyThreadState *ts = have_gil ? PyEval_SaveThread() : NULL;
+      pthread_join(t->thread, NULL);
+      if (ts) PyEval_RestoreThread(ts);
+    }
   }
+  /* Also with no thread: a forked child's before it comes back (or when
+   * it could not), whose atexit handler would outlive the profiler. */
   if (t->atexit) {
     if (have_gil) call_atexit("unregister", t->atexit);
     if (have_gil) Py_CLEAR(t->atexit);

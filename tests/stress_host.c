@@ -694,6 +694,59 @@ static int scenario_subinterp_flush(const char *mode) {
   return 0;
 }
 
+/* ---- destroyed in a forked child before its timer came back ------------
+ *
+ * fork-destroy: an after_in_child handler registered before statsprof's
+ * destroys a trigger=timer profiler in the child of os.fork(), before
+ * statsprof's own handler would start its timer thread again. The timer's
+ * atexit handler stayed registered, pointing into the freed profiler (read
+ * at the child's exit); the child checks that its handler object is gone. */
+static const char kForkDestroy[] =
+    "import gc, os\n"
+    "state = {}\n"
+    "def arm(destroy):\n"
+    "    state['destroy'] = destroy\n"
+    "    os.register_at_fork(after_in_child=lambda: state['destroy']())\n"
+    "def timer_handlers():\n"
+    "    return sum(1 for o in gc.get_objects() if getattr(o, '__name__', '') == '_statsprof_timer_stop')\n"
+    "def fork_once():\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"
+    "        os._exit(0 if timer_handlers() == 0 else 7)\n"
+    "    return os.waitpid(pid, 0)[1]\n";
+
+static PyObject *destroy_g_p(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  statsprof_destroy(g_p);
+  g_p = NULL;
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef destroy_def = {"destroy", destroy_g_p, METH_NOARGS, NULL};
+
+static int scenario_fork_destroy(const char *mode) {
+  (void)mode;
+  exec_code(kForkDestroy);
+  PyObject *fn = PyCFunction_New(&destroy_def, NULL);
+  PyObject *r = PyObject_CallOneArg(ns_get("arm"), fn); /* before statsprof registers its own */
+  Py_DECREF(fn);
+  CHECK(r, "arm() raised");
+  Py_DECREF(r);
+  for (int i = 0; i < g_iterations; i++) {
+    create_start("sink=none;trigger=timer;interval=5ms");
+    PyObject *st = PyObject_CallNoArgs(ns_get("fork_once"));
+    CHECK(st, "fork_once() raised");
+    long status = PyLong_AsLong(st);
+    Py_DECREF(st);
+    CHECK(status == 0, "run %d: the child's wait status is %ld (7 << 8: a timer atexit handler outlived the profiler)",
+          i, status);
+    statsprof_destroy(g_p);
+    g_p = NULL;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -710,6 +763,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(s, "frames-stall")) rc = scenario_frames_stall(s);
   else if (!strncmp(s, "finalize-gc", 11)) rc = scenario_finalize_gc(s);
   else if (!strcmp(s, "subinterp-flush")) rc = scenario_subinterp_flush(s);
+  else if (!strcmp(s, "fork-destroy")) rc = scenario_fork_destroy(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

@@ -281,6 +281,12 @@ std::string CallsFromSubInterpreter(const std::string &config) {
   ExpectRefused(p, statsprof_flush(p), "statsprof_flush", &pr);
   ExpectRefused(p, statsprof_stop(p), "statsprof_stop", &pr);
   pr.Check(statsprof_is_running(p), "stop from a sub-interpreter stopped the profiler");
+  // A sink added from there would be raced by the main interpreter's
+  // records (an interpreter with its own GIL runs beside them).
+  static const statsprof_sink_ops kNoSink = {STATSPROF_SINK_VERSION, "nosink",
+                                             [](void *, const statsprof_stats_profile *) { return 0; }};
+  ExpectRefused(p, statsprof_add_sink(p, &kNoSink, nullptr), "statsprof_add_sink", &pr);
+  statsprof_set_log(p, nullptr, nullptr);  // refused: log keeps receiving the lines below
   // destroy cannot fail: it leaves the profiler alive and logs why.
   statsprof_destroy(p);
   pr.Check(log.Has("statsprof_destroy: called from a sub-interpreter"),

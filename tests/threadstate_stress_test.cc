@@ -169,4 +169,8 @@ TEST(ThreadStateStress, PyFinalizesLastCollectionRunsUnderTheProfiler) {
 // works, then released a GIL it did not hold (fatal on 3.11 and 3.12, a
 // crash on 3.13).
 TEST(ThreadStateStress, FlushWithoutTheGilAfterASubInterpreterExisted) { ExpectClean("subinterp-flush", 2, 20); }
+// A trigger=timer profiler destroyed in a forked child by an after_in_child
+// handler that runs before statsprof's (its timer not yet back): its atexit
+// handler stayed registered, pointing into the freed profiler.
+TEST(ThreadStateStress, DestroyedInAForkedChildBeforeItsTimerCameBack) { ExpectClean("fork-destroy", 1, 5); }
 }  // namespace
