@@ -747,6 +747,51 @@ static int scenario_fork_destroy(const char *mode) {
   return 0;
 }
 
+/* ---- fork while another thread names itself ----------------------------
+ *
+ * fork-name: a thread renames itself and registers a sink (any thread, no
+ * GIL) in a tight loop while the main thread forks; each child does both
+ * too. A child forked while the name lock or the sink registry's lock was
+ * held inherited it held: it hung there (and in the hook, at a thread's
+ * first name lookup; or opening its sinks). */
+static atomic_int g_naming;
+
+static int no_open(const char *arg, const statsprof_sink_ops **ops, void **ctx, char *err, size_t errlen) {
+  (void)arg, (void)ops, (void)ctx, (void)err, (void)errlen;
+  return STATSPROF_ESINK;
+}
+
+static void *rename_loop(void *arg) {
+  (void)arg;
+  char name[32];
+  for (unsigned i = 0; atomic_load(&g_naming); i++) {
+    snprintf(name, sizeof name, "renamer-%u", i % 1000);
+    statsprof_name_thread(name);
+    statsprof_register_sink("forkname", no_open);
+  }
+  return NULL;
+}
+
+static int scenario_fork_name(const char *mode) {
+  (void)mode;
+  pthread_t th;
+  atomic_store(&g_naming, 1);
+  CHECK(pthread_create(&th, NULL, rename_loop, NULL) == 0, "pthread_create");
+  PyThreadState *ts = PyEval_SaveThread(); /* the child runs no Python */
+  for (int i = 0; i < g_iterations; i++) {
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) _exit(statsprof_name_thread("child") == 0 && statsprof_register_sink("child", no_open) == 0 ? 0 : 7);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "run %d: child status %d", i, status);
+  }
+  atomic_store(&g_naming, 0);
+  pthread_join(th, NULL);
+  PyEval_RestoreThread(ts);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -764,6 +809,7 @@ int main(int argc, char **argv) {
   else if (!strncmp(s, "finalize-gc", 11)) rc = scenario_finalize_gc(s);
   else if (!strcmp(s, "subinterp-flush")) rc = scenario_subinterp_flush(s);
   else if (!strcmp(s, "fork-destroy")) rc = scenario_fork_destroy(s);
+  else if (!strcmp(s, "fork-name")) rc = scenario_fork_name(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

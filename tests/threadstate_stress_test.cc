@@ -173,4 +173,9 @@ TEST(ThreadStateStress, FlushWithoutTheGilAfterASubInterpreterExisted) { ExpectC
 // handler that runs before statsprof's (its timer not yet back): its atexit
 // handler stayed registered, pointing into the freed profiler.
 TEST(ThreadStateStress, DestroyedInAForkedChildBeforeItsTimerCameBack) { ExpectClean("fork-destroy", 1, 5); }
+// A thread names itself and registers a sink in a tight loop while another
+// forks: a child forked while the name lock or the registry's lock was held
+// hung at its first name or sink (old code: within the first few hundred
+// forks, for either lock).
+TEST(ThreadStateStress, ForkWhileAnotherThreadNamesItself) { ExpectClean("fork-name", 1, Runs(2000, 300)); }
 }  // namespace

@@ -29,6 +29,18 @@ static struct {
 static size_t nregistry; /* counted at first use: built-ins come first */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Not inherited held by a child forked while another thread looks a sink
+ * up or registers one. */
+static void lock_prepare(void) { pthread_mutex_lock(&lock); }
+static void lock_release(void) { pthread_mutex_unlock(&lock); }
+static void register_atfork(void) { pthread_atfork(lock_prepare, lock_release, lock_release); }
+
+static void lock_registry(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, register_atfork);
+  pthread_mutex_lock(&lock);
+}
+
 /* Lock held. */
 static void count_builtins(void) {
   if (nregistry) return;
@@ -42,7 +54,7 @@ int statsprof_register_sink(const char *name, statsprof_sink_open_fn open) {
     if (!(*c == '_' || *c == '-' || (*c >= '0' && *c <= '9') || ((*c | 32) >= 'a' && (*c | 32) <= 'z')))
       return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_register_sink: bad name '%s'", name);
   int rc = 0;
-  pthread_mutex_lock(&lock);
+  lock_registry();
   count_builtins();
   size_t i = 0;
   while (i < nregistry && strcmp(registry[i].name, name)) i++;
@@ -131,7 +143,7 @@ int statsprof__sink_open(const statsprof__sink_spec *spec, const statsprof_sink_
                          void **ctx, char *err, size_t errlen) {
   statsprof_sink_open_fn open = NULL;
   char known[512] = "none";
-  pthread_mutex_lock(&lock);
+  lock_registry();
   count_builtins();
   for (size_t i = 0; i < nregistry; i++) {
     if (!strcmp(registry[i].name, spec->name)) open = registry[i].open;
