@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -118,6 +119,14 @@ static uint64_t run(PyObject *g, PyObject *n) {
  * call: the measurement is worthless, and nothing is cached. GIL held. */
 static int g_oom;
 
+/* A calibration runs (the loops run Python code, and let the GIL go), on
+ * thread g_cal_thread; a probe runs (as g_calibrating: a start that must
+ * calibrate is not held up by it). The scratch profiler in use, and one a
+ * forked child inherited from a calibration on a thread it does not have. */
+static int g_calibrating, g_probing;
+static unsigned long g_cal_thread;
+static statsprof *g_scratch, *g_stale_scratch;
+
 /* The cumulative time the scratch profiler s has for function `name`. */
 static uint64_t tt_of(const statsprof *s, const char *name) {
   uint64_t tt = 0;
@@ -137,6 +146,7 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
     g_oom = 1;
     return 0;
   }
+  g_scratch = s;
   uint64_t tt = 0;
   if (statsprof__hook_ready() == 0 && statsprof__attach_self(s) == 0) {
     for (int k = 0; k < 2; k++) {
@@ -149,6 +159,7 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
     statsprof__detach_all(s);
   }
   if (s->src.oom) g_oom = 1;
+  g_scratch = NULL;
   statsprof__scratch_free(s);
   return tt;
 }
@@ -382,13 +393,42 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, 
   return rc;
 }
 
+/* A forked child has no calibrating thread: what it left is freed at the
+ * child's first calibration, with the GIL. */
+void statsprof__calibrate_atfork_child(void) {
+  if (g_scratch) g_stale_scratch = g_scratch;
+  g_scratch = NULL;
+  g_calibrating = g_probing = 0;
+}
+
+static void free_stale(void) {
+  if (!g_stale_scratch) return;
+  statsprof__detach_all(g_stale_scratch);
+  statsprof__scratch_free(g_stale_scratch);
+  g_stale_scratch = NULL;
+}
+
+/* Another thread's calibration runs (its loops let the GIL go): this
+ * thread waits for it, GIL released, rather than fail its start. */
+static int wait_for_other(void) {
+  for (int ms = 0; g_calibrating && ms < 60000; ms++) {
+    Py_BEGIN_ALLOW_THREADS;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    Py_END_ALLOW_THREADS;
+  }
+  return g_calibrating ? STATSPROF_ESTATE : 0;
+}
+
 static int calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out) {
-  static int calibrating; /* the loops run Python code: a signal handler may start a profiler */
   statsprof__clock_init(); /* bare and profiled runs must read the same clock */
+  free_stale();
+  /* A signal handler on the calibrating thread may start a profiler. */
+  if (g_calibrating && g_cal_thread == PyThread_get_thread_ident()) return STATSPROF_ESTATE;
+  if (g_calibrating && wait_for_other()) return STATSPROF_ESTATE;
   statsprof__costs *costs = &cached[source][clock][builtins];
   int fresh = !done[source][clock][builtins];
   if (fresh) {
-    if (calibrating) return STATSPROF_ESTATE;
     /* Calibrating replaces this thread's profile function for a moment:
      * keep a foreign one (cProfile, a debugger) and put it back. */
     PyThreadState *ts = PyThreadState_Get();
@@ -400,7 +440,8 @@ static int calibrate(statsprof__clock_kind clock, int source, int builtins, stat
       return 0;
     }
     Py_XINCREF(obj);
-    calibrating = 1;
+    g_calibrating = 1;
+    g_cal_thread = PyThread_get_thread_ident();
     g_oom = 0;
     /* Every source. The frame-evaluation source's rounds sometimes leave
      * the probe slow (3.11.7 in dev/bench: 156-170 ticks per call against
@@ -414,7 +455,7 @@ static int calibrate(statsprof__clock_kind clock, int source, int builtins, stat
     costs->bare_call = g_nprobe_ref[k] ? median(g_probe_ref[k], g_nprobe_ref[k]) : 0;
     probe_free(g_probe);
     g_probe = NULL;
-    calibrating = 0;
+    g_calibrating = 0;
     done[source][clock][builtins] = !g_oom; /* out of memory: measured again at the next start */
     /* Our own thread: the public setter does (an audit hook's refusal is
      * reported as unraisable). */
@@ -426,13 +467,12 @@ static int calibrate(statsprof__clock_kind clock, int source, int builtins, stat
   out->speed = 0;
   /* Not under a profile function (another profiler on this thread): it
    * would slow the loop and count it. */
-  static int probing; /* as calibrating; a start that must calibrate is not held up by it */
-  if (!fresh && out->bare_call > 0 && !calibrating && !probing && !PyThreadState_Get()->c_profilefunc) {
-    probing = 1;
+  if (!fresh && out->bare_call > 0 && !g_calibrating && !g_probing && !PyThreadState_Get()->c_profilefunc) {
+    g_probing = 1;
     PyObject *g = probe_new();
     double speed = probe_time(g, clock, PROBE_RUNS) / out->bare_call;
     probe_free(g);
-    probing = 0;
+    g_probing = 0;
     out->speed = speed;
     if (speed > 0 && speed < kFaster) {
       out->py = (uint64_t)((double)out->py * speed + 0.5);

@@ -42,7 +42,13 @@ static void atfork_parent(void) {
 
 static void atfork_child(void) {
   statsprof__runtime_lock_atfork(2);
-  for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 2);
+  for (statsprof *p = g_profilers; p; p = p->next_profiler) {
+    statsprof__timer_atfork(&p->timer, 2);
+    /* A call in progress at fork belongs to the parent's thread, also for
+     * a profiler not running yet (its first start, calibrating). */
+    p->busy = p->timer_joining = p->timer_deferred = 0;
+  }
+  statsprof__calibrate_atfork_child();
   pthread_mutex_init(&g_lock, NULL);
 }
 

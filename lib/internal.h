@@ -551,7 +551,8 @@ int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int runnin
  * takes other events) on the calling thread; at every later call a bare loop
  * timed after each of the calibration's rounds runs again, and when Python code now runs
  * clearly faster than it did then, the costs shrink in proportion (speed).
- * GIL held. STATSPROF_ESTATE when called from inside a calibration (a
+ * GIL held; waits, GIL released, for another thread's calibration.
+ * STATSPROF_ESTATE when called from inside a calibration on this thread (a
  * signal handler starting a profiler), STATSPROF_ENOMEM when out of memory
  * (nothing cached: measured again at the next call). */
 typedef struct statsprof__costs {
@@ -563,6 +564,9 @@ typedef struct statsprof__costs {
                              * calibration); below 0.8 the costs were scaled by it */
 } statsprof__costs;
 int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out);
+/* pthread_atfork's child: a calibration in progress at fork ran on a thread
+ * the child does not have (fork.c). */
+void statsprof__calibrate_atfork_child(void);
 /* What was measured (tests); NULL before. */
 statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int source, int builtins);
 

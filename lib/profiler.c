@@ -319,7 +319,7 @@ static int set_costs(statsprof *p) {
   if (rc)
     return statsprof__error(p, STATSPROF_ESTATE,
                             "statsprof_start: another profiler is calibrating on this thread (called from a "
-                            "signal handler?)");
+                            "signal handler?), or on another thread for over 60 s");
   src->cost_py = c.py;
   src->cost_c = c.c;
   src->cost_rej = c.rej;

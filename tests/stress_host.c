@@ -792,6 +792,92 @@ static int scenario_fork_name(const char *mode) {
   return 0;
 }
 
+/* ---- fork during a first start's calibration ---------------------------
+ *
+ * fork-calibrate[-parallel]: the main thread's first start calibrates (its
+ * loops run Python code, and let the GIL go) while a Python thread forks
+ * every millisecond. In each child the parent's profiler must be usable and
+ * a new one must start: the start in progress at fork left the profiler
+ * busy for good (every call ESTATE) and calibration marked as running (every
+ * later start ESTATE, "called from a signal handler?"). "-parallel": the
+ * forking thread also starts a profiler of its own meanwhile, which waits
+ * for the main thread's calibration instead of failing. */
+static const char kForkCalibrate[] =
+    "import os, threading, time\n"
+    "def forker(check, start_own, stop, out):\n"
+    "    if start_own is not None:\n"
+    "        out.append(('own', start_own()))\n"
+    "    while not stop.is_set():\n"
+    "        pid = os.fork()\n"
+    "        if pid == 0:\n"
+    "            os._exit(check())\n"
+    "        out.append(('child', os.waitpid(pid, 0)[1]))\n"
+    "        time.sleep(0.001)\n"
+    "def begin(check, start_own):\n"
+    "    stop, out = threading.Event(), []\n"
+    "    t = threading.Thread(target=forker, args=(check, start_own, stop, out))\n"
+    "    t.start()\n"
+    "    time.sleep(0.01)\n"
+    "    return t, stop, out\n"
+    "def end(state):\n"
+    "    t, stop, out = state\n"
+    "    stop.set()\n"
+    "    t.join()\n"
+    "    bad = [r for r in out if r[1] not in (0, 1 << 8, True)]\n"
+    "    return bad, len(out), sum(1 for r in out if r == ('child', 0))\n";
+
+static PyObject *fork_child_check(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  int mid_start = !g_p->running; /* forked while the first start calibrated */
+  int ok = statsprof_stop(g_p) == 0; /* ESTATE while the parent's start held it */
+  statsprof *q = NULL;
+  ok = ok && statsprof_create("sink=none", &q) == 0 && statsprof_start(q) == 0;
+  if (!ok) fprintf(stderr, "fork-calibrate child: %s / %s\n", statsprof_errmsg(g_p), q ? statsprof_errmsg(q) : "");
+  statsprof_destroy(q);
+  return PyLong_FromLong(!ok ? 7 : mid_start ? 0 : 1);
+}
+
+static statsprof *g_own;
+
+static PyObject *start_own(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  int ok = statsprof_create("sink=none", &g_own) == 0 && statsprof_start(g_own) == 0;
+  if (!ok) fprintf(stderr, "fork-calibrate own start: %s\n", statsprof_errmsg(g_own));
+  return PyBool_FromLong(ok);
+}
+
+static PyMethodDef fork_child_check_def = {"check", fork_child_check, METH_NOARGS, NULL};
+static PyMethodDef start_own_def = {"start_own", start_own, METH_NOARGS, NULL};
+
+static int scenario_fork_calibrate(const char *mode) {
+  exec_code(kForkCalibrate);
+  int parallel = !strcmp(mode, "fork-calibrate-parallel");
+  CHECK(statsprof_create("sink=none", &g_p) == 0, "create: %s", statsprof_errmsg(NULL));
+  PyObject *check = PyCFunction_New(&fork_child_check_def, NULL);
+  PyObject *own = parallel ? PyCFunction_New(&start_own_def, NULL) : Py_NewRef(Py_None);
+  PyObject *state = PyObject_CallFunctionObjArgs(ns_get("begin"), check, own, NULL);
+  CHECK(state, "begin() raised");
+  int rc = statsprof_start(g_p); /* the first: calibrates, while the other thread forks */
+  CHECK(rc == 0, "start: %s", statsprof_errmsg(g_p));
+  PyObject *r = PyObject_CallOneArg(ns_get("end"), state);
+  CHECK(r && PyTuple_Check(r), "end() raised");
+  PyObject *bad = PyTuple_GET_ITEM(r, 0);
+  CHECK(PyList_GET_SIZE(bad) == 0, "%zd of %ld forks or starts failed (a child's wait status 7 << 8: the child "
+        "could not use the parent's profiler or start one)", PyList_GET_SIZE(bad), PyLong_AsLong(PyTuple_GET_ITEM(r, 1)));
+  /* The first fork comes 10 ms into a calibration of 100s of ms. */
+  CHECK(PyLong_AsLong(PyTuple_GET_ITEM(r, 2)) >= 1, "no fork came during the first start");
+  Py_DECREF(r);
+  Py_DECREF(state);
+  Py_DECREF(check);
+  Py_DECREF(own);
+  statsprof_destroy(g_own);
+  statsprof_destroy(g_p);
+  g_p = NULL;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -810,6 +896,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(s, "subinterp-flush")) rc = scenario_subinterp_flush(s);
   else if (!strcmp(s, "fork-destroy")) rc = scenario_fork_destroy(s);
   else if (!strcmp(s, "fork-name")) rc = scenario_fork_name(s);
+  else if (!strncmp(s, "fork-calibrate", 14)) rc = scenario_fork_calibrate(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

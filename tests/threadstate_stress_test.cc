@@ -178,4 +178,15 @@ TEST(ThreadStateStress, DestroyedInAForkedChildBeforeItsTimerCameBack) { ExpectC
 // hung at its first name or sink (old code: within the first few hundred
 // forks, for either lock).
 TEST(ThreadStateStress, ForkWhileAnotherThreadNamesItself) { ExpectClean("fork-name", 1, Runs(2000, 300)); }
+// A Python thread forks while the main thread's first start calibrates
+// (its loops let the GIL go); each child stops the parent's profiler and
+// starts one of its own. Old code: the child's copy stayed busy for good
+// (ESTATE) and calibration stayed marked as running ("another profiler is
+// calibrating ... signal handler?"). "-parallel": the forking thread starts
+// a profiler of its own meanwhile, which used to fail that way too and now
+// waits for the other thread's calibration.
+TEST(ThreadStateStress, ForkDuringAFirstStartsCalibration) {
+  ExpectClean("fork-calibrate", Runs(3, 1), 1);
+  ExpectClean("fork-calibrate-parallel", Runs(3, 1), 1);
+}
 }  // namespace
