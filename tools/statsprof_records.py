@@ -833,11 +833,15 @@ def top_functions(table, n):
     return ranked[:n]
 
 
-def other_values(table, top, zero=0):
+def other_values(table, top, zero=0, nslices=None):
     """Per-slice sum of every function not in ``top`` (``zero`` is the
-    starting value: 0 for ncalls, 0.0 for times)."""
+    starting value: 0 for ncalls, 0.0 for times).  ``nslices`` is the
+    number of slices (default: the length of the table's rows); give it
+    when the table may be empty (records without functions), which still
+    has slices."""
     top = set(top)
-    nslices = len(next(iter(table.values()))) if table else 0
+    if nslices is None:
+        nslices = len(next(iter(table.values()))) if table else 0
     out = [zero] * nslices
     for key, row in table.items():
         if key in top:

@@ -334,7 +334,10 @@ def compute(args, warn):
         raise UsageError(_no_match_message(args, stats))
     top = sr.top_functions(table, args.top)
     zero = 0 if args.field == "ncalls" else 0.0
-    columns = [table[k] for k in top] + [sr.other_values(table, top, zero)]
+    # sized by the slices: records without functions (idle intervals,
+    # production mode's intervals with no window) leave the table empty
+    columns = [table[k] for k in top] + [sr.other_values(table, top, zero,
+                                                         len(slices))]
     return {
         "field": args.field, "slice_ns": args.slice, "files": args.files,
         "slices": slices, "table": table, "top": top,

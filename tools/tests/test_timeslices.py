@@ -37,6 +37,7 @@ duty.jsonl: 4 records (B..B+4s), only "frame":
 import csv
 import gzip
 import io
+import json
 import os
 import subprocess
 import sys
@@ -307,6 +308,8 @@ class BucketTests(unittest.TestCase):
                          [0.171875, 0.15625, 0.09375])
         self.assertEqual(sr.other_values(table, list(table), 0.0),
                          [0.0, 0.0, 0.0])
+        # no functions at all: still one "other" value per slice
+        self.assertEqual(sr.other_values({}, [], 0, 2), [0, 0])
 
     def test_slice_boundaries_and_sizes(self):
         recs = self.records()
@@ -492,6 +495,39 @@ class CliTests(toolstest.ToolTest):
             "2026-11-25T14:30:00.000000Z,1795617000000000000,2132\n"
             "2026-11-25T14:30:05.000000Z,1795617005000000000,2575\n"
             "2026-11-25T14:30:10.000000Z,1795617010000000000,1545\n"))
+
+    def idle_records(self):
+        """Two delta records of idle intervals (no functions), B..B+2s
+        (by their end times in three 1 s slices)."""
+        path = self.path("idle.jsonl")
+        with open(path, "w") as f:
+            for i in range(2):
+                f.write(json.dumps({
+                    "ts_ns": B + (i + 1) * S, "start_ns": B + i * S,
+                    "interval_s": 1.0, "seq": i + 1, "pid": 7, "host": "h",
+                    "kind": "delta", "dropped": 0, "sink_errors": 0,
+                    "total_tt": 0.0, "func_profiles": {}}) + "\n")
+        return path
+
+    def test_records_without_functions(self):
+        idle = self.idle_records()
+        p = self.ok("--slice", "1s", "--field", "ncalls", idle)
+        self.assertEqual(p.stdout, (
+            "# ncalls (calls) per 1s slice; 2 delta records from 1 file; "
+            "pid 7; host h\n"
+            "# 0 functions, top 0 shown\n"
+            "slice_start (UTC)            t+s  other\n"
+            "2026-11-25T14:30:00.000000Z    0      0\n"
+            "2026-11-25T14:30:01.000000Z    1      0\n"
+            "2026-11-25T14:30:02.000000Z    2      0\n"
+            "---------------------------------------\n"
+            "total                                 0\n"))
+        p = self.ok("--slice", "1s", "--csv", "-", idle)
+        self.assertEqual(p.stdout, (
+            "slice_start_iso,slice_start_ns,other\n"
+            "2026-11-25T14:30:00.000000Z,1795617000000000000,0.0\n"
+            "2026-11-25T14:30:01.000000Z,1795617001000000000,0.0\n"
+            "2026-11-25T14:30:02.000000Z,1795617002000000000,0.0\n"))
 
     def test_table_still_printed_with_csv(self):
         out = os.path.join(self.tmp, "c.csv")
