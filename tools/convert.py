@@ -528,12 +528,14 @@ def pprof_profile(merged, by_origin, name):
     for org in sorted(by_origin, key=lambda o: tuple(map(str, o))):
         tags = _pprof_labels(org)
         for stack, values in pprof_samples(by_origin[org]):
+            # sums of duty-scaled records can pass what int64 holds
+            if not all(sr.INT64_MIN <= v <= sr.INT64_MAX for v in values):
+                raise UsageError(
+                    "cannot write pprof: a sample of %s (%s) does not fit "
+                    "pprof's int64" % (labels[stack[0]][2],
+                                       ", ".join(map(str, values))))
             prof.sample([location(k) for k in stack], values, tags)
     return prof
-
-
-def write_pprof(merged, by_origin, out, name):
-    pprof_profile(merged, by_origin, name).write_gz(out)
 
 
 # ---------------------------------------------------------------------------
@@ -556,6 +558,9 @@ def _run(args, warn):
         merged = select(args, warn, by_origin)
     except OSError as e:
         raise cli.input_error(e)
+    # built before the output is created: it may fail (see pprof_profile)
+    pprof = (pprof_profile(merged, by_origin, _profile_name(args, merged))
+             if args.to == "pprof" else None)
     binary = args.to in ("pstats", "pprof")
     if args.output == "-" and binary and sys.stdout.isatty():
         raise UsageError("refusing to write binary %s data to a "
@@ -574,7 +579,7 @@ def _run(args, warn):
             elif args.to == "callgrind":
                 write_callgrind(merged, out, args.files)
             elif args.to == "pprof":
-                write_pprof(merged, by_origin, out, _profile_name(args, merged))
+                pprof.write_gz(out)
             else:
                 write_speedscope(merged, out, _profile_name(args, merged))
             out.flush()

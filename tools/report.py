@@ -29,7 +29,8 @@ AUTO_SLICES = 200
 AUTO_MIN_INTERVAL_SHARE = 0.9
 #: Every slice lists at least this many functions, whatever the budget.
 MIN_ROWS = 10
-INF = float("inf")
+#: Largest time a callers entry may hold (see sr.MAX_SECONDS).
+MAX_S = sr.MAX_SECONDS
 
 DESCRIPTION = """\
 Write one self-contained HTML file (no network, no server: open it in any
@@ -353,11 +354,12 @@ def _edge_fast(e):
     tt, ct = e.get("tottime"), e.get("cumtime")
     if pc is None:
         pc = nc
-    if (type(nc) is int and type(pc) is int and nc >= 0 and pc >= 0
+    if (type(nc) is int and type(pc) is int
+            and 0 <= nc <= sr.UINT64_MAX and 0 <= pc <= sr.UINT64_MAX
             and type(tt) in (float, int) and type(ct) in (float, int)
-            and -INF < tt < INF and -INF < ct < INF):
+            and -MAX_S <= tt <= MAX_S and -MAX_S <= ct <= MAX_S):
         return nc, pc, tt, ct
-    return None
+    return None  # sr._edge_values tells why (or accepts "12/3" counts)
 
 
 # ---------------------------------------------------------------------------

@@ -179,6 +179,33 @@ def _is_number(v):
             and math.isfinite(v))
 
 
+# What the C library can write: its integers are int64 (times, pid, line
+# numbers) or uint64 (seq, thread ids, counts); a time fits int64 ns, and
+# a duty is at least 1 ns observed of such a time.  Values beyond them
+# come from a corrupt or hand-edited line, and would overflow the outputs
+# (datetime, pprof's varints, float sums).
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+UINT64_MAX = (1 << 64) - 1
+MAX_SECONDS = INT64_MAX / NS_PER_S
+MIN_DUTY = 1 / INT64_MAX
+
+#: Record fields of each integer type (checked when present).
+_INT64_FIELDS = ("ts_ns", "start_ns", "pid")
+_UINT64_FIELDS = ("seq", "thread_id", "frame", "dropped", "sink_errors",
+                  "overflow_functions", "threads_omitted", "spikes_suppressed")
+
+
+def _check_ints(rec, names, lo, hi, what):
+    for name in names:
+        v = rec.get(name)
+        if _is_int(v) and not lo <= v <= hi:
+            raise _BadRecord("%r out of range (%s): %d" % (name, what, v))
+
+
+def _is_seconds(v):
+    return _is_number(v) and abs(v) <= MAX_SECONDS
+
+
 def _check_header(rec):
     """Validate the fields needed for filtering; raise _BadRecord."""
     if not isinstance(rec, dict):
@@ -187,15 +214,22 @@ def _check_header(rec):
         raise _BadRecord("missing or non-integer 'ts_ns'")
     if "start_ns" in rec and not _is_int(rec["start_ns"]):
         raise _BadRecord("non-integer 'start_ns'")
+    _check_ints(rec, _INT64_FIELDS, INT64_MIN, INT64_MAX, "int64")
+    _check_ints(rec, _UINT64_FIELDS, 0, UINT64_MAX, "uint64")
     if not isinstance(rec.get("kind"), str):
         raise _BadRecord("missing or non-string 'kind'")
 
 
 def _check_body(rec):
     """Validate what aggregation needs; raise _BadRecord."""
-    for name in ("interval_s", "observed_s", "duty", "span_s"):
-        if name in rec and not _is_number(rec[name]):
+    for name in ("interval_s", "observed_s", "span_s"):
+        if name in rec and not _is_seconds(rec[name]):
             raise _BadRecord("invalid %r: %r" % (name, rec[name]))
+    if "duty" in rec and not _is_number(rec["duty"]):
+        raise _BadRecord("invalid 'duty': %r" % (rec["duty"],))
+    duty = _own_duty(rec)
+    if duty < MIN_DUTY:    # 1/duty would scale values past any output
+        raise _BadRecord("duty %r too small (below %.3g)" % (duty, MIN_DUTY))
     fps = rec.get("func_profiles")
     if not isinstance(fps, dict):
         raise _BadRecord("missing or invalid 'func_profiles'")
@@ -203,13 +237,35 @@ def _check_body(rec):
         if not isinstance(fp, dict):
             raise _BadRecord("func_profiles[%r] is not an object" % key)
         try:
-            parse_ncalls(fp.get("ncalls"))
+            if parse_ncalls(fp.get("ncalls"))[0] > UINT64_MAX:
+                raise ValueError("invalid ncalls %r: beyond uint64"
+                                 % (fp["ncalls"],))
         except ValueError as e:
             raise _BadRecord("func_profiles[%r]: %s" % (key, e))
         for name in ("tottime", "cumtime"):
-            if not _is_number(fp.get(name)):
+            if not _is_seconds(fp.get(name)):
                 raise _BadRecord("func_profiles[%r]: missing or invalid %r"
                                  % (key, name))
+        try:
+            _check_ints(fp, ("line_number",), INT64_MIN, INT64_MAX, "int64")
+        except _BadRecord as e:
+            raise _BadRecord("func_profiles[%r]: %s" % (key, e))
+
+
+#: A JSON escape of a UTF-16 surrogate.  A lone one decodes to a str that
+#: cannot be written as UTF-8 (the outputs' encoding); the library never
+#: writes one (it writes UTF-8 as is), so only lines that have one are
+#: looked at closely (a surrogate pair is a valid character).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_strings(rec):
+    """Raise _BadRecord if a string (or key) of ``rec`` is not valid UTF-8."""
+    try:
+        json.dumps(rec, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _BadRecord("a string is not valid UTF-8 (lone surrogate %s)"
+                         % json.dumps(e.object[e.start]))
 
 
 # The rows layout (sink=jsonl:PATH,layout=rows): a record's lines are
@@ -447,7 +503,10 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
     Opening a file that does not exist raises OSError (FileNotFoundError)
     when the generator reaches it.  Every returned record has been checked:
     integer "ts_ns", a "func_profiles" object whose entries have a parsable
-    "ncalls" and finite "tottime"/"cumtime".
+    "ncalls" and finite "tottime"/"cumtime"; what the C library cannot
+    write is malformed too: a string that is not UTF-8 (a lone surrogate
+    escape), an integer field outside its int64/uint64 range, a time
+    beyond int64 ns, a duty below MIN_DUTY.
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
@@ -531,6 +590,12 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                     continue
                 try:
                     rec = json.loads(line)
+                    if _SURROGATE_ESCAPE.search(line):
+                        _check_strings(rec)
+                except _BadRecord as e:
+                    bad(str(e))
+                    rows.malformed()
+                    continue
                 except ValueError as e:
                     if not line.endswith("\n"):
                         bad(str(e), "incomplete last line (writer killed?)")
@@ -701,7 +766,7 @@ def _delta_duty(st, rec, seq):
             st.pending += length                # no window: duty 0
         return
     duty = _own_duty(rec)
-    if st.pending and length + st.pending > 0:
+    if st.pending and length > 0:   # an empty interval stands for nothing
         rec[EFFECTIVE_DUTY] = duty * length / (length + st.pending)
     st.pending = 0
 
@@ -725,7 +790,8 @@ def _thread_duty(st, rec, seq):
     elif st.end is not None and seq is not None and seq > st.seq + 1:
         gap = max(0, record_start_ns(rec) - st.end)
     duty = _own_duty(rec)
-    eff = duty * length / (length + gap) if gap and length + gap > 0 else duty
+    # an empty interval stands for nothing (its effective duty would be 0)
+    eff = duty * length / (length + gap) if gap and length > 0 else duty
     if eff != duty:
         rec[EFFECTIVE_DUTY] = eff
     st.seq, st.end, st.eff = seq, ts, (seq, ts, eff)
@@ -940,8 +1006,10 @@ def _edge_values(value):
         pc = value["primitive_calls"]
         if not _is_int(pc) or pc < 0:
             raise ValueError("invalid 'primitive_calls' %r" % (pc,))
+    if max(nc, pc) > UINT64_MAX:
+        raise ValueError("invalid ncalls %r: beyond uint64" % (nc,))
     tt, ct = value.get("tottime", 0.0), value.get("cumtime", 0.0)
-    if not (_is_number(tt) and _is_number(ct)):
+    if not (_is_seconds(tt) and _is_seconds(ct)):
         raise ValueError("invalid tottime/cumtime %r/%r" % (tt, ct))
     return nc, pc, tt, ct
 

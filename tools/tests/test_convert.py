@@ -581,6 +581,39 @@ class CliTests(Tmp):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("compressed data ends or is corrupt", r.stderr.decode())
 
+    def test_corrupt_records_are_skipped(self):
+        bad = self.path("corrupt.jsonl")
+        corrupt = toolstest.corrupt_copy(GAME, bad)
+        for fmt in ("pstats", "callgrind", "speedscope", "pprof"):
+            with self.subTest(fmt=fmt):
+                outs = []
+                for path in (GAME, bad):
+                    out = self.path("out." + fmt)
+                    r = self.convert(path, "--to", fmt, "-o", out)
+                    with open(out, "rb") as f:
+                        outs.append(re.sub(rb"\ncmd: .*\n", b"\n", f.read()))
+                self.assertEqual(outs[0], outs[1])
+                err = r.stderr.decode()
+                self.assertEqual(err.count("skipping malformed line"), 20, err)
+                self.assertIn("%d more malformed lines" % (len(corrupt) - 20),
+                              err)
+
+    def test_pprof_values_beyond_int64(self):
+        # valid records (times within int64 ns) whose duty-scaled sum is not
+        rec = {"ts_ns": B + S, "start_ns": B, "seq": 1, "pid": 1, "host": "h",
+               "kind": "delta", "duty": 0.5, "observed_s": 0.5,
+               "func_profiles": {"/a.py:1(f)": {
+                   "ncalls": "1", "tottime": 1.0, "cumtime": 9e9}}}
+        src, out = self.path("big.jsonl"), self.path("big.pb.gz")
+        with open(src, "w") as f:
+            f.write(json.dumps(rec) + "\n")
+        err = self.one_line_error(run(src, "--to", "pprof", "-o", out))
+        self.assertEqual(err, "convert: error: cannot write pprof: a sample of "
+                              "f (2, 2000000000, 18000000000000000000) does "
+                              "not fit pprof's int64")
+        self.assertFalse(os.path.exists(out))
+        self.convert(src, "--to", "pprof", "-o", out, "--no-scale-duty")
+
     def test_executable(self):
         with open(SCRIPT) as f:
             self.assertEqual(f.readline(), "#!/usr/bin/python3\n")

@@ -238,6 +238,15 @@ class LibraryTests(Tmp):
         _, true9 = make_run(lengths=LENGTHS[:9])
         self.assertTotals(library_totals(recs), true9)
 
+    def test_window_record_of_an_empty_interval(self):
+        # start_ns == ts_ns: nothing to spread its duty over, so it keeps
+        # its own (the effective duty was 0, a division by zero)
+        recs, _ = make_run(windows=(1,), duties=[0.5] * 2, lengths=[S, S])
+        recs[1]["start_ns"] = recs[1]["ts_ns"]
+        got = library_totals(recs)
+        self.assertTotals(got, {k: [v / 0.5 for v in t]
+                                for k, t in raw_totals(recs).items()})
+
     def test_restart_in_the_same_process(self):
         # seq starts again at 1: the second run's first window covers only
         # its own empty intervals, not the first run's trailing ones.

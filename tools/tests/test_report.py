@@ -309,6 +309,16 @@ class OptionTests(Tmp):
         self.assertIn("sample.jsonl:14: skipping incomplete last line", r.stderr.decode())
         self.assertEqual((data["nrec"], data["malformed"]), (12, 1))
 
+    def test_corrupt_records_are_skipped(self):
+        bad = self.path("corrupt.jsonl")
+        corrupt = toolstest.corrupt_copy(GAME, bad)
+        ref, _, _ = self.report(GAME)
+        data, _, r = self.report(bad)
+        for k in ("nrec", "all", "widths", "funcs"):
+            self.assertEqual(data[k], ref[k], k)
+        self.assertEqual(data["malformed"], len(corrupt))
+        self.assertIn("40 more malformed lines", r.stderr.decode())
+
     def test_stdin_and_gzip_give_the_same_numbers(self):
         ref, _, _ = self.report(GAME)
         gz = os.path.join(self.tmp, "g.jsonl.gz")

@@ -266,6 +266,61 @@ class ReadTests(unittest.TestCase):
             self.assertTrue(any("compressed data ends or is corrupt" in m
                                 for m in w), w)
 
+    def test_corrupt_records_skipped_with_warnings(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "c.jsonl")
+            corrupt = toolstest.corrupt_copy(SAMPLE, p)
+            stats = {}
+            recs, w = self.read([p], stats=stats)
+        self.assertEqual(recs, self.read([SAMPLE])[0])
+        self.assertEqual(len(w), len(corrupt))
+        for (line, what), msg in zip(corrupt, w):
+            self.assertTrue(msg.startswith("%s:%d: skipping malformed line: "
+                                           % (p, line)), msg)
+            self.assertIn(what, msg)
+        self.assertEqual(stats["malformed"], 12)
+
+    def test_strings_and_integer_bounds(self):
+        with open(SAMPLE) as f:
+            good = json.loads(f.readline())
+
+        def variant(**fields):
+            rec = json.loads(json.dumps(good))
+            rec.update(fields)
+            return json.dumps(rec)
+
+        key, fp = next(iter(good["func_profiles"].items()))
+        row = {"ts_ns": B + S, "start_ns": B, "seq": 1, "pid": 1,
+               "host": "h", "kind": "delta"}
+        rows = [dict(row, row="record", rows=2, interval_s=1.0, dropped=0,
+                     sink_errors=0, overflow_functions=0, total_tt=0.5),
+                dict(row, row="function", key="/a.py:1(f\udcff)",
+                     file="/a.py", line=1, function="f\udcff", ncalls=1,
+                     primitive_calls=1, tottime=0.5, cumtime=0.5)]
+        lines = [
+            # accepted: a surrogate pair (one character), the bounds
+            variant(host="\U0001f600", seq=1),
+            variant(seq=2, pid=-2**63, thread_id=2**64 - 1,
+                    kind="thread", dropped=2**64 - 1),
+            variant(seq=3, ts_ns=2**63 - 1, duty=1e-18),
+            # skipped: a lone surrogate in a value, a key, a rows line
+            variant(seq=4, host="h\udc80"),
+            variant(seq=5, func_profiles={"\ud800": fp}),
+        ] + [json.dumps(r) for r in rows]
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "s.jsonl")
+            with open(p, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            recs, w = self.read([p], kinds=None)
+        self.assertEqual([(r["seq"], r["host"]) for r in recs],
+                         [(1, "\U0001f600"), (2, "myhost"), (3, "myhost")])
+        self.assertEqual([m.split(": ")[0] for m in w],
+                         [p + ":4", p + ":5", p + ":7", p + ":7"])
+        self.assertIn('lone surrogate "\\udc80"', w[0])
+        self.assertIn('lone surrogate "\\ud800"', w[1])
+        self.assertIn("not valid UTF-8", w[2])
+        self.assertIn("incomplete delta record seq 1", w[3])
+
     def test_missing_file_raises_oserror(self):
         with self.assertRaises(FileNotFoundError):
             list(sr.iter_records(["/nonexistent/x.jsonl"], warn=Warnings()))
@@ -528,6 +583,16 @@ class CliTests(toolstest.ToolTest):
             "2026-11-25T14:30:00.000000Z,1795617000000000000,0.0\n"
             "2026-11-25T14:30:01.000000Z,1795617001000000000,0.0\n"
             "2026-11-25T14:30:02.000000Z,1795617002000000000,0.0\n"))
+
+    def test_corrupt_records_give_the_same_table(self):
+        p = self.path("c.jsonl")
+        corrupt = toolstest.corrupt_copy(SAMPLE, p)
+        for args in (("--slice", "5s"), ("--field", "ncalls", "--csv", "-")):
+            with self.subTest(args=args):
+                got, want = self.ok(*args, p), self.ok(*args, SAMPLE)
+                self.assertEqual(got.stdout, want.stdout)
+                self.assertEqual(got.stderr.count("skipping malformed line"),
+                                 len(corrupt))
 
     def test_table_still_printed_with_csv(self):
         out = os.path.join(self.tmp, "c.csv")

@@ -83,6 +83,58 @@ def run_game_both_layouts(directory, config, args, timeout=300):
             os.path.join(directory, "rows", "prof.jsonl"))
 
 
+def _rename_first_function(rec, name):
+    fps = rec["func_profiles"]
+    key = next(iter(fps))
+    fp = fps.pop(key)
+    fp["function_name"] = name
+    fps["%s:%d(%s)" % (fp["file_name"], fp["line_number"], name)] = fp
+
+
+def _set_first_function(rec, **fields):
+    next(iter(rec["func_profiles"].values())).update(fields)
+
+
+#: Corrupt (hand-edited) records the C library cannot write, which the
+#: tools must skip with a FILE:LINE warning: (what the warning names,
+#: change made to a good record).
+CORRUPTIONS = (
+    ("not valid UTF-8", lambda r: _rename_first_function(r, "bad\udcff")),
+    ("'ts_ns' out of range", lambda r: r.update(ts_ns=10**30)),
+    ("'start_ns' out of range", lambda r: r.update(start_ns=-2**63 - 1)),
+    ("'pid' out of range", lambda r: r.update(pid=2**64)),
+    ("'seq' out of range", lambda r: r.update(seq=-1)),
+    ("'thread_id' out of range", lambda r: r.update(thread_id=2**64)),
+    ("'line_number' out of range",
+     lambda r: _set_first_function(r, line_number=2**63)),
+    ("beyond uint64", lambda r: _set_first_function(r, ncalls=str(2**64))),
+    ("invalid 'tottime'", lambda r: _set_first_function(r, tottime=1e300)),
+    ("invalid 'interval_s'",
+     lambda r: (r.pop("start_ns"), r.update(interval_s=1e300))),
+    ("too small", lambda r: r.update(duty=1e-300, observed_s=1e-300)),
+    ("too small", lambda r: r.update(observed_s=1e-300, interval_s=1.0)),
+)
+
+
+def corrupt_copy(path, out):
+    """Writes the complete delta lines of ``path`` to ``out``, each followed
+    by a corrupt copy of it (CORRUPTIONS in turn; seq + 1000, so that it
+    is no duplicate of the good one).  The tools must give the same
+    numbers for both files.  Returns [(line number, what the warning
+    names)] of the corrupt lines."""
+    corrupt = []
+    with open(out, "w") as f:
+        for rec in json_records([path]):
+            f.write(json.dumps(rec) + "\n")
+            what, change = CORRUPTIONS[len(corrupt) % len(CORRUPTIONS)]
+            bad = json.loads(json.dumps(rec))
+            bad["seq"] += 1000
+            change(bad)
+            f.write(json.dumps(bad) + "\n")
+            corrupt.append((2 * len(corrupt) + 2, what))
+    return corrupt
+
+
 class ToolTest(unittest.TestCase):
     """A fresh temporary directory ``self.tmp`` per test (its name starts
     with ``tmp_prefix``), and checks of a tool's failing run."""
