@@ -79,7 +79,9 @@ Formats (--to):
               records' first start and their span.
 
 Input: one or more files ("-" = stdin; .gz read transparently).  Malformed
-lines, such as a half-written last line, are skipped with a warning.
+lines, such as a half-written last line, are skipped with a warning.  A
+file given twice is an error; a record read again (e.g. from a file and
+its .gz copy) is used once, with a warning.
 """
 
 EPILOG = """\

@@ -69,7 +69,9 @@ previous window of their run (pid and host), whose work their estimate
 stands for; intervals after a run's last window are not covered, and the
 estimate lands in the slices of the window's record.  Input: files ("-" =
 stdin, .gz read transparently); malformed lines such as a half-written
-last line are skipped with a warning.
+last line are skipped with a warning.  A file given twice is an error; a
+record read again (e.g. from a file and its .gz copy) is used once, with a
+warning.
 """
 
 EPILOG = """\

@@ -103,11 +103,13 @@ def _stdin_once(files):
 
 
 def check_inputs(files, stdin_last=False):
-    """Raise UsageError unless every file exists and is readable and "-"
-    (stdin) is given at most once.  A repeated "-" is reported before the
-    files are looked at, or with ``stdin_last`` (timeslices) after."""
+    """Raise UsageError unless every file exists and is readable, no file
+    is given twice (its records would count twice) and "-" (stdin) is
+    given at most once.  A repeated "-" is reported before the files are
+    looked at, or with ``stdin_last`` (timeslices) after."""
     if not stdin_last:
         _stdin_once(files)
+    given = {}      # (device, inode) -> the path that named it first
     for path in files:
         if path == "-":
             continue
@@ -117,6 +119,14 @@ def check_inputs(files, stdin_last=False):
             raise UsageError("%s: is a directory" % path)
         if not os.access(path, os.R_OK):
             raise UsageError("%s: permission denied" % path)
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        if key in given:
+            first = given[key]
+            raise UsageError("%s: given twice" % path if first == path else
+                             "%s: the same file as %s, given twice"
+                             % (path, first))
+        given[key] = path
     _stdin_once(files)
 
 

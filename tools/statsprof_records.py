@@ -272,13 +272,21 @@ def _check_strings(rec):
 # contiguous (one write()), the "record" line first, saying how many lines
 # the record has; each function line is followed by its caller lines.
 
-#: Fields on every line of a rows-layout record that say which record it is.
+#: Fields on every line of a rows-layout record that say which record it
+#: is; in either layout no two records share them.
 _ROW_IDENTITY = ("ts_ns", "start_ns", "seq", "pid", "host", "kind",
                  "thread_id", "frame")
 
 
 def _row_identity(row):
     return tuple(row.get(k) for k in _ROW_IDENTITY)
+
+
+def _identifiable(rec):
+    """True if rec has what tells records apart (see _ROW_IDENTITY): the
+    library always writes seq, pid and host."""
+    return (rec.get("seq") is not None and rec.get("pid") is not None
+            and rec.get("host") is not None)
 
 
 def _need(row, name, check, what):
@@ -495,10 +503,15 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
       with "FILE:LINE: ..." (at most ``max_warnings_per_file`` per file, then
       one summary line).  Records of other kinds / pids / hosts / times are
       skipped silently.
+    - A record read again (the same host, pid, kind, seq, thread_id,
+      frame, start_ns and ts_ns: a file given twice, or with its .gz
+      copy, or one record in both layouts) is used once; one warning at
+      the end gives their number.  Records without seq, pid or host
+      cannot be told apart and are all used.
     - ``stats``: optional dict, filled with counters: "lines", "records"
       (valid JSON records seen), "malformed", "matched", "kinds" (dict kind
       -> count of all valid records), "filtered_pid", "filtered_host",
-      "filtered_time".
+      "filtered_time", "duplicates" (matching records read again).
 
     Opening a file that does not exist raises OSError (FileNotFoundError)
     when the generator reaches it.  Every returned record has been checked:
@@ -514,9 +527,11 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
     if stats is None:
         stats = {}
     for k in ("lines", "records", "malformed", "matched", "filtered_pid",
-              "filtered_host", "filtered_time"):
+              "filtered_host", "filtered_time", "duplicates"):
         stats.setdefault(k, 0)
     stats.setdefault("kinds", {})
+    seen = set()        # identities of the records used
+    duplicates = 0
 
     for path in paths:
         path = os.fspath(path)
@@ -563,6 +578,13 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                     or (until_ns is not None and ts >= until_ns)):
                 stats["filtered_time"] += 1
                 return False
+            if _identifiable(rec):
+                identity = _row_identity(rec)
+                if identity in seen:
+                    nonlocal duplicates
+                    duplicates += 1
+                    return False
+                seen.add(identity)
             stats["matched"] += 1
             return True
 
@@ -618,6 +640,11 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
         if nwarn > max_warnings_per_file:
             warn("%s: %d more malformed lines skipped (warnings suppressed)"
                  % (name, nwarn - max_warnings_per_file))
+    stats["duplicates"] += duplicates
+    if duplicates:
+        warn("%d record%s read more than once (the same host, pid, kind, "
+             "seq, thread, frame and times: a file given with its copy?); "
+             "each is used once" % (duplicates, "" if duplicates == 1 else "s"))
 
 
 # ---------------------------------------------------------------------------

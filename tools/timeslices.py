@@ -48,8 +48,10 @@ Input: one or more files ("-" = stdin), in either layout of the jsonl sink
 (one line per record, or layout=rows); gzip-compressed files are read
 transparently.  Blank lines are ignored; malformed lines (garbage, or a
 half-written last line from a killed writer) are skipped with one warning
-on stderr naming file and line number.  Only records of the chosen --kind
-(default "delta") are used; other kinds (e.g. "cumulative") are skipped.
+on stderr naming file and line number.  A file given twice is an error; a
+record read again (e.g. from a file and its .gz copy) is used once, with a
+warning.  Only records of the chosen --kind (default "delta") are used;
+other kinds (e.g. "cumulative") are skipped.
 
 ncalls counts the TOTAL calls (12 for "12/3").  If a record was profiled
 with a duty cycle (production mode), each of its values is divided by its

@@ -598,6 +598,20 @@ class CliTests(Tmp):
                 self.assertIn("%d more malformed lines" % (len(corrupt) - 20),
                               err)
 
+    def test_file_given_twice(self):
+        out = self.path("x.prof")
+        self.assertEqual(
+            self.one_line_error(run(GAME, GAME, "--to", "pstats", "-o", out)),
+            "convert: error: %s: given twice" % GAME)
+        gz = toolstest.gzip_copy(GAME, self.path("g.jsonl.gz"))
+        r = self.convert(GAME, gz, "--to", "pstats", "-o", out)
+        self.assertIn("60 records read more than once", r.stderr.decode())
+        with open(out, "rb") as f:
+            got = marshal.load(f)
+        self.convert(GAME, "--to", "pstats", "-o", out)
+        with open(out, "rb") as f:
+            self.assertEqual(got, marshal.load(f))
+
     def test_pprof_values_beyond_int64(self):
         # valid records (times within int64 ns) whose duty-scaled sum is not
         rec = {"ts_ns": B + S, "start_ns": B, "seq": 1, "pid": 1, "host": "h",

@@ -319,6 +319,17 @@ class OptionTests(Tmp):
         self.assertEqual(data["malformed"], len(corrupt))
         self.assertIn("40 more malformed lines", r.stderr.decode())
 
+    def test_records_read_twice_are_used_once(self):
+        r = self.report(GAME, GAME, ok=False)
+        self.assertEqual(self.one_line_error(r),
+                         "report: error: %s: given twice" % GAME)
+        ref, _, _ = self.report(GAME)
+        with open(GAME, "rb") as f:
+            data, _, r = self.report(GAME, "-", stdin=f.read())
+        self.assertEqual((data["nrec"], data["widths"]),
+                         (ref["nrec"], ref["widths"]))
+        self.assertIn("60 records read more than once", r.stderr.decode())
+
     def test_stdin_and_gzip_give_the_same_numbers(self):
         ref, _, _ = self.report(GAME)
         gz = os.path.join(self.tmp, "g.jsonl.gz")

@@ -266,6 +266,36 @@ class ReadTests(unittest.TestCase):
             self.assertTrue(any("compressed data ends or is corrupt" in m
                                 for m in w), w)
 
+    def test_records_read_twice_are_used_once(self):
+        with tempfile.TemporaryDirectory() as d:
+            gz = toolstest.gzip_copy(SAMPLE, os.path.join(d, "s.jsonl.gz"))
+            stats = {}
+            recs, w = self.read([SAMPLE, gz, OTHER], stats=stats)
+            self.assertEqual(recs, self.read([SAMPLE, OTHER])[0])
+            self.assertEqual((stats["matched"], stats["duplicates"]), (15, 12))
+            self.assertEqual(len(w), 3)     # two truncated last lines
+            self.assertEqual(w[2], "12 records read more than once (the same "
+                             "host, pid, kind, seq, thread, frame and times: "
+                             "a file given with its copy?); each is used once")
+            # a thread record is not its delta, nor another thread's
+            recs, w = self.read([SAMPLE], kinds=None)
+            thread = [dict(recs[0], kind="thread", thread_id=t) for t in (1, 2)]
+            # records without seq, pid or host cannot be told apart
+            anon = {k: v for k, v in recs[0].items() if k != "seq"}
+            p = os.path.join(d, "t.jsonl")
+            with open(p, "w") as f:
+                for rec in [recs[0]] + thread + thread + [anon, anon]:
+                    f.write(json.dumps(rec) + "\n")
+            stats = {}
+            recs, w = self.read([p], kinds=None, stats=stats)
+        self.assertEqual([(r["kind"], r.get("thread_id"), r.get("seq"))
+                          for r in recs],
+                         [("delta", None, 0), ("thread", 1, 0),
+                          ("thread", 2, 0), ("delta", None, None),
+                          ("delta", None, None)])
+        self.assertEqual(stats["duplicates"], 2)
+        self.assertIn("2 records read more than once", w[0])
+
     def test_corrupt_records_skipped_with_warnings(self):
         with tempfile.TemporaryDirectory() as d:
             p = os.path.join(d, "c.jsonl")
@@ -805,6 +835,22 @@ class CliTests(toolstest.ToolTest):
 
     def test_error_no_files(self):
         self.assertIn("required: FILE", self.error())
+
+    def test_file_given_twice(self):
+        err = self.error("--field", "ncalls", SAMPLE, OTHER, SAMPLE)
+        self.assertEqual(err, "timeslices: error: %s: given twice\n" % SAMPLE)
+        link = self.path("link.jsonl")
+        os.link(SAMPLE, link)
+        err = self.error(SAMPLE, link)
+        self.assertEqual(err, "timeslices: error: %s: the same file as %s, "
+                              "given twice\n" % (link, SAMPLE))
+        # a copy (here gzipped) is read, its records used once
+        gz = toolstest.gzip_copy(SAMPLE, self.path("s.jsonl.gz"))
+        want = self.ok("--field", "ncalls", SAMPLE)
+        got = self.ok("--field", "ncalls", SAMPLE, gz)
+        self.assertEqual(got.stdout, want.stdout.replace("1 file", "2 files"))
+        self.assertIn("timeslices: warning: 12 records read more than once",
+                      got.stderr)
 
     def test_error_unwritable_outputs(self):
         err = self.error("--csv", "/nonexistent/dir/x.csv", SAMPLE)

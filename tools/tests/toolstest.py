@@ -83,6 +83,14 @@ def run_game_both_layouts(directory, config, args, timeout=300):
             os.path.join(directory, "rows", "prof.jsonl"))
 
 
+def gzip_copy(path, out):
+    """Writes ``path`` gzipped to ``out``; returns ``out``."""
+    import gzip
+    with open(path, "rb") as f, gzip.open(out, "wb") as g:
+        g.write(f.read())
+    return out
+
+
 def _rename_first_function(rec, name):
     fps = rec["func_profiles"]
     key = next(iter(fps))
