@@ -144,6 +144,7 @@ def select(args, warn, by_origin=None):
     merged = sr.MergedProfile()
     seqs_seen = set()
     origins = set()
+    used = {}               # kind -> records merged
     for rec in cli.iter_selected(args, warn, stats, since_ns, until_ns):
         if args.seq is not None:
             seqs_seen.add(rec.get("seq"))
@@ -151,6 +152,7 @@ def select(args, warn, by_origin=None):
                 continue
             origins.add((rec.get("pid"), rec.get("host")))
         merged.add(rec, args.scale_duty, warn)
+        used[rec["kind"]] = used.get(rec["kind"], 0) + 1
         if by_origin is not None:
             part = by_origin.get(origin(rec))
             if part is None:
@@ -169,6 +171,7 @@ def select(args, warn, by_origin=None):
                 "choose one with --pid/--host" % (
                     merged.nrecords, args.seq,
                     ", ".join("pid %s on %s" % o for o in sorted(origins, key=str))))
+    cli.kind_warnings(used, warn, slices=False)
     return merged
 
 

@@ -1230,6 +1230,7 @@ def _run(args, warn):
         if spool is not None:
             spool.close()
     timings["read"] = time.monotonic()
+    cli.kind_warnings(stats["matched_kinds"], warn, slices=True)
     if note:
         warn(note)
     data = build_data(args, col, accs, widths, initial, note, stats, timings)

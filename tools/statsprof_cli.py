@@ -22,7 +22,9 @@ import statsprof_records as sr
 
 #: Help texts used by more than one tool.
 FILES_HELP = 'statsprof JSON-lines file(s); "-" reads stdin'
-KIND_HELP = 'record kind(s) to use, or "all" (default: delta)'
+KIND_HELP = ('record kind(s) to use, comma-separated, or "all" (default: '
+             'delta); summing more than one kind counts calls again '
+             '(warned)')
 SCALE_DUTY_HELP = ("divide duty-cycled records by their effective duty, "
                    "which covers the intervals with no window before them "
                    "(default: on; off: raw counts)")
@@ -241,6 +243,37 @@ def no_match_message(args, stats):
 
 # ---------------------------------------------------------------------------
 # running
+
+
+#: The kinds the library writes.  Any two count the same calls (README,
+#: "Deltas add up"): why, for each kind beside delta.
+KINDS = ("delta", "thread", "spike", "cumulative")
+_AGAIN = {"thread": "a thread record repeats its thread's share of a delta",
+          "spike": "a spike record repeats one frame of a delta",
+          "cumulative": "a cumulative record holds all calls so far"}
+
+
+def kind_warnings(used, warn, slices):
+    """Warn about what the kinds of the records summed do to the sums.
+
+    ``used``: dict kind -> records summed (e.g. stats["matched_kinds"]);
+    ``slices``: the sums are per time slice (timeslices, report) rather
+    than over the whole selection (convert)."""
+    mixed = [k for k in KINDS if used.get(k)]
+    if len(mixed) > 1:
+        warn("%s records summed together (%s) count the same calls again "
+             "(%s); choose one kind with --kind"
+             % (", ".join(mixed[:-1]) + " and " + mixed[-1],
+                ", ".join("%d %s" % (used[k], k) for k in mixed),
+                "; ".join(_AGAIN[k] for k in mixed if k in _AGAIN)))
+    n = used.get("cumulative", 0)
+    if slices and n:
+        warn("cumulative records hold running totals; summing them per "
+             "slice does not give the time spent in each slice")
+    elif n > 1:
+        warn("%d cumulative records merged: each holds the running totals "
+             "since its profiler started, so earlier calls count again; "
+             "choose one (--seq, --since/--until)" % n)
 
 
 def warner(prog):

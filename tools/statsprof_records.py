@@ -511,7 +511,8 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
     - ``stats``: optional dict, filled with counters: "lines", "records"
       (valid JSON records seen), "malformed", "matched", "kinds" (dict kind
       -> count of all valid records), "filtered_pid", "filtered_host",
-      "filtered_time", "duplicates" (matching records read again).
+      "filtered_time", "duplicates" (matching records read again),
+      "matched_kinds" (dict kind -> count of the matching records).
 
     Opening a file that does not exist raises OSError (FileNotFoundError)
     when the generator reaches it.  Every returned record has been checked:
@@ -530,6 +531,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
               "filtered_host", "filtered_time", "duplicates"):
         stats.setdefault(k, 0)
     stats.setdefault("kinds", {})
+    stats.setdefault("matched_kinds", {})
     seen = set()        # identities of the records used
     duplicates = 0
 
@@ -586,6 +588,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                     return False
                 seen.add(identity)
             stats["matched"] += 1
+            stats["matched_kinds"][kind] = stats["matched_kinds"].get(kind, 0) + 1
             return True
 
         try:

@@ -119,7 +119,8 @@ def build_parser():
         p,
         kind_help='record kind(s) to use, comma-separated, or "all" '
                   '(default: delta).  Values are summed as they are, '
-                  'so "cumulative" records give sums of running totals',
+                  'so "cumulative" records give sums of running totals, '
+                  'and more than one kind counts calls again (both warned)',
         scale_duty_help="divide values by the record's effective duty when "
                         "it was only partly observed, covering the intervals "
                         "with no window before it (default: on; off: raw "
@@ -353,10 +354,9 @@ def _run(args, warn):
     """Check, compute and write the outputs; UsageError on failure."""
     cli.check_inputs(args.files, stdin_last=True)
     _check_outputs(args)
-    if "cumulative" in args.kind:
-        warn("cumulative records hold running totals; summing them per "
-             "slice does not give the time spent in each slice")
     result = compute(args, warn)
+    # by the records read: --kind all may or may not mix kinds
+    cli.kind_warnings(result["stats"]["matched_kinds"], warn, slices=True)
 
     if args.csv != "-":
         sys.stdout.write("\n".join(render_table(result)) + "\n")

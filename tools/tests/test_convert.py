@@ -598,6 +598,31 @@ class CliTests(Tmp):
                 self.assertIn("%d more malformed lines" % (len(corrupt) - 20),
                               err)
 
+    def test_kinds_that_count_calls_again_are_warned(self):
+        out = self.path("k.prof")
+        err = self.convert(GAME, "--kind", "all", "--to", "pstats", "-o",
+                           out).stderr.decode()
+        self.assertIn("convert: warning: delta and spike records summed "
+                      "together (60 delta, 1 spike) count the same calls "
+                      "again (a spike record repeats one frame of a delta)",
+                      err)
+        # one record of each kind alone is right; two cumulative ones not
+        for kind, seq in (("delta", "4"), ("spike", "1000")):
+            err = self.convert(GAME, "--kind", "all", "--seq", seq, "--to",
+                               "pstats", "-o", out).stderr.decode()
+            self.assertNotIn("warning", err)
+        cum = self.path("cum.jsonl")
+        with open(cum, "w") as f:
+            for rec in toolstest.json_records([SAMPLE], ("cumulative",)):
+                for end in (rec["ts_ns"], rec["ts_ns"] + S):
+                    f.write(json.dumps(dict(rec, ts_ns=end)) + "\n")
+        err = self.convert(cum, "--kind", "cumulative", "--to", "pstats",
+                           "-o", out).stderr.decode()
+        self.assertIn("convert: warning: 2 cumulative records merged", err)
+        err = self.convert(cum, "--kind", "cumulative", "--until",
+                           "+6.5s", "--to", "pstats", "-o", out).stderr.decode()
+        self.assertNotIn("warning", err)
+
     def test_file_given_twice(self):
         out = self.path("x.prof")
         self.assertEqual(

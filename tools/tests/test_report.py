@@ -289,10 +289,21 @@ class OptionTests(Tmp):
         self.assertEqual(rows_of(data["all"], data)["/srv/worker.py:5(work)"], [21, 21, 12.0, 12.0])
         data, _, _ = self.report(SAMPLE, OTHER, "--host", "myhost")
         self.assertEqual(data["nrec"], 12)
-        data, _, _ = self.report(GAME, "--kind", "spike")
+        data, _, r = self.report(GAME, "--kind", "spike")
         self.assertEqual((data["nrec"], data["kinds"]), (1, ["spike"]))
         self.assertEqual(rows_of(data["all"], data),
                          {"~:0(<built-in method gc.collect>)": [1, 1, 0.195312, 0.195312]})
+        self.assertNotIn("warning", r.stderr.decode())
+
+    def test_kinds_that_count_calls_again_are_warned(self):
+        data, _, r = self.report(GAME, "--kind", "all")
+        self.assertEqual(data["kinds"], ["delta", "spike"])
+        self.assertIn("report: warning: delta and spike records summed "
+                      "together (60 delta, 1 spike) count the same calls "
+                      "again", r.stderr.decode())
+        _, _, r = self.report(SAMPLE, "--kind", "cumulative")
+        self.assertIn("report: warning: cumulative records hold running "
+                      "totals", r.stderr.decode())
 
     def test_duty_scaling(self):
         data, _, _ = self.report(DUTY)

@@ -723,6 +723,32 @@ class CliTests(toolstest.ToolTest):
                              "0", "--kind", "all", SAMPLE)
         self.assertEqual(rows[1][2:], ["6267"])  # 6252 delta + 15 cumulative
 
+    def kind_warnings(self, *args):
+        err = self.ok("--field", "ncalls", *args).stderr
+        return [line for line in err.splitlines()
+                if "last line" not in line]
+
+    def test_kinds_that_count_calls_again_are_warned(self):
+        running = ("timeslices: warning: cumulative records hold running "
+                   "totals; summing them per slice does not give the time "
+                   "spent in each slice")
+        self.assertEqual(self.kind_warnings("--kind", "all", SAMPLE), [
+            "timeslices: warning: delta and cumulative records summed "
+            "together (12 delta, 1 cumulative) count the same calls again "
+            "(a cumulative record holds all calls so far); choose one kind "
+            "with --kind", running])
+        self.assertEqual(self.kind_warnings("--kind", "cumulative", SAMPLE),
+                         [running])
+        self.assertEqual(self.kind_warnings("--kind", "delta,spike",
+                                            toolstest.GAME),
+                         ["timeslices: warning: delta and spike records "
+                          "summed together (60 delta, 1 spike) count the "
+                          "same calls again (a spike record repeats one "
+                          "frame of a delta); choose one kind with --kind"])
+        # by the records read: "all" over deltas only sums nothing twice
+        self.assertEqual(self.kind_warnings("--kind", "all", OTHER), [])
+        self.assertEqual(self.kind_warnings(SAMPLE), [])
+
     def test_align_epoch_cli(self):
         rows = self.csv_rows("--slice", "7s", "--align", "epoch", "--top", "1",
                              SAMPLE)
