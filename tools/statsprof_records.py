@@ -512,7 +512,13 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
       (valid JSON records seen), "malformed", "matched", "kinds" (dict kind
       -> count of all valid records), "filtered_pid", "filtered_host",
       "filtered_time", "duplicates" (matching records read again),
-      "matched_kinds" (dict kind -> count of the matching records).
+      "matched_kinds" (dict kind -> count of the matching records),
+      "dropped", "sink_errors", "seq_gaps" (see below).
+    - Records lost on the way make sums low: one warning at the end says
+      so when the matching records' "dropped" or "sink_errors" (records
+      lost so far, all sinks: the largest value per pid and host, summed)
+      are not 0, or seqs are missing between delta records of a pid and
+      host (seq counts the deltas; a seq that does not grow is a new run).
 
     Opening a file that does not exist raises OSError (FileNotFoundError)
     when the generator reaches it.  Every returned record has been checked:
@@ -534,6 +540,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
     stats.setdefault("matched_kinds", {})
     seen = set()        # identities of the records used
     duplicates = 0
+    losses = _Losses()
 
     for path in paths:
         path = os.fspath(path)
@@ -589,6 +596,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                 seen.add(identity)
             stats["matched"] += 1
             stats["matched_kinds"][kind] = stats["matched_kinds"].get(kind, 0) + 1
+            losses.add(rec)
             return True
 
         try:
@@ -648,6 +656,59 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
         warn("%d record%s read more than once (the same host, pid, kind, "
              "seq, thread, frame and times: a file given with its copy?); "
              "each is used once" % (duplicates, "" if duplicates == 1 else "s"))
+    losses.report(stats, warn)
+
+
+class _Losses:
+    """What the records say was lost: per (host, pid) the largest
+    "dropped" and "sink_errors" (counters so far), and the seqs missing
+    between its delta records."""
+
+    def __init__(self):
+        self.counters = {}    # (host, pid) -> [dropped, sink_errors]
+        self.last_seq = {}    # (host, pid) -> seq of the last delta record
+        self.gaps = {}        # (host, pid) -> delta records missing
+
+    def add(self, rec):
+        where = (rec.get("host"), rec.get("pid"))
+        c = self.counters.setdefault(where, [0, 0])
+        for i, name in enumerate(("dropped", "sink_errors")):
+            v = rec.get(name)
+            if _is_int(v) and v > c[i]:
+                c[i] = v
+        seq = rec.get("seq")
+        if rec["kind"] != "delta" or not _is_int(seq):
+            return
+        last = self.last_seq.get(where)
+        if last is not None and seq > last + 1:
+            self.gaps[where] = self.gaps.get(where, 0) + seq - last - 1
+        self.last_seq[where] = seq    # a seq that does not grow: a new run
+
+    def report(self, stats, warn):
+        dropped = sum(c[0] for c in self.counters.values())
+        errors = sum(c[1] for c in self.counters.values())
+        gaps = sum(self.gaps.values())
+        stats["dropped"] = stats.get("dropped", 0) + dropped
+        stats["sink_errors"] = stats.get("sink_errors", 0) + errors
+        stats["seq_gaps"] = stats.get("seq_gaps", 0) + gaps
+        if not (dropped or errors or gaps):
+            return
+        parts = []
+        if dropped:
+            parts.append("%d dropped by full sink queues" % dropped)
+        if errors:
+            parts.append("%d failed sink write%s"
+                         % (errors, "" if errors == 1 else "s"))
+        if dropped or errors:
+            parts[-1] += " (the records' counts, over all sinks)"
+        if gaps:
+            parts.append("%d delta record%s missing (gaps in seq)"
+                         % (gaps, "" if gaps == 1 else "s"))
+        where = sorted({w for w, c in self.counters.items() if any(c)}
+                       | {w for w, n in self.gaps.items() if n}, key=str)
+        warn("records lost (%s): %s; sums are low"
+             % (", ".join("pid %s on %s" % (p, h) for h, p in where[:4])
+                + (", ..." if len(where) > 4 else ""), ", ".join(parts)))
 
 
 # ---------------------------------------------------------------------------

@@ -273,10 +273,11 @@ class ReadTests(unittest.TestCase):
             recs, w = self.read([SAMPLE, gz, OTHER], stats=stats)
             self.assertEqual(recs, self.read([SAMPLE, OTHER])[0])
             self.assertEqual((stats["matched"], stats["duplicates"]), (15, 12))
-            self.assertEqual(len(w), 3)     # two truncated last lines
+            self.assertEqual(len(w), 4)     # two truncated last lines
             self.assertEqual(w[2], "12 records read more than once (the same "
                              "host, pid, kind, seq, thread, frame and times: "
                              "a file given with its copy?); each is used once")
+            self.assertIn("7 delta records missing", w[3])  # OTHER's seqs
             # a thread record is not its delta, nor another thread's
             recs, w = self.read([SAMPLE], kinds=None)
             thread = [dict(recs[0], kind="thread", thread_id=t) for t in (1, 2)]
@@ -295,6 +296,44 @@ class ReadTests(unittest.TestCase):
                           ("delta", None, None)])
         self.assertEqual(stats["duplicates"], 2)
         self.assertIn("2 records read more than once", w[0])
+
+    def test_lost_records_warned(self):
+        with open(SAMPLE) as f:
+            good = json.loads(f.readline())
+        lines = []
+        for pid, kind, seq, dropped, errors in (
+                (1, "delta", 1, 0, 0), (1, "delta", 2, 0, 0),
+                (1, "delta", 4, 2, 0),          # seq 3 lost (dropped)
+                (1, "thread", 4, 2, 0), (1, "thread", 9, 3, 1),
+                (1, "delta", 5, 1, 1),          # counters only grow: max
+                (1, "delta", 1, 0, 0),          # a new run: no gap
+                (2, "delta", 7, 0, 0), (2, "delta", 8, 0, 0)):
+            lines.append(json.dumps(dict(
+                good, pid=pid, kind=kind, seq=seq, dropped=dropped,
+                sink_errors=errors, ts_ns=good["ts_ns"] + len(lines))))
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "lost.jsonl")
+            with open(p, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            stats = {}
+            recs, w = self.read([p], kinds=None, stats=stats)
+            self.assertEqual(len(recs), 9)
+            self.assertEqual(w, ["records lost (pid 1 on myhost): 3 dropped "
+                                 "by full sink queues, 1 failed sink write "
+                                 "(the records' counts, over all sinks), 1 "
+                                 "delta record missing (gaps in seq); sums "
+                                 "are low"])
+            self.assertEqual((stats["dropped"], stats["sink_errors"],
+                              stats["seq_gaps"]), (3, 1, 1))
+            # what is not read does not count: pid 2 alone lost nothing
+            recs, w = self.read([p], kinds=None, pid=2)
+            self.assertEqual((len(recs), w), (2, []))
+            # only gaps between delta records count
+            recs, w = self.read([p], kinds=("thread",))
+            self.assertEqual(w, ["records lost (pid 1 on myhost): 3 dropped "
+                                 "by full sink queues, 1 failed sink write "
+                                 "(the records' counts, over all sinks); "
+                                 "sums are low"])
 
     def test_corrupt_records_skipped_with_warnings(self):
         with tempfile.TemporaryDirectory() as d:
@@ -345,7 +384,8 @@ class ReadTests(unittest.TestCase):
         self.assertEqual([(r["seq"], r["host"]) for r in recs],
                          [(1, "\U0001f600"), (2, "myhost"), (3, "myhost")])
         self.assertEqual([m.split(": ")[0] for m in w],
-                         [p + ":4", p + ":5", p + ":7", p + ":7"])
+                         [p + ":4", p + ":5", p + ":7", p + ":7",
+                          "records lost (pid -9223372036854775808 on myhost)"])
         self.assertIn('lone surrogate "\\udc80"', w[0])
         self.assertIn('lone surrogate "\\ud800"', w[1])
         self.assertIn("not valid UTF-8", w[2])
@@ -746,7 +786,7 @@ class CliTests(toolstest.ToolTest):
                           "same calls again (a spike record repeats one "
                           "frame of a delta); choose one kind with --kind"])
         # by the records read: "all" over deltas only sums nothing twice
-        self.assertEqual(self.kind_warnings("--kind", "all", OTHER), [])
+        self.assertEqual(self.kind_warnings("--kind", "all", DUTY), [])
         self.assertEqual(self.kind_warnings(SAMPLE), [])
 
     def test_align_epoch_cli(self):
@@ -861,6 +901,13 @@ class CliTests(toolstest.ToolTest):
 
     def test_error_no_files(self):
         self.assertIn("required: FILE", self.error())
+
+    def test_lost_records_warning(self):
+        err = self.ok("--field", "ncalls", OTHER).stderr
+        self.assertEqual(err, "timeslices: warning: records lost (pid 5678 "
+                              "on otherhost): 7 delta records missing (gaps "
+                              "in seq); sums are low\n")
+        self.assertNotIn("records lost", self.ok(SAMPLE).stderr)
 
     def test_file_given_twice(self):
         err = self.error("--field", "ncalls", SAMPLE, OTHER, SAMPLE)
