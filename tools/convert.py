@@ -78,6 +78,11 @@ Formats (--to):
               thread_id/thread; the profile's time and duration are the
               records' first start and their span.
 
+Records that hold no function calls (idle intervals, production mode's
+intervals with no window) make an empty profile: an error for pstats,
+whose reader rejects it (exit status 2, no file written); a warning for
+the other formats, whose readers show it empty.
+
 Input: one or more files ("-" = stdin; .gz read transparently).  Malformed
 lines, such as a half-written last line, are skipped with a warning.  A
 file given twice is an error; a record read again (e.g. from a file and
@@ -96,7 +101,7 @@ times (--since/--until): ISO-8601 (2026-11-25T14:30:05Z, no zone = UTC), ns
 since the epoch, or +DURATION from the start of the first matching record.
 
 exit status: 0 on success; 2 on bad arguments, unreadable input, no matching
-records or an unwritable output.
+records, no function calls for --to pstats, or an unwritable output.
 """
 
 
@@ -563,6 +568,16 @@ def _run(args, warn):
         merged = select(args, warn, by_origin)
     except OSError as e:
         raise cli.input_error(e)
+    if not merged.funcs:
+        empty = ("the %d selected record%s hold%s no function calls (idle "
+                 "intervals, or production mode's intervals with no window)"
+                 % (merged.nrecords, "" if merged.nrecords == 1 else "s",
+                    "s" if merged.nrecords == 1 else ""))
+        if args.to == "pstats":
+            raise UsageError(empty + ": pstats.Stats cannot load an empty "
+                             "profile")
+        # callgrind_annotate, go tool pprof and speedscope read one
+        warn("%s: the %s profile is empty" % (empty, args.to))
     # built before the output is created: it may fail (see pprof_profile)
     pprof = (pprof_profile(merged, by_origin, _profile_name(args, merged))
              if args.to == "pprof" else None)

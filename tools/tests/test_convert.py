@@ -598,6 +598,31 @@ class CliTests(Tmp):
                 self.assertIn("%d more malformed lines" % (len(corrupt) - 20),
                               err)
 
+    def test_records_without_function_calls(self):
+        idle = toolstest.idle_records(self.path("idle.jsonl"))
+        empty = ("the 2 selected records hold no function calls (idle "
+                 "intervals, or production mode's intervals with no window)")
+        out = self.path("idle.prof")
+        self.assertEqual(self.one_line_error(run(idle, "--to", "pstats",
+                                                 "-o", out)),
+                         "convert: error: %s: pstats.Stats cannot load an "
+                         "empty profile" % empty)
+        self.assertFalse(os.path.exists(out))
+        for fmt in ("callgrind", "speedscope", "pprof"):
+            out = self.path("idle." + fmt)
+            err = self.convert(idle, "--to", fmt, "-o", out).stderr.decode()
+            self.assertIn("convert: warning: %s: the %s profile is empty"
+                          % (empty, fmt), err)
+        with open(self.path("idle.speedscope")) as f:
+            doc = json.load(f)
+        with open(SCHEMA) as f:
+            validate(json.load(f), doc)
+        self.assertEqual(doc["profiles"][0]["samples"], [])
+        if ANNOTATE:
+            r = subprocess.run([ANNOTATE, self.path("idle.callgrind")],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_kinds_that_count_calls_again_are_warned(self):
         out = self.path("k.prof")
         err = self.convert(GAME, "--kind", "all", "--to", "pstats", "-o",

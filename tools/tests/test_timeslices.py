@@ -621,21 +621,10 @@ class CliTests(toolstest.ToolTest):
             "2026-11-25T14:30:05.000000Z,1795617005000000000,2575\n"
             "2026-11-25T14:30:10.000000Z,1795617010000000000,1545\n"))
 
-    def idle_records(self):
-        """Two delta records of idle intervals (no functions), B..B+2s
-        (by their end times in three 1 s slices)."""
-        path = self.path("idle.jsonl")
-        with open(path, "w") as f:
-            for i in range(2):
-                f.write(json.dumps({
-                    "ts_ns": B + (i + 1) * S, "start_ns": B + i * S,
-                    "interval_s": 1.0, "seq": i + 1, "pid": 7, "host": "h",
-                    "kind": "delta", "dropped": 0, "sink_errors": 0,
-                    "total_tt": 0.0, "func_profiles": {}}) + "\n")
-        return path
-
     def test_records_without_functions(self):
-        idle = self.idle_records()
+        # two records of idle intervals, B..B+2s: by their end times in
+        # three 1 s slices
+        idle = toolstest.idle_records(self.path("idle.jsonl"))
         p = self.ok("--slice", "1s", "--field", "ncalls", idle)
         self.assertEqual(p.stdout, (
             "# ncalls (calls) per 1s slice; 2 delta records from 1 file; "

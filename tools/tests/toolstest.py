@@ -83,6 +83,19 @@ def run_game_both_layouts(directory, config, args, timeout=300):
             os.path.join(directory, "rows", "prof.jsonl"))
 
 
+def idle_records(path):
+    """Writes two delta records of idle intervals (no functions), B..B+2s,
+    pid 7 on host "h", to ``path``; returns ``path``."""
+    with open(path, "w") as f:
+        for i in range(2):
+            f.write(json.dumps({
+                "ts_ns": B + (i + 1) * S, "start_ns": B + i * S,
+                "interval_s": 1.0, "seq": i + 1, "pid": 7, "host": "h",
+                "kind": "delta", "dropped": 0, "sink_errors": 0,
+                "total_tt": 0.0, "func_profiles": {}}) + "\n")
+    return path
+
+
 def gzip_copy(path, out):
     """Writes ``path`` gzipped to ``out``; returns ``out``."""
     import gzip
