@@ -1114,6 +1114,37 @@ class CommandLineTest(unittest.TestCase):
         self.assertTrue(r.stderr.endswith("RuntimeError: boom\n"), r.stderr)
         self.assertIn("explode", self.profiled_functions(out))
 
+    def test_unwritable_outfile_is_a_one_line_error_before_the_run(self):
+        records = os.path.join(self.dir.name, "never.jsonl")
+        for out, why in (("nodir/x.prof", "No such file or directory"),
+                         ("prog.py/x.prof", "Not a directory"),
+                         (".", "Is a directory")):
+            r = self.run_cli("--config", "sink=jsonl:" + records, "-o", out,
+                             "prog.py")
+            self.assertEqual((r.returncode, r.stdout, r.stderr), (
+                2, "", "statsprof: error: cannot write %s: %s\n" % (out, why)))
+        self.assertFalse(os.path.exists(records))   # the profiler never started
+
+    def test_outfile_gone_during_the_run(self):
+        self.write("gone.py", """\
+            import shutil, sys
+            shutil.rmtree("out")
+            print("ran")
+            if sys.argv[1:] == ["raise"]:
+                raise RuntimeError("boom")
+            """)
+        for arg in ("", "raise"):
+            os.mkdir(os.path.join(self.dir.name, "out"))
+            r = self.run_cli("-o", "out/gone.prof", "gone.py", arg)
+            self.assertEqual((r.returncode, r.stdout), (2, "ran\n"))
+            err = ("statsprof: error: cannot write out/gone.prof: No such "
+                   "file or directory\n")
+            if arg:     # the script's own error is reported first
+                self.assertTrue(r.stderr.startswith("Traceback"), r.stderr)
+                self.assertIn("RuntimeError: boom\n" + err, r.stderr)
+            else:
+                self.assertEqual(r.stderr, err)
+
     def test_missing_script_or_module_is_a_one_line_error(self):
         records = os.path.join(self.dir.name, "never.jsonl")
         r = self.run_cli("--config", "sink=jsonl:" + records, "nope.py", "arg")

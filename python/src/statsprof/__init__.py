@@ -134,20 +134,38 @@ class Profile(Profiler):
         return pstats.StatsProfile(rec["total_tt"], funcs)
 
 
+class _WriteError(OSError):
+    """dump_stats failed after the run, an error of the output rather than
+    of the profiled code; ``run_error`` is what the run itself raised (or
+    None), whose report comes first."""
+
+
 def _run_and_show(prof, statement, globals, locals, filename, sort):
     """cProfile's runctx helper: a SystemExit ends the run, not the report.
-    Returns the SystemExit the code raised, or None."""
+    Returns the SystemExit the code raised, or None; _WriteError if the
+    stats cannot be saved to `filename`."""
     exit_status = None
     try:
         prof.runctx(statement, globals, locals)
     except SystemExit as exc:
         exit_status = exc
-    finally:
-        if filename is not None:
-            prof.dump_stats(filename)
-        else:
-            prof.print_stats(sort)
+    except BaseException as exc:
+        _show(prof, filename, sort, exc)
+        raise
+    _show(prof, filename, sort, None)
     return exit_status
+
+
+def _show(prof, filename, sort, run_error):
+    if filename is None:
+        prof.print_stats(sort)
+        return
+    try:
+        prof.dump_stats(filename)
+    except OSError as exc:
+        err = _WriteError(exc.errno, exc.strerror, filename)
+        err.run_error = run_error
+        raise err
 
 
 def run(statement, filename=None, sort=-1, *, config="sink=none"):

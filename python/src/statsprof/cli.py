@@ -1,12 +1,14 @@
 """`python3 -m statsprof`: the command line of `python3 -m cProfile`, plus --config."""
 
+import errno
 import io
 import os
 import runpy
 import sys
+import traceback
 from optparse import OptionParser
 
-from . import Profile, _run_and_show
+from . import Profile, _run_and_show, _WriteError
 
 USAGE = ("python3 -m statsprof [-o output_file_path] [-s sort] [--config CONFIG] "
          "[-m module | scriptfile] [arg] ...")
@@ -35,11 +37,29 @@ def _fail(message):
     sys.exit(2)
 
 
+def _check_outfile(path, name):
+    """Fails, as for a script that cannot be opened, unless a file can be
+    written at `path` (`name` as given): the stats are saved after the
+    run, which would be lost."""
+    parent = os.path.dirname(path)
+    if os.path.isdir(path):
+        err = errno.EISDIR
+    elif not os.path.isdir(parent):
+        err = errno.ENOTDIR if os.path.exists(parent) else errno.ENOENT
+    elif not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        err = errno.EACCES
+    else:
+        return
+    _fail("cannot write %s: %s" % (name, os.strerror(err)))
+
+
 def main(argv=None):
     """Runs the script or module under the profiler, then prints or saves
     the stats. Exits with the script's exit status: sys.exit(n) gives n
     (after the stats are written), an uncaught exception its traceback and
-    1; usage errors, and a script or module that cannot be found, exit 2."""
+    1; usage errors, a script or module that cannot be found and an
+    output file that cannot be written exit 2 (checked before the run;
+    one that goes away during the run exits 2 after it)."""
     parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
     options, args = parser.parse_args(argv)
@@ -49,8 +69,10 @@ def main(argv=None):
         parser.print_usage(sys.stderr)
         sys.exit(2)
     # The profiled code may chdir: fix the output path now.
+    outname = options.outfile
     if options.outfile is not None:
         options.outfile = os.path.abspath(options.outfile)
+        _check_outfile(options.outfile, outname)
 
     # What cannot run (no such script or module) is reported before the
     # profiler exists, so that its sinks create no files.
@@ -98,6 +120,12 @@ def main(argv=None):
         # Prevent "Exception ignored" during interpreter shutdown.
         sys.stdout = None
         sys.exit(exc.errno)
+    except _WriteError as exc:
+        # the output went away during the run (checked before it)
+        if exc.run_error is not None:
+            traceback.print_exception(type(exc.run_error), exc.run_error,
+                                      exc.run_error.__traceback__)
+        _fail("cannot write %s: %s" % (outname, exc.strerror))
     if exit_status is not None:
         raise exit_status  # the script's sys.exit(), after the report
     return parser
