@@ -597,7 +597,8 @@ def _run(args, warn):
             if args.to == "pstats":
                 write_pstats(merged, out)
             elif args.to == "callgrind":
-                write_callgrind(merged, out, args.files)
+                write_callgrind(merged, out,
+                                [cli.display_text(f) for f in args.files])
             elif args.to == "pprof":
                 pprof.write_gz(out)
             else:

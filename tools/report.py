@@ -608,10 +608,12 @@ def build_data(args, collector, accs, widths, initial, note, stats, timings):
                       "rows": limit, "series": series, "slices": sdata})
     timings["tables"] = time.monotonic()
 
-    shown = getattr(args, "display_files", args.files)
+    shown = [cli.display_text(f)
+             for f in getattr(args, "display_files", args.files)]
     files = [f if f == "-" else os.path.abspath(f) for f in shown]
-    title = args.title or "statsprof report: %s" % ", ".join(
-        os.path.basename(f) if f != "-" else "stdin" for f in shown)
+    title = cli.display_text(args.title) if args.title else (
+        "statsprof report: %s" % ", ".join(
+            os.path.basename(f) if f != "-" else "stdin" for f in shown))
     return {
         "v": 1,
         "title": title,

@@ -154,6 +154,13 @@ def check_output(path, what=None):
         raise UsageError("cannot write %s: permission denied" % name)
 
 
+def display_text(text):
+    """Command-line text (a file name, --title) as the outputs can write
+    it in UTF-8: bytes that are not UTF-8 (surrogate escapes in argv)
+    become U+FFFD."""
+    return os.fsencode(text).decode("utf-8", "replace")
+
+
 def input_error(e):
     """The UsageError for an OSError raised while reading the input."""
     return UsageError("%s: %s" % (e.filename or "input", e.strerror or e))

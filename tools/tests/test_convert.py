@@ -648,6 +648,15 @@ class CliTests(Tmp):
                            "+6.5s", "--to", "pstats", "-o", out).stderr.decode()
         self.assertNotIn("warning", err)
 
+    def test_file_name_not_utf8(self):
+        name = self.path(os.fsdecode(b"game\xff.jsonl"))
+        shutil.copy(GAME, name)
+        out = self.path("cg")
+        self.convert(name, "--to", "callgrind", "-o", out)
+        with open(out, encoding="utf-8") as f:
+            self.assertIn("\ncmd: %s\n" % self.path("game\ufffd.jsonl"),
+                          f.read())
+
     def test_file_given_twice(self):
         out = self.path("x.prof")
         self.assertEqual(

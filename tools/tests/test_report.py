@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -340,6 +341,14 @@ class OptionTests(Tmp):
         self.assertEqual((data["nrec"], data["widths"]),
                          (ref["nrec"], ref["widths"]))
         self.assertIn("60 records read more than once", r.stderr.decode())
+
+    def test_file_name_not_utf8(self):
+        name = self.path(os.fsdecode(b"game\xff.jsonl"))
+        shutil.copy(GAME, name)
+        data, html, _ = self.report(name, "--title", os.fsdecode(b"t\xfe"))
+        self.assertEqual(data["files"], [self.path("game\ufffd.jsonl")])
+        self.assertEqual(data["title"], "t\ufffd")
+        self.assertIn("<title>t\ufffd</title>", html)
 
     def test_stdin_and_gzip_give_the_same_numbers(self):
         ref, _, _ = self.report(GAME)
