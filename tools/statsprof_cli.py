@@ -7,7 +7,8 @@ report.py, convert.py).
 - reading: the records the filter options select (``iter_selected``), the
   --since/--until range (``time_range``), and the message when nothing
   matched (``no_match_message``);
-- checks before any work (``check_inputs``, ``check_output``);
+- checks before any work (``check_inputs``, ``check_output``), and the
+  warnings after reading about the kinds summed (``kind_warnings``);
 - errors: ``UsageError`` ends a tool with "PROG: error: MESSAGE" and exit
   status 2 (see ``run_main``); warnings are "PROG: warning: MESSAGE".
 
