@@ -20,8 +20,11 @@ static int g_atexit_registered;
 Py_ssize_t statsprof__extra_index = -1;
 static PyTypeObject *g_thread_type;
 
+static void grave_sweep(void);
+
 static void on_python_exit(void) {
   g_epoch++;
+  grave_sweep(); /* the grave's states went with the interpreter: their stacks go now */
   g_atexit_registered = 0;
   statsprof__extra_index = -1;
   /* Freed with the interpreter; the next one makes its own. */
@@ -82,11 +85,14 @@ int statsprof__type_ready(PyTypeObject **type, PyType_Spec *spec) {
   return STATSPROF_EPYTHON;
 }
 
+static void grave_flush_at_exit(void);
+
 int statsprof__hook_ready(void) {
   if (!g_atexit_registered) {
     if (Py_AtExit(on_python_exit) != 0) return STATSPROF_EPYTHON;
     g_atexit_registered = 1;
   }
+  grave_flush_at_exit();
   if (statsprof__extra_index < 0) {
     statsprof__extra_index = PyUnstable_Eval_RequestCodeExtraIndex(NULL);
     if (statsprof__extra_index < 0) {
@@ -299,6 +305,8 @@ void statsprof__flush_thread(statsprof__thread *t) {
  * such a late call then finds either an inert state or that thread's own
  * live one. States in the pool are freed when their thread has ended, or
  * with the profiler. */
+static statsprof__thread *grave_take(unsigned long owner);
+
 statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner) {
   statsprof__thread *t = p->src.pool;
   while (t && t->owner != owner) t = t->next;
@@ -306,6 +314,10 @@ statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner) {
     if (t->prev) t->prev->next = t->next;
     else p->src.pool = t->next;
     if (t->next) t->next->prev = t->prev;
+  } else {
+    t = grave_take(owner); /* a destroyed profiler's, for this thread */
+  }
+  if (t) {
     statsprof__callframe *stack = t->stack;
     uint32_t cap = t->cap;
     memset((char *)t + sizeof(PyObject), 0, sizeof *t - sizeof(PyObject));
@@ -377,6 +389,121 @@ void statsprof__thread_pool_trim(statsprof *p, int all) {
     t->prev = t->next = NULL;
     Py_DECREF(t);
   }
+}
+
+/* ---- a destroyed profiler's states: the grave -------------------------
+ *
+ * A pooled state (above) can still get the late call CPython prepared
+ * before its hook was removed, and destroy used to free the pool: a
+ * finalizer that destroys a profiler (a statsprof.Profile collected while
+ * enabled, say) during that frame allocation, on 3.11, left CPython calling
+ * the freed state. So the states of threads that may still run go here,
+ * inert, process-wide: the next profiler's state for that same thread is
+ * one of them, and they are freed once their thread has ended. GIL held. */
+static statsprof__thread *g_grave;
+static uint64_t g_grave_epoch; /* the interpreter the states belong to */
+
+static void grave_unlink(statsprof__thread *t) {
+  if (t->prev) t->prev->next = t->next;
+  else g_grave = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+  statsprof__osthread_unref(t->grave_os);
+  t->grave_os = NULL;
+}
+
+/* Whether t's thread can no longer bring a late call: it has ended, or has
+ * no thread state (never had one with this hook's call pending). */
+static int grave_done(const statsprof__thread *t, PyThreadState *me) {
+  return (t->grave_os && statsprof__osthread_ended(t->grave_os)) || !statsprof__tstates_has_thread(me, t->owner);
+}
+
+/* Frees the states of threads that have ended. After Py_Finalize their
+ * objects went with the interpreter: only their stacks are freed. */
+static void grave_sweep(void) {
+  int gone = g_grave_epoch != statsprof__epoch();
+  PyThreadState *me = gone ? NULL : PyThreadState_Get();
+  for (statsprof__thread *t = g_grave, *next; t; t = next) {
+    next = t->next;
+    if (!gone && !grave_done(t, me)) continue;
+    grave_unlink(t);
+    if (!gone) {
+      Py_DECREF(t);
+      continue;
+    }
+    statsprof__free(t->stack);
+    t->stack = NULL;
+    t->cap = 0;
+  }
+  g_grave_epoch = statsprof__epoch();
+}
+
+/* The grave's state for thread `owner`, taken out of it; NULL if none. */
+static statsprof__thread *grave_take(unsigned long owner) {
+  /* Not a full sweep: on 3.11 the caller may hold CPython's thread-state
+   * lock, which grave_done takes. */
+  if (g_grave_epoch != statsprof__epoch()) grave_sweep();
+  statsprof__thread *t = g_grave;
+  while (t && t->owner != owner) t = t->next;
+  if (t) grave_unlink(t);
+  return t;
+}
+
+void statsprof__thread_pool_bury(statsprof *p) {
+  grave_sweep();
+  for (statsprof__thread *t = p->src.pool, *next; t; t = next) {
+    next = t->next;
+    statsprof__osthread *os = t->slot != STATSPROF__NONE && t->slot < p->table.nslots ? p->table.slots[t->slot].os : NULL;
+    t->prev = t->next = NULL;
+    t->grave_os = os;
+    if (grave_done(t, PyThreadState_Get())) {
+      t->grave_os = NULL;
+      Py_DECREF(t);
+      continue;
+    }
+    if (os) statsprof__osthread_ref(os);
+    t->slot = STATSPROF__NONE;
+    t->next = g_grave;
+    if (g_grave) g_grave->prev = t;
+    g_grave = t;
+  }
+  p->src.pool = NULL;
+}
+
+/* At Python's exit (atexit, the interpreter whole): the states of this
+ * thread, the finalizing one, which is past any late call, and of ended
+ * threads are freed; those of threads still running wait for Py_Finalize's
+ * end, which drops them with the interpreter (on_python_exit). */
+static PyObject *grave_flush(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  unsigned long me = PyThread_get_thread_ident();
+  PyThreadState *ts = PyThreadState_Get();
+  for (statsprof__thread *t = g_grave, *next; t; t = next) {
+    next = t->next;
+    int mine = t->grave_os ? statsprof__osthread_is_self(t->grave_os) : t->owner == me;
+    if (!mine && !grave_done(t, ts)) continue;
+    grave_unlink(t);
+    Py_DECREF(t);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef grave_flush_def = {"_statsprof_grave_flush", grave_flush, METH_NOARGS,
+                                      "Frees destroyed statsprof profilers' per-thread states at exit."};
+
+/* Once per interpreter, at a start (Python code may run then). */
+static void grave_flush_at_exit(void) {
+  static uint64_t registered_epoch;
+  if (registered_epoch == g_epoch) return;
+  PyObject *mod = PyImport_ImportModule("atexit");
+  PyObject *fn = mod ? PyCFunction_New(&grave_flush_def, NULL) : NULL;
+  PyObject *r = fn ? PyObject_CallMethod(mod, "register", "O", fn) : NULL;
+  if (r) registered_epoch = g_epoch;
+  else PyErr_Clear(); /* tried again at the next start */
+  Py_XDECREF(r);
+  Py_XDECREF(fn);
+  Py_XDECREF(mod);
 }
 
 /* The states' objects went with their interpreter's allocator and are left

@@ -354,7 +354,10 @@ typedef struct statsprof__thread {
   uint32_t skipped;       /* calls not pushed (stack allocation failed) */
   uint32_t slot;          /* this thread's slot in the table */
   uint32_t nlocal;        /* copy of the slot's label -> entry map, */
-  uint32_t *local;        /* read on every call without a lookup */
+  union {
+    uint32_t *local;                      /* read on every call without a lookup */
+    struct statsprof__osthread *grave_os; /* once buried (hook.c): its OS thread, referenced */
+  };
   uint64_t spent;         /* calibrated profiler cost of its events, ticks */
   uint64_t slowdown;      /* own time removed by the bytecode scale, ticks */
   uint64_t cmark;         /* builtins=off on source=setprofile: the top frame's own */
@@ -402,6 +405,9 @@ void statsprof__thread_pool(statsprof *p, statsprof__thread *t);
 uint64_t statsprof__tls_key_next(void);
 /* Frees pooled states (of threads that ended, or all): GIL held. */
 void statsprof__thread_pool_trim(statsprof *p, int all);
+/* At destroy: the pooled states of threads that may still run go to the
+ * process's grave (hook.c), the others are freed. GIL held. */
+void statsprof__thread_pool_bury(statsprof *p);
 /* Makes t inert and forgets it (its thread state may still hold it). */
 void statsprof__thread_orphan(statsprof__thread *t);
 /* After the interpreter that made p's per-thread states is gone: frees
@@ -454,6 +460,9 @@ void statsprof__evalframe_forget(void);
 void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me);
 /* Removes p's hook from every thread state of `me`'s interpreter. GIL. */
 void statsprof__tstates_remove(statsprof *p, PyThreadState *me);
+/* Whether a thread state of me's interpreter belongs to thread `ident`:
+ * only such a thread can be inside CPython's call of a profile function. */
+int statsprof__tstates_has_thread(PyThreadState *me, unsigned long ident);
 /* fork's handlers (fork.c): phase 0 before fork takes 3.11's thread-state
  * list lock, 1 (parent) and 2 (child) give it back; nothing on 3.12+. */
 void statsprof__runtime_lock_atfork(int phase);
@@ -464,6 +473,7 @@ void statsprof__runtime_lock_atfork(int phase);
  * t's own thread, at its first event. NONE on allocation failure. */
 uint32_t statsprof__thread_bind(statsprof *p, statsprof__thread *t);
 void statsprof__osthread_unref(statsprof__osthread *os);
+void statsprof__osthread_ref(statsprof__osthread *os);
 int statsprof__osthread_ended(const statsprof__osthread *os);
 int statsprof__osthread_is_self(const statsprof__osthread *os); /* the calling thread's */
 /* Names the slot from threading if its Thread was not found yet (the hook's

@@ -30,7 +30,7 @@ static void free_all(statsprof *p) {
     statsprof__setprofile_release(p);
   }
   statsprof__threads_release(p, python);
-  if (python) statsprof__thread_pool_trim(p, 1);
+  if (python) statsprof__thread_pool_bury(p);
   else if (p->interp_epoch != statsprof__epoch()) statsprof__thread_states_abandon(p); /* its interpreter is gone */
   statsprof__frames_free(&p->frames);
   statsprof__timer_free(&p->timer);

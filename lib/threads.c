@@ -40,6 +40,8 @@ static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 static int g_key_ok;
 static pthread_mutex_t g_name_lock = PTHREAD_MUTEX_INITIALIZER;
 
+void statsprof__osthread_ref(statsprof__osthread *os) { atomic_fetch_add(&os->refs, 1); }
+
 void statsprof__osthread_unref(statsprof__osthread *os) {
   if (!os || atomic_fetch_sub(&os->refs, 1) != 1) return;
   statsprof__free(os->name);

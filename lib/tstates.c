@@ -128,6 +128,14 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
   }
 }
 
+int statsprof__tstates_has_thread(PyThreadState *me, unsigned long ident) {
+  int found = 0;
+  head_lock();
+  for (PyThreadState *ts = me->interp->threads.head; ts && !found; ts = ts->next) found = ts->thread_id == ident;
+  head_unlock();
+  return found;
+}
+
 #else /* 3.12 and later */
 
 /* The list's first state and the one after ts, each read under CPython's
@@ -174,6 +182,13 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
       statsprof__thread_pool(p, t);
     }
   }
+}
+
+int statsprof__tstates_has_thread(PyThreadState *me, unsigned long ident) {
+  PyInterpreterState *interp = PyThreadState_GetInterpreter(me);
+  for (PyThreadState *ts = head_of(interp); ts; ts = next_of(ts))
+    if (ts->thread_id == ident) return 1;
+  return 0;
 }
 
 #endif

@@ -423,6 +423,11 @@ def main():
   const char *configs[] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile",
                            "sink=none;interval=1h;builtins=off"};
   const size_t tasks = TaskCount();
+  // Earlier tests' destroyed profilers left states for this thread in
+  // hook.c's grave, which this test's profilers take over: it is emptied at
+  // Py_Finalize.
+  ASSERT_EQ(Py_FinalizeEx(), 0);
+  Py_InitializeEx(0);
   for (const char *config : configs) {
     SCOPED_TRACE(config);
     void *ns = pyh::Exec(kThreaded, "threaded.py");

@@ -878,6 +878,65 @@ static int scenario_fork_calibrate(const char *mode) {
   return 0;
 }
 
+/* ---- destroyed by a finalizer during CPython's frame allocation ---------
+ *
+ * gc-destroy[-setprofile]: with the collector's threshold at 1, every
+ * profiled call's frame allocation collects, and a cyclic Bomb's __del__
+ * destroys the running profiler there: CPython has already read the hook
+ * and its per-thread state, which it passes on after the allocation (3.11's
+ * call_trace). destroy freed that state (ASan, PYTHONMALLOC=malloc:
+ * heap-use-after-free in statsprof__hook). */
+static const char kGcDestroy[] =
+    "import gc\n"
+    "hooks = {}\n"
+    "class Bomb:\n"
+    "    def __del__(self):\n"
+    "        hooks['destroy']()\n"
+    "def leaf():\n"
+    "    pass\n"
+    "def run(n, create, destroy):\n"
+    "    hooks['destroy'] = destroy\n"
+    "    old = gc.get_threshold()\n"
+    "    try:\n"
+    "        for i in range(n):\n"
+    "            create()\n"
+    "            b = Bomb()\n"
+    "            b.me = b\n"
+    "            del b\n"
+    "            gc.set_threshold(1)\n"
+    "            for k in range(20):\n"
+    "                leaf()\n"
+    "            gc.set_threshold(*old)\n"
+    "            destroy()\n"
+    "    finally:\n"
+    "        gc.set_threshold(*old)\n";
+
+static const char *g_gc_config;
+
+static PyObject *gc_create(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  create_start(g_gc_config);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef gc_create_def = {"create", gc_create, METH_NOARGS, NULL};
+
+static int scenario_gc_destroy(const char *mode) {
+  g_gc_config = !strcmp(mode, "gc-destroy-setprofile") ? "sink=none;interval=1h;source=setprofile"
+                                                        : "sink=none;interval=1h";
+  exec_code(kGcDestroy);
+  PyObject *create = PyCFunction_New(&gc_create_def, NULL);
+  PyObject *destroy = PyCFunction_New(&destroy_def, NULL);
+  PyObject *r = PyObject_CallFunction(ns_get("run"), "iOO", g_iterations, create, destroy);
+  if (!r) PyErr_Print();
+  CHECK(r, "run() raised");
+  Py_DECREF(r);
+  Py_DECREF(create);
+  Py_DECREF(destroy);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -897,6 +956,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(s, "fork-destroy")) rc = scenario_fork_destroy(s);
   else if (!strcmp(s, "fork-name")) rc = scenario_fork_name(s);
   else if (!strncmp(s, "fork-calibrate", 14)) rc = scenario_fork_calibrate(s);
+  else if (!strncmp(s, "gc-destroy", 10)) rc = scenario_gc_destroy(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");
