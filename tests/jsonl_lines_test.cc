@@ -271,4 +271,42 @@ TEST(JsonlLines, AParentAndItsChildShareOnePathThroughRotations) {
   pyh::Release(ns);
 }
 
+// A writer killed mid-write (kill -9, power loss) leaves a line without its
+// newline. The old code appended the next writer's record to it: one
+// complete line that does not parse, and that record lost. Now the fragment
+// is cut back to the last newline before the record is written.
+TEST(JsonlLines, ARecordIsNeverAppendedToALineACrashLeftCut) {
+  void *ns = pyh::Exec(Program(), "big.py");
+  std::string dir = pyh::TempDir();
+  const std::string whole = "{\"seq\": 7, \"pid\": 1}\n", fragment = "{\"seq\": 8, \"pid\": 1, \"func_prof";
+  for (std::string before : {whole + fragment, fragment}) {
+    std::string path = dir + "/crashed.jsonl";
+    FILE *f = fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    fwrite(before.data(), 1, before.size(), f);
+    fclose(f);
+    statsprof *p = nullptr;
+    ASSERT_EQ(statsprof_create(("writer=sync;interval=1h;sink=jsonl:" + path).c_str(), &p), 0)
+        << statsprof_errmsg(nullptr);
+    ASSERT_EQ(statsprof_start(p), 0);
+    for (int i = 0; i < 2; i++) {
+      pyh::Call(ns, "main");
+      ASSERT_EQ(statsprof_emit_now(p), 0);
+    }
+    EXPECT_EQ(statsprof_sink_errors(p), 0u);
+    statsprof_destroy(p);
+    Lines l = Read(path);
+    bool had_whole = before.size() > fragment.size();
+    EXPECT_EQ(l.lines, had_whole ? 3 : 2) << Describe(path, l);
+    EXPECT_EQ(l.bad, 0) << Describe(path, l);
+    EXPECT_EQ(l.tail, 0) << Describe(path, l);
+    std::vector<long long> seqs;
+    for (auto [pid, seq] : l.ids) seqs.push_back(seq);
+    EXPECT_EQ(seqs, had_whole ? (std::vector<long long>{7, 1, 2}) : (std::vector<long long>{1, 2}))
+        << Describe(path, l);
+    unlink(path.c_str());
+  }
+  pyh::Release(ns);
+}
+
 }  // namespace

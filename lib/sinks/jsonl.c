@@ -15,7 +15,9 @@
  *     and written before anything else, into the same file — records that
  *     come while it cannot be are dropped (counted) — and given up only when
  *     that file is left behind (reopen), so a cut line is never completed by
- *     something else.
+ *     something else. A regular file that ends inside a line (a writer
+ *     killed mid-write, power loss) is cut back to its last newline before
+ *     the next record (repair_tail).
  *   - Several writers of one PATH (a forked child and its parent, two
  *     profilers, two processes) take flock() on the file around each
  *     write, and around the rotation with it, so records never interleave
@@ -51,6 +53,7 @@ typedef struct jsonl_sink {
   dev_t dev;          /* fd's file, to notice PATH is another one now */
   ino_t ino;
   int regular;        /* fd is a regular file: it rotates, cuts are truncated */
+  int readable;       /* fd was opened O_RDWR: a cut line left by another can be found */
   pid_t pid;          /* the process that opened fd */
   jsonl_options_t opt;
   atomic_int reopen;
@@ -84,6 +87,21 @@ static int open_file(jsonl_sink *s) {
     close(fd);
     errno = e;
     return -1;
+  }
+  s->readable = 0;
+  if (S_ISREG(st.st_mode)) {
+    /* Read access too, to find a line a crashed writer left cut (see
+     * repair_tail). Opened write-only first, so a FIFO is never opened for
+     * reading; a file we may not read is still written. */
+    int rw = open(s->path, O_RDWR | O_APPEND | O_CLOEXEC | O_NONBLOCK);
+    struct stat rst;
+    if (rw >= 0 && fstat(rw, &rst) == 0 && rst.st_dev == st.st_dev && rst.st_ino == st.st_ino) {
+      close(fd);
+      fd = rw;
+      s->readable = 1;
+    } else if (rw >= 0) {
+      close(rw);
+    }
   }
   s->fd = fd;
   s->dev = st.st_dev;
@@ -182,6 +200,35 @@ static int finish_pending(jsonl_sink *s) {
   return 0;
 }
 
+/* How far back repair_tail looks for the newline before a cut line. */
+#define STATSPROF__REPAIR_SCAN (64 << 20)
+
+/* A file that ends inside a line (its writer was killed mid-write, the
+ * machine lost power, a cut could not be truncated) would glue our record
+ * to that fragment: one complete line that does not parse. Under the lock,
+ * with nothing of ours pending: the fragment is truncated away, back to
+ * the last newline; where that fails (ftruncate refused, no newline in the
+ * last 64 MiB) a newline ends it, so at least our record is a line of its
+ * own. A file we cannot read is not checked. */
+static int repair_tail(jsonl_sink *s) {
+  struct stat st;
+  char buf[4096];
+  if (!s->regular || !s->readable || s->npending || fstat(s->fd, &st) != 0 || st.st_size == 0) return 0;
+  off_t end = st.st_size, pos = end - 1, keep = -1;
+  if (pread(s->fd, buf, 1, pos) != 1 || buf[0] == '\n') return 0;
+  while (keep < 0 && pos > 0 && end - pos < STATSPROF__REPAIR_SCAN) {
+    size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
+    if (pread(s->fd, buf, n, pos - (off_t)n) != (ssize_t)n) break;
+    for (size_t i = n; i-- > 0 && keep < 0;)
+      if (buf[i] == '\n') keep = pos - (off_t)n + (off_t)i + 1;
+    pos -= (off_t)n;
+  }
+  if (pos == 0 && keep < 0) keep = 0;
+  if (keep >= 0 && ftruncate(s->fd, keep) == 0) return 0;
+  if (statsprof__write_some(s->fd, "\n", 1, 0) == 1) return 0;
+  return fail(s, "a cut line could not be ended, this record is dropped: cannot write to", errno);
+}
+
 /* The record, into the locked file at PATH. */
 static int write_record(jsonl_sink *s, const char *line, size_t len) {
   struct stat st;
@@ -264,6 +311,7 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
     /* A cut record's end comes first; while it cannot be written, records
      * are dropped rather than written after half a line. */
     rc = finish_pending(s);
+    if (!rc && locked == 0) rc = repair_tail(s); /* unlocked, the fragment may be a live write */
     if (!rc && rotations < 8 && full(s, len)) {
       /* Rotated under our lock; then PATH is opened afresh, as above. */
       if (rotate_names(s) == 0) {
