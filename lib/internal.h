@@ -941,6 +941,11 @@ void statsprof__stderr_refresh(statsprof__stderr_out *o);
 void statsprof__stderr_close(statsprof__stderr_out *o);
 int statsprof__write_all(int fd, const char *data, size_t len);
 int statsprof__mkdir_parents(const char *file);
+/* path[0..len) as an absolute path (allocated), resolved against the
+ * current directory now, so a host's later chdir does not move a sink's
+ * output. NULL (errno ENOMEM, or getcwd's) with a message in err naming
+ * `what` and the path. */
+char *statsprof__absolute_path(const char *path, size_t len, const char *what, char *err, size_t errlen);
 
 /* A directory receiving one file per record, published atomically. */
 typedef struct statsprof__record_dir {

@@ -1,5 +1,6 @@
 // sink_test.cc — the JSONL sink and formatter (read back with Python's json
 // and pstats), escaping, failing and unwritable sinks, and the stderr table.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -140,6 +141,76 @@ TEST(JsonlSink, RecordsReadBackFieldByFieldWithPythonJson) {
   EXPECT_EQ(CountLines(text), 3);
   EXPECT_PY(kCheckRecords, {{"path", path}, {"pid", std::to_string(getpid())}});
   pyh::Release(ns);
+}
+
+std::vector<std::string> DirEntries(const std::string &dir) {
+  std::vector<std::string> names;
+  if (DIR *d = opendir(dir.c_str())) {
+    while (struct dirent *e = readdir(d))
+      if (e->d_name[0] != '.') names.push_back(e->d_name);
+    closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A relative PATH or DIR was looked up again at every record, against the
+// current directory of that moment: a host that chdir()s (a daemon's
+// chdir("/")) split its records across two trees, or lost them. The old
+// code wrote the second record of each sink under d2. Now a relative name
+// is resolved once, at create.
+TEST(Sinks, ARelativePathStaysWhereItWasAtCreate) {
+  std::string d1 = pyh::TempDir() + "/d1", d2 = pyh::TempDir() + "/d2";
+  ASSERT_EQ(mkdir(d1.c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(d2.c_str(), 0700), 0);
+  char old[4096];
+  ASSERT_NE(getcwd(old, sizeof old), nullptr);
+  void *ns = pyh::Exec(kProgram, "sink.py");
+  ASSERT_EQ(chdir(d1.c_str()), 0);
+  statsprof *p = nullptr;
+  int rc = statsprof_create("writer=sync;interval=1h;sink=jsonl:out/prof.jsonl;sink=pstats:prof;sink=callgrind:cg", &p);
+  std::string err = statsprof_errmsg(nullptr);
+  if (rc == 0) rc = statsprof_start(p);
+  for (int i = 0; i < 2 && rc == 0; i++) {
+    pyh::Call(ns, "main");
+    rc = statsprof_emit_now(p);
+    if (i == 0) ASSERT_EQ(chdir(d2.c_str()), 0);
+  }
+  if (p) statsprof_destroy(p);
+  ASSERT_EQ(chdir(old), 0);
+  ASSERT_EQ(rc, 0) << err;
+  EXPECT_EQ(CountLines(pyh::ReadFile(d1 + "/out/prof.jsonl")), 2);
+  EXPECT_EQ(DirEntries(d1 + "/prof").size(), 2u);
+  EXPECT_EQ(DirEntries(d1 + "/cg").size(), 2u);
+  EXPECT_EQ(DirEntries(d2), std::vector<std::string>{});
+  pyh::Release(ns);
+}
+
+// Where the current directory cannot be named (it was removed), a relative
+// name cannot be resolved: create fails, naming the path and getcwd's error.
+TEST(Sinks, ARelativePathWithoutACurrentDirectoryFailsAtCreate) {
+  std::string gone = pyh::TempDir() + "/gone";
+  ASSERT_EQ(mkdir(gone.c_str(), 0700), 0);
+  char old[4096];
+  ASSERT_NE(getcwd(old, sizeof old), nullptr);
+  ASSERT_EQ(chdir(gone.c_str()), 0);
+  ASSERT_EQ(rmdir(gone.c_str()), 0);
+  std::vector<std::pair<int, std::string>> got;
+  for (const char *config : {"sink=jsonl:prof.jsonl", "sink=pstats:prof", "sink=callgrind:cg"}) {
+    statsprof *p = nullptr;
+    int rc = statsprof_create(config, &p);
+    got.emplace_back(rc, statsprof_errmsg(nullptr));
+    if (p) statsprof_destroy(p);
+  }
+  ASSERT_EQ(chdir(old), 0);
+  for (auto &[rc, msg] : got) {
+    EXPECT_EQ(rc, STATSPROF_ESINK) << msg;
+    EXPECT_NE(msg.find("is relative, and the current directory is unknown (getcwd: No such file or directory)"),
+              std::string::npos)
+        << msg;
+  }
+  EXPECT_NE(got[0].second.find("'prof.jsonl'"), std::string::npos) << got[0].second;
+  EXPECT_NE(got[2].second.find("'cg'"), std::string::npos) << got[2].second;
 }
 
 TEST(JsonlSink, AppendsToAnExistingFile) {

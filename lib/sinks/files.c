@@ -151,6 +151,44 @@ static int make_dirs(const char *path, int parent_only) {
 
 int statsprof__mkdir_parents(const char *file) { return make_dirs(file, 1); }
 
+char *statsprof__absolute_path(const char *path, size_t len, const char *what, char *err, size_t errlen) {
+  if (len && path[0] == '/') {
+    char *p = statsprof__strndup(path, len);
+    if (!p) {
+      statsprof__msg(err, errlen, "out of memory");
+      errno = ENOMEM;
+    }
+    return p;
+  }
+  char *cwd = NULL;
+  int e = 0;
+  for (size_t n = 4096; !cwd && n <= (1u << 20); n *= 4) {
+    if (!(cwd = statsprof__malloc(n + len + 2))) {
+      e = ENOMEM;
+      break;
+    }
+    if (getcwd(cwd, n)) break;
+    e = errno;
+    statsprof__free(cwd);
+    cwd = NULL;
+    if (e != ERANGE) break;
+  }
+  if (!cwd) {
+    char q[STATSPROF__QUOTE_PATH + 1];
+    statsprof__quote(q, sizeof q, path, len, STATSPROF__QUOTE_PATH);
+    if (e == ENOMEM) statsprof__msg(err, errlen, "out of memory");
+    else statsprof__msg(err, errlen, "%s '%s' is relative, and the current directory is unknown (getcwd: %s)", what, q,
+                        strerror(e));
+    errno = e;
+    return NULL;
+  }
+  size_t c = strlen(cwd);
+  if (c > 1) cwd[c++] = '/'; /* "/" already ends in one */
+  memcpy(cwd + c, path, len);
+  cwd[c + len] = 0;
+  return cwd;
+}
+
 /* A fresh hidden file in dir; its name in `path`. */
 static int open_tmp(statsprof__record_dir *d, char *path, size_t n) {
   for (int tries = 0; tries < 100; tries++) {
@@ -175,13 +213,14 @@ int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const 
     return STATSPROF_ECONFIG;
   }
   while (len > 1 && dir[len - 1] == '/') len--;
+  /* Resolved now: a host that chdirs later must not move DIR. */
+  if (!(d->path = statsprof__absolute_path(dir, len, "directory", err, errlen)))
+    return errno == ENOMEM ? STATSPROF_ENOMEM : STATSPROF_EIO;
+  len = strlen(d->path);
   if (len > 3000) {
     statsprof__msg(err, errlen, "directory name is too long (%zu bytes)", len);
+    statsprof__record_dir_close(d);
     return STATSPROF_ECONFIG;
-  }
-  if (!(d->path = statsprof__strndup(dir, len))) {
-    statsprof__msg(err, errlen, "out of memory");
-    return STATSPROF_ENOMEM;
   }
   /* Fail now, not at the first record: create the directory and prove we
    * can make files in it (access() would not tell for root or read-only

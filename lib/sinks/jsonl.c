@@ -375,12 +375,19 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
     statsprof__msg(err, errlen, "needs a file path (sink=jsonl:PATH)");
     return STATSPROF_ECONFIG;
   }
+  /* Resolved now: a host that chdirs later (a daemon's chdir("/")) must
+   * not move PATH, which is looked up again at every record. */
+  char *abs = statsprof__absolute_path(path, plen, "file", err, errlen);
+  if (!abs) return errno == ENOMEM ? STATSPROF_ENOMEM : STATSPROF_EIO;
+  plen = strlen(abs);
   jsonl_sink *s = statsprof__calloc(1, sizeof *s + plen + 1);
   if (!s) {
+    statsprof__free(abs);
     statsprof__msg(err, errlen, "out of memory");
     return STATSPROF_ENOMEM;
   }
-  memcpy(s->path, path, plen);
+  memcpy(s->path, abs, plen);
+  statsprof__free(abs);
   statsprof__quote(s->qpath, sizeof s->qpath, s->path, plen, STATSPROF__QUOTE_PATH);
   s->opt = opt;
   s->format = opt.rows ? statsprof_format_jsonl_rows : statsprof_format_jsonl;
