@@ -111,17 +111,32 @@ static int open_file(jsonl_sink *s) {
   return 0;
 }
 
+/* The host may fork() while the writer thread is in here: the child gets
+ * the sink as it was at that instant. So the fields are cleared before the
+ * memory is freed or the descriptor closed, never after: a child must not
+ * free the parent's freed pointer again (a double free, an abort), nor
+ * close a number that is free now and may become one of its own files. */
+static void drop_pending(jsonl_sink *s) {
+  char *p = s->pending;
+  s->npending = 0;
+  s->pending = NULL;
+  statsprof__free(p);
+}
+
+static void close_file(jsonl_sink *s) {
+  int fd = s->fd;
+  s->fd = -1;
+  close(fd);
+}
+
 /* Leaves the current file: a cut record's end gets one last chance (no
  * waiting), else that file ends with a cut line, which no reader counts as
- * a line. */
+ * a line. A forked child that never wrote leaves the parent's end alone. */
 static void leave_file(jsonl_sink *s) {
   if (s->fd < 0) return;
-  if (s->npending) statsprof__write_some(s->fd, s->pending, s->npending, 0);
-  statsprof__free(s->pending);
-  s->pending = NULL;
-  s->npending = 0;
-  close(s->fd);
-  s->fd = -1;
+  if (s->npending && s->pid == getpid()) statsprof__write_some(s->fd, s->pending, s->npending, 0);
+  drop_pending(s);
+  close_file(s);
 }
 
 /* flock, waiting at most the stall limit for another writer: 0 locked, 1
@@ -194,9 +209,7 @@ static int finish_pending(jsonl_sink *s) {
     s->npending -= n;
     return fail(s, "a cut record could not be finished, this one is dropped: cannot write to", e);
   }
-  statsprof__free(s->pending);
-  s->pending = NULL;
-  s->npending = 0;
+  drop_pending(s);
   return 0;
 }
 
@@ -264,12 +277,9 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   if (s->fd >= 0 && s->pid != getpid()) {
     /* A forked child: the descriptor (and its lock) is shared with the
      * parent, and a cut record's end is the parent's to finish. */
-    statsprof__free(s->pending);
-    s->pending = NULL;
-    s->npending = 0;
+    drop_pending(s);
     s->stalled = 0;
-    close(s->fd);
-    s->fd = -1;
+    close_file(s);
   }
   if (atomic_exchange(&s->reopen, 0)) leave_file(s);
   /* Until we hold the lock of the file that is at PATH (other writers may
