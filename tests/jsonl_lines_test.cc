@@ -148,6 +148,46 @@ TEST(JsonlLines, AFullDiskNeverGluesARecordToTheNext) {
   pyh::Release(ns);
 }
 
+// A FIFO and its reader, the pipe full of whole filler lines but for one
+// page: the next record larger than a page is cut after the stall limit.
+struct StalledFifo {
+  std::string path;
+  int rfd = -1, wfd = -1, pages = 0;
+  std::string got;  // what the reader took
+  std::string Open(const std::string &dir) {
+    path = dir + "/f";
+    if (mkfifo(path.c_str(), 0600) != 0) return "mkfifo: " + std::string(strerror(errno));
+    rfd = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+    wfd = open(path.c_str(), O_WRONLY | O_NONBLOCK);
+    if (rfd < 0 || wfd < 0) return "open: " + std::string(strerror(errno));
+    std::string page;
+    while (page.size() < 4096) page += "{\"filler\": 100}\n";  // 16 bytes: 256 lines a page
+    while (write(wfd, page.data(), page.size()) == (ssize_t)page.size()) pages++;
+    if (errno != EAGAIN) return "filling: " + std::string(strerror(errno));
+    char buf[4096];
+    if (read(rfd, buf, sizeof buf) != (ssize_t)sizeof buf) return "reading a page failed";
+    got.append(buf, sizeof buf);
+    return "";
+  }
+  void Drain() {
+    char buf[65536];
+    for (ssize_t n; (n = read(rfd, buf, sizeof buf)) > 0;) got.append(buf, (size_t)n);
+  }
+  // Closes both ends (the writers' must be closed already), writes what
+  // the reader took to `out` and reads it back.
+  Lines Finish(const std::string &out) {
+    close(wfd);
+    Drain();
+    close(rfd);
+    FILE *f = fopen(out.c_str(), "wb");
+    if (f) {
+      fwrite(got.data(), 1, got.size(), f);
+      fclose(f);
+    }
+    return Read(out);
+  }
+};
+
 // Issue 11, item 6, with a FIFO whose reader stalls: the pipe is full but
 // for one page, so the next record is cut (after the 1 s stall limit) and
 // the one after cannot even start; then the reader takes everything. The
@@ -157,26 +197,11 @@ TEST(JsonlLines, AFullDiskNeverGluesARecordToTheNext) {
 // dropped and counted.
 TEST(JsonlLines, AStalledFifoReaderNeverSeesAGluedLine) {
   void *ns = pyh::Exec(Program(), "big.py");
-  std::string dir = pyh::TempDir(), fifo = dir + "/f";
-  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-  int rfd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
-  ASSERT_GE(rfd, 0);
-  // Fill the pipe with whole pages of filler lines, then free one page.
-  int wfd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
-  ASSERT_GE(wfd, 0);
-  std::string page;
-  while (page.size() < 4096) page += "{\"filler\": 100}\n";  // 16 bytes: 256 lines a page
-  ASSERT_EQ(page.size(), 4096u);
-  int pages = 0;
-  while (write(wfd, page.data(), page.size()) == (ssize_t)page.size()) pages++;
-  ASSERT_EQ(errno, EAGAIN);
-  std::string got;
-  char buf[65536];
-  ASSERT_EQ(read(rfd, buf, 4096), 4096);
-  got.append(buf, 4096);
-
+  std::string dir = pyh::TempDir();
+  StalledFifo fifo;
+  ASSERT_EQ(fifo.Open(dir), "");
   statsprof *p = nullptr;
-  ASSERT_EQ(statsprof_create(("writer=sync;interval=1h;sink=jsonl:" + fifo).c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_create(("writer=sync;interval=1h;sink=jsonl:" + fifo.path).c_str(), &p), 0) << statsprof_errmsg(nullptr);
   ASSERT_EQ(statsprof_start(p), 0);
   pyh::Call(ns, "main");
   ASSERT_EQ(statsprof_emit_now(p), 0);  // record 1: one page goes in, then the stall: cut
@@ -184,26 +209,60 @@ TEST(JsonlLines, AStalledFifoReaderNeverSeesAGluedLine) {
   pyh::Call(ns, "main");
   ASSERT_EQ(statsprof_emit_now(p), 0);  // record 2: the cut end cannot be written: dropped
   EXPECT_EQ(statsprof_sink_errors(p), 2u);
-  for (ssize_t n; (n = read(rfd, buf, sizeof buf)) > 0;) got.append(buf, (size_t)n);  // the reader is back
+  fifo.Drain();  // the reader is back
   pyh::Call(ns, "main");
   ASSERT_EQ(statsprof_emit_now(p), 0);  // record 3: the end of record 1 first, then record 3
   EXPECT_EQ(statsprof_sink_errors(p), 2u);
   statsprof_destroy(p);  // closes its write end
-  close(wfd);
-  for (ssize_t n; (n = read(rfd, buf, sizeof buf)) > 0;) got.append(buf, (size_t)n);
-  close(rfd);
   std::string out = dir + "/got.jsonl";
-  FILE *f = fopen(out.c_str(), "wb");
-  ASSERT_NE(f, nullptr);
-  fwrite(got.data(), 1, got.size(), f);
-  fclose(f);
-  Lines l = Read(out);
-  EXPECT_EQ(l.lines, pages * 256 + 2) << Describe(out, l);
+  Lines l = fifo.Finish(out);
+  EXPECT_EQ(l.lines, fifo.pages * 256 + 2) << Describe(out, l);
   EXPECT_EQ(l.bad, 0) << Describe(out, l);
   EXPECT_EQ(l.tail, 0) << Describe(out, l);
   std::vector<long long> seqs;
   for (auto [pid, seq] : l.ids) seqs.push_back(seq);
   EXPECT_EQ(seqs, (std::vector<long long>{1, 3})) << Describe(out, l);
+  pyh::Release(ns);
+}
+
+// Two writers of one FIFO (two profilers here; two processes alike). A's
+// record is cut by a stalled reader and A keeps its end, but the old code
+// released the lock: once the reader was back, B wrote a whole record right
+// after A's half line (one line that does not parse, B's record lost) and
+// A's end became a second bad line. Now A keeps the lock until its end is
+// written: B's record meanwhile waits the 1 s lock limit and is dropped.
+TEST(JsonlLines, ASecondWriterNeverAppendsToAnotherWritersCutRecord) {
+  void *ns = pyh::Exec(Program(), "big.py");
+  std::string dir = pyh::TempDir();
+  StalledFifo fifo;
+  ASSERT_EQ(fifo.Open(dir), "");
+  statsprof *a = nullptr, *b = nullptr;
+  std::string config = "writer=sync;interval=1h;sink=jsonl:" + fifo.path;
+  ASSERT_EQ(statsprof_create(config.c_str(), &a), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_create(config.c_str(), &b), 0) << statsprof_errmsg(nullptr);
+  auto emit = [&](statsprof *p) {
+    ASSERT_EQ(statsprof_start(p), 0);
+    pyh::Call(ns, "main");
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+    ASSERT_EQ(statsprof_stop(p), 0);
+  };
+  emit(a);  // A's record 1: one page goes in, then the stall: cut, its end kept
+  EXPECT_EQ(statsprof_sink_errors(a), 1u);
+  fifo.Drain();  // the reader is back
+  emit(b);  // B's record 1: the file is A's until A's end is written
+  EXPECT_EQ(statsprof_sink_errors(b), 1u);
+  emit(a);  // A: the end of record 1, then its record
+  EXPECT_EQ(statsprof_sink_errors(a), 1u);
+  fifo.Drain();
+  emit(b);  // B: the lock is free again
+  EXPECT_EQ(statsprof_sink_errors(b), 1u);
+  statsprof_destroy(a);
+  statsprof_destroy(b);
+  std::string out = dir + "/got.jsonl";
+  Lines l = fifo.Finish(out);
+  EXPECT_EQ(l.bad, 0) << Describe(out, l);
+  EXPECT_EQ(l.tail, 0) << Describe(out, l);
+  EXPECT_EQ(l.ids.size(), 3u) << Describe(out, l);  // A's two records, and B's after A's
   pyh::Release(ns);
 }
 

@@ -15,7 +15,8 @@
  *     and written before anything else, into the same file — records that
  *     come while it cannot be are dropped (counted) — and given up only when
  *     that file is left behind (reopen), so a cut line is never completed by
- *     something else. A regular file that ends inside a line (a writer
+ *     something else. The writer keeps the file's lock until then, so
+ *     other writers cannot append to the half line either. A regular file that ends inside a line (a writer
  *     killed mid-write, power loss) is cut back to its last newline before
  *     the next record (repair_tail).
  *   - Several writers of one PATH (a forked child and its parent, two
@@ -335,7 +336,10 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
     } else if (!rc) {
       rc = write_record(s, line, len);
     }
-    if (locked == 0) flock(s->fd, LOCK_UN);
+    /* A cut record's start is in the file: the lock stays ours until its
+     * end is written (or the file is left), so no other writer appends to
+     * the half line; they time out and drop, as for any busy lock. */
+    if (locked == 0 && !s->npending) flock(s->fd, LOCK_UN);
     break;
   }
   statsprof__free(line);
