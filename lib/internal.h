@@ -959,6 +959,10 @@ typedef struct statsprof__record_dir {
 int statsprof__record_dir_open(statsprof__record_dir *d, const char *arg, const char *tag, char *err,
                                size_t errlen);
 void statsprof__record_dir_close(statsprof__record_dir *d);
+/* What a per-thread or spike record's file name says after the sink's
+ * prefix, "-thread<tid>" or "-spike<frame>" ("" for a merged record): they
+ * carry their merged record's seq, time and pid. */
+void statsprof__record_kind_tag(char *out, size_t n, const statsprof_stats_profile *rec);
 /* Writes b to base+suffix (or base SEP k suffix if taken). */
 int statsprof__record_dir_write(statsprof__record_dir *d, const char *base, char sep, const char *suffix,
                                 const statsprof__buf *b);

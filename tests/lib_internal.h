@@ -12,6 +12,7 @@
 #include <Python.h>
 
 #include <atomic>
+#include <string>
 
 typedef std::atomic<unsigned long long> atomic_ullong;
 
@@ -29,5 +30,30 @@ inline int OpenSink(const char *name, const char *arg, const statsprof_sink_ops 
   statsprof__sink_spec spec = {const_cast<char *>(name), const_cast<char *>(arg), 0, 0};
   return statsprof__sink_open(&spec, ops, ctx, err, errlen);
 }
+
+// Opens sink `name` on arg, hands it rec once and closes it: "" on success,
+// else what failed.
+inline std::string EmitOnce(const char *name, const std::string &arg, const statsprof_stats_profile &rec) {
+  const statsprof_sink_ops *ops = nullptr;
+  void *ctx = nullptr;
+  char err[256] = "";
+  if (OpenSink(name, arg.c_str(), &ops, &ctx, err, sizeof err) != 0) return std::string("open: ") + err;
+  int rc = ops->emit(ctx, &rec);
+  ops->close(ctx);
+  return rc ? "emit: " + std::string(statsprof_strerror(rc)) : "";
+}
+
+// A record of one function, "f" of a.py, as seq 1 of pid 7.
+struct OneFunctionRecord {
+  statsprof_function_profile f = {"f", "a.py", 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0, nullptr};
+  statsprof_stats_profile rec = {};
+  OneFunctionRecord() {
+    rec.nfunc_profiles = 1;
+    rec.func_profiles = &f;
+    rec.seq = 1;
+    rec.pid = 7;
+  }
+  OneFunctionRecord(const OneFunctionRecord &) = delete;
+};
 
 }  // namespace pyh

@@ -5,7 +5,9 @@
 #include <Python.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +23,17 @@
 
 #include "lib_internal.h"
 #include "pyharness.h"
+
+// While set, renameat2 fails with EINVAL for RENAME_NOREPLACE, as on NFS
+// and FUSE file systems (this definition replaces libc's in the binary).
+static std::atomic<bool> g_no_rename_noreplace{false};
+extern "C" int renameat2(int from_dir, const char *from, int to_dir, const char *to, unsigned flags) noexcept {
+  if (g_no_rename_noreplace && (flags & RENAME_NOREPLACE)) {
+    errno = EINVAL;
+    return -1;
+  }
+  return (int)syscall(SYS_renameat2, from_dir, from, to_dir, to, flags);
+}
 
 namespace {
 
@@ -389,27 +402,43 @@ TEST(PstatsSink, EmptyRecordWritesNoFile) {
 
 TEST(PstatsSink, SameNameTwiceKeepsBothFiles) {
   // Two profilers in one process share pid and seq; within one second their
-  // names would collide, and neither file may be lost.
-  std::string dir = pyh::TempDir();
-  statsprof_function_profile f = {"f", "a.py", 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0, nullptr};
-  statsprof_stats_profile rec = {};
-  rec.nfunc_profiles = 1;
-  rec.func_profiles = &f;
-  rec.seq = 1;
-  rec.pid = 7;
-  for (int i = 0; i < 2; i++) {
-    const statsprof_sink_ops *ops = nullptr;
-    void *ctx = nullptr;
-    char err[256] = "";
-    ASSERT_EQ(pyh::OpenSink("pstats", dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
-    ASSERT_EQ(ops->emit(ctx, &rec), 0);
-    ops->close(ctx);
+  // names would collide, and neither file may be lost. Also where
+  // renameat2 has no RENAME_NOREPLACE: the old code fell back to a plain
+  // rename there, and the second file replaced the first.
+  for (bool noreplace : {true, false}) {
+    std::string dir = pyh::TempDir() + (noreplace ? "/noreplace" : "/link");
+    pyh::OneFunctionRecord one;
+    g_no_rename_noreplace = !noreplace;
+    for (int i = 0; i < 2; i++) EXPECT_EQ(pyh::EmitOnce("pstats", dir, one.rec), "");
+    g_no_rename_noreplace = false;
+    std::vector<std::string> files = ListDir(dir);
+    ASSERT_EQ(files.size(), 2u) << dir;
+    EXPECT_EQ(files[0], "statsprof-000001-19700101T000000Z-7-2.prof");
+    EXPECT_EQ(files[1], "statsprof-000001-19700101T000000Z-7.prof");
+    for (const std::string &name : files) EXPECT_EQ(LoadPstats(dir + "/" + name).size(), 1u);
   }
-  std::vector<std::string> files = ListDir(dir);
-  ASSERT_EQ(files.size(), 2u);
-  EXPECT_EQ(files[0], "statsprof-000001-19700101T000000Z-7-2.prof");
-  EXPECT_EQ(files[1], "statsprof-000001-19700101T000000Z-7.prof");
-  for (const std::string &name : files) EXPECT_EQ(LoadPstats(dir + "/" + name).size(), 1u);
+}
+
+// A per-thread or spike record carries its merged record's seq, time and
+// pid. The old code named them as that record's second and third files
+// ("-2.prof", "-3.prof"), so nothing told them apart and a glob of the
+// merged records took them in too (pstats.Stats counted them twice). Their
+// names now say what they are, before the seq, as the callgrind sink's do.
+TEST(PstatsSink, ThreadAndSpikeRecordsAreNamedForWhatTheyAre) {
+  std::string dir = pyh::TempDir();
+  pyh::OneFunctionRecord one;
+  statsprof_stats_profile &rec = one.rec;
+  rec.kind = STATSPROF_RECORD_DELTA;
+  EXPECT_EQ(pyh::EmitOnce("pstats", dir, rec), "");
+  rec.kind = STATSPROF_RECORD_THREAD;
+  rec.thread_id = 5;
+  EXPECT_EQ(pyh::EmitOnce("pstats", dir, rec), "");
+  rec.kind = STATSPROF_RECORD_SPIKE;
+  rec.frame = 9;
+  EXPECT_EQ(pyh::EmitOnce("pstats", dir, rec), "");
+  EXPECT_EQ(ListDir(dir), (std::vector<std::string>{"statsprof-000001-19700101T000000Z-7.prof",
+                                                    "statsprof-spike9-000001-19700101T000000Z-7.prof",
+                                                    "statsprof-thread5-000001-19700101T000000Z-7.prof"}));
 }
 
 TEST(PstatsSink, CreatesMissingDirectoriesAtCreate) {

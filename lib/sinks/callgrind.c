@@ -319,9 +319,8 @@ static int format(const callgrind_sink *s, const statsprof_stats_profile *rec, s
 /* ---- files ------------------------------------------------------------- */
 
 static void record_path(char *out, size_t n, const char *dir, const statsprof_stats_profile *rec) {
-  char kind[48] = "";
-  if (rec->kind == STATSPROF_RECORD_SPIKE) snprintf(kind, sizeof kind, "-spike%llu", (unsigned long long)rec->frame);
-  else if (rec->thread_id) snprintf(kind, sizeof kind, "-thread%llu", (unsigned long long)rec->thread_id);
+  char kind[48];
+  statsprof__record_kind_tag(kind, sizeof kind, rec);
   snprintf(out, n, "%s/callgrind.out.statsprof%s.%llu.%lld", dir, kind, (unsigned long long)rec->seq,
            (long long)rec->pid);
 }

@@ -1,7 +1,7 @@
 /* sinks/files.c — file helpers the sinks share: whole writes, directories
  * made on demand, and records published atomically (written to a hidden
- * temporary name, then renamed into place, so a reader never sees half a
- * file). */
+ * temporary name, then renamed, or linked, into place, so a reader never
+ * sees half a file and no record replaces another). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -256,11 +256,24 @@ static int publish(const char *tmp, const char *base, char sep, const char *suff
     else snprintf(path, sizeof path, "%s%c%d%s", base, sep, k, suffix);
     if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) return 0;
     if (errno == EEXIST) continue;
-    /* A file system without RENAME_NOREPLACE: plain rename. */
-    if (errno == EINVAL || errno == ENOSYS) return rename(tmp, path);
+    if (errno != EINVAL && errno != ENOSYS) return -1;
+    /* A file system without RENAME_NOREPLACE (NFS, FUSE): a plain rename
+     * would replace an existing record; link() refuses to. */
+    if (link(tmp, path) == 0) {
+      unlink(tmp);
+      return 0;
+    }
+    if (errno == EEXIST) continue;
     return -1;
   }
+  errno = EEXIST;
   return -1;
+}
+
+void statsprof__record_kind_tag(char *out, size_t n, const statsprof_stats_profile *rec) {
+  if (rec->kind == STATSPROF_RECORD_SPIKE) snprintf(out, n, "-spike%llu", (unsigned long long)rec->frame);
+  else if (rec->thread_id) snprintf(out, n, "-thread%llu", (unsigned long long)rec->thread_id);
+  else if (n) out[0] = 0;
 }
 
 int statsprof__record_dir_write(statsprof__record_dir *d, const char *base, char sep, const char *suffix,

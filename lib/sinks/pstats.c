@@ -143,12 +143,18 @@ static void put_stats(statsprof__buf *b, const statsprof_stats_profile *rec) {
 
 /* ---- files ------------------------------------------------------------- */
 
-/* DIR/statsprof-<seq>-<UTC end time>-<pid>, without the ".prof". */
+/* DIR/statsprof<kind>-<seq>-<UTC end time>-<pid>, without the ".prof".
+ * Per-thread and spike records carry their merged record's seq, time and
+ * pid: <kind> ("-thread<tid>", "-spike<frame>") keeps their names apart,
+ * and, before the seq, out of a glob for the merged ones (statsprof-[0-9]*),
+ * which pstats.Stats would otherwise add up with their threads. */
 static void record_base(char *out, size_t n, const char *dir, const statsprof_stats_profile *rec) {
   time_t secs = (time_t)(rec->end_ns / 1000000000);
   struct tm tm;
   gmtime_r(&secs, &tm);
-  snprintf(out, n, "%s/statsprof-%06llu-%04d%02d%02dT%02d%02d%02dZ-%lld", dir,
+  char kind[48];
+  statsprof__record_kind_tag(kind, sizeof kind, rec);
+  snprintf(out, n, "%s/statsprof%s-%06llu-%04d%02d%02dT%02d%02d%02dZ-%lld", dir, kind,
            (unsigned long long)rec->seq, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
            tm.tm_min, tm.tm_sec, (long long)rec->pid);
 }
