@@ -656,7 +656,7 @@ typedef struct statsprof__writer {
   int sync, block;
   int64_t stop_timeout_ns;  /* the longest stop/destroy/flush waits for it */
   uint64_t dropped;         /* records this sink lost: full ring, abandoned */
-  uint64_t late_mark;       /* a wait timed out with this many delivered, */
+  uint64_t late_mark;       /* a wait (flush, on_full=block) timed out with this many delivered, */
   int late;                 /* ... and it may still be stuck there */
   pthread_t thread;
   struct statsprof__writer_shared *sh;

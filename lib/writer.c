@@ -11,7 +11,10 @@
  *   - Full ring: on_full=drop (default) drops the record for that sink and
  *     counts it (the next records carry the total in `dropped`);
  *     on_full=block waits for room, with the GIL released, at most
- *     stop_timeout, then drops it all the same.
+ *     stop_timeout for all sinks of a record together, then drops it all
+ *     the same; a sink whose wait timed out is not waited for again until
+ *     it finishes a record (`late`), so a stuck sink costs one
+ *     stop_timeout, not one per record.
  *   - Flush (stop/statsprof_flush): waits, GIL released, until each ring is
  *     empty and its thread idle — all writers together at most stop_timeout
  *     — then calls the idle sinks' flush. A writer still busy is marked late
@@ -298,8 +301,10 @@ static void deliver_here(statsprof__writer *o, statsprof_stats_profile *rec) {
   if (call_emit(&o->sink, rec, why, sizeof why)) report_failure(o->sh, rec->seq, why, 0);
 }
 
-/* Queues rec for the sink (taking a reference); 1 if it was dropped. */
-static int writer_push(statsprof__writer *o, statsprof_stats_profile *rec) {
+/* Queues rec for the sink (taking a reference); 1 if it was dropped. With
+ * on_full=block, a full ring is waited on until `deadline`, which all the
+ * sinks of one record share. */
+static int writer_push(statsprof__writer *o, statsprof_stats_profile *rec, int64_t deadline) {
   if (o->sync) {
     deliver_here(o, rec);
     return 0;
@@ -313,9 +318,17 @@ static int writer_push(statsprof__writer *o, statsprof_stats_profile *rec) {
     deliver_here(o, rec);
     return 0;
   }
-  if (w->count == w->cap && o->block) {
-    int64_t deadline = deadline_after(o->stop_timeout_ns);
-    while (w->count == w->cap && !wait_until(w, &w->idle, deadline)) continue;
+  /* A sink that already let a wait time out and has not finished a record
+   * since is stuck in the same emit: waiting again would only hold the
+   * host (a tick with per-thread records, stop joining the timer thread)
+   * a stop_timeout per record. */
+  if (w->count == w->cap && o->block && !(o->late && w->delivered == o->late_mark)) {
+    int timed_out = 0;
+    while (w->count == w->cap && !(timed_out = wait_until(w, &w->idle, deadline))) continue;
+    if (w->count == w->cap && timed_out) {
+      o->late = 1;
+      o->late_mark = w->delivered;
+    }
   }
   int dropped = w->count == w->cap;
   if (!dropped) {
@@ -476,7 +489,8 @@ uint64_t statsprof__writers_dropped(const statsprof__writers *ws) {
 void statsprof__writers_emit(statsprof__writers *ws, statsprof_stats_profile *rec) {
   rec->dropped = statsprof__writers_dropped(ws);
   rec->sink_errors = atomic_load(&ws->errors);
-  for (size_t i = 0; i < ws->n; i++) writer_push(&ws->w[i], rec);
+  int64_t deadline = ws->n ? deadline_after(ws->w[0].stop_timeout_ns) : 0;
+  for (size_t i = 0; i < ws->n; i++) writer_push(&ws->w[i], rec, deadline);
 }
 
 void statsprof__writers_reopen(statsprof__writers *ws) {
