@@ -279,8 +279,10 @@ TEST(Allocator, EveryAllocationOfARunGoesThroughTheHostsFunction) {
   Outcome o = RunProfiler(ns, "writer=sync;sink=jsonl:" + dir + "/a.jsonl;sink=pstats:" + dir + "/p");
   EXPECT_EQ(o.bad, "");
   EXPECT_GT(g_alloc.requests - requests, 20);
-  // The thread's own record stays (one block) until the thread exits.
-  EXPECT_LE(g_alloc.live - live, 1);
+  // The thread's own record stays (one block) until the thread exits, and
+  // so does its per-thread state's stack (hook.c's grave: CPython may
+  // still hold the state), which the next profiler on this thread reuses.
+  EXPECT_LE(g_alloc.live - live, 2);
   EXPECT_EQ(g_alloc.wrong_ud, 0);
   pyh::Release(ns);
 }
