@@ -3,6 +3,7 @@
  * (one flat line per function and per caller edge, for log shippers and
  * databases). Runs without the GIL; the record is immutable and owns
  * (shares) its strings. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,10 +79,17 @@ static void put_frame_stats(statsprof__buf *b, const statsprof_frame_stats *f, c
   statsprof__buf_puts(b, n->end);
 }
 
+/* Read once: two sinks' writer threads format records at the same time. */
+static char g_hostname[256];
+
+static void read_hostname(void) {
+  if (gethostname(g_hostname, sizeof g_hostname - 1) != 0) strcpy(g_hostname, "unknown");
+}
+
 static const char *hostname(void) {
-  static char name[256];
-  if (!name[0] && gethostname(name, sizeof name - 1) != 0) strcpy(name, "unknown");
-  return name;
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, read_hostname);
+  return g_hostname;
 }
 
 int statsprof_format_jsonl(const statsprof_stats_profile *r, char **out, size_t *len) {

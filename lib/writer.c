@@ -355,6 +355,7 @@ static void flush_sink(statsprof__writer *o) {
   sink_why[0] = 0;
   if (!o->sink.ops->flush || o->sink.ops->flush(o->sink.ctx) == 0) return;
   statsprof__msg(why, sizeof why, "%s", sink_why[0] ? sink_why : "no reason given");
+  atomic_fetch_add(o->sh->total_errors, 1); /* the records' sink_errors: flushes too */
   statsprof__logf(o->sh->log, "sink %s failed to flush: %s", sink_name(&o->sink), why);
 }
 

@@ -94,6 +94,30 @@ TEST(Emission, FailingSinkIsCountedLoggedRateLimitedAndIsolated) {
   pyh::Release(ns);
 }
 
+// A sink whose flush fails is logged and counted with the failed emits
+// (statsprof_sink_errors, the records' sink_errors); it was only logged.
+int FailFlush(void *) { return STATSPROF_ESINK; }
+int TakeAll(void *, const statsprof_stats_profile *) { return 0; }
+
+TEST(Emission, AFailedFlushIsCountedAsASinkError) {
+  void *ns = Program();
+  statsprof *p = Make("sink=none");
+  g_log.clear();
+  statsprof_set_log(p, Log, nullptr);
+  static const statsprof_sink_ops ops = {STATSPROF_SINK_VERSION, "noflush", TakeAll, FailFlush};
+  ASSERT_EQ(statsprof_add_sink(p, &ops, nullptr), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "main");
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  EXPECT_EQ(statsprof_sink_errors(p), 0u);  // the record went through
+  statsprof_flush(p);
+  EXPECT_EQ(statsprof_sink_errors(p), 1u);
+  ASSERT_FALSE(g_log.empty());
+  EXPECT_NE(g_log[0].find("sink noflush failed to flush"), std::string::npos) << g_log[0];
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
 TEST(Emission, FullDiskCountsErrorsAndOtherSinksGetEverything) {
   void *ns = Program();
   statsprof *p = Make("sink=jsonl:/dev/full");

@@ -174,7 +174,9 @@ TEST(Sinks, ARelativePathStaysWhereItWasAtCreate) {
   for (int i = 0; i < 2 && rc == 0; i++) {
     pyh::Call(ns, "main");
     rc = statsprof_emit_now(p);
-    if (i == 0) ASSERT_EQ(chdir(d2.c_str()), 0);
+    if (i == 0) {
+      ASSERT_EQ(chdir(d2.c_str()), 0);
+    }
   }
   if (p) statsprof_destroy(p);
   ASSERT_EQ(chdir(old), 0);

@@ -19,12 +19,16 @@
 #include "../internal.h"
 
 /* Polls fd for room, within what is left of the stall budget (at least
- * once, even with none left). */
+ * once, even with none left). A signal (EINTR) is not a stall: the poll
+ * goes on with what is left. */
 static int wait_writable(int fd, int64_t *left_ms) {
   struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-  int64_t t0 = statsprof__mono_ns();
-  int r = poll(&pfd, 1, *left_ms > 0 ? (int)*left_ms : 0);
-  *left_ms -= (statsprof__mono_ns() - t0) / 1000000 + 1;
+  int r;
+  do {
+    int64_t t0 = statsprof__mono_ns();
+    r = poll(&pfd, 1, *left_ms > 0 ? (int)*left_ms : 0);
+    *left_ms -= (statsprof__mono_ns() - t0) / 1000000 + 1;
+  } while (r < 0 && errno == EINTR && *left_ms > 0);
   return r > 0 ? 0 : -1;
 }
 
