@@ -125,6 +125,7 @@ static int g_oom;
  * forked child inherited from a calibration on a thread it does not have. */
 static int g_calibrating, g_probing;
 static unsigned long g_cal_thread;
+static uint64_t g_cal_epoch;
 static statsprof *g_scratch, *g_stale_scratch;
 
 /* The cumulative time the scratch profiler s has for function `name`. */
@@ -396,6 +397,9 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, 
 /* A forked child has no calibrating thread: what it left is freed at the
  * child's first calibration, with the GIL. */
 void statsprof__calibrate_atfork_child(void) {
+  /* Forked on the calibrating thread itself (a signal handler, a
+   * finalizer in its loops): the calibration goes on in the child. */
+  if (g_cal_thread == PyThread_get_thread_ident()) return;
   if (g_scratch) g_stale_scratch = g_scratch;
   g_scratch = NULL;
   g_calibrating = g_probing = 0;
@@ -409,23 +413,31 @@ static void free_stale(void) {
 }
 
 /* Another thread's calibration runs (its loops let the GIL go): this
- * thread waits for it, GIL released, rather than fail its start. */
+ * thread waits for it, GIL released, rather than fail its start, at most
+ * 60 s. One of an interpreter since finalized (its thread is gone) is
+ * over. */
 static int wait_for_other(void) {
-  for (int ms = 0; g_calibrating && ms < 60000; ms++) {
+  if (g_calibrating && g_cal_epoch != statsprof__epoch()) g_calibrating = 0;
+  int64_t deadline = statsprof__mono_ns() + 60 * (int64_t)1000000000;
+  for (long ms = 1; g_calibrating && statsprof__mono_ns() < deadline; ms = ms < 20 ? ms + 1 : ms) {
     Py_BEGIN_ALLOW_THREADS;
-    struct timespec ts = {0, 1000000};
+    struct timespec ts = {0, ms * 1000000};
     nanosleep(&ts, NULL);
     Py_END_ALLOW_THREADS;
   }
   return g_calibrating ? STATSPROF_ESTATE : 0;
 }
 
-static int calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out) {
-  statsprof__clock_init(); /* bare and profiled runs must read the same clock */
+int statsprof__calibrate_settle(void) {
   free_stale();
   /* A signal handler on the calibrating thread may start a profiler. */
   if (g_calibrating && g_cal_thread == PyThread_get_thread_ident()) return STATSPROF_ESTATE;
-  if (g_calibrating && wait_for_other()) return STATSPROF_ESTATE;
+  return wait_for_other();
+}
+
+static int calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out) {
+  statsprof__clock_init(); /* bare and profiled runs must read the same clock */
+  if (statsprof__calibrate_settle()) return STATSPROF_ESTATE;
   statsprof__costs *costs = &cached[source][clock][builtins];
   int fresh = !done[source][clock][builtins];
   if (fresh) {
@@ -442,6 +454,7 @@ static int calibrate(statsprof__clock_kind clock, int source, int builtins, stat
     Py_XINCREF(obj);
     g_calibrating = 1;
     g_cal_thread = PyThread_get_thread_ident();
+    g_cal_epoch = statsprof__epoch();
     g_oom = 0;
     /* Every source. The frame-evaluation source's rounds sometimes leave
      * the probe slow (3.11.7 in dev/bench: 156-170 ticks per call against

@@ -415,7 +415,7 @@ static void grave_unlink(statsprof__thread *t) {
 /* Whether t's thread can no longer bring a late call: it has ended, or has
  * no thread state (never had one with this hook's call pending). */
 static int grave_done(const statsprof__thread *t, PyThreadState *me) {
-  return (t->grave_os && statsprof__osthread_ended(t->grave_os)) || !statsprof__tstates_has_thread(me, t->owner);
+  return (t->grave_os && statsprof__osthread_ended(t->grave_os)) || statsprof__tstates_has_thread(me, t->owner) == 0;
 }
 
 /* Frees the states of threads that have ended. After Py_Finalize their
@@ -438,13 +438,18 @@ static void grave_sweep(void) {
   g_grave_epoch = statsprof__epoch();
 }
 
-/* The grave's state for thread `owner`, taken out of it; NULL if none. */
+/* The grave's state for thread `owner` if that is the calling thread,
+ * taken out of it; NULL if none. Only for the caller's own thread: on 3.11
+ * a thread state's thread_id is that of the thread that made it, so a
+ * state installed on another thread's state could be another thread's,
+ * with its late call still to come. */
 static statsprof__thread *grave_take(unsigned long owner) {
   /* Not a full sweep: on 3.11 the caller may hold CPython's thread-state
-   * lock, which grave_done takes. */
+   * lock, which grave_done tries. */
   if (g_grave_epoch != statsprof__epoch()) grave_sweep();
+  if (owner != PyThread_get_thread_ident()) return NULL;
   statsprof__thread *t = g_grave;
-  while (t && t->owner != owner) t = t->next;
+  while (t && (t->owner != owner || (t->grave_os && !statsprof__osthread_is_self(t->grave_os)))) t = t->next;
   if (t) grave_unlink(t);
   return t;
 }
@@ -477,11 +482,10 @@ void statsprof__thread_pool_bury(statsprof *p) {
 static PyObject *grave_flush(PyObject *self, PyObject *unused) {
   (void)self;
   (void)unused;
-  unsigned long me = PyThread_get_thread_ident();
   PyThreadState *ts = PyThreadState_Get();
   for (statsprof__thread *t = g_grave, *next; t; t = next) {
     next = t->next;
-    int mine = t->grave_os ? statsprof__osthread_is_self(t->grave_os) : t->owner == me;
+    int mine = t->grave_os && statsprof__osthread_is_self(t->grave_os);
     if (!mine && !grave_done(t, ts)) continue;
     grave_unlink(t);
     Py_DECREF(t);

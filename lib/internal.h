@@ -461,7 +461,10 @@ void statsprof__tstates_install(statsprof *p, PyThreadState *me, int skip_me);
 /* Removes p's hook from every thread state of `me`'s interpreter. GIL. */
 void statsprof__tstates_remove(statsprof *p, PyThreadState *me);
 /* Whether a thread state of me's interpreter belongs to thread `ident`:
- * only such a thread can be inside CPython's call of a profile function. */
+ * only such a thread can be inside CPython's call of a profile function.
+ * -1 when CPython's thread-state lock is taken (perhaps by this thread,
+ * sys._current_frames collecting into a finalizer that destroys a
+ * profiler): never waited for. */
 int statsprof__tstates_has_thread(PyThreadState *me, unsigned long ident);
 /* fork's handlers (fork.c): phase 0 before fork takes 3.11's thread-state
  * list lock, 1 (parent) and 2 (child) give it back; nothing on 3.12+. */
@@ -577,6 +580,12 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, 
 /* pthread_atfork's child: a calibration in progress at fork ran on a thread
  * the child does not have (fork.c). */
 void statsprof__calibrate_atfork_child(void);
+/* Before a start chooses its source: what a forked child inherited from a
+ * calibration is released, and another thread's calibration (whose scratch
+ * profiler may hold the frame-evaluation function) is waited for. GIL
+ * held; STATSPROF_ESTATE when called from inside a calibration on this
+ * thread or after 60 s. */
+int statsprof__calibrate_settle(void);
 /* What was measured (tests); NULL before. */
 statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int source, int builtins);
 

@@ -199,8 +199,9 @@ int statsprof__holds_gil(void) {
   PyThreadState *ts = PyThreadState_GetUnchecked();
 #if PY_VERSION_HEX < 0x030C0000
   /* 3.11's current thread state is the GIL holder's, whichever thread it
-   * is: this thread's if made here (PyGILState_Ensure, PyThreadState_New). */
-  return ts && ts->thread_id == PyThread_get_thread_ident();
+   * is (compared, not read: another thread's may be freed meanwhile): this
+   * thread's own (PyGILState_Ensure's, threading's, the main thread's). */
+  return ts && ts == PyGILState_GetThisThreadState();
 #else
   return ts != NULL; /* per thread from 3.12 */
 #endif
@@ -309,6 +310,12 @@ static int foreign_interp(statsprof *p, const char *fn) {
 static int stop_locked(statsprof *p);
 static int64_t timer_tick(void *arg);
 
+static int calibrating_elsewhere(statsprof *p) {
+  return statsprof__error(p, STATSPROF_ESTATE,
+                            "statsprof_start: another profiler is calibrating on this thread (called from a "
+                            "signal handler?), or on another thread for over 60 s");
+}
+
 /* The own cost per event, for compensate=on and production mode's budget. */
 static int set_costs(statsprof *p) {
   statsprof__source *src = &p->src;
@@ -316,10 +323,7 @@ static int set_costs(statsprof *p) {
   int rc = statsprof__calibrate(src->config.clock, src->config.source, src->config.builtins, &c);
   if (rc == STATSPROF_ENOMEM)
     return statsprof__error(p, rc, "statsprof_start: out of memory measuring the profiler's own cost");
-  if (rc)
-    return statsprof__error(p, STATSPROF_ESTATE,
-                            "statsprof_start: another profiler is calibrating on this thread (called from a "
-                            "signal handler?), or on another thread for over 60 s");
+  if (rc) return calibrating_elsewhere(p);
   src->cost_py = c.py;
   src->cost_c = c.c;
   src->cost_rej = c.rej;
@@ -375,6 +379,7 @@ static int start_locked(statsprof *p) {
   p->running = 0;
   int rc = statsprof__hook_ready();
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
+  if (statsprof__calibrate_settle()) return calibrating_elsewhere(p);
   if ((rc = choose_source(p)) != 0 || (rc = set_costs(p)) != 0) return rc;
   p->interp_epoch = statsprof__epoch();
   p->running = 1;

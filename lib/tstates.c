@@ -42,6 +42,7 @@
 /* 3.11 and 3.12: a PyThread lock, whose acquisition never releases the GIL. */
 static void head_lock(void) { PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK); }
 static void head_unlock(void) { PyThread_release_lock(_PyRuntime.interpreters.mutex); }
+static int head_trylock(void) { return PyThread_acquire_lock(_PyRuntime.interpreters.mutex, NOWAIT_LOCK) == PY_LOCK_ACQUIRED; }
 #else
 #include <sched.h>
 
@@ -65,6 +66,12 @@ static void head_lock(void) {
   }
 }
 static void head_unlock(void) { PyMutex_Unlock(&_PyRuntime.interpreters.mutex); }
+static int head_trylock(void) {
+  PyMutex *m = &_PyRuntime.interpreters.mutex;
+  uint8_t bits = __atomic_load_n(&m->_bits, __ATOMIC_RELAXED);
+  return !(bits & _Py_LOCKED) && __atomic_compare_exchange_n(&m->_bits, &bits, (uint8_t)(bits | _Py_LOCKED), 0,
+                                                             __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
 #endif
 
 #ifdef STATSPROF__HEAD_LOCK
@@ -129,8 +136,8 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
 }
 
 int statsprof__tstates_has_thread(PyThreadState *me, unsigned long ident) {
+  if (!head_trylock()) return -1;
   int found = 0;
-  head_lock();
   for (PyThreadState *ts = me->interp->threads.head; ts && !found; ts = ts->next) found = ts->thread_id == ident;
   head_unlock();
   return found;
@@ -185,10 +192,13 @@ void statsprof__tstates_remove(statsprof *p, PyThreadState *me) {
 }
 
 int statsprof__tstates_has_thread(PyThreadState *me, unsigned long ident) {
-  PyInterpreterState *interp = PyThreadState_GetInterpreter(me);
-  for (PyThreadState *ts = head_of(interp); ts; ts = next_of(ts))
-    if (ts->thread_id == ident) return 1;
-  return 0;
+  if (!head_trylock()) return -1;
+  int found = 0;
+  for (PyThreadState *ts = PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(me)); ts && !found;
+       ts = PyThreadState_Next(ts))
+    found = ts->thread_id == ident;
+  head_unlock();
+  return found;
 }
 
 #endif

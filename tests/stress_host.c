@@ -937,6 +937,124 @@ static int scenario_gc_destroy(const char *mode) {
   return 0;
 }
 
+/* ---- destroyed by a finalizer while CPython holds its thread-state lock --
+ *
+ * frames-lock-destroy: sys._current_frames() makes frame objects with
+ * CPython's thread-state lock held; with the collector's threshold at 1 a
+ * cyclic Bomb's __del__ then destroys a stopped profiler, whose pooled
+ * states destroy checks against the thread states: taking that lock again
+ * hung the thread for good. */
+static const char kFramesLockDestroy[] =
+    "import gc, sys\n"
+    "hooks = {}\n"
+    "class Bomb:\n"
+    "    def __del__(self):\n"
+    "        hooks['destroy']()\n"
+    "def leaf():\n"
+    "    pass\n"
+    "def snap():\n"
+    "    return len(sys._current_frames())\n"
+    "def run(n, create, destroy):\n"
+    "    hooks['destroy'] = destroy\n"
+    "    old = gc.get_threshold()\n"
+    "    try:\n"
+    "        for i in range(n):\n"
+    "            create()\n"
+    "            b = Bomb()\n"
+    "            b.me = b\n"
+    "            del b\n"
+    "            gc.set_threshold(1)\n"
+    "            snap()\n"
+    "            gc.set_threshold(*old)\n"
+    "            destroy()\n"
+    "    finally:\n"
+    "        gc.set_threshold(*old)\n";
+
+/* A profiler that ran and stopped: its states wait in its pool. */
+static PyObject *create_stopped(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  create_start("sink=none;interval=1h;source=setprofile");
+  call0("leaf");
+  CHECK(statsprof_stop(g_p) == 0, "stop: %s", statsprof_errmsg(g_p));
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef create_stopped_def = {"create", create_stopped, METH_NOARGS, NULL};
+
+static int scenario_frames_lock_destroy(const char *mode) {
+  (void)mode;
+  exec_code(kFramesLockDestroy);
+  PyObject *create = PyCFunction_New(&create_stopped_def, NULL);
+  PyObject *destroy = PyCFunction_New(&destroy_def, NULL);
+  PyObject *r = PyObject_CallFunction(ns_get("run"), "iOO", g_iterations, create, destroy);
+  if (!r) PyErr_Print();
+  CHECK(r, "run() raised");
+  Py_DECREF(r);
+  Py_DECREF(create);
+  Py_DECREF(destroy);
+  return 0;
+}
+
+/* ---- fork on the calibrating thread itself ------------------------------
+ *
+ * fork-in-calibration: a Python signal handler forks while the first start
+ * calibrates on this thread (a timer signal every 2 ms, up to 8 forks,
+ * some while a scratch profiler runs). Each child goes on
+ * with that calibration and its start, then starts another profiler: the
+ * child's copy of the calibration's scratch profiler was freed twice (by
+ * the calibration, and again as left over from a calibration "on another
+ * thread"): SIGSEGV or glibc's double-free abort. */
+static const char kForkInCalibration[] =
+    "import os, signal\n"
+    "state = {'children': []}\n"
+    "def on_alarm(sig, frame):\n"
+    "    if len(state['children']) >= 8 or os.getpid() != state['parent']:\n"
+    "        return\n"
+    "    pid = os.fork()\n"
+    "    if pid:\n"
+    "        state['children'].append(pid)\n"
+    "def arm():\n"
+    "    state['parent'] = os.getpid()\n"
+    "    signal.signal(signal.SIGALRM, on_alarm)\n"
+    "    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)\n"
+    "def disarm():\n"
+    "    signal.setitimer(signal.ITIMER_REAL, 0, 0)\n"
+    "    signal.signal(signal.SIGALRM, signal.SIG_DFL)\n"
+    "    return os.getpid() == state['parent']\n"
+    "def reap():\n"
+    "    return [os.waitpid(pid, 0)[1] for pid in state['children']]\n";
+
+static int scenario_fork_in_calibration(const char *mode) {
+  (void)mode;
+  exec_code(kForkInCalibration);
+  call0("arm");
+  CHECK(statsprof_create("sink=none", &g_p) == 0, "create: %s", statsprof_errmsg(NULL));
+  int rc = statsprof_start(g_p); /* the first: calibrates; the handler forks meanwhile */
+  PyObject *parent = PyObject_CallNoArgs(ns_get("disarm"));
+  CHECK(parent, "disarm() raised");
+  if (parent == Py_False) { /* the child, forked inside the start above */
+    statsprof *q = NULL;
+    int ok = rc == 0 && statsprof_create("sink=none", &q) == 0 && statsprof_start(q) == 0;
+    statsprof_destroy(q);
+    statsprof_destroy(g_p);
+    _exit(ok ? 0 : 7);
+  }
+  Py_DECREF(parent);
+  CHECK(rc == 0, "start: %s", statsprof_errmsg(g_p));
+  PyObject *st = PyObject_CallNoArgs(ns_get("reap"));
+  CHECK(st && PyList_Check(st), "reap() raised");
+  CHECK(PyList_GET_SIZE(st) >= 1, "no fork came during the calibration");
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(st); i++) {
+    long status = PyLong_AsLong(PyList_GET_ITEM(st, i));
+    CHECK(status == 0, "child %zd's wait status is %ld (a signal number: it crashed; old code, a double free: 11 or 6)", i, status);
+  }
+  Py_DECREF(st);
+  statsprof_destroy(g_p);
+  g_p = NULL;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc >= 2, "usage: stress_host SCENARIO [ITERATIONS]");
   if (argc >= 3) g_iterations = atoi(argv[2]);
@@ -957,6 +1075,8 @@ int main(int argc, char **argv) {
   else if (!strcmp(s, "fork-name")) rc = scenario_fork_name(s);
   else if (!strncmp(s, "fork-calibrate", 14)) rc = scenario_fork_calibrate(s);
   else if (!strncmp(s, "gc-destroy", 10)) rc = scenario_gc_destroy(s);
+  else if (!strcmp(s, "frames-lock-destroy")) rc = scenario_frames_lock_destroy(s);
+  else if (!strcmp(s, "fork-in-calibration")) rc = scenario_fork_in_calibration(s);
   else CHECK(0, "unknown scenario %s", s);
   Py_XDECREF(g_ns);
   CHECK(Py_FinalizeEx() == 0, "finalize");

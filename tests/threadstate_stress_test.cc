@@ -197,4 +197,16 @@ TEST(ThreadStateStress, DestroyedByAFinalizerDuringTheHooksFrameAllocation) {
   ExpectClean("gc-destroy", Runs(2, 1), 200);
   ExpectClean("gc-destroy-setprofile", Runs(2, 1), 200);
 }
+// A finalizer destroys a stopped profiler while sys._current_frames() holds
+// CPython's thread-state lock (its frame objects' allocation collects):
+// destroy's check of its pooled states against the thread states took that
+// lock again and hung for good.
+TEST(ThreadStateStress, DestroyedByAFinalizerUnderTheThreadStateLock) {
+  ExpectClean("frames-lock-destroy", Runs(2, 1), 100);
+}
+// A signal handler forks on the calibrating thread itself, up to 8 times
+// during a first start: each child goes on with the calibration and then
+// starts another profiler. Old code: the child's scratch profiler was freed
+// twice (SIGSEGV in the first runs).
+TEST(ThreadStateStress, ForkOnTheCalibratingThreadItself) { ExpectClean("fork-in-calibration", Runs(3, 1), 1); }
 }  // namespace
