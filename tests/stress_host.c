@@ -886,15 +886,20 @@ static int scenario_fork_calibrate(const char *mode) {
  * and its per-thread state, which it passes on after the allocation (3.11's
  * call_trace). destroy freed that state (ASan, PYTHONMALLOC=malloc:
  * heap-use-after-free in statsprof__hook). */
-static const char kGcDestroy[] =
-    "import gc\n"
+static const char kBombs[] =
+    "import gc, sys\n"
     "hooks = {}\n"
     "class Bomb:\n"
     "    def __del__(self):\n"
     "        hooks['destroy']()\n"
     "def leaf():\n"
     "    pass\n"
-    "def run(n, create, destroy):\n"
+    "def calls():\n"
+    "    for k in range(20):\n"
+    "        leaf()\n"
+    "def frames():\n"
+    "    return len(sys._current_frames())\n"
+    "def run(n, create, destroy, trigger):\n"
     "    hooks['destroy'] = destroy\n"
     "    old = gc.get_threshold()\n"
     "    try:\n"
@@ -904,8 +909,7 @@ static const char kGcDestroy[] =
     "            b.me = b\n"
     "            del b\n"
     "            gc.set_threshold(1)\n"
-    "            for k in range(20):\n"
-    "                leaf()\n"
+    "            trigger()\n"
     "            gc.set_threshold(*old)\n"
     "            destroy()\n"
     "    finally:\n"
@@ -922,19 +926,24 @@ static PyObject *gc_create(PyObject *self, PyObject *unused) {
 
 static PyMethodDef gc_create_def = {"create", gc_create, METH_NOARGS, NULL};
 
-static int scenario_gc_destroy(const char *mode) {
-  g_gc_config = !strcmp(mode, "gc-destroy-setprofile") ? "sink=none;interval=1h;source=setprofile"
-                                                        : "sink=none;interval=1h";
-  exec_code(kGcDestroy);
-  PyObject *create = PyCFunction_New(&gc_create_def, NULL);
+/* kBombs' run: `create` makes g_p each round, `trigger` is what collects. */
+static int run_bombs(PyMethodDef *create_def, const char *trigger) {
+  exec_code(kBombs);
+  PyObject *create = PyCFunction_New(create_def, NULL);
   PyObject *destroy = PyCFunction_New(&destroy_def, NULL);
-  PyObject *r = PyObject_CallFunction(ns_get("run"), "iOO", g_iterations, create, destroy);
+  PyObject *r = PyObject_CallFunction(ns_get("run"), "iOOO", g_iterations, create, destroy, ns_get(trigger));
   if (!r) PyErr_Print();
   CHECK(r, "run() raised");
   Py_DECREF(r);
   Py_DECREF(create);
   Py_DECREF(destroy);
   return 0;
+}
+
+static int scenario_gc_destroy(const char *mode) {
+  g_gc_config = !strcmp(mode, "gc-destroy-setprofile") ? "sink=none;interval=1h;source=setprofile"
+                                                        : "sink=none;interval=1h";
+  return run_bombs(&gc_create_def, "calls");
 }
 
 /* ---- destroyed by a finalizer while CPython holds its thread-state lock --
@@ -944,31 +953,6 @@ static int scenario_gc_destroy(const char *mode) {
  * cyclic Bomb's __del__ then destroys a stopped profiler, whose pooled
  * states destroy checks against the thread states: taking that lock again
  * hung the thread for good. */
-static const char kFramesLockDestroy[] =
-    "import gc, sys\n"
-    "hooks = {}\n"
-    "class Bomb:\n"
-    "    def __del__(self):\n"
-    "        hooks['destroy']()\n"
-    "def leaf():\n"
-    "    pass\n"
-    "def snap():\n"
-    "    return len(sys._current_frames())\n"
-    "def run(n, create, destroy):\n"
-    "    hooks['destroy'] = destroy\n"
-    "    old = gc.get_threshold()\n"
-    "    try:\n"
-    "        for i in range(n):\n"
-    "            create()\n"
-    "            b = Bomb()\n"
-    "            b.me = b\n"
-    "            del b\n"
-    "            gc.set_threshold(1)\n"
-    "            snap()\n"
-    "            gc.set_threshold(*old)\n"
-    "            destroy()\n"
-    "    finally:\n"
-    "        gc.set_threshold(*old)\n";
 
 /* A profiler that ran and stopped: its states wait in its pool. */
 static PyObject *create_stopped(PyObject *self, PyObject *unused) {
@@ -984,16 +968,7 @@ static PyMethodDef create_stopped_def = {"create", create_stopped, METH_NOARGS, 
 
 static int scenario_frames_lock_destroy(const char *mode) {
   (void)mode;
-  exec_code(kFramesLockDestroy);
-  PyObject *create = PyCFunction_New(&create_stopped_def, NULL);
-  PyObject *destroy = PyCFunction_New(&destroy_def, NULL);
-  PyObject *r = PyObject_CallFunction(ns_get("run"), "iOO", g_iterations, create, destroy);
-  if (!r) PyErr_Print();
-  CHECK(r, "run() raised");
-  Py_DECREF(r);
-  Py_DECREF(create);
-  Py_DECREF(destroy);
-  return 0;
+  return run_bombs(&create_stopped_def, "frames");
 }
 
 /* ---- fork on the calibrating thread itself ------------------------------
