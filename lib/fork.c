@@ -27,20 +27,31 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static statsprof *g_profilers; /* every profiler of the process */
 static uint64_t g_hook_epoch;  /* interpreter the Python hook is registered in */
 
+/* One set of handlers, so one order: the locks taken under others come
+ * last (pthread_atfork's handlers registered apart ran in reverse order of
+ * registration: TSan saw the name lock taken before g_lock at fork, after
+ * it elsewhere). */
 static void atfork_prepare(void) {
   pthread_mutex_lock(&g_lock);
   for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 0);
-  /* Last: its holders never wait for ours (tstates.c). */
+  /* Then: its holders never wait for ours (tstates.c). */
   if (g_profilers) statsprof__runtime_lock_atfork(0);
+  /* Innermost: held only for a moment, nothing taken under them. */
+  statsprof__registry_atfork(0);
+  statsprof__threads_atfork(0);
 }
 
 static void atfork_parent(void) {
+  statsprof__threads_atfork(1);
+  statsprof__registry_atfork(1);
   statsprof__runtime_lock_atfork(1);
   for (statsprof *p = g_profilers; p; p = p->next_profiler) statsprof__timer_atfork(&p->timer, 1);
   pthread_mutex_unlock(&g_lock);
 }
 
 static void atfork_child(void) {
+  statsprof__threads_atfork(2);
+  statsprof__registry_atfork(2);
   statsprof__runtime_lock_atfork(2);
   for (statsprof *p = g_profilers; p; p = p->next_profiler) {
     statsprof__timer_atfork(&p->timer, 2);
@@ -54,9 +65,13 @@ static void atfork_child(void) {
 
 static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
 
-void statsprof__fork_track(statsprof *p, int add) {
+void statsprof__fork_handlers(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, register_atfork);
+}
+
+void statsprof__fork_track(statsprof *p, int add) {
+  statsprof__fork_handlers();
   pthread_mutex_lock(&g_lock);
   statsprof **pp = &g_profilers;
   while (*pp && *pp != p) pp = &(*pp)->next_profiler;

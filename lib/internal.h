@@ -885,6 +885,11 @@ void statsprof__leave(statsprof *p);
 
 /* fork.c: every profiler is known to the fork handlers while it exists. */
 void statsprof__fork_track(statsprof *p, int add);
+/* pthread_atfork's handlers, registered once (any thread, no GIL): the
+ * name lock's and the sink registry's are taken there too, last. */
+void statsprof__fork_handlers(void);
+void statsprof__threads_atfork(int phase);  /* 0 prepare, 1 parent, 2 child */
+void statsprof__registry_atfork(int phase); /* likewise */
 /* Registers the Python-level after-fork handler (once per interpreter);
  * imports os. -1 when it could not. GIL. */
 int statsprof__fork_hook(void);

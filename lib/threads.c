@@ -56,13 +56,16 @@ static void on_thread_exit(void *v) {
 
 /* fork() while another thread holds the name lock (statsprof_name_thread
  * on any thread, any time) would leave the child's copy held forever: the
- * child's first name lookup, in the hook with the GIL held, hung. */
-static void name_lock_prepare(void) { pthread_mutex_lock(&g_name_lock); }
-static void name_lock_release(void) { pthread_mutex_unlock(&g_name_lock); }
+ * child's first name lookup, in the hook with the GIL held, hung. fork.c's
+ * handlers take it last (it is innermost: nothing is taken under it). */
+void statsprof__threads_atfork(int phase) {
+  if (phase == 0) pthread_mutex_lock(&g_name_lock);
+  else pthread_mutex_unlock(&g_name_lock);
+}
 
 static void make_key(void) {
   g_key_ok = pthread_key_create(&g_key, on_thread_exit) == 0;
-  pthread_atfork(name_lock_prepare, name_lock_release, name_lock_release);
+  statsprof__fork_handlers();
 }
 
 /* The calling OS thread's record, made on first use; NULL on failure. */

@@ -30,14 +30,14 @@ static size_t nregistry; /* counted at first use: built-ins come first */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Not inherited held by a child forked while another thread looks a sink
- * up or registers one. */
-static void lock_prepare(void) { pthread_mutex_lock(&lock); }
-static void lock_release(void) { pthread_mutex_unlock(&lock); }
-static void register_atfork(void) { pthread_atfork(lock_prepare, lock_release, lock_release); }
+ * up or registers one: fork.c's handlers take it last (innermost). */
+void statsprof__registry_atfork(int phase) {
+  if (phase == 0) pthread_mutex_lock(&lock);
+  else pthread_mutex_unlock(&lock);
+}
 
 static void lock_registry(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, register_atfork);
+  statsprof__fork_handlers();
   pthread_mutex_lock(&lock);
 }
 
