@@ -377,12 +377,12 @@ void statsprof__thread_pool(statsprof *p, statsprof__thread *t) {
   p->src.pool = t;
 }
 
-void statsprof__thread_pool_trim(statsprof *p, int all) {
+void statsprof__thread_pool_trim(statsprof *p) {
   for (statsprof__thread *t = p->src.pool, *next; t; t = next) {
     next = t->next;
     int ended = t->slot != STATSPROF__NONE && t->slot < p->table.nslots &&
                 p->table.slots[t->slot].state == STATSPROF__SLOT_ENDED;
-    if (!all && !ended) continue;
+    if (!ended) continue;
     if (t->prev) t->prev->next = t->next;
     else p->src.pool = t->next;
     if (t->next) t->next->prev = t->prev;
@@ -418,14 +418,16 @@ static int grave_done(const statsprof__thread *t, PyThreadState *me) {
   return (t->grave_os && statsprof__osthread_ended(t->grave_os)) || statsprof__tstates_has_thread(me, t->owner) == 0;
 }
 
-/* Frees the states of threads that have ended. After Py_Finalize their
- * objects went with the interpreter: only their stacks are freed. */
-static void grave_sweep(void) {
+/* Frees the states of threads that have ended, and with `mine` the calling
+ * thread's. After Py_Finalize their objects went with the interpreter:
+ * only their stacks are freed. */
+static void grave_sweep_also(int mine) {
   int gone = g_grave_epoch != statsprof__epoch();
   PyThreadState *me = gone ? NULL : PyThreadState_Get();
   for (statsprof__thread *t = g_grave, *next; t; t = next) {
     next = t->next;
-    if (!gone && !grave_done(t, me)) continue;
+    int self = mine && t->grave_os && statsprof__osthread_is_self(t->grave_os);
+    if (!gone && !self && !grave_done(t, me)) continue;
     grave_unlink(t);
     if (!gone) {
       Py_DECREF(t);
@@ -437,6 +439,8 @@ static void grave_sweep(void) {
   }
   g_grave_epoch = statsprof__epoch();
 }
+
+static void grave_sweep(void) { grave_sweep_also(0); }
 
 /* The grave's state for thread `owner` if that is the calling thread,
  * taken out of it; NULL if none. Only for the caller's own thread: on 3.11
@@ -458,7 +462,8 @@ void statsprof__thread_pool_bury(statsprof *p) {
   grave_sweep();
   for (statsprof__thread *t = p->src.pool, *next; t; t = next) {
     next = t->next;
-    statsprof__osthread *os = t->slot != STATSPROF__NONE && t->slot < p->table.nslots ? p->table.slots[t->slot].os : NULL;
+    statsprof__osthread *os =
+        t->slot != STATSPROF__NONE && t->slot < p->table.nslots ? p->table.slots[t->slot].os : NULL;
     t->prev = t->next = NULL;
     t->grave_os = os;
     if (grave_done(t, PyThreadState_Get())) {
@@ -482,14 +487,7 @@ void statsprof__thread_pool_bury(statsprof *p) {
 static PyObject *grave_flush(PyObject *self, PyObject *unused) {
   (void)self;
   (void)unused;
-  PyThreadState *ts = PyThreadState_Get();
-  for (statsprof__thread *t = g_grave, *next; t; t = next) {
-    next = t->next;
-    int mine = t->grave_os && statsprof__osthread_is_self(t->grave_os);
-    if (!mine && !grave_done(t, ts)) continue;
-    grave_unlink(t);
-    Py_DECREF(t);
-  }
+  grave_sweep_also(1);
   Py_RETURN_NONE;
 }
 
@@ -500,14 +498,10 @@ static PyMethodDef grave_flush_def = {"_statsprof_grave_flush", grave_flush, MET
 static void grave_flush_at_exit(void) {
   static uint64_t registered_epoch;
   if (registered_epoch == g_epoch) return;
-  PyObject *mod = PyImport_ImportModule("atexit");
-  PyObject *fn = mod ? PyCFunction_New(&grave_flush_def, NULL) : NULL;
-  PyObject *r = fn ? PyObject_CallMethod(mod, "register", "O", fn) : NULL;
-  if (r) registered_epoch = g_epoch;
+  PyObject *fn = PyCFunction_New(&grave_flush_def, NULL);
+  if (fn && statsprof__call_atexit("register", fn) == 0) registered_epoch = g_epoch;
   else PyErr_Clear(); /* tried again at the next start */
-  Py_XDECREF(r);
   Py_XDECREF(fn);
-  Py_XDECREF(mod);
 }
 
 /* The states' objects went with their interpreter's allocator and are left

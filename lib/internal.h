@@ -403,8 +403,8 @@ void statsprof__thread_pool(statsprof *p, statsprof__thread *t);
 /* A new key for a run of a source whose states are cached per thread
  * (statsprof__tls_thread, hotpath.h): never 0, never reused. */
 uint64_t statsprof__tls_key_next(void);
-/* Frees pooled states (of threads that ended, or all): GIL held. */
-void statsprof__thread_pool_trim(statsprof *p, int all);
+/* Frees pooled states of threads that ended: GIL held. */
+void statsprof__thread_pool_trim(statsprof *p);
 /* At destroy: the pooled states of threads that may still run go to the
  * process's grave (hook.c), the others are freed. GIL held. */
 void statsprof__thread_pool_bury(statsprof *p);
@@ -887,6 +887,9 @@ void statsprof__leave(statsprof *p);
 void statsprof__fork_track(statsprof *p, int add);
 /* pthread_atfork's handlers, registered once (any thread, no GIL): the
  * name lock's and the sink registry's are taken there too, last. */
+/* atexit.register(fn) or atexit.unregister(fn) (timer.c): 0, or -1 with
+ * the error cleared. GIL held. */
+int statsprof__call_atexit(const char *method, PyObject *fn);
 void statsprof__fork_handlers(void);
 void statsprof__threads_atfork(int phase);  /* 0 prepare, 1 parent, 2 child */
 void statsprof__registry_atfork(int phase); /* likewise */

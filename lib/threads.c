@@ -320,7 +320,7 @@ void statsprof__threads_retire(statsprof *p) {
    * interpreter: the references are dropped, not released, and the pool
    * is abandoned with the profiler (free_all). */
   int python = statsprof__python_reachable(p);
-  if (python) statsprof__thread_pool_trim(p, 0);
+  if (python) statsprof__thread_pool_trim(p);
   for (uint32_t i = 0; i < t->nslots; i++) {
     statsprof__slot *s = &t->slots[i];
     if (s->state != STATSPROF__SLOT_ENDED) continue;

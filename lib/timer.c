@@ -88,7 +88,7 @@ static PyObject *atexit_stop(PyObject *capsule, PyObject *unused) {
 static PyMethodDef atexit_def = {"_statsprof_timer_stop", atexit_stop, METH_NOARGS,
                                  "Stops statsprof's timer thread before finalization."};
 
-static int call_atexit(const char *method, PyObject *fn) {
+int statsprof__call_atexit(const char *method, PyObject *fn) {
   PyObject *mod = PyImport_ImportModule("atexit");
   PyObject *r = mod ? PyObject_CallMethod(mod, method, "O", fn) : NULL;
   Py_XDECREF(mod);
@@ -115,20 +115,20 @@ int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *ar
   t->fn = fn;
   t->arg = arg;
   if (t->atexit) { /* a forked child's, whose thread never came back */
-    call_atexit("unregister", t->atexit);
+    statsprof__call_atexit("unregister", t->atexit);
     Py_CLEAR(t->atexit);
   }
   PyObject *capsule = PyCapsule_New(t, "statsprof.timer", NULL);
   t->atexit = capsule ? PyCFunction_New(&atexit_def, capsule) : NULL;
   Py_XDECREF(capsule);
-  if (!t->atexit || call_atexit("register", t->atexit)) {
+  if (!t->atexit || statsprof__call_atexit("register", t->atexit)) {
     PyErr_Clear();
     Py_CLEAR(t->atexit);
     *why = "cannot register an atexit handler";
     return STATSPROF_EPYTHON;
   }
   if (spawn(t) != 0) {
-    call_atexit("unregister", t->atexit);
+    statsprof__call_atexit("unregister", t->atexit);
     Py_CLEAR(t->atexit);
     *why = "cannot start the timer thread";
     return STATSPROF_ENOMEM;
@@ -185,7 +185,7 @@ void statsprof__timer_stop(statsprof__timer *t) {
   /* Also with no thread: a forked child's before it comes back (or when
    * it could not), whose atexit handler would outlive the profiler. */
   if (t->atexit) {
-    if (have_gil) call_atexit("unregister", t->atexit);
+    if (have_gil) statsprof__call_atexit("unregister", t->atexit);
     if (have_gil) Py_CLEAR(t->atexit);
     else t->atexit = NULL; /* the interpreter is gone, and the object with it */
   }

@@ -772,23 +772,18 @@ static void *rename_loop(void *arg) {
   return NULL;
 }
 
+static int fork_name_child(void) {
+  return statsprof_name_thread("child") == 0 && statsprof_register_sink("child", no_open) == 0 ? 0 : 7;
+}
+
 static int scenario_fork_name(const char *mode) {
   (void)mode;
   pthread_t th;
   atomic_store(&g_naming, 1);
   CHECK(pthread_create(&th, NULL, rename_loop, NULL) == 0, "pthread_create");
-  PyThreadState *ts = PyEval_SaveThread(); /* the child runs no Python */
-  for (int i = 0; i < g_iterations; i++) {
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) _exit(statsprof_name_thread("child") == 0 && statsprof_register_sink("child", no_open) == 0 ? 0 : 7);
-    int status = 0;
-    CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "run %d: child status %d", i, status);
-  }
+  for (int i = 0; i < g_iterations; i++) fork_and_check(fork_name_child, i);
   atomic_store(&g_naming, 0);
   pthread_join(th, NULL);
-  PyEval_RestoreThread(ts);
   return 0;
 }
 
