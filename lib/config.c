@@ -419,7 +419,7 @@ const char *statsprof__config_key(int i, statsprof__value_spec *spec) {
 int statsprof__config_parse(const char *text, statsprof__config *c, char *err, size_t errlen) {
   statsprof__config_defaults(c);
   if (!text) return 0;
-  parse_ctx pc = {err, errlen, text};
+  parse_ctx pc = {.err = err, .errlen = errlen, .text = text};
   unsigned seen = 0;
   int rc = 0;
   for (const char *p = text; *p && !rc;) {
