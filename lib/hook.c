@@ -65,6 +65,7 @@ static void thread_dealloc(PyObject *self) {
 
 static PyType_Slot thread_slots[] = {
     {Py_tp_dealloc, (void *)thread_dealloc},
+    {Py_tp_call, (void *)statsprof__setprofile_call},
     {Py_tp_doc, (void *)"statsprof per-thread profiler state"},
     {0, NULL},
 };

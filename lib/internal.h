@@ -425,6 +425,9 @@ void statsprof__setprofile_detach_all(statsprof *p);
  * at release, that hook made inert wherever Python still keeps it. */
 int statsprof__threading_hook(statsprof *p, int install);
 void statsprof__setprofile_release(statsprof *p);
+/* A per-thread state called as a Python profile function (tp_call): what
+ * sys.setprofile(sys.getprofile()) installs (source_setprofile.c). */
+PyObject *statsprof__setprofile_call(PyObject *self, PyObject *args, PyObject *kw);
 /* source_monitoring.c (3.12+; elsewhere only the first three exist):
  * its callbacks' type (vectorcall objects), made once per interpreter and forgotten at
  * Py_Finalize; at release, events off, the tool id given back and the

@@ -226,6 +226,22 @@ void statsprof__setprofile_detach_all(statsprof *p) {
  * that then calls f only clears its profile function. */
 static char g_released;
 
+/* Passes an event that came through CPython's trampoline, as sys.setprofile
+ * delivers it (frame, event name, arg), to the C hook with state obj. */
+static void dispatch(PyObject *obj, PyObject *frame, PyObject *event, PyObject *arg) {
+  static const char *const events[] = {"call", "exception", "line", "return", "c_call", "c_exception", "c_return"};
+  const char *ev = PyUnicode_Check(event) ? PyUnicode_AsUTF8(event) : NULL;
+  if (!ev) PyErr_Clear();
+  if (!ev || !PyFrame_Check(frame)) return;
+  for (int i = 0; i < 7; i++) {
+    if (strcmp(ev, events[i])) continue;
+    /* A C event's arg is the function; the hook reads its type. */
+    if (i >= PyTrace_C_CALL && arg == Py_None) return;
+    statsprof__hook(obj, (PyFrameObject *)frame, i, arg == Py_None ? NULL : arg);
+    return;
+  }
+}
+
 static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_ssize_t nargs) {
   void *ptr = PyCapsule_GetPointer(capsule, "statsprof");
   statsprof *p = ptr == &g_released ? NULL : ptr;
@@ -239,11 +255,7 @@ static PyObject *thread_bootstrap(PyObject *capsule, PyObject *const *args, Py_s
     PyEval_SetProfile(NULL, NULL);
     Py_RETURN_NONE;
   }
-  static const char *events[] = {"call", "exception", "line", "return", "c_call", "c_exception", "c_return"};
-  const char *ev = PyUnicode_Check(args[1]) ? PyUnicode_AsUTF8(args[1]) : NULL;
-  for (int i = 0; ev && i < 7; i++)
-    if (!strcmp(ev, events[i]))
-      statsprof__hook(ts->c_profileobj, (PyFrameObject *)args[0], i, args[2] == Py_None ? NULL : args[2]);
+  dispatch(ts->c_profileobj, args[0], args[1], args[2]);
   Py_RETURN_NONE;
 }
 
@@ -281,6 +293,47 @@ int statsprof__threading_hook(statsprof *p, int install) {
   Py_XDECREF(current);
   Py_DECREF(threading);
   return rc;
+}
+
+/* ---- a thread's state restored by Python --------------------------------
+ *
+ * sys.getprofile() returns the calling thread's state. Code that saves it
+ * and restores it later with sys.setprofile(saved) (a debugger, a timing
+ * helper, a test's fixture) installs CPython's trampoline, which calls the
+ * state with (frame, event, arg) on every event, so the state is callable:
+ * its first call puts the C hook back with the same state and stack, as
+ * if it had never been removed (the events in between are missed, as they
+ * are by cProfile, whose object raises TypeError into the profiled code
+ * there instead). Installed on another thread (threading.setprofile(saved))
+ * it attaches that thread's own state, as the threading hook does; once
+ * its profiler has stopped it removes itself. Called by hand it does
+ * nothing. */
+PyObject *statsprof__setprofile_call(PyObject *self, PyObject *args, PyObject *kw) {
+  PyObject *frame, *event, *arg;
+  if (kw && PyDict_GET_SIZE(kw)) {
+    PyErr_SetString(PyExc_TypeError, "statsprof's profile function takes no keyword arguments");
+    return NULL;
+  }
+  if (!PyArg_UnpackTuple(args, "statsprof profile function", 3, 3, &frame, &event, &arg)) return NULL;
+  PyThreadState *ts = PyThreadState_Get();
+  if (ts->c_profileobj != self || ts->c_profilefunc == statsprof__hook) Py_RETURN_NONE;
+  statsprof__thread *t = (statsprof__thread *)self;
+  statsprof *p = t->p;
+  if (p && p->src.config.source != STATSPROF__SOURCE_SETPROFILE) p = NULL;
+  PyObject *obj = NULL;
+  Py_INCREF(self); /* the thread state's reference may go below */
+  if (p && t->owner == (unsigned long)ts->thread_id) {
+    /* Its own thread: the C hook again; if an audit hook refuses, the
+     * trampoline keeps delivering. */
+    if (statsprof__set_profile(ts, statsprof__hook, self) < 0) PyErr_Clear();
+    obj = self;
+  } else {
+    if (statsprof__set_profile(ts, NULL, NULL) < 0) PyErr_Clear();
+    if (p && statsprof__may_attach(p) && statsprof__setprofile_attach_self(p) == 0) obj = ts->c_profileobj;
+  }
+  if (obj) dispatch(obj, frame, event, arg);
+  Py_DECREF(self);
+  Py_RETURN_NONE;
 }
 
 void statsprof__setprofile_release(statsprof *p) {

@@ -443,6 +443,73 @@ def finish():
   pyh::Release(ns);
 }
 
+// sys.getprofile() returns a thread's state under source=setprofile; code
+// that saves it and restores it with sys.setprofile (a debugger, a timing
+// helper) installs CPython's trampoline, which calls it. Not callable, the
+// first event after the restore raised TypeError into the profiled code
+// (as cProfile's object does); now it puts the C hook back, on its own
+// thread with the same state, on another thread with that thread's own.
+TEST(Threads, ProfileFunctionSavedAndRestoredFromPython) {
+  void *ns = pyh::Exec(R"(
+import sys, threading
+def skipped(): pass
+def after(): pass
+def in_thread(): pass
+def roundtrip():
+    saved = sys.getprofile()
+    sys.setprofile(None)
+    skipped()
+    sys.setprofile(saved)
+    for _ in range(3): after()
+    return int(sys.getprofile() is saved)
+def other_thread():
+    saved, hook = sys.getprofile(), threading.getprofile()
+    threading.setprofile(saved)
+    try:
+        th = threading.Thread(target=lambda: [in_thread() for _ in range(4)])
+        th.start(); th.join()
+    finally:
+        threading.setprofile(hook)
+    after()
+    return 1
+def keep():
+    global kept
+    kept = sys.getprofile()
+    return int(kept is not None)
+def stopped():
+    sys.setprofile(kept)
+    skipped()
+    return int(sys.getprofile() is None)
+def by_hand():
+    sys.getprofile()(None, "call", None)
+    sys.getprofile()(sys._getframe(), "c_call", None)
+    return 1
+)", "restore.py");
+  auto call = [ns](const char *fn) {
+    PyObject *r = PyObject_CallFunction(PyDict_GetItemString(static_cast<PyObject *>(ns), fn), nullptr);
+    EXPECT_NE(r, nullptr) << fn << ": " << pyh::TakeError();
+    long v = r ? PyLong_AsLong(r) : -1;
+    Py_XDECREF(r);
+    return v;
+  };
+  statsprof *p = Start("source=setprofile;sink=none");
+  for (int i = 0; i < 2; i++) EXPECT_EQ(call("roundtrip"), 1) << "round " << i;
+  EXPECT_EQ(call("other_thread"), 1);
+  EXPECT_EQ(call("by_hand"), 1);
+  EXPECT_EQ(call("keep"), 1);
+  statsprof_stop(p);
+  EXPECT_EQ(pyh::Calls(p, "skipped"), 0u);
+  EXPECT_EQ(pyh::Calls(p, "after"), 7u);
+  EXPECT_EQ(pyh::Calls(p, "in_thread"), 4u);
+  EXPECT_EQ(pyh::Calls(p, "roundtrip"), 2u);
+  EXPECT_EQ(pyh::Calls(p, "other_thread"), 1u);
+  // Restored after its profiler stopped: it removes itself.
+  EXPECT_EQ(call("stopped"), 1);
+  EXPECT_EQ(pyh::Calls(p, "skipped"), 0u);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
 TEST(Threads, AnotherThreadsOwnProfilerIsLeftAlone) {
   void *ns = pyh::Exec(R"(
 import threading, cProfile
