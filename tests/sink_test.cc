@@ -1,17 +1,24 @@
 // sink_test.cc — the JSONL sink and formatter (read back with Python's json
-// and pstats), escaping, failing and unwritable sinks, and the stderr table.
+// and pstats), escaping, failing and unwritable sinks, whole writes through
+// a full pipe interrupted by signals, and the stderr table.
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <cstdio>
 #include <sstream>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -592,6 +599,87 @@ TEST(JsonlSink, AFailingFileIsNamedWithItsOsErrorInTheLog) {
   statsprof_destroy(p);
   EXPECT_EQ(CountLines(pyh::ReadFile(good)), 1);
   pyh::Release(ns);
+}
+
+// ---- whole writes through a full pipe (sinks/files.c) ------------------------
+
+std::atomic<int> g_signals{0};
+void CountSignal(int) { g_signals.fetch_add(1); }
+
+// What statsprof__write_fd did with a pipe that was full while signals came.
+struct InterruptedWrite {
+  size_t done = 0;
+  int err = -1;
+  std::string sent, got;
+  int signals = 0;
+};
+
+// Writes four pipes' worth through statsprof__write_fd(how) on this thread.
+// A helper waits until the pipe is full (the writer can only be waiting for
+// room then), sends this thread kSignals SIGUSR1s — a handler without
+// SA_RESTART, so each one ends the poll with EINTR — one at a time, each
+// only once the one before was handled, and only then starts reading. Only
+// signals end the wait early: the budget, a minute, is never reached.
+InterruptedWrite WriteThroughSignals(int how, bool nonblocking) {
+  constexpr int kSignals = 20;
+  InterruptedWrite r;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return r;
+  if (nonblocking) fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+  int cap = fcntl(fds[1], F_GETPIPE_SZ);
+  for (int i = 0; (int)r.sent.size() < 4 * cap; i++) r.sent += "record " + std::to_string(i) + " of a long write\n";
+  r.sent.resize(4 * (size_t)cap);  // whole pages: the pipe fills to exactly cap
+  struct sigaction sa = {}, old = {};
+  sa.sa_handler = CountSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART
+  sigaction(SIGUSR1, &sa, &old);
+  g_signals = 0;
+  std::atomic<bool> returned{false};
+  pthread_t writer = pthread_self();
+  std::thread helper([&] {
+    int queued = 0;
+    while (!returned && (ioctl(fds[0], FIONREAD, &queued) != 0 || queued < cap)) sched_yield();
+    for (int i = 0; i < kSignals && !returned; i++) {
+      int before = g_signals;
+      pthread_kill(writer, SIGUSR1);
+      while (g_signals == before && !returned) sched_yield();
+    }
+    r.signals = g_signals;
+    char buf[65536];
+    for (ssize_t n; r.got.size() < r.sent.size() && (n = read(fds[0], buf, sizeof buf)) > 0;)
+      r.got.append(buf, (size_t)n);
+  });
+  r.done = statsprof__write_fd(fds[1], how, r.sent.data(), r.sent.size(), 60000);
+  r.err = errno;
+  returned = true;
+  close(fds[1]);  // the reader sees the end even if the write stopped short
+  helper.join();
+  close(fds[0]);
+  sigaction(SIGUSR1, &old, nullptr);
+  return r;
+}
+
+// A signal is not a stall: a write waiting for room in a full pipe and
+// interrupted by signals (EINTR from poll) waits on with what is left of
+// its budget and writes everything once the reader reads. Without the
+// EINTR retry in wait_writable, the first signal ended the write with
+// ETIMEDOUT and the record was cut.
+TEST(WriteFd, SignalsWhileAPipeIsFullDoNotCutTheWrite) {
+  struct Mode {
+    const char *name;
+    int how;
+    bool nonblocking;
+  };
+  for (Mode m : {Mode{"non-blocking pipe, write", STATSPROF__OUT_WRITE, true},
+                 Mode{"blocking pipe, poll then write", STATSPROF__OUT_POLL, false}}) {
+    InterruptedWrite r = WriteThroughSignals(m.how, m.nonblocking);
+    ASSERT_FALSE(r.sent.empty()) << m.name << ": no pipe";
+    EXPECT_EQ(r.signals, 20) << m.name << ": signals handled while the pipe was full";
+    EXPECT_EQ(r.done, r.sent.size()) << m.name << ": " << strerror(r.err);
+    EXPECT_EQ(r.err, 0) << m.name << ": " << strerror(r.err);
+    EXPECT_TRUE(r.got == r.sent) << m.name << ": read " << r.got.size() << " of " << r.sent.size() << " bytes";
+  }
 }
 
 // ---- the stderr sink ---------------------------------------------------------
