@@ -1,7 +1,7 @@
 // jsonl_lines_test.cc — the jsonl sink's promise: every complete line
 // parses, in every file, rotated or not — after a full disk (a 64 KiB tmpfs
-// filled, then freed), a FIFO whose reader stalls, and a forked child and
-// its parent appending to one PATH while both rotate it.
+// filled, then freed), a FIFO whose reader stalls (also across a fork), and
+// a forked child and its parent appending to one PATH while both rotate it.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -188,6 +188,29 @@ struct StalledFifo {
   }
 };
 
+// Where the FIFO tests start: a stalled FIFO, a started writer=sync
+// profiler writing into it, and its record 1 cut (one page went in, then
+// the stall: its end is kept). Start says what failed, "" when all is set.
+struct CutFifoRecord {
+  void *ns = nullptr;  // Program()
+  std::string dir;
+  StalledFifo fifo;
+  statsprof *p = nullptr;
+  std::string Start() {
+    ns = pyh::Exec(Program(), "big.py");
+    dir = pyh::TempDir();
+    std::string e = fifo.Open(dir);
+    if (!e.empty()) return e;
+    if (statsprof_create(("writer=sync;interval=1h;sink=jsonl:" + fifo.path).c_str(), &p) != 0 ||
+        statsprof_start(p) != 0)
+      return std::string("create or start: ") + statsprof_errmsg(p);
+    pyh::Call(ns, "main");
+    if (statsprof_emit_now(p) != 0) return std::string("emit_now: ") + statsprof_errmsg(p);
+    if (statsprof_sink_errors(p) != 1) return "record 1 was not cut";
+    return "";
+  }
+};
+
 // Issue 11, item 6, with a FIFO whose reader stalls: the pipe is full but
 // for one page, so the next record is cut (after the 1 s stall limit) and
 // the one after cannot even start; then the reader takes everything. The
@@ -196,16 +219,11 @@ struct StalledFifo {
 // and written first; the record that came while it could not be is
 // dropped and counted.
 TEST(JsonlLines, AStalledFifoReaderNeverSeesAGluedLine) {
-  void *ns = pyh::Exec(Program(), "big.py");
-  std::string dir = pyh::TempDir();
-  StalledFifo fifo;
-  ASSERT_EQ(fifo.Open(dir), "");
-  statsprof *p = nullptr;
-  ASSERT_EQ(statsprof_create(("writer=sync;interval=1h;sink=jsonl:" + fifo.path).c_str(), &p), 0) << statsprof_errmsg(nullptr);
-  ASSERT_EQ(statsprof_start(p), 0);
-  pyh::Call(ns, "main");
-  ASSERT_EQ(statsprof_emit_now(p), 0);  // record 1: one page goes in, then the stall: cut
-  EXPECT_EQ(statsprof_sink_errors(p), 1u);
+  CutFifoRecord cut;  // record 1: one page went in, then the stall: cut, its end kept
+  ASSERT_EQ(cut.Start(), "");
+  void *ns = cut.ns;
+  StalledFifo &fifo = cut.fifo;
+  statsprof *p = cut.p;
   pyh::Call(ns, "main");
   ASSERT_EQ(statsprof_emit_now(p), 0);  // record 2: the cut end cannot be written: dropped
   EXPECT_EQ(statsprof_sink_errors(p), 2u);
@@ -214,7 +232,7 @@ TEST(JsonlLines, AStalledFifoReaderNeverSeesAGluedLine) {
   ASSERT_EQ(statsprof_emit_now(p), 0);  // record 3: the end of record 1 first, then record 3
   EXPECT_EQ(statsprof_sink_errors(p), 2u);
   statsprof_destroy(p);  // closes its write end
-  std::string out = dir + "/got.jsonl";
+  std::string out = cut.dir + "/got.jsonl";
   Lines l = fifo.Finish(out);
   EXPECT_EQ(l.lines, fifo.pages * 256 + 2) << Describe(out, l);
   EXPECT_EQ(l.bad, 0) << Describe(out, l);
@@ -264,6 +282,47 @@ TEST(JsonlLines, ASecondWriterNeverAppendsToAnotherWritersCutRecord) {
   EXPECT_EQ(l.tail, 0) << Describe(out, l);
   EXPECT_EQ(l.ids.size(), 3u) << Describe(out, l);  // A's two records, and B's after A's
   pyh::Release(ns);
+}
+
+// The host forks while its writer has a cut record pending: the reader of a
+// FIFO stalled, the record's end is kept, and the writer keeps the file's
+// lock until that end is written. The child's copy of the sink holds the
+// same descriptor (the same open file, the same lock) and the same end.
+// It must leave both to the parent: its own record waits the 1 s lock
+// limit and is dropped, like any other writer's, and the parent writes the
+// end, then its next record. Without the child's check of the pid that
+// opened the file (jsonl_emit), the child locked the parent's open file at
+// once, wrote the parent's end and its own record, and released the
+// parent's lock; the parent then wrote the end a second time: a line that
+// does not parse.
+TEST(JsonlLines, AForkedChildLeavesItsParentsCutRecordToTheParent) {
+  CutFifoRecord cut;  // record 1: one page went in, then the stall: cut, its end kept
+  ASSERT_EQ(cut.Start(), "");
+  cut.fifo.Drain();  // the reader is back: the end would fit now
+  statsprof *p = cut.p;
+  std::string report = child::Run([&] {
+    child::Problems pr;
+    pyh::Call(cut.ns, "main");
+    uint64_t before = statsprof_sink_errors(p);
+    pr.Check(statsprof_emit_now(p) == 0, "emit_now failed in the child");
+    pr.Check(statsprof_sink_errors(p) == before + 1,
+             "the child's record should have been dropped (the file is locked by the parent until its cut record "
+             "ends), but it was written");
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  EXPECT_EQ(report, "");
+  pyh::Call(cut.ns, "main");
+  ASSERT_EQ(statsprof_emit_now(p), 0);  // record 2: the end of record 1, then record 2
+  EXPECT_EQ(statsprof_sink_errors(p), 1u);
+  statsprof_destroy(p);
+  std::string out = cut.dir + "/got.jsonl";
+  Lines l = cut.fifo.Finish(out);
+  EXPECT_EQ(l.lines, cut.fifo.pages * 256 + 2) << Describe(out, l);
+  EXPECT_EQ(l.bad, 0) << Describe(out, l);
+  EXPECT_EQ(l.tail, 0) << Describe(out, l);
+  EXPECT_EQ(l.ids, (std::vector<std::pair<long long, long long>>{{getpid(), 1}, {getpid(), 2}})) << Describe(out, l);
+  pyh::Release(cut.ns);
 }
 
 // Issue 11, item 7: a parent and its forked child append to one PATH and
