@@ -1,7 +1,8 @@
 // jsonl_lines_test.cc — the jsonl sink's promise: every complete line
 // parses, in every file, rotated or not — after a full disk (a 64 KiB tmpfs
-// filled, then freed), a FIFO whose reader stalls (also across a fork), and
-// a forked child and its parent appending to one PATH while both rotate it.
+// filled, then freed), a FIFO whose reader stalls (also across a fork), a
+// forked child and its parent appending to one PATH while both rotate it,
+// and a quiet forked child holding descriptors its parent has left.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -243,6 +244,32 @@ TEST(JsonlLines, AStalledFifoReaderNeverSeesAGluedLine) {
   pyh::Release(ns);
 }
 
+// Two writer=sync profilers, A and B, writing to one sink=jsonl:ARG (two
+// profilers, or two processes alike). Emit runs Program()'s main under one
+// of them (never both at once) and emits its record.
+struct TwoWriters {
+  void *ns = nullptr;
+  statsprof *a = nullptr, *b = nullptr;
+  std::string Open(const std::string &arg) {
+    ns = pyh::Exec(Program(), "big.py");
+    std::string config = "writer=sync;interval=1h;sink=jsonl:" + arg;
+    if (statsprof_create(config.c_str(), &a) != 0 || statsprof_create(config.c_str(), &b) != 0)
+      return std::string("create: ") + statsprof_errmsg(nullptr);
+    return "";
+  }
+  void Emit(statsprof *p) {
+    ASSERT_EQ(statsprof_start(p), 0);
+    pyh::Call(ns, "main");
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+    ASSERT_EQ(statsprof_stop(p), 0);
+  }
+  void Close() {
+    statsprof_destroy(a);
+    statsprof_destroy(b);
+    pyh::Release(ns);
+  }
+};
+
 // Two writers of one FIFO (two profilers here; two processes alike). A's
 // record is cut by a stalled reader and A keeps its end, but the old code
 // released the lock: once the reader was back, B wrote a whole record right
@@ -250,20 +277,13 @@ TEST(JsonlLines, AStalledFifoReaderNeverSeesAGluedLine) {
 // A's end became a second bad line. Now A keeps the lock until its end is
 // written: B's record meanwhile waits the 1 s lock limit and is dropped.
 TEST(JsonlLines, ASecondWriterNeverAppendsToAnotherWritersCutRecord) {
-  void *ns = pyh::Exec(Program(), "big.py");
   std::string dir = pyh::TempDir();
   StalledFifo fifo;
   ASSERT_EQ(fifo.Open(dir), "");
-  statsprof *a = nullptr, *b = nullptr;
-  std::string config = "writer=sync;interval=1h;sink=jsonl:" + fifo.path;
-  ASSERT_EQ(statsprof_create(config.c_str(), &a), 0) << statsprof_errmsg(nullptr);
-  ASSERT_EQ(statsprof_create(config.c_str(), &b), 0) << statsprof_errmsg(nullptr);
-  auto emit = [&](statsprof *p) {
-    ASSERT_EQ(statsprof_start(p), 0);
-    pyh::Call(ns, "main");
-    ASSERT_EQ(statsprof_emit_now(p), 0);
-    ASSERT_EQ(statsprof_stop(p), 0);
-  };
+  TwoWriters w;
+  ASSERT_EQ(w.Open(fifo.path), "");
+  statsprof *a = w.a, *b = w.b;
+  auto emit = [&](statsprof *p) { w.Emit(p); };
   emit(a);  // A's record 1: one page goes in, then the stall: cut, its end kept
   EXPECT_EQ(statsprof_sink_errors(a), 1u);
   fifo.Drain();  // the reader is back
@@ -274,14 +294,12 @@ TEST(JsonlLines, ASecondWriterNeverAppendsToAnotherWritersCutRecord) {
   fifo.Drain();
   emit(b);  // B: the lock is free again
   EXPECT_EQ(statsprof_sink_errors(b), 1u);
-  statsprof_destroy(a);
-  statsprof_destroy(b);
+  w.Close();
   std::string out = dir + "/got.jsonl";
   Lines l = fifo.Finish(out);
   EXPECT_EQ(l.bad, 0) << Describe(out, l);
   EXPECT_EQ(l.tail, 0) << Describe(out, l);
   EXPECT_EQ(l.ids.size(), 3u) << Describe(out, l);  // A's two records, and B's after A's
-  pyh::Release(ns);
 }
 
 // The host forks while its writer has a cut record pending: the reader of a
@@ -323,6 +341,54 @@ TEST(JsonlLines, AForkedChildLeavesItsParentsCutRecordToTheParent) {
   EXPECT_EQ(l.tail, 0) << Describe(out, l);
   EXPECT_EQ(l.ids, (std::vector<std::pair<long long, long long>>{{getpid(), 1}, {getpid(), 2}})) << Describe(out, l);
   pyh::Release(cut.ns);
+}
+
+// A lock belongs to the open file, which a forked child shares through its
+// inherited descriptor until its first record (or its exit): a child that
+// stays quiet — a worker that never ticks — keeps the parent's open file
+// alive after the parent closed it. A writer that left a file holding its
+// lock (after rotating it, or on finding PATH moved) must unlock it: with
+// the lock only released by close(), it stayed held as long as the child
+// lived, and every other writer still holding that file (here a second
+// profiler; a sibling process alike) timed out on it at each record and
+// dropped it, never getting to see that PATH had moved.
+TEST(JsonlLines, AQuietForkedChildDoesNotKeepALockItsParentLeftWithAFile) {
+  std::string path = pyh::TempDir() + "/shared.jsonl";
+  TwoWriters w;
+  // max_bytes=1k: every record into a file that has one rotates it first.
+  ASSERT_EQ(w.Open(path + ",max_bytes=1k,keep=10"), "");
+  statsprof *a = w.a, *b = w.b;
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  // Both profilers have PATH open; the child inherits both descriptors and
+  // waits, writing nothing, until the parent is done.
+  child::Child quiet = child::Start([&] {
+    char c;
+    return read(go[0], &c, 1) == 1 ? std::string() : std::string("the parent's go was lost");
+  });
+  w.Emit(a);  // A's record 1, into the first file
+  w.Emit(a);  // A's next record: A rotates the first file to PATH.1 under its lock and leaves it
+  w.Emit(b);  // B holds the first file: it must get its lock, see PATH moved, and follow
+  EXPECT_EQ(statsprof_sink_errors(a), 0u);
+  EXPECT_EQ(statsprof_sink_errors(b), 0u) << "B's record was dropped: the first file stayed locked";
+  EXPECT_EQ(write(go[1], "g", 1), 1);
+  EXPECT_EQ(child::Wait(quiet), "");
+  close(go[0]);
+  close(go[1]);
+  w.Close();
+  std::map<long long, int> seqs;  // seq -> records (A's and B's share the pid)
+  std::string seen;
+  for (int k = 0; k <= 10; k++) {
+    std::string file = k ? path + "." + std::to_string(k) : path;
+    if (Size(file) < 0) continue;
+    Lines l = Read(file);
+    EXPECT_EQ(l.bad, 0) << Describe(file, l);
+    EXPECT_EQ(l.tail, 0) << Describe(file, l);
+    for (auto [pid, seq] : l.ids) seqs[seq]++;
+    seen += "\n  " + Describe(file, l);
+  }
+  // A's records 1 and 3 (2 was its stop's empty interval, not written) and B's 1.
+  EXPECT_EQ(seqs, (std::map<long long, int>{{1, 2}, {3, 1}})) << seen;
 }
 
 // Issue 11, item 7: a parent and its forked child append to one PATH and

@@ -132,11 +132,19 @@ static void close_file(jsonl_sink *s) {
 
 /* Leaves the current file: a cut record's end gets one last chance (no
  * waiting), else that file ends with a cut line, which no reader counts as
- * a line. A forked child that never wrote leaves the parent's end alone. */
+ * a line. A forked child that never wrote leaves the parent's end alone,
+ * and the parent's lock: the lock belongs to the open file, which the
+ * child shares through its inherited descriptor. For the same reason our
+ * own lock is released here, not by close(): a forked child that has not
+ * written yet (a worker that never ticks) keeps the open file, and with it
+ * the lock, as long as it lives, and every other writer of that file would
+ * time out on it at each record. */
 static void leave_file(jsonl_sink *s) {
   if (s->fd < 0) return;
-  if (s->npending && s->pid == getpid()) statsprof__write_some(s->fd, s->pending, s->npending, 0);
+  int ours = s->pid == getpid();
+  if (s->npending && ours) statsprof__write_some(s->fd, s->pending, s->npending, 0);
   drop_pending(s);
+  if (ours) flock(s->fd, LOCK_UN);
   close_file(s);
 }
 
