@@ -516,9 +516,10 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
       "dropped", "sink_errors", "seq_gaps" (see below).
     - Records lost on the way make sums low: one warning at the end says
       so when the matching records' "dropped" or "sink_errors" (records
-      lost so far, all sinks: the largest value per pid and host, summed)
-      are not 0, or seqs are missing between delta records of a pid and
-      host (seq counts the deltas; a seq that does not grow is a new run).
+      lost so far, all sinks: the largest value per profiler run, summed)
+      are not 0, or seqs are missing between delta records of a run (seq
+      counts a profiler's deltas; a seq that does not grow is a new run in
+      the same pid and host: see _Losses).
 
     Opening a file that does not exist raises OSError (FileNotFoundError)
     when the generator reaches it.  Every returned record has been checked:
@@ -659,35 +660,122 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
     losses.report(stats, warn)
 
 
+class _Run:
+    """One profiler's records in a process, as far as _Losses can chain
+    them."""
+    __slots__ = ("first_seq", "first_start", "seq", "end", "active",
+                 "dropped", "errors", "gaps")
+
+    def __init__(self, seq, ts):
+        self.first_seq = None   # seq of its first delta record
+        self.first_start = None  # and that record's start_ns
+        self.seq = seq          # of its last delta (before one: 1st record's)
+        self.end = None         # ts_ns of its last delta
+        self.active = ts        # ts_ns of its latest record
+        self.dropped = self.errors = self.gaps = 0
+
+    def fits(self, seq, start, delta):
+        """A record with this seq (a delta starting at ``start``) may come
+        next in this run."""
+        if not delta:
+            return seq is None or self.seq <= seq
+        return self.seq < seq and (self.end is None or self.end <= start)
+
+    def take(self, seq, start, ts, delta, dropped, errors):
+        if delta:
+            if self.first_seq is None:
+                self.first_seq, self.first_start = seq, start
+            else:
+                self.gaps += seq - self.seq - 1
+            self.seq, self.end = seq, ts
+        self.active = max(self.active, ts)
+        self.dropped = max(self.dropped, dropped)
+        self.errors = max(self.errors, errors)
+
+
+def _run_to_extend(runs, latest, seq, start, delta):
+    """The run of ``runs`` a record extends, or None (it starts one): for
+    a delta, the run whose last delta ended where it starts, else the
+    latest active that it fits; for other records, the latest active that
+    they fit.  ``latest``: the latest active run, tried first."""
+    if latest is not None and latest.fits(seq, start, delta) and (
+            not delta or latest.end == start):
+        return latest
+    fit = [r for r in runs if r.fits(seq, start, delta)]
+    chained = [r for r in fit if delta and r.end == start]
+    return (chained or [max(fit, key=lambda r: r.active, default=None)])[0]
+
+
 class _Losses:
-    """What the records say was lost: per (host, pid) the largest
-    "dropped" and "sink_errors" (counters so far), and the seqs missing
-    between its delta records."""
+    """What the records say was lost, per profiler run: the largest
+    "dropped" and "sink_errors" (counters since its profiler was created)
+    and the seqs missing between its delta records, summed over the runs
+    of every (host, pid).
+
+    A host may destroy its profiler and create another in the same
+    process: the new one's seq starts again at 1 and its counters at 0, so
+    one pid's records may hold several runs, one after another, or side by
+    side (two profilers writing one file).  Records name no profiler: a
+    run is the chain of its deltas, each with a seq above the last one's,
+    starting where the last one ended (start_ns = its ts_ns) unless a
+    record between was lost (or not written: an empty interval at stop),
+    and never before.  So a delta extends the run it chains onto, else
+    the latest active run it fits, else it starts a run (a restart: its
+    seq does not grow).  Thread records share their delta's seq, spikes
+    and the host's cumulative records the last delta's: they count in the
+    latest active run whose seq is not above theirs.  Files read out of
+    order (a glob lists PATH before PATH.1) leave a run in pieces, a later
+    one read first: report joins each piece to the run it continues, by
+    the same rule."""
 
     def __init__(self):
-        self.counters = {}    # (host, pid) -> [dropped, sink_errors]
-        self.last_seq = {}    # (host, pid) -> seq of the last delta record
-        self.gaps = {}        # (host, pid) -> delta records missing
+        self.runs = {}        # (host, pid) -> [_Run] in the order started
+        self.latest = {}      # (host, pid) -> its latest active _Run
 
     def add(self, rec):
         where = (rec.get("host"), rec.get("pid"))
-        c = self.counters.setdefault(where, [0, 0])
-        for i, name in enumerate(("dropped", "sink_errors")):
-            v = rec.get(name)
-            if _is_int(v) and v > c[i]:
-                c[i] = v
-        seq = rec.get("seq")
-        if rec["kind"] != "delta" or not _is_int(seq):
-            return
-        last = self.last_seq.get(where)
-        if last is not None and seq > last + 1:
-            self.gaps[where] = self.gaps.get(where, 0) + seq - last - 1
-        self.last_seq[where] = seq    # a seq that does not grow: a new run
+        runs = self.runs.setdefault(where, [])
+        seq = rec.get("seq") if _is_int(rec.get("seq")) else None
+        delta = rec["kind"] == "delta" and seq is not None
+        start, ts = record_start_ns(rec), rec["ts_ns"]
+        run = _run_to_extend(runs, self.latest.get(where), seq, start, delta)
+        if run is None:
+            run = _Run(seq or 0, ts)
+            runs.append(run)
+        counts = [rec.get(n) for n in ("dropped", "sink_errors")]
+        run.take(seq, start, ts, delta,
+                 *(v if _is_int(v) else 0 for v in counts))
+        if run.active >= self.latest.get(where, run).active:
+            self.latest[where] = run
+
+    @staticmethod
+    def _joined(runs):
+        """The runs, each piece joined (in place) to the run it
+        continues."""
+        whole = []
+        for piece in sorted(runs, key=lambda r: r.active
+                            if r.first_start is None else r.first_start):
+            run = None
+            if piece.first_seq is not None:
+                run = _run_to_extend(whole, None, piece.first_seq,
+                                     piece.first_start, True)
+            if run is None:
+                whole.append(piece)
+                continue
+            run.take(piece.first_seq, piece.first_start, piece.end, True,
+                     piece.dropped, piece.errors)
+            run.seq, run.gaps = piece.seq, run.gaps + piece.gaps
+            run.active = max(run.active, piece.active)
+        return whole
 
     def report(self, stats, warn):
-        dropped = sum(c[0] for c in self.counters.values())
-        errors = sum(c[1] for c in self.counters.values())
-        gaps = sum(self.gaps.values())
+        lost = {}
+        for where, runs in self.runs.items():
+            whole = self._joined(runs)
+            lost[where] = [sum(getattr(r, n) for r in whole)
+                           for n in ("dropped", "errors", "gaps")]
+        dropped, errors, gaps = (sum(c[i] for c in lost.values())
+                                 for i in range(3))
         stats["dropped"] = stats.get("dropped", 0) + dropped
         stats["sink_errors"] = stats.get("sink_errors", 0) + errors
         stats["seq_gaps"] = stats.get("seq_gaps", 0) + gaps
@@ -704,8 +792,7 @@ class _Losses:
         if gaps:
             parts.append("%d delta record%s missing (gaps in seq)"
                          % (gaps, "" if gaps == 1 else "s"))
-        where = sorted({w for w, c in self.counters.items() if any(c)}
-                       | {w for w, n in self.gaps.items() if n}, key=str)
+        where = sorted((w for w, c in lost.items() if any(c)), key=str)
         warn("records lost (%s): %s; sums are low"
              % (", ".join("pid %s on %s" % (p, h) for h, p in where[:4])
                 + (", ..." if len(where) > 4 else ""), ", ".join(parts)))

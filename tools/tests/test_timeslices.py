@@ -308,9 +308,10 @@ class ReadTests(unittest.TestCase):
                 (1, "delta", 5, 1, 1),          # counters only grow: max
                 (1, "delta", 1, 0, 0),          # a new run: no gap
                 (2, "delta", 7, 0, 0), (2, "delta", 8, 0, 0)):
-            lines.append(json.dumps(dict(
+            lines.append(json.dumps(dict(     # one second after another
                 good, pid=pid, kind=kind, seq=seq, dropped=dropped,
-                sink_errors=errors, ts_ns=good["ts_ns"] + len(lines))))
+                sink_errors=errors, start_ns=good["start_ns"] + len(lines) * S,
+                ts_ns=good["ts_ns"] + len(lines) * S)))
         with tempfile.TemporaryDirectory() as d:
             p = os.path.join(d, "lost.jsonl")
             with open(p, "w") as f:
@@ -334,6 +335,72 @@ class ReadTests(unittest.TestCase):
                                  "by full sink queues, 1 failed sink write "
                                  "(the records' counts, over all sinks); "
                                  "sums are low"])
+
+    def losses(self, files, warning):
+        """Writes ``files`` (name -> records) to a temporary directory and
+        reads them in the order given: checks the one warning, returns the
+        stats' (dropped, sink_errors, seq_gaps)."""
+        with tempfile.TemporaryDirectory() as d:
+            paths = []
+            for name, recs in files:
+                paths.append(os.path.join(d, name))
+                with open(paths[-1], "w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in recs)
+            stats = {}
+            recs, w = self.read(paths, kinds=None, stats=stats)
+        self.assertEqual(len(recs), sum(len(r) for _, r in files))
+        self.assertEqual(w, [warning])
+        return stats["dropped"], stats["sink_errors"], stats["seq_gaps"]
+
+    @staticmethod
+    def interval(second, kind, seq, dropped, errors, length=S):
+        """A record of pid 1 from ``second`` on, one second long (as the
+        library writes a profiler's deltas, each from where the last one
+        ended), with its counters."""
+        with open(SAMPLE) as f:
+            rec = json.loads(f.readline())
+        rec.update(pid=1, kind=kind, seq=seq, dropped=dropped,
+                   sink_errors=errors, start_ns=B + int(second * S),
+                   ts_ns=B + int(second * S) + length, interval_s=length / S)
+        return rec
+
+    def test_a_restart_in_the_same_process_counts_both_runs_losses(self):
+        # The host destroys its profiler and creates another in the same
+        # process: seq starts again at 1, dropped and sink_errors at 0.
+        # Run 1 lost its seq 3 and counts 2 dropped and 1 failed write; run
+        # 2 (a spike before its first delta, a thread record after it)
+        # counts 1 and 1. The largest counter per pid (2 and 1) hid run 2's.
+        r = self.interval
+        run1 = [r(0, "delta", 1, 0, 0), r(1, "delta", 2, 1, 0),
+                r(3, "delta", 4, 2, 1)]
+        run2 = [r(5, "spike", 0, 0, 0, length=S // 60),
+                r(5, "delta", 1, 0, 0), r(5, "thread", 1, 0, 0),
+                r(6, "delta", 2, 1, 0), r(7, "delta", 3, 1, 1)]
+        warning = ("records lost (pid 1 on myhost): 3 dropped by full sink "
+                   "queues, 2 failed sink writes (the records' counts, over "
+                   "all sinks), 1 delta record missing (gaps in seq); sums "
+                   "are low")
+        self.assertEqual(self.losses([("prof.jsonl", run1 + run2)], warning),
+                         (3, 2, 1))
+        # Rotated files in glob order, the newest first: the same.
+        files = [("prof.jsonl", run2[3:]), ("prof.jsonl.1", run1[2:] + run2[:3]),
+                 ("prof.jsonl.2", run1[:2])]
+        self.assertEqual(self.losses(files, warning), (3, 2, 1))
+
+    def test_two_profilers_side_by_side_in_one_process_are_two_runs(self):
+        # Two profilers write one file, B created a second after A: their
+        # records alternate, each one's deltas chained in time, none
+        # missing. Each run's counters count (A dropped 1, B failed 1
+        # write); taking every seq that did not grow as a new run read a
+        # gap at each of A's records after one of B's.
+        r = self.interval
+        a = [r(i, "delta", i + 1, min(i, 1), 0) for i in range(5)]
+        b = [r(i + 1.5, "delta", i + 1, 0, min(i, 1)) for i in range(4)]
+        both = sorted(a + b, key=lambda rec: rec["ts_ns"])
+        warning = ("records lost (pid 1 on myhost): 1 dropped by full sink "
+                   "queues, 1 failed sink write (the records' counts, over "
+                   "all sinks); sums are low")
+        self.assertEqual(self.losses([("prof.jsonl", both)], warning), (1, 1, 0))
 
     def test_corrupt_records_skipped_with_warnings(self):
         with tempfile.TemporaryDirectory() as d:
