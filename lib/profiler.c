@@ -510,6 +510,9 @@ static int emit_interval(statsprof *p, int skip_empty) {
     statsprof__frame_stats_take(&p->frames, &rec->frame_stats);
     if (statsprof__duty_enabled(&p->duty)) statsprof__duty_take(&p->duty, rec, statsprof__ticks(), own_cost(p));
     if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__writers_emit(&p->writers, rec);
+    /* An empty last interval, not written, gives its seq back: a seq
+     * missing between records means a record lost on the way. */
+    else if (!nthreads) p->snap.seq--;
   }
   for (size_t i = 0; i < nthreads; i++) {
     if (!rc) {

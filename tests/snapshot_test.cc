@@ -450,6 +450,29 @@ TEST(Stop, EmitsNothingWhenNothingHappenedSinceTheLastRecord) {
   pyh::Release(ns);
 }
 
+// The records' seqs have no gaps: tools read a missing seq as a record lost
+// on the way ("sums are low"). A stop with nothing new leaves its empty
+// interval unwritten, and used to spend a seq on it all the same: after a
+// stop and a start the next record was 3, after 1.
+TEST(Stop, AnEmptyLastIntervalLeavesNoGapInTheSeqs) {
+  void *ns = pyh::Exec(kTwoFunctions);
+  Profiler pr("sink=none;interval=1h");
+  for (int round = 0; round < 2; round++) {
+    ASSERT_EQ(statsprof_start(pr.p), 0);
+    pyh::Call(ns, "f3");
+    ASSERT_EQ(statsprof_emit_now(pr.p), 0);
+    ASSERT_EQ(statsprof_stop(pr.p), 0);  // nothing since emit_now: no record
+  }
+  ASSERT_EQ(statsprof_start(pr.p), 0);
+  pyh::Call(ns, "f2");
+  ASSERT_EQ(statsprof_stop(pr.p), 0);  // the last interval, written
+  ASSERT_EQ(pr.sink.records.size(), 3u);
+  for (uint64_t i = 0; i < 3; i++) EXPECT_EQ(pr.sink.records[i].seq, i + 1) << "record " << i;
+  pyh::Snap d = pyh::Snapshot(pr.p, STATSPROF_DELTA);
+  EXPECT_EQ(d->seq, 4u);
+  pyh::Release(ns);
+}
+
 // ---- max_functions -----------------------------------------------------------
 
 const char kSixFunctions[] = R"(
