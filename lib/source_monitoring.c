@@ -409,6 +409,15 @@ void statsprof__monitoring_release(statsprof *p) {
   p->src.mon_tool = -1;
 }
 
+/* Turns the events off. A production-mode window's close keeps the tool
+ * id for the next window; a stop gives it back: statsprof has two ids, and
+ * stopped profilers kept for their counts (a Python user keeps each
+ * Profile for its stats) made a third one's start fail. */
+static void mon_off(statsprof *p) {
+  if (p->running) mon_stop(p);
+  else statsprof__monitoring_release(p);
+}
+
 int statsprof__monitoring_attach_all(statsprof *p) { return p->src.mon_on ? 0 : mon_start(p); }
 
 /* ---- PY_UNWIND alone, for the frame-evaluation source ------------------
@@ -468,10 +477,10 @@ int statsprof__monitoring_unwind_on(statsprof *p) {
   return rc;
 }
 
-void statsprof__monitoring_unwind_off(statsprof *p) { mon_stop(p); }
+void statsprof__monitoring_unwind_off(statsprof *p) { mon_off(p); }
 
 void statsprof__monitoring_detach_all(statsprof *p) {
-  mon_stop(p);
+  mon_off(p);
   /* Frames still open close now; the states wait in the pool for their
    * thread's next run (a late callback finds p->src.mon_on off). */
   while (p->src.threads) {

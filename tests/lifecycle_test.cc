@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <vector>
 
 #include "lib_internal.h"
 #include "pyharness.h"
@@ -140,6 +141,39 @@ TEST(Lifecycle, TwoProfilersStartedOneAtATimeCountSeparately) {
   statsprof_destroy(b);
   EXPECT_EQ(Calls(a, "f"), 4u);
   statsprof_destroy(a);
+  pyh::Release(ns);
+}
+
+// A stopped profiler keeps its counts but no sys.monitoring tool id
+// (3.12+): statsprof has two (3 and 4), and a third profiler, with two
+// stopped ones kept for their stats, failed to start ("tool ids 3 and 4
+// are both in use"). On 3.11 (no tool ids) the same starts must succeed.
+TEST(Lifecycle, StoppedProfilersLeaveTheirMonitoringToolIds) {
+  void *ns = pyh::Exec(kProgram);
+  for (const char *config : {"sink=none", "sink=none;builtins=off"}) {
+    std::vector<statsprof *> kept;
+    for (int i = 0; i < 4; i++) {
+      statsprof *p = nullptr;
+      ASSERT_EQ(statsprof_create(config, &p), 0) << statsprof_errmsg(nullptr);
+      kept.push_back(p);
+      ASSERT_EQ(statsprof_start(p), 0) << config << " profiler " << i << ": " << statsprof_errmsg(p);
+      pyh::Call(ns, "main");
+      ASSERT_EQ(statsprof_stop(p), 0);
+      EXPECT_EQ(Calls(p, "f"), 3u) << config << " profiler " << i;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    EXPECT_EQ(pyh::RunPy("import sys\n"
+                         "assert sys.monitoring.get_tool(3) is None, sys.monitoring.get_tool(3)\n"
+                         "assert sys.monitoring.get_tool(4) is None, sys.monitoring.get_tool(4)\n"),
+              "");
+#endif
+    // Started again, the first takes an id again and counts on.
+    ASSERT_EQ(statsprof_start(kept[0]), 0) << statsprof_errmsg(kept[0]);
+    pyh::Call(ns, "f");
+    ASSERT_EQ(statsprof_stop(kept[0]), 0);
+    EXPECT_EQ(Calls(kept[0], "f"), 4u) << config;
+    for (statsprof *p : kept) statsprof_destroy(p);
+  }
   pyh::Release(ns);
 }
 
