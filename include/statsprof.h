@@ -331,7 +331,7 @@ STATSPROF_API int statsprof_emit_now(statsprof *p);
  * frame statistics, and with config budget=DURATION a frame that took
  * longer is a spike: its own profile (only what that frame touched) is
  * emitted as a record of kind STATSPROF_RECORD_SPIKE, at most
- * max_spikes_per_min per minute (the rest are counted in later records'
+ * max_spikes_per_min in any 60 s (the rest are counted in later records'
  * spikes_suppressed). Returns 1 when a spike record was emitted, else 0; <0 on
  * error. GIL held.
  *

@@ -38,6 +38,7 @@ void statsprof__frames_free(statsprof__frames *f) {
   statsprof__free(f->entries);
   statsprof__free(f->edges);
   statsprof__free(f->times);
+  statsprof__free(f->spike_times);
 }
 
 static void touch_one(statsprof__frames *f, statsprof__frame_base **arr, uint32_t *n, uint32_t i,
@@ -95,18 +96,23 @@ void statsprof__frame_stats_take(statsprof__frames *f, statsprof_frame_stats *ou
   f->ntimes = 0;
 }
 
-/* Token bucket: max_spikes_per_min tokens, refilled continuously. */
+/* At most max_spikes_per_min spike records in any 60 s: the last that
+ * many spike times, oldest first from spike_next. (A token bucket that
+ * started full and refilled continuously let about twice the limit out in
+ * the first minute.) Monotonic time, as the frames'. */
 static int spike_allowed(statsprof__frames *f, int64_t now_ns) {
-  double cap = (double)f->max_spikes_per_min;
-  if (f->spike_last_ns) f->spike_tokens += (double)(now_ns - f->spike_last_ns) * cap / 60e9;
-  else f->spike_tokens = cap;
-  if (f->spike_tokens > cap) f->spike_tokens = cap;
-  f->spike_last_ns = now_ns;
-  if (f->spike_tokens < 1) {
+  uint32_t cap = f->max_spikes_per_min;
+  if (cap && !f->spike_times) {
+    f->spike_times = statsprof__calloc(cap, sizeof *f->spike_times);
+    if (!f->spike_times) f->oom = 1;
+  }
+  if (!f->spike_times || (f->nspike_times == cap && now_ns - f->spike_times[f->spike_next] < 60000000000)) {
     f->spikes_suppressed++;
     return 0;
   }
-  f->spike_tokens -= 1;
+  f->spike_times[f->spike_next] = now_ns;
+  f->spike_next = (f->spike_next + 1) % cap;
+  if (f->nspike_times < cap) f->nspike_times++;
   return 1;
 }
 
@@ -142,7 +148,7 @@ int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uin
     f->spikes_suppressed++;
     return 0;
   }
-  return spike_allowed(f, statsprof__wall_ns());
+  return spike_allowed(f, now_ns);
 }
 
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns) {

@@ -527,8 +527,8 @@ typedef struct statsprof__frames {
   int partial;                 /* the current frame's touches are incomplete: no spike */
   uint64_t *times;             /* ns, frames ended in the current interval */
   size_t ntimes, captimes;
-  double spike_tokens;         /* token bucket of max_spikes_per_min */
-  int64_t spike_last_ns;
+  int64_t *spike_times;        /* the last max_spikes_per_min spikes' times (a ring), */
+  uint32_t nspike_times, spike_next; /* ... how many, the oldest */
   uint64_t spikes_suppressed;
 } statsprof__frames;
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "collect_sink.h"
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -111,6 +112,38 @@ TEST(Frames, SpikesAreRateLimited) {
   ASSERT_EQ(deltas.size(), 1u);
   EXPECT_EQ(deltas[0].spikes_suppressed, 1u);
   statsprof_destroy(p);
+}
+
+// max_spikes_per_min holds for every 60 s, the first minute included: a
+// token bucket that started full and refilled continuously let 79 spikes
+// out in 20 s with a limit of 60. Frames over budget every 10 s of an
+// injected monotonic clock, for 5 minutes, limit 3: spikes at 0, 10, 20 s,
+// then none until 60 s, when the first leaves the window, and so on.
+TEST(Frames, NoMinuteHoldsMoreThanMaxSpikesPerMin) {
+  statsprof__frames f;
+  statsprof__frames_init(&f, 1, 3);
+  const int64_t s = 1000000000;
+  statsprof__frames_begin(&f, 0);
+  std::vector<int64_t> spikes;
+  uint64_t suppressed = 0;
+  for (int64_t now = 10 * s; now <= 300 * s; now += 10 * s) {
+    uint64_t ns;
+    int rc = statsprof__frames_end(&f, now, 1, &ns);
+    ASSERT_GE(rc, 0);
+    EXPECT_EQ(ns, (uint64_t)(10 * s));
+    if (rc) spikes.push_back(now);
+    else suppressed++;
+    statsprof__frames_begin(&f, now);
+  }
+  for (size_t i = 0; i + 3 < spikes.size(); i++)
+    EXPECT_GE(spikes[i + 3] - spikes[i], 60 * s) << "4 spikes within a minute, from " << spikes[i] / s << " s";
+  std::vector<int64_t> want;
+  for (int64_t m = 0; m < 5; m++)
+    for (int64_t k = 1; k <= 3; k++) want.push_back((60 * m + 10 * k) * s);
+  EXPECT_EQ(spikes, want);
+  EXPECT_EQ(f.spikes_suppressed, suppressed);
+  EXPECT_EQ(suppressed, 30u - want.size());
+  statsprof__frames_free(&f);
 }
 
 // A writer=sync sink runs on the marking thread, inside frame_mark's spike
