@@ -241,7 +241,9 @@ typedef struct statsprof_stats_profile {
   statsprof_record_kind kind;   /* what the record is (STATSPROF_RECORD_*) */
   int64_t start_ns;  /* wall clock, ns since the epoch: interval start */
   int64_t end_ns;    /* wall clock, ns since the epoch: interval end */
-  uint64_t seq;      /* 1, 2, 3, ... per profiler */
+  uint64_t seq;      /* 1, 2, 3, ... per profiler, counting the merged delta
+                        records; any other record has the seq of the merged
+                        delta whose interval it falls in (the next one) */
   int64_t pid;
   uint64_t dropped;  /* records lost to full sink queues so far, all sinks */
   uint64_t overflow_functions; /* functions folded into the overflow entry */

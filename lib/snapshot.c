@@ -262,12 +262,15 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
   }
   if (sel->commit) commit(p, sel);
   /* Only a merged delta starts a new interval; a thread's delta moves only
-   * that thread's baseline. */
+   * that thread's baseline. Other records (spikes, threads, cumulative)
+   * carry the seq of the merged delta that will cover them, the next one:
+   * the previous one's gave the first spike seq 0. */
   if (sel->commit && sel->slot == STATSPROF__NONE) {
     ss->last_wall_ns = s->end_ns;
-    ss->seq++;
+    s->seq = ++ss->seq;
+  } else {
+    s->seq = ss->seq + 1;
   }
-  s->seq = ss->seq;
   *out = s;
   return 0;
 }

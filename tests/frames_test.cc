@@ -146,6 +146,27 @@ TEST(Frames, NoMinuteHoldsMoreThanMaxSpikesPerMin) {
   statsprof__frames_free(&f);
 }
 
+// A spike has the seq of the delta that covers its frame, as README says
+// (it had the previous delta's: 0 for the first spike, and the pstats and
+// callgrind files of a spike named the delta before its own).
+TEST(Frames, ASpikeHasTheSeqOfTheDeltaThatCoversIt) {
+  Game g;
+  CollectSink sink;
+  statsprof *p = StartCollecting("sink=none;writer=sync;budget=250ms;interval=1h", &sink);
+  g.Run(p, 6);  // frame 5 hitches
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  g.Run(p, 6);  // frame 5 of the second run (12 in all) too
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  auto spikes = sink.OfKind(STATSPROF_RECORD_SPIKE);
+  auto deltas = sink.OfKind(STATSPROF_RECORD_DELTA);
+  ASSERT_EQ(spikes.size(), 2u);
+  ASSERT_EQ(deltas.size(), 2u);
+  EXPECT_EQ(deltas[0].seq, 1u);
+  EXPECT_EQ(spikes[0].seq, deltas[0].seq);
+  EXPECT_EQ(spikes[1].seq, deltas[1].seq);
+  statsprof_destroy(p);
+}
+
 // A writer=sync sink runs on the marking thread, inside frame_mark's spike
 // record, so a mark made from there (a sink written in Python that marks
 // frames) comes inside that call. It ends a frame of its own, which began

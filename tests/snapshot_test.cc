@@ -101,7 +101,7 @@ TEST(Snapshot, SeqCountsDeltasAndIsSharedWithEmittedRecords) {
   Profiler pr("sink=none;interval=1h");
   ASSERT_EQ(statsprof_start(pr.p), 0);
   pyh::Snap c0 = pyh::Snapshot(pr.p, STATSPROF_CUMULATIVE);
-  EXPECT_EQ(c0->seq, 0u);  // no delta yet
+  EXPECT_EQ(c0->seq, 1u);  // in the first delta's interval (it said 0)
   pyh::Snap d1 = pyh::Snapshot(pr.p, STATSPROF_DELTA);
   pyh::Snap c1 = pyh::Snapshot(pr.p, STATSPROF_CUMULATIVE);
   pyh::Call(ns, "f2");
@@ -109,12 +109,35 @@ TEST(Snapshot, SeqCountsDeltasAndIsSharedWithEmittedRecords) {
   pyh::Snap d3 = pyh::Snapshot(pr.p, STATSPROF_DELTA);
   ASSERT_EQ(statsprof_flush(pr.p), 0);
   EXPECT_EQ(d1->seq, 1u);
-  EXPECT_EQ(c1->seq, 1u);  // cumulative reports, does not advance
+  EXPECT_EQ(c1->seq, 2u);  // the next delta's: cumulative does not advance it
   ASSERT_EQ(pr.sink.records.size(), 1u);
   EXPECT_EQ(pr.sink.records[0].seq, 2u);
   EXPECT_EQ(pr.sink.records[0].calls_by_name["f"], 2u);
   EXPECT_EQ(d3->seq, 3u);
   EXPECT_EQ(d3->nfunc_profiles, 0u);  // emit_now moved the mark
+  pyh::Release(ns);
+}
+
+// A host's thread delta falls in the interval the next merged delta
+// covers, and has that delta's seq, as per_thread=on's records do (it had
+// the previous delta's, 0 before the first).
+TEST(Snapshot, ThreadSnapshotsHaveTheSeqOfTheDeltaThatCoversThem) {
+  void *ns = pyh::Exec(kTwoFunctions);
+  Profiler pr("sink=none;interval=1h");
+  ASSERT_EQ(statsprof_start(pr.p), 0);
+  pyh::Call(ns, "f2");
+  uint64_t tid = PyThread_get_thread_ident();
+  statsprof_stats_profile *t1 = nullptr, *t2 = nullptr;
+  ASSERT_EQ(statsprof_snapshot_thread(pr.p, STATSPROF_DELTA, tid, &t1), 0) << statsprof_errmsg(pr.p);
+  pyh::Snap d1 = pyh::Snapshot(pr.p, STATSPROF_DELTA);
+  ASSERT_EQ(statsprof_snapshot_thread(pr.p, STATSPROF_CUMULATIVE, tid, &t2), 0) << statsprof_errmsg(pr.p);
+  pyh::Snap d2 = pyh::Snapshot(pr.p, STATSPROF_DELTA);
+  EXPECT_EQ(t1->kind, STATSPROF_RECORD_THREAD);
+  EXPECT_EQ(t1->seq, d1->seq);
+  EXPECT_EQ(t2->seq, d2->seq);
+  EXPECT_EQ(d1->seq, 1u);
+  statsprof_stats_profile_free(t1);
+  statsprof_stats_profile_free(t2);
   pyh::Release(ns);
 }
 
