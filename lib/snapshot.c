@@ -256,6 +256,9 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
   s->start_ns = sel->base == STATSPROF__BASE_PREV ? ss->last_wall_ns : ss->start_wall_ns;
   s->pid = (int64_t)getpid();
   s->overflow_functions = t->overflow_functions;
+  /* So far, for the host's own snapshots too (emitting stamps them again). */
+  s->dropped = statsprof_dropped(p);
+  s->sink_errors = statsprof_sink_errors(p);
   if (sel->slot != STATSPROF__NONE) {
     s->thread_id = t->slots[sel->slot].thread_id;
     s->thread_name = t->slots[sel->slot].name;

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "collect_sink.h"
 #include "pyharness.h"
 
 namespace {
@@ -203,6 +204,42 @@ TEST(Snapshot, ResetForgetsCountsAndRestartsBothMarks) {
   pyh::Snap c1 = pyh::Snapshot(pr.p, STATSPROF_CUMULATIVE);
   EXPECT_EQ(Calls(c1.get(), "f"), 3u);
   EXPECT_EQ(Calls(c1.get(), "f3"), 0u);
+  pyh::Release(ns);
+}
+
+// A host's snapshot carries the records lost so far, as emitted records
+// do: both counters were 0 there, whatever the sinks had lost.
+TEST(Snapshot, HostSnapshotsCarryDroppedAndSinkErrorsSoFar) {
+  void *ns = pyh::Exec(kTwoFunctions);
+  GateSink stuck;
+  CollectSink failing;
+  failing.fail = 1;
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;interval=1h;queue=1;stop_timeout=200ms", &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_add_sink(p, GateSink::Ops(), &stuck), 0);
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &failing), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "f2");
+  // Each sink takes one record and queues one: the third is dropped at
+  // the stuck sink (and maybe at the failing one).
+  for (int i = 0; i < 3; i++) ASSERT_EQ(statsprof_emit_now(p), 0);
+  // The failing sink's records are all taken (the stuck one's wait ends).
+  ASSERT_EQ(statsprof_flush(p), 0);
+  ASSERT_GE(statsprof_dropped(p), 1u);
+  ASSERT_GE(statsprof_sink_errors(p), 1u);
+  for (statsprof_snapshot_mode mode : {STATSPROF_DELTA, STATSPROF_CUMULATIVE}) {
+    pyh::Snap s = pyh::Snapshot(p, mode);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->dropped, statsprof_dropped(p));
+    EXPECT_EQ(s->sink_errors, statsprof_sink_errors(p));
+    statsprof_stats_profile *t = nullptr;
+    ASSERT_EQ(statsprof_snapshot_thread(p, mode, PyThread_get_thread_ident(), &t), 0) << statsprof_errmsg(p);
+    EXPECT_EQ(t->dropped, statsprof_dropped(p));
+    EXPECT_EQ(t->sink_errors, statsprof_sink_errors(p));
+    statsprof_stats_profile_free(t);
+  }
+  stuck.open = true;
+  statsprof_destroy(p);
   pyh::Release(ns);
 }
 
