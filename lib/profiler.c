@@ -530,7 +530,10 @@ static int emit_interval(statsprof *p, int skip_empty) {
   if (!rc) statsprof_stats_profile_free(rec);
   /* Threads that ended had their last record: their slots go back. */
   if (!rc) statsprof__threads_retire(p);
-  return rc ? rc : thread_rc;
+  /* The interval's record went out: a missing thread record is the log's
+   * (tick's <0 says no record went out). */
+  if (!rc && thread_rc) statsprof__logf(&p->log, "per_thread=on: a thread's record is missing: %s", p->errmsg);
+  return rc;
 }
 
 /* The hook's sticky out-of-memory flag becomes an error here, once, as

@@ -206,6 +206,9 @@ Outcome RunProfiler(void *ns, const std::string &config, bool c_thread = false) 
   if (!pyh::Call(ns, "work")) o.bad += "work() raised: " + pyh::TakeError() + "; ";
   if (c_thread) check("attach_thread", WorkOnACThread(p, ns, &o.bad), p);
   check("stop", statsprof_stop(p), p);
+  // A per-thread record that could not be made is logged (its interval's
+  // record went out).
+  if (log.Has("out of memory")) o.reported = true;
   o.sink_errors = statsprof_sink_errors(p);
   if (o.sink_errors) {
     if (!log.Has("out of memory")) o.bad += "sink errors without an out-of-memory log line: " + log.All();
@@ -410,6 +413,46 @@ TEST(OutOfMemoryCalibrating, FailsTheStartAndIsMeasuredAgainNextTime) {
 TEST_F(OutOfMemory, InANewThreadsFirstCalls) {
   FailEachAllocation("new C threads", "writer=sync;interval=1h;per_thread=on;sink=jsonl:" + dir_ + "/th.jsonl",
                      true);
+}
+
+// statsprof_tick returns 1 whenever its record went out, <0 only when no
+// record could be taken: a per-thread record that ran out of memory made
+// a tick that had emitted its merged record return STATSPROF_ENOMEM. Each
+// allocation of a tick with per-thread records fails in turn.
+TEST(OutOfMemoryTicking, ATickThatEmittedItsRecordReturnsOneAndLogsAMissingThreadRecord) {
+  ASSERT_EQ(g_installed, 0);
+  void *ns = pyh::Exec(kWork, "alloc_tick.py");
+  long n = 0, thread_missing = 0;
+  for (;; n++) {
+    Log log;
+    pyh::RecordingSink sink;
+    statsprof *p = nullptr;
+    ASSERT_EQ(statsprof_create("sink=none;writer=sync;interval=0s;per_thread=on", &p), 0);
+    statsprof_set_log(p, LogTo, &log);
+    ASSERT_EQ(pyh::AddRecordingSink(p, &sink), 0);
+    ASSERT_EQ(statsprof_start(p), 0);
+    ASSERT_TRUE(pyh::Call(ns, "work"));
+    FailAt(n);
+    int rc = statsprof_tick(p);
+    g_alloc.fail_at = -1;
+    bool failed = g_alloc.failed != 0;
+    size_t deltas = 0, threads = 0;
+    for (const auto &r : sink.records) {
+      deltas += r.kind == STATSPROF_RECORD_DELTA;
+      threads += r.kind == STATSPROF_RECORD_THREAD;
+    }
+    SCOPED_TRACE("failing allocation " + std::to_string(n) + ": tick returned " + std::to_string(rc));
+    if (deltas) EXPECT_EQ(rc, 1) << statsprof_errmsg(p);
+    else EXPECT_EQ(rc, STATSPROF_ENOMEM);
+    if (deltas && !threads) {
+      thread_missing++;
+      EXPECT_TRUE(log.Has("a thread's record is missing: out of memory")) << log.All();
+    }
+    statsprof_destroy(p);
+    if (!failed || HasFailure()) break;
+  }
+  EXPECT_GT(thread_missing, 0);  // some failures hit only the thread record
+  pyh::Release(ns);
 }
 
 // Nothing in lib/ allocates but through lib/alloc.c: a raw malloc would
