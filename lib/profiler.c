@@ -90,13 +90,16 @@ static int pick_source(statsprof *p) {
     fallback = c->source == STATSPROF__SOURCE_EVALFRAME;
   }
   statsprof__source_init(&p->src, &(statsprof__source_config){c->clock, c->builtins, c->source, fallback});
-  if (c->source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000)
-    return statsprof__error(NULL, STATSPROF_ECONFIG,
-                            "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s",
-                            PY_VERSION);
-  if (c->source == STATSPROF__SOURCE_EVALFRAME && c->builtins)
-    return statsprof__error(NULL, STATSPROF_ECONFIG,
-                            "config: source=evalframe counts Python functions only: it needs builtins=off");
+  if (c->source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000) {
+    statsprof__msg(p->errmsg, sizeof p->errmsg,
+                   "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s", PY_VERSION);
+    return STATSPROF_ECONFIG;
+  }
+  if (c->source == STATSPROF__SOURCE_EVALFRAME && c->builtins) {
+    statsprof__msg(p->errmsg, sizeof p->errmsg,
+                   "config: source=evalframe counts Python functions only: it needs builtins=off");
+    return STATSPROF_ECONFIG;
+  }
   return 0;
 }
 
@@ -132,6 +135,9 @@ int statsprof_create(const char *config, statsprof **out) {
   statsprof *p = statsprof__calloc(1, sizeof *p);
   if (!p) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_create: out of memory");
   int rc = statsprof__config_parse(config, &p->config, p->errmsg, sizeof p->errmsg);
+  /* The source's checks first: a config they reject left the sinks'
+   * files (and directories) behind. */
+  if (!rc) rc = pick_source(p);
   if (!rc) rc = init_parts(p);
   if (rc) {
     statsprof__error(NULL, rc, "%s", p->errmsg);
@@ -143,10 +149,6 @@ int statsprof_create(const char *config, statsprof **out) {
     return rc;
   }
   p->gen = next_gen();
-  if ((rc = pick_source(p)) != 0) {
-    free_all(p);
-    return rc;
-  }
   statsprof__fork_track(p, 1);
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;

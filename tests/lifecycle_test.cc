@@ -238,6 +238,21 @@ TEST(Lifecycle, AddSinkValidatesOps) {
   EXPECT_EQ(sink.closes, 16);  // never for the refused ones
 }
 
+// A config the event source rejects opens no sink: create made the jsonl
+// sink's directories and file, then failed with STATSPROF_ECONFIG.
+TEST(Lifecycle, ARejectedSourceLeavesNoSinkFiles) {
+  std::string dir = pyh::TempDir();
+  std::string config = "source=evalframe;builtins=on;sink=jsonl:" + dir + "/sub/out.jsonl";
+  statsprof *p = reinterpret_cast<statsprof *>(0x1);
+  EXPECT_EQ(statsprof_create(config.c_str(), &p), STATSPROF_ECONFIG);
+  EXPECT_EQ(p, nullptr);
+  EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("config: source=evalframe counts Python functions only"),
+            std::string::npos)
+      << statsprof_errmsg(nullptr);
+  struct stat st;
+  EXPECT_NE(stat((dir + "/sub").c_str(), &st), 0) << dir << "/sub was made";
+}
+
 TEST(Lifecycle, AttachThreadNeedsARunningProfiler) {
   statsprof *p;
   ASSERT_EQ(statsprof_create("sink=none", &p), 0);
