@@ -116,7 +116,10 @@ STATSPROF_API const char *statsprof_errmsg(const statsprof *p);
  * Python (threading) to be profiled too. Threads a host creates later in C
  * are picked up at each statsprof_tick/snapshot, or at once with
  * statsprof_attach_thread(). Requires the GIL. Starting twice is a no-op.
- * A Python exception pending at the call stays pending (so for stop and
+ * Records measure time from the first start (not from create): cumulative
+ * snapshots begin there. Starting again after statsprof_stop keeps the
+ * counts and begins the next delta's interval, so no record's interval
+ * holds the stopped time. A Python exception pending at the call stays pending (so for stop and
  * destroy). A profiler that ran in an interpreter since finalized (Py_FinalizeEx)
  * does not start in the next one: STATSPROF_ESTATE (its counts stay
  * readable; create a new profiler there). Called from a sub-interpreter:

@@ -383,6 +383,7 @@ static int start_locked(statsprof *p) {
   if (rc) return statsprof__error(p, rc, "statsprof_start: cannot prepare the profile hook");
   if (statsprof__calibrate_settle()) return calibrating_elsewhere(p);
   if ((rc = choose_source(p)) != 0 || (rc = set_costs(p)) != 0) return rc;
+  int first = p->interp_epoch == 0;
   p->interp_epoch = statsprof__epoch();
   p->running = 1;
   /* Threads started later from Python; failure only loses those threads
@@ -400,6 +401,14 @@ static int start_locked(statsprof *p) {
     statsprof__threading_hook(p, 0);
     return rc;
   }
+  /* Records measure from here, not from create (hosts create early, before
+   * Py_Initialize even): the first start is where cumulative begins, and
+   * a restart begins the next delta, which must not claim the stopped gap
+   * (in production mode that gap made span_s long and scaled the counts
+   * up by it). */
+  int64_t now = statsprof__wall_ns();
+  if (first) p->snap.start_wall_ns = now;
+  p->snap.last_wall_ns = now;
   p->next_tick = statsprof__ticks() + p->interval_ticks;
   rc = attach_first(p);
   plan_next(p);

@@ -144,10 +144,10 @@ TEST(Snapshot, ThreadSnapshotsHaveTheSeqOfTheDeltaThatCoversThem) {
 
 TEST(Snapshot, TimestampsChainFromOneDeltaToTheNext) {
   void *ns = pyh::Exec(kTwoFunctions);
-  int64_t before_create = pyh::WallNs();
   Profiler pr;
-  int64_t after_create = pyh::WallNs();
+  int64_t before_start = pyh::WallNs();
   ASSERT_EQ(statsprof_start(pr.p), 0);
+  int64_t after_start = pyh::WallNs();
   pyh::Call(ns, "f3");
   pyh::Snap d1 = pyh::Snapshot(pr.p, STATSPROF_DELTA);
   pyh::Call(ns, "f2");
@@ -157,20 +157,48 @@ TEST(Snapshot, TimestampsChainFromOneDeltaToTheNext) {
   pyh::Snap c = pyh::Snapshot(pr.p, STATSPROF_CUMULATIVE);
   int64_t after_cum = pyh::WallNs();
 
-  EXPECT_GE(d1->start_ns, before_create);
+  // The first interval starts at start, not at create (it did).
+  EXPECT_GE(d1->start_ns, before_start);
+  EXPECT_LE(d1->start_ns, after_start);
   EXPECT_LE(d1->start_ns, d1->end_ns);
   EXPECT_EQ(d2->start_ns, d1->end_ns);
   EXPECT_LE(d2->start_ns, d2->end_ns);
   EXPECT_EQ(d3->start_ns, d2->end_ns);
   EXPECT_LE(d3->start_ns, d3->end_ns);
-  // Cumulative covers everything since create.
-  EXPECT_GE(c->start_ns, before_create);
-  EXPECT_LE(c->start_ns, after_create);
+  // Cumulative covers everything since start.
+  EXPECT_EQ(c->start_ns, d1->start_ns);
   EXPECT_GE(c->end_ns, before_cum);
   EXPECT_LE(c->end_ns, after_cum);
   EXPECT_GE(c->end_ns, d3->end_ns);
   EXPECT_EQ(d1->pid, static_cast<int64_t>(getpid()));
   EXPECT_EQ(c->pid, static_cast<int64_t>(getpid()));
+  pyh::Release(ns);
+}
+
+// Stopped, the profiler counts nothing: the first delta after a restart
+// starts at the restart (it claimed the stopped gap, which production mode
+// then scaled the counts up by), while cumulative still starts at the
+// first start.
+TEST(Snapshot, ARestartsFirstDeltaStartsAtTheRestart) {
+  void *ns = pyh::Exec(kTwoFunctions);
+  Profiler pr("sink=none;interval=1h");
+  ASSERT_EQ(statsprof_start(pr.p), 0);
+  pyh::Call(ns, "f2");
+  ASSERT_EQ(statsprof_stop(pr.p), 0);  // its record ends the first interval
+  int64_t before_restart = pyh::WallNs();
+  ASSERT_EQ(statsprof_start(pr.p), 0);
+  int64_t after_restart = pyh::WallNs();
+  pyh::Call(ns, "f3");
+  pyh::Snap d = pyh::Snapshot(pr.p, STATSPROF_DELTA);
+  pyh::Snap c = pyh::Snapshot(pr.p, STATSPROF_CUMULATIVE);
+  ASSERT_TRUE(d && c);
+  ASSERT_EQ(statsprof_flush(pr.p), 0);
+  ASSERT_EQ(pr.sink.records.size(), 1u);
+  EXPECT_GE(d->start_ns, before_restart);
+  EXPECT_LE(d->start_ns, after_restart);
+  EXPECT_EQ(Calls(d.get(), "f"), 3u);
+  EXPECT_EQ(c->start_ns, pr.sink.records[0].start_ns);
+  EXPECT_EQ(Calls(c.get(), "f"), 5u);
   pyh::Release(ns);
 }
 
