@@ -161,7 +161,9 @@ STATSPROF_API int statsprof_attach_thread(statsprof *p);
  */
 STATSPROF_API int statsprof_name_thread(const char *name);
 
-/* Forgets all counts (not the sinks); the next delta starts from zero. GIL. */
+/* Forgets all counts, the frame times and production mode's windows so far
+ * (not the sinks, nor the "so far" counters such as dropped); the next
+ * delta and cumulative snapshots start from zero at the reset. GIL. */
 STATSPROF_API int statsprof_reset(statsprof *p);
 
 /* ---- Snapshots: pstats-shaped ---------------------------------------- */

@@ -77,6 +77,12 @@ void statsprof__duty_start(statsprof__duty *d, uint64_t now, uint64_t cost) {
 
 void statsprof__duty_forget(statsprof__duty *d) { d->observed_s = d->overhead_s = d->unobserved_s = 0; }
 
+void statsprof__duty_reset(statsprof__duty *d, uint64_t now, uint64_t cost) {
+  statsprof__duty_forget(d);
+  /* The open window's part so far went with the counts. */
+  if (d->in_window) d->taken_at = now, d->cost_taken = cost;
+}
+
 void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint64_t now, uint64_t cost) {
   double spt = statsprof__clock_sec_per_tick;
   double observed = d->observed_s;

@@ -65,7 +65,8 @@ void statsprof__frame_forget(statsprof__frames *f) {
   if (f->entries) memset(f->entries, 0, f->nentries * sizeof *f->entries);
   if (f->edges) memset(f->edges, 0, f->nedges * sizeof *f->edges);
   f->ntouched_entries = f->ntouched_edges = 0;
-  f->lost = 1; /* the frame under way spans the reset: no spike */
+  f->ntimes = 0; /* the next record's frame statistics begin at the reset */
+  f->lost = 1;   /* the frame under way spans the reset: no spike */
 }
 
 static int cmp_u64(const void *a, const void *b) {

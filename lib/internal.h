@@ -539,7 +539,8 @@ void statsprof__frames_free(statsprof__frames *f);
  * `stamp != no`). */
 void statsprof__frame_touch_entry(statsprof__frames *f, const statsprof__table *t, uint32_t entry);
 void statsprof__frame_touch_edge(statsprof__frames *f, const statsprof__table *t, uint32_t edge);
-/* Forgets what frames touched (after a reset of the counters). */
+/* Forgets what frames touched and the times of the frames that ended in
+ * the interval (after a reset of the counters). */
 void statsprof__frame_forget(statsprof__frames *f);
 /* Frame statistics of the interval so far; starts a new interval. */
 void statsprof__frame_stats_take(statsprof__frames *f, statsprof_frame_stats *out);
@@ -786,6 +787,8 @@ void statsprof__duty_start(statsprof__duty *d, uint64_t now, uint64_t cost);
 /* Drops what was observed, spent and left unobserved since the last
  * record (start, fork). */
 void statsprof__duty_forget(statsprof__duty *d);
+/* statsprof_reset: forget as well the open window's time and cost so far. */
+void statsprof__duty_reset(statsprof__duty *d, uint64_t now, uint64_t cost);
 /* Fills observed_s/duty/span_s/overhead_est of a delta record; starts
  * anew. */
 void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint64_t now, uint64_t cost);

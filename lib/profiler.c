@@ -790,6 +790,9 @@ int statsprof_reset(statsprof *p) {
   if (rc) return rc;
   statsprof__table_clear_counts(&p->table);
   statsprof__frame_forget(&p->frames);
+  /* Or the next record claimed the windows before the reset for its
+   * interval, which starts at the reset. */
+  if (statsprof__duty_enabled(&p->duty)) statsprof__duty_reset(&p->duty, statsprof__ticks(), own_cost(p));
   p->snap.nprev_entries = p->snap.nprev_edges = 0;
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   statsprof__leave(p);

@@ -146,6 +146,24 @@ TEST(Frames, NoMinuteHoldsMoreThanMaxSpikesPerMin) {
   statsprof__frames_free(&f);
 }
 
+// The frames before a reset are not in the next record's statistics,
+// whose interval starts at the reset (they were).
+TEST(Frames, ResetForgetsTheFramesBeforeIt) {
+  Game g;
+  CollectSink sink;
+  statsprof *p = StartCollecting("sink=none;writer=sync;interval=1h", &sink);
+  g.Run(p, 4);
+  ASSERT_EQ(statsprof_reset(p), 0);
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_frame_mark(p);  // the frame under way at the reset ends
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  auto deltas = sink.OfKind(STATSPROF_RECORD_DELTA);
+  ASSERT_EQ(deltas.size(), 2u);
+  EXPECT_EQ(deltas[0].frames, 0u);
+  EXPECT_EQ(deltas[1].frames, 1u);
+  statsprof_destroy(p);
+}
+
 // A spike has the seq of the delta that covers its frame, as README says
 // (it had the previous delta's: 0 for the first spike, and the pstats and
 // callgrind files of a spike named the delta before its own).
