@@ -301,8 +301,11 @@ STATSPROF_API int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode,
 
 /*
  * Like statsprof_snapshot, for one thread only (its thread_id as in
- * threading.get_ident / PyThreadState.thread_id). A delta moves only that
- * thread's mark. STATSPROF_EINVAL if the profiler never saw the thread.
+ * threading.get_ident / PyThreadState.thread_id). A delta covers what the
+ * thread did since its previous delta from this function (or start, or
+ * reset) and moves only that thread's own mark: merged deltas and the
+ * emitted records still have those calls. STATSPROF_EINVAL if the profiler
+ * never saw the thread.
  */
 STATSPROF_API int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode,
                                             uint64_t thread_id, statsprof_stats_profile **out);

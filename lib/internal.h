@@ -614,12 +614,21 @@ typedef struct statsprof__snapshot_state {
   int64_t last_wall_ns;  /* end of the last delta (start of the next) */
   int64_t start_wall_ns; /* start or reset: where cumulative begins */
   uint64_t seq;
+  /* statsprof_snapshot_thread's deltas: each thread's own mark, apart from
+   * the merged one. Made at the first, then kept as long as prev_* (so a
+   * reset or fork, which empties those, empties these too). */
+  statsprof__counters *mark_entries, *mark_edges;
+  uint32_t capmark_entries, capmark_edges;
+  int64_t *mark_wall_ns; /* per slot: the end of its last thread delta (0: none) */
+  uint32_t nmark_slots;
+  int marks;             /* the arrays above are in use */
 } statsprof__snapshot_state;
 
 typedef enum {
   STATSPROF__BASE_NONE,  /* cumulative: counters as they are */
   STATSPROF__BASE_PREV,  /* delta: minus the counters at the last delta */
   STATSPROF__BASE_FRAME, /* spike: minus the counters at the frame's start */
+  STATSPROF__BASE_MARK,  /* a host's thread delta: minus its last one's */
 } statsprof__base;
 
 /* What a record covers. */
@@ -641,6 +650,9 @@ int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
                              statsprof_stats_profile **out);
 /* Grows the delta baselines to cover every entry and edge; -1 on OOM. */
 int statsprof__snapshot_fit(statsprof *p);
+/* After threads_retire: a freed slot's thread marks go, so that the next
+ * thread in that slot starts from zero. */
+void statsprof__snapshot_marks_retire(statsprof *p);
 void statsprof__snapshot_state_free(statsprof__snapshot_state *s);
 
 /* ---- sinks and their writers ------------------------------------------ */

@@ -540,7 +540,10 @@ static int emit_interval(statsprof *p, int skip_empty) {
   }
   if (!rc) statsprof_stats_profile_free(rec);
   /* Threads that ended had their last record: their slots go back. */
-  if (!rc) statsprof__threads_retire(p);
+  if (!rc) {
+    statsprof__threads_retire(p);
+    statsprof__snapshot_marks_retire(p);
+  }
   /* The interval's record went out: a missing thread record is the log's
    * (tick's <0 says no record went out). */
   if (!rc && thread_rc) statsprof__logf(&p->log, "per_thread=on: a thread's record is missing: %s", p->errmsg);
@@ -688,9 +691,11 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
   int rc = statsprof__enter(p, "statsprof_snapshot_thread");
   if (rc) return rc;
   if (statsprof__python_alive(p)) statsprof__threads_name(p);
+  /* A thread's delta is measured against its own mark: with the merged
+   * one, it took its calls from the next merged record and the sinks'. */
   statsprof__selection sel = {
       .kind = mode == STATSPROF_DELTA ? STATSPROF_RECORD_THREAD : STATSPROF_RECORD_CUMULATIVE,
-      .base = mode == STATSPROF_DELTA ? STATSPROF__BASE_PREV : STATSPROF__BASE_NONE,
+      .base = mode == STATSPROF_DELTA ? STATSPROF__BASE_MARK : STATSPROF__BASE_NONE,
       .slot = slot,
       .commit = mode == STATSPROF_DELTA,
   };

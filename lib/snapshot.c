@@ -50,13 +50,22 @@ statsprof_stats_profile *statsprof_stats_profile_ref(statsprof_stats_profile *s)
 void statsprof__snapshot_state_free(statsprof__snapshot_state *s) {
   statsprof__free(s->prev_entries);
   statsprof__free(s->prev_edges);
+  statsprof__free(s->mark_entries);
+  statsprof__free(s->mark_edges);
+  statsprof__free(s->mark_wall_ns);
   memset(s, 0, sizeof *s);
 }
 
-static int fit(statsprof__counters **arr, uint32_t *cap, uint32_t *n, uint32_t need) {
+/* Room for `need` counters, those from `from` on zeroed: entries added
+ * since the last delta start from zero. */
+static int grow(statsprof__counters **arr, uint32_t *cap, uint32_t from, uint32_t need) {
   if (STATSPROF__ARRAY_RESERVE(*arr, *cap, need, 256)) return -1;
-  /* Entries added since the last delta start from zero. */
-  if (need > *n) memset(*arr + *n, 0, (need - *n) * sizeof **arr);
+  if (need > from) memset(*arr + from, 0, (need - from) * sizeof **arr);
+  return 0;
+}
+
+static int fit(statsprof__counters **arr, uint32_t *cap, uint32_t *n, uint32_t need) {
+  if (grow(arr, cap, *n, need)) return -1;
   if (need > *n) *n = need;
   return 0;
 }
@@ -106,12 +115,14 @@ typedef struct build {
 
 static const statsprof__counters *entry_base(const build *b, uint32_t i) {
   if (b->sel.base == STATSPROF__BASE_PREV) return &b->p->snap.prev_entries[i];
+  if (b->sel.base == STATSPROF__BASE_MARK) return &b->p->snap.mark_entries[i];
   if (b->sel.base == STATSPROF__BASE_FRAME) return &b->sel.frame_entries[i].f0;
   return NULL;
 }
 
 static const statsprof__counters *edge_base(const build *b, uint32_t i) {
   if (b->sel.base == STATSPROF__BASE_PREV) return &b->p->snap.prev_edges[i];
+  if (b->sel.base == STATSPROF__BASE_MARK) return &b->p->snap.mark_edges[i];
   if (b->sel.base == STATSPROF__BASE_FRAME) return &b->sel.frame_edges[i].f0;
   return NULL;
 }
@@ -203,22 +214,62 @@ static snapshot_impl *assemble(build *b, double spt) {
   return impl;
 }
 
-/* Moves the delta baseline of the selected entries and edges to now. */
+/* Moves the baseline (the merged one, or a thread's mark) of the selected
+ * entries and edges to now. */
 static void commit(statsprof *p, const statsprof__selection *sel) {
   statsprof__table *t = &p->table;
+  int mark = sel->base == STATSPROF__BASE_MARK;
+  statsprof__counters *entries = mark ? p->snap.mark_entries : p->snap.prev_entries;
+  statsprof__counters *edges = mark ? p->snap.mark_edges : p->snap.prev_edges;
   for (uint32_t i = 0; i < t->nentries; i++)
-    if (sel->slot == STATSPROF__NONE || t->entries[i].slot == sel->slot) p->snap.prev_entries[i] = t->entries[i].c;
+    if (sel->slot == STATSPROF__NONE || t->entries[i].slot == sel->slot) entries[i] = t->entries[i].c;
   for (uint32_t i = 0; i < t->nedges; i++)
-    if (sel->slot == STATSPROF__NONE || t->entries[t->edges[i].callee].slot == sel->slot)
-      p->snap.prev_edges[i] = t->edges[i].c;
+    if (sel->slot == STATSPROF__NONE || t->entries[t->edges[i].callee].slot == sel->slot) edges[i] = t->edges[i].c;
 }
 
 int statsprof__snapshot_fit(statsprof *p) {
   statsprof__snapshot_state *ss = &p->snap;
+  /* The marks first: they zero what prev_* adds, from its old length. */
+  if (ss->marks && (grow(&ss->mark_entries, &ss->capmark_entries, ss->nprev_entries, p->table.nentries) ||
+                    grow(&ss->mark_edges, &ss->capmark_edges, ss->nprev_edges, p->table.nedges)))
+    return -1;
   return fit(&ss->prev_entries, &ss->capprev_entries, &ss->nprev_entries, p->table.nentries) ||
                  fit(&ss->prev_edges, &ss->capprev_edges, &ss->nprev_edges, p->table.nedges)
              ? -1
              : 0;
+}
+
+/* The first thread delta: every thread's mark at zero (its counts since
+ * start or reset), and the slot's time. */
+static int marks_fit(statsprof *p, uint32_t slot) {
+  statsprof__snapshot_state *ss = &p->snap;
+  if (!ss->marks) {
+    if (grow(&ss->mark_entries, &ss->capmark_entries, 0, ss->nprev_entries) ||
+        grow(&ss->mark_edges, &ss->capmark_edges, 0, ss->nprev_edges))
+      return -1;
+    ss->marks = 1;
+  }
+  if (slot >= ss->nmark_slots) {
+    uint32_t cap = ss->nmark_slots;
+    if (STATSPROF__ARRAY_RESERVE(ss->mark_wall_ns, cap, slot + 1, 8)) return -1;
+    memset(ss->mark_wall_ns + ss->nmark_slots, 0, (cap - ss->nmark_slots) * sizeof *ss->mark_wall_ns);
+    ss->nmark_slots = cap;
+  }
+  return statsprof__snapshot_fit(p);
+}
+
+void statsprof__snapshot_marks_retire(statsprof *p) {
+  statsprof__snapshot_state *ss = &p->snap;
+  statsprof__table *t = &p->table;
+  if (!ss->marks) return;
+  for (uint32_t i = 0; i < t->nentries && i < ss->nprev_entries; i++)
+    if (t->slots[t->entries[i].slot].state == STATSPROF__SLOT_FREE)
+      memset(&ss->mark_entries[i], 0, sizeof *ss->mark_entries);
+  for (uint32_t i = 0; i < t->nedges && i < ss->nprev_edges; i++)
+    if (t->slots[t->entries[t->edges[i].callee].slot].state == STATSPROF__SLOT_FREE)
+      memset(&ss->mark_edges[i], 0, sizeof *ss->mark_edges);
+  for (uint32_t i = 0; i < ss->nmark_slots && i < t->nslots; i++)
+    if (t->slots[i].state == STATSPROF__SLOT_FREE) ss->mark_wall_ns[i] = 0;
 }
 
 int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
@@ -226,7 +277,8 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
   statsprof__table *t = &p->table;
   statsprof__snapshot_state *ss = &p->snap;
   *out = NULL;
-  if (sel->base == STATSPROF__BASE_PREV && statsprof__snapshot_fit(p))
+  if ((sel->base == STATSPROF__BASE_PREV && statsprof__snapshot_fit(p)) ||
+      (sel->base == STATSPROF__BASE_MARK && marks_fit(p, sel->slot)))
     return statsprof__error(p, STATSPROF_ENOMEM, "out of memory taking a snapshot");
   uint32_t n_entries = sel->entries ? sel->nentries : t->nentries;
   uint32_t n_edges = sel->edges ? sel->nedges : t->nedges;
@@ -254,6 +306,9 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
   s->spikes_suppressed = p->frames.spikes_suppressed;
   s->end_ns = statsprof__wall_ns();
   s->start_ns = sel->base == STATSPROF__BASE_PREV ? ss->last_wall_ns : ss->start_wall_ns;
+  /* A thread's mark older than a reset is where it was zeroed. */
+  if (sel->base == STATSPROF__BASE_MARK && ss->mark_wall_ns[sel->slot] > s->start_ns)
+    s->start_ns = ss->mark_wall_ns[sel->slot];
   s->pid = (int64_t)getpid();
   s->overflow_functions = t->overflow_functions;
   /* So far, for the host's own snapshots too (emitting stamps them again). */
@@ -264,8 +319,9 @@ int statsprof__snapshot_build(statsprof *p, const statsprof__selection *sel,
     s->thread_name = t->slots[sel->slot].name;
   }
   if (sel->commit) commit(p, sel);
+  if (sel->commit && sel->base == STATSPROF__BASE_MARK) ss->mark_wall_ns[sel->slot] = s->end_ns;
   /* Only a merged delta starts a new interval; a thread's delta moves only
-   * that thread's baseline. Other records (spikes, threads, cumulative)
+   * that thread's own mark. Other records (spikes, threads, cumulative)
    * carry the seq of the merged delta that will cover them, the next one:
    * the previous one's gave the first spike seq 0. */
   if (sel->commit && sel->slot == STATSPROF__NONE) {

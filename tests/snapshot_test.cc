@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "collect_sink.h"
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -116,6 +117,94 @@ TEST(Snapshot, SeqCountsDeltasAndIsSharedWithEmittedRecords) {
   EXPECT_EQ(pr.sink.records[0].calls_by_name["f"], 2u);
   EXPECT_EQ(d3->seq, 3u);
   EXPECT_EQ(d3->nfunc_profiles, 0u);  // emit_now moved the mark
+  pyh::Release(ns);
+}
+
+// A thread's delta (statsprof_snapshot_thread) moves only that thread's
+// own mark: the merged deltas and the sinks' records still have its calls
+// (the thread delta took them: f() x5, thread delta, f() x3, and the
+// merged delta said 3 where cumulative said 8), and a second thread delta
+// has what the thread did since the first.
+TEST(Snapshot, AThreadDeltaMovesOnlyThatThreadsOwnMark) {
+  void *ns = pyh::Exec(kTwoFunctions);
+  Profiler pr("sink=none;writer=sync;interval=1h");
+  ASSERT_EQ(statsprof_start(pr.p), 0);
+  uint64_t tid = PyThread_get_thread_ident();
+  auto thread_delta = [&] {
+    statsprof_stats_profile *t = nullptr;
+    EXPECT_EQ(statsprof_snapshot_thread(pr.p, STATSPROF_DELTA, tid, &t), 0) << statsprof_errmsg(pr.p);
+    return pyh::Snap(t);
+  };
+  pyh::Call(ns, "f3");
+  pyh::Call(ns, "f2");
+  pyh::Snap t1 = thread_delta();
+  pyh::Call(ns, "f3");
+  pyh::Snap d1 = pyh::Snapshot(pr.p, STATSPROF_DELTA);
+  pyh::Call(ns, "f2");
+  pyh::Snap t2 = thread_delta();
+  ASSERT_EQ(statsprof_emit_now(pr.p), 0);
+  pyh::Snap t3 = thread_delta();
+  pyh::Snap c = pyh::Snapshot(pr.p, STATSPROF_CUMULATIVE);
+  ASSERT_TRUE(t1 && t2 && t3 && d1 && c);
+  EXPECT_EQ(Calls(t1.get(), "f"), 5u);
+  EXPECT_EQ(Calls(d1.get(), "f"), 8u);   // the merged delta has all since start
+  EXPECT_EQ(Calls(t2.get(), "f"), 5u);   // since t1: 3 + 2
+  EXPECT_EQ(t2->start_ns, t1->end_ns);
+  EXPECT_EQ(t3->nfunc_profiles, 0u);     // nothing since t2
+  ASSERT_EQ(pr.sink.records.size(), 1u);
+  EXPECT_EQ(pr.sink.records[0].calls_by_name["f"], 2u);  // since d1
+  EXPECT_EQ(Calls(c.get(), "f"), 10u);
+  // A reset zeroes the thread's mark with its counts.
+  ASSERT_EQ(statsprof_reset(pr.p), 0);
+  pyh::Call(ns, "f2");
+  pyh::Snap t4 = thread_delta();
+  EXPECT_EQ(Calls(t4.get(), "f"), 2u);
+  EXPECT_GE(t4->start_ns, t3->end_ns);
+  pyh::Release(ns);
+}
+
+// A thread that ended gives its slot to the next thread once its last
+// record went out: that thread's deltas start from zero, not from the
+// mark the ended thread left there.
+TEST(Snapshot, AThreadDeltaOfANewThreadInAnEndedOnesSlotStartsFromZero) {
+  void *ns = pyh::Exec(std::string(kTwoFunctions) + R"(
+import threading
+ids = []
+def run(fn):
+    def body():
+        ids.append(threading.get_ident())
+        fn()
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+def first(): run(f2)
+def second(): run(f)
+)");
+  Profiler pr("sink=none;writer=sync;interval=1h");
+  ASSERT_EQ(statsprof_start(pr.p), 0);
+  auto thread_delta = [&](int k) {
+    PyObject *ids = PyDict_GetItemString((PyObject *)ns, "ids");
+    uint64_t tid = PyLong_AsUnsignedLongLong(PyList_GetItem(ids, k));
+    statsprof_stats_profile *t = nullptr;
+    EXPECT_EQ(statsprof_snapshot_thread(pr.p, STATSPROF_DELTA, tid, &t), 0) << statsprof_errmsg(pr.p);
+    return pyh::Snap(t);
+  };
+  ASSERT_TRUE(pyh::Call(ns, "first"));
+  pyh::Snap t1 = thread_delta(0);
+  // The ended thread's last record frees its slot (once its OS thread is
+  // gone: join returns a little before).
+  uint64_t first_id = PyLong_AsUnsignedLongLong(PyList_GetItem(PyDict_GetItemString((PyObject *)ns, "ids"), 0));
+  for (int i = 0; i < 2000 && statsprof__threads_find(pr.p, first_id) != STATSPROF__NONE; i++) {
+    ASSERT_EQ(statsprof_emit_now(pr.p), 0);
+    usleep(1000);
+  }
+  ASSERT_EQ(statsprof__threads_find(pr.p, first_id), STATSPROF__NONE);
+  ASSERT_TRUE(pyh::Call(ns, "second"));
+  pyh::Snap t2 = thread_delta(1);
+  ASSERT_TRUE(t1 && t2);
+  EXPECT_EQ(Calls(t1.get(), "f"), 2u);
+  EXPECT_EQ(Calls(t2.get(), "f"), 1u);
+  EXPECT_EQ(Calls(t2.get(), "body"), 1u);
   pyh::Release(ns);
 }
 
