@@ -173,8 +173,10 @@ static PyObject *pstats_dict(const statsprof_stats_profile *s, int subcalls) {
 typedef struct {
   PyObject_HEAD
   statsprof *p;
-  int calls;   /* library calls in progress on this handle (begin/end) */
-  int closing; /* close() came during one: the last to end destroys */
+  PyThread_type_lock lock; /* held by the thread whose library call runs */
+  unsigned long owner;     /* that thread's ident; 0 when none */
+  int depth;               /* the owner's calls in progress (nested: reentrant) */
+  int closing;             /* close() came during one: the last to end destroys */
 } ProfilerObject;
 
 static PyTypeObject ProfilerType;
@@ -184,17 +186,34 @@ static statsprof *handle(ProfilerObject *self) {
   return self->closing ? NULL : self->p;
 }
 
-/* A library call may release the GIL (a flush waiting for the sinks,
- * on_full=block, the Python code that start and stop run), and another
- * thread or a signal handler may call close() meanwhile. The library
- * refuses a destroy while a call runs (statsprof_destroy logs it and
- * leaves the profiler alive), so close() used to let go of a profiler that
- * kept running: hook installed, sinks and their threads alive. close() now
- * only marks it, and the last call in progress to end destroys it. */
-static statsprof *begin(ProfilerObject *self) {
-  statsprof *p = handle(self);
-  if (p) self->calls++;
-  return p;
+/* The library refuses a call on a profiler while another runs
+ * (STATSPROF_ESTATE), because some release the GIL (a flush waiting for
+ * the sinks, on_full=block, the Python code that start and stop run).
+ * From another thread that is only a matter of waiting: each Profiler
+ * has a lock, held for the whole library call, which a call from a second
+ * thread waits for with the GIL released (two threads' `with p:`, a
+ * monitor thread's snapshot() during disable()). A call from the owning
+ * thread itself, a signal handler or a __del__ run inside the call, would
+ * wait for ever: it goes on to the library, which refuses it as before.
+ * Returns 0, or -1 with an exception (a signal handler raised while
+ * waiting). */
+static int lock_profiler(ProfilerObject *self) {
+  unsigned long me = PyThread_get_thread_ident();
+  if (self->depth && self->owner == me) {
+    self->depth++;
+    return 0;
+  }
+  PyLockStatus r = PyThread_acquire_lock_timed(self->lock, 0, 0);
+  while (r != PY_LOCK_ACQUIRED) {
+    Py_BEGIN_ALLOW_THREADS
+    r = PyThread_acquire_lock_timed(self->lock, -1, 1);
+    Py_END_ALLOW_THREADS
+    /* Interrupted: run the signal handlers, as threading.Lock.acquire does. */
+    if (r == PY_LOCK_INTR && PyErr_CheckSignals() < 0) return -1;
+  }
+  self->owner = me;
+  self->depth = 1;
+  return 0;
 }
 
 static void destroy_handle(ProfilerObject *self) {
@@ -204,16 +223,38 @@ static void destroy_handle(ProfilerObject *self) {
   statsprof_destroy(p);
 }
 
-static void end(ProfilerObject *self) {
-  if (--self->calls == 0 && self->closing) destroy_handle(self);
+static void unlock_profiler(ProfilerObject *self) {
+  if (--self->depth) return;
+  /* close() came from inside this thread's call (a signal handler): the
+   * library refuses a destroy under a call in progress, so it was left to
+   * the outermost call to do as it ends. */
+  if (self->closing) destroy_handle(self);
+  self->owner = 0;
+  PyThread_release_lock(self->lock);
 }
+
+/* Begins a library call: the handle, with the lock held, or NULL with an
+ * exception (closed, also while this call waited for the lock). */
+static statsprof *begin(ProfilerObject *self) {
+  if (!handle(self) || lock_profiler(self) < 0) return NULL;
+  statsprof *p = handle(self);
+  if (!p) unlock_profiler(self);
+  return p;
+}
+
+static void end(ProfilerObject *self) { unlock_profiler(self); }
 
 /* Accepts any arguments, so subclasses (statsprof.Profile) choose their own. */
 static PyObject *profiler_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
   ProfilerObject *self = (ProfilerObject *)type->tp_alloc(type, 0);
-  if (self) {
-    self->p = NULL;
-    self->calls = self->closing = 0;
+  if (!self) return NULL;
+  self->p = NULL;
+  self->owner = 0;
+  self->depth = self->closing = 0;
+  self->lock = PyThread_allocate_lock();
+  if (!self->lock) {
+    Py_DECREF(self);
+    return PyErr_NoMemory();
   }
   return (PyObject *)self;
 }
@@ -222,7 +263,7 @@ static int profiler_init(ProfilerObject *self, PyObject *args, PyObject *kwds) {
   static char *kwlist[] = {"config", NULL};
   const char *config = "sink=none";
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "|z:Profiler", kwlist, &config)) return -1;
-  if (self->calls) {
+  if (self->depth && self->owner == PyThread_get_thread_ident()) {
     PyErr_SetString(PyExc_RuntimeError, "Profiler.__init__ while a call on this profiler runs");
     return -1;
   }
@@ -232,13 +273,19 @@ static int profiler_init(ProfilerObject *self, PyObject *args, PyObject *kwds) {
     raise_rc(rc, statsprof_errmsg(NULL));
     return -1;
   }
+  if (lock_profiler(self) < 0) {
+    statsprof_destroy(p);
+    return -1;
+  }
   destroy_handle(self); /* __init__ called again: the new config wins */
   self->p = p;
+  unlock_profiler(self);
   return 0;
 }
 
 static void profiler_dealloc(ProfilerObject *self) {
   destroy_handle(self); /* no call runs: each holds a reference */
+  if (self->lock) PyThread_free_lock(self->lock);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -272,8 +319,14 @@ static PyObject *profiler_start(ProfilerObject *self, PyObject *unused) { return
 static PyObject *profiler_stop(ProfilerObject *self, PyObject *unused) { return call(self, statsprof_stop); }
 
 static PyObject *profiler_close(ProfilerObject *self, PyObject *unused) {
-  if (self->calls) self->closing = 1; /* the call in progress destroys it as it ends */
-  else destroy_handle(self);
+  if (!self->p) Py_RETURN_NONE;
+  if (self->depth && self->owner == PyThread_get_thread_ident()) {
+    self->closing = 1; /* inside this thread's call: it destroys as it ends */
+    Py_RETURN_NONE;
+  }
+  if (lock_profiler(self) < 0) return NULL; /* another thread's call ends first */
+  destroy_handle(self);
+  unlock_profiler(self);
   Py_RETURN_NONE;
 }
 
@@ -357,8 +410,9 @@ static PyMethodDef profiler_methods[] = {
      "stop()\n--\n\nRemoves the hook, counting frames still open as returning now, and "
      "emits a last delta record (statsprof_stop)."},
     {"close", (PyCFunction)profiler_close, METH_NOARGS,
-     "close()\n--\n\nStops, flushes and closes the sinks and frees the profiler now (or, "
-     "while another thread's call on it runs, as that call ends); later calls raise ValueError."},
+     "close()\n--\n\nStops, flushes and closes the sinks and frees the profiler, after "
+     "another thread's call on it ends (from inside a call on this thread, a signal handler: as "
+     "that call ends); later calls raise ValueError."},
     {"reset", (PyCFunction)profiler_reset, METH_NOARGS, "reset()\n--\n\nForgets all counts."},
     {"tick", (PyCFunction)profiler_tick, METH_NOARGS,
      "tick()\n--\n\nEmits a delta record when the configured interval has passed; "

@@ -946,6 +946,32 @@ class ProfilerTest(unittest.TestCase):
         self.assertEqual(p.dropped(), 0)
 
 
+def run_script(source):
+    """Runs `source` in a new interpreter with this statsprof importable and
+    a temporary directory as its argv[1]."""
+    with tempfile.TemporaryDirectory() as d:
+        script = os.path.join(d, "script.py")
+        with open(script, "w") as f:
+            f.write(source)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
+        return subprocess.run([sys.executable, script, d], env=dict(os.environ, PYTHONPATH=pkg_root),
+                              capture_output=True, text=True, timeout=120)
+
+
+# The start of a script for run_script: a jsonl sink each of whose writes
+# waits 1 s for the file's lock, so that a flush releases the GIL, and a
+# GIL that changes hands only when released.
+STALLED_SINK = textwrap.dedent("""\
+    import fcntl, os, sys, threading
+    import statsprof
+    sys.setswitchinterval(1000)
+    path = os.path.join(sys.argv[1], "s.jsonl")
+    config = "sink=jsonl:" + path + ";stop_timeout=2s"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    """)
+
+
 class CloseDuringACallTest(unittest.TestCase):
     """close() while another thread's call waits with the GIL released: the
     library refuses to destroy a profiler under a call in progress, and
@@ -953,14 +979,8 @@ class CloseDuringACallTest(unittest.TestCase):
     installed, sinks and their threads alive). Run in a subprocess: the
     old code leaked that hook into everything after it."""
 
-    SCRIPT = textwrap.dedent("""\
-        import fcntl, os, sys, threading
-        import statsprof
-        sys.setswitchinterval(1000)  # the GIL changes hands only when released
-        path = os.path.join(sys.argv[1], "c.jsonl")
-        p = statsprof.Profiler(config="sink=jsonl:" + path + ";stop_timeout=2s")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # each write now waits 1 s for the lock
+    SCRIPT = STALLED_SINK + textwrap.dedent("""\
+        p = statsprof.Profiler(config=config)
         p.start()
         def f(): pass
         for i in range(3):
@@ -988,16 +1008,119 @@ class CloseDuringACallTest(unittest.TestCase):
         """)
 
     def test_close_while_another_thread_flushes_destroys_when_the_flush_ends(self):
-        with tempfile.TemporaryDirectory() as d:
-            script = os.path.join(d, "close.py")
-            with open(script, "w") as f:
-                f.write(self.SCRIPT)
-            pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
-            r = subprocess.run([sys.executable, script, d], env=dict(os.environ, PYTHONPATH=pkg_root),
-                               capture_output=True, text=True, timeout=120)
+        r = run_script(self.SCRIPT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), "flush [None] hook False", r.stderr)
         self.assertNotIn("left alive", r.stderr)
+
+
+class ThreadsShareAProfileTest(unittest.TestCase):
+    """Calls on one Profile from two threads: the second waits for the
+    first (with the GIL released) instead of the library's RuntimeError
+    ("called while another call on this profiler runs"), which cProfile
+    never raises there. Run in a subprocess: the GIL switch interval and
+    the flock are the process's."""
+
+    SCRIPT = STALLED_SINK + textwrap.dedent("""\
+        p = statsprof.Profile(config=config)
+        def f(): pass
+        def run(call):
+            p.enable()
+            f()
+            entered = threading.Event()
+            result = []
+            def disabler():
+                entered.set()
+                p.disable()  # keeps the GIL until its flush releases it
+                result.append("disabled")
+            t = threading.Thread(target=disabler)
+            t.start()
+            entered.wait()  # the GIL back: the disable is flushing
+            try:
+                call()
+                result.append("called")
+            except Exception as e:
+                result.append("%s: %s" % (type(e).__name__, e))
+            t.join()
+            return result
+        print(run(lambda: p.snapshot()))
+        def with_p():
+            with p:
+                f()
+        print(run(with_p))
+        print("running", p.is_running())
+        """)
+
+    def test_a_second_thread_waits_for_the_first_threads_call(self):
+        r = run_script(self.SCRIPT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), [
+            "['disabled', 'called']",
+            "['disabled', 'called']",
+            "running False",
+        ], r.stderr)
+
+    def test_many_with_blocks_and_snapshots_from_two_threads(self):
+        p = statsprof.Profile()
+        done = False
+        errors = []
+
+        def f(n):
+            return n if n < 2 else f(n - 1) + f(n - 2)
+
+        def monitor():
+            while not done:
+                try:
+                    p.snapshot(delta=True)
+                except Exception as e:
+                    errors.append(e)
+
+        def worker():
+            for i in range(100):
+                try:
+                    with p:
+                        f(8)
+                except Exception as e:
+                    errors.append(e)
+
+        threads = [threading.Thread(target=monitor), threading.Thread(target=worker)]
+        for t in threads:
+            t.start()
+        worker()
+        threads[1].join()
+        done = True
+        threads[0].join()
+        self.assertEqual(errors, [])
+        self.assertFalse(p.is_running())
+
+    def test_a_call_from_inside_a_call_on_the_same_thread_raises_not_hangs(self):
+        # start() imports threading through builtins.__import__: a Python
+        # function there runs inside the library call, on its thread, as a
+        # signal handler or a __del__ would. Waiting for the lock would
+        # hang for ever; the library refuses the call instead.
+        import builtins
+        p = statsprof.Profile()
+        seen = []
+        real_import = builtins.__import__
+
+        def importing(name, *args, **kw):
+            if not seen:
+                seen.append("called")
+                try:
+                    statsprof.Profiler.snapshot(p)
+                    seen.append("snapshot")
+                except RuntimeError as e:
+                    seen.append(str(e))
+            return real_import(name, *args, **kw)
+
+        builtins.__import__ = importing
+        try:
+            p.enable()
+        finally:
+            builtins.__import__ = real_import
+            p.disable()
+        self.assertEqual(len(seen), 2, seen)
+        self.assertIn("called while another call on this profiler runs", seen[1])
 
 
 class CommandLineTest(unittest.TestCase):
