@@ -903,6 +903,28 @@ class ProfilerTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             statsprof.Profile(timer=lambda: 0)
 
+    def test_a_config_without_a_sink_writes_nowhere(self):
+        # The package's default is sink=none; a config naming no sink, as
+        # the clock=cpu the docs give for cProfile's timer=, used to replace
+        # it and got the library's default sink: ./statsprof.jsonl.
+        def f():
+            return 1
+
+        with tempfile.TemporaryDirectory() as d, contextlib.chdir(d):
+            for config in ("clock=cpu", "", " clock = cpu ; interval=1s "):
+                for builtins in (True, False):
+                    with statsprof.Profile(config=config, builtins=builtins) as p:
+                        f()
+                    p.close()
+                    self.assertEqual(os.listdir(d), [], (config, builtins))
+            with contextlib.redirect_stdout(io.StringIO()):
+                statsprof.runctx("f()", {"f": f}, {}, config="clock=cpu")
+            self.assertEqual(os.listdir(d), [])
+            with statsprof.Profile(config="clock=cpu;sink=jsonl:r.jsonl") as p:
+                f()
+            p.close()
+            self.assertEqual(os.listdir(d), ["r.jsonl"])
+
     def test_unwritable_sink_raises_os_error_naming_the_path(self):
         with tempfile.TemporaryDirectory() as d:
             blocker = os.path.join(d, "file")
@@ -1180,6 +1202,9 @@ class CommandLineTest(unittest.TestCase):
         r = self.run_cli("--config", "sink=pstats:" + out, "prog.py")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(len(os.listdir(out)), 1)
+        r = self.run_cli("--config", "clock=cpu", "prog.py")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("statsprof.jsonl", os.listdir(self.dir.name))  # no sink given: none
         r = self.run_cli("--config", "nonsense_key=3", "prog.py")
         self.assertEqual(r.returncode, 2)
         self.assertIn("nonsense_key", r.stderr)

@@ -15,7 +15,8 @@ counts calls exactly as cProfile does. Differences, on purpose:
 * It profiles every thread of the interpreter, including threads started
   later, as the C library does; cProfile profiles the enabling thread only.
 * `config=` takes the library's config string ("interval=1s;sink=jsonl:x"),
-  so the same profile can also stream records to sinks. Default: no sinks.
+  so the same profile can also stream records to sinks. A config without
+  sink= (the default, "clock=cpu") has no sinks.
 * A custom `timer` is not supported; the library's clock is used
   (config clock=wall|cpu).
 * `snapshot()` returns a pstats.StatsProfile keyed "file:line(name)", with
@@ -37,14 +38,21 @@ __all__ = ["Profile", "Profiler", "run", "runctx", "version"]
 version = _statsprof.version
 
 
-def _config_with_builtins(config, builtins):
-    """Adds builtins=off to a config string unless it sets builtins itself."""
-    if builtins:
-        return config
-    keys = [item.split("=", 1)[0].strip() for item in (config or "").split(";")]
-    if "builtins" in keys:
-        return config
-    return "builtins=off" if not config else config + ";builtins=off"
+def _package_config(config, builtins):
+    """The library config for Profile(config=..., builtins=...): `config`
+    plus sink=none unless it names a sink (the package writes no files
+    unless asked; the library's default sink is statsprof.jsonl), plus
+    builtins=off for builtins=False unless it sets builtins itself. None
+    means the library's defaults, sinks included."""
+    if config is None:
+        return None if builtins else "builtins=off"
+    keys = [item.split("=", 1)[0].strip() for item in config.split(";")]
+    extra = []
+    if "sink" not in keys:
+        extra.append("sink=none")
+    if not builtins and "builtins" not in keys:
+        extra.append("builtins=off")
+    return ";".join(([config] if config.strip() else []) + extra)
 
 
 class Profile(Profiler):
@@ -52,8 +60,9 @@ class Profile(Profiler):
 
     A cProfile.Profile work-alike. `builtins=False` profiles Python functions
     only; `subcalls=False` leaves the caller dicts in `stats` empty.
-    `config` is the C library's config string; None means its defaults
-    (which write statsprof.jsonl).
+    `config` is the C library's config string; without a sink= it writes
+    nowhere (sink=none is added). None means the library's defaults (which
+    write statsprof.jsonl).
     """
 
     def __init__(self, timer=None, timeunit=0.0, subcalls=True, builtins=True, *, config="sink=none"):
@@ -61,7 +70,7 @@ class Profile(Profiler):
             raise ValueError("statsprof.Profile has its own clock; a custom timer is not "
                              "supported (use config='clock=cpu' for CPU time)")
         self._subcalls = bool(subcalls)
-        super().__init__(_config_with_builtins(config, builtins))
+        super().__init__(_package_config(config, builtins))
 
     # Descriptors implemented in C: calling them produces no profile event,
     # so they never appear in the stats (see _statsprofmodule.c).
