@@ -925,6 +925,21 @@ class ProfilerTest(unittest.TestCase):
             p.close()
             self.assertEqual(os.listdir(d), ["r.jsonl"])
 
+    def test_run_to_an_unwritable_file_raises_the_errnos_os_error(self):
+        # as cProfile.run does; statsprof raised its private _WriteError
+        with tempfile.TemporaryDirectory() as d:
+            missing = os.path.join(d, "nodir", "x.prof")
+            with self.assertRaises(OSError) as cm:
+                statsprof.run("x = 1", missing)
+            self.assertIs(type(cm.exception), FileNotFoundError)
+            self.assertEqual(cm.exception.filename, missing)
+            self.assertIn("No such file or directory", str(cm.exception))
+            self.assertIn(missing, str(cm.exception))
+            with self.assertRaises(OSError) as cm:
+                statsprof.runctx("1 / 0", {}, {}, d)
+            self.assertIs(type(cm.exception), IsADirectoryError)
+            self.assertIsInstance(cm.exception.__context__, ZeroDivisionError)
+
     def test_unwritable_sink_raises_os_error_naming_the_path(self):
         with tempfile.TemporaryDirectory() as d:
             blocker = os.path.join(d, "file")

@@ -143,16 +143,13 @@ class Profile(Profiler):
         return pstats.StatsProfile(rec["total_tt"], funcs)
 
 
-class _WriteError(OSError):
-    """dump_stats failed after the run, an error of the output rather than
-    of the profiled code; ``run_error`` is what the run itself raised (or
-    None), whose report comes first."""
-
-
 def _run_and_show(prof, statement, globals, locals, filename, sort):
     """cProfile's runctx helper: a SystemExit ends the run, not the report.
-    Returns the SystemExit the code raised, or None; _WriteError if the
-    stats cannot be saved to `filename`."""
+    Returns the SystemExit the code raised, or None. When the stats cannot
+    be saved to `filename`, raises the OSError of that (FileNotFoundError,
+    PermissionError, ... by errno, as cProfile does), kept as
+    prof._write_error, with `run_error` what the run itself raised (or
+    None), whose report comes first."""
     exit_status = None
     try:
         prof.runctx(statement, globals, locals)
@@ -172,9 +169,11 @@ def _show(prof, filename, sort, run_error):
     try:
         prof.dump_stats(filename)
     except OSError as exc:
-        err = _WriteError(exc.errno, exc.strerror, filename)
-        err.run_error = run_error
-        raise err
+        if exc.filename is None:  # a write, not the open, failed
+            exc.filename = filename
+        exc.run_error = run_error
+        prof._write_error = exc
+        raise
 
 
 def run(statement, filename=None, sort=-1, *, config="sink=none"):

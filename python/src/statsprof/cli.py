@@ -8,7 +8,7 @@ import sys
 import traceback
 from optparse import OptionParser
 
-from . import Profile, _run_and_show, _WriteError
+from . import Profile, _run_and_show
 
 USAGE = ("python3 -m statsprof [-o output_file_path] [-s sort] [--config CONFIG] "
          "[-m module | scriptfile] [arg] ...")
@@ -116,16 +116,18 @@ def main(argv=None):
     try:
         exit_status = _run_and_show(prof, code, globs, None, options.outfile,
                                     options.sort)
-    except BrokenPipeError as exc:
+    except OSError as exc:
+        if exc is getattr(prof, "_write_error", None):
+            # the output went away during the run (checked before it)
+            if exc.run_error is not None:
+                traceback.print_exception(type(exc.run_error), exc.run_error,
+                                          exc.run_error.__traceback__)
+            _fail("cannot write %s: %s" % (outname, exc.strerror))
+        if not isinstance(exc, BrokenPipeError):
+            raise
         # Prevent "Exception ignored" during interpreter shutdown.
         sys.stdout = None
         sys.exit(exc.errno)
-    except _WriteError as exc:
-        # the output went away during the run (checked before it)
-        if exc.run_error is not None:
-            traceback.print_exception(type(exc.run_error), exc.run_error,
-                                      exc.run_error.__traceback__)
-        _fail("cannot write %s: %s" % (outname, exc.strerror))
     if exit_status is not None:
         raise exit_status  # the script's sys.exit(), after the report
     return parser
