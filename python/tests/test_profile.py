@@ -1235,6 +1235,7 @@ class CommandLineTest(unittest.TestCase):
 
     def write(self, name, text):
         path = os.path.join(self.dir.name, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             f.write(textwrap.dedent(text))
         return path
@@ -1287,6 +1288,36 @@ class CommandLineTest(unittest.TestCase):
             self.assertEqual((r.returncode, r.stdout, r.stderr), (
                 2, "", "statsprof: error: cannot write %s: %s\n" % (out, why)))
         self.assertFalse(os.path.exists(records))   # the profiler never started
+        # What only opening the file tells, which os.access did not: the
+        # script ran, then the profile was lost. /proc refuses even root.
+        long_name = "a" * 300 + ".prof"
+        cases = [(long_name, "File name too long")]
+        if os.path.isdir("/proc/self"):
+            cases.append(("/proc/statsprof-x.prof", "No such file or directory"))
+        for out, why in cases:
+            r = self.run_cli("-o", out, "prog.py")
+            self.assertEqual((r.returncode, r.stdout, r.stderr), (
+                2, "", "statsprof: error: cannot write %s: %s\n" % (out, why)))
+        r = self.run_cli("-o", "", "prog.py")
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (
+            2, "", "statsprof: error: -o: the output file name is empty\n"))
+
+    def test_outfile_check_leaves_what_was_there(self):
+        existing = os.path.join(self.dir.name, "old.prof")
+        with open(existing, "w") as f:
+            f.write("kept")
+        os.chmod(existing, 0o444)
+        r = self.run_cli("-o", "old.prof", "nope.py")  # checked, not run
+        self.assertEqual(r.returncode, 2)
+        if os.getuid() != 0:
+            self.assertIn("cannot write old.prof: Permission denied", r.stderr)
+        else:
+            self.assertIn("can't open file 'nope.py'", r.stderr)
+        with open(existing) as f:
+            self.assertEqual(f.read(), "kept")  # not truncated
+        r = self.run_cli("-o", "new.prof", "nope.py")
+        self.assertIn("can't open file 'nope.py'", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir.name, "new.prof")))
 
     def test_outfile_gone_during_the_run(self):
         self.write("gone.py", """\
@@ -1318,9 +1349,18 @@ class CommandLineTest(unittest.TestCase):
         r = self.run_cli(self.dir.name)
         self.assertEqual((r.returncode, r.stderr), (
             2, "statsprof: error: can't open file %r: Is a directory\n" % self.dir.name))
-        r = self.run_cli("-m", "no_such_module_here")
-        self.assertEqual((r.returncode, r.stderr), (
-            2, "statsprof: error: no module named 'no_such_module_here'\n"))
+        for name in ("no_such_module_here", "json.no_such_module_here",
+                     "xml.etree.no_such_module_here", "json.decoder.no_such_module_here"):
+            r = self.run_cli("-m", name)
+            self.assertEqual((r.returncode, r.stderr), (
+                2, "statsprof: error: no module named %r\n" % name))
+        self.write("pkg/__init__.py", "print('pkg imported')")
+        self.write("pkg/mod.py", "print('mod ran')")
+        r = self.run_cli("-s", "calls", "-m", "pkg.mod")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # the package imported once, inside the profile
+        self.assertEqual(r.stdout.count("imported"), 1, r.stdout)
+        self.assertIn(" __init__.py:1(<module>)", r.stdout)
 
 
 if __name__ == "__main__":

@@ -40,17 +40,48 @@ def _fail(message):
 def _check_outfile(path, name):
     """Fails, as for a script that cannot be opened, unless a file can be
     written at `path` (`name` as given): the stats are saved after the
-    run, which would be lost."""
-    parent = os.path.dirname(path)
-    if os.path.isdir(path):
-        err = errno.EISDIR
-    elif not os.path.isdir(parent):
-        err = errno.ENOTDIR if os.path.exists(parent) else errno.ENOENT
-    elif not os.access(path if os.path.exists(path) else parent, os.W_OK):
-        err = errno.EACCES
-    else:
+    run, which would be lost. The file is opened for appending, which
+    changes nothing in one that exists, and removed again if it did not;
+    asking os.access instead let through what only the open refuses (a
+    name too long, /proc to root)."""
+    existed = os.path.exists(path)
+    try:
+        # O_NONBLOCK: a FIFO with no reader yet fails (ENXIO) instead of
+        # waiting for one; dump_stats will wait.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+                     | os.O_NOCTTY | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:
+            _fail("cannot write %s: %s" % (name, exc.strerror))
         return
-    _fail("cannot write %s: %s" % (name, os.strerror(err)))
+    os.close(fd)
+    if not existed:
+        os.unlink(os.path.realpath(path))  # a dangling symlink's target
+
+
+def _module_exists(name):
+    """Whether module `name` (dotted) can be found, importing none of its
+    packages where that can be helped, so that their imports are profiled:
+    each package's submodules are looked for on the file system, where
+    most packages keep them. Only a module not found so (a package that
+    extends its __path__ or has a finder of its own) is asked for by
+    importlib, which imports its packages."""
+    import importlib.machinery
+    import importlib.util
+    parts = name.split(".")
+    spec = importlib.util.find_spec(parts[0])
+    for i in range(1, len(parts)):
+        if spec is None or spec.submodule_search_locations is None:
+            break
+        spec = importlib.machinery.PathFinder.find_spec(
+            ".".join(parts[:i + 1]), spec.submodule_search_locations)
+    else:
+        if spec is not None:
+            return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def main(argv=None):
@@ -70,6 +101,8 @@ def main(argv=None):
         sys.exit(2)
     # The profiled code may chdir: fix the output path now.
     outname = options.outfile
+    if outname == "":
+        _fail("-o: the output file name is empty")
     if options.outfile is not None:
         options.outfile = os.path.abspath(options.outfile)
         _check_outfile(options.outfile, outname)
@@ -77,16 +110,12 @@ def main(argv=None):
     # What cannot run (no such script or module) is reported before the
     # profiler exists, so that its sinks create no files.
     if options.module:
-        import importlib.util
-        # Only the top-level package is looked up here: finding a submodule
-        # would import its package outside the profile.
-        top = args[0].partition(".")[0]
         try:
-            found = importlib.util.find_spec(top) is not None
+            found = _module_exists(args[0])
         except (ImportError, ValueError) as exc:
             _fail("cannot find module %r: %s" % (args[0], exc))
         if not found:
-            _fail("no module named %r" % top)
+            _fail("no module named %r" % args[0])
         code = "run_module(modname, run_name='__main__')"
         globs = {"run_module": runpy.run_module, "modname": args[0]}
     else:
