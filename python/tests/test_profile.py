@@ -751,6 +751,18 @@ class PstatsTest(unittest.TestCase):
             self.assertEqual(st.stats, p.stats)
             st.sort_stats("calls").print_stats()
 
+    def test_dump_stats_of_a_closed_profile_leaves_the_file(self):
+        p = statsprof.Profile()
+        p.close()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "old.prof")
+            with open(path, "w") as f:
+                f.write("kept")
+            with self.assertRaises(ValueError):
+                p.dump_stats(path)
+            with open(path) as f:
+                self.assertEqual(f.read(), "kept")
+
 
 class SnapshotTest(unittest.TestCase):
     def test_two_update_methods_stay_two_entries(self):

@@ -92,8 +92,10 @@ class Profile(Profiler):
         pstats.Stats(self).strip_dirs().sort_stats(sort).print_stats()
 
     def dump_stats(self, file):
+        # The stats first: a closed profile raises before the file is
+        # opened, and so emptied.
+        self.create_stats()
         with open(file, "wb") as f:
-            self.create_stats()
             marshal.dump(self.stats, f)
 
     def run(self, cmd):
