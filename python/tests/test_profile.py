@@ -666,6 +666,58 @@ class OwnEntriesTest(unittest.TestCase):
             for ckey, cvalue in callers.items():
                 self.assertEqual([type(v) for v in cvalue], [int, int, float, float])
 
+    def test_getstats_has_cprofiles_entries(self):
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+        def work():
+            fib(6)
+            sorted([3, 2, 1], key=abs)
+
+        def entries(prof):
+            def label(code):
+                if isinstance(code, str):
+                    return ("~", 0, code)
+                return (code.co_filename, code.co_firstlineno, code.co_name)
+
+            out = {}
+            for e in prof.getstats():
+                if label(e.code) in CPROFILE_OWN:
+                    continue
+                calls = None if e.calls is None else {
+                    label(c.code): (c.callcount, c.reccallcount) for c in e.calls
+                    if label(c.code) not in CPROFILE_OWN}
+                out[label(e.code)] = (e.callcount, e.reccallcount, calls or None)
+            return out
+
+        theirs, ours = CProfile(), statsprof.Profile()
+        theirs.runcall(work)
+        ours.runcall(work)
+        self.assertEqual(entries(ours), entries(theirs))
+        fib_key = (fib.__code__.co_filename, fib.__code__.co_firstlineno, "fib")
+        self.assertEqual(entries(ours)[fib_key][:2], (25, 24))
+        e = ours.getstats()[0]
+        self.assertEqual(e._fields, ("code", "callcount", "reccallcount", "totaltime",
+                                     "inlinetime", "calls"))
+        # cProfile's own stats maker reads them as it reads its own.
+        cProfile.Profile.snapshot_stats(ours)
+        self.assertEqual(ours.stats, ours.pstats_dict())
+
+    def test_clear_forgets_the_counts(self):
+        def f():
+            pass
+
+        p = statsprof.Profile()
+        key = (f.__code__.co_filename, f.__code__.co_firstlineno, "f")
+        with p:
+            f()
+            f()
+            p.clear()
+            self.assertNotIn(key, p.pstats_dict())
+            f()
+        p.create_stats()
+        self.assertEqual(p.stats[key][:2], (1, 1))
+
     def test_builtins_off_and_subcalls_off(self):
         def f():
             return len("abc")

@@ -6,7 +6,8 @@
     pstats.Stats(p).sort_stats("cumtime").print_stats()
 
 `Profile` behaves like `cProfile.Profile` (enable, disable, create_stats,
-stats, print_stats, dump_stats, run, runctx, runcall, context manager) and
+stats, print_stats, dump_stats, run, runctx, runcall, getstats, clear,
+context manager) and
 counts calls exactly as cProfile does. Differences, on purpose:
 
 * enable() and disable() (and the context manager's __enter__/__exit__) are
@@ -26,6 +27,7 @@ counts calls exactly as cProfile does. Differences, on purpose:
 works like `python3 -m cProfile`.
 """
 
+import collections
 import marshal
 import sys
 
@@ -53,6 +55,27 @@ def _package_config(config, builtins):
     if not builtins and "builtins" not in keys:
         extra.append("builtins=off")
     return ";".join(([config] if config.strip() else []) + extra)
+
+
+# cProfile.Profile.getstats()'s entries (_lsprof.profiler_entry and
+# profiler_subentry), field for field.
+profiler_entry = collections.namedtuple(
+    "profiler_entry", "code callcount reccallcount totaltime inlinetime calls")
+profiler_subentry = collections.namedtuple(
+    "profiler_subentry", "code callcount reccallcount totaltime inlinetime")
+# The profile keeps labels, not code objects: a Python function's entry
+# has this in their place, with the attributes cProfile's readers take
+# from a code object (cProfile.label, pstats).
+code_label = collections.namedtuple("code_label", "co_filename co_firstlineno co_name")
+
+
+def _code(key):
+    """getstats()'s `code` for a stats key: a builtin's is its name, as
+    cProfile's; a Python function's, a code_label."""
+    file, line, name = key
+    if (file, line) == ("~", 0):
+        return name
+    return code_label(file, line, name)
 
 
 class Profile(Profiler):
@@ -86,6 +109,27 @@ class Profile(Profiler):
     def snapshot_stats(self):
         """Sets self.stats to everything counted so far (cProfile's format)."""
         self.stats = self.pstats_dict(self._subcalls)
+
+    # Forgets everything counted so far, as cProfile's clear().
+    clear = Profiler.reset
+
+    def getstats(self):
+        """What cProfile's getstats() gives, from the same counts: a list of
+        profiler_entry (code, callcount, reccallcount, totaltime, inlinetime,
+        calls: a list of profiler_subentry for the functions it called, or
+        None). `code` is a code_label (co_filename, co_firstlineno,
+        co_name), or a builtin's name as in cProfile."""
+        stats = self.pstats_dict(self._subcalls)
+        # One object per function: cProfile's snapshot_stats matches an
+        # entry's callees to it by id(code).
+        codes = {key: _code(key) for key in stats}
+        calls = {key: [] for key in stats}
+        for key, (cc, nc, tt, ct, callers) in stats.items():
+            for caller, (cnc, ccc, ctt, cct) in callers.items():
+                calls.setdefault(caller, []).append(
+                    profiler_subentry(codes[key], cnc, cnc - ccc, cct, ctt))
+        return [profiler_entry(codes[key], nc, nc - cc, ct, tt, calls[key] or None)
+                for key, (cc, nc, tt, ct, callers) in stats.items()]
 
     def print_stats(self, sort=-1):
         import pstats
