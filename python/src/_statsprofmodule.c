@@ -403,7 +403,21 @@ static PyObject *profiler_pstats_dict(ProfilerObject *self, PyObject *args, PyOb
   return r;
 }
 
+/* A profiler is a handle on this process's hooks, sinks and threads:
+ * nothing a copy could have. Without this, pickle and copy got as far as
+ * calling the class with the object as its config. */
+static PyObject *profiler_reduce_ex(ProfilerObject *self, PyObject *protocol) {
+  PyObject *type = (PyObject *)Py_TYPE(self);
+  PyObject *mod = PyObject_GetAttrString(type, "__module__");
+  PyObject *name = mod ? PyObject_GetAttrString(type, "__qualname__") : NULL;
+  if (name) PyErr_Format(PyExc_TypeError, "cannot pickle '%U.%U' object", mod, name);
+  Py_XDECREF(mod);
+  Py_XDECREF(name);
+  return NULL;
+}
+
 static PyMethodDef profiler_methods[] = {
+    {"__reduce_ex__", (PyCFunction)profiler_reduce_ex, METH_O, NULL},
     {"start", (PyCFunction)profiler_start, METH_NOARGS,
      "start()\n--\n\nInstalls the profile hook on every thread (statsprof_start)."},
     {"stop", (PyCFunction)profiler_stop, METH_NOARGS,
@@ -582,9 +596,9 @@ static PyTypeObject ControlType = {
 /* ---- module ------------------------------------------------------------ */
 
 static PyObject *mod_strerror(PyObject *m, PyObject *arg) {
-  long rc = PyLong_AsLong(arg);
-  if (rc == -1 && PyErr_Occurred()) return NULL;
-  return PyUnicode_FromString(statsprof_strerror((int)rc));
+  int rc; /* OverflowError outside an int, rather than another code's text */
+  if (!PyArg_Parse(arg, "i:strerror", &rc)) return NULL;
+  return PyUnicode_FromString(statsprof_strerror(rc));
 }
 
 static PyMethodDef module_methods[] = {

@@ -1004,6 +1004,48 @@ class ProfilerTest(unittest.TestCase):
             self.assertIs(type(cm.exception), IsADirectoryError)
             self.assertIsInstance(cm.exception.__context__, ZeroDivisionError)
 
+    def test_production_mode_profiles_in_windows_without_tick_calls(self):
+        # Its windows change in tick() or on the timer thread, and nothing
+        # calls tick() from Python: the package adds trigger=timer. Without
+        # it the first window never closed: every call was counted.
+        import time
+
+        def f():
+            pass
+
+        p = statsprof.Profile(config="duty=10%;window=10ms")
+        n = 0
+        with p:
+            end = time.monotonic() + 0.6
+            while time.monotonic() < end:
+                f()
+                n += 1
+        p.create_stats()
+        key = (f.__code__.co_filename, f.__code__.co_firstlineno, "f")
+        counted = p.stats.get(key, (0, 0))[1]
+        self.assertLess(counted, n / 2, (counted, n))
+        # a trigger given is kept: tick() is the caller's to call
+        p = statsprof.Profile(config="duty=10%;trigger=tick")
+        with p:
+            f()
+            self.assertFalse(p.tick())
+
+    def test_profiles_refuse_pickling(self):
+        import copy
+        import pickle
+        for p, name in ((statsprof.Profile(), "statsprof.Profile"),
+                        (statsprof.Profiler(), "statsprof._statsprof.Profiler")):
+            for dump in (pickle.dumps, copy.copy):
+                with self.assertRaises(TypeError) as cm:
+                    dump(p)
+                self.assertEqual(str(cm.exception), "cannot pickle %r object" % name)
+
+    def test_strerror_refuses_codes_beyond_an_int(self):
+        self.assertEqual(statsprof._statsprof.strerror(0), "success")
+        for code in (2 ** 40, -2 ** 40, 2 ** 32):
+            with self.assertRaises(OverflowError):
+                statsprof._statsprof.strerror(code)
+
     def test_unwritable_sink_raises_os_error_naming_the_path(self):
         with tempfile.TemporaryDirectory() as d:
             blocker = os.path.join(d, "file")

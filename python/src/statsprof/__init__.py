@@ -40,12 +40,17 @@ __all__ = ["Profile", "Profiler", "run", "runctx", "version"]
 version = _statsprof.version
 
 
+# Any of these turns production mode on (README.md, "Production mode").
+_PRODUCTION_KEYS = {"duty", "window", "every", "max_overhead"}
+
+
 def _package_config(config, builtins):
     """The library config for Profile(config=..., builtins=...): `config`
     plus sink=none unless it names a sink (the package writes no files
     unless asked; the library's default sink is statsprof.jsonl), plus
-    builtins=off for builtins=False unless it sets builtins itself. None
-    means the library's defaults, sinks included."""
+    builtins=off for builtins=False unless it sets builtins itself, plus
+    trigger=timer in production mode unless it sets a trigger. None means
+    the library's defaults, sinks included."""
     if config is None:
         return None if builtins else "builtins=off"
     keys = [item.split("=", 1)[0].strip() for item in config.split(";")]
@@ -54,6 +59,11 @@ def _package_config(config, builtins):
         extra.append("sink=none")
     if not builtins and "builtins" not in keys:
         extra.append("builtins=off")
+    # Production mode opens and closes its windows in tick() or on the
+    # timer thread; nothing here calls tick(), so without the timer the
+    # first window never closed and everything was profiled.
+    if _PRODUCTION_KEYS.intersection(keys) and "trigger" not in keys:
+        extra.append("trigger=timer")
     return ";".join(([config] if config.strip() else []) + extra)
 
 
