@@ -119,8 +119,15 @@ STATSPROF_API const char *statsprof_errmsg(const statsprof *p);
  * Records measure time from the first start (not from create): cumulative
  * snapshots begin there. Starting again after statsprof_stop keeps the
  * counts and begins the next delta's interval, so no record's interval
- * holds the stopped time. A Python exception pending at the call stays pending (so for stop and
- * destroy). A profiler that ran in an interpreter since finalized (Py_FinalizeEx)
+ * holds the stopped time. A Python exception pending at the call stays
+ * pending (so for stop and destroy). An exception raised while it runs
+ * Python code of its own (a signal handler's during the first start's
+ * calibration of its own cost, about 0.1 s: Ctrl-C, a SIGALRM deadline)
+ * fails it with STATSPROF_EPYTHON, not started: called from Python code
+ * (an extension function), the exception is left set for the caller to
+ * raise; from C with no Python frame, a KeyboardInterrupt is raised again
+ * in the thread's next Python code and another exception is reported as
+ * unraisable. A profiler that ran in an interpreter since finalized (Py_FinalizeEx)
  * does not start in the next one: STATSPROF_ESTATE (its counts stay
  * readable; create a new profiler there). Called from a sub-interpreter:
  * STATSPROF_ESTATE (see Threading above).

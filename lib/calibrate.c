@@ -91,14 +91,23 @@ static const char kCode[] =
  * slow). */
 enum { CALLS = 2000, ROUNDS = 15 };
 
-/* A KeyboardInterrupt raised in the loops (Ctrl-C's handler, or one sent
- * to this thread), cleared with the rest, is raised again for the host
- * (statsprof__calibrate). */
-static int g_interrupted;
+/* The loops raise nothing of their own: what they raise comes from
+ * outside (a signal handler's exception: Ctrl-C's KeyboardInterrupt, a
+ * SIGALRM deadline; one sent to this thread; a MemoryError). The first is
+ * kept, ends the measuring (nothing is cached), and fails the start with
+ * STATSPROF_EPYTHON; statsprof__calibrate_reraise hands it back. */
+static int g_raised_set;
+static statsprof__pending g_raised;
+static unsigned long g_raised_thread;
 
 static void clear_error(void) {
-  if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) g_interrupted = 1;
-  PyErr_Clear();
+  if (g_raised_set) {
+    PyErr_Clear();
+    return;
+  }
+  g_raised = statsprof__pending_take();
+  g_raised_set = 1;
+  g_raised_thread = PyThread_get_thread_ident();
 }
 
 /* A bare run's ticks in the unit of `clock`'s profile times. */
@@ -270,7 +279,7 @@ static int measure(PyObject *ns, const char *name, setup su, pairs *out) {
   PyObject *n = PyLong_FromLong(CALLS);
   pairs any = {0};
   out->n = 0;
-  for (int i = 0; g && n && out->n < ROUNDS && i < 4 * ROUNDS && !g_oom; i++) {
+  for (int i = 0; g && n && out->n < ROUNDS && i < 4 * ROUNDS && !g_oom && !g_raised_set; i++) {
     run(g, n); /* the profiled run before took the loop's specializations away */
     uint64_t c0 = statsprof__thread_cpu_ns(), w0 = statsprof__ticks();
     uint64_t b = run(g, n), q = profiled(g, n, name, su.clock, su.source, su.builtins);
@@ -378,20 +387,34 @@ statsprof__costs *statsprof__calibration_cached(statsprof__clock_kind clock, int
 static int calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out);
 
 /* The loops run Python code and clear what they raise: an exception the
- * host left pending is kept aside meanwhile, and a Ctrl-C they swallowed
- * is raised again. */
+ * host left pending is kept aside meanwhile, and one they raised (see
+ * clear_error) makes it STATSPROF_EPYTHON. */
 int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out) {
   statsprof__pending exc = statsprof__pending_take();
   int rc = calibrate(clock, source, builtins_key(source, builtins), out);
   statsprof__pending_restore(exc);
-  if (g_interrupted) {
-    g_interrupted = 0;
-    /* Raised in this thread's next Python code, as the signal handler's
-     * was (PyErr_SetInterrupt could crash a host without Python's signal
-     * handling). */
-    PyThreadState_SetAsyncExc(PyThreadState_Get()->thread_id, PyExc_KeyboardInterrupt);
+  return g_raised_set && g_raised_thread == PyThread_get_thread_ident() ? STATSPROF_EPYTHON : rc;
+}
+
+void statsprof__calibrate_reraise(void) {
+  if (!g_raised_set || g_raised_thread != PyThread_get_thread_ident()) return;
+  g_raised_set = 0;
+  statsprof__pending host = statsprof__pending_take();
+  statsprof__pending_restore(g_raised);
+  if (statsprof__pending_is_set(host) || !PyEval_GetFrame()) {
+    /* No Python caller to raise it to (a C host), or the host's own
+     * pending exception comes first: Ctrl-C is raised again in this
+     * thread's next Python code (PyErr_SetInterrupt could crash a host
+     * without Python's signal handling), anything else is reported. */
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+      PyErr_Clear();
+      PyThreadState_SetAsyncExc(PyThreadState_Get()->thread_id, PyExc_KeyboardInterrupt);
+    } else {
+      PyErr_WriteUnraisable(NULL);
+    }
+    statsprof__pending_restore(host);
   }
-  return rc;
+  /* Else called from Python code: left set, for the caller to raise. */
 }
 
 /* A forked child has no calibrating thread: what it left is freed at the
@@ -469,7 +492,8 @@ static int calibrate(statsprof__clock_kind clock, int source, int builtins, stat
     probe_free(g_probe);
     g_probe = NULL;
     g_calibrating = 0;
-    done[source][clock][builtins] = !g_oom; /* out of memory: measured again at the next start */
+    /* Out of memory or interrupted: measured again at the next start. */
+    done[source][clock][builtins] = !g_oom && !g_raised_set;
     /* Our own thread: the public setter does (an audit hook's refusal is
      * reported as unraisable). */
     if (func) PyEval_SetProfile(func, obj);

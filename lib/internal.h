@@ -570,8 +570,9 @@ int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int runnin
  * clearly faster than it did then, the costs shrink in proportion (speed).
  * GIL held; waits, GIL released, for another thread's calibration.
  * STATSPROF_ESTATE when called from inside a calibration on this thread (a
- * signal handler starting a profiler), STATSPROF_ENOMEM when out of memory
- * (nothing cached: measured again at the next call). */
+ * signal handler starting a profiler), STATSPROF_ENOMEM when out of memory,
+ * STATSPROF_EPYTHON when an exception from outside interrupted it (nothing
+ * cached in either: measured again at the next call). */
 typedef struct statsprof__costs {
   uint64_t py, c, rej, box; /* ticks per event, as statsprof__source's cost_* */
   uint64_t own_scale;       /* bytecode under the profiler: x 2^16 / own_scale slower */
@@ -581,6 +582,13 @@ typedef struct statsprof__costs {
                              * calibration); below 0.8 the costs were scaled by it */
 } statsprof__costs;
 int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out);
+/* After a calibration that failed with STATSPROF_EPYTHON (an exception
+ * from outside, e.g. a signal handler's, interrupted it), at the end of the
+ * start, once the host's pending exception is back: called from Python
+ * code, the exception is left set for the caller to raise; else Ctrl-C is
+ * raised again in this thread's next Python code and anything else is
+ * reported as unraisable. */
+void statsprof__calibrate_reraise(void);
 /* pthread_atfork's child: a calibration in progress at fork ran on a thread
  * the child does not have (fork.c). */
 void statsprof__calibrate_atfork_child(void);

@@ -325,6 +325,10 @@ static int set_costs(statsprof *p) {
   int rc = statsprof__calibrate(src->config.clock, src->config.source, src->config.builtins, &c);
   if (rc == STATSPROF_ENOMEM)
     return statsprof__error(p, rc, "statsprof_start: out of memory measuring the profiler's own cost");
+  if (rc == STATSPROF_EPYTHON)
+    return statsprof__error(p, rc,
+                            "statsprof_start: a Python exception (a signal handler's?) interrupted the measuring "
+                            "of the profiler's own cost; not started");
   if (rc) return calibrating_elsewhere(p);
   src->cost_py = c.py;
   src->cost_c = c.c;
@@ -446,6 +450,7 @@ int statsprof_start(statsprof *p) {
   host_exc exc = host_exc_take();
   rc = start_locked(p);
   host_exc_restore(exc);
+  if (exc.held) statsprof__calibrate_reraise();
   statsprof__leave(p);
   return rc;
 }

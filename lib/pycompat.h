@@ -59,6 +59,14 @@ static inline statsprof__pending statsprof__pending_take(void) {
   return e;
 }
 
+static inline int statsprof__pending_is_set(statsprof__pending e) {
+#if PY_VERSION_HEX >= 0x030C0000
+  return e.exc != NULL;
+#else
+  return e.type != NULL;
+#endif
+}
+
 /* Sets it pending again (steals the references), replacing any other. */
 static inline void statsprof__pending_restore(statsprof__pending e) {
 #if PY_VERSION_HEX >= 0x030C0000

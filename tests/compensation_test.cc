@@ -169,14 +169,20 @@ TEST(Compensation, CalibrationKeepsAPendingException) {
 }
 
 // A KeyboardInterrupt raised while calibration or the probe runs Python
-// code (Ctrl-C's handler, or one sent to the thread), which they clear with
-// the rest, is raised again in the host's next Python code.
+// code (Ctrl-C's handler, or one sent to the thread) fails it and, with no
+// Python caller (a C host), is raised again in the host's next Python code.
 TEST(Compensation, CalibrationPassesCtrlCOn) {
   unsigned long me = PyThreadState_Get()->thread_id;
-  for (int k = 0; k < 2; k++) {  // calibrating this source and clock, then the probe
+  statsprof__costs costs = {};
+  for (int k = 0; k < 3; k++) {  // calibrating (interrupted: not cached) or the probe, again, the probe
+    if (k == 2) ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1, &costs), 0);
     ASSERT_EQ(PyThreadState_SetAsyncExc(me, PyExc_KeyboardInterrupt), 1);
-    statsprof__costs costs = {};
-    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1, &costs), 0);
+    ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1, &costs),
+              STATSPROF_EPYTHON)
+        << k;
+    if (k == 2) EXPECT_NE(statsprof__calibration_cached(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1), nullptr);
+    EXPECT_FALSE(PyErr_Occurred());
+    statsprof__calibrate_reraise();
     EXPECT_FALSE(PyErr_Occurred());
     PyObject *globals = PyDict_New();
     ASSERT_NE(globals, nullptr);
@@ -188,6 +194,70 @@ TEST(Compensation, CalibrationPassesCtrlCOn) {
     Py_XDECREF(r);
     PyErr_Clear();
   }
+}
+
+// Any exception from outside (a signal handler's SIGALRM deadline, sent to
+// the thread here) raised while a start calibrates or probes fails the
+// start, not started. Called from Python, the caller gets that exception
+// itself; the old code cleared it and started, so the deadline never fired
+// (and on 3.11 a Ctrl-C then went to threading.setprofile's call, which
+// cleared it too). From C with no Python frame, a KeyboardInterrupt is
+// raised again in the next Python code.
+statsprof *g_deadline_p;
+
+PyObject *StartWithDeadline(PyObject *, PyObject *exc) {
+  PyThreadState_SetAsyncExc(PyThreadState_Get()->thread_id, exc);
+  int rc = statsprof_start(g_deadline_p);
+  if (rc == STATSPROF_EPYTHON && PyErr_Occurred()) return nullptr;
+  return PyLong_FromLong(rc);
+}
+
+TEST(Compensation, AnExceptionWhileAStartCalibratesFailsItAndReachesItsCaller) {
+  ASSERT_EQ(statsprof_create("sink=none;clock=cpu", &g_deadline_p), 0);
+  static PyMethodDef def = {"start_with_deadline", StartWithDeadline, METH_O, nullptr};
+  PyObject *fn = PyCFunction_New(&def, nullptr);
+  ASSERT_NE(fn, nullptr);
+  void *ns = pyh::Exec(
+      "def run(start):\n"
+      "    try:\n"
+      "        return start(TimeoutError)\n"
+      "    except TimeoutError:\n"
+      "        return 'raised'\n",
+      "deadline.py");
+  PyObject *run = PyDict_GetItemString(static_cast<PyObject *>(ns), "run");
+  for (int k = 0; k < 3; k++) {  // calibrating (or the probe), again, then the probe
+    if (k == 2) {
+      ASSERT_EQ(statsprof_start(g_deadline_p), 0) << statsprof_errmsg(g_deadline_p);
+      ASSERT_EQ(statsprof_stop(g_deadline_p), 0);
+    }
+    PyObject *r = PyObject_CallOneArg(run, fn);
+    ASSERT_NE(r, nullptr) << pyh::TakeError();
+    EXPECT_TRUE(PyUnicode_Check(r) && PyUnicode_CompareWithASCIIString(r, "raised") == 0)
+        << k << ": start returned " << (PyLong_Check(r) ? PyLong_AsLong(r) : -99);
+    Py_DECREF(r);
+    EXPECT_EQ(statsprof_is_running(g_deadline_p), 0) << k;
+    EXPECT_NE(std::string(statsprof_errmsg(g_deadline_p)).find("interrupted"), std::string::npos)
+        << statsprof_errmsg(g_deadline_p);
+  }
+  // From C, no Python frame: Ctrl-C comes back in the next Python code.
+  ASSERT_EQ(PyThreadState_SetAsyncExc(PyThreadState_Get()->thread_id, PyExc_KeyboardInterrupt), 1);
+  EXPECT_EQ(statsprof_start(g_deadline_p), STATSPROF_EPYTHON);
+  EXPECT_FALSE(PyErr_Occurred());
+  EXPECT_EQ(statsprof_is_running(g_deadline_p), 0);
+  PyObject *globals = PyDict_New();
+  PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
+  PyObject *r = PyRun_String("for i in range(1000): pass\n", Py_file_input, globals, globals);
+  EXPECT_EQ(r, nullptr) << "the interrupt was lost";
+  EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_KeyboardInterrupt));
+  Py_XDECREF(r);
+  Py_DECREF(globals);
+  PyErr_Clear();
+  // And a start with nothing raised runs.
+  EXPECT_EQ(statsprof_start(g_deadline_p), 0) << statsprof_errmsg(g_deadline_p);
+  EXPECT_NE(statsprof_is_running(g_deadline_p), 0);
+  statsprof_destroy(g_deadline_p);
+  Py_DECREF(fn);
+  pyh::Release(ns);
 }
 
 // The probe's functions and globals make a cycle: a host that turned the

@@ -19,6 +19,9 @@
 
 /* Maps a statsprof error to the Python exception a caller would expect. */
 static PyObject *raise_rc(int rc, const char *msg) {
+  /* Python code the library ran raised it (a signal handler's, in start):
+   * the caller gets that exception itself, as cProfile's would. */
+  if (rc == STATSPROF_EPYTHON && PyErr_Occurred()) return NULL;
   PyObject *type;
   switch (rc) {
     case STATSPROF_EINVAL:
