@@ -61,10 +61,14 @@ void statsprof__duty_close(statsprof__duty *d, uint64_t now, uint64_t cost) {
   d->overhead_s += (double)(cost - d->cost_taken) * spt;
   int64_t gap_ns = d->every_ns - d->window_ns;
   if (d->max_overhead > 0 && observed > 0) {
-    /* cost over (observed + gap) must stay under the budget. */
+    /* cost over (observed + gap) must stay under the budget. The budget
+     * only lengthens gaps, up to a minute (a profile that goes quiet for
+     * longer says nothing about the load that followed a costly window),
+     * never below the configured one: every=2m keeps its 2 minutes. */
+    int64_t cap_ns = 60 * (int64_t)1000000000;
+    if (cap_ns < gap_ns) cap_ns = gap_ns;
     double need = window_cost / d->max_overhead - observed;
-    if (need * 1e9 > (double)gap_ns) gap_ns = (int64_t)(need * 1e9);
-    if (gap_ns > 60 * (int64_t)1000000000) gap_ns = 60 * (int64_t)1000000000;
+    if (need * 1e9 > (double)gap_ns) gap_ns = need * 1e9 < (double)cap_ns ? (int64_t)(need * 1e9) : cap_ns;
   }
   d->boundary = now + ns_to_ticks(gap_ns > 0 ? gap_ns : 0);
 }

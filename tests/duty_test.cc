@@ -343,6 +343,35 @@ TEST(Duty, BudgetKeepsEveryWindowAndItsGapUnderMaxOverhead) {
   }
 }
 
+// duty.c alone, with a fake clock: the budget only lengthens gaps, up to a
+// minute, and never shortens the configured one (every=2m with a budget
+// still waits 2 minutes between windows, not the minute cap).
+TEST(Duty, BudgetNeverShortensTheConfiguredGap) {
+  statsprof__clock_init();
+  const double spt = statsprof__clock_sec_per_tick;
+  const uint64_t ms = (uint64_t)(1e-3 / spt);
+  const int64_t s_ns = 1000000000;
+  // (every in s, the window's cost in ms, the gap expected in s), 10 ms
+  // windows at max_overhead=1%: a cheap window keeps every's gap; a costly
+  // one lengthens it as far as the budget needs (300 ms: 30 s), up to the
+  // minute cap, and a gap of every's beyond the cap stays as it is.
+  struct Case {
+    int64_t every_s;
+    uint64_t cost_ms;
+    double gap_s;
+  };
+  for (const Case &c : std::vector<Case>{{120, 0, 119.99}, {120, 1, 119.99}, {1, 300, 29.99}, {1, 1000, 60}, {120, 1000, 119.99}, {300, 5000, 299.99}}) {
+    statsprof__duty d;
+    statsprof__duty_init(&d, 10 * 1000000, c.every_s * s_ns, 0.01);
+    const uint64_t t0 = 1000 * ms;
+    statsprof__duty_start(&d, t0, 0);
+    const uint64_t close = d.boundary;
+    statsprof__duty_close(&d, close, c.cost_ms * ms);
+    double gap = (double)(d.boundary - close) * spt;
+    EXPECT_NEAR(gap, c.gap_s, 0.001) << "every=" << c.every_s << "s cost " << c.cost_ms << "ms";
+  }
+}
+
 TEST(Duty, OverheadBudgetLengthensTheGaps) {
   DutyRun tight("sink=none;window=10ms;every=20ms;interval=1h", 0.5);
   DutyRun budget("sink=none;window=10ms;every=20ms;max_overhead=0.1%;interval=1h", 0.5);
