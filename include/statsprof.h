@@ -459,11 +459,13 @@ STATSPROF_API uint64_t statsprof_dropped(const statsprof *p);
 /*
  * Waits until every record emitted so far has been handed to every sink,
  * then calls each sink's flush — at most config stop_timeout for all sinks
- * together: a sink still busy then is logged and not flushed. Releases the
- * GIL while waiting if the caller holds it. Returns 0, or STATSPROF_ESTATE,
- * flushing nothing, when another call on this profiler is in progress (on
- * another thread that released the GIL, or from a signal handler) or when
- * called from a sub-interpreter (see Threading above).
+ * together: a sink still busy then is logged and not flushed. A sink still
+ * inside the write that an earlier wait (a flush, or an on_full=block
+ * record) gave up on is not waited for again. Releases the GIL while
+ * waiting if the caller holds it. Returns 0, or STATSPROF_ESTATE, flushing
+ * nothing, when another call on this profiler is in progress (on another
+ * thread that released the GIL, or from a signal handler) or when called
+ * from a sub-interpreter (see Threading above).
  */
 STATSPROF_API int statsprof_flush(statsprof *p);
 

@@ -711,6 +711,7 @@ typedef struct statsprof__writers {
   statsprof__writer w[STATSPROF__MAX_SINKS];
   size_t n;
   atomic_ullong errors;             /* failed emits and flushes, all sinks */
+  int64_t until;                    /* the stop's or destroy's deadline (monotonic ns), 0 outside one */
 } statsprof__writers;
 
 void statsprof__writers_init(statsprof__writers *ws, const statsprof__writers_config *c,
@@ -725,12 +726,19 @@ uint64_t statsprof__writers_dropped(const statsprof__writers *ws);
 /* Calls each sink's reopen (sinks of ops version 2 and up). */
 void statsprof__writers_reopen(statsprof__writers *ws);
 /* Waits, at most the writers' stop_timeout in all, until every queued
- * record is written, then calls each idle sink's flush. */
+ * record is written, then calls each idle sink's flush. A sink still stuck
+ * where an earlier wait gave up on it is not waited for again. */
 void statsprof__writers_drain(statsprof__writers *ws);
 /* Closes the writers: each thread drains its ring and ends; one still
  * running after stop_timeout (all writers together) is abandoned (see
- * writer.c). Then flush and close for the others. Leaves none. */
+ * writer.c). Then flush and close for the others. Leaves none, and ends
+ * a stop's deadline. */
 void statsprof__writers_close(statsprof__writers *ws);
+/* A stop or destroy begins: until statsprof__writers_stopped (stop) or
+ * statsprof__writers_close (destroy), the waits of emit, drain and close
+ * share one stop_timeout, starting now. */
+void statsprof__writers_stopping(statsprof__writers *ws);
+void statsprof__writers_stopped(statsprof__writers *ws);
 
 void statsprof__record_ref(statsprof_stats_profile *rec);
 void statsprof__record_unref(statsprof_stats_profile *rec);

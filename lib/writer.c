@@ -18,18 +18,26 @@
  *   - Flush (stop/statsprof_flush): waits, GIL released, until each ring is
  *     empty and its thread idle — all writers together at most stop_timeout
  *     — then calls the idle sinks' flush. A writer still busy is marked late
- *     and logged.
+ *     and logged; one already late and not one record further since is not
+ *     waited for again (logged all the same).
+ *   - One deadline per stop or destroy: between statsprof__writers_stopping
+ *     and _stopped (or the close that ends a destroy) the waits of the last
+ *     records' emits, the flush and the shutdown share one stop_timeout, so
+ *     a sink that is slow, not stuck, costs one stop_timeout there too, not
+ *     one per wait.
  *   - Shutdown (destroy): sets `closing`, wakes the threads; each drains
  *     what is queued and ends, so a clean shutdown loses nothing. A thread
- *     that has not ended by the deadline (stop_timeout for all writers
- *     together; none at all for a writer that was late at the last flush
- *     and has written nothing since) is stuck in its sink's emit: it is
- *     abandoned. Its queued records are dropped and counted, the log says
- *     so, the thread is detached and the host's thread returns. The thread
- *     owns `shared` from then on: when (if ever) emit returns, it calls the
- *     sink's close itself and frees `shared`. It never touches the profiler
- *     again; the owner waits out a log call in progress (`reporting`)
- *     before abandoning, so no log call can outlive the profiler.
+ *     with nothing left to write is always waited for (it ends at once). A
+ *     thread that has not ended by the deadline (stop_timeout for all
+ *     writers together, or what is left of the destroy's; none at all for
+ *     a writer that was late at the last flush and has written nothing
+ *     since) is stuck in its sink's emit: it is abandoned. Its queued
+ *     records are dropped and counted, the log says so, the thread is
+ *     detached and the host's thread returns. The thread owns `shared`
+ *     from then on: when (if ever) emit returns, it calls the sink's close
+ *     itself and frees `shared`. It never touches the profiler again; the
+ *     owner waits out a log call in progress (`reporting`) before
+ *     abandoning, so no log call can outlive the profiler.
  *   - fork(): the child has no writer threads. pthread_atfork holds every
  *     ring's lock across fork() so the child never inherits a held lock; the
  *     child marks its writers dead and zeroes its counts, and the records
@@ -280,6 +288,16 @@ static int ensure_thread(statsprof__writer *o) {
 static int64_t deadline_after(int64_t ns) { return statsprof__mono_ns() + ns; }
 #define NO_DEADLINE INT64_MAX
 
+/* The deadline of a wait starting now: the stop's or destroy's in
+ * progress, else a stop_timeout of its own. */
+static int64_t wait_deadline(const statsprof__writers *ws) {
+  return ws->until ? ws->until : deadline_after(ws->config.stop_timeout_ns);
+}
+
+/* Late at an earlier wait and not one record further since: stuck in the
+ * same emit, not worth another stop_timeout. Lock held. */
+static int still_stuck(const statsprof__writer *o) { return o->late && o->sh->delivered == o->late_mark; }
+
 /* Waits on `cond` until the deadline (monotonic ns) with the GIL released
  * if this thread holds it, so a sink that needs the GIL (a Python
  * callback) can finish. Lock held. Returns nonzero once the deadline passed. */
@@ -322,7 +340,7 @@ static int writer_push(statsprof__writer *o, statsprof_stats_profile *rec, int64
    * since is stuck in the same emit: waiting again would only hold the
    * host (a tick with per-thread records, stop joining the timer thread)
    * a stop_timeout per record. */
-  if (w->count == w->cap && o->block && !(o->late && w->delivered == o->late_mark)) {
+  if (w->count == w->cap && o->block && !still_stuck(o)) {
     int timed_out = 0;
     while (w->count == w->cap && !(timed_out = wait_until(w, &w->idle, deadline))) continue;
     if (w->count == w->cap && timed_out) {
@@ -343,11 +361,17 @@ static int writer_push(statsprof__writer *o, statsprof_stats_profile *rec, int64
   return dropped;
 }
 
-static void log_late(statsprof__writer *o, uint64_t seq, uint32_t queued) {
-  statsprof__logf(o->sh->log,
-                  "sink %s: flush gave up waiting after stop_timeout=%.3fs: its thread is still writing record "
-                  "%llu, %u more queued",
-                  sink_name(&o->sink), (double)o->stop_timeout_ns * 1e-9, (unsigned long long)seq, queued);
+static void log_late(statsprof__writer *o, uint64_t seq, uint32_t queued, int waited) {
+  if (waited)
+    statsprof__logf(o->sh->log,
+                    "sink %s: flush gave up waiting after stop_timeout=%.3fs: its thread is still writing record "
+                    "%llu, %u more queued",
+                    sink_name(&o->sink), (double)o->stop_timeout_ns * 1e-9, (unsigned long long)seq, queued);
+  else
+    statsprof__logf(o->sh->log,
+                    "sink %s: flush did not wait: its thread is still writing record %llu, where an earlier wait gave "
+                    "up after stop_timeout=%.3fs, %u more queued",
+                    sink_name(&o->sink), (unsigned long long)seq, (double)o->stop_timeout_ns * 1e-9, queued);
 }
 
 static void flush_sink(statsprof__writer *o) {
@@ -362,23 +386,28 @@ static void flush_sink(statsprof__writer *o) {
 void statsprof__writers_drain(statsprof__writers *all) {
   statsprof__writer *ws = all->w;
   size_t n = all->n;
-  int64_t deadline = n ? deadline_after(ws[0].stop_timeout_ns) : 0;
+  int64_t deadline = n ? wait_deadline(all) : 0;
   for (size_t i = 0; i < n; i++) {
     statsprof__writer *o = &ws[i];
     if (!o->sync) {
       shared *w = o->sh;
       pthread_mutex_lock(&w->lock);
       forget_inherited(w);
-      int timed_out = 0;
-      while (w->running && (w->count || w->busy || w->reporting) && !(timed_out = wait_until(w, &w->idle, deadline)))
-        continue;
+      /* A sink an on_full=block wait (the stop's last record) or the last
+       * flush gave up on, stuck since: waiting again made stop and destroy
+       * take two stop_timeouts. */
+      int skipped = w->running && still_stuck(o), timed_out = skipped;
+      if (!skipped) {
+        while (w->running && (w->count || w->busy || w->reporting) && !(timed_out = wait_until(w, &w->idle, deadline)))
+          continue;
+        o->late = timed_out;
+        o->late_mark = w->delivered;
+      }
       uint32_t queued = w->count;
       uint64_t seq = w->current_seq;
-      o->late = timed_out;
-      o->late_mark = w->delivered;
       pthread_mutex_unlock(&w->lock);
       if (timed_out) {
-        log_late(o, seq, queued);
+        log_late(o, seq, queued, !skipped);
         continue; /* flush would run beside a live emit */
       }
     }
@@ -418,7 +447,8 @@ void statsprof__writers_close(statsprof__writers *all) {
   statsprof__writer *ws = all->w;
   size_t n = all->n;
   all->n = 0;
-  int64_t deadline = n ? deadline_after(ws[0].stop_timeout_ns) : 0;
+  int64_t deadline = n ? wait_deadline(all) : 0;
+  all->until = 0;
   for (size_t i = 0; i < n; i++) {
     if (ws[i].sync) continue;
     shared *w = ws[i].sh;
@@ -434,10 +464,14 @@ void statsprof__writers_close(statsprof__writers *all) {
     int abandoned = 0;
     if (!o->sync) {
       pthread_mutex_lock(&w->lock);
-      /* Late at the last flush and not one record further since: stuck in
-       * the same emit, not worth another stop_timeout. */
-      int64_t until = o->late && w->delivered == o->late_mark ? 0 : deadline;
-      while (w->running && !w->exited && !wait_until(w, &w->idle, until)) continue;
+      int64_t until = still_stuck(o) ? 0 : deadline;
+      /* A thread with nothing left to write ends at once, even when the
+       * destroy's deadline has passed (spent on another sink at its
+       * flush): wait for it rather than abandon a sink that is done. */
+      while (w->running && !w->exited) {
+        if (w->count == 0 && !w->busy) wait_until(w, &w->idle, NO_DEADLINE);
+        else if (wait_until(w, &w->idle, until)) break;
+      }
       while (w->reporting) wait_until(w, &w->idle, NO_DEADLINE); /* a log call: the profiler must outlive it */
       if (w->running && !w->exited) abandoned = abandon(o);
       if (!abandoned) {
@@ -490,9 +524,15 @@ uint64_t statsprof__writers_dropped(const statsprof__writers *ws) {
 void statsprof__writers_emit(statsprof__writers *ws, statsprof_stats_profile *rec) {
   rec->dropped = statsprof__writers_dropped(ws);
   rec->sink_errors = atomic_load(&ws->errors);
-  int64_t deadline = ws->n ? deadline_after(ws->w[0].stop_timeout_ns) : 0;
+  int64_t deadline = ws->n ? wait_deadline(ws) : 0;
   for (size_t i = 0; i < ws->n; i++) writer_push(&ws->w[i], rec, deadline);
 }
+
+void statsprof__writers_stopping(statsprof__writers *ws) {
+  if (!ws->until) ws->until = deadline_after(ws->config.stop_timeout_ns);
+}
+
+void statsprof__writers_stopped(statsprof__writers *ws) { ws->until = 0; }
 
 void statsprof__writers_reopen(statsprof__writers *ws) {
   for (size_t i = 0; i < ws->n; i++) {

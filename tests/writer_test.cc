@@ -25,6 +25,7 @@
 
 #include "child.h"
 #include "collect_sink.h"
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -145,6 +146,21 @@ TEST(Writer, AbandoningRacesWithEmitsThatFinishAroundTheDeadline) {
   pyh::Release(ns);
 }
 
+// A started profiler (nullptr if config is refused) logging to `log`, whose
+// one sink, `stuck`, is inside emit with its first record.
+statsprof *StartWithStuckSink(const char *config, void *ns, pyh::LogLines *log, GateSink *stuck,
+                              child::Problems *pr) {
+  statsprof *p = nullptr;
+  if (statsprof_create(config, &p) != 0) return nullptr;
+  statsprof_set_log(p, pyh::LogLines::Fn, log);
+  statsprof_add_sink(p, GateSink::Ops(), stuck);
+  statsprof_start(p);
+  pyh::Call(ns, "g");
+  statsprof_emit_now(p);  // into emit, stuck
+  pr->Check(Eventually([&] { return stuck->emits == 1; }), "the first record never reached emit");
+  return p;
+}
+
 // on_full=block waited for room forever: a tick with a stuck sink hung the
 // host (every run). Now it waits stop_timeout, then drops the record.
 // It then waited a full stop_timeout again for every later record: a tick
@@ -160,15 +176,9 @@ TEST(Writer, OnFullBlockWaitsAtMostStopTimeout) {
     child::Problems pr;
     pyh::LogLines log;
     GateSink stuck;
-    statsprof *p = nullptr;
-    if (statsprof_create("sink=none;interval=1h;on_full=block;queue=1;stop_timeout=2s", &p) != 0)
-      return std::string("create failed");
-    statsprof_set_log(p, pyh::LogLines::Fn, &log);
-    statsprof_add_sink(p, GateSink::Ops(), &stuck);
-    statsprof_start(p);
-    pyh::Call(ns, "g");
-    statsprof_emit_now(p);  // into emit, stuck
-    pr.Check(Eventually([&] { return stuck.emits == 1; }), "the first record never reached emit");
+    statsprof *p = StartWithStuckSink("sink=none;interval=1h;on_full=block;queue=1;stop_timeout=2s", ns, &log,
+                                      &stuck, &pr);
+    if (!p) return std::string("create failed");
     statsprof_emit_now(p);  // queued
     pr.Check(statsprof_dropped(p) == 0, "dropped too early");
     statsprof_emit_now(p);  // no room: waits 2 s, then drops
@@ -181,6 +191,124 @@ TEST(Writer, OnFullBlockWaitsAtMostStopTimeout) {
     statsprof_destroy(p);
     stuck.open = true;
     pr.Check(Eventually([&] { return stuck.closes == 1; }), "the abandoned sink was never closed");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// With on_full=block, stop's last record waited stop_timeout for a stuck
+// sink and marked it late; the flush after it ignored that and waited a
+// second stop_timeout, so stop (and destroy without stop) took two (the
+// old code logged "flush gave up waiting" in each case below, after 2.0 s
+// of waits that cannot end sooner). The flush now skips a sink stuck since
+// a wait gave up on it, and says so. The time bound is the contract itself
+// (one stop_timeout), asserted loosely: 1.75 of them.
+TEST(Writer, StopWithOnFullBlockWaitsOnceForAStuckSink) {
+  void *ns = pyh::Exec(kProgram);
+  for (bool stop_first : {true, false}) {
+    SCOPED_TRACE(stop_first ? "stop" : "destroy without stop");
+    std::string problems = child::Run([&] {
+      child::Problems pr;
+      pyh::LogLines log;
+      GateSink stuck;
+      statsprof *p = StartWithStuckSink("sink=none;interval=1h;on_full=block;queue=1;stop_timeout=1s", ns, &log,
+                                        &stuck, &pr);
+      if (!p) return std::string("create failed");
+      pyh::Call(ns, "g");
+      statsprof_emit_now(p);  // queued: the ring is full
+      pyh::Call(ns, "g");     // so the stop has a last record to emit
+      auto t0 = std::chrono::steady_clock::now();
+      if (stop_first) {
+        pr.Check(statsprof_stop(p) == 0, "stop");
+        pr.Check(statsprof_dropped(p) == 1, "the stop's record was not dropped after its wait: dropped " +
+                                                 std::to_string(statsprof_dropped(p)));
+      }
+      statsprof_destroy(p);
+      double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      log.dead = true;
+      pr.Check(log.Has("sink stuck: flush did not wait: its thread is still writing record 1, where an earlier "
+                       "wait gave up after stop_timeout=1.000s, 1 more queued"),
+               "the flush did not skip the stuck sink:\n" + log.All());
+      pr.Check(!log.Has("flush gave up waiting"), "the flush waited again:\n" + log.All());
+      pr.Check(took < 1.75, "stop and destroy took " + std::to_string(took) + " s with stop_timeout=1s");
+      stuck.open = true;
+      pr.Check(Eventually([&] { return stuck.closes == 1; }), "the abandoned sink was never closed");
+      return pr.text;
+    });
+    EXPECT_EQ(problems, "");
+  }
+  pyh::Release(ns);
+}
+
+// A sink whose emit waits for a permit per record: slow, not stuck.
+struct StepSink {
+  std::atomic<int> permits{0}, emits{0}, closes{0};
+  static int Emit(void *ctx, const statsprof_stats_profile *) {
+    auto *s = static_cast<StepSink *>(ctx);
+    s->emits++;
+    while (s->permits.load() <= 0) usleep(1000);
+    s->permits--;
+    return 0;
+  }
+  static void Close(void *ctx) { static_cast<StepSink *>(ctx)->closes++; }
+  static const statsprof_sink_ops *Ops() {
+    static const statsprof_sink_ops ops = {STATSPROF_SINK_VERSION, "step", Emit, nullptr, Close, nullptr};
+    return &ops;
+  }
+};
+
+// One deadline per stop or destroy (writer.c's stopping/stopped): once
+// the stop's stop_timeout is spent (here in a sleep, in a stop on the
+// last records' on_full=block waits), the flush and the close wait no
+// more — neither for a sink that got one record further meanwhile, which
+// a close of its own would have waited a full stop_timeout for — yet a
+// sink with nothing left to write is still closed on the host's thread,
+// not abandoned. Without the shared deadline each wait below took its own
+// 2 s; the bound is half of one.
+TEST(Writer, TheWaitsOfOneStopShareOneDeadline) {
+  void *ns = pyh::Exec(kProgram);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pyh::LogLines log;
+    StepSink step;
+    pyh::RecordingSink good;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;interval=1h;stop_timeout=2s", &p) != 0) return std::string("create failed");
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
+    statsprof_add_sink(p, StepSink::Ops(), &step);
+    pyh::AddRecordingSink(p, &good);
+    statsprof_start(p);
+    for (int i = 0; i < 3; i++) {  // record 1 in the step sink's emit, 2 and 3 queued
+      pyh::Call(ns, "g");
+      statsprof_emit_now(p);
+    }
+    pr.Check(Eventually([&] { return step.emits == 1; }), "the first record never reached emit");
+    statsprof__writers_stopping(&p->writers);
+    usleep(2100000);  // the stop's stop_timeout, spent
+    auto t0 = std::chrono::steady_clock::now();
+    statsprof__writers_drain(&p->writers);
+    double drain = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    pr.Check(log.Has("sink step: flush gave up waiting after stop_timeout=2.000s: its thread is still writing record 1"),
+             "no flush message:\n" + log.All());
+    step.permits = 1;  // one record further: no longer stuck where the flush left it
+    pr.Check(Eventually([&] { return step.emits == 2; }), "the second record never reached emit");
+    t0 = std::chrono::steady_clock::now();
+    statsprof__writers_close(&p->writers);
+    double close = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    pr.Check(drain < 1.0, "the flush waited " + std::to_string(drain) + " s after the stop's deadline");
+    pr.Check(close < 1.0, "the close waited " + std::to_string(close) + " s after the stop's deadline");
+    pr.Check(log.Has("sink step abandoned after stop_timeout=2.000s: its thread is stuck writing record 2; "
+                     "1 queued records dropped"),
+             "no abandon message:\n" + log.All());
+    pr.Check(!log.Has("sink recording abandoned"), "the idle sink was abandoned:\n" + log.All());
+    pr.Check(good.records.size() == 3 && good.closes == 1,
+             "the idle sink: records " + std::to_string(good.records.size()) + ", closes " + std::to_string(good.closes));
+    statsprof_destroy(p);
+    log.dead = true;
+    step.permits = 100;
+    pr.Check(Eventually([&] { return step.closes == 1; }), "the abandoned sink was never closed");
+    pr.Check(log.after_death == 0, "the log function was called after destroy");
     return pr.text;
   });
   EXPECT_EQ(problems, "");
