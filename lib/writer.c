@@ -44,9 +44,10 @@
  *     the parent had queued are the parent's to write: the child drops them
  *     (uncounted) before it next uses the ring. The next push restarts the
  *     thread.
- * writer=sync skips all of this and calls the sinks on the host's thread,
- * where nothing can bound them: the built-in sinks bound each write with
- * their stall limit; a host sink's emit takes as long as it takes.
+ * writer=sync skips all of this but fork's zeroed counts, and calls the
+ * sinks on the host's thread, where nothing can bound them: the built-in
+ * sinks bound each write with their stall limit; a host sink's emit takes
+ * as long as it takes.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -80,7 +81,7 @@ struct statsprof__writer_shared {
   statsprof__writer *owner;
   atomic_ullong *total_errors;
   const statsprof__log_target *log;
-  shared *next; /* all writers with a thread, for fork */
+  shared *next; /* all writers (writer=sync ones too), for fork */
 };
 
 /* Condition variables on the monotonic clock: waits have deadlines. */
@@ -245,13 +246,16 @@ static int writer_init(statsprof__writer *w, statsprof__sink sink, const statspr
   sh->log = log;
   sh->pid = getpid();
   w->sh = sh;
-  if (w->sync) return 0;
-  sh->ring = statsprof__calloc(sh->cap, sizeof *sh->ring);
-  if (!sh->ring) {
-    statsprof__free(sh);
-    w->sh = NULL;
-    return STATSPROF_ENOMEM;
+  if (!w->sync) {
+    sh->ring = statsprof__calloc(sh->cap, sizeof *sh->ring);
+    if (!sh->ring) {
+      statsprof__free(sh);
+      w->sh = NULL;
+      return STATSPROF_ENOMEM;
+    }
   }
+  /* writer=sync ones too, which have no thread: a forked child zeroes
+   * every writer's counts. */
   init_sync(sh);
   pthread_mutex_lock(&g_writers_lock);
   sh->next = g_writers;
@@ -266,6 +270,14 @@ static void unregister(shared *sh) {
   while (*pp && *pp != sh) pp = &(*pp)->next;
   if (*pp) *pp = sh->next;
   pthread_mutex_unlock(&g_writers_lock);
+}
+
+/* Out of the fork list, its lock and conditions gone: no thread uses it. */
+static void writer_retire(shared *w) {
+  unregister(w);
+  pthread_mutex_destroy(&w->lock);
+  pthread_cond_destroy(&w->wake);
+  pthread_cond_destroy(&w->idle);
 }
 
 /* Starts the thread on first use (and again in a forked child). Lock held. */
@@ -480,11 +492,10 @@ void statsprof__writers_close(statsprof__writers *all) {
         if (running) pthread_join(o->thread, NULL);
         /* A thread that could not start leaves records behind: free them. */
         for (; w->count; w->count--, w->head = (w->head + 1) % w->cap) statsprof__record_unref(w->ring[w->head]);
-        unregister(w);
-        pthread_mutex_destroy(&w->lock);
-        pthread_cond_destroy(&w->wake);
-        pthread_cond_destroy(&w->idle);
+        writer_retire(w);
       }
+    } else {
+      writer_retire(w);
     }
     if (!abandoned) {
       flush_sink(o);

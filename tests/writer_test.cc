@@ -524,6 +524,46 @@ int TagEmit(void *, const statsprof_stats_profile *rec) {
 
 const statsprof_sink_ops kTagOps = {STATSPROF_SINK_VERSION, "tag", TagEmit, nullptr, nullptr, nullptr};
 
+// The child's writers start with zeroed counts: with writer=sync the child
+// inherited the parent's sink_errors (its first record said 3, seq 1),
+// because only writers with a thread were in the list fork resets.
+TEST(Writer, ForkedChildStartsWithZeroedCountsOnEveryWriter) {
+  pyh::LogLines log;
+  for (const char *writer : {"sync", "thread"}) {
+    SCOPED_TRACE(writer);
+    pyh::RecordingSink failing;
+    failing.fail = STATSPROF_EIO;
+    statsprof *p = nullptr;
+    std::string config = std::string("sink=none;interval=1h;writer=") + writer;
+    ASSERT_EQ(statsprof_create(config.c_str(), &p), 0);
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
+    ASSERT_EQ(pyh::AddRecordingSink(p, &failing), 0);
+    ASSERT_EQ(statsprof_start(p), 0);
+    for (int i = 0; i < 3; i++) statsprof_emit_now(p);
+    statsprof_flush(p);
+    ASSERT_EQ(statsprof_sink_errors(p), 3u);
+    size_t before = failing.records.size();
+    std::string problems = child::Run([&] {
+      child::Problems pr;
+      pr.Check(statsprof_sink_errors(p) == 0, "sink_errors " + std::to_string(statsprof_sink_errors(p)) + " at fork");
+      statsprof_emit_now(p);
+      statsprof_flush(p);
+      pr.Check(failing.records.size() == before + 1, "records " + std::to_string(failing.records.size()));
+      if (failing.records.size() > before) {
+        const pyh::Record &r = failing.records[before];
+        pr.Check(r.seq == 1 && r.sink_errors == 0 && r.dropped == 0,
+                 "the child's first record: seq " + std::to_string(r.seq) + " sink_errors " +
+                     std::to_string(r.sink_errors) + " dropped " + std::to_string(r.dropped));
+      }
+      pr.Check(statsprof_sink_errors(p) == 1, "sink_errors " + std::to_string(statsprof_sink_errors(p)) + " after");
+      statsprof_destroy(p);
+      return pr.text;
+    });
+    EXPECT_TRUE(child::OkUnderTsan(problems)) << problems;
+    statsprof_destroy(p);
+  }
+}
+
 // Issue 11, item 7: records queued in a writer's ring when the host forked
 // were written by the parent and again by the child, with the parent's pid
 // (the old code did so in every round). The child writes only its own.
