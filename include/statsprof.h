@@ -114,8 +114,11 @@ STATSPROF_API const char *statsprof_errmsg(const statsprof *p);
  * Installs the profile function (PyEval_SetProfile) on every thread state
  * of the main interpreter, and arranges for threads started later from
  * Python (threading) to be profiled too. Threads a host creates later in C
- * are picked up at each statsprof_tick/snapshot, or at once with
- * statsprof_attach_thread(). Requires the GIL. Starting twice is a no-op.
+ * are picked up when a record is due (at the statsprof_tick that emits it,
+ * or on the timer thread), at each statsprof_snapshot and when a
+ * production-mode window opens, or at once with statsprof_attach_thread();
+ * the sys.monitoring source covers them from their first call. Requires
+ * the GIL. Starting twice is a no-op.
  * Records measure time from the first start (not from create): cumulative
  * snapshots begin there. Starting again after statsprof_stop keeps the
  * counts and begins the next delta's interval, so no record's interval
@@ -329,7 +332,9 @@ STATSPROF_API statsprof_stats_profile *statsprof_stats_profile_ref(statsprof_sta
  * Call from the host's main loop (e.g. once per frame). When the configured
  * interval has elapsed since the last record, takes a delta snapshot and
  * emits it to every sink; otherwise returns at once (a clock read and a
- * compare). Also attaches thread states created since the last tick.
+ * compare). A tick that emits (or opens a production-mode window) also
+ * attaches thread states created since; one that returns at once does not
+ * (it would walk every thread state at the host's frame rate).
  * Returns 1 when a record was emitted, 0 when none was due, <0 when no
  * snapshot could be taken. Sinks write on their own threads: their failures
  * are counted (statsprof_sink_errors), logged, and never returned here.
