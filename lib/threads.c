@@ -108,7 +108,11 @@ int statsprof__osthread_is_self(const statsprof__osthread *os) {
 /* ---- names ------------------------------------------------------------- */
 
 static void set_name(statsprof *p, statsprof__slot *s, const char *name) {
-  if (!name || (s->name && !strcmp(s->name, name))) return;
+  if (!name) {
+    s->name = NULL; /* no explicit name (any more), and threading has none */
+    return;
+  }
+  if (s->name && !strcmp(s->name, name)) return;
   const char *n = statsprof__strings_add(p->table.strings, name, strlen(name));
   if (n) s->name = n;
   else p->src.oom = 1; /* reported at the next snapshot or stop */

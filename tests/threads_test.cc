@@ -279,6 +279,35 @@ TEST(Threads, HostNamesACThreadForEveryThreadState) {
   pyh::Release(ns);
 }
 
+// statsprof_name_thread(NULL) goes back to threading's name, and to none
+// for a C thread threading has no Thread for: the old code kept the
+// explicit name on that thread's records.
+TEST(Threads, NamingACThreadNullTakesItsNameAway) {
+  void *ns = pyh::Exec("def from_c(): pass\n", "cname_null.py");
+  PyObject *fn = PyDict_GetItemString((PyObject *)ns, "from_c");
+  CollectSink sink;
+  statsprof *p = StartCollecting("sink=none;per_thread=on;writer=sync", &sink);
+  Py_BEGIN_ALLOW_THREADS std::thread th([&] {
+    PyGILState_STATE g = PyGILState_Ensure();
+    EXPECT_EQ(statsprof_attach_thread(p), 0);
+    EXPECT_EQ(statsprof_name_thread("io-worker"), 0);
+    Py_XDECREF(PyObject_CallNoArgs(fn));
+    EXPECT_EQ(statsprof_emit_now(p), 0);
+    EXPECT_EQ(statsprof_name_thread(nullptr), 0);
+    Py_XDECREF(PyObject_CallNoArgs(fn));
+    EXPECT_EQ(statsprof_emit_now(p), 0);
+    PyGILState_Release(g);
+  });
+  th.join();
+  Py_END_ALLOW_THREADS;
+  std::vector<std::string> names;
+  for (auto &r : sink.Take())
+    if (r.kind == STATSPROF_RECORD_THREAD && r.calls("from_c")) names.push_back(r.thread_name);
+  EXPECT_EQ(names, (std::vector<std::string>{"io-worker", ""}));
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
 // A C thread that enters Python with PyGILState_Ensure after start.
 struct CThread {
   std::atomic<int> phase{0};
