@@ -10,10 +10,12 @@
  * rounding to zero — is an error, never a silent wrap. Every message quotes
  * the bad text and gives its offset, so a host can point at the exact spot. */
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -390,8 +392,67 @@ static const char *sink_place(const statsprof__sink_spec *s, size_t *len) {
   return b;
 }
 
+/* Drops "." and empty components and resolves ".." in an absolute path,
+ * in place, by its text alone. */
+static void normalize_path(char *path) {
+  char *out = path;
+  for (const char *p = path; *p;) {
+    while (*p == '/') p++;
+    const char *e = strchr(p, '/');
+    if (!e) e = p + strlen(p);
+    size_t n = (size_t)(e - p);
+    if (n == 2 && p[0] == '.' && p[1] == '.') {
+      while (out > path && *--out != '/') continue;
+    } else if (n && !(n == 1 && p[0] == '.')) {
+      *out++ = '/';
+      memmove(out, p, n);
+      out += n;
+    }
+    p = e;
+  }
+  if (out == path) *out++ = '/';
+  *out = 0;
+}
+
+/* The place a sink writes as one spelling: absolute (from the working
+ * directory), normalized, and through realpath where it, or else its
+ * parent directory, exists (symbolic links, "dir/../"). The text as given
+ * when it does not fit. */
+static void place_key(const char *b, size_t len, char *key, size_t keylen) {
+  char path[PATH_MAX], real[PATH_MAX];
+  size_t cwd = 0;
+  if (*b != '/') {
+    if (getcwd(path, sizeof path)) {
+      cwd = strlen(path);
+      path[cwd++] = '/';
+    } else {
+      cwd = sizeof path; /* no working directory: the text as given, below */
+    }
+  }
+  if (cwd + len >= sizeof path) {
+    snprintf(key, keylen, "%.*s", (int)len, b);
+    return;
+  }
+  memcpy(path + cwd, b, len);
+  path[cwd + len] = 0;
+  if (realpath(path, real)) {
+    snprintf(key, keylen, "%s", real);
+    return;
+  }
+  normalize_path(path);
+  char *slash = strrchr(path, '/');
+  if (slash > path) {
+    *slash = 0;
+    if (realpath(path, real) && snprintf(key, keylen, "%s/%s", strcmp(real, "/") ? real : "", slash + 1) < (int)keylen)
+      return;
+    *slash = '/';
+  }
+  snprintf(key, keylen, "%s", path);
+}
+
 /* sink=none opens nothing, so it stands alone; two sinks of one kind
- * writing one place would interleave lines or replace each other's files. */
+ * writing one place would interleave lines or replace each other's files,
+ * however the place is spelled (a/x, ./a/x, an absolute path, a link). */
 static int finish_sinks(parse_ctx *pc, statsprof__config *c) {
   for (size_t i = 0; i < c->nsinks && c->nsinks > 1; i++)
     if (!strcmp(c->sinks[i].name, "none"))
@@ -399,10 +460,14 @@ static int finish_sinks(parse_ctx *pc, statsprof__config *c) {
   for (size_t j = 1; j < c->nsinks; j++) {
     size_t lj, li;
     const char *pj = sink_place(&c->sinks[j], &lj);
+    char kj[PATH_MAX], ki[PATH_MAX];
+    if (pj) place_key(pj, lj, kj, sizeof kj);
     for (size_t i = 0; pj && i < j; i++) {
       const char *pi = sink_place(&c->sinks[i], &li);
       char q[160];
-      if (pi && li == lj && !memcmp(pi, pj, lj) && !strcmp(c->sinks[i].name, c->sinks[j].name))
+      if (!pi || strcmp(c->sinks[i].name, c->sinks[j].name)) continue;
+      place_key(pi, li, ki, sizeof ki);
+      if (!strcmp(ki, kj))
         return fail(pc, pc->text + c->sinks[j].offset, "sink %s writes to '%s' as the sink at offset %zu does",
                     c->sinks[j].name, QUOTE(q, pj, pj + lj), c->sinks[i].offset);
     }

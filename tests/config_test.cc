@@ -238,6 +238,28 @@ TEST(Config, TwoSinksWritingOnePlaceAreRejected) {
   ExpectValid(("sink=jsonl:" + dir + "/a.jsonl;sink=jsonl:" + dir + "/b.jsonl;sink=stderr;sink=stderr").c_str());
 }
 
+// The same check compared the text only: one file spelled two ways (./,
+// "..", "//", absolute and relative, through a symbolic link) was taken
+// for two, and both sinks wrote it.
+TEST(Config, TwoSinksWritingOnePlaceAreRejectedHoweverItIsSpelled) {
+  std::string dir = pyh::TempDir();
+  ASSERT_EQ(mkdir((dir + "/out").c_str(), 0700), 0);
+  ASSERT_EQ(symlink((dir + "/out").c_str(), (dir + "/link").c_str()), 0);
+  char cwd[4096];
+  ASSERT_NE(getcwd(cwd, sizeof cwd), nullptr);
+  ASSERT_EQ(chdir(dir.c_str()), 0);
+  ExpectConfigError("sink=jsonl:out/a.jsonl;sink=jsonl:./out/a.jsonl",
+                    {"sink jsonl writes to './out/a.jsonl' as the sink at offset 0 does", "(at offset 23)"});
+  ExpectConfigError(("sink=jsonl:out/a.jsonl;sink=jsonl:" + dir + "/out/a.jsonl").c_str(),
+                    {"sink jsonl writes to '", "as the sink at offset 0 does", "(at offset 23)"});
+  ExpectConfigError("sink=jsonl:out/a.jsonl;sink=jsonl:link/a.jsonl", {"sink jsonl writes to 'link/a.jsonl'"});
+  ExpectConfigError("sink=jsonl:out//x/../a.jsonl;sink=jsonl:out/a.jsonl", {"sink jsonl writes to 'out/a.jsonl'"});
+  ExpectConfigError("sink=pstats:out;sink=pstats:link/", {"sink pstats writes to 'link'"});
+  ExpectConfigError("sink=callgrind:new/d;sink=callgrind:./new/./d", {"sink callgrind writes to './new/./d'"});
+  ExpectValid("sink=jsonl:out/a.jsonl;sink=jsonl:link/b.jsonl;sink=pstats:out;sink=pstats:out/p");
+  ASSERT_EQ(chdir(cwd), 0);
+}
+
 TEST(Config, SinkWithEmptyArgumentIsRejected) {
   ExpectConfigError("sink=jsonl:", {"'jsonl:'", "empty argument"});
 }
