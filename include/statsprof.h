@@ -102,8 +102,8 @@ STATSPROF_API void statsprof_destroy(statsprof *p);
 /*
  * The detailed message of the last failed call on `p`, or for p == NULL of
  * the last failed statsprof_create/statsprof_from_env/
- * statsprof_register_sink on this thread ("" again once one of those
- * succeeds). Never NULL; "" when there was no error. Valid until the next
+ * statsprof_register_sink/statsprof_name_thread on this thread ("" again
+ * once one of those succeeds). Never NULL; "" when there was no error. Valid until the next
  * call on `p`. A call refused because it came from a sub-interpreter
  * leaves `p` untouched: its message is the calling thread's, given on that
  * thread until its next failed call on `p`.
@@ -167,7 +167,8 @@ STATSPROF_API int statsprof_attach_thread(statsprof *p);
  * follow the thread: call again to rename it; NULL or "" goes back to
  * threading's name. The name belongs to the OS thread, not to a thread
  * state, so it survives PyGILState_Release. Any thread; no GIL needed;
- * process-wide (every profiler sees it). Returns 0 or STATSPROF_ENOMEM.
+ * process-wide (every profiler sees it). Returns 0 or STATSPROF_ENOMEM
+ * (with its message in statsprof_errmsg(NULL)).
  */
 STATSPROF_API int statsprof_name_thread(const char *name);
 
@@ -425,7 +426,10 @@ typedef struct statsprof_sink_ops {
  * Adds a host sink. `ops` and `ctx` must stay valid until the sink's close
  * has been called (see above: for an abandoned sink that is after
  * statsprof_destroy returns); `ctx` is passed back to every method. Any
- * thread holding the GIL.
+ * thread holding the GIL. A profiler has at most 16 sinks, those of its
+ * config string included. Returns 0; STATSPROF_EINVAL for a NULL `p`, ops
+ * or ops->emit or an unsupported ops->version; STATSPROF_ESTATE when the
+ * profiler has 16 sinks already, or from a sub-interpreter; STATSPROF_ENOMEM.
  */
 STATSPROF_API int statsprof_add_sink(statsprof *p, const statsprof_sink_ops *ops,
                                      void *ctx);
@@ -443,8 +447,12 @@ typedef int (*statsprof_sink_open_fn)(const char *arg, const statsprof_sink_ops 
 
 /*
  * Makes a host sink available by name to config strings, exactly like the
- * built-in ones (jsonl, stderr, ...). Names are letters, digits, '_' and '-'.
- * Registering an existing name replaces it. Any thread; process-wide.
+ * built-in ones (jsonl, stderr, ...). Names are letters, digits, '_' and '-',
+ * at most 31 of them. Registering an existing name replaces it. Any thread;
+ * process-wide. Returns 0; STATSPROF_EINVAL for a NULL `open` or a bad name
+ * (empty, too long, another character); STATSPROF_ENOMEM when the registry
+ * is full: it holds 32 names, the 4 built-in ones included (replacing a
+ * name always succeeds). On failure statsprof_errmsg(NULL) says why.
  */
 STATSPROF_API int statsprof_register_sink(const char *name, statsprof_sink_open_fn open);
 

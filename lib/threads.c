@@ -96,6 +96,7 @@ int statsprof_name_thread(const char *name) {
   os->name = copy;
   pthread_mutex_unlock(&g_name_lock);
   statsprof__free(old);
+  statsprof__error_clear(NULL); /* as create's: "" once one succeeds */
   return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string>
 
+#include "child.h"
 #include "lib_internal.h"
 #include "pyharness.h"
 
@@ -504,6 +505,28 @@ TEST(RegisterSink, RegisteredSinkIsUsedFromConfigWithItsArgument) {
 TEST(RegisterSink, RegisteredNamesAppearInTheUnknownSinkMessage) {
   ASSERT_EQ(statsprof_register_sink("listed_sink", OpenRecording), 0);
   ExpectConfigError("sink=nosuch", {"unknown sink 'nosuch'", "listed_sink", "jsonl"});
+}
+
+// The header's results: names of up to 31 characters; a full registry (32
+// names, the 4 built-in ones included) is STATSPROF_ENOMEM, and replacing
+// a name still works then. In a child: the registry is process-wide.
+TEST(RegisterSink, TheRegistryHoldsThirtyTwoNamesBuiltInsIncluded) {
+  std::string problems = child::Run([] {
+    child::Problems pr;
+    pr.Check(statsprof_register_sink(std::string(31, 'n').c_str(), OpenRecording) == 0, "a 31-character name");
+    pr.Check(statsprof_register_sink(std::string(32, 'n').c_str(), OpenRecording) == STATSPROF_EINVAL,
+             "a 32-character name");
+    int added = 1, rc = 0;
+    while (added < 40 && (rc = statsprof_register_sink(("full_" + std::to_string(added)).c_str(), OpenRecording)) == 0)
+      added++;
+    pr.Check(rc == STATSPROF_ENOMEM, "a full registry: rc " + std::to_string(rc));
+    pr.Check(std::string(statsprof_errmsg(nullptr)).find("registry full") != std::string::npos,
+             std::string("message: ") + statsprof_errmsg(nullptr));
+    pr.Check(statsprof_register_sink("full_1", OpenRecording) == 0, "replacing a name in a full registry");
+    pr.Check(statsprof_register_sink(std::string(31, 'n').c_str(), OpenRecording) == 0, "replacing the first name");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
 }
 
 TEST(RegisterSink, BadNamesAreRejected) {

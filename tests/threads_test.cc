@@ -308,6 +308,17 @@ TEST(Threads, NamingACThreadNullTakesItsNameAway) {
   pyh::Release(ns);
 }
 
+// statsprof_name_thread reports through statsprof_errmsg(NULL), as create
+// and register_sink do: its success clears the thread's message too (the
+// old code left an earlier failure's message there).
+TEST(Threads, NamingAThreadClearsTheThreadsMessage) {
+  EXPECT_EQ(statsprof_register_sink("a/b", nullptr), STATSPROF_EINVAL);
+  EXPECT_STRNE(statsprof_errmsg(nullptr), "");
+  EXPECT_EQ(statsprof_name_thread("named"), 0);
+  EXPECT_STREQ(statsprof_errmsg(nullptr), "");
+  EXPECT_EQ(statsprof_name_thread(nullptr), 0);
+}
+
 // A C thread that enters Python with PyGILState_Ensure after start.
 struct CThread {
   std::atomic<int> phase{0};

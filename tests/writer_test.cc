@@ -197,6 +197,22 @@ TEST(Writer, OnFullBlockWaitsAtMostStopTimeout) {
   pyh::Release(ns);
 }
 
+// A profiler has at most 16 sinks, those of its config included: a host
+// sink beyond them is STATSPROF_ESTATE (the header said nothing of it).
+TEST(Writer, SixteenSinksInAllConfigIncluded) {
+  std::string config = "interval=1h";
+  for (int i = 0; i < 15; i++) config += ";sink=stderr";
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  pyh::RecordingSink a, b;
+  EXPECT_EQ(pyh::AddRecordingSink(p, &a), 0);
+  EXPECT_EQ(pyh::AddRecordingSink(p, &b), STATSPROF_ESTATE);
+  EXPECT_STREQ(statsprof_errmsg(p), "statsprof_add_sink: at most 16 sinks");
+  statsprof_destroy(p);
+  EXPECT_EQ(a.closes, 1);
+  EXPECT_EQ(b.closes, 0);
+}
+
 // With on_full=block, stop's last record waited stop_timeout for a stuck
 // sink and marked it late; the flush after it ignored that and waited a
 // second stop_timeout, so stop (and destroy without stop) took two (the
