@@ -731,7 +731,10 @@ int statsprof_stop(statsprof *p) {
   int rc = statsprof__enter(p, "statsprof_stop");
   if (rc) return rc;
   host_exc exc = host_exc_take();
+  /* The last record's emit and the flush wait one stop_timeout in all. */
+  statsprof__writers_stopping(&p->writers);
   rc = stop_locked(p);
+  statsprof__writers_stopped(&p->writers);
   host_exc_restore(exc);
   statsprof__leave(p);
   return rc;
@@ -827,6 +830,7 @@ void statsprof_destroy(statsprof *p) {
   }
   p->busy = STATSPROF__BUSY_CALL;
   host_exc exc = host_exc_take();
+  statsprof__writers_stopping(&p->writers); /* ...and the close too (free_all ends it) */
   stop_locked(p);
   free_all(p);
   host_exc_restore(exc);
