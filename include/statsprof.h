@@ -11,7 +11,11 @@
  * main interpreter is profiled. From a sub-interpreter's thread state
  * (Py_NewInterpreter, PyThreadState_Swap) every such call returns
  * STATSPROF_ESTATE and changes nothing (statsprof_destroy logs that and
- * leaves the profiler alive, unless it never started).
+ * leaves the profiler alive, unless it never started). Calls on one
+ * profiler do not nest: one made while another runs (on another thread
+ * that released the GIL, or from a signal handler) returns
+ * STATSPROF_ESTATE, except that a call waits, GIL released, for the
+ * trigger=timer thread's record (at most about stop_timeout).
  * Errors: functions return 0 on success and a negative STATSPROF_E* code on
  * failure; statsprof_errmsg() then describes what was wrong.
  */

@@ -253,7 +253,29 @@ static void plan_next(statsprof *p) {
  * does. */
 static int held(const statsprof *p) { return p->busy || p->timer_joining; }
 
+/* The timer thread's record holds the profiler while it waits with the
+ * GIL released (on_full=block, a writer=sync sink), bounded by the
+ * writers' stop_timeout: a call from another thread waits for it, GIL
+ * released, rather than fail (a Python user's snapshot or flush beside
+ * trigger=timer, which the package picks for production mode, got
+ * RuntimeError). Not while finalizing: the timer thread may never get the
+ * GIL back then. */
+static void wait_timer_record(statsprof *p) {
+  if (p->busy != STATSPROF__BUSY_TIMER || p->timer_joining || statsprof__timer_is_self(&p->timer) ||
+      !statsprof__holds_gil() || Py_IsFinalizing())
+    return;
+  int64_t deadline = statsprof__mono_ns() + 2 * p->config.stop_timeout_ns + 1000000000;
+  for (long us = 100; p->busy == STATSPROF__BUSY_TIMER && statsprof__mono_ns() < deadline;
+       us = us < 20000 ? 2 * us : us) {
+    Py_BEGIN_ALLOW_THREADS;
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+    Py_END_ALLOW_THREADS;
+  }
+}
+
 int statsprof__enter(statsprof *p, const char *fn) {
+  wait_timer_record(p);
   if (!held(p)) {
     p->busy = STATSPROF__BUSY_CALL;
     return 0;

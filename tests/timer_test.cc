@@ -161,6 +161,37 @@ TEST(Timer, StopAndDestroyWhileTheTimersRecordWaitsForRoomSucceed) {
   pyh::Release(ns);
 }
 
+// A call from another thread while the timer's record held the profiler,
+// waiting for room with the GIL released, failed with STATSPROF_ESTATE
+// ("called while another call on this profiler runs"): a Python user's
+// snapshot() beside trigger=timer (the package's choice for production
+// mode) got RuntimeError. It now waits for that record, which gives up
+// its wait after stop_timeout.
+TEST(Timer, ACallWhileTheTimersRecordWaitsForRoomWaitsForIt) {
+  void *ns = pyh::Exec(kSteps, "timer_call.py");
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    GateSink gate;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;trigger=timer;interval=1ms;on_full=block;queue=1;stop_timeout=200ms", &p) != 0)
+      return std::string("create failed");
+    statsprof_add_sink(p, GateSink::Ops(), &gate);
+    pr.Check(statsprof_start(p) == 0, "start");
+    pyh::Call(ns, "f");
+    pr.Check(UntilTimerWaits(p), "the timer's record never waited for room");
+    statsprof_stats_profile *s = nullptr;
+    int rc = statsprof_snapshot(p, STATSPROF_CUMULATIVE, &s);
+    pr.Check(rc == 0, "snapshot returned " + std::to_string(rc) + ": " + statsprof_errmsg(p));
+    if (s) pr.Check(s->nfunc_profiles > 0, "an empty snapshot");
+    statsprof_stats_profile_free(s);
+    gate.open = true;
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
 // Frames the host marked while the timer's record held the profiler
 // (waiting for room, GIL released) were skipped: the next mark ended one
 // frame as long as all of them, so frame statistics lost frames and gained
