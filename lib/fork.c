@@ -106,7 +106,8 @@ static void child_reset(statsprof *p) {
   p->snap.nprev_entries = p->snap.nprev_edges = 0;
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   p->snap.seq = 0;
-  statsprof__duty_forget(&p->duty);
+  /* A window open at fork counts in the child from here. */
+  statsprof__duty_reset(&p->duty, statsprof__ticks(), statsprof__own_cost(p));
   p->next_tick = statsprof__ticks() + p->interval_ticks;
   p->busy = p->timer_joining = p->timer_deferred = 0; /* a call in progress at fork belongs to the parent's thread */
   if (p->running && statsprof__timer_after_fork(&p->timer))

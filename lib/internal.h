@@ -815,8 +815,11 @@ void statsprof__duty_start(statsprof__duty *d, uint64_t now, uint64_t cost);
 /* Drops what was observed, spent and left unobserved since the last
  * record (start, fork). */
 void statsprof__duty_forget(statsprof__duty *d);
-/* statsprof_reset: forget as well the open window's time and cost so far. */
+/* statsprof_reset and a forked child: forget as well the open window's
+ * time and cost so far. */
 void statsprof__duty_reset(statsprof__duty *d, uint64_t now, uint64_t cost);
+/* The profiler's own cost so far, ticks (production mode's budget). */
+uint64_t statsprof__own_cost(const statsprof *p);
 /* Fills observed_s/duty/span_s/overhead_est of a delta record; starts
  * anew. */
 void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint64_t now, uint64_t cost);

@@ -211,7 +211,7 @@ int statsprof__holds_gil(void) {
 
 /* The profiler's own cost so far (ticks): every per-thread state's
  * calibrated event cost and bytecode slowdown, live or unlinked. */
-static uint64_t own_cost(const statsprof *p) {
+uint64_t statsprof__own_cost(const statsprof *p) {
   uint64_t n = p->src.cost_gone;
   for (const statsprof__thread *t = p->src.threads; t; t = t->next) n += t->spent + t->slowdown;
   return n;
@@ -221,7 +221,7 @@ static void close_window(statsprof *p, uint64_t now) {
   /* Counts the frames still open as returning now, then unhooks: every
    * state is unlinked, its cost in cost_gone. */
   statsprof__detach_all(p);
-  statsprof__duty_close(&p->duty, now, own_cost(p));
+  statsprof__duty_close(&p->duty, now, statsprof__own_cost(p));
 }
 
 /* Production mode: opens or closes the window whose edge has come. */
@@ -230,7 +230,7 @@ static void duty_step(statsprof *p, uint64_t now, int self) {
   if (edge == STATSPROF__DUTY_CLOSE) {
     close_window(p, now);
   } else if (edge == STATSPROF__DUTY_OPEN) {
-    statsprof__duty_open(&p->duty, now, own_cost(p));
+    statsprof__duty_open(&p->duty, now, statsprof__own_cost(p));
     /* Not after Py_Finalize (a tick then), nor on a later interpreter. */
     if (statsprof__may_attach(p)) statsprof__attach_all(p, self);
   }
@@ -385,7 +385,7 @@ static int set_costs(statsprof *p) {
  * on (whose attach, like every window's, reports nothing). */
 static int attach_first(statsprof *p) {
   if (!statsprof__duty_enabled(&p->duty)) return statsprof__attach_all(p, 1);
-  statsprof__duty_start(&p->duty, statsprof__ticks(), own_cost(p));
+  statsprof__duty_start(&p->duty, statsprof__ticks(), statsprof__own_cost(p));
   statsprof__attach_all(p, 1);
   return 0;
 }
@@ -546,7 +546,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
   if (!rc) {
     rec->threads_omitted = omitted;
     statsprof__frame_stats_take(&p->frames, &rec->frame_stats);
-    if (statsprof__duty_enabled(&p->duty)) statsprof__duty_take(&p->duty, rec, statsprof__ticks(), own_cost(p));
+    if (statsprof__duty_enabled(&p->duty)) statsprof__duty_take(&p->duty, rec, statsprof__ticks(), statsprof__own_cost(p));
     if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__writers_emit(&p->writers, rec);
     /* An empty last interval, not written, gives its seq back: a seq
      * missing between records means a record lost on the way. */
@@ -699,7 +699,7 @@ int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode, statsprof_sta
   /* A delta moves the emitted records' mark: it takes the windows of its
    * interval too, or the next record would claim them. */
   if (!rc && mode == STATSPROF_DELTA && statsprof__duty_enabled(&p->duty))
-    statsprof__duty_take(&p->duty, *out, statsprof__ticks(), own_cost(p));
+    statsprof__duty_take(&p->duty, *out, statsprof__ticks(), statsprof__own_cost(p));
   statsprof__leave(p);
   return rc;
 }
@@ -827,7 +827,7 @@ int statsprof_reset(statsprof *p) {
   statsprof__frame_forget(&p->frames);
   /* Or the next record claimed the windows before the reset for its
    * interval, which starts at the reset. */
-  if (statsprof__duty_enabled(&p->duty)) statsprof__duty_reset(&p->duty, statsprof__ticks(), own_cost(p));
+  if (statsprof__duty_enabled(&p->duty)) statsprof__duty_reset(&p->duty, statsprof__ticks(), statsprof__own_cost(p));
   p->snap.nprev_entries = p->snap.nprev_edges = 0;
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
   statsprof__leave(p);

@@ -14,6 +14,7 @@
 
 #include "child.h"
 #include "collect_sink.h"
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -84,6 +85,30 @@ TEST(Fork, ChildForgetsTheParentsCountsAndThreadsAndNumbersItsRecordsFromOne) {
   EXPECT_EQ(pyh::Calls(p, "g"), 0u);
   statsprof_destroy(p);
   pyh::Release(ns);
+}
+
+// A production-mode window open at fork: the child's first record counted
+// the parent's part of it (observed time and cost from the window's
+// opening, before the fork), where every other account starts afresh.
+TEST(Fork, ChildCountsAnOpenWindowFromTheFork) {
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;window=1h;every=2h;interval=1h", &p), 0) << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_start(p), 0) << statsprof_errmsg(p);
+  ASSERT_TRUE(p->duty.in_window);
+  p->duty.cost_taken = 0;
+  p->src.cost_gone = 12345;  // as if the parent's events had cost this much
+  uint64_t before = statsprof__ticks();
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pr.Check(p->duty.in_window, "the window closed at fork");
+    pr.Check(p->duty.taken_at >= before, "the open window still counts from before the fork");
+    pr.Check(p->duty.cost_taken == statsprof__own_cost(p), "the window's cost still counts from before the fork");
+    pr.Check(p->duty.observed_s == 0 && p->duty.overhead_s == 0, "the parent's accounts were kept");
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  EXPECT_TRUE(child::OkUnderTsan(problems)) << problems;
+  statsprof_destroy(p);
 }
 
 TEST(Fork, ChildEmitsThroughItsOwnWriterWithItsPid) {
