@@ -320,7 +320,8 @@ STATSPROF_API int statsprof_snapshot(statsprof *p, statsprof_snapshot_mode mode,
  * thread did since its previous delta from this function (or start, or
  * reset) and moves only that thread's own mark: merged deltas and the
  * emitted records still have those calls. STATSPROF_EINVAL if the profiler
- * never saw the thread.
+ * never saw the thread, or the thread ended and a record (or stop) has
+ * since retired it: its counts stay in the merged profile.
  */
 STATSPROF_API int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode,
                                             uint64_t thread_id, statsprof_stats_profile **out);

@@ -713,7 +713,8 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
   if (foreign_interp(p, "statsprof_snapshot_thread")) return STATSPROF_ESTATE;
   uint32_t slot = statsprof__threads_find(p, thread_id);
   if (slot == STATSPROF__NONE)
-    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: thread %llu was never profiled",
+    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: thread %llu is not profiled (never seen, or it ended and a "
+                            "record has since folded its counts into the merged profile)",
                             (unsigned long long)thread_id);
   int rc = statsprof__enter(p, "statsprof_snapshot_thread");
   if (rc) return rc;

@@ -158,6 +158,12 @@ def main():
   statsprof_stats_profile *bad = nullptr;
   EXPECT_EQ(statsprof_snapshot_thread(p, STATSPROF_CUMULATIVE, 12345, &bad), STATSPROF_EINVAL);
   EXPECT_NE(std::string(statsprof_errmsg(p)).find("12345"), std::string::npos);
+  // The worker ended: a record retires it, and its counts stay merged. The
+  // message said it "was never profiled".
+  for (int i = 0; i < 2; i++) ASSERT_EQ(statsprof_emit_now(p), 0) << statsprof_errmsg(p);  // ended, retired
+  EXPECT_EQ(statsprof_snapshot_thread(p, STATSPROF_CUMULATIVE, tid, &bad), STATSPROF_EINVAL);
+  EXPECT_NE(std::string(statsprof_errmsg(p)).find("ended"), std::string::npos) << statsprof_errmsg(p);
+  EXPECT_EQ(pyh::Find(pyh::Snapshot(p, STATSPROF_CUMULATIVE).get(), "in_worker")->ncalls, 3u);
   statsprof_destroy(p);
   pyh::Release(ns);
 }
