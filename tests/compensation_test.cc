@@ -175,12 +175,16 @@ TEST(Compensation, CalibrationPassesCtrlCOn) {
   unsigned long me = PyThreadState_Get()->thread_id;
   statsprof__costs costs = {};
   for (int k = 0; k < 3; k++) {  // calibrating (interrupted: not cached) or the probe, again, the probe
-    if (k == 2) ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1, &costs), 0);
+    if (k == 2) {
+      ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1, &costs), 0);
+    }
     ASSERT_EQ(PyThreadState_SetAsyncExc(me, PyExc_KeyboardInterrupt), 1);
     ASSERT_EQ(statsprof__calibrate(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1, &costs),
               STATSPROF_EPYTHON)
         << k;
-    if (k == 2) EXPECT_NE(statsprof__calibration_cached(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1), nullptr);
+    if (k == 2) {
+      EXPECT_NE(statsprof__calibration_cached(STATSPROF__CLOCK_WALL, STATSPROF__SOURCE_SETPROFILE, 1), nullptr);
+    }
     EXPECT_FALSE(PyErr_Occurred());
     statsprof__calibrate_reraise();
     EXPECT_FALSE(PyErr_Occurred());
