@@ -85,14 +85,18 @@ struct statsprof__writer_shared {
 };
 
 /* Condition variables on the monotonic clock: waits have deadlines. */
-static void init_sync(shared *w) {
+static void init_conds(shared *w) {
   pthread_condattr_t attr;
   pthread_condattr_init(&attr);
   pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_mutex_init(&w->lock, NULL);
   pthread_cond_init(&w->wake, &attr);
   pthread_cond_init(&w->idle, &attr);
   pthread_condattr_destroy(&attr);
+}
+
+static void init_sync(shared *w) {
+  pthread_mutex_init(&w->lock, NULL);
+  init_conds(w);
 }
 
 /* All writers of the process, for fork handling. */
@@ -109,9 +113,14 @@ static void atfork_parent(void) {
   pthread_mutex_unlock(&g_writers_lock);
 }
 
+/* The forking thread took every lock in prepare and is the child's only
+ * thread: it unlocks them (initialising a locked mutex again is undefined,
+ * and TSan reports its destroy later as a locked mutex's). The condition
+ * variables may have had waiters that did not survive: made anew. */
 static void atfork_child(void) {
   for (shared *w = g_writers; w; w = w->next) {
-    init_sync(w);
+    pthread_mutex_unlock(&w->lock);
+    init_conds(w);
     w->running = w->busy = w->reporting = w->exited = w->closing = 0; /* the thread did not survive fork */
     /* The child's counts start from zero, as its records do. */
     w->errors = 0;
@@ -119,7 +128,7 @@ static void atfork_child(void) {
     w->owner->late = 0;
     atomic_store(w->total_errors, 0);
   }
-  pthread_mutex_init(&g_writers_lock, NULL);
+  pthread_mutex_unlock(&g_writers_lock);
 }
 
 static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }

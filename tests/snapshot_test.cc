@@ -2,6 +2,7 @@
 // reset, tick/emit_now/stop emission, callers, and the max_functions cap.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <unistd.h>
 
 #include <vector>
 
@@ -357,6 +358,10 @@ TEST(Snapshot, HostSnapshotsCarryDroppedAndSinkErrorsSoFar) {
   }
   stuck.open = true;
   statsprof_destroy(p);
+  // An abandoned writer closes the stuck sink on its own thread: the sink
+  // must outlive it (under load it was gone first: std::system_error).
+  for (int i = 0; i < 60000 && stuck.closes == 0; i++) usleep(1000);  // a hang guard
+  EXPECT_EQ(stuck.closes, 1);
   pyh::Release(ns);
 }
 

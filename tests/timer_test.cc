@@ -186,6 +186,9 @@ TEST(Timer, ACallWhileTheTimersRecordWaitsForRoomWaitsForIt) {
     statsprof_stats_profile_free(s);
     gate.open = true;
     statsprof_destroy(p);
+    // An abandoned writer closes the gate on its own thread: not before.
+    for (int i = 0; i < 60000 && gate.closes == 0; i++) usleep(1000);  // a hang guard
+    pr.Check(gate.closes == 1, "the gate was closed " + std::to_string(gate.closes) + " times");
     return pr.text;
   });
   EXPECT_EQ(problems, "");
