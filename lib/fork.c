@@ -60,7 +60,11 @@ static void atfork_child(void) {
     p->busy = p->timer_joining = p->timer_deferred = 0;
   }
   statsprof__calibrate_atfork_child();
-  pthread_mutex_init(&g_lock, NULL);
+  /* The forking thread took it in prepare and is the child's only thread:
+   * it unlocks it, as the other handlers do theirs (initialised again, TSan
+   * took it for still held and reported the writers' lock taken under it
+   * as a lock-order inversion). */
+  pthread_mutex_unlock(&g_lock);
 }
 
 static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
