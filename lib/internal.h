@@ -658,7 +658,7 @@ int statsprof__snapshot_take(statsprof *p, statsprof_snapshot_mode mode,
                              statsprof_stats_profile **out);
 /* Grows the delta baselines to cover every entry and edge; -1 on OOM. */
 int statsprof__snapshot_fit(statsprof *p);
-/* After threads_retire: a freed slot's thread marks go, so that the next
+/* Called by threads_retire: a freed slot's thread marks go, so that the next
  * thread in that slot starts from zero. */
 void statsprof__snapshot_marks_retire(statsprof *p);
 void statsprof__snapshot_state_free(statsprof__snapshot_state *s);

@@ -546,7 +546,8 @@ static int emit_interval(statsprof *p, int skip_empty) {
   if (!rc) {
     rec->threads_omitted = omitted;
     statsprof__frame_stats_take(&p->frames, &rec->frame_stats);
-    if (statsprof__duty_enabled(&p->duty)) statsprof__duty_take(&p->duty, rec, statsprof__ticks(), statsprof__own_cost(p));
+    if (statsprof__duty_enabled(&p->duty))
+      statsprof__duty_take(&p->duty, rec, statsprof__ticks(), statsprof__own_cost(p));
     if (rec->nfunc_profiles || rec->frame_stats.frames || !skip_empty) statsprof__writers_emit(&p->writers, rec);
     /* An empty last interval, not written, gives its seq back: a seq
      * missing between records means a record lost on the way. */
@@ -567,10 +568,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
   }
   if (!rc) statsprof_stats_profile_free(rec);
   /* Threads that ended had their last record: their slots go back. */
-  if (!rc) {
-    statsprof__threads_retire(p);
-    statsprof__snapshot_marks_retire(p);
-  }
+  if (!rc) statsprof__threads_retire(p);
   /* The interval's record went out: a missing thread record is the log's
    * (tick's <0 says no record went out). */
   if (!rc && thread_rc) statsprof__logf(&p->log, "per_thread=on: a thread's record is missing: %s", p->errmsg);
@@ -713,7 +711,8 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
   if (foreign_interp(p, "statsprof_snapshot_thread")) return STATSPROF_ESTATE;
   uint32_t slot = statsprof__threads_find(p, thread_id);
   if (slot == STATSPROF__NONE)
-    return statsprof__error(p, STATSPROF_EINVAL, "statsprof_snapshot_thread: thread %llu is not profiled (never seen, or it ended and a "
+    return statsprof__error(p, STATSPROF_EINVAL,
+                            "statsprof_snapshot_thread: thread %llu is not profiled (never seen, or it ended and a "
                             "record has since folded its counts into the merged profile)",
                             (unsigned long long)thread_id);
   int rc = statsprof__enter(p, "statsprof_snapshot_thread");

@@ -338,6 +338,8 @@ void statsprof__threads_retire(statsprof *p) {
     s->active = 0;
     s->state = STATSPROF__SLOT_FREE;
   }
+  /* Its thread marks go with the slot: the next thread there starts from zero. */
+  statsprof__snapshot_marks_retire(p);
 }
 
 void statsprof__threads_release(statsprof *p, int python_alive) {
