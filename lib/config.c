@@ -475,6 +475,18 @@ static int finish_sinks(parse_ctx *pc, statsprof__config *c) {
   return 0;
 }
 
+/* A source this interpreter or the other keys rule out: checked here, not
+ * at create, for the offsets every other message has. */
+static int finish_source(parse_ctx *pc, const statsprof__config *c) {
+  if (c->source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000)
+    return fail(pc, pc->at[KEY_source], "source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s",
+                PY_VERSION);
+  if (c->source == STATSPROF__SOURCE_EVALFRAME && c->builtins)
+    return fail(pc, later(pc->at[KEY_source], pc->at[KEY_builtins]),
+                "source=evalframe counts Python functions only: it needs builtins=off");
+  return 0;
+}
+
 const char *statsprof__config_key(int i, statsprof__value_spec *spec) {
   if (i < 0 || i >= NKEYS) return NULL;
   if (spec) *spec = keys[i].spec;
@@ -508,6 +520,7 @@ int statsprof__config_parse(const char *text, statsprof__config *c, char *err, s
   }
   if (!rc) rc = finish_sinks(&pc, c);
   if (!rc) rc = finish_duty(&pc, c, seen);
+  if (!rc) rc = finish_source(&pc, c);
   if (rc) statsprof__config_free(c);
   return rc;
 }

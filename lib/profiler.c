@@ -81,7 +81,7 @@ static int init_parts(statsprof *p) {
  * limit, so a program would hit RecursionError near a depth of 750. The
  * source starts from its slice of config. */
 #define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000)
-static int pick_source(statsprof *p) {
+static void pick_source(statsprof *p) {
   statsprof__config *c = &p->config;
   int fallback = 0;
   if (c->source == STATSPROF__SOURCE_AUTO) {
@@ -90,17 +90,6 @@ static int pick_source(statsprof *p) {
     fallback = c->source == STATSPROF__SOURCE_EVALFRAME;
   }
   statsprof__source_init(&p->src, &(statsprof__source_config){c->clock, c->builtins, c->source, fallback});
-  if (c->source == STATSPROF__SOURCE_MONITORING && PY_VERSION_HEX < 0x030C0000) {
-    statsprof__msg(p->errmsg, sizeof p->errmsg,
-                   "config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is %s", PY_VERSION);
-    return STATSPROF_ECONFIG;
-  }
-  if (c->source == STATSPROF__SOURCE_EVALFRAME && c->builtins) {
-    statsprof__msg(p->errmsg, sizeof p->errmsg,
-                   "config: source=evalframe counts Python functions only: it needs builtins=off");
-    return STATSPROF_ECONFIG;
-  }
-  return 0;
 }
 
 /* The source auto falls back to where evalframe would not count exactly:
@@ -134,11 +123,13 @@ int statsprof_create(const char *config, statsprof **out) {
   statsprof__clock_init();
   statsprof *p = statsprof__calloc(1, sizeof *p);
   if (!p) return statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_create: out of memory");
+  /* The source's checks are the parser's: a config they reject opens no
+   * sink (its files and directories were left behind). */
   int rc = statsprof__config_parse(config, &p->config, p->errmsg, sizeof p->errmsg);
-  /* The source's checks first: a config they reject left the sinks'
-   * files (and directories) behind. */
-  if (!rc) rc = pick_source(p);
-  if (!rc) rc = init_parts(p);
+  if (!rc) {
+    pick_source(p);
+    rc = init_parts(p);
+  }
   if (rc) {
     statsprof__error(NULL, rc, "%s", p->errmsg);
     if (p->table.strings) free_all(p);

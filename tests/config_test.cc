@@ -330,6 +330,27 @@ TEST(Config, SourceIsAutoMonitoringSetprofileOrEvalframe) {
                     {"source=evalframe counts Python functions only: it needs builtins=off"});
 }
 
+// A source ruled out by the interpreter or by builtins has an offset, as
+// every config message does: the source= item's, or builtins=on's when
+// that came later (keys together blame the one given last).
+TEST(Config, ARejectedSourceNamesItsOffset) {
+  auto expect_message = [](const char *config, const std::string &want) {
+    statsprof *p = nullptr;
+    EXPECT_EQ(statsprof_create(config, &p), STATSPROF_ECONFIG) << config;
+    EXPECT_EQ(statsprof_errmsg(nullptr), want) << config;
+    statsprof_destroy(p);
+  };
+#if PY_VERSION_HEX < 0x030C0000
+  expect_message("sink=none; source=monitoring",
+                 std::string("config: source=monitoring needs Python 3.12 or newer (sys.monitoring); this is ") +
+                     PY_VERSION + " (at offset 11)");
+#endif
+  expect_message("sink=none;source=evalframe",
+                 "config: source=evalframe counts Python functions only: it needs builtins=off (at offset 10)");
+  expect_message("source=evalframe;sink=none;builtins=on",
+                 "config: source=evalframe counts Python functions only: it needs builtins=off (at offset 27)");
+}
+
 TEST(Config, CreateWithNullOutIsEinval) {
   EXPECT_EQ(statsprof_create("sink=none", nullptr), STATSPROF_EINVAL);
   EXPECT_NE(std::string(statsprof_errmsg(nullptr)).find("out is NULL"), std::string::npos);
