@@ -12,11 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "child.h"
@@ -39,10 +41,10 @@ long long Size(const std::string &p) {
   return stat(p.c_str(), &st) == 0 ? (long long)st.st_size : -1;
 }
 
-// About 10 KB of JSON per record: long names, 40 functions.
-std::string Program() {
+// About 10 KB of JSON per record: long names, 40 functions (n of them).
+std::string Program(int n = 40) {
   std::string code, main = "def main():\n";
-  for (int i = 0; i < 40; i++) {
+  for (int i = 0; i < n; i++) {
     code += "def a_function_with_a_rather_long_name_so_records_are_large_" + std::to_string(i) + "(): pass\n";
     main += "  a_function_with_a_rather_long_name_so_records_are_large_" + std::to_string(i) + "()\n";
   }
@@ -149,6 +151,16 @@ TEST(JsonlLines, AFullDiskNeverGluesARecordToTheNext) {
   pyh::Release(ns);
 }
 
+// What a FIFO's reader took, written to `out` and read back.
+Lines Save(const std::string &got, const std::string &out) {
+  FILE *f = fopen(out.c_str(), "wb");
+  if (f) {
+    fwrite(got.data(), 1, got.size(), f);
+    fclose(f);
+  }
+  return Read(out);
+}
+
 // A FIFO and its reader, the pipe full of whole filler lines but for one
 // page: the next record larger than a page is cut after the stall limit.
 struct StalledFifo {
@@ -180,12 +192,7 @@ struct StalledFifo {
     close(wfd);
     Drain();
     close(rfd);
-    FILE *f = fopen(out.c_str(), "wb");
-    if (f) {
-      fwrite(got.data(), 1, got.size(), f);
-      fclose(f);
-    }
-    return Read(out);
+    return Save(got, out);
   }
 };
 
@@ -242,6 +249,54 @@ TEST(JsonlLines, AStalledFifoReaderNeverSeesAGluedLine) {
   for (auto [pid, seq] : l.ids) seqs.push_back(seq);
   EXPECT_EQ(seqs, (std::vector<long long>{1, 3})) << Describe(out, l);
   pyh::Release(ns);
+}
+
+// A stall is one file's reader's: after a record cut on a stalled FIFO,
+// later writes to it do not wait, but a file opened next must wait for its
+// own reader again. The old code kept the stall across statsprof_reopen:
+// into a new FIFO whose reader takes a record larger than the pipe slowly
+// but steadily, the record was cut as soon as the pipe was full (every run).
+TEST(JsonlLines, AFileOpenedAfterAStallWaitsForItsReaderAgain) {
+  CutFifoRecord cut;  // record 1: cut by the stall; later writes there do not wait
+  ASSERT_EQ(cut.Start(), "");
+  statsprof *p = cut.p;
+  // PATH is a new FIFO now, read 4 KiB at a time with pauses between.
+  ASSERT_EQ(unlink(cut.fifo.path.c_str()), 0);
+  ASSERT_EQ(mkfifo(cut.fifo.path.c_str(), 0600), 0);
+  int rfd = open(cut.fifo.path.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(rfd, 0) << strerror(errno);
+  ASSERT_EQ(fcntl(rfd, F_SETFL, 0), 0);  // blocking reads from here on
+  std::atomic<bool> closed{false};       // the sink's end is closed: EOF is final
+  std::string got;
+  std::thread reader([&] {
+    char buf[4096];
+    for (;;) {
+      ssize_t n = read(rfd, buf, sizeof buf);
+      if (n > 0) got.append(buf, (size_t)n);
+      else if (n == 0 && closed) break;
+      if (n < 0 && errno != EINTR) break;
+      usleep(5000);
+    }
+  });
+  void *big = pyh::Exec(Program(400), "bigger.py");  // a record of well over 64 KiB
+  pyh::Call(big, "main");
+  ASSERT_EQ(statsprof_reopen(p), 0);
+  ASSERT_EQ(statsprof_emit_now(p), 0);  // record 2, into the new FIFO
+  EXPECT_EQ(statsprof_sink_errors(p), 1u) << "record 2 was cut: the stall outlived its file";
+  statsprof_destroy(p);  // closes its write end
+  closed = true;
+  reader.join();
+  close(rfd);
+  cut.fifo.Finish(cut.dir + "/old.jsonl");
+  std::string out = cut.dir + "/got.jsonl";
+  Lines l = Save(got, out);
+  EXPECT_GT(got.size(), 65536u) << Describe(out, l);
+  EXPECT_EQ(l.lines, 1) << Describe(out, l);
+  EXPECT_EQ(l.bad, 0) << Describe(out, l);
+  EXPECT_EQ(l.tail, 0) << Describe(out, l);
+  EXPECT_EQ(l.ids, (std::vector<std::pair<long long, long long>>{{getpid(), 2}})) << Describe(out, l);
+  pyh::Release(big);
+  pyh::Release(cut.ns);
 }
 
 // Two writer=sync profilers, A and B, writing to one sink=jsonl:ARG (two

@@ -59,7 +59,7 @@ typedef struct jsonl_sink {
   jsonl_options_t opt;
   atomic_int reopen;
   int (*format)(const statsprof_stats_profile *, char **, size_t *); /* the layout */
-  int stalled;        /* the last write timed out: do not wait again */
+  int stalled;        /* the last write to fd timed out: do not wait again */
   char *pending;      /* the unwritten end of a record cut short, for fd */
   size_t npending;
   char qpath[STATSPROF__QUOTE_PATH + 1]; /* PATH as messages quote it */
@@ -124,9 +124,11 @@ static void drop_pending(jsonl_sink *s) {
   statsprof__free(p);
 }
 
+/* A stall was that file's reader's: the next file's writes wait again. */
 static void close_file(jsonl_sink *s) {
   int fd = s->fd;
   s->fd = -1;
+  s->stalled = 0;
   close(fd);
 }
 
@@ -287,7 +289,6 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
     /* A forked child: the descriptor (and its lock) is shared with the
      * parent, and a cut record's end is the parent's to finish. */
     drop_pending(s);
-    s->stalled = 0;
     close_file(s);
   }
   if (atomic_exchange(&s->reopen, 0)) leave_file(s);
