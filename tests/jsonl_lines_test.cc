@@ -2,11 +2,15 @@
 // parses, in every file, rotated or not — after a full disk (a 64 KiB tmpfs
 // filled, then freed), a FIFO whose reader stalls (also across a fork), a
 // forked child and its parent appending to one PATH while both rotate it,
-// and a quiet forked child holding descriptors its parent has left.
+// a quiet forked child holding descriptors its parent has left, and a child
+// forked while the sink opens its file (the file's descriptors not kept).
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -14,6 +18,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
@@ -297,6 +302,110 @@ TEST(JsonlLines, AFileOpenedAfterAStallWaitsForItsReaderAgain) {
   EXPECT_EQ(l.ids, (std::vector<std::pair<long long, long long>>{{getpid(), 2}})) << Describe(out, l);
   pyh::Release(big);
   pyh::Release(cut.ns);
+}
+
+// A pause inside the jsonl sink's open_file, for a fork to come there: the
+// test binary's fstat comes before libc's for the library (linked in
+// statically), and the Nth fstat of the armed inode waits for the test.
+// The asm name: Python.h's _FILE_OFFSET_BITS makes this file's `fstat`
+// glibc's fstat64, while the library calls fstat.
+struct FstatPause {
+  std::atomic<ino_t> ino{0};
+  std::atomic<int> left{0};
+  int inside[2] = {-1, -1}, release[2] = {-1, -1};
+};
+FstatPause g_fstat_pause;
+
+extern "C" int StatsprofTestFstat(int fd, struct stat *st) __asm__("fstat");
+extern "C" int StatsprofTestFstat(int fd, struct stat *st) {
+  using Fstat = int (*)(int, struct stat *);
+  static Fstat real = reinterpret_cast<Fstat>(dlsym(RTLD_NEXT, "fstat"));
+  int rc = real(fd, st);
+  FstatPause &f = g_fstat_pause;
+  if (rc == 0 && f.ino && st->st_ino == f.ino && --f.left == 0) {
+    f.ino = 0;  // once, and never in a child forked while paused
+    char c = 'i';
+    if (write(f.inside[1], &c, 1) == 1 && read(f.release[0], &c, 1) == 1) return rc;
+  }
+  return rc;
+}
+
+// This process's descriptors of the file `st` names.
+int DescriptorsOf(const struct stat &st) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  for (struct dirent *e; (e = readdir(d)) != nullptr;) {
+    struct stat fst;
+    int fd = atoi(e->d_name);
+    if (e->d_name[0] != '.' && fd != dirfd(d) && fstat(fd, &fst) == 0 && fst.st_dev == st.st_dev &&
+        fst.st_ino == st.st_ino)
+      n++;
+  }
+  closedir(d);
+  return n;
+}
+
+// The host forks while the writer thread is inside the jsonl sink's
+// open_file, reopening PATH, with both descriptors it opens there still in
+// its hands (the file's second fstat). The child's copy of the sink has no
+// file yet, but the child holds copies of both: it must close them at its
+// first record (or close), as it closes an inherited s->fd. The old code
+// never did: O_CLOEXEC closes them only at an exec, and the child held the
+// parent's file (for a FIFO, its write end: the reader saw no end of file)
+// as long as it lived.
+TEST(JsonlLines, AChildForkedWhileTheSinkOpensItsFileKeepsNoCopyOfIt) {
+  std::string path = pyh::TempDir() + "/out.jsonl";
+  void *ns = pyh::Exec("def f(): pass\n", "opening.py");
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create(("writer=thread;interval=1h;sink=jsonl:" + path).c_str(), &p), 0)
+      << statsprof_errmsg(nullptr);
+  ASSERT_EQ(statsprof_start(p), 0);
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  FstatPause &pause = g_fstat_pause;
+  ASSERT_EQ(pipe(pause.inside), 0);
+  ASSERT_EQ(pipe(pause.release), 0);
+  pause.left = 2;  // open_file's second fstat: both its descriptors are open
+  pause.ino = st.st_ino;
+  ASSERT_EQ(statsprof_reopen(p), 0);  // the writer thread opens PATH again for record 1
+  pyh::Call(ns, "f");
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  struct pollfd in = {pause.inside[0], POLLIN, 0};
+  bool paused = poll(&in, 1, 60000) == 1;  // a bound only against a hang
+  std::string report;
+  if (paused) {
+    report = child::Run([&] {
+      child::Problems pr;
+      int inherited = DescriptorsOf(st);
+      pr.Check(inherited == 2, "the child should have inherited open_file's 2 descriptors, has " +
+                                   std::to_string(inherited));
+      pyh::Call(ns, "f");
+      pr.Check(statsprof_emit_now(p) == 0 && statsprof_flush(p) == 0, "emit_now or flush failed in the child");
+      pr.Check(statsprof_sink_errors(p) == 0, "the child's record was not written");
+      int after_record = DescriptorsOf(st);
+      pr.Check(after_record == 1, "after its first record the child should hold only its own descriptor of " +
+                                      path + ", holds " + std::to_string(after_record));
+      statsprof_destroy(p);
+      int after_destroy = DescriptorsOf(st);
+      pr.Check(after_destroy == 0, "after destroy the child holds " + std::to_string(after_destroy) +
+                                       " descriptors of " + path);
+      return pr.text;
+    });
+  }
+  char c = 'r';
+  EXPECT_EQ(write(pause.release[1], &c, 1), 1);
+  ASSERT_TRUE(paused) << "the writer thread never reached open_file's second fstat";
+  EXPECT_TRUE(child::OkUnderTsan(report)) << report;
+  ASSERT_EQ(statsprof_flush(p), 0);
+  EXPECT_EQ(statsprof_sink_errors(p), 0u);
+  statsprof_destroy(p);
+  for (int fd : {pause.inside[0], pause.inside[1], pause.release[0], pause.release[1]}) close(fd);
+  Lines l = Read(path);
+  EXPECT_EQ(l.bad, 0) << Describe(path, l);
+  EXPECT_EQ(l.tail, 0) << Describe(path, l);
+  EXPECT_EQ(l.lines, child::kTsan && !report.empty() ? 1 : 2) << Describe(path, l);  // the parent's and the child's
+  pyh::Release(ns);
 }
 
 // Two writer=sync profilers, A and B, writing to one sink=jsonl:ARG (two

@@ -60,6 +60,7 @@ typedef struct jsonl_sink {
   atomic_int reopen;
   int (*format)(const statsprof_stats_profile *, char **, size_t *); /* the layout */
   int stalled;        /* the last write to fd timed out: do not wait again */
+  int opening[2];     /* what open_file holds before fd does, else -1 (see forget_parents) */
   char *pending;      /* the unwritten end of a record cut short, for fd */
   size_t npending;
   char qpath[STATSPROF__QUOTE_PATH + 1]; /* PATH as messages quote it */
@@ -73,19 +74,29 @@ static int fail(jsonl_sink *s, const char *what, int err) {
   return STATSPROF_EIO;
 }
 
-/* Created with the host's umask; O_CLOEXEC so children never inherit it. */
+/* Closes what open_file held in slot i, the slot cleared first (see
+ * drop_pending). */
+static void drop_opening(jsonl_sink *s, int i) {
+  int fd = s->opening[i];
+  s->opening[i] = -1;
+  if (fd >= 0) close(fd);
+}
+
+/* Created with the host's umask; O_CLOEXEC so children that exec never
+ * inherit it. Each descriptor is in s->opening from its open to its close
+ * or until s->fd has it, for a child forked meanwhile (forget_parents). */
 static int open_file(jsonl_sink *s) {
   /* mkdir -p, so "out/prof.jsonl" works on a fresh tree. */
   if (statsprof__mkdir_parents(s->path) != 0) return -1;
   /* O_NONBLOCK: a FIFO with no reader fails now (ENXIO) instead of
    * blocking the host, and a stalled reader never blocks a write forever
    * (see statsprof__write_some). No effect on regular files. */
-  int fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0666);
+  int fd = s->opening[0] = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0666);
   if (fd < 0) return -1;
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int e = errno;
-    close(fd);
+    drop_opening(s, 0);
     errno = e;
     return -1;
   }
@@ -94,17 +105,18 @@ static int open_file(jsonl_sink *s) {
     /* Read access too, to find a line a crashed writer left cut (see
      * repair_tail). Opened write-only first, so a FIFO is never opened for
      * reading; a file we may not read is still written. */
-    int rw = open(s->path, O_RDWR | O_APPEND | O_CLOEXEC | O_NONBLOCK);
+    int rw = s->opening[1] = open(s->path, O_RDWR | O_APPEND | O_CLOEXEC | O_NONBLOCK);
     struct stat rst;
     if (rw >= 0 && fstat(rw, &rst) == 0 && rst.st_dev == st.st_dev && rst.st_ino == st.st_ino) {
-      close(fd);
+      drop_opening(s, 0);
       fd = rw;
       s->readable = 1;
-    } else if (rw >= 0) {
-      close(rw);
+    } else {
+      drop_opening(s, 1);
     }
   }
   s->fd = fd;
+  s->opening[0] = s->opening[1] = -1;
   s->dev = st.st_dev;
   s->ino = st.st_ino;
   s->regular = S_ISREG(st.st_mode);
@@ -132,21 +144,19 @@ static void close_file(jsonl_sink *s) {
   close(fd);
 }
 
-/* Leaves the current file: a cut record's end gets one last chance (no
- * waiting), else that file ends with a cut line, which no reader counts as
- * a line. A forked child that never wrote leaves the parent's end alone,
- * and the parent's lock: the lock belongs to the open file, which the
- * child shares through its inherited descriptor. For the same reason our
- * own lock is released here, not by close(): a forked child that has not
- * written yet (a worker that never ticks) keeps the open file, and with it
- * the lock, as long as it lives, and every other writer of that file would
- * time out on it at each record. */
+/* Leaves the current file, which this process opened (a forked child's
+ * copy of the parent's was let go of first: forget_parents): a cut
+ * record's end gets one last chance (no waiting), else that file ends with
+ * a cut line, which no reader counts as a line. Our lock is released here,
+ * not by close(): it belongs to the open file, and a forked child that has
+ * not written yet (a worker that never ticks) keeps that open file, and
+ * with it the lock, as long as it lives, and every other writer of that
+ * file would time out on it at each record. */
 static void leave_file(jsonl_sink *s) {
   if (s->fd < 0) return;
-  int ours = s->pid == getpid();
-  if (s->npending && ours) statsprof__write_some(s->fd, s->pending, s->npending, 0);
+  if (s->npending) statsprof__write_some(s->fd, s->pending, s->npending, 0);
   drop_pending(s);
-  if (ours) flock(s->fd, LOCK_UN);
+  flock(s->fd, LOCK_UN);
   close_file(s);
 }
 
@@ -279,18 +289,30 @@ static int full(const jsonl_sink *s, size_t len) {
          (uint64_t)st.st_size + len > s->opt.max_bytes;
 }
 
+/* In a forked child, what its copy of the sink holds is the parent's:
+ * the descriptor and its lock (an unlock would be the parent's), a cut
+ * record's end (the parent finishes it), and the descriptors open_file had
+ * in hand if the fork came while it ran (O_CLOEXEC closes them only at an
+ * exec). Closed at the child's first record, or at close. Only a child
+ * finds s->opening set here: emits of one sink never overlap. */
+static void forget_parents(jsonl_sink *s) {
+  for (int i = 0; i < 2; i++)
+    if (s->opening[i] == s->fd) s->opening[i] = -1; /* forked as open_file ended */
+  drop_opening(s, 0);
+  drop_opening(s, 1);
+  if (s->fd >= 0 && s->pid != getpid()) {
+    drop_pending(s);
+    close_file(s);
+  }
+}
+
 static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
   jsonl_sink *s = ctx;
   char *line;
   size_t len;
   int rc = s->format(rec, &line, &len);
   if (rc) return rc;
-  if (s->fd >= 0 && s->pid != getpid()) {
-    /* A forked child: the descriptor (and its lock) is shared with the
-     * parent, and a cut record's end is the parent's to finish. */
-    drop_pending(s);
-    close_file(s);
-  }
+  forget_parents(s);
   if (atomic_exchange(&s->reopen, 0)) leave_file(s);
   /* Until we hold the lock of the file that is at PATH (other writers may
    * rotate it meanwhile): each lock wait has the stall limit, and PATH may
@@ -359,6 +381,7 @@ static void jsonl_reopen(void *ctx) { atomic_store(&((jsonl_sink *)ctx)->reopen,
 
 static void jsonl_close(void *ctx) {
   jsonl_sink *s = ctx;
+  forget_parents(s);
   leave_file(s);
   statsprof__free(s);
 }
@@ -415,6 +438,7 @@ int statsprof__jsonl_open(const char *arg, const statsprof_sink_ops **ops, void 
   s->opt = opt;
   s->format = opt.rows ? statsprof_format_jsonl_rows : statsprof_format_jsonl;
   atomic_init(&s->reopen, 0);
+  s->opening[0] = s->opening[1] = -1;
   if (open_file(s) != 0) {
     int e = errno;
     statsprof__msg(err, errlen, "cannot open '%s' for appending: %s", s->qpath,
