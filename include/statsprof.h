@@ -455,7 +455,7 @@ typedef int (*statsprof_sink_open_fn)(const char *arg, const statsprof_sink_ops 
  * built-in ones (jsonl, stderr, ...). Names are letters, digits, '_' and '-',
  * at most 31 of them. Registering an existing name replaces it. Any thread;
  * process-wide. Returns 0; STATSPROF_EINVAL for a NULL `open` or a bad name
- * (empty, too long, another character); STATSPROF_ENOMEM when the registry
+ * (empty, too long, another character); STATSPROF_ESTATE when the registry
  * is full: it holds 32 names, the 4 built-in ones included (replacing a
  * name always succeeds). On failure statsprof_errmsg(NULL) says why.
  */

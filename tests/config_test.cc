@@ -529,8 +529,9 @@ TEST(RegisterSink, RegisteredNamesAppearInTheUnknownSinkMessage) {
 }
 
 // The header's results: names of up to 31 characters; a full registry (32
-// names, the 4 built-in ones included) is STATSPROF_ENOMEM, and replacing
-// a name still works then. In a child: the registry is process-wide.
+// names, the 4 built-in ones included) is STATSPROF_ESTATE, a limit, not
+// the STATSPROF_ENOMEM it was (no allocation failed), and replacing a name
+// still works then. In a child: the registry is process-wide.
 TEST(RegisterSink, TheRegistryHoldsThirtyTwoNamesBuiltInsIncluded) {
   std::string problems = child::Run([] {
     child::Problems pr;
@@ -540,8 +541,11 @@ TEST(RegisterSink, TheRegistryHoldsThirtyTwoNamesBuiltInsIncluded) {
     int added = 1, rc = 0;
     while (added < 40 && (rc = statsprof_register_sink(("full_" + std::to_string(added)).c_str(), OpenRecording)) == 0)
       added++;
-    pr.Check(rc == STATSPROF_ENOMEM, "a full registry: rc " + std::to_string(rc));
-    pr.Check(std::string(statsprof_errmsg(nullptr)).find("registry full") != std::string::npos,
+    pr.Check(rc == STATSPROF_ESTATE, std::string("a full registry: ") + statsprof_err_name(rc));
+    pr.Check(std::string(statsprof_errmsg(nullptr)) ==
+                 "statsprof_register_sink: cannot add 'full_" + std::to_string(added) +
+                     "': the registry is full (32 names, the built-in ones included); a registered name can still "
+                     "be replaced",
              std::string("message: ") + statsprof_errmsg(nullptr));
     pr.Check(statsprof_register_sink("full_1", OpenRecording) == 0, "replacing a name in a full registry");
     pr.Check(statsprof_register_sink(std::string(31, 'n').c_str(), OpenRecording) == 0, "replacing the first name");

@@ -58,8 +58,11 @@ int statsprof_register_sink(const char *name, statsprof_sink_open_fn open) {
   count_builtins();
   size_t i = 0;
   while (i < nregistry && strcmp(registry[i].name, name)) i++;
-  if (i == MAX_REGISTERED) {
-    rc = statsprof__error(NULL, STATSPROF_ENOMEM, "statsprof_register_sink: registry full");
+  if (i == MAX_REGISTERED) { /* a fixed table's limit, not memory */
+    rc = statsprof__error(NULL, STATSPROF_ESTATE,
+                          "statsprof_register_sink: cannot add '%s': the registry is full (%d names, the built-in "
+                          "ones included); a registered name can still be replaced",
+                          name, MAX_REGISTERED);
   } else {
     memcpy(registry[i].name, name, strlen(name) + 1); /* length checked above */
     registry[i].open = open;
