@@ -670,6 +670,10 @@ typedef struct statsprof__sink {
   void *ctx;
 } statsprof__sink;
 
+/* In a forked child, from the writers' atfork handler: a jsonl sink closes
+ * the descriptors its copy holds of the parent's (any other sink: nothing). */
+void statsprof__jsonl_forked(const statsprof__sink *sink);
+
 typedef struct statsprof__log_target {
   statsprof_log_fn fn;
   void *ud;

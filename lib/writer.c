@@ -122,6 +122,7 @@ static void atfork_child(void) {
     pthread_mutex_unlock(&w->lock);
     init_conds(w);
     w->running = w->busy = w->reporting = w->exited = w->closing = 0; /* the thread did not survive fork */
+    statsprof__jsonl_forked(&w->sink); /* before the child's own code can reuse those numbers */
     /* The child's counts start from zero, as its records do. */
     w->errors = 0;
     w->owner->dropped = 0;

@@ -378,7 +378,7 @@ TEST(JsonlLines, AChildForkedWhileTheSinkOpensItsFileKeepsNoCopyOfIt) {
     report = child::Run([&] {
       child::Problems pr;
       int inherited = DescriptorsOf(st);
-      pr.Check(inherited == 2, "the child should have inherited open_file's 2 descriptors, has " +
+      pr.Check(inherited == 0, "the child should have closed open_file's 2 descriptors at fork, has " +
                                    std::to_string(inherited));
       pyh::Call(ns, "f");
       pr.Check(statsprof_emit_now(p) == 0 && statsprof_flush(p) == 0, "emit_now or flush failed in the child");
@@ -405,6 +405,50 @@ TEST(JsonlLines, AChildForkedWhileTheSinkOpensItsFileKeepsNoCopyOfIt) {
   EXPECT_EQ(l.bad, 0) << Describe(path, l);
   EXPECT_EQ(l.tail, 0) << Describe(path, l);
   EXPECT_EQ(l.lines, child::kTsan && !report.empty() ? 1 : 2) << Describe(path, l);  // the parent's and the child's
+  pyh::Release(ns);
+}
+
+// A child that closes every descriptor after fork and opens files of its
+// own (a daemon does) may get the numbers its copy of the sink held. The
+// old code closed the inherited descriptor at the child's first record, by
+// number: one of the child's own files. Now it is closed at fork.
+TEST(JsonlLines, AChildsOwnFilesOnReusedNumbersSurviveItsFirstRecord) {
+  std::string dir = pyh::TempDir();
+  void *ns = pyh::Exec("def f(): pass\n", "reuse.py");
+  for (const char *writer : {"thread", "sync"}) {
+    statsprof *p = nullptr;
+    ASSERT_EQ(statsprof_create((std::string("interval=1h;writer=") + writer + ";sink=jsonl:" + dir + "/" +
+                                writer + ".jsonl").c_str(), &p), 0)
+        << statsprof_errmsg(nullptr);
+    ASSERT_EQ(statsprof_start(p), 0);
+    pyh::Call(ns, "f");
+    ASSERT_EQ(statsprof_emit_now(p), 0);
+    ASSERT_EQ(statsprof_flush(p), 0);
+    std::string own = dir + "/own-" + writer;
+    std::string report = child::Run([&] {
+      child::Problems pr;
+      // What a daemon does, for the descriptors that matter here (closing
+      // all would close the report pipe too): those of files in dir closed,
+      // then files of the child's own, which get the lowest free numbers.
+      for (int fd = 3; fd < 1024; fd++) {
+        char link[64], target[4096];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0 && std::string(target, (size_t)n).rfind(dir, 0) == 0) close(fd);
+      }
+      std::vector<int> fds;
+      for (int i = 0; i < 8; i++) fds.push_back(open((own + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644));
+      pyh::Call(ns, "f");
+      pr.Check(statsprof_emit_now(p) == 0 && statsprof_flush(p) == 0, "emit_now or flush failed in the child");
+      int closed = 0;
+      for (int fd : fds) closed += fd < 0 || fcntl(fd, F_GETFD) < 0;
+      pr.Check(closed == 0, std::to_string(closed) + " of the child's own files were closed by its first record");
+      statsprof_destroy(p);
+      return pr.text;
+    });
+    EXPECT_TRUE(child::OkUnderTsan(report)) << writer << ": " << report;
+    statsprof_destroy(p);
+  }
   pyh::Release(ns);
 }
 

@@ -67,6 +67,8 @@ typedef struct jsonl_sink {
   char path[];
 } jsonl_sink;
 
+static const statsprof_sink_ops jsonl_ops;
+
 /* Says why the record failed, for the writer's log line; returns EIO. */
 static int fail(jsonl_sink *s, const char *what, int err) {
   statsprof__sink_fail("%s '%s': %s", what, s->qpath,
@@ -293,17 +295,30 @@ static int full(const jsonl_sink *s, size_t len) {
  * the descriptor and its lock (an unlock would be the parent's), a cut
  * record's end (the parent finishes it), and the descriptors open_file had
  * in hand if the fork came while it ran (O_CLOEXEC closes them only at an
- * exec). Closed at the child's first record, or at close. Only a child
- * finds s->opening set here: emits of one sink never overlap. */
-static void forget_parents(jsonl_sink *s) {
+ * exec). The descriptors go at once, in the child's atfork handler
+ * (statsprof__jsonl_forked): left for the child's first record, they
+ * could be numbers the child has closed and reused for files of its own
+ * by then (a daemon closing every descriptor after fork), which that
+ * record would close. */
+static void close_parents_fds(jsonl_sink *s) {
   for (int i = 0; i < 2; i++)
     if (s->opening[i] == s->fd) s->opening[i] = -1; /* forked as open_file ended */
   drop_opening(s, 0);
   drop_opening(s, 1);
-  if (s->fd >= 0 && s->pid != getpid()) {
-    drop_pending(s);
-    close_file(s);
-  }
+  if (s->fd >= 0 && s->pid != getpid()) close_file(s);
+}
+
+void statsprof__jsonl_forked(const statsprof__sink *sink) {
+  if (sink->ops == &jsonl_ops) close_parents_fds(sink->ctx);
+}
+
+/* The rest at the child's first record, or at close (no allocator calls
+ * in an atfork handler: the host's allocator may hold a lock there); and
+ * all of it for a sink no writer holds (tests open one directly). Only a
+ * child finds s->opening set here: emits of one sink never overlap. */
+static void forget_parents(jsonl_sink *s) {
+  close_parents_fds(s);
+  if (s->fd < 0 && s->npending && s->pid != getpid()) drop_pending(s);
 }
 
 static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
