@@ -93,7 +93,8 @@ static void child_reset(statsprof *p) {
   for (statsprof__thread *t = p->src.threads; t; t = t->next) {
     t->depth = 0;
     t->skipped = 0;
-    t->ef_top = NULL; /* the evaluations running at fork return to a fresh start */
+    t->ef_frame = t->ef_cur = NULL; /* the evaluations running at fork return to a fresh start */
+    t->ef_left = 0;
   }
   statsprof__table *tb = &p->table;
   for (uint32_t i = 0; i < tb->nentries; i++) tb->entries[i].level = 0;

@@ -363,7 +363,12 @@ typedef struct statsprof__thread {
   uint64_t cmark;         /* builtins=off on source=setprofile: the top frame's own */
   uint32_t cdepth;        /* clock at its pending C call's start, and its depth (0: none) */
   int active;             /* entered a function since the last record */
-  void *ef_top;           /* evalframe: its innermost counted evaluation (source_evalframe.c) */
+  /* evalframe on 3.12+ (source_evalframe.c): the innermost counted evaluation
+   * by value (its frame, the thread's current frame when it began, whether its
+   * return was counted early); each evaluation keeps the outer one's values in
+   * its own locals. Never pointers into a C stack: greenlet moves those. */
+  void *ef_frame, *ef_cur;
+  int ef_left;
   unsigned long owner;    /* the thread (ident) whose state it was made for */
   struct statsprof__thread *prev, *next; /* p->src.threads, or p->src.pool */
 } statsprof__thread;

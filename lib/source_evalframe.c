@@ -133,14 +133,18 @@ static inline int ef_is_call(PyThreadState *ts, _PyInterpreterFrame *frame, int 
  * a later 3.13 patch level that behaves as 3.14 is covered. */
 #define EF_UNWIND (PY_VERSION_HEX >= 0x030D0000)
 
-/* A counted evaluation in progress, on the C stack of its ef_eval; the
- * thread's innermost is t->ef_top. */
-typedef struct ef_act {
-  _PyInterpreterFrame *frame;
-  struct ef_act *prev;
-  int left; /* its return already counted (ef_returned) */
-} ef_act;
-
+/* Greenlet (gevent, eventlet) switches C stacks under us: it copies a
+ * suspended greenlet's slice of the C stack to the heap and lets another
+ * greenlet run in the same address range, so a pointer from the thread's
+ * state into an evaluation's C frame (an activation record there, as this
+ * source once kept) can point at another greenlet's data, and reading a
+ * frame pointer through it crashed. The thread's state therefore holds its
+ * innermost evaluation by value (t->ef_frame, t->ef_cur, t->ef_left), each
+ * ef_eval keeps the outer values in its own locals (which greenlet saves
+ * and restores with that greenlet's stack), and nothing read from the
+ * thread's state is ever dereferenced. A switch is no event: after one,
+ * evaluations return out of order, and each return pops the shadow stack's
+ * top, as cProfile's return event does (README, Limits: greenlet). */
 #if PY_VERSION_HEX >= 0x030C0000
 static inline _PyInterpreterFrame *ef_current(PyThreadState *ts) {
 #if PY_VERSION_HEX >= 0x030D0000
@@ -164,23 +168,47 @@ static inline _PyInterpreterFrame *ef_current(PyThreadState *ts) {
  * caller. cProfile's return event fires before the clearing, so a function
  * called from it is its caller's callee there. The frame is unlinked
  * first: the thread's current frame is then the evaluation's entry frame,
- * the frame's `previous` (which 3.14 sets to NULL first for a generator's
- * frame), where it is the frame itself while the frame runs. Seen at the
- * next call, the innermost evaluation's return is counted then, and not
- * again when it ends. */
+ * whose `previous` is the frame that was current when the evaluation
+ * began (t->ef_cur), where the current frame is the evaluated frame or a
+ * deeper one while it runs. Seen at the next call, the innermost
+ * evaluation's return is counted then, and not again when it ends. Only
+ * the live current frame is read: t->ef_cur is compared, never followed. */
 static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState *ts) {
-  ef_act *top = t->ef_top;
   _PyInterpreterFrame *cur = ef_current(ts);
-  if (top && cur != top->frame && __builtin_expect(!top->left && cur && cur->owner == EF_ENTRY_OWNER, 0) &&
-      (top->frame->previous == cur || !top->frame->previous)) {
+  if (__builtin_expect(cur && cur->owner == EF_ENTRY_OWNER, 0) && t->ef_frame && !t->ef_left &&
+      (void *)cur->previous == t->ef_cur) {
     leave(t, p, p->src.cost_py, 1 << 16);
-    top->left = 1;
+    t->ef_left = 1;
   }
 }
-#else
-static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState *ts) {
-  (void)t, (void)p, (void)ts; /* 3.11 clears the frame after we count its return */
+
+/* Counts the evaluation of frame, the thread's innermost from now on. */
+#define EF_ENTER(t, ts, frame)                                                                                     \
+  void *outer_frame = (t)->ef_frame, *outer_cur = (t)->ef_cur;                                                   \
+  int outer_left = (t)->ef_left;                                                                                 \
+  (t)->ef_frame = (frame);                                                                                       \
+  (t)->ef_cur = ef_current(ts);                                                                                  \
+  (t)->ef_left = 0
+/* Whether its return still has to be counted. Still the innermost (its
+ * frame in the thread's state): the outer evaluation's values come back,
+ * and its return was perhaps counted already. After a greenlet switch
+ * another greenlet's evaluation may be the innermost: it stays so, and
+ * this return is counted, as cProfile counts each return event. */
+static inline int ef_leave_counts(statsprof__thread *t, _PyInterpreterFrame *frame, void *outer_frame,
+                                  void *outer_cur, int outer_left) {
+  if (__builtin_expect(t->ef_frame != frame, 0)) return 1;
+  int left = t->ef_left;
+  t->ef_frame = outer_frame;
+  t->ef_cur = outer_cur;
+  t->ef_left = outer_left;
+  return !left;
 }
+#define EF_LEAVE_COUNTS(t, frame) ef_leave_counts(t, frame, outer_frame, outer_cur, outer_left)
+#else
+/* 3.11 clears the frame after we count its return: nothing to remember. */
+static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState *ts) { (void)t, (void)p, (void)ts; }
+#define EF_ENTER(t, ts, frame) ((void)0)
+#define EF_LEAVE_COUNTS(t, frame) 1
 #endif
 
 #if PY_VERSION_HEX < 0x030C0000
@@ -246,16 +274,13 @@ static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int thro
     return _PyEval_EvalFrameDefault(ts, frame, throwflag);
   uint64_t key = p->src.tls_key;
   ef_returned(t, p, ts);
-  ef_act act = {frame, t->ef_top, 0};
-  t->ef_top = &act;
+  EF_ENTER(t, ts, frame);
   enter_code(t, p, ef_code(frame), p->src.cost_py);
   PyObject *r = _PyEval_EvalFrameDefault(ts, frame, throwflag);
-  /* Still the run it entered in (p and t are alive) and its innermost
-   * evaluation: its frame is on top, unless its return was counted. */
-  if (__builtin_expect(g_ef == p && p->src.tls_key == key && t->ef_top == &act, 1)) {
-    t->ef_top = act.prev;
-    if (!act.left) leave(t, p, p->src.cost_py, 1 << 16);
-  }
+  /* Still the run it entered in (p and t are alive): its return pops the
+   * shadow stack's top, unless it was counted already. */
+  if (__builtin_expect(g_ef == p && p->src.tls_key == key, 1) && EF_LEAVE_COUNTS(t, frame))
+    leave(t, p, p->src.cost_py, 1 << 16);
   return r;
 }
 
