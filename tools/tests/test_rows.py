@@ -313,12 +313,16 @@ class DamagedRowsFiles(toolstest.ToolTest):
                 + record_lines[1] + b"\n" + self.join(self.groups[2:])
                 + record_lines[2] + b"\n")
         recs, w = read(self.write(data))
-        self.assertEqual(w, [])
+        # Six records picked out of a run: where the picked rows records are
+        # deltas, their seqs skip the ones left out, which the reader rightly
+        # reports as records lost (which of them are the smallest depends on
+        # the game run's timing). Nothing else may be warned.
+        self.assertEqual([x for x in w if not x.startswith("records lost")], [])
         self.assertEqual(len(recs), 6)
         self.assertEqual(recs[1:3], self.whole[:2])
         import gzip
-        recs2, w = read(self.write(gzip.compress(data), "d.jsonl.gz"))
-        self.assertEqual((recs2, w), (recs, []))
+        recs2, w2 = read(self.write(gzip.compress(data), "d.jsonl.gz"))
+        self.assertEqual((recs2, w2), (recs, w))
 
 
 if __name__ == "__main__":
