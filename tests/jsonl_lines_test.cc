@@ -404,7 +404,15 @@ TEST(JsonlLines, AChildForkedWhileTheSinkOpensItsFileKeepsNoCopyOfIt) {
   Lines l = Read(path);
   EXPECT_EQ(l.bad, 0) << Describe(path, l);
   EXPECT_EQ(l.tail, 0) << Describe(path, l);
-  EXPECT_EQ(l.lines, child::kTsan && !report.empty() ? 1 : 2) << Describe(path, l);  // the parent's and the child's
+  // The parent's and the child's. Under TSan a child whose writer thread got
+  // a dead parent thread's id ends with status 66 (child::OkUnderTsan),
+  // before or after its record was written.
+  if (child::kTsan && !report.empty()) {
+    EXPECT_GE(l.lines, 1) << Describe(path, l);
+    EXPECT_LE(l.lines, 2) << Describe(path, l);
+  } else {
+    EXPECT_EQ(l.lines, 2) << Describe(path, l);
+  }
   pyh::Release(ns);
 }
 
