@@ -37,6 +37,15 @@ static const char kCode[] =
     "    f = _statsprof_cal_f\n"
     "    for i in range(n):\n"
     "        f()\n"
+    /* _statsprof_cal_py's n calls made as a call tree (depth ~log2 n):
+     * see py_loop. */
+    "def _statsprof_cal_tree(n):\n"
+    "    if n > 1:\n"
+    "        a = (n - 2) // 2\n"
+    "        _statsprof_cal_tree(a)\n"
+    "        _statsprof_cal_tree(n - 2 - a)\n"
+    "    elif n:\n"
+    "        _statsprof_cal_tree(0)\n"
     /* Typical bytecode: attributes, subscripts, comparisons, arithmetic,
      * the operations CPython specializes when no profile function is set. */
     "class _statsprof_cal_obj:\n"
@@ -326,6 +335,21 @@ static uint64_t bytecode_scale(PyObject *ns, setup su) {
   return x < 1 ? (uint64_t)(x * 65536.0) : 1 << 16;
 }
 
+/* Which loop measures a Python call's events. Where sys.monitoring
+ * delivers them (3.12+: source=monitoring, and PyEval_SetProfile, which
+ * runs over it), a call costs more inside a call tree than in a flat loop
+ * of calls, in time though not in instructions (cProfile on 3.13: 8 ns more
+ * per call in fib than in the loop, the same instructions under callgrind),
+ * and programs call in trees: calibrated on the loop, fib's total_tt came
+ * out 1.3x-1.5x its real time on 3.14 and 3.15 (BENCHMARKS.md). On 3.11's
+ * PyEval_SetProfile and its frame-evaluation source the loop's cost is
+ * already fib's. */
+static const char *py_loop(setup su) {
+  int mon = su.source == STATSPROF__SOURCE_MONITORING ||
+            (su.source == STATSPROF__SOURCE_SETPROFILE && PY_VERSION_HEX >= 0x030C0000);
+  return mon ? "_statsprof_cal_tree" : "_statsprof_cal_py";
+}
+
 static void measure_all(setup su, statsprof__costs *out) {
   PyObject *ns = PyDict_New();
   PyObject *co = ns ? Py_CompileString(kCode, "<statsprof-calibration>", Py_file_input) : NULL;
@@ -341,10 +365,11 @@ static void measure_all(setup su, statsprof__costs *out) {
      * Python event's cost with builtins on (that loss included) would be
      * too much here (fib's total_tt 0.78x of its real time on 3.13). No
      * event goes uncounted, and no C event comes. */
-    out->py = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, 0, out->own_scale, su);
+    out->py = event_cost(ns, py_loop(su), 2 * CALLS + 1, 0, out->own_scale, su);
     out->c = out->py;
-    /* One boxed offset per call, its PY_RETURN's. */
-    out->box = event_cost(ns, "_statsprof_cal_py_far", CALLS, out->py * (2 * CALLS + 1), out->own_scale, su);
+    /* One boxed offset per call, its PY_RETURN's: against the same flat loop. */
+    uint64_t flat = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, 0, out->own_scale, su);
+    out->box = event_cost(ns, "_statsprof_cal_py_far", CALLS, flat * (2 * CALLS + 1), out->own_scale, su);
   } else if (r) {
     int mon = su.source == STATSPROF__SOURCE_MONITORING;
     /* Not counted: on sys.monitoring a type's CALL and C_RETURN; on
@@ -354,7 +379,7 @@ static void measure_all(setup su, statsprof__costs *out) {
                                 (setup){su.clock, su.source, 0});
     /* py: 2 events per call of f, plus the loop's own return; on
      * sys.monitoring each call's CALL event too, not counted. */
-    out->py = event_cost(ns, "_statsprof_cal_py", 2 * CALLS + 1, mon ? CALLS * out->rej : 0, out->own_scale, su);
+    out->py = event_cost(ns, py_loop(su), 2 * CALLS + 1, mon ? CALLS * out->rej : 0, out->own_scale, su);
     /* c: 4 C events per round; the loop's return is a Python event. */
     uint64_t c = event_cost(ns, "_statsprof_cal_c", 4 * CALLS, 0, out->own_scale, su);
     out->c = c ? c : out->py;
