@@ -799,25 +799,31 @@ static int scenario_fork_name(const char *mode) {
  * for the main thread's calibration instead of failing. */
 static const char kForkCalibrate[] =
     "import os, threading, time\n"
-    "def forker(check, start_own, stop, out):\n"
-    "    if start_own is not None:\n"
-    "        out.append(('own', start_own()))\n"
+    "def forker(check, stop, out):\n"
     "    while not stop.is_set():\n"
     "        pid = os.fork()\n"
     "        if pid == 0:\n"
     "            os._exit(check())\n"
     "        out.append(('child', os.waitpid(pid, 0)[1]))\n"
     "        time.sleep(0.001)\n"
+    /* parallel: a third thread makes its own first start meanwhile, so
+     * that two starts (one calibrating, one waiting for it) overlap the
+     * forks; the forker does not wait for it (it did, and then its forks
+     * could all come after the main thread's start too). */
     "def begin(check, start_own):\n"
     "    stop, out = threading.Event(), []\n"
-    "    t = threading.Thread(target=forker, args=(check, start_own, stop, out))\n"
-    "    t.start()\n"
+    "    ts = [threading.Thread(target=forker, args=(check, stop, out))]\n"
+    "    if start_own is not None:\n"
+    "        ts.append(threading.Thread(target=lambda: out.append(('own', start_own()))))\n"
+    "    for t in ts:\n"
+    "        t.start()\n"
     "    time.sleep(0.01)\n"
-    "    return t, stop, out\n"
+    "    return ts, stop, out\n"
     "def end(state):\n"
-    "    t, stop, out = state\n"
+    "    ts, stop, out = state\n"
     "    stop.set()\n"
-    "    t.join()\n"
+    "    for t in ts:\n"
+    "        t.join()\n"
     "    bad = [r for r in out if r[1] not in (0, 1 << 8, True)]\n"
     "    return bad, len(out), sum(1 for r in out if r == ('child', 0))\n";
 
