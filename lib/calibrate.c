@@ -335,6 +335,13 @@ static uint64_t bytecode_scale(PyObject *ns, setup su) {
   return x < 1 ? (uint64_t)(x * 65536.0) : 1 << 16;
 }
 
+/* Whether sys.monitoring delivers the events: source=monitoring, and on
+ * 3.12+ PyEval_SetProfile, a sys.monitoring tool of CPython's own. */
+static int over_monitoring(setup su) {
+  return su.source == STATSPROF__SOURCE_MONITORING ||
+         (su.source == STATSPROF__SOURCE_SETPROFILE && PY_VERSION_HEX >= 0x030C0000);
+}
+
 /* Which loop measures a Python call's events. Where sys.monitoring
  * delivers them (3.12+: source=monitoring, and PyEval_SetProfile, which
  * runs over it), a call costs more inside a call tree than in a flat loop
@@ -344,11 +351,7 @@ static uint64_t bytecode_scale(PyObject *ns, setup su) {
  * out 1.3x-1.5x its real time on 3.14 and 3.15 (BENCHMARKS.md). On 3.11's
  * PyEval_SetProfile and its frame-evaluation source the loop's cost is
  * already fib's. */
-static const char *py_loop(setup su) {
-  int mon = su.source == STATSPROF__SOURCE_MONITORING ||
-            (su.source == STATSPROF__SOURCE_SETPROFILE && PY_VERSION_HEX >= 0x030C0000);
-  return mon ? "_statsprof_cal_tree" : "_statsprof_cal_py";
-}
+static const char *py_loop(setup su) { return over_monitoring(su) ? "_statsprof_cal_tree" : "_statsprof_cal_py"; }
 
 static void measure_all(setup su, statsprof__costs *out) {
   PyObject *ns = PyDict_New();
@@ -383,9 +386,8 @@ static void measure_all(setup su, statsprof__costs *out) {
     /* c: 4 C events per round; the loop's return is a Python event. */
     uint64_t c = event_cost(ns, "_statsprof_cal_c", 4 * CALLS, 0, out->own_scale, su);
     out->c = c ? c : out->py;
-    /* On 3.12+ PyEval_SetProfile is a sys.monitoring tool of CPython's
-     * own, whose events box their offsets alike. */
-    if (mon || (su.source == STATSPROF__SOURCE_SETPROFILE && PY_VERSION_HEX >= 0x030C0000)) {
+    /* Events sys.monitoring delivers box their offsets. */
+    if (over_monitoring(su)) {
       uint64_t far = event_cost(ns, "_statsprof_cal_c_far", 4 * CALLS, 0, out->own_scale, su);
       out->box = far > out->c ? far - out->c : 0;
     }
