@@ -498,6 +498,19 @@ STATSPROF_API int statsprof_flush(statsprof *p);
 typedef void (*statsprof_log_fn)(void *ud, const char *message);
 STATSPROF_API void statsprof_set_log(statsprof *p, statsprof_log_fn fn, void *ud);
 
+/*
+ * The default log's writer, for a host's log function that falls back on
+ * it (its own logging gone or refusing the message): "statsprof: MESSAGE"
+ * as one line on fd 2, written directly (not through stdio), SIGPIPE-safe
+ * (a reader that went away is an error, EPIPE, not a signal), and given
+ * up after stall_ms of waiting for room on a pipe or terminal nobody
+ * reads (the default log waits 1000; 0 writes only what fits now). Any
+ * thread; needs no GIL and no profiler, and keeps no state between calls.
+ * Returns 0 when the whole line was written, else -1 with errno set
+ * (ETIMEDOUT when it stalled).
+ */
+STATSPROF_API int statsprof_log_stderr(const char *message, int stall_ms);
+
 /* ---- Enable from the environment -------------------------------------- */
 
 /*

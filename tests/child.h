@@ -7,6 +7,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -113,6 +114,22 @@ inline std::string Wait(Child c, int timeout_s = 60) {
 // Start and Wait.
 inline std::string Run(const std::function<std::string()> &fn, int timeout_s = 60) {
   return Wait(Start(fn), timeout_s);
+}
+
+// For a child: makes fd 2 a pipe nobody reads, with no room left (4 KiB,
+// filled), blocking as stderr usually is. Returns the read end (the
+// caller may close it: a reader gone), or -1.
+inline int FullStderrPipe() {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  fcntl(fds[1], F_SETPIPE_SZ, 4096);
+  dup2(fds[1], 2);
+  close(fds[1]);
+  std::string filler(8192, 'x');
+  fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK);
+  while (write(2, filler.data(), filler.size()) > 0) continue;  // fill the pipe
+  fcntl(2, F_SETFL, fcntl(2, F_GETFL) & ~O_NONBLOCK);
+  return fds[0];
 }
 
 }  // namespace child

@@ -4,9 +4,14 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 
+#include "child.h"
 #include "pyharness.h"
 
 namespace {
@@ -114,6 +119,46 @@ TEST(Log, FromEnvWithABadConfigIsOneLineOnFd2) {
       << err;
   EXPECT_NE(err.find("bogus"), npos) << err;
   EXPECT_EQ(err.find('\n'), err.size() - 1) << err;
+}
+
+// statsprof_log_stderr is the default log's writer, for a host's log
+// function that falls back on it (the Python package's, once logging is
+// gone): one "statsprof: " line on fd 2, a long message cut, not its newline.
+TEST(Log, LogStderrWritesTheDefaultsLine) {
+  int rc = -1;
+  std::string err = pyh::CaptureStderr([&] { rc = statsprof_log_stderr("a sink failed", 1000); });
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(err, "statsprof: a sink failed\n");
+  std::string longer(4000, 'x');
+  err = pyh::CaptureStderr([&] { rc = statsprof_log_stderr(longer.c_str(), 1000); });
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(err.rfind("statsprof: xxx", 0), 0u) << err;
+  EXPECT_EQ(err.find('\n'), err.size() - 1) << err;
+  EXPECT_LT(err.size(), longer.size());
+}
+
+// A stderr nobody reads: with stall_ms 0 the write gives up at once
+// (ETIMEDOUT), so a caller that saw one stall need not wait again; a
+// stderr whose reader went away is EPIPE, not a SIGPIPE that kills the
+// host (the signal's default action here, as in a host that keeps it).
+TEST(Log, LogStderrGivesUpOnAFullPipeAndSurvivesAClosedOne) {
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    signal(SIGPIPE, SIG_DFL);
+    int reader = child::FullStderrPipe();
+    if (reader < 0) return std::string("pipe");
+    errno = 0;
+    int rc = statsprof_log_stderr("nobody reads this", 0);
+    int err = errno;
+    pr.Check(rc == -1 && err == ETIMEDOUT, "full pipe: rc " + std::to_string(rc) + " errno " + std::to_string(err));
+    close(reader);  // the reader goes away
+    errno = 0;
+    rc = statsprof_log_stderr("the reader is gone", 1000);
+    err = errno;
+    pr.Check(rc == -1 && err == EPIPE, "closed pipe: rc " + std::to_string(rc) + " errno " + std::to_string(err));
+    return pr.text;
+  }, 60);
+  EXPECT_EQ(problems, "");
 }
 
 }  // namespace

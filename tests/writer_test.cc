@@ -378,15 +378,7 @@ TEST(Writer, StderrThatNobodyReadsCostsOnlyThatSink) {
 TEST(Writer, DefaultLogToAStderrNobodyReadsDoesNotHang) {
   std::string problems = child::Run([&] {
     child::Problems pr;
-    int fds[2];
-    if (pipe(fds) != 0) return std::string("pipe");
-    fcntl(fds[1], F_SETPIPE_SZ, 4096);
-    dup2(fds[1], 2);
-    close(fds[1]);
-    std::string filler(8192, 'x');
-    fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK);
-    while (write(2, filler.data(), filler.size()) > 0) continue;  // fill the pipe
-    fcntl(2, F_SETFL, fcntl(2, F_GETFL) & ~O_NONBLOCK);
+    if (child::FullStderrPipe() < 0) return std::string("pipe");
     pyh::RecordingSink failing;
     failing.fail = STATSPROF_EIO;
     statsprof *p = nullptr;

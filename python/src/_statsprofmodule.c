@@ -8,12 +8,26 @@
  * cProfile's is. A Control is a descriptor whose bound form is a plain
  * callable object, and CPython reports no event for calling one of those.
  *
- * Uses only the public header (statsprof.h) and runs with the GIL held. */
+ * Uses only the public header (statsprof.h) and runs with the GIL held,
+ * but for the log callback and the thread that delivers its messages. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "statsprof.h"
+
+/* Public from 3.13; the old name is gone there. */
+#if PY_VERSION_HEX < 0x030D0000
+#define Py_IsFinalizing _Py_IsFinalizing
+#endif
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -171,6 +185,446 @@ static PyObject *pstats_dict(const statsprof_stats_profile *s, int subcalls) {
   return stats;
 }
 
+/* ---- the library's log, delivered to Python ---------------------------- */
+
+/* The library calls its log function (statsprof_set_log) from any thread:
+ * sink writer threads and the timer thread, which hold no GIL and are not
+ * Python threads, as well as the caller's. Calling Python there could hang
+ * or crash (PyGILState_Ensure during finalization), and a handler that
+ * blocks would stall a sink. So the callback only copies the message into
+ * its profiler's queue, bounded (a message that finds it full is counted,
+ * and "N messages dropped" is delivered after the others), and wakes the
+ * delivery thread: one per process, a C thread started with the first
+ * message (again in a forked child), with every signal blocked, that
+ * waits on a condition variable without the GIL and takes it
+ * (PyGILState_Ensure) only to deliver, so messages arrive whatever the
+ * main thread does (blocked in a join, a sleep, C code; an embedding host
+ * whose main thread never runs Python). The queue is also delivered at the
+ * start and end of each call on the profiler, and whole at close (after
+ * statsprof_destroy: nothing comes later), which first waits for another
+ * thread's delivery of it in progress (GIL released, at most LOG_WAIT_MS).
+ * One thread delivers a queue at a time, in order; a handler's own calls on
+ * the profiler deliver nothing (the delivery in progress goes on). Delivery
+ * calls the profiler's log= callable, or looks up
+ * logging.getLogger("statsprof") (at each message: a logging configuration
+ * made after the profiler, e.g. dictConfig, applies) and calls its warning;
+ * no lock of ours is held. Where logging would drop the message (the
+ * logger disabled, as dictConfig's disable_existing_loggers does; or no
+ * handler and no logging.lastResort), or the callable raises (reported as
+ * unraisable), it goes to fd 2 instead; to logging.lastResort (no handler
+ * configured) it goes as "statsprof: MESSAGE".
+ *
+ * fd 2 is written by the library's own writer (statsprof_log_stderr:
+ * SIGPIPE-safe, no stdio, given up after a stall), with the GIL released;
+ * after a write that stalled the next ones do not wait, until one goes
+ * through whole.
+ *
+ * Exit: the module's atexit callback (atexit runs the last registered
+ * first, so it runs while the interpreter is whole, before logging's
+ * shutdown, imported first) stops the delivery thread from taking the GIL
+ * again and waits for a delivery of its in progress (GIL released, at most
+ * LOG_WAIT_MS: a handler that blocks cannot hold up the exit), delivers
+ * what is queued itself, then marks every queue dead and drops its target:
+ * every later message goes to fd 2, as the library's default does, also
+ * from a profiler that outlives Py_Finalize into an interpreter initialized
+ * again (its target belonged to the old one). So no thread of ours takes
+ * the GIL once finalization began.
+ *
+ * One mutex (log_lock) guards every queue, the flags and the thread's
+ * state; no one holds it while taking the GIL or calling Python. fork: the
+ * prepare handler takes it, the parent and child handlers unlock it (not
+ * initialise it again); the child empties the queues (their messages are
+ * the parent's to deliver), takes back a delivery left in progress by a
+ * thread that does not exist there, and starts its own delivery thread
+ * with its first message. */
+
+#define LOG_QUEUE_CAP 64  /* messages waiting in one profiler's queue */
+#define LOG_WAIT_MS 1000  /* the most close() or exit waits for another thread's delivery */
+#define LOG_STALL_MS 1000 /* a write to fd 2 waits for room, as the library's default log */
+
+typedef struct log_queue {
+  struct log_queue *prev, *next; /* every live queue: the thread, fork and atexit walk them */
+  int refs;                      /* the Profiler's, a walk's */
+  int dead;                      /* to fd 2: a sub-interpreter's, or its interpreter finalized */
+  int delivering;                /* a thread delivers it... */
+  pthread_t deliverer;           /* ...this one */
+  unsigned head, count;
+  char *msgs[LOG_QUEUE_CAP];
+  unsigned long long dropped; /* messages that found the queue full */
+  PyObject *target;           /* GIL: the log= callable; NULL: logging.getLogger("statsprof") */
+} log_queue;
+
+/* Everything but target: log_lock. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t log_wake; /* the delivery thread: a message, or stop */
+static pthread_cond_t log_done; /* a delivery ended, or the thread let go of the GIL */
+static log_queue *log_queues;
+static int log_finalizing;      /* atexit ran: every message goes to fd 2 */
+static int log_stopping;        /* atexit runs: the thread takes the GIL no more */
+static int log_thread_running;  /* the delivery thread exists (detached) */
+static int log_thread_in_python; /* it holds the GIL, or waits for it */
+static pthread_t log_thread;
+static int log_fd2_stalled; /* atomic: the last write to fd 2 stalled */
+
+static void log_conds_init(void) {
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&log_wake, &attr);
+  pthread_cond_init(&log_done, &attr);
+  pthread_condattr_destroy(&attr);
+}
+
+static void log_prepare(void);
+static void log_parent(void);
+static void log_child(void);
+
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+
+static void log_init_once(void) {
+  log_conds_init();
+  pthread_atfork(log_prepare, log_parent, log_child);
+}
+
+static struct timespec log_deadline(int ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  t.tv_sec += ms / 1000;
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
+  }
+  return t;
+}
+
+static void log_free_messages(log_queue *q) {
+  for (; q->count; q->count--, q->head = (q->head + 1) % LOG_QUEUE_CAP) free(q->msgs[q->head]);
+}
+
+static void log_prepare(void) { pthread_mutex_lock(&log_lock); }
+
+static void log_parent(void) { pthread_mutex_unlock(&log_lock); }
+
+static void log_child(void) {
+  pthread_t me = pthread_self();
+  /* Forked from a handler on the delivery thread: that thread goes on here. */
+  int mine = log_thread_running && pthread_equal(log_thread, me);
+  for (log_queue *q = log_queues; q; q = q->next) {
+    log_free_messages(q);
+    q->dropped = 0;
+    if (q->delivering && !pthread_equal(q->deliverer, me)) q->delivering = 0; /* its thread is not here */
+  }
+  if (!mine) log_thread_running = log_thread_in_python = 0;
+  log_conds_init(); /* the parent's waiters do not exist here */
+  pthread_mutex_unlock(&log_lock);
+}
+
+/* "statsprof: MESSAGE" on fd 2, by the library's writer. Any thread,
+ * without the GIL. */
+static void log_to_fd2(const char *message) {
+  int stalled = __atomic_load_n(&log_fd2_stalled, __ATOMIC_RELAXED);
+  int rc = statsprof_log_stderr(message, stalled ? 0 : LOG_STALL_MS);
+  int err = errno;
+  if (rc == 0 && stalled) __atomic_store_n(&log_fd2_stalled, 0, __ATOMIC_RELAXED);
+  if (rc != 0 && err == ETIMEDOUT && !stalled) __atomic_store_n(&log_fd2_stalled, 1, __ATOMIC_RELAXED);
+}
+
+/* The same with the GIL held: released around the write, unless the
+ * interpreter finalizes (a thread that takes it back then may be stopped
+ * for good). */
+static void log_to_fd2_gil(const char *message) {
+  if (Py_IsFinalizing()) {
+    log_to_fd2(message);
+    return;
+  }
+  Py_BEGIN_ALLOW_THREADS
+  log_to_fd2(message);
+  Py_END_ALLOW_THREADS
+}
+
+/* A queue with messages nobody delivers now. log_lock held. */
+static int log_has_work(void) {
+  for (log_queue *q = log_queues; q; q = q->next)
+    if (!q->delivering && (q->count || q->dropped)) return 1;
+  return 0;
+}
+
+static void log_deliver_all(void);
+
+static void *log_thread_main(void *arg) {
+  pthread_mutex_lock(&log_lock);
+  for (;;) {
+    while (!log_stopping && !log_finalizing && !log_has_work()) pthread_cond_wait(&log_wake, &log_lock);
+    /* Decided under the lock the atexit callback takes to set the flag,
+     * which then waits for log_thread_in_python to clear: no GIL is taken
+     * once finalization began. */
+    if (log_stopping || log_finalizing || !Py_IsInitialized() || Py_IsFinalizing()) break;
+    log_thread_in_python = 1;
+    pthread_mutex_unlock(&log_lock);
+    PyGILState_STATE g = PyGILState_Ensure();
+    log_deliver_all();
+    PyGILState_Release(g);
+    pthread_mutex_lock(&log_lock);
+    log_thread_in_python = 0;
+    pthread_cond_broadcast(&log_done);
+  }
+  if (pthread_equal(log_thread, pthread_self())) log_thread_running = 0;
+  pthread_mutex_unlock(&log_lock);
+  return NULL;
+}
+
+/* Starts the delivery thread unless it runs: 0, or -1. log_lock held. */
+static int log_thread_start(void) {
+  if (log_thread_running) return 0;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* it takes no signal: it inherits this mask */
+  pthread_attr_t attr;
+  int rc = pthread_attr_init(&attr);
+  if (!rc) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&log_thread, &attr, log_thread_main, NULL);
+    pthread_attr_destroy(&attr);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc) return -1;
+  log_thread_running = 1;
+  return 0;
+}
+
+/* The library's log function: any thread, GIL or not. */
+static void log_callback(void *ud, const char *message) {
+  log_queue *q = ud;
+  pthread_mutex_lock(&log_lock);
+  /* During atexit's delivery (log_stopping) no thread: it takes what is queued. */
+  if (log_finalizing || q->dead || !Py_IsInitialized() || Py_IsFinalizing() ||
+      (!log_stopping && log_thread_start() != 0)) {
+    pthread_mutex_unlock(&log_lock);
+    log_to_fd2(message);
+    return;
+  }
+  char *copy = q->count < LOG_QUEUE_CAP ? strdup(message) : NULL;
+  if (copy) {
+    q->msgs[(q->head + q->count) % LOG_QUEUE_CAP] = copy;
+    q->count++;
+  } else {
+    q->dropped++;
+  }
+  pthread_cond_signal(&log_wake);
+  pthread_mutex_unlock(&log_lock);
+}
+
+/* A queue for a new profiler: dead (to fd 2) in a sub-interpreter, or once
+ * the interpreter finalizes. GIL held. */
+static log_queue *log_queue_new(void) {
+  log_queue *q = calloc(1, sizeof *q);
+  if (!q) return NULL;
+  q->refs = 1;
+  int sub = PyInterpreterState_Get() != PyInterpreterState_Main();
+  pthread_mutex_lock(&log_lock);
+  q->dead = sub || log_finalizing;
+  q->next = log_queues;
+  if (log_queues) log_queues->prev = q;
+  log_queues = q;
+  pthread_mutex_unlock(&log_lock);
+  return q;
+}
+
+/* Drops a reference; the last frees the queue. GIL held. */
+static void log_queue_release(log_queue *q) {
+  pthread_mutex_lock(&log_lock);
+  int last = --q->refs == 0;
+  if (last) {
+    if (q->prev) q->prev->next = q->next;
+    else log_queues = q->next;
+    if (q->next) q->next->prev = q->prev;
+    log_free_messages(q);
+  }
+  pthread_mutex_unlock(&log_lock);
+  if (!last) return;
+  Py_XDECREF(q->target);
+  free(q);
+}
+
+/* logging.getLogger("statsprof").warning(text), the logger looked up now.
+ * 1: logged; 0: logging would drop it (the logger disabled; no handler and
+ * no logging.lastResort); -1 with an exception. To lastResort (no handler)
+ * the message goes as "statsprof: MESSAGE", as on fd 2. */
+static int log_to_logging(PyObject *text) {
+  int rc = -1;
+  PyObject *logging = PyImport_ImportModule("logging");
+  PyObject *logger = logging ? PyObject_CallMethod(logging, "getLogger", "s", "statsprof") : NULL;
+  PyObject *disabled = logger ? PyObject_GetAttrString(logger, "disabled") : NULL;
+  PyObject *has = NULL, *last = NULL, *msg = NULL;
+  int off = disabled ? PyObject_IsTrue(disabled) : -1;
+  if (off == 1) rc = 0;
+  if (off == 0) has = PyObject_CallMethod(logger, "hasHandlers", NULL);
+  int handled = has ? PyObject_IsTrue(has) : -1;
+  if (handled == 1) msg = Py_NewRef(text);
+  if (handled == 0) last = PyObject_GetAttrString(logging, "lastResort");
+  if (last == Py_None) rc = 0;
+  else if (last) msg = PyUnicode_FromFormat("statsprof: %U", text);
+  if (msg) {
+    PyObject *r = PyObject_CallMethod(logger, "warning", "O", msg);
+    rc = r ? 1 : -1;
+    Py_XDECREF(r);
+  }
+  Py_XDECREF(msg);
+  Py_XDECREF(last);
+  Py_XDECREF(has);
+  Py_XDECREF(disabled);
+  Py_XDECREF(logger);
+  Py_XDECREF(logging);
+  return rc;
+}
+
+/* Hands one message to the queue's target. GIL held, no exception set. */
+static void log_emit(log_queue *q, const char *message) {
+  pthread_mutex_lock(&log_lock);
+  int fd2 = log_finalizing || q->dead;
+  pthread_mutex_unlock(&log_lock);
+  if (fd2) {
+    log_to_fd2_gil(message);
+    return;
+  }
+  PyObject *target = Py_XNewRef(q->target);
+  PyObject *text = PyUnicode_DecodeUTF8(message, (Py_ssize_t)strlen(message), "backslashreplace");
+  int rc = -1;
+  if (text && target) {
+    PyObject *r = PyObject_CallOneArg(target, text);
+    rc = r ? 1 : -1;
+    Py_XDECREF(r);
+  } else if (text) {
+    rc = log_to_logging(text);
+  }
+  if (rc < 0) PyErr_WriteUnraisable(target);
+  if (rc <= 0) log_to_fd2_gil(message);
+  Py_XDECREF(text);
+  Py_XDECREF(target);
+}
+
+/* Delivers the messages queued now, then the count of those dropped.
+ * Nothing while the queue is being delivered: by this thread (a handler's
+ * own call on the profiler: the outer delivery goes on) or by another,
+ * which goes on with what is left; with `wait`, another's delivery is
+ * first waited for (GIL released, at most LOG_WAIT_MS), then what is left
+ * delivered here. What comes meanwhile is left to the delivery thread. GIL
+ * held; the caller's exception, if any, is kept. */
+static void log_deliver(log_queue *q, int wait) {
+  if (!q) return;
+  pthread_t me = pthread_self();
+  pthread_mutex_lock(&log_lock);
+  if (wait && q->delivering && !pthread_equal(q->deliverer, me) && !Py_IsFinalizing()) {
+    pthread_mutex_unlock(&log_lock);
+    Py_BEGIN_ALLOW_THREADS
+    struct timespec deadline = log_deadline(LOG_WAIT_MS);
+    pthread_mutex_lock(&log_lock);
+    while (q->delivering && pthread_cond_timedwait(&log_done, &log_lock, &deadline) != ETIMEDOUT) continue;
+    pthread_mutex_unlock(&log_lock);
+    Py_END_ALLOW_THREADS
+    pthread_mutex_lock(&log_lock);
+  }
+  if (q->delivering || (!q->count && !q->dropped)) {
+    pthread_mutex_unlock(&log_lock);
+    return;
+  }
+  q->delivering = 1;
+  q->deliverer = me;
+  unsigned n = q->count;
+  pthread_mutex_unlock(&log_lock);
+#if PY_VERSION_HEX >= 0x030C0000
+  PyObject *exc = PyErr_GetRaisedException();
+#else
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+#endif
+  for (;;) {
+    char *msg = NULL, note[96] = "";
+    pthread_mutex_lock(&log_lock);
+    if (n && q->count) {
+      n--;
+      msg = q->msgs[q->head];
+      q->head = (q->head + 1) % LOG_QUEUE_CAP;
+      q->count--;
+    } else if (!q->count && q->dropped) { /* after the messages that came before them */
+      snprintf(note, sizeof note, "%llu messages dropped (the log queue was full)", q->dropped);
+      q->dropped = 0;
+    }
+    pthread_mutex_unlock(&log_lock);
+    if (!msg && !note[0]) break;
+    log_emit(q, msg ? msg : note);
+    free(msg);
+    if (note[0]) break;
+  }
+  pthread_mutex_lock(&log_lock);
+  q->delivering = 0;
+  pthread_cond_broadcast(&log_done);
+  if (q->count || q->dropped) pthread_cond_signal(&log_wake);
+  pthread_mutex_unlock(&log_lock);
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(exc);
+#else
+  PyErr_Restore(type, value, tb);
+#endif
+}
+
+/* Delivers every queue, not waiting for another thread's. GIL held. */
+static void log_deliver_all(void) {
+  pthread_mutex_lock(&log_lock);
+  log_queue *q = log_queues;
+  if (q) q->refs++;
+  pthread_mutex_unlock(&log_lock);
+  while (q) {
+    log_deliver(q, 0);
+    pthread_mutex_lock(&log_lock);
+    log_queue *next = q->next;
+    if (next) next->refs++;
+    pthread_mutex_unlock(&log_lock);
+    log_queue_release(q);
+    q = next;
+  }
+}
+
+/* atexit: the interpreter begins to finalize. */
+static PyObject *mod_finalizing(PyObject *m, PyObject *unused) {
+  if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;
+  pthread_mutex_lock(&log_lock);
+  log_stopping = 1; /* the thread takes the GIL no more */
+  pthread_cond_broadcast(&log_wake);
+  int busy = log_thread_in_python;
+  pthread_mutex_unlock(&log_lock);
+  if (busy) {
+    Py_BEGIN_ALLOW_THREADS
+    struct timespec deadline = log_deadline(LOG_WAIT_MS);
+    pthread_mutex_lock(&log_lock);
+    while (log_thread_in_python && pthread_cond_timedwait(&log_done, &log_lock, &deadline) != ETIMEDOUT) continue;
+    pthread_mutex_unlock(&log_lock);
+    Py_END_ALLOW_THREADS
+  }
+  log_deliver_all(); /* logging is whole yet */
+  pthread_mutex_lock(&log_lock);
+  log_finalizing = 1;
+  for (log_queue *q = log_queues; q; q = q->next) q->dead = 1;
+  pthread_mutex_unlock(&log_lock);
+  log_deliver_all(); /* what came meanwhile: to fd 2 */
+  /* The targets belong to this interpreter: dropped now (their messages go
+   * to fd 2), one at a time, as a DECREF may run code that makes or frees
+   * profilers. */
+  for (;;) {
+    PyObject *target = NULL;
+    pthread_mutex_lock(&log_lock);
+    for (log_queue *q = log_queues; q && !target; q = q->next) {
+      target = q->target;
+      q->target = NULL;
+    }
+    pthread_mutex_unlock(&log_lock);
+    if (!target) break;
+    Py_DECREF(target);
+  }
+  Py_RETURN_NONE;
+}
+
 /* ---- Profiler ---------------------------------------------------------- */
 
 typedef struct {
@@ -180,6 +634,7 @@ typedef struct {
   unsigned long owner;     /* that thread's ident; 0 when none */
   int depth;               /* the owner's calls in progress (nested: reentrant) */
   int closing;             /* close() came during one: the last to end destroys */
+  log_queue *log;          /* the library's messages, until they reach Python */
 } ProfilerObject;
 
 static PyTypeObject ProfilerType;
@@ -239,13 +694,21 @@ static void unlock_profiler(ProfilerObject *self) {
 /* Begins a library call: the handle, with the lock held, or NULL with an
  * exception (closed, also while this call waited for the lock). */
 static statsprof *begin(ProfilerObject *self) {
+  log_deliver(self->log, 0); /* what came since the last call, before this one */
   if (!handle(self) || lock_profiler(self) < 0) return NULL;
   statsprof *p = handle(self);
   if (!p) unlock_profiler(self);
   return p;
 }
 
-static void end(ProfilerObject *self) { unlock_profiler(self); }
+/* Ends it, and delivers the messages that came meanwhile (also those of a
+ * destroy a close() from inside the call left to it), unless it ends a
+ * call inside another on this thread: the outer one delivers them. */
+static void end(ProfilerObject *self) {
+  int outer = self->depth == 1;
+  unlock_profiler(self);
+  if (outer) log_deliver(self->log, 0);
+}
 
 /* Accepts any arguments, so subclasses (statsprof.Profile) choose their own. */
 static PyObject *profiler_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -255,7 +718,8 @@ static PyObject *profiler_new(PyTypeObject *type, PyObject *args, PyObject *kwds
   self->owner = 0;
   self->depth = self->closing = 0;
   self->lock = PyThread_allocate_lock();
-  if (!self->lock) {
+  self->log = log_queue_new();
+  if (!self->lock || !self->log) {
     Py_DECREF(self);
     return PyErr_NoMemory();
   }
@@ -263,31 +727,78 @@ static PyObject *profiler_new(PyTypeObject *type, PyObject *args, PyObject *kwds
 }
 
 static int profiler_init(ProfilerObject *self, PyObject *args, PyObject *kwds) {
-  static char *kwlist[] = {"config", NULL};
+  static char *kwlist[] = {"config", "log", NULL};
   const char *config = "sink=none";
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|z:Profiler", kwlist, &config)) return -1;
+  PyObject *log = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zO:Profiler", kwlist, &config, &log)) return -1;
   if (self->depth && self->owner == PyThread_get_thread_ident()) {
     PyErr_SetString(PyExc_RuntimeError, "Profiler.__init__ while a call on this profiler runs");
     return -1;
   }
+  if (log != Py_None && !PyCallable_Check(log)) {
+    PyErr_Format(PyExc_TypeError, "log must be a callable taking the message, or None (logging), not %.100s",
+                 Py_TYPE(log)->tp_name);
+    return -1;
+  }
+  /* Delivered by a thread of the main interpreter: a callable of another
+   * could not be called there. */
+  if (log != Py_None && PyInterpreterState_Get() != PyInterpreterState_Main()) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "Profiler(log=...) in a sub-interpreter: statsprof delivers its messages in the main "
+                    "interpreter only (here they go to stderr; log=None)");
+    return -1;
+  }
+  PyObject *target = Py_XNewRef(log == Py_None ? NULL : log);
+  int first = !self->p;
+  if (first) Py_XSETREF(self->log->target, target); /* before any message: nothing is queued yet */
   statsprof *p;
   int rc = statsprof_create(config, &p);
   if (rc) {
+    if (!first) Py_XDECREF(target);
     raise_rc(rc, statsprof_errmsg(NULL));
     return -1;
   }
+  statsprof_set_log(p, log_callback, self->log);
   if (lock_profiler(self) < 0) {
+    if (!first) Py_XDECREF(target);
     statsprof_destroy(p);
     return -1;
   }
   destroy_handle(self); /* __init__ called again: the new config wins */
   self->p = p;
   unlock_profiler(self);
+  if (!first) {
+    log_deliver(self->log, 1); /* the old handle's last messages, to the old target */
+    Py_XSETREF(self->log->target, target);
+  }
+  return 0;
+}
+
+/* The log target may refer to the profiler (a closure, a bound method of
+ * the application's): a cycle the collector must see, or the profiler,
+ * its sinks and their threads would live for ever. Cleared, the messages
+ * go to fd 2. */
+static int profiler_traverse(ProfilerObject *self, visitproc visit, void *arg) {
+  if (self->log) Py_VISIT(self->log->target);
+  return 0;
+}
+
+static int profiler_clear(ProfilerObject *self) {
+  if (!self->log) return 0;
+  pthread_mutex_lock(&log_lock);
+  self->log->dead = 1;
+  pthread_mutex_unlock(&log_lock);
+  Py_CLEAR(self->log->target);
   return 0;
 }
 
 static void profiler_dealloc(ProfilerObject *self) {
+  PyObject_GC_UnTrack(self);
   destroy_handle(self); /* no call runs: each holds a reference */
+  if (self->log) {
+    log_deliver(self->log, 1); /* the library calls it no more */
+    log_queue_release(self->log);
+  }
   if (self->lock) PyThread_free_lock(self->lock);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -330,6 +841,7 @@ static PyObject *profiler_close(ProfilerObject *self, PyObject *unused) {
   if (lock_profiler(self) < 0) return NULL; /* another thread's call ends first */
   destroy_handle(self);
   unlock_profiler(self);
+  log_deliver(self->log, 1); /* all of them: the library calls it no more */
   Py_RETURN_NONE;
 }
 
@@ -468,11 +980,20 @@ static PyTypeObject ProfilerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statsprof._statsprof.Profiler",
     .tp_basicsize = sizeof(ProfilerObject),
     .tp_dealloc = (destructor)profiler_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Profiler(config='sink=none')\n--\n\n"
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)profiler_traverse,
+    .tp_clear = (inquiry)profiler_clear,
+    .tp_doc = "Profiler(config='sink=none', log=None)\n--\n\n"
               "A statsprof profiler. `config` is the library's config string "
               "(e.g. 'interval=1s;sink=jsonl:out.jsonl'); None means the library defaults. "
-              "A bad config raises ValueError naming the offending text.",
+              "A bad config raises ValueError naming the offending text. The library's "
+              "messages (a sink failing, ...) go to `log`, a callable taking the message "
+              "string (main interpreter only), or with None to logging.getLogger('statsprof')"
+              ".warning, looked up at each message; where logging would drop it (the logger "
+              "disabled, or no handler and no logging.lastResort) it goes to fd 2. They are "
+              "delivered by a thread of the module's (the library's threads only queue them), "
+              "at the start and end of each call on the profiler, and at close(); once the "
+              "interpreter finalizes, to fd 2.",
     .tp_methods = profiler_methods,
     .tp_init = (initproc)profiler_init,
     .tp_new = profiler_new,
@@ -606,6 +1127,9 @@ static PyObject *mod_strerror(PyObject *m, PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"strerror", mod_strerror, METH_O, "strerror(code)\n--\n\nThe library's text for an error code."},
+    {"_finalizing", mod_finalizing, METH_NOARGS,
+     "_finalizing()\n--\n\nThe atexit callback: stops the log thread, delivers the queued log messages; "
+     "later ones go to fd 2."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -618,6 +1142,25 @@ static int module_exec(PyObject *m) {
     Py_XDECREF(version);
     return -1;
   }
+  pthread_once(&log_once, log_init_once);
+  if (PyInterpreterState_Get() != PyInterpreterState_Main()) return 0;
+  pthread_mutex_lock(&log_lock);
+  /* A delivery thread still in the old interpreter when its atexit gave
+   * up waiting for it ended there (or hangs, on 3.14+): the next message
+   * starts another. */
+  if (log_stopping && log_thread_in_python) log_thread_running = log_thread_in_python = 0;
+  log_finalizing = log_stopping = 0; /* an interpreter initialized again, by a host that embeds it */
+  pthread_mutex_unlock(&log_lock);
+  /* logging first: its atexit callback (shutdown) then runs after ours. */
+  PyObject *logging = PyImport_ImportModule("logging");
+  PyObject *atexit = logging ? PyImport_ImportModule("atexit") : NULL;
+  PyObject *fn = atexit ? PyObject_GetAttrString(m, "_finalizing") : NULL;
+  PyObject *r = fn ? PyObject_CallMethod(atexit, "register", "O", fn) : NULL;
+  Py_XDECREF(logging);
+  Py_XDECREF(atexit);
+  Py_XDECREF(fn);
+  if (!r) return -1;
+  Py_DECREF(r);
   return 0;
 }
 

@@ -10,6 +10,7 @@ import functools
 import gc
 import io
 import itertools
+import logging
 import marshal
 import math
 import operator
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import types
 import unittest
 
@@ -1164,8 +1166,13 @@ class ThreadsShareAProfileTest(unittest.TestCase):
     never raises there. Run in a subprocess: the GIL switch interval and
     the flock are the process's."""
 
+    # The sink's failures are logged as each disable() ends, after it let
+    # go of the profile: a handler that writes to stderr lets go of the
+    # GIL there, and the other thread's call could end first. Not what is
+    # tested here: the messages are kept, without a write.
     SCRIPT = STALLED_SINK + textwrap.dedent("""\
-        p = statsprof.Profile(config=config)
+        messages = []
+        p = statsprof.Profile(config=config, log=messages.append)
         def f(): pass
         def run(call):
             p.enable()
@@ -1264,6 +1271,578 @@ class ThreadsShareAProfileTest(unittest.TestCase):
             p.disable()
         self.assertEqual(len(seen), 2, seen)
         self.assertIn("called while another call on this profiler runs", seen[1])
+
+
+class ListHandler(logging.Handler):
+    """Keeps the records it is given, and the threads they came on."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append((record, threading.current_thread()))
+
+    def messages(self):
+        return [r.getMessage() for r, _ in self.records]
+
+
+@contextlib.contextmanager
+def statsprof_logger_handler(handler=None):
+    """A handler on logging.getLogger("statsprof") for the block."""
+    handler = handler or ListHandler()
+    logger = logging.getLogger("statsprof")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def wait_for(cond, timeout=30, sleep=False):
+    """Runs Python (no call on a profiler) until cond() or the timeout;
+    with sleep, lets go of the GIL now and then (a main thread that only
+    runs Python takes a pending call only once it takes the GIL back, on
+    3.11 and 3.12)."""
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        sum(range(100))
+        if sleep:
+            time.sleep(0.001)
+    return cond()
+
+
+FULL = "sink=jsonl:/dev/full"  # every write fails: ENOSPC
+NO_SPACE = "cannot write to '/dev/full': No space left on device"
+
+
+class LogTest(unittest.TestCase):
+    """The library's messages (a sink failing, ...), which it reports from
+    its own threads, reach Python's logging (logging.getLogger("statsprof"),
+    level WARNING) or Profile(log=callable); they used to be written to fd 2
+    whatever the application's logging configuration."""
+
+    def test_a_failing_sink_is_logged_to_the_statsprof_logger(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "r.jsonl")
+            p = statsprof.Profile(config="sink=jsonl:" + path)
+            os.unlink(path)
+            os.mkdir(path)  # the next record opens the path again, and cannot
+            with statsprof_logger_handler() as h:
+                with p:
+                    sum(range(10))
+                p.close()
+            self.assertEqual(len(h.records), 1, h.messages())
+            record, _ = h.records[0]
+            self.assertEqual((record.name, record.levelno), ("statsprof", logging.WARNING))
+            self.assertEqual(record.getMessage(),
+                             "sink jsonl failed to write record 1: cannot open for appending "
+                             "'%s': Is a directory (1 failures so far)" % path)
+
+    def test_a_log_callable_gets_the_messages_instead(self):
+        got = []
+        p = statsprof.Profile(config=FULL, log=got.append)
+        with statsprof_logger_handler() as h:
+            with p:
+                p.emit_now()
+                p.flush()
+                self.assertEqual(len(got), 1, got)  # flush's end delivers, or the delivery thread did
+            p.close()
+        self.assertEqual(got, ["sink jsonl failed to write record %d: %s (%d failures so far)"
+                               % (i, NO_SPACE, i) for i in (1, 2)])
+        self.assertEqual(h.records, [])
+        self.assertRaises(TypeError, statsprof.Profile, log="not callable")
+        raw = []
+        q = statsprof.Profiler(FULL, log=raw.append)  # the raw handle too
+        q.emit_now()
+        q.close()
+        self.assertEqual(len(raw), 1, raw)
+        self.assertIn(NO_SPACE, raw[0])
+
+    def test_a_failing_handler_or_callable_does_not_break_profiling(self):
+        def f(n):
+            return n if n < 2 else f(n - 1) + f(n - 2)
+
+        closed = io.StringIO()
+        closed.close()
+        failing = logging.StreamHandler(closed)  # each emit raises, and logging reports it
+        err = io.StringIO()
+        with statsprof_logger_handler(failing), statsprof_logger_handler() as h, \
+                contextlib.redirect_stderr(err):
+            with statsprof.Profile(config=FULL) as p:
+                f(10)
+                p.emit_now()
+                p.flush()
+                f(10)
+            p.create_stats()
+            p.close()
+        self.assertEqual(err.getvalue().count("--- Logging error ---"), 2, err.getvalue())
+        self.assertEqual(len(h.messages()), 2, h.messages())  # the other handler got them all
+        self.assertEqual(p.stats[(__file__, f.__code__.co_firstlineno, "f")][:2], (2, 354))
+
+        def raising(message):
+            raise ValueError("log callable broke: " + message)
+
+        unraisable = []
+        old_hook = sys.unraisablehook
+        sys.unraisablehook = unraisable.append
+        try:
+            with statsprof.Profile(config=FULL, log=raising) as p:
+                f(10)
+                p.emit_now()
+                p.flush()
+                f(10)
+            p.create_stats()
+            p.close()
+        finally:
+            sys.unraisablehook = old_hook
+        self.assertEqual(p.stats[(__file__, f.__code__.co_firstlineno, "f")][:2], (2, 354))
+        self.assertEqual(len(unraisable), 2)
+        self.assertIsInstance(unraisable[0].exc_value, ValueError)
+        self.assertIn(NO_SPACE, str(unraisable[0].exc_value))
+
+    def test_a_callable_that_calls_the_profiler_does_not_recurse(self):
+        # Each message it gets makes another (a record the sink fails): the
+        # calls it makes deliver nothing while it runs, so it is never
+        # called inside itself.
+        depth, most, got = [0], [0], []
+
+        def log(message):
+            depth[0] += 1
+            try:
+                most[0] = max(most[0], depth[0])
+                got.append(message)
+                if p.is_running():
+                    p.emit_now()
+                    p.flush()
+                    p.snapshot()
+            finally:
+                depth[0] -= 1
+
+        p = statsprof.Profile(config=FULL, log=log)
+        p.enable()
+        p.emit_now()
+        wait_for(lambda: len(got) >= 4, sleep=True)
+        p.disable()
+        p.close()
+        self.assertGreaterEqual(len(got), 4, got)
+        self.assertEqual(most[0], 1)
+
+    def test_a_log_callable_that_refers_to_its_profile_is_collected(self):
+        import weakref
+
+        class Owner:
+            def __init__(self):
+                self.p = statsprof.Profile(config=FULL, log=self.log)
+                self.got = []
+
+            def log(self, message):
+                self.got.append(message)
+
+        owner = Owner()
+        ref = weakref.ref(owner.p)
+        del owner
+        gc.collect()
+        self.assertIsNone(ref())
+
+    def test_messages_from_a_sink_thread_arrive_while_python_runs(self):
+        # No call on the profiler: the timer thread emits, the sink's
+        # thread fails and logs, and the package's delivery thread (not the
+        # main thread, which only runs Python here) hands the messages to
+        # logging, taking the GIL as any thread does.
+        with statsprof_logger_handler() as h:
+            p = statsprof.Profile(config="trigger=timer;interval=10ms;" + FULL)
+            p.enable()
+            arrived = wait_for(lambda: len(h.records) >= 3)
+            p.disable()
+            p.close()
+        self.assertTrue(arrived, h.messages())
+        self.assertEqual(h.messages()[:3], ["sink jsonl failed to write record %d: %s (%d failures so far)"
+                                            % (i, NO_SPACE, i) for i in (1, 2, 3)])
+        first = {t.ident for _, t in h.records[:3]}  # 3.13+: a _DummyThread per delivery
+        self.assertEqual(len(first), 1, first)
+        self.assertNotIn(threading.main_thread().ident, first)
+
+    def test_messages_arrive_while_the_main_thread_is_blocked(self):
+        # The main thread waits in C (an Event's lock), running no bytecode,
+        # as in a join(), a sleep() or a host whose main thread never runs
+        # Python: the messages reach logging meanwhile. They used to wait
+        # for the main thread's next bytecode (a pending call), and this
+        # wait ran out.
+        arrived = threading.Event()
+
+        class Handler(ListHandler):
+            def emit(self, record):
+                super().emit(record)
+                if len(self.records) >= 3:
+                    arrived.set()
+
+        with statsprof_logger_handler(Handler()) as h:
+            p = statsprof.Profile(config="trigger=timer;interval=10ms;" + FULL)
+            p.enable()
+            got = arrived.wait(120)
+            p.disable()
+            p.close()
+        self.assertTrue(got, h.messages())
+        self.assertEqual(h.messages()[:3], ["sink jsonl failed to write record %d: %s (%d failures so far)"
+                                            % (i, NO_SPACE, i) for i in (1, 2, 3)])
+        self.assertNotIn(threading.main_thread().ident, {t.ident for _, t in h.records[:3]})
+
+    def test_close_delivers_everything(self):
+        got = []
+        p = statsprof.Profile(config=FULL + ";stop_timeout=5s", log=got.append)
+        p.enable()
+        for _ in range(5):
+            p.emit_now()  # the sink's thread fails them, after these return
+        p.close()  # stops (a last record), waits for the sink, then delivers
+        self.assertEqual(got, ["sink jsonl failed to write record %d: %s (%d failures so far)"
+                               % (i, NO_SPACE, i) for i in (1, 2, 3, 4)])
+
+    def test_a_blocked_log_callable_stalls_nothing_and_drops_with_a_count(self):
+        # While the callable blocks, the sinks go on failing and their
+        # threads go on logging: the messages wait in a bounded queue, and
+        # those that do not fit are counted. 16 sinks fail records 1, 2,
+        # 3, 4 and 8 each (the library logs a sink's 1st to 4th failures,
+        # then each power of 2): 80 messages, all made while the callable
+        # blocks, so 64 wait (and 1 is in its hands) and 15 are dropped.
+        got, released, blocked, release = [], [], threading.Event(), threading.Event()
+
+        def log(message):
+            got.append(message)
+            if len(got) == 1:
+                blocked.set()
+                released.append(release.wait(120))  # False: the other thread's calls stalled
+
+        def more():
+            blocked.wait(120)
+            for _ in range(7):
+                p.emit_now()  # their messages wait: another thread's delivery of the queue runs
+            p.flush()
+            release.set()
+
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        paths = [os.path.join(d.name, "%d.jsonl" % i) for i in range(16)]
+        p = statsprof.Profile(config=";".join("sink=jsonl:" + path for path in paths), log=log)
+        for path in paths:
+            os.unlink(path)
+            os.mkdir(path)  # each record opens it again, and cannot
+        t = threading.Thread(target=more)
+        t.start()
+        p.emit_now()
+        p.flush()  # its end, or the delivery thread, delivers: the callable blocks
+        t.join()
+        p.close()
+        self.assertEqual(released, [True])  # more()'s calls went on meanwhile
+        self.assertRegex(got[-1], r"^\d+ messages dropped \(the log queue was full\)$")
+        dropped = int(got[-1].split()[0])
+        self.assertEqual(len(got) - 1 + dropped, 80, got)
+        self.assertEqual(dropped, 80 - 1 - 64, got)
+        self.assertTrue(all("Is a directory" in m for m in got[:-1]), got)
+
+    def test_a_forked_child_logs_its_own_messages(self):
+        if not hasattr(os, "fork"):
+            self.skipTest("no fork")
+        with statsprof_logger_handler() as h:
+            p = statsprof.Profile(config="trigger=timer;interval=1ms;" + FULL)
+            p.enable()
+            wait_for(lambda: len(h.records) >= 2)
+            for _ in range(5):
+                pid = os.fork()  # while the timer and the sink thread log
+                if pid == 0:
+                    status = 1
+                    try:
+                        del h.records[:]
+                        p.emit_now()
+                        p.flush()
+                        p.disable()
+                        p.close()
+                        msgs = h.messages()
+                        status = 0 if msgs and all(NO_SPACE in m for m in msgs) else 3
+                    finally:
+                        os._exit(status)
+                _, status = os.waitpid(pid, 0)
+                self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+            p.disable()
+            p.close()
+
+    def test_a_fork_during_another_threads_delivery_leaves_the_child_delivering(self):
+        # A thread of the parent is inside the callable when the main
+        # thread forks: in the child that thread does not exist, and its
+        # delivery in progress must not keep the child's messages from
+        # being delivered (they were skipped for ever, even at close()).
+        if not hasattr(os, "fork"):
+            self.skipTest("no fork")
+        parent = os.getpid()
+        got, blocker, blocked, release = [], [], threading.Event(), threading.Event()
+
+        def log(message):
+            got.append(message)
+            if os.getpid() == parent and threading.current_thread() is not threading.main_thread() \
+                    and not blocked.is_set():
+                blocker.append(threading.current_thread())
+                blocked.set()
+                release.wait(120)
+
+        p = statsprof.Profile(config=FULL, log=log)
+
+        def emit():
+            p.emit_now()
+            p.flush()  # its end delivers, unless the delivery thread does
+
+        t = threading.Thread(target=emit)
+        t.start()
+        self.assertTrue(blocked.wait(120))  # the main thread runs no bytecode meanwhile
+        if blocker[0] is not t:
+            t.join()  # out of its calls on the profiler: the child can make its own
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                del got[:]
+                p.emit_now()
+                p.close()  # the sink failed it: delivered by now
+                status = 0 if got and all(NO_SPACE in m for m in got) else 3
+            finally:
+                os._exit(status)
+        release.set()
+        t.join()
+        _, status = os.waitpid(pid, 0)
+        p.close()
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+
+
+class LogConfigTest(unittest.TestCase):
+    """Where the messages go as the application configures logging, in a
+    process of its own (logging's configuration is the process's)."""
+
+    MSG1 = "sink jsonl failed to write record 1: %s (1 failures so far)" % NO_SPACE
+
+    def test_a_configuration_made_after_the_profile_applies(self):
+        # python -m statsprof makes the profile before the script runs; a
+        # dictConfig there disables the loggers that exist (its default,
+        # disable_existing_loggers): the profile's logger used to be one of
+        # them, bound at creation, and the messages went nowhere. Looked up
+        # at each message, it is not; one disabled on purpose (it existed
+        # before the configuration) gets them written to stderr.
+        script = textwrap.dedent("""\
+            import logging, logging.config, os, sys
+            import statsprof
+
+            path = os.path.join(sys.argv[1], "log")
+
+            def configure():
+                logging.config.dictConfig({
+                    "version": 1,
+                    "formatters": {"plain": {"format": "%(name)s %(levelname)s %(message)s"}},
+                    "handlers": {"file": {"class": "logging.FileHandler", "filename": path,
+                                          "formatter": "plain"}},
+                    "root": {"handlers": ["file"]},
+                })
+
+            p = statsprof.Profile(config="sink=jsonl:/dev/full")
+            configure()
+            p.emit_now()
+            p.close()
+            logging.getLogger("statsprof")  # it exists now: the next configuration disables it
+            configure()
+            q = statsprof.Profile(config="sink=jsonl:/dev/full")
+            q.emit_now()
+            q.close()
+            logging.shutdown()
+            with open(path) as f:
+                print(f.read(), end="")
+            """)
+        r = run_script(script)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "statsprof WARNING %s\n" % self.MSG1)
+        self.assertEqual(r.stderr, "statsprof: %s\n" % self.MSG1)
+
+    def test_without_a_handler_the_messages_keep_their_prefix(self):
+        # No logging configuration: logging.lastResort prints the message
+        # on stderr, as "statsprof: ..." as the library's own line was (it
+        # printed the bare message); with lastResort None, where logging
+        # would drop it, it is written to stderr all the same.
+        script = textwrap.dedent("""\
+            import logging
+            import statsprof
+
+            for last in (logging.lastResort, None):
+                logging.lastResort = last
+                p = statsprof.Profile(config="sink=jsonl:/dev/full")
+                p.emit_now()
+                p.close()
+            """)
+        r = run_script(script)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "statsprof: %s\n" % self.MSG1 * 2)
+
+    def test_a_stderr_whose_reader_went_away_does_not_kill_the_process(self):
+        # A message that goes to stderr (a log callable that raises; the
+        # logger disabled) where the reader is gone: EPIPE, not a SIGPIPE,
+        # which kills a process that keeps its default action (a host that
+        # embeds Python; here set back from Python's SIG_IGN).
+        script = textwrap.dedent("""\
+            import logging, signal, sys
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            sys.unraisablehook = lambda unraisable: None
+            import statsprof
+
+            def raising(message):
+                raise ValueError(message)
+
+            sys.stdin.readline()  # the parent has closed its end of our stderr
+            p = statsprof.Profile(config="sink=jsonl:/dev/full", log=raising)
+            p.emit_now()
+            p.close()
+            logging.getLogger("statsprof").disabled = True
+            q = statsprof.Profile(config="sink=jsonl:/dev/full")
+            q.emit_now()
+            q.close()
+            print("alive")
+            """)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
+        err_r, err_w = os.pipe()
+        try:
+            proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=pkg_root),
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_w)
+        finally:
+            os.close(err_w)
+            os.close(err_r)  # nobody reads the child's stderr now
+        out, _ = proc.communicate(b"go\n", timeout=120)
+        self.assertEqual((proc.returncode, out), (0, b"alive\n"))
+    def test_stderr_is_written_with_the_gil_released(self):
+        # A message that goes to stderr (the log callable raised) while
+        # stderr, a pipe, is full: its only reader is a Python thread that
+        # the callable wakes, and that needs the GIL between its reads. The
+        # write waits for room with the GIL released, so the reader makes
+        # it; it used to wait with the GIL held, and give up after 1 s.
+        script = textwrap.dedent("""\
+            import fcntl, os, sys, threading
+            sys.unraisablehook = lambda unraisable: None
+            import statsprof
+
+            r, w = os.pipe()
+            fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: one page
+            os.dup2(w, 2)
+            os.close(w)
+            os.set_blocking(2, False)
+            try:
+                while True:
+                    os.write(2, b"x" * 4096)  # full
+            except BlockingIOError:
+                pass
+            os.set_blocking(2, True)
+            start, data = threading.Event(), []
+
+            def reader():
+                start.wait()
+                while not b"".join(data).endswith(b"\\n"):
+                    data.append(os.read(r, 512))
+
+            t = threading.Thread(target=reader, daemon=True)
+            t.start()
+
+            def log(message):
+                start.set()  # the reader wants the GIL from now on
+                raise ValueError(message)
+
+            p = statsprof.Profile(config="sink=jsonl:/dev/full", log=log)
+            p.emit_now()
+            p.close()
+            t.join(60)
+            print(b"".join(data).decode().lstrip("x"), end="")
+            """)
+        r = run_script(script)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "statsprof: %s\n" % self.MSG1)
+
+    def test_a_log_callable_in_a_sub_interpreter_is_refused(self):
+        # The messages are delivered in the main interpreter, where a
+        # callable of another cannot be called: log= there raises (it used
+        # to be taken and never called); without it a profile is made as
+        # before (the library refuses most calls there; what it would log
+        # goes to stderr).
+        script = textwrap.dedent("""\
+            import os, sys
+            try:
+                import _interpreters as interpreters  # 3.13+
+                iid = interpreters.create("legacy")
+            except ImportError:
+                import _xxsubinterpreters as interpreters
+                iid = interpreters.create(**({"isolated": False} if sys.version_info >= (3, 12) else {}))
+            code = "\\n".join([
+                "import statsprof",
+                "try:",
+                "    statsprof.Profile(log=print)",
+                "    result = 'accepted'",
+                "except RuntimeError as e:",
+                "    result = 'RuntimeError: ' + str(e)",
+                "statsprof.Profile().close()",
+                "with open(%r, 'w') as f:" % os.path.join(sys.argv[1], "result"),
+                "    f.write(result)",
+            ])
+            failed = interpreters.run_string(iid, code)
+            interpreters.destroy(iid)
+            with open(os.path.join(sys.argv[1], "result")) as f:
+                print(failed, f.read())
+            """)
+        r = run_script(script)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("None RuntimeError: Profiler(log=...) in a sub-interpreter"), r.stdout)
+
+
+class LogAtExitTest(unittest.TestCase):
+    """Messages from a sink's thread while the interpreter finalizes: those
+    logged before it did reach logging; those after, once logging may be
+    gone, are written to fd 2. The process exits normally."""
+
+    SCRIPT = textwrap.dedent("""\
+        import atexit, logging, os, sys, threading
+
+        def late():
+            # atexit runs this after statsprof's own callback (registered
+            # later): the interpreter is finalizing.
+            for _ in range(5):
+                p.emit_now()  # records 4 to 8: the sink thread logs 4 and 8
+            p.flush()
+            def spin():  # a daemon thread, still emitting at the end
+                while True:
+                    p.emit_now()
+            threading.Thread(target=spin, daemon=True).start()
+            for _ in range(2000):
+                p.emit_now()  # left to the sink thread as the interpreter ends
+
+        atexit.register(late)
+        import statsprof
+
+        logging.basicConfig(filename=os.path.join(sys.argv[1], "log"),
+                            format="%(name)s %(levelname)s %(message)s")
+        p = statsprof.Profile(config="sink=jsonl:/dev/full")
+        p.enable()
+        for _ in range(3):
+            p.emit_now()  # the sink thread logs each
+        p.flush()  # ...and they reach logging
+        """)
+
+    def test_messages_while_finalizing_go_to_stderr(self):
+        with tempfile.TemporaryDirectory() as d:
+            script = os.path.join(d, "script.py")
+            with open(script, "w") as f:
+                f.write(self.SCRIPT)
+            pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
+            for _ in range(3):
+                open(os.path.join(d, "log"), "w").close()
+                r = subprocess.run([sys.executable, script, d], env=dict(os.environ, PYTHONPATH=pkg_root),
+                                   capture_output=True, text=True, timeout=120)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with open(os.path.join(d, "log")) as f:
+                    log = f.read().splitlines()
+                msg = "sink jsonl failed to write record %d: %s (%d failures so far)"
+                self.assertEqual(log[:3], ["statsprof WARNING " + msg % (i, NO_SPACE, i) for i in (1, 2, 3)],
+                                 r.stderr)
+                for i in (4, 8):
+                    self.assertIn("statsprof: " + msg % (i, NO_SPACE, i) + "\n", r.stderr)
 
 
 class CommandLineTest(unittest.TestCase):

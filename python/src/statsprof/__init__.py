@@ -22,6 +22,10 @@ counts calls exactly as cProfile does. Differences, on purpose:
   (config clock=wall|cpu).
 * `snapshot()` returns a pstats.StatsProfile keyed "file:line(name)", with
   times not rounded to milliseconds.
+* What the library reports from its own threads (a sink that fails, ...)
+  is logged as warnings to logging.getLogger("statsprof") (looked up at
+  each message; to stderr where logging would drop it), or passed to
+  `log=`, a callable taking the message (python/README.md, "Messages").
 
 `python3 -m statsprof [-o OUT] [-s SORT] [--config CONFIG] (-m module | script.py) [args]`
 works like `python3 -m cProfile`.
@@ -89,21 +93,30 @@ def _code(key):
 
 
 class Profile(Profiler):
-    """Profile(timer=None, timeunit=0.0, subcalls=True, builtins=True, *, config="sink=none")
+    """Profile(timer=None, timeunit=0.0, subcalls=True, builtins=True, *, config="sink=none", log=None)
 
     A cProfile.Profile work-alike. `builtins=False` profiles Python functions
     only; `subcalls=False` leaves the caller dicts in `stats` empty.
     `config` is the C library's config string; without a sink= it writes
     nowhere (sink=none is added). None means the library's defaults (which
     write statsprof.jsonl).
+
+    The library's messages (a sink that fails, a flush that gave up, ...)
+    are logged as warnings to logging.getLogger("statsprof"), looked up at
+    each message (written to stderr where logging would drop them: the
+    logger disabled, or no handler and no logging.lastResort), or passed to
+    `log`, a callable taking the message string, when given (not in a
+    sub-interpreter). A thread of the package delivers them, whatever the
+    main thread does; close() delivers what is left.
     """
 
-    def __init__(self, timer=None, timeunit=0.0, subcalls=True, builtins=True, *, config="sink=none"):
+    def __init__(self, timer=None, timeunit=0.0, subcalls=True, builtins=True, *, config="sink=none",
+                 log=None):
         if timer is not None:
             raise ValueError("statsprof.Profile has its own clock; a custom timer is not "
                              "supported (use config='clock=cpu' for CPU time)")
         self._subcalls = bool(subcalls)
-        super().__init__(_package_config(config, builtins))
+        super().__init__(_package_config(config, builtins), log)
 
     # Descriptors implemented in C: calling them produces no profile event,
     # so they never appear in the stats (see _statsprofmodule.c).
