@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -195,9 +196,10 @@ static PyObject *pstats_dict(const statsprof_stats_profile *s, int subcalls) {
  * its profiler's queue, bounded (a message that finds it full is counted,
  * and "N messages dropped" is delivered after the others), and wakes the
  * delivery thread: one per process, a C thread started with the first
- * message (again in a forked child), with every signal blocked, that
- * waits on a condition variable without the GIL and takes it
- * (PyGILState_Ensure) only to deliver, so messages arrive whatever the
+ * message (again in a forked child), that waits on a condition variable
+ * without the GIL and with every signal blocked, and takes the GIL
+ * (PyGILState_Ensure, the importing thread's signal mask back) only to
+ * deliver, so messages arrive whatever the
  * main thread does (blocked in a join, a sleep, C code; an embedding host
  * whose main thread never runs Python). The queue is also delivered at the
  * start and end of each call on the profiler, and whole at close (after
@@ -212,7 +214,9 @@ static PyObject *pstats_dict(const statsprof_stats_profile *s, int subcalls) {
  * logger disabled, as dictConfig's disable_existing_loggers does; or no
  * handler and no logging.lastResort), or the callable raises (reported as
  * unraisable), it goes to fd 2 instead; to logging.lastResort (no handler
- * configured) it goes as "statsprof: MESSAGE".
+ * configured) it goes as "statsprof: MESSAGE". A KeyboardInterrupt or
+ * SystemExit out of a handler run by a call on the profiler ends that
+ * delivery and is raised by the call (log_deliver's `raised`).
  *
  * fd 2 is written by the library's own writer (statsprof_log_stderr:
  * SIGPIPE-safe, no stdio, given up after a stall), with the GIL released;
@@ -222,13 +226,21 @@ static PyObject *pstats_dict(const statsprof_stats_profile *s, int subcalls) {
  * Exit: the module's atexit callback (atexit runs the last registered
  * first, so it runs while the interpreter is whole, before logging's
  * shutdown, imported first) stops the delivery thread from taking the GIL
- * again and waits for a delivery of its in progress (GIL released, at most
- * LOG_WAIT_MS: a handler that blocks cannot hold up the exit), delivers
- * what is queued itself, then marks every queue dead and drops its target:
- * every later message goes to fd 2, as the library's default does, also
- * from a profiler that outlives Py_Finalize into an interpreter initialized
- * again (its target belonged to the old one). So no thread of ours takes
- * the GIL once finalization began.
+ * again: it waits, GIL released, for the thread to finish taking it if it
+ * is (without a time limit: it gets it at once, sees the stop and lets go),
+ * and for a handler in progress at most LOG_WAIT_MS (statsprof's wait ends
+ * then; logging.shutdown, after it, still takes each handler's lock, so a
+ * logging handler blocked holding it holds up the exit there, as without
+ * statsprof). It delivers what is queued itself, then marks every queue
+ * dead and drops its target: every later message goes to fd 2, as the
+ * library's default does, also from a profiler that outlives Py_Finalize
+ * into an interpreter initialized again (its target belonged to the old
+ * one). So no thread of ours takes the GIL once finalization began. Where
+ * that callback would not run (the module first imported once
+ * finalization began: module_exec sees it) the queues are dead from the
+ * start; a Py_AtExit function marks them dead as Py_FinalizeEx ends, and
+ * the next module_exec (a new Py_Initialize) begins a new generation,
+ * whose queues and flags a thread of an older one never touches.
  *
  * One mutex (log_lock) guards every queue, the flags and the thread's
  * state; no one holds it while taking the GIL or calling Python. fork: the
@@ -244,8 +256,10 @@ static PyObject *pstats_dict(const statsprof_stats_profile *s, int subcalls) {
 
 typedef struct log_queue {
   struct log_queue *prev, *next; /* every live queue: the thread, fork and atexit walk them */
-  int refs;                      /* the Profiler's, a walk's */
+  int refs;                      /* the Profiler's, a delivery's */
+  int orphan;                    /* the Profiler let go (its handle destroyed): nothing more comes */
   int dead;                      /* to fd 2: a sub-interpreter's, or its interpreter finalized */
+  unsigned gen;                  /* log_gen when made: of an older one, to fd 2 */
   int delivering;                /* a thread delivers it... */
   pthread_t deliverer;           /* ...this one */
   unsigned head, count;
@@ -259,11 +273,17 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t log_wake; /* the delivery thread: a message, or stop */
 static pthread_cond_t log_done; /* a delivery ended, or the thread let go of the GIL */
 static log_queue *log_queues;
-static int log_finalizing;      /* atexit ran: every message goes to fd 2 */
+static int log_finalizing;      /* atexit ran (or finalization began): every message goes to fd 2 */
 static int log_stopping;        /* atexit runs: the thread takes the GIL no more */
-static int log_thread_running;  /* the delivery thread exists (detached) */
-static int log_thread_in_python; /* it holds the GIL, or waits for it */
+static unsigned log_gen;        /* the interpreter's: one more at each Py_Initialize after a Py_Finalize */
+static int log_execs;           /* module_exec calls in the main interpreter of this generation */
+static int log_ll_armed;        /* log_ll_exit is registered with Py_AtExit */
+static int log_ll_ended;        /* ...and ran: Py_FinalizeEx ended */
+static int log_thread_running;  /* the delivery thread of this generation exists (detached) */
+static int log_thread_entering; /* it decided to deliver and takes the GIL: not yet holding it */
+static int log_thread_in_python; /* it holds a thread state: the GIL, or a handler that let go of it */
 static pthread_t log_thread;
+static sigset_t log_py_sigmask; /* handlers run with it: the importing thread's */
 static int log_fd2_stalled; /* atomic: the last write to fd 2 stalled */
 
 static void log_conds_init(void) {
@@ -315,7 +335,7 @@ static void log_child(void) {
     q->dropped = 0;
     if (q->delivering && !pthread_equal(q->deliverer, me)) q->delivering = 0; /* its thread is not here */
   }
-  if (!mine) log_thread_running = log_thread_in_python = 0;
+  if (!mine) log_thread_running = log_thread_entering = log_thread_in_python = 0;
   log_conds_init(); /* the parent's waiters do not exist here */
   pthread_mutex_unlock(&log_lock);
 }
@@ -350,26 +370,58 @@ static int log_has_work(void) {
   return 0;
 }
 
-static void log_deliver_all(void);
+static void log_deliver_all(unsigned gen);
 
+/* The delivery thread of generation `arg`. It takes the GIL only between
+ * two handshakes with the atexit callback, both under log_lock:
+ * - deciding to deliver (no stop, its generation current) sets
+ *   log_thread_entering; atexit, having set log_stopping, waits for it to
+ *   clear without a time limit (GIL released, no lock held), so the thread
+ *   gets the GIL promptly, sees the stop there and lets go of it without
+ *   running Python: no thread of ours calls PyGILState_Ensure once
+ *   Py_FinalizeEx began;
+ * - holding the GIL, log_thread_in_python: atexit waits for that at most
+ *   LOG_WAIT_MS (a handler may block), after which the thread is one more
+ *   daemon thread holding a thread state, which CPython ends (3.11-3.13)
+ *   or parks (3.14+) when it wants the GIL back.
+ * A thread of an older generation (the interpreter finalized and was
+ * initialized again since) never takes the GIL again nor touches the
+ * flags of the new one. It waits with every signal blocked, and runs the
+ * handlers with the importing thread's mask (a child they start inherits
+ * it across exec). */
 static void *log_thread_main(void *arg) {
+  unsigned gen = (unsigned)(uintptr_t)arg;
+  sigset_t all;
+  sigfillset(&all);
+  statsprof_name_thread("statsprof log delivery"); /* the profile's name for it (3.12+: it is profiled) */
   pthread_mutex_lock(&log_lock);
   for (;;) {
-    while (!log_stopping && !log_finalizing && !log_has_work()) pthread_cond_wait(&log_wake, &log_lock);
-    /* Decided under the lock the atexit callback takes to set the flag,
-     * which then waits for log_thread_in_python to clear: no GIL is taken
-     * once finalization began. */
-    if (log_stopping || log_finalizing || !Py_IsInitialized() || Py_IsFinalizing()) break;
-    log_thread_in_python = 1;
+    while (gen == log_gen && !log_stopping && !log_finalizing && !log_has_work())
+      pthread_cond_wait(&log_wake, &log_lock);
+    if (gen != log_gen || log_stopping || log_finalizing || !Py_IsInitialized() || Py_IsFinalizing()) break;
+    log_thread_entering = 1;
+    sigset_t mask = log_py_sigmask;
     pthread_mutex_unlock(&log_lock);
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
     PyGILState_STATE g = PyGILState_Ensure();
-    log_deliver_all();
-    PyGILState_Release(g);
     pthread_mutex_lock(&log_lock);
-    log_thread_in_python = 0;
+    /* Checked again with the GIL: atexit may have begun meanwhile. */
+    int go = gen == log_gen && !log_stopping && !log_finalizing;
+    log_thread_entering = 0;
+    log_thread_in_python = go;
     pthread_cond_broadcast(&log_done);
+    pthread_mutex_unlock(&log_lock);
+    if (go) log_deliver_all(gen);
+    PyGILState_Release(g);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    pthread_mutex_lock(&log_lock);
+    if (!go) break;
+    if (gen == log_gen) {
+      log_thread_in_python = 0;
+      pthread_cond_broadcast(&log_done);
+    }
   }
-  if (pthread_equal(log_thread, pthread_self())) log_thread_running = 0;
+  if (gen == log_gen && pthread_equal(log_thread, pthread_self())) log_thread_running = 0;
   pthread_mutex_unlock(&log_lock);
   return NULL;
 }
@@ -384,7 +436,7 @@ static int log_thread_start(void) {
   int rc = pthread_attr_init(&attr);
   if (!rc) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&log_thread, &attr, log_thread_main, NULL);
+    rc = pthread_create(&log_thread, &attr, log_thread_main, (void *)(uintptr_t)log_gen);
     pthread_attr_destroy(&attr);
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -398,7 +450,7 @@ static void log_callback(void *ud, const char *message) {
   log_queue *q = ud;
   pthread_mutex_lock(&log_lock);
   /* During atexit's delivery (log_stopping) no thread: it takes what is queued. */
-  if (log_finalizing || q->dead || !Py_IsInitialized() || Py_IsFinalizing() ||
+  if (log_finalizing || q->dead || q->gen != log_gen || !Py_IsInitialized() || Py_IsFinalizing() ||
       (!log_stopping && log_thread_start() != 0)) {
     pthread_mutex_unlock(&log_lock);
     log_to_fd2(message);
@@ -424,6 +476,7 @@ static log_queue *log_queue_new(void) {
   int sub = PyInterpreterState_Get() != PyInterpreterState_Main();
   pthread_mutex_lock(&log_lock);
   q->dead = sub || log_finalizing;
+  q->gen = log_gen;
   q->next = log_queues;
   if (log_queues) log_queues->prev = q;
   log_queues = q;
@@ -479,10 +532,54 @@ static int log_to_logging(PyObject *text) {
   return rc;
 }
 
-/* Hands one message to the queue's target. GIL held, no exception set. */
-static void log_emit(log_queue *q, const char *message) {
+/* The exception set now, taken (a new reference, or NULL): on 3.11
+ * normalized, its traceback on it. */
+static PyObject *exc_take(void) {
+#if PY_VERSION_HEX >= 0x030C0000
+  return PyErr_GetRaisedException();
+#else
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  if (!type) return NULL;
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (value && tb) PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  return value;
+#endif
+}
+
+/* Sets it as the exception (steals it; NULL: none). */
+static void exc_set(PyObject *exc) {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(exc);
+#else
+  if (!exc) {
+    PyErr_Clear();
+    return;
+  }
+  PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* Raises `exc` (stolen) in place of the exception set, if any, which
+ * becomes its context. */
+static void exc_raise_over(PyObject *exc) {
+  PyObject *old = exc_take();
+  if (old && old != exc) PyException_SetContext(exc, old); /* steals old */
+  else Py_XDECREF(old);
+  exc_set(exc);
+}
+
+/* Hands one message to the queue's target. GIL held, no exception set.
+ * With `raised` (the delivery runs inside a call of the application's, on
+ * its thread), an exception out of the handler that is no Exception
+ * (KeyboardInterrupt, SystemExit) is taken into *raised for the caller to
+ * raise; otherwise it is reported as unraisable. Either way the message
+ * then goes to fd 2. */
+static void log_emit(log_queue *q, const char *message, PyObject **raised) {
   pthread_mutex_lock(&log_lock);
-  int fd2 = log_finalizing || q->dead;
+  int fd2 = log_finalizing || q->dead || q->gen != log_gen;
   pthread_mutex_unlock(&log_lock);
   if (fd2) {
     log_to_fd2_gil(message);
@@ -498,20 +595,25 @@ static void log_emit(log_queue *q, const char *message) {
   } else if (text) {
     rc = log_to_logging(text);
   }
-  if (rc < 0) PyErr_WriteUnraisable(target);
+  if (rc < 0 && raised && !PyErr_ExceptionMatches(PyExc_Exception)) *raised = exc_take();
+  else if (rc < 0) PyErr_WriteUnraisable(target);
   if (rc <= 0) log_to_fd2_gil(message);
   Py_XDECREF(text);
   Py_XDECREF(target);
 }
 
-/* Delivers the messages queued now, then the count of those dropped.
- * Nothing while the queue is being delivered: by this thread (a handler's
- * own call on the profiler: the outer delivery goes on) or by another,
- * which goes on with what is left; with `wait`, another's delivery is
- * first waited for (GIL released, at most LOG_WAIT_MS), then what is left
- * delivered here. What comes meanwhile is left to the delivery thread. GIL
- * held; the caller's exception, if any, is kept. */
-static void log_deliver(log_queue *q, int wait) {
+/* Delivers the messages queued now, then the count of those dropped (all
+ * of them, also what comes meanwhile, once the Profiler let go of the
+ * queue: its handle is destroyed, nothing more comes). Nothing while the
+ * queue is being delivered: by this thread (a handler's own call on the
+ * profiler: the outer delivery goes on) or by another, which goes on with
+ * what is left; with `wait`, another's delivery is first waited for (GIL
+ * released, at most LOG_WAIT_MS), then what is left delivered here. What
+ * comes meanwhile is left to the delivery thread. With `raised`, a
+ * KeyboardInterrupt or SystemExit out of a handler ends the delivery (the
+ * rest stays queued) and is put there for the caller. GIL held; the
+ * caller's exception, if any, is kept. */
+static void log_deliver(log_queue *q, int wait, PyObject **raised) {
   if (!q) return;
   pthread_t me = pthread_self();
   pthread_mutex_lock(&log_lock);
@@ -531,19 +633,16 @@ static void log_deliver(log_queue *q, int wait) {
   }
   q->delivering = 1;
   q->deliverer = me;
+  q->refs++; /* a Profiler.__init__ may let go of it meanwhile */
   unsigned n = q->count;
   pthread_mutex_unlock(&log_lock);
-#if PY_VERSION_HEX >= 0x030C0000
-  PyObject *exc = PyErr_GetRaisedException();
-#else
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-#endif
+  PyObject *saved = exc_take();
+  PyObject *exc = NULL;
   for (;;) {
     char *msg = NULL, note[96] = "";
     pthread_mutex_lock(&log_lock);
-    if (n && q->count) {
-      n--;
+    if ((n || q->orphan) && q->count) {
+      if (n) n--;
       msg = q->msgs[q->head];
       q->head = (q->head + 1) % LOG_QUEUE_CAP;
       q->count--;
@@ -553,32 +652,31 @@ static void log_deliver(log_queue *q, int wait) {
     }
     pthread_mutex_unlock(&log_lock);
     if (!msg && !note[0]) break;
-    log_emit(q, msg ? msg : note);
+    log_emit(q, msg ? msg : note, raised ? &exc : NULL);
     free(msg);
-    if (note[0]) break;
+    if (note[0] || exc) break;
   }
   pthread_mutex_lock(&log_lock);
   q->delivering = 0;
   pthread_cond_broadcast(&log_done);
   if (q->count || q->dropped) pthread_cond_signal(&log_wake);
   pthread_mutex_unlock(&log_lock);
-#if PY_VERSION_HEX >= 0x030C0000
-  PyErr_SetRaisedException(exc);
-#else
-  PyErr_Restore(type, value, tb);
-#endif
+  log_queue_release(q);
+  exc_set(saved);
+  if (raised) *raised = exc;
 }
 
-/* Delivers every queue, not waiting for another thread's. GIL held. */
-static void log_deliver_all(void) {
+/* Delivers every queue of generation `gen`, not waiting for another
+ * thread's; stops if another generation began. GIL held. */
+static void log_deliver_all(unsigned gen) {
   pthread_mutex_lock(&log_lock);
-  log_queue *q = log_queues;
+  log_queue *q = gen == log_gen ? log_queues : NULL;
   if (q) q->refs++;
   pthread_mutex_unlock(&log_lock);
   while (q) {
-    log_deliver(q, 0);
+    log_deliver(q, 0, NULL);
     pthread_mutex_lock(&log_lock);
-    log_queue *next = q->next;
+    log_queue *next = gen == log_gen ? q->next : NULL;
     if (next) next->refs++;
     pthread_mutex_unlock(&log_lock);
     log_queue_release(q);
@@ -592,22 +690,29 @@ static PyObject *mod_finalizing(PyObject *m, PyObject *unused) {
   pthread_mutex_lock(&log_lock);
   log_stopping = 1; /* the thread takes the GIL no more */
   pthread_cond_broadcast(&log_wake);
-  int busy = log_thread_in_python;
+  int busy = log_thread_entering || log_thread_in_python;
+  unsigned gen = log_gen;
   pthread_mutex_unlock(&log_lock);
   if (busy) {
     Py_BEGIN_ALLOW_THREADS
-    struct timespec deadline = log_deadline(LOG_WAIT_MS);
     pthread_mutex_lock(&log_lock);
+    /* Taking the GIL (log_thread_main): without a time limit, as it gets
+     * it as soon as it is free, and lets go of it at once, seeing the
+     * stop. Given up, it could take it as Py_FinalizeEx frees what it
+     * needs. */
+    while (log_thread_entering) pthread_cond_wait(&log_done, &log_lock);
+    /* In a handler: at most LOG_WAIT_MS, a handler may block. */
+    struct timespec deadline = log_deadline(LOG_WAIT_MS);
     while (log_thread_in_python && pthread_cond_timedwait(&log_done, &log_lock, &deadline) != ETIMEDOUT) continue;
     pthread_mutex_unlock(&log_lock);
     Py_END_ALLOW_THREADS
   }
-  log_deliver_all(); /* logging is whole yet */
+  log_deliver_all(gen); /* logging is whole yet */
   pthread_mutex_lock(&log_lock);
   log_finalizing = 1;
   for (log_queue *q = log_queues; q; q = q->next) q->dead = 1;
   pthread_mutex_unlock(&log_lock);
-  log_deliver_all(); /* what came meanwhile: to fd 2 */
+  log_deliver_all(gen); /* what came meanwhile: to fd 2 */
   /* The targets belong to this interpreter: dropped now (their messages go
    * to fd 2), one at a time, as a DECREF may run code that makes or frees
    * profilers. */
@@ -623,6 +728,35 @@ static PyObject *mod_finalizing(PyObject *m, PyObject *unused) {
     Py_DECREF(target);
   }
   Py_RETURN_NONE;
+}
+
+/* Py_AtExit: Py_FinalizeEx ended, without the atexit callback if it did
+ * not run (the module imported by another atexit callback, atexit._clear,
+ * ...): every queue dead, the thread ends; the next module_exec begins a
+ * new generation. No Python here. */
+static void log_ll_exit(void) {
+  pthread_mutex_lock(&log_lock);
+  log_finalizing = log_stopping = 1;
+  for (log_queue *q = log_queues; q; q = q->next) q->dead = 1;
+  log_ll_armed = 0;
+  log_ll_ended = 1;
+  pthread_cond_broadcast(&log_wake);
+  pthread_mutex_unlock(&log_lock);
+}
+
+/* Whether this interpreter's finalization began (threading's shutdown
+ * ran: its atexit callbacks, or any later, run now), as when the module is
+ * first imported by an atexit callback or a __del__ run by Py_FinalizeEx.
+ * Not seen: an atexit callback importing it where threading was never
+ * imported before. GIL held. */
+static int log_finalization_began(void) {
+  if (Py_IsFinalizing()) return 1;
+  PyObject *threading = PyDict_GetItemString(PyImport_GetModuleDict(), "threading"); /* borrowed */
+  PyObject *flag = threading ? PyObject_GetAttrString(threading, "_SHUTTING_DOWN") : NULL;
+  int began = flag && PyObject_IsTrue(flag) == 1;
+  Py_XDECREF(flag);
+  PyErr_Clear();
+  return began;
 }
 
 /* ---- Profiler ---------------------------------------------------------- */
@@ -692,9 +826,15 @@ static void unlock_profiler(ProfilerObject *self) {
 }
 
 /* Begins a library call: the handle, with the lock held, or NULL with an
- * exception (closed, also while this call waited for the lock). */
+ * exception (closed, also while this call waited for the lock; a
+ * KeyboardInterrupt or SystemExit out of a log handler). */
 static statsprof *begin(ProfilerObject *self) {
-  log_deliver(self->log, 0); /* what came since the last call, before this one */
+  PyObject *raised = NULL;
+  log_deliver(self->log, 0, &raised); /* what came since the last call, before this one */
+  if (raised) {
+    exc_set(raised);
+    return NULL;
+  }
   if (!handle(self) || lock_profiler(self) < 0) return NULL;
   statsprof *p = handle(self);
   if (!p) unlock_profiler(self);
@@ -703,11 +843,30 @@ static statsprof *begin(ProfilerObject *self) {
 
 /* Ends it, and delivers the messages that came meanwhile (also those of a
  * destroy a close() from inside the call left to it), unless it ends a
- * call inside another on this thread: the outer one delivers them. */
-static void end(ProfilerObject *self) {
+ * call inside another on this thread: the outer one delivers them.
+ * Returns -1 with a KeyboardInterrupt or SystemExit out of a log handler
+ * (in place of the call's own exception, if any: its context), for the
+ * call to raise; else 0. */
+static int end(ProfilerObject *self) {
   int outer = self->depth == 1;
   unlock_profiler(self);
-  if (outer) log_deliver(self->log, 0);
+  PyObject *raised = NULL;
+  if (outer) log_deliver(self->log, 0, &raised);
+  if (!raised) return 0;
+  exc_raise_over(raised);
+  return -1;
+}
+
+/* The Profiler lets go of a queue whose handle is destroyed: the rest of
+ * its messages go to its target (also those another thread's delivery in
+ * progress still has to hand over: it goes on to the end), then it is
+ * released. `raised` as log_deliver. */
+static void log_queue_let_go(log_queue *q, PyObject **raised) {
+  pthread_mutex_lock(&log_lock);
+  q->orphan = 1;
+  pthread_mutex_unlock(&log_lock);
+  log_deliver(q, 1, raised);
+  log_queue_release(q);
 }
 
 /* Accepts any arguments, so subclasses (statsprof.Profile) choose their own. */
@@ -748,28 +907,37 @@ static int profiler_init(ProfilerObject *self, PyObject *args, PyObject *kwds) {
                     "interpreter only (here they go to stderr; log=None)");
     return -1;
   }
-  PyObject *target = Py_XNewRef(log == Py_None ? NULL : log);
-  int first = !self->p;
-  if (first) Py_XSETREF(self->log->target, target); /* before any message: nothing is queued yet */
+  /* A queue of the new handle's own: what the old one logged, still
+   * queued or in another thread's hands, goes to the old target. */
+  log_queue *nq = log_queue_new();
+  if (!nq) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  nq->target = Py_XNewRef(log == Py_None ? NULL : log); /* before any message: nothing is queued yet */
   statsprof *p;
   int rc = statsprof_create(config, &p);
   if (rc) {
-    if (!first) Py_XDECREF(target);
     raise_rc(rc, statsprof_errmsg(NULL));
+    log_queue_let_go(nq, NULL);
     return -1;
   }
-  statsprof_set_log(p, log_callback, self->log);
+  statsprof_set_log(p, log_callback, nq);
   if (lock_profiler(self) < 0) {
-    if (!first) Py_XDECREF(target);
     statsprof_destroy(p);
+    log_queue_let_go(nq, NULL);
     return -1;
   }
   destroy_handle(self); /* __init__ called again: the new config wins */
   self->p = p;
+  log_queue *old = self->log;
+  self->log = nq;
   unlock_profiler(self);
-  if (!first) {
-    log_deliver(self->log, 1); /* the old handle's last messages, to the old target */
-    Py_XSETREF(self->log->target, target);
+  PyObject *raised = NULL;
+  log_queue_let_go(old, &raised); /* the old handle's last messages, to the old target */
+  if (raised) {
+    exc_set(raised);
+    return -1;
   }
   return 0;
 }
@@ -796,8 +964,17 @@ static void profiler_dealloc(ProfilerObject *self) {
   PyObject_GC_UnTrack(self);
   destroy_handle(self); /* no call runs: each holds a reference */
   if (self->log) {
-    log_deliver(self->log, 1); /* the library calls it no more */
-    log_queue_release(self->log);
+    PyObject *raised = NULL;
+    log_queue_let_go(self->log, &raised); /* the library calls it no more */
+    if (raised && PyErr_GivenExceptionMatches(raised, PyExc_KeyboardInterrupt)) {
+      PyErr_SetInterrupt(); /* raised where the main thread runs Python next */
+      Py_DECREF(raised);
+    } else if (raised) {
+      PyObject *saved = exc_take();
+      exc_set(raised);
+      PyErr_WriteUnraisable(NULL);
+      exc_set(saved);
+    }
   }
   if (self->lock) PyThread_free_lock(self->lock);
   Py_TYPE(self)->tp_free((PyObject *)self);
@@ -814,7 +991,7 @@ static PyObject *call(ProfilerObject *self, int (*fn)(statsprof *)) {
   statsprof *p = begin(self);
   if (!p) return NULL;
   PyObject *r = check(self, fn(p));
-  end(self);
+  if (end(self) < 0) Py_CLEAR(r);
   return r;
 }
 
@@ -824,7 +1001,7 @@ static PyObject *call_bool(ProfilerObject *self, int (*fn)(statsprof *)) {
   if (!p) return NULL;
   int rc = fn(p);
   PyObject *r = rc < 0 ? raise_rc(rc, statsprof_errmsg(p)) : PyBool_FromLong(rc);
-  end(self);
+  if (end(self) < 0) Py_CLEAR(r);
   return r;
 }
 
@@ -841,7 +1018,12 @@ static PyObject *profiler_close(ProfilerObject *self, PyObject *unused) {
   if (lock_profiler(self) < 0) return NULL; /* another thread's call ends first */
   destroy_handle(self);
   unlock_profiler(self);
-  log_deliver(self->log, 1); /* all of them: the library calls it no more */
+  PyObject *raised = NULL;
+  log_deliver(self->log, 1, &raised); /* all of them: the library calls it no more */
+  if (raised) {
+    exc_set(raised);
+    return NULL;
+  }
   Py_RETURN_NONE;
 }
 
@@ -891,7 +1073,10 @@ static statsprof_stats_profile *take(ProfilerObject *self, int delta, PyObject *
     rc = statsprof_snapshot(p, mode, &s);
   }
   if (rc) raise_rc(rc, statsprof_errmsg(p));
-  end(self);
+  if (end(self) < 0 && !rc) {
+    statsprof_stats_profile_free(s);
+    return NULL;
+  }
   return rc ? NULL : s;
 }
 
@@ -1144,13 +1329,38 @@ static int module_exec(PyObject *m) {
   }
   pthread_once(&log_once, log_init_once);
   if (PyInterpreterState_Get() != PyInterpreterState_Main()) return 0;
+  int began = log_finalization_began();
   pthread_mutex_lock(&log_lock);
-  /* A delivery thread still in the old interpreter when its atexit gave
-   * up waiting for it ended there (or hangs, on 3.14+): the next message
-   * starts another. */
-  if (log_stopping && log_thread_in_python) log_thread_running = log_thread_in_python = 0;
-  log_finalizing = log_stopping = 0; /* an interpreter initialized again, by a host that embeds it */
+  if (log_ll_ended) {
+    /* Py_FinalizeEx ran since the last exec: an interpreter initialized
+     * again, by a host that embeds it. A new generation: the old delivery
+     * thread (waiting, or in a handler its atexit gave up on) takes the
+     * GIL no more and leaves the new queues and flags alone; the next
+     * message starts another. */
+    log_gen++;
+    log_execs = 0;
+    log_ll_ended = 0;
+    log_finalizing = log_stopping = 0;
+    log_thread_running = log_thread_entering = log_thread_in_python = 0;
+    pthread_cond_broadcast(&log_wake);
+  }
+  /* Executed again in this interpreter (a new module object, as importlib.reload
+   * does nothing to it) nothing is reset: after the atexit callback the
+   * queues stay dead. */
+  int first = log_execs++ == 0;
+  if (first) pthread_sigmask(SIG_BLOCK, NULL, &log_py_sigmask); /* the importing thread's */
+  if (began) {
+    /* The atexit callback would never run (registered too late): every
+     * message to fd 2, no thread takes the GIL. */
+    log_finalizing = log_stopping = 1;
+    for (log_queue *q = log_queues; q; q = q->next) q->dead = 1;
+    pthread_cond_broadcast(&log_wake);
+  }
+  /* Without it (Py_AtExit's slots all taken) a re-initialization looks
+   * like the same interpreter: messages to fd 2 after it, safely. */
+  if (!log_ll_armed && Py_AtExit(log_ll_exit) == 0) log_ll_armed = 1;
   pthread_mutex_unlock(&log_lock);
+  if (!first || began) return 0; /* registered by the first; or it would never run */
   /* logging first: its atexit callback (shutdown) then runs after ours. */
   PyObject *logging = PyImport_ImportModule("logging");
   PyObject *atexit = logging ? PyImport_ImportModule("atexit") : NULL;

@@ -1845,6 +1845,216 @@ class LogAtExitTest(unittest.TestCase):
                     self.assertIn("statsprof: " + msg % (i, NO_SPACE, i) + "\n", r.stderr)
 
 
+class LogEdgeTest(unittest.TestCase):
+    """Delivery where an exception, a signal mask, a re-initialization or an
+    interpreter that already finalizes matters."""
+
+    def run_script(self, script, *args):
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "script.py")
+            with open(path, "w") as f:
+                f.write(textwrap.dedent(script))
+            return subprocess.run([sys.executable, path, d, *args], env=dict(os.environ, PYTHONPATH=pkg_root),
+                                  capture_output=True, text=True, timeout=120)
+
+    def occupy_the_delivery_thread(self):
+        """A profile whose callable blocks on the delivery thread (not the
+        main thread's calls) until the returned event is set."""
+        busy, release = threading.Event(), threading.Event()
+
+        def blocking(message):
+            if threading.current_thread() is not threading.main_thread():
+                busy.set()
+                release.wait(120)
+
+        q = statsprof.Profile(config=FULL, log=blocking)
+        for _ in range(1000):
+            q.emit_now()  # the sink fails it; delivered by this call's end, or the thread
+            if busy.wait(0.1):
+                break
+        self.assertTrue(busy.is_set())
+
+        def done():
+            release.set()
+            q.close()
+        self.addCleanup(done)
+        return release
+
+    def test_keyboard_interrupt_in_the_callable_is_raised_by_the_call(self):
+        # It used to go to sys.unraisablehook, and the program went on after
+        # a Ctrl-C. With the delivery thread kept busy (another profile's
+        # callable blocks there), this profile's messages are delivered by
+        # the main thread's calls: the first raises out of the call that
+        # delivers it; the rest stay queued for the next ones.
+        self.occupy_the_delivery_thread()
+        got = []
+
+        def interrupting(message):
+            got.append(message)
+            if len(got) == 1:
+                raise KeyboardInterrupt
+
+        p = statsprof.Profile(config=FULL, log=interrupting)
+        with self.assertRaises(KeyboardInterrupt):
+            p.emit_now()
+            p.emit_now()
+            p.flush()  # both failed by now: its end delivers them, if no earlier call did
+        self.assertEqual(len(got), 1, got)
+        p.emit_now()
+        p.close()
+        records = [m.split(":")[0] for m in got]
+        self.assertGreaterEqual(len(records), 2, got)
+        self.assertEqual(records, ["sink jsonl failed to write record %d" % i
+                                   for i in range(1, len(records) + 1)], got)
+
+    def test_system_exit_in_the_callable_is_raised_by_the_call(self):
+        self.occupy_the_delivery_thread()
+        p = statsprof.Profile(config=FULL, log=lambda m: sys.exit(3))
+        with self.assertRaises(SystemExit):
+            p.emit_now()
+            p.close()  # the sink failed it: close() delivers it, if emit_now's end did not
+        p.close()
+
+    def test_a_callable_on_the_delivery_thread_runs_children_with_the_programs_signal_mask(self):
+        # The delivery thread waits with every signal blocked; a child
+        # started from a callable inherited that mask across exec (a
+        # subprocess that could not be stopped with SIGTERM or Ctrl-C).
+        script = """\
+            import os, signal, subprocess, sys, threading
+            import statsprof
+
+            print("main", sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])), flush=True)
+            done = threading.Event()
+
+            def log(message):
+                if threading.current_thread() is threading.main_thread() or done.is_set():
+                    return
+                r = subprocess.run(["grep", "SigBlk", "/proc/self/status"], capture_output=True, text=True)
+                print("child", r.stdout.split()[-1], flush=True)
+                done.set()
+
+            p = statsprof.Profile(config="trigger=timer;interval=1ms;sink=jsonl:/dev/full", log=log)
+            p.enable()
+            print("delivered", done.wait(60), flush=True)  # no call on the profiler: the delivery thread's
+            p.disable()
+            p.close()
+            """
+        r = self.run_script(script)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), ["main []", "child 0000000000000000", "delivered True"],
+                         r.stderr)
+
+    def test_init_after_close_keeps_the_old_messages_for_the_old_callable(self):
+        # close() waits at most 1 s for the delivery thread's delivery of
+        # the profile; left over, the old handle's messages went to the
+        # callable the next __init__ set.
+        with tempfile.TemporaryDirectory() as d:
+            a, b = os.path.join(d, "a"), os.path.join(d, "b")
+            old, new, blocked, release = [], [], threading.Event(), threading.Event()
+
+            def old_log(message):
+                old.append(message)
+                if threading.current_thread() is not threading.main_thread() and not blocked.is_set():
+                    blocked.set()
+                    release.wait(120)
+
+            p = statsprof.Profiler("sink=jsonl:" + a, log=old_log)
+            os.unlink(a)
+            os.mkdir(a)  # each record opens it again, and cannot
+            threading.Thread(target=p.emit_now).start()
+            self.assertTrue(blocked.wait(120))  # the delivery thread holds the first message
+            p.emit_now()
+            p.emit_now()
+            p.close()  # the sink failed them; the delivery in progress is not waited for to its end
+            p.__init__("sink=jsonl:" + b, log=new.append)
+            os.unlink(b)
+            os.mkdir(b)
+            release.set()
+            p.emit_now()
+            p.close()
+            wait_for(lambda: len(old) >= 3, timeout=60, sleep=True)  # records 1 to 3
+            self.assertTrue(all(a in m for m in old), old)
+            self.assertTrue(new and all(b in m for m in new), new)
+
+    def test_imported_by_an_atexit_callback_its_messages_go_to_stderr(self):
+        # Registered while atexit runs its callbacks, the module's own
+        # callback never runs: its delivery thread went on taking the GIL
+        # as the interpreter finalized. Now the module sees that
+        # finalization began, and its messages go to stderr.
+        script = """\
+            import atexit, logging, os, sys, threading
+
+            def late():
+                import statsprof
+                p = statsprof.Profile(config="sink=jsonl:/dev/full")  # to logging
+                p.enable()
+                for _ in range(3):
+                    p.emit_now()
+                p.flush()
+                def spin():  # a daemon thread, still emitting at the end
+                    while True:
+                        p.emit_now()
+                try:
+                    threading.Thread(target=spin, daemon=True).start()
+                except RuntimeError:
+                    pass  # 3.12+: no new thread once the interpreter finalizes
+                for _ in range(200):
+                    p.emit_now()
+
+            atexit.register(late)
+            logging.basicConfig(filename=os.path.join(sys.argv[1], "log"),
+                                format="%(name)s %(levelname)s %(message)s")
+            """
+        for _ in range(3):
+            r = self.run_script(script)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for i in (1, 2, 3):
+                self.assertIn("statsprof: sink jsonl failed to write record %d: %s (%d failures so far)\n"
+                              % (i, NO_SPACE, i), r.stderr)
+
+    def test_the_module_executed_again_after_atexit_keeps_the_messages_on_stderr(self):
+        # importlib.reload does nothing to the extension module (CPython
+        # marks a multi-phase module executed), but a new module object,
+        # imported again after leaving sys.modules, runs its exec again: it
+        # used to start over as if the interpreter were new (its messages
+        # to the callable, a delivery thread taking the GIL as the
+        # interpreter finalized).
+        script = """\
+            import atexit, importlib, logging, os, sys, threading
+
+            got = []
+
+            def late():  # runs after statsprof's own callback
+                importlib.reload(statsprof._statsprof)  # nothing
+                del sys.modules["statsprof._statsprof"]
+                m = importlib.import_module("statsprof._statsprof")  # executed again
+                p = m.Profiler("sink=jsonl:/dev/full", log=got.append)
+                p.emit_now()
+                p.emit_now()
+                p.flush()
+                def spin():
+                    while True:
+                        p.emit_now()
+                try:
+                    threading.Thread(target=spin, daemon=True).start()
+                except RuntimeError:
+                    pass  # 3.12+: no new thread once the interpreter finalizes
+                for _ in range(200):
+                    p.emit_now()
+                print("delivered", got, flush=True)
+
+            atexit.register(late)
+            import statsprof  # registers its callback after late's: it runs first
+            """
+        r = self.run_script(script)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("delivered []", r.stdout, r.stderr)
+        for i in (1, 2):
+            self.assertIn("statsprof: sink jsonl failed to write record %d: %s (%d failures so far)\n"
+                          % (i, NO_SPACE, i), r.stderr)
+
+
 class CommandLineTest(unittest.TestCase):
     SCRIPT = textwrap.dedent("""\
         import sys
