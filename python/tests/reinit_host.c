@@ -16,7 +16,10 @@
  *           __main__: Py_FinalizeEx deletes them;
  *   leaked  the same, and this program holds a reference to each, so they
  *           outlive the interpreter, their sink threads still failing (and
- *           logging, now to fd 2) as it finalizes and the next one runs.
+ *           logging, now to fd 2) as it finalizes and the next one runs;
+ *   unhooked  as left, the package's atexit callback taken out of atexit
+ *           (atexit.unregister): the delivery thread is not stopped before
+ *           Py_FinalizeEx; its Py_AtExit function marks the queues dead.
  * Then Py_FinalizeEx, which must return 0, and "round N finalized". Exit
  * status 0 after the last round ("done"); 3 for a Python error in a round
  * (its traceback on stderr), 4 when Py_FinalizeEx fails. */
@@ -25,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const MODES[] = {"closed", "left", "leaked"};
+static const char *const MODES[] = {"closed", "left", "leaked", "unhooked"};
 
 static const char ROUND_SCRIPT[] =
     "import logging, threading, time\n"
@@ -65,6 +68,9 @@ static const char ROUND_SCRIPT[] =
     "wait_for(by_logging, 'logging')\n"
     "wait_for(by_callable, 'log=')\n"
     "print('round %d delivered' % ROUND, flush=True)\n"
+    "if MODE == 'unhooked':  # Py_FinalizeEx without the package's atexit callback\n"
+    "    import atexit\n"
+    "    atexit.unregister(statsprof._statsprof._finalizing)  # == the one registered\n"
     "if MODE == 'closed':\n"
     "    p.close()\n"
     "    q.close()\n"
@@ -76,7 +82,7 @@ static const char ROUND_SCRIPT[] =
 int main(int argc, char **argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : 5;
   for (int round = 0; round < rounds; round++) {
-    const char *mode = MODES[round % 3];
+    const char *mode = MODES[round % 4];
     Py_InitializeEx(0);
     char head[128];
     snprintf(head, sizeof head, "ROUND = %d\nMODE = '%s'\n", round, mode);

@@ -14,8 +14,8 @@ import unittest
 
 import statsprof
 
-ROUNDS = 6  # each mode (closed, left, leaked) twice
-MODES = ("closed", "left", "leaked")
+ROUNDS = 8  # each mode twice (reinit_host.c)
+MODES = ("closed", "left", "leaked", "unhooked")
 
 
 class ReinitTest(unittest.TestCase):
@@ -31,7 +31,7 @@ class ReinitTest(unittest.TestCase):
                          % (r.returncode, r.stdout, tail))
         want = []
         for i in range(ROUNDS):
-            want += ["round %d delivered" % i, "round %d finalized (%s)" % (i, MODES[i % 3])]
+            want += ["round %d delivered" % i, "round %d finalized (%s)" % (i, MODES[i % 4])]
         self.assertEqual(r.stdout.splitlines(), want + ["done"], tail)
         # What reached stderr is statsprof's messages after finalization,
         # nothing else (no traceback, no unraisable exception, no fatal error).
