@@ -1318,7 +1318,28 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* A static type made ready in an interpreter since finalized: its dict,
+ * MRO, bases and subclasses are objects of that interpreter (on 3.12+ of
+ * its object allocator, which Py_Initialize begins anew: a resize of the
+ * subclasses dict, one entry per Profile class a round kept alive, freed
+ * them with glibc's free(), "double free or corruption"). Forgotten (left
+ * as they are: their memory is not this interpreter's to free) and made
+ * ready again. GIL held, main interpreter, before anything uses the type. */
+static void type_forget(PyTypeObject *t) {
+  if (!(t->tp_flags & Py_TPFLAGS_READY)) return;
+  t->tp_flags &= ~Py_TPFLAGS_READY;
+  t->tp_dict = t->tp_mro = t->tp_bases = t->tp_cache = NULL;
+  t->tp_subclasses = NULL;
+}
+
 static int module_exec(PyObject *m) {
+  pthread_mutex_lock(&log_lock);
+  int reinit = log_ll_ended && PyInterpreterState_Get() == PyInterpreterState_Main();
+  pthread_mutex_unlock(&log_lock);
+  if (reinit) {
+    type_forget(&ProfilerType);
+    type_forget(&ControlType);
+  }
   if (PyType_Ready(&ProfilerType) < 0 || PyType_Ready(&ControlType) < 0) return -1;
   if (PyModule_AddType(m, &ProfilerType) < 0 || PyModule_AddType(m, &ControlType) < 0) return -1;
   unsigned v = statsprof_version();
