@@ -277,6 +277,7 @@ static int log_finalizing;      /* atexit ran (or finalization began): every mes
 static int log_stopping;        /* atexit runs: the thread takes the GIL no more */
 static unsigned log_gen;        /* the interpreter's: one more at each Py_Initialize after a Py_Finalize */
 static int log_execs;           /* module_exec calls in the main interpreter of this generation */
+static int log_atexit_registered; /* mod_finalizing is registered with atexit in this generation */
 static int log_ll_armed;        /* log_ll_exit is registered with Py_AtExit */
 static int log_ll_ended;        /* ...and ran: Py_FinalizeEx ended */
 static int log_thread_running;  /* the delivery thread of this generation exists (detached) */
@@ -407,9 +408,11 @@ static void *log_thread_main(void *arg) {
     pthread_mutex_lock(&log_lock);
     /* Checked again with the GIL: atexit may have begun meanwhile. */
     int go = gen == log_gen && !log_stopping && !log_finalizing;
-    log_thread_entering = 0;
-    log_thread_in_python = go;
-    pthread_cond_broadcast(&log_done);
+    if (gen == log_gen) { /* an older generation's thread leaves the new one's flags alone */
+      log_thread_entering = 0;
+      log_thread_in_python = go;
+      pthread_cond_broadcast(&log_done);
+    }
     pthread_mutex_unlock(&log_lock);
     if (go) log_deliver_all(gen);
     PyGILState_Release(g);
@@ -641,7 +644,10 @@ static void log_deliver(log_queue *q, int wait, PyObject **raised) {
   for (;;) {
     char *msg = NULL, note[96] = "";
     pthread_mutex_lock(&log_lock);
-    if ((n || q->orphan) && q->count) {
+    /* A dead queue takes no more messages (they go to fd 2 directly), so
+     * its rest is drained here too: a delivery in progress as atexit made
+     * it dead leaves nothing for a thread that is gone. */
+    if ((n || q->orphan || q->dead) && q->count) {
       if (n) n--;
       msg = q->msgs[q->head];
       q->head = (q->head + 1) % LOG_QUEUE_CAP;
@@ -700,7 +706,7 @@ static PyObject *mod_finalizing(PyObject *m, PyObject *unused) {
      * it as soon as it is free, and lets go of it at once, seeing the
      * stop. Given up, it could take it as Py_FinalizeEx frees what it
      * needs. */
-    while (log_thread_entering) pthread_cond_wait(&log_done, &log_lock);
+    while (log_thread_entering && !Py_IsFinalizing()) pthread_cond_wait(&log_done, &log_lock);
     /* In a handler: at most LOG_WAIT_MS, a handler may block. */
     struct timespec deadline = log_deadline(LOG_WAIT_MS);
     while (log_thread_in_python && pthread_cond_timedwait(&log_done, &log_lock, &deadline) != ETIMEDOUT) continue;
@@ -720,6 +726,7 @@ static PyObject *mod_finalizing(PyObject *m, PyObject *unused) {
     PyObject *target = NULL;
     pthread_mutex_lock(&log_lock);
     for (log_queue *q = log_queues; q && !target; q = q->next) {
+      if (q->gen != gen) continue; /* an older interpreter's object: not ours to touch */
       target = q->target;
       q->target = NULL;
     }
@@ -752,8 +759,8 @@ static void log_ll_exit(void) {
 static int log_finalization_began(void) {
   if (Py_IsFinalizing()) return 1;
   PyObject *threading = PyDict_GetItemString(PyImport_GetModuleDict(), "threading"); /* borrowed */
-  PyObject *flag = threading ? PyObject_GetAttrString(threading, "_SHUTTING_DOWN") : NULL;
-  int began = flag && PyObject_IsTrue(flag) == 1;
+  PyObject *flag = threading && PyModule_Check(threading) ? PyObject_GetAttrString(threading, "_SHUTTING_DOWN") : NULL;
+  int began = flag && PyBool_Check(flag) && flag == Py_True;
   Py_XDECREF(flag);
   PyErr_Clear();
   return began;
@@ -866,6 +873,14 @@ static void log_queue_let_go(log_queue *q, PyObject **raised) {
   q->orphan = 1;
   pthread_mutex_unlock(&log_lock);
   log_deliver(q, 1, raised);
+  if (raised && *raised) {
+    /* A KeyboardInterrupt or SystemExit ended the delivery: the rest goes
+     * to fd 2 (no Python runs for a dead queue), not freed unseen. */
+    pthread_mutex_lock(&log_lock);
+    q->dead = 1;
+    pthread_mutex_unlock(&log_lock);
+    log_deliver(q, 0, NULL);
+  }
   log_queue_release(q);
 }
 
@@ -914,7 +929,9 @@ static int profiler_init(ProfilerObject *self, PyObject *args, PyObject *kwds) {
     PyErr_NoMemory();
     return -1;
   }
-  nq->target = Py_XNewRef(log == Py_None ? NULL : log); /* before any message: nothing is queued yet */
+  /* Before any message: nothing is queued yet. A dead queue (after the
+   * atexit callback) keeps no target: it could outlive this interpreter. */
+  if (!nq->dead) nq->target = Py_XNewRef(log == Py_None ? NULL : log);
   statsprof *p;
   int rc = statsprof_create(config, &p);
   if (rc) {
@@ -1360,6 +1377,7 @@ static int module_exec(PyObject *m) {
      * message starts another. */
     log_gen++;
     log_execs = 0;
+    log_atexit_registered = 0;
     log_ll_ended = 0;
     log_finalizing = log_stopping = 0;
     log_thread_running = log_thread_entering = log_thread_in_python = 0;
@@ -1380,8 +1398,9 @@ static int module_exec(PyObject *m) {
   /* Without it (Py_AtExit's slots all taken) a re-initialization looks
    * like the same interpreter: messages to fd 2 after it, safely. */
   if (!log_ll_armed && Py_AtExit(log_ll_exit) == 0) log_ll_armed = 1;
+  int registered = log_atexit_registered;
   pthread_mutex_unlock(&log_lock);
-  if (!first || began) return 0; /* registered by the first; or it would never run */
+  if (registered || began) return 0; /* registered already (a failed exec retried registers); or it would never run */
   /* logging first: its atexit callback (shutdown) then runs after ours. */
   PyObject *logging = PyImport_ImportModule("logging");
   PyObject *atexit = logging ? PyImport_ImportModule("atexit") : NULL;
@@ -1392,6 +1411,9 @@ static int module_exec(PyObject *m) {
   Py_XDECREF(fn);
   if (!r) return -1;
   Py_DECREF(r);
+  pthread_mutex_lock(&log_lock);
+  log_atexit_registered = 1;
+  pthread_mutex_unlock(&log_lock);
   return 0;
 }
 

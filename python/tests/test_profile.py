@@ -1911,6 +1911,56 @@ class LogEdgeTest(unittest.TestCase):
         self.assertEqual(records, ["sink jsonl failed to write record %d" % i
                                    for i in range(1, len(records) + 1)], got)
 
+    def test_keyboard_interrupt_at_deletion_sends_the_rest_to_stderr(self):
+        # The profile's deletion delivers what is queued; a KeyboardInterrupt
+        # out of the callable ended that delivery and the queue, freed
+        # with it, lost the rest: now they go to stderr, and the interrupt
+        # comes again in the main thread.
+        script = """\
+            import sys, threading, time
+            import statsprof
+
+            busy, release = threading.Event(), threading.Event()
+
+            def blocking(message):
+                if threading.current_thread() is not threading.main_thread():
+                    busy.set()
+                    release.wait(120)
+
+            q = statsprof.Profile(config="sink=jsonl:/dev/full", log=blocking)
+            for _ in range(1000):
+                q.emit_now()
+                if busy.wait(0.1):
+                    break
+            assert busy.is_set()  # the delivery thread is held: p's messages stay queued
+            got = []
+
+            def interrupting(message):
+                got.append(message)
+                raise KeyboardInterrupt
+
+            p = statsprof.Profile(config="trigger=timer;interval=1ms;sink=jsonl:/dev/full", log=interrupting)
+            p.enable()
+            time.sleep(2)  # the timer's records fail meanwhile, their messages queue (not a measurement)
+            interrupted = False
+            try:
+                del p  # its deletion delivers them: the first raises
+                for _ in range(1000):
+                    time.sleep(0.01)  # the interrupt comes at the next bytecode
+            except KeyboardInterrupt:
+                interrupted = True
+            release.set()
+            q.close()
+            print("got", len(got), "interrupted", interrupted, flush=True)
+            """
+        r = self.run_script(script)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), ["got 1 interrupted True"], r.stderr)
+        # The message that raised goes to stderr too (as any a handler did
+        # not take); the rest after it must be there as well, not lost.
+        lines = [line for line in r.stderr.splitlines() if line.startswith("statsprof: sink jsonl failed")]
+        self.assertGreaterEqual(len(lines), 2, r.stderr)
+
     def test_system_exit_in_the_callable_is_raised_by_the_call(self):
         self.occupy_the_delivery_thread()
         p = statsprof.Profile(config=FULL, log=lambda m: sys.exit(3))
