@@ -1376,6 +1376,10 @@ class LogTest(unittest.TestCase):
                 f(10)
             p.create_stats()
             p.close()
+            # close() waits at most 1 s for the delivery thread's delivery
+            # in progress (on a loaded machine it can take longer): both
+            # handlers are waited for here, while they and the redirect last.
+            self.assertTrue(wait_for(lambda: len(h.messages()) >= 2, timeout=60, sleep=True), h.messages())
         self.assertEqual(err.getvalue().count("--- Logging error ---"), 2, err.getvalue())
         self.assertEqual(len(h.messages()), 2, h.messages())  # the other handler got them all
         self.assertEqual(p.stats[(__file__, f.__code__.co_firstlineno, "f")][:2], (2, 354))
@@ -1394,6 +1398,7 @@ class LogTest(unittest.TestCase):
                 f(10)
             p.create_stats()
             p.close()
+            self.assertTrue(wait_for(lambda: len(unraisable) >= 2, timeout=60, sleep=True), unraisable)
         finally:
             sys.unraisablehook = old_hook
         self.assertEqual(p.stats[(__file__, f.__code__.co_firstlineno, "f")][:2], (2, 354))
