@@ -778,7 +778,16 @@ typedef struct {
   log_queue *log;          /* the library's messages, until they reach Python */
 } ProfilerObject;
 
-static PyTypeObject ProfilerType;
+/* The module's state: its two types, heap types made by module_exec (one
+ * pair per module object: per interpreter, and made anew in one that
+ * Py_Initialize began again, where static types kept the finalized
+ * interpreter's dict, MRO and subclasses). */
+typedef struct {
+  PyTypeObject *profiler_type;
+  PyTypeObject *control_type;
+} module_state;
+
+static struct PyModuleDef module_def;
 
 static statsprof *handle(ProfilerObject *self) {
   if (!self->p || self->closing) PyErr_SetString(PyExc_ValueError, "the profiler is closed (or was never initialized)");
@@ -964,6 +973,7 @@ static int profiler_init(ProfilerObject *self, PyObject *args, PyObject *kwds) {
  * its sinks and their threads would live for ever. Cleared, the messages
  * go to fd 2. */
 static int profiler_traverse(ProfilerObject *self, visitproc visit, void *arg) {
+  Py_VISIT(Py_TYPE(self));
   if (self->log) Py_VISIT(self->log->target);
   return 0;
 }
@@ -994,7 +1004,9 @@ static void profiler_dealloc(ProfilerObject *self) {
     }
   }
   if (self->lock) PyThread_free_lock(self->lock);
-  Py_TYPE(self)->tp_free((PyObject *)self);
+  PyTypeObject *type = Py_TYPE(self); /* a heap type: each instance holds a reference */
+  type->tp_free((PyObject *)self);
+  Py_DECREF(type);
 }
 
 /* Most methods are one library call that returns 0 or an error. */
@@ -1178,27 +1190,33 @@ static PyMethodDef profiler_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject ProfilerType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statsprof._statsprof.Profiler",
-    .tp_basicsize = sizeof(ProfilerObject),
-    .tp_dealloc = (destructor)profiler_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_traverse = (traverseproc)profiler_traverse,
-    .tp_clear = (inquiry)profiler_clear,
-    .tp_doc = "Profiler(config='sink=none', log=None)\n--\n\n"
-              "A statsprof profiler. `config` is the library's config string "
-              "(e.g. 'interval=1s;sink=jsonl:out.jsonl'); None means the library defaults. "
-              "A bad config raises ValueError naming the offending text. The library's "
-              "messages (a sink failing, ...) go to `log`, a callable taking the message "
-              "string (main interpreter only), or with None to logging.getLogger('statsprof')"
-              ".warning, looked up at each message; where logging would drop it (the logger "
-              "disabled, or no handler and no logging.lastResort) it goes to fd 2. They are "
-              "delivered by a thread of the module's (the library's threads only queue them), "
-              "at the start and end of each call on the profiler, and at close(); once the "
-              "interpreter finalizes, to fd 2.",
-    .tp_methods = profiler_methods,
-    .tp_init = (initproc)profiler_init,
-    .tp_new = profiler_new,
+static PyType_Slot profiler_slots[] = {
+    {Py_tp_dealloc, profiler_dealloc},
+    {Py_tp_traverse, profiler_traverse},
+    {Py_tp_clear, profiler_clear},
+    {Py_tp_doc, (void *)"Profiler(config='sink=none', log=None)\n--\n\n"
+            "A statsprof profiler. `config` is the library's config string "
+            "(e.g. 'interval=1s;sink=jsonl:out.jsonl'); None means the library defaults. "
+            "A bad config raises ValueError naming the offending text. The library's "
+            "messages (a sink failing, ...) go to `log`, a callable taking the message "
+            "string (main interpreter only), or with None to logging.getLogger('statsprof')"
+            ".warning, looked up at each message; where logging would drop it (the logger "
+            "disabled, or no handler and no logging.lastResort) it goes to fd 2. They are "
+            "delivered by a thread of the module's (the library's threads only queue them), "
+            "at the start and end of each call on the profiler, and at close(); once the "
+            "interpreter finalizes, to fd 2."},
+    {Py_tp_methods, profiler_methods},
+    {Py_tp_init, profiler_init},
+    {Py_tp_new, profiler_new},
+    {0, NULL},
+};
+
+/* Immutable, as a static type is. */
+static PyType_Spec profiler_spec = {
+    .name = "statsprof._statsprof.Profiler",
+    .basicsize = sizeof(ProfilerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = profiler_slots,
 };
 
 /* ---- Control: untraced enable/disable ---------------------------------- */
@@ -1213,7 +1231,16 @@ typedef struct {
   vectorcallfunc vectorcall;
 } ControlObject;
 
-static PyTypeObject ControlType;
+/* The Profiler type of the module that made `control`'s type; NULL with
+ * an exception where there is none (the module cleared as its
+ * interpreter finalizes). */
+static PyTypeObject *profiler_type_of(PyObject *control) {
+  PyObject *m = PyType_GetModuleByDef(Py_TYPE(control), &module_def); /* borrowed */
+  module_state *st = m ? PyModule_GetState(m) : NULL;
+  if (st && st->profiler_type) return st->profiler_type;
+  if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "statsprof._statsprof is finalized");
+  return NULL;
+}
 
 static PyObject *control_run(ControlObject *c, Py_ssize_t nargs, PyObject *kwnames) {
   /* __exit__ takes the exception triple; the others take nothing. */
@@ -1235,7 +1262,9 @@ static PyObject *control_vectorcall(PyObject *callable, PyObject *const *args, s
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (c->self) return control_run(c, nargs, kwnames);
   /* Unbound, called through the class: Profile.disable(p). */
-  if (nargs < 1 || !PyObject_TypeCheck(args[0], &ProfilerType)) {
+  PyTypeObject *profiler_type = profiler_type_of(callable);
+  if (!profiler_type) return NULL;
+  if (nargs < 1 || !PyObject_TypeCheck(args[0], profiler_type)) {
     PyErr_Format(PyExc_TypeError, "%s() needs a Profiler as its first argument", op_names[c->op]);
     return NULL;
   }
@@ -1267,11 +1296,13 @@ static PyObject *control_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *control_get(PyObject *descr, PyObject *obj, PyObject *type) {
   ControlObject *c = (ControlObject *)descr;
   if (!obj || obj == Py_None || c->self) return Py_NewRef(descr);
-  if (!PyObject_TypeCheck(obj, &ProfilerType)) {
+  PyTypeObject *profiler_type = profiler_type_of(descr);
+  if (!profiler_type) return NULL;
+  if (!PyObject_TypeCheck(obj, profiler_type)) {
     PyErr_Format(PyExc_TypeError, "%s() belongs on a Profiler subclass", op_names[c->op]);
     return NULL;
   }
-  ControlObject *b = PyObject_GC_New(ControlObject, &ControlType);
+  ControlObject *b = PyObject_GC_New(ControlObject, Py_TYPE(descr)); /* the Control type: not subclassed */
   if (!b) return NULL;
   b->op = c->op;
   b->self = Py_NewRef(obj);
@@ -1281,6 +1312,7 @@ static PyObject *control_get(PyObject *descr, PyObject *obj, PyObject *type) {
 }
 
 static int control_traverse(ControlObject *c, visitproc visit, void *arg) {
+  Py_VISIT(Py_TYPE(c));
   Py_VISIT(c->self);
   return 0;
 }
@@ -1293,7 +1325,9 @@ static int control_clear(ControlObject *c) {
 static void control_dealloc(ControlObject *c) {
   PyObject_GC_UnTrack(c);
   Py_CLEAR(c->self);
-  Py_TYPE(c)->tp_free((PyObject *)c);
+  PyTypeObject *type = Py_TYPE(c);
+  type->tp_free((PyObject *)c);
+  Py_DECREF(type);
 }
 
 static PyObject *control_repr(ControlObject *c) {
@@ -1301,22 +1335,41 @@ static PyObject *control_repr(ControlObject *c) {
   return PyUnicode_FromFormat("<statsprof control %s>", op_names[c->op]);
 }
 
-static PyTypeObject ControlType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "statsprof._statsprof.Control",
-    .tp_basicsize = sizeof(ControlObject),
-    .tp_dealloc = (destructor)control_dealloc,
-    .tp_vectorcall_offset = offsetof(ControlObject, vectorcall),
-    .tp_call = PyVectorcall_Call,
-    .tp_repr = (reprfunc)control_repr,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Control(op)\n--\n\n"
-              "A Profiler method that the profile does not see: op is 'start', 'stop', "
-              "'enter' (start, return the profiler) or 'exit' (stop, return False). "
-              "Put it in a Profiler subclass's body.",
-    .tp_traverse = (traverseproc)control_traverse,
-    .tp_clear = (inquiry)control_clear,
-    .tp_descr_get = control_get,
-    .tp_new = control_new,
+/* The vectorcall offset of a type made from a spec. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define MEMBER_PYSSIZET Py_T_PYSSIZET
+#define MEMBER_READONLY Py_READONLY
+#else
+#define MEMBER_PYSSIZET T_PYSSIZET
+#define MEMBER_READONLY READONLY
+#endif
+
+static PyMemberDef control_members[] = {
+    {"__vectorcalloffset__", MEMBER_PYSSIZET, offsetof(ControlObject, vectorcall), MEMBER_READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot control_slots[] = {
+    {Py_tp_dealloc, control_dealloc},
+    {Py_tp_members, control_members},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_repr, control_repr},
+    {Py_tp_doc, (void *)"Control(op)\n--\n\n"
+            "A Profiler method that the profile does not see: op is 'start', 'stop', "
+            "'enter' (start, return the profiler) or 'exit' (stop, return False). "
+            "Put it in a Profiler subclass's body."},
+    {Py_tp_traverse, control_traverse},
+    {Py_tp_clear, control_clear},
+    {Py_tp_descr_get, control_get},
+    {Py_tp_new, control_new},
+    {0, NULL},
+};
+
+static PyType_Spec control_spec = {
+    .name = "statsprof._statsprof.Control",
+    .basicsize = sizeof(ControlObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = control_slots,
 };
 
 /* ---- module ------------------------------------------------------------ */
@@ -1335,30 +1388,14 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* A static type made ready in an interpreter since finalized: its dict,
- * MRO, bases and subclasses are objects of that interpreter (on 3.12+ of
- * its object allocator, which Py_Initialize begins anew: a resize of the
- * subclasses dict, one entry per Profile class a round kept alive, freed
- * them with glibc's free(), "double free or corruption"). Forgotten (left
- * as they are: their memory is not this interpreter's to free) and made
- * ready again. GIL held, main interpreter, before anything uses the type. */
-static void type_forget(PyTypeObject *t) {
-  if (!(t->tp_flags & Py_TPFLAGS_READY)) return;
-  t->tp_flags &= ~Py_TPFLAGS_READY;
-  t->tp_dict = t->tp_mro = t->tp_bases = t->tp_cache = NULL;
-  t->tp_subclasses = NULL;
-}
-
 static int module_exec(PyObject *m) {
-  pthread_mutex_lock(&log_lock);
-  int reinit = log_ll_ended && PyInterpreterState_Get() == PyInterpreterState_Main();
-  pthread_mutex_unlock(&log_lock);
-  if (reinit) {
-    type_forget(&ProfilerType);
-    type_forget(&ControlType);
-  }
-  if (PyType_Ready(&ProfilerType) < 0 || PyType_Ready(&ControlType) < 0) return -1;
-  if (PyModule_AddType(m, &ProfilerType) < 0 || PyModule_AddType(m, &ControlType) < 0) return -1;
+  module_state *st = PyModule_GetState(m);
+  if (!st) return -1;
+  st->profiler_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &profiler_spec, NULL);
+  if (!st->profiler_type) return -1;
+  st->control_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &control_spec, NULL);
+  if (!st->control_type) return -1;
+  if (PyModule_AddType(m, st->profiler_type) < 0 || PyModule_AddType(m, st->control_type) < 0) return -1;
   unsigned v = statsprof_version();
   PyObject *version = PyUnicode_FromFormat("%u.%u.%u", (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
   if (!version || PyModule_AddObject(m, "version", version) < 0) {
@@ -1422,13 +1459,36 @@ static PyModuleDef_Slot module_slots[] = {
     {0, NULL},
 };
 
+static int module_traverse(PyObject *m, visitproc visit, void *arg) {
+  module_state *st = PyModule_GetState(m);
+  if (st) {
+    Py_VISIT(st->profiler_type);
+    Py_VISIT(st->control_type);
+  }
+  return 0;
+}
+
+static int module_clear(PyObject *m) {
+  module_state *st = PyModule_GetState(m);
+  if (st) {
+    Py_CLEAR(st->profiler_type);
+    Py_CLEAR(st->control_type);
+  }
+  return 0;
+}
+
+static void module_free(void *m) { module_clear((PyObject *)m); }
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "statsprof._statsprof",
     .m_doc = "The statsprof C library (statsprof.h) for Python; see the statsprof package.",
-    .m_size = 0,
+    .m_size = sizeof(module_state),
     .m_methods = module_methods,
     .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
 };
 
 PyMODINIT_FUNC PyInit__statsprof(void) { return PyModuleDef_Init(&module_def); }
