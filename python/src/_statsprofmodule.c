@@ -1388,13 +1388,25 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* A type made from a spec has its vectorcall offset as a member in its
+ * dict; the static Control had none, and tp_vectorcall_offset is set
+ * already: taken out. */
+static int hide_vectorcalloffset(PyTypeObject *t) {
+  if (PyDict_DelItemString(t->tp_dict, "__vectorcalloffset__") < 0) {
+    if (!PyErr_ExceptionMatches(PyExc_KeyError)) return -1;
+    PyErr_Clear();
+  }
+  PyType_Modified(t);
+  return 0;
+}
+
 static int module_exec(PyObject *m) {
   module_state *st = PyModule_GetState(m);
   if (!st) return -1;
   st->profiler_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &profiler_spec, NULL);
   if (!st->profiler_type) return -1;
   st->control_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &control_spec, NULL);
-  if (!st->control_type) return -1;
+  if (!st->control_type || hide_vectorcalloffset(st->control_type) < 0) return -1;
   if (PyModule_AddType(m, st->profiler_type) < 0 || PyModule_AddType(m, st->control_type) < 0) return -1;
   unsigned v = statsprof_version();
   PyObject *version = PyUnicode_FromFormat("%u.%u.%u", (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
