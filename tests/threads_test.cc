@@ -614,7 +614,10 @@ def main(): nap()
     (std::string(config).find("cpu") != std::string::npos ? cpu : wall) = nap->cumtime;
     statsprof_destroy(p);
   }
-  EXPECT_GE(wall, 0.1);
+  // The wall clock shows the sleep; not to the microsecond: compensation
+  // takes the calibrated cost of the events inside off (and the tick's
+  // length is calibrated), which left 0.0999775 s in a 3.11.7 run.
+  EXPECT_GE(wall, 0.095);
   EXPECT_LT(cpu, 0.05);  // sleeping costs (almost) no CPU
   pyh::Release(ns);
 }
