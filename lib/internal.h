@@ -272,6 +272,7 @@ typedef struct statsprof__source_config {
   int builtins;                /* count C functions too */
   int source;                  /* STATSPROF__SOURCE_MONITORING, _SETPROFILE or _EVALFRAME, never AUTO */
   int fallback;                /* evalframe chosen by auto: monitoring/setprofile where it is not exact */
+  int scratch;                 /* calibration's (calibrate.c): evalframe on 3.13 walks no classes */
 } statsprof__source_config;
 
 /* The event source: how CPython's events reach the counting core
@@ -293,7 +294,13 @@ typedef struct statsprof__source {
                                                 * Python may keep past release (source_monitoring.c) */
   PyObject *bootstrap; /* source=setprofile: threading's profile hook, which Python may
                         * keep past release (source_setprofile.c) */
-  int mon_on;                 /* ... its events are on */
+  int mon_on;                 /* ... its events are on (evalframe on 3.13: those of __init__) */
+  PyObject *ef_inits;         /* evalframe on 3.13: the code objects of __init__ functions counted
+                               * through sys.monitoring, by id (source_evalframe.c), or NULL */
+  uint8_t ef_init_tool;       /* ... 1 << mon_tool while they are, else 0 */
+  PyObject *ef_probe;         /* ... a type of ours that tells whether other types got version
+                               * tags since the classes were last walked, or NULL */
+  unsigned int ef_version;    /* ... the tag it got then (0: walk at the next attach) */
   uint64_t tls_key;           /* monitoring, evalframe: this run's key for the threads' states
                                * cached in thread-local storage (hook.c); 0 while off */
   uint64_t fast_key;          /* monitoring: tls_key while every fast path applies (events
@@ -451,6 +458,15 @@ int statsprof__monitoring_unwind_on(statsprof *p);
 /* After a change to mon_on, tls_key, the clock or frame tracking. */
 void statsprof__monitoring_fast_update(statsprof *p);
 void statsprof__monitoring_unwind_off(statsprof *p);
+/* 3.13 (STATSPROF__EF_INIT): the frame-evaluation source leaves the calls
+ * of __init__ functions to sys.monitoring (source_evalframe.c says why):
+ * PY_START and PY_RETURN set as local events on code, counted by the
+ * monitoring source's callbacks (and PY_UNWIND's callback leaves such a
+ * frame). 0, or -1 with the exception cleared. GIL held. */
+#define STATSPROF__EF_INIT (PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000)
+#if STATSPROF__EF_INIT
+int statsprof__monitoring_watch_init(statsprof *p, PyObject *code);
+#endif
 /* source_evalframe.c: whether the
  * frame-evaluation source would count exactly here and its slot is free:
  * 1, else why, and 0, or -1 when the reason is this interpreter's version

@@ -71,16 +71,19 @@ static int init_parts(statsprof *p) {
 }
 
 /* source=auto picks, with builtins, monitoring on 3.12+ and setprofile on
- * 3.11; with builtins=off, evalframe on 3.11 (start falls back where it
- * would not count exactly: choose_source) and monitoring on 3.12+. There
- * the frame-evaluation source is exact too (forced with source=evalframe)
- * but costs what sys.monitoring's PY_* events cost (3.14 and 3.15 game
- * frame: floors 1.20-1.23x either way, callgrind 340 against 347
- * instructions per event), while it makes every Python call a C call as
- * well: C stack, and on 3.12 2 of the 1500 units of CPython's C recursion
- * limit, so a program would hit RecursionError near a depth of 750. The
- * source starts from its slice of config. */
-#define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000)
+ * 3.11; with builtins=off, evalframe on 3.11 and 3.13 (start falls back
+ * where it would not count exactly: choose_source) and monitoring on 3.12,
+ * 3.14 and 3.15. There the frame-evaluation source is exact too (forced
+ * with source=evalframe) but costs what sys.monitoring's PY_* events cost
+ * (3.14 and 3.15 game frame: floors 1.20-1.23x either way, callgrind 340
+ * against 347 instructions per event), while it makes every Python call a
+ * C call as well: C stack, and on 3.12 2 of the 1500 units of CPython's C
+ * recursion limit, so a program would hit RecursionError near a depth of
+ * 750. On 3.13 it is cheaper than sys.monitoring's PY_* events (game frame
+ * 1.13-1.16x against 1.21-1.26x) and its C recursion limit is 10000 units
+ * (5000 frames, where Python's own limit is 1000). The source starts from
+ * its slice of config. */
+#define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000 || STATSPROF__EF_INIT)
 static void pick_source(statsprof *p) {
   statsprof__config *c = &p->config;
   int fallback = 0;
@@ -159,7 +162,7 @@ statsprof *statsprof__scratch_new(statsprof__clock_kind clock, int source, int b
   statsprof *s = statsprof__calloc(1, sizeof *s);
   if (!s) return NULL;
   statsprof__config_defaults(&s->config);
-  statsprof__source_init(&s->src, &(statsprof__source_config){clock, builtins, source, 0});
+  statsprof__source_init(&s->src, &(statsprof__source_config){clock, builtins, source, 0, 1});
   if (statsprof__table_init(&s->table, s->config.max_functions)) {
     statsprof__free(s);
     return NULL;

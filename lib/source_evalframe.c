@@ -1,7 +1,8 @@
 /* source_evalframe.c — PEP 523's frame-evaluation function as an event
  * source for builtins=off, on every version where its self-check finds it
- * exact (3.11.4+, 3.12, 3.14, 3.15; not 3.11.0-3.11.3 nor 3.13). The
- * default of builtins=off on 3.11.4+; on 3.12+ forced with
+ * exact (3.11.4+, 3.12 to 3.15; not 3.11.0-3.11.3; 3.13 with __init__
+ * functions counted through sys.monitoring). The default of builtins=off
+ * on 3.11.4+ and 3.13; on 3.12, 3.14 and 3.15 forced with
  * source=evalframe (lib/profiler.c says why not by default).
  *
  * DESIGN
@@ -27,7 +28,8 @@
  *     Python frame without calling it only where an instruction forgets to
  *     check for one: BINARY_SUBSCR_GETITEM before 3.11.4 (gh-104405),
  *     CALL_ALLOC_AND_ENTER_INIT (a class with a Python __init__) on 3.13
- *     (3.13.0 and 3.13.5 measured).
+ *     (3.13.0 and 3.13.5 measured), where __init__ functions are left to
+ *     sys.monitoring (ef_by_monitoring).
  *     A self-check at the first use (ef_probe) warms up every way a frame
  *     gets pushed and refuses the source when it sees fewer evaluations
  *     than ran.
@@ -59,8 +61,15 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "hotpath.h"
+
+/* As in source_monitoring.c: a frame pointer costs ef_eval a register. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("omit-frame-pointer")
+#endif
 
 #if PY_VERSION_HEX >= 0x030E0000
 #include <internal/pycore_interpframe.h> /* 3.14 moved the frame's layout here */
@@ -211,7 +220,7 @@ static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState
 #define EF_LEAVE_COUNTS(t, frame) 1
 #endif
 
-#if PY_VERSION_HEX < 0x030C0000
+#if PY_VERSION_HEX < 0x030C0000 || STATSPROF__EF_INIT
 /* 3.11 runs a Python call inside the calling evaluation (no C recursion)
  * only while no frame-evaluation function is installed; with ours each
  * Python call is a C call into _PyEval_EvalFrameDefault, and 3.11 has no C
@@ -223,7 +232,10 @@ static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState
  * the frame as _PyEval_EvalFrameDefault leaves it when its own recursion
  * check fails at the start. Only on the thread's own stack: a host that
  * runs Python on a stack of its own (a coroutine library's) is not
- * checked. */
+ * checked. 3.13's C recursion limit (10000 units, 2 per evaluation) counts
+ * calls, not bytes: a thread started with a small stack
+ * (threading.stack_size) would overflow it first, so the same check runs
+ * there (3.14 checks the stack pointer itself). */
 /* initial-exec, as statsprof__tls (hook.c): read on every evaluation, so
  * no __tls_get_addr call when the library is in a shared object. */
 static __thread uintptr_t ef_stack_lo __attribute__((tls_model("initial-exec")));
@@ -255,32 +267,198 @@ static inline int ef_stack_ok(void) {
   return __builtin_expect(sp >= ef_stack_floor, 1) || !ef_stack_low(sp);
 }
 
-static __attribute__((noinline, cold)) PyObject *ef_refuse(void) {
-  PyErr_SetString(PyExc_RecursionError,
-                  "maximum recursion depth exceeded: no C stack left (under statsprof's builtins=off source "
-                  "on Python 3.11 each Python call is a C call)");
+#if STATSPROF__EF_INIT
+#define EF_VERSION "3.13"
+#else
+#define EF_VERSION "3.11"
+#endif
+#define EF_NO_STACK                                                                                     \
+  "maximum recursion depth exceeded: no C stack left (under statsprof's builtins=off source on Python " \
+  EF_VERSION " each Python call is a C call)"
+#if PY_VERSION_HEX < 0x030C0000
+/* 3.11: the caller (_PyEval_Vector, gen_send_ex2) pops the frame. */
+static __attribute__((noinline, cold)) PyObject *ef_refuse(PyThreadState *ts, _PyInterpreterFrame *frame,
+                                                           int throwflag) {
+  (void)ts, (void)frame, (void)throwflag;
+  PyErr_SetString(PyExc_RecursionError, EF_NO_STACK);
   return NULL;
 }
 #else
+/* 3.13: the eval loop pops the frame it was given, also when its own
+ * recursion check fails at the start; so that one fails: with no C
+ * recursion units left it raises RecursionError and unwinds the frame
+ * (Python/ceval.c, _Py_CheckRecursiveCall). While a RecursionError is
+ * being handled CPython lets the handler run on for 50 units more, and so
+ * does this. */
+static __attribute__((noinline, cold)) PyObject *ef_refuse(PyThreadState *ts, _PyInterpreterFrame *frame,
+                                                           int throwflag) {
+  if (ts->recursion_headroom) return _PyEval_EvalFrameDefault(ts, frame, throwflag);
+  int units = ts->c_recursion_remaining;
+  ts->c_recursion_remaining = 0;
+  PyObject *r = _PyEval_EvalFrameDefault(ts, frame, throwflag);
+  ts->c_recursion_remaining = units;
+  if (!r && PyErr_ExceptionMatches(PyExc_RecursionError)) {
+    PyErr_Clear();
+    PyErr_SetString(PyExc_RecursionError, EF_NO_STACK);
+  }
+  return r;
+}
+#endif
+#else
 static inline int ef_stack_ok(void) { return 1; } /* CPython 3.12+ checks the C stack itself */
-static inline PyObject *ef_refuse(void) { return NULL; }
+static inline PyObject *ef_refuse(PyThreadState *ts, _PyInterpreterFrame *frame, int throwflag) {
+  (void)ts, (void)frame, (void)throwflag;
+  return NULL;
+}
+#endif
+
+#if STATSPROF__EF_INIT
+/* 3.13's CALL_ALLOC_AND_ENTER_INIT (a call of a class whose __init__ is a
+ * Python function) pushes the __init__ frame without calling the
+ * frame-evaluation function, and specialises so whether one is installed
+ * or not (3.14 checks). The calls of __init__ functions are therefore
+ * counted through sys.monitoring instead, which sees them either way:
+ * their code objects get PY_START and PY_RETURN as local events of our
+ * tool (PY_UNWIND is on for all code), and the frame-evaluation function
+ * leaves them alone, so each call counts once. Which code objects: at
+ * every attach, the __init__ of every class that exists
+ * (ef_watch_classes); later, at a code object's first evaluation in a run,
+ * one named __init__ or found as its first argument's type's __init__
+ * (ef_watch_new); a class made since the attach is called through the
+ * generic path, which evaluates its __init__ through us, before any call
+ * site specialises for it. */
+static inline int ef_by_monitoring(const statsprof *p, PyCodeObject *co) {
+  const _PyCoMonitoringData *m = co->_co_monitoring;
+  return m && (m->local_monitors.tools[PY_MONITORING_EVENT_PY_START] & p->src.ef_init_tool);
+}
+
+static int ef_init_candidate(PyObject *fn) {
+  if (!fn || !PyFunction_Check(fn)) return 0;
+  PyCodeObject *co = (PyCodeObject *)PyFunction_GET_CODE(fn);
+  return co->co_argcount >= 1 && !(co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR));
+}
+
+/* A code object's first evaluation in this run: whether it is an __init__
+ * now counted through sys.monitoring (the evaluation's own PY_START
+ * included). */
+static __attribute__((noinline)) int ef_watch_new(statsprof *p, _PyInterpreterFrame *frame) {
+  PyCodeObject *co = ef_code(frame);
+  PyObject *fn = frame->f_funcobj;
+  if (!ef_init_candidate(fn) || PyFunction_GET_CODE(fn) != (PyObject *)co) return 0;
+  PyObject *exc = PyErr_GetRaisedException();
+  PyObject *self = frame->localsplus[0], *name = NULL;
+  int init = PyUnicode_CompareWithASCIIString(co->co_name, "__init__") == 0 ||
+             (self && (name = PyUnicode_InternFromString("__init__")) && _PyType_Lookup(Py_TYPE(self), name) == fn);
+  Py_XDECREF(name);
+  if (!init) {
+    PyErr_SetRaisedException(exc);
+    return 0;
+  }
+  int rc = statsprof__monitoring_watch_init(p, (PyObject *)co);
+  PyErr_SetRaisedException(exc);
+  return rc == 0 && ef_by_monitoring(p, co);
+}
+
+/* The version tag a type gets now, from our probe type: CPython hands
+ * them out in order from one counter per interpreter, and a call site
+ * specialises only for a type that has one (CALL_ALLOC_AND_ENTER_INIT is
+ * keyed by it). So when the probe's next tag follows the one it got at
+ * the last walk, no class was made or changed in between, and a
+ * production-mode window need not walk them again. 0: unknown. */
+static unsigned int ef_next_version(statsprof *p) {
+  static PyType_Slot slots[] = {{0, NULL}};
+  static PyType_Spec spec = {"statsprof._version_probe", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, slots};
+  for (int tries = 0; tries < 2; tries++) {
+    if (!p->src.ef_probe && !(p->src.ef_probe = PyType_FromSpec(&spec))) break;
+    PyTypeObject *probe = (PyTypeObject *)p->src.ef_probe;
+    PyType_Modified(probe);
+    if (PyUnstable_Type_AssignVersionTag(probe)) return probe->tp_version_tag;
+    Py_CLEAR(p->src.ef_probe); /* out of tags of its own (CPython gives a type 1000): a new one */
+  }
+  PyErr_Clear();
+  return 0;
+}
+
+/* Every class's own __init__, over type.__subclasses__ from object. */
+static void ef_watch_classes(statsprof *p) {
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  PyObject *todo = PyList_New(0), *seen = PySet_New(NULL), *name = PyUnicode_InternFromString("__init__");
+  long nwatched = 0, nfailed = 0, nclasses = 0;
+  Py_ssize_t before = p->src.ef_inits ? PyDict_GET_SIZE(p->src.ef_inits) : 0;
+  if (todo && seen && name && PyList_Append(todo, (PyObject *)&PyBaseObject_Type) == 0) {
+    Py_ssize_t n;
+    while ((n = PyList_GET_SIZE(todo)) > 0) {
+      PyObject *tp = PyList_GET_ITEM(todo, n - 1);
+      Py_INCREF(tp);
+      PyList_SetSlice(todo, n - 1, n, NULL);
+      nclasses++;
+      PyObject *subs = PyObject_CallMethod((PyObject *)&PyType_Type, "__subclasses__", "O", tp);
+      for (Py_ssize_t i = 0; subs && PyList_Check(subs) && i < PyList_GET_SIZE(subs); i++) {
+        PyObject *sub = PyList_GET_ITEM(subs, i), *id = PyLong_FromVoidPtr(sub);
+        int had = id ? PySet_Contains(seen, id) : -1;
+        if (had == 0 && (PySet_Add(seen, id) || PyList_Append(todo, sub))) had = -1;
+        Py_XDECREF(id);
+        if (had < 0) PyErr_Clear();
+      }
+      Py_XDECREF(subs);
+      PyErr_Clear();
+      if (PyType_HasFeature((PyTypeObject *)tp, Py_TPFLAGS_HEAPTYPE)) {
+        PyObject *init = PyDict_GetItemWithError(((PyTypeObject *)tp)->tp_dict, name);
+        if (ef_init_candidate(init)) {
+          if (statsprof__monitoring_watch_init(p, PyFunction_GET_CODE(init)) == 0) nwatched++;
+          else nfailed++;
+        }
+        PyErr_Clear();
+      }
+      Py_DECREF(tp);
+    }
+  }
+  PyErr_Clear();
+  Py_XDECREF(todo);
+  Py_XDECREF(seen);
+  Py_XDECREF(name);
+  if (nfailed || !todo || !seen || !name)
+    statsprof__logf(&p->log,
+                    "source=evalframe: %ld of the %ld __init__ functions found could not be given to sys.monitoring: "
+                    "calls of those classes may be missed",
+                    nfailed, nwatched + nfailed);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if (getenv("STATSPROF_DEBUG"))
+    statsprof__logf(&p->log,
+                    "source=evalframe: %ld classes, %ld __init__ functions counted through sys.monitoring (%ld new) "
+                    "in %.2f ms",
+                    nclasses, nwatched,
+                    (long)((p->src.ef_inits ? PyDict_GET_SIZE(p->src.ef_inits) : 0) - before),
+                    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+}
 #endif
 
 static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int throwflag) {
-  if (__builtin_expect(!ef_stack_ok(), 0)) return ef_refuse();
+  if (__builtin_expect(!ef_stack_ok(), 0)) return ef_refuse(ts, frame, throwflag);
   statsprof *p = g_ef;
   statsprof__thread *t;
   if (__builtin_expect(!p || !ef_is_call(ts, frame, throwflag), 0) || !(t = statsprof__tls_thread(p)))
     return _PyEval_EvalFrameDefault(ts, frame, throwflag);
   uint64_t key = p->src.tls_key;
   ef_returned(t, p, ts);
+  PyCodeObject *co = ef_code(frame);
+  /* enter_code's label, read once */
+  uintptr_t extra = (uintptr_t)code_extra(co);
+  int known = extra >> 32 == p->gen;
+#if STATSPROF__EF_INIT
+  if (__builtin_expect(ef_by_monitoring(p, co), 0) || (__builtin_expect(!known, 0) && ef_watch_new(p, frame)))
+    return _PyEval_EvalFrameDefault(ts, frame, throwflag);
+#endif
   EF_ENTER(t, ts, frame);
-  enter_code(t, p, ef_code(frame), p->src.cost_py);
+  if (!(p->src.tsc && known && enter_fast_tsc(t, p, (uint32_t)extra, p->src.cost_py)))
+    statsprof__enter_code_slow(t, p, co, p->src.cost_py);
   PyObject *r = _PyEval_EvalFrameDefault(ts, frame, throwflag);
   /* Still the run it entered in (p and t are alive): its return pops the
    * shadow stack's top, unless it was counted already. */
-  if (__builtin_expect(g_ef == p && p->src.tls_key == key, 1) && EF_LEAVE_COUNTS(t, frame))
-    leave(t, p, p->src.cost_py, 1 << 16);
+  if (__builtin_expect(g_ef == p && p->src.tls_key == key, 1) && EF_LEAVE_COUNTS(t, frame) &&
+      !leave_fast(t, p, p->src.cost_py, 1 << 16))
+    statsprof__leave_slow(t, p, p->src.cost_py, 1 << 16);
   return r;
 }
 
@@ -325,10 +503,15 @@ enum { PROBE_ROUNDS = 64, PROBE_PER_ROUND = 15, PROBE_WARMUP = 1000 };
 static PyObject *g_probe_file; /* the probe's co_filename: its code objects share it */
 static long g_probe_seen;
 
+/* 3.13 counts __init__ functions through sys.monitoring (ef_by_monitoring):
+ * their evaluations are left out of the self-check. */
+#define PROBE_INITS (STATSPROF__EF_INIT ? PROBE_ROUNDS : 0)
+
 static PyObject *ef_probe_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int throwflag) {
   PyCodeObject *co = ef_code(frame);
   if (co->co_filename == g_probe_file &&
-      !(!throwflag && (co->co_flags & CO_GENERATOR) && frame->owner != FRAME_OWNED_BY_GENERATOR))
+      !(!throwflag && (co->co_flags & CO_GENERATOR) && frame->owner != FRAME_OWNED_BY_GENERATOR) &&
+      !(STATSPROF__EF_INIT && PyUnicode_CompareWithASCIIString(co->co_name, "__init__") == 0))
     g_probe_seen++;
   return _PyEval_EvalFrameDefault(ts, frame, throwflag);
 }
@@ -383,7 +566,7 @@ static void ef_verdict(PyInterpreterState *interp) {
   if (g_verdict_epoch == statsprof__epoch()) return;
   unsigned long v = Py_Version; /* the running libpython, not the headers */
   long seen = ef_probe(interp);
-  long want = PROBE_ROUNDS * PROBE_PER_ROUND + 1;
+  long want = PROBE_ROUNDS * PROBE_PER_ROUND + 1 - PROBE_INITS;
   g_verdict = v >= 0x030B04F0 && seen == want;
   g_verdict_why[0] = 0;
   if (!g_verdict)
@@ -432,6 +615,15 @@ int statsprof__evalframe_attach_all(statsprof *p) {
   if (rc) return rc;
 #endif
   p->src.tls_key = statsprof__tls_key_next(); /* every thread's cached state is stale */
+#if STATSPROF__EF_INIT
+  p->src.mon_on = 1; /* the events of __init__ functions */
+  statsprof__monitoring_fast_update(p);
+  if (!p->src.config.scratch) { /* calibration's loops make no classes */
+    unsigned int version = ef_next_version(p);
+    if (!version || !p->src.ef_inits || version != p->src.ef_version + 1) ef_watch_classes(p);
+    p->src.ef_version = version;
+  }
+#endif
   g_ef = p;
   _PyInterpreterState_SetEvalFrameFunc(interp, ef_eval);
   return 0;

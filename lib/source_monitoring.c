@@ -167,6 +167,21 @@ static PyObject *mon_py_leave(PyObject *self, PyObject *const *args, size_t narg
   Py_RETURN_NONE;
 }
 
+#if STATSPROF__EF_INIT
+/* The frame-evaluation source on 3.13: PY_UNWIND is on for every code
+ * object (statsprof__monitoring_unwind_on), and leaves a frame only of the
+ * __init__ functions counted here (statsprof__monitoring_watch_init); the
+ * others are the frame-evaluation function's. */
+static PyObject *mon_ef_unwind(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  statsprof *p = mon_profiler(self);
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs < 2 || !PyCode_Check(args[0])) Py_RETURN_NONE;
+  const _PyCoMonitoringData *m = ((PyCodeObject *)args[0])->_co_monitoring;
+  if (!m || !(m->local_monitors.tools[PY_MONITORING_EVENT_PY_START] & p->src.ef_init_tool)) Py_RETURN_NONE;
+  return mon_py_leave(self, args, nargsf, kwnames);
+}
+#endif
+
 /* What a CALL / C_RETURN event's callable is, by exact type (CALL fires for
  * Python calls too, most of them in Python code): the PyMethodDef of a C
  * function cProfile counts, NULL for a call it does not count, or
@@ -373,6 +388,8 @@ static int mon_start(statsprof *p) {
   return rc;
 }
 
+static void mon_unwatch_inits(statsprof *p, PyObject *mon);
+
 /* Turns the events off (the tool id stays ours until release). */
 static void mon_stop(statsprof *p) {
   p->src.mon_on = 0;
@@ -399,6 +416,7 @@ void statsprof__monitoring_release(statsprof *p) {
       long bit = mon_event(mon, mon_callbacks[i].event);
       if (bit >= 0) mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, Py_None);
     }
+    if (mon) mon_unwatch_inits(p, mon);
     if (mon) mon_call(mon, "free_tool_id", "(i)", p->src.mon_tool);
     else PyErr_Clear();
     Py_XDECREF(mon);
@@ -406,6 +424,13 @@ void statsprof__monitoring_release(statsprof *p) {
   }
   /* Else they went with their interpreter. */
   memset(p->src.mon_cbs, 0, sizeof p->src.mon_cbs);
+  if (statsprof__python_reachable(p)) {
+    Py_CLEAR(p->src.ef_inits);
+    Py_CLEAR(p->src.ef_probe);
+  }
+  p->src.ef_inits = p->src.ef_probe = NULL; /* else they went with their interpreter */
+  p->src.ef_version = 0;
+  p->src.ef_init_tool = 0;
   p->src.mon_tool = -1;
 }
 
@@ -431,12 +456,14 @@ int statsprof__monitoring_attach_all(statsprof *p) { return p->src.mon_on ? 0 : 
  * CPython closes generators as it does under cProfile and the
  * evaluation is counted as cProfile counts it. It costs a callback per
  * frame an exception unwinds, nothing else. */
+#if !STATSPROF__EF_INIT /* 3.13 counts __init__ functions with it (mon_ef_unwind) */
 static PyObject *mon_nothing(PyObject *self, PyObject *const *args, Py_ssize_t n) {
   (void)self, (void)args, (void)n;
   Py_RETURN_NONE;
 }
 static PyMethodDef mon_nothing_def = {"_statsprof_unwind", (PyCFunction)(void (*)(void))(mon_fn)mon_nothing,
                                       METH_FASTCALL, NULL};
+#endif
 
 int statsprof__monitoring_tool_free(void) {
   PyObject *mon = monitoring_module();
@@ -466,10 +493,26 @@ int statsprof__monitoring_unwind_on(statsprof *p) {
                               "statsprof or another tool), and this source needs one for PY_UNWIND",
                               MON_TOOL_FIRST, MON_TOOL_LAST);
     }
+#if STATSPROF__EF_INIT
+    /* The callbacks of the events of __init__ functions (index: mon_callbacks). */
+    static const struct {
+      int index;
+      vectorcallfunc fn;
+    } cbs[] = {{0, mon_py_enter}, {3, mon_py_leave}, {5, mon_ef_unwind}};
+    for (size_t i = 0; !rc && i < sizeof cbs / sizeof *cbs; i++) {
+      const char *event = mon_callbacks[cbs[i].index].event;
+      PyObject *fn = mon_callback_new(p, cbs[i].fn);
+      if (!fn) rc = statsprof__error(p, STATSPROF_ENOMEM, "source=evalframe: cannot allocate a callback");
+      else if (mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, mon_event(mon, event), fn))
+        rc = statsprof__error(p, STATSPROF_EPYTHON, "source=evalframe: cannot register a callback for %s", event);
+      p->src.mon_cbs[cbs[i].index] = fn; /* kept, to make inert at release */
+    }
+#else
     PyObject *fn = PyCFunction_New(&mon_nothing_def, NULL);
     if (!fn || mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, mon_event(mon, "PY_UNWIND"), fn))
       rc = statsprof__error(p, STATSPROF_EPYTHON, "source=evalframe: cannot register a callback for PY_UNWIND");
     Py_XDECREF(fn);
+#endif
   }
   if (!rc && mon_call(mon, "set_events", "(il)", p->src.mon_tool, mon_event(mon, "PY_UNWIND")))
     rc = statsprof__error(p, STATSPROF_EPYTHON, "source=evalframe: set_events failed");
@@ -478,6 +521,48 @@ int statsprof__monitoring_unwind_on(statsprof *p) {
 }
 
 void statsprof__monitoring_unwind_off(statsprof *p) { mon_off(p); }
+
+#if STATSPROF__EF_INIT
+int statsprof__monitoring_watch_init(statsprof *p, PyObject *code) {
+  if (p->src.mon_tool < 0) return -1;
+  /* by id: a code object's own hash reads all of it */
+  PyObject *id = PyLong_FromVoidPtr(code);
+  if (!id || (!p->src.ef_inits && !(p->src.ef_inits = PyDict_New()))) {
+    Py_XDECREF(id);
+    PyErr_Clear();
+    return -1;
+  }
+  int has = PyDict_Contains(p->src.ef_inits, id);
+  if (has) {
+    Py_DECREF(id);
+    if (has < 0) PyErr_Clear();
+    return has > 0 ? 0 : -1;
+  }
+  PyObject *mon = monitoring_module();
+  long events = mon ? mon_event(mon, "PY_START") | mon_event(mon, "PY_RETURN") : -1;
+  int rc = events > 0 && mon_call(mon, "set_local_events", "(iOl)", p->src.mon_tool, code, events) == 0 ? 0 : -1;
+  if (!rc && PyDict_SetItem(p->src.ef_inits, id, code)) rc = -1;
+  PyErr_Clear();
+  Py_DECREF(id);
+  Py_XDECREF(mon);
+  p->src.ef_init_tool = (uint8_t)(1u << p->src.mon_tool);
+  return rc;
+}
+
+/* Their local events off, at release (before the tool id goes). */
+static void mon_unwatch_inits(statsprof *p, PyObject *mon) {
+  Py_ssize_t pos = 0;
+  PyObject *id, *code;
+  while (p->src.ef_inits && PyDict_Next(p->src.ef_inits, &pos, &id, &code))
+    mon_call(mon, "set_local_events", "(iOi)", p->src.mon_tool, code, 0);
+  PyErr_Clear();
+  Py_CLEAR(p->src.ef_inits);
+  Py_CLEAR(p->src.ef_probe);
+  p->src.ef_version = 0;
+}
+#else
+static void mon_unwatch_inits(statsprof *p, PyObject *mon) { (void)p, (void)mon; }
+#endif
 
 void statsprof__monitoring_detach_all(statsprof *p) {
   mon_off(p);

@@ -194,14 +194,15 @@ std::string FirstCFunction(const CountMap &m) {
 }
 
 bool EvalFrameRuns() {
-  // 3.11 before 3.11.4 misses a warmed-up obj[i] (gh-104405), 3.13 a
-  // warmed-up class call with a Python __init__ (CALL_ALLOC_AND_ENTER_INIT:
-  // 3.13.0 and Debian trixie's 3.13.5 measured; 3.14 checks).
-  unsigned long v = Py_Version;
-  return v >= 0x030B04F0 && (v >> 16) != 0x030D;
+  // 3.11 before 3.11.4 misses a warmed-up obj[i] (gh-104405). (3.13 misses
+  // a warmed-up class call with a Python __init__, CALL_ALLOC_AND_ENTER_INIT,
+  // and counts __init__ functions through sys.monitoring there.)
+  return Py_Version >= 0x030B04F0;
 }
 
-bool EvalFrameIsDefault() { return EvalFrameRuns() && PY_VERSION_HEX < 0x030C0000; }
+bool EvalFrameIsDefault() {
+  return EvalFrameRuns() && (PY_VERSION_HEX < 0x030C0000 || (PY_VERSION_HEX >> 16) == 0x030D);
+}
 
 void ExpectEvalFrameRefused(const std::string &config) {
   std::string cfg = config + ";source=evalframe";

@@ -12,6 +12,7 @@
 #include <iterator>
 
 #include "child.h"
+#include "collect_sink.h"
 #include "lib_internal.h"
 #include "pyharness.h"
 
@@ -392,28 +393,22 @@ def main():
   pyh::Release(ns);
 }
 
-// 3.11 inlines a Python call into its caller's evaluation only while no
-// frame-evaluation function is installed: under this source each call is a
-// C call, and 3.11 has no C recursion limit. A program that raised its
-// recursion limit and recursed deep, fine without a profiler and under
-// cProfile, overflowed its thread's C stack (SIGSEGV, 3.11.7: this child
-// died of signal 11). It gets RecursionError now, as 3.12's C recursion
-// limit gives it; where another source runs, the recursion just completes.
-TEST(EvalFrame, DeepRecursionUnderARaisedLimitNeverOverflowsTheCStack) {
-  void *ns = pyh::Exec(R"(
+// down(depth) on a new thread with the given stack size, under a raised
+// recursion limit (0: the default).
+const char kRecurse[] = R"(
 import sys, threading
 def down(n):
     return 0 if n == 0 else down(n - 1) + 1
-def main():
+def main(depth, stack, limit):
     result = []
     def run():
         try:
-            result.append(str(down(200000)))
+            result.append(str(down(depth)))
         except RecursionError as e:
             result.append(str(e))
     old = sys.getrecursionlimit()
-    sys.setrecursionlimit(210000)
-    threading.stack_size(16 << 20)  # 200000 C calls of ~500 bytes do not fit
+    if limit: sys.setrecursionlimit(limit)
+    threading.stack_size(stack)
     try:
         t = threading.Thread(target=run)
         t.start()
@@ -422,22 +417,172 @@ def main():
         threading.stack_size(0)
         sys.setrecursionlimit(old)
     return result[0]
-)");
+)";
+
+// main(depth, stack, limit) under a profiler made from config: what it
+// returned (the depth, or RecursionError's message); *evalframe says
+// whether the frame-evaluation source ran.
+std::string Recurse(void *ns, const char *config, long depth, long stack, long limit, bool *evalframe) {
+  statsprof *p = Make(config);
+  if (!p || statsprof_start(p) != 0) return std::string("start: ") + statsprof_errmsg(p);
+  PyObject *fn = PyDict_GetItemString(static_cast<PyObject *>(ns), "main");
+  PyObject *r = fn ? PyObject_CallFunction(fn, "lll", depth, stack, limit) : nullptr;
+  std::string got = r && PyUnicode_Check(r) ? PyUnicode_AsUTF8(r) : "main() raised: " + pyh::TakeError();
+  Py_XDECREF(r);
+  statsprof_stop(p);
+  *evalframe = p->config.source == STATSPROF__SOURCE_EVALFRAME;
+  statsprof_destroy(p);
+  return got;
+}
+
+// Where the frame-evaluation source makes each Python call a C call that
+// CPython does not bound by bytes (3.11: no C recursion limit; 3.13: one
+// that counts calls), statsprof refuses an evaluation near its thread's
+// stack end.
+bool ChecksTheStack() { return PY_VERSION_HEX < 0x030C0000 || (PY_VERSION_HEX >> 16) == 0x030D; }
+
+// 3.11 inlines a Python call into its caller's evaluation only while no
+// frame-evaluation function is installed: under this source each call is a
+// C call, and 3.11 has no C recursion limit. A program that raised its
+// recursion limit and recursed deep, fine without a profiler and under
+// cProfile, overflowed its thread's C stack (SIGSEGV, 3.11.7: this child
+// died of signal 11). It gets RecursionError now, as 3.12's C recursion
+// limit gives it; 3.13's counts calls: RecursionError beyond
+// about 5000 frames; where another source runs, the recursion completes.
+TEST(EvalFrame, DeepRecursionUnderARaisedLimitNeverOverflowsTheCStack) {
+  void *ns = pyh::Exec(kRecurse);
   std::string problems = child::Run([&] {
-    statsprof *p = Make("sink=none;builtins=off");
-    if (!p || statsprof_start(p) != 0) return std::string("start: ") + statsprof_errmsg(p);
-    PyObject *fn = PyDict_GetItemString(static_cast<PyObject *>(ns), "main");
-    PyObject *r = fn ? PyObject_CallNoArgs(fn) : nullptr;
-    std::string got = r && PyUnicode_Check(r) ? PyUnicode_AsUTF8(r) : "main() raised: " + pyh::TakeError();
-    Py_XDECREF(r);
-    statsprof_stop(p);
-    bool evalframe = p->config.source == STATSPROF__SOURCE_EVALFRAME;
-    statsprof_destroy(p);
+    bool evalframe = false;
+    // 200000 C calls of ~500 bytes do not fit in 16 MiB
+    std::string got = Recurse(ns, "sink=none;builtins=off", 200000, 16 << 20, 210000, &evalframe);
     if (evalframe && PY_VERSION_HEX < 0x030C0000)
       return got.find("no C stack left") != std::string::npos ? std::string() : "want RecursionError, got " + got;
+    // 3.13: CPython's C recursion limit, 10000 units of 2 per evaluation
+    if (evalframe && (PY_VERSION_HEX >> 16) == 0x030D)
+      return got.find("maximum recursion depth exceeded") != std::string::npos ? std::string()
+                                                                              : "want RecursionError, got " + got;
     return got == "200000" ? std::string() : "want 200000, got " + got;
   });
   EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// A thread started with a small stack, recursing within Python's default
+// limit: without a profiler (and under cProfile) 3.11 to 3.15 run it
+// without C recursion. Where the frame-evaluation source runs (3.11.4+,
+// 3.13) each call is a C call, and 3.13's C recursion limit counts calls,
+// not bytes: 900 frames of ~500 bytes overflowed 256 KiB (this child died
+// of signal 11 on 3.13.0). Such an evaluation gets RecursionError instead;
+// on the other sources the recursion completes. In a child, so that a
+// crash fails the test. Each round starts a new profiler and thread.
+TEST(EvalFrame, SmallThreadStackNeverOverflows) {
+  void *ns = pyh::Exec(kRecurse);
+  for (const char *config : {"sink=none;builtins=off", "sink=none;builtins=off;source=evalframe"}) {
+    if (strstr(config, "evalframe") && !pyh::EvalFrameRuns()) continue;
+    std::string problems = child::Run([&] {
+      std::string bad;
+      for (int round = 0; round < 5 && bad.empty(); round++) {
+        bool evalframe = false;
+        std::string got = Recurse(ns, config, 900, 256 << 10, 0, &evalframe);
+        if (evalframe && ChecksTheStack()) {
+          if (got.find("no C stack left") == std::string::npos) bad = "want RecursionError, got " + got;
+        } else if (got != "900") {
+          bad = "want 900, got " + got;
+        }
+      }
+      return bad;
+    });
+    EXPECT_EQ(problems, "") << config;
+  }
+  pyh::Release(ns);
+}
+
+// Production mode: the source is installed only during windows, and
+// classes are made, and their call sites specialised, in and between
+// windows (on 3.13 CALL_ALLOC_AND_ENTER_INIT then pushes their __init__
+// without the frame-evaluation function: each window's attach finds the
+// classes made since the last, lib/source_evalframe.c). Every __init__
+// call that starts inside a window, as Python sees it, is counted once,
+// the one named __init__ and the one named otherwise alike.
+statsprof *g_duty_p;
+PyObject *PyTick(PyObject *, PyObject *) {
+  statsprof_tick(g_duty_p);
+  Py_RETURN_NONE;
+}
+PyObject *PyInWindow(PyObject *, PyObject *) { return PyBool_FromLong(g_duty_p && g_duty_p->duty.in_window); }
+PyMethodDef kTickDef = {"tick", PyTick, METH_NOARGS, nullptr};
+PyMethodDef kInWindowDef = {"in_window", PyInWindow, METH_NOARGS, nullptr};
+
+TEST(EvalFrame, ProductionWindowsCountClassesMadeBetweenThem) {
+  void *ns = pyh::Exec(R"(
+import time
+counts = {}
+def reset():
+    counts.update(a=0, a_in=0, b=0, b_in=0)
+A_SRC = """
+class A:
+    def __init__(self, i):
+        counts["a_in"] += in_window()
+        counts["a"] += 1
+"""
+B_SRC = """
+def _init_b(self, i):
+    counts["b_in"] += in_window()
+    counts["b"] += 1
+"""
+def make(k):
+    # a code object of its own for each class: one recognised in an
+    # earlier window tells nothing about this one
+    g = {"counts": counts, "in_window": in_window}
+    if k % 2:
+        exec(compile(B_SRC, "b%d.py" % k, "exec"), g)
+        return type("B", (), {"__init__": g["_init_b"]})
+    exec(compile(A_SRC, "a%d.py" % k, "exec"), g)
+    return g["A"]
+def call(cls, n):
+    for i in range(n): cls(i)
+def run(seconds):
+    end = time.monotonic() + seconds
+    k = 0
+    while time.monotonic() < end:
+        cls = make(k)
+        k += 1
+        call(cls, 8)
+        tick()
+        call(cls, 8)
+        tick()
+)",
+                       "windows.py");
+  for (PyMethodDef *def : {&kTickDef, &kInWindowDef}) {
+    PyObject *fn = PyCFunction_New(def, nullptr);
+    PyDict_SetItemString(static_cast<PyObject *>(ns), def->ml_name, fn);
+    Py_DECREF(fn);
+  }
+  for (const char *config : {"sink=none;builtins=off;window=5ms;every=20ms;interval=1h",
+                             "sink=none;builtins=off;source=evalframe;window=5ms;every=20ms;interval=1h"}) {
+    if (strstr(config, "evalframe") && !pyh::EvalFrameRuns()) continue;
+    ASSERT_TRUE(pyh::Call(ns, "reset")) << pyh::TakeError();
+    CollectSink sink;
+    g_duty_p = Make(config);
+    ASSERT_NE(g_duty_p, nullptr);
+    ASSERT_EQ(statsprof_add_sink(g_duty_p, CollectSink::Ops(), &sink), 0);
+    ASSERT_EQ(statsprof_start(g_duty_p), 0) << statsprof_errmsg(g_duty_p);
+    PyObject *r = PyObject_CallFunction(PyDict_GetItemString(static_cast<PyObject *>(ns), "run"), "d", 0.5);
+    EXPECT_NE(r, nullptr) << pyh::TakeError();
+    Py_XDECREF(r);
+    statsprof_destroy(g_duty_p);
+    g_duty_p = nullptr;
+    uint64_t a = 0, b = 0;
+    for (auto &rec : sink.Take())
+      if (rec.kind == STATSPROF_RECORD_DELTA)
+        for (auto &[name, calls, tt, ct] : rec.funcs) a += name == "__init__" ? calls : 0, b += name == "_init_b" ? calls : 0;
+    PyObject *counts = PyDict_GetItemString(static_cast<PyObject *>(ns), "counts");
+    auto count = [&](const char *k) { return (uint64_t)PyLong_AsLong(PyDict_GetItemString(counts, k)); };
+    EXPECT_EQ(a, count("a_in")) << config;
+    EXPECT_EQ(b, count("b_in")) << config;
+    EXPECT_GT(count("a_in"), 0u) << config;
+    EXPECT_LT(count("a_in"), count("a")) << config;  // some calls were made between windows
+  }
   pyh::Release(ns);
 }
 
