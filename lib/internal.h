@@ -296,11 +296,16 @@ typedef struct statsprof__source {
                         * keep past release (source_setprofile.c) */
   int mon_on;                 /* ... its events are on (evalframe on 3.13: those of __init__) */
   PyObject *ef_inits;         /* evalframe on 3.13: the code objects of __init__ functions counted
-                               * through sys.monitoring, by id (source_evalframe.c), or NULL */
+                               * through sys.monitoring, weakly, by id (source_evalframe.c), or NULL */
+  Py_ssize_t ef_prune_at;     /* ... its size at which dead ones are dropped */
   uint8_t ef_init_tool;       /* ... 1 << mon_tool while they are, else 0 */
+  PyObject *ef_set_local;     /* ... sys.monitoring.set_local_events, and their events */
+  long ef_init_events;
+  int ef_walked;              /* ... this run's classes were walked (at its first attach) */
   PyObject *ef_probe;         /* ... a type of ours that tells whether other types got version
-                               * tags since the classes were last walked, or NULL */
-  unsigned int ef_version;    /* ... the tag it got then (0: walk at the next attach) */
+                               * tags since the last walk, or NULL */
+  unsigned int ef_version;    /* ... the tag it got then */
+  int ef_func_watcher;        /* ... the id + 1 of the function watcher that finds new ones, or 0 */
   uint64_t tls_key;           /* monitoring, evalframe: this run's key for the threads' states
                                * cached in thread-local storage (hook.c); 0 while off */
   uint64_t fast_key;          /* monitoring: tls_key while every fast path applies (events
@@ -476,6 +481,8 @@ int statsprof__evalframe_usable(char *why, size_t n);
 int statsprof__evalframe_attach_all(statsprof *p);
 void statsprof__evalframe_detach_all(statsprof *p);
 void statsprof__evalframe_forget(void);
+/* At free: nothing of the source may point at p any more. */
+void statsprof__evalframe_release(statsprof *p);
 
 /* ---- tstates.c: thread states the profiler does not own ---------------- */
 

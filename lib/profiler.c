@@ -23,6 +23,7 @@ static int add_writer(statsprof *p, const statsprof_sink_ops *ops, void *ctx) {
 
 static void free_all(statsprof *p) {
   statsprof__fork_track(p, 0);
+  statsprof__evalframe_release(p);
   statsprof__writers_close(&p->writers);
   int python = statsprof__python_reachable(p) && statsprof__holds_gil();
   if (python) {
@@ -80,7 +81,7 @@ static int init_parts(statsprof *p) {
  * C call as well: C stack, and on 3.12 2 of the 1500 units of CPython's C
  * recursion limit, so a program would hit RecursionError near a depth of
  * 750. On 3.13 it is cheaper than sys.monitoring's PY_* events (game frame
- * 1.13-1.16x against 1.21-1.26x) and its C recursion limit is 10000 units
+ * floors 1.13-1.17x against 1.21-1.25x) and its C recursion limit is 10000 units
  * (5000 frames, where Python's own limit is 1000). The source starts from
  * its slice of config. */
 #define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000 || STATSPROF__EF_INIT)

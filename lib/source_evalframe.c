@@ -287,9 +287,10 @@ static __attribute__((noinline, cold)) PyObject *ef_refuse(PyThreadState *ts, _P
 /* 3.13: the eval loop pops the frame it was given, also when its own
  * recursion check fails at the start; so that one fails: with no C
  * recursion units left it raises RecursionError and unwinds the frame
- * (Python/ceval.c, _Py_CheckRecursiveCall). While a RecursionError is
- * being handled CPython lets the handler run on for 50 units more, and so
- * does this. */
+ * (Python/ceval.c, _Py_CheckRecursiveCall), whose clearing then runs with
+ * none left (a finalizer it runs gets RecursionError too). Not while
+ * CPython is making a RecursionError (recursion_headroom), where its own
+ * check lets the evaluation run. */
 static __attribute__((noinline, cold)) PyObject *ef_refuse(PyThreadState *ts, _PyInterpreterFrame *frame,
                                                            int throwflag) {
   if (ts->recursion_headroom) return _PyEval_EvalFrameDefault(ts, frame, throwflag);
@@ -316,66 +317,85 @@ static inline PyObject *ef_refuse(PyThreadState *ts, _PyInterpreterFrame *frame,
 /* 3.13's CALL_ALLOC_AND_ENTER_INIT (a call of a class whose __init__ is a
  * Python function) pushes the __init__ frame without calling the
  * frame-evaluation function, and specialises so whether one is installed
- * or not (3.14 checks). The calls of __init__ functions are therefore
- * counted through sys.monitoring instead, which sees them either way:
- * their code objects get PY_START and PY_RETURN as local events of our
- * tool (PY_UNWIND is on for all code), and the frame-evaluation function
- * leaves them alone, so each call counts once. Which code objects: at
- * every attach, the __init__ of every class that exists
- * (ef_watch_classes); later, at a code object's first evaluation in a run,
- * one named __init__ or found as its first argument's type's __init__
- * (ef_watch_new); a class made since the attach is called through the
- * generic path, which evaluates its __init__ through us, before any call
- * site specialises for it. */
+ * or not (3.14 checks), also at a class's very first call where a site
+ * shared by many classes specialises again. The calls of __init__
+ * functions are therefore counted through sys.monitoring instead, which
+ * sees them either way: their code objects get PY_START and PY_RETURN as
+ * local events of our tool (PY_UNWIND is on for all code), and the
+ * frame-evaluation function leaves them alone, so each call counts once.
+ * Which code objects, from a run's first attach to its stop (production
+ * mode's closed windows included):
+ *   - the __init__ of every class that exists at that first attach
+ *     (ef_watch_classes);
+ *   - every function made (a class body's def, exec'd code) or given a new
+ *     code object whose code is named __init__ (a function watcher:
+ *     ef_func_event);
+ *   - a code object evaluated through us for the first time since the
+ *     profiler was made that is its first argument's type's __init__,
+ *     whatever its name (ef_watch_new).
+ * Left: a function of another name made before the run and made a class's
+ * __init__ during it, whose first call is at a site that specialises
+ * then. */
 static inline int ef_by_monitoring(const statsprof *p, PyCodeObject *co) {
   const _PyCoMonitoringData *m = co->_co_monitoring;
   return m && (m->local_monitors.tools[PY_MONITORING_EVENT_PY_START] & p->src.ef_init_tool);
 }
 
-static int ef_init_candidate(PyObject *fn) {
-  if (!fn || !PyFunction_Check(fn)) return 0;
-  PyCodeObject *co = (PyCodeObject *)PyFunction_GET_CODE(fn);
+static int ef_init_code(PyObject *code) {
+  if (!code || !PyCode_Check(code)) return 0;
+  PyCodeObject *co = (PyCodeObject *)code;
   return co->co_argcount >= 1 && !(co->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR));
 }
 
-/* A code object's first evaluation in this run: whether it is an __init__
- * now counted through sys.monitoring (the evaluation's own PY_START
- * included). */
+static int ef_init_candidate(PyObject *fn) { return fn && PyFunction_Check(fn) && ef_init_code(PyFunction_GET_CODE(fn)); }
+
+static int ef_named_init(PyObject *code) {
+  PyObject *name = ((PyCodeObject *)code)->co_name;
+  return PyUnicode_GET_LENGTH(name) == 8 && PyUnicode_CompareWithASCIIString(name, "__init__") == 0;
+}
+
+/* statsprof__monitoring_watch_init from a hook or a watcher: it calls
+ * Python (a finalizer may run, and let the GIL go), so p is held busy
+ * meanwhile (a stop or destroy from there fails instead of freeing it
+ * under us), and the exception being raised, if any, is kept. */
+static int ef_watch(statsprof *p, PyObject *code) {
+  int was_busy = p->busy;
+  if (!was_busy) p->busy = STATSPROF__BUSY_CALL;
+  PyObject *exc = PyErr_GetRaisedException();
+  int rc = statsprof__monitoring_watch_init(p, code);
+  PyErr_SetRaisedException(exc);
+  if (!was_busy) statsprof__leave(p);
+  return rc;
+}
+
+/* A code object's first evaluation through us since the profiler was made:
+ * whether it is an __init__ now counted through sys.monitoring (the
+ * evaluation's own PY_START included). */
 static __attribute__((noinline)) int ef_watch_new(statsprof *p, _PyInterpreterFrame *frame) {
   PyCodeObject *co = ef_code(frame);
   PyObject *fn = frame->f_funcobj;
   if (!ef_init_candidate(fn) || PyFunction_GET_CODE(fn) != (PyObject *)co) return 0;
-  PyObject *exc = PyErr_GetRaisedException();
-  PyObject *self = frame->localsplus[0], *name = NULL;
-  int init = PyUnicode_CompareWithASCIIString(co->co_name, "__init__") == 0 ||
-             (self && (name = PyUnicode_InternFromString("__init__")) && _PyType_Lookup(Py_TYPE(self), name) == fn);
-  Py_XDECREF(name);
-  if (!init) {
+  PyObject *self = frame->localsplus[0];
+  int init = ef_named_init((PyObject *)co);
+  if (!init && self) {
+    PyObject *exc = PyErr_GetRaisedException(), *name = PyUnicode_InternFromString("__init__");
+    init = name && _PyType_Lookup(Py_TYPE(self), name) == fn;
+    Py_XDECREF(name);
     PyErr_SetRaisedException(exc);
-    return 0;
   }
-  int rc = statsprof__monitoring_watch_init(p, (PyObject *)co);
-  PyErr_SetRaisedException(exc);
-  return rc == 0 && ef_by_monitoring(p, co);
+  return init && ef_watch(p, (PyObject *)co) == 0 && ef_by_monitoring(p, co);
 }
 
-/* The version tag a type gets now, from our probe type: CPython hands
- * them out in order from one counter per interpreter, and a call site
- * specialises only for a type that has one (CALL_ALLOC_AND_ENTER_INIT is
- * keyed by it). So when the probe's next tag follows the one it got at
- * the last walk, no class was made or changed in between, and a
- * production-mode window need not walk them again. 0: unknown. */
-static unsigned int ef_next_version(statsprof *p) {
-  static PyType_Slot slots[] = {{0, NULL}};
-  static PyType_Spec spec = {"statsprof._version_probe", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, slots};
-  for (int tries = 0; tries < 2; tries++) {
-    if (!p->src.ef_probe && !(p->src.ef_probe = PyType_FromSpec(&spec))) break;
-    PyTypeObject *probe = (PyTypeObject *)p->src.ef_probe;
-    PyType_Modified(probe);
-    if (PyUnstable_Type_AssignVersionTag(probe)) return probe->tp_version_tag;
-    Py_CLEAR(p->src.ef_probe); /* out of tags of its own (CPython gives a type 1000): a new one */
-  }
-  PyErr_Clear();
+/* The profiler whose function watcher is on, from its run's first attach
+ * to its stop. */
+static statsprof *g_ef_owner;
+
+static int ef_func_event(PyFunction_WatchEvent event, PyFunctionObject *func, PyObject *new_value) {
+  statsprof *p = g_ef_owner;
+  PyObject *code = event == PyFunction_EVENT_CREATE ? func->func_code
+                   : event == PyFunction_EVENT_MODIFY_CODE ? new_value
+                                                           : NULL;
+  if (p && ef_init_code(code) && ef_named_init(code)) ef_watch(p, code);
   return 0;
 }
 
@@ -385,7 +405,6 @@ static void ef_watch_classes(statsprof *p) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
   PyObject *todo = PyList_New(0), *seen = PySet_New(NULL), *name = PyUnicode_InternFromString("__init__");
   long nwatched = 0, nfailed = 0, nclasses = 0;
-  Py_ssize_t before = p->src.ef_inits ? PyDict_GET_SIZE(p->src.ef_inits) : 0;
   if (todo && seen && name && PyList_Append(todo, (PyObject *)&PyBaseObject_Type) == 0) {
     Py_ssize_t n;
     while ((n = PyList_GET_SIZE(todo)) > 0) {
@@ -405,10 +424,12 @@ static void ef_watch_classes(statsprof *p) {
       PyErr_Clear();
       if (PyType_HasFeature((PyTypeObject *)tp, Py_TPFLAGS_HEAPTYPE)) {
         PyObject *init = PyDict_GetItemWithError(((PyTypeObject *)tp)->tp_dict, name);
+        Py_XINCREF(init); /* watching runs Python, which may change the class */
         if (ef_init_candidate(init)) {
           if (statsprof__monitoring_watch_init(p, PyFunction_GET_CODE(init)) == 0) nwatched++;
           else nfailed++;
         }
+        Py_XDECREF(init);
         PyErr_Clear();
       }
       Py_DECREF(tp);
@@ -425,12 +446,62 @@ static void ef_watch_classes(statsprof *p) {
                     nfailed, nwatched + nfailed);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   if (getenv("STATSPROF_DEBUG"))
-    statsprof__logf(&p->log,
-                    "source=evalframe: %ld classes, %ld __init__ functions counted through sys.monitoring (%ld new) "
-                    "in %.2f ms",
+    statsprof__logf(&p->log, "source=evalframe: %ld classes, %ld __init__ functions counted through sys.monitoring in %.2f ms",
                     nclasses, nwatched,
-                    (long)((p->src.ef_inits ? PyDict_GET_SIZE(p->src.ef_inits) : 0) - before),
                     (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+}
+
+/* The version tag a type gets now, from a probe type of ours: CPython
+ * hands them out in order from one counter per interpreter, and a call
+ * site specialises only for a type that has one (CALL_ALLOC_AND_ENTER_INIT
+ * is keyed by it). So when the probe's next tag follows the one it got at
+ * the last walk, no class was made or changed in between, and a
+ * production-mode window need not walk them again. 0: unknown. */
+static unsigned int ef_next_version(statsprof *p) {
+  static PyType_Slot slots[] = {{0, NULL}};
+  static PyType_Spec spec = {"statsprof._version_probe", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, slots};
+  for (int tries = 0; tries < 2; tries++) {
+    if (!p->src.ef_probe && !(p->src.ef_probe = PyType_FromSpec(&spec))) break;
+    PyTypeObject *probe = (PyTypeObject *)p->src.ef_probe;
+    PyType_Modified(probe);
+    if (PyUnstable_Type_AssignVersionTag(probe)) return probe->tp_version_tag;
+    Py_CLEAR(p->src.ef_probe); /* out of tags of its own (CPython gives a type 1000): a new one */
+  }
+  PyErr_Clear();
+  return 0;
+}
+
+/* An attach: at a run's first, the classes that exist and a watcher for
+ * the functions made from now on; at a production-mode window's, the
+ * classes again when one was made or changed since (its __init__ perhaps
+ * a function of another name, and its call sites specialised between the
+ * windows). */
+static void ef_watch_run(statsprof *p) {
+  if (p->src.config.scratch) return; /* calibration's loops make no classes */
+  unsigned int version = ef_next_version(p);
+  int again = p->src.ef_walked && version && version == p->src.ef_version + 1;
+  p->src.ef_version = version;
+  if (again) return;
+  p->src.ef_walked = 1;
+  if (!p->src.ef_func_watcher) {
+    int id = PyFunction_AddWatcher(ef_func_event);
+    if (id < 0) {
+      PyErr_Clear();
+      statsprof__logf(&p->log, "source=evalframe: no function watcher left (CPython has 8): calls of a class "
+                               "made while profiling may be missed where a call site specialises at its first call");
+    } else {
+      p->src.ef_func_watcher = id + 1;
+      g_ef_owner = p;
+    }
+  }
+  ef_watch_classes(p);
+}
+
+/* At stop: the watcher off. */
+static void ef_unwatch_run(statsprof *p) {
+  if (g_ef_owner == p) g_ef_owner = NULL;
+  if (p->src.ef_func_watcher && statsprof__python_reachable(p)) PyFunction_ClearWatcher(p->src.ef_func_watcher - 1);
+  p->src.ef_func_watcher = 0;
 }
 #endif
 
@@ -447,8 +518,12 @@ static PyObject *ef_eval(PyThreadState *ts, _PyInterpreterFrame *frame, int thro
   uintptr_t extra = (uintptr_t)code_extra(co);
   int known = extra >> 32 == p->gen;
 #if STATSPROF__EF_INIT
-  if (__builtin_expect(ef_by_monitoring(p, co), 0) || (__builtin_expect(!known, 0) && ef_watch_new(p, frame)))
-    return _PyEval_EvalFrameDefault(ts, frame, throwflag);
+  if (__builtin_expect(ef_by_monitoring(p, co), 0)) return _PyEval_EvalFrameDefault(ts, frame, throwflag);
+  if (__builtin_expect(!known, 0)) {
+    /* Python ran: the run may have ended meanwhile */
+    if (ef_watch_new(p, frame) || g_ef != p || p->src.tls_key != key || !(t = statsprof__tls_thread(p)))
+      return _PyEval_EvalFrameDefault(ts, frame, throwflag);
+  }
 #endif
   EF_ENTER(t, ts, frame);
   if (!(p->src.tsc && known && enter_fast_tsc(t, p, (uint32_t)extra, p->src.cost_py)))
@@ -618,11 +693,7 @@ int statsprof__evalframe_attach_all(statsprof *p) {
 #if STATSPROF__EF_INIT
   p->src.mon_on = 1; /* the events of __init__ functions */
   statsprof__monitoring_fast_update(p);
-  if (!p->src.config.scratch) { /* calibration's loops make no classes */
-    unsigned int version = ef_next_version(p);
-    if (!version || !p->src.ef_inits || version != p->src.ef_version + 1) ef_watch_classes(p);
-    p->src.ef_version = version;
-  }
+  ef_watch_run(p);
 #endif
   g_ef = p;
   _PyInterpreterState_SetEvalFrameFunc(interp, ef_eval);
@@ -630,6 +701,9 @@ int statsprof__evalframe_attach_all(statsprof *p) {
 }
 
 void statsprof__evalframe_detach_all(statsprof *p) {
+#if STATSPROF__EF_INIT
+  if (!p->running) ef_unwatch_run(p);
+#endif
   if (g_ef == p) {
 #if EF_UNWIND
     statsprof__monitoring_unwind_off(p);
@@ -653,7 +727,18 @@ void statsprof__evalframe_detach_all(statsprof *p) {
   }
 }
 
+void statsprof__evalframe_release(statsprof *p) {
+#if STATSPROF__EF_INIT
+  if (g_ef_owner == p || p->src.ef_func_watcher) ef_unwatch_run(p);
+#else
+  (void)p;
+#endif
+}
+
 void statsprof__evalframe_forget(void) {
   g_ef = NULL; /* the interpreter, and its frame-evaluation function, are gone */
+#if STATSPROF__EF_INIT
+  g_ef_owner = NULL;
+#endif
   g_verdict_epoch = 0;
 }

@@ -426,10 +426,11 @@ void statsprof__monitoring_release(statsprof *p) {
   memset(p->src.mon_cbs, 0, sizeof p->src.mon_cbs);
   if (statsprof__python_reachable(p)) {
     Py_CLEAR(p->src.ef_inits);
+    Py_CLEAR(p->src.ef_set_local);
     Py_CLEAR(p->src.ef_probe);
   }
-  p->src.ef_inits = p->src.ef_probe = NULL; /* else they went with their interpreter */
-  p->src.ef_version = 0;
+  p->src.ef_inits = p->src.ef_set_local = p->src.ef_probe = NULL; /* else they went with their interpreter */
+  p->src.ef_walked = 0;
   p->src.ef_init_tool = 0;
   p->src.mon_tool = -1;
 }
@@ -507,6 +508,11 @@ int statsprof__monitoring_unwind_on(statsprof *p) {
         rc = statsprof__error(p, STATSPROF_EPYTHON, "source=evalframe: cannot register a callback for %s", event);
       p->src.mon_cbs[cbs[i].index] = fn; /* kept, to make inert at release */
     }
+    /* for statsprof__monitoring_watch_init, which must not import (it runs
+     * inside the frame-evaluation function and function watchers) */
+    p->src.ef_init_events = mon_event(mon, "PY_START") | mon_event(mon, "PY_RETURN");
+    if (!rc && !(p->src.ef_set_local = PyObject_GetAttrString(mon, "set_local_events")))
+      rc = statsprof__error(p, STATSPROF_EPYTHON, "source=evalframe: no sys.monitoring.set_local_events");
 #else
     PyObject *fn = PyCFunction_New(&mon_nothing_def, NULL);
     if (!fn || mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, mon_event(mon, "PY_UNWIND"), fn))
@@ -523,42 +529,66 @@ int statsprof__monitoring_unwind_on(statsprof *p) {
 void statsprof__monitoring_unwind_off(statsprof *p) { mon_off(p); }
 
 #if STATSPROF__EF_INIT
-int statsprof__monitoring_watch_init(statsprof *p, PyObject *code) {
-  if (p->src.mon_tool < 0) return -1;
-  /* by id: a code object's own hash reads all of it */
-  PyObject *id = PyLong_FromVoidPtr(code);
-  if (!id || (!p->src.ef_inits && !(p->src.ef_inits = PyDict_New()))) {
-    Py_XDECREF(id);
-    PyErr_Clear();
-    return -1;
+/* Keyed by id, since a code object's own hash reads all of it, and held
+ * weakly, so that a long run over classes made and dropped does not keep
+ * their code: an id found again is the same code object only while its
+ * weak reference says so. Dead ones are dropped when the dictionary has
+ * doubled. */
+static void mon_prune_inits(statsprof *p) {
+  PyObject *dead = PyList_New(0), *id, *wr, *o;
+  Py_ssize_t pos = 0;
+  while (dead && PyDict_Next(p->src.ef_inits, &pos, &id, &wr)) {
+    int alive = PyWeakref_GetRef(wr, &o);
+    if (alive > 0) Py_DECREF(o);
+    else if (alive == 0 && PyList_Append(dead, id)) break;
   }
-  int has = PyDict_Contains(p->src.ef_inits, id);
-  if (has) {
-    Py_DECREF(id);
-    if (has < 0) PyErr_Clear();
-    return has > 0 ? 0 : -1;
-  }
-  PyObject *mon = monitoring_module();
-  long events = mon ? mon_event(mon, "PY_START") | mon_event(mon, "PY_RETURN") : -1;
-  int rc = events > 0 && mon_call(mon, "set_local_events", "(iOl)", p->src.mon_tool, code, events) == 0 ? 0 : -1;
-  if (!rc && PyDict_SetItem(p->src.ef_inits, id, code)) rc = -1;
+  for (Py_ssize_t i = 0; dead && i < PyList_GET_SIZE(dead); i++) PyDict_DelItem(p->src.ef_inits, PyList_GET_ITEM(dead, i));
+  Py_XDECREF(dead);
   PyErr_Clear();
-  Py_DECREF(id);
-  Py_XDECREF(mon);
+  p->src.ef_prune_at = 2 * PyDict_GET_SIZE(p->src.ef_inits) + 64;
+}
+
+int statsprof__monitoring_watch_init(statsprof *p, PyObject *code) {
+  if (p->src.mon_tool < 0 || !p->src.ef_set_local) return -1;
+  PyObject *id = PyLong_FromVoidPtr(code), *wr = NULL, *r = NULL;
+  int rc = -1;
+  if (!id || (!p->src.ef_inits && !(p->src.ef_inits = PyDict_New()))) goto done;
+  PyObject *had = PyDict_GetItemWithError(p->src.ef_inits, id), *o = NULL; /* borrowed */
+  if (had && PyWeakref_GetRef(had, &o) > 0) {
+    Py_DECREF(o);
+    if (o == code) {
+      rc = 0;
+      goto done;
+    }
+  }
+  if (PyErr_Occurred()) goto done;
+  r = PyObject_CallFunction(p->src.ef_set_local, "iOl", p->src.mon_tool, code, p->src.ef_init_events);
+  if (r && (wr = PyWeakref_NewRef(code, NULL)) && !PyDict_SetItem(p->src.ef_inits, id, wr)) rc = 0;
+  if (!rc && PyDict_GET_SIZE(p->src.ef_inits) >= p->src.ef_prune_at) mon_prune_inits(p);
   p->src.ef_init_tool = (uint8_t)(1u << p->src.mon_tool);
+done:
+  Py_XDECREF(r);
+  Py_XDECREF(wr);
+  Py_XDECREF(id);
+  PyErr_Clear();
   return rc;
 }
 
 /* Their local events off, at release (before the tool id goes). */
 static void mon_unwatch_inits(statsprof *p, PyObject *mon) {
+  (void)mon;
   Py_ssize_t pos = 0;
-  PyObject *id, *code;
-  while (p->src.ef_inits && PyDict_Next(p->src.ef_inits, &pos, &id, &code))
-    mon_call(mon, "set_local_events", "(iOi)", p->src.mon_tool, code, 0);
+  PyObject *id, *wr, *code;
+  while (p->src.ef_inits && p->src.ef_set_local && PyDict_Next(p->src.ef_inits, &pos, &id, &wr))
+    if (PyWeakref_GetRef(wr, &code) > 0) {
+      Py_XDECREF(PyObject_CallFunction(p->src.ef_set_local, "iOi", p->src.mon_tool, code, 0));
+      Py_DECREF(code);
+    }
   PyErr_Clear();
   Py_CLEAR(p->src.ef_inits);
+  Py_CLEAR(p->src.ef_set_local);
   Py_CLEAR(p->src.ef_probe);
-  p->src.ef_version = 0;
+  p->src.ef_walked = 0;
 }
 #else
 static void mon_unwatch_inits(statsprof *p, PyObject *mon) { (void)p, (void)mon; }

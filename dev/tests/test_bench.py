@@ -322,8 +322,16 @@ class BenchHost(unittest.TestCase):
         info = recs[0]
         self.assertEqual(info["kind"], "info")
         mi = info["mode_info"]
-        v312 = tuple(int(x) for x in info["python"].split(".")[:2]) >= (3, 12)
+        ver = tuple(int(x) for x in info["python"].split(".")[:3])
+        v312 = ver >= (3, 12)
         expected = mode_info(v312)
+        # builtins=off runs the frame-evaluation source on 3.11.4+ and 3.13,
+        # and on 3.13 the sys.monitoring source is measured beside it
+        if ver >= (3, 11, 4) and ver[:2] in ((3, 11), (3, 13)):
+            expected["statsprof_nob"] = {"source": "evalframe", "floor": "empty_ef", "builtins": False}
+        if ver[:2] == (3, 13):
+            expected["statsprof_mon_nob"] = {"source": "monitoring", "floor": "empty_mon_py", "builtins": False}
+        self.assertEqual("statsprof_mon_nob" in mi, ver[:2] == (3, 13))
         for m, want in expected.items():
             self.assertEqual({k: mi[m][k] for k in want}, want, m)
         self.assertEqual(mi["statsprof_nob"]["config"], "sink=none;interval=1h;builtins=off")
