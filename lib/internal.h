@@ -305,7 +305,8 @@ typedef struct statsprof__source {
   PyObject *ef_probe;         /* ... a type of ours that tells whether other types got version
                                * tags since the last walk, or NULL */
   unsigned int ef_version;    /* ... the tag it got then */
-  int ef_func_watcher;        /* ... the id + 1 of the function watcher that finds new ones, or 0 */
+  int ef_func_watcher;        /* ... the id + 1 of the function watcher that finds new ones, 0
+                               * before the run's first attach, -1 when none was left */
   uint64_t tls_key;           /* monitoring, evalframe: this run's key for the threads' states
                                * cached in thread-local storage (hook.c); 0 while off */
   uint64_t fast_key;          /* monitoring: tls_key while every fast path applies (events

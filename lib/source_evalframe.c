@@ -220,7 +220,7 @@ static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState
 #define EF_LEAVE_COUNTS(t, frame) 1
 #endif
 
-#if PY_VERSION_HEX < 0x030C0000 || STATSPROF__EF_INIT
+#if PY_VERSION_HEX < 0x030E0000
 /* 3.11 runs a Python call inside the calling evaluation (no C recursion)
  * only while no frame-evaluation function is installed; with ours each
  * Python call is a C call into _PyEval_EvalFrameDefault, and 3.11 has no C
@@ -232,10 +232,11 @@ static inline void ef_returned(statsprof__thread *t, statsprof *p, PyThreadState
  * the frame as _PyEval_EvalFrameDefault leaves it when its own recursion
  * check fails at the start. Only on the thread's own stack: a host that
  * runs Python on a stack of its own (a coroutine library's) is not
- * checked. 3.13's C recursion limit (10000 units, 2 per evaluation) counts
- * calls, not bytes: a thread started with a small stack
- * (threading.stack_size) would overflow it first, so the same check runs
- * there (3.14 checks the stack pointer itself). */
+ * checked. The C recursion limits of 3.12 (1500 units, 2 per evaluation)
+ * and 3.13 (10000) count calls, not bytes: a thread started with a small
+ * stack (threading.stack_size) overflowed 256 KiB before 3.12's limit
+ * (SIGSEGV, 3.12.1), so the same check runs there (3.14 checks the stack
+ * pointer itself). */
 /* initial-exec, as statsprof__tls (hook.c): read on every evaluation, so
  * no __tls_get_addr call when the library is in a shared object. */
 static __thread uintptr_t ef_stack_lo __attribute__((tls_model("initial-exec")));
@@ -267,14 +268,9 @@ static inline int ef_stack_ok(void) {
   return __builtin_expect(sp >= ef_stack_floor, 1) || !ef_stack_low(sp);
 }
 
-#if STATSPROF__EF_INIT
-#define EF_VERSION "3.13"
-#else
-#define EF_VERSION "3.11"
-#endif
 #define EF_NO_STACK                                                                                     \
   "maximum recursion depth exceeded: no C stack left (under statsprof's builtins=off source on Python " \
-  EF_VERSION " each Python call is a C call)"
+  Py_STRINGIFY(PY_MAJOR_VERSION) "." Py_STRINGIFY(PY_MINOR_VERSION) " each Python call is a C call)"
 #if PY_VERSION_HEX < 0x030C0000
 /* 3.11: the caller (_PyEval_Vector, gen_send_ex2) pops the frame. */
 static __attribute__((noinline, cold)) PyObject *ef_refuse(PyThreadState *ts, _PyInterpreterFrame *frame,
@@ -284,7 +280,7 @@ static __attribute__((noinline, cold)) PyObject *ef_refuse(PyThreadState *ts, _P
   return NULL;
 }
 #else
-/* 3.13: the eval loop pops the frame it was given, also when its own
+/* 3.12, 3.13: the eval loop pops the frame it was given, also when its own
  * recursion check fails at the start; so that one fails: with no C
  * recursion units left it raises RecursionError and unwinds the frame
  * (Python/ceval.c, _Py_CheckRecursiveCall), whose clearing then runs with
@@ -478,29 +474,32 @@ static unsigned int ef_next_version(statsprof *p) {
  * windows). */
 static void ef_watch_run(statsprof *p) {
   if (p->src.config.scratch) return; /* calibration's loops make no classes */
+  if (!p->src.ef_func_watcher) {
+    int id = PyFunction_AddWatcher(ef_func_event);
+    p->src.ef_func_watcher = id < 0 ? -1 : id + 1; /* -1: none this run */
+    if (id < 0) {
+      PyErr_Clear();
+      statsprof__logf(&p->log, "source=evalframe: no function watcher left (CPython has 8): calls of a class "
+                               "made while profiling may be missed where a call site specialises at its first call");
+    }
+  }
+  /* Ours while attached (g_ef is one profiler's), and perhaps another
+   * profiler's between our windows. */
+  if (p->src.ef_func_watcher > 0) g_ef_owner = p;
   unsigned int version = ef_next_version(p);
   int again = p->src.ef_walked && version && version == p->src.ef_version + 1;
   p->src.ef_version = version;
   if (again) return;
   p->src.ef_walked = 1;
-  if (!p->src.ef_func_watcher) {
-    int id = PyFunction_AddWatcher(ef_func_event);
-    if (id < 0) {
-      PyErr_Clear();
-      statsprof__logf(&p->log, "source=evalframe: no function watcher left (CPython has 8): calls of a class "
-                               "made while profiling may be missed where a call site specialises at its first call");
-    } else {
-      p->src.ef_func_watcher = id + 1;
-      g_ef_owner = p;
-    }
-  }
   ef_watch_classes(p);
 }
 
 /* At stop: the watcher off. */
 static void ef_unwatch_run(statsprof *p) {
   if (g_ef_owner == p) g_ef_owner = NULL;
-  if (p->src.ef_func_watcher && statsprof__python_reachable(p)) PyFunction_ClearWatcher(p->src.ef_func_watcher - 1);
+  if (p->src.ef_func_watcher > 0 && statsprof__python_reachable(p) && statsprof__holds_gil() &&
+      PyFunction_ClearWatcher(p->src.ef_func_watcher - 1))
+    PyErr_Clear();
   p->src.ef_func_watcher = 0;
 }
 #endif
@@ -701,13 +700,17 @@ int statsprof__evalframe_attach_all(statsprof *p) {
 }
 
 void statsprof__evalframe_detach_all(statsprof *p) {
+  int mine = g_ef == p;
 #if STATSPROF__EF_INIT
   if (!p->running) ef_unwatch_run(p);
 #endif
-  if (g_ef == p) {
 #if EF_UNWIND
-    statsprof__monitoring_unwind_off(p);
+  /* A window's close keeps the tool id for the next window; a stop gives
+   * it back (and 3.13's local events), also after a window closed before
+   * it (production mode). */
+  if (mine || !p->running) statsprof__monitoring_unwind_off(p);
 #endif
+  if (mine) {
     g_ef = NULL; /* evaluations still running find it gone */
     if (statsprof__python_reachable(p)) {
       PyInterpreterState *interp = PyThreadState_Get()->interp;

@@ -564,6 +564,8 @@ int statsprof__monitoring_watch_init(statsprof *p, PyObject *code) {
   if (PyErr_Occurred()) goto done;
   r = PyObject_CallFunction(p->src.ef_set_local, "iOl", p->src.mon_tool, code, p->src.ef_init_events);
   if (r && (wr = PyWeakref_NewRef(code, NULL)) && !PyDict_SetItem(p->src.ef_inits, id, wr)) rc = 0;
+  else if (r) /* out of memory: not kept, so not left on for release to miss */
+    Py_XDECREF(PyObject_CallFunction(p->src.ef_set_local, "iOi", p->src.mon_tool, code, 0));
   if (!rc && PyDict_GET_SIZE(p->src.ef_inits) >= p->src.ef_prune_at) mon_prune_inits(p);
   p->src.ef_init_tool = (uint8_t)(1u << p->src.mon_tool);
 done:
