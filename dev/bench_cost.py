@@ -46,7 +46,7 @@ MODE_TITLES = {
     "statsprof_nocomp": "statsprof compensate=off",
     "statsprof_nob": "statsprof builtins=off",
     "statsprof_sp": "statsprof source=setprofile",
-    "statsprof_mon_nob": "statsprof source=monitoring builtins=off",
+    "statsprof_ef_nob": "statsprof source=evalframe builtins=off",
     "statsprof_sp_nob": "statsprof source=setprofile builtins=off",
 }
 SHORT_TITLES = {
@@ -56,8 +56,8 @@ SHORT_TITLES = {
     "empty_ef": "empty evalframe",
 }
 PROFILERS = ("cprofile", "cprofile_nob", "yappi", "statsprof", "statsprof_nocomp",
-             "statsprof_nob", "statsprof_mon_nob", "statsprof_sp", "statsprof_sp_nob")
-STATSPROF_COMPENSATED = ("statsprof", "statsprof_nob", "statsprof_mon_nob", "statsprof_sp", "statsprof_sp_nob")
+             "statsprof_nob", "statsprof_ef_nob", "statsprof_sp", "statsprof_sp_nob")
+STATSPROF_COMPENSATED = ("statsprof", "statsprof_nob", "statsprof_ef_nob", "statsprof_sp", "statsprof_sp_nob")
 
 
 # ---- formatting ----------------------------------------------------------------
@@ -324,10 +324,10 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
         section("Builtins on, %s" % _src_title("setprofile"), "statsprof_sp", "cprofile",
                 "The fallback source on this version. *floor*: {floor}; cProfile's own is "
                 "above its sys.monitoring floor.")
-    if "statsprof_mon_nob" in modes:
-        section("builtins=off, %s" % _src_title("monitoring"), "statsprof_mon_nob", "cprofile_nob",
-                "The source builtins=off runs on where the default one cannot (another tool "
-                "holds the frame-evaluation function). *floor*: {floor}.")
+    if "statsprof_ef_nob" in modes:
+        section("builtins=off, %s" % _src_title("evalframe"), "statsprof_ef_nob", "cprofile_nob",
+                "Not the default here (lib/profiler.c says why); forced with source=evalframe. "
+                "*floor*: {floor}.")
     if "statsprof_sp_nob" in modes:
         section("builtins=off, %s" % _src_title("setprofile"), "statsprof_sp_nob", "cprofile_nob",
                 "*floor*: {floor}, which delivers the C calls too.")
@@ -337,7 +337,7 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
                  % (OFF_GOAL, ", ".join(OFF_WORKLOADS),
                     "" if off_ok else "; 3.12+ and 3.11.4+ only"))
     off_modes = [m for m in ("empty_mon_py", "empty_ef", "empty", "cprofile_nob", "statsprof_nob",
-                             "statsprof_mon_nob", "statsprof_sp_nob") if m in modes]
+                             "statsprof_ef_nob", "statsprof_sp_nob") if m in modes]
     rows = []
     for res in s["workloads"]:
         pm, w = res["modes"], res["workload"]

@@ -35,8 +35,8 @@
  *   statsprof_nocomp  the same with compensate=off
  *   statsprof_nob     the same with builtins=off
  *   statsprof_sp      3.12+: source=setprofile
- *   statsprof_mon_nob source=monitoring;builtins=off, where statsprof_nob runs
- *                     another source on 3.12+ (3.13: evalframe)
+ *   statsprof_ef_nob  source=evalframe;builtins=off, where statsprof_nob runs
+ *                     another source and evalframe is exact (3.12+)
  *   statsprof_sp_nob  source=setprofile;builtins=off, where statsprof_nob runs
  *                     another source (3.12+, and 3.11.4+)
  * The info line gives each mode's source and floor (the mode with the same
@@ -225,9 +225,18 @@ static int nob_is_evalframe(void) {
   statsprof_destroy(p);
   return yes;
 }
+
+/* Whether source=evalframe, forced, starts here (its self-check passes). */
+static int ef_exact(void) {
+  statsprof *p = NULL;
+  int yes = statsprof_create("sink=none;builtins=off;compensate=off;source=evalframe", &p) == 0 && statsprof_start(p) == 0;
+  statsprof_destroy(p);
+  return yes;
+}
 #else
 #define HAVE_EVALFRAME 0
 static int nob_is_evalframe(void) { return 0; }
+static int ef_exact(void) { return 0; }
 #endif
 
 /* ---- sys.monitoring callbacks: counting and empty (3.12+) ----------------
@@ -332,7 +341,7 @@ static PyMethodDef unit_def = {"bench_unit", py_unit, METH_NOARGS,
 /* ---- modes -------------------------------------------------------------- */
 
 enum kind { K_NONE, K_EMPTY, K_EMPTY_MON, K_EMPTY_EF, K_CPROFILE, K_YAPPI, K_STATSPROF };
-enum where { W_ALL, W_MONITORING, W_EVALFRAME, W_NOT_SETPROFILE_NOB, W_MONITORING_NOT_NOB };
+enum where { W_ALL, W_MONITORING, W_EVALFRAME, W_NOT_SETPROFILE_NOB, W_EVALFRAME_NOT_NOB };
 
 /* A mode: what is installed during the measured call. `builtins` is
  * cProfile's builtins= and the C-call events of the monitoring floor;
@@ -345,7 +354,7 @@ typedef struct mode_def {
   int builtins;
   const char *config;
   enum where where; /* 3.12+ only, 3.11 only, where builtins=off is not setprofile, or where it is
-                     * not monitoring on 3.12+ */
+                     * not evalframe and evalframe is exact */
   int on;
   const char *source, *floor;
 } mode_def;
@@ -363,7 +372,7 @@ static mode_def g_modes[] = {
     {"statsprof", K_STATSPROF, 1, SP_BASE, 0, 0, NULL, NULL},
     {"statsprof_nocomp", K_STATSPROF, 1, SP_BASE ";compensate=off", 0, 0, NULL, NULL},
     {"statsprof_nob", K_STATSPROF, 0, SP_BASE ";builtins=off", 0, 0, NULL, NULL},
-    {"statsprof_mon_nob", K_STATSPROF, 0, SP_BASE ";source=monitoring;builtins=off", W_MONITORING_NOT_NOB, 0,
+    {"statsprof_ef_nob", K_STATSPROF, 0, SP_BASE ";source=evalframe;builtins=off", W_EVALFRAME_NOT_NOB, 0,
      NULL, NULL},
     {"statsprof_sp", K_STATSPROF, 1, SP_BASE ";source=setprofile", W_MONITORING, 0, NULL, NULL},
     {"statsprof_sp_nob", K_STATSPROF, 0, SP_BASE ";source=setprofile;builtins=off", W_NOT_SETPROFILE_NOB, 0,
@@ -384,7 +393,8 @@ static void modes_resolve(void) {
     mode_def *m = &g_modes[i];
     int mon = HAVE_MONITORING && m->kind != K_YAPPI && m->kind != K_EMPTY &&
               !(m->config && strstr(m->config, "source=setprofile"));
-    int nob_ef = ef && m->kind == K_STATSPROF && !m->builtins && !strstr(m->config, "source=");
+    int nob_ef = m->kind == K_STATSPROF && !m->builtins &&
+                 (strstr(m->config, "source=evalframe") || (ef && !strstr(m->config, "source=")));
     m->source = m->kind == K_NONE ? NULL : nob_ef || m->kind == K_EMPTY_EF ? "evalframe" : mon ? "monitoring" : "setprofile";
     if (m->kind == K_NONE || m->kind == K_EMPTY || m->kind == K_EMPTY_MON || m->kind == K_EMPTY_EF) m->floor = NULL;
     else if (nob_ef) m->floor = "empty_ef";
@@ -392,7 +402,7 @@ static void modes_resolve(void) {
     else m->floor = m->builtins || m->kind == K_CPROFILE ? "empty_mon" : "empty_mon_py";
     if ((m->where == W_MONITORING && !HAVE_MONITORING) || (m->where == W_EVALFRAME && !HAVE_EVALFRAME) ||
         (m->where == W_NOT_SETPROFILE_NOB && !HAVE_MONITORING && !ef) ||
-        (m->where == W_MONITORING_NOT_NOB && !(HAVE_MONITORING && ef)))
+        (m->where == W_EVALFRAME_NOT_NOB && (ef || !HAVE_MONITORING || !ef_exact())))
       m->on = 0;
   }
 }

@@ -72,19 +72,19 @@ static int init_parts(statsprof *p) {
 }
 
 /* source=auto picks, with builtins, monitoring on 3.12+ and setprofile on
- * 3.11; with builtins=off, evalframe on 3.11 and 3.13 (start falls back
- * where it would not count exactly: choose_source) and monitoring on 3.12,
- * 3.14 and 3.15. There the frame-evaluation source is exact too (forced
- * with source=evalframe) but costs what sys.monitoring's PY_* events cost
- * (3.14 and 3.15 game frame: floors 1.20-1.23x either way, callgrind 340
- * against 347 instructions per event), while it makes every Python call a
- * C call as well: C stack, and on 3.12 2 of the 1500 units of CPython's C
- * recursion limit, so a program would hit RecursionError near a depth of
- * 750. On 3.13 it is cheaper than sys.monitoring's PY_* events (game frame
- * floors 1.13-1.17x against 1.21-1.25x) and its C recursion limit is 10000 units
- * (5000 frames, where Python's own limit is 1000). The source starts from
- * its slice of config. */
-#define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000 || STATSPROF__EF_INIT)
+ * 3.11; with builtins=off, evalframe on 3.11 (start falls back where it
+ * would not count exactly: choose_source) and monitoring on 3.12+. There
+ * the frame-evaluation source is exact too (forced with source=evalframe)
+ * but costs about what sys.monitoring's PY_* events cost (3.14 and 3.15
+ * game frame: floors 1.20-1.23x either way, callgrind 340 against 347
+ * instructions per event; 3.13: its floor is lower, 1.13-1.17x against
+ * 1.21-1.25x, but statsprof on it measured 1.26-1.30x on the game against
+ * 1.28-1.33x and 1.15-1.36x on ast against 1.20x, BENCHMARKS.md), while it
+ * makes every Python call a C call as well: C stack, and on 3.12 2 of the
+ * 1500 units of CPython's C recursion limit, so a program would hit
+ * RecursionError near a depth of 750 (3.13: 10000 units). The source
+ * starts from its slice of config. */
+#define EVALFRAME_BY_DEFAULT (PY_VERSION_HEX < 0x030C0000)
 static void pick_source(statsprof *p) {
   statsprof__config *c = &p->config;
   int fallback = 0;

@@ -2,8 +2,8 @@
  * source for builtins=off, on every version where its self-check finds it
  * exact (3.11.4+, 3.12 to 3.15; not 3.11.0-3.11.3; 3.13 with __init__
  * functions counted through sys.monitoring). The default of builtins=off
- * on 3.11.4+ and 3.13; on 3.12, 3.14 and 3.15 forced with
- * source=evalframe (lib/profiler.c says why not by default).
+ * on 3.11.4+; on 3.12+ forced with source=evalframe (lib/profiler.c says
+ * why not by default).
  *
  * DESIGN
  * ef_eval wraps _PyEval_EvalFrameDefault: every evaluation of a Python

@@ -200,9 +200,7 @@ bool EvalFrameRuns() {
   return Py_Version >= 0x030B04F0;
 }
 
-bool EvalFrameIsDefault() {
-  return EvalFrameRuns() && (PY_VERSION_HEX < 0x030C0000 || (PY_VERSION_HEX >> 16) == 0x030D);
-}
+bool EvalFrameIsDefault() { return EvalFrameRuns() && PY_VERSION_HEX < 0x030C0000; }
 
 void ExpectEvalFrameRefused(const std::string &config) {
   std::string cfg = config + ";source=evalframe";
