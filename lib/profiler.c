@@ -78,8 +78,8 @@ static int init_parts(statsprof *p) {
  * but costs about what sys.monitoring's PY_* events cost (3.14 and 3.15
  * game frame: floors 1.20-1.23x either way, callgrind 340 against 347
  * instructions per event; 3.13: its floor is lower, 1.13-1.17x against
- * 1.21-1.25x, but statsprof on it measured 1.26-1.30x on the game against
- * 1.28-1.33x and 1.15-1.36x on ast against 1.20x, BENCHMARKS.md), while it
+ * 1.21-1.25x, but statsprof on it measured 1.27-1.30x on the game against
+ * 1.29-1.33x and 1.14-1.36x on ast against 1.16-1.20x, BENCHMARKS.md), while it
  * makes every Python call a C call as well: C stack, and on 3.12 2 of the
  * 1500 units of CPython's C recursion limit, so a program would hit
  * RecursionError near a depth of 750 (3.13: 10000 units). The source
