@@ -455,9 +455,13 @@ static const char kBusy[] =
     "def leaf(): pass\n"
     "def gen():\n"
     "    for i in range(3): yield leaf()\n"
+    "class Obj:\n"
+    "    def __init__(self, i): self.i = i\n"
     "def work():\n"
     "    for i in range(3): leaf()\n"
     "    for x in gen(): pass\n"
+    "    Obj(1)\n"
+    "    def __init__(self, i): pass\n" /* a function made: 3.13's evalframe watches those */
     "stop = threading.Event()\n"
     "def spin():\n"
     "    while not stop.is_set(): work()\n"
@@ -487,16 +491,32 @@ static void *busy_worker(void *arg) {
  * a profiler ITERATIONS times while two Python threads and two C threads
  * run Python the whole time, so that stop and destroy meet frames still
  * running on other threads. With "-duty", production-mode windows open and
- * close on every tick as well. Each run must count exactly the main
+ * close on every tick as well. With "-ef", the frame-evaluation source
+ * forced (3.12+; on 3.13 with __init__ functions counted through
+ * sys.monitoring, whose local events, function watcher and class walk come
+ * and go with each run and window while the other threads call Obj() and
+ * make functions); where it does not count exactly (3.11.0-3.11.3) the
+ * start must be refused instead. Each run must count exactly the main
  * thread's own calls. */
 static int scenario_startstop(const char *mode) {
-  int duty = strstr(mode, "duty") != NULL;
+  int duty = strstr(mode, "duty") != NULL, ef = strstr(mode, "-ef") != NULL;
+  char config[160];
+  snprintf(config, sizeof config, "sink=none;builtins=off%s%s", ef ? ";source=evalframe" : "",
+           duty ? ";duty=50%;window=200us" : "");
+  if (ef && Py_Version < 0x030B04F0) {
+    CHECK(statsprof_create(config, &g_p) == 0, "create: %s", statsprof_errmsg(NULL));
+    CHECK(statsprof_start(g_p) == STATSPROF_ESTATE && strstr(statsprof_errmsg(g_p), "gh-104405"),
+          "source=evalframe on %lx: want the documented refusal, got: %s", Py_Version, statsprof_errmsg(g_p));
+    statsprof_destroy(g_p);
+    g_p = NULL;
+    return 0;
+  }
   exec_code(kBusy);
   call0("start_spinners");
   pthread_t th[2];
   for (int i = 0; i < 2; i++) CHECK(pthread_create(&th[i], NULL, busy_worker, NULL) == 0, "thread");
   for (int i = 0; i < g_iterations; i++) {
-    create_start(duty ? "sink=none;builtins=off;duty=50%;window=200us" : "sink=none;builtins=off");
+    create_start(config);
     for (int k = 0; k < 5; k++) {
       call0("work");
       statsprof_tick(g_p);

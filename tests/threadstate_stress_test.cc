@@ -148,6 +148,14 @@ TEST(ThreadStateStress, StartAndStopWhileOtherThreadsRunPython) { ExpectClean("s
 TEST(ThreadStateStress, WindowsOpenAndCloseWhileOtherThreadsRunPython) {
   ExpectClean("startstop-duty", Runs(3, 1), 300);
 }
+// The same with the frame-evaluation source forced (on 3.12+ it is not
+// builtins=off's default; on 3.11.0-3.11.3 the start must be refused).
+TEST(ThreadStateStress, EvalFrameStartsAndStopsWhileOtherThreadsRunPython) {
+  ExpectClean("startstop-ef", Runs(2, 1), 100);
+}
+TEST(ThreadStateStress, EvalFrameWindowsOpenAndCloseWhileOtherThreadsRunPython) {
+  ExpectClean("startstop-ef-duty", Runs(2, 1), 100);
+}
 // Frame markers while the timer's records wait for room in a stalling
 // sink's queue (GIL released), two Python threads running: 15 profilers,
 // 100 marks each. Every frame counted once in the records, every reported
