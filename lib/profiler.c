@@ -93,7 +93,7 @@ static void pick_source(statsprof *p) {
     else c->source = PY_VERSION_HEX >= 0x030C0000 ? STATSPROF__SOURCE_MONITORING : STATSPROF__SOURCE_SETPROFILE;
     fallback = c->source == STATSPROF__SOURCE_EVALFRAME;
   }
-  statsprof__source_init(&p->src, &(statsprof__source_config){c->clock, c->builtins, c->source, fallback});
+  statsprof__source_init(&p->src, &(statsprof__source_config){c->clock, c->builtins, c->source, fallback, 0});
 }
 
 /* The source auto falls back to where evalframe would not count exactly:
