@@ -62,7 +62,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "hotpath.h"
 
@@ -309,6 +308,12 @@ static inline PyObject *ef_refuse(PyThreadState *ts, _PyInterpreterFrame *frame,
 }
 #endif
 
+/* Whether a code object is named __init__ (3.13: ef_by_monitoring). */
+static int ef_named_init(PyObject *code) {
+  PyObject *name = ((PyCodeObject *)code)->co_name;
+  return PyUnicode_GET_LENGTH(name) == 8 && PyUnicode_CompareWithASCIIString(name, "__init__") == 0;
+}
+
 #if STATSPROF__EF_INIT
 /* 3.13's CALL_ALLOC_AND_ENTER_INIT (a call of a class whose __init__ is a
  * Python function) pushes the __init__ frame without calling the
@@ -344,11 +349,6 @@ static int ef_init_code(PyObject *code) {
 }
 
 static int ef_init_candidate(PyObject *fn) { return fn && PyFunction_Check(fn) && ef_init_code(PyFunction_GET_CODE(fn)); }
-
-static int ef_named_init(PyObject *code) {
-  PyObject *name = ((PyCodeObject *)code)->co_name;
-  return PyUnicode_GET_LENGTH(name) == 8 && PyUnicode_CompareWithASCIIString(name, "__init__") == 0;
-}
 
 /* statsprof__monitoring_watch_init from a hook or a watcher: it calls
  * Python (a finalizer may run, and let the GIL go), so p is held busy
@@ -397,8 +397,7 @@ static int ef_func_event(PyFunction_WatchEvent event, PyFunctionObject *func, Py
 
 /* Every class's own __init__, over type.__subclasses__ from object. */
 static void ef_watch_classes(statsprof *p) {
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int64_t t0 = statsprof__mono_ns();
   PyObject *todo = PyList_New(0), *seen = PySet_New(NULL), *name = PyUnicode_InternFromString("__init__");
   long nwatched = 0, nfailed = 0, nclasses = 0;
   if (todo && seen && name && PyList_Append(todo, (PyObject *)&PyBaseObject_Type) == 0) {
@@ -440,11 +439,10 @@ static void ef_watch_classes(statsprof *p) {
                     "source=evalframe: %ld of the %ld __init__ functions found could not be given to sys.monitoring: "
                     "calls of those classes may be missed",
                     nfailed, nwatched + nfailed);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
   if (getenv("STATSPROF_DEBUG"))
     statsprof__logf(&p->log, "source=evalframe: %ld classes, %ld __init__ functions counted through sys.monitoring in %.2f ms",
                     nclasses, nwatched,
-                    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+                    (double)(statsprof__mono_ns() - t0) / 1e6);
 }
 
 /* The version tag a type gets now, from a probe type of ours: CPython
@@ -585,7 +583,7 @@ static PyObject *ef_probe_eval(PyThreadState *ts, _PyInterpreterFrame *frame, in
   PyCodeObject *co = ef_code(frame);
   if (co->co_filename == g_probe_file &&
       !(!throwflag && (co->co_flags & CO_GENERATOR) && frame->owner != FRAME_OWNED_BY_GENERATOR) &&
-      !(STATSPROF__EF_INIT && PyUnicode_CompareWithASCIIString(co->co_name, "__init__") == 0))
+      !(STATSPROF__EF_INIT && ef_named_init((PyObject *)co)))
     g_probe_seen++;
   return _PyEval_EvalFrameDefault(ts, frame, throwflag);
 }

@@ -388,7 +388,7 @@ static int mon_start(statsprof *p) {
   return rc;
 }
 
-static void mon_unwatch_inits(statsprof *p, PyObject *mon);
+static void mon_unwatch_inits(statsprof *p);
 
 /* Turns the events off (the tool id stays ours until release). */
 static void mon_stop(statsprof *p) {
@@ -411,12 +411,12 @@ void statsprof__monitoring_release(statsprof *p) {
     for (int i = 0; i < MON_NCALLBACKS; i++)
       if (p->src.mon_cbs[i]) ((mon_callback *)p->src.mon_cbs[i])->p = &g_mon_inert;
   if (statsprof__python_reachable(p)) {
+    mon_unwatch_inits(p); /* before the tool id goes; needs no module: its callable was kept */
     PyObject *mon = monitoring_module();
     for (int i = 0; mon && i < MON_NCALLBACKS; i++) {
       long bit = mon_event(mon, mon_callbacks[i].event);
       if (bit >= 0) mon_call(mon, "register_callback", "(ilO)", p->src.mon_tool, bit, Py_None);
     }
-    if (mon) mon_unwatch_inits(p, mon);
     if (mon) mon_call(mon, "free_tool_id", "(i)", p->src.mon_tool);
     else PyErr_Clear();
     Py_XDECREF(mon);
@@ -577,8 +577,7 @@ done:
 }
 
 /* Their local events off, at release (before the tool id goes). */
-static void mon_unwatch_inits(statsprof *p, PyObject *mon) {
-  (void)mon;
+static void mon_unwatch_inits(statsprof *p) {
   Py_ssize_t pos = 0;
   PyObject *id, *wr, *code;
   while (p->src.ef_inits && p->src.ef_set_local && PyDict_Next(p->src.ef_inits, &pos, &id, &wr))
@@ -593,7 +592,7 @@ static void mon_unwatch_inits(statsprof *p, PyObject *mon) {
   p->src.ef_walked = 0;
 }
 #else
-static void mon_unwatch_inits(statsprof *p, PyObject *mon) { (void)p, (void)mon; }
+static void mon_unwatch_inits(statsprof *p) { (void)p; }
 #endif
 
 void statsprof__monitoring_detach_all(statsprof *p) {
