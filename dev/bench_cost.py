@@ -217,6 +217,30 @@ def _ok_added(x):
     return x <= ADDED_GOAL
 
 
+def best_added(room):
+    """The lowest added / cProfile's added a profiler meeting OWN_GOAL can
+    reach over a floor that alone is `room` of cProfile's added: the floor,
+    plus OWN_GOAL of what cProfile adds above it (1 - room)."""
+    return room + OWN_GOAL * (1 - room)
+
+
+def no_room(room):
+    """Whether the floor leaves no room for ADDED_GOAL: even a profiler
+    whose own cost meets OWN_GOAL would add more (a floor of 0.59 leaves
+    0.01 of cProfile's added, not a profiler's worth of it)."""
+    return room is not None and round(best_added(room), 2) > ADDED_GOAL
+
+
+def added_cell(added, room):
+    """added / cProfile's added, judged only where the floor leaves room."""
+    if added is None:
+        return "—"
+    if no_room(room):
+        return "%.2f× (floor alone %.2f×, %.2f× with own at its goal: no room)" % (
+            added, room, best_added(room))
+    return goal(added, _ok_added)
+
+
 def _ok_off(x):
     return x <= OFF_GOAL
 
@@ -246,18 +270,11 @@ def _source_table(s, sp, floor_name, cp):
         fl = pm.get(floor_name)
         own_goal = w in OWN_WORKLOADS
         room = r["floor_of_cprofile_added"]
-        added = r["vs_cprofile_added"]
-        if added is None:
-            added_cell = "—"
-        elif room is not None and room > ADDED_GOAL:
-            added_cell = "%.2f× (floor alone %.2f×: no room)" % (added, room)
-        else:
-            added_cell = goal(added, _ok_added)
         rows.append([w, f(pm["none"]["t"] * 1e3, "%.2f"), times(fl["x"] if fl else None),
                      times(pm[cp]["x"] if cp in pm else None), "**%s**" % times(r["x"]),
                      f(r["own_ns"]), goal(r["vs_cprofile_own"], _ok_own) if own_goal
                      else times(r["vs_cprofile_own"]),
-                     added_cell, times(room)])
+                     added_cell(r["vs_cprofile_added"], room), times(room)])
     return rows
 
 
@@ -482,7 +499,10 @@ TIMING_NOTES = (
     "there is the PY_*+CALL one.\n"
     "- *added / cProfile's added*: (statsprof − no hook) / (cProfile − no hook), the time a "
     "user gets back (goal ≤ %.1f). *floor / cProfile's added* is the lowest that ratio can "
-    "be on that source: where it is above the goal, no profiler on that source meets it.\n"
+    "be on that source, and a profiler whose own cost meets its goal (%.2f of cProfile's "
+    "own) adds that much more of what cProfile adds above the floor: where the two together "
+    "are above the goal (a floor alone above %.2f), the floor leaves no room for it, and the "
+    "cell says so instead of judging.\n"
     "- *ns/ev*: per event the profile records: for builtins on, PyEval_SetProfile's "
     "call/return/c_call/c_return count; for builtins=off, Python calls and returns. On "
     "3.12+ the monitoring source receives more callbacks than that (a CALL event for every "
@@ -501,7 +521,8 @@ TIMING_NOTES = (
     "included. Each call is preceded by gc.collect(), and no hook by an unmeasured call "
     "(so it does not pay for removing the previous mode's instrumentation).\n"
     "- On a noisy machine trust the callgrind section for small differences: it counts "
-    "instructions, which do not depend on the load." % (OWN_GOAL, ADDED_GOAL))
+    "instructions, which do not depend on the load." % (
+        OWN_GOAL, ADDED_GOAL, OWN_GOAL, (ADDED_GOAL - OWN_GOAL) / (1 - OWN_GOAL)))
 
 
 # ---- callgrind -------------------------------------------------------------------
@@ -774,8 +795,10 @@ def render_summary(saved):
         rows.append([v, default_source(t["result"]["info"]), times(fl.get("x")),
                      times(g.get("cprofile", {}).get("x")), "**%s**" % times(sp.get("x")),
                      goal(max(own), _ok_own) if own else "—",
-                     "%s; %s" % (goal(sp.get("vs_cprofile_added"), _ok_added),
-                                 times(sp.get("floor_of_cprofile_added"))),
+                     (added_cell(sp.get("vs_cprofile_added"), sp.get("floor_of_cprofile_added"))
+                      if no_room(sp.get("floor_of_cprofile_added")) else
+                      "%s; %s" % (goal(sp.get("vs_cprofile_added"), _ok_added),
+                                  times(sp.get("floor_of_cprofile_added")))),
                      goal(cgr, _ok_own) if cgr is not None else "—",
                      t["date"]])
     lines.append(table(hdr, rows, ["l", "l"] + ["r"] * 7))

@@ -147,9 +147,22 @@ class TimingNumbers(unittest.TestCase):
         text = bench_cost.render_timing(bench_cost.summarize_timing(records(ms)),
                                         [], "c", 40, "cpu", None)
         # The floor alone adds 150 of cProfile's 200: 0.75 > 0.6.
-        self.assertIn("0.85× (floor alone 0.75×: no room)", text)
+        self.assertIn("0.85× (floor alone 0.75×, 0.81× with own at its goal: no room)", text)
         self.assertIn("> **Noisy run**: the median of game/empty sys.monitoring callbacks, "
                       "PY_* + CALL/C_RETURN/C_RAISE (floor) was 60% above its minimum.", text)
+
+    def test_room_counts_the_own_goal(self):
+        # A floor of 0.59 leaves 0.01 of cProfile's added: a profiler at its own
+        # goal would add 0.59 + 0.25 * 0.41 = 0.69, so there is no room; at 0.46
+        # it would add 0.595, so there is.
+        self.assertAlmostEqual(bench_cost.best_added(0.59), 0.6925)
+        self.assertTrue(bench_cost.no_room(0.59))
+        self.assertFalse(bench_cost.no_room(0.46))
+        self.assertFalse(bench_cost.no_room(None))
+        self.assertEqual(bench_cost.added_cell(0.66, 0.59),
+                         "0.66× (floor alone 0.59×, 0.69× with own at its goal: no room)")
+        self.assertEqual(bench_cost.added_cell(0.62, 0.46), "0.62× **✗**")
+        self.assertEqual(bench_cost.added_cell(None, 0.46), "—")
 
     def test_no_ratio_over_a_negative_own_cost(self):
         # cProfile(builtins=False) under its floor: noise, not a ratio.
