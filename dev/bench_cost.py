@@ -29,8 +29,9 @@ OWN_GOAL, OWN_WORKLOADS = 0.25, ("game", "fib", "ast", "difflib")
 ADDED_GOAL = 0.6
 OFF_GOAL, OFF_WORKLOADS = 1.3, ("game", "ast", "difflib", "docutils")
 TT_GOAL = (0.8, 1.25)
-# A total_tt whose least preempted round still waited longer than this share
-# of its CPU time for a CPU is shown but not judged.
+# Rounds that waited longer than this share of their CPU time for a CPU do
+# not count for total_tt; when none is left, the least preempted one is shown
+# but not judged.
 TT_WAIT_MAX = 0.25
 
 MODE_TITLES = {
@@ -145,16 +146,24 @@ def summarize_timing(records, clock="cpu"):
             # total_tt is wall time, as the profilers measure it: time spent
             # preempted lands in it, and compensation subtracts a fixed cost
             # per event, so preemption is not cancelled by taking a share of
-            # the call's wall time. Take the round that waited least, its
-            # total_tt as a share of its wall time, scaled by the steady time,
-            # and keep how long it waited.
+            # the call's wall time. Of the rounds that waited at most
+            # TT_WAIT_MAX, take the median one (this machine's speed changes
+            # between rounds, and one round is a draw: 3.12's fib came out
+            # 0.40x-1.33x over seven rounds of one process); when none did,
+            # the round that waited least. Its total_tt as a share of its
+            # wall time, scaled by the steady time, how long it waited, and
+            # the calm rounds' shares (their range).
             timed = [r for r in rs if r["total_tt"] >= 0 and r["seconds"] > 0 and r["cpu_seconds"] > 0]
-            quiet = min(timed, key=lambda r: r["seconds"] / r["cpu_seconds"]) if timed else None
+            share = lambda r: r["total_tt"] / r["seconds"]
+            calm = sorted((r for r in timed if r["seconds"] / r["cpu_seconds"] - 1 <= TT_WAIT_MAX), key=share)
+            quiet = (calm[(len(calm) - 1) // 2] if calm else
+                     min(timed, key=lambda r: r["seconds"] / r["cpu_seconds"]) if timed else None)
             rows[m] = {"t": best, "t_call": call_best, "units": len(units[0]),
                        "c_functions": max(r.get("c_functions", -1) for r in rs),
                        "spread": (median - call_best) / call_best if call_best else 0,
                        "rounds": [r[key] for r in rs],
-                       "tt_share": quiet["total_tt"] / quiet["seconds"] if quiet else None,
+                       "tt_share": share(quiet) if quiet else None,
+                       "tt_shares": [share(r) for r in calm],
                        "tt_waited": quiet["seconds"] / quiet["cpu_seconds"] - 1 if quiet else None}
         none = rows["none"]["t"]
         for m, r in rows.items():
@@ -162,6 +171,8 @@ def summarize_timing(records, clock="cpu"):
             floor = mi[m]["floor"]
             r["x"] = r["t"] / none
             r["tt_ratio"] = r["tt_share"] * r["x"] if r["tt_share"] is not None else None
+            r["tt_range"] = ((min(r["tt_shares"]) * r["x"], max(r["tt_shares"]) * r["x"])
+                             if len(r.get("tt_shares") or []) > 1 else None)
             r["own"] = r["t"] - rows[floor]["t"] if floor in rows else None
             r["own_ns"] = r["own"] * 1e9 / ev if r["own"] is not None else None
             r["over_none_ns"] = (r["t"] - none) * 1e9 / ev if m != "none" else None
@@ -249,14 +260,19 @@ def _ok_tt(x):
     return TT_GOAL[0] <= x <= TT_GOAL[1]
 
 
-def tt_cell(r, judged):
+def tt_cell(r, judged, spread=False):
     """total_tt / unprofiled time, judged against TT_GOAL unless even the
-    least preempted round waited too long for a CPU."""
+    least preempted round waited too long for a CPU; with `spread`, the calm
+    rounds' range after it."""
     if not r or r.get("tt_ratio") is None:
         return "—"
     if r["tt_waited"] > TT_WAIT_MAX:
         return "%.2f× (waited %.0f%%)" % (r["tt_ratio"], r["tt_waited"] * 100)
-    return goal(r["tt_ratio"], _ok_tt) if judged else times(r["tt_ratio"])
+    cell = goal(r["tt_ratio"], _ok_tt) if judged else times(r["tt_ratio"])
+    lo, hi = r.get("tt_range") or (None, None)
+    if spread and lo is not None and "%.2f" % lo != "%.2f" % hi:
+        cell += " (%.2f–%.2f)" % (lo, hi)
+    return cell
 
 
 def _source_table(s, sp, floor_name, cp):
@@ -374,15 +390,17 @@ def render_timing(s, machine, cmd, game_frames, clock, extras):
                 if m in modes]
     lines.append("#### Compensation: total_tt / unprofiled time (goal %.2f–%.2f with "
                  "compensate=on)\n" % TT_GOAL)
-    lines.append("From the round that waited least for a CPU; where even that one waited "
-                 "more than %.0f%% of its CPU time, the value is shown with that wait and not "
-                 "judged (profilers measure wall time: waiting inflates it).\n"
-                 % (TT_WAIT_MAX * 100))
+    lines.append("The median over the rounds that waited for a CPU at most %.0f%% of their "
+                 "CPU time, judged, with those rounds' range in brackets (this machine's "
+                 "speed changes from round to round, and the compensation subtracted a "
+                 "per-event cost timed at the start); where every round waited longer, the "
+                 "round that waited least, shown with that wait and not judged (profilers "
+                 "measure wall time: waiting inflates it).\n" % (TT_WAIT_MAX * 100))
     rows = []
     for res in s["workloads"]:
         pm = res["modes"]
         rows.append([res["workload"]] + [
-            tt_cell(pm.get(m), m in STATSPROF_COMPENSATED) for m in tt_modes])
+            tt_cell(pm.get(m), m in STATSPROF_COMPENSATED, True) for m in tt_modes])
     lines.append(table(["workload"] + [MODE_TITLES[m] for m in tt_modes], rows))
     lines.append("")
 
@@ -512,10 +530,10 @@ TIMING_NOTES = (
     "cProfile and yappi report their overhead (floor included) as program time, "
     "statsprof's compensate=on subtracts a per-event cost calibrated once per process and "
     "source. Profilers measure wall time, and time spent preempted lands in it whole "
-    "while compensation subtracts a fixed cost per event, so it is taken from the round "
-    "with the least preemption (wall / CPU time), as a share of that call's wall time "
-    "times the mode's slowdown; *waited N%%* marks a value whose best round still waited "
-    "that long.\n"
+    "while compensation subtracts a fixed cost per event, so it is taken from the rounds "
+    "that waited little (wall / CPU time), each as a share of that call's wall time times "
+    "the mode's slowdown: their median, and their range in the per-version tables; "
+    "*waited N%%* marks a value whose least preempted round still waited that long.\n"
     "- Each measured call uses a fresh profiler, so first-sight work (labels, table "
     "entries; on 3.12+ instrumenting each code object for the mode's events) is "
     "included. Each call is preceded by gc.collect(), and no hook by an unmeasured call "

@@ -131,6 +131,24 @@ class TimingNumbers(unittest.TestCase):
         r = bench_cost.summarize_timing(recs)["workloads"][0]["modes"]["statsprof"]
         self.assertEqual(bench_cost.tt_cell(r, True), "0.45× (waited 100%)")
 
+    def test_total_tt_is_the_median_calm_round(self):
+        # Three calm rounds with shares 0.2, 0.6 and 0.4 of their wall time (a
+        # machine changing speed between them), a fourth that waited 50%: the
+        # median calm round (0.4) is judged, the calm ones' range shown.
+        recs = records({"none": [100, 100, 100, 100], "statsprof": [200, 200, 200, 200]},
+                       tt={"statsprof": 0.5})
+        times = [r for r in recs if r.get("mode") == "statsprof"]
+        for t, share in zip(times, (0.2, 0.6, 0.4, 0.05)):
+            t["total_tt"] = share * t["seconds"]
+        times[3]["seconds"] = 0.300
+        times[3]["total_tt"] = 0.05 * 0.300
+        r = bench_cost.summarize_timing(recs)["workloads"][0]["modes"]["statsprof"]
+        self.assertAlmostEqual(r["tt_ratio"], 0.8)
+        self.assertAlmostEqual(r["tt_waited"], 0.0)
+        self.assertEqual(tuple(round(x, 6) for x in r["tt_range"]), (0.4, 1.2))
+        self.assertEqual(bench_cost.tt_cell(r, True, True), "0.80× ✓ (0.40–1.20)")
+        self.assertEqual(bench_cost.tt_cell(r, True), "0.80× ✓")
+
     def test_goal_marks(self):
         text = bench_cost.render_timing(self.s, [("CPU", "test")], "dev/bench --test", 40,
                                         "cpu", None)
