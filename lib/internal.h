@@ -952,6 +952,28 @@ int statsprof__may_attach(const statsprof *p);
 int statsprof__enter(statsprof *p, const char *fn);
 void statsprof__leave(statsprof *p);
 
+/* The hook's slow paths call CPython (labels, thread names), which can run
+ * the collector's finalizers or Python code (a __repr__), and so let a
+ * call into this profiler run, from there or from another thread. The
+ * profiler counts as held meanwhile: a destroy leaves it alive (with a
+ * message) and other calls fail with STATSPROF_ESTATE, where they freed or
+ * changed it under the hook. 1 when the hold is this one's to let go (a
+ * call in progress already holds it when its own Python code runs). */
+/* The calling thread's cached state (hotpath.h's statsprof__tls) is
+ * forgotten: its OS thread is ending (threads.c), and the state it points
+ * to is freed at the next record, while a later key destructor may still
+ * run Python on it. */
+void statsprof__tls_forget(void);
+
+static inline int statsprof__hook_hold(statsprof *p) {
+  if (p->busy) return 0;
+  p->busy = STATSPROF__BUSY_CALL;
+  return 1;
+}
+static inline void statsprof__hook_let_go(statsprof *p, int mine) {
+  if (mine) statsprof__leave(p);
+}
+
 
 /* fork.c: every profiler is known to the fork handlers while it exists. */
 void statsprof__fork_track(statsprof *p, int add);

@@ -479,13 +479,16 @@ int statsprof_is_running(const statsprof *p) {
 int statsprof_attach_thread(statsprof *p) {
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_attach_thread: NULL profiler");
   if (foreign_interp(p, "statsprof_attach_thread")) return STATSPROF_ESTATE;
-  if (!statsprof_is_running(p))
-    return statsprof__error(p, STATSPROF_ESTATE, "statsprof_attach_thread: profiler is not running");
-  /* Between production-mode windows no thread has the hook. */
-  if (!statsprof__may_attach(p)) return 0;
   int rc = statsprof__enter(p, "statsprof_attach_thread");
   if (rc) return rc;
-  rc = statsprof__attach_self(p);
+  /* Checked once the call holds the profiler: enter may wait for the
+   * timer's record with the GIL released, and a stop from another thread
+   * then ran to its end (the hook went on a stopped profiler's thread,
+   * and its destroy freed the profiler under it). */
+  if (!statsprof_is_running(p))
+    rc = statsprof__error(p, STATSPROF_ESTATE, "statsprof_attach_thread: profiler is not running");
+  else if (statsprof__may_attach(p)) /* between production-mode windows no thread has the hook */
+    rc = statsprof__attach_self(p);
   statsprof__leave(p);
   return rc;
 }
@@ -704,14 +707,19 @@ int statsprof_snapshot_thread(statsprof *p, statsprof_snapshot_mode mode, uint64
   if (!p) return statsprof__error(NULL, STATSPROF_EINVAL, "statsprof_snapshot_thread: NULL profiler");
   if (bad_mode(p, "statsprof_snapshot_thread", mode)) return STATSPROF_EINVAL;
   if (foreign_interp(p, "statsprof_snapshot_thread")) return STATSPROF_ESTATE;
-  uint32_t slot = statsprof__threads_find(p, thread_id);
-  if (slot == STATSPROF__NONE)
-    return statsprof__error(p, STATSPROF_EINVAL,
-                            "statsprof_snapshot_thread: thread %llu is not profiled (never seen, or it ended and a "
-                            "record has since folded its counts into the merged profile)",
-                            (unsigned long long)thread_id);
   int rc = statsprof__enter(p, "statsprof_snapshot_thread");
   if (rc) return rc;
+  /* Looked up once held: enter may wait with the GIL released, while the
+   * timer's record retires the slot and a new thread takes it. */
+  uint32_t slot = statsprof__threads_find(p, thread_id);
+  if (slot == STATSPROF__NONE) {
+    rc = statsprof__error(p, STATSPROF_EINVAL,
+                          "statsprof_snapshot_thread: thread %llu is not profiled (never seen, or it ended and a "
+                          "record has since folded its counts into the merged profile)",
+                          (unsigned long long)thread_id);
+    statsprof__leave(p);
+    return rc;
+  }
   if (statsprof__python_alive(p)) statsprof__threads_name(p);
   /* A thread's delta is measured against its own mark: with the merged
    * one, it took its calls from the next merged record and the sinks'. */

@@ -7,9 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <string>
+#include <thread>
 #include <vector>
 
+#include "child.h"
 #include "lib_internal.h"
 #include "pyharness.h"
 
@@ -262,6 +266,110 @@ TEST(Lifecycle, AttachThreadNeedsARunningProfiler) {
   ASSERT_EQ(statsprof_stop(p), 0);
   EXPECT_EQ(statsprof_attach_thread(p), STATSPROF_ESTATE);
   statsprof_destroy(p);
+}
+
+// statsprof_attach_thread waits, GIL released, while the timer's record
+// holds the profiler (on_full=block, a writer=sync sink). It checked that
+// the profiler ran before that wait: a stop from another thread that ran
+// to its end meanwhile left the waiting thread to put the hook back on a
+// stopped profiler (3.11: its profile function, which a destroy then left
+// pointing at freed memory; 3.12+: sys.monitoring's events on again). The
+// timer's record is stood in for by the busy flag it sets.
+TEST(Lifecycle, AttachThreadThatWaitedThroughAStopIsRefused) {
+  const char *configs[] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile"};
+  for (const char *config : configs) {
+    SCOPED_TRACE(config);
+    std::string problems = child::Run([&] {
+      child::Problems pr;
+      statsprof *p = nullptr;
+      if (statsprof_create(config, &p) != 0) return std::string("create failed");
+      pr.Check(statsprof_start(p) == 0, std::string("start: ") + statsprof_errmsg(p));
+      p->busy = STATSPROF__BUSY_TIMER;
+      std::atomic<bool> entering{false};
+      std::atomic<int> rc{-100};
+      std::string hook;
+      std::thread th([&] {
+        PyGILState_STATE g = PyGILState_Ensure();
+        entering = true;
+        rc = statsprof_attach_thread(p);  // waits, GIL released, for the "record"
+        hook = pyh::RunPy(kNoHook);
+        PyGILState_Release(g);
+      });
+      Py_BEGIN_ALLOW_THREADS;
+      while (!entering) usleep(1000);
+      usleep(50000);  // it is in its wait now (or the check below still holds)
+      Py_END_ALLOW_THREADS;
+      p->busy = 0;  // the record went out; this thread holds the GIL and stops
+      pr.Check(statsprof_stop(p) == 0, std::string("stop: ") + statsprof_errmsg(p));
+      Py_BEGIN_ALLOW_THREADS;
+      th.join();
+      Py_END_ALLOW_THREADS;
+      pr.Check(rc == STATSPROF_ESTATE, "attach_thread after the stop returned " + std::to_string(rc.load()));
+      pr.Check(hook.empty(), "the attaching thread has the hook of a stopped profiler: " + hook);
+      pr.Check(pyh::RunPy(kNoHook).empty(), "a hook is on after the stop");
+      statsprof_destroy(p);
+      return pr.text;
+    });
+    EXPECT_EQ(problems, "");
+  }
+}
+
+// A C method called on an object whose class shadows it with a Python
+// attribute is labelled, as cProfile labels it, with that attribute's repr:
+// Python code runs inside the hook's first sight of it (so may a
+// finalizer, when naming a thread makes an object). A stop and a destroy
+// from there freed the profiler under the hook (or changed it); both are
+// now refused, the destroy with a message, and the hook goes on counting.
+statsprof *g_in_hook = nullptr;
+int g_in_hook_stop = -100;
+PyObject *CallIntoProfiler(PyObject *, PyObject *) {
+  if (g_in_hook_stop == -100) {
+    g_in_hook_stop = statsprof_stop(g_in_hook);
+    statsprof_destroy(g_in_hook);
+  }
+  Py_RETURN_NONE;
+}
+PyMethodDef kCallIntoProfiler = {"_call_into_profiler", CallIntoProfiler, METH_NOARGS, nullptr};
+
+TEST(Lifecycle, StopAndDestroyFromPythonRunByTheHookAreRefused) {
+  const char kShadow[] = R"(
+class Shadow:
+    def __repr__(self):
+        _call_into_profiler()
+        return "<shadowed append>"
+class L(list):
+    append = Shadow()
+def run():
+    for i in range(3):
+        list.append(L(), i)
+)";
+  const char *configs[] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile"};
+  for (const char *config : configs) {
+    SCOPED_TRACE(config);
+    std::string problems = child::Run([&] {
+      child::Problems pr;
+      pyh::LogLines log;
+      void *ns = pyh::Exec(kShadow, "shadow.py");
+      PyObject *fn = PyCFunction_New(&kCallIntoProfiler, nullptr);
+      PyDict_SetItemString(static_cast<PyObject *>(ns), "_call_into_profiler", fn);
+      Py_XDECREF(fn);
+      if (statsprof_create(config, &g_in_hook) != 0) return std::string("create failed");
+      statsprof_set_log(g_in_hook, pyh::LogLines::Fn, &log);
+      pr.Check(statsprof_start(g_in_hook) == 0, std::string("start: ") + statsprof_errmsg(g_in_hook));
+      pr.Check(pyh::Call(ns, "run"), "run() raised: " + pyh::TakeError());
+      pr.Check(g_in_hook_stop == STATSPROF_ESTATE, "stop from inside the hook returned " +
+                                                       std::to_string(g_in_hook_stop));
+      pr.Check(log.Has("left alive"), "no message for the refused destroy:\n" + log.All());
+      pr.Check(statsprof_is_running(g_in_hook), "not running after the refused stop");
+      pr.Check(Calls(g_in_hook, "<shadowed append>") == 3,
+               "list.append counted " + std::to_string(Calls(g_in_hook, "<shadowed append>")) + " times, not 3");
+      statsprof_destroy(g_in_hook);
+      pr.Check(pyh::RunPy(kNoHook).empty(), "a hook is on after the destroy");
+      pyh::Release(ns);
+      return pr.text;
+    });
+    EXPECT_EQ(problems, "");
+  }
 }
 
 // ---- statsprof_from_env --------------------------------------------------------
