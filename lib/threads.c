@@ -50,6 +50,7 @@ void statsprof__osthread_unref(statsprof__osthread *os) {
 
 static void on_thread_exit(void *v) {
   statsprof__osthread *os = v;
+  statsprof__tls_forget();
   atomic_store(&os->ended, 1);
   statsprof__osthread_unref(os);
 }

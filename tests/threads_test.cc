@@ -7,10 +7,13 @@
 
 #include <dlfcn.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <map>
 #include <thread>
 
+#include "child.h"
 #include "collect_sink.h"
 #include "pyharness.h"
 
@@ -336,6 +339,63 @@ TEST(Threads, NamingAThreadClearsTheThreadsMessage) {
   EXPECT_STREQ(statsprof_errmsg(nullptr), "");
   EXPECT_EQ(statsprof_name_thread(nullptr), 0);
 }
+
+#if PY_VERSION_HEX >= 0x030C0000
+// An ending thread's pthread key destructors run in the order of their
+// keys: statsprof's (which marks the thread ended, so that the next record
+// frees its state) before one a host made later. When that one runs
+// Python, sys.monitoring's callbacks found the freed state through the
+// thread's cache (3.12+; without ASan its calls could land anywhere). The
+// cache is dropped with statsprof's destructor now: the thread's late
+// calls are counted, on a state of their own.
+struct LateCalls {
+  PyObject *fn = nullptr;
+  std::atomic<int> phase{0};
+};
+pthread_key_t g_late_key;
+
+void LateDestructor(void *v) {
+  auto *late = static_cast<LateCalls *>(v);
+  late->phase = 1;  // statsprof's destructor has run
+  while (late->phase.load() != 2) usleep(1000);
+  PyGILState_STATE g = PyGILState_Ensure();
+  for (int i = 0; i < 5; i++) Py_XDECREF(PyObject_CallNoArgs(late->fn));
+  PyGILState_Release(g);
+  late->phase = 3;
+}
+
+TEST(Threads, PythonFromALaterKeyDestructorOfAnEndingThreadIsCounted) {
+  void *ns = pyh::Exec("def late(): pass\n", "late.py");
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    statsprof *p = Start("sink=none;interval=1h");
+    LateCalls late;
+    late.fn = PyDict_GetItemString(static_cast<PyObject *>(ns), "late");
+    if (pthread_key_create(&g_late_key, LateDestructor) != 0) return std::string("pthread_key_create failed");
+    std::thread th([&] {
+      PyGILState_STATE g = PyGILState_Ensure();
+      for (int i = 0; i < 5; i++) Py_XDECREF(PyObject_CallNoArgs(late.fn));  // statsprof's key is set here
+      PyGILState_Release(g);
+      pthread_setspecific(g_late_key, &late);
+    });
+    Py_BEGIN_ALLOW_THREADS;
+    while (late.phase.load() != 1) usleep(1000);
+    Py_END_ALLOW_THREADS;
+    pr.Check(statsprof_emit_now(p) == 0, std::string("emit_now: ") + statsprof_errmsg(p));  // frees its state
+    late.phase = 2;
+    Py_BEGIN_ALLOW_THREADS;
+    while (late.phase.load() != 3) usleep(1000);
+    th.join();
+    Py_END_ALLOW_THREADS;
+    uint64_t calls = pyh::Calls(p, "late");
+    pr.Check(calls == 10, "late() counted " + std::to_string(calls) + " times, not 10");
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+#endif
 
 // A C thread that enters Python with PyGILState_Ensure after start.
 struct CThread {
