@@ -530,7 +530,9 @@ void statsprof__writers_init(statsprof__writers *ws, const statsprof__writers_co
 int statsprof__writers_add(statsprof__writers *ws, statsprof__sink sink) {
   if (ws->n == STATSPROF__MAX_SINKS) return STATSPROF_ESTATE;
   int rc = writer_init(&ws->w[ws->n], sink, &ws->config, &ws->errors, ws->log);
-  if (!rc) ws->n++;
+  /* Published after the writer is whole: statsprof_reopen reads the list
+   * from any thread, without the GIL. */
+  if (!rc) __atomic_store_n(&ws->n, ws->n + 1, __ATOMIC_RELEASE);
   return rc;
 }
 
@@ -556,7 +558,8 @@ void statsprof__writers_stopping(statsprof__writers *ws) {
 void statsprof__writers_stopped(statsprof__writers *ws) { ws->until = 0; }
 
 void statsprof__writers_reopen(statsprof__writers *ws) {
-  for (size_t i = 0; i < ws->n; i++) {
+  size_t n = __atomic_load_n(&ws->n, __ATOMIC_ACQUIRE);
+  for (size_t i = 0; i < n; i++) {
     const statsprof_sink_ops *ops = ws->w[i].sink.ops;
     if (ops->version >= 2 && ops->reopen) ops->reopen(ws->w[i].sink.ctx);
   }

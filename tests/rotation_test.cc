@@ -9,6 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 #include "pyharness.h"
 
 namespace {
@@ -101,6 +104,40 @@ TEST(Rotation, ReopenFollowsAnExternalLogrotate) {
   EXPECT_EQ(Check(path).lines, 2);
   EXPECT_NE(pyh::ReadFile(path).find("\"seq\":2,"), std::string::npos);
   EXPECT_NE(pyh::ReadFile(path).find("\"seq\":3,"), std::string::npos);
+}
+
+// statsprof_reopen may be called from any thread without the GIL (a
+// signal from logrotate's postrotate), so while the host adds sinks too:
+// it read the sink list as add_sink wrote it (a data race, which TSan
+// reports; a reopen could find a sink counted before it was filled in).
+struct ReopenCount {
+  std::atomic<int> reopens{0};
+  static int Emit(void *, const statsprof_stats_profile *) { return 0; }
+  static void Reopen(void *ctx) { static_cast<ReopenCount *>(ctx)->reopens++; }
+};
+
+TEST(Rotation, ReopenWhileTheHostAddsSinks) {
+  static const statsprof_sink_ops ops = {2, "counting", ReopenCount::Emit, nullptr, nullptr, ReopenCount::Reopen};
+  for (int round = 0; round < 20; round++) {
+    statsprof *p = nullptr;
+    ASSERT_EQ(statsprof_create("sink=none", &p), 0);
+    ReopenCount counts[8];
+    std::atomic<bool> done{false};
+    std::atomic<int> calls{0};
+    std::thread reopener([&] {
+      while (!done) {
+        EXPECT_EQ(statsprof_reopen(p), 0);
+        calls++;
+      }
+    });
+    for (auto &c : counts) ASSERT_EQ(statsprof_add_sink(p, &ops, &c), 0);
+    while (calls.load() < 2) std::this_thread::yield();
+    done = true;
+    reopener.join();
+    ASSERT_EQ(statsprof_reopen(p), 0);  // every sink now
+    for (auto &c : counts) EXPECT_GE(c.reopens.load(), 1);
+    statsprof_destroy(p);
+  }
 }
 
 TEST(Rotation, FilesAreCreatedWithTheHostsUmask) {
