@@ -1042,6 +1042,7 @@ size_t statsprof__write_fd(int fd, int how, const char *data, size_t len, int st
 typedef struct statsprof__stderr_out {
   int fd;        /* -1 before the first refresh */
   int own;       /* fd is our non-blocking open of fd 2's pipe or terminal */
+  pid_t pid;     /* the process that opened it (own) */
   int how;       /* STATSPROF__OUT_* */
   dev_t dev;     /* what fd 2 was when fd was chosen */
   ino_t ino;

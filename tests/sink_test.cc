@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "child.h"
 #include "lib_internal.h"
 #include "pyharness.h"
 
@@ -737,6 +738,71 @@ TEST(StderrSink, WritesATableWithTheTopFunctions) {
   EXPECT_EQ(ncalls["table.py:3(warm_function)"], "3");
   EXPECT_EQ(ncalls["table.py:4(cold_function)"], "1");
   EXPECT_EQ(ncalls["table.py:5(main)"], "1");
+  pyh::Release(ns);
+}
+
+// sink=stderr writes a pipe or terminal on fd 2 through a non-blocking
+// descriptor of its own. A forked child that closed what it inherited and
+// opened a file of its own under that number (a daemon does) had the
+// profile written into that file, and the file closed when fd 2 changed.
+// The child forgets the parent's descriptor and opens its own.
+int OwnStderrFd() {
+  struct stat two;
+  if (fstat(2, &two) != 0) return -1;
+  for (int fd = 3; fd < 1024; fd++) {
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_ACCMODE) == O_WRONLY && (fl & O_NONBLOCK) && fstat(fd, &st) == 0 &&
+        st.st_dev == two.st_dev && st.st_ino == two.st_ino)
+      return fd;
+  }
+  return -1;
+}
+
+TEST(StderrSink, AForkedChildNeverWritesThroughTheParentsDescriptor) {
+  void *ns = pyh::Exec(kStderrProgram, "table.py");
+  std::string dir = pyh::TempDir();
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    int pfd[2];
+    if (pipe(pfd) != 0 || dup2(pfd[1], 2) < 0) return std::string("no pipe on fd 2");
+    close(pfd[1]);
+    std::string got;
+    std::thread reader([&] {
+      char buf[4096];
+      for (ssize_t n; (n = read(pfd[0], buf, sizeof buf)) > 0;) got.append(buf, (size_t)n);
+    });
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=stderr;builtins=off;interval=1h", &p) != 0) return std::string("create failed");
+    pr.Check(statsprof_start(p) == 0, "start");
+    pyh::Call(ns, "main");
+    pr.Check(statsprof_emit_now(p) == 0 && statsprof_flush(p) == 0, "emit");
+    int own = OwnStderrFd();
+    pr.Check(own >= 0, "the sink has no descriptor of its own for the pipe");
+    std::string path = dir + "/daemon.log";
+    std::string in_child = child::Run([&] {
+               child::Problems cpr;
+               int f = open(path.c_str(), O_CREAT | O_RDWR | O_TRUNC, 0600);
+               if (f < 0 || dup2(f, own) < 0) return std::string("no file under the sink's number");
+               close(f);
+               pyh::Call(ns, "main");
+               cpr.Check(statsprof_emit_now(p) == 0 && statsprof_flush(p) == 0, "emit in the child");
+               struct stat st;
+               cpr.Check(fstat(own, &st) == 0, "the child's file was closed");
+               cpr.Check(st.st_size == 0, "the child's file got " + std::to_string(st.st_size) + " bytes of profile");
+               statsprof_destroy(p);
+               return cpr.text;
+             });
+    pr.Check(in_child.empty(), "in the forked child: " + in_child);
+    statsprof_destroy(p);
+    close(2);
+    reader.join();
+    // Both processes' tables went to the pipe: the parent's, then the child's.
+    size_t first = got.find("statsprof #1 (delta)"), second = got.find("statsprof #1 (delta)", first + 1);
+    pr.Check(first != std::string::npos && second != std::string::npos, "not two tables on the pipe:\n" + got);
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
   pyh::Release(ns);
 }
 

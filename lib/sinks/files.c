@@ -85,6 +85,13 @@ size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms)
 
 void statsprof__stderr_refresh(statsprof__stderr_out *o) {
   struct stat st;
+  /* A forked child's copy of our descriptor: by now the number may be the
+   * child's own file (a daemon closes what it inherited and opens its
+   * own), so it is forgotten, not closed or written. */
+  if (o->own && o->pid != getpid()) {
+    o->fd = -1;
+    o->own = 0;
+  }
   if (fstat(2, &st) != 0) {
     statsprof__stderr_close(o);
     return; /* no fd 2: writes fail with EBADF */
@@ -105,6 +112,7 @@ void statsprof__stderr_refresh(statsprof__stderr_out *o) {
     if (fd >= 0) {
       o->fd = fd;
       o->own = 1;
+      o->pid = getpid();
     } else {
       o->how = STATSPROF__OUT_POLL;
     }
