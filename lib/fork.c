@@ -58,6 +58,7 @@ static void atfork_child(void) {
     /* A call in progress at fork belongs to the parent's thread, also for
      * a profiler not running yet (its first start, calibrating). */
     p->busy = p->timer_joining = p->timer_deferred = 0;
+    p->hook_holds = 0; /* the other threads' hooks are not in the child (a let_go stops at 0) */
   }
   statsprof__calibrate_atfork_child();
   /* The forking thread took it in prepare and is the child's only thread:

@@ -356,7 +356,9 @@ statsprof__thread *statsprof__thread_new(statsprof *p, unsigned long owner) {
 __thread struct statsprof__tls statsprof__tls __attribute__((tls_model("initial-exec")));
 
 void statsprof__tls_forget(void) {
-  statsprof__tls.key = STATSPROF__NO_KEY;
+  /* 0 is no run's key (they start at 1), as at the thread's start; NO_KEY
+   * would match a fast_key that is off. */
+  statsprof__tls.key = 0;
   statsprof__tls.t = NULL;
 }
 static atomic_ullong g_tls_key;

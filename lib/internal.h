@@ -932,6 +932,8 @@ struct statsprof {
   int busy;           /* a public call (BUSY_CALL) or the timer's record (BUSY_TIMER) runs: calls never nest */
   int timer_joining;  /* stop or destroy waits for the timer's record (profiler.c) */
   int timer_deferred; /* the timer skipped a record for a call in progress: its leave kicks the timer */
+  int hook_holds;     /* hook slow paths running CPython code (statsprof__hook_hold) */
+  unsigned long hook_owner; /* the thread whose hook took the first of them */
   uint64_t next_tick; /* ticks value when the next record is due */
   uint64_t next_due;  /* the earlier of next_tick and a duty boundary */
   uint64_t interval_ticks;
@@ -952,27 +954,26 @@ int statsprof__may_attach(const statsprof *p);
 int statsprof__enter(statsprof *p, const char *fn);
 void statsprof__leave(statsprof *p);
 
-/* The hook's slow paths call CPython (labels, thread names), which can run
- * the collector's finalizers or Python code (a __repr__), and so let a
- * call into this profiler run, from there or from another thread. The
- * profiler counts as held meanwhile: a destroy leaves it alive (with a
- * message) and other calls fail with STATSPROF_ESTATE, where they freed or
- * changed it under the hook. 1 when the hold is this one's to let go (a
- * call in progress already holds it when its own Python code runs). */
 /* The calling thread's cached state (hotpath.h's statsprof__tls) is
  * forgotten: its OS thread is ending (threads.c), and the state it points
  * to is freed at the next record, while a later key destructor may still
  * run Python on it. */
 void statsprof__tls_forget(void);
 
+/* The hook's slow paths call CPython (labels, thread names), which can run
+ * the collector's finalizers or Python code (a __repr__), and so let a
+ * call into this profiler run, from there or from another thread. The
+ * profiler counts as held meanwhile, by a count of its own (busy may be
+ * the timer's record's, which a stop or destroy waits out): from that
+ * thread a destroy leaves it alive (with a message) and other calls fail
+ * with STATSPROF_ESTATE, where they freed or changed it under the hook;
+ * another thread's call waits for it, GIL released (profiler.c). The
+ * result of hold goes to let_go. */
 static inline int statsprof__hook_hold(statsprof *p) {
-  if (p->busy) return 0;
-  p->busy = STATSPROF__BUSY_CALL;
+  if (!p->hook_holds++) p->hook_owner = PyThread_get_thread_ident();
   return 1;
 }
-static inline void statsprof__hook_let_go(statsprof *p, int mine) {
-  if (mine) statsprof__leave(p);
-}
+void statsprof__hook_let_go(statsprof *p, int mine);
 
 
 /* fork.c: every profiler is known to the fork handlers while it exists. */

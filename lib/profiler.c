@@ -246,21 +246,37 @@ static void plan_next(statsprof *p) {
  * find it half-changed. Such a call fails with STATSPROF_ESTATE (tick and
  * frame_mark just return 0); all of them hold the GIL, so a plain flag
  * does. */
-static int held(const statsprof *p) { return p->busy || p->timer_joining; }
+static int held(const statsprof *p) { return p->busy || p->timer_joining || p->hook_holds; }
+
+/* Another thread's hook holds the profiler (statsprof__hook_hold: Python
+ * code it ran let the GIL go). */
+static int hook_held_elsewhere(const statsprof *p, unsigned long me) {
+  return p->hook_holds && p->hook_owner != me;
+}
+
+void statsprof__hook_let_go(statsprof *p, int mine) {
+  if (!mine || p->hook_holds <= 0) return; /* 0: a forked child's (fork.c) */
+  if (--p->hook_holds || p->busy || p->timer_joining || !p->timer_deferred) return;
+  p->timer_deferred = 0;
+  statsprof__timer_kick(&p->timer);
+}
 
 /* The timer thread's record holds the profiler while it waits with the
  * GIL released (on_full=block, a writer=sync sink), bounded by the
  * writers' stop_timeout: a call from another thread waits for it, GIL
  * released, rather than fail (a Python user's snapshot or flush beside
  * trigger=timer, which the package picks for production mode, got
- * RuntimeError). Not while finalizing: the timer thread may never get the
- * GIL back then. */
-static void wait_timer_record(statsprof *p) {
-  if (p->busy != STATSPROF__BUSY_TIMER || p->timer_joining || statsprof__timer_is_self(&p->timer) ||
-      !statsprof__holds_gil() || Py_IsFinalizing())
-    return;
+ * RuntimeError); and, when timer_too is 0 only for it, for another
+ * thread's hook holding the profiler. Not while finalizing: the other
+ * thread may never get the GIL back then. */
+static void wait_for_holders(statsprof *p, int timer_too) {
+  unsigned long me = PyThread_get_thread_ident();
+  int timer = timer_too && p->busy == STATSPROF__BUSY_TIMER && !p->timer_joining &&
+              !statsprof__timer_is_self(&p->timer);
+  if ((!timer && !hook_held_elsewhere(p, me)) || !statsprof__holds_gil() || Py_IsFinalizing()) return;
   int64_t deadline = statsprof__mono_ns() + 2 * p->config.stop_timeout_ns + 1000000000;
-  for (long us = 100; p->busy == STATSPROF__BUSY_TIMER && statsprof__mono_ns() < deadline;
+  for (long us = 100;
+       ((timer && p->busy == STATSPROF__BUSY_TIMER) || hook_held_elsewhere(p, me)) && statsprof__mono_ns() < deadline;
        us = us < 20000 ? 2 * us : us) {
     Py_BEGIN_ALLOW_THREADS;
     struct timespec ts = {0, us * 1000};
@@ -270,7 +286,7 @@ static void wait_timer_record(statsprof *p) {
 }
 
 int statsprof__enter(statsprof *p, const char *fn) {
-  wait_timer_record(p);
+  wait_for_holders(p, 1);
   if (!held(p)) {
     p->busy = STATSPROF__BUSY_CALL;
     return 0;
@@ -297,10 +313,15 @@ void statsprof__leave(statsprof *p) {
  * whose join waits for that record, GIL released; timer_joining keeps
  * every other call, a destroy above all, out meanwhile. */
 static void finish_timer_record(statsprof *p) {
+  /* Another thread's hook first (its Python code let the GIL go). */
+  wait_for_holders(p, 0);
   /* On the timer's own thread (its record's writer=sync sink) the record
    * is this call's caller: it cannot be waited for, and stopping the timer
-   * would only leave it unjoined and the profiler without records. */
-  if (p->busy != STATSPROF__BUSY_TIMER || p->timer_joining || statsprof__timer_is_self(&p->timer)) return;
+   * would only leave it unjoined and the profiler without records. From
+   * inside this thread's hook the call is refused: the timer stays. */
+  if (p->busy != STATSPROF__BUSY_TIMER || p->timer_joining || p->hook_holds ||
+      statsprof__timer_is_self(&p->timer))
+    return;
   p->timer_joining = 1;
   statsprof__timer_stop(&p->timer);
   p->timer_joining = 0;

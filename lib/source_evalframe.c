@@ -351,16 +351,16 @@ static int ef_init_code(PyObject *code) {
 static int ef_init_candidate(PyObject *fn) { return fn && PyFunction_Check(fn) && ef_init_code(PyFunction_GET_CODE(fn)); }
 
 /* statsprof__monitoring_watch_init from a hook or a watcher: it calls
- * Python (a finalizer may run, and let the GIL go), so p is held busy
- * meanwhile (a stop or destroy from there fails instead of freeing it
- * under us), and the exception being raised, if any, is kept. */
+ * Python (a finalizer may run, and let the GIL go), so p is held
+ * meanwhile (statsprof__hook_hold: a stop or destroy from there fails
+ * instead of freeing it under us), and the exception being raised, if
+ * any, is kept. */
 static int ef_watch(statsprof *p, PyObject *code) {
-  int was_busy = p->busy;
-  if (!was_busy) p->busy = STATSPROF__BUSY_CALL;
+  int mine = statsprof__hook_hold(p);
   PyObject *exc = PyErr_GetRaisedException();
   int rc = statsprof__monitoring_watch_init(p, code);
   PyErr_SetRaisedException(exc);
-  if (!was_busy) statsprof__leave(p);
+  statsprof__hook_let_go(p, mine);
   return rc;
 }
 

@@ -195,6 +195,65 @@ TEST(Timer, ACallWhileTheTimersRecordWaitsForRoomWaitsForIt) {
   pyh::Release(ns);
 }
 
+// The same from Python code the hook runs at a C method's first sight (the
+// repr of an attribute that shadows it) while the timer's record holds the
+// profiler: the hook's own hold did nothing then (busy was the record's),
+// and a stop from there joined the timer, whose record then let go, and
+// went on to stop the profiler under the hook (a destroy freed it: a crash
+// when the hook went on). Both are refused; the timer keeps running.
+statsprof *g_timer_p = nullptr;
+int g_timer_stop = -100;
+PyObject *StopAndDestroy(PyObject *, PyObject *) {
+  if (g_timer_stop == -100) {
+    g_timer_stop = statsprof_stop(g_timer_p);
+    statsprof_destroy(g_timer_p);
+  }
+  Py_RETURN_NONE;
+}
+PyMethodDef kStopAndDestroy = {"_stop_and_destroy", StopAndDestroy, METH_NOARGS, nullptr};
+
+TEST(Timer, StopAndDestroyFromTheHookWhileTheTimersRecordWaitsAreRefused) {
+  void *ns = pyh::Exec(R"(
+def f(): pass
+class Shadow:
+    def __repr__(self):
+        _stop_and_destroy()
+        return "<shadowed append>"
+class L(list):
+    append = Shadow()
+def run():
+    for i in range(3):
+        list.append(L(), i)
+)",
+                       "timer_hook.py");
+  PyObject *fn = PyCFunction_New(&kStopAndDestroy, nullptr);
+  PyDict_SetItemString(static_cast<PyObject *>(ns), "_stop_and_destroy", fn);
+  Py_XDECREF(fn);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pyh::LogLines log;
+    GateSink gate;
+    if (statsprof_create("sink=none;trigger=timer;interval=1ms;on_full=block;queue=1;stop_timeout=200ms",
+                         &g_timer_p) != 0)
+      return std::string("create failed");
+    statsprof_set_log(g_timer_p, pyh::LogLines::Fn, &log);
+    statsprof_add_sink(g_timer_p, GateSink::Ops(), &gate);
+    pr.Check(statsprof_start(g_timer_p) == 0, "start");
+    pyh::Call(ns, "f");
+    pr.Check(UntilTimerWaits(g_timer_p), "the timer's record never waited for room");
+    pr.Check(pyh::Call(ns, "run"), "run() raised: " + pyh::TakeError());
+    pr.Check(g_timer_stop == STATSPROF_ESTATE, "stop from the hook returned " + std::to_string(g_timer_stop));
+    pr.Check(log.Has("left alive"), "no message for the refused destroy:\n" + log.All());
+    pr.Check(statsprof_is_running(g_timer_p), "not running after the refused stop");
+    gate.open = true;
+    statsprof_destroy(g_timer_p);
+    for (int i = 0; i < 60000 && gate.closes == 0; i++) usleep(1000);  // a hang guard
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
 // Frames the host marked while the timer's record held the profiler
 // (waiting for room, GIL released) were skipped: the next mark ended one
 // frame as long as all of them, so frame statistics lost frames and gained
