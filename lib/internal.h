@@ -876,6 +876,7 @@ typedef struct statsprof__timer {
   int sync_init;           /* lock and cond exist */
   int running;             /* a thread was started and not yet joined */
   int stop, kick;          /* under lock: end the thread / replan now */
+  uint64_t wakeups;        /* under lock: times the thread came out of its wait (tests) */
   pid_t pid;               /* the process that started the thread */
   PyObject *atexit;        /* the atexit callback that stops the thread */
 } statsprof__timer;

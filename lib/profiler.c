@@ -685,7 +685,11 @@ static int64_t timer_tick(void *arg) {
   }
   emit_due(p, 1);
   uint64_t now = statsprof__ticks();
-  return p->next_due > now ? (int64_t)((double)(p->next_due - now) * statsprof__clock_sec_per_tick * 1e9) : 0;
+  if (p->next_due <= now) return 0;
+  /* Up to 2^63 ns away (interval=2562047h): converting that to int64_t is
+   * undefined; the timer sleeps a day at a time anyway. */
+  double ns = (double)(p->next_due - now) * statsprof__clock_sec_per_tick * 1e9;
+  return ns < 9e18 ? (int64_t)ns : INT64_MAX;
 }
 
 int statsprof_tick(statsprof *p) {

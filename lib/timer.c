@@ -13,18 +13,29 @@
  * without the thread: fork.c gives the child fresh synchronisation and,
  * once Python is whole again, a new thread.
  */
-#include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 
 #include "internal.h"
 
+/* The longest single sleep. An interval may be up to 2^63 ns (config.c),
+ * and now + that overflowed: a negative tv_nsec made
+ * pthread_cond_timedwait fail with EINVAL at once, and the thread spun. A
+ * longer wait is slept a day at a time: each wake asks fn again, which
+ * emits nothing before its time and says how long is left. */
+#define MAX_SLEEP_NS (86400 * (int64_t)1000000000)
+
 static void deadline_after(struct timespec *ts, int64_t ns) {
+  if (ns <= 0) ns = 1000000;
+  if (ns > MAX_SLEEP_NS) ns = MAX_SLEEP_NS;
   clock_gettime(CLOCK_MONOTONIC, ts);
-  int64_t t = (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec + (ns > 0 ? ns : 1000000);
-  ts->tv_sec = t / 1000000000;
-  ts->tv_nsec = t % 1000000000;
+  ts->tv_sec += (time_t)(ns / 1000000000);
+  ts->tv_nsec += (long)(ns % 1000000000);
+  if (ts->tv_nsec >= 1000000000) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000;
+  }
 }
 
 static void *timer_main(void *arg) {
@@ -38,9 +49,12 @@ static void *timer_main(void *arg) {
      * for is lost (the first production-mode window then stayed open until
      * the first record, a whole interval). */
     int rc = t->kick ? 0 : pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
+    t->wakeups++;
     if (t->stop) break;
-    /* Woken early only to replan (statsprof__timer_kick). */
-    if (rc != ETIMEDOUT && !t->kick) continue;
+    /* 0 with no kick: woken early only to replan (statsprof__timer_kick),
+     * or spuriously. Any error counts as the deadline passing: going
+     * round again at once on one (EINVAL) spun the thread. */
+    if (rc == 0 && !t->kick) continue;
     t->kick = 0;
     pthread_mutex_unlock(&t->lock);
     if (!Py_IsInitialized() || Py_IsFinalizing()) return NULL;

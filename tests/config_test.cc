@@ -138,6 +138,22 @@ TEST(Config, OverflowIsRejected) {
   ExpectValid("sink=none;interval=2562047h");
 }
 
+// An interval up to 2^63 - 1 ns is taken as given, with trigger=timer too
+// (whose thread then sleeps a day at a time: timer_test); one more is too
+// large.
+TEST(Config, TheLongestIntervalIsAccepted) {
+  statsprof__config c;
+  char err[256] = "";
+  ASSERT_EQ(statsprof__config_parse("sink=none;trigger=timer;interval=9223372036854775807ns", &c, err, sizeof err), 0)
+      << err;
+  EXPECT_EQ(c.interval_ns, INT64_MAX);
+  EXPECT_EQ(c.trigger_timer, 1);
+  statsprof__config_free(&c);
+  ExpectValid("sink=none;trigger=timer;interval=9223372036854775807ns");
+  ExpectConfigError("sink=none;trigger=timer;interval=9223372036854775808ns",
+                    {"bad interval '9223372036854775808ns'", "too large"});
+}
+
 TEST(Config, EveryDurationUnitIsAccepted) {
   for (const char *d : {"0s", "250ns", "10us", "1.5ms", "2s", "0.5m", "1h"}) {
     std::string c = std::string("sink=none;interval=") + d;

@@ -1,6 +1,7 @@
 // timer_test.cc — lib/timer.c, trigger=timer: records are cut on the timer's
 // own thread while the host never calls statsprof_tick, every call lands in
-// exactly one record, a restarted profiler gets its timer back, and
+// exactly one record, a restarted profiler gets its timer back, a huge
+// interval does not make the thread spin, and
 // Py_Finalize with the timer running is safe (last in this file: it
 // finalizes the interpreter and starts it again).
 #define PY_SSIZE_T_CLEAN
@@ -422,6 +423,63 @@ TEST(Timer, TimerDoesNotSpinWhileACallWaitsForTheSinks) {
   });
   EXPECT_EQ(problems, "");
   pyh::Release(ns);
+}
+
+// The timer alone, whose fn asks for the longest sleep there is: the first
+// deadline and each one after overflowed so, without help from the
+// profiler's tick (which caps an interval at 2^63 TSC ticks, on a TSC
+// machine less than 2^63 ns, so there the test below spun only until
+// start's kick, and passed on the old code).
+// The spinning thread held its lock throughout (a failed wait does not let
+// it go): on the old code this test's kick hung, as a host's start could.
+int64_t SleepForever(void *calls) {
+  ++*static_cast<int *>(calls);
+  return INT64_MAX;
+}
+
+TEST(Timer, TheLongestSleepIsSleptNotSpun) {
+  statsprof__timer t;
+  statsprof__timer_init(&t, INT64_MAX);
+  int calls = 0;
+  const char *why = "";
+  ASSERT_EQ(statsprof__timer_start(&t, SleepForever, &calls, &why), 0) << why;
+  Py_BEGIN_ALLOW_THREADS;
+  usleep(50000);  // the first deadline: interval_ns from now
+  statsprof__timer_kick(&t);
+  usleep(50000);  // the next: what fn said
+  Py_END_ALLOW_THREADS;
+  pthread_mutex_lock(&t.lock);
+  uint64_t wakeups = t.wakeups;
+  pthread_mutex_unlock(&t.lock);
+  statsprof__timer_stop(&t);
+  statsprof__timer_free(&t);
+  EXPECT_EQ(calls, 1) << "the kick's";
+  EXPECT_GE(wakeups, 1u) << "the kick";
+  EXPECT_LE(wakeups, 3u) << "the timer's thread spun";
+}
+
+// The longest interval config takes, 2^63 - 1 ns (about 292 years), with
+// trigger=timer, end to end: the thread comes out of its wait once in
+// 100 ms (start's kick) and cuts no record. On the old code the sleeps
+// overflowed (see above) and the thread spun, holding its lock, where the
+// profiler's ticks are nanoseconds; with the TSC only until start's kick,
+// so this passed there. A count, not a time.
+TEST(Timer, AHugeIntervalSleepsInsteadOfSpinning) {
+  statsprof *p = Make("sink=none;trigger=timer;interval=9223372036854775807ns");
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  Py_BEGIN_ALLOW_THREADS;
+  usleep(100000);
+  Py_END_ALLOW_THREADS;
+  pthread_mutex_lock(&p->timer.lock);
+  uint64_t wakeups = p->timer.wakeups;
+  pthread_mutex_unlock(&p->timer.lock);
+  EXPECT_GE(wakeups, 1u) << "start's kick";
+  EXPECT_LE(wakeups, 3u) << "the timer's thread spun";
+  EXPECT_TRUE(sink.Take().empty()) << "a record before the interval ended";
+  ASSERT_EQ(statsprof_stop(p), 0);
+  statsprof_destroy(p);
 }
 
 TEST(Timer, FinalizeWithTimerRunningIsSafe) {
