@@ -857,6 +857,11 @@ uint64_t statsprof__own_cost(const statsprof *p);
  * anew. */
 void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint64_t now, uint64_t cost);
 
+/* pthread_create for the library's own threads (writers, timer; in
+ * threads.c): they start with the host's signals blocked, all but the
+ * synchronous faults. pthread_create's result. */
+int statsprof__thread_create(pthread_t *thread, void *(*fn)(void *), void *arg);
+
 /* ---- timer.c: trigger=timer ------------------------------------------ */
 
 /* What the timer thread runs at each wake, with the GIL held: the

@@ -20,6 +20,7 @@
  * (one per profiler, never a thread of its own, so merged records still add
  * up) and the slot, with its entries and its label map, is reused by the
  * next new thread. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -360,4 +361,21 @@ uint32_t statsprof__threads_find(statsprof *p, uint64_t thread_id) {
       found = i;
   }
   return found;
+}
+
+/* Signals are the host's business: its handlers must not run on our
+ * threads, so they start with every signal blocked but the synchronous
+ * faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS). A fault
+ * raised while blocked is not delivered: the kernel kills the process
+ * with the default action, and the host's crash handler (Python's
+ * faulthandler) never ran. */
+int statsprof__thread_create(pthread_t *thread, void *(*fn)(void *), void *arg) {
+  sigset_t mask, old;
+  sigfillset(&mask);
+  static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+  for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) sigdelset(&mask, faults[i]);
+  pthread_sigmask(SIG_SETMASK, &mask, &old);
+  int rc = pthread_create(thread, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
 }

@@ -13,7 +13,6 @@
  * without the thread: fork.c gives the child fresh synchronisation and,
  * once Python is whole again, a new thread.
  */
-#include <signal.h>
 #include <string.h>
 #include <time.h>
 
@@ -81,12 +80,8 @@ static void init_sync(statsprof__timer *t) {
 /* Starts the thread; 0 or -1. */
 static int spawn(statsprof__timer *t) {
   t->stop = 0;
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* the host's signals stay on its threads */
-  int created = pthread_create(&t->thread, NULL, timer_main, t);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (created != 0) return -1;
+  /* The host's signals stay on its threads (statsprof__thread_create). */
+  if (statsprof__thread_create(&t->thread, timer_main, t) != 0) return -1;
   t->running = 1;
   t->pid = getpid();
   return 0;

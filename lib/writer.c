@@ -51,7 +51,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -295,14 +294,7 @@ static int ensure_thread(statsprof__writer *o) {
   shared *w = o->sh;
   if (w->running) return 0;
   w->closing = w->exited = 0;
-  /* Signals are the host's business: its handlers must not run on our
-   * thread, so the thread starts with every signal blocked. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&o->thread, NULL, writer_main, w);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) return -1;
+  if (statsprof__thread_create(&o->thread, writer_main, w) != 0) return -1; /* host's signals blocked */
   w->running = 1;
   return 0;
 }

@@ -1,19 +1,26 @@
 // timer_test.cc — lib/timer.c, trigger=timer: records are cut on the timer's
 // own thread while the host never calls statsprof_tick, every call lands in
 // exactly one record, a restarted profiler gets its timer back, a huge
-// interval does not make the thread spin, and
+// interval does not make the thread spin, its threads leave the fault
+// signals unblocked, and
 // Py_Finalize with the timer running is safe (last in this file: it
 // finalizes the interpreter and starts it again).
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 
+#include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
+#include <set>
+#include <string>
 
 #include "child.h"
 #include "collect_sink.h"
@@ -480,6 +487,55 @@ TEST(Timer, AHugeIntervalSleepsInsteadOfSpinning) {
   EXPECT_TRUE(sink.Take().empty()) << "a record before the interval ended";
   ASSERT_EQ(statsprof_stop(p), 0);
   statsprof_destroy(p);
+}
+
+// Kernel ids of this process's threads.
+std::set<std::string> Tasks() {
+  std::set<std::string> tids;
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return tids;
+  while (struct dirent *e = readdir(d))
+    if (e->d_name[0] != '.') tids.insert(e->d_name);
+  closedir(d);
+  return tids;
+}
+
+// The SigBlk mask of thread `tid` (bit n-1 is signal n); 0 if unread.
+uint64_t BlockedSignals(const std::string &tid) {
+  std::ifstream status("/proc/self/task/" + tid + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("SigBlk:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+  return 0;
+}
+
+// The writer and timer threads blocked every signal, the synchronous
+// faults too: a SIGSEGV (SIGBUS, SIGFPE, ...) raised there while blocked
+// kills the process with the default action, and the host's crash handler
+// or Python's faulthandler never runs. They block the host's signals
+// (SIGINT, SIGTERM: those stay on its threads) and no fault.
+TEST(Timer, TheTimersAndWritersThreadsLeaveFaultSignalsUnblocked) {
+  void *ns = pyh::Exec(kSteps, "signals.py");
+  std::set<std::string> before = Tasks();
+  statsprof *p = Make("sink=none;trigger=timer;interval=20ms");
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_GT(StepUntil(ns, &sink, 1, 1), 0);  // a timer's record, through the sink's writer thread
+  int ours = 0;
+  for (const std::string &tid : Tasks()) {
+    if (before.count(tid)) continue;
+    ours++;
+    uint64_t blocked = BlockedSignals(tid);
+    auto bit = [](int sig) { return uint64_t(1) << (sig - 1); };
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD, SIGPIPE})
+      EXPECT_TRUE(blocked & bit(sig)) << "thread " << tid << ": " << strsignal(sig) << " not blocked";
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS})
+      EXPECT_FALSE(blocked & bit(sig)) << "thread " << tid << ": " << strsignal(sig) << " blocked";
+  }
+  EXPECT_GE(ours, 2) << "the timer's thread and the sink's writer";
+  ASSERT_EQ(statsprof_stop(p), 0);
+  statsprof_destroy(p);
+  pyh::Release(ns);
 }
 
 TEST(Timer, FinalizeWithTimerRunningIsSafe) {
