@@ -4,7 +4,7 @@
  * DESIGN
  * Two moments. (1) pthread_atfork, in the C library's fork: the timer's
  * lock is held across fork() so the child never inherits it held, and the
- * child re-creates its lock and condition variable (a condition variable
+ * child unlocks it and re-creates its condition variable (a condition variable
  * the parent's timer thread was waiting on is not usable in the child: a
  * child that signalled it hung). Writers do the same for their rings
  * (writer.c). (2) os.register_at_fork(after_in_child=...), which CPython

@@ -899,7 +899,7 @@ void statsprof__timer_stop(statsprof__timer *t);
  * before it waits, so a kick sent before it first waits is kept. */
 void statsprof__timer_kick(statsprof__timer *t);
 /* fork: phase 0 before fork (holds the timer's lock), 1 in the parent
- * after it, 2 in the child (new lock and condition, no thread). */
+ * after it, 2 in the child (the lock unlocked, a new condition, no thread). */
 void statsprof__timer_atfork(statsprof__timer *t, int phase);
 /* In a forked child, once Python is whole: a new thread if the parent had
  * one. -1 when it could not start. GIL. */

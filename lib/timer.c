@@ -67,13 +67,17 @@ static void *timer_main(void *arg) {
   return NULL;
 }
 
-static void init_sync(statsprof__timer *t) {
-  pthread_mutex_init(&t->lock, NULL);
+static void init_cond(statsprof__timer *t) {
   pthread_condattr_t a;
   pthread_condattr_init(&a);
   pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
   pthread_cond_init(&t->cond, &a);
   pthread_condattr_destroy(&a);
+}
+
+static void init_sync(statsprof__timer *t) {
+  pthread_mutex_init(&t->lock, NULL);
+  init_cond(t);
   t->sync_init = 1;
 }
 
@@ -152,9 +156,13 @@ void statsprof__timer_atfork(statsprof__timer *t, int phase) {
   } else if (phase == 1) {
     pthread_mutex_unlock(&t->lock);
   } else {
-    /* The parent's thread may have been waiting on the condition: it is
-     * not usable here. Fresh ones, and no thread until after_fork. */
-    init_sync(t);
+    /* The forking thread took the lock in phase 0 and is the child's only
+     * thread: it unlocks it (initialising a locked mutex again is
+     * undefined). The parent's thread may have been waiting on the
+     * condition: it is not usable here. A fresh one, and no thread until
+     * after_fork. */
+    pthread_mutex_unlock(&t->lock);
+    init_cond(t);
     t->running = 0;
   }
 }
