@@ -148,7 +148,7 @@ static uint32_t intern_or_overflow(statsprof *p, const char *file, int line, con
 
 __attribute__((noinline)) uint32_t statsprof__code_entry_slow(statsprof *p, PyCodeObject *co) {
   PyObject *t1, *t2;
-  int mine = statsprof__hook_hold(p);
+  statsprof__hook_hold(p);
   statsprof__pending exc = statsprof__pending_take();
   const char *file = utf8_of(co->co_filename, &t1);
   const char *name = utf8_of(co->co_name, &t2);
@@ -160,7 +160,7 @@ __attribute__((noinline)) uint32_t statsprof__code_entry_slow(statsprof *p, PyCo
                                (void *)(((uintptr_t)p->gen << 32) | idx)) < 0)
     PyErr_Clear();
   statsprof__pending_restore(exc);
-  statsprof__hook_let_go(p, mine);
+  statsprof__hook_let_go(p);
   return idx;
 }
 
@@ -202,7 +202,7 @@ static PyObject *cfunc_label(PyCFunctionObject *fn) {
 
 __attribute__((noinline)) uint32_t statsprof__cfunc_entry_slow(statsprof *p, PyCFunctionObject *fn) {
   PyObject *tmp;
-  int mine = statsprof__hook_hold(p); /* cfunc_label may run a Python __repr__ */
+  statsprof__hook_hold(p); /* cfunc_label may run a Python __repr__ */
   statsprof__pending exc = statsprof__pending_take();
   PyObject *label = cfunc_label(fn);
   uint32_t idx;
@@ -216,7 +216,7 @@ __attribute__((noinline)) uint32_t statsprof__cfunc_entry_slow(statsprof *p, PyC
   }
   if (statsprof__table_cfunc_add(&p->table, fn->m_ml, idx)) p->src.oom = 1;
   statsprof__pending_restore(exc);
-  statsprof__hook_let_go(p, mine);
+  statsprof__hook_let_go(p);
   return idx;
 }
 
@@ -232,15 +232,13 @@ static __attribute__((noinline)) uint32_t entry_slow(statsprof *p, statsprof__th
   /* A thread attached from another thread learns which OS thread it is
    * here, at its first event, on its own thread. Naming it reads its
    * Thread's __dict__, which may make one (and run the collector). */
-  int mine = statsprof__hook_hold(p);
-  if (t->slot == STATSPROF__NONE && statsprof__thread_bind(p, t) == STATSPROF__NONE) {
-    statsprof__hook_let_go(p, mine);
-    return STATSPROF__NONE;
-  }
+  statsprof__hook_hold(p);
+  int bound = t->slot != STATSPROF__NONE || statsprof__thread_bind(p, t) != STATSPROF__NONE;
   /* A thread's first events can come before threading knows it (its
    * bootstrap): look for its Thread again as it reaches new functions. */
-  statsprof__threads_seek_name(p, t->slot);
-  statsprof__hook_let_go(p, mine);
+  if (bound) statsprof__threads_seek_name(p, t->slot);
+  statsprof__hook_let_go(p);
+  if (!bound) return STATSPROF__NONE;
   uint32_t idx = statsprof__table_entry(&p->table, t->slot, label);
   if (idx == STATSPROF__NONE) p->src.oom = 1;
   /* The slot's map may have moved: refresh this thread's copy of it. */

@@ -973,13 +973,12 @@ void statsprof__tls_forget(void);
  * the timer's record's, which a stop or destroy waits out): from that
  * thread a destroy leaves it alive (with a message) and other calls fail
  * with STATSPROF_ESTATE, where they freed or changed it under the hook;
- * another thread's call waits for it, GIL released (profiler.c). The
- * result of hold goes to let_go. */
-static inline int statsprof__hook_hold(statsprof *p) {
+ * another thread's call waits for it, GIL released (profiler.c). Each
+ * hold is let go once. */
+static inline void statsprof__hook_hold(statsprof *p) {
   if (!p->hook_holds++) p->hook_owner = PyThread_get_thread_ident();
-  return 1;
 }
-void statsprof__hook_let_go(statsprof *p, int mine);
+void statsprof__hook_let_go(statsprof *p);
 
 
 /* fork.c: every profiler is known to the fork handlers while it exists. */

@@ -254,11 +254,16 @@ static int hook_held_elsewhere(const statsprof *p, unsigned long me) {
   return p->hook_holds && p->hook_owner != me;
 }
 
-void statsprof__hook_let_go(statsprof *p, int mine) {
-  if (!mine || p->hook_holds <= 0) return; /* 0: a forked child's (fork.c) */
-  if (--p->hook_holds || p->busy || p->timer_joining || !p->timer_deferred) return;
+/* The timer skipped a record while the profiler was held: now it is not. */
+static void kick_deferred_timer(statsprof *p) {
+  if (!p->timer_deferred) return;
   p->timer_deferred = 0;
   statsprof__timer_kick(&p->timer);
+}
+
+void statsprof__hook_let_go(statsprof *p) {
+  if (p->hook_holds <= 0) return; /* 0: a forked child's (fork.c) */
+  if (!--p->hook_holds && !p->busy && !p->timer_joining) kick_deferred_timer(p);
 }
 
 /* The timer thread's record holds the profiler while it waits with the
@@ -266,9 +271,10 @@ void statsprof__hook_let_go(statsprof *p, int mine) {
  * writers' stop_timeout: a call from another thread waits for it, GIL
  * released, rather than fail (a Python user's snapshot or flush beside
  * trigger=timer, which the package picks for production mode, got
- * RuntimeError); and, when timer_too is 0 only for it, for another
- * thread's hook holding the profiler. Not while finalizing: the other
- * thread may never get the GIL back then. */
+ * RuntimeError). It waits the same way for another thread's hook holding
+ * the profiler (statsprof__hook_hold); only for that when timer_too is 0
+ * (stop and destroy, which join the timer instead). Not while finalizing:
+ * the other thread may never get the GIL back then. */
 static void wait_for_holders(statsprof *p, int timer_too) {
   unsigned long me = PyThread_get_thread_ident();
   int timer = timer_too && p->busy == STATSPROF__BUSY_TIMER && !p->timer_joining &&
@@ -299,10 +305,7 @@ int statsprof__enter(statsprof *p, const char *fn) {
 
 void statsprof__leave(statsprof *p) {
   p->busy = 0;
-  if (p->timer_deferred) {
-    p->timer_deferred = 0;
-    statsprof__timer_kick(&p->timer);
-  }
+  kick_deferred_timer(p);
 }
 
 /* The timer thread's record holds the profiler (BUSY_TIMER) while it waits

@@ -356,11 +356,11 @@ static int ef_init_candidate(PyObject *fn) { return fn && PyFunction_Check(fn) &
  * instead of freeing it under us), and the exception being raised, if
  * any, is kept. */
 static int ef_watch(statsprof *p, PyObject *code) {
-  int mine = statsprof__hook_hold(p);
+  statsprof__hook_hold(p);
   PyObject *exc = PyErr_GetRaisedException();
   int rc = statsprof__monitoring_watch_init(p, code);
   PyErr_SetRaisedException(exc);
-  statsprof__hook_let_go(p, mine);
+  statsprof__hook_let_go(p);
   return rc;
 }
 

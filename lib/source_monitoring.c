@@ -208,14 +208,14 @@ static const PyMethodDef *mon_cfunc_def(PyObject *const *args, Py_ssize_t nargs)
 /* First sight of a method descriptor's C function: label it the way
  * cProfile does, from the builtin bound to the call's self. */
 static __attribute__((noinline)) uint32_t mon_descr_label(statsprof *p, PyObject *descr, PyObject *self_arg) {
-  int mine = statsprof__hook_hold(p); /* the bound method is a new object: the collector may run */
+  statsprof__hook_hold(p); /* the bound method is a new object: the collector may run */
   statsprof__pending exc = statsprof__pending_take();
   PyObject *meth = Py_TYPE(descr)->tp_descr_get(descr, self_arg, (PyObject *)Py_TYPE(self_arg));
   uint32_t label = meth && PyCFunction_Check(meth) ? cfunc_label_of(p, (PyCFunctionObject *)meth) : 0;
   Py_XDECREF(meth);
   PyErr_Clear();
   statsprof__pending_restore(exc);
-  statsprof__hook_let_go(p, mine);
+  statsprof__hook_let_go(p);
   return label;
 }
 
