@@ -320,50 +320,26 @@ TEST(Lifecycle, AttachThreadThatWaitedThroughAStopIsRefused) {
 // finalizer, when naming a thread makes an object). A stop and a destroy
 // from there freed the profiler under the hook (or changed it); both are
 // now refused, the destroy with a message, and the hook goes on counting.
-statsprof *g_in_hook = nullptr;
-int g_in_hook_stop = -100;
-PyObject *CallIntoProfiler(PyObject *, PyObject *) {
-  if (g_in_hook_stop == -100) {
-    g_in_hook_stop = statsprof_stop(g_in_hook);
-    statsprof_destroy(g_in_hook);
-  }
-  Py_RETURN_NONE;
-}
-PyMethodDef kCallIntoProfiler = {"_call_into_profiler", CallIntoProfiler, METH_NOARGS, nullptr};
-
 TEST(Lifecycle, StopAndDestroyFromPythonRunByTheHookAreRefused) {
-  const char kShadow[] = R"(
-class Shadow:
-    def __repr__(self):
-        _call_into_profiler()
-        return "<shadowed append>"
-class L(list):
-    append = Shadow()
-def run():
-    for i in range(3):
-        list.append(L(), i)
-)";
   const char *configs[] = {"sink=none;interval=1h", "sink=none;interval=1h;source=setprofile"};
   for (const char *config : configs) {
     SCOPED_TRACE(config);
     std::string problems = child::Run([&] {
       child::Problems pr;
       pyh::LogLines log;
-      void *ns = pyh::Exec(kShadow, "shadow.py");
-      PyObject *fn = PyCFunction_New(&kCallIntoProfiler, nullptr);
-      PyDict_SetItemString(static_cast<PyObject *>(ns), "_call_into_profiler", fn);
-      Py_XDECREF(fn);
-      if (statsprof_create(config, &g_in_hook) != 0) return std::string("create failed");
-      statsprof_set_log(g_in_hook, pyh::LogLines::Fn, &log);
-      pr.Check(statsprof_start(g_in_hook) == 0, std::string("start: ") + statsprof_errmsg(g_in_hook));
+      pyh::CallsFromTheHook calls;
+      void *ns = pyh::ExecShadowedAppend(&calls, "shadow.py");
+      if (statsprof_create(config, &calls.p) != 0) return std::string("create failed");
+      statsprof_set_log(calls.p, pyh::LogLines::Fn, &log);
+      pr.Check(statsprof_start(calls.p) == 0, std::string("start: ") + statsprof_errmsg(calls.p));
       pr.Check(pyh::Call(ns, "run"), "run() raised: " + pyh::TakeError());
-      pr.Check(g_in_hook_stop == STATSPROF_ESTATE, "stop from inside the hook returned " +
-                                                       std::to_string(g_in_hook_stop));
+      pr.Check(calls.stop_rc == STATSPROF_ESTATE, "stop from inside the hook returned " +
+                                                     std::to_string(calls.stop_rc));
       pr.Check(log.Has("left alive"), "no message for the refused destroy:\n" + log.All());
-      pr.Check(statsprof_is_running(g_in_hook), "not running after the refused stop");
-      pr.Check(Calls(g_in_hook, "<shadowed append>") == 3,
-               "list.append counted " + std::to_string(Calls(g_in_hook, "<shadowed append>")) + " times, not 3");
-      statsprof_destroy(g_in_hook);
+      pr.Check(statsprof_is_running(calls.p), "not running after the refused stop");
+      pr.Check(Calls(calls.p, "<shadowed append>") == 3,
+               "list.append counted " + std::to_string(Calls(calls.p, "<shadowed append>")) + " times, not 3");
+      statsprof_destroy(calls.p);
       pr.Check(pyh::RunPy(kNoHook).empty(), "a hook is on after the destroy");
       pyh::Release(ns);
       return pr.text;

@@ -63,6 +63,39 @@ bool Call(void *ns, const char *name) {
 
 void Release(void *ns) { Py_XDECREF((PyObject *)ns); }
 
+static PyObject *StopAndDestroy(PyObject *self, PyObject *) {
+  auto *calls = static_cast<CallsFromTheHook *>(PyCapsule_GetPointer(self, nullptr));
+  if (calls && calls->stop_rc == -100) {
+    calls->stop_rc = statsprof_stop(calls->p);
+    statsprof_destroy(calls->p);
+  }
+  Py_RETURN_NONE;
+}
+static PyMethodDef kStopAndDestroy = {"_stop_and_destroy", StopAndDestroy, METH_NOARGS, nullptr};
+
+void *ExecShadowedAppend(CallsFromTheHook *calls, const std::string &filename) {
+  void *ns = Exec(R"(
+def f(): pass
+class Shadow:
+    def __repr__(self):
+        _stop_and_destroy()
+        return "<shadowed append>"
+class L(list):
+    append = Shadow()
+def run():
+    for i in range(3):
+        list.append(L(), i)
+)",
+                  filename);
+  PyObject *self = PyCapsule_New(calls, nullptr, nullptr);
+  PyObject *fn = self ? PyCFunction_New(&kStopAndDestroy, self) : nullptr;
+  if (!ns || !fn || PyDict_SetItemString(static_cast<PyObject *>(ns), "_stop_and_destroy", fn) != 0)
+    ADD_FAILURE() << "ExecShadowedAppend: " << TakeError();
+  Py_XDECREF(fn);
+  Py_XDECREF(self);
+  return ns;
+}
+
 Snap Snapshot(statsprof *p, statsprof_snapshot_mode mode) {
   statsprof_stats_profile *s = nullptr;
   int rc = statsprof_snapshot(p, mode, &s);

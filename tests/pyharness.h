@@ -90,6 +90,19 @@ std::string TempDir();
 
 namespace pyh {
 
+// Python code the hook runs, calling into the profiler: run() calls
+// list.append on a list subclass that shadows append with a Python
+// attribute, and cProfile (so statsprof) labels that C method with the
+// attribute's repr, "<shadowed append>". That repr, run at the hook's first
+// sight of the method, stops and then destroys calls->p (once) and keeps
+// stop's result in calls->stop_rc. f() is a plain function. Returns the
+// namespace, as Exec; `calls` must outlive it.
+struct CallsFromTheHook {
+  statsprof *p = nullptr;
+  int stop_rc = -100;  // not called yet
+};
+void *ExecShadowedAppend(CallsFromTheHook *calls, const std::string &filename);
+
 // Runs `code` in a fresh namespace where each vars[k] is bound to a str;
 // returns "" when it ran without raising, else the Python error text.
 std::string RunPy(const std::string &code, const std::map<std::string, std::string> &vars = {});

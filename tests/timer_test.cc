@@ -209,52 +209,27 @@ TEST(Timer, ACallWhileTheTimersRecordWaitsForRoomWaitsForIt) {
 // and a stop from there joined the timer, whose record then let go, and
 // went on to stop the profiler under the hook (a destroy freed it: a crash
 // when the hook went on). Both are refused; the timer keeps running.
-statsprof *g_timer_p = nullptr;
-int g_timer_stop = -100;
-PyObject *StopAndDestroy(PyObject *, PyObject *) {
-  if (g_timer_stop == -100) {
-    g_timer_stop = statsprof_stop(g_timer_p);
-    statsprof_destroy(g_timer_p);
-  }
-  Py_RETURN_NONE;
-}
-PyMethodDef kStopAndDestroy = {"_stop_and_destroy", StopAndDestroy, METH_NOARGS, nullptr};
-
 TEST(Timer, StopAndDestroyFromTheHookWhileTheTimersRecordWaitsAreRefused) {
-  void *ns = pyh::Exec(R"(
-def f(): pass
-class Shadow:
-    def __repr__(self):
-        _stop_and_destroy()
-        return "<shadowed append>"
-class L(list):
-    append = Shadow()
-def run():
-    for i in range(3):
-        list.append(L(), i)
-)",
-                       "timer_hook.py");
-  PyObject *fn = PyCFunction_New(&kStopAndDestroy, nullptr);
-  PyDict_SetItemString(static_cast<PyObject *>(ns), "_stop_and_destroy", fn);
-  Py_XDECREF(fn);
+  pyh::CallsFromTheHook calls;
+  void *ns = pyh::ExecShadowedAppend(&calls, "timer_hook.py");
   std::string problems = child::Run([&] {
     child::Problems pr;
     pyh::LogLines log;
     GateSink gate;
     if (statsprof_create("sink=none;trigger=timer;interval=1ms;on_full=block;queue=1;stop_timeout=200ms",
-                         &g_timer_p) != 0)
+                         &calls.p) != 0)
       return std::string("create failed");
-    statsprof_set_log(g_timer_p, pyh::LogLines::Fn, &log);
-    statsprof_add_sink(g_timer_p, GateSink::Ops(), &gate);
-    pr.Check(statsprof_start(g_timer_p) == 0, "start");
+    statsprof_set_log(calls.p, pyh::LogLines::Fn, &log);
+    statsprof_add_sink(calls.p, GateSink::Ops(), &gate);
+    pr.Check(statsprof_start(calls.p) == 0, "start");
     pyh::Call(ns, "f");
-    pr.Check(UntilTimerWaits(g_timer_p), "the timer's record never waited for room");
+    pr.Check(UntilTimerWaits(calls.p), "the timer's record never waited for room");
     pr.Check(pyh::Call(ns, "run"), "run() raised: " + pyh::TakeError());
-    pr.Check(g_timer_stop == STATSPROF_ESTATE, "stop from the hook returned " + std::to_string(g_timer_stop));
+    pr.Check(calls.stop_rc == STATSPROF_ESTATE, "stop from the hook returned " + std::to_string(calls.stop_rc));
     pr.Check(log.Has("left alive"), "no message for the refused destroy:\n" + log.All());
-    pr.Check(statsprof_is_running(g_timer_p), "not running after the refused stop");
+    pr.Check(statsprof_is_running(calls.p), "not running after the refused stop");
     gate.open = true;
-    statsprof_destroy(g_timer_p);
+    statsprof_destroy(calls.p);
     for (int i = 0; i < 60000 && gate.closes == 0; i++) usleep(1000);  // a hang guard
     return pr.text;
   });
