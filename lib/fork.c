@@ -116,8 +116,21 @@ static void child_reset(statsprof *p) {
   statsprof__duty_reset(&p->duty, statsprof__ticks(), statsprof__own_cost(p));
   p->next_tick = statsprof__ticks() + p->interval_ticks;
   p->busy = p->timer_joining = p->timer_deferred = 0; /* a call in progress at fork belongs to the parent's thread */
-  if (p->running && statsprof__timer_after_fork(&p->timer))
-    statsprof__logf(&p->log, "trigger=timer: cannot start the timer thread in the forked child");
+  if (p->running && statsprof__timer_after_fork(&p->timer)) p->fork_log = 1;
+}
+
+/* The next profiler with something to log, held as a public call holds it
+ * (a destroy from the log function is refused); NULL when none is left. */
+static statsprof *next_fork_log(void) {
+  pthread_mutex_lock(&g_lock);
+  statsprof *p = g_profilers;
+  while (p && !p->fork_log) p = p->next_profiler;
+  if (p) {
+    p->fork_log = 0;
+    p->busy = STATSPROF__BUSY_CALL;
+  }
+  pthread_mutex_unlock(&g_lock);
+  return p;
 }
 
 static PyObject *after_fork_child(PyObject *self, PyObject *unused) {
@@ -127,6 +140,12 @@ static PyObject *after_fork_child(PyObject *self, PyObject *unused) {
   for (statsprof *p = g_profilers; p; p = p->next_profiler)
     if (p->interp_epoch == statsprof__epoch()) child_reset(p);
   pthread_mutex_unlock(&g_lock);
+  /* The host's log function runs with g_lock let go: one that creates or
+   * destroys a profiler would deadlock on it. */
+  for (statsprof *p; (p = next_fork_log());) {
+    statsprof__logf(&p->log, "trigger=timer: cannot start the timer thread in the forked child");
+    statsprof__leave(p);
+  }
   Py_RETURN_NONE;
 }
 

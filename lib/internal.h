@@ -724,6 +724,7 @@ typedef struct statsprof__writer {
   uint64_t dropped;         /* records this sink lost: full ring, abandoned */
   uint64_t late_mark;       /* a wait (flush, on_full=block) timed out with this many delivered, */
   int late;                 /* ... and it may still be stuck there */
+  int no_thread;            /* its thread failed to start: logged, records written on the emitting thread */
   pthread_t thread;
   struct statsprof__writer_shared *sh;
 } statsprof__writer;
@@ -767,11 +768,13 @@ void statsprof__writers_drain(statsprof__writers *ws);
  * writer.c). Then flush and close for the others. Leaves none, and ends
  * a stop's deadline. */
 void statsprof__writers_close(statsprof__writers *ws);
-/* A stop or destroy begins: until statsprof__writers_stopped (stop) or
- * statsprof__writers_close (destroy), the waits of emit, drain and close
- * share one stop_timeout, starting now. */
-void statsprof__writers_stopping(statsprof__writers *ws);
-void statsprof__writers_stopped(statsprof__writers *ws);
+/* A stop, a destroy or an interval's records begin: until
+ * statsprof__writers_deadline_end (or the statsprof__writers_close that
+ * ends a destroy), the waits of emit, drain and close share one
+ * stop_timeout, starting now. 0 if one was already running (a stop's last
+ * interval): its caller ends it. */
+int statsprof__writers_deadline_begin(statsprof__writers *ws);
+void statsprof__writers_deadline_end(statsprof__writers *ws);
 
 void statsprof__record_ref(statsprof_stats_profile *rec);
 void statsprof__record_unref(statsprof_stats_profile *rec);
@@ -861,6 +864,10 @@ void statsprof__duty_take(statsprof__duty *d, statsprof_stats_profile *rec, uint
  * threads.c): they start with the host's signals blocked, all but the
  * synchronous faults. pthread_create's result. */
 int statsprof__thread_create(pthread_t *thread, void *(*fn)(void *), void *arg);
+/* Tests: the next n thread creations fail with EAGAIN, as in a process at
+ * its thread limit (RLIMIT_NPROC binds no root, and an interposed
+ * pthread_create would fight the sanitizers' own). */
+void statsprof__fail_thread_creates(int n);
 
 /* ---- timer.c: trigger=timer ------------------------------------------ */
 
@@ -939,6 +946,7 @@ struct statsprof {
   int timer_joining;  /* stop or destroy waits for the timer's record (profiler.c) */
   int timer_deferred; /* the timer skipped a record for a call in progress: its leave kicks the timer */
   int hook_holds;     /* hook slow paths running CPython code (statsprof__hook_hold) */
+  int fork_log;       /* the forked child's reset has this to log once g_lock is let go (fork.c) */
   unsigned long hook_owner; /* the thread whose hook took the first of them */
   uint64_t next_tick; /* ticks value when the next record is due */
   uint64_t next_due;  /* the earlier of next_tick and a duty boundary */

@@ -557,6 +557,9 @@ static int emit_interval(statsprof *p, int skip_empty) {
                              "records or counted in the overflow entry");
   }
   int thread_rc = 0;
+  /* An on_full=block sink holds the tick one stop_timeout in all, not one
+   * per thread's record. */
+  int own_deadline = statsprof__writers_deadline_begin(&p->writers);
   statsprof__threads_scan(p);
   statsprof_stats_profile *threads[STATSPROF__MAX_THREAD_RECORDS];
   size_t nthreads = 0;
@@ -589,6 +592,7 @@ static int emit_interval(statsprof *p, int skip_empty) {
     statsprof_stats_profile_free(threads[i]);
   }
   if (!rc) statsprof_stats_profile_free(rec);
+  if (own_deadline) statsprof__writers_deadline_end(&p->writers);
   /* Threads that ended had their last record: their slots go back. */
   if (!rc) statsprof__threads_retire(p);
   /* The interval's record went out: a missing thread record is the log's
@@ -785,9 +789,9 @@ int statsprof_stop(statsprof *p) {
   if (rc) return rc;
   host_exc exc = host_exc_take();
   /* The last record's emit and the flush wait one stop_timeout in all. */
-  statsprof__writers_stopping(&p->writers);
+  statsprof__writers_deadline_begin(&p->writers);
   rc = stop_locked(p);
-  statsprof__writers_stopped(&p->writers);
+  statsprof__writers_deadline_end(&p->writers);
   host_exc_restore(exc);
   statsprof__leave(p);
   return rc;
@@ -883,7 +887,7 @@ void statsprof_destroy(statsprof *p) {
   }
   p->busy = STATSPROF__BUSY_CALL;
   host_exc exc = host_exc_take();
-  statsprof__writers_stopping(&p->writers); /* ...and the close too (free_all ends it) */
+  statsprof__writers_deadline_begin(&p->writers); /* ...and the close too (free_all ends it) */
   stop_locked(p);
   free_all(p);
   host_exc_restore(exc);

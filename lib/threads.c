@@ -20,6 +20,7 @@
  * (one per profiler, never a thread of its own, so merged records still add
  * up) and the slot, with its entries and its label map, is reused by the
  * next new thread. */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,7 +370,14 @@ uint32_t statsprof__threads_find(statsprof *p, uint64_t thread_id) {
  * raised while blocked is not delivered: the kernel kills the process
  * with the default action, and the host's crash handler (Python's
  * faulthandler) never ran. */
+static atomic_int g_create_fails;
+
+void statsprof__fail_thread_creates(int n) { atomic_store(&g_create_fails, n); }
+
 int statsprof__thread_create(pthread_t *thread, void *(*fn)(void *), void *arg) {
+  int fails = atomic_load_explicit(&g_create_fails, memory_order_relaxed);
+  while (fails > 0)
+    if (atomic_compare_exchange_weak(&g_create_fails, &fails, fails - 1)) return EAGAIN;
   sigset_t mask, old;
   sigfillset(&mask);
   static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};

@@ -11,8 +11,9 @@
  *   - Full ring: on_full=drop (default) drops the record for that sink and
  *     counts it (the next records carry the total in `dropped`);
  *     on_full=block waits for room, with the GIL released, at most
- *     stop_timeout for all sinks of a record together, then drops it all
- *     the same; a sink whose wait timed out is not waited for again until
+ *     stop_timeout for all sinks of a record together (for all records of
+ *     an interval together: per_thread=on makes one per thread), then
+ *     drops it all the same; a sink whose wait timed out is not waited for again until
  *     it finishes a record (`late`), so a stuck sink costs one
  *     stop_timeout, not one per record.
  *   - Flush (stop/statsprof_flush): waits, GIL released, until each ring is
@@ -20,11 +21,11 @@
  *     — then calls the idle sinks' flush. A writer still busy is marked late
  *     and logged; one already late and not one record further since is not
  *     waited for again (logged all the same).
- *   - One deadline per stop or destroy: between statsprof__writers_stopping
- *     and _stopped (or the close that ends a destroy) the waits of the last
- *     records' emits, the flush and the shutdown share one stop_timeout, so
- *     a sink that is slow, not stuck, costs one stop_timeout there too, not
- *     one per wait.
+ *   - One deadline per interval, stop or destroy: between
+ *     statsprof__writers_deadline_begin and _end (or the close that ends a
+ *     destroy) the waits of the records' emits, the flush and the shutdown
+ *     share one stop_timeout, so a sink that is slow, not stuck, costs one
+ *     stop_timeout there too, not one per wait.
  *   - Shutdown (destroy): sets `closing`, wakes the threads; each drains
  *     what is queued and ends, so a clean shutdown loses nothing. A thread
  *     with nothing left to write is always waited for (it ends at once). A
@@ -289,12 +290,14 @@ static void writer_retire(shared *w) {
   pthread_cond_destroy(&w->idle);
 }
 
-/* Starts the thread on first use (and again in a forked child). Lock held. */
+/* Starts the thread on first use (and again in a forked child). Lock held.
+ * pthread_create's error. */
 static int ensure_thread(statsprof__writer *o) {
   shared *w = o->sh;
   if (w->running) return 0;
   w->closing = w->exited = 0;
-  if (statsprof__thread_create(&o->thread, writer_main, w) != 0) return -1; /* host's signals blocked */
+  int rc = statsprof__thread_create(&o->thread, writer_main, w); /* host's signals blocked */
+  if (rc) return rc;
   w->running = 1;
   return 0;
 }
@@ -344,9 +347,17 @@ static int writer_push(statsprof__writer *o, statsprof_stats_profile *rec, int64
   shared *w = o->sh;
   pthread_mutex_lock(&w->lock);
   forget_inherited(w);
-  if (ensure_thread(o)) {
-    /* No thread: write on this one rather than lose the record. */
+  int rc = ensure_thread(o);
+  if (rc) {
+    /* No thread (a process at its thread limit): write on this one rather
+     * than lose the record, as writer=sync would; said once, and each
+     * record tries again. */
     pthread_mutex_unlock(&w->lock);
+    if (!o->no_thread)
+      statsprof__logf(w->log, "sink %s: cannot start its writer thread (%s): its records are written on the "
+                      "emitting thread until one starts",
+                      sink_name(&o->sink), strerror(rc));
+    o->no_thread = 1;
     deliver_here(o, rec);
     return 0;
   }
@@ -372,6 +383,10 @@ static int writer_push(statsprof__writer *o, statsprof_stats_profile *rec, int64
     o->dropped++;
   }
   pthread_mutex_unlock(&w->lock);
+  if (o->no_thread) { /* the log outside the ring's lock */
+    o->no_thread = 0;
+    statsprof__logf(w->log, "sink %s: its writer thread started", sink_name(&o->sink));
+  }
   return dropped;
 }
 
@@ -543,11 +558,13 @@ void statsprof__writers_emit(statsprof__writers *ws, statsprof_stats_profile *re
   for (size_t i = 0; i < ws->n; i++) writer_push(&ws->w[i], rec, deadline);
 }
 
-void statsprof__writers_stopping(statsprof__writers *ws) {
-  if (!ws->until) ws->until = deadline_after(ws->config.stop_timeout_ns);
+int statsprof__writers_deadline_begin(statsprof__writers *ws) {
+  if (ws->until) return 0;
+  ws->until = deadline_after(ws->config.stop_timeout_ns);
+  return 1;
 }
 
-void statsprof__writers_stopped(statsprof__writers *ws) { ws->until = 0; }
+void statsprof__writers_deadline_end(statsprof__writers *ws) { ws->until = 0; }
 
 void statsprof__writers_reopen(statsprof__writers *ws) {
   size_t n = __atomic_load_n(&ws->n, __ATOMIC_ACQUIRE);

@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
+#include <vector>
 
 #include "child.h"
 #include "collect_sink.h"
@@ -189,6 +191,53 @@ TEST(Fork, TimerProfilerGetsATimerAgainInTheChild) {
     statsprof_destroy(p);
     return pr.text;
   });
+  EXPECT_TRUE(child::OkUnderTsan(problems)) << problems;
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
+// A log function that makes (and ends) a profiler of its own each time it
+// is called, as a host that profiles its log handling might.
+struct CreatingLog {
+  std::vector<std::string> lines;
+  int created = 0;
+  static void Fn(void *ud, const char *msg) {
+    auto *l = static_cast<CreatingLog *>(ud);
+    l->lines.push_back(msg);
+    statsprof *q = nullptr;
+    if (statsprof_create("sink=none", &q) == 0) {
+      l->created++;
+      statsprof_destroy(q);
+    }
+  }
+};
+
+// The forked child's timer thread could not start (a process at its thread
+// limit): the child said so from CPython's after-fork hook while holding
+// the lock of the process's list of profilers, which statsprof_create and
+// statsprof_destroy take: a log function that made a profiler hung the
+// child (every run). The log now runs with that lock let go.
+TEST(Fork, ChildLogsATimerThatCannotStartWithoutHoldingTheProfilersLock) {
+  void *ns = pyh::Exec(kProgram, "fork.py");
+  CreatingLog log;
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;writer=sync;trigger=timer;interval=1h", &p), 0);
+  statsprof_set_log(p, CreatingLog::Fn, &log);
+  ASSERT_EQ(statsprof_start(p), 0);
+  statsprof__fail_thread_creates(1);  // the child's timer, the first thread made after this
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    std::string all;
+    for (const std::string &l : log.lines) all += "  " + l + "\n";
+    pr.Check(log.lines.size() == 1 && log.lines[0] == "trigger=timer: cannot start the timer thread in the forked child",
+             "the log:\n" + all);
+    pr.Check(log.created == 1, "the log function made " + std::to_string(log.created) + " profilers, want 1");
+    pr.Check(pyh::Call(ns, "main"), "main raised");
+    pr.Check(statsprof_emit_now(p) == 0, "emit_now in the child: " + std::string(statsprof_errmsg(p)));
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  statsprof__fail_thread_creates(0);
   EXPECT_TRUE(child::OkUnderTsan(problems)) << problems;
   statsprof_destroy(p);
   pyh::Release(ns);

@@ -197,6 +197,93 @@ TEST(Writer, OnFullBlockWaitsAtMostStopTimeout) {
   pyh::Release(ns);
 }
 
+// A sink that takes 400 ms per record: slow, never stuck.
+struct SlowSink {
+  std::atomic<int> emits{0};
+  static int Emit(void *ctx, const statsprof_stats_profile *) {
+    usleep(400000);
+    static_cast<SlowSink *>(ctx)->emits++;
+    return 0;
+  }
+  static const statsprof_sink_ops *Ops() {
+    static const statsprof_sink_ops ops = {STATSPROF_SINK_VERSION, "slow", Emit, nullptr, nullptr, nullptr};
+    return &ops;
+  }
+};
+
+// on_full=block with per_thread=on: each of an interval's records (one per
+// thread, then the merged one) waited up to a stop_timeout of its own for
+// a slow sink, so one tick held the host for up to (threads + 1) x
+// stop_timeout. They share one now. No timing is asserted: in the shared
+// 1 s a 400 ms sink finishes at most two records, holds a third in emit
+// and a fourth in its ring, so at least 3 of the 7 are dropped (usleep
+// never returns early); the old code dropped none.
+TEST(Writer, OnFullBlockWaitsOneStopTimeoutPerIntervalNotPerThreadRecord) {
+  void *ns = pyh::Exec(
+      "import threading\n"
+      "def f(): pass\n"
+      "def six():\n"
+      "  ts = [threading.Thread(target=f) for i in range(6)]\n"
+      "  for t in ts: t.start()\n"
+      "  for t in ts: t.join()\n");
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    SlowSink slow;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;interval=1h;on_full=block;queue=1;stop_timeout=1s;per_thread=on", &p) != 0)
+      return std::string("create failed");
+    statsprof_add_sink(p, SlowSink::Ops(), &slow);
+    pr.Check(statsprof_start(p) == 0, "start");
+    pyh::Call(ns, "six");
+    pr.Check(statsprof_emit_now(p) == 0, "emit_now");
+    uint64_t dropped = statsprof_dropped(p);
+    pr.Check(dropped >= 3, "dropped " + std::to_string(dropped) + " of the interval's 7 records, want at least 3");
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
+// A writer thread that could not start (a process at its thread limit)
+// sent the sink's records through the emitting thread without a word: a
+// host sink that blocks then held the host, and nothing said why. The
+// records still reach the sink (as with writer=sync); the log now says so
+// once, with the OS's reason, and says when the thread starts at last.
+TEST(Writer, AWriterThreadThatCannotStartIsLoggedAndItsRecordsStillWritten) {
+  void *ns = pyh::Exec(kProgram);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pyh::LogLines log;
+    pyh::RecordingSink good;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;interval=1h", &p) != 0) return std::string("create failed");
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
+    pyh::AddRecordingSink(p, &good);
+    pr.Check(statsprof_start(p) == 0, "start");
+    statsprof__fail_thread_creates(2);
+    for (int i = 0; i < 2; i++) {
+      pyh::Call(ns, "g");
+      pr.Check(statsprof_emit_now(p) == 0, "emit_now");
+    }
+    // Written on this thread, so already there.
+    pr.Check(good.records.size() == 2, "records " + std::to_string(good.records.size()) + " with no writer thread");
+    const std::string cannot =
+        "sink recording: cannot start its writer thread (Resource temporarily unavailable): its records are "
+        "written on the emitting thread until one starts";
+    pr.Check(log.lines.size() == 1 && log.lines[0] == cannot, "the log:\n" + log.All());
+    pyh::Call(ns, "g");
+    pr.Check(statsprof_emit_now(p) == 0, "emit_now");
+    pr.Check(log.lines.size() == 2 && log.lines[1] == "sink recording: its writer thread started",
+             "the log:\n" + log.All());
+    statsprof_destroy(p);
+    pr.Check(good.records.size() == 3, "records " + std::to_string(good.records.size()) + ", want 3");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
 // A profiler has at most 16 sinks, those of its config included: a host
 // sink beyond them is STATSPROF_ESTATE (the header said nothing of it).
 TEST(Writer, SixteenSinksInAllConfigIncluded) {
@@ -300,7 +387,7 @@ TEST(Writer, TheWaitsOfOneStopShareOneDeadline) {
       statsprof_emit_now(p);
     }
     pr.Check(Eventually([&] { return step.emits == 1; }), "the first record never reached emit");
-    statsprof__writers_stopping(&p->writers);
+    statsprof__writers_deadline_begin(&p->writers);
     usleep(2100000);  // the stop's stop_timeout, spent
     auto t0 = std::chrono::steady_clock::now();
     statsprof__writers_drain(&p->writers);
