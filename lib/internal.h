@@ -898,7 +898,7 @@ void statsprof__timer_free(statsprof__timer *t);
 /* Starts the thread, which will call fn(arg); registers an atexit
  * callback that stops it before Py_Finalize. GIL held. On failure returns
  * STATSPROF_EPYTHON or STATSPROF_ENOMEM and says why in *why. */
-int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *arg, const char **why);
+int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *arg, char *why, size_t whylen);
 /* Stops and joins the thread (releasing the GIL while it waits). */
 void statsprof__timer_stop(statsprof__timer *t);
 /* Makes the thread plan its next wake now (e.g. the first window's end,

@@ -439,8 +439,8 @@ static int start_locked(statsprof *p) {
   if (statsprof__fork_hook())
     statsprof__logf(&p->log, "cannot register an after-fork handler: a forked child keeps the parent's counts");
   /* The timer's atexit registration imports: also before attaching. */
-  const char *why;
-  if (p->config.trigger_timer && (rc = statsprof__timer_start(&p->timer, timer_tick, p, &why)) != 0) {
+  char why[STATSPROF__ERRLEN];
+  if (p->config.trigger_timer && (rc = statsprof__timer_start(&p->timer, timer_tick, p, why, sizeof why)) != 0) {
     statsprof__error(p, rc, "trigger=timer: %s", why);
     p->running = 0;
     statsprof__threading_hook(p, 0);

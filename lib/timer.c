@@ -85,7 +85,8 @@ static void init_sync(statsprof__timer *t) {
 static int spawn(statsprof__timer *t) {
   t->stop = 0;
   /* The host's signals stay on its threads (statsprof__thread_create). */
-  if (statsprof__thread_create(&t->thread, timer_main, t) != 0) return -1;
+  int rc = statsprof__thread_create(&t->thread, timer_main, t);
+  if (rc) return rc;
   t->running = 1;
   t->pid = getpid();
   return 0;
@@ -122,7 +123,7 @@ void statsprof__timer_free(statsprof__timer *t) {
   t->sync_init = 0;
 }
 
-int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *arg, const char **why) {
+int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *arg, char *why, size_t whylen) {
   if (t->running) return 0;
   if (!t->sync_init) init_sync(t);
   t->fn = fn;
@@ -137,13 +138,14 @@ int statsprof__timer_start(statsprof__timer *t, statsprof__timer_fn fn, void *ar
   if (!t->atexit || statsprof__call_atexit("register", t->atexit)) {
     PyErr_Clear();
     Py_CLEAR(t->atexit);
-    *why = "cannot register an atexit handler";
+    statsprof__msg(why, whylen, "cannot register an atexit handler");
     return STATSPROF_EPYTHON;
   }
-  if (spawn(t) != 0) {
+  int rc = spawn(t);
+  if (rc) {
     statsprof__call_atexit("unregister", t->atexit);
     Py_CLEAR(t->atexit);
-    *why = "cannot start the timer thread";
+    statsprof__msg(why, whylen, "cannot start the timer thread: %s", strerror(rc));
     return STATSPROF_ENOMEM;
   }
   return 0;

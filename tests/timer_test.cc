@@ -111,6 +111,31 @@ TEST(Timer, ARestartedProfilerGetsItsTimerBack) {
   pyh::Release(ns);
 }
 
+// A timer thread that cannot start (a process at its thread limit) fails
+// the start with the OS's reason, leaves nothing half started (no calls
+// counted before the next start), and the next start gets its timer.
+TEST(Timer, AStartWhoseTimerThreadCannotStartFailsWithTheReasonAndTheNextStartWorks) {
+  void *ns = pyh::Exec(kSteps, "nothread.py");
+  statsprof *p = Make("sink=none;trigger=timer;interval=20ms;on_full=block");
+  CollectSink sink;
+  ASSERT_EQ(statsprof_add_sink(p, CollectSink::Ops(), &sink), 0);
+  statsprof__fail_thread_creates(1);
+  EXPECT_EQ(statsprof_start(p), STATSPROF_ENOMEM);
+  statsprof__fail_thread_creates(0);
+  EXPECT_STREQ(statsprof_errmsg(p), "trigger=timer: cannot start the timer thread: Resource temporarily unavailable");
+  EXPECT_FALSE(statsprof_is_running(p));
+  PyObject *r = PyObject_CallFunction(PyDict_GetItemString(static_cast<PyObject *>(ns), "step"), "i", 5);
+  ASSERT_TRUE(r) << pyh::TakeError();  // not counted: no hook
+  Py_DECREF(r);
+  ASSERT_EQ(statsprof_start(p), 0);
+  int steps = StepUntil(ns, &sink, 2, 5);
+  ASSERT_GT(steps, 0);
+  ASSERT_EQ(statsprof_stop(p), 0);
+  EXPECT_EQ(CallsOfF(sink.Take()), uint64_t(steps) * 5);
+  statsprof_destroy(p);
+  pyh::Release(ns);
+}
+
 // Lets the timer run (GIL released) until its record holds the profiler
 // while it waits for room, GIL released: a stuck sink and on_full=block.
 // Holding the GIL, the caller then knows the timer is inside that wait.
@@ -423,8 +448,8 @@ TEST(Timer, TheLongestSleepIsSleptNotSpun) {
   statsprof__timer t;
   statsprof__timer_init(&t, INT64_MAX);
   int calls = 0;
-  const char *why = "";
-  ASSERT_EQ(statsprof__timer_start(&t, SleepForever, &calls, &why), 0) << why;
+  char why[256] = "";
+  ASSERT_EQ(statsprof__timer_start(&t, SleepForever, &calls, why, sizeof why), 0) << why;
   Py_BEGIN_ALLOW_THREADS;
   usleep(50000);  // the first deadline: interval_ns from now
   statsprof__timer_kick(&t);
