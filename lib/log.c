@@ -8,6 +8,12 @@
 
 #include "internal.h"
 
+/* The last default line gave up on a stderr nobody reads: the next ones
+ * write only what fits now until one gets through, so a shutdown that logs
+ * a line per stuck sink waits for one stall, not one per line. An atomic:
+ * nothing a fork could leave locked. */
+static atomic_int g_stalled;
+
 void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...) {
   char msg[STATSPROF__ERRLEN];
   va_list ap;
@@ -18,12 +24,14 @@ void statsprof__logf(const statsprof__log_target *log, const char *fmt, ...) {
     log->fn(log->ud, msg);
     return;
   }
-  statsprof_log_stderr(msg, STATSPROF__STALL_MS);
+  int err = errno;
+  if (statsprof_log_stderr(msg, atomic_load(&g_stalled) ? 0 : STATSPROF__STALL_MS) == 0) atomic_store(&g_stalled, 0);
+  else if (errno == ETIMEDOUT) atomic_store(&g_stalled, 1);
+  errno = err;
 }
 
 /* The default goes to fd 2 as the stderr sink writes it: a stderr nobody
- * reads must not hold a sink's thread (or, through it, shutdown). No state
- * is shared between calls: nothing a fork could leave locked. */
+ * reads must not hold a sink's thread (or, through it, shutdown). */
 int statsprof_log_stderr(const char *message, int stall_ms) {
   statsprof__stderr_out out = {.fd = -1};
   char line[STATSPROF__ERRLEN + 16];

@@ -8,10 +8,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
 #include "child.h"
+#include "lib_internal.h"
 #include "pyharness.h"
 
 namespace {
@@ -156,6 +158,32 @@ TEST(Log, LogStderrGivesUpOnAFullPipeAndSurvivesAClosedOne) {
     rc = statsprof_log_stderr("the reader is gone", 1000);
     err = errno;
     pr.Check(rc == -1 && err == EPIPE, "closed pipe: rc " + std::to_string(rc) + " errno " + std::to_string(err));
+    return pr.text;
+  }, 60);
+  EXPECT_EQ(problems, "");
+}
+
+// Each default log line waited its full stall limit (1 s) on a stderr
+// nobody reads, so a shutdown that logs a line per stuck sink (16 sinks:
+// 16 s) overran its stop_timeout by that much. After one line gave up the
+// next ones write only what fits now, until one gets through: the old code
+// took at least 10 s for the 10 lines below (a timed wait each that cannot
+// end sooner); the bound is half that.
+TEST(Log, AfterOneStalledDefaultLineTheNextOnesDoNotWait) {
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    int reader = child::FullStderrPipe();
+    if (reader < 0) return std::string("pipe");
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; i++) statsprof__logf(nullptr, "line %d nobody reads", i);
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    pr.Check(took < 5.0, "10 lines on a full stderr took " + std::to_string(took) + " s: each waited");
+    char buf[65536];
+    while (read(reader, buf, sizeof buf) == 8192) continue;  // the filler, drained: room again
+    statsprof__logf(nullptr, "room again");
+    ssize_t n = read(reader, buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = 0;
+    pr.Check(std::string(buf).find("statsprof: room again\n") != npos, std::string("after the drain: ") + buf);
     return pr.text;
   }, 60);
   EXPECT_EQ(problems, "");
