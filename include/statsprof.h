@@ -464,7 +464,8 @@ STATSPROF_API int statsprof_register_sink(const char *name, statsprof_sink_open_
 /*
  * Asks every sink to reopen its output at its next record, for external log
  * rotation (logrotate's postrotate: signal the host, which calls this).
- * Any thread; no GIL needed. Returns 0.
+ * Any thread; no GIL needed; not while statsprof_destroy(p) may run (it
+ * frees the sinks this reads). Returns 0.
  */
 STATSPROF_API int statsprof_reopen(statsprof *p);
 
