@@ -299,6 +299,7 @@ static void log_conds_init(void) {
 static void log_prepare(void);
 static void log_parent(void);
 static void log_child(void);
+static void profilers_after_fork(void);
 
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 
@@ -338,6 +339,7 @@ static void log_child(void) {
   }
   if (!mine) log_thread_running = log_thread_entering = log_thread_in_python = 0;
   log_conds_init(); /* the parent's waiters do not exist here */
+  profilers_after_fork();
   pthread_mutex_unlock(&log_lock);
 }
 
@@ -768,15 +770,35 @@ static int log_finalization_began(void) {
 
 /* ---- Profiler ---------------------------------------------------------- */
 
-typedef struct {
+typedef struct ProfilerObject {
   PyObject_HEAD
   statsprof *p;
   PyThread_type_lock lock; /* held by the thread whose library call runs */
-  unsigned long owner;     /* that thread's ident; 0 when none */
+  unsigned long owner;     /* that thread's ident, until it let go of the lock; 0 when none */
   int depth;               /* the owner's calls in progress (nested: reentrant) */
   int closing;             /* close() came during one: the last to end destroys */
   log_queue *log;          /* the library's messages, until they reach Python */
+  struct ProfilerObject *prev, *next; /* every Profiler, for the fork child (log_lock) */
 } ProfilerObject;
+
+static ProfilerObject *profilers; /* log_lock */
+
+/* The fork child (log_child, log_lock held): a call another thread of the
+ * parent had in progress never ends here, and its lock would be held for
+ * ever. A fresh lock; the old one is left, as CPython leaves its own
+ * locks at fork (_PyThread_at_fork_reinit): a thread may have been inside
+ * it. The forking thread's own call goes on. */
+static void profilers_after_fork(void) {
+  unsigned long me = PyThread_get_thread_ident();
+  for (ProfilerObject *o = profilers; o; o = o->next) {
+    if (!o->owner || o->owner == me) continue;
+    PyThread_type_lock fresh = PyThread_allocate_lock();
+    if (!fresh) continue; /* out of memory in the child: calls on it wait */
+    o->lock = fresh;
+    o->owner = 0;
+    o->depth = o->closing = 0;
+  }
+}
 
 /* The module's state: its two types, heap types made by module_exec (one
  * pair per module object: per interpreter, and made anew in one that
@@ -794,6 +816,8 @@ static statsprof *handle(ProfilerObject *self) {
   return self->closing ? NULL : self->p;
 }
 
+#define LOCK_SLICE_US 100000 /* a wait for another thread's call looks at finalization this often */
+
 /* The library refuses a call on a profiler while another runs
  * (STATSPROF_ESTATE), because some release the GIL (a flush waiting for
  * the sinks, on_full=block, the Python code that start and stop run).
@@ -802,19 +826,32 @@ static statsprof *handle(ProfilerObject *self) {
  * thread waits for with the GIL released (two threads' `with p:`, a
  * monitor thread's snapshot() during disable()). A call from the owning
  * thread itself, a signal handler or a __del__ run inside the call, would
- * wait for ever: it goes on to the library, which refuses it as before.
+ * wait for ever: it goes on to the library, which refuses it as before;
+ * one from the Python a deferred destroy runs (unlock_profiler) raises.
+ * Once the interpreter finalizes the owner, another thread, never lets go
+ * (CPython ends or parks a thread that wants the GIL back then): the wait
+ * looks at that between slices, and raises.
  * Returns 0, or -1 with an exception (a signal handler raised while
  * waiting). */
 static int lock_profiler(ProfilerObject *self) {
   unsigned long me = PyThread_get_thread_ident();
-  if (self->depth && self->owner == me) {
+  if (self->owner == me) {
+    if (!self->depth) {
+      PyErr_SetString(PyExc_RuntimeError, "called while this profiler is being closed on this thread");
+      return -1;
+    }
     self->depth++;
     return 0;
   }
   PyLockStatus r = PyThread_acquire_lock_timed(self->lock, 0, 0);
   while (r != PY_LOCK_ACQUIRED) {
+    if (Py_IsFinalizing()) {
+      PyErr_SetString(PyExc_RuntimeError, "another thread's call on this profiler never ends: the "
+                                          "interpreter is finalizing");
+      return -1;
+    }
     Py_BEGIN_ALLOW_THREADS
-    r = PyThread_acquire_lock_timed(self->lock, -1, 1);
+    r = PyThread_acquire_lock_timed(self->lock, LOCK_SLICE_US, 1);
     Py_END_ALLOW_THREADS
     /* Interrupted: run the signal handlers, as threading.Lock.acquire does. */
     if (r == PY_LOCK_INTR && PyErr_CheckSignals() < 0) return -1;
@@ -835,10 +872,11 @@ static void unlock_profiler(ProfilerObject *self) {
   if (--self->depth) return;
   /* close() came from inside this thread's call (a signal handler): the
    * library refuses a destroy under a call in progress, so it was left to
-   * the outermost call to do as it ends. */
+   * the outermost call to do as it ends. The destroy runs Python: owner
+   * stays set, so a call from there raises instead of waiting for itself. */
   if (self->closing) destroy_handle(self);
-  self->owner = 0;
   PyThread_release_lock(self->lock);
+  self->owner = 0;
 }
 
 /* Begins a library call: the handle, with the lock held, or NULL with an
@@ -906,6 +944,11 @@ static PyObject *profiler_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     Py_DECREF(self);
     return PyErr_NoMemory();
   }
+  pthread_mutex_lock(&log_lock);
+  self->next = profilers;
+  if (profilers) profilers->prev = self;
+  profilers = self;
+  pthread_mutex_unlock(&log_lock);
   return (PyObject *)self;
 }
 
@@ -914,7 +957,7 @@ static int profiler_init(ProfilerObject *self, PyObject *args, PyObject *kwds) {
   const char *config = "sink=none";
   PyObject *log = Py_None;
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "|zO:Profiler", kwlist, &config, &log)) return -1;
-  if (self->depth && self->owner == PyThread_get_thread_ident()) {
+  if (self->owner == PyThread_get_thread_ident()) { /* also from the Python a deferred destroy runs */
     PyErr_SetString(PyExc_RuntimeError, "Profiler.__init__ while a call on this profiler runs");
     return -1;
   }
@@ -989,6 +1032,11 @@ static int profiler_clear(ProfilerObject *self) {
 
 static void profiler_dealloc(ProfilerObject *self) {
   PyObject_GC_UnTrack(self);
+  pthread_mutex_lock(&log_lock);
+  if (self->prev) self->prev->next = self->next;
+  else if (profilers == self) profilers = self->next;
+  if (self->next) self->next->prev = self->prev;
+  pthread_mutex_unlock(&log_lock);
   destroy_handle(self); /* no call runs: each holds a reference */
   if (self->log) {
     PyObject *raised = NULL;
@@ -1039,12 +1087,18 @@ static PyObject *profiler_start(ProfilerObject *self, PyObject *unused) { return
 static PyObject *profiler_stop(ProfilerObject *self, PyObject *unused) { return call(self, statsprof_stop); }
 
 static PyObject *profiler_close(ProfilerObject *self, PyObject *unused) {
-  if (!self->p) Py_RETURN_NONE;
-  if (self->depth && self->owner == PyThread_get_thread_ident()) {
-    self->closing = 1; /* inside this thread's call: it destroys as it ends */
+  if (self->owner == PyThread_get_thread_ident()) {
+    /* Inside this thread's call: it destroys as it ends (or destroys now). */
+    if (self->p) self->closing = 1;
     Py_RETURN_NONE;
   }
-  if (lock_profiler(self) < 0) return NULL; /* another thread's call ends first */
+  /* Also when closed: another thread's close may be destroying it (self->p
+   * is NULL then), and returns once its sinks are flushed. */
+  if (lock_profiler(self) < 0) return NULL;
+  if (!self->p) {
+    unlock_profiler(self);
+    Py_RETURN_NONE;
+  }
   destroy_handle(self);
   unlock_profiler(self);
   PyObject *raised = NULL;

@@ -1091,7 +1091,7 @@ class ProfilerTest(unittest.TestCase):
         self.assertEqual(p.dropped(), 0)
 
 
-def run_script(source):
+def run_script(source, timeout=120):
     """Runs `source` in a new interpreter with this statsprof importable and
     a temporary directory as its argv[1]."""
     with tempfile.TemporaryDirectory() as d:
@@ -1100,7 +1100,7 @@ def run_script(source):
             f.write(source)
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
         return subprocess.run([sys.executable, script, d], env=dict(os.environ, PYTHONPATH=pkg_root),
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=timeout)
 
 
 # The start of a script for run_script: a jsonl sink each of whose writes
@@ -1271,6 +1271,132 @@ class ThreadsShareAProfileTest(unittest.TestCase):
             p.disable()
         self.assertEqual(len(seen), 2, seen)
         self.assertIn("called while another call on this profiler runs", seen[1])
+
+
+# The start of a script for run_script: `hold(call)` runs call() on a new
+# thread, and returns once that call is inside the library (its
+# threading.setprofile, on the thread's trace function), waiting there with
+# the GIL released for release.set() (or `most` seconds).
+HOLD = textwrap.dedent("""\
+    import os, sys, threading
+    import statsprof
+    inside, release = threading.Event(), threading.Event()
+    def hold(call, daemon=False, most=None):
+        def tracer(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == "setprofile" and not inside.is_set():
+                inside.set()
+                release.wait(most)
+        def run():
+            sys.settrace(tracer)
+            call()
+            sys.settrace(None)
+        t = threading.Thread(target=run, daemon=daemon)
+        t.start()
+        inside.wait()
+        return t
+    """)
+
+
+class CallsThatCannotEndTest(unittest.TestCase):
+    """A call on the profiler held by another thread that will never let
+    go of it, or by this thread: each used to wait for ever. In a
+    subprocess with a time limit."""
+
+    def run_held(self, source):
+        return run_script(HOLD + textwrap.dedent(source), timeout=60)
+
+    def test_a_close_at_exit_does_not_wait_for_a_daemon_thread_the_interpreter_ends(self):
+        r = self.run_held("""\
+            import types
+            p = statsprof.Profiler("sink=none")
+            hold(p.start, daemon=True)
+            class App:
+                def __del__(self, p=p, write=os.write):
+                    try:
+                        p.close()
+                        write(1, b"closed\\n")
+                    except RuntimeError as e:
+                        write(1, ("close: %s\\n" % e).encode())
+            # A module's: deleted once the interpreter finalizes (__main__'s
+            # globals stay, the daemon thread's frames refer to them).
+            sys.modules["held"] = types.ModuleType("held")
+            sys.modules["held"].app = App()
+            """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "close: another thread's call on this profiler never ends: "
+                                   "the interpreter is finalizing\n", r.stderr)
+
+    def test_a_child_forked_during_another_threads_call_uses_the_profiler(self):
+        r = self.run_held("""\
+            import signal
+            p = statsprof.Profiler("sink=none")
+            t = hold(p.start)
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(30)  # what waited for the parent's thread is killed
+                p.snapshot()
+                p.close()
+                os.write(1, b"child ok\\n")
+                os._exit(0)
+            release.set()
+            t.join()
+            _, status = os.waitpid(pid, 0)
+            print("child", os.waitstatus_to_exitcode(status), "running", p.is_running())
+            p.close()
+            """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "child ok\nchild 0 running True\n", r.stderr)
+
+    def test_a_second_close_returns_once_the_first_closes_the_sinks(self):
+        r = self.run_held("""\
+            path = os.path.join(sys.argv[1], "r.jsonl")
+            def records():
+                try:
+                    with open(path) as f:
+                        return f.read()
+                except FileNotFoundError:
+                    return None
+            p = statsprof.Profiler("sink=jsonl:" + path)
+            p.start()
+            sum(range(100))
+            t = hold(p.close, most=2)  # its stop, before the last record
+            p.close()
+            seen = records()
+            release.set()
+            t.join()
+            print("complete" if seen == records() else "incomplete", records().count("\\n") > 0)
+            """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "complete True\n", r.stderr)
+
+    def test_a_call_from_a_close_deferred_to_the_calls_end_raises_not_hangs(self):
+        r = self.run_held("""\
+            p = statsprof.Profiler("sink=none")
+            n = 0
+            def tracer(frame, event, arg):
+                global n
+                if event == "call" and frame.f_code.co_name == "setprofile":
+                    n += 1
+                    if n == 1:
+                        p.close()  # inside start: deferred to its end
+                    elif n == 2:  # the deferred destroy's stop
+                        try:
+                            p.__init__("sink=none")
+                            print("init ran")
+                        except RuntimeError as e:
+                            print("init:", e)
+                        print("close", p.close())
+            sys.settrace(tracer)
+            p.start()
+            sys.settrace(None)
+            print("running", p.is_running())
+            """)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), [
+            "init: Profiler.__init__ while a call on this profiler runs",
+            "close None",
+            "running False",
+        ], r.stderr)
 
 
 class ListHandler(logging.Handler):
