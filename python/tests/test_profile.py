@@ -2261,9 +2261,9 @@ class CommandLineTest(unittest.TestCase):
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(statsprof.__file__)))
         self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, self.dir.name]))
 
-    def run_cli(self, *args, module="statsprof"):
+    def run_cli(self, *args, module="statsprof", timeout=None):
         return subprocess.run([sys.executable, "-m", module, *args], env=self.env,
-                              cwd=self.dir.name, capture_output=True, text=True)
+                              cwd=self.dir.name, capture_output=True, text=True, timeout=timeout)
 
     def test_outfile_matches_cprofile_cli(self):
         ours = os.path.join(self.dir.name, "ours.prof")
@@ -2397,6 +2397,25 @@ class CommandLineTest(unittest.TestCase):
         r = self.run_cli("-o", "new.prof", "nope.py")
         self.assertIn("can't open file 'nope.py'", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.dir.name, "new.prof")))
+
+    def test_outfile_fifo_gets_the_stats_as_from_cprofile(self):
+        # The check before the run used to open and close the FIFO: its
+        # reader took that for the end, and the stats waited for another.
+        fifo = os.path.join(self.dir.name, "out.fifo")
+        os.mkfifo(fifo)
+        for module in ("cProfile", "statsprof"):
+            got = []
+
+            def reader():
+                with open(fifo, "rb") as f:
+                    got.append(f.read())
+
+            t = threading.Thread(target=reader, daemon=True)
+            t.start()
+            r = self.run_cli("-o", fifo, self.script, module=module, timeout=60)
+            t.join(60)
+            self.assertEqual((r.returncode, r.stdout), (0, "argv []\n"), r.stderr)
+            self.assertIn((self.script, 2, "fib"), marshal.loads(got[0]), module)
 
     def test_outfile_gone_during_the_run(self):
         self.write("gone.py", """\

@@ -4,6 +4,7 @@ import errno
 import io
 import os
 import runpy
+import stat
 import sys
 import traceback
 from optparse import OptionParser
@@ -43,8 +44,18 @@ def _check_outfile(path, name):
     run, which would be lost. The file is opened for appending, which
     changes nothing in one that exists, and removed again if it did not;
     asking os.access instead let through what only the open refuses (a
-    name too long, /proc to root)."""
-    existed = os.path.exists(path)
+    name too long, /proc to root). A FIFO or a device is not opened, only
+    asked os.access: a FIFO's reader would take that close for the end of
+    the stats, and dump_stats then wait for ever for another reader."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        if not os.access(path, os.W_OK):
+            _fail("cannot write %s: %s" % (name, os.strerror(errno.EACCES)))
+        return
+    existed = mode is not None
     try:
         # O_NONBLOCK: a FIFO with no reader yet fails (ENXIO) instead of
         # waiting for one; dump_stats will wait.
