@@ -969,6 +969,15 @@ class ProfilerTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             statsprof.Profile(timer=lambda: 0)
 
+    def test_a_config_that_is_not_a_str_raises_type_error_naming_it(self):
+        # 5 used to raise AttributeError from str.split, b"..." a TypeError
+        # about bytes and str.
+        for config in (5, b"sink=none"):
+            with self.assertRaises(TypeError) as cm:
+                statsprof.Profile(config=config)
+            self.assertEqual(str(cm.exception), "config must be the library's config string (a str) "
+                                                "or None, not %s" % type(config).__name__)
+
     def test_a_config_without_a_sink_writes_nowhere(self):
         # The package's default is sink=none; a config naming no sink, as
         # the clock=cpu the docs give for cProfile's timer=, used to replace

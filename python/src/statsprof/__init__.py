@@ -57,6 +57,9 @@ def _package_config(config, builtins):
     the library's defaults, sinks included."""
     if config is None:
         return None if builtins else "builtins=off"
+    if not isinstance(config, str):
+        raise TypeError("config must be the library's config string (a str) or None, not %s"
+                        % type(config).__name__)
     keys = [item.split("=", 1)[0].strip() for item in config.split(";")]
     extra = []
     if "sink" not in keys:
