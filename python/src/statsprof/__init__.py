@@ -16,8 +16,10 @@ counts calls exactly as cProfile does. Differences, on purpose:
 * It profiles every thread of the interpreter, including threads started
   later, as the C library does; cProfile profiles the enabling thread only.
 * `config=` takes the library's config string ("interval=1s;sink=jsonl:x"),
-  so the same profile can also stream records to sinks. A config without
-  sink= (the default, "clock=cpu") has no sinks.
+  so the same profile can also stream records to sinks. The default,
+  "sink=none", writes nowhere, and a config without sink= (e.g.
+  "clock=cpu") gets sink=none added; None means the library's defaults,
+  which write statsprof.jsonl.
 * A custom `timer` is not supported; the library's clock is used
   (config clock=wall|cpu).
 * `snapshot()` returns a pstats.StatsProfile keyed "file:line(name)", with
