@@ -1285,10 +1285,12 @@ class ThreadsShareAProfileTest(unittest.TestCase):
 # The start of a script for run_script: `hold(call)` runs call() on a new
 # thread, and returns once that call is inside the library (its
 # threading.setprofile, on the thread's trace function), waiting there with
-# the GIL released for release.set() (or `most` seconds).
+# the GIL released for release.set() (or `most` seconds). SOURCE is the
+# source whose start and stop call threading.setprofile on every version.
 HOLD = textwrap.dedent("""\
     import os, sys, threading
     import statsprof
+    SOURCE = ";source=setprofile"
     inside, release = threading.Event(), threading.Event()
     def hold(call, daemon=False, most=None):
         def tracer(frame, event, arg):
@@ -1317,7 +1319,7 @@ class CallsThatCannotEndTest(unittest.TestCase):
     def test_a_close_at_exit_does_not_wait_for_a_daemon_thread_the_interpreter_ends(self):
         r = self.run_held("""\
             import types
-            p = statsprof.Profiler("sink=none")
+            p = statsprof.Profiler("sink=none" + SOURCE)
             hold(p.start, daemon=True)
             class App:
                 def __del__(self, p=p, write=os.write):
@@ -1338,7 +1340,7 @@ class CallsThatCannotEndTest(unittest.TestCase):
     def test_a_child_forked_during_another_threads_call_uses_the_profiler(self):
         r = self.run_held("""\
             import signal
-            p = statsprof.Profiler("sink=none")
+            p = statsprof.Profiler("sink=none" + SOURCE)
             t = hold(p.start)
             pid = os.fork()
             if pid == 0:
@@ -1365,7 +1367,7 @@ class CallsThatCannotEndTest(unittest.TestCase):
                         return f.read()
                 except FileNotFoundError:
                     return None
-            p = statsprof.Profiler("sink=jsonl:" + path)
+            p = statsprof.Profiler("sink=jsonl:" + path + SOURCE)
             p.start()
             sum(range(100))
             t = hold(p.close, most=2)  # its stop, before the last record
@@ -1380,7 +1382,7 @@ class CallsThatCannotEndTest(unittest.TestCase):
 
     def test_a_call_from_a_close_deferred_to_the_calls_end_raises_not_hangs(self):
         r = self.run_held("""\
-            p = statsprof.Profiler("sink=none")
+            p = statsprof.Profiler("sink=none" + SOURCE)
             n = 0
             def tracer(frame, event, arg):
                 global n
