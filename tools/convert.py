@@ -22,9 +22,17 @@ other tools.
 Which records:
   --seq N              the record(s) with "seq": N (with per-thread records,
                        or several processes, narrow it with --pid/--host);
+                       a seq found in two profiler runs of one process (a
+                       restarted profiler's seq starts again at 1, or two
+                       profilers write one file) is an error naming the
+                       runs: choose one with --run;
+  --run N              only the records of profiler run N of their process
+                       (runs are numbered 1, 2, ... per pid and host in the
+                       order read: a seq that does not grow starts a run);
   --since T/--until T  every record whose end time ts_ns is in [T, U), merged;
   (neither)            every matching record, merged.
-Merging sums, per function, the call counts (total and primitive), tottime
+Records of several processes or profiler runs are merged with a warning
+naming them.  Merging sums, per function, the call counts (total and primitive), tottime
 and cumtime, and per caller->callee edge the same four numbers, exactly as
 pstats.Stats.add() does.  Only records of the chosen --kind (default
 "delta") are used.  Duty-cycled records (fields "duty" or "observed_s") are
@@ -121,6 +129,9 @@ def build_parser():
                    help='output file ("-" = stdout)')
     p.add_argument("--seq", type=int, metavar="N",
                    help="convert only the record(s) with this seq number")
+    p.add_argument("--run", type=cli.int_arg("--run", 1), metavar="N",
+                   help="convert only the records of profiler run N of "
+                   "their process (see --seq)")
     p.add_argument("--since", metavar="T",
                    help="first time (inclusive) of record end times")
     p.add_argument("--until", metavar="T",
@@ -137,6 +148,41 @@ def origin(rec):
             rec.get("thread_name"))
 
 
+def _run_name(where, run):
+    host, pid = where
+    return "pid %s on %s run %d" % (pid, host, run)
+
+
+class _RunSpan:
+    """What the records read of one profiler run hold: seqs and times."""
+    __slots__ = ("first", "last", "start", "end")
+
+    def __init__(self):
+        self.first = self.last = self.start = self.end = None
+
+    def add(self, rec):
+        seq = rec.get("seq")
+        if isinstance(seq, int):
+            self.first = seq if self.first is None else min(self.first, seq)
+            self.last = seq if self.last is None else max(self.last, seq)
+        start, end = sr.record_start_ns(rec), rec["ts_ns"]
+        self.start = start if self.start is None else min(self.start, start)
+        self.end = end if self.end is None else max(self.end, end)
+
+    def __str__(self):
+        seqs = ("seq %d..%d" % (self.first, self.last)
+                if self.first is not None else "no seq")
+        return "%s, %s to %s" % (seqs, sr.ns_to_iso(self.start),
+                                 sr.ns_to_iso(self.end))
+
+
+def _runs_text(runs, spans):
+    """ "pid 100 on h run 1 (seq 1..5, T to U), ..." """
+    runs = sorted(runs, key=str)
+    return ", ".join("%s (%s)" % (_run_name(w, r), spans[(w, r)])
+                     for w, r in runs[:4]) + (", ..." if len(runs) > 4 else "")
+
+
 def select(args, warn, by_origin=None):
     """Read and merge the selected records into a MergedProfile.
 
@@ -148,14 +194,19 @@ def select(args, warn, by_origin=None):
     stats = {}
     merged = sr.MergedProfile()
     seqs_seen = set()
-    origins = set()
+    spans = {}              # ((host, pid), run) -> _RunSpan of its records
+    merged_runs = set()     # the ((host, pid), run) of the records merged
     used = {}               # kind -> records merged
     for rec in cli.iter_selected(args, warn, stats, since_ns, until_ns):
+        run = ((rec.get("host"), rec.get("pid")), rec[sr.RUN])
+        spans.setdefault(run, _RunSpan()).add(rec)
+        if args.run is not None and run[1] != args.run:
+            continue
         if args.seq is not None:
             seqs_seen.add(rec.get("seq"))
             if rec.get("seq") != args.seq:
                 continue
-            origins.add((rec.get("pid"), rec.get("host")))
+        merged_runs.add(run)
         merged.add(rec, args.scale_duty, warn)
         used[rec["kind"]] = used.get(rec["kind"], 0) + 1
         if by_origin is not None:
@@ -165,17 +216,34 @@ def select(args, warn, by_origin=None):
             part.add(rec, args.scale_duty)
     if not stats.get("matched"):
         raise UsageError(cli.no_match_message(args, stats))
+    if args.run is not None and not any(r == args.run for _w, r in spans):
+        raise UsageError("no profiler run %d: the records read hold %s"
+                         % (args.run, _runs_text(spans, spans)))
+    files = ", ".join(cli.display_text(f) for f in args.files)
     if args.seq is not None:
         if not merged.nrecords:
             known = sorted(s for s in seqs_seen if isinstance(s, int))
             raise UsageError("no record with seq %d (seq %s)" % (
                 args.seq, "%d..%d" % (known[0], known[-1]) if known else "missing"))
+        origins = {w for w, _r in merged_runs}
         if len(origins) > 1:
             raise UsageError(
                 "%d records with seq %d come from different processes (%s); "
                 "choose one with --pid/--host" % (
                     merged.nrecords, args.seq,
-                    ", ".join("pid %s on %s" % o for o in sorted(origins, key=str))))
+                    ", ".join("pid %s on %s" % (p, h)
+                              for h, p in sorted(origins, key=str))))
+        if len(merged_runs) > 1:
+            raise UsageError(
+                "seq %d is ambiguous in %s: %d records with it come from %d "
+                "profiler runs of one process (a restarted profiler, or two "
+                "side by side): %s; choose one with --run N" % (
+                    args.seq, files, merged.nrecords, len(merged_runs),
+                    _runs_text(merged_runs, spans)))
+    elif len(merged_runs) > 1:
+        warn("%d profiler runs merged into one profile: %s; choose one with "
+             "--pid/--host/--run (or --seq)"
+             % (len(merged_runs), _runs_text(merged_runs, spans)))
     cli.kind_warnings(used, warn, slices=False)
     return merged
 

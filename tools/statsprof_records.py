@@ -61,7 +61,7 @@ __all__ = [
     "FIELDS", "FIELD_UNITS", "DEFAULT_KINDS", "ALIGNS",
     "parse_ncalls", "parse_duration", "format_duration",
     "iter_records", "record_start_ns", "record_duty", "with_effective_duty",
-    "EFFECTIVE_DUTY", "function_values",
+    "EFFECTIVE_DUTY", "RUN", "function_values",
     "bucket_records", "top_functions", "other_values",
     "split_func_key", "short_label", "short_labels", "ns_to_iso",
 ]
@@ -520,6 +520,11 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
       are not 0, or seqs are missing between delta records of a run (seq
       counts a profiler's deltas; a seq that does not grow is a new run in
       the same pid and host: see _Losses).
+    - Every yielded record is annotated with its profiler run (key RUN):
+      its number, from 1, among the runs of its (host, pid) in the order
+      read (see _Losses), so that records of two runs (a restarted
+      profiler, whose seq starts again at 1; two profilers side by side)
+      can be told apart.
 
     Opening a file that does not exist raises OSError (FileNotFoundError)
     when the generator reaches it.  Every returned record has been checked:
@@ -597,7 +602,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                 seen.add(identity)
             stats["matched"] += 1
             stats["matched_kinds"][kind] = stats["matched_kinds"].get(kind, 0) + 1
-            losses.add(rec)
+            rec[RUN] = losses.add(rec)
             return True
 
         try:
@@ -660,13 +665,20 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
     losses.report(stats, warn)
 
 
+#: Key under which iter_records stores a record's run number (1, 2, ...
+#: among the profiler runs of its host and pid, see _Losses; a private
+#: annotation of the record dict, not a field of the format).
+RUN = "_run"
+
+
 class _Run:
     """One profiler's records in a process, as far as _Losses can chain
     them."""
-    __slots__ = ("first_seq", "first_start", "seq", "end", "active",
-                 "dropped", "errors", "gaps")
+    __slots__ = ("number", "first_seq", "first_start", "seq", "end",
+                 "active", "dropped", "errors", "gaps")
 
-    def __init__(self, seq, ts):
+    def __init__(self, seq, ts, number=0):
+        self.number = number    # 1, 2, ... in the order the runs started
         self.first_seq = None   # seq of its first delta record
         self.first_start = None  # and that record's start_ns
         self.seq = seq          # of its last delta (before one: 1st record's)
@@ -740,13 +752,14 @@ class _Losses:
         start, ts = record_start_ns(rec), rec["ts_ns"]
         run = _run_to_extend(runs, self.latest.get(where), seq, start, delta)
         if run is None:
-            run = _Run(seq or 0, ts)
+            run = _Run(seq or 0, ts, len(runs) + 1)
             runs.append(run)
         counts = [rec.get(n) for n in ("dropped", "sink_errors")]
         run.take(seq, start, ts, delta,
                  *(v if _is_int(v) else 0 for v in counts))
         if run.active >= self.latest.get(where, run).active:
             self.latest[where] = run
+        return run.number
 
     @staticmethod
     def _joined(runs):

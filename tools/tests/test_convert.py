@@ -215,6 +215,60 @@ class PstatsTests(Tmp):
         raw, _ = self.load(SAMPLE, OTHER, "--host", "myhost")
         self.assertEqual(raw[FRAME][:4], (12, 12, 0.75, 6.0))
 
+    def test_merged_processes_are_warned(self):
+        r = self.convert(SAMPLE, OTHER, "--to", "pstats", "-o",
+                         self.path("x"))
+        warnings = [line for line in r.stderr.decode().splitlines()
+                    if "profiler runs merged" in line]
+        self.assertEqual(len(warnings), 1, r.stderr.decode())
+        self.assertIn("2 profiler runs merged into one profile: pid 1234 on "
+                      "myhost run 1 (seq 0..11, ", warnings[0])
+        self.assertIn("pid 5678 on otherhost run 1", warnings[0])
+        r = self.convert(SAMPLE, OTHER, "--pid", "1234", "--to", "pstats",
+                         "-o", self.path("x"))
+        self.assertNotIn("merged", r.stderr.decode())
+
+    def write_runs(self, name, side_by_side=False):
+        """Two profiler runs of pid 100 on host h, seq 1..5 each: the
+        second restarted after the first (or, ``side_by_side``, writing
+        the same file half a second later); run 1's f has 10 calls per
+        record, run 2's 20."""
+        def rec(seq, start, calls):
+            return {"ts_ns": start + S, "start_ns": start, "interval_s": 1.0,
+                    "seq": seq, "pid": 100, "host": "h", "kind": "delta",
+                    "dropped": 0, "sink_errors": 0, "func_profiles": {
+                        "a.py:1(f)": {"ncalls": str(calls), "tottime": 0.125,
+                                      "cumtime": 0.125}}}
+        second = B + (S // 2 if side_by_side else 10 * S)
+        recs = ([rec(i, B + (i - 1) * S, 10) for i in range(1, 6)]
+                + [rec(i, second + (i - 1) * S, 20) for i in range(1, 6)])
+        recs.sort(key=lambda r: r["ts_ns"])
+        with open(self.path(name), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in recs)
+        return self.path(name)
+
+    def test_seq_of_two_runs_is_refused(self):
+        for side in (False, True):
+            path = self.write_runs("runs.jsonl", side)
+            r = self.convert(path, "--seq", "3", "--to", "pstats", "-o",
+                             self.path("x"), ok=False)
+            err = self.one_line_error(r)
+            self.assertIn("seq 3 is ambiguous in %s: 2 records with it come "
+                          "from 2 profiler runs" % path, err)
+            self.assertIn("pid 100 on h run 1 (seq 1..5, ", err)
+            self.assertIn("pid 100 on h run 2 (seq 1..5, ", err)
+            self.assertIn("choose one with --run N", err)
+            self.assertFalse(os.path.exists(self.path("x")))
+            for run, calls in (("1", 10), ("2", 20)):
+                raw, _ = self.load(path, "--seq", "3", "--run", run)
+                self.assertEqual(raw[("a.py", 1, "f")][:2], (calls, calls))
+            raw, _ = self.load(path, "--run", "2")
+            self.assertEqual(raw[("a.py", 1, "f")][:2], (100, 100))
+        r = self.convert(path, "--run", "3", "--to", "pstats", "-o",
+                         self.path("x"), ok=False)
+        self.assertIn("no profiler run 3: the records read hold pid 100 on h "
+                      "run 1", self.one_line_error(r))
+
     def test_duty_scaling(self):
         r = self.convert(DUTY, "--to", "pstats", "-o", self.path("d.prof"))
         with open(self.path("d.prof"), "rb") as f:
