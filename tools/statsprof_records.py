@@ -206,6 +206,12 @@ def _is_seconds(v):
     return _is_number(v) and abs(v) <= MAX_SECONDS
 
 
+def _short_json(v, limit=40):
+    """``v`` as JSON, cut to about ``limit`` characters (for messages)."""
+    text = json.dumps(v)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_header(rec):
     """Validate the fields needed for filtering; raise _BadRecord."""
     if not isinstance(rec, dict):
@@ -214,6 +220,16 @@ def _check_header(rec):
         raise _BadRecord("missing or non-integer 'ts_ns'")
     if "start_ns" in rec and not _is_int(rec["start_ns"]):
         raise _BadRecord("non-integer 'start_ns'")
+    # what tells records apart and filters them: a list or object there
+    # could not be hashed, a float or a number for a name would count wrong
+    for name in _INT64_FIELDS + _UINT64_FIELDS:
+        v = rec.get(name)
+        if v is not None and not _is_int(v):
+            raise _BadRecord("non-integer %r: %s" % (name, _short_json(v)))
+    for name in ("host", "thread_name"):
+        v = rec.get(name)
+        if v is not None and not isinstance(v, str):
+            raise _BadRecord("non-string %r: %s" % (name, _short_json(v)))
     _check_ints(rec, _INT64_FIELDS, INT64_MIN, INT64_MAX, "int64")
     _check_ints(rec, _UINT64_FIELDS, 0, UINT64_MAX, "uint64")
     if not isinstance(rec.get("kind"), str):
@@ -528,7 +544,9 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
 
     Opening a file that does not exist raises OSError (FileNotFoundError)
     when the generator reaches it.  Every returned record has been checked:
-    integer "ts_ns", a "func_profiles" object whose entries have a parsable
+    integer "ts_ns", integer (or null) "seq", "pid", "thread_id" and the
+    other integer fields, string (or null) "host" and "thread_name", a
+    "func_profiles" object whose entries have a parsable
     "ncalls" and finite "tottime"/"cumtime"; what the C library cannot
     write is malformed too: a string that is not UTF-8 (a lone surrogate
     escape), an integer field outside its int64/uint64 range, a time

@@ -458,6 +458,33 @@ class ReadTests(unittest.TestCase):
         self.assertIn("not valid UTF-8", w[2])
         self.assertIn("incomplete delta record seq 1", w[3])
 
+    def test_header_field_types(self):
+        """A list, object or float where an integer or a string belongs
+        (they tell records apart: a list cannot be hashed) is a malformed
+        line named by file and line; null stands for a missing field."""
+        with open(SAMPLE) as f:
+            good = json.loads(f.readline())
+        bad = [("host", ["myhost"], "non-string 'host': [\"myhost\"]"),
+               ("host", 7, "non-string 'host': 7"),
+               ("seq", [0], "non-integer 'seq': [0]"),
+               ("seq", 0.5, "non-integer 'seq': 0.5"),
+               ("pid", {"a": 1}, 'non-integer \'pid\': {"a": 1}'),
+               ("pid", "4242", "non-integer 'pid': \"4242\""),
+               ("thread_id", True, "non-integer 'thread_id': true"),
+               ("thread_name", ["t"], "non-string 'thread_name': [\"t\"]")]
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "h.jsonl")
+            with open(p, "w") as f:
+                for i, (name, value, _what) in enumerate(bad):
+                    f.write(json.dumps(dict(good, **{"seq": i, name: value}))
+                            + "\n")
+                f.write(json.dumps(dict(good, seq=None, host=None)) + "\n")
+            recs, w = self.read([p], kinds=None)
+        self.assertEqual(len(recs), 1)
+        self.assertEqual(w, ["%s:%d: skipping malformed line: %s"
+                             % (p, i + 1, what)
+                             for i, (_n, _v, what) in enumerate(bad)])
+
     def test_missing_file_raises_oserror(self):
         with self.assertRaises(FileNotFoundError):
             list(sr.iter_records(["/nonexistent/x.jsonl"], warn=Warnings()))

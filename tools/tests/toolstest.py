@@ -134,6 +134,10 @@ CORRUPTIONS = (
      lambda r: (r.pop("start_ns"), r.update(interval_s=1e300))),
     ("too small", lambda r: r.update(duty=1e-300, observed_s=1e-300)),
     ("too small", lambda r: r.update(observed_s=1e-300, interval_s=1.0)),
+    ("non-string 'host': [\"myhost\"]", lambda r: r.update(host=["myhost"])),
+    ("non-integer 'seq': [1]", lambda r: r.update(seq=[1])),
+    ("non-integer 'pid': {\"a\": 1}", lambda r: r.update(pid={"a": 1})),
+    ("non-integer 'seq': 0.5", lambda r: r.update(seq=0.5)),
 )
 
 
