@@ -264,8 +264,14 @@ def _check_body(rec):
                                  % (key, name))
         try:
             _check_ints(fp, ("line_number",), INT64_MIN, INT64_MAX, "int64")
-        except _BadRecord as e:
-            raise _BadRecord("func_profiles[%r]: %s" % (key, e))
+            split_func_key(key)
+            callers = fp.get("callers")
+            if isinstance(callers, dict):
+                for caller in callers:
+                    split_func_key(caller)
+        except ValueError as e:
+            raise _BadRecord("func_profiles[%s]: %s"
+                             % (_short_json(key, 80), e))
 
 
 #: A JSON escape of a UTF-16 surrogate.  A lone one decodes to a str that
@@ -1135,12 +1141,20 @@ _KEY_RE = re.compile(r"(.*):(\d+)\((.*)\)", re.S)
 def split_func_key(key):
     """"/p/ai.py:42(find_path)" -> ("/p/ai.py", 42, "find_path").
 
-    Keys that do not look like pstats keys give (key, 0, key).
+    Keys that do not look like pstats keys give (key, 0, key).  A line
+    number beyond int64 (what the C library writes, and pprof's varints
+    hold) raises ValueError; iter_records skips the records that have
+    such a function or caller key as malformed.
     """
     m = _KEY_RE.fullmatch(key)
     if not m:
         return key, 0, key
-    return m.group(1), int(m.group(2)), m.group(3)
+    digits = m.group(2).lstrip("0")
+    # checked on the text: int() of a longer one raises, or is slow
+    if len(digits) > len(str(INT64_MAX)) or int(digits or "0") > INT64_MAX:
+        raise ValueError("line number of %s out of range (int64)"
+                         % _short_json(key, 80))
+    return m.group(1), int(digits or "0"), m.group(3)
 
 
 def short_label(key):

@@ -39,6 +39,7 @@ import statsprof_records as sr  # noqa: E402
 SCHEMA = os.path.join(DATA, "speedscope-file-format-schema.json")
 SCRIPT = os.path.join(TOOLS, "convert.py")
 ANNOTATE = shutil.which("callgrind_annotate")
+FORMATS = ("pstats", "callgrind", "speedscope", "pprof")
 
 FRAME = ("/srv/game/game.py", 10, "frame")
 UPDATE = ("/srv/game/game.py", 30, "update")
@@ -701,6 +702,36 @@ class CliTests(Tmp):
         err = self.convert(cum, "--kind", "cumulative", "--until",
                            "+6.5s", "--to", "pstats", "-o", out).stderr.decode()
         self.assertNotIn("warning", err)
+
+    def test_key_line_number_beyond_int64(self):
+        """A caller key whose line number pprof's varints cannot hold (a
+        function's key too) makes its record malformed, named by file and
+        line, as a line_number out of range does."""
+        good = next(toolstest.json_records([GAME]))
+        bad = json.loads(json.dumps(good))
+        fp = next(iter(bad["func_profiles"].values()))
+        fp["callers"] = {"/x.py:99999999999999999999(f)": {
+            "ncalls": 1, "primitive_calls": 1, "tottime": 0.0,
+            "cumtime": 0.0}}
+        path = self.path("key.jsonl")
+        with open(path, "w") as f:
+            f.write(json.dumps(good) + "\n")
+            f.write(json.dumps(dict(bad, seq=2)) + "\n")
+        for fmt in FORMATS:
+            with self.subTest(fmt=fmt):
+                err = self.convert(path, "--to", fmt, "-o",
+                                   self.path("out")).stderr.decode()
+                self.assertIn(
+                    "convert: warning: %s:2: skipping malformed line: "
+                    "func_profiles[" % path, err)
+                self.assertIn('line number of "/x.py:99999999999999999999'
+                              '(f)" out of range (int64)', err)
+        self.assertEqual(sr.split_func_key("/a.py:%d(f)" % sr.INT64_MAX),
+                         ("/a.py", sr.INT64_MAX, "f"))
+        self.assertEqual(sr.split_func_key("/a.py:007(f)"), ("/a.py", 7, "f"))
+        for line in (str(sr.INT64_MAX + 1), "9" * 5000):
+            with self.assertRaises(ValueError):
+                sr.split_func_key("/a.py:%s(f)" % line)
 
     def test_file_name_not_utf8(self):
         name = self.path(os.fsdecode(b"game\xff.jsonl"))

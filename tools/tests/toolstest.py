@@ -112,6 +112,11 @@ def _rename_first_function(rec, name):
     fps["%s:%d(%s)" % (fp["file_name"], fp["line_number"], name)] = fp
 
 
+def _rekey_first_function(rec, key):
+    fps = rec["func_profiles"]
+    fps[key] = fps.pop(next(iter(fps)))
+
+
 def _set_first_function(rec, **fields):
     next(iter(rec["func_profiles"].values())).update(fields)
 
@@ -138,6 +143,15 @@ CORRUPTIONS = (
     ("non-integer 'seq': [1]", lambda r: r.update(seq=[1])),
     ("non-integer 'pid': {\"a\": 1}", lambda r: r.update(pid={"a": 1})),
     ("non-integer 'seq': 0.5", lambda r: r.update(seq=0.5)),
+    # a line number in a key that pprof's varints cannot hold; one whose
+    # digits int() refuses to read
+    ("/x.py:99999999999999999999(f)\" out of range (int64)",
+     lambda r: _set_first_function(r, callers={
+         "/x.py:99999999999999999999(f)": {
+             "ncalls": 1, "primitive_calls": 1, "tottime": 0.0,
+             "cumtime": 0.0}})),
+    ("out of range (int64)", lambda r: _rekey_first_function(
+        r, "/x.py:%s(f)" % ("9" * 5000))),
 )
 
 
