@@ -1228,6 +1228,8 @@ def _run(args, warn):
         args.files = [spool.name if f == "-" else f for f in args.files]
     try:
         col, accs, widths, initial, note, stats = collect(args, warn)
+    except OSError as e:    # e.g. the first pass of a relative --since
+        raise cli.input_error(e)
     finally:
         if spool is not None:
             spool.close()

@@ -61,7 +61,8 @@ __all__ = [
     "FIELDS", "FIELD_UNITS", "DEFAULT_KINDS", "ALIGNS",
     "parse_ncalls", "parse_duration", "format_duration",
     "iter_records", "record_start_ns", "record_duty", "with_effective_duty",
-    "EFFECTIVE_DUTY", "RUN", "function_values",
+    "EFFECTIVE_DUTY", "RUN", "function_values", "MAX_LINE_BYTES",
+    "InputError",
     "bucket_records", "top_functions", "other_values",
     "split_func_key", "short_label", "short_labels", "ns_to_iso",
 ]
@@ -168,6 +169,22 @@ def _default_warn(message):
 
 class _BadRecord(ValueError):
     pass
+
+
+#: The longest line read (64 MiB): far above any record the library
+#: writes (a busy interval's record-layout line is ~100 KB), it keeps a
+#: file that is no statsprof file (/dev/zero, a huge file with no newline)
+#: from filling the memory.
+MAX_LINE_BYTES = 64 << 20
+
+
+class InputError(OSError):
+    """An input that cannot be read as records at all (a line longer than
+    MAX_LINE_BYTES): ``filename`` names it, ``strerror`` says where and
+    why.  An OSError, so that the tools report it as one."""
+
+    def __init__(self, name, message):
+        super().__init__(None, message, name)
 
 
 def _is_int(v):
@@ -513,7 +530,8 @@ def _open_binary(path):
 
 def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                  since_ns=None, until_ns=None, warn=_default_warn,
-                 stats=None, max_warnings_per_file=20):
+                 stats=None, max_warnings_per_file=20,
+                 max_line_bytes=MAX_LINE_BYTES):
     """Yield record dicts read from ``paths`` (a path or a list of paths).
 
     - "-" reads stdin; gzip-compressed input is detected automatically.
@@ -549,7 +567,9 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
       can be told apart.
 
     Opening a file that does not exist raises OSError (FileNotFoundError)
-    when the generator reaches it.  Every returned record has been checked:
+    when the generator reaches it; a line longer than ``max_line_bytes``
+    raises InputError (an OSError) naming the file, the line and its byte
+    offset (of the uncompressed data), after the records before it.  Every returned record has been checked:
     integer "ts_ns", integer (or null) "seq", "pid", "thread_id" and the
     other integer fields, string (or null) "host" and "thread_name", a
     "func_profiles" object whose entries have a parsable
@@ -577,6 +597,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
         fobj, name, to_close = _open_binary(path)
         nwarn = 0
         lineno = 0
+        offset = 0          # of the line read next, in the data read
 
         def bad(msg, what="malformed line"):
             nonlocal nwarn
@@ -632,7 +653,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
         try:
             while True:
                 try:
-                    raw = fobj.readline()
+                    raw = fobj.readline(max_line_bytes + 1)
                 except (EOFError, OSError, zlib.error) as e:
                     # gzip.BadGzipFile is an OSError; EOFError = truncated .gz
                     warn("%s: compressed data ends or is corrupt after line %d "
@@ -642,6 +663,12 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                 if not raw:
                     break
                 lineno += 1
+                if len(raw) > max_line_bytes:
+                    raise InputError(name, (
+                        "line %d (byte offset %d) is longer than %d bytes, "
+                        "the limit (no record is that long): not a statsprof "
+                        "records file?" % (lineno, offset, max_line_bytes)))
+                offset += len(raw)
                 stats["lines"] += 1
                 try:
                     line = raw.decode("utf-8")

@@ -733,6 +733,19 @@ class CliTests(Tmp):
             with self.assertRaises(ValueError):
                 sr.split_func_key("/a.py:%s(f)" % line)
 
+    def test_line_longer_than_the_limit(self):
+        with open(GAME, "rb") as f:
+            good = f.readline()
+        big = toolstest.no_newline_file(self.path("z.jsonl"), good)
+        r = self.convert(big, "--to", "pstats", "-o", self.path("x"),
+                         ok=False)
+        self.assertEqual(
+            self.one_line_error(r),
+            "convert: error: %s: line 2 (byte offset %d) is longer than %d "
+            "bytes, the limit (no record is that long): not a statsprof "
+            "records file?" % (big, len(good), sr.MAX_LINE_BYTES))
+        self.assertFalse(os.path.exists(self.path("x")))
+
     def test_file_name_not_utf8(self):
         name = self.path(os.fsdecode(b"game\xff.jsonl"))
         shutil.copy(GAME, name)

@@ -526,6 +526,21 @@ class CliTests(Tmp):
         self.assertTrue(os.access(SCRIPT, os.X_OK))
 
 
+    def test_line_longer_than_the_limit(self):
+        """A file with no newline is refused at MAX_LINE_BYTES, also in the
+        first pass of a relative --since."""
+        big = toolstest.no_newline_file(os.path.join(self.tmp, "z.jsonl"))
+        out = os.path.join(self.tmp, "r.html")
+        for opts in ((), ("--since", "+1s")):
+            with self.subTest(opts=opts):
+                self.assertEqual(
+                    self.one_line_error(run(big, "-o", out, *opts)),
+                    "report: error: %s: line 1 (byte offset 0) is longer "
+                    "than %d bytes, the limit (no record is that long): not "
+                    "a statsprof records file?" % (big, sr.MAX_LINE_BYTES))
+                self.assertFalse(os.path.exists(out))
+
+
 class BigInputTests(Tmp):
     """Synthetic inputs of a host with 2,000 functions.  Prints the sizes
     and times; asserts the page numbers and that the HTML stays < 10 MB."""

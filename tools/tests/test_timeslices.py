@@ -485,6 +485,51 @@ class ReadTests(unittest.TestCase):
                              % (p, i + 1, what)
                              for i, (_n, _v, what) in enumerate(bad)])
 
+    def test_line_longer_than_the_limit(self):
+        """A line longer than max_line_bytes (a file with no newline,
+        /dev/zero) raises InputError naming the file, the line and its
+        offset, after the records before it; no more is read into
+        memory."""
+        with open(SAMPLE, "rb") as f:
+            good = f.readline()
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "long.jsonl")
+            with open(p, "wb") as f:
+                f.write(good + b"\n" + b"x" * len(good) + b"\n" + good)
+            recs = []
+            with self.assertRaises(sr.InputError) as cm:
+                for rec in sr.iter_records(p, warn=Warnings(),
+                                           max_line_bytes=len(good)):
+                    recs.append(rec)
+            self.assertEqual(len(recs), 1)
+            self.assertEqual(cm.exception.filename, p)
+            self.assertEqual(cm.exception.strerror,
+                             "line 3 (byte offset %d) is longer than %d bytes, "
+                             "the limit (no record is that long): not a "
+                             "statsprof records file?"
+                             % (len(good) + 1, len(good)))
+            # a gzipped file: the offset is in the uncompressed data
+            gz = toolstest.gzip_copy(p, p + ".gz")
+            with self.assertRaises(sr.InputError) as cm:
+                list(sr.iter_records(gz, warn=Warnings(),
+                                     max_line_bytes=len(good)))
+            self.assertIn("line 3 (byte offset %d)" % (len(good) + 1),
+                          cm.exception.strerror)
+            # a line of exactly the limit is read (and is bad JSON)
+            _, w = self.read([p], max_line_bytes=len(good) + 1)
+            self.assertTrue(w[0].startswith(p + ":3: skipping malformed "
+                                            "line: invalid JSON"), w)
+            # the default limit, through the tool
+            toolstest.no_newline_file(p, good)
+            r = toolstest.run_tool(SCRIPT, ["--slice", "1s", p], text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.splitlines()[-1],
+                         "timeslices: error: %s: line 2 (byte offset %d) is "
+                         "longer than %d bytes, the limit (no record is that "
+                         "long): not a statsprof records file?"
+                         % (p, len(good), sr.MAX_LINE_BYTES))
+        self.assertNotIn("Traceback", r.stderr)
+
     def test_missing_file_raises_oserror(self):
         with self.assertRaises(FileNotFoundError):
             list(sr.iter_records(["/nonexistent/x.jsonl"], warn=Warnings()))

@@ -96,6 +96,16 @@ def idle_records(path):
     return path
 
 
+def no_newline_file(path, first=b""):
+    """Writes ``first`` then a line of MAX_LINE_BYTES + 1 zero bytes with
+    no newline (sparse: no disk space) to ``path``; returns ``path``."""
+    import statsprof_records
+    with open(path, "wb") as f:
+        f.write(first)
+        f.truncate(len(first) + statsprof_records.MAX_LINE_BYTES + 1)
+    return path
+
+
 def gzip_copy(path, out):
     """Writes ``path`` gzipped to ``out``; returns ``out``."""
     import gzip
