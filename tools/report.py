@@ -685,7 +685,7 @@ def collect(args, warn):
     missing = [w for w in widths if not aligned or w % acc.base]
     if missing:
         # widths the first pass cannot give: read again, bucketing by them
-        if "-" in args.files:
+        if any(cli.is_stream(f) for f in args.files):
             raise UsageError("internal: stdin cannot be read twice")
         extra = {w: _Accumulator(w, col.t0) for w in missing}
         col2 = Collector(args.scale_duty, lambda m: None)
@@ -1208,6 +1208,44 @@ document.body.dataset.ready = "1";
 # main
 
 
+def _spool(path):
+    """A temporary copy (a NamedTemporaryFile) of stdin ("-") or a pipe,
+    which the report may read twice; UsageError naming the input when it
+    cannot be read, or the copy cannot be written (a full disk)."""
+    import tempfile
+    name = cli.display_text("<stdin>" if path == "-" else path)
+    spool = tempfile.NamedTemporaryFile(prefix="statsprof-report-",
+                                        suffix=".jsonl")
+
+    def keep(chunk):
+        try:
+            spool.write(chunk)
+            spool.flush()
+        except OSError as e:
+            raise UsageError("%s: cannot keep a copy in %s (the report reads "
+                             "its input twice): %s"
+                             % (name, tempfile.gettempdir(), e.strerror or e))
+
+    try:
+        src = sys.stdin.buffer if path == "-" else open(path, "rb")
+        try:
+            while True:
+                try:
+                    chunk = src.read(1 << 20)
+                except OSError as e:
+                    raise UsageError("%s: %s" % (name, e.strerror or e))
+                if not chunk:
+                    break
+                keep(chunk)
+        finally:
+            if src is not sys.stdin.buffer:
+                src.close()
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
 def _run(args, warn):
     """Check, read, aggregate and write the page; UsageError on failure."""
     cli.check_inputs(args.files)
@@ -1215,23 +1253,24 @@ def _run(args, warn):
         raise UsageError("-o needs a file name")
     cli.check_output(args.output)
     timings = {"start": time.monotonic()}
-    spool = None
-    if "-" in args.files:
-        # stdin may have to be read twice: keep a copy
-        import shutil
-        import tempfile
-        spool = tempfile.NamedTemporaryFile(prefix="statsprof-report-",
-                                            suffix=".jsonl")
-        shutil.copyfileobj(sys.stdin.buffer, spool)
-        spool.flush()
-        args.display_files = list(args.files)
-        args.files = [spool.name if f == "-" else f for f in args.files]
+    spools = []
     try:
+        if any(cli.is_stream(f) for f in args.files):
+            # stdin or a pipe may have to be read twice: keep a copy, and
+            # name the input, not the copy, in messages
+            args.display_files = list(args.files)
+            args.input_names = {}
+            for i, f in enumerate(args.files):
+                if cli.is_stream(f):
+                    spools.append(_spool(f))
+                    args.files[i] = spools[-1].name
+                    args.input_names[spools[-1].name] = (
+                        "<stdin>" if f == "-" else f)
         col, accs, widths, initial, note, stats = collect(args, warn)
     except OSError as e:    # e.g. the first pass of a relative --since
         raise cli.input_error(e)
     finally:
-        if spool is not None:
+        for spool in spools:
             spool.close()
     timings["read"] = time.monotonic()
     cli.kind_warnings(stats["matched_kinds"], warn, slices=True)

@@ -17,6 +17,7 @@ Only the Python standard library is used.
 
 import argparse
 import os
+import stat
 import sys
 
 import statsprof_records as sr
@@ -98,6 +99,17 @@ def add_filter_options(p, kind_help=KIND_HELP, scale_duty_help=SCALE_DUTY_HELP):
 
 # ---------------------------------------------------------------------------
 # checks before reading
+
+
+def is_stream(path):
+    """True for stdin ("-") and for any input that is not a regular file
+    (a FIFO, /dev/stdin, <(zcat ...), a device): it can be read once."""
+    if path == "-":
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _stdin_once(files):
@@ -189,7 +201,8 @@ def iter_selected(args, warn, stats=None, since_ns=None, until_ns=None):
     the intervals with no window before it)."""
     return sr.with_effective_duty(sr.iter_records(
         args.files, kinds=selected_kinds(args), pid=args.pid, host=args.host,
-        since_ns=since_ns, until_ns=until_ns, warn=warn, stats=stats))
+        since_ns=since_ns, until_ns=until_ns, warn=warn, stats=stats,
+        names=getattr(args, "input_names", None)))
 
 
 def first_start_ns(args):
@@ -212,9 +225,13 @@ def time_range(args, no_records):
         return None, None
     t0 = None
     if any(t and t.strip().startswith("+") for t in (args.since, args.until)):
-        if "-" in args.files:
-            raise UsageError("a relative --since/--until (+DURATION) needs "
-                             "files, not stdin")
+        streams = [f for f in args.files if is_stream(f)]
+        if streams:
+            raise UsageError("a relative --since/--until (+DURATION) reads "
+                             "the input twice: it needs files, not stdin or "
+                             "a pipe (%s)" % ", ".join(
+                                 "<stdin>" if f == "-" else display_text(f)
+                                 for f in streams))
         t0 = first_start_ns(args)
         if t0 is None:
             raise UsageError(no_records)

@@ -504,24 +504,25 @@ class _RowsAssembler:
         return self._count_line()
 
 
-def _open_binary(path):
+def _open_binary(path, name=None):
     """Open path ("-" = stdin) for binary reading, gunzipping if needed.
+    The gzip magic is peeked at, not read and sought back, so that a pipe
+    (a FIFO, /dev/stdin, <(zcat ...)) reads as stdin does.
 
-    Returns (file object, display name, list of objects to close).
+    Returns (file object, display name: ``name``, else "<stdin>" or the
+    path, list of objects to close).
     """
     if path == "-":
         raw = sys.stdin.buffer
-        name = "<stdin>"
         to_close = []
         if not hasattr(raw, "peek"):
             raw = io.BufferedReader(raw)
-        magic = raw.peek(2)[:2]
     else:
         raw = open(path, "rb")
-        name = path
         to_close = [raw]
-        magic = raw.read(2)
-        raw.seek(0)
+    if name is None:
+        name = "<stdin>" if path == "-" else path
+    magic = raw.peek(2)[:2]
     if magic == b"\x1f\x8b":
         gz = gzip.GzipFile(fileobj=raw, mode="rb")
         return gz, name, [gz] + to_close
@@ -531,10 +532,13 @@ def _open_binary(path):
 def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                  since_ns=None, until_ns=None, warn=_default_warn,
                  stats=None, max_warnings_per_file=20,
-                 max_line_bytes=MAX_LINE_BYTES):
+                 max_line_bytes=MAX_LINE_BYTES, names=None):
     """Yield record dicts read from ``paths`` (a path or a list of paths).
 
-    - "-" reads stdin; gzip-compressed input is detected automatically.
+    - "-" reads stdin; gzip-compressed input is detected automatically;
+      a pipe reads as stdin does.  Messages name a file by its path, or
+      "<stdin>", or by ``names[path]`` when given (a dict: e.g. the input
+      a temporary copy was made of).
     - ``kinds``: iterable of kinds to keep (None = every kind).
     - ``pid`` / ``host``: keep only records with that pid / host.
     - ``since_ns`` / ``until_ns``: keep records with
@@ -594,7 +598,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
 
     for path in paths:
         path = os.fspath(path)
-        fobj, name, to_close = _open_binary(path)
+        fobj, name, to_close = _open_binary(path, (names or {}).get(path))
         nwarn = 0
         lineno = 0
         offset = 0          # of the line read next, in the data read

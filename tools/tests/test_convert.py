@@ -733,6 +733,31 @@ class CliTests(Tmp):
             with self.assertRaises(ValueError):
                 sr.split_func_key("/a.py:%s(f)" % line)
 
+    def test_pipe_input(self):
+        """A FIFO (as <(zcat ...) gives) reads as stdin does, gzipped or
+        not; a relative --since, which reads the input twice, refuses it
+        by name."""
+        with open(GAME, "rb") as f:
+            data = f.read()
+        want = self.path("want.prof")
+        self.convert(GAME, "--to", "pstats", "-o", want)
+        for name, blob in (("plain", data), ("gz", gzip.compress(data))):
+            with self.subTest(name=name):
+                fifo = toolstest.fifo_of(self.path(name), blob)
+                out = self.path(name + ".prof")
+                self.convert(fifo, "--to", "pstats", "-o", out)
+                with open(out, "rb") as f, open(want, "rb") as g:
+                    self.assertEqual(marshal.load(f), marshal.load(g))
+        fifo = toolstest.fifo_of(self.path("rel"), data)
+        r = self.convert(fifo, "--since", "+1s", "--to", "pstats", "-o",
+                         self.path("x"), ok=False)
+        self.assertEqual(self.one_line_error(r),
+                         "convert: error: a relative --since/--until "
+                         "(+DURATION) reads the input twice: it needs files, "
+                         "not stdin or a pipe (%s)" % fifo)
+        with open(fifo, "rb"):     # lets the writer go
+            pass
+
     def test_line_longer_than_the_limit(self):
         with open(GAME, "rb") as f:
             good = f.readline()

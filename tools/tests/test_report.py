@@ -526,6 +526,54 @@ class CliTests(Tmp):
         self.assertTrue(os.access(SCRIPT, os.X_OK))
 
 
+    def test_pipe_input_is_read_twice_from_a_copy(self):
+        """A FIFO (<(zcat ...)) is copied as stdin is: the report needs two
+        passes for some widths; the page and the warnings name the FIFO,
+        not the copy."""
+        with open(GAME, "rb") as f:
+            data = f.read()
+        bad = b"{not json\n"
+        out = os.path.join(self.tmp, "r.html")
+        want = run(GAME, "-o", out, "--slice", "7s")
+        self.assertEqual(want.returncode, 0, want.stderr)
+        want = page_data(out)[0]
+        fifo = toolstest.fifo_of(os.path.join(self.tmp, "in.jsonl"),
+                                 gzip.compress(bad + data))
+        r = run(fifo, "-o", out, "--slice", "7s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = page_data(out)[0]
+        self.assertEqual(got["files"], [fifo])
+        for k in ("nrec", "funcs", "all", "widths"):
+            self.assertEqual(got[k], want[k], k)
+        self.assertIn("report: warning: %s:1: skipping malformed line"
+                      % fifo, r.stderr.decode())
+
+    def test_stdin_warnings_and_copy_errors_name_stdin(self):
+        with open(GAME, "rb") as f:
+            data = f.read()
+        out = os.path.join(self.tmp, "r.html")
+        r = run("-", "-o", out, stdin=b"{not json\n" + data)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode()
+        self.assertIn("report: warning: <stdin>:1: skipping malformed line",
+                      err)
+        self.assertNotRegex(err, r"statsprof-report-\w+\.jsonl")  # the copy
+        # the copy of stdin cannot be written: a file size limit (EFBIG;
+        # Python ignores SIGXFSZ), as a full disk (ENOSPC) would
+        import resource
+        import subprocess
+        import tempfile
+        r = subprocess.run(
+            [toolstest.PYTHON, SCRIPT, "-", "-o", out], input=data,
+            capture_output=True, timeout=600,
+            preexec_fn=lambda: resource.setrlimit(
+                resource.RLIMIT_FSIZE, (1000, 1000)))
+        self.assertEqual(
+            self.one_line_error(r),
+            "report: error: <stdin>: cannot keep a copy in %s (the report "
+            "reads its input twice): %s"
+            % (tempfile.gettempdir(), os.strerror(27)))   # EFBIG
+
     def test_line_longer_than_the_limit(self):
         """A file with no newline is refused at MAX_LINE_BYTES, also in the
         first pass of a relative --since."""

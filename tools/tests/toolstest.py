@@ -106,6 +106,24 @@ def no_newline_file(path, first=b""):
     return path
 
 
+def fifo_of(path, data):
+    """Makes a FIFO at ``path`` and a daemon thread that writes ``data``
+    (bytes) into it once a reader opens it (an input that cannot seek, as
+    <(zcat ...) is); returns ``path``.  A thread whose reader never came
+    stays blocked in open() until the test process exits."""
+    import threading
+    os.mkfifo(path)
+
+    def write():
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError:     # the reader went away early
+            pass
+    threading.Thread(target=write, daemon=True).start()
+    return path
+
+
 def gzip_copy(path, out):
     """Writes ``path`` gzipped to ``out``; returns ``out``."""
     import gzip
