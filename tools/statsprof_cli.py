@@ -24,9 +24,10 @@ import statsprof_records as sr
 
 #: Help texts used by more than one tool.
 FILES_HELP = 'statsprof JSON-lines file(s); "-" reads stdin'
-KIND_HELP = ('record kind(s) to use, comma-separated, or "all" (default: '
-             'delta); summing more than one kind counts calls again '
-             '(warned)')
+KIND_HELP = ('record kind(s) to use, comma-separated, or "all" (delta, '
+             'thread, spike, cumulative; an unknown kind is skipped with a '
+             'warning) (default: delta); summing more than one kind counts '
+             'calls again (warned)')
 SCALE_DUTY_HELP = ("divide duty-cycled records by their effective duty, "
                    "which covers the intervals with no window before them "
                    "(default: on; off: raw counts)")
@@ -202,7 +203,7 @@ def iter_selected(args, warn, stats=None, since_ns=None, until_ns=None):
     return sr.with_effective_duty(sr.iter_records(
         args.files, kinds=selected_kinds(args), pid=args.pid, host=args.host,
         since_ns=since_ns, until_ns=until_ns, warn=warn, stats=stats,
-        names=getattr(args, "input_names", None)))
+        names=getattr(args, "input_names", None), known_kinds=KINDS))
 
 
 def first_start_ns(args):
@@ -272,7 +273,7 @@ def no_match_message(args, stats):
 
 #: The kinds the library writes.  Any two count the same calls (README,
 #: "Deltas add up"): why, for each kind beside delta.
-KINDS = ("delta", "thread", "spike", "cumulative")
+KINDS = sr.KNOWN_KINDS
 _AGAIN = {"thread": "a thread record repeats its thread's share of a delta",
           "spike": "a spike record repeats one frame of a delta",
           "cumulative": "a cumulative record holds all calls so far"}

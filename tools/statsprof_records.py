@@ -73,6 +73,8 @@ FIELDS = ("cumtime", "tottime", "ncalls")
 FIELD_UNITS = {"cumtime": "seconds", "tottime": "seconds", "ncalls": "calls"}
 #: Kinds read by default.
 DEFAULT_KINDS = ("delta",)
+#: The kinds the library writes (statsprof.h, STATSPROF_RECORD_KIND_MAP).
+KNOWN_KINDS = ("delta", "thread", "spike", "cumulative")
 
 NS_PER_S = 1_000_000_000
 
@@ -532,14 +534,19 @@ def _open_binary(path, name=None):
 def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                  since_ns=None, until_ns=None, warn=_default_warn,
                  stats=None, max_warnings_per_file=20,
-                 max_line_bytes=MAX_LINE_BYTES, names=None):
+                 max_line_bytes=MAX_LINE_BYTES, names=None,
+                 known_kinds=None):
     """Yield record dicts read from ``paths`` (a path or a list of paths).
 
     - "-" reads stdin; gzip-compressed input is detected automatically;
       a pipe reads as stdin does.  Messages name a file by its path, or
       "<stdin>", or by ``names[path]`` when given (a dict: e.g. the input
       a temporary copy was made of).
-    - ``kinds``: iterable of kinds to keep (None = every kind).
+    - ``kinds``: iterable of kinds to keep (None = every kind; with
+      ``known_kinds``, every kind in it: a record of another kind, e.g.
+      one a newer library added, is skipped with one warning per file and
+      kind naming the kind and its first line, and counted in
+      stats["unknown_kinds"]).
     - ``pid`` / ``host``: keep only records with that pid / host.
     - ``since_ns`` / ``until_ns``: keep records with
       ``since_ns <= ts_ns < until_ns`` (either bound may be None).
@@ -611,6 +618,7 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
                 warn("%s:%d: skipping %s: %s" % (name, lineno, what, msg))
 
         rows = _RowsAssembler(bad)
+        unknown = set()     # the unknown kinds warned about in this file
 
         def finish(rec):
             """Filter and count a complete record; True to yield it."""
@@ -623,6 +631,19 @@ def iter_records(paths, kinds=DEFAULT_KINDS, pid=None, host=None,
             if kinds is not None and kind not in kinds:
                 stats["records"] += 1
                 stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
+                return False
+            if (kinds is None and known_kinds is not None
+                    and kind not in known_kinds):
+                stats["records"] += 1
+                stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
+                stats["unknown_kinds"] = stats.get("unknown_kinds", 0) + 1
+                if kind not in unknown:
+                    unknown.add(kind)
+                    warn("%s:%d: skipping records of unknown kind %s (not %s;"
+                         " a newer statsprof?): summing them could count "
+                         "calls again; name the kind (--kind %s) to use them"
+                         % (name, lineno, _short_json(kind),
+                            ", ".join(known_kinds), kind))
                 return False
             try:
                 _check_body(rec)

@@ -118,7 +118,8 @@ def build_parser():
     cli.add_filter_options(
         p,
         kind_help='record kind(s) to use, comma-separated, or "all" '
-                  '(default: delta).  Values are summed as they are, '
+                  '(delta, thread, spike, cumulative; an unknown kind is '
+                  'skipped with a warning) (default: delta).  Values are summed as they are, '
                   'so "cumulative" records give sums of running totals, '
                   'and more than one kind counts calls again (both warned)',
         scale_duty_help="divide values by the record's effective duty when "

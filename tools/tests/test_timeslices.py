@@ -917,6 +917,30 @@ class CliTests(toolstest.ToolTest):
         self.assertEqual(self.kind_warnings("--kind", "all", DUTY), [])
         self.assertEqual(self.kind_warnings(SAMPLE), [])
 
+    def test_unknown_kind_is_not_summed_under_all(self):
+        """A kind the library does not write (one a newer statsprof may
+        add) is skipped under --kind all, with a warning naming it, the
+        file and its first line; --kind NAME uses it."""
+        with open(DUTY) as f:
+            lines = [line for line in f if line.endswith("\n")]
+        heap = json.loads(lines[0])
+        heap.update(kind="heap", seq=1000)
+        p = self.path("heap.jsonl")
+        with open(p, "w") as f:
+            f.writelines(lines[:2] + [json.dumps(heap) + "\n"] + lines[2:]
+                         + [json.dumps(dict(heap, seq=1001)) + "\n"])
+        self.assertEqual(self.kind_warnings("--kind", "all", p), [
+            "timeslices: warning: %s:3: skipping records of unknown kind "
+            '"heap" (not delta, thread, spike, cumulative; a newer '
+            "statsprof?): summing them could count calls again; name the "
+            "kind (--kind heap) to use them" % p])
+        for args in (("--kind", "all"), ()):
+            self.assertEqual(self.ok("--field", "ncalls", "--csv", "-",
+                                     *args, p).stdout,
+                             self.ok("--field", "ncalls", "--csv", "-",
+                                     DUTY).stdout)
+        self.assertEqual(self.kind_warnings("--kind", "heap", p), [])
+
     def test_align_epoch_cli(self):
         rows = self.csv_rows("--slice", "7s", "--align", "epoch", "--top", "1",
                              SAMPLE)
