@@ -630,7 +630,7 @@ def _profile_name(args, merged):
 def _run(args, warn):
     """Check, read, merge and write the output; UsageError on failure."""
     cli.check_inputs(args.files)
-    cli.check_output(args.output)
+    cli.check_output(args.output, args.files)
     by_origin = {} if args.to == "pprof" else None
     try:
         merged = select(args, warn, by_origin)
@@ -653,28 +653,26 @@ def _run(args, warn):
     if args.output == "-" and binary and sys.stdout.isatty():
         raise UsageError("refusing to write binary %s data to a "
                          "terminal; use -o FILE" % args.to)
+    def write(out):
+        if args.to == "pstats":
+            write_pstats(merged, out)
+        elif args.to == "callgrind":
+            write_callgrind(merged, out,
+                            [cli.display_text(f) for f in args.files])
+        elif args.to == "pprof":
+            pprof.write_gz(out)
+        else:
+            write_speedscope(merged, out, _profile_name(args, merged))
+        out.flush()
+
     try:
         if args.output == "-":
-            out = sys.stdout.buffer if binary else sys.stdout
-            close = False
+            write(sys.stdout.buffer if binary else sys.stdout)
         else:
-            out = open(args.output, "wb" if binary else "w",
-                       **({} if binary else {"encoding": "utf-8"}))
-            close = True
-        try:
-            if args.to == "pstats":
-                write_pstats(merged, out)
-            elif args.to == "callgrind":
-                write_callgrind(merged, out,
-                                [cli.display_text(f) for f in args.files])
-            elif args.to == "pprof":
-                pprof.write_gz(out)
-            else:
-                write_speedscope(merged, out, _profile_name(args, merged))
-            out.flush()
-        finally:
-            if close:
-                out.close()
+            with cli.open_output(args.output, "wb" if binary else "w",
+                                 **({} if binary else {"encoding": "utf-8"})
+                                 ) as out:
+                write(out)
     except OSError as e:
         raise cli.output_error(args.output, e)
     if merged.duty_scaled:

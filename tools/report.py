@@ -1251,7 +1251,7 @@ def _run(args, warn):
     cli.check_inputs(args.files)
     if args.output == "-":
         raise UsageError("-o needs a file name")
-    cli.check_output(args.output)
+    cli.check_output(args.output, args.files)
     timings = {"start": time.monotonic()}
     spools = []
     try:
@@ -1279,7 +1279,7 @@ def _run(args, warn):
     data = build_data(args, col, accs, widths, initial, note, stats, timings)
     html = render_html(data)
     try:
-        with open(args.output, "w", encoding="utf-8") as f:
+        with cli.open_output(args.output, "w", encoding="utf-8") as f:
             f.write(html)
     except OSError as e:
         raise cli.output_error(args.output, e)

@@ -9,6 +9,7 @@ report.py, convert.py).
   matched (``no_match_message``);
 - checks before any work (``check_inputs``, ``check_output``), and the
   warnings after reading about the kinds summed (``kind_warnings``);
+- writing an output whole or not at all (``open_output``);
 - errors: ``UsageError`` ends a tool with "PROG: error: MESSAGE" and exit
   status 2 (see ``run_main``); warnings are "PROG: warning: MESSAGE".
 
@@ -16,9 +17,11 @@ Only the Python standard library is used.
 """
 
 import argparse
+import contextlib
 import os
 import stat
 import sys
+import tempfile
 
 import statsprof_records as sr
 
@@ -150,8 +153,10 @@ def _output_name(path, what):
     return "%s %s" % (what, path) if what else path
 
 
-def check_output(path, what=None):
-    """Raise UsageError if ``path`` cannot be created ("-" = stdout passes).
+def check_output(path, inputs, what=None):
+    """Raise UsageError if ``path`` cannot be created ("-" = stdout passes)
+    or is one of the files ``inputs`` (the same file by device and inode,
+    under any name: writing it would destroy the input).
 
     Messages are "cannot write [WHAT ]PATH: ...".
     """
@@ -160,12 +165,60 @@ def check_output(path, what=None):
     name = _output_name(path, what)
     if os.path.isdir(path):
         raise UsageError("cannot write %s: is a directory" % name)
+    for f in inputs:
+        try:
+            same = f != "-" and os.path.samefile(path, f)
+        except OSError:     # the output does not exist yet
+            same = False
+        if same:
+            raise UsageError("cannot write %s: it is the input %s (writing "
+                             "it would destroy the input)"
+                             % (name, display_text(f)))
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UsageError("cannot write %s: no such directory %s"
                          % (name, parent))
     if not os.access(parent, os.W_OK):
         raise UsageError("cannot write %s: permission denied" % name)
+
+
+@contextlib.contextmanager
+def open_output(path, mode="w", **kw):
+    """``open(path, mode, **kw)`` for writing an output whole or not at
+    all: the data goes to a temporary file next to ``path`` (a symlink's
+    target), renamed over it when the block ends without an exception and
+    removed otherwise, so that a failed write (a full disk) leaves no
+    partial output, and an existing output as it was.  The file gets the
+    mode a plain open() would give.  An existing output that is not a
+    regular file (/dev/null, a FIFO) is written in place."""
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(path, mode, **kw) as f:
+            yield f
+        return
+    if st is not None:
+        perm = stat.S_IMODE(st.st_mode)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        perm = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(target),
+                               suffix=".tmp", dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, mode, **kw) as f:
+            yield f
+        os.chmod(tmp, perm)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def display_text(text):

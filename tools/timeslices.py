@@ -309,7 +309,7 @@ def _check_outputs(args):
     """Fail before doing any work if an output file cannot be created."""
     for what, path in (("CSV", args.csv), ("PNG", args.png)):
         if path:
-            cli.check_output(path, what)
+            cli.check_output(path, args.files, what)
     if args.png == "-":
         raise UsageError("--png needs a file name")
 
@@ -367,7 +367,8 @@ def _run(args, warn):
             write_csv(result, sys.stdout)
         else:
             try:
-                with open(args.csv, "w", newline="", encoding="utf-8") as f:
+                with cli.open_output(args.csv, "w", newline="",
+                                     encoding="utf-8") as f:
                     write_csv(result, f)
             except OSError as e:
                 raise cli.output_error(args.csv, e, "CSV")
@@ -378,7 +379,8 @@ def _run(args, warn):
             raise UsageError("--png needs matplotlib (Debian package "
                              "python3-matplotlib): %s" % e)
         try:
-            fig.savefig(args.png, format="png")
+            with cli.open_output(args.png, "wb") as f:
+                fig.savefig(f, format="png")
         except OSError as e:
             raise cli.output_error(args.png, e, "PNG")
 

@@ -758,6 +758,69 @@ class CliTests(Tmp):
         with open(fifo, "rb"):     # lets the writer go
             pass
 
+    def test_output_that_is_an_input_is_refused(self):
+        """-o naming an input (by any name: a hard link, a symlink) would
+        destroy it: refused before anything is read or written."""
+        src = self.path("in.jsonl")
+        shutil.copy(GAME, src)
+        os.link(src, self.path("hard.jsonl"))
+        os.symlink(src, self.path("sym.jsonl"))
+        for out in (src, self.path("hard.jsonl"), self.path("sym.jsonl"),
+                    os.path.join(self.tmp, ".", "in.jsonl")):
+            with self.subTest(out=out):
+                r = self.convert(GAME, src, "--to", "pstats", "-o", out,
+                                 ok=False)
+                self.assertEqual(
+                    self.one_line_error(r),
+                    "convert: error: cannot write %s: it is the input %s "
+                    "(writing it would destroy the input)" % (out, src))
+                with open(src, "rb") as f, open(GAME, "rb") as g:
+                    self.assertEqual(f.read(), g.read())
+        # timeslices and report check the same way
+        for script, args in (("timeslices.py", ["--csv", src]),
+                             ("timeslices.py", ["--png", src]),
+                             ("report.py", ["-o", src])):
+            with self.subTest(script=script, args=args):
+                r = toolstest.run_tool(os.path.join(TOOLS, script),
+                                       args + [src])
+                self.assertIn("it is the input %s" % src,
+                              self.one_line_error(r))
+                with open(src, "rb") as f, open(GAME, "rb") as g:
+                    self.assertEqual(f.read(), g.read())
+
+    def test_failed_write_leaves_no_partial_output(self):
+        """An output that cannot be written whole (here a file size limit,
+        EFBIG, as a full disk gives ENOSPC) is not left half written: a new
+        one is not there, an old one is as it was, and no temporary file
+        is left."""
+        import resource
+        import subprocess
+
+        def limited(out):
+            return subprocess.run(
+                [toolstest.PYTHON, SCRIPT, GAME, "--to", "speedscope", "-o",
+                 out], capture_output=True, timeout=120,
+                preexec_fn=lambda: resource.setrlimit(
+                    resource.RLIMIT_FSIZE, (1000, 1000)))
+        out = self.path("out.json")
+        self.assertEqual(self.one_line_error(limited(out)),
+                         "convert: error: cannot write %s: %s"
+                         % (out, os.strerror(27)))     # EFBIG
+        self.assertEqual(os.listdir(self.tmp), [])
+        with open(out, "w") as f:
+            f.write("old\n")
+        os.chmod(out, 0o640)
+        self.one_line_error(limited(out))
+        with open(out) as f:
+            self.assertEqual(f.read(), "old\n")
+        self.assertEqual(os.listdir(self.tmp), ["out.json"])
+        # written whole: replaced, keeping the file's mode
+        self.convert(GAME, "--to", "speedscope", "-o", out)
+        with open(out) as f:
+            self.assertEqual(json.load(f)["exporter"], "statsprof convert.py")
+        self.assertEqual(os.stat(out).st_mode & 0o777, 0o640)
+        self.assertEqual(os.listdir(self.tmp), ["out.json"])
+
     def test_line_longer_than_the_limit(self):
         with open(GAME, "rb") as f:
             good = f.readline()
