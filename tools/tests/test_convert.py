@@ -793,15 +793,10 @@ class CliTests(Tmp):
         EFBIG, as a full disk gives ENOSPC) is not left half written: a new
         one is not there, an old one is as it was, and no temporary file
         is left."""
-        import resource
-        import subprocess
-
         def limited(out):
-            return subprocess.run(
-                [toolstest.PYTHON, SCRIPT, GAME, "--to", "speedscope", "-o",
-                 out], capture_output=True, timeout=120,
-                preexec_fn=lambda: resource.setrlimit(
-                    resource.RLIMIT_FSIZE, (1000, 1000)))
+            return toolstest.run_tool(SCRIPT, [GAME, "--to", "speedscope",
+                                               "-o", out],
+                                      max_file_bytes=1000)
         out = self.path("out.json")
         self.assertEqual(self.one_line_error(limited(out)),
                          "convert: error: cannot write %s: %s"

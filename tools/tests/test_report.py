@@ -558,21 +558,17 @@ class CliTests(Tmp):
         self.assertIn("report: warning: <stdin>:1: skipping malformed line",
                       err)
         self.assertNotRegex(err, r"statsprof-report-\w+\.jsonl")  # the copy
-        # the copy of stdin cannot be written: a file size limit (EFBIG;
-        # Python ignores SIGXFSZ), as a full disk (ENOSPC) would
-        import resource
-        import subprocess
-        import tempfile
-        r = subprocess.run(
-            [toolstest.PYTHON, SCRIPT, "-", "-o", out], input=data,
-            capture_output=True, timeout=600,
-            preexec_fn=lambda: resource.setrlimit(
-                resource.RLIMIT_FSIZE, (1000, 1000)))
+        # the copy of stdin cannot be written: a file size limit (EFBIG),
+        # as a full disk (ENOSPC) would
+        os.remove(out)
+        r = toolstest.run_tool(SCRIPT, ["-", "-o", out], stdin=data,
+                               max_file_bytes=1000)
         self.assertEqual(
             self.one_line_error(r),
             "report: error: <stdin>: cannot keep a copy in %s (the report "
             "reads its input twice): %s"
             % (tempfile.gettempdir(), os.strerror(27)))   # EFBIG
+        self.assertFalse(os.path.exists(out))
 
     def test_line_longer_than_the_limit(self):
         """A file with no newline is refused at MAX_LINE_BYTES, also in the

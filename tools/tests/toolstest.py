@@ -44,13 +44,25 @@ def json_records(paths, kinds=("delta",), keep=lambda rec: True):
                     yield rec
 
 
-def run_tool(script, args, stdin=None, text=False, timeout=120):
+def run_tool(script, args, stdin=None, text=False, timeout=120,
+             max_file_bytes=None):
     """Run ``script`` with PYTHON; CompletedProcess with stdout/stderr
-    captured (str with ``text``, else bytes)."""
+    captured (str with ``text``, else bytes).  ``max_file_bytes``: the
+    largest file it may write (RLIMIT_FSIZE: a larger write fails with
+    EFBIG, as one on a full disk fails with ENOSPC; Python ignores
+    SIGXFSZ).  It writes no bytecode: a .pyc cut by the limit would break
+    every later run."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([PYTHON, script] + list(args), input=stdin,
+    limit = None
+    if max_file_bytes is not None:
+        import resource
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_FSIZE,
+                               (max_file_bytes, max_file_bytes))
+    return subprocess.run([PYTHON, "-B", script] + list(args), input=stdin,
                           capture_output=True, text=text, env=env,
-                          timeout=timeout)
+                          timeout=timeout, preexec_fn=limit)
 
 
 def game_host():
