@@ -28,7 +28,9 @@ Which records:
                        runs: choose one with --run;
   --run N              only the records of profiler run N of their process
                        (runs are numbered 1, 2, ... per pid and host in the
-                       order read: a seq that does not grow starts a run);
+                       order read, among the records --kind, --pid, --host,
+                       --since and --until select: a seq that does not
+                       grow starts a run; errors and warnings list them);
   --since T/--until T  every record whose end time ts_ns is in [T, U), merged;
   (neither)            every matching record, merged.
 Records of several processes or profiler runs are merged with a warning

@@ -759,34 +759,10 @@ class CliTests(Tmp):
             pass
 
     def test_output_that_is_an_input_is_refused(self):
-        """-o naming an input (by any name: a hard link, a symlink) would
-        destroy it: refused before anything is read or written."""
-        src = self.path("in.jsonl")
-        shutil.copy(GAME, src)
-        os.link(src, self.path("hard.jsonl"))
-        os.symlink(src, self.path("sym.jsonl"))
-        for out in (src, self.path("hard.jsonl"), self.path("sym.jsonl"),
-                    os.path.join(self.tmp, ".", "in.jsonl")):
-            with self.subTest(out=out):
-                r = self.convert(GAME, src, "--to", "pstats", "-o", out,
-                                 ok=False)
-                self.assertEqual(
-                    self.one_line_error(r),
-                    "convert: error: cannot write %s: it is the input %s "
-                    "(writing it would destroy the input)" % (out, src))
-                with open(src, "rb") as f, open(GAME, "rb") as g:
-                    self.assertEqual(f.read(), g.read())
-        # timeslices and report check the same way
-        for script, args in (("timeslices.py", ["--csv", src]),
-                             ("timeslices.py", ["--png", src]),
-                             ("report.py", ["-o", src])):
-            with self.subTest(script=script, args=args):
-                r = toolstest.run_tool(os.path.join(TOOLS, script),
-                                       args + [src])
-                self.assertIn("it is the input %s" % src,
-                              self.one_line_error(r))
-                with open(src, "rb") as f, open(GAME, "rb") as g:
-                    self.assertEqual(f.read(), g.read())
+        """-o naming an input (by any name) would destroy it: refused
+        before anything is read or written."""
+        self.check_input_as_output_refused(SCRIPT, "convert", ["-o"],
+                                           ["--to", "pstats"])
 
     def test_failed_write_leaves_no_partial_output(self):
         """An output that cannot be written whole (here a file size limit,

@@ -570,6 +570,9 @@ class CliTests(Tmp):
             % (tempfile.gettempdir(), os.strerror(27)))   # EFBIG
         self.assertFalse(os.path.exists(out))
 
+    def test_output_that_is_an_input_is_refused(self):
+        self.check_input_as_output_refused(SCRIPT, "report", ["-o"])
+
     def test_line_longer_than_the_limit(self):
         """A file with no newline is refused at MAX_LINE_BYTES, also in the
         first pass of a relative --since."""

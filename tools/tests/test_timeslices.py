@@ -917,6 +917,10 @@ class CliTests(toolstest.ToolTest):
         self.assertEqual(self.kind_warnings("--kind", "all", DUTY), [])
         self.assertEqual(self.kind_warnings(SAMPLE), [])
 
+    def test_output_that_is_an_input_is_refused(self):
+        self.check_input_as_output_refused(SCRIPT, "timeslices",
+                                           ["--csv", "--png"])
+
     def test_unknown_kind_is_not_summed_under_all(self):
         """A kind the library does not write (one a newer statsprof may
         add) is skipped under --kind all, with a warning naming it, the

@@ -230,6 +230,33 @@ class ToolTest(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.tmp, name)
 
+    def check_input_as_output_refused(self, script, prog, options, extra=()):
+        """Runs ``script`` (with arguments ``extra``) with each of
+        ``options`` (e.g. "-o") naming one of its inputs, by its path and by other names (a hard link, a
+        symlink, a path through "."): each must fail with PROG's one-line
+        error and leave the input as it was."""
+        src = self.path("in.jsonl")
+        with open(GAME, "rb") as f:
+            data = f.read()
+        with open(src, "wb") as f:
+            f.write(data)
+        os.link(src, self.path("hard.jsonl"))
+        os.symlink(src, self.path("sym.jsonl"))
+        for option in options:
+            for out in (src, self.path("hard.jsonl"), self.path("sym.jsonl"),
+                        os.path.join(self.tmp, ".", "in.jsonl")):
+                with self.subTest(option=option, out=out):
+                    r = run_tool(script, [GAME, src, option, out]
+                                 + list(extra))
+                    self.assertIn(
+                        "%s: error: cannot write %s%s: it is the input %s "
+                        "(writing it would destroy the input)"
+                        % (prog, option[2:].upper() + " "
+                           if option.startswith("--") else "", out, src),
+                        self.one_line_error(r))
+                    with open(src, "rb") as f:
+                        self.assertEqual(f.read(), data)
+
     def one_line_error(self, r):
         """The one "error" line of a run (bytes output) that exited with 2."""
         self.assertEqual(r.returncode, 2)
