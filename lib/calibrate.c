@@ -109,7 +109,7 @@ static int g_raised_set;
 static statsprof__pending g_raised;
 static unsigned long g_raised_thread;
 
-static void clear_error(void) {
+void statsprof__calibrate_keep_raised(void) {
   if (g_raised_set) {
     PyErr_Clear();
     return;
@@ -128,7 +128,7 @@ static uint64_t run(PyObject *g, PyObject *n) {
   uint64_t t0 = statsprof__ticks();
   PyObject *r = PyObject_CallOneArg(g, n);
   uint64_t t1 = statsprof__ticks();
-  if (!r) clear_error();
+  if (!r) statsprof__calibrate_keep_raised();
   Py_XDECREF(r);
   return t1 - t0;
 }
@@ -171,7 +171,7 @@ static uint64_t profiled(PyObject *g, PyObject *n, const char *name, statsprof__
     for (int k = 0; k < 2; k++) {
       uint64_t before = tt_of(s, name);
       PyObject *r = PyObject_CallOneArg(g, n);
-      if (!r) clear_error();
+      if (!r) statsprof__calibrate_keep_raised();
       Py_XDECREF(r);
       tt = tt_of(s, name) - before;
     }
@@ -234,7 +234,7 @@ static PyObject *probe_new(void) {
   PyObject *r = co ? PyEval_EvalCode(co, ns, ns) : NULL;
   PyObject *g = r ? PyDict_GetItemString(ns, "_statsprof_probe") : NULL;
   Py_XINCREF(g); /* its globals, ns, live as long: probe_free */
-  if (PyErr_Occurred()) clear_error();
+  if (PyErr_Occurred()) statsprof__calibrate_keep_raised();
   Py_XDECREF(r);
   Py_XDECREF(co);
   Py_XDECREF(ns);
@@ -260,7 +260,7 @@ static double probe_time(PyObject *g, statsprof__clock_kind clock, int runs) {
     double b = clock_units(clock, run(g, n));
     if (b > 0) t[k++] = b;
   }
-  if (PyErr_Occurred()) clear_error();
+  if (PyErr_Occurred()) statsprof__calibrate_keep_raised();
   Py_XDECREF(n);
   return k ? median(t, k) / PROBE_CALLS : 0;
 }
@@ -392,7 +392,7 @@ static void measure_all(setup su, statsprof__costs *out) {
       out->box = far > out->c ? far - out->c : 0;
     }
   }
-  if (PyErr_Occurred()) clear_error();
+  if (PyErr_Occurred()) statsprof__calibrate_keep_raised();
   Py_XDECREF(r);
   Py_XDECREF(co);
   if (ns) PyDict_Clear(ns); /* its functions refer back to it */
@@ -415,7 +415,7 @@ static int calibrate(statsprof__clock_kind clock, int source, int builtins, stat
 
 /* The loops run Python code and clear what they raise: an exception the
  * host left pending is kept aside meanwhile, and one they raised (see
- * clear_error) makes it STATSPROF_EPYTHON. */
+ * statsprof__calibrate_keep_raised) makes it STATSPROF_EPYTHON. */
 int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, statsprof__costs *out) {
   statsprof__pending exc = statsprof__pending_take();
   int rc = calibrate(clock, source, builtins_key(source, builtins), out);

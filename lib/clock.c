@@ -34,6 +34,11 @@ uint64_t statsprof__thread_cpu_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t statsprof__ns_to_ticks(int64_t ns) {
+  double ticks = (double)ns * 1e-9 / statsprof__clock_sec_per_tick;
+  return ticks >= 0x1p63 ? UINT64_MAX / 2 : ticks > 0 ? (uint64_t)ticks : 0;
+}
+
 static int tsc_is_invariant(void) {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a, b, c, d;

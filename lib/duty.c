@@ -24,10 +24,6 @@
 
 #include "internal.h"
 
-static uint64_t ns_to_ticks(int64_t ns) {
-  return (uint64_t)((double)ns * 1e-9 / statsprof__clock_sec_per_tick);
-}
-
 void statsprof__duty_init(statsprof__duty *d, int64_t window_ns, int64_t every_ns, double max_overhead) {
   memset(d, 0, sizeof *d);
   d->window_ns = window_ns;
@@ -47,7 +43,7 @@ void statsprof__duty_open(statsprof__duty *d, uint64_t now, uint64_t cost) {
   d->window_start = now;
   d->taken_at = now;
   d->cost_at_open = d->cost_taken = cost;
-  d->boundary = now + ns_to_ticks(d->window_ns);
+  d->boundary = now + statsprof__ns_to_ticks(d->window_ns);
 }
 
 void statsprof__duty_close(statsprof__duty *d, uint64_t now, uint64_t cost) {
@@ -70,7 +66,7 @@ void statsprof__duty_close(statsprof__duty *d, uint64_t now, uint64_t cost) {
     double need = window_cost / d->max_overhead - observed;
     if (need * 1e9 > (double)gap_ns) gap_ns = need * 1e9 < (double)cap_ns ? (int64_t)(need * 1e9) : cap_ns;
   }
-  d->boundary = now + ns_to_ticks(gap_ns > 0 ? gap_ns : 0);
+  d->boundary = now + statsprof__ns_to_ticks(gap_ns > 0 ? gap_ns : 0);
 }
 
 void statsprof__duty_start(statsprof__duty *d, uint64_t now, uint64_t cost) {

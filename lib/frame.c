@@ -65,7 +65,7 @@ void statsprof__frame_forget(statsprof__frames *f) {
   if (f->entries) memset(f->entries, 0, f->nentries * sizeof *f->entries);
   if (f->edges) memset(f->edges, 0, f->nedges * sizeof *f->edges);
   f->ntouched_entries = f->ntouched_edges = 0;
-  f->ntimes = 0; /* the next record's frame statistics begin at the reset */
+  f->ntimes = f->nframes = f->sum_ns = f->max_ns = 0; /* the next record's frame statistics begin at the reset */
   f->lost = 1;   /* the frame under way spans the reset: no spike */
 }
 
@@ -86,15 +86,13 @@ void statsprof__frame_stats_take(statsprof__frames *f, statsprof_frame_stats *ou
   if (!n) return;
   uint64_t *v = f->times;
   qsort(v, n, sizeof *v, cmp_u64);
-  uint64_t sum = 0;
-  for (size_t i = 0; i < n; i++) sum += v[i];
-  out->frames = n;
-  out->mean_s = (double)sum / (double)n * 1e-9;
+  out->frames = f->nframes;
+  out->mean_s = (double)f->sum_ns / (double)f->nframes * 1e-9;
   out->p50_s = (double)pct(v, n, 0.50) * 1e-9;
   out->p95_s = (double)pct(v, n, 0.95) * 1e-9;
   out->p99_s = (double)pct(v, n, 0.99) * 1e-9;
-  out->max_s = (double)v[n - 1] * 1e-9;
-  f->ntimes = 0;
+  out->max_s = (double)f->max_ns * 1e-9;
+  f->ntimes = f->nframes = f->sum_ns = f->max_ns = 0;
 }
 
 /* At most max_spikes_per_min spike records in any 60 s: the last that
@@ -117,32 +115,53 @@ static int spike_allowed(statsprof__frames *f, int64_t now_ns) {
   return 1;
 }
 
-static int over_budget(const statsprof__frames *f, uint64_t ns, int running) {
-  return f->budget_ns && ns > (uint64_t)f->budget_ns && running;
+static int over_budget(const statsprof__frames *f, uint64_t ns, int hooked) {
+  return f->budget_ns && ns > (uint64_t)f->budget_ns && hooked;
+}
+
+/* Reservoir sampling (Vitter's R): past STATSPROF__FRAME_TIMES frames,
+ * the nth replaces a random kept one with probability kept/n, so the kept
+ * ones stay a uniform sample of all. */
+static uint64_t next_random(statsprof__frames *f) {
+  uint64_t x = f->sample_rng ? f->sample_rng : 0x9e3779b97f4a7c15u;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return f->sample_rng = x;
 }
 
 /* Ends the current frame's time at now_ns, where the next frame starts
  * (frames_end's: frames_begin follows, after the spike record, whose
  * writer=sync sinks may run Python that marks a frame first; that frame
- * starts here too), and keeps it for the frame statistics. */
-static int keep_time(statsprof__frames *f, int64_t now_ns, uint64_t *ns) {
+ * starts here too), and keeps it for the frame statistics while the
+ * profiler runs (stopped, the host may go on marking frames for days). */
+static int keep_time(statsprof__frames *f, int64_t now_ns, int running, uint64_t *ns) {
   *ns = (uint64_t)(now_ns - f->start_ns);
   f->start_ns = now_ns;
-  if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
-  f->times[f->ntimes++] = *ns;
+  if (!running) return 0;
+  if (f->ntimes < STATSPROF__FRAME_TIMES) {
+    if (STATSPROF__ARRAY_RESERVE(f->times, f->captimes, f->ntimes + 1, 1024)) return STATSPROF_ENOMEM;
+    f->times[f->ntimes++] = *ns;
+  } else {
+    uint64_t j = next_random(f) % (f->nframes + 1);
+    if (j < f->ntimes) f->times[j] = *ns;
+  }
+  f->nframes++;
+  f->sum_ns += *ns;
+  if (*ns > f->max_ns) f->max_ns = *ns;
   return 0;
 }
 
-int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns) {
+int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, int hooked, uint64_t *spike_ns) {
   if (!f->tracking) return 0;
   /* Frames marked inside this one (frames_mark_held) had their numbers. */
   uint64_t merged = f->held;
   f->no += f->held;
   f->held = 0;
   uint64_t ns;
-  if (keep_time(f, now_ns, &ns)) return STATSPROF_ENOMEM;
+  if (keep_time(f, now_ns, running, &ns)) return STATSPROF_ENOMEM;
   *spike_ns = ns;
-  if (!over_budget(f, ns, running) || f->lost) return 0;
+  if (!over_budget(f, ns, hooked) || f->lost) return 0;
   if (merged || f->partial) {
     /* Its touches are those of the frames marked inside it as well, or
      * lack those made before frames_begin. */
@@ -177,7 +196,7 @@ void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns) {
  * frames and gets no spike record either. Both count as suppressed when
  * over budget. Only the times and the counters here are written, which
  * snapshot building reads with the GIL held throughout. */
-int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running) {
+int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running, int hooked) {
   if (!f->tracking) {
     /* The first mark only starts frame 1: nothing is built from frames
      * yet, so that is safe inside another call. */
@@ -185,8 +204,12 @@ int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int runnin
     return 1;
   }
   uint64_t ns;
-  if (keep_time(f, now_ns, &ns)) return STATSPROF_ENOMEM;
-  if (over_budget(f, ns, running) && !f->lost) f->spikes_suppressed++;
+  if (keep_time(f, now_ns, running, &ns)) return STATSPROF_ENOMEM;
+  if (over_budget(f, ns, hooked) && !f->lost) f->spikes_suppressed++;
   f->held++;
   return 0;
+}
+
+void statsprof__frames_cut(statsprof__frames *f) {
+  if (f->tracking) f->partial = 1;
 }

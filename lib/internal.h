@@ -29,6 +29,9 @@ void statsprof__clock_init(void);
 extern int statsprof__clock_use_tsc;
 extern double statsprof__clock_sec_per_tick;
 
+/* A duration (ns, >= 0) in ticks, at most UINT64_MAX / 2 (a huge one
+ * means "never": the conversion must not overflow, nor now + it wrap). */
+uint64_t statsprof__ns_to_ticks(int64_t ns);
 int64_t statsprof__wall_ns(void);     /* CLOCK_REALTIME, ns since the epoch */
 int64_t statsprof__mono_ns(void);     /* CLOCK_MONOTONIC */
 uint64_t statsprof__thread_cpu_ns(void);
@@ -476,7 +479,9 @@ int statsprof__monitoring_watch_init(statsprof *p, PyObject *code);
 /* source_evalframe.c: whether the
  * frame-evaluation source would count exactly here and its slot is free:
  * 1, else why, and 0, or -1 when the reason is this interpreter's version
- * or self-check, already given once; installing and removing its
+ * or self-check, already given once, or -2 when an exception from outside
+ * interrupted the self-check (kept for statsprof__calibrate_reraise: the
+ * start fails with STATSPROF_EPYTHON); installing and removing its
  * function; at Py_Finalize, forgetting it. GIL held. */
 int statsprof__evalframe_usable(char *why, size_t n);
 int statsprof__evalframe_attach_all(statsprof *p);
@@ -539,6 +544,12 @@ typedef struct statsprof__frame_base {
  * thread that marks frames writes the frame number, times and spike
  * budget; the hook (any profiled thread) reads `tracking` and `no` and
  * appends to the touched lists and bases. */
+/* Frame times kept per record for its percentiles: past this many (4.5
+ * hours at 60 fps between records) a uniform sample of them, so a host
+ * that marks frames for days between records uses 512 KiB, not a growing
+ * array; count, mean and max stay exact. */
+#define STATSPROF__FRAME_TIMES 65536
+
 typedef struct statsprof__frames {
   int64_t budget_ns;           /* config: longer frames are spikes; 0 off */
   uint32_t max_spikes_per_min; /* config */
@@ -554,8 +565,10 @@ typedef struct statsprof__frames {
   int64_t start_ns;            /* the current frame's start, monotonic */
   uint64_t held;               /* frames marked inside the current one (frames_mark_held) */
   int partial;                 /* the current frame's touches are incomplete: no spike */
-  uint64_t *times;             /* ns, frames ended in the current interval */
-  size_t ntimes, captimes;
+  uint64_t *times;             /* ns, frames ended in the current interval while running: */
+  size_t ntimes, captimes;     /* ... all of them, or a uniform sample of STATSPROF__FRAME_TIMES */
+  uint64_t nframes, sum_ns, max_ns; /* ... and exactly, their number, total and longest */
+  uint64_t sample_rng;         /* the sample's random state (xorshift64) */
   int64_t *spike_times;        /* the last max_spikes_per_min spikes' times (a ring), */
   uint32_t nspike_times, spike_next; /* ... how many, the oldest */
   uint64_t spikes_suppressed;
@@ -573,19 +586,24 @@ void statsprof__frame_touch_edge(statsprof__frames *f, const statsprof__table *t
 void statsprof__frame_forget(statsprof__frames *f);
 /* Frame statistics of the interval so far; starts a new interval. */
 void statsprof__frame_stats_take(statsprof__frames *f, statsprof_frame_stats *out);
-/* Ends the current frame at now_ns (monotonic): records its time; returns
- * 1 with its length in *spike_ns when it deserves a spike record (over
- * budget, profiler running, nothing lost, within max_spikes_per_min). The
+/* Ends the current frame at now_ns (monotonic): records its time if
+ * `running` (the profiler started); returns 1 with its length in
+ * *spike_ns when it deserves a spike record (over budget, `hooked` — the
+ * hook on: running, in a production-mode window — nothing lost nor
+ * partial, within max_spikes_per_min). The
  * caller builds that record from the touched lists before frames_begin.
  * STATSPROF_ENOMEM when the frame's time could not be kept. */
-int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, uint64_t *spike_ns);
+int statsprof__frames_end(statsprof__frames *f, int64_t now_ns, int running, int hooked, uint64_t *spike_ns);
 /* Starts the next frame, with nothing touched: at now_ns for the first
  * frame, else where frames_end (or a mark nested in its spike) put it. */
 void statsprof__frames_begin(statsprof__frames *f, int64_t now_ns);
 /* A mark made while another call holds the profiler: ends the frame's
  * time only (its touches stay with the next frame, see frame.c). 1 when
  * it was the first mark, which starts frame tracking. */
-int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running);
+int statsprof__frames_mark_held(statsprof__frames *f, int64_t now_ns, int running, int hooked);
+/* The hook goes on with a frame under way (start, a production-mode window
+ * opening): what the frame touched before is missing, so no spike. */
+void statsprof__frames_cut(statsprof__frames *f);
 
 /* ---- calibrate.c ------------------------------------------------------ */
 
@@ -618,6 +636,10 @@ int statsprof__calibrate(statsprof__clock_kind clock, int source, int builtins, 
  * raised again in this thread's next Python code and anything else is
  * reported as unraisable. */
 void statsprof__calibrate_reraise(void);
+/* An exception that start's own Python code raised (a signal handler's
+ * KeyboardInterrupt, MemoryError) is taken aside for
+ * statsprof__calibrate_reraise; the first one is kept. */
+void statsprof__calibrate_keep_raised(void);
 /* pthread_atfork's child: a calibration in progress at fork ran on a thread
  * the child does not have (fork.c). */
 void statsprof__calibrate_atfork_child(void);

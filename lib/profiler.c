@@ -111,6 +111,7 @@ static int choose_source(statsprof *p) {
   char why[320];
   int usable = c->source == STATSPROF__SOURCE_EVALFRAME ? statsprof__evalframe_usable(why, sizeof why) : 1;
   if (usable == 1) return 0;
+  if (usable == -2) return statsprof__error(p, STATSPROF_EPYTHON, "statsprof_start: source=evalframe: %s", why);
   if (!c->fallback)
     return statsprof__error(p, STATSPROF_ESTATE, "statsprof_start: source=evalframe: %s; use source=%s", why,
                             FALLBACK_NAME);
@@ -146,10 +147,7 @@ int statsprof_create(const char *config, statsprof **out) {
   p->gen = next_gen();
   statsprof__fork_track(p, 1);
   p->snap.last_wall_ns = p->snap.start_wall_ns = statsprof__wall_ns();
-  double ticks_per_ns = 1e-9 / statsprof__clock_sec_per_tick;
-  /* Clamped: a huge interval ("never") must not overflow the conversion. */
-  double ticks = (double)p->config.interval_ns * ticks_per_ns;
-  p->interval_ticks = ticks >= 1.8e19 ? UINT64_MAX / 2 : (uint64_t)ticks;
+  p->interval_ticks = statsprof__ns_to_ticks(p->config.interval_ns);
   statsprof__error_clear(NULL); /* no stale message from an earlier failed create */
   *out = p;
   return 0;
@@ -226,6 +224,7 @@ static void duty_step(statsprof *p, uint64_t now, int self) {
     close_window(p, now);
   } else if (edge == STATSPROF__DUTY_OPEN) {
     statsprof__duty_open(&p->duty, now, statsprof__own_cost(p));
+    statsprof__frames_cut(&p->frames); /* the frame under way had no hook until now */
     /* Not after Py_Finalize (a tick then), nor on a later interpreter. */
     if (statsprof__may_attach(p)) statsprof__attach_all(p, self);
   }
@@ -431,6 +430,7 @@ static int start_locked(statsprof *p) {
   int first = p->interp_epoch == 0;
   p->interp_epoch = statsprof__epoch();
   p->running = 1;
+  statsprof__frames_cut(&p->frames); /* a frame under way had no hook until now */
   /* Threads started later from Python; failure only loses those threads
    * until the next tick. Done before attaching, so it is not profiled. */
   if (p->config.source == STATSPROF__SOURCE_SETPROFILE && statsprof__threading_hook(p, 1))
@@ -828,7 +828,7 @@ int statsprof_frame_mark(statsprof *p) {
   if (foreign_interp(p, "statsprof_frame_mark")) return STATSPROF_ESTATE;
   if (held(p)) {
     /* Inside another call: the frame's time only (frame.c). */
-    int rc = statsprof__frames_mark_held(&p->frames, statsprof__mono_ns(), p->running);
+    int rc = statsprof__frames_mark_held(&p->frames, statsprof__mono_ns(), p->running, statsprof__may_attach(p));
     if (rc == 1) statsprof__monitoring_fast_update(p); /* frame tracking is on now */
     if (rc < 0)
       return statsprof__error_here(p, STATSPROF_ENOMEM, "statsprof_frame_mark: out of memory keeping frame %llu's time",
@@ -841,7 +841,9 @@ int statsprof_frame_mark(statsprof *p) {
   p->busy = STATSPROF__BUSY_CALL;
   int64_t now = statsprof__mono_ns();
   uint64_t spike_ns;
-  int rc = statsprof__frames_end(&p->frames, now, p->running, &spike_ns);
+  /* Between production-mode windows no thread has the hook: an empty
+   * spike record would only use up max_spikes_per_min. */
+  int rc = statsprof__frames_end(&p->frames, now, p->running, statsprof__may_attach(p), &spike_ns);
   if (rc < 0)
     rc = statsprof__error(p, rc, "statsprof_frame_mark: out of memory keeping frame %llu's time",
                           (unsigned long long)p->frames.no);

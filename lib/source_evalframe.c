@@ -90,6 +90,10 @@ static inline PyCodeObject *ef_code(_PyInterpreterFrame *frame) {
 /* The profiler whose function is installed, or NULL; the wrapper reads it
  * under the GIL on every thread. */
 static statsprof *g_ef;
+/* An attach under way: it runs Python (sys.monitoring, the class
+ * watcher's walk), which may let the GIL go, and another thread's attach
+ * then must not take the function too. */
+static statsprof *g_ef_claim;
 
 /* CPython's recursion checks at the start of an evaluation, before the
  * RESUME that makes its call event (Python/ceval.c and
@@ -613,7 +617,9 @@ static long ef_probe(PyInterpreterState *interp) {
     _PyInterpreterState_SetEvalFrameFunc(interp, NULL);
     if (ok) seen = g_probe_seen;
   }
-  PyErr_Clear();
+  /* Only an exception from outside stops it (a signal handler's Ctrl-C,
+   * MemoryError): the start fails and hands it back. */
+  if (PyErr_Occurred()) statsprof__calibrate_keep_raised();
   g_probe_file = NULL;
   Py_XDECREF(r);
   Py_XDECREF(code);
@@ -634,10 +640,13 @@ static uint64_t g_verdict_epoch;
 static int g_verdict;
 static char g_verdict_why[200];
 
-static void ef_verdict(PyInterpreterState *interp) {
-  if (g_verdict_epoch == statsprof__epoch()) return;
+/* 0, or -1 when the self-check could not run (an exception from outside
+ * stopped it): no verdict then, the next start checks again. */
+static int ef_verdict(PyInterpreterState *interp) {
+  if (g_verdict_epoch == statsprof__epoch()) return 0;
   unsigned long v = Py_Version; /* the running libpython, not the headers */
   long seen = ef_probe(interp);
+  if (seen < 0) return -1;
   long want = PROBE_ROUNDS * PROBE_PER_ROUND + 1 - PROBE_INITS;
   g_verdict = v >= 0x030B04F0 && seen == want;
   g_verdict_why[0] = 0;
@@ -648,11 +657,12 @@ static void ef_verdict(PyInterpreterState *interp) {
              v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v < 0x030B04F0 ? " (gh-104405, fixed in 3.11.4)" : "",
              seen, want);
   g_verdict_epoch = statsprof__epoch();
+  return 0;
 }
 
 int statsprof__evalframe_usable(char *why, size_t n) {
   PyInterpreterState *interp = PyThreadState_Get()->interp;
-  if (g_ef) {
+  if (g_ef || g_ef_claim) {
     snprintf(why, n, "another statsprof profiler is using the frame-evaluation function");
     return 0;
   }
@@ -669,7 +679,10 @@ int statsprof__evalframe_usable(char *why, size_t n) {
     return 0;
   }
   int first = g_verdict_epoch != statsprof__epoch();
-  ef_verdict(interp);
+  if (ef_verdict(interp)) {
+    snprintf(why, n, "its self-check was interrupted by an exception");
+    return -2;
+  }
   if (g_verdict) return 1;
   snprintf(why, n, "%s", g_verdict_why);
   return first ? 0 : -1;
@@ -678,13 +691,17 @@ int statsprof__evalframe_usable(char *why, size_t n) {
 int statsprof__evalframe_attach_all(statsprof *p) {
   if (g_ef == p) return 0;
   PyInterpreterState *interp = PyThreadState_Get()->interp;
-  if (g_ef || !ef_slot_free(interp))
+  if (g_ef || g_ef_claim || !ef_slot_free(interp))
     return statsprof__error(p, STATSPROF_ESTATE,
                             "source=evalframe: the frame-evaluation function was taken (by %s) since start",
-                            g_ef ? "another statsprof profiler" : "a debugger or another profiler");
+                            g_ef || g_ef_claim ? "another statsprof profiler" : "a debugger or another profiler");
+  g_ef_claim = p;
 #if EF_UNWIND
   int rc = statsprof__monitoring_unwind_on(p);
-  if (rc) return rc;
+  if (rc) {
+    g_ef_claim = NULL;
+    return rc;
+  }
 #endif
   p->src.tls_key = statsprof__tls_key_next(); /* every thread's cached state is stale */
 #if STATSPROF__EF_INIT
@@ -692,6 +709,7 @@ int statsprof__evalframe_attach_all(statsprof *p) {
   statsprof__monitoring_fast_update(p);
   ef_watch_run(p);
 #endif
+  g_ef_claim = NULL;
   g_ef = p;
   _PyInterpreterState_SetEvalFrameFunc(interp, ef_eval);
   return 0;
@@ -737,7 +755,7 @@ void statsprof__evalframe_release(statsprof *p) {
 }
 
 void statsprof__evalframe_forget(void) {
-  g_ef = NULL; /* the interpreter, and its frame-evaluation function, are gone */
+  g_ef = g_ef_claim = NULL; /* the interpreter, and its frame-evaluation function, are gone */
 #if STATSPROF__EF_INIT
   g_ef_owner = NULL;
 #endif

@@ -372,6 +372,26 @@ TEST(Duty, BudgetNeverShortensTheConfiguredGap) {
   }
 }
 
+// The longest every config takes (2^63 - 1 ns, "one window, then never")
+// is more ticks than a uint64_t holds at the TSC's rate: the conversion
+// gave 0 on x86, so the next window opened at once and production mode
+// profiled all the time (1.3 million of 2 million calls counted where
+// 10 ms of them were meant). The gap now ends decades from now.
+TEST(Duty, TheLongestEveryWaitsInsteadOfOpeningAtOnce) {
+  statsprof__clock_init();
+  const uint64_t ms = (uint64_t)(1e-3 / statsprof__clock_sec_per_tick);
+  statsprof__duty d;
+  statsprof__duty_init(&d, 10 * 1000000, INT64_MAX, 0);
+  const uint64_t t0 = 1000 * ms;
+  statsprof__duty_start(&d, t0, 0);
+  EXPECT_EQ(statsprof__duty_due(&d, d.boundary), STATSPROF__DUTY_CLOSE);
+  const uint64_t close = d.boundary;
+  statsprof__duty_close(&d, close, 0);
+  EXPECT_GT(d.boundary, close);
+  const uint64_t decade = (uint64_t)(10 * 365.25 * 86400 * 1000) * ms;
+  EXPECT_EQ(statsprof__duty_due(&d, close + decade), STATSPROF__DUTY_NONE);
+}
+
 TEST(Duty, OverheadBudgetLengthensTheGaps) {
   DutyRun tight("sink=none;window=10ms;every=20ms;interval=1h", 0.5);
   DutyRun budget("sink=none;window=10ms;every=20ms;max_overhead=0.1%;interval=1h", 0.5);

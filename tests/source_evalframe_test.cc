@@ -114,6 +114,53 @@ TEST(EvalFrame, ForcedIsRefusedWhereItWouldNotCountExactly) {
   statsprof_destroy(p);
 }
 
+// An exception from outside during start's self-check (a signal handler's
+// Ctrl-C) was swallowed, and the check cached as failed ("saw -1 of 961
+// evaluations") for the rest of the process: builtins=off fell back for
+// good, and a forced source=evalframe was refused at every start. The
+// start now fails with STATSPROF_EPYTHON and hands the exception back
+// (called from C: raised again in this thread's next Python code), and
+// the next start checks again. A tracer raises it, deterministically, at
+// the self-check's first call.
+TEST(EvalFrame, AnExceptionDuringTheSelfCheckFailsTheStartAndTheNextStartChecksAgain) {
+  void *ns = pyh::Exec(
+      "import sys\n"
+      "def tracer(frame, event, arg):\n"
+      "  if event == 'call' and frame.f_code.co_name == '_statsprof_probe':\n"
+      "    sys.settrace(None)\n"
+      "    raise KeyboardInterrupt\n"
+      "def arm(): sys.settrace(tracer)\n"
+      "def after(): return 1\n");
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    statsprof__evalframe_forget();  // no verdict yet in this process
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;source=evalframe;builtins=off", &p) != 0) return std::string("create");
+    pr.Check(pyh::Call(ns, "arm"), "arm");
+    int rc = statsprof_start(p);
+    pr.Check(rc == STATSPROF_EPYTHON, "start: " + std::to_string(rc) + " " + statsprof_errmsg(p));
+    pr.Check(std::string(statsprof_errmsg(p)) ==
+                 "statsprof_start: source=evalframe: its self-check was interrupted by an exception",
+             statsprof_errmsg(p));
+    PyObject *r = PyObject_CallNoArgs(PyDict_GetItemString(static_cast<PyObject *>(ns), "after"));
+    pr.Check(!r && PyErr_ExceptionMatches(PyExc_KeyboardInterrupt), "the Ctrl-C was not raised again");
+    Py_XDECREF(r);
+    PyErr_Clear();
+    rc = statsprof_start(p);
+    std::string msg = statsprof_errmsg(p);
+    if (pyh::EvalFrameRuns())
+      pr.Check(rc == 0 && p->src.config.source == STATSPROF__SOURCE_EVALFRAME, "the next start: " + msg);
+    else
+      pr.Check(rc == STATSPROF_ESTATE && msg.find("self-check saw -1") == std::string::npos &&
+                   msg.find("self-check saw") != std::string::npos,
+               "the next start: " + msg);
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
 TEST(EvalFrame, AnotherToolsFunctionIsNeverReplaced) {
   Install(ForeignEval);
   // Forced: a clear error naming the condition, and the function stays.
