@@ -5,7 +5,9 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -187,6 +189,31 @@ TEST(Log, AfterOneStalledDefaultLineTheNextOnesDoNotWait) {
     return pr.text;
   }, 60);
   EXPECT_EQ(problems, "");
+}
+
+// A stderr that is a file past RLIMIT_FSIZE: the write raised SIGXFSZ,
+// whose default action killed the host. Now it fails with EFBIG; in a
+// child, which the old code's first call killed.
+TEST(Log, LogStderrIntoAFileAtItsSizeLimitFailsWithEfbig) {
+  std::string path = pyh::TempDir() + "/err.log";
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    signal(SIGXFSZ, SIG_DFL);
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || dup2(fd, 2) != 2) return std::string("no file on fd 2");
+    close(fd);
+    struct rlimit rl = {16, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) return std::string("setrlimit");
+    for (int i = 0; i < 3; i++) {
+      errno = 0;
+      int rc = statsprof_log_stderr("a line longer than the limit", 1000);
+      int err = errno;
+      pr.Check(rc == -1 && err == EFBIG, "rc " + std::to_string(rc) + " errno " + std::to_string(err));
+    }
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  EXPECT_EQ(pyh::ReadFile(path), "statsprof: a lin");  // the first 16 bytes
 }
 
 }  // namespace

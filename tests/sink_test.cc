@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -599,6 +600,37 @@ TEST(JsonlSink, AFailingFileIsNamedWithItsOsErrorInTheLog) {
   EXPECT_EQ(statsprof_sink_errors(p), 1u);
   statsprof_destroy(p);
   EXPECT_EQ(CountLines(pyh::ReadFile(good)), 1);
+  pyh::Release(ns);
+}
+
+// A write past RLIMIT_FSIZE raises SIGXFSZ, whose default action killed
+// the host (writer=sync: on the host's own thread). The write now fails
+// with EFBIG and the sink's failure names the file and the OS error. In a
+// child: the old code killed it.
+TEST(JsonlSink, AFileSizeLimitFailsTheRecordInsteadOfKillingTheHost) {
+  void *ns = pyh::Exec("def f(): pass\n");
+  std::string path = pyh::TempDir() + "/limited.jsonl";
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    LogLines log;
+    statsprof *p = nullptr;
+    if (statsprof_create(("writer=sync;interval=1h;sink=jsonl:" + path).c_str(), &p) != 0)
+      return "create: " + std::string(statsprof_errmsg(nullptr));
+    statsprof_set_log(p, LogLines::Fn, &log);
+    struct rlimit rl = {64, RLIM_INFINITY};  // less than one record
+    pr.Check(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit");
+    pr.Check(statsprof_start(p) == 0, "start");
+    for (int i = 0; i < 2; i++) {
+      pyh::Call(ns, "f");
+      pr.Check(statsprof_emit_now(p) == 0, "emit_now");
+    }
+    pr.Check(statsprof_sink_errors(p) == 2, "sink errors: " + std::to_string(statsprof_sink_errors(p)));
+    pr.Check(log.Has("cannot write to '" + path + "': File too large"), "not logged:\n" + log.All());
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  EXPECT_EQ(pyh::ReadFile(path), "");  // the cut record was truncated away
   pyh::Release(ns);
 }
 

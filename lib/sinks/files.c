@@ -33,12 +33,15 @@ static int wait_writable(int fd, int64_t *left_ms) {
 }
 
 size_t statsprof__write_fd(int fd, int how, const char *data, size_t len, int stall_ms) {
-  /* A reader that went away raises SIGPIPE, which would kill the host:
-   * block it here and take back the one this write caused. */
-  sigset_t pipe_set, old;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  /* A reader that went away raises SIGPIPE, and a write past RLIMIT_FSIZE
+   * SIGXFSZ; either would kill the host (their default action): block both
+   * here (the write then fails with EPIPE or EFBIG) and take back the one
+   * this write caused. */
+  sigset_t block_set, old;
+  sigemptyset(&block_set);
+  sigaddset(&block_set, SIGPIPE);
+  sigaddset(&block_set, SIGXFSZ);
+  pthread_sigmask(SIG_BLOCK, &block_set, &old);
   size_t done = 0;
   int err = 0;
   int64_t left_ms = stall_ms;
@@ -70,9 +73,12 @@ size_t statsprof__write_fd(int fd, int how, const char *data, size_t len, int st
     err = errno;
     break;
   }
-  if (err == EPIPE) {
+  if (err == EPIPE || err == EFBIG) {
+    sigset_t raised;
     struct timespec zero = {0, 0};
-    sigtimedwait(&pipe_set, NULL, &zero);
+    sigemptyset(&raised);
+    sigaddset(&raised, err == EPIPE ? SIGPIPE : SIGXFSZ);
+    sigtimedwait(&raised, NULL, &zero);
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   errno = err;
