@@ -1087,6 +1087,10 @@ void statsprof__stderr_refresh(statsprof__stderr_out *o);
 void statsprof__stderr_close(statsprof__stderr_out *o);
 int statsprof__write_all(int fd, const char *data, size_t len);
 int statsprof__mkdir_parents(const char *file);
+/* open(2), O_CLOEXEC added, the descriptor moved to 3 or above: with fd 0,
+ * 1 or 2 closed, a sink's file must not take a stdio number (a file at fd
+ * 2 would be taken for stderr, and log lines written into it). */
+int statsprof__open_file(const char *path, int flags, mode_t mode);
 /* path[0..len) as an absolute path (allocated), resolved against the
  * current directory now, so a host's later chdir does not move a sink's
  * output. NULL (errno ENOMEM, or getcwd's) with a message in err naming

@@ -603,6 +603,49 @@ TEST(JsonlSink, AFailingFileIsNamedWithItsOsErrorInTheLog) {
   pyh::Release(ns);
 }
 
+// With fd 2 closed, the sink's file took number 2 and was then taken for
+// stderr: log lines and the stderr sink's table went into it, between its
+// JSON lines. A FIFO shows it (a regular file's first descriptor is
+// replaced by a read-write one, which happens to move it). A sink's
+// descriptors are 3 or above now, and fd 2 stays closed (log lines are
+// lost, not written into a file that is not stderr).
+TEST(JsonlSink, WithFd2ClosedTheFileIsNeverTakenForStderr) {
+  void *ns = pyh::Exec("def f(): pass\n");
+  std::string dir = pyh::TempDir(), fifo = dir + "/fifo", copy = dir + "/read.jsonl";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    if (reader < 0) return std::string("no reader");
+    close(2);
+    statsprof *p = nullptr;
+    if (statsprof_create(("writer=sync;interval=1h;sink=jsonl:" + fifo + ";sink=stderr").c_str(), &p) != 0)
+      return "create: " + std::string(statsprof_errmsg(nullptr));
+    pr.Check(statsprof_start(p) == 0, "start");
+    for (int i = 0; i < 2; i++) {
+      pyh::Call(ns, "f");
+      pr.Check(statsprof_emit_now(p) == 0, "emit_now");
+      statsprof_log_stderr("a log line, for stderr only", 1000);
+    }
+    statsprof_destroy(p);
+    pr.Check(fcntl(2, F_GETFD) == -1, "something was left open at fd 2");
+    // What the FIFO got, into a file the parent reads.
+    std::string got;
+    char buf[4096];
+    for (ssize_t n; (n = read(reader, buf, sizeof buf)) > 0;) got.append(buf, (size_t)n);
+    FILE *out = fopen(copy.c_str(), "w");
+    pr.Check(out && fwrite(got.data(), 1, got.size(), out) == got.size() && fclose(out) == 0, "copy");
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::JsonlFile f = pyh::ReadJsonl(copy);
+  EXPECT_EQ(f.error, "");
+  EXPECT_EQ(f.lines, 2);
+  EXPECT_EQ(f.bad, 0) << pyh::ReadFile(copy);
+  EXPECT_EQ(f.tail, 0) << pyh::ReadFile(copy);
+  pyh::Release(ns);
+}
+
 // A write past RLIMIT_FSIZE raises SIGXFSZ, whose default action killed
 // the host (writer=sync: on the host's own thread). The write now fails
 // with EFBIG and the sink's failure names the file and the OS error. In a

@@ -362,7 +362,7 @@ static const statsprof_sink_ops callgrind_ops = {
  * spaces, on one line. */
 static char *command_line(void) {
   statsprof__buf raw = {0}, out = {0};
-  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  int fd = statsprof__open_file("/proc/self/cmdline", O_RDONLY, 0);
   if (fd >= 0) {
     char chunk[1024];
     ssize_t n;

@@ -114,7 +114,7 @@ void statsprof__stderr_refresh(statsprof__stderr_out *o) {
     /* Setting O_NONBLOCK on fd 2 would change it for the host too (the
      * flag belongs to the open file, shared by dups): open the same pipe
      * or terminal again, non-blocking, for ourselves. */
-    int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int fd = statsprof__open_file("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_NOCTTY, 0);
     if (fd >= 0) {
       o->fd = fd;
       o->own = 1;
@@ -129,6 +129,16 @@ void statsprof__stderr_close(statsprof__stderr_out *o) {
   if (o->own) close(o->fd);
   o->fd = -1;
   o->own = 0;
+}
+
+int statsprof__open_file(const char *path, int flags, mode_t mode) {
+  int fd = open(path, flags | O_CLOEXEC, mode);
+  if (fd < 0 || fd > 2) return fd;
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return high;
 }
 
 int statsprof__write_all(int fd, const char *data, size_t len) {
@@ -211,7 +221,7 @@ char *statsprof__absolute_path(const char *path, size_t len, const char *what, c
 static int open_tmp(statsprof__record_dir *d, char *path, size_t n) {
   for (int tries = 0; tries < 100; tries++) {
     snprintf(path, n, "%s/.statsprof-%s-%ld-%u.tmp", d->path, d->tag, (long)getpid(), d->tmp_counter++);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    int fd = statsprof__open_file(path, O_WRONLY | O_CREAT | O_EXCL, 0666);
     if (fd >= 0 || errno != EEXIST) return fd;
   }
   return -1;

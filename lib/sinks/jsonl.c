@@ -85,7 +85,7 @@ static void drop_opening(jsonl_sink *s, int i) {
 }
 
 /* Created with the host's umask; O_CLOEXEC so children that exec never
- * inherit it. Each descriptor is in s->opening from its open to its close
+ * inherit it, and never at fd 0-2 (statsprof__open_file). Each descriptor is in s->opening from its open to its close
  * or until s->fd has it, for a child forked meanwhile (forget_parents). */
 static int open_file(jsonl_sink *s) {
   /* mkdir -p, so "out/prof.jsonl" works on a fresh tree. */
@@ -93,7 +93,7 @@ static int open_file(jsonl_sink *s) {
   /* O_NONBLOCK: a FIFO with no reader fails now (ENXIO) instead of
    * blocking the host, and a stalled reader never blocks a write forever
    * (see statsprof__write_some). No effect on regular files. */
-  int fd = s->opening[0] = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0666);
+  int fd = s->opening[0] = statsprof__open_file(s->path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK, 0666);
   if (fd < 0) return -1;
   struct stat st;
   if (fstat(fd, &st) != 0) {
@@ -107,7 +107,7 @@ static int open_file(jsonl_sink *s) {
     /* Read access too, to find a line a crashed writer left cut (see
      * repair_tail). Opened write-only first, so a FIFO is never opened for
      * reading; a file we may not read is still written. */
-    int rw = s->opening[1] = open(s->path, O_RDWR | O_APPEND | O_CLOEXEC | O_NONBLOCK);
+    int rw = s->opening[1] = statsprof__open_file(s->path, O_RDWR | O_APPEND | O_NONBLOCK, 0);
     struct stat rst;
     if (rw >= 0 && fstat(rw, &rst) == 0 && rst.st_dev == st.st_dev && rst.st_ino == st.st_ino) {
       drop_opening(s, 0);
