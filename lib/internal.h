@@ -1071,6 +1071,9 @@ size_t statsprof__write_some(int fd, const char *data, size_t len, int stall_ms)
  * the host's) or OUT_POLL (a blocking pipe: poll, then PIPE_BUF at most). */
 enum { STATSPROF__OUT_WRITE, STATSPROF__OUT_SEND, STATSPROF__OUT_POLL };
 size_t statsprof__write_fd(int fd, int how, const char *data, size_t len, int stall_ms);
+/* Tests: the next n write(2)s of statsprof__write_fd return 0, taking
+ * nothing, as some devices and FUSE file systems do. */
+void statsprof__zero_writes(int n);
 
 /* Whatever fd 2 is, written without ever blocking for longer than a stall
  * and without stdio (whose lock would block the host's own writes to

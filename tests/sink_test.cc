@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -756,6 +757,38 @@ TEST(WriteFd, SignalsWhileAPipeIsFullDoNotCutTheWrite) {
     EXPECT_EQ(r.err, 0) << m.name << ": " << strerror(r.err);
     EXPECT_TRUE(r.got == r.sent) << m.name << ": read " << r.got.size() << " of " << r.sent.size() << " bytes";
   }
+}
+
+// A write(2) that returns 0 (no error, nothing taken; some devices and
+// FUSE file systems do) looped for ever: no progress, and the stall budget
+// never spent. Now it counts as no room: a few zeros among progress only
+// delay the write; zeros without end spend the budget (ETIMEDOUT). In a
+// child: the old loop hung it. statsprof__zero_writes stands in for such a
+// device.
+TEST(WriteFd, WritesThatTakeNothingSpendTheStallBudget) {
+  std::string problems = child::Run([] {
+    child::Problems pr;
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK) != 0) return std::string("pipe");
+    const char data[] = "a record\n";
+    for (int how : {STATSPROF__OUT_WRITE, STATSPROF__OUT_POLL}) {
+      std::string mode = how == STATSPROF__OUT_WRITE ? "write: " : "poll: ";
+      statsprof__zero_writes(3);
+      errno = 0;
+      size_t done = statsprof__write_fd(fds[1], how, data, sizeof data - 1, 1000);
+      pr.Check(done == sizeof data - 1 && errno == 0, mode + "3 zeros, then " + std::to_string(done) + " bytes, " +
+                                                          strerror(errno));
+      statsprof__zero_writes(INT_MAX);
+      done = statsprof__write_fd(fds[1], how, data, sizeof data - 1, 50);
+      int err = errno;
+      statsprof__zero_writes(0);
+      pr.Check(done == 0 && err == ETIMEDOUT, mode + "only zeros: " + std::to_string(done) + " bytes, " + strerror(err));
+    }
+    char buf[64];
+    pr.Check(read(fds[0], buf, sizeof buf) == 2 * (ssize_t)(sizeof data - 1), "the pipe has both records");
+    return pr.text;
+  }, 30);
+  EXPECT_EQ(problems, "");
 }
 
 // ---- the stderr sink ---------------------------------------------------------
