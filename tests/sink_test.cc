@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -787,6 +788,101 @@ TEST(WriteFd, WritesThatTakeNothingSpendTheStallBudget) {
     char buf[64];
     pr.Check(read(fds[0], buf, sizeof buf) == 2 * (ssize_t)(sizeof data - 1), "the pipe has both records");
     return pr.text;
+  }, 30);
+  EXPECT_EQ(problems, "");
+}
+
+// OUT_POLL is for a blocking pipe or terminal on fd 2 that could not be
+// opened again non-blocking. It wrote up to PIPE_BUF bytes whenever poll()
+// said writable, which blocks a terminal with less room than that: here a
+// pseudo-terminal whose reader took 1 KiB of its full buffer and then
+// nothing. The old code hung in write(2) (in a child: the test reports it
+// HUNG); now a terminal gets small chunks, each after a poll, and the
+// write stops at the stall limit.
+TEST(WriteFd, ABlockingTerminalWithLittleRoomDoesNotBlockTheWrite) {
+  std::string problems = child::Run([] {
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) return std::string("no pseudo-terminal");
+    int tty = open(ptsname(master), O_RDWR | O_NOCTTY | O_NONBLOCK);
+    if (tty < 0) return std::string("cannot open the terminal");
+    struct termios t;
+    tcgetattr(tty, &t);
+    cfmakeraw(&t);
+    tcsetattr(tty, TCSANOW, &t);
+    char c = 'x';
+    while (write(tty, &c, 1) == 1) continue;  // full
+    char buf[1024];
+    if (read(master, buf, sizeof buf) <= 0) return std::string("read");  // the reader takes a little, then stops
+    fcntl(tty, F_SETFL, fcntl(tty, F_GETFL) & ~O_NONBLOCK);
+    std::string table(16384, 'x');
+    size_t done = statsprof__write_fd(tty, STATSPROF__OUT_POLL, table.data(), table.size(), 200);
+    int err = errno;
+    if (done == table.size() || err != ETIMEDOUT)
+      return "wrote " + std::to_string(done) + " bytes, " + strerror(err) + ": the terminal had room after all?";
+    return std::string();
+  }, 30);
+  EXPECT_EQ(problems, "");
+}
+
+// A blocking pipe nobody reads, filled by another writer meanwhile: room
+// seen by poll() may be gone by the write, and the old code's write of
+// PIPE_BUF bytes then blocked for ever. A pipe's write is RWF_NOWAIT now
+// (never blocks), or sized to the free space where the kernel lacks that.
+// Rounds of the race, in a child whose hang the test reports; the old code
+// lost it and hung.
+TEST(WriteFd, ABlockingPipeFilledByAnotherWriterDoesNotBlockTheWrite) {
+  std::string problems = child::Run([] {
+    signal(SIGPIPE, SIG_IGN);  // the filler's write ends with EPIPE when a round closes the pipe
+    std::string chunk(PIPE_BUF, 'r');
+    for (int round = 0; round < 1000; round++) {
+      int fds[2];
+      if (pipe(fds) != 0) return std::string("pipe");
+      fcntl(fds[1], F_SETPIPE_SZ, 8192);
+      std::atomic<bool> filling{false};
+      std::thread filler([&] {
+        filling = true;
+        char b = 'f';
+        while (write(fds[1], &b, 1) > 0) continue;  // byte by byte, until the round ends
+      });
+      while (!filling) sched_yield();
+      // Page-sized writes until the pipe is full: one of them races the filler for the last free page.
+      while (statsprof__write_fd(fds[1], STATSPROF__OUT_POLL, chunk.data(), chunk.size(), 0) == chunk.size())
+        continue;
+      close(fds[0]);  // the filler, blocked on the full pipe, gets EPIPE
+      filler.join();
+      close(fds[1]);
+    }
+    return std::string();
+  }, 60);
+  EXPECT_EQ(problems, "");
+}
+
+// fd 2 was looked at only when it became another file: a pipe that was
+// non-blocking then was written directly for good, even after the host
+// made it blocking again, and a full one blocked the write for ever (the
+// old code hung this child). Its O_NONBLOCK is looked at at each refresh.
+TEST(StderrOut, APipeMadeBlockingAfterTheFirstRefreshIsNotWrittenAsNonBlocking) {
+  std::string problems = child::Run([] {
+    int fds[2];
+    if (pipe(fds) != 0 || dup2(fds[1], 2) != 2) return std::string("no pipe on fd 2");
+    close(fds[1]);
+    fcntl(2, F_SETFL, fcntl(2, F_GETFL) | O_NONBLOCK);
+    statsprof__stderr_out out = {};
+    out.fd = -1;
+    statsprof__stderr_refresh(&out);
+    const char line[] = "statsprof: a line\n";
+    if (statsprof__write_fd(out.fd, out.how, line, sizeof line - 1, 100) != sizeof line - 1)
+      return std::string("the first line");
+    std::string filler(65536, 'x');
+    while (write(2, filler.data(), filler.size()) > 0) continue;  // full
+    fcntl(2, F_SETFL, fcntl(2, F_GETFL) & ~O_NONBLOCK);             // the host's stderr is blocking again
+    statsprof__stderr_refresh(&out);
+    errno = 0;
+    size_t done = statsprof__write_fd(out.fd, out.how, line, sizeof line - 1, 100);
+    int err = errno;
+    statsprof__stderr_close(&out);
+    if (done != 0 || err != ETIMEDOUT) return "wrote " + std::to_string(done) + ", " + strerror(err);
+    return std::string();
   }, 30);
   EXPECT_EQ(problems, "");
 }

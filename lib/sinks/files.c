@@ -9,7 +9,9 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,12 +39,52 @@ static atomic_int g_zero_writes;
 
 void statsprof__zero_writes(int n) { atomic_store(&g_zero_writes, n); }
 
-/* write(2), or 0 while a test asks for writes that take nothing. */
-static ssize_t write_or_zero(int fd, const char *data, size_t len) {
+/* A test asked for this write to take nothing. */
+static int zero_write_due(void) {
   int zeros = atomic_load_explicit(&g_zero_writes, memory_order_relaxed);
   while (zeros > 0)
-    if (atomic_compare_exchange_weak(&g_zero_writes, &zeros, zeros - 1)) return 0;
-  return write(fd, data, len);
+    if (atomic_compare_exchange_weak(&g_zero_writes, &zeros, zeros - 1)) return 1;
+  return 0;
+}
+
+/* write(2), or 0 while a test asks for writes that take nothing. */
+static ssize_t write_or_zero(int fd, const char *data, size_t len) {
+  return zero_write_due() ? 0 : write(fd, data, len);
+}
+
+/* How much of a write to a blocking terminal goes in one write(2) (see
+ * write_blocking_fd). */
+#define STATSPROF__TTY_CHUNK 64
+
+/* One write to a blocking pipe or terminal we could not open again
+ * non-blocking (STATSPROF__OUT_POLL), which has just polled writable, sized
+ * so that it should not block; 0 when nothing can go in now.
+ *   - A pipe: RWF_NOWAIT makes this one write non-blocking (Linux 5.8+ for
+ *     pipes), so concurrent writers cannot make it block. Where the kernel
+ *     refuses it (EOPNOTSUPP), at most the free space, F_GETPIPE_SZ minus
+ *     FIONREAD, and at most PIPE_BUF: with a free page (poll said so) such
+ *     a write does not block. Remaining risk, on those kernels only: another
+ *     writer fills the pipe between the check and the write.
+ *   - A terminal (RWF_NOWAIT is refused there): its room cannot be known
+ *     (TIOCOUTQ is 0 for a pseudo-terminal however full), and a write
+ *     larger than the room blocks. A terminal polls writable only with
+ *     room left and not stopped (Ctrl-S), so only a small chunk is written
+ *     after each poll. Remaining risk: less room than the chunk (plus a
+ *     CR for each LF) left, a Ctrl-S or another writer between the poll
+ *     and the write; then the write blocks until the terminal reads. */
+static ssize_t write_blocking_fd(int fd, const char *data, size_t len) {
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+    struct iovec v = {(void *)data, len};
+    ssize_t n = zero_write_due() ? 0 : pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
+    if (n >= 0 || errno != EOPNOTSUPP) return n;
+    int cap = fcntl(fd, F_GETPIPE_SZ), queued = 0;
+    if (cap < 0 || ioctl(fd, FIONREAD, &queued) != 0) return -1;
+    size_t room = cap > queued ? (size_t)(cap - queued) : 0;
+    if (room > PIPE_BUF) room = PIPE_BUF;
+    return room ? write_or_zero(fd, data, len < room ? len : room) : 0;
+  }
+  return write_or_zero(fd, data, len < STATSPROF__TTY_CHUNK ? len : STATSPROF__TTY_CHUNK);
 }
 
 size_t statsprof__write_fd(int fd, int how, const char *data, size_t len, int stall_ms) {
@@ -63,13 +105,11 @@ size_t statsprof__write_fd(int fd, int how, const char *data, size_t len, int st
     if (how == STATSPROF__OUT_SEND) {
       n = send(fd, data + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
     } else if (how == STATSPROF__OUT_POLL) {
-      /* A blocking pipe we could not reopen: a write of at most PIPE_BUF
-       * bytes into a pipe that polls writable does not block. */
       if (wait_writable(fd, &left_ms) != 0) {
         err = ETIMEDOUT;
         break;
       }
-      n = write_or_zero(fd, data + done, len - done < PIPE_BUF ? len - done : PIPE_BUF);
+      n = write_blocking_fd(fd, data + done, len - done);
     } else {
       n = write_or_zero(fd, data + done, len - done);
     }
@@ -119,7 +159,11 @@ void statsprof__stderr_refresh(statsprof__stderr_out *o) {
     statsprof__stderr_close(o);
     return; /* no fd 2: writes fail with EBADF */
   }
-  if (o->fd >= 0 && o->dev == st.st_dev && o->ino == st.st_ino) return;
+  /* Our own non-blocking open stays right while fd 2 is that file. fd 2
+   * itself is looked at again each time: the host may have set or cleared
+   * its O_NONBLOCK since (a blocking pipe written as if non-blocking would
+   * block the host). */
+  if (o->own && o->dev == st.st_dev && o->ino == st.st_ino) return;
   statsprof__stderr_close(o);
   o->dev = st.st_dev;
   o->ino = st.st_ino;
