@@ -458,6 +458,34 @@ TEST(CallgrindSink, HandMadeRecordWithHostileNamesStaysWellFormed) {
   EXPECT_EQ(t["(9) odd.py:\\x20spaced:1"].self, 1u) << tree.out;
 }
 
+// A newline is written "\x0a"; a name that held the four characters
+// "\x0a" itself was written the same, and the two read back as one. A
+// backslash is escaped too now ("\x5c").
+TEST(CallgrindSink, ABackslashIsEscapedSoNamesStayApart) {
+  std::string dir = pyh::TempDir() + "/bs";
+  const statsprof_sink_ops *ops = nullptr;
+  void *ctx = nullptr;
+  char err[256] = "";
+  ASSERT_EQ(pyh::OpenSink("callgrind", dir.c_str(), &ops, &ctx, err, sizeof err), 0) << err;
+  statsprof_function_profile funcs[] = {
+      {"a\nb", "dir\\f.py", 1, 1, 1, 1e-6, 0, 1e-6, 0, 0, nullptr},
+      {"a\\x0ab", "dir\\f.py", 1, 1, 1, 1e-6, 0, 1e-6, 0, 0, nullptr},
+  };
+  statsprof_stats_profile rec = {};
+  rec.nfunc_profiles = 2;
+  rec.func_profiles = funcs;
+  rec.seq = 1;
+  rec.pid = 7;
+  ASSERT_EQ(ops->emit(ctx, &rec), 0);
+  ops->close(ctx);
+  std::vector<std::string> files = ListDir(dir);
+  ASSERT_EQ(files.size(), 1u);
+  std::string text = pyh::ReadFile(dir + "/" + files[0]);
+  EXPECT_NE(text.find("fl=(1) dir\\x5cf.py\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(") a\\x0ab:1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(") a\\x5cx0ab:1\n"), std::string::npos) << text;
+}
+
 TEST(CallgrindSink, EmptyRecordWritesNoFile) {
   std::string dir = pyh::TempDir();
   const statsprof_sink_ops *ops = nullptr;

@@ -57,8 +57,10 @@ typedef struct callgrind_sink {
 
 
 /* A name on one line: control characters, DEL and invalid UTF-8 become
- * "\xNN"; so does a leading blank, which readers strip after "(id)". An
- * empty name is "???", callgrind's own word for an unknown one. */
+ * "\xNN"; so does a leading blank, which readers strip after "(id)", and
+ * a backslash, so that a name that holds "\x0a" itself reads back apart
+ * from one that held a newline. An empty name is "???", callgrind's own
+ * word for an unknown one. */
 static void put_name(statsprof__buf *b, const char *s) {
   const unsigned char *u = (const unsigned char *)(s ? s : "");
   if (!*u) {
@@ -67,7 +69,7 @@ static void put_name(statsprof__buf *b, const char *s) {
   }
   for (size_t i = 0; u[i];) {
     size_t n = statsprof__utf8_seq(u + i);
-    if (n == 0 || u[i] < 0x20 || u[i] == 0x7f || (i == 0 && u[i] == ' ')) {
+    if (n == 0 || u[i] < 0x20 || u[i] == 0x7f || u[i] == '\\' || (i == 0 && u[i] == ' ')) {
       statsprof__buf_printf(b, "\\x%02x", u[i]);
       i++;
     } else {
