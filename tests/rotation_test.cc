@@ -190,4 +190,35 @@ def work():
   pyh::Release(ns);
 }
 
+// A rotation whose rename of PATH.1 to PATH.2 failed was logged as
+// "cannot rotate 'PATH'": the failed rename names both its files now.
+TEST(Rotation, AFailedRotationNamesTheRenameThatFailed) {
+  std::string dir = pyh::TempDir(), path = dir + "/r.jsonl";
+  {
+    FILE *f = fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fprintf(f, "{\"filler\": \"%s\"}\n", std::string(1100, 'x').c_str());  // past max_bytes
+    fclose(f);
+    f = fopen((path + ".1").c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fclose(f);
+  }
+  ASSERT_EQ(mkdir((path + ".2").c_str(), 0700), 0);  // a non-empty directory: PATH.1 cannot replace it
+  ASSERT_EQ(mkdir((path + ".2/in").c_str(), 0700), 0);
+  pyh::LogLines log;
+  statsprof *p = nullptr;
+  std::string config = "writer=sync;interval=1h;sink=jsonl:" + path + ",max_bytes=1k,keep=2";
+  ASSERT_EQ(statsprof_create(config.c_str(), &p), 0) << statsprof_errmsg(nullptr);
+  statsprof_set_log(p, pyh::LogLines::Fn, &log);
+  ASSERT_EQ(statsprof_start(p), 0);
+  void *ns = Program();
+  pyh::Call(ns, "main");
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_destroy(p);
+  EXPECT_TRUE(log.Has("cannot rotate: cannot rename '" + path + ".1' to '" + path + ".2': Is a directory"))
+      << log.All();
+  EXPECT_EQ(Check(path).lines, 2);  // the record went into PATH all the same
+  pyh::Release(ns);
+}
+
 }  // namespace

@@ -191,11 +191,12 @@ static int path_moved(const jsonl_sink *s) {
 
 /* Under the lock of the file at PATH: PATH -> PATH.1 -> ... -> PATH.keep
  * (the oldest dropped). The caller then leaves the file and opens PATH
- * afresh, like any writer that finds PATH moved. */
+ * afresh, like any writer that finds PATH moved. A failure says which
+ * rename failed (sink_fail), and returns -1. */
 static int rotate_names(jsonl_sink *s) {
   size_t n = strlen(s->path) + 16;
   char *from = statsprof__malloc(n), *to = statsprof__malloc(n);
-  int rc = -1;
+  int rc = -1, e = ENOMEM;
   if (from && to) {
     rc = 0;
     for (unsigned i = (unsigned)s->opt.keep; i >= 1 && rc == 0; i--) {
@@ -205,11 +206,18 @@ static int rotate_names(jsonl_sink *s) {
       if (rename(from, to) != 0 && errno != ENOENT) rc = -1;
     }
     if (rc == 0 && s->opt.keep == 0 && unlink(s->path) != 0 && errno != ENOENT) rc = -1;
+    e = errno;
   }
-  int e = errno;
+  if (rc && from && to && s->opt.keep) {
+    char qfrom[STATSPROF__QUOTE_PATH + 1], qto[STATSPROF__QUOTE_PATH + 1];
+    statsprof__quote(qfrom, sizeof qfrom, from, strlen(from), STATSPROF__QUOTE_PATH);
+    statsprof__quote(qto, sizeof qto, to, strlen(to), STATSPROF__QUOTE_PATH);
+    statsprof__sink_fail("cannot rotate: cannot rename '%s' to '%s': %s", qfrom, qto, strerror(e));
+  } else if (rc) {
+    fail(s, e == ENOMEM ? "out of memory, cannot rotate" : "cannot rotate (remove)", e);
+  }
   statsprof__free(from);
   statsprof__free(to);
-  errno = e;
   return rc;
 }
 
@@ -376,7 +384,7 @@ static int jsonl_emit(void *ctx, const statsprof_stats_profile *rec) {
         leave_file(s);
         continue;
       }
-      rc = fail(s, "cannot rotate", errno);
+      rc = STATSPROF_EIO; /* rotate_names said why */
       int wrc = write_record(s, line, len); /* into this file all the same */
       if (wrc) rc = wrc;
     } else if (!rc) {
