@@ -486,6 +486,33 @@ TEST(CallgrindSink, ABackslashIsEscapedSoNamesStayApart) {
   EXPECT_NE(text.find(") a\\x5cx0ab:1\n"), std::string::npos) << text;
 }
 
+// A record whose file could not be put in place (every name taken) was
+// logged naming the temporary file, deleted by then; it names the
+// record's own file now.
+TEST(CallgrindSink, AFailedPublishNamesTheRecordsFile) {
+  std::string dir = pyh::TempDir() + "/taken";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  std::string base = dir + "/callgrind.out.statsprof.1." + std::to_string(getpid());
+  for (int k = 1; k < 1000; k++) {  // base, base.2, ... base.999: every name publish tries
+    FILE *f = fopen((k == 1 ? base : base + "." + std::to_string(k)).c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fclose(f);
+  }
+  void *ns = pyh::Exec("def f(): pass\n");
+  pyh::LogLines log;
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create(("writer=sync;interval=1h;sink=callgrind:" + dir).c_str(), &p), 0)
+      << statsprof_errmsg(nullptr);
+  statsprof_set_log(p, pyh::LogLines::Fn, &log);
+  ASSERT_EQ(statsprof_start(p), 0);
+  pyh::Call(ns, "f");
+  ASSERT_EQ(statsprof_emit_now(p), 0);
+  statsprof_destroy(p);
+  EXPECT_TRUE(log.Has("cannot publish (rename into place) '" + base + "': File exists")) << log.All();
+  EXPECT_EQ(ListDir(dir).size(), 999u);  // and no temporary file left
+  pyh::Release(ns);
+}
+
 TEST(CallgrindSink, EmptyRecordWritesNoFile) {
   std::string dir = pyh::TempDir();
   const statsprof_sink_ops *ops = nullptr;

@@ -386,7 +386,10 @@ int statsprof__record_dir_write(statsprof__record_dir *d, const char *base, char
   if (ok && publish(tmp, base, sep, suffix) == 0) return 0;
   if (ok) e = errno;
   unlink(tmp);
-  statsprof__quote(q, sizeof q, tmp, strlen(tmp), STATSPROF__QUOTE_PATH);
-  statsprof__sink_fail("cannot %s '%s': %s", ok ? "publish (rename)" : "write", q, strerror(e));
+  /* Named as the record's file, not the temporary one, gone by now. */
+  char dest[4096];
+  snprintf(dest, sizeof dest, "%s%s", base, suffix);
+  statsprof__quote(q, sizeof q, dest, strlen(dest), STATSPROF__QUOTE_PATH);
+  statsprof__sink_fail("cannot %s '%s': %s", ok ? "publish (rename into place)" : "write", q, strerror(e));
   return STATSPROF_EIO;
 }
