@@ -116,6 +116,7 @@ static void child_reset(statsprof *p) {
   statsprof__duty_reset(&p->duty, statsprof__ticks(), statsprof__own_cost(p));
   p->next_tick = statsprof__ticks() + p->interval_ticks;
   p->busy = p->timer_joining = p->timer_deferred = 0; /* a call in progress at fork belongs to the parent's thread */
+  statsprof__writers_deadline_end(&p->writers); /* ... and so does its deadline (an interval's, a stop's) */
   if (p->running && statsprof__timer_after_fork(&p->timer)) p->fork_log = 1;
 }
 
@@ -136,6 +137,7 @@ static statsprof *next_fork_log(void) {
 static PyObject *after_fork_child(PyObject *self, PyObject *unused) {
   (void)self;
   (void)unused;
+  statsprof__evalframe_after_fork();
   pthread_mutex_lock(&g_lock);
   for (statsprof *p = g_profilers; p; p = p->next_profiler)
     if (p->interp_epoch == statsprof__epoch()) child_reset(p);

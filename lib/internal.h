@@ -487,6 +487,9 @@ int statsprof__evalframe_usable(char *why, size_t n);
 int statsprof__evalframe_attach_all(statsprof *p);
 void statsprof__evalframe_detach_all(statsprof *p);
 void statsprof__evalframe_forget(void);
+/* A forked child: an attach another thread had under way at fork never
+ * ends there. */
+void statsprof__evalframe_after_fork(void);
 /* At free: nothing of the source may point at p any more. */
 void statsprof__evalframe_release(statsprof *p);
 

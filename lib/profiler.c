@@ -557,9 +557,6 @@ static int emit_interval(statsprof *p, int skip_empty) {
                              "records or counted in the overflow entry");
   }
   int thread_rc = 0;
-  /* An on_full=block sink holds the tick one stop_timeout in all, not one
-   * per thread's record. */
-  int own_deadline = statsprof__writers_deadline_begin(&p->writers);
   statsprof__threads_scan(p);
   statsprof_stats_profile *threads[STATSPROF__MAX_THREAD_RECORDS];
   size_t nthreads = 0;
@@ -568,6 +565,9 @@ static int emit_interval(statsprof *p, int skip_empty) {
   for (uint32_t i = 0; i < p->table.nslots; i++) p->table.slots[i].active = 0;
   statsprof_stats_profile *rec;
   int rc = statsprof__snapshot_take(p, STATSPROF_DELTA, &rec);
+  /* From the first emit: an on_full=block sink holds the tick one
+   * stop_timeout in all, not one per thread's record. */
+  int own_deadline = statsprof__writers_deadline_begin(&p->writers);
   if (!rc) {
     rec->threads_omitted = omitted;
     statsprof__frame_stats_take(&p->frames, &rec->frame_stats);

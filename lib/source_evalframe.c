@@ -599,6 +599,8 @@ static int probe_call(PyObject *fn, long n) {
   return r != NULL;
 }
 
+static int g_probe_raised; /* the last probe was stopped by an exception from outside */
+
 /* Runs the warmed-up probe PROBE_ROUNDS times under a counting
  * frame-evaluation function: how many of its calls the function saw, or -1
  * when the probe could not run. The slot must be free. */
@@ -617,9 +619,13 @@ static long ef_probe(PyInterpreterState *interp) {
     _PyInterpreterState_SetEvalFrameFunc(interp, NULL);
     if (ok) seen = g_probe_seen;
   }
-  /* Only an exception from outside stops it (a signal handler's Ctrl-C,
-   * MemoryError): the start fails and hands it back. */
-  if (PyErr_Occurred()) statsprof__calibrate_keep_raised();
+  /* An exception from outside (a signal handler's Ctrl-C, SystemExit,
+   * MemoryError): the start fails and hands it back. Another (a
+   * RecursionError when started near the limit) only means no verdict. */
+  g_probe_raised = PyErr_Occurred() && (!PyErr_ExceptionMatches(PyExc_Exception) ||
+                                        PyErr_ExceptionMatches(PyExc_MemoryError));
+  if (g_probe_raised) statsprof__calibrate_keep_raised();
+  else PyErr_Clear();
   g_probe_file = NULL;
   Py_XDECREF(r);
   Py_XDECREF(code);
@@ -680,8 +686,8 @@ int statsprof__evalframe_usable(char *why, size_t n) {
   }
   int first = g_verdict_epoch != statsprof__epoch();
   if (ef_verdict(interp)) {
-    snprintf(why, n, "its self-check was interrupted by an exception");
-    return -2;
+    snprintf(why, n, "its self-check %s", g_probe_raised ? "was interrupted by an exception" : "could not run");
+    return g_probe_raised ? -2 : 0;
   }
   if (g_verdict) return 1;
   snprintf(why, n, "%s", g_verdict_why);
@@ -753,6 +759,8 @@ void statsprof__evalframe_release(statsprof *p) {
   (void)p;
 #endif
 }
+
+void statsprof__evalframe_after_fork(void) { g_ef_claim = NULL; }
 
 void statsprof__evalframe_forget(void) {
   g_ef = g_ef_claim = NULL; /* the interpreter, and its frame-evaluation function, are gone */

@@ -243,4 +243,24 @@ TEST(Fork, ChildLogsATimerThatCannotStartWithoutHoldingTheProfilersLock) {
   pyh::Release(ns);
 }
 
+// A fork while another thread's interval waited for an on_full=block sink
+// (its shared deadline set, GIL released) left the child that deadline,
+// long past there: every later on_full=block wait, flush and close in the
+// child then gave up at once. The child starts with none.
+TEST(Fork, ChildHasNoDeadlineOfTheParentsWaits) {
+  statsprof *p = nullptr;
+  ASSERT_EQ(statsprof_create("sink=none;interval=1h", &p), 0);
+  ASSERT_EQ(statsprof_start(p), 0);
+  ASSERT_EQ(statsprof__writers_deadline_begin(&p->writers), 1);  // as an interval's emit under way
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    pr.Check(p->writers.until == 0, "the child kept the parent's deadline");
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  statsprof__writers_deadline_end(&p->writers);
+  EXPECT_TRUE(child::OkUnderTsan(problems)) << problems;
+  statsprof_destroy(p);
+}
+
 }  // namespace

@@ -161,6 +161,43 @@ TEST(EvalFrame, AnExceptionDuringTheSelfCheckFailsTheStartAndTheNextStartChecksA
   pyh::Release(ns);
 }
 
+// An exception of the self-check's own (a RecursionError when started
+// near the limit) is no outside interruption: builtins=off falls back for
+// this start, says why, and leaves no exception; no verdict is kept.
+TEST(EvalFrame, ARecursionErrorInTheSelfCheckFallsBackWithoutAVerdict) {
+  void *ns = pyh::Exec(
+      "import sys\n"
+      "def tracer(frame, event, arg):\n"
+      "  if event == 'call' and frame.f_code.co_name == '_statsprof_probe':\n"
+      "    sys.settrace(None)\n"
+      "    raise RecursionError('near the limit')\n"
+      "def arm(): sys.settrace(tracer)\n");
+  std::string problems = child::Run([&] {
+    child::Problems pr;
+    statsprof__evalframe_forget();  // no verdict yet in this process
+    pyh::LogLines log;
+    statsprof *p = nullptr;
+    if (statsprof_create("sink=none;builtins=off", &p) != 0) return std::string("create");
+    statsprof_set_log(p, pyh::LogLines::Fn, &log);
+    pr.Check(pyh::Call(ns, "arm"), "arm");
+    int rc = statsprof_start(p);
+    if (PY_VERSION_HEX < 0x030C0000) {  // where builtins=off tries the frame-evaluation source
+      pr.Check(rc == 0 && p->src.config.source == Fallback(), "start: " + std::string(statsprof_errmsg(p)));
+      pr.Check(log.Has(std::string("builtins=off: not using source=evalframe: its self-check could not run; using "
+                                   "source=") + FallbackName()),
+               "the log:\n" + log.All());
+    } else {
+      pr.Check(rc == 0, "start: " + std::string(statsprof_errmsg(p)));
+    }
+    pr.Check(!PyErr_Occurred(), "an exception was left set");
+    PyErr_Clear();
+    statsprof_destroy(p);
+    return pr.text;
+  });
+  EXPECT_EQ(problems, "");
+  pyh::Release(ns);
+}
+
 TEST(EvalFrame, AnotherToolsFunctionIsNeverReplaced) {
   Install(ForeignEval);
   // Forced: a clear error naming the condition, and the function stays.

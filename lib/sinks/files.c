@@ -75,9 +75,11 @@ static ssize_t write_or_zero(int fd, const char *data, size_t len) {
 static ssize_t write_blocking_fd(int fd, const char *data, size_t len) {
   struct stat st;
   if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+#ifdef RWF_NOWAIT /* glibc 2.27+ */
     struct iovec v = {(void *)data, len};
     ssize_t n = zero_write_due() ? 0 : pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
     if (n >= 0 || errno != EOPNOTSUPP) return n;
+#endif
     int cap = fcntl(fd, F_GETPIPE_SZ), queued = 0;
     if (cap < 0 || ioctl(fd, FIONREAD, &queued) != 0) return -1;
     size_t room = cap > queued ? (size_t)(cap - queued) : 0;

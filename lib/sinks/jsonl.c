@@ -209,9 +209,10 @@ static int rotate_names(jsonl_sink *s) {
     e = errno;
   }
   if (rc && from && to && s->opt.keep) {
-    char qfrom[STATSPROF__QUOTE_PATH + 1], qto[STATSPROF__QUOTE_PATH + 1];
-    statsprof__quote(qfrom, sizeof qfrom, from, strlen(from), STATSPROF__QUOTE_PATH);
-    statsprof__quote(qto, sizeof qto, to, strlen(to), STATSPROF__QUOTE_PATH);
+    /* Half each: both and the OS's reason fit the message. */
+    char qfrom[STATSPROF__QUOTE_PATH / 2 + 1], qto[STATSPROF__QUOTE_PATH / 2 + 1];
+    statsprof__quote(qfrom, sizeof qfrom, from, strlen(from), STATSPROF__QUOTE_PATH / 2);
+    statsprof__quote(qto, sizeof qto, to, strlen(to), STATSPROF__QUOTE_PATH / 2);
     statsprof__sink_fail("cannot rotate: cannot rename '%s' to '%s': %s", qfrom, qto, strerror(e));
   } else if (rc) {
     fail(s, e == ENOMEM ? "out of memory, cannot rotate" : "cannot rotate (remove)", e);

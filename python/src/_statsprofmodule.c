@@ -791,7 +791,10 @@ static ProfilerObject *profilers; /* log_lock */
 static void profilers_after_fork(void) {
   unsigned long me = PyThread_get_thread_ident();
   for (ProfilerObject *o = profilers; o; o = o->next) {
-    if (!o->owner || o->owner == me) continue;
+    /* Not only a lock with an owner: a thread that took it in a wait's
+     * slice sets owner only once it has the GIL back, which it never gets
+     * here. Nothing else runs in the child, so any lock but ours is free. */
+    if (o->owner == me) continue;
     PyThread_type_lock fresh = PyThread_allocate_lock();
     if (!fresh) continue; /* out of memory in the child: calls on it wait */
     o->lock = fresh;
