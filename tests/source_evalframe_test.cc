@@ -121,12 +121,13 @@ TEST(EvalFrame, ForcedIsRefusedWhereItWouldNotCountExactly) {
 // start now fails with STATSPROF_EPYTHON and hands the exception back
 // (called from C: raised again in this thread's next Python code), and
 // the next start checks again. A tracer raises it, deterministically, at
-// the self-check's first call.
+// the self-check's first call (its code's file name is the probe's own;
+// calibration has a function of the same name).
 TEST(EvalFrame, AnExceptionDuringTheSelfCheckFailsTheStartAndTheNextStartChecksAgain) {
   void *ns = pyh::Exec(
       "import sys\n"
       "def tracer(frame, event, arg):\n"
-      "  if event == 'call' and frame.f_code.co_name == '_statsprof_probe':\n"
+      "  if event == 'call' and frame.f_code.co_filename == '<statsprof-evalframe-probe>':\n"
       "    sys.settrace(None)\n"
       "    raise KeyboardInterrupt\n"
       "def arm(): sys.settrace(tracer)\n"
@@ -168,10 +169,11 @@ TEST(EvalFrame, ARecursionErrorInTheSelfCheckFallsBackWithoutAVerdict) {
   void *ns = pyh::Exec(
       "import sys\n"
       "def tracer(frame, event, arg):\n"
-      "  if event == 'call' and frame.f_code.co_name == '_statsprof_probe':\n"
+      "  if event == 'call' and frame.f_code.co_filename == '<statsprof-evalframe-probe>':\n"
       "    sys.settrace(None)\n"
       "    raise RecursionError('near the limit')\n"
-      "def arm(): sys.settrace(tracer)\n");
+      "def arm(): sys.settrace(tracer)\n"
+      "def disarm(): sys.settrace(None)\n");
   std::string problems = child::Run([&] {
     child::Problems pr;
     statsprof__evalframe_forget();  // no verdict yet in this process
@@ -186,10 +188,11 @@ TEST(EvalFrame, ARecursionErrorInTheSelfCheckFallsBackWithoutAVerdict) {
       pr.Check(log.Has(std::string("builtins=off: not using source=evalframe: its self-check could not run; using "
                                    "source=") + FallbackName()),
                "the log:\n" + log.All());
-    } else {
-      pr.Check(rc == 0, "start: " + std::string(statsprof_errmsg(p)));
+    } else {  // sys.monitoring: no self-check, the tracer never fires
+      pr.Check(rc == 0 && p->src.config.source == Fallback(), "start: " + std::string(statsprof_errmsg(p)));
     }
     pr.Check(!PyErr_Occurred(), "an exception was left set");
+    pr.Check(pyh::Call(ns, "disarm"), "disarm");
     PyErr_Clear();
     statsprof_destroy(p);
     return pr.text;
